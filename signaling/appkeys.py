@@ -1,0 +1,15 @@
+"""Typed keys of the aiohttp Application: it owns every lifetime."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from signaling.config import Settings
+from signaling.gateway import Gateway
+from signaling.metrics import Metrics
+from signaling.services import Services
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+GATEWAY = web.AppKey("gateway", Gateway)
+SERVICES = web.AppKey("services", Services)

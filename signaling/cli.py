@@ -1,0 +1,51 @@
+"""The `golive` command: `golive serve` runs the server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from aiohttp import web
+
+from signaling import logs
+from signaling.config import add_arguments, settings_from_args
+
+log = logging.getLogger("golive")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from signaling.app import create_app  # noqa: PLC0415 - keeps `golive --help` fast
+
+    settings = settings_from_args(args)
+    logs.configure(settings.log_level)
+    settings.token_secret()  # fail before binding when production lacks a secret
+    app = create_app(settings)
+    log.info("golive serving", extra={"fields": {
+        "url": f"http://{settings.host}:{settings.port}",
+        "redis": "embedded" if not settings.redis_url else "external"}})
+    # run_app handles SIGINT and SIGTERM: stop accepting, run on_shutdown
+    # (sockets closed), then the cleanup contexts in reverse.
+    web.run_app(app, host=settings.host, port=settings.port,
+                shutdown_timeout=settings.shutdown_timeout, print=None,
+                access_log=None, handle_signals=True)
+    log.info("golive stopped")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="golive", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the server")
+    add_arguments(serve)
+    serve.set_defaults(run=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Settings for `golive serve`: every flag has an environment variable, listed in one table."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+REPO_WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+def _bool(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    if text.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def _rate(text: str) -> float:
+    """'20/s', '600/min' or a plain number of events per second."""
+    amount, _, unit = str(text).partition("/")
+    per = {"": 1.0, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0}.get(unit.strip())
+    if per is None:
+        raise argparse.ArgumentTypeError(f"not a rate: {text!r} (use N/s, N/min or N/h)")
+    value = float(amount) / per
+    if value <= 0:
+        raise argparse.ArgumentTypeError("a rate must be positive")
+    return value
+
+
+@dataclass
+class Settings:
+    """Everything `golive serve` can be told; field metadata drives flags, env and docs."""
+
+    host: str = field(default="127.0.0.1", metadata={
+        "env": "GOLIVE_HOST", "help": "address to listen on"})
+    port: int = field(default=8080, metadata={"env": "GOLIVE_PORT", "help": "HTTP port"})
+    redis_url: str | None = field(default=None, metadata={
+        "env": "REDIS_URL",
+        "help": "Redis to use (redis://, rediss:// or unix://); unset: start an embedded "
+                "redis-server with AOF under the data dir"})
+    data_dir: Path = field(default=Path(".golive"), metadata={
+        "env": "GOLIVE_DATA_DIR", "type": Path,
+        "help": "folder for the embedded Redis data and the generated secret"})
+    secret: str | None = field(default=None, metadata={
+        "env": "GOLIVE_SECRET", "secret": True,
+        "help": "token signing key (32+ bytes); unset: generated once into DATA_DIR/secret "
+                "(refused in production)"})
+    production: bool = field(default=False, metadata={
+        "env": "GOLIVE_PRODUCTION", "type": _bool,
+        "help": "production mode: requires GOLIVE_SECRET, disables test-only features"})
+    token_ttl: int = field(default=7 * 24 * 3600, metadata={
+        "env": "GOLIVE_TOKEN_TTL", "help": "seconds a sign-in token stays valid"})
+    event_rate: float = field(default=20.0, metadata={
+        "env": "GOLIVE_EVENT_RATE", "type": _rate,
+        "help": "Socket.IO events a connection may send, steady rate (N/s, N/min)"})
+    event_burst: int = field(default=40, metadata={
+        "env": "GOLIVE_EVENT_BURST", "help": "Socket.IO events a connection may send in a burst"})
+    auth_rate: float = field(default=10 / 60, metadata={
+        "env": "GOLIVE_AUTH_RATE", "type": _rate,
+        "help": "sign-ins and sign-ups per client address, steady rate"})
+    auth_burst: int = field(default=20, metadata={
+        "env": "GOLIVE_AUTH_BURST", "help": "sign-ins and sign-ups per client address in a burst"})
+    max_message_bytes: int = field(default=2 * 1024 * 1024, metadata={
+        "env": "GOLIVE_MAX_MESSAGE_BYTES",
+        "help": "largest Socket.IO message accepted; a larger one closes the connection "
+                "(fields have their own, smaller limits that answer with an error ack)"})
+    min_signup_age: int = field(default=13, metadata={
+        "env": "GOLIVE_MIN_SIGNUP_AGE", "help": "youngest age allowed to register"})
+    password_hash_concurrency: int = field(default=2, metadata={
+        "env": "GOLIVE_HASH_CONCURRENCY",
+        "help": "argon2 hashes computed at once (each takes 64 MiB and ~50 ms)"})
+    web_dir: Path = field(default=REPO_WEB_DIR, metadata={
+        "env": "GOLIVE_WEB_DIR", "type": Path, "help": "folder of the browser pages"})
+    log_level: str = field(default="info", metadata={
+        "env": "GOLIVE_LOG_LEVEL", "help": "debug, info, warning or error"})
+    shutdown_timeout: float = field(default=3.0, metadata={
+        "env": "GOLIVE_SHUTDOWN_TIMEOUT",
+        "help": "seconds open requests get to finish on SIGINT/SIGTERM"})
+
+    def token_secret(self) -> bytes:
+        """The signing key: configured, or generated once and kept in the data dir."""
+        if self.secret:
+            return self.secret.encode()
+        if self.production:
+            raise SystemExit("golive: GOLIVE_SECRET (or --secret) is required in production")
+        path = self.data_dir / "secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+
+
+_CONVERTERS: dict[str, Any] = {"int": int, "float": float, "str": str, "str | None": str}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per Settings field; the environment variable is the default."""
+    for f in fields(Settings):
+        meta = f.metadata
+        convert: Any = meta.get("type") or _CONVERTERS.get(str(f.type), str)
+        env_value = os.environ.get(meta["env"])
+        default = convert(env_value) if env_value not in (None, "") else f.default
+        flag = "--" + f.name.replace("_", "-")
+        shown = "(hidden)" if meta.get("secret") else "%(default)s"
+        parser.add_argument(flag, dest=f.name, type=convert, default=default,
+                            help=f"{meta['help']} [env {meta['env']}; default {shown}]")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    return Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)})
+
+
+def option_table() -> list[tuple[str, str, str, str]]:
+    """(flag, env var, default, help) for every setting: the README's table."""
+    rows = []
+    for f in fields(Settings):
+        default = "unset" if f.default is None else str(f.default)
+        if f.name == "web_dir":
+            default = "the repo's web/"
+        rows.append(("--" + f.name.replace("_", "-"), f.metadata["env"], default,
+                     f.metadata["help"]))
+    return rows

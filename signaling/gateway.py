@@ -1,0 +1,220 @@
+"""The Socket.IO edge: authenticate on connect, validate, rate-limit and dispatch events.
+
+Every client event answers through its ack with {ok: true, ...} or
+{ok: false, error: {code, message}}; nothing a client sends can crash the
+server or reach the engine untyped. The user id always comes from the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import socketio
+from socketio.msgpack_packet import MsgPackPacket
+
+from engine.accounts import UserId
+from engine.errors import DomainError, ErrorCode, invalid, rate_limited, unauthorized
+from engine.sessions import Session
+from signaling.config import Settings
+from signaling.metrics import UNKNOWN_EVENT, Metrics
+from signaling.ratelimit import TokenBucket
+from signaling.schemas import P, convert
+from signaling.services import Services
+
+log = logging.getLogger("golive.gateway")
+
+
+class SafeMsgPackPacket(MsgPackPacket):
+    """msgpack packets whose non-UTF-8 strings decode with surrogateescape.
+
+    The stock decoder raises on invalid UTF-8 and the packet is dropped with no
+    ack; decoded this way the event reaches validation, which answers
+    `invalid` to the client.
+    """
+
+    def decode(self, encoded_packet: bytes) -> None:
+        decoded = msgpack.loads(encoded_packet, ext_hook=self.__class__.ext_hook,
+                                unicode_errors="surrogateescape")
+        self.packet_type = decoded["type"]
+        self.data = decoded.get("data")
+        self.id = decoded.get("id")
+        self.namespace = decoded["nsp"]
+
+
+def user_room(user_id: str) -> str:
+    """The Socket.IO room holding every open tab of one user."""
+    return f"user:{user_id}"
+
+
+@dataclass(slots=True)
+class Connection:
+    sid: str
+    user_id: UserId
+    session: Session
+    bucket: TokenBucket
+    connected_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class EventContext:
+    """What a handler gets besides its payload."""
+
+    conn: Connection
+    services: Services
+    gateway: Gateway
+
+    @property
+    def user_id(self) -> UserId:
+        return self.conn.user_id
+
+
+Handler = Callable[[EventContext, Any], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    name: str
+    schema: type[Any]
+    handler: Handler
+
+
+def error_ack(error: DomainError) -> dict[str, Any]:
+    return {"ok": False, "error": error.to_payload()}
+
+
+INTERNAL_ERROR = {"ok": False, "error": {"code": str(ErrorCode.UNAVAILABLE),
+                                        "message": "the server could not handle this request"}}
+
+
+class Gateway:
+    """Owns the Socket.IO server, the registered events and the open connections."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.services: Services | None = None  # set once Redis is up
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            serializer=SafeMsgPackPacket,
+            max_http_buffer_size=settings.max_message_bytes,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.connections: dict[str, Connection] = {}
+        self._by_session: dict[str, set[str]] = {}
+        self._events: dict[str, EventSpec] = {}
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("*", self._on_event)
+
+    # --- registration ------------------------------------------------------
+
+    def event(self, name: str, schema: type[P]) -> Callable[[Handler], Handler]:
+        """Register a handler for `name`; its payload is validated into `schema` first."""
+        if ":" not in name:
+            raise ValueError(f"event names are area:verb, not {name!r}")
+
+        def register(handler: Handler) -> Handler:
+            if name in self._events:
+                raise ValueError(f"event {name!r} is registered twice")
+            self._events[name] = EventSpec(name, schema, handler)
+            return handler
+
+        return register
+
+    @property
+    def event_names(self) -> list[str]:
+        return sorted(self._events)
+
+    # --- connection lifecycle ----------------------------------------------
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
+        if self.services is None:
+            raise socketio.exceptions.ConnectionRefusedError(
+                "the server is starting", {"code": "unavailable", "reason": "starting"})
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            session = await self.services.sessions.verify(token)
+        except DomainError as exc:
+            reason = str(exc.details.get("reason", "invalid"))
+            self.metrics.connects_refused.labels(reason).inc()
+            raise socketio.exceptions.ConnectionRefusedError(
+                exc.message, {"code": str(exc.code), "reason": reason}) from None
+        conn = Connection(sid, session.user_id, session,
+                          TokenBucket(self.settings.event_rate, self.settings.event_burst))
+        self.connections[sid] = conn
+        self._by_session.setdefault(session.session_id, set()).add(sid)
+        await self.sio.enter_room(sid, user_room(session.user_id))
+        self.metrics.sockets.set(len(self.connections))
+        log.info("socket connected", extra={"fields": {"sid": sid, "user": session.user_id}})
+
+    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        conn = self.connections.pop(sid, None)
+        if conn is None:
+            return
+        sids = self._by_session.get(conn.session.session_id)
+        if sids is not None:
+            sids.discard(sid)
+            if not sids:
+                del self._by_session[conn.session.session_id]
+        self.metrics.sockets.set(len(self.connections))
+        log.info("socket disconnected",
+                 extra={"fields": {"sid": sid, "user": conn.user_id, "reason": str(reason)}})
+
+    async def end_session(self, session_id: str) -> None:
+        """Disconnect every socket opened with a session that was signed out."""
+        for sid in list(self._by_session.get(session_id, ())):
+            await self.sio.disconnect(sid)
+
+    async def close(self) -> None:
+        """Disconnect every client and stop Socket.IO's background work."""
+        await asyncio.gather(*(self.sio.disconnect(sid) for sid in list(self.connections)),
+                             return_exceptions=True)
+        await self.sio.shutdown()
+
+    # --- dispatch ----------------------------------------------------------
+
+    async def _on_event(self, event: Any, sid: str, *args: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        spec = self._events.get(event) if isinstance(event, str) else None
+        label = spec.name if spec else UNKNOWN_EVENT
+        try:
+            result = await self._dispatch(spec, event, sid, args)
+            outcome = "ok"
+            return {"ok": True, **result}
+        except DomainError as exc:
+            outcome = str(exc.code)
+            return error_ack(exc)
+        except Exception:
+            outcome = "internal"
+            log.exception("event handler failed", extra={"fields": {"event": label, "sid": sid}})
+            return INTERNAL_ERROR
+        finally:
+            self.metrics.events.labels(label, outcome).inc()
+            self.metrics.event_seconds.labels(label).observe(time.perf_counter() - started)
+
+    async def _dispatch(self, spec: EventSpec | None, event: Any, sid: str,
+                        args: tuple[Any, ...]) -> dict[str, Any]:
+        conn = self.connections.get(sid)
+        if conn is None or self.services is None:
+            raise unauthorized("this connection is not signed in", "missing")
+        # The bucket comes first so floods of unknown or malformed events are
+        # limited too.
+        wait = conn.bucket.take()
+        if wait:
+            raise rate_limited(wait)
+        if conn.session.expires_at <= time.time():
+            raise unauthorized("the token has expired; sign in again", "expired")
+        if spec is None:
+            shown = event[:64] if isinstance(event, str) else type(event).__name__
+            raise invalid(f"unknown event {shown!r}")
+        if len(args) > 1:
+            raise invalid("an event takes one payload object")
+        payload = convert(spec.schema, args[0] if args else None)
+        return await spec.handler(EventContext(conn, self.services, self), payload)

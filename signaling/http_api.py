@@ -1,0 +1,192 @@
+"""The JSON HTTP API under /api/: register, sign in and out, profiles, follow and block.
+
+Errors use the same {ok: false, error: {code, message}} body as Socket.IO
+acks, with an HTTP status per code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from engine.errors import DomainError, ErrorCode, invalid, rate_limited, unauthorized
+from engine.sessions import Session
+from signaling.appkeys import GATEWAY, METRICS, SERVICES, SETTINGS
+from signaling.profiles import profile_view, relation_view
+from signaling.ratelimit import KeyedBuckets
+from signaling.schemas import P, ProfileUpdate, Register, SignIn, convert
+
+log = logging.getLogger("golive.http")
+
+STATUS = {
+    ErrorCode.INVALID: 400, ErrorCode.UNAUTHORIZED: 401, ErrorCode.INSUFFICIENT_FUNDS: 402,
+    ErrorCode.FORBIDDEN: 403, ErrorCode.NOT_FOUND: 404, ErrorCode.CONFLICT: 409,
+    ErrorCode.RATE_LIMITED: 429, ErrorCode.UNAVAILABLE: 503,
+}
+
+AUTH_BUCKETS = web.AppKey("auth_buckets", KeyedBuckets)
+
+Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(error: DomainError) -> web.Response:
+    headers = {}
+    if error.code is ErrorCode.RATE_LIMITED:
+        headers["Retry-After"] = str(max(1, round(float(error.details["retry_after"]))))  # type: ignore[arg-type]
+    return web.json_response({"ok": False, "error": error.to_payload()},
+                             status=STATUS[error.code], headers=headers)
+
+
+def ok(status: int = 200, **body: Any) -> web.Response:
+    return web.json_response({"ok": True, **body}, status=status)
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler: Route) -> web.StreamResponse:
+    """DomainErrors become JSON error bodies; anything else a logged 503."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "?"
+    try:
+        response = await handler(request)
+    except DomainError as exc:
+        response = error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status == 413:
+            response = error_response(invalid("the request body is too large"))
+        elif exc.status in (404, 405):
+            code = ErrorCode.NOT_FOUND if exc.status == 404 else ErrorCode.INVALID
+            response = web.json_response(
+                {"ok": False, "error": {"code": str(code), "message": exc.reason}},
+                status=exc.status)
+        else:
+            raise
+    except Exception:
+        log.exception("api handler failed", extra={"fields": {"route": route}})
+        response = error_response(DomainError(ErrorCode.UNAVAILABLE, "internal error"))
+    request.app[METRICS].http_requests.labels(route, str(response.status)).inc()
+    return response
+
+
+async def body(request: web.Request, schema: type[P]) -> P:
+    raw = await request.read()
+    try:
+        data = msgspec.json.decode(raw) if raw else {}
+    except msgspec.DecodeError:
+        raise invalid("the body must be a JSON object") from None
+    return convert(schema, data)
+
+
+def bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def signed_in(request: web.Request) -> Session:
+    token = bearer(request)
+    if token is None:
+        raise unauthorized("send Authorization: Bearer <token>", "missing")
+    return await request.app[SERVICES].sessions.verify(token)
+
+
+async def optional_session(request: web.Request) -> Session | None:
+    return await signed_in(request) if bearer(request) else None
+
+
+def throttle_auth(request: web.Request) -> None:
+    """Per-address limit on sign-ups and sign-ins (password guessing, hash cost)."""
+    wait = request.app[AUTH_BUCKETS].take(request.remote or "?")
+    if wait:
+        raise rate_limited(wait)
+
+
+async def token_body(request: web.Request, user_id: str) -> dict[str, Any]:
+    token, session = await request.app[SERVICES].sessions.issue(user_id)
+    return {"token": token, "expires_at": session.expires_at}
+
+
+async def register(request: web.Request) -> web.Response:
+    throttle_auth(request)
+    p = await body(request, Register)
+    account = await request.app[SERVICES].accounts.register(
+        username=p.username, display_name=p.display_name, password=p.password,
+        birthdate=p.birthdate)
+    log.info("account registered", extra={"fields": {"user": account.id,
+                                                     "username": account.username}})
+    return ok(201, user=account.public(), **await token_body(request, account.id))
+
+
+async def sign_in(request: web.Request) -> web.Response:
+    throttle_auth(request)
+    p = await body(request, SignIn)
+    account = await request.app[SERVICES].accounts.authenticate(p.username, p.password)
+    log.info("signed in", extra={"fields": {"user": account.id}})
+    return ok(user=account.public(), **await token_body(request, account.id))
+
+
+async def sign_out(request: web.Request) -> web.Response:
+    session = await signed_in(request)
+    await request.app[SERVICES].sessions.revoke(session.session_id)
+    await request.app[GATEWAY].end_session(session.session_id)
+    log.info("signed out", extra={"fields": {"user": session.user_id}})
+    return ok()
+
+
+async def me(request: web.Request) -> web.Response:
+    session = await signed_in(request)
+    account = await request.app[SERVICES].accounts.get(session.user_id)
+    return ok(user={**account.public(), "birthdate": account.birthdate.isoformat()})
+
+
+async def update_me(request: web.Request) -> web.Response:
+    session = await signed_in(request)
+    p = await body(request, ProfileUpdate)
+    account = await request.app[SERVICES].accounts.update_profile(
+        session.user_id, display_name=p.display_name, bio=p.bio)
+    return ok(user=account.public())
+
+
+async def profile(request: web.Request) -> web.Response:
+    session = await optional_session(request)
+    services = request.app[SERVICES]
+    account = await services.accounts.find(request.match_info["username"])
+    return ok(**await profile_view(services, account, session.user_id if session else None))
+
+
+def graph_route(verb: str) -> Route:
+    """POST/DELETE /api/users/{username}/{follow|block}."""
+
+    async def handle(request: web.Request) -> web.Response:
+        session = await signed_in(request)
+        services = request.app[SERVICES]
+        target = await services.accounts.find(request.match_info["username"])
+        undo = request.method == "DELETE"
+        action = {
+            ("follow", False): services.graph.follow, ("follow", True): services.graph.unfollow,
+            ("block", False): services.graph.block, ("block", True): services.graph.unblock,
+        }[(verb, undo)]
+        await action(session.user_id, target.id)
+        return ok(**await relation_view(services, session.user_id, target.id))
+
+    return handle
+
+
+def setup(app: web.Application) -> None:
+    settings = app[SETTINGS]
+    app[AUTH_BUCKETS] = KeyedBuckets(settings.auth_rate, settings.auth_burst)
+    app.middlewares.append(api_errors)
+    app.router.add_post("/api/register", register)
+    app.router.add_post("/api/signin", sign_in)
+    app.router.add_post("/api/signout", sign_out)
+    app.router.add_get("/api/me", me)
+    app.router.add_patch("/api/me", update_me)
+    app.router.add_get("/api/users/{username}", profile)
+    for verb in ("follow", "block"):
+        handler = graph_route(verb)
+        app.router.add_post(f"/api/users/{{username}}/{verb}", handler)
+        app.router.add_delete(f"/api/users/{{username}}/{verb}", handler)

@@ -1,0 +1,43 @@
+"""Structured log lines: one JSON object a line, fields from `extra={"fields": {...}}`.
+
+Callers never pass passwords or tokens; `REDACTED_KEYS` is a second guard for
+field names that would carry them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+REDACTED_KEYS = frozenset({"password", "token", "secret", "authorization", "auth"})
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            for key, value in fields.items():
+                line[key] = "[redacted]" if key.lower() in REDACTED_KEYS else value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def configure(level: str = "info") -> None:
+    """Send golive's structured lines to stderr; quiet the libraries' chatter."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aiohttp.access", "engineio.server", "socketio.server", "aioice", "aiortc"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.Formatter.converter = time.gmtime

@@ -1,0 +1,37 @@
+"""Prometheus metrics of one server (its own registry, so tests can run many apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+UNKNOWN_EVENT = "<unknown>"
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.sockets = Gauge("golive_sockets_connected", "Socket.IO connections open",
+                             registry=self.registry)
+        self.connects_refused = Counter(
+            "golive_socket_connects_refused_total", "Socket.IO connections refused, by reason",
+            ["reason"], registry=self.registry)
+        # Label values are only registered event names or UNKNOWN_EVENT, so a
+        # client cannot grow the series count by inventing names.
+        self.events = Counter("golive_events_total", "Socket.IO events handled",
+                              ["event", "outcome"], registry=self.registry)
+        self.event_seconds = Histogram(
+            "golive_event_seconds", "time to handle a Socket.IO event", ["event"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry)
+        self.redis_rtt = Histogram(
+            "golive_redis_rtt_seconds", "Redis PING round-trip time",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1),
+            registry=self.registry)
+        self.http_requests = Counter("golive_http_requests_total", "HTTP API requests",
+                                     ["route", "status"], registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

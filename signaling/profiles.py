@@ -1,0 +1,79 @@
+"""Profiles and the social graph at the edge: the Socket.IO events and the shared views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.accounts import Account
+from signaling.gateway import EventContext, Gateway
+from signaling.schemas import Empty, ProfileGet, ProfileUpdate, UserList, UserTarget
+from signaling.services import Services
+
+
+async def profile_view(services: Services, account: Account, viewer: str | None) -> dict[str, Any]:
+    """A profile as a viewer sees it: public fields, counts and the viewer's relation."""
+    view: dict[str, Any] = {
+        "user": account.public(),
+        "counts": await services.graph.counts(account.id),
+    }
+    if viewer is not None:
+        view["relation"] = (await services.graph.relation(viewer, account.id)).as_dict()
+        view["is_self"] = viewer == account.id
+    return view
+
+
+async def relation_view(services: Services, viewer: str, target: str) -> dict[str, Any]:
+    """After a graph change: the new relation and the target's counts."""
+    return {
+        "relation": (await services.graph.relation(viewer, target)).as_dict(),
+        "counts": await services.graph.counts(target),
+    }
+
+
+def register(gateway: Gateway) -> None:
+    """Add the profile and graph events to the gateway."""
+
+    @gateway.event("session:whoami", Empty)
+    async def whoami(ctx: EventContext, _: Any) -> dict[str, Any]:
+        account = await ctx.services.accounts.get(ctx.user_id)
+        return {"user": account.public(), "expires_at": ctx.conn.session.expires_at}
+
+    @gateway.event("profile:get", ProfileGet)
+    async def profile_get(ctx: EventContext, p: ProfileGet) -> dict[str, Any]:
+        account = await ctx.services.accounts.find(p.username)
+        return await profile_view(ctx.services, account, ctx.user_id)
+
+    @gateway.event("profile:update", ProfileUpdate)
+    async def profile_update(ctx: EventContext, p: ProfileUpdate) -> dict[str, Any]:
+        account = await ctx.services.accounts.update_profile(
+            ctx.user_id, display_name=p.display_name, bio=p.bio)
+        return {"user": account.public()}
+
+    @gateway.event("user:follow", UserTarget)
+    async def follow(ctx: EventContext, p: UserTarget) -> dict[str, Any]:
+        await ctx.services.graph.follow(ctx.user_id, p.user_id)
+        return await relation_view(ctx.services, ctx.user_id, p.user_id)
+
+    @gateway.event("user:unfollow", UserTarget)
+    async def unfollow(ctx: EventContext, p: UserTarget) -> dict[str, Any]:
+        await ctx.services.graph.unfollow(ctx.user_id, p.user_id)
+        return await relation_view(ctx.services, ctx.user_id, p.user_id)
+
+    @gateway.event("user:block", UserTarget)
+    async def block(ctx: EventContext, p: UserTarget) -> dict[str, Any]:
+        await ctx.services.graph.block(ctx.user_id, p.user_id)
+        return await relation_view(ctx.services, ctx.user_id, p.user_id)
+
+    @gateway.event("user:unblock", UserTarget)
+    async def unblock(ctx: EventContext, p: UserTarget) -> dict[str, Any]:
+        await ctx.services.graph.unblock(ctx.user_id, p.user_id)
+        return await relation_view(ctx.services, ctx.user_id, p.user_id)
+
+    @gateway.event("user:list", UserList)
+    async def user_list(ctx: EventContext, p: UserList) -> dict[str, Any]:
+        graph = ctx.services.graph
+        lister = {"followers": graph.followers, "following": graph.following,
+                  "friends": graph.friends}[p.kind]
+        ids = await lister(p.user_id, limit=p.limit)
+        users = [(await ctx.services.accounts.get(uid)).public() for uid in ids]
+        return {"users": users}
