@@ -8,6 +8,7 @@ server or reach the engine untyped. The user id always comes from the token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -39,12 +40,58 @@ class SafeMsgPackPacket(MsgPackPacket):
     """
 
     def decode(self, encoded_packet: bytes) -> None:
-        decoded = msgpack.loads(encoded_packet, ext_hook=self.__class__.ext_hook,
-                                unicode_errors="surrogateescape")
-        self.packet_type = decoded["type"]
-        self.data = decoded.get("data")
-        self.id = decoded.get("id")
-        self.namespace = decoded["nsp"]
+        try:
+            decoded = msgpack.loads(encoded_packet, ext_hook=self.__class__.ext_hook,
+                                    unicode_errors="surrogateescape")
+            self.packet_type = int(decoded["type"])
+            self.data = decoded.get("data")
+            self.id = decoded.get("id")
+            self.namespace = decoded["nsp"]
+        except Exception as exc:
+            raise PacketDecodeError(f"{type(exc).__name__}: {exc}"[:200]) from None
+
+
+class PacketDecodeError(ValueError):
+    """A message that is not a Socket.IO packet at all: no id to ack, so it is logged
+    in one line and dropped; the connection stays open."""
+
+
+class OddEventName:
+    """Stands in for an event name a client may not use: not a string, or one of
+    the server's reserved names. python-socketio looks a client's "connect" or
+    "disconnect" event up among the lifecycle handlers and calls them (a client
+    could drop its own registry entry while staying connected), and an
+    unhashable name raises inside its task with no ack; wrapped, both reach the
+    catch-all handler and are answered `invalid`."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: object) -> None:
+        self.raw = raw
+
+    def shown(self) -> str:
+        return self.raw[:64] if isinstance(self.raw, str) else type(self.raw).__name__
+
+
+class GoliveSocketServer(socketio.AsyncServer):  # type: ignore[misc]
+    """AsyncServer that routes odd event names to the catch-all handler.
+
+    Overrides a private hook of python-socketio 5.x (pinned <6 in pyproject)."""
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except PacketDecodeError as exc:
+            log.warning("undecodable packet dropped",
+                        extra={"fields": {"eio_sid": eio_sid, "cause": str(exc)}})
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any,
+                            data: Any) -> None:
+        if not isinstance(data, list) or not data:
+            data = [OddEventName(data)]
+        elif not isinstance(data[0], str) or data[0] in self.reserved_events:
+            data = [OddEventName(data[0]), *data[1:]]
+        await super()._handle_event(eio_sid, namespace, id, data)
 
 
 def user_room(user_id: str) -> str:
@@ -99,7 +146,7 @@ class Gateway:
         self.settings = settings
         self.metrics = metrics
         self.services: Services | None = None  # set once Redis is up
-        self.sio = socketio.AsyncServer(
+        self.sio = GoliveSocketServer(
             async_mode="aiohttp",
             serializer=SafeMsgPackPacket,
             max_http_buffer_size=settings.max_message_bytes,
@@ -172,10 +219,16 @@ class Gateway:
         for sid in list(self._by_session.get(session_id, ())):
             await self.sio.disconnect(sid)
 
-    async def close(self) -> None:
-        """Disconnect every client and stop Socket.IO's background work."""
-        await asyncio.gather(*(self.sio.disconnect(sid) for sid in list(self.connections)),
-                             return_exceptions=True)
+    async def close(self, timeout: float = 2.0) -> None:
+        """Disconnect every client and stop Socket.IO's background work.
+
+        A client that does not answer the close handshake is given `timeout`
+        seconds in all, so a dead peer cannot hold up a shutdown."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(
+                    *(self.sio.disconnect(sid) for sid in list(self.connections)),
+                    return_exceptions=True)
         await self.sio.shutdown()
 
     # --- dispatch ----------------------------------------------------------
@@ -212,7 +265,7 @@ class Gateway:
         if conn.session.expires_at <= time.time():
             raise unauthorized("the token has expired; sign in again", "expired")
         if spec is None:
-            shown = event[:64] if isinstance(event, str) else type(event).__name__
+            shown = event.shown() if isinstance(event, OddEventName) else event[:64]
             raise invalid(f"unknown event {shown!r}")
         if len(args) > 1:
             raise invalid("an event takes one payload object")

@@ -1,0 +1,179 @@
+"""Shared fixtures: one real redis-server per test session, flushed between tests;
+golive apps in-process (aiohttp test server) or as a real `golive serve` process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import socketio
+from redis.asyncio import Redis
+
+from signaling.app import create_app
+from signaling.config import Settings
+from signaling.embedded_redis import redis_server_binary
+
+TEST_SECRET = "test-secret-" + "x" * 40
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server on its own unix socket for the whole session."""
+    folder = Path(tempfile.mkdtemp(prefix="golive-test-redis-"))
+    sock = folder / "redis.sock"
+    proc = subprocess.Popen(
+        [redis_server_binary(), "--port", "0", "--unixsocket", str(sock), "--save", "",
+         "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 10
+    while not sock.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("test redis-server did not start")
+        time.sleep(0.02)
+    yield f"unix://{sock}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    """A client on the session's Redis, flushed before each test."""
+    client = Redis.from_url(redis_url, decode_responses=True)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def settings(redis_url: str, tmp_path: Path) -> Settings:
+    return Settings(redis_url=redis_url, secret=TEST_SECRET, data_dir=tmp_path / "data",
+                    event_rate=200.0, event_burst=200, auth_rate=100.0, auth_burst=200,
+                    password_hash_concurrency=2)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings, redis: Redis) -> Any:
+    """An aiohttp test client on a full in-process app over the test Redis."""
+    return await aiohttp_client(create_app(settings))
+
+
+@dataclass
+class User:
+    id: str
+    username: str
+    token: str
+
+
+async def register(client: Any, username: str, *, birthdate: str = "1990-01-01",
+                   password: str = "correct-horse-1") -> User:
+    resp = await client.post("/api/register", json={
+        "username": username, "display_name": username.title(), "password": password,
+        "birthdate": birthdate})
+    body = await resp.json()
+    assert resp.status == 201, body
+    return User(body["user"]["id"], body["user"]["username"], body["token"])
+
+
+async def sio_connect(client: Any, token: str | None, **kw: Any) -> socketio.AsyncClient:
+    """A real Socket.IO client (msgpack, websocket) connected to the test server."""
+    sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+    url = str(client.make_url("/"))
+    await sio.connect(url, auth={"token": token} if token is not None else None,
+                      transports=["websocket"], wait_timeout=5, **kw)
+    return sio
+
+
+async def poll(condition: Any, timeout: float = 5.0, interval: float = 0.02) -> Any:
+    """Wait until condition() (sync or async) is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(tmp_path: Path, *, redis_url: str | None, env: dict[str, str] | None = None,
+                 data_dir: Path | None = None, timeout: float = 20.0) -> ServerProcess:
+    """Run `golive serve` as a user would and wait for /healthz."""
+    port = free_port()
+    log_path = tmp_path / f"serve-{port}.log"
+    full_env = {**os.environ, "GOLIVE_PORT": str(port),
+                "GOLIVE_DATA_DIR": str(data_dir or tmp_path / "data"), **(env or {})}
+    full_env.pop("REDIS_URL", None)
+    if redis_url:
+        full_env["REDIS_URL"] = redis_url
+    proc = subprocess.Popen([sys.executable, "-m", "signaling.cli", "serve"], env=full_env,
+                            stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    import urllib.request  # noqa: PLC0415
+
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:
+                if resp.status == 200:
+                    return ServerProcess(proc, url, log_path)
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("golive serve did not start:\n" + log_path.read_text())
+        time.sleep(0.05)
+
+
+def stop_server(server: ServerProcess, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+    if server.proc.poll() is None:
+        server.proc.send_signal(sig)
+    return server.proc.wait(timeout=timeout)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, redis_url: str, redis: Redis) -> Iterator[ServerProcess]:
+    """A real `golive serve` process on a free port over the test Redis."""
+    server = start_server(tmp_path, redis_url=redis_url, env={
+        "GOLIVE_SECRET": TEST_SECRET, "GOLIVE_AUTH_RATE": "100/s", "GOLIVE_AUTH_BURST": "200"})
+    yield server
+    stop_server(server)
+
+
+async def snapshot(redis_url: str, *, skip: tuple[str, ...] = ("session:",)) -> dict[bytes, bytes]:
+    """Every key's DUMP (binary-safe), to prove that a refused request wrote nothing."""
+    raw = Redis.from_url(redis_url)
+    try:
+        keys = sorted(k for k in await raw.keys("*")
+                      if not k.decode(errors="replace").startswith(skip))
+        return {k: await raw.dump(k) for k in keys}
+    finally:
+        await raw.aclose()

@@ -1,0 +1,110 @@
+"""`golive serve` as a user runs it: embedded Redis, restarts, signals, logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import socketio
+
+from tests.conftest import ServerProcess, poll, start_server, stop_server
+
+
+def post(url: str, body: dict[str, Any], token: str | None = None) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json",
+                                          **({"Authorization": f"Bearer {token}"} if token else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def assert_clean_log(server: ServerProcess, *secrets: str) -> None:
+    text = server.log()
+    for bad in ("Traceback", "Task was destroyed", "Unclosed", "never retrieved"):
+        assert bad not in text, text
+    for secret in secrets:
+        assert secret not in text
+    for line in text.splitlines():
+        json.loads(line)  # every line is structured
+
+
+def redis_children(data_dir: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"redis-server" in cmd and str(data_dir).encode() in cmd:
+                pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_embedded_redis_keeps_accounts_across_restarts(tmp_path: Path, sig: int) -> None:
+    data = tmp_path / "golive-data"
+    server = start_server(tmp_path, redis_url=None, data_dir=data)
+    password = "restart-pass-1"
+    status, body = post(server.url + "/api/register", {
+        "username": "keeper", "display_name": "Keeper", "password": password,
+        "birthdate": "1990-01-01"})
+    assert status == 201
+    token = body["token"]
+    sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+    await sio.connect(server.url, auth={"token": token}, transports=["websocket"],
+                      wait_timeout=5)
+    assert redis_children(data), "no embedded redis-server under the data dir"
+    started = time.monotonic()
+    assert await asyncio.to_thread(stop_server, server, sig) == 0
+    assert time.monotonic() - started < 5
+    assert not redis_children(data), "embedded redis-server left running"
+    await poll(lambda: not sio.connected)
+    await sio.disconnect()
+    assert (data / "appendonlydir").exists() or (data / "appendonly.aof").exists()
+    assert_clean_log(server, password, token)
+
+    again = start_server(tmp_path, redis_url=None, data_dir=data)
+    try:
+        status, body = post(again.url + "/api/signin",
+                            {"username": "keeper", "password": password})
+        assert status == 200 and body["user"]["display_name"] == "Keeper"
+        # the generated secret persisted too, so the old token still verifies
+        req = urllib.request.Request(again.url + "/api/me",
+                                     headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.status == 200
+    finally:
+        stop_server(again)
+    assert_clean_log(again, password, token)
+
+
+def test_external_redis_is_used_and_no_server_started(tmp_path: Path, redis_url: str,
+                                                      redis: Any) -> None:
+    data = tmp_path / "unused"
+    server = start_server(tmp_path, redis_url=redis_url, data_dir=data,
+                          env={"GOLIVE_SECRET": "s" * 40})
+    try:
+        status, _ = post(server.url + "/api/register", {
+            "username": "outside", "display_name": "O", "password": "password-1",
+            "birthdate": "1990-01-01"})
+        assert status == 201
+        assert not redis_children(data)
+        assert not (data / "appendonly.aof").exists()
+    finally:
+        assert stop_server(server) == 0
+    assert_clean_log(server)
+
+
+def test_production_refuses_to_start_without_a_secret(tmp_path: Path, redis_url: str) -> None:
+    with pytest.raises(RuntimeError, match="GOLIVE_SECRET"):
+        start_server(tmp_path, redis_url=redis_url, env={"GOLIVE_PRODUCTION": "1"}, timeout=10)
