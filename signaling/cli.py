@@ -15,7 +15,7 @@ log = logging.getLogger("golive")
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from signaling.app import create_app  # noqa: PLC0415 - keeps `golive --help` fast
+    from signaling.app import create_app
 
     settings = settings_from_args(args)
     logs.configure(settings.log_level)

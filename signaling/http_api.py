@@ -50,7 +50,8 @@ async def api_errors(request: web.Request, handler: Route) -> web.StreamResponse
     """DomainErrors become JSON error bodies; anything else a logged 503."""
     if not request.path.startswith("/api/"):
         return await handler(request)
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "?"
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource else "?"
     try:
         response = await handler(request)
     except DomainError as exc:

@@ -9,7 +9,7 @@ from collections import OrderedDict
 class TokenBucket:
     """`rate` tokens a second up to `burst`; take() answers 0 or the seconds to wait."""
 
-    __slots__ = ("burst", "rate", "_stamp", "_tokens")
+    __slots__ = ("_stamp", "_tokens", "burst", "rate")
 
     def __init__(self, rate: float, burst: int, *, now: float | None = None) -> None:
         if rate <= 0 or burst < 1:

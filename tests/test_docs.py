@@ -1,0 +1,27 @@
+"""The README's configuration table is the settings' own table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from signaling.config import option_table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_lists_every_setting_as_configured() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for flag, env, default, help_text in option_table():
+        row = f"| `{flag}` | `{env}` | {default} | {help_text} |"
+        assert row in readme, f"README is missing or out of date for {flag}: {row}"
+
+
+def test_protocol_documents_every_registered_event() -> None:
+    from signaling.app import create_app
+    from signaling.appkeys import GATEWAY
+    from signaling.config import Settings
+
+    protocol = (ROOT / "docs" / "protocol.md").read_text()
+    app = create_app(Settings(secret="x" * 40))
+    for name in app[GATEWAY].event_names:
+        assert f"`{name}`" in protocol, f"docs/protocol.md does not document {name}"
