@@ -1,0 +1,57 @@
+/**
+ * Signing up, in and out over the HTTP API; each keeps session.js in step.
+ */
+
+import { api } from './api.js';
+import { ErrorCode } from './errors.js';
+import { clearSession, getToken, saveSession, updateSessionUser } from './session.js';
+
+/**
+ * Register and sign in. fields: {username, display_name, birthdate 'YYYY-MM-DD', password}.
+ * Returns the new user; throws GoliveError (invalid with .field, conflict, forbidden...).
+ */
+export async function signUp({ username, display_name, birthdate, password }) {
+  const body = await api('/api/register', {
+    method: 'POST', token: null, body: { username, display_name, birthdate, password },
+  });
+  saveSession(body);
+  return body.user;
+}
+
+/** Sign in with a username and password; returns the user. */
+export async function signIn(username, password) {
+  const body = await api('/api/signin', { method: 'POST', token: null, body: { username, password } });
+  saveSession(body);
+  return body.user;
+}
+
+/**
+ * Sign out: the server revokes the token and closes its sockets. The local
+ * session is cleared even when the server cannot be reached, so a shared
+ * computer is never left signed in.
+ */
+export async function signOut() {
+  const token = getToken();
+  try {
+    if (token) await api('/api/signout', { method: 'POST', token });
+  } finally {
+    clearSession();
+  }
+}
+
+/**
+ * Check the stored token with the server and refresh the cached user.
+ * Returns the user, or null when signed out or the token was refused (the
+ * session is then cleared). A server that cannot be reached keeps the session.
+ */
+export async function verifySession() {
+  if (!getToken()) return null;
+  try {
+    const { user } = await api('/api/me');
+    updateSessionUser(user);
+    return user;
+  } catch (err) {
+    if (err.code === ErrorCode.UNAUTHORIZED) return null; // api() cleared the session
+    throw err;
+  }
+}

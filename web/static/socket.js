@@ -1,0 +1,144 @@
+/**
+ * Socket.IO to the golive server: connect with the session's token, and ask
+ * questions that answer through an ack.
+ *
+ * Needs the msgpack build of socket.io-client loaded first, as a classic script:
+ *   <script src="/vendor/socket.io.msgpack.min.js"></script>
+ * It defines the global `io`. With msgpack, send binary as ArrayBuffer: a
+ * Uint8Array arrives at the server as a dict.
+ */
+
+import { ErrorCode, GoliveError } from './errors.js';
+import { clearSession, getToken } from './session.js';
+
+export const CONNECT_TIMEOUT_MS = 10000;
+export const ASK_TIMEOUT_MS = 5000;
+
+/** The GoliveError for a connect_error: a refusal carries err.data = {code, reason}. */
+function refusal(err) {
+  const data = err?.data;
+  if (data && typeof data === 'object' && data.code) {
+    return new GoliveError(String(data.code), err.message || String(data.code), { ...data });
+  }
+  return null;
+}
+
+/**
+ * Open a Socket.IO connection on this origin and wait until the server accepts it.
+ *
+ * @param {object} [options]
+ * @param {string|null} [options.token] defaults to the session's token
+ * @param {number} [options.timeout] ms to wait before giving up (transport errors retry until then)
+ * @returns {Promise<Socket>} a connected socket.io-client Socket; close it with socket.disconnect()
+ * @throws {GoliveError} the server's refusal code: `unauthorized` with .reason
+ *   (missing, invalid, expired, revoked; if it was the session's token, the
+ *   session is cleared) or
+ *   `unavailable` (server starting, unreachable, or the client script missing).
+ *   A refusal on a later reconnect clears the session too.
+ */
+export function connectSocket({ token = getToken(), timeout = CONNECT_TIMEOUT_MS } = {}) {
+  if (!token) {
+    return Promise.reject(new GoliveError(ErrorCode.UNAUTHORIZED, 'Sign in first.', { reason: 'missing' }));
+  }
+  if (typeof globalThis.io !== 'function') {
+    return Promise.reject(new GoliveError(ErrorCode.UNAVAILABLE,
+      'The Socket.IO client (/vendor/socket.io.msgpack.min.js) is not loaded.'));
+  }
+  const socket = globalThis.io({ auth: { token }, transports: ['websocket'] });
+  socket.on('connect_error', (err) => {
+    // Only the stored session's own token signs the browser out.
+    if (refusal(err)?.code === ErrorCode.UNAUTHORIZED && token === getToken()) clearSession();
+  });
+  return new Promise((resolve, reject) => {
+    let lastError = null;
+    const finish = (error) => {
+      clearTimeout(timer);
+      socket.off('connect', onConnect);
+      socket.off('connect_error', onError);
+      if (error) {
+        socket.disconnect();
+        reject(error);
+      } else {
+        resolve(socket);
+      }
+    };
+    const onConnect = () => finish(null);
+    const onError = (err) => {
+      // A refusal is final; a transport error is retried by socket.io-client
+      // with backoff until the timeout.
+      const refused = refusal(err);
+      if (refused) finish(refused);
+      else lastError = err;
+    };
+    const timer = setTimeout(() => finish(new GoliveError(ErrorCode.UNAVAILABLE,
+      `Could not connect to the server within ${timeout / 1000} s` +
+      (lastError?.message ? ` (${lastError.message}).` : '.'))), timeout);
+    socket.on('connect', onConnect);
+    socket.on('connect_error', onError);
+  });
+}
+
+/**
+ * Send `event` with `payload` and wait for its ack.
+ *
+ * @returns {Promise<object>} the ack ({ok: true, ...})
+ * @throws {GoliveError} the ack's error (code, message, and details such as
+ *   retry_after or field; details.event names the event), or `unavailable`
+ *   when no answer came within the timeout. `unauthorized` clears the session.
+ */
+export async function ask(socket, event, payload = {}, { timeout = ASK_TIMEOUT_MS } = {}) {
+  let reply;
+  try {
+    reply = await socket.timeout(timeout).emitWithAck(event, payload);
+  } catch {
+    throw new GoliveError(ErrorCode.UNAVAILABLE,
+      `The server did not answer within ${timeout / 1000} s. Try again.`, { event });
+  }
+  if (!reply || typeof reply !== 'object') {
+    throw new GoliveError(ErrorCode.UNAVAILABLE, 'The server sent a malformed answer.', { event });
+  }
+  if (reply.ok !== true) {
+    const error = GoliveError.fromPayload(reply.error, { event });
+    if (error.code === ErrorCode.UNAUTHORIZED) clearSession();
+    throw error;
+  }
+  return reply;
+}
+
+/**
+ * A socket opened on first use and shared by a page's features; reopened
+ * after a failed attempt or close(). get() resolves to a connected socket.
+ */
+export class SharedSocket {
+  constructor(options = {}) {
+    this.options = options;
+    this.pending = null;
+  }
+
+  get() {
+    if (!this.pending) {
+      const pending = this.pending = connectSocket(this.options);
+      const forget = () => { if (this.pending === pending) this.pending = null; };
+      pending.then((socket) => {
+        // socket.io-client reconnects by itself after a network drop, but not
+        // after the server closed the socket (signed out elsewhere): forget it.
+        socket.on('disconnect', (reason) => {
+          if (reason === 'io server disconnect' || reason === 'io client disconnect') forget();
+        });
+      }, forget);
+    }
+    return this.pending;
+  }
+
+  /** Send through the shared socket; see ask(). */
+  async ask(event, payload = {}, options = {}) {
+    return ask(await this.get(), event, payload, options);
+  }
+
+  /** Disconnect (for instance when the session changes); the next get() reconnects. */
+  close() {
+    const pending = this.pending;
+    this.pending = null;
+    pending?.then((socket) => socket.disconnect(), () => {});
+  }
+}
