@@ -6,7 +6,6 @@ import datetime as dt
 import re
 import secrets
 import time
-import unicodedata
 from dataclasses import dataclass
 from typing import NewType
 
@@ -15,6 +14,7 @@ from redis.asyncio import Redis
 from engine import keys
 from engine.errors import DomainError, ErrorCode, conflict, invalid, not_found
 from engine.passwords import Passwords, dummy_hash
+from engine.text import has_control_chars
 
 UserId = NewType("UserId", str)
 
@@ -49,11 +49,6 @@ def normalize_username(name: str) -> str:
     if canonical in RESERVED_USERNAMES:
         raise invalid(f"username {canonical!r} is reserved", field="username")
     return canonical
-
-
-def has_control_chars(text: str) -> bool:
-    """True when text holds control, format (bidi overrides) or surrogate code points."""
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in text)
 
 
 def clean_display_name(name: str) -> str:

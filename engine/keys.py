@@ -36,3 +36,23 @@ def blocks(user_id: str) -> str:
 def blocked_by(user_id: str) -> str:
     """The set of users who blocked this user."""
     return f"blocked_by:{user_id}"
+
+
+def live(creator_id: str) -> str:
+    """The creator's current live (a hash); absent when offline."""
+    return f"live:{creator_id}"
+
+
+def live_directory() -> str:
+    """Sorted set of live creators, scored by distinct viewers (Discover)."""
+    return "lives"
+
+
+def live_viewers(live_id: str) -> str:
+    """Hash of viewer user id -> open connections watching that live."""
+    return f"live_viewers:{live_id}"
+
+
+def node_lives(node_id: str) -> str:
+    """Set of creators whose live media a node hosts (cleaned when the node starts)."""
+    return f"node_lives:{node_id}"

@@ -17,11 +17,13 @@ from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
+from media.ice import restrict_host_addresses
 from signaling import http_api, profiles, web_pages
-from signaling.appkeys import GATEWAY, METRICS, SERVICES, SETTINGS
+from signaling.appkeys import GATEWAY, LIVES, METRICS, SERVICES, SETTINGS
 from signaling.config import Settings
 from signaling.embedded_redis import EmbeddedRedis
 from signaling.gateway import Gateway
+from signaling.live_rooms import LiveRooms
 from signaling.metrics import Metrics
 from signaling.services import Services
 
@@ -87,6 +89,24 @@ async def rtt_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def lives_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Live rooms open once Redis is up (stale lives of this node are ended)."""
+    addresses = app[SETTINGS].ice_host_addresses()
+    restriction = restrict_host_addresses(addresses) if addresses else None
+    await app[LIVES].open()
+    try:
+        yield
+    finally:
+        await app[LIVES].close()  # idempotent: normally done in on_shutdown already
+        if restriction is not None:
+            restriction.restore()
+
+
+async def end_lives(app: web.Application) -> None:
+    """Tell viewers their lives ended while their sockets are still open."""
+    await app[LIVES].close()
+
+
 async def close_sockets(app: web.Application) -> None:
     await app[GATEWAY].close()
 
@@ -115,8 +135,12 @@ def create_app(settings: Settings) -> web.Application:
     gateway = app[GATEWAY] = Gateway(settings, app[METRICS])
     gateway.sio.attach(app)
     profiles.register(gateway)
+    app[LIVES] = LiveRooms(gateway, settings)
+    app[LIVES].register()
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(rtt_ctx)
+    app.cleanup_ctx.append(lives_ctx)
+    app.on_shutdown.append(end_lives)
     app.on_shutdown.append(close_sockets)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from signaling.config import Settings
 from signaling.gateway import Gateway
+from signaling.live_rooms import LiveRooms
 from signaling.metrics import Metrics
 from signaling.services import Services
 
@@ -13,3 +14,4 @@ SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 GATEWAY = web.AppKey("gateway", Gateway)
 SERVICES = web.AppKey("services", Services)
+LIVES = web.AppKey("lives", LiveRooms)

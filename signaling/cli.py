@@ -9,6 +9,7 @@ import sys
 from aiohttp import web
 
 from signaling import logs
+from signaling.broadcast import add_arguments as broadcast_args
 from signaling.config import add_arguments, settings_from_args
 
 log = logging.getLogger("golive")
@@ -33,12 +34,23 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _broadcast(args: argparse.Namespace) -> int:
+    from signaling.broadcast import run
+
+    logs.configure("info")
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="golive", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server")
     add_arguments(serve)
     serve.set_defaults(run=_serve)
+    broadcast = commands.add_parser(
+        "broadcast", help="go live headless: a test pattern or a file, over WebRTC")
+    broadcast_args(broadcast)
+    broadcast.set_defaults(run=_broadcast)
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 from dataclasses import dataclass, field, fields
@@ -86,6 +87,48 @@ class Settings:
     shutdown_timeout: float = field(default=1.0, metadata={
         "env": "GOLIVE_SHUTDOWN_TIMEOUT",
         "help": "seconds open requests get to finish on SIGINT/SIGTERM"})
+
+    ice_servers: str = field(default="[]", metadata={
+        "env": "GOLIVE_ICE_SERVERS", "secret": True,
+        "help": 'STUN/TURN servers as JSON, given to the server\'s peers and the browsers: '
+                '[{"urls": ["turn:host:3478"], "username": "u", "credential": "c"}]'})
+    ice_addresses: str = field(default="auto", metadata={
+        "env": "GOLIVE_ICE_ADDRESSES",
+        "help": "host addresses the server's ICE gathers on, comma-separated; auto: "
+                "127.0.0.1 when --host is loopback, else every interface"})
+    video_codec: str = field(default="vp8", metadata={
+        "env": "GOLIVE_VIDEO_CODEC", "help": "room video codec, vp8 or h264"})
+    video_bitrate: int = field(default=800_000, metadata={
+        "env": "GOLIVE_VIDEO_BITRATE", "help": "room video bitrate, bit/s (one encode per room)"})
+    live_grace: float = field(default=10.0, metadata={
+        "env": "GOLIVE_LIVE_GRACE",
+        "help": "seconds a creator whose connection dropped has to come back before the live ends"})
+    max_viewers: int = field(default=1000, metadata={
+        "env": "GOLIVE_MAX_VIEWERS", "help": "viewers one room's media serves on this node"})
+    node_id: str | None = field(default=None, metadata={
+        "env": "GOLIVE_NODE_ID",
+        "help": "this node's name in the live directory; unset: HOST:PORT"})
+
+    def node_name(self) -> str:
+        return self.node_id or f"{self.host}:{self.port}"
+
+    def ice_server_list(self) -> list[dict[str, Any]]:
+        """The configured ICE servers as plain dicts (the browser's RTCIceServer shape)."""
+        try:
+            servers = json.loads(self.ice_servers)
+        except json.JSONDecodeError as exc:
+            raise SystemExit(f"golive: GOLIVE_ICE_SERVERS is not JSON: {exc}") from None
+        if not isinstance(servers, list) or not all(
+                isinstance(s, dict) and "urls" in s for s in servers):
+            raise SystemExit("golive: GOLIVE_ICE_SERVERS must be a JSON list of {urls, ...}")
+        return servers
+
+    def ice_host_addresses(self) -> list[str] | None:
+        """Addresses to restrict aioice to, or None for every interface."""
+        if self.ice_addresses.strip() == "auto":
+            loopback = self.host in ("127.0.0.1", "localhost", "::1")
+            return ["127.0.0.1"] if loopback else None
+        return [a.strip() for a in self.ice_addresses.split(",") if a.strip()] or None
 
     def token_secret(self) -> bytes:
         """The signing key: configured, or generated once and kept in the data dir."""

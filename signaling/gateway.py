@@ -22,6 +22,7 @@ from socketio.msgpack_packet import MsgPackPacket
 from engine.accounts import UserId
 from engine.errors import DomainError, ErrorCode, invalid, rate_limited, unauthorized
 from engine.sessions import Session
+from media.errors import MediaError
 from signaling.config import Settings
 from signaling.metrics import UNKNOWN_EVENT, Metrics
 from signaling.ratelimit import TokenBucket
@@ -156,6 +157,8 @@ class Gateway:
         self.connections: dict[str, Connection] = {}
         self._by_session: dict[str, set[str]] = {}
         self._events: dict[str, EventSpec] = {}
+        # Awaited, in order, when a signed-in socket closes (live rooms, presence).
+        self.disconnect_listeners: list[Callable[[Connection], Awaitable[None]]] = []
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_event)
@@ -211,6 +214,11 @@ class Gateway:
             if not sids:
                 del self._by_session[conn.session.session_id]
         self.metrics.sockets.set(len(self.connections))
+        for listener in self.disconnect_listeners:
+            try:
+                await listener(conn)
+            except Exception:
+                log.exception("disconnect listener failed", extra={"fields": {"sid": sid}})
         log.info("socket disconnected",
                  extra={"fields": {"sid": sid, "user": conn.user_id, "reason": str(reason)}})
 
@@ -244,6 +252,9 @@ class Gateway:
         except DomainError as exc:
             outcome = str(exc.code)
             return error_ack(exc)
+        except MediaError as exc:
+            outcome = str(exc.code)
+            return error_ack(DomainError(ErrorCode(str(exc.code)), exc.message))
         except Exception:
             outcome = "internal"
             log.exception("event handler failed", extra={"fields": {"event": label, "sid": sid}})

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from engine.errors import DomainError, ErrorCode, invalid, rate_limited, unauthorized
 from engine.sessions import Session
-from signaling.appkeys import GATEWAY, METRICS, SERVICES, SETTINGS
+from signaling.appkeys import GATEWAY, LIVES, METRICS, SERVICES, SETTINGS
 from signaling.profiles import profile_view, relation_view
 from signaling.ratelimit import KeyedBuckets
 from signaling.schemas import P, ProfileUpdate, Register, SignIn, convert
@@ -159,6 +159,11 @@ async def profile(request: web.Request) -> web.Response:
     return ok(**await profile_view(services, account, session.user_id if session else None))
 
 
+async def lives(request: web.Request) -> web.Response:
+    """Discover for everyone, signed in or not: live rooms, most viewers first."""
+    return ok(lives=await request.app[LIVES].directory())
+
+
 def graph_route(verb: str) -> Route:
     """POST/DELETE /api/users/{username}/{follow|block}."""
 
@@ -187,6 +192,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/me", me)
     app.router.add_patch("/api/me", update_me)
     app.router.add_get("/api/users/{username}", profile)
+    app.router.add_get("/api/lives", lives)
     for verb in ("follow", "block"):
         handler = graph_route(verb)
         app.router.add_post(f"/api/users/{{username}}/{verb}", handler)

@@ -12,9 +12,12 @@ from signaling.services import Services
 
 async def profile_view(services: Services, account: Account, viewer: str | None) -> dict[str, Any]:
     """A profile as a viewer sees it: public fields, counts and the viewer's relation."""
+    live = await services.lives.current(account.id)
     view: dict[str, Any] = {
         "user": account.public(),
         "counts": await services.graph.counts(account.id),
+        "live": {**live.as_dict(), "viewers": await services.lives.viewer_count(live)}
+        if live else None,
     }
     if viewer is not None:
         view["relation"] = (await services.graph.relation(viewer, account.id)).as_dict()

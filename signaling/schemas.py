@@ -104,3 +104,30 @@ def convert(schema: type[P], data: Any) -> P:
         return msgspec.convert(data, schema, strict=True)
     except msgspec.ValidationError as exc:
         raise invalid(str(exc)) from None
+
+
+# An SDP from Chromium is 4-7 KB; 32 KiB leaves room for many candidates.
+Sdp = Annotated[str, Meta(min_length=1, max_length=32 * 1024)]
+LiveId = Annotated[str, Meta(pattern=r"^[0-9a-f]{16}$")]
+
+
+class LiveStart(Payload):
+    offer: Sdp
+    title: ShortText = ""
+
+
+class RoomJoin(Payload):
+    user_id: UserId
+
+
+class RtcAnswer(Payload):
+    live_id: LiveId
+    sdp: Sdp
+
+
+class RoomLeave(Payload):
+    live_id: LiveId
+
+
+class LiveWatch(Payload):
+    user_id: UserId

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from engine.accounts import Accounts
 from engine.graph import Graph
+from engine.lives import Lives
 from engine.passwords import Passwords
 from engine.sessions import Sessions
 from signaling.config import Settings
@@ -19,6 +20,7 @@ class Services:
     accounts: Accounts
     sessions: Sessions
     graph: Graph
+    lives: Lives
 
     @classmethod
     def build(cls, redis: Redis, settings: Settings) -> Services:
@@ -28,4 +30,5 @@ class Services:
             accounts=Accounts(redis, passwords, min_signup_age=settings.min_signup_age),
             sessions=Sessions(redis, settings.token_secret(), ttl_s=settings.token_ttl),
             graph=Graph(redis),
+            lives=Lives(redis, settings.node_name()),
         )

@@ -1,0 +1,166 @@
+"""Live rooms: one live session per creator, the live directory and viewer counts, over Redis.
+
+The directory (`lives`, scored by distinct viewers) drives Discover; each live
+records the node hosting its media so a restarted node can clean up the lives
+it can no longer serve.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from engine import keys
+from engine.errors import conflict, invalid, not_found
+from engine.text import has_control_chars
+
+TITLE_MAX = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    live_id: str
+    creator_id: str
+    title: str
+    started_at: float
+    node: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"live_id": self.live_id, "creator_id": self.creator_id, "title": self.title,
+                "started_at": self.started_at}
+
+
+def _live_from_hash(fields: dict[str, str]) -> Live:
+    return Live(fields["live_id"], fields["creator_id"], fields["title"],
+                float(fields["started_at"]), fields["node"])
+
+
+# --- rules -------------------------------------------------------------------
+
+def clean_title(title: str) -> str:
+    """One line, at most 100 characters; empty becomes the default title."""
+    cleaned = " ".join(title.split())
+    if len(cleaned) > TITLE_MAX:
+        raise invalid(f"title must be at most {TITLE_MAX} characters", field="title")
+    if has_control_chars(cleaned):
+        raise invalid("title holds control characters", field="title")
+    return cleaned or "LIVE"
+
+
+def check_may_watch(viewer_id: str, live: Live | None) -> Live:
+    if live is None:
+        raise not_found("this creator is not live")
+    if viewer_id == live.creator_id:
+        raise invalid("you are the creator of this live; watch it from the studio")
+    return live
+
+
+# Starts a live unless the creator already has one: validate, then write.
+_START = """
+local existing = redis.call('HGET', KEYS[1], 'live_id')
+if existing then return {'conflict', existing} end
+redis.call('HSET', KEYS[1], 'live_id', ARGV[2], 'creator_id', ARGV[1], 'title', ARGV[3],
+           'started_at', ARGV[4], 'node', ARGV[5])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+return {'ok', ARGV[2]}
+"""
+
+# Ends the live only if it is still the one named (a late end of an old live
+# must not end a newer one).
+_END = """
+if redis.call('HGET', KEYS[1], 'live_id') ~= ARGV[2] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[3])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[4], ARGV[1])
+return 1
+"""
+
+# A viewer connection joins (+1) or leaves (-1); the directory score is the
+# number of distinct viewers, so two tabs count once.
+_VIEWER = """
+if redis.call('HGET', KEYS[1], 'live_id') ~= ARGV[2] then return -1 end
+local n = redis.call('HINCRBY', KEYS[2], ARGV[3], tonumber(ARGV[4]))
+if n <= 0 then redis.call('HDEL', KEYS[2], ARGV[3]) end
+local count = redis.call('HLEN', KEYS[2])
+redis.call('ZADD', KEYS[3], 'XX', count, ARGV[1])
+return count
+"""
+
+
+class Lives:
+    """Start and end lives, count viewers, list the directory."""
+
+    def __init__(self, redis: Redis, node_id: str) -> None:
+        self._redis = redis
+        self.node_id = node_id
+        self._start = redis.register_script(_START)
+        self._end = redis.register_script(_END)
+        self._viewer = redis.register_script(_VIEWER)
+
+    async def start(self, creator_id: str, title: str, *, now: float | None = None) -> Live:
+        """A new live for the creator on this node; `conflict` if one is running."""
+        title = clean_title(title)
+        live = Live(secrets.token_hex(8), creator_id, title,
+                    now if now is not None else time.time(), self.node_id)
+        status, _ = await self._start(
+            keys=[keys.live(creator_id), keys.live_directory(), keys.node_lives(self.node_id)],
+            args=[creator_id, live.live_id, title, repr(live.started_at), self.node_id])
+        if status == "conflict":
+            raise conflict("you are already live (in another tab or device)")
+        return live
+
+    async def end(self, live: Live) -> bool:
+        """End the live; False if it had already ended."""
+        return bool(await self._end(
+            keys=[keys.live(live.creator_id), keys.live_directory(),
+                  keys.live_viewers(live.live_id), keys.node_lives(live.node)],
+            args=[live.creator_id, live.live_id]))
+
+    async def current(self, creator_id: str) -> Live | None:
+        fields = await self._redis.hgetall(keys.live(creator_id))
+        return _live_from_hash(fields) if fields else None
+
+    async def viewer_joined(self, live: Live, viewer_id: str) -> int:
+        """Count one more connection of viewer_id; the distinct viewer count, or -1 if ended."""
+        return int(await self._viewer(
+            keys=[keys.live(live.creator_id), keys.live_viewers(live.live_id),
+                  keys.live_directory()],
+            args=[live.creator_id, live.live_id, viewer_id, 1]))
+
+    async def viewer_left(self, live: Live, viewer_id: str) -> int:
+        return int(await self._viewer(
+            keys=[keys.live(live.creator_id), keys.live_viewers(live.live_id),
+                  keys.live_directory()],
+            args=[live.creator_id, live.live_id, viewer_id, -1]))
+
+    async def viewer_count(self, live: Live) -> int:
+        return int(await self._redis.hlen(keys.live_viewers(live.live_id)))
+
+    async def directory(self, *, limit: int = 50) -> list[tuple[Live, int]]:
+        """Live rooms, most viewers first."""
+        ranked = await self._redis.zrevrange(keys.live_directory(), 0, limit - 1,
+                                             withscores=True)
+        if not ranked:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for creator_id, _ in ranked:
+                pipe.hgetall(keys.live(creator_id))
+            found = await pipe.execute()
+        return [(_live_from_hash(fields), int(score))
+                for (_, score), fields in zip(ranked, found, strict=True) if fields]
+
+    async def cleanup_node(self) -> list[Live]:
+        """End every live this node hosted before a restart (its media is gone)."""
+        ended = []
+        for creator_id in await self._redis.smembers(keys.node_lives(self.node_id)):
+            live = await self.current(creator_id)
+            if live is None or live.node != self.node_id:
+                await self._redis.srem(keys.node_lives(self.node_id), creator_id)
+                continue
+            if await self.end(live):
+                ended.append(live)
+        return ended

@@ -1,0 +1,384 @@
+"""Live rooms at the edge: going live, watching, the grace period, room state pushes.
+
+Owns one MediaRoom per live hosted on this node, the grace timers of creators
+whose connection dropped, and the task that pushes viewer counts and the
+Discover list. Socket.IO rooms used:
+  live:{live_id}      the creator and every viewer (room:state, live:ended)
+  watch:{creator_id}  pages showing that creator (live:started, live:ended)
+  discover            the Discover page (discover:update)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import DomainError, ErrorCode, conflict, not_found
+from engine.lives import Live, check_may_watch
+from media.errors import MediaError
+from media.ice import IceServer
+from media.overlay import Overlay
+from media.peers import GoneReason
+from media.room import MediaRoom
+from signaling.config import Settings
+from signaling.gateway import Connection, EventContext, Gateway
+from signaling.schemas import Empty, LiveStart, LiveWatch, RoomJoin, RoomLeave, RtcAnswer
+
+log = logging.getLogger("golive.lives")
+
+PUSH_PERIOD_S = 0.5  # viewer counts and Discover are coalesced: at most 2 pushes/s per live
+GONE_QUEUE_BOUND = 10_000  # media "peer gone" reports waiting for the worker
+
+
+def live_room(live_id: str) -> str:
+    return f"live:{live_id}"
+
+
+def watch_room(creator_id: str) -> str:
+    return f"watch:{creator_id}"
+
+
+DISCOVER_ROOM = "discover"
+
+
+def as_domain_error(exc: MediaError) -> DomainError:
+    return DomainError(ErrorCode(str(exc.code)), exc.message)
+
+
+@dataclass
+class HostedLive:
+    live: Live
+    media: MediaRoom
+    publisher_sid: str | None
+    viewers: dict[str, str] = field(default_factory=dict)  # sid -> viewer user id
+    grace: asyncio.Task[None] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class LiveRooms:
+    """Every live hosted on this node, and the events that drive them."""
+
+    def __init__(self, gateway: Gateway, settings: Settings) -> None:
+        self.gateway = gateway
+        self.settings = settings
+        self.ice_servers = settings.ice_server_list()
+        self._media_ice = tuple(IceServer(s["urls"], s.get("username"), s.get("credential"))
+                                for s in self.ice_servers)
+        self.hosted: dict[str, HostedLive] = {}  # creator id -> live
+        self._by_live: dict[str, HostedLive] = {}  # live id -> live
+        self._dirty: set[str] = set()  # live ids whose viewer count changed
+        self._discover_dirty = False
+        self._gone: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue(GONE_QUEUE_BOUND)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._start_lock = asyncio.Lock()
+
+    @property
+    def services(self) -> Any:
+        assert self.gateway.services is not None
+        return self.gateway.services
+
+    # --- lifetime ----------------------------------------------------------
+
+    async def open(self) -> None:
+        """Clean up lives this node hosted before a restart; start the owned tasks."""
+        for live in await self.services.lives.cleanup_node():
+            log.info("stale live ended", extra={"fields": {"live": live.live_id}})
+        self._tasks = [asyncio.create_task(self._push_loop(), name="live-pushes"),
+                       asyncio.create_task(self._gone_worker(), name="live-gone")]
+
+    async def close(self) -> None:
+        """End every hosted live (viewers are told), then stop the owned tasks."""
+        await asyncio.gather(*(self.end(h.live.creator_id, "server_shutdown")
+                               for h in list(self.hosted.values())), return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    # --- creator -----------------------------------------------------------
+
+    async def start(self, conn: Connection, title: str, offer: str) -> dict[str, Any]:
+        """Go live, or come back to a live in its grace period, with a new offer."""
+        creator = conn.user_id
+        hosted = self.hosted.get(creator)
+        if hosted is not None:
+            return await self._resume(hosted, conn, offer)
+        async with self._start_lock:
+            live = await self.services.lives.start(creator, title)  # conflict across nodes
+            media = MediaRoom(
+                live.live_id, codec=self.settings.video_codec,  # type: ignore[arg-type]
+                video_bitrate=self.settings.video_bitrate, ice_servers=self._media_ice,
+                max_viewers=self.settings.max_viewers,
+                on_viewer_gone=lambda sid, reason: self._report_gone(live.live_id, sid, reason),
+                on_publisher_gone=lambda reason: self._report_gone(live.live_id, None, reason))
+            hosted = HostedLive(live, media, conn.sid)
+            self.hosted[creator] = hosted
+            self._by_live[live.live_id] = hosted
+        try:
+            answer = await media.publish(offer)
+        except BaseException as exc:
+            await self.end(creator, "publish_failed")
+            if isinstance(exc, MediaError):
+                raise as_domain_error(exc) from None
+            raise
+        await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
+        await self._announce_start(live)
+        log.info("live started", extra={"fields": {"live": live.live_id, "creator": creator}})
+        return {"live": live.as_dict(), "answer": answer, "viewers": 0,
+                "ice_servers": self.ice_servers}
+
+    async def _resume(self, hosted: HostedLive, conn: Connection, offer: str) -> dict[str, Any]:
+        async with hosted.lock:
+            publisher_here = (hosted.publisher_sid is not None
+                              and hosted.publisher_sid in self.gateway.connections)
+            if publisher_here and hosted.media.has_publisher:
+                raise conflict("you are already live (in another tab or device)")
+            if hosted.grace is not None:
+                hosted.grace.cancel()
+                hosted.grace = None
+            await hosted.media.unpublish()
+            try:
+                answer = await hosted.media.publish(offer)
+            except MediaError as exc:
+                self._begin_grace(hosted)
+                raise as_domain_error(exc) from None
+            hosted.publisher_sid = conn.sid
+        await self.gateway.sio.enter_room(conn.sid, live_room(hosted.live.live_id))
+        log.info("live resumed", extra={"fields": {"live": hosted.live.live_id}})
+        return {"live": hosted.live.as_dict(), "answer": answer, "resumed": True,
+                "viewers": await self.services.lives.viewer_count(hosted.live),
+                "ice_servers": self.ice_servers}
+
+    async def end(self, creator_id: str, reason: str) -> bool:
+        """End the creator's live on this node: Redis, pushes, every peer connection."""
+        hosted = self.hosted.pop(creator_id, None)
+        if hosted is None:
+            return False
+        self._by_live.pop(hosted.live.live_id, None)
+        if hosted.grace is not None and hosted.grace is not asyncio.current_task():
+            hosted.grace.cancel()
+        live = hosted.live
+        try:
+            await self.services.lives.end(live)
+            payload = {"live_id": live.live_id, "creator_id": creator_id, "reason": reason}
+            await self.gateway.sio.emit("live:ended", payload, to=live_room(live.live_id))
+            await self.gateway.sio.emit("live:ended", payload, to=watch_room(creator_id))
+            await self.gateway.sio.close_room(live_room(live.live_id))
+        finally:
+            await hosted.media.close()
+            self._discover_dirty = True
+        log.info("live ended", extra={"fields": {"live": live.live_id, "reason": reason}})
+        return True
+
+    def _begin_grace(self, hosted: HostedLive) -> None:
+        """The creator's connection or media dropped: end the live unless they come back."""
+        if hosted.grace is not None:
+            return
+        hosted.publisher_sid = None
+
+        async def expire() -> None:
+            await asyncio.sleep(self.settings.live_grace)
+            await self.end(hosted.live.creator_id, "creator_left")
+
+        hosted.grace = asyncio.create_task(expire(), name=f"grace-{hosted.live.live_id}")
+        hosted.grace.add_done_callback(self._log_task_failure)
+        log.info("creator gone; grace period", extra={"fields": {
+            "live": hosted.live.live_id, "seconds": self.settings.live_grace}})
+
+    # --- viewers -----------------------------------------------------------
+
+    async def join(self, conn: Connection, creator_id: str) -> dict[str, Any]:
+        """Join a live as a viewer: the server's offer comes back in the ack."""
+        live = check_may_watch(conn.user_id, await self.services.lives.current(creator_id))
+        await self.services.graph.check_may_interact(conn.user_id, creator_id, "watch")
+        hosted = self._by_live.get(live.live_id)
+        if hosted is None:
+            raise DomainError(ErrorCode.UNAVAILABLE, "this live is hosted on another node")
+        if conn.sid in hosted.viewers:  # renegotiation from the same tab: a fresh pc
+            await hosted.media.remove_viewer(conn.sid)
+        else:
+            count = await self.services.lives.viewer_joined(live, conn.user_id)
+            if count < 0:
+                raise not_found("this live has ended")
+            hosted.viewers[conn.sid] = conn.user_id
+        try:
+            offer = await hosted.media.add_viewer(conn.sid)
+        except MediaError as exc:
+            await self._forget_viewer(hosted, conn.sid)
+            raise as_domain_error(exc) from None
+        await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
+        self._mark_dirty(live.live_id)
+        return {"live": live.as_dict(), "offer": offer, "ice_servers": self.ice_servers,
+                "viewers": await self.services.lives.viewer_count(live)}
+
+    async def answer(self, conn: Connection, live_id: str, sdp: str) -> dict[str, Any]:
+        hosted = self._by_live.get(live_id)
+        if hosted is None or conn.sid not in hosted.viewers:
+            raise not_found("join the live before answering")
+        try:
+            await hosted.media.accept_viewer_answer(conn.sid, sdp)
+        except MediaError as exc:
+            if exc.code != "conflict":
+                await self._forget_viewer(hosted, conn.sid)
+            raise as_domain_error(exc) from None
+        return {}
+
+    async def leave(self, conn: Connection, live_id: str) -> bool:
+        hosted = self._by_live.get(live_id)
+        if hosted is None or conn.sid not in hosted.viewers:
+            return False
+        await hosted.media.remove_viewer(conn.sid)
+        await self._forget_viewer(hosted, conn.sid)
+        await self.gateway.sio.leave_room(conn.sid, live_room(live_id))
+        return True
+
+    async def _forget_viewer(self, hosted: HostedLive, sid: str) -> None:
+        user_id = hosted.viewers.pop(sid, None)
+        if user_id is not None:
+            await self.services.lives.viewer_left(hosted.live, user_id)
+            self._mark_dirty(hosted.live.live_id)
+
+    # --- disconnects and media reports -------------------------------------
+
+    async def on_disconnect(self, conn: Connection) -> None:
+        """A socket closed: it stops watching; a creator's starts the grace period."""
+        for hosted in list(self._by_live.values()):
+            if conn.sid in hosted.viewers:
+                await hosted.media.remove_viewer(conn.sid)
+                await self._forget_viewer(hosted, conn.sid)
+        hosted = self.hosted.get(conn.user_id)
+        if hosted is not None and hosted.publisher_sid == conn.sid:
+            self._begin_grace(hosted)
+
+    def _report_gone(self, live_id: str, sid: str | None, reason: GoneReason | str) -> None:
+        """Called by media on its own task: hand over to the worker, never block."""
+        try:
+            self._gone.put_nowait((live_id, str(reason), sid))
+        except asyncio.QueueFull:
+            log.error("gone queue full; report dropped", extra={"fields": {"live": live_id}})
+
+    async def _gone_worker(self) -> None:
+        while True:
+            live_id, reason, sid = await self._gone.get()
+            hosted = self._by_live.get(live_id)
+            if hosted is None:
+                continue
+            try:
+                if sid is None:
+                    self._begin_grace(hosted)
+                elif sid in hosted.viewers:
+                    await self._forget_viewer(hosted, sid)
+                    await self.gateway.sio.emit("room:left", {"live_id": live_id,
+                                                             "reason": reason}, to=sid)
+            except Exception:
+                log.exception("handling a gone peer failed")
+
+    # --- pushes --------------------------------------------------------------
+
+    def _mark_dirty(self, live_id: str) -> None:
+        self._dirty.add(live_id)
+        self._discover_dirty = True
+
+    async def _push_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PUSH_PERIOD_S)
+            try:
+                await self._push_once()
+            except Exception:
+                log.exception("room state push failed")
+
+    async def _push_once(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for live_id in dirty:
+            hosted = self._by_live.get(live_id)
+            if hosted is None:
+                continue
+            count = await self.services.lives.viewer_count(hosted.live)
+            await self.gateway.sio.emit("room:state", {"live_id": live_id, "viewers": count},
+                                        to=live_room(live_id))
+        if self._discover_dirty:
+            self._discover_dirty = False
+            await self.gateway.sio.emit("discover:update", {"lives": await self.directory()},
+                                        to=DISCOVER_ROOM)
+
+    async def _announce_start(self, live: Live) -> None:
+        account = await self.services.accounts.get(live.creator_id)
+        await self.gateway.sio.emit("live:started", {"live": live.as_dict(),
+                                                     "creator": account.public()},
+                                    to=watch_room(live.creator_id))
+        self._discover_dirty = True
+
+    async def directory(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Discover: live rooms, most viewers first, with their creators."""
+        rows = []
+        for live, viewers in await self.services.lives.directory(limit=limit):
+            try:
+                creator = (await self.services.accounts.get(live.creator_id)).public()
+            except DomainError:
+                continue
+            rows.append({**live.as_dict(), "viewers": viewers, "creator": creator})
+        return rows
+
+    def add_overlay(self, creator_id: str, overlay: Overlay) -> bool:
+        """Burn an overlay into a hosted live's video (gifts use this)."""
+        hosted = self.hosted.get(creator_id)
+        if hosted is None:
+            return False
+        hosted.media.add_overlay(overlay)
+        return True
+
+    @staticmethod
+    def _log_task_failure(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("live task failed", exc_info=task.exception())
+
+    # --- events --------------------------------------------------------------
+
+    def register(self) -> None:
+        gateway = self.gateway
+
+        @gateway.event("live:start", LiveStart)
+        async def live_start(ctx: EventContext, p: LiveStart) -> dict[str, Any]:
+            return await self.start(ctx.conn, p.title, p.offer)
+
+        @gateway.event("live:end", Empty)
+        async def live_end(ctx: EventContext, _: Empty) -> dict[str, Any]:
+            if not await self.end(ctx.user_id, "ended_by_creator"):
+                raise not_found("you are not live")
+            return {}
+
+        @gateway.event("room:join", RoomJoin)
+        async def room_join(ctx: EventContext, p: RoomJoin) -> dict[str, Any]:
+            return await self.join(ctx.conn, p.user_id)
+
+        @gateway.event("rtc:answer", RtcAnswer)
+        async def rtc_answer(ctx: EventContext, p: RtcAnswer) -> dict[str, Any]:
+            return await self.answer(ctx.conn, p.live_id, p.sdp)
+
+        @gateway.event("room:leave", RoomLeave)
+        async def room_leave(ctx: EventContext, p: RoomLeave) -> dict[str, Any]:
+            if not await self.leave(ctx.conn, p.live_id):
+                raise not_found("you are not watching this live")
+            return {}
+
+        @gateway.event("live:watch", LiveWatch)
+        async def live_watch(ctx: EventContext, p: LiveWatch) -> dict[str, Any]:
+            """Follow one creator's live state (their profile page); answers the current one."""
+            await self.services.accounts.get(p.user_id)
+            await gateway.sio.enter_room(ctx.conn.sid, watch_room(p.user_id))
+            live = await self.services.lives.current(p.user_id)
+            viewers = await self.services.lives.viewer_count(live) if live else 0
+            return {"live": live.as_dict() if live else None, "viewers": viewers}
+
+        @gateway.event("discover:watch", Empty)
+        async def discover_watch(ctx: EventContext, _: Empty) -> dict[str, Any]:
+            await gateway.sio.enter_room(ctx.conn.sid, DISCOVER_ROOM)
+            return {"lives": await self.directory()}
+
+        gateway.disconnect_listeners.append(self.on_disconnect)
+
