@@ -1,0 +1,418 @@
+"""MediaRoom: one live room's media, from the creator's tracks to every viewer.
+
+    creator pc -> Publisher readers -> newest-frame slot -> Compositor + VideoEncoder
+    (one per room, on the room's encode thread) -> Fanout -> each ViewerPeer's senders
+    audio: Publisher reader -> AudioEncoder (on the loop; ~0.1 ms per 20 ms) -> Fanout
+
+Ownership: the room owns its two tasks (supervisor, encode loop), the encode thread, the
+Publisher (which owns its reader tasks) and every ViewerPeer. close() unwinds them all.
+The room knows rooms only as an id and overlays as values; it imports no web framework.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import av
+from av.audio.frame import AudioFrame
+from av.video.frame import VideoFrame
+
+from media.compositor import Compositor
+from media.encoder import DEFAULT_VIDEO_BITRATE, AudioEncoder, VideoCodecName, VideoEncoder
+from media.errors import MediaError, MediaErrorCode, conflict, invalid, not_found, unavailable
+from media.fanout import AUDIO_QUEUE_PACKETS, VIDEO_QUEUE_PACKETS, Fanout
+from media.ice import IceServer
+from media.ingest import Publisher
+from media.keyframes import DEFAULT_GOP_S, DEFAULT_MIN_INTERVAL_S, KeyframePolicy
+from media.overlay import Overlay, draw_overlays
+from media.peers import GoneReason
+from media.stats import RoomStats
+from media.viewer import ViewerPeer, ViewerState
+
+logger = logging.getLogger(__name__)
+
+MAX_VIEWER_ID_CHARS = 128
+DEFAULT_MAX_VIEWERS = 1000  # stock aiortc senders saturate one core at ~300 viewers (360p30)
+# Media counts as flowing while packets were pushed within this window; a viewer is only
+# judged silent while media flows (an idle room gives viewers nothing to report on).
+_FLOWING_WINDOW_S = 1.0
+
+ViewerGoneCallback = Callable[[str, str], None]
+PublisherGoneCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RoomTimings:
+    """Timers, all in seconds. Tests shorten them instead of sleeping through them."""
+
+    keyframe_min_interval_s: float = DEFAULT_MIN_INTERVAL_S
+    gop_s: float = DEFAULT_GOP_S
+    # aiortc sends receiver reports every 0.5-1.5 s, Chromium about every 1 s: 5 s is
+    # several missed reports, not one late one.
+    viewer_silence_timeout_s: float = 5.0
+    publisher_silence_timeout_s: float = 5.0
+    # 400 simultaneous joins took ~3.3 s to connect on one process (measured).
+    connect_timeout_s: float = 15.0
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if not value > 0 and name != "keyframe_min_interval_s":
+                raise invalid(f"{name} must be positive, got {value!r}")
+
+    @property
+    def check_interval_s(self) -> float:
+        """How often the supervisor checks liveness: a quarter of the shortest timeout."""
+        shortest = min(self.viewer_silence_timeout_s, self.connect_timeout_s)
+        return min(1.0, max(0.02, shortest / 4))
+
+
+class MediaRoom:
+    """One room's media. Create it inside a running event loop; close() it when done.
+
+    `on_viewer_gone(viewer_id, reason)` and `on_publisher_gone(reason)` report peers the
+    room removed on its own (reasons from GoneReason); they are not called for
+    remove_viewer() or close(). They run on the room's supervisor task and must not block.
+    After on_publisher_gone the room stays open and a new publish() may follow; the owner
+    usually ends the room with close(), which ends every viewer.
+    """
+
+    def __init__(
+        self,
+        room_id: str,
+        *,
+        codec: VideoCodecName = "vp8",
+        video_bitrate: int = DEFAULT_VIDEO_BITRATE,
+        ice_servers: Sequence[IceServer] = (),
+        on_viewer_gone: ViewerGoneCallback | None = None,
+        on_publisher_gone: PublisherGoneCallback | None = None,
+        timings: RoomTimings | None = None,
+        max_viewers: int = DEFAULT_MAX_VIEWERS,
+        video_queue_packets: int = VIDEO_QUEUE_PACKETS,
+        audio_queue_packets: int = AUDIO_QUEUE_PACKETS,
+    ) -> None:
+        if codec not in ("vp8", "h264"):
+            raise invalid(f"codec must be 'vp8' or 'h264', got {codec!r}")
+        if not isinstance(video_bitrate, int) or not 50_000 <= video_bitrate <= 20_000_000:
+            raise invalid(f"video_bitrate must be 50000-20000000 bit/s, got {video_bitrate!r}")
+        self.room_id = room_id
+        self.codec: VideoCodecName = codec
+        self.timings = timings or RoomTimings()
+        self.max_viewers = max_viewers
+        self._ice_servers = tuple(ice_servers)
+        self._on_viewer_gone = on_viewer_gone
+        self._on_publisher_gone = on_publisher_gone
+
+        self._keyframes = KeyframePolicy(self.timings.keyframe_min_interval_s, self.timings.gop_s)
+        self._fanout = Fanout(self._keyframes.request, video_queue_packets, audio_queue_packets)
+        self._compositor = Compositor()
+        self._video_encoder = VideoEncoder(codec, video_bitrate)
+        self._audio_encoder = AudioEncoder()
+        # One thread: encodes stay in order and one room never takes more than one core.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"encode-{room_id}")
+
+        self._publisher: Publisher | None = None
+        self._viewers: dict[str, ViewerPeer] = {}
+        self._closing: set[ViewerPeer] = set()  # removed, pc close still in progress
+        # One event per peer at most (each reports once), so this queue is bounded by the
+        # number of peers.
+        self._events: asyncio.Queue[tuple[object | None, GoneReason]] = asyncio.Queue()
+        self._pending_frame: VideoFrame | None = None
+        self._frame_ready = asyncio.Event()
+        self._stopping = False
+        self._closed = False
+        self._close_done = asyncio.Event()
+        self._last_push: float | None = None
+        self._flowing_since: float | None = None
+
+        self._frames_in = 0
+        self._frames_skipped = 0
+        self._frames_encoded = 0
+        self._keyframes_out = 0
+        self._audio_packets = 0
+
+        self._encode_task = asyncio.create_task(self._encode_loop(), name=f"encode-{room_id}")
+        self._supervisor = asyncio.create_task(self._supervise(), name=f"supervise-{room_id}")
+
+    # ---- public API ------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def has_publisher(self) -> bool:
+        return self._publisher is not None
+
+    @property
+    def viewer_ids(self) -> list[str]:
+        return list(self._viewers)
+
+    async def publish(self, offer_sdp: str) -> str:
+        """Accept the creator's offer (one video, one audio, sendonly); return the answer SDP.
+
+        Raises MediaError: invalid (not SDP, no VP8/H.264 video or Opus audio), conflict
+        (a publisher is already active), unavailable (room closed).
+        """
+        self._check_open()
+        if self._publisher is not None:
+            raise conflict(f"room {self.room_id!r} already has a publisher")
+        publisher = Publisher(
+            self._ice_servers,
+            on_video=self._accept_video,
+            on_audio=self._accept_audio,
+            on_gone=lambda reason: self._events.put_nowait((publisher, reason)),
+            connect_timeout_s=self.timings.connect_timeout_s,
+            silence_timeout_s=self.timings.publisher_silence_timeout_s,
+        )
+        self._publisher = publisher  # claimed before the first await: a racing publish conflicts
+        try:
+            answer = await publisher.accept_offer(offer_sdp)
+        except BaseException:
+            if self._publisher is publisher:
+                self._publisher = None
+            raise
+        if self._closed:
+            await publisher.close()
+            raise unavailable(f"room {self.room_id!r} closed")
+        return answer
+
+    async def unpublish(self) -> bool:
+        """Close the current publisher, if any, so a new publish() may follow: a creator
+        coming back on a new connection. Viewers stay and get the new publisher's frames
+        through the same encoder; on_publisher_gone is not called. False if none."""
+        publisher, self._publisher = self._publisher, None
+        if publisher is None:
+            return False
+        await publisher.close()
+        return True
+
+    async def add_viewer(self, viewer_id: str) -> str:
+        """Create the viewer's peer connection and return the server's offer SDP.
+
+        Raises MediaError: invalid (bad id), conflict (id taken), unavailable (closed/full).
+        """
+        self._check_open()
+        if not isinstance(viewer_id, str) or not 0 < len(viewer_id) <= MAX_VIEWER_ID_CHARS:
+            raise invalid(f"viewer id must be 1-{MAX_VIEWER_ID_CHARS} characters: {viewer_id!r}")
+        if viewer_id in self._viewers:
+            raise conflict(f"viewer {viewer_id!r} is already in room {self.room_id!r}")
+        if len(self._viewers) >= self.max_viewers:
+            raise unavailable(f"room {self.room_id!r} is full ({self.max_viewers} viewers)")
+        feed = self._fanout.add_viewer(viewer_id)
+        viewer = ViewerPeer(
+            viewer_id,
+            feed,
+            self.codec,
+            self._ice_servers,
+            on_keyframe_request=lambda: self._fanout.request_keyframe(viewer_id),
+            on_failed=lambda reason: self._events.put_nowait((viewer, reason)),
+        )
+        self._viewers[viewer_id] = viewer
+        try:
+            offer = await viewer.create_offer()
+        except BaseException:
+            await self._drop_viewer(viewer)
+            raise
+        if self._closed:
+            raise unavailable(f"room {self.room_id!r} closed")
+        return offer
+
+    async def accept_viewer_answer(self, viewer_id: str, answer_sdp: str) -> None:
+        """Apply a viewer's answer to the offer from add_viewer().
+
+        Raises MediaError: not_found (unknown viewer), conflict (already answered; the
+        viewer is kept), invalid (bad answer; the viewer is removed and its pc closed).
+        """
+        self._check_open()
+        viewer = self._viewers.get(viewer_id)
+        if viewer is None:
+            raise not_found(f"no viewer {viewer_id!r} in room {self.room_id!r}")
+        try:
+            await viewer.accept_answer(answer_sdp)
+        except MediaError as exc:
+            if exc.code is not MediaErrorCode.CONFLICT:
+                await self._drop_viewer(viewer)
+            raise
+
+    async def remove_viewer(self, viewer_id: str) -> bool:
+        """Close the viewer's peer connection; False if there was no such viewer."""
+        viewer = self._viewers.get(viewer_id)
+        if viewer is None:
+            return False
+        await self._drop_viewer(viewer)
+        return True
+
+    def add_overlay(self, overlay: Overlay) -> None:
+        """Burn `overlay` into the room's video from the next frame, for its duration."""
+        self._check_open()
+        if not isinstance(overlay, Overlay):
+            raise invalid(f"expected an Overlay, got {type(overlay).__name__}")
+        self._compositor.add(overlay)
+
+    def request_keyframe(self) -> None:
+        """Ask the encoder for a keyframe (throttled like a viewer's PLI)."""
+        self._keyframes.request()
+
+    def stats(self) -> RoomStats:
+        """A snapshot of the room's counters."""
+        return RoomStats(
+            room_id=self.room_id,
+            codec=self.codec,
+            viewers=len(self._viewers),
+            publishing=self._publisher is not None,
+            frames_in=self._frames_in,
+            frames_skipped=self._frames_skipped,
+            frames_encoded=self._frames_encoded,
+            keyframes=self._keyframes_out,
+            keyframe_requests=self._keyframes.requests,
+            audio_packets=self._audio_packets,
+            viewer_drops=self._fanout.drops(),
+        )
+
+    async def close(self) -> None:
+        """End the publisher, every viewer, the tasks and the encode thread. Idempotent."""
+        if self._closed:
+            await self._close_done.wait()
+            return
+        self._closed = True
+        try:
+            # Not cancelled: the supervisor may be half-way through closing a pc. It sees
+            # _closed at its next event or tick (<= check_interval_s) and returns.
+            self._events.put_nowait((None, GoneReason.CLOSED))
+            await self._supervisor
+            if self._publisher is not None:
+                publisher, self._publisher = self._publisher, None
+                await publisher.close()
+            # Let the encode loop finish the frame in hand, so the thread is idle when joined.
+            self._stopping = True
+            self._frame_ready.set()
+            await self._encode_task
+            viewers = [*self._viewers.values(), *self._closing]
+            self._viewers.clear()
+            self._fanout.close()
+            await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
+            self._executor.shutdown(wait=True)
+        finally:
+            self._close_done.set()
+
+    # ---- internals --------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise unavailable(f"room {self.room_id!r} is closed")
+
+    async def _drop_viewer(self, viewer: ViewerPeer) -> None:
+        if self._viewers.get(viewer.viewer_id) is viewer:
+            del self._viewers[viewer.viewer_id]
+            self._fanout.remove_viewer(viewer.viewer_id)
+        self._closing.add(viewer)
+        try:
+            await viewer.close()
+        finally:
+            if viewer.pc.connectionState == "closed":
+                self._closing.discard(viewer)
+
+    def _accept_video(self, frame: VideoFrame) -> None:
+        # Newest-frame slot (bound 1): if the encoder is still busy with the previous frame,
+        # the older waiting one is replaced, so a slow encode lowers the frame rate instead
+        # of queueing decoded frames (~1.4 MB each at 720p).
+        self._frames_in += 1
+        if self._pending_frame is not None:
+            self._frames_skipped += 1
+        self._pending_frame = frame
+        self._frame_ready.set()
+
+    def _accept_audio(self, frame: AudioFrame) -> None:
+        try:
+            packets = self._audio_encoder.encode(frame)
+        except (av.FFmpegError, ValueError) as exc:
+            logger.warning("room %s: audio frame not encoded: %s", self.room_id, exc)
+            return
+        for packet in packets:
+            self._audio_packets += 1
+            self._fanout.push_audio(packet)
+
+    def _encode(
+        self, frame: VideoFrame, overlays: list[Overlay], keyframe: bool
+    ) -> list[av.Packet]:
+        # Runs on the encode thread: drawing and encoding together, off the event loop.
+        return self._video_encoder.encode(draw_overlays(frame, overlays), keyframe)
+
+    async def _encode_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._frame_ready.wait()
+            self._frame_ready.clear()
+            if self._stopping:
+                return
+            frame, self._pending_frame = self._pending_frame, None
+            if frame is None:
+                continue
+            keyframe = self._keyframes.should_force()
+            try:
+                packets = await loop.run_in_executor(
+                    self._executor, self._encode, frame, self._compositor.active(), keyframe
+                )
+            except Exception:
+                # One bad frame (odd size, corrupt data) must not end the room's video.
+                logger.exception("room %s: video frame not encoded", self.room_id)
+                continue
+            self._frames_encoded += 1
+            now = time.monotonic()
+            if self._last_push is None or now - self._last_push > _FLOWING_WINDOW_S:
+                self._flowing_since = now
+            self._last_push = now
+            for packet in packets:
+                if packet.is_keyframe:
+                    self._keyframes_out += 1
+                    self._keyframes.produced()
+                self._fanout.push_video(packet, packet.is_keyframe)
+
+    async def _supervise(self) -> None:
+        interval = self.timings.check_interval_s
+        while not self._closed:
+            try:
+                peer, reason = await asyncio.wait_for(self._events.get(), interval)
+            except TimeoutError:
+                self._check_liveness()
+                continue
+            if self._closed:
+                return
+            if isinstance(peer, ViewerPeer):
+                if self._viewers.get(peer.viewer_id) is peer:
+                    await self._drop_viewer(peer)
+                    self._notify(self._on_viewer_gone, peer.viewer_id, str(reason))
+            elif isinstance(peer, Publisher) and self._publisher is peer:
+                self._publisher = None
+                await peer.close()
+                self._notify(self._on_publisher_gone, str(reason))
+
+    def _check_liveness(self) -> None:
+        now = time.monotonic()
+        flowing = self._last_push is not None and now - self._last_push <= _FLOWING_WINDOW_S
+        for viewer in list(self._viewers.values()):
+            if viewer.state is ViewerState.CLOSED:
+                continue
+            silent = viewer.silent_for(now)
+            if silent is None:
+                if now - viewer.created_at > self.timings.connect_timeout_s:
+                    viewer.state = ViewerState.CLOSED  # reported once
+                    self._events.put_nowait((viewer, GoneReason.CONNECT_TIMEOUT))
+            elif flowing and self._flowing_since is not None:
+                silent = min(silent, now - self._flowing_since)
+                if silent > self.timings.viewer_silence_timeout_s:
+                    viewer.state = ViewerState.CLOSED
+                    self._events.put_nowait((viewer, GoneReason.SILENT))
+
+    def _notify(self, callback: Callable[..., None] | None, *args: str) -> None:
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception:
+            logger.exception("room %s: gone callback %r failed", self.room_id, callback)

@@ -1,0 +1,125 @@
+"""The media path end to end over loopback: creator -> room (encode once) -> viewers (decode)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from media import Overlay, RoomTimings
+from media.overlay import overlay_layout
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+async def test_three_viewers_decode_video_and_audio(harness, poll, codec):
+    room = harness.room(codec=codec)
+    await harness.publish(room, width=320, height=240)
+    viewers = [await harness.join(room, f"v{i}") for i in range(3)]
+
+    await poll(
+        lambda: all(v.video_frames >= 10 and v.audio_frames >= 10 for v in viewers),
+        timeout=15,
+        what="10 decoded video and audio frames at every viewer",
+    )
+    for v in viewers:
+        assert (v.last_video.width, v.last_video.height) == (320, 240)
+        offered = v.pc.remoteDescription.sdp
+        video_section = offered.split("m=audio")[0]
+        # The server's offer carries only the room's codec (and RTX), so the viewer had no choice.
+        assert ("VP8/90000" in video_section) == (codec == "vp8")
+        assert ("H264/90000" in video_section) == (codec == "h264")
+    stats = room.stats()
+    assert stats.viewers == 3 and stats.publishing
+    # One encode per room: frames encoded track frames in, not frames x viewers.
+    assert stats.frames_encoded <= stats.frames_in
+    assert stats.keyframes >= 1 and stats.audio_packets > 0
+    assert set(stats.viewer_drops) == {"v0", "v1", "v2"}
+
+
+async def test_late_joiner_decodes_quickly(harness, poll):
+    # A GOP far longer than the test: only the join's keyframe request can start the viewer.
+    room = harness.room(timings=RoomTimings(gop_s=60.0, keyframe_min_interval_s=0.5))
+    await harness.publish(room)
+    await poll(lambda: room.stats().frames_encoded >= 30, what="a second of encoded video")
+    keyframes_before = room.stats().keyframes
+
+    joined = time.monotonic()
+    late = await harness.join(room, "late")
+    await poll(lambda: late.first_video_at, timeout=5, what="the late joiner's first frame")
+    print(f"late joiner: first decoded frame {late.first_video_at - joined:.3f} s after add_viewer")
+    assert room.stats().keyframes > keyframes_before
+
+
+async def test_pli_burst_gives_one_keyframe(harness, poll):
+    window = 1.0
+    room = harness.room(timings=RoomTimings(gop_s=60.0, keyframe_min_interval_s=window))
+    await harness.publish(room)
+    viewer = await harness.join(room, "v")
+    await poll(lambda: viewer.video_frames >= 3, what="video at the viewer")
+    await asyncio.sleep(window + 0.1)  # let the join's request window pass
+    before = room.stats()
+
+    for _ in range(5):
+        await viewer.send_pli()
+    await poll(
+        lambda: room.stats().keyframe_requests >= before.keyframe_requests + 5,
+        what="the five PLIs to reach the room",
+    )
+    await poll(lambda: room.stats().keyframes > before.keyframes, timeout=3, what="a keyframe")
+    # Inside the throttle window no second keyframe can be forced.
+    await asyncio.sleep(window / 2)
+    assert room.stats().keyframes == before.keyframes + 1
+    # PLIs that straddled the first keyframe are served at most once, when the window ends.
+    await asyncio.sleep(window)
+    assert room.stats().keyframes <= before.keyframes + 2
+
+
+async def test_creator_leaving_ends_the_room(harness, poll):
+    room = harness.room()
+    creator = await harness.publish(room)
+    viewers = [await harness.join(room, f"v{i}") for i in range(2)]
+    await poll(lambda: all(v.video_frames > 0 for v in viewers), what="video at both viewers")
+
+    await creator.close()
+    reason = await poll(lambda: harness.publisher_gone, timeout=5, what="on_publisher_gone")
+    assert reason[0] in ("ended", "closed")
+    assert not room.has_publisher
+
+    await room.close()
+    await room.close()  # idempotent
+    assert room.closed and room.stats().viewers == 0
+    await poll(
+        lambda: all(v.pc.connectionState == "closed" for v in viewers),
+        timeout=5,
+        what="every viewer's connection to close",
+    )
+    assert all("video" in v.ended for v in viewers)
+    assert harness.viewer_gone == []  # close() ends viewers without reporting them as gone
+
+
+async def test_viewer_decodes_the_overlay(harness, poll):
+    room = harness.room()
+    await harness.publish(room, width=640, height=360)
+    viewer = await harness.join(room, "v")
+    await poll(lambda: viewer.video_frames >= 3, what="video at the viewer")
+
+    color = (255, 0, 255)  # saturated magenta: far from anything in the test pattern
+    overlay = Overlay(text="ROSE X1", color=color, position="top-right", duration_s=30)
+    room.add_overlay(overlay)
+    [(_, rect)] = overlay_layout([overlay], 640, 360)
+    pad = 6  # 3 font pixels at scale 2 (360p)
+
+    def badge_padding_color() -> tuple[float, ...] | None:
+        frame = viewer.last_video
+        if frame is None:
+            return None
+        rgb = frame.to_ndarray(format="rgb24").astype(int)
+        # The badge's left padding, away from its edges (VP8 rings a pixel or two at edges).
+        patch = rgb[rect.y + 2 : rect.y + rect.height - 2, rect.x + 2 : rect.x + pad - 1]
+        mean = patch.reshape(-1, 3).mean(axis=0)
+        return tuple(mean.round(1)) if np.all(np.abs(mean - color) < 30) else None
+
+    mean = await poll(badge_padding_color, timeout=5, what="the overlay colour at the viewer")
+    print(f"overlay colour at the viewer: {mean} (drawn {color})")

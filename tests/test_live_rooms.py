@@ -1,0 +1,333 @@
+"""Going live and watching through the real server: Socket.IO signaling, real aiortc
+peers over loopback, real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import socketio
+from redis.asyncio import Redis
+
+from media.synthetic import HeadlessCreator
+from signaling.app import create_app
+from signaling.appkeys import LIVES
+from tests.conftest import User, poll, register, sio_connect, snapshot
+from tests.media.conftest import ViewerClient
+
+
+class Peer:
+    """A signed-in Socket.IO client that records the pushes it gets."""
+
+    def __init__(self, sio: socketio.AsyncClient, user: User) -> None:
+        self.sio = sio
+        self.user = user
+        self.pushes: list[tuple[str, Any]] = []
+        for name in ("room:state", "live:ended", "live:started", "room:left",
+                     "discover:update"):
+            sio.on(name, self._recorder(name))
+
+    def _recorder(self, name: str) -> Any:
+        async def record(data: Any) -> None:
+            self.pushes.append((name, data))
+        return record
+
+    def got(self, name: str) -> list[Any]:
+        return [data for event, data in self.pushes if event == name]
+
+    async def call(self, event: str, payload: Any) -> dict[str, Any]:
+        return await self.sio.call(event, payload, timeout=20)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def app_client(aiohttp_client: Any, settings: Any, redis: Redis) -> Any:
+    settings.live_grace = 0.6
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+async def closers() -> AsyncIterator[list[Any]]:
+    items: list[Any] = []
+    yield items
+    for item in reversed(items):
+        if isinstance(item, socketio.AsyncClient):
+            await item.disconnect()
+        else:
+            await item.close()
+
+
+async def peer(client: Any, name: str, closers: list[Any]) -> Peer:
+    user = await register(client, name)
+    sio = await sio_connect(client, user.token)
+    closers.append(sio)
+    return Peer(sio, user)
+
+
+async def go_live(p: Peer, closers: list[Any], title: str = "hello") -> tuple[HeadlessCreator,
+                                                                             dict[str, Any]]:
+    creator = HeadlessCreator.synthetic(320, 180, 30)
+    closers.append(creator)
+    ack = await p.call("live:start", {"title": title, "offer": await creator.offer()})
+    assert ack["ok"], ack
+    await creator.accept_answer(ack["answer"])
+    return creator, ack
+
+
+async def watch(p: Peer, creator: Peer, closers: list[Any]) -> tuple[ViewerClient,
+                                                                    dict[str, Any]]:
+    ack = await p.call("room:join", {"user_id": creator.user.id})
+    assert ack["ok"], ack
+    viewer = ViewerClient(p.user.username)
+    closers.append(viewer)
+    answer = await viewer.answer(ack["offer"])
+    done = await p.call("rtc:answer", {"live_id": ack["live"]["live_id"], "sdp": answer})
+    assert done == {"ok": True}
+    return viewer, ack
+
+
+async def test_go_live_and_watch_with_several_viewers(app_client: Any, redis: Redis,
+                                                      closers: list[Any]) -> None:
+    ann = await peer(app_client, "ann", closers)
+    _, live = await go_live(ann, closers, "first live")
+    assert live["live"]["title"] == "first live" and live["ice_servers"] == []
+    live_id = live["live"]["live_id"]
+    viewers = []
+    for name in ("vic", "wes", "xia"):
+        p = await peer(app_client, name, closers)
+        viewer, ack = await watch(p, ann, closers)
+        assert ack["live"]["live_id"] == live_id
+        viewers.append((p, viewer))
+    for p, viewer in viewers:
+        await poll(lambda v=viewer: v.video_frames >= 5 and v.audio_frames >= 5, timeout=15)
+        assert viewer.last_video is not None and viewer.last_video.width == 320
+    assert await redis.hlen(f"live_viewers:{live_id}") == 3
+    assert await redis.zscore("lives", ann.user.id) == 3
+    await poll(lambda: any(s["viewers"] == 3 for s in ann.got("room:state")))
+    listed = await (await app_client.get("/api/lives")).json()
+    assert [(row["live_id"], row["viewers"]) for row in listed["lives"]] == [(live_id, 3)]
+    profile = await (await app_client.get("/api/users/ann")).json()
+    assert profile["live"]["live_id"] == live_id
+
+
+async def test_late_viewer_gets_a_frame_quickly(app_client: Any, closers: list[Any]) -> None:
+    ann = await peer(app_client, "ann", closers)
+    await go_live(ann, closers)
+    await asyncio.sleep(2.5)  # let the stream run past a keyframe interval
+    late = await peer(app_client, "late", closers)
+    viewer, _ = await watch(late, ann, closers)
+    await poll(lambda: viewer.video_frames > 0, timeout=5)
+    assert viewer.first_video_at is not None
+    assert viewer.first_video_at - viewer.created < 5
+
+
+async def test_ending_the_live_ends_it_for_everyone(app_client: Any, redis: Redis,
+                                                    closers: list[Any]) -> None:
+    ann = await peer(app_client, "ann", closers)
+    await go_live(ann, closers)
+    bob = await peer(app_client, "bob", closers)
+    viewer, ack = await watch(bob, ann, closers)
+    await poll(lambda: viewer.video_frames > 0, timeout=15)
+    assert (await ann.call("live:end", {})) == {"ok": True}
+    await poll(lambda: bob.got("live:ended"))
+    assert bob.got("live:ended")[0]["reason"] == "ended_by_creator"
+    await poll(lambda: viewer.ended >= {"video", "audio"}
+               or viewer.pc.connectionState in ("closed", "failed"), timeout=15)
+    assert await redis.exists(f"live:{ann.user.id}", f"live_viewers:{ack['live']['live_id']}",
+                              ) == 0
+    assert await redis.zcard("lives") == 0
+    assert app_client.app[LIVES].hosted == {}
+    assert (await ann.call("live:end", {}))["error"]["code"] == "not_found"
+
+
+async def test_one_live_per_creator(app_client: Any, aiohttp_client: Any,
+                                    closers: list[Any]) -> None:
+    ann = await peer(app_client, "ann", closers)
+    await go_live(ann, closers)
+    other_tab = await sio_connect(app_client, ann.user.token)
+    closers.append(other_tab)
+    second = HeadlessCreator.synthetic(320, 180, 30)
+    closers.append(second)
+    ack = await other_tab.call("live:start", {"offer": await second.offer()}, timeout=20)
+    assert ack["error"]["code"] == "conflict"
+    assert "already live" in ack["error"]["message"]
+
+
+async def test_parallel_starts_make_one_live(app_client: Any, redis: Redis,
+                                             closers: list[Any]) -> None:
+    ann = await peer(app_client, "ann", closers)
+    creators = [HeadlessCreator.synthetic(320, 180, 30) for _ in range(2)]
+    closers.extend(creators)
+    offers = [await c.offer() for c in creators]
+    acks = await asyncio.gather(*(ann.call("live:start", {"offer": o}) for o in offers))
+    assert sorted(a["ok"] for a in acks) == [False, True]
+    assert [a["error"]["code"] for a in acks if not a["ok"]] == ["conflict"]
+    rooms = app_client.app[LIVES].hosted
+    assert len(rooms) == 1
+
+
+BAD_OFFERS = [
+    ("not sdp at all", "invalid"),
+    ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n", "invalid"),
+]
+
+
+async def test_bad_offers_leave_nothing_behind(app_client: Any, redis_url: str,
+                                               closers: list[Any]) -> None:
+    ann = await peer(app_client, "ann", closers)
+    before = await snapshot(redis_url)
+    for offer, code in BAD_OFFERS:
+        ack = await ann.call("live:start", {"offer": offer})
+        assert ack["error"]["code"] == code, ack
+    # an offer with only audio has no usable video codec
+    audio_only = HeadlessCreator.synthetic(320, 180, 30)
+    closers.append(audio_only)
+    sdp = await audio_only.offer()
+    video_at = sdp.index("m=video")
+    audio_at = sdp.index("m=audio")
+    stripped = sdp[:video_at] + sdp[audio_at:] if video_at < audio_at else sdp[:video_at]
+    ack = await ann.call("live:start", {"offer": stripped})
+    assert ack["error"]["code"] == "invalid", ack
+    assert await snapshot(redis_url) == before
+    assert app_client.app[LIVES].hosted == {}
+
+
+async def test_viewers_cannot_publish_answer_or_end_for_others(
+        app_client: Any, redis: Redis, closers: list[Any]) -> None:
+    ann = await peer(app_client, "ann", closers)
+    _, live = await go_live(ann, closers)
+    live_id = live["live"]["live_id"]
+    bob = await peer(app_client, "bob", closers)
+    # answering without joining, ending someone else's live, joining yourself
+    fake = await bob.call("rtc:answer", {"live_id": live_id, "sdp": "v=0"})
+    assert fake["error"]["code"] == "not_found"
+    assert (await bob.call("live:end", {}))["error"]["code"] == "not_found"
+    assert (await ann.call("room:join", {"user_id": ann.user.id}))["error"]["code"] == "invalid"
+    assert await redis.exists(f"live:{ann.user.id}") == 1
+    # a bad answer from a joined viewer drops only that viewer
+    ack = await bob.call("room:join", {"user_id": ann.user.id})
+    bad = await bob.call("rtc:answer", {"live_id": live_id, "sdp": "garbage"})
+    assert bad["error"]["code"] == "invalid"
+    assert await redis.hlen(f"live_viewers:{live_id}") == 0
+    assert ack["ok"]
+    # joining an offline creator
+    carl = await peer(app_client, "carl", closers)
+    assert (await bob.call("room:join", {"user_id": carl.user.id}))["error"]["code"] == \
+        "not_found"
+
+
+async def test_answer_twice_is_a_conflict(app_client: Any, closers: list[Any]) -> None:
+    ann = await peer(app_client, "ann", closers)
+    await go_live(ann, closers)
+    bob = await peer(app_client, "bob", closers)
+    viewer, ack = await watch(bob, ann, closers)
+    again = await bob.call("rtc:answer", {"live_id": ack["live"]["live_id"],
+                                          "sdp": viewer.pc.localDescription.sdp})
+    assert again["error"]["code"] == "conflict"
+    await poll(lambda: viewer.video_frames > 0, timeout=15)
+
+
+async def test_blocked_viewers_cannot_join(app_client: Any, closers: list[Any]) -> None:
+    ann = await peer(app_client, "ann", closers)
+    bob = await peer(app_client, "bob", closers)
+    await ann.call("user:block", {"user_id": bob.user.id})
+    await go_live(ann, closers)
+    assert (await bob.call("room:join", {"user_id": ann.user.id}))["error"]["code"] == \
+        "forbidden"
+
+
+async def test_viewer_disconnect_updates_the_count(app_client: Any, redis: Redis,
+                                                   closers: list[Any]) -> None:
+    ann = await peer(app_client, "ann", closers)
+    _, live = await go_live(ann, closers)
+    live_id = live["live"]["live_id"]
+    bob = await peer(app_client, "bob", closers)
+    tab2 = Peer(await sio_connect(app_client, bob.user.token), bob.user)
+    closers.append(tab2.sio)
+    await watch(bob, ann, closers)
+    await watch(tab2, ann, closers)
+    assert await redis.hlen(f"live_viewers:{live_id}") == 1  # one person, two tabs
+    await bob.sio.disconnect()
+    await poll(lambda: redis.hget(f"live_viewers:{live_id}", bob.user.id), timeout=5)
+
+    async def one_tab_left() -> bool:
+        return await redis.hget(f"live_viewers:{live_id}", bob.user.id) == "1"
+
+    await poll(one_tab_left, timeout=5)
+    await tab2.call("room:leave", {"live_id": live_id})
+    assert await redis.hlen(f"live_viewers:{live_id}") == 0
+    await poll(lambda: any(s["viewers"] == 0 for s in ann.got("room:state")))
+
+
+async def test_creator_drop_ends_after_grace_unless_they_return(
+        app_client: Any, redis: Redis, closers: list[Any]) -> None:
+    ann = await peer(app_client, "ann", closers)
+    _, live = await go_live(ann, closers)
+    bob = await peer(app_client, "bob", closers)
+    viewer, _ = await watch(bob, ann, closers)
+    await poll(lambda: viewer.video_frames > 0, timeout=15)
+    # the creator's connection drops and comes back within the grace period
+    await ann.sio.disconnect()
+    back = Peer(await sio_connect(app_client, ann.user.token), ann.user)
+    closers.append(back.sio)
+    _, resumed = await go_live(back, closers)
+    assert resumed["resumed"] is True
+    assert resumed["live"]["live_id"] == live["live"]["live_id"]
+    await asyncio.sleep(0.8)  # past the 0.6 s grace: still live
+    assert await redis.exists(f"live:{ann.user.id}") == 1
+    frames = viewer.video_frames
+    await poll(lambda: viewer.video_frames > frames + 10, timeout=15)
+    assert not bob.got("live:ended")
+    # it drops again and does not come back
+    await back.sio.disconnect()
+    await poll(lambda: bob.got("live:ended"), timeout=5)
+    assert bob.got("live:ended")[0]["reason"] == "creator_left"
+    assert await redis.exists(f"live:{ann.user.id}") == 0
+
+
+async def test_watchers_see_a_creator_go_live(app_client: Any, closers: list[Any]) -> None:
+    ann = await peer(app_client, "ann", closers)
+    fan = await peer(app_client, "fan", closers)
+    watching = await fan.call("live:watch", {"user_id": ann.user.id})
+    assert watching == {"ok": True, "live": None, "viewers": 0}
+    assert (await fan.call("discover:watch", {})) == {"ok": True, "lives": []}
+    await go_live(ann, closers, "surprise")
+    await poll(lambda: fan.got("live:started"))
+    assert fan.got("live:started")[0]["live"]["title"] == "surprise"
+    await poll(lambda: any(u["lives"] for u in fan.got("discover:update")))
+    await ann.call("live:end", {})
+    await poll(lambda: fan.got("live:ended"))
+
+
+async def test_stale_lives_are_cleaned_on_start(aiohttp_client: Any, settings: Any,
+                                                redis: Redis) -> None:
+    node = settings.node_name()
+    await redis.hset("live:abc", mapping={"live_id": "0" * 16, "creator_id": "abc",
+                                          "title": "t", "started_at": "1", "node": node})
+    await redis.zadd("lives", {"abc": 5})
+    await redis.sadd(f"node_lives:{node}", "abc")
+    await redis.hset("live:other", mapping={"live_id": "1" * 16, "creator_id": "other",
+                                            "title": "t", "started_at": "1", "node": "elsewhere"})
+    await redis.zadd("lives", {"other": 1})
+    await aiohttp_client(create_app(settings))
+    assert await redis.exists("live:abc") == 0
+    assert await redis.zrange("lives", 0, -1) == ["other"]
+
+
+async def test_bad_live_payloads(app_client: Any, closers: list[Any]) -> None:
+    ann = await peer(app_client, "ann", closers)
+    cases = [
+        ("live:start", {}, "missing required field `offer`"),
+        ("live:start", {"offer": 5}, "Expected `str`"),
+        ("live:start", {"offer": "x" * 40_000}, "length <= 32768"),
+        ("live:start", {"offer": "v=0", "title": "t" * 300}, "length <= 256"),
+        ("room:join", {"user_id": "nope"}, "matching regex"),
+        ("rtc:answer", {"live_id": "0" * 16}, "missing required field `sdp`"),
+        ("room:leave", {"live_id": 7}, "Expected `str`"),
+    ]
+    for event, payload, expected in cases:
+        ack = await ann.call(event, payload)
+        assert ack["error"]["code"] == "invalid" and expected in ack["error"]["message"], ack
+    long_title = await ann.call("live:start", {"offer": "v=0", "title": "t" * 150})
+    assert long_title["error"]["code"] == "invalid"
