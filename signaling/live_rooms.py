@@ -134,9 +134,11 @@ class LiveRooms:
 
     async def _resume(self, hosted: HostedLive, conn: Connection, offer: str) -> dict[str, Any]:
         async with hosted.lock:
-            publisher_here = (hosted.publisher_sid is not None
-                              and hosted.publisher_sid in self.gateway.connections)
-            if publisher_here and hosted.media.has_publisher:
+            # Another connection that is still up and publishing owns the live; the
+            # publishing connection itself may re-offer (its media failed) at once.
+            other_publisher = (hosted.publisher_sid not in (None, conn.sid)
+                               and hosted.publisher_sid in self.gateway.connections)
+            if other_publisher and hosted.media.has_publisher:
                 raise conflict("you are already live (in another tab or device)")
             if hosted.grace is not None:
                 hosted.grace.cancel()
@@ -370,6 +372,8 @@ class LiveRooms:
         async def live_watch(ctx: EventContext, p: LiveWatch) -> dict[str, Any]:
             """Follow one creator's live state (their profile page); answers the current one."""
             await self.services.accounts.get(p.user_id)
+            if p.user_id != ctx.user_id:
+                await self.services.graph.check_may_interact(ctx.user_id, p.user_id, "watch")
             await gateway.sio.enter_room(ctx.conn.sid, watch_room(p.user_id))
             live = await self.services.lives.current(p.user_id)
             viewers = await self.services.lives.viewer_count(live) if live else 0

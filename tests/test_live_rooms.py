@@ -235,6 +235,8 @@ async def test_blocked_viewers_cannot_join(app_client: Any, closers: list[Any]) 
     await go_live(ann, closers)
     assert (await bob.call("room:join", {"user_id": ann.user.id}))["error"]["code"] == \
         "forbidden"
+    assert (await bob.call("live:watch", {"user_id": ann.user.id}))["error"]["code"] == \
+        "forbidden"
 
 
 async def test_viewer_disconnect_updates_the_count(app_client: Any, redis: Redis,
@@ -284,6 +286,15 @@ async def test_creator_drop_ends_after_grace_unless_they_return(
     await poll(lambda: bob.got("live:ended"), timeout=5)
     assert bob.got("live:ended")[0]["reason"] == "creator_left"
     assert await redis.exists(f"live:{ann.user.id}") == 0
+
+
+async def test_the_publishing_connection_may_re_offer(app_client: Any, redis: Redis,
+                                                      closers: list[Any]) -> None:
+    ann = await peer(app_client, "ann", closers)
+    _, first = await go_live(ann, closers)
+    _, again = await go_live(ann, closers)  # same socket, new media connection
+    assert again["resumed"] is True
+    assert again["live"]["live_id"] == first["live"]["live_id"]
 
 
 async def test_watchers_see_a_creator_go_live(app_client: Any, closers: list[Any]) -> None:

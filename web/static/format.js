@@ -17,3 +17,12 @@ export function handle(username) {
 export function profilePath(username) {
   return `/@${encodeURIComponent(username)}`;
 }
+
+/** Elapsed seconds as a clock: 65 -> "01:05", 3725 -> "01:02:05". */
+export function formatDuration(seconds) {
+  const total = Math.max(0, Math.floor(Number(seconds) || 0));
+  const h = Math.floor(total / 3600);
+  const mm = String(Math.floor((total % 3600) / 60)).padStart(2, '0');
+  const ss = String(total % 60).padStart(2, '0');
+  return h ? `${String(h).padStart(2, '0')}:${mm}:${ss}` : `${mm}:${ss}`;
+}

@@ -1,15 +1,17 @@
 /**
- * The landing page (/): sign up or sign in, then who you are and a link to
- * your profile. The Discover list of live rooms will join it later.
+ * The landing page (/): sign up or sign in, then who you are with links to
+ * your profile and your studio; below, Discover: who is live now.
  */
 
 import { signIn, signUp } from './accounts.js';
 import { paintAvatar } from './avatar.js';
+import { DiscoverList } from './discover.js';
 import { byTestId } from './dom.js';
 import { bindForm } from './forms.js';
 import { handle, profilePath } from './format.js';
 import { renderHeader } from './header.js';
 import { currentUser, onSessionChange } from './session.js';
+import { SharedSocket } from './socket.js';
 
 /** A same-site path from ?next= to return to after signing in, or null. */
 function nextPath() {
@@ -53,12 +55,21 @@ const clearSignin = bindForm(signinForm, byTestId('signin-error'), async ({ user
   afterSignIn();
 });
 
+const socket = new SharedSocket();
+const discover = new DiscoverList(socket);
+let signedInAs = currentUser()?.id ?? null;
+
 renderHeader();
 paint(currentUser());
+discover.start({ signedIn: Boolean(signedInAs) });
 onSessionChange((user) => {
   clearSignup();
   clearSignin();
   paint(user);
+  if ((user?.id ?? null) === signedInAs) return; // only their details changed
+  signedInAs = user?.id ?? null;
+  socket.close(); // the socket was the previous person's
+  discover.start({ signedIn: Boolean(user) });
 });
 focusFromHash();
 window.addEventListener('hashchange', focusFromHash);

@@ -1,6 +1,7 @@
 /**
  * A profile page (/@username): who they are, their counts, and Follow / Block
- * (or editing, on your own profile).
+ * (or editing, on your own profile), under their LIVE when they are live
+ * (live-stage.js).
  *
  * The profile loads over HTTP so signed-out visitors see it too; every change
  * (follow, unfollow, block, unblock, edit, the follower lists) goes through
@@ -14,6 +15,7 @@ import { ErrorCode, describeError } from './errors.js';
 import { bindForm } from './forms.js';
 import { formatCount, handle, profilePath } from './format.js';
 import { renderHeader } from './header.js';
+import { LiveStage } from './live-stage.js';
 import { currentUser, onSessionChange, updateSessionUser } from './session.js';
 import { SharedSocket } from './socket.js';
 
@@ -31,6 +33,7 @@ const ui = Object.fromEntries([
 ].map((id) => [id, byTestId(id)]));
 
 const socket = new SharedSocket();
+const stage = new LiveStage(socket);
 let viewer = currentUser();
 /** The profile as last answered: {user, counts, relation?, is_self?}. */
 let view = null;
@@ -77,6 +80,7 @@ async function load() {
   } catch (err) {
     if (current !== loads) return; // a newer load (say, after a sign-out) took over
     view = null;
+    stage.reset();
     if (err.code === ErrorCode.NOT_FOUND) {
       ui['not-found-detail'].textContent = `There is no ${handle(username)} on golive.`;
       document.title = 'No such user · golive';
@@ -95,8 +99,9 @@ async function load() {
   }
   render();
   showOnly('profile');
-  // Connect now so the first click does not wait for the handshake.
-  if (viewer && !view.is_self) socket.get().catch(() => {});
+  // Signed in, this connects the socket (live:watch), so the first click does
+  // not wait for the handshake either.
+  stage.show({ user: view.user, live: view.live, isSelf: view.is_self, signedIn: Boolean(viewer) });
 }
 
 /** Re-read the profile over the socket after an action was refused. */
@@ -293,6 +298,7 @@ onSessionChange((user) => {
   if (samePerson) return; // only their details changed
   // Signed in, out, or as someone else: the relation and the socket are theirs no more.
   socket.close();
+  stage.reset();
   closeList();
   hideError(ui['action-error']);
   ui['profile-edit-form'].hidden = true;

@@ -113,6 +113,8 @@ export class SharedSocket {
   constructor(options = {}) {
     this.options = options;
     this.pending = null;
+    /** Push listeners, kept across sockets: [{event, handler, sockets: WeakSet}]. */
+    this.listeners = new Set();
   }
 
   get() {
@@ -120,6 +122,7 @@ export class SharedSocket {
       const pending = this.pending = connectSocket(this.options);
       const forget = () => { if (this.pending === pending) this.pending = null; };
       pending.then((socket) => {
+        for (const entry of this.listeners) attach(socket, entry);
         // socket.io-client reconnects by itself after a network drop, but not
         // after the server closed the socket (signed out elsewhere): forget it.
         socket.on('disconnect', (reason) => {
@@ -128,6 +131,23 @@ export class SharedSocket {
       }, forget);
     }
     return this.pending;
+  }
+
+  /**
+   * Hear a server push (`live:ended`, `room:state`...) on this socket and on
+   * every later one, without opening a connection. A 'connect' listener hears
+   * reconnections only: the server then knows a new socket, which is in none
+   * of the rooms the old one had joined (live:watch, discover:watch...), so
+   * send those again. Returns a function that stops listening.
+   */
+  on(event, handler) {
+    const entry = { event, handler, sockets: new WeakSet() };
+    this.listeners.add(entry);
+    this.pending?.then((socket) => attach(socket, entry), () => {});
+    return () => {
+      this.listeners.delete(entry);
+      this.pending?.then((socket) => socket.off(event, handler), () => {});
+    };
   }
 
   /** Send through the shared socket; see ask(). */
@@ -141,4 +161,11 @@ export class SharedSocket {
     this.pending = null;
     pending?.then((socket) => socket.disconnect(), () => {});
   }
+}
+
+/** Add a SharedSocket listener to a socket once (get() and on() may both try). */
+function attach(socket, entry) {
+  if (entry.sockets.has(socket)) return;
+  entry.sockets.add(socket);
+  socket.on(entry.event, entry.handler);
 }

@@ -1,0 +1,101 @@
+/**
+ * The viewer's side of a live: `room:join` brings the server's offer, the
+ * browser answers through `rtc:answer` (non-trickle), and the tracks play in
+ * a <video> with low-latency receivers.
+ *
+ *   const player = new LivePlayer(sharedSocket, videoElement, { onConnectionState });
+ *   const { live, viewers } = await player.join(creatorId);
+ *   await player.leave();
+ */
+
+import { closePeerConnection, iceGatheringComplete, lowLatency, newPeerConnection } from './rtc.js';
+
+/** room:join and rtc:answer wait for the server's peer connection (ICE gathering included). */
+export const JOIN_TIMEOUT_MS = 15000;
+
+export class LivePlayer {
+  /**
+   * @param {SharedSocket} socket
+   * @param {HTMLVideoElement} video where the live plays (muted autoplay is the page's choice)
+   * @param {object} [handlers]
+   * @param {(state: string) => void} [handlers.onConnectionState] connectionState of the current pc
+   */
+  constructor(socket, video, { onConnectionState } = {}) {
+    this.socket = socket;
+    this.video = video;
+    this.onConnectionState = onConnectionState ?? (() => {});
+    this.pc = null;
+    /** The live being watched ({live_id, creator_id, title, started_at}), or null. */
+    this.live = null;
+    this.joins = 0;
+  }
+
+  /**
+   * Watch `creatorId`'s live (again: a second join from the same page replaces
+   * the connection).
+   *
+   * @returns {Promise<object|null>} the room:join ack ({live, viewers}), or null
+   *   when close() or another join() came first (then nothing is thrown either)
+   * @throws {GoliveError} not_found (not live), forbidden (blocked), invalid (your own live)...
+   */
+  async join(creatorId) {
+    closePeerConnection(this.pc);
+    this.pc = null;
+    const run = ++this.joins;
+    let reply;
+    try {
+      reply = await this.socket.ask('room:join', { user_id: creatorId }, { timeout: JOIN_TIMEOUT_MS });
+    } catch (err) {
+      if (run !== this.joins) return null; // superseded: its failure is no news
+      throw err;
+    }
+    if (run !== this.joins) return null;
+    const pc = this.pc = newPeerConnection(reply.ice_servers ?? []);
+    this.live = reply.live;
+    const stream = new MediaStream();
+    pc.ontrack = ({ track, receiver }) => {
+      lowLatency(receiver);
+      stream.addTrack(track);
+      if (this.video.srcObject !== stream) this.video.srcObject = stream;
+      this.video.play().catch(() => {}); // muted autoplay is allowed without a gesture
+    };
+    pc.onconnectionstatechange = () => {
+      if (this.pc === pc) this.onConnectionState(pc.connectionState);
+    };
+    try {
+      await pc.setRemoteDescription({ type: 'offer', sdp: reply.offer });
+      await pc.setLocalDescription(await pc.createAnswer());
+      await iceGatheringComplete(pc);
+      if (run !== this.joins) return null;
+      await this.socket.ask('rtc:answer', { live_id: reply.live.live_id, sdp: pc.localDescription.sdp },
+        { timeout: JOIN_TIMEOUT_MS });
+    } catch (err) {
+      if (run !== this.joins) return null;
+      this.close();
+      throw err;
+    }
+    return run === this.joins ? reply : null;
+  }
+
+  /** Stop watching: tell the server (best effort) and close the connection. */
+  async leave() {
+    const live = this.live;
+    this.close();
+    if (!live) return;
+    try {
+      await this.socket.ask('room:leave', { live_id: live.live_id });
+    } catch {
+      // Already gone on the server (the live ended, the socket dropped): nothing to undo.
+    }
+  }
+
+  /** Close the connection and empty the video. Safe to call twice. */
+  close() {
+    this.joins += 1; // a join() in flight drops its answer
+    closePeerConnection(this.pc);
+    this.pc = null;
+    this.live = null;
+    this.video.pause();
+    this.video.srcObject = null;
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * The creator's side of a live: one peer connection sending the camera and
+ * microphone to the server, negotiated through `live:start` (non-trickle: the
+ * offer carries every ICE candidate), ended with `live:end`.
+ *
+ *   const publisher = new Publisher(sharedSocket, { onConnectionState });
+ *   const { live } = await publisher.start(stream, 'Cooking!');
+ *   publisher.replaceTracks(otherStream);   // switched camera, no renegotiation
+ *   await publisher.start(stream, title);    // again after a reconnect: resumes the live
+ *   await publisher.end();
+ *
+ * Server pushes (room:state, live:ended) are the page's business.
+ */
+
+import { ErrorCode, GoliveError } from './errors.js';
+import { closePeerConnection, iceGatheringComplete, newPeerConnection } from './rtc.js';
+
+/** live:start waits for the server's peer connection to answer (ICE gathering included). */
+export const START_TIMEOUT_MS = 20000;
+
+export class Publisher {
+  /**
+   * @param {SharedSocket} socket
+   * @param {object} [handlers]
+   * @param {(state: string) => void} [handlers.onConnectionState] the pc's connectionState
+   *   (connecting, connected, disconnected, failed) of the current attempt
+   */
+  constructor(socket, { onConnectionState } = {}) {
+    this.socket = socket;
+    this.onConnectionState = onConnectionState ?? (() => {});
+    this.pc = null;
+    /** The live as the server last answered it ({live_id, title, started_at...}), or null. */
+    this.live = null;
+    /** Learned from the first live:start; [] before (no public STUN by default). */
+    this.iceServers = [];
+    /** Set by end() so that a live:start still in flight is ended when it answers. */
+    this.ending = false;
+  }
+
+  /**
+   * Go live with `stream`, or resume the live this account has in its grace
+   * period (after a reload or a reconnect): the server answers `resumed: true`.
+   *
+   * @returns {Promise<object|null>} the live:start ack ({live, viewers, resumed?}),
+   *   or null when close()/end() was called meanwhile
+   * @throws {GoliveError} the server's refusal (`conflict` when live from another
+   *   tab, `invalid` for a bad title...) or a failed negotiation
+   */
+  async start(stream, title) {
+    this.ending = false;
+    closePeerConnection(this.pc);
+    const pc = this.pc = newPeerConnection(this.iceServers);
+    const [video] = stream.getVideoTracks();
+    const [audio] = stream.getAudioTracks();
+    if (!video) throw new GoliveError(ErrorCode.INVALID, 'There is no camera picture to send.');
+    // The server takes exactly one video and one audio section; without a
+    // microphone the audio section is there but silent.
+    pc.addTransceiver(video, { direction: 'sendonly', streams: [stream] });
+    pc.addTransceiver(audio ?? 'audio', { direction: 'sendonly', streams: [stream] });
+    pc.onconnectionstatechange = () => {
+      if (this.pc === pc) this.onConnectionState(pc.connectionState);
+    };
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      await iceGatheringComplete(pc);
+      if (this.pc !== pc) return null;
+      const reply = await this.socket.ask('live:start',
+        { title, offer: pc.localDescription.sdp }, { timeout: START_TIMEOUT_MS });
+      this.iceServers = reply.ice_servers ?? this.iceServers;
+      this.live = reply.live;
+      if (this.ending) {
+        await this.end(); // End was pressed while the server was starting it
+        return null;
+      }
+      if (this.pc !== pc) return null; // hidden or restarted while the server answered
+      await pc.setRemoteDescription({ type: 'answer', sdp: reply.answer });
+      return reply;
+    } catch (err) {
+      if (this.pc === pc) {
+        closePeerConnection(pc);
+        this.pc = null;
+      }
+      if (err instanceof GoliveError) throw err;
+      // The browser refused an SDP: nobody can watch this live, so do not leave it listed.
+      if (this.live) await this.end().catch(() => {});
+      throw new GoliveError(ErrorCode.UNAVAILABLE,
+        `Your browser could not connect to the server (${err?.message ?? err}).`);
+    }
+  }
+
+  /** Send other camera/microphone tracks on the same connection (a device switch). */
+  async replaceTracks(stream) {
+    if (!this.pc) return;
+    for (const transceiver of this.pc.getTransceivers()) {
+      const kind = transceiver.receiver.track?.kind;
+      const [track] = kind === 'audio' ? stream.getAudioTracks() : stream.getVideoTracks();
+      if (track && transceiver.sender.track !== track) await transceiver.sender.replaceTrack(track);
+    }
+  }
+
+  /** End the live for everyone; the connection closes. Not live: nothing happens. */
+  async end() {
+    this.ending = true;
+    const live = this.live;
+    this.close();
+    this.live = null;
+    if (!live) return;
+    try {
+      await this.socket.ask('live:end', {});
+    } catch (err) {
+      if (err.code !== ErrorCode.NOT_FOUND) throw err; // already over (grace expired...)
+    }
+  }
+
+  /**
+   * Close the connection but leave the live on the server: it waits out its
+   * grace period for start() from a reload or a reconnect. Safe to call twice.
+   */
+  close() {
+    closePeerConnection(this.pc);
+    this.pc = null;
+  }
+
+  /** The server ended the live (live:ended): forget it and close. */
+  ended() {
+    this.live = null;
+    this.close();
+  }
+}

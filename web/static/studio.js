@@ -1,0 +1,330 @@
+/**
+ * The creator studio (/studio): pick a camera and a microphone, check the
+ * muted preview, give the live a title, Go LIVE and End LIVE. While live it
+ * shows the status, the viewer count (room:state) and the elapsed time.
+ *
+ * Staying on air: a socket that reconnects, a connection that fails, or a
+ * reload of this tab (remembered in sessionStorage) calls live:start again,
+ * which the server takes as a resume while the live is in its grace period.
+ * A live running in another tab is a `conflict`, shown as such.
+ */
+
+import { api, segment } from './api.js';
+import { deviceOf, listDevices, openCamera } from './camera.js';
+import { byTestId, el, hideError, setBusy, showError } from './dom.js';
+import { ErrorCode, describeError } from './errors.js';
+import { formatCount, formatDuration, profilePath } from './format.js';
+import { renderHeader } from './header.js';
+import { Publisher } from './publisher.js';
+import { stopStream } from './rtc.js';
+import { currentUser, onSessionChange } from './session.js';
+import { SharedSocket } from './socket.js';
+
+/** sessionStorage (this tab only): the live this tab was sending when the page went away. */
+const RESUME_KEY = 'golive.studio.resume';
+/** Waits before each try to get back on air (~25 s in all). Until the server has dropped
+ * our previous connection (5 s of silence, 15 s if it never connected) it answers
+ * `conflict`; the live itself waits 10 s (GOLIVE_LIVE_GRACE) after that. */
+const RESUME_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 10000];
+
+const STATUS = {
+  idle: 'Offline',
+  connecting: 'Connecting…',
+  live: 'LIVE',
+  reconnecting: 'Reconnecting…',
+  ending: 'Ending…',
+  ended: 'Ended',
+};
+const ON_AIR = new Set(['connecting', 'live', 'reconnecting', 'ending']);
+
+const ENDED_BECAUSE = {
+  ended_by_creator: 'You ended your LIVE.',
+  creator_left: 'Your LIVE ended: the connection was lost for too long.',
+  server_shutdown: 'Your LIVE ended: the server restarted.',
+  publish_failed: 'Your LIVE ended: the server could not receive your video.',
+};
+
+const ui = Object.fromEntries([
+  'studio-signed-out', 'studio', 'preview', 'studio-live-badge', 'elapsed-pill', 'elapsed',
+  'studio-viewers', 'viewers-pill', 'camera-off', 'camera-status', 'camera-start', 'studio-status', 'studio-form',
+  'title-input', 'camera-select', 'mic-select', 'studio-notice', 'studio-error', 'go-live',
+  'end-live', 'my-live-page',
+].map((id) => [id, byTestId(id)]));
+
+const me = currentUser();
+const socket = new SharedSocket();
+const publisher = new Publisher(socket, { onConnectionState });
+/** The camera and microphone, while open. */
+let stream = null;
+let state = 'idle';
+let clock = null;
+let resumeTimer = null;
+let resumes = 0;
+/** Bumped by each goLive(): only the latest attempt's answer counts. */
+let starts = 0;
+
+// --- status ------------------------------------------------------------------------
+
+function setState(next) {
+  state = next;
+  const status = ui['studio-status'];
+  status.dataset.state = next;
+  status.textContent = STATUS[next];
+  const onAir = ON_AIR.has(next);
+  ui['go-live'].hidden = onAir;
+  ui['end-live'].hidden = !onAir;
+  ui['end-live'].disabled = next === 'ending';
+  ui['title-input'].disabled = onAir; // a live keeps the title it started with
+  ui['studio-live-badge'].hidden = next !== 'live';
+  ui['viewers-pill'].hidden = !onAir;
+  ui['elapsed-pill'].hidden = !onAir;
+  document.title = next === 'live' ? '● LIVE · Studio · golive' : 'Studio · golive';
+}
+
+function notice(text) {
+  ui['studio-notice'].textContent = text;
+  ui['studio-notice'].hidden = !text;
+}
+
+function setViewers(count) {
+  ui['studio-viewers'].textContent = formatCount(count);
+}
+
+function startClock(startedAt) {
+  clearInterval(clock);
+  const tick = () => { ui.elapsed.textContent = formatDuration(Date.now() / 1000 - startedAt); };
+  tick();
+  clock = setInterval(tick, 1000);
+}
+
+function stopClock() {
+  clearInterval(clock);
+  clock = null;
+}
+
+// --- camera and microphone -----------------------------------------------------------
+
+function cameraOff(text, { canStart = true } = {}) {
+  ui['camera-off'].hidden = false;
+  ui['camera-off'].dataset.kind = canStart ? 'off' : 'connecting';
+  ui['camera-status'].textContent = text;
+  ui['camera-start'].hidden = !canStart;
+}
+
+function fill(select, devices, current, none) {
+  select.replaceChildren(...(devices.length
+    ? devices.map((d) => el('option', { value: d.id, text: d.label }))
+    : [el('option', { value: '', text: none })]));
+  if (devices.some((d) => d.id === current)) select.value = current;
+  select.disabled = !devices.length;
+}
+
+async function fillDevices() {
+  const { cameras, mics } = await listDevices();
+  fill(ui['camera-select'], cameras, deviceOf(stream?.getVideoTracks()[0]), 'No camera found');
+  fill(ui['mic-select'], mics, deviceOf(stream?.getAudioTracks()[0]), 'No microphone found');
+}
+
+/** Show (and, when live, send) `next` instead of the current stream. */
+async function useStream(next) {
+  await publisher.replaceTracks(next);
+  const old = stream;
+  stream = next;
+  ui.preview.srcObject = next;
+  if (old && old !== next) stopStream(old);
+  ui['camera-off'].hidden = true;
+  next.getVideoTracks()[0]?.addEventListener('ended', () => {
+    if (stream === next) cameraOff('Your camera stopped. Turn it back on to keep streaming.');
+  });
+}
+
+/** Open the devices chosen in the selects (the defaults at first). False when it failed. */
+async function startCamera() {
+  cameraOff('Opening your camera…', { canStart: false });
+  try {
+    await useStream(await openCamera({
+      videoId: ui['camera-select'].value, audioId: ui['mic-select'].value,
+    }));
+  } catch (err) {
+    cameraOff(describeError(err));
+    return false;
+  }
+  // Labels are only given once the page may use the devices, so list them now.
+  await fillDevices().catch(() => {});
+  return true;
+}
+
+function stopCamera() {
+  stopStream(stream);
+  stream = null;
+  ui.preview.srcObject = null;
+  cameraOff('Camera off');
+}
+
+async function switchDevice() {
+  hideError(ui['studio-error']);
+  try {
+    await useStream(await openCamera({
+      videoId: ui['camera-select'].value, audioId: ui['mic-select'].value,
+    }));
+  } catch (err) {
+    showError(ui['studio-error'], err);
+  }
+  await fillDevices().catch(() => {});
+}
+
+// --- going live --------------------------------------------------------------------
+
+/**
+ * live:start with the open stream. `resuming`: getting back on air after a
+ * reconnect or a reload, retried on refusals that time fixes.
+ */
+async function goLive(title, { resuming = false } = {}) {
+  clearTimeout(resumeTimer);
+  const run = ++starts;
+  if (!resuming) ui.elapsed.textContent = formatDuration(0);
+  setState(resuming ? 'reconnecting' : 'connecting');
+  let reply;
+  try {
+    reply = await publisher.start(stream, title);
+  } catch (err) {
+    if (run !== starts) return; // a newer attempt (a reconnect during this one) took over
+    // conflict: the server has not yet noticed our old connection is gone.
+    const transient = err.code === ErrorCode.CONFLICT || err.code === ErrorCode.UNAVAILABLE;
+    if (resuming && transient && resumes < RESUME_DELAYS_MS.length) {
+      resumeTimer = setTimeout(() => goLive(title, { resuming: true }), RESUME_DELAYS_MS[resumes++]);
+      return;
+    }
+    publisher.ended();
+    stopClock();
+    setState('idle');
+    showError(ui['studio-error'], err);
+    if (err.field === 'title') ui['title-input'].focus();
+    return;
+  }
+  if (!reply || run !== starts) return; // ended, hidden or superseded meanwhile
+  ui['title-input'].value = reply.live.title;
+  setViewers(reply.viewers ?? 0);
+  startClock(reply.live.started_at);
+  if (publisher.pc?.connectionState === 'connected') onConnectionState('connected');
+}
+
+function resume() {
+  if (!publisher.live || !stream || state === 'ending') return;
+  goLive(publisher.live.title, { resuming: true });
+}
+
+function onConnectionState(pcState) {
+  if (pcState === 'connected') {
+    resumes = 0;
+    if (state === 'connecting' || state === 'reconnecting') setState('live');
+  } else if (pcState === 'disconnected') {
+    if (state === 'live') setState('reconnecting'); // ICE often recovers by itself
+  } else if (pcState === 'failed') {
+    resume();
+  }
+}
+
+/** The live is over (ended here or by the server): camera off, say why. */
+function finish(reason) {
+  clearTimeout(resumeTimer);
+  const lasted = ui.elapsed.textContent;
+  publisher.ended();
+  stopClock();
+  stopCamera();
+  setState('ended');
+  notice(`${ENDED_BECAUSE[reason] ?? 'Your LIVE ended.'} It lasted ${lasted}.`);
+}
+
+ui['studio-form'].addEventListener('submit', async (event) => {
+  event.preventDefault();
+  if (ON_AIR.has(state) || ui['go-live'].disabled) return;
+  hideError(ui['studio-error']);
+  notice('');
+  setBusy(ui['go-live'], true);
+  try {
+    if (stream || await startCamera()) {
+      resumes = 0;
+      await goLive(ui['title-input'].value.trim()); // not retried: a refusal is shown as is
+    }
+  } finally {
+    setBusy(ui['go-live'], false);
+  }
+});
+
+ui['end-live'].addEventListener('click', async () => {
+  setState('ending');
+  clearTimeout(resumeTimer);
+  try {
+    await publisher.end();
+  } catch (err) {
+    showError(ui['studio-error'], err); // the server ends it after its grace period anyway
+  }
+  finish('ended_by_creator');
+});
+
+ui['camera-start'].addEventListener('click', () => startCamera());
+ui['camera-select'].addEventListener('change', switchDevice);
+ui['mic-select'].addEventListener('change', switchDevice);
+navigator.mediaDevices?.addEventListener?.('devicechange', () => fillDevices().catch(() => {}));
+
+socket.on('room:state', ({ live_id: id, viewers }) => {
+  if (id && id === publisher.live?.live_id) setViewers(viewers);
+});
+socket.on('live:ended', ({ live_id: id, reason }) => {
+  if (id && id === publisher.live?.live_id) finish(reason);
+});
+socket.on('disconnect', () => {
+  if (state === 'live') setState('reconnecting');
+});
+// A new socket: the server started the grace period for the old one.
+socket.on('connect', resume);
+
+window.addEventListener('pagehide', () => {
+  // Leave the live in its grace period: a reload of this tab takes it back.
+  if (publisher.live) {
+    try { sessionStorage.setItem(RESUME_KEY, publisher.live.live_id); } catch { /* no storage */ }
+  }
+  publisher.close();
+  stopStream(stream);
+});
+window.addEventListener('pageshow', (event) => { if (event.persisted) location.reload(); });
+
+// --- start -------------------------------------------------------------------------
+
+async function currentLive() {
+  try {
+    return (await api(`/api/users/${segment(me.username)}`)).live ?? null;
+  } catch {
+    return null; // unknown: Go LIVE will tell
+  }
+}
+
+async function init() {
+  renderHeader();
+  onSessionChange((user) => { if ((user?.id ?? null) !== (me?.id ?? null)) location.reload(); });
+  if (!me) {
+    ui['studio-signed-out'].hidden = false;
+    return;
+  }
+  ui.studio.hidden = false;
+  ui['my-live-page'].href = profilePath(me.username);
+  setState('idle');
+  let resumeId = null;
+  try {
+    resumeId = sessionStorage.getItem(RESUME_KEY);
+    sessionStorage.removeItem(RESUME_KEY);
+  } catch { /* no storage: no resume */ }
+  const [live, opened] = await Promise.all([currentLive(), startCamera()]);
+  socket.get().catch(() => {}); // connect now: Go LIVE should not wait for the handshake
+  if (!live) return;
+  ui['title-input'].value = live.title;
+  if (live.live_id === resumeId && opened) {
+    resumes = 0;
+    goLive(live.title, { resuming: true });
+  } else {
+    notice("You're LIVE from another tab or device. End it there first, or wait for it to stop.");
+  }
+}
+
+init();
