@@ -138,7 +138,7 @@ def start_server(tmp_path: Path, *, redis_url: str | None, env: dict[str, str] |
                             stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
-    import urllib.request  # noqa: PLC0415
+    import urllib.request
 
     while True:
         try:
@@ -159,13 +159,48 @@ def stop_server(server: ServerProcess, sig: int = signal.SIGTERM, timeout: float
     return server.proc.wait(timeout=timeout)
 
 
+def processes_mentioning(text: str, name: bytes = b"redis-server") -> list[int]:
+    """Pids of `name` processes whose command line mentions text (e.g. a data dir)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if name in cmd and text.encode() in cmd:
+                pids.append(int(proc.name))
+    return pids
+
+
 @pytest.fixture
-def live_server(tmp_path: Path, redis_url: str, redis: Redis) -> Iterator[ServerProcess]:
+def server_factory(tmp_path: Path) -> Iterator[Any]:
+    """start_server, with every server (and its embedded redis) stopped at teardown even
+    when the test failed half-way."""
+    started: list[ServerProcess] = []
+
+    def start(**kwargs: Any) -> ServerProcess:
+        server = start_server(tmp_path, **kwargs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.proc.poll() is None:
+            try:
+                stop_server(server, timeout=10)
+            except subprocess.TimeoutExpired:
+                server.proc.kill()
+                server.proc.wait()
+    for pid in processes_mentioning(str(tmp_path)):
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def live_server(server_factory: Any, redis_url: str, redis: Redis) -> ServerProcess:
     """A real `golive serve` process on a free port over the test Redis."""
-    server = start_server(tmp_path, redis_url=redis_url, env={
+    return server_factory(redis_url=redis_url, env={  # type: ignore[no-any-return]
         "GOLIVE_SECRET": TEST_SECRET, "GOLIVE_AUTH_RATE": "100/s", "GOLIVE_AUTH_BURST": "200"})
-    yield server
-    stop_server(server)
 
 
 async def snapshot(redis_url: str, *, skip: tuple[str, ...] = ("session:",)) -> dict[bytes, bytes]:

@@ -13,13 +13,18 @@ from typing import Any
 import pytest
 import socketio
 
-from tests.conftest import ServerProcess, poll, start_server, stop_server
+from tests.conftest import (
+    ServerProcess,
+    poll,
+    processes_mentioning,
+    start_server,
+    stop_server,
+)
 
 
-def post(url: str, body: dict[str, Any], token: str | None = None) -> tuple[int, dict[str, Any]]:
+def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json",
-                                          **({"Authorization": f"Bearer {token}"} if token else {})})
+                                 headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
@@ -38,22 +43,14 @@ def assert_clean_log(server: ServerProcess, *secrets: str) -> None:
 
 
 def redis_children(data_dir: Path) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"redis-server" in cmd and str(data_dir).encode() in cmd:
-                pids.append(int(proc.name))
-    return pids
+    return processes_mentioning(str(data_dir))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-async def test_embedded_redis_keeps_accounts_across_restarts(tmp_path: Path, sig: int) -> None:
+async def test_embedded_redis_keeps_accounts_across_restarts(
+        tmp_path: Path, sig: int, server_factory: Any) -> None:
     data = tmp_path / "golive-data"
-    server = start_server(tmp_path, redis_url=None, data_dir=data)
+    server = server_factory(redis_url=None, data_dir=data)
     password = "restart-pass-1"
     status, body = post(server.url + "/api/register", {
         "username": "keeper", "display_name": "Keeper", "password": password,
@@ -73,35 +70,31 @@ async def test_embedded_redis_keeps_accounts_across_restarts(tmp_path: Path, sig
     assert (data / "appendonlydir").exists() or (data / "appendonly.aof").exists()
     assert_clean_log(server, password, token)
 
-    again = start_server(tmp_path, redis_url=None, data_dir=data)
-    try:
-        status, body = post(again.url + "/api/signin",
-                            {"username": "keeper", "password": password})
-        assert status == 200 and body["user"]["display_name"] == "Keeper"
-        # the generated secret persisted too, so the old token still verifies
-        req = urllib.request.Request(again.url + "/api/me",
-                                     headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            assert resp.status == 200
-    finally:
-        stop_server(again)
+    again = server_factory(redis_url=None, data_dir=data)
+    status, body = post(again.url + "/api/signin",
+                        {"username": "keeper", "password": password})
+    assert status == 200 and body["user"]["display_name"] == "Keeper"
+    # the generated secret persisted too, so the old token still verifies
+    req = urllib.request.Request(again.url + "/api/me",
+                                 headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200
+    assert stop_server(again) == 0
     assert_clean_log(again, password, token)
 
 
-def test_external_redis_is_used_and_no_server_started(tmp_path: Path, redis_url: str,
-                                                      redis: Any) -> None:
+def test_external_redis_is_used_and_no_server_started(
+        tmp_path: Path, redis_url: str, redis: Any, server_factory: Any) -> None:
     data = tmp_path / "unused"
-    server = start_server(tmp_path, redis_url=redis_url, data_dir=data,
-                          env={"GOLIVE_SECRET": "s" * 40})
-    try:
-        status, _ = post(server.url + "/api/register", {
-            "username": "outside", "display_name": "O", "password": "password-1",
-            "birthdate": "1990-01-01"})
-        assert status == 201
-        assert not redis_children(data)
-        assert not (data / "appendonly.aof").exists()
-    finally:
-        assert stop_server(server) == 0
+    server = server_factory(redis_url=redis_url, data_dir=data,
+                            env={"GOLIVE_SECRET": "s" * 40})
+    status, _ = post(server.url + "/api/register", {
+        "username": "outside", "display_name": "O", "password": "password-1",
+        "birthdate": "1990-01-01"})
+    assert status == 201
+    assert not redis_children(data)
+    assert not (data / "appendonly.aof").exists()
+    assert stop_server(server) == 0
     assert_clean_log(server)
 
 

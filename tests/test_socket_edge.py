@@ -143,7 +143,7 @@ async def raw_socket(client: Any, token: str) -> tuple[aiohttp.ClientSession,
     opened = await ws.receive_str()
     assert opened.startswith("0")
     await ws.send_bytes(msgpack.packb({"type": 0, "nsp": "/", "data": {"token": token}}))
-    connected = msgpack.unpackb((await ws.receive_bytes()))
+    connected = msgpack.unpackb(await ws.receive_bytes())
     assert connected["type"] == 0, connected
     return session, ws
 

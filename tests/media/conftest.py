@@ -53,6 +53,14 @@ async def poll(
         await asyncio.sleep(interval)
 
 
+def vanish(pc: RTCPeerConnection) -> None:
+    """Drop a peer's UDP sockets without a goodbye: no RTCP BYE, DTLS alert or ICE reply
+    ever leaves it again (what a killed browser tab or a pulled cable looks like)."""
+    ice = pc.getTransceivers()[0].receiver.transport.transport._connection
+    for protocol in ice._protocols:
+        protocol.transport.abort()
+
+
 class ViewerClient:
     """A viewer as a browser would be: answers the server's offer and decodes what arrives."""
 
@@ -176,6 +184,11 @@ class Harness:
             await creator.close()
         for client in self.viewers:
             await client.close()
+
+
+@pytest.fixture(name="vanish")
+def vanish_fixture() -> Callable[[RTCPeerConnection], None]:
+    return vanish
 
 
 @pytest.fixture(name="poll")

@@ -59,18 +59,14 @@ async def test_add_remove_cycles_leak_nothing(harness, poll):
     assert after["rss_mb"] <= before["rss_mb"] + 40  # ~0.5 MB per viewer measured elsewhere
 
 
-async def test_vanished_viewer_is_removed(harness, poll):
+async def test_vanished_viewer_is_removed(harness, poll, vanish):
     room = harness.room()
     await harness.publish(room)
     gone = await harness.join(room, "gone")
     stays = await harness.join(room, "stays")
     await poll(lambda: gone.video_frames > 0 and stays.video_frames > 0, what="video at both")
 
-    # Vanish without goodbye: drop the viewer's sockets, so no RTCP, DTLS alert or ICE
-    # answer ever reaches the server again (what a killed browser tab looks like).
-    ice = gone.pc.getTransceivers()[0].receiver.transport.transport._connection
-    for protocol in ice._protocols:
-        protocol.transport.abort()
+    vanish(gone.pc)
 
     timeout = room.timings.viewer_silence_timeout_s
     await poll(lambda: harness.viewer_gone, timeout=timeout + 3, what="on_viewer_gone")
@@ -78,6 +74,20 @@ async def test_vanished_viewer_is_removed(harness, poll):
     assert room.viewer_ids == ["stays"]
     frames = stays.video_frames
     await poll(lambda: stays.video_frames > frames + 5, what="the other viewer still served")
+
+
+async def test_vanished_creator_is_reported_silent(harness, poll, vanish):
+    room = harness.room()
+    creator = await harness.publish(room)
+    viewer = await harness.join(room, "v")
+    await poll(lambda: viewer.video_frames > 0, what="video at the viewer")
+
+    vanish(creator.pc)
+    timeout = room.timings.publisher_silence_timeout_s
+    assert await poll(lambda: harness.publisher_gone, timeout=timeout + 3) == ["silent"]
+    assert not room.has_publisher
+    assert room.viewer_ids == ["v"]  # viewers wait: the owner decides whether the room ends
+    assert harness.viewer_gone == []  # an idle room does not make its viewers look silent
 
 
 async def test_viewer_that_closes_or_never_answers_is_removed(harness, poll):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -90,6 +91,8 @@ async def test_creator_leaving_ends_the_room(harness, poll):
     await room.close()
     await room.close()  # idempotent
     assert room.closed and room.stats().viewers == 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("encode-room-1")]
+    assert not [t for t in asyncio.all_tasks() if t.get_name().endswith("room-1")]
     await poll(
         lambda: all(v.pc.connectionState == "closed" for v in viewers),
         timeout=5,
