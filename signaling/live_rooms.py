@@ -119,13 +119,17 @@ class LiveRooms:
             hosted = HostedLive(live, media, conn.sid)
             self.hosted[creator] = hosted
             self._by_live[live.live_id] = hosted
+            # Held through the first publish: a second offer racing it is a conflict.
+            await hosted.lock.acquire()
         try:
             answer = await media.publish(offer)
         except BaseException as exc:
+            hosted.lock.release()
             await self.end(creator, "publish_failed")
             if isinstance(exc, MediaError):
                 raise as_domain_error(exc) from None
             raise
+        hosted.lock.release()
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
         await self._announce_start(live)
         log.info("live started", extra={"fields": {"live": live.live_id, "creator": creator}})
@@ -133,6 +137,8 @@ class LiveRooms:
                 "ice_servers": self.ice_servers}
 
     async def _resume(self, hosted: HostedLive, conn: Connection, offer: str) -> dict[str, Any]:
+        if hosted.lock.locked():
+            raise conflict("a publish for this live is already in progress")
         async with hosted.lock:
             # Another connection that is still up and publishing owns the live; the
             # publishing connection itself may re-offer (its media failed) at once.
