@@ -15,10 +15,12 @@ at 720p; libvpx realtime cpu-used -6 about 600 at 360p (1.6 ms/frame) / 105 at 7
 from __future__ import annotations
 
 import fractions
-from typing import Literal
+from typing import Literal, cast
 
 import av
+from av.audio.codeccontext import AudioCodecContext
 from av.audio.frame import AudioFrame
+from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType, VideoFrame
 
 VideoCodecName = Literal["vp8", "h264"]
@@ -90,12 +92,12 @@ class VideoEncoder:
         self.codec_name = codec
         self.bitrate = bitrate
         self.h264_preset = h264_preset
-        self._ctx: av.video.codeccontext.VideoCodecContext | None = None
+        self._ctx: VideoCodecContext | None = None
         self._timeline = Timeline(VIDEO_TIME_BASE, step=3000)  # 3000 ticks = one 30 fps frame
 
-    def _open(self, width: int, height: int) -> av.video.codeccontext.VideoCodecContext:
+    def _open(self, width: int, height: int) -> VideoCodecContext:
         name = "libvpx" if self.codec_name == "vp8" else "libx264"
-        ctx = av.CodecContext.create(name, "w")
+        ctx = cast(VideoCodecContext, av.CodecContext.create(name, "w"))
         ctx.width = width
         ctx.height = height
         ctx.pix_fmt = "yuv420p"
@@ -157,7 +159,7 @@ class AudioEncoder:
     """Encodes decoded audio into 20 ms Opus packets with a sample-count timeline."""
 
     def __init__(self, bitrate: int = DEFAULT_AUDIO_BITRATE) -> None:
-        self._ctx = av.CodecContext.create("libopus", "w")
+        self._ctx = cast(AudioCodecContext, av.CodecContext.create("libopus", "w"))
         self._ctx.bit_rate = bitrate
         self._ctx.sample_rate = AUDIO_RATE
         self._ctx.layout = "stereo"

@@ -102,7 +102,7 @@ def _set_lookup(restriction: HostAddressRestriction | None) -> None:
     global _active
     _active = restriction
     if restriction is None:
-        aioice.ice.get_host_addresses = _AIOICE_HOST_ADDRESSES
+        setattr(aioice.ice, "get_host_addresses", _AIOICE_HOST_ADDRESSES)  # noqa: B010
         return
     v4 = [a for a in restriction.addresses if ipaddress.ip_address(a).version == 4]
     v6 = [a for a in restriction.addresses if ipaddress.ip_address(a).version == 6]
@@ -110,7 +110,7 @@ def _set_lookup(restriction: HostAddressRestriction | None) -> None:
     def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
         return (v4 if use_ipv4 else []) + (v6 if use_ipv6 else [])
 
-    aioice.ice.get_host_addresses = get_host_addresses
+    setattr(aioice.ice, "get_host_addresses", get_host_addresses)  # noqa: B010
 
 
 def restrict_host_addresses(addresses: Iterable[str]) -> HostAddressRestriction:

@@ -86,9 +86,9 @@ class Publisher:
         self._closed = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for result in await asyncio.gather(*self._tasks, return_exceptions=True):
+            if isinstance(result, Exception):
+                logger.error("ingest reader had failed", exc_info=result)
         if self._closer is not None:
             await self._closer.close()
 
@@ -112,7 +112,10 @@ class Publisher:
         try:
             while True:
                 try:
-                    frame = await asyncio.wait_for(track.recv(), timeout)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for returns the result and
+                    # swallows a cancel that lands as recv() completes (seen: close() hung).
+                    async with asyncio.timeout(timeout):
+                        frame = await track.recv()
                 except TimeoutError:
                     self._gone_once(
                         GoneReason.CONNECT_TIMEOUT if self.frames_in == 0 else GoneReason.SILENT

@@ -61,8 +61,9 @@ class RoomTimings:
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
-            if not value > 0 and name != "keyframe_min_interval_s":
-                raise invalid(f"{name} must be positive, got {value!r}")
+            least_ok = 0.0 if name == "keyframe_min_interval_s" else 1e-3
+            if not isinstance(value, (int, float)) or not value >= least_ok:
+                raise invalid(f"{name} must be a number >= {least_ok:g}, got {value!r}")
 
     @property
     def check_interval_s(self) -> float:
@@ -215,11 +216,14 @@ class MediaRoom:
         self._viewers[viewer_id] = viewer
         try:
             offer = await viewer.create_offer()
+        except Exception as exc:  # e.g. the pc was closed by close()/remove_viewer() meanwhile
+            await self._drop_viewer(viewer)
+            raise unavailable(f"no offer for viewer {viewer_id!r}: {exc}") from exc
         except BaseException:
             await self._drop_viewer(viewer)
             raise
-        if self._closed:
-            raise unavailable(f"room {self.room_id!r} closed")
+        if self._viewers.get(viewer_id) is not viewer:
+            raise unavailable(f"viewer {viewer_id!r} was removed while its offer was made")
         return offer
 
     async def accept_viewer_answer(self, viewer_id: str, answer_sdp: str) -> None:
@@ -291,7 +295,9 @@ class MediaRoom:
             # Let the encode loop finish the frame in hand, so the thread is idle when joined.
             self._stopping = True
             self._frame_ready.set()
-            await self._encode_task
+            for result in await asyncio.gather(self._encode_task, return_exceptions=True):
+                if isinstance(result, BaseException):
+                    logger.error("room %s: encode loop had died", self.room_id, exc_info=result)
             viewers = [*self._viewers.values(), *self._closing]
             self._viewers.clear()
             self._fanout.close()
@@ -375,22 +381,36 @@ class MediaRoom:
 
     async def _supervise(self) -> None:
         interval = self.timings.check_interval_s
+        next_check = time.monotonic() + interval
         while not self._closed:
+            event = None
             try:
-                peer, reason = await asyncio.wait_for(self._events.get(), interval)
+                # asyncio.timeout, not wait_for: see ingest.Publisher._read_video.
+                async with asyncio.timeout(max(0.0, next_check - time.monotonic())):
+                    event = await self._events.get()
             except TimeoutError:
-                self._check_liveness()
-                continue
+                pass
             if self._closed:
                 return
-            if isinstance(peer, ViewerPeer):
-                if self._viewers.get(peer.viewer_id) is peer:
-                    await self._drop_viewer(peer)
-                    self._notify(self._on_viewer_gone, peer.viewer_id, str(reason))
-            elif isinstance(peer, Publisher) and self._publisher is peer:
-                self._publisher = None
-                await peer.close()
-                self._notify(self._on_publisher_gone, str(reason))
+            if event is not None:
+                try:
+                    await self._remove_gone(*event)
+                except Exception:
+                    # The supervisor must outlive any one peer's failure to close.
+                    logger.exception("room %s: removing %r failed", self.room_id, event[0])
+            if time.monotonic() >= next_check:
+                self._check_liveness()
+                next_check = time.monotonic() + interval
+
+    async def _remove_gone(self, peer: object, reason: GoneReason) -> None:
+        if isinstance(peer, ViewerPeer):
+            if self._viewers.get(peer.viewer_id) is peer:
+                await self._drop_viewer(peer)
+                self._notify(self._on_viewer_gone, peer.viewer_id, str(reason))
+        elif isinstance(peer, Publisher) and self._publisher is peer:
+            self._publisher = None
+            await peer.close()
+            self._notify(self._on_publisher_gone, str(reason))
 
     def _check_liveness(self) -> None:
         now = time.monotonic()

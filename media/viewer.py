@@ -10,7 +10,6 @@ Two aiortc hooks live here, both on this viewer's own RTCRtpSender instances:
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
@@ -25,8 +24,6 @@ from media.fanout import ViewerFeed
 from media.ice import IceServer, rtc_configuration
 from media.negotiation import audio_preferences, check_viewer_answer, video_preferences
 from media.peers import GoneReason, PeerCloser
-
-logger = logging.getLogger(__name__)
 
 
 class ViewerState(StrEnum):

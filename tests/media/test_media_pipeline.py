@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import fractions
 import threading
 import time
 
+import av
 import numpy as np
 import pytest
 
 from media import Overlay, RoomTimings
 from media.overlay import overlay_layout
+from media.synthetic import HeadlessCreator, SyntheticVideoTrack
 
 
 @pytest.mark.parametrize("codec", ["vp8", "h264"])
@@ -126,3 +129,35 @@ async def test_viewer_decodes_the_overlay(harness, poll):
 
     mean = await poll(badge_padding_color, timeout=5, what="the overlay colour at the viewer")
     print(f"overlay colour at the viewer: {mean} (drawn {color})")
+
+
+def write_clip(path: str, seconds: float = 2.0) -> None:
+    """A short WebM (VP8 + Opus) made from the synthetic sources."""
+    video_src = SyntheticVideoTrack(320, 240)
+    with av.open(path, "w") as container:
+        video = container.add_stream("libvpx", rate=30)
+        video.width, video.height, video.pix_fmt = 320, 240, "yuv420p"
+        audio = container.add_stream("libopus", rate=48000)
+        for n in range(int(seconds * 30)):
+            frame = video_src.make_frame(n)
+            frame.pts, frame.time_base = n, fractions.Fraction(1, 30)
+            container.mux(video.encode(frame))
+        samples = np.zeros((1, 960), np.int16)
+        for n in range(int(seconds * 50)):
+            chunk = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+            chunk.sample_rate, chunk.pts = 48000, n * 960
+            container.mux(audio.encode(chunk))
+        container.mux(video.encode(None))
+        container.mux(audio.encode(None))
+
+
+async def test_creator_plays_a_file(harness, poll, tmp_path):
+    clip = str(tmp_path / "clip.webm")
+    write_clip(clip)
+    room = harness.room()
+    creator = HeadlessCreator.from_file(clip, loop=True)
+    harness.creators.append(creator)
+    await creator.accept_answer(await room.publish(await creator.offer()))
+    viewer = await harness.join(room, "v")
+    await poll(lambda: viewer.video_frames >= 10 and viewer.audio_frames >= 10, timeout=10)
+    assert (viewer.last_video.width, viewer.last_video.height) == (320, 240)
