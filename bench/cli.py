@@ -1,0 +1,250 @@
+"""`golive bench fanout|join`: the command line, and one run from start to clean exit.
+
+Wiring into `golive`: `bench.cli.add_arguments(commands)` adds the `bench` command to
+golive's subparsers; `python -m bench fanout ...` works without it. This module imports
+only the standard library at import time (golive serve pays nothing for it).
+
+Every run writes OUT/<mode>-<date>-<time>/: result.json (every figure), the logs of every
+process it started (server.log, creator.log, workerN.log) and, with matplotlib, PNG plots.
+Ctrl-C (or SIGTERM) stops the run: viewers leave, the creator ends its live, the server
+stops; a second Ctrl-C kills whatever is left at once. The JSON is written either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from bench.options import parse_counts, parse_rate, parse_size
+
+
+def add_arguments(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `bench` (with `fanout` and `join`) to an argparse subparsers object."""
+    bench = subparsers.add_parser(
+        "bench", help="load benchmarks: room fan-out and join storms",
+        description="Load benchmarks against a golive server (started here, or --url).")
+    _add_modes(bench.add_subparsers(dest="bench_mode", required=True))
+    return bench
+
+
+def _add_modes(modes: Any) -> None:
+    fanout = modes.add_parser(
+        "fanout", help="one creator, a sweep of viewer counts: server CPU, fps, latency",
+        description="Sweep viewer counts on one live room; stop when the server saturates.")
+    fanout.add_argument("--viewers", type=parse_counts, default=parse_counts("1,10,50,100,200"),
+                        help="increasing viewer counts; each step adds viewers "
+                             "(default 1,10,50,100,200)")
+    fanout.add_argument("--duration", type=float, default=10.0,
+                        help="seconds measured per step, after every viewer joined (10)")
+    fanout.add_argument("--join-rate", type=parse_rate, default=parse_rate("50/s"),
+                        help="how fast a step's viewers join, in all (50/s)")
+    _common(fanout)
+    fanout.set_defaults(run=run, bench_mode="fanout")
+
+    join = modes.add_parser(
+        "join", help="a join storm: distribution of join time and time to first frame",
+        description="N viewers join one live at a given rate; then the room is watched.")
+    join.add_argument("--viewers", type=int, default=200, help="viewers joining (200)")
+    join.add_argument("--rate", type=parse_rate, default=parse_rate("50/s"),
+                      help="joins per second, in all (50/s)")
+    join.add_argument("--duration", type=float, default=5.0,
+                      help="seconds to watch the full room after the storm (5; 0: skip)")
+    _common(join)
+    join.set_defaults(run=run, bench_mode="join")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    target = parser.add_argument_group("server")
+    target.add_argument("--url", help="a running golive server (default: start one here: "
+                                      "`golive serve` on a free port, temp data dir)")
+    target.add_argument("--creator-user", help="with --url: sign in as this creator "
+                                               "(default: register a new one)")
+    target.add_argument("--creator-password")
+    target.add_argument("--server-pid", type=int,
+                        help="with --url: the server's pid, to report its CPU and RSS")
+    target.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment for the server started here, e.g. "
+                             "GOLIVE_VIDEO_BITRATE=600000 (repeatable)")
+    source = parser.add_argument_group("stream and load")
+    source.add_argument("--size", type=parse_size, default=(640, 360),
+                        help="creator video WIDTHxHEIGHT (640x360)")
+    source.add_argument("--fps", type=float, default=30.0, help="creator frame rate (30)")
+    source.add_argument("--codec", choices=("vp8", "h264"), default="vp8",
+                        help="the room's codec (sets the local server's; vp8)")
+    source.add_argument("--workers", type=int, default=0,
+                        help="viewer worker processes (default: cores - 1, at least 1)")
+    source.add_argument("--probes", type=int, default=1,
+                        help="decoding probe viewers per worker, for latency (1)")
+    source.add_argument("--decode", action="store_true",
+                        help="every viewer decodes (costs ~3-6%% of a core per viewer)")
+    source.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                        help="with a server started here and 2+ CPUs: pin the server to "
+                             "one CPU and the creator and viewers to the others (default on)")
+    source.add_argument("--settle", type=float, default=1.0,
+                        help="seconds between the last join and the measurement (1)")
+    parser.add_argument("--out", type=Path, default=Path("bench-out"),
+                        help="folder for the run's folder (bench-out)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the mode `args` describes; the exit status (130 when interrupted)."""
+    for bad, message in ((args.workers < 0, "--workers must be >= 0"),
+                         (args.probes < 0, "--probes must be >= 0"),
+                         (args.duration < 0, "--duration must be >= 0"),
+                         (not 0 < args.fps <= 120, "--fps must be in (0, 120]"),
+                         (args.bench_mode == "join" and args.viewers < 1,
+                          "--viewers must be >= 1"),
+                         (args.url is None and (args.creator_user or args.server_pid),
+                          "--creator-user and --server-pid go with --url")):
+        if bad:
+            print(f"golive bench: {message}", file=sys.stderr)
+            return 2
+    return asyncio.run(_execute(args))
+
+
+def _run_dir(out: Path, mode: str) -> Path:
+    base = out / f"{mode}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True)
+    return path
+
+
+def _config(args: argparse.Namespace) -> dict[str, Any]:
+    config = {k: v for k, v in vars(args).items() if k not in ("run", "out")}
+    if config.get("creator_password"):
+        config["creator_password"] = "(hidden)"
+    config["size"] = f"{args.size[0]}x{args.size[1]}"
+    return config
+
+
+def _host() -> dict[str, Any]:
+    import os
+    from importlib.metadata import version
+
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "machine": platform.machine(),
+            **{name: version(name) for name in ("aiortc", "av", "aioice")}}
+
+
+async def _execute(args: argparse.Namespace) -> int:
+    from bench import fanout, joinstorm, measure
+    from bench.report import Progress, fanout_plots, join_plots, write_json
+    from bench.session import BenchSession
+
+    mode = fanout if args.bench_mode == "fanout" else joinstorm
+    run_dir = _run_dir(args.out, args.bench_mode)
+    progress = Progress()
+    result: dict[str, Any] = {
+        "mode": args.bench_mode, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "argv": sys.argv, "config": _config(args), "host": _host(),
+        "measured_where": measure.__doc__, "errors": [], "interrupted": False}
+    session = BenchSession(args, run_dir, progress)
+    task = asyncio.current_task()
+    assert task is not None
+    stopping = False
+
+    def on_signal() -> None:
+        nonlocal stopping
+        if stopping:  # a second Ctrl-C, or one during the clean-up: no more waiting
+            progress.note("killing every process the bench started")
+            session.kill_now()
+            return
+        stopping = True
+        progress.note("interrupted: stopping the viewers, the creator and the server "
+                      "(Ctrl-C again to kill them)")
+        task.cancel()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    status = 0
+    try:
+        await _check_host(result, progress)
+        await mode.run(session, args, result, progress)
+    except asyncio.CancelledError:
+        task.uncancel()
+        result["interrupted"] = True
+        status = 130
+    except Exception as exc:
+        result["errors"].append(f"{type(exc).__name__}: {exc}")
+        if not _expected(exc):
+            traceback.print_exc()
+        status = 1
+    finally:
+        stopping = True
+        progress.update("stopping the viewers, the creator and the server")
+        try:
+            await session.close()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            result["plots"] = []
+            if result.get("steps") or result.get("joins"):
+                plots = fanout_plots if mode is fanout else join_plots
+                try:
+                    result["plots"] = plots(result, run_dir)
+                except Exception as exc:  # a plot must never cost the figures
+                    progress.note(f"plots failed: {exc}")
+            path = run_dir / "result.json"
+            write_json(path, result)
+            progress.note("")
+            print(mode.render(result))
+            for error in result["errors"]:
+                print(f"error: {error}")
+            print(f"\nJSON: {path}")
+            if result["plots"]:
+                print(f"plots: {', '.join(str(run_dir / p) for p in result['plots'])}")
+            else:
+                print("plots: none (pip install matplotlib to get PNG plots)"
+                      if not _has_matplotlib() else "plots: none (nothing to plot)")
+            sys.stdout.flush()
+    return status
+
+
+async def _check_host(result: dict[str, Any], progress: Any) -> None:
+    """One second of the machine before we load it: other work skews every figure."""
+    from bench.measure import OTHERS_BUSY
+    from bench.processes import CpuMeter
+
+    meter = CpuMeter({})
+    meter.start()
+    await asyncio.sleep(1.0)
+    others = meter.read()["others"]
+    result["host"]["others_before"] = others
+    if others > OTHERS_BUSY:
+        progress.note(f"warning: before the run, other processes used {others:.0%} of a core; "
+                      "the figures will include their interference (see the 'others' column)")
+
+
+def _expected(exc: Exception) -> bool:
+    """Failures a user can act on (shown as one line), as opposed to bench bugs."""
+    from bench.processes import ChildError
+    from bench.target import TargetError
+
+    return isinstance(exc, ChildError | TargetError | OSError | TimeoutError)
+
+
+def _has_matplotlib() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("matplotlib") is not None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench fanout|join ...` (the same as `golive bench ...`)."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_modes(parser.add_subparsers(dest="bench_mode", required=True))
+    args = parser.parse_args(argv)
+    return int(args.run(args))

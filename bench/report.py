@@ -1,0 +1,160 @@
+"""What a run shows: a progress line (stderr), a table (stdout), a JSON file of every figure
+and, when matplotlib is installed, PNG plots. Plotting is optional: without matplotlib the
+run says so and writes everything else.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from bench.figures import cdf_points
+
+PLAIN_PROGRESS_PERIOD_S = 2.0  # without a terminal, one progress line per 2 s at most
+
+
+class Progress:
+    """One updating line on a terminal; periodic plain lines otherwise (logs, CI)."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._last_plain = 0.0
+        self._width = 0
+
+    def update(self, text: str) -> None:
+        if self.tty:
+            pad = max(0, self._width - len(text))
+            self.stream.write("\r" + text + " " * pad)
+            self._width = len(text)
+        else:
+            now = time.monotonic()
+            if now - self._last_plain < PLAIN_PROGRESS_PERIOD_S:
+                return
+            self._last_plain = now
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        """A line that stays (step results, warnings)."""
+        if self.tty and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self._width = 0
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1, sort_keys=False))
+    tmp.replace(path)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain fixed-width table."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
+              for i, h in enumerate(headers)]
+    line = "  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "-" * len(line)]
+    out += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(out)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 10 else f"{value:.0f}"
+    return str(value)
+
+
+def pct(cores: float | None) -> str | None:
+    return None if cores is None else f"{cores * 100:.0f}%"
+
+
+# --- plots --------------------------------------------------------------------
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def fanout_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
+    """cpu.png, fps.png, latency.png; [] without matplotlib."""
+    plt = _pyplot()
+    steps = result["steps"]
+    if plt is None or not steps:
+        return []
+    viewers = [s["viewers"] for s in steps]
+    written = []
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(viewers, [(s["cpu"]["server"] or 0) * 100 for s in steps], "o-", label="server")
+    ax.plot(viewers, [s["load"]["workers_max"] * 100 for s in steps], "s--",
+            label="busiest viewer worker")
+    ax.plot(viewers, [(s["cpu"].get("creator") or 0) * 100 for s in steps], "^:",
+            label="creator")
+    ax.plot(viewers, [s["cpu"]["others"] * 100 for s in steps], "x:", color="grey",
+            label="other processes (not the bench's)")
+    ax.axhline(95, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="viewers", ylabel="CPU (% of one core)", title="CPU vs viewers")
+    ax.legend()
+    written.append(_save(plt, fig, run_dir / "cpu.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(viewers, [s["fps"].get("p50") for s in steps], "o-", label="median viewer")
+    ax.plot(viewers, [s["fps"].get("min") for s in steps], "s--", label="slowest viewer")
+    ax.axhline(result["config"]["fps"], color="grey", lw=0.8, ls=":", label="source")
+    ax.set(xlabel="viewers", ylabel="frames/s delivered", title="Frame rate vs viewers")
+    ax.legend()
+    written.append(_save(plt, fig, run_dir / "fps.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for step in steps:
+        points = step.get("latency_cdf") or []
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points],
+                    label=f"{step['viewers']} viewers")
+    ax.set(xlabel="capture -> last packet arrival (ms, probe viewers)",
+           ylabel="fraction of frames", title="Added latency distribution")
+    ax.legend()
+    written.append(_save(plt, fig, run_dir / "latency.png"))
+    return written
+
+
+def join_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
+    """joins.png: CDF of time to connected and to the first keyframe."""
+    plt = _pyplot()
+    if plt is None:
+        return []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (("connected_s", "connected (ICE+DTLS)"),
+                       ("first_keyframe_s", "first keyframe")):
+        values = [j[key] for j in result["joins"] if j.get(key) is not None]
+        points = cdf_points(values)
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=label)
+    ax.set(xlabel="seconds after room:join", ylabel="fraction of viewers",
+           title=f"Join storm: {result['config']['viewers']} viewers at "
+                 f"{result['config']['rate']:g}/s")
+    ax.legend()
+    return [_save(plt, fig, run_dir / "joins.png")]
+
+
+def _save(plt: Any, fig: Any, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name

@@ -1,0 +1,248 @@
+"""Counting what a viewer receives, and the one patch the bench makes to aiortc.
+
+aiortc's RTCRtpReceiver always depacketizes, reassembles (jitter buffer) and decodes on a
+thread. A bench worker that did that for every viewer would measure its own decoder, not
+the server: VP8 360p30 decode is ~1-2 ms a frame, i.e. 3-6% of a core per viewer, so one
+core of decoding viewers saturates near 20-30 of them. Light viewers count instead of
+decoding. Two functions install the behaviour on ONE receiver instance (never on the
+class, so decoding probes in the same process are untouched):
+
+- count_only(receiver, counters): after setRemoteDescription, before the connection is up.
+  Its RTP handler feeds aiortc's own per-SSRC StreamStatistics (so the receiver's RTCP
+  task keeps sending Receiver Reports with real loss/jitter: the server drops a viewer
+  that goes silent for 5 s) and `counters`, and nothing else: no depacketizing, no jitter
+  buffer, no NACK/PLI/REMB, no decode. Its receive() stops the decoder thread aiortc has
+  just started (nothing will ever be queued to it).
+- count_and_decode(receiver, counters): counts each packet, then hands it to aiortc's own
+  handler (the probe viewers, and every viewer with --decode).
+
+Both reach into RTCRtpReceiver's private (name-mangled) attributes of aiortc 1.16:
+__codecs, __remote_streams, __stop_decoder and __timestamp_mapper. `check_aiortc()`
+verifies they exist, so an aiortc upgrade fails loudly at start instead of measuring
+nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
+from aiortc.rtp import RtpPacket
+
+RTP_HEADER_BYTES = 12  # counted per packet: bytes are payload + the fixed RTP header
+VIDEO_CLOCK = 90000
+ARRIVALS_KEPT = 256  # last-packet arrival times of recent frames, for the probes (~8 s)
+DELAYS_KEPT = 30 * 600  # per-frame delay samples per window: 10 min at 30 fps
+
+VIDEO, AUDIO, RTX = 1, 2, 3
+_KINDS = {"video/vp8": VIDEO, "video/h264": VIDEO, "video/rtx": RTX, "audio/opus": AUDIO}
+_kind_cache: dict[str, int] = {}
+
+_PRIVATE = ("_RTCRtpReceiver__codecs", "_RTCRtpReceiver__remote_streams",
+            "_RTCRtpReceiver__timestamp_mapper", "_RTCRtpReceiver__stop_decoder")
+
+
+def check_aiortc(receiver: RTCRtpReceiver) -> None:
+    """Raise RuntimeError if this aiortc lacks the private attributes the bench relies on."""
+    missing = [name for name in _PRIVATE if not hasattr(receiver, name)]
+    if missing:
+        raise RuntimeError(f"bench.rtp_counting: this aiortc has no {', '.join(missing)} "
+                           "(written against aiortc 1.16)")
+
+
+def kind_of(mime: str) -> int:
+    kind = _kind_cache.get(mime)
+    if kind is None:
+        kind = _kind_cache[mime] = _KINDS.get(mime.lower(), 0)
+    return kind
+
+
+def vp8_starts_keyframe(payload: bytes) -> bool:
+    """True for the first packet of a VP8 keyframe: the payload descriptor's S bit set with
+    partition id 0, and the P (inverse keyframe) bit of the VP8 header clear (RFC 7741)."""
+    if len(payload) < 2:
+        return False
+    first = payload[0]
+    if not first & 0x10 or first & 0x0F:
+        return False
+    i = 1
+    if first & 0x80:  # X: extension octet follows
+        ext = payload[1]
+        i = 2
+        if ext & 0x80:  # I: picture id, 7 or 15 bits
+            if len(payload) <= i:
+                return False
+            i += 2 if payload[i] & 0x80 else 1
+        if ext & 0x40:  # L: TL0PICIDX
+            i += 1
+        if ext & 0x30:  # T or K: TID/KEYIDX octet
+            i += 1
+    return len(payload) > i and not payload[i] & 0x01
+
+
+def h264_has_idr(payload: bytes) -> bool:
+    """True if the packet carries (the start of) an IDR slice: single NAL, STAP-A, FU-A."""
+    if not payload:
+        return False
+    nal_type = payload[0] & 0x1F
+    if nal_type == 5:
+        return True
+    if nal_type == 24:  # STAP-A: [size:16][nal]...
+        i = 1
+        while i + 2 < len(payload):
+            size = int.from_bytes(payload[i : i + 2], "big")
+            if payload[i + 2] & 0x1F == 5:
+                return True
+            i += 2 + size
+        return False
+    if nal_type == 28 and len(payload) > 1:  # FU-A: start bit and the fragmented NAL type
+        return bool(payload[1] & 0x80) and payload[1] & 0x1F == 5
+    return False
+
+
+class RtpCounters:
+    """What one viewer received: cumulative counters plus a measurement window.
+
+    Cheap on purpose (it runs for every packet of every light viewer): integer updates, a
+    clock read per packet, a dict write per frame.
+    """
+
+    def __init__(self, codec: str = "vp8",
+                 on_first_keyframe: Callable[[], None] | None = None) -> None:
+        self.starts_keyframe = vp8_starts_keyframe if codec == "vp8" else h264_has_idr
+        self.on_first_keyframe = on_first_keyframe
+        self.video_packets = self.audio_packets = self.rtx_packets = 0
+        self.video_bytes = self.audio_bytes = 0
+        self.frames = self.keyframes = 0
+        self.first_packet_at: float | None = None  # time.monotonic()
+        self.first_frame_at: float | None = None
+        self.first_keyframe_at: float | None = None
+        self.base_seq: int | None = None  # extended sequence numbers (video)
+        self.highest_seq = -1
+        self._key_ts: int | None = None
+        self._ext_ts = 0  # extended RTP timestamp of the last complete frame
+        self.arrivals: dict[int, float] = {}  # RTP timestamp -> wall time of its last packet
+        self.delays: list[float] = []  # wall arrival - media time, per frame in the window
+        self._mark: dict[str, int] = {}
+        self.mark()
+
+    def on_rtp(self, packet: RtpPacket, mime: str) -> None:
+        kind = kind_of(mime)
+        if self.first_packet_at is None:
+            self.first_packet_at = time.monotonic()
+        if kind == AUDIO:
+            self.audio_packets += 1
+            self.audio_bytes += len(packet.payload) + RTP_HEADER_BYTES
+            return
+        if kind != VIDEO:
+            self.rtx_packets += kind == RTX
+            return
+        self.video_packets += 1
+        self.video_bytes += len(packet.payload) + RTP_HEADER_BYTES
+        seq = packet.sequence_number
+        if self.base_seq is None:
+            self.base_seq = self.highest_seq = seq
+        else:
+            delta = (seq - self.highest_seq) & 0xFFFF
+            if 0 < delta < 0x8000:  # newer; older ones are late arrivals, not news
+                self.highest_seq += delta
+        ts = packet.timestamp
+        if self.starts_keyframe(packet.payload):
+            self._key_ts = ts
+        if packet.marker:
+            self._frame_done(ts)
+
+    def _frame_done(self, ts: int) -> None:
+        wall = time.time()
+        self.frames += 1
+        if self.first_frame_at is None:
+            self.first_frame_at = time.monotonic()
+            self._ext_ts = ts
+        else:
+            delta = (ts - self._ext_ts) & 0xFFFFFFFF
+            self._ext_ts += delta if delta < 0x80000000 else delta - 0x100000000
+        if ts == self._key_ts:
+            self.keyframes += 1
+            if self.first_keyframe_at is None:
+                self.first_keyframe_at = time.monotonic()
+                if self.on_first_keyframe is not None:
+                    self.on_first_keyframe()
+        self.arrivals[ts] = wall
+        if len(self.arrivals) > ARRIVALS_KEPT:
+            del self.arrivals[next(iter(self.arrivals))]
+        if len(self.delays) < DELAYS_KEPT:
+            self.delays.append(wall - self._ext_ts / VIDEO_CLOCK)
+
+    @property
+    def video_expected(self) -> int:
+        return 0 if self.base_seq is None else self.highest_seq - self.base_seq + 1
+
+    def _totals(self) -> dict[str, int]:
+        return {"video_packets": self.video_packets, "audio_packets": self.audio_packets,
+                "rtx_packets": self.rtx_packets, "bytes": self.video_bytes + self.audio_bytes,
+                "frames": self.frames, "keyframes": self.keyframes,
+                "video_expected": self.video_expected}
+
+    def mark(self) -> None:
+        """Start a measurement window."""
+        self._mark = self._totals()
+        self.delays = []
+
+    def window(self) -> dict[str, Any]:
+        """Counts since mark(); `lost` is expected minus received video packets (RTX aside)."""
+        now = self._totals()
+        out: dict[str, Any] = {k: now[k] - self._mark[k] for k in now}
+        out["lost"] = max(0, out["video_expected"] - out["video_packets"])
+        return out
+
+
+def count_only(receiver: RTCRtpReceiver, counters: RtpCounters) -> None:
+    """Make `receiver` count packets instead of decoding them (see the module docstring)."""
+    check_aiortc(receiver)
+    codecs = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+    streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    aiortc_receive = receiver.receive
+
+    async def receive(parameters: Any) -> None:
+        await aiortc_receive(parameters)
+        # The thread just started idles on an empty queue; end it (it exits at once).
+        receiver._RTCRtpReceiver__stop_decoder()  # type: ignore[attr-defined]
+
+    async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        stats = streams.get(packet.ssrc)
+        if stats is None:
+            stats = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stats.add(packet)  # what the Receiver Reports are made of
+        counters.on_rtp(packet, codec.mimeType)
+
+    # Instance attributes shadow the methods: pc.__connect calls receiver.receive(...) and
+    # the DTLS transport calls receiver._handle_rtp_packet(...) on this very object.
+    receiver.receive = receive  # type: ignore[method-assign]
+    receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
+
+
+def count_and_decode(receiver: RTCRtpReceiver, counters: RtpCounters) -> None:
+    """Count every packet, then let aiortc handle it as usual (jitter buffer, decode)."""
+    check_aiortc(receiver)
+    codecs = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+    aiortc_handle = receiver._handle_rtp_packet
+
+    async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+        codec = codecs.get(packet.payload_type)
+        if codec is not None:
+            counters.on_rtp(packet, codec.mimeType)
+        await aiortc_handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
+
+
+def rtp_timestamp_of(receiver: RTCRtpReceiver, pts: int) -> int | None:
+    """The RTP timestamp a decoded frame came in with: aiortc rebases timestamps to start
+    at 0 (its TimestampMapper), and the frame's pts is that rebased value."""
+    origin = receiver._RTCRtpReceiver__timestamp_mapper._origin  # type: ignore[attr-defined]
+    return None if origin is None else (pts + origin) & 0xFFFFFFFF
