@@ -9,6 +9,7 @@ import sys
 from aiohttp import web
 
 from signaling import logs
+from bench import cli as bench_cli
 from signaling.broadcast import add_arguments as broadcast_args
 from signaling.config import add_arguments, settings_from_args
 
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         "broadcast", help="go live headless: a test pattern or a file, over WebRTC")
     broadcast_args(broadcast)
     broadcast.set_defaults(run=_broadcast)
+    bench_cli.add_arguments(commands)
     return parser
 
 
