@@ -56,3 +56,102 @@ def live_viewers(live_id: str) -> str:
 def node_lives(node_id: str) -> str:
     """Set of creators whose live media a node hosts (cleaned when the node starts)."""
     return f"node_lives:{node_id}"
+
+
+# --- live chat (engine/chat.py) ---------------------------------------------
+
+def chat(live_id: str) -> str:
+    """The live session's chat: a Stream whose entry ids are the room's order."""
+    return f"chat:{live_id}"
+
+
+def chat_last_sent(live_id: str) -> str:
+    """Hash of user id -> ms of their last message in that live (slow mode)."""
+    return f"chat_last:{live_id}"
+
+
+def chat_rate(live_id: str, user_id: str) -> str:
+    """A user's message count in the current rate window of one live."""
+    return f"chat_rate:{live_id}:{user_id}"
+
+
+def chat_joined(live_id: str, user_id: str) -> str:
+    """Set while a "joined" line for that user may not be repeated."""
+    return f"chat_joined:{live_id}:{user_id}"
+
+
+def chat_settings(creator_id: str) -> str:
+    """Hash of a creator's chat settings (slow mode)."""
+    return f"chat_settings:{creator_id}"
+
+
+def chat_filter(creator_id: str) -> str:
+    """Set of a creator's filtered keywords (lower-cased)."""
+    return f"chat_filter:{creator_id}"
+
+
+def chat_bans(creator_id: str) -> str:
+    """Set of users banned from a creator's lives and their chat."""
+    return f"chat_bans:{creator_id}"
+
+
+def chat_mutes(creator_id: str) -> str:
+    """Hash of user id -> ms until which they may not chat in the creator's lives."""
+    return f"chat_mutes:{creator_id}"
+
+
+# --- direct messages (engine/messages.py) -------------------------------------
+
+def dm(conversation_id: str) -> str:
+    """A conversation's messages: a Stream."""
+    return f"dm:{conversation_id}"
+
+
+def dm_meta(conversation_id: str) -> str:
+    """Hash: state, requester, the last message's preview, read and cleared marks."""
+    return f"dm_meta:{conversation_id}"
+
+
+def dm_inbox(user_id: str) -> str:
+    """Sorted set of a user's conversations, scored by the last message's ms."""
+    return f"dm_inbox:{user_id}"
+
+
+def dm_requests(user_id: str) -> str:
+    """Sorted set of message requests waiting for the user, scored like the inbox."""
+    return f"dm_requests:{user_id}"
+
+
+def dm_unread(user_id: str) -> str:
+    """Hash of conversation id -> messages the user has not read."""
+    return f"dm_unread:{user_id}"
+
+
+def dm_settings(user_id: str) -> str:
+    """Hash of a user's messaging settings (who may message them)."""
+    return f"dm_settings:{user_id}"
+
+
+def dm_rate(user_id: str) -> str:
+    return f"dm_rate:{user_id}"
+
+
+def dm_new(user_id: str) -> str:
+    """Conversations a user started in the current window (spam control)."""
+    return f"dm_new:{user_id}"
+
+
+def dm_repeat(user_id: str, digest: str) -> str:
+    """How often a user sent one text lately (spam control)."""
+    return f"dm_repeat:{user_id}:{digest}"
+
+
+# --- reports (engine/reports.py) ------------------------------------------------
+
+def reports() -> str:
+    """The moderation queue: a Stream of reports with the reported content."""
+    return "reports"
+
+
+def report_rate(user_id: str) -> str:
+    return f"report_rate:{user_id}"

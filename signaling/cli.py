@@ -8,8 +8,8 @@ import sys
 
 from aiohttp import web
 
-from signaling import logs
 from bench import cli as bench_cli
+from signaling import logs
 from signaling.broadcast import add_arguments as broadcast_args
 from signaling.config import add_arguments, settings_from_args
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,9 @@ class LiveRooms:
         self._gone: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue(GONE_QUEUE_BOUND)
         self._tasks: list[asyncio.Task[None]] = []
         self._start_lock = asyncio.Lock()
+        # Awaited, in order, when a new viewer (not a renegotiation) joined a live here
+        # (live chat writes its "NAME joined" line).
+        self.join_listeners: list[Callable[[Live, Connection], Awaitable[None]]] = []
 
     @property
     def services(self) -> Any:
@@ -204,10 +208,14 @@ class LiveRooms:
         """Join a live as a viewer: the server's offer comes back in the ack."""
         live = check_may_watch(conn.user_id, await self.services.lives.current(creator_id))
         await self.services.graph.check_may_interact(conn.user_id, creator_id, "watch")
+        if await self.services.chat.is_banned(creator_id, conn.user_id):
+            raise DomainError(ErrorCode.FORBIDDEN, "the creator banned you from their lives",
+                              reason="banned")
         hosted = self._by_live.get(live.live_id)
         if hosted is None:
             raise DomainError(ErrorCode.UNAVAILABLE, "this live is hosted on another node")
-        if conn.sid in hosted.viewers:  # renegotiation from the same tab: a fresh pc
+        renegotiation = conn.sid in hosted.viewers
+        if renegotiation:  # a fresh pc from the same tab
             await hosted.media.remove_viewer(conn.sid)
         else:
             count = await self.services.lives.viewer_joined(live, conn.user_id)
@@ -221,6 +229,12 @@ class LiveRooms:
             raise as_domain_error(exc) from None
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
         self._mark_dirty(live.live_id)
+        if not renegotiation:
+            for listener in self.join_listeners:
+                try:
+                    await listener(live, conn)
+                except Exception:
+                    log.exception("join listener failed", extra={"fields": {"live": live.live_id}})
         return {"live": live.as_dict(), "offer": offer, "ice_servers": self.ice_servers,
                 "viewers": await self.services.lives.viewer_count(live)}
 
@@ -244,6 +258,26 @@ class LiveRooms:
         await self._forget_viewer(hosted, conn.sid)
         await self.gateway.sio.leave_room(conn.sid, live_room(live_id))
         return True
+
+    def hosted_live(self, live_id: str) -> Live | None:
+        """The live with this id if this node hosts it (chat reads and writes go here)."""
+        hosted = self._by_live.get(live_id)
+        return hosted.live if hosted is not None else None
+
+    async def remove_user(self, live_id: str, user_id: str, reason: str) -> int:
+        """Stop every connection of user_id watching this live (a ban): media closed,
+        viewer count updated, `room:left` with `reason`. Returns the connections removed."""
+        hosted = self._by_live.get(live_id)
+        if hosted is None:
+            return 0
+        sids = [sid for sid, uid in hosted.viewers.items() if uid == user_id]
+        for sid in sids:
+            await hosted.media.remove_viewer(sid)
+            await self._forget_viewer(hosted, sid)
+            await self.gateway.sio.leave_room(sid, live_room(live_id))
+            await self.gateway.sio.emit("room:left", {"live_id": live_id, "reason": reason},
+                                        to=sid)
+        return len(sids)
 
     async def _forget_viewer(self, hosted: HostedLive, sid: str) -> None:
         user_id = hosted.viewers.pop(sid, None)

@@ -131,3 +131,87 @@ class RoomLeave(Payload):
 
 class LiveWatch(Payload):
     user_id: UserId
+
+
+# --- live chat (signaling/chat.py) ---------------------------------------------------
+# Raw bounds only; the engine's rules are tighter (chat lines <= 300 characters).
+MessageId = Annotated[str, Meta(pattern=r"^\d{1,20}-\d{1,20}$")]
+ChatText = Annotated[str, Meta(max_length=2000)]
+FilterWord = Annotated[str, Meta(max_length=64)]
+
+
+class ChatSend(Payload):
+    live_id: LiveId
+    text: ChatText
+
+
+class ChatHistory(Payload):
+    live_id: LiveId
+    after: MessageId | None = None
+    limit: Annotated[int, Meta(ge=1, le=200)] | None = None
+
+
+class ChatDelete(Payload):
+    live_id: LiveId
+    message_id: MessageId
+
+
+class ChatMute(Payload):
+    user_id: UserId
+    seconds: Annotated[int, Meta(ge=1, le=7 * 24 * 3600)]
+
+
+class ChatSettingsUpdate(Payload):
+    slow_mode: Annotated[int, Meta(ge=0, le=3600)] | None = None
+    filter_words: Annotated[list[FilterWord], Meta(max_length=200)] | None = None
+
+
+# --- direct messages (signaling/messages.py) -------------------------------------------
+ConversationId = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
+DmText = Annotated[str, Meta(max_length=4000)]
+
+
+class Share(Payload):
+    kind: Literal["live", "profile"]
+    user_id: UserId
+
+
+class DmSend(Payload):
+    to: UserId
+    text: DmText | None = None
+    share: Share | None = None
+
+
+class DmList(Payload):
+    before: float | None = None
+    limit: Annotated[int, Meta(ge=1, le=100)] = 30
+
+
+class DmHistory(Payload):
+    conversation_id: ConversationId
+    before: MessageId | None = None
+    after: MessageId | None = None
+    limit: Annotated[int, Meta(ge=1, le=100)] = 30
+
+
+class DmRead(Payload):
+    conversation_id: ConversationId
+    message_id: MessageId
+
+
+class DmConversation(Payload):
+    conversation_id: ConversationId
+
+
+class SettingsUpdate(Payload):
+    dm_policy: Literal["everyone", "friends", "none"] | None = None
+
+
+class ReportCreate(Payload):
+    kind: Literal["user", "message", "chat"]
+    reason: Annotated[str, Meta(max_length=32)]
+    user_id: UserId | None = None
+    conversation_id: ConversationId | None = None
+    live_id: LiveId | None = None
+    message_id: MessageId | None = None
+    note: Annotated[str, Meta(max_length=2000)] = ""

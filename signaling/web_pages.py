@@ -11,7 +11,8 @@ from signaling.appkeys import SETTINGS
 # The msgpack build of socket.io-client pairs with AsyncServer(serializer='msgpack').
 SOCKET_IO_CLIENT = Path("node_modules/socket.io-client/dist/socket.io.msgpack.min.js")
 
-PAGES = {"/": "index.html", "/@{username}": "profile.html", "/studio": "studio.html"}
+PAGES = {"/": "index.html", "/@{username}": "profile.html", "/studio": "studio.html",
+         "/messages": "messages.html"}
 
 
 def _page(name: str):  # type: ignore[no-untyped-def]

@@ -99,7 +99,7 @@ async def test_go_live_and_watch_with_several_viewers(app_client: Any, redis: Re
         viewer, ack = await watch(p, ann, closers)
         assert ack["live"]["live_id"] == live_id
         viewers.append((p, viewer))
-    for p, viewer in viewers:
+    for _, viewer in viewers:
         await poll(lambda v=viewer: v.video_frames >= 5 and v.audio_frames >= 5, timeout=15)
         assert viewer.last_video is not None and viewer.last_video.width == 320
     assert await redis.hlen(f"live_viewers:{live_id}") == 3

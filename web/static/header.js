@@ -1,7 +1,12 @@
 /**
  * The header every page shares: the golive mark linking home, and either the
- * signed-in user (linking to their profile) with Sign out, or Sign in / Sign up.
- * It follows the session: signing in or out anywhere re-renders it.
+ * signed-in user (linking to their profile) with Messages and Sign out, or
+ * Sign in / Sign up. It follows the session: signing in or out anywhere
+ * re-renders it.
+ *
+ * Messages carries the unread badge, kept live over the page's socket:
+ * `dm:unread` on connect, then the server's `dm:unread` pushes (every tab of a
+ * user is in its user room).
  */
 
 import { signOut, verifySession } from './accounts.js';
@@ -9,6 +14,26 @@ import { avatar } from './avatar.js';
 import { el } from './dom.js';
 import { handle, profilePath } from './format.js';
 import { currentUser, onSessionChange } from './session.js';
+import { ask, connectSocket } from './socket.js';
+
+/** The unread count last heard, shown again when the header is re-painted. */
+let unread = 0;
+
+function messagesLink() {
+  return el('a', { class: 'header-messages', href: '/messages', testid: 'messages-link',
+    'aria-label': 'Messages', title: 'Messages' },
+  el('span', { class: 'icon-message', 'aria-hidden': 'true' }),
+  el('span', { class: 'unread-badge', testid: 'unread-badge', hidden: true }));
+}
+
+function paintUnread(root, total) {
+  unread = Math.max(0, Number(total) || 0);
+  const badge = root.querySelector('[data-testid="unread-badge"]');
+  if (!badge) return;
+  badge.textContent = unread > 99 ? '99+' : String(unread);
+  badge.hidden = unread === 0;
+  badge.closest('a')?.setAttribute('aria-label', unread ? `Messages, ${unread} unread` : 'Messages');
+}
 
 function brand() {
   return el('a', { class: 'brand', href: '/', testid: 'home-link', 'aria-label': 'golive home' },
@@ -29,6 +54,7 @@ function signedInNav(user) {
     }
   });
   return [
+    messagesLink(),
     el('a', { class: 'whoami', href: profilePath(user.username), title: user.display_name,
       testid: 'whoami' }, avatar(user, 'sm'), el('span', { text: handle(user.username) })),
     signOutButton,
@@ -47,16 +73,61 @@ function paint(root, user) {
     user ? signedInNav(user) : signedOutNav());
   root.replaceChildren(el('div', { class: 'site-header-inner' }, brand(), nav));
   root.dataset.state = user ? 'signed-in' : 'signed-out';
+  paintUnread(root, unread);
+}
+
+/**
+ * Keep the badge current. With the page's SharedSocket it is live: `dm:unread`
+ * on connect, then every `dm:unread` push. Pages that do not pass one get the
+ * count once, and again whenever the tab comes back into view, over a short-lived
+ * connection: a second long-lived socket per page would double the server's
+ * connections (and Chromium's offline emulation closes only one of them).
+ */
+function followUnread(root, socket) {
+  const refresh = async () => {
+    if (!currentUser()) return;
+    try {
+      if (socket) {
+        paintUnread(root, (await socket.ask('dm:unread', {})).total);
+        return;
+      }
+      const once = await connectSocket();
+      try {
+        paintUnread(root, (await ask(once, 'dm:unread', {})).total);
+      } finally {
+        once.disconnect();
+      }
+    } catch {
+      // Not reachable now; the next push, reconnect or visit repaints it.
+    }
+  };
+  if (socket) {
+    socket.on('dm:unread', ({ total }) => paintUnread(root, total));
+    socket.on('connect', refresh); // a new socket: ask again (pushes may have been missed)
+  } else {
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'visible') refresh();
+    });
+  }
+  onSessionChange(() => {
+    unread = 0;
+    paintUnread(root, 0);
+    refresh();
+  });
+  refresh();
 }
 
 /**
  * Render the header into `root` (default: the page's data-testid="site-header")
  * and keep it current. The stored session is checked with the server once:
- * a refused token signs the page out.
+ * a refused token signs the page out. Pass the page's SharedSocket as
+ * `socket` so the unread badge shares its connection.
  */
-export function renderHeader(root = document.querySelector('[data-testid="site-header"]')) {
+export function renderHeader(root = document.querySelector('[data-testid="site-header"]'),
+  { socket = null } = {}) {
   paint(root, currentUser());
   onSessionChange((user) => paint(root, user));
+  followUnread(root, socket);
   verifySession().catch(() => {
     // Server unreachable: keep showing the stored session; the next request will tell.
   });

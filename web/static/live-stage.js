@@ -5,13 +5,15 @@
  * `live:started`), and an ended state when the live ends (`live:ended`).
  *
  * Watching needs a signed-in socket: signed-out visitors get "Sign in to
- * watch", and creators on their own profile a link to their studio.
+ * watch", and creators on their own profile a link to their studio. The live's
+ * chat (chat.js) opens under the video for viewers who joined and for the creator.
  *
  *   const stage = new LiveStage(sharedSocket);
  *   stage.show({ user, live, isSelf, signedIn });   // after each profile load
  *   stage.reset();                                   // the profile or the session changed
  */
 
+import { ChatPanel } from './chat.js';
 import { byTestId } from './dom.js';
 import { ErrorCode, describeError } from './errors.js';
 import { formatCount, handle, profilePath } from './format.js';
@@ -45,6 +47,8 @@ export class LiveStage {
     /** The creator's current live, or null. */
     this.live = null;
     this.rejoins = 0;
+    /** The live's chat, under the video, for its creator and its viewers. */
+    this.chat = new ChatPanel(socket, byTestId('chat-panel', root));
 
     socket.on('live:started', ({ live }) => {
       if (live?.creator_id !== this.target?.user.id) return;
@@ -103,6 +107,7 @@ export class LiveStage {
   reset() {
     this.target = null;
     this.live = null;
+    this.chat.close();
     this.player.close();
     this.root.hidden = true;
   }
@@ -143,6 +148,7 @@ export class LiveStage {
       this.overlay('signin', `${user.display_name} is LIVE.`);
     } else if (isSelf) {
       this.overlay('self', "You're LIVE. Viewers watch you here; you run it from your studio.");
+      this.chat.open(live, { creator: true });
     } else if (join) {
       this.play();
     } else if (!this.player.pc) {
@@ -159,6 +165,7 @@ export class LiveStage {
       this.live = reply.live;
       this.setViewers(reply.viewers);
       this.paintMute();
+      this.chat.open(reply.live, { creator: false });
       // The overlay stays until the video element reports 'playing'.
     } catch (err) {
       if (this.target !== target) return;
@@ -185,6 +192,7 @@ export class LiveStage {
   onEnded(reason) {
     const name = this.target.user.display_name;
     this.player.close();
+    this.chat.close();
     this.live = null;
     const why = ENDED_BECAUSE[reason]?.(name) ?? '';
     const next = this.target.signedIn && !this.target.isSelf
@@ -204,6 +212,7 @@ export class LiveStage {
     const { user, isSelf, signedIn } = this.target;
     this.live = null;
     this.player.close();
+    this.chat.close();
     this.ui['offline-detail'].textContent = isSelf
       ? "You're not live. Go LIVE from your studio and your viewers will see you here."
       : signedIn

@@ -3,6 +3,9 @@
  * (or editing, on your own profile), under their LIVE when they are live
  * (live-stage.js).
  *
+ * Signed in, Message opens the conversation with them (/messages?to=username)
+ * and Share sends this profile, or its LIVE, into one of your conversations.
+ *
  * The profile loads over HTTP so signed-out visitors see it too; every change
  * (follow, unfollow, block, unblock, edit, the follower lists) goes through
  * Socket.IO acks, and the page shows what the ack says.
@@ -29,7 +32,8 @@ const ui = Object.fromEntries([
   'relation-note', 'action-error', 'profile-edit-form', 'edit-display-name', 'edit-bio',
   'edit-bio-count', 'edit-error', 'edit-cancel', 'user-list', 'user-list-title',
   'user-list-items', 'not-found', 'not-found-detail', 'load-error', 'load-error-detail',
-  'load-retry',
+  'load-retry', 'message-button', 'share-button', 'share-picker', 'share-title', 'share-list',
+  'share-note',
 ].map((id) => [id, byTestId(id)]));
 
 const socket = new SharedSocket();
@@ -167,6 +171,12 @@ function render() {
     block.dataset.state = relation.blocking ? 'blocking' : 'not-blocking';
   }
   block.hidden = !other;
+  // Message and Share (signed in; no message across a block).
+  const message = ui['message-button'];
+  message.hidden = !other || relation.blocking || relation.blocked_by;
+  message.href = `/messages?to=${encodeURIComponent(user.username)}`;
+  ui['share-button'].hidden = !signedIn || (other && (relation.blocking || relation.blocked_by));
+  if (ui['share-button'].hidden) ui['share-picker'].hidden = true;
   ui['edit-profile-button'].hidden = !isSelf || !ui['profile-edit-form'].hidden;
   const signin = ui['signin-to-follow'];
   signin.hidden = signedIn;
@@ -254,6 +264,55 @@ for (const kind of ['followers', 'following']) {
   });
 }
 
+// --- sharing this profile (or its LIVE) into a conversation --------------------------
+
+function shareNote(text) {
+  ui['share-note'].textContent = text;
+  ui['share-note'].hidden = !text;
+}
+
+async function shareTo(conversation, button) {
+  const live = Boolean(stage.live);
+  setBusy(button, true);
+  try {
+    await socket.ask('dm:send', { to: conversation.with.id,
+      share: { kind: live ? 'live' : 'profile', user_id: view.user.id } });
+    shareNote(`Shared with ${conversation.with.display_name}.`);
+  } catch (err) {
+    shareNote(describeError(err));
+  } finally {
+    setBusy(button, false);
+  }
+}
+
+async function openShare() {
+  const picker = ui['share-picker'];
+  if (!picker.hidden) {
+    picker.hidden = true;
+    return;
+  }
+  picker.hidden = false;
+  shareNote('');
+  ui['share-title'].textContent = stage.live
+    ? `Share ${view.user.display_name}'s LIVE` : `Share ${handle(view.user.username)}`;
+  ui['share-list'].replaceChildren(el('li', { class: 'empty', text: 'Loading…' }));
+  try {
+    const { conversations } = await socket.ask('dm:list', { limit: 20 });
+    const rows = conversations.filter((c) => !c.pending && c.with.id !== view.user.id);
+    ui['share-list'].replaceChildren(...(rows.length ? rows.map((c) => {
+      const button = el('button', { type: 'button', class: 'share-target', testid: 'share-target' },
+        avatar(c.with, 'sm'), el('span', { text: c.with.display_name }));
+      button.addEventListener('click', () => shareTo(c, button));
+      return el('li', {}, button);
+    }) : [el('li', { class: 'empty', text: 'No conversations yet: message someone first.' })]));
+  } catch (err) {
+    ui['share-list'].replaceChildren();
+    shareNote(describeError(err));
+  }
+}
+
+ui['share-button'].addEventListener('click', openShare);
+
 // --- editing your own profile ---------------------------------------------------
 
 function countBio() {
@@ -291,7 +350,7 @@ ui['load-retry'].addEventListener('click', () => {
   load();
 });
 
-renderHeader();
+renderHeader(undefined, { socket });
 onSessionChange((user) => {
   const samePerson = (user?.id ?? null) === (viewer?.id ?? null);
   viewer = user;
@@ -300,6 +359,7 @@ onSessionChange((user) => {
   socket.close();
   stage.reset();
   closeList();
+  ui['share-picker'].hidden = true;
   hideError(ui['action-error']);
   ui['profile-edit-form'].hidden = true;
   load();

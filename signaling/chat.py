@@ -1,0 +1,343 @@
+"""Live chat at the edge: the chat:* events, and the feed that delivers each live's
+stream to its Socket.IO room.
+
+Order. python-socketio runs every event in its own task, so two messages
+emitted right after their XADDs could reach the room in either order. Here
+nothing is emitted by the task that wrote: the writer only wakes the feed. The
+feed (one task per node, owned by LiveChat) reads each room's stream after the
+id it delivered last (XREAD, many rooms in one call) and pushes what it finds,
+so the room's order is the stream's order by construction, the same order
+that history and catch-up read.
+
+Batching. After a push the feed waits BATCH_WINDOW_S before its next read (one
+cadence for all rooms of the node), so a busy room gets one `chat:messages`
+push with a list every 25 ms instead of one push per line; a quiet room's line
+goes out at once. Each push is encoded once and the same websocket frame
+written to every member (signaling/frames.py), so a room of 1,000 costs at
+most 40 x 1,000 frame writes a second whatever its message rate.
+
+Measured on this 2-core host with a throwaway load script (bench/ is to
+reproduce it): the server pinned to one core; 1,000 raw Engine.IO websocket
+clients, their senders and Redis on the other; latency from send to receipt
+as the clients saw it; one room of 1,000:
+  20 lines/s  (20k deliveries/s):  23% of a core, p50 5 ms, p99 20 ms
+  100 lines/s (100k deliveries/s): 40% of a core, p50 19 ms, p99 53 ms
+  300 lines/s (308k deliveries/s): 52% of a core, p50 33 ms, p99 171 ms
+  python-socketio's own room emit at 20 lines/s: 95% of a core, p50 45 ms,
+  p99 172 ms (58 us per frame written, against ~9 us here).
+  Memory: ~39 kB of server RSS per connected client.
+
+Gaps. Each push carries `prev`, the id the feed delivered before this batch.
+A client whose last id is older than `prev` (it was skipped as a slow reader,
+or reconnected) asks chat:history {after: its last id} and gets exactly the
+lines it missed; lines it already has (id <= its last) it drops.
+
+Socket.IO rooms: live:{live_id} (LiveRooms puts the creator's publishing
+connection and every viewer there; chat:history adds the caller's connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from engine.errors import not_found
+from engine.lives import Live
+from signaling.frames import Delivery, FrameWriter
+from signaling.gateway import Connection, EventContext, Gateway, user_room
+from signaling.live_rooms import LiveRooms, live_room
+from signaling.schemas import (
+    ChatDelete,
+    ChatHistory,
+    ChatMute,
+    ChatSend,
+    ChatSettingsUpdate,
+    UserTarget,
+)
+from signaling.services import Services
+
+log = logging.getLogger("golive.chat")
+
+# At most 40 pushes a second per room. 50 ms cost a 20-lines/s room 30 ms of p50
+# for nothing; 0 (no window) let 100 lines/s become 28k frames/s and p99 530 ms.
+BATCH_WINDOW_S = 0.025
+POLL_S = 1.0            # also read every room this often: lines written by other nodes
+BATCH_MAX = 500         # lines per room per push; more waits for the next window
+
+
+class ChatFeed:
+    """Delivers each watched live's chat stream to its room, in order and in batches.
+
+    A room is watched from the first chat:history, send or join on this node; its
+    cursor is the id delivered last. Rooms with no local sockets are dropped at the
+    next poll. One task (run) owns the reads and the pushes.
+    """
+
+    def __init__(self, gateway: Gateway, *, window_s: float = BATCH_WINDOW_S,
+                 poll_s: float = POLL_S, batch_max: int = BATCH_MAX) -> None:
+        self.gateway = gateway
+        self.writer = FrameWriter(gateway.sio)
+        self.window_s = window_s
+        self.poll_s = poll_s
+        self.batch_max = batch_max
+        self.cursors: dict[str, str] = {}
+        self._starting: dict[str, asyncio.Future[None]] = {}
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.totals = Delivery()
+        self.pushes = 0
+
+    @property
+    def services(self) -> Services:
+        assert self.gateway.services is not None
+        return self.gateway.services
+
+    # --- lifetime ----------------------------------------------------------------
+
+    def open(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="chat-feed")
+
+    async def close(self) -> None:
+        """Stop the feed task; idempotent."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # --- rooms ---------------------------------------------------------------------
+
+    async def watch(self, live_id: str) -> None:
+        """Start delivering a live's chat from its newest line, unless already watched.
+
+        Callers watch before they write (a send, a system line), so no line of this
+        node is ever written before its room has a cursor."""
+        while live_id not in self.cursors:
+            pending = self._starting.get(live_id)
+            if pending is not None:
+                await asyncio.shield(pending)
+                continue
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._starting[live_id] = future
+            try:
+                newest = await self.services.chat.newest_id(live_id)
+                self.cursors.setdefault(live_id, newest)
+            finally:
+                del self._starting[live_id]
+                future.set_result(None)
+
+    def poke(self, live_id: str) -> None:
+        """A line was written: deliver it with the next batch."""
+        if live_id in self.cursors:
+            self._dirty.add(live_id)
+            self._wake.set()
+
+    def _prune(self) -> None:
+        rooms = self.gateway.sio.manager.rooms.get("/", {})
+        for live_id in list(self.cursors):
+            if not rooms.get(live_room(live_id)):
+                del self.cursors[live_id]
+                self._dirty.discard(live_id)
+
+    # --- the feed --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_poll = loop.time() + self.poll_s
+        while True:
+            # Woken by a local write, or at the poll time even under constant traffic.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, next_poll - loop.time())):
+                    await self._wake.wait()
+            self._wake.clear()
+            if loop.time() >= next_poll:
+                self._prune()
+                self._dirty.update(self.cursors)
+                next_poll = loop.time() + self.poll_s
+            try:
+                await self.flush()
+            except Exception:
+                # The cursors did not move: the next poll reads the same lines again.
+                log.exception("chat delivery failed")
+            await asyncio.sleep(self.window_s)
+
+    async def flush(self) -> None:
+        """Read every dirty room after its cursor and push what is new."""
+        dirty, self._dirty = self._dirty, set()
+        cursors = {live: self.cursors[live] for live in dirty if live in self.cursors}
+        if not cursors:
+            return
+        found = await self.services.chat.read_many(cursors, self.batch_max)
+        for live_id, items in found.items():
+            if not items or self.cursors.get(live_id) != cursors[live_id]:
+                continue  # dropped (or re-watched) while reading
+            self.cursors[live_id] = items[-1].id
+            if len(items) >= self.batch_max:
+                self._dirty.add(live_id)
+                self._wake.set()
+            frame = self.writer.encode("chat:messages", {
+                "live_id": live_id, "prev": cursors[live_id],
+                "items": [item.as_dict() for item in items]})
+            self.totals.add(await self.writer.send(live_room(live_id), frame))
+            self.pushes += 1
+
+
+class LiveChat:
+    """The chat:* events over the engine's Chat, and the feed that delivers them."""
+
+    def __init__(self, gateway: Gateway, lives: LiveRooms) -> None:
+        self.gateway = gateway
+        self.lives = lives
+        self.feed = ChatFeed(gateway)
+
+    @property
+    def services(self) -> Services:
+        assert self.gateway.services is not None
+        return self.gateway.services
+
+    def live(self, live_id: str) -> Live:
+        live = self.lives.hosted_live(live_id)
+        if live is None:
+            raise not_found("this live has ended (or is not on this server)")
+        return live
+
+    async def on_viewer_joined(self, live: Live, conn: Connection) -> None:
+        """A new viewer: the "NAME joined" line, once per user per few minutes."""
+        account = await self.services.accounts.get(conn.user_id)
+        await self.feed.watch(live.live_id)
+        if await self.services.chat.joined(live, account) is not None:
+            self.feed.poke(live.live_id)
+
+    async def subscribe(self, conn: Connection, live: Live) -> None:
+        """Put this connection in the live's room (viewers are there from room:join)."""
+        await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
+        await self.feed.watch(live.live_id)
+
+    async def kick(self, live_id: str, user_id: str) -> None:
+        """A ban: every connection of the user leaves the live and its chat."""
+        await self.lives.remove_user(live_id, user_id, "banned")
+        room = live_room(live_id)
+        for sid, _ in list(self.gateway.sio.manager.get_participants("/", room)):
+            conn = self.gateway.connections.get(sid)
+            if conn is not None and conn.user_id == user_id:
+                await self.gateway.sio.leave_room(sid, room)
+
+    async def view(self, live: Live, user_id: str) -> dict[str, Any]:
+        """Settings and the reader's own standing, for the chat panel."""
+        chat = self.services.chat
+        settings = await chat.settings(live.creator_id)
+        is_creator = user_id == live.creator_id
+        return {"settings": settings.as_dict() if is_creator else settings.public(),
+                "you": {"creator": is_creator,
+                        "muted_until": await chat.muted_until(live.creator_id, user_id)}}
+
+    # --- events ------------------------------------------------------------------------
+
+    def register(self) -> None:
+        gateway = self.gateway
+        self.lives.join_listeners.append(self.on_viewer_joined)
+
+        @gateway.event("chat:send", ChatSend)
+        async def chat_send(ctx: EventContext, p: ChatSend) -> dict[str, Any]:
+            live = self.live(p.live_id)
+            account = await ctx.services.accounts.get(ctx.user_id)
+            await self.feed.watch(live.live_id)
+            item = await ctx.services.chat.send(live, account, p.text)
+            self.feed.poke(live.live_id)
+            return {"message": item.as_dict()}
+
+        @gateway.event("chat:history", ChatHistory)
+        async def chat_history(ctx: EventContext, p: ChatHistory) -> dict[str, Any]:
+            live = self.live(p.live_id)
+            await ctx.services.chat.check_may_read(live, ctx.user_id)
+            await self.subscribe(ctx.conn, live)
+            page = await ctx.services.chat.read(live.live_id, after=p.after, limit=p.limit)
+            return {"live_id": live.live_id, **page.as_dict(),
+                    **await self.view(live, ctx.user_id)}
+
+        @gateway.event("chat:delete", ChatDelete)
+        async def chat_delete(ctx: EventContext, p: ChatDelete) -> dict[str, Any]:
+            live = self.live(p.live_id)
+            await self.feed.watch(live.live_id)
+            tomb = await ctx.services.chat.delete(live, ctx.user_id, p.message_id)
+            self.feed.poke(live.live_id)
+            return {"deleted": p.message_id, "id": tomb.id}
+
+        @gateway.event("chat:mute", ChatMute)
+        async def chat_mute(ctx: EventContext, p: ChatMute) -> dict[str, Any]:
+            await ctx.services.accounts.get(p.user_id)
+            until = await ctx.services.chat.mute(ctx.user_id, p.user_id, p.seconds)
+            await gateway.sio.emit("chat:muted", {"creator_id": ctx.user_id, "until": until},
+                                   to=user_room(p.user_id))
+            return {"user_id": p.user_id, "until": until}
+
+        @gateway.event("chat:unmute", UserTarget)
+        async def chat_unmute(ctx: EventContext, p: UserTarget) -> dict[str, Any]:
+            await ctx.services.accounts.get(p.user_id)
+            await ctx.services.chat.unmute(ctx.user_id, p.user_id)
+            await gateway.sio.emit("chat:muted", {"creator_id": ctx.user_id, "until": 0},
+                                   to=user_room(p.user_id))
+            return {"user_id": p.user_id}
+
+        @gateway.event("chat:ban", UserTarget)
+        async def chat_ban(ctx: EventContext, p: UserTarget) -> dict[str, Any]:
+            await ctx.services.accounts.get(p.user_id)
+            await ctx.services.chat.ban(ctx.user_id, p.user_id)
+            current = await ctx.services.lives.current(ctx.user_id)
+            if current is not None:
+                await self.kick(current.live_id, p.user_id)
+            await gateway.sio.emit("chat:banned", {
+                "creator_id": ctx.user_id,
+                "live_id": current.live_id if current else None}, to=user_room(p.user_id))
+            return {"user_id": p.user_id}
+
+        @gateway.event("chat:unban", UserTarget)
+        async def chat_unban(ctx: EventContext, p: UserTarget) -> dict[str, Any]:
+            await ctx.services.accounts.get(p.user_id)
+            await ctx.services.chat.unban(ctx.user_id, p.user_id)
+            return {"user_id": p.user_id}
+
+        @gateway.event("chat:settings", ChatSettingsUpdate)
+        async def chat_settings(ctx: EventContext, p: ChatSettingsUpdate) -> dict[str, Any]:
+            chat = ctx.services.chat
+            before = await chat.settings(ctx.user_id)
+            settings = await chat.update_settings(ctx.user_id, slow_mode_s=p.slow_mode,
+                                                  filter_words=p.filter_words)
+            current = await ctx.services.lives.current(ctx.user_id)
+            if current is not None and settings.slow_mode_s != before.slow_mode_s:
+                await gateway.sio.emit("chat:settings", {
+                    "live_id": current.live_id, **settings.public()},
+                    to=live_room(current.live_id))
+            return {"settings": settings.as_dict()}
+
+
+CHAT = web.AppKey("chat", LiveChat)
+
+
+def register(app: web.Application) -> LiveChat:
+    """Add live chat to an app built by create_app: the events now, the feed task once
+    Redis is up (a cleanup context, so register after the Redis one)."""
+    from signaling.appkeys import GATEWAY, LIVES
+
+    chat = app[CHAT] = LiveChat(app[GATEWAY], app[LIVES])
+    chat.register()
+
+    async def feed_ctx(_: web.Application) -> AsyncIterator[None]:
+        chat.feed.open()
+        try:
+            yield
+        finally:
+            await chat.feed.close()
+
+    app.cleanup_ctx.append(feed_ctx)
+    return chat
+
+
+__all__ = ["CHAT", "ChatFeed", "LiveChat", "register"]
