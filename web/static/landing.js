@@ -59,7 +59,7 @@ const socket = new SharedSocket();
 const discover = new DiscoverList(socket);
 let signedInAs = currentUser()?.id ?? null;
 
-renderHeader();
+renderHeader(undefined, { socket });
 paint(currentUser());
 discover.start({ signedIn: Boolean(signedInAs) });
 onSessionChange((user) => {

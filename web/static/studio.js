@@ -301,7 +301,7 @@ async function currentLive() {
 }
 
 async function init() {
-  renderHeader();
+  renderHeader(undefined, { socket });
   onSessionChange((user) => { if ((user?.id ?? null) !== (me?.id ?? null)) location.reload(); });
   if (!me) {
     ui['studio-signed-out'].hidden = false;
