@@ -204,8 +204,10 @@ class LiveRooms:
 
     # --- viewers -----------------------------------------------------------
 
-    async def join(self, conn: Connection, creator_id: str) -> dict[str, Any]:
-        """Join a live as a viewer: the server's offer comes back in the ack."""
+    async def join(self, conn: Connection, creator_id: str, *,
+                   media: bool = True) -> dict[str, Any]:
+        """Join a live as a viewer: the server's offer comes back in the ack (None for a
+        chat-only join, which counts as a viewer and gets the room's pushes and chat)."""
         live = check_may_watch(conn.user_id, await self.services.lives.current(creator_id))
         await self.services.graph.check_may_interact(conn.user_id, creator_id, "watch")
         if await self.services.chat.is_banned(creator_id, conn.user_id):
@@ -222,8 +224,10 @@ class LiveRooms:
             if count < 0:
                 raise not_found("this live has ended")
             hosted.viewers[conn.sid] = conn.user_id
+        offer = None
         try:
-            offer = await hosted.media.add_viewer(conn.sid)
+            if media:
+                offer = await hosted.media.add_viewer(conn.sid)
         except MediaError as exc:
             await self._forget_viewer(hosted, conn.sid)
             raise as_domain_error(exc) from None
@@ -245,7 +249,7 @@ class LiveRooms:
         try:
             await hosted.media.accept_viewer_answer(conn.sid, sdp)
         except MediaError as exc:
-            if exc.code != "conflict":
+            if exc.code not in ("conflict", "not_found"):  # not_found: a chat-only join
                 await self._forget_viewer(hosted, conn.sid)
             raise as_domain_error(exc) from None
         return {}
@@ -396,7 +400,7 @@ class LiveRooms:
 
         @gateway.event("room:join", RoomJoin)
         async def room_join(ctx: EventContext, p: RoomJoin) -> dict[str, Any]:
-            return await self.join(ctx.conn, p.user_id)
+            return await self.join(ctx.conn, p.user_id, media=p.media)
 
         @gateway.event("rtc:answer", RtcAnswer)
         async def rtc_answer(ctx: EventContext, p: RtcAnswer) -> dict[str, Any]:

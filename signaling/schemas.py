@@ -118,6 +118,7 @@ class LiveStart(Payload):
 
 class RoomJoin(Payload):
     user_id: UserId
+    media: bool = True  # False: join the room (count, chat, pushes) without a stream
 
 
 class RtcAnswer(Payload):

@@ -342,3 +342,21 @@ async def test_bad_live_payloads(app_client: Any, closers: list[Any]) -> None:
         assert ack["error"]["code"] == "invalid" and expected in ack["error"]["message"], ack
     long_title = await ann.call("live:start", {"offer": "v=0", "title": "t" * 150})
     assert long_title["error"]["code"] == "invalid"
+
+
+async def test_chat_only_join_counts_without_a_stream(app_client: Any, redis: Redis,
+                                                      closers: list[Any]) -> None:
+    ann = await peer(app_client, "ann", closers)
+    _, live = await go_live(ann, closers)
+    live_id = live["live"]["live_id"]
+    bob = await peer(app_client, "bob", closers)
+    ack = await bob.call("room:join", {"user_id": ann.user.id, "media": False})
+    assert ack["ok"] and ack["offer"] is None and ack["viewers"] == 1
+    assert await redis.hlen(f"live_viewers:{live_id}") == 1
+    hosted = app_client.app[LIVES].hosted[ann.user.id]
+    assert hosted.media.viewer_ids == []
+    stray = await bob.call("rtc:answer", {"live_id": live_id, "sdp": "v=0"})
+    assert stray["error"]["code"] == "not_found"
+    assert await redis.hlen(f"live_viewers:{live_id}") == 1
+    assert (await bob.call("room:leave", {"live_id": live_id})) == {"ok": True}
+    assert await redis.hlen(f"live_viewers:{live_id}") == 0
