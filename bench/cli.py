@@ -59,6 +59,10 @@ def _add_modes(modes: Any) -> None:
     _common(join)
     join.set_defaults(run=run, bench_mode="join")
 
+    from bench.chat import add_mode as add_chat_mode
+
+    add_chat_mode(modes)
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
     target = parser.add_argument_group("server")

@@ -1,0 +1,514 @@
+"""`chat` mode: one live's chat fanned out to many chat-only members.
+
+    python -m bench.chat --clients 1000 --rates 20,100,300 --duration 10
+
+Starts `golive serve` (or uses --url), registers a creator and N client accounts over the
+HTTP API, goes live in this process (a small synthetic stream: a chat room exists only
+while its creator is live), starts --workers load processes (bench.chat_clients) whose
+light Socket.IO/Engine.IO clients (msgpack) join the live with `room:join {media:
+false}`. Then, per rate step, --senders of them send `chat:send` at the step's total rate
+for --warmup + --duration seconds; during the last --duration seconds it measures:
+deliveries per second (lines received by the sampled clients, scaled to every member),
+send-to-receipt latency p50/p99 (the text carries its send time; every process shares
+the machine's clock), the server's CPU and RSS (/proc), server memory per connected
+client (RSS after the joins minus before, per client) and the load processes' own CPU
+(a warning when they, not the server, may be the bottleneck).
+
+Senders: the server allows 5 lines per user per live in 5 s (engine/chat_rules.py
+ChatLimits.rate), so by default each sender sends at most 0.5 lines/s: senders =
+2 x the highest rate (at most --clients).
+
+Progress goes to stderr, the table to stdout, every figure to OUT/chat-<date>-<time>/
+result.json along with the server's and workers' logs. Ctrl-C (or SIGTERM) stops the
+run cleanly (a second Ctrl-C kills what is left); the JSON is written either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+PER_SENDER_RATE_MAX = 0.5  # lines/s: half the server's per-user chat limit (5 per 5 s)
+CHAT_SERVER_ENV = {"GOLIVE_AUTH_RATE": "1000/s", "GOLIVE_AUTH_BURST": "5000",
+                   "GOLIVE_EVENT_RATE": "1000/s", "GOLIVE_EVENT_BURST": "2000"}
+READY_TIMEOUT_S = 60.0
+CREATOR_TIMEOUT_S = 30.0
+STEP_MARGIN_S = 60.0
+LOAD_BUSY = 0.85  # a load process above this share of a core may be the bottleneck
+MAX_CLIENTS = 20_000
+
+
+# --- command line ----------------------------------------------------------------------
+
+
+def _parse_rates(text: str) -> list[float]:
+    try:
+        rates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"rates are N,N,... lines/s: {text!r}") from None
+    if not rates or any(not 0 < r <= 100_000 for r in rates):
+        raise argparse.ArgumentTypeError(f"rates must be > 0: {text!r}")
+    return rates
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--clients", type=int, default=1000,
+                        help="chat-only members of the live (1000)")
+    parser.add_argument("--rates", type=_parse_rates, default=[20.0, 100.0, 300.0],
+                        help="total lines/s sent into the room, one step each (20,100,300)")
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="seconds measured per step (10)")
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="seconds of sending before each step's measurement (2)")
+    parser.add_argument("--senders", type=int, default=0,
+                        help="clients that send (default: 2 x the highest rate, at most "
+                             "--clients, so no sender nears the per-user chat limit)")
+    parser.add_argument("--workers", type=int, default=1, help="load processes (1)")
+    parser.add_argument("--sample", type=int, default=100,
+                        help="clients that decode every push and time every line (100); "
+                             "the others only count frames")
+    parser.add_argument("--url", help="a running golive server (default: start one here)")
+    parser.add_argument("--server-pid", type=int,
+                        help="with --url: the server's pid, to report its CPU and RSS")
+    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment for the server started here (repeatable)")
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                        help="with a server started here and 2+ CPUs: the server on one "
+                             "CPU, its Redis and the load on the others (default on)")
+    parser.add_argument("--out", type=Path, default=Path("bench-out"),
+                        help="folder for the run's folder (bench-out)")
+
+
+def add_mode(modes: Any) -> argparse.ArgumentParser:
+    """Add the `chat` mode to an argparse subparsers object (run=run, bench_mode=chat)."""
+    parser = modes.add_parser(
+        "chat", help="chat fan-out: N chat-only members, rising message rates",
+        description="One live's chat: N chat-only members, senders at rising rates; "
+                    "deliveries/s, latency, server CPU and memory per client.")
+    _add_arguments(parser)
+    parser.set_defaults(run=run, bench_mode="chat")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chat bench `args` describes; the exit status (130 when interrupted)."""
+    for bad, message in ((not 1 <= args.clients <= MAX_CLIENTS,
+                          f"--clients must be 1..{MAX_CLIENTS}"),
+                         (args.senders < 0, "--senders must be >= 0"),
+                         (args.workers < 1, "--workers must be >= 1"),
+                         (args.sample < 0, "--sample must be >= 0"),
+                         (args.duration <= 0, "--duration must be > 0"),
+                         (args.warmup < 0, "--warmup must be >= 0"),
+                         (args.url is None and args.server_pid,
+                          "--server-pid goes with --url")):
+        if bad:
+            print(f"bench chat: {message}", file=sys.stderr)
+            return 2
+    return asyncio.run(_execute(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.chat", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(parser)
+    parser.set_defaults(run=run, bench_mode="chat")
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+# --- figures ---------------------------------------------------------------------------
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _senders_for(args: argparse.Namespace) -> int:
+    wanted = args.senders or math.ceil(max(args.rates) / PER_SENDER_RATE_MAX)
+    return max(1, min(args.clients, wanted))
+
+
+def render(result: dict[str, Any]) -> str:
+    from bench.report import table
+
+    rows = []
+    for s in result.get("steps", []):
+        rows.append([s["rate"], s["sent_per_s"], s["deliveries_per_s"],
+                     s["latency_ms"]["p50"], s["latency_ms"]["p99"],
+                     s["latency_ms"]["max"], _pct(s["cpu"]["server"]), s["server_rss_mb"],
+                     _pct(s["load_cpu_max"]), s["errors"]])
+    head = (f"chat: {result.get('clients_joined', 0)} members of one live, "
+            f"{result.get('senders', 0)} senders; "
+            f"server memory per client: {_fmt(result.get('kb_per_client'))} kB")
+    return head + "\n" + table(
+        ["lines/s", "sent/s", "deliv/s", "p50 ms", "p99 ms", "max ms", "srv cpu",
+         "srv MB", "load cpu", "errors"], rows)
+
+
+def _pct(cores: float | None) -> str:
+    return "-" if cores is None else f"{cores * 100:.0f}%"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+class ChatRun:
+    """Owns every process and connection of one run; close() stops them all, once."""
+
+    def __init__(self, args: argparse.Namespace, run_dir: Path, progress: Any) -> None:
+        from bench.session import placement
+
+        self.args = args
+        self.run_dir = run_dir
+        self.progress = progress
+        self.url = (args.url or "").rstrip("/")
+        self.server: Any = None
+        self.server_pid: int | None = args.server_pid
+        self.workers: list[Any] = []
+        self.sio: Any = None
+        self.creator: Any = None
+        self.restriction: Any = None
+        self.live: dict[str, Any] = {}
+        self.ended = ""  # why the live is no longer on, once it is not
+        self.server_cpus, self.load_cpus = placement(args.pin and not args.url)
+        self._closed = False
+
+    def pids(self) -> dict[str, int]:
+        pids = {"bench": os.getpid()}
+        if self.server_pid:
+            pids["server"] = self.server_pid
+        if self.server is not None and (redis := self.server.redis_pid()):
+            pids["redis"] = redis
+        for i, w in enumerate(self.workers):
+            if w.proc is not None:
+                pids[f"worker{i}"] = w.pid
+        return pids
+
+    async def start_server(self) -> None:
+        from bench.target import LocalServer
+
+        self.progress.update("starting golive serve")
+        extra = dict(CHAT_SERVER_ENV)
+        extra.update(kv.split("=", 1) for kv in self.args.server_env)
+        self.server = LocalServer(self.run_dir, extra, self.server_cpus)
+        await self.server.start()
+        self.url, self.server_pid = self.server.url, self.server.pid
+        # The embedded Redis inherits the server's CPU: move it to the load's, so the
+        # server's core measures golive alone (the way the first measurements were made).
+        redis = self.server.redis_pid()
+        if redis and self.load_cpus:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(redis, self.load_cpus)
+
+    async def go_live(self, token: str) -> None:
+        import socketio
+
+        from bench.options import is_loopback_url
+        from media.ice import restrict_host_addresses
+        from media.synthetic import HeadlessCreator
+
+        self.progress.update("creator going live (160x96 @ 5 fps)")
+        if is_loopback_url(self.url):
+            self.restriction = restrict_host_addresses(["127.0.0.1"])
+        self.creator = HeadlessCreator.synthetic(160, 96, 5.0)  # height: a multiple of 4
+        self.sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+
+        async def on_ended(data: dict[str, Any]) -> None:
+            self.ended = f"the server ended the live: {data.get('reason')}"
+
+        async def on_disconnect(*_: Any) -> None:
+            self.ended = self.ended or "the creator's socket was disconnected"
+
+        self.sio.on("live:ended", on_ended)
+        self.sio.on("disconnect", on_disconnect)
+        await self.sio.connect(self.url, auth={"token": token}, transports=["websocket"],
+                               wait_timeout=10)
+        ack = await self.sio.call("live:start", {"title": "chat bench",
+                                                 "offer": await self.creator.offer()},
+                                  timeout=30)
+        if not ack.get("ok"):
+            raise RuntimeError(f"live:start refused: {ack['error']['message']}")
+        await self.creator.accept_answer(ack["answer"])
+        self.live = ack["live"]
+        async with asyncio.timeout(CREATOR_TIMEOUT_S):
+            while self.creator.pc.connectionState != "connected":
+                if self.creator.pc.connectionState in ("failed", "closed"):
+                    raise RuntimeError("the creator's peer connection failed")
+                await asyncio.sleep(0.05)
+
+    def check_live(self) -> None:
+        """RuntimeError once the live is off: every later figure would be meaningless."""
+        state = self.creator.pc.connectionState if self.creator is not None else "none"
+        if not self.ended and state in ("failed", "closed"):
+            self.ended = f"the creator's peer connection is {state}"
+        if self.ended:
+            raise RuntimeError(self.ended)
+
+    async def start_workers(self) -> None:
+        from bench.processes import Child
+
+        self.progress.update(f"starting {self.args.workers} load worker(s)")
+        self.workers = [
+            Child(f"worker{i}", [sys.executable, "-m", "bench.chat_clients", "--url", self.url,
+                                 "--creator-id", self.live["creator_id"]],
+                  self.run_dir / f"worker{i}.log", rpc=True, cpus=self.load_cpus)
+            for i in range(self.args.workers)]
+        for w in self.workers:
+            await w.start()
+        await asyncio.gather(*(w.call("status", READY_TIMEOUT_S) for w in self.workers))
+
+    async def close(self) -> None:
+        """Workers (their clients disconnect), the live, the server. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.gather(*(w.stop(grace=20.0) for w in self.workers),
+                             return_exceptions=True)
+        if self.sio is not None:
+            with contextlib.suppress(Exception):
+                if self.sio.connected:
+                    await self.sio.call("live:end", {}, timeout=5)
+            with contextlib.suppress(Exception):
+                await self.sio.disconnect()
+        if self.creator is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.creator.close(), 10)
+        if self.restriction is not None:
+            self.restriction.restore()
+            self.restriction = None
+        if self.server is not None:
+            await self.server.stop()
+
+    def kill_now(self) -> None:
+        for w in self.workers:
+            w.signal_group(signal.SIGKILL)
+        if self.server is not None:
+            self.server.kill_now()
+
+
+async def _measure(bench: ChatRun, result: dict[str, Any]) -> None:
+    from bench.processes import CpuMeter, rss_bytes
+    from bench.target import register_accounts
+
+    args, progress = bench.args, bench.progress
+    if not bench.url:
+        await bench.start_server()
+    result["url"] = bench.url
+    progress.update(f"registering {args.clients + 1} accounts")
+    accounts = await register_accounts(
+        bench.url, args.clients + 1,
+        on_progress=lambda done, n: progress.update(f"registered {done}/{n} accounts"))
+    await bench.go_live(accounts[0].token)
+    result["live_id"] = bench.live.get("live_id")
+    await bench.start_workers()
+    result["processes"] = bench.pids()
+    result["cpus"] = {"server": sorted(bench.server_cpus or []) or "any",
+                      "load": sorted(bench.load_cpus or []) or "any"}
+
+    # --- connect and join: server RSS before and after, per client
+    await asyncio.sleep(1.0)
+    rss0 = rss_bytes(bench.server_pid) if bench.server_pid else None
+    tokens = [a.token for a in accounts[1:]]
+    n = len(bench.workers)
+    shares = [tokens[i::n] for i in range(n)]
+    samples = [args.sample // n + (i < args.sample % n) for i in range(n)]
+    progress.update(f"connecting {args.clients} clients (chat-only room:join)")
+    t0 = time.monotonic()
+    budget = READY_TIMEOUT_S + args.clients * 0.2
+    answers = await asyncio.gather(*(
+        w.call("connect", budget, tokens=share, sample=k)
+        for w, share, k in zip(bench.workers, shares, samples, strict=True) if share))
+    joined = sum(a["joined"] for a in answers)
+    failed = sum(a["failed"] for a in answers)
+    result["connect_s"] = round(time.monotonic() - t0, 2)
+    result["clients_joined"], result["clients_failed"] = joined, failed
+    for a in answers:
+        result["errors"].extend(f"join: {e}" for e in a["errors"])
+    if joined == 0:
+        raise RuntimeError("no client joined the live")
+    await asyncio.sleep(2.0)  # the joins' "X joined" lines are pushed; RSS settles
+    rss1 = rss_bytes(bench.server_pid) if bench.server_pid else None
+    if rss0 is not None and rss1 is not None:
+        result["server_rss_before_mb"] = round(rss0 / 2**20, 1)
+        result["server_rss_joined_mb"] = round(rss1 / 2**20, 1)
+        result["kb_per_client"] = round((rss1 - rss0) / 1024 / joined, 1)
+    progress.note(f"{joined} clients joined in {result['connect_s']} s ({failed} failed); "
+                  f"server memory per client: {_fmt(result.get('kb_per_client'))} kB")
+
+    senders = min(_senders_for(args), joined)
+    result["senders"] = senders
+    top = max(args.rates)
+    if top / senders > PER_SENDER_RATE_MAX * 2:
+        progress.note(f"warning: {senders} senders at {top:g} lines/s is "
+                      f"{top / senders:.2f} lines/s each: past the server's per-user limit "
+                      "(5 per 5 s); expect rate_limited errors")
+    per_worker = [senders // n + (i < senders % n) for i in range(n)]
+
+    for rate in args.rates:
+        label = f"{rate:g} lines/s"
+        progress.update(f"{label}: {args.warmup:g} s warm-up, {args.duration:g} s measured")
+        start_at = time.time() + 0.3
+        calls = [asyncio.ensure_future(w.call(
+            "step", args.warmup + args.duration + STEP_MARGIN_S,
+            rate=rate * k / senders, senders=k, start_at=start_at, warmup=args.warmup,
+            duration=args.duration)) for w, k in zip(bench.workers, per_worker, strict=True)]
+        try:
+            await asyncio.sleep(max(0.0, start_at - time.time()) + args.warmup)
+            meter = CpuMeter(bench.pids())
+            meter.start()
+            await asyncio.sleep(args.duration)
+            cpu = meter.read()
+            rss = rss_bytes(bench.server_pid) if bench.server_pid else None
+            parts = await asyncio.gather(*calls)
+        finally:
+            for call in calls:
+                call.cancel()
+        step = _step_figures(rate, parts, cpu, rss)
+        step["live_on"] = not bench.ended
+        result["steps"].append(step)
+        for i, part in enumerate(parts):
+            result["errors"].extend(f"{label} worker{i}: {e}" for e in part["error_samples"])
+        progress.note(f"{label}: {step['deliveries_per_s']:.0f} deliveries/s, p50 "
+                      f"{_fmt(step['latency_ms']['p50'])} ms, p99 "
+                      f"{_fmt(step['latency_ms']['p99'])} ms, server "
+                      f"{_pct(step['cpu']['server'])} CPU, errors {step['errors']}")
+        if step["load_bound"]:
+            progress.note(f"warning: a load process used {_pct(step['load_cpu_max'])} of a "
+                          "core: the latency may be the clients', not the server's; "
+                          "try --workers 2+ (on more cores) or a smaller --sample")
+        bench.check_live()
+
+
+def _step_figures(rate: float, parts: list[dict[str, Any]], cpu: dict[str, Any],
+                  rss: int | None) -> dict[str, Any]:
+    seconds = max(p["seconds"] for p in parts) or 1e-6
+    latency = [x for p in parts for x in p["latency_ms"]]
+    sampled = sum(p["sampled"] for p in parts)
+    joined = sum(p["joined"] for p in parts)
+    lines = sum(p["sampled_lines"] for p in parts)
+    sent_in_window = sum(p["sent_in_window"] for p in parts)
+    # every member gets the same pushes: the sampled clients' lines, scaled to all
+    deliveries = lines / sampled * joined if sampled else None
+    cores = cpu["cores"]
+    load = {name: c for name, c in cores.items()
+            if (name.startswith("worker") or name == "bench") and c is not None}
+    load_max = max(load.values(), default=None)
+    return {
+        "rate": rate, "seconds": round(seconds, 3),
+        "senders": sum(p["senders"] for p in parts),
+        "sent": sum(p["sent"] for p in parts),
+        "sent_per_s": round(sent_in_window / seconds, 1),
+        "errors": sum(p["errors"] for p in parts),
+        "members": joined, "sampled": sampled,
+        "deliveries_per_s": round(deliveries / seconds, 1) if deliveries is not None else 0,
+        "expected_deliveries_per_s": round(sent_in_window / seconds * joined, 1),
+        "frames_per_s": round(sum(p["frames"] for p in parts) / seconds, 1),
+        "latency_ms": {"n": len(latency), "p50": _round(_quantile(latency, 0.5)),
+                       "p90": _round(_quantile(latency, 0.9)),
+                       "p99": _round(_quantile(latency, 0.99)),
+                       "max": _round(max(latency, default=None))},
+        "cpu": {"server": cores.get("server"), "redis": cores.get("redis"),
+                "host_busy": cpu["host_busy"], "others": cpu["others"], "cores": cores},
+        "server_rss_mb": round(rss / 2**20, 1) if rss is not None else None,
+        "server_us_per_delivery": (round(cores["server"] * seconds / deliveries * 1e6, 2)
+                                   if cores.get("server") and deliveries else None),
+        "load_cpu": load, "load_cpu_max": load_max,
+        "load_bound": bool(load_max is not None and load_max > LOAD_BUSY),
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def _run_dir(out: Path) -> Path:
+    base = out / f"chat-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True)
+    return path
+
+
+async def _execute(args: argparse.Namespace) -> int:
+    from bench.report import Progress, write_json
+
+    run_dir = _run_dir(args.out)
+    progress = Progress()
+    config = {k: v for k, v in vars(args).items() if k not in ("run", "out")}
+    result: dict[str, Any] = {
+        "mode": "chat", "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "argv": sys.argv, "config": config, "host": {"cpus": os.cpu_count()},
+        "measured_where": __doc__, "steps": [], "errors": [], "interrupted": False}
+    bench = ChatRun(args, run_dir, progress)
+    task = asyncio.current_task()
+    assert task is not None
+    stopping = False
+
+    def on_signal() -> None:
+        nonlocal stopping
+        if stopping:
+            progress.note("killing every process the bench started")
+            bench.kill_now()
+            return
+        stopping = True
+        progress.note("interrupted: stopping the clients, the live and the server "
+                      "(Ctrl-C again to kill them)")
+        task.cancel()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    status = 0
+    try:
+        await _measure(bench, result)
+    except asyncio.CancelledError:
+        task.uncancel()
+        result["interrupted"] = True
+        status = 130
+    except Exception as exc:
+        result["errors"].append(f"{type(exc).__name__}: {exc}")
+        traceback.print_exc()
+        status = 1
+    finally:
+        stopping = True
+        progress.update("stopping the clients, the live and the server")
+        result.setdefault("processes", bench.pids())
+        try:
+            await bench.close()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            path = run_dir / "result.json"
+            write_json(path, result)
+            progress.note("")
+            print(render(result))
+            for error in result["errors"]:
+                print(f"error: {error}")
+            print(f"\nJSON: {path}")
+            sys.stdout.flush()
+    if status == 0 and any(s["errors"] for s in result["steps"]):
+        status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
