@@ -219,8 +219,7 @@ class ChatRun:
     async def go_live(self, token: str) -> None:
         import socketio
 
-        from bench.options import is_loopback_url
-        from media.ice import restrict_host_addresses
+        from media.ice import is_loopback_url, restrict_host_addresses
         from media.synthetic import HeadlessCreator
 
         self.progress.update("creator going live (160x96 @ 5 fps)")

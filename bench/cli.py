@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import signal
 import sys
@@ -132,7 +133,6 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _host() -> dict[str, Any]:
-    import os
     from importlib.metadata import version
 
     return {"cpus": os.cpu_count(), "python": platform.python_version(),

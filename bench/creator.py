@@ -29,9 +29,9 @@ from aiortc.mediastreams import MediaStreamError
 from av.video.frame import VideoFrame
 
 from bench import stamp
-from bench.options import is_loopback_url, parse_size
+from bench.options import parse_size
 from bench.rpc import emit, serve_stdin, stop_on_signals
-from media.ice import restrict_host_addresses
+from media.ice import is_loopback_url, restrict_host_addresses
 from media.synthetic import HeadlessCreator, SyntheticVideoTrack, ToneAudioTrack
 
 log = logging.getLogger("golive.bench.creator")

@@ -1,32 +1,19 @@
-"""Argument types for the bench's flags, and which URLs are loopback.
-
-parse_size and is_loopback_url mirror signaling/broadcast.py's: bench/ talks to a server
-over the network and imports nothing from signaling/ (DESIGN.md: nothing imports
-signaling), so the two small functions are repeated here rather than shared.
-"""
+"""Argument types for the bench's flags (sizes follow media.synthetic.parse_size)."""
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
-from urllib.parse import urlsplit
 
 from bench import stamp
+from media.synthetic import parse_size as synthetic_size
 
 MAX_VIEWERS = 5000  # one bench run; the server's own default room cap is 1000
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'640x360' -> (640, 360): up to 3840x2160, width even, height a multiple of 4 (the
-    test pattern's chroma planes need it), room for the stamp."""
+    """media.synthetic.parse_size's rules, plus room for the capture-time stamp."""
     try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, not {text!r}") from None
-    if width > 3840 or height > 2160 or width % 2 or height % 4:
-        raise argparse.ArgumentTypeError(
-            f"size must be at most 3840x2160, width even, height a multiple of 4: {text!r}")
-    try:
+        width, height = synthetic_size(text)
         stamp.check_size(width, height)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
@@ -57,13 +44,3 @@ def parse_counts(text: str) -> list[int]:
     if counts != sorted(set(counts)):
         raise argparse.ArgumentTypeError(f"viewer counts must increase: {text!r}")
     return counts
-
-
-def is_loopback_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

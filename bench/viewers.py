@@ -38,7 +38,6 @@ from aiortc.mediastreams import MediaStreamError
 from av.video.frame import VideoFrame
 
 from bench import stamp
-from bench.options import is_loopback_url
 from bench.rpc import serve_stdin, stop_on_signals
 from bench.rtp_counting import (
     DELAYS_KEPT,
@@ -47,7 +46,7 @@ from bench.rtp_counting import (
     count_only,
     rtp_timestamp_of,
 )
-from media.ice import restrict_host_addresses, rtc_configuration
+from media.ice import is_loopback_url, restrict_host_addresses, rtc_configuration
 
 log = logging.getLogger("golive.bench.viewers")
 

@@ -14,6 +14,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from urllib.parse import urlsplit
 
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
@@ -131,3 +132,15 @@ def restrict_host_addresses(addresses: Iterable[str]) -> HostAddressRestriction:
     restriction = HostAddressRestriction(tuple(normalized), _active)
     _set_lookup(restriction)
     return restriction
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when url's host is a loopback address (or localhost): peers talking to such a
+    server must gather on loopback (see restrict_host_addresses)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

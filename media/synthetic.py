@@ -185,3 +185,16 @@ class HeadlessCreator:
         await self._closer.close()
         self.video.stop()
         self.audio.stop()
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'640x360' -> (640, 360), for command lines: 16x16 to 3840x2160, width even and
+    height a multiple of 4 (the test pattern's chroma planes need it). ValueError otherwise."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size must be WIDTHxHEIGHT, not {text!r}") from None
+    if not (16 <= width <= 3840 and 16 <= height <= 2160) or width % 2 or height % 4:
+        raise ValueError(
+            f"size must be 16x16 to 3840x2160, width even, height a multiple of 4: {text!r}")
+    return width, height

@@ -7,17 +7,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import signal
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import socketio
 
-from media.ice import IceServer, restrict_host_addresses
-from media.synthetic import HeadlessCreator
+from media.ice import IceServer, is_loopback_url, restrict_host_addresses
+from media.synthetic import HeadlessCreator, parse_size
 
 log = logging.getLogger("golive.broadcast")
 
@@ -26,24 +24,11 @@ class BroadcastError(RuntimeError):
     pass
 
 
-def parse_size(text: str) -> tuple[int, int]:
+def size_argument(text: str) -> tuple[int, int]:
     try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, not {text!r}") from None
-    if not (16 <= width <= 3840 and 16 <= height <= 2160) or width % 2 or height % 2:
-        raise argparse.ArgumentTypeError("size must be even, 16x16 to 3840x2160")
-    return width, height
-
-
-def is_loopback_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 async def sign_in(http: aiohttp.ClientSession, url: str, user: str, password: str) -> str:
@@ -162,7 +147,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--password", required=True, help="the creator's password")
     parser.add_argument("--source", default="testsrc",
                         help="testsrc (a moving test pattern and a tone) or a media FILE")
-    parser.add_argument("--size", type=parse_size, default=(640, 360), help="WIDTHxHEIGHT")
+    parser.add_argument("--size", type=size_argument, default=(640, 360), help="WIDTHxHEIGHT")
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--title", default="Headless LIVE")
     parser.add_argument("--duration", type=float, default=0,
