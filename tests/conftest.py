@@ -108,6 +108,48 @@ async def poll(condition: Any, timeout: float = 5.0, interval: float = 0.02) -> 
         await asyncio.sleep(interval)
 
 
+class SocketPeer:
+    """A signed-in Socket.IO client (one browser tab) that records the pushes it is sent.
+
+    Subclasses name the pushes to record in PUSHES and may react in on_push()."""
+
+    PUSHES: tuple[str, ...] = ()
+
+    def __init__(self, sio: socketio.AsyncClient, user: User) -> None:
+        self.sio = sio
+        self.user = user
+        self.pushes: list[tuple[str, Any]] = []
+        for name in self.PUSHES:
+            sio.on(name, self._recorder(name))
+
+    def _recorder(self, name: str) -> Any:
+        async def record(data: Any) -> None:
+            self.pushes.append((name, data))
+            self.on_push(name, data)
+        return record
+
+    def on_push(self, name: str, data: Any) -> None:
+        """Called after a push is recorded."""
+
+    def got(self, name: str) -> list[Any]:
+        return [data for event, data in self.pushes if event == name]
+
+    async def call(self, event: str, payload: Any, timeout: float = 20) -> dict[str, Any]:
+        return await self.sio.call(event, payload, timeout=timeout)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def closers() -> AsyncIterator[list[Any]]:
+    """Things a test opened (Socket.IO clients, peers), closed in reverse at teardown."""
+    items: list[Any] = []
+    yield items
+    for item in reversed(items):
+        if isinstance(item, socketio.AsyncClient):
+            await item.disconnect()
+        else:
+            await item.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,7 +5,6 @@ unanswered (chat does not need it; the server drops it after 15 s)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,34 +18,29 @@ from media.synthetic import HeadlessCreator
 from signaling.app import create_app
 from signaling.appkeys import GATEWAY, SERVICES
 from signaling.chat import CHAT
-from tests.conftest import User, poll, register, sio_connect, snapshot
+from tests.conftest import SocketPeer, User, poll, register, sio_connect, snapshot
 
 PUSHES = ("chat:messages", "chat:settings", "chat:muted", "chat:banned", "room:left",
           "live:ended")
 
 
-class Member:
+class Member(SocketPeer):
     """A signed-in Socket.IO client that keeps the live chat as a page would: items in
     order by id, gaps detected through `prev` and filled with chat:history."""
 
+    PUSHES = PUSHES
+
     def __init__(self, sio: socketio.AsyncClient, user: User) -> None:
-        self.sio = sio
-        self.user = user
-        self.pushes: list[tuple[str, Any]] = []
         self.items: list[dict[str, Any]] = []   # everything received, in arrival order
         self.last = stream_ids.ZERO
         self.gaps = 0
         # Pushes that came before the first chat:history answer: kept until it arrives.
         self.early: list[dict[str, Any]] | None = []
-        for name in PUSHES:
-            sio.on(name, self._recorder(name))
+        super().__init__(sio, user)
 
-    def _recorder(self, name: str) -> Any:
-        async def record(data: Any) -> None:
-            self.pushes.append((name, data))
-            if name == "chat:messages":
-                self.take(data)
-        return record
+    def on_push(self, name: str, data: Any) -> None:
+        if name == "chat:messages":
+            self.take(data)
 
     def take(self, batch: dict[str, Any]) -> None:
         if self.early is not None:
@@ -63,14 +57,8 @@ class Member:
                 self.items.append(item)
                 self.last = item["id"]
 
-    def got(self, name: str) -> list[Any]:
-        return [data for event, data in self.pushes if event == name]
-
     def texts(self) -> list[str]:
         return [i["text"] for i in self.items if i["kind"] == "message"]
-
-    async def call(self, event: str, payload: Any) -> dict[str, Any]:
-        return await self.sio.call(event, payload, timeout=20)  # type: ignore[no-any-return]
 
     async def open_chat(self, live_id: str) -> dict[str, Any]:
         """What a page does on join: the last lines, then the pushes that came meanwhile
@@ -101,17 +89,6 @@ async def app_client(aiohttp_client: Any, settings: Any, redis: Redis) -> Any:
     client = await aiohttp_client(create_app(settings))
     client.app[CHAT].feed.poll_s = 0.3
     return client
-
-
-@pytest.fixture
-async def closers() -> AsyncIterator[list[Any]]:
-    items: list[Any] = []
-    yield items
-    for item in reversed(items):
-        if isinstance(item, socketio.AsyncClient):
-            await item.disconnect()
-        else:
-            await item.close()
 
 
 async def member(client: Any, name: str, closers: list[Any]) -> Member:

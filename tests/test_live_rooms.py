@@ -4,58 +4,26 @@ peers over loopback, real Redis."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import socketio
 from redis.asyncio import Redis
 
 from media.synthetic import HeadlessCreator
 from signaling.app import create_app
 from signaling.appkeys import LIVES
-from tests.conftest import User, poll, register, sio_connect, snapshot
+from tests.conftest import SocketPeer, poll, register, sio_connect, snapshot
 from tests.media.conftest import ViewerClient
 
 
-class Peer:
-    """A signed-in Socket.IO client that records the pushes it gets."""
-
-    def __init__(self, sio: socketio.AsyncClient, user: User) -> None:
-        self.sio = sio
-        self.user = user
-        self.pushes: list[tuple[str, Any]] = []
-        for name in ("room:state", "live:ended", "live:started", "room:left",
-                     "discover:update"):
-            sio.on(name, self._recorder(name))
-
-    def _recorder(self, name: str) -> Any:
-        async def record(data: Any) -> None:
-            self.pushes.append((name, data))
-        return record
-
-    def got(self, name: str) -> list[Any]:
-        return [data for event, data in self.pushes if event == name]
-
-    async def call(self, event: str, payload: Any) -> dict[str, Any]:
-        return await self.sio.call(event, payload, timeout=20)  # type: ignore[no-any-return]
+class Peer(SocketPeer):
+    PUSHES = ("room:state", "live:ended", "live:started", "room:left", "discover:update")
 
 
 @pytest.fixture
 async def app_client(aiohttp_client: Any, settings: Any, redis: Redis) -> Any:
     settings.live_grace = 0.6
     return await aiohttp_client(create_app(settings))
-
-
-@pytest.fixture
-async def closers() -> AsyncIterator[list[Any]]:
-    items: list[Any] = []
-    yield items
-    for item in reversed(items):
-        if isinstance(item, socketio.AsyncClient):
-            await item.disconnect()
-        else:
-            await item.close()
 
 
 async def peer(client: Any, name: str, closers: list[Any]) -> Peer:

@@ -7,42 +7,22 @@ reports, and bad input that stores nothing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-import socketio
 from redis.asyncio import Redis
 
 from engine.message_rules import MessageLimits
 from engine.throttle import Window
 from media.synthetic import HeadlessCreator
 from signaling.appkeys import SERVICES
-from tests.conftest import User, poll, register, sio_connect, snapshot
-
-PUSHES = ("dm:message", "dm:unread", "dm:seen", "dm:typing", "dm:conversation", "dm:deleted")
+from tests.conftest import SocketPeer, User, poll, register, sio_connect, snapshot
 
 
-class Tab:
-    """One signed-in browser tab: a Socket.IO client that records the pushes it gets."""
+class Tab(SocketPeer):
+    """One signed-in browser tab."""
 
-    def __init__(self, sio: socketio.AsyncClient, user: User) -> None:
-        self.sio = sio
-        self.user = user
-        self.pushes: list[tuple[str, Any]] = []
-        for name in PUSHES:
-            sio.on(name, self._recorder(name))
-
-    def _recorder(self, name: str) -> Any:
-        async def record(data: Any) -> None:
-            self.pushes.append((name, data))
-        return record
-
-    def got(self, name: str) -> list[Any]:
-        return [data for event, data in self.pushes if event == name]
-
-    async def call(self, event: str, payload: Any) -> dict[str, Any]:
-        return await self.sio.call(event, payload, timeout=10)  # type: ignore[no-any-return]
+    PUSHES = ("dm:message", "dm:unread", "dm:seen", "dm:typing", "dm:conversation",
+              "dm:deleted")
 
     async def send(self, to: Tab | str, text: str | None = None, **extra: Any) -> dict[str, Any]:
         target = to if isinstance(to, str) else to.user.id
@@ -50,17 +30,6 @@ class Tab:
         if text is not None:
             payload["text"] = text
         return await self.call("dm:send", payload)
-
-
-@pytest.fixture
-async def closers() -> AsyncIterator[list[Any]]:
-    items: list[Any] = []
-    yield items
-    for item in reversed(items):
-        if isinstance(item, socketio.AsyncClient):
-            await item.disconnect()
-        else:
-            await item.close()
 
 
 async def tab(client: Any, who: str | User, closers: list[Any], *,
