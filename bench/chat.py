@@ -33,7 +33,6 @@ import os
 import signal
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -436,20 +435,12 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def _run_dir(out: Path) -> Path:
-    base = out / f"chat-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path
-
-
 async def _execute(args: argparse.Namespace) -> int:
     from bench.report import Progress, write_json
+    from bench.runner import guarded
+    from bench.runner import run_dir as make_run_dir
 
-    run_dir = _run_dir(args.out)
+    run_dir = make_run_dir(args.out, "chat")
     progress = Progress()
     config = {k: v for k, v in vars(args).items() if k not in ("run", "out")}
     result: dict[str, Any] = {
@@ -457,53 +448,24 @@ async def _execute(args: argparse.Namespace) -> int:
         "argv": sys.argv, "config": config, "host": {"cpus": os.cpu_count()},
         "measured_where": __doc__, "steps": [], "errors": [], "interrupted": False}
     bench = ChatRun(args, run_dir, progress)
-    task = asyncio.current_task()
-    assert task is not None
-    stopping = False
 
-    def on_signal() -> None:
-        nonlocal stopping
-        if stopping:
-            progress.note("killing every process the bench started")
-            bench.kill_now()
-            return
-        stopping = True
-        progress.note("interrupted: stopping the clients, the live and the server "
-                      "(Ctrl-C again to kill them)")
-        task.cancel()
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    status = 0
-    try:
-        await _measure(bench, result)
-    except asyncio.CancelledError:
-        task.uncancel()
-        result["interrupted"] = True
-        status = 130
-    except Exception as exc:
-        result["errors"].append(f"{type(exc).__name__}: {exc}")
-        traceback.print_exc()
-        status = 1
-    finally:
-        stopping = True
-        progress.update("stopping the clients, the live and the server")
+    async def close() -> None:
         result.setdefault("processes", bench.pids())
-        try:
-            await bench.close()
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-            result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            path = run_dir / "result.json"
-            write_json(path, result)
-            progress.note("")
-            print(render(result))
-            for error in result["errors"]:
-                print(f"error: {error}")
-            print(f"\nJSON: {path}")
-            sys.stdout.flush()
+        await bench.close()
+
+    def report() -> None:
+        path = run_dir / "result.json"
+        write_json(path, result)
+        progress.note("")
+        print(render(result))
+        for error in result["errors"]:
+            print(f"error: {error}")
+        print(f"\nJSON: {path}")
+        sys.stdout.flush()
+
+    status = await guarded(result, progress, work=lambda: _measure(bench, result), close=close,
+                           kill_now=bench.kill_now, finish=report,
+                           what="the clients, the live and the server")
     if status == 0 and any(s["errors"] for s in result["steps"]):
         status = 1
     return status

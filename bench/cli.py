@@ -16,14 +16,14 @@ import argparse
 import asyncio
 import os
 import platform
-import signal
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 from bench.options import parse_counts, parse_rate, parse_size
+from bench.runner import guarded
+from bench.runner import run_dir as make_run_dir
 
 
 def add_arguments(subparsers: Any) -> argparse.ArgumentParser:
@@ -114,16 +114,6 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_execute(args))
 
 
-def _run_dir(out: Path, mode: str) -> Path:
-    base = out / f"{mode}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path
-
-
 def _config(args: argparse.Namespace) -> dict[str, Any]:
     config = {k: v for k, v in vars(args).items() if k not in ("run", "out")}
     if config.get("creator_password"):
@@ -146,74 +136,43 @@ async def _execute(args: argparse.Namespace) -> int:
     from bench.session import BenchSession
 
     mode = fanout if args.bench_mode == "fanout" else joinstorm
-    run_dir = _run_dir(args.out, args.bench_mode)
+    run_dir = make_run_dir(args.out, args.bench_mode)
     progress = Progress()
     result: dict[str, Any] = {
         "mode": args.bench_mode, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "argv": sys.argv, "config": _config(args), "host": _host(),
         "measured_where": measure.__doc__, "errors": [], "interrupted": False}
     session = BenchSession(args, run_dir, progress)
-    task = asyncio.current_task()
-    assert task is not None
-    stopping = False
 
-    def on_signal() -> None:
-        nonlocal stopping
-        if stopping:  # a second Ctrl-C, or one during the clean-up: no more waiting
-            progress.note("killing every process the bench started")
-            session.kill_now()
-            return
-        stopping = True
-        progress.note("interrupted: stopping the viewers, the creator and the server "
-                      "(Ctrl-C again to kill them)")
-        task.cancel()
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    status = 0
-    try:
+    async def work() -> None:
         await _check_host(result, progress)
         await mode.run(session, args, result, progress)
-    except asyncio.CancelledError:
-        task.uncancel()
-        result["interrupted"] = True
-        status = 130
-    except Exception as exc:
-        result["errors"].append(f"{type(exc).__name__}: {exc}")
-        if not _expected(exc):
-            traceback.print_exc()
-        status = 1
-    finally:
-        stopping = True
-        progress.update("stopping the viewers, the creator and the server")
-        try:
-            await session.close()
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-            result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            result["plots"] = []
-            if result.get("steps") or result.get("joins"):
-                plots = fanout_plots if mode is fanout else join_plots
-                try:
-                    result["plots"] = plots(result, run_dir)
-                except Exception as exc:  # a plot must never cost the figures
-                    progress.note(f"plots failed: {exc}")
-            path = run_dir / "result.json"
-            write_json(path, result)
-            progress.note("")
-            print(mode.render(result))
-            for error in result["errors"]:
-                print(f"error: {error}")
-            print(f"\nJSON: {path}")
-            if result["plots"]:
-                print(f"plots: {', '.join(str(run_dir / p) for p in result['plots'])}")
-            else:
-                print("plots: none (pip install matplotlib to get PNG plots)"
-                      if not _has_matplotlib() else "plots: none (nothing to plot)")
-            sys.stdout.flush()
-    return status
+
+    def report() -> None:
+        result["plots"] = []
+        if result.get("steps") or result.get("joins"):
+            plots = fanout_plots if mode is fanout else join_plots
+            try:
+                result["plots"] = plots(result, run_dir)
+            except Exception as exc:  # a plot must never cost the figures
+                progress.note(f"plots failed: {exc}")
+        path = run_dir / "result.json"
+        write_json(path, result)
+        progress.note("")
+        print(mode.render(result))
+        for error in result["errors"]:
+            print(f"error: {error}")
+        print(f"\nJSON: {path}")
+        if result["plots"]:
+            print(f"plots: {', '.join(str(run_dir / p) for p in result['plots'])}")
+        else:
+            print("plots: none (pip install matplotlib to get PNG plots)"
+                  if not _has_matplotlib() else "plots: none (nothing to plot)")
+        sys.stdout.flush()
+
+    return await guarded(result, progress, work=work, close=session.close,
+                         kill_now=session.kill_now, finish=report, expected=_expected,
+                         what="the viewers, the creator and the server")
 
 
 async def _check_host(result: dict[str, Any], progress: Any) -> None:
