@@ -215,6 +215,23 @@ def processes_mentioning(text: str, name: bytes = b"redis-server") -> list[int]:
     return pids
 
 
+def pid_alive(pid: int) -> bool:
+    """True while pid exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def assert_gone(pids: set[int] | list[int], timeout: float = 10) -> None:
+    """Wait up to timeout for every pid to exit; fail naming those left behind."""
+    deadline = time.monotonic() + timeout
+    while (left := [p for p in pids if pid_alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"processes left behind: {left}"
+
+
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Any]:
     """start_server, with every server (and its embedded redis) stopped at teardown even

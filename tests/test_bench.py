@@ -32,10 +32,10 @@ from bench.rtp_counting import RtpCounters, count_only, h264_has_idr, vp8_starts
 from media import MediaRoom, RoomTimings, restrict_host_addresses
 from media.ice import rtc_configuration
 from media.synthetic import HeadlessCreator
+from tests.conftest import assert_gone
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_S = 90
-
 
 # --- pure parts ------------------------------------------------------------------
 
@@ -185,14 +185,6 @@ def _result(out: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _descendants(pid: int) -> set[int]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -213,13 +205,6 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-def _assert_gone(pids: set[int] | list[int]) -> None:
-    deadline = time.monotonic() + 10
-    while (left := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not left, f"processes left behind: {left}"
-
-
 def test_fanout_tiny_run(tmp_path: Path) -> None:
     proc = _bench("fanout", "--viewers", "2", "--duration", "3", "--out", str(tmp_path),
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -238,7 +223,7 @@ def test_fanout_tiny_run(tmp_path: Path) -> None:
     assert step["probes"]["count"] == 1 and step["probes"]["stamp_errors"] == 0
     assert step["cpu"]["server"] > 0 and step["server_rss_mb"] > 0
     assert "srv cpu" in out and "JSON:" in out
-    _assert_gone(list(result["processes"].values()))
+    assert_gone(list(result["processes"].values()))
 
 
 def test_join_tiny_run(tmp_path: Path) -> None:
@@ -254,7 +239,7 @@ def test_join_tiny_run(tmp_path: Path) -> None:
     assert storm["first_decoded_s"]["n"] == 1  # the probe
     assert result["steady"]["fps"]["min"] > 10
     assert result["steady"]["latency_ms"]["arrival"]["n"] > 0
-    _assert_gone(list(result["processes"].values()))
+    assert_gone(list(result["processes"].values()))
 
 
 def test_interrupted_run_leaves_no_process(tmp_path: Path) -> None:
@@ -280,6 +265,6 @@ def test_interrupted_run_leaves_no_process(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130
-    _assert_gone(started)
+    assert_gone(started)
     result = _result(tmp_path)
     assert result["interrupted"] is True

@@ -6,19 +6,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from tests.conftest import assert_gone
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_S = 90
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_chat_tiny_run(tmp_path: Path) -> None:
@@ -40,7 +33,4 @@ def test_chat_tiny_run(tmp_path: Path) -> None:
     assert "deliv/s" in proc.stdout and "JSON:" in proc.stdout
     pids = [pid for name, pid in result["processes"].items() if name != "bench"]
     assert {"server", "worker0"} <= set(result["processes"])
-    deadline = time.monotonic() + 10
-    while (left := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not left, f"processes left behind: {left}"
+    assert_gone(pids)
