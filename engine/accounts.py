@@ -205,6 +205,15 @@ class Accounts:
             raise not_found("no such user")
         return _account_from_hash(fields)
 
+    async def get_many(self, user_ids: list[str]) -> dict[str, Account]:
+        """The accounts that exist among user_ids, in one pipelined round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.hgetall(keys.user(user_id))
+            found = await pipe.execute()
+        return {uid: _account_from_hash(fields)
+                for uid, fields in zip(user_ids, found, strict=True) if fields}
+
     async def find(self, username: str) -> Account:
         """The account for a username (any case); `not_found` otherwise."""
         try:

@@ -361,14 +361,11 @@ class LiveRooms:
 
     async def directory(self, limit: int = 50) -> list[dict[str, Any]]:
         """Discover: live rooms, most viewers first, with their creators."""
-        rows = []
-        for live, viewers in await self.services.lives.directory(limit=limit):
-            try:
-                creator = (await self.services.accounts.get(live.creator_id)).public()
-            except DomainError:
-                continue
-            rows.append({**live.as_dict(), "viewers": viewers, "creator": creator})
-        return rows
+        lives = await self.services.lives.directory(limit=limit)
+        creators = await self.services.accounts.get_many([live.creator_id for live, _ in lives])
+        return [{**live.as_dict(), "viewers": viewers,
+                 "creator": creators[live.creator_id].public()}
+                for live, viewers in lives if live.creator_id in creators]
 
     def add_overlay(self, creator_id: str, overlay: Overlay) -> bool:
         """Burn an overlay into a hosted live's video (gifts use this)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.errors import DomainError
+from engine.accounts import Account
 from engine.message_rules import other_party
 from engine.messages import Summary
 from signaling.gateway import EventContext, Gateway, user_room
@@ -27,22 +27,21 @@ from signaling.schemas import (
 from signaling.services import Services
 
 
-async def conversation_view(services: Services, me: str, summary: Summary) -> dict[str, Any]:
+def _view(summary: Summary, me: str, other: Account) -> dict[str, Any]:
     """A conversation as `me` sees it in a list: the other user's public fields inline."""
-    view = summary.as_dict(me)
-    view["with"] = (await services.accounts.get(summary.other_id)).public()
-    return view
+    return {**summary.as_dict(me), "with": other.public()}
+
+
+async def conversation_view(services: Services, me: str, summary: Summary) -> dict[str, Any]:
+    return _view(summary, me, await services.accounts.get(summary.other_id))
 
 
 async def conversation_views(services: Services, me: str,
                              summaries: list[Summary]) -> list[dict[str, Any]]:
-    views = []
-    for summary in summaries:
-        try:
-            views.append(await conversation_view(services, me, summary))
-        except DomainError:
-            continue  # the other account is gone
-    return views
+    others = await services.accounts.get_many([s.other_id for s in summaries])
+    # a conversation whose other account is gone is left out
+    return [_view(summary, me, others[summary.other_id])
+            for summary in summaries if summary.other_id in others]
 
 
 async def push_unread(gateway: Gateway, services: Services, user_id: str,

@@ -78,5 +78,5 @@ def register(gateway: Gateway) -> None:
         lister = {"followers": graph.followers, "following": graph.following,
                   "friends": graph.friends}[p.kind]
         ids = await lister(p.user_id, limit=p.limit)
-        users = [(await ctx.services.accounts.get(uid)).public() for uid in ids]
-        return {"users": users}
+        accounts = await ctx.services.accounts.get_many(ids)
+        return {"users": [accounts[uid].public() for uid in ids if uid in accounts]}
