@@ -2,109 +2,63 @@
 
     add_viewer(id) -> ViewerFeed    remove_viewer(id)
     push_video(packet, keyframe)    push_audio(packet)
+    retransmit(id, kind, seqs)      request_keyframe(id)
     keyframe_wanted (callback the room gives us)
 
-Each viewer gets two PacketTracks (video, audio) whose recv() returns the shared
-av.Packet objects, so aiortc's RTCRtpSender only packetizes them (pack()), never encodes.
-This is the hot path (measured ~50 us of CPU per viewer-packet through stock aiortc
-senders); a leaner implementation (packetize once per frame, per viewer only SRTP and a
-send) can replace this module behind the same interface.
+Each encoded packet is packetized and serialized once for the room (media/rtp_stream.py)
+and then, in the same loop iteration, SRTP-protected and sent to every active viewer
+(media/viewer_link.py). There is no per-viewer queue or task: a frame reaches the last
+viewer a few milliseconds after the first, and nothing waits in Python for a slow viewer.
 
-Queues are bounded per viewer and per kind. Packets are shared between viewers, so a
-queue costs references, not bytes; the bound is about latency:
-- video: VIDEO_QUEUE_PACKETS (30 = 1 s at 30 fps, one packet per frame). On overflow the
-  viewer's queue is emptied, it drops every delta frame until the next keyframe (a decoder
-  cannot use deltas without their reference) and a keyframe is requested (throttled by the
-  room). A slow viewer never slows the others or grows memory.
-- audio: AUDIO_QUEUE_PACKETS (50 = 1 s of 20 ms Opus). On overflow the oldest packet is
-  dropped; Opus packets decode independently.
-A feed stays idle (nothing queued, nothing counted) until its sender first calls recv(),
-i.e. until the viewer's DTLS is up; the first video recv() asks for a keyframe, and the
-first video packet it gets is one.
+Measured on this 2-core machine, 640x360@30 ~800 kbit/s + Opus, server process alone
+(`golive bench fanout --viewers 1,10,50,100,200`): stock aiortc senders (one per
+viewer, each packetizing and serializing, a task per sender) held 100 viewers at 30 fps
+and saturated at 200 (14 fps, ~38-46 us per viewer-packet); see README's benchmark table
+for this path's figures.
+
+A slow viewer: its socket's asyncio send buffer is the only place data can wait; past
+MAX_BACKLOG_BYTES its video skips to the next keyframe (and asks for one) and its audio
+packets are dropped, so it never slows the others or grows memory.
+A link stays idle (nothing sent, nothing counted) until its sender starts, i.e. until the
+viewer's DTLS is up; then it asks for a keyframe, and the first video it gets is one.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import av
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.codecs import get_encoder
+from aiortc.codecs.base import Encoder
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from media.rtp_stream import RtpStream, WireProfile
+from media.viewer_link import ViewerLink
+
+# Kept for MediaRoom's signature (queue bounds of the old per-viewer queues): unused now
+# that nothing queues per viewer in Python; the send-buffer bound is MAX_BACKLOG_BYTES.
 VIDEO_QUEUE_PACKETS = 30
 AUDIO_QUEUE_PACKETS = 50
 
+_PACKERS: dict[str, str] = {"vp8": "video/VP8", "h264": "video/H264", "opus": "audio/opus"}
 
-class PacketTrack(MediaStreamTrack):
-    """A track of pre-encoded packets for one viewer's RTCRtpSender."""
 
-    def __init__(self, kind: str, bound: int, on_first_recv: Callable[[PacketTrack], None]) -> None:
-        super().__init__()
-        self.kind = kind
-        self.bound = bound
-        self.active = False  # set by the first recv()
-        self.awaiting_keyframe = kind == "video"
-        self.dropped = 0
-        self._queue: deque[av.Packet] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._on_first_recv = on_first_recv
-
-    def offer(self, packet: av.Packet, keyframe: bool) -> bool:
-        """Queue `packet` under the overflow policy; False if it was dropped (or idle)."""
-        if not self.active or self.readyState != "live":
-            return False
-        if self.kind == "video":
-            if self.awaiting_keyframe and not keyframe:
-                self.dropped += 1
-                return False
-            self.awaiting_keyframe = False
-            if len(self._queue) >= self.bound:
-                self.dropped += len(self._queue) + 1
-                self._queue.clear()
-                self.awaiting_keyframe = not keyframe
-                if not keyframe:
-                    return False
-        elif len(self._queue) >= self.bound:
-            self._queue.popleft()
-            self.dropped += 1
-        self._queue.append(packet)
-        self._wake()
-        return True
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def recv(self) -> av.Packet:
-        if not self.active:
-            self.active = True
-            self._on_first_recv(self)
-        while not self._queue:
-            if self.readyState != "live":
-                raise MediaStreamError
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._queue.popleft()
-
-    def stop(self) -> None:
-        """End the track: a pending recv() raises MediaStreamError, which ends the sender."""
-        self._queue.clear()
-        super().stop()
-        self._wake()
+def make_packer(codec: str) -> Encoder:
+    """aiortc's packetizer for `codec` (vp8, h264, opus): only its pack() is used."""
+    mime = _PACKERS[codec]
+    kind = mime.split("/")[0]
+    clock_rate = 90000 if kind == "video" else 48000
+    return get_encoder(RTCRtpCodecParameters(mimeType=mime, clockRate=clock_rate))
 
 
 @dataclass
 class ViewerFeed:
-    """What a viewer's peer connection sends: one video and one audio PacketTrack."""
+    """A viewer's two links; the peer connection sends their IdleTracks."""
 
     viewer_id: str
-    video: PacketTrack
-    audio: PacketTrack
+    video: ViewerLink
+    audio: ViewerLink
     keyframe_requests: int = field(default=0)
 
     @property
@@ -115,23 +69,32 @@ class ViewerFeed:
     def dropped_audio(self) -> int:
         return self.audio.dropped
 
+    def links(self) -> tuple[ViewerLink, ViewerLink]:
+        return self.video, self.audio
+
 
 class Fanout:
-    """Copies each pushed packet into every active viewer's bounded queue."""
+    """Sends each pushed packet to every active viewer, built once for all of them."""
 
     def __init__(
         self,
         keyframe_wanted: Callable[[], None],
+        video_codec: str = "vp8",
         video_queue_packets: int = VIDEO_QUEUE_PACKETS,
         audio_queue_packets: int = AUDIO_QUEUE_PACKETS,
     ) -> None:
         self._keyframe_wanted = keyframe_wanted
-        self._video_bound = video_queue_packets
-        self._audio_bound = audio_queue_packets
+        self._streams = {"video": RtpStream(make_packer(video_codec)),
+                         "audio": RtpStream(make_packer("opus"))}
         self._feeds: dict[str, ViewerFeed] = {}
+        # Active links per kind, grouped by wire profile; rebuilt when a link starts or leaves.
+        self._groups: dict[str, dict[WireProfile, list[ViewerLink]]] | None = None
 
     def __len__(self) -> int:
         return len(self._feeds)
+
+    def ssrc(self, kind: str) -> int:
+        return self._streams[kind].ssrc
 
     def add_viewer(self, viewer_id: str) -> ViewerFeed:
         """A new, idle feed for `viewer_id` (ids are unique; the caller checks)."""
@@ -139,8 +102,8 @@ class Fanout:
             raise KeyError(f"viewer {viewer_id!r} already has a feed")
         feed = ViewerFeed(
             viewer_id,
-            video=PacketTrack("video", self._video_bound, self._on_first_recv),
-            audio=PacketTrack("audio", self._audio_bound, self._on_first_recv),
+            video=ViewerLink("video", self._streams["video"].ssrc, self._on_active),
+            audio=ViewerLink("audio", self._streams["audio"].ssrc, self._on_active),
         )
         self._feeds[viewer_id] = feed
         return feed
@@ -149,25 +112,48 @@ class Fanout:
         """Forget the viewer and end its tracks. Returns its feed (for final stats), if any."""
         feed = self._feeds.pop(viewer_id, None)
         if feed is not None:
-            feed.video.stop()
-            feed.audio.stop()
+            for link in feed.links():
+                link.close()
+            self._groups = None
         return feed
 
     def push_video(self, packet: av.Packet, keyframe: bool) -> None:
-        """Fan one encoded video frame out to every active viewer."""
+        """Send one encoded video frame to every active viewer."""
+        groups = self._active("video")
+        if not groups:
+            return
+        frame = self._streams["video"].frame(packet, groups)
         want = False
-        for feed in self._feeds.values():
-            track = feed.video
-            was_waiting = track.awaiting_keyframe
-            if not track.offer(packet, keyframe) and track.active and not was_waiting:
-                want = True  # this packet overflowed the queue: the viewer needs a keyframe
+        for links in groups.values():
+            for link in links:
+                if link.deliver_video(frame, keyframe):
+                    want = True
         if want:
             self._keyframe_wanted()
 
     def push_audio(self, packet: av.Packet) -> None:
-        """Fan one Opus packet out to every active viewer."""
-        for feed in self._feeds.values():
-            feed.audio.offer(packet, True)
+        """Send one Opus packet to every active viewer."""
+        groups = self._active("audio")
+        if not groups:
+            return
+        frame = self._streams["audio"].frame(packet, groups)
+        for links in groups.values():
+            for link in links:
+                link.deliver_audio(frame)
+
+    def retransmit(self, viewer_id: str, kind: str, sequence_numbers: Iterable[int]) -> int:
+        """A viewer's NACK: resend what the stream still holds. Returns packets resent."""
+        feed = self._feeds.get(viewer_id)
+        if feed is None or kind not in self._streams:
+            return 0
+        link = feed.video if kind == "video" else feed.audio
+        if link.profile is None:
+            return 0
+        stream = self._streams[kind]
+        found = [data for seq in sequence_numbers
+                 if (data := stream.lookup(seq, link.profile)) is not None]
+        link.retransmit(found)
+        return len(found)
 
     def request_keyframe(self, viewer_id: str) -> None:
         """A viewer's PLI/FIR: pass it on to the room (which throttles)."""
@@ -177,7 +163,7 @@ class Fanout:
             self._keyframe_wanted()
 
     def drops(self) -> dict[str, int]:
-        """Video frames dropped so far, per viewer."""
+        """Video frames not sent so far, per viewer."""
         return {vid: feed.video.dropped for vid, feed in self._feeds.items()}
 
     def close(self) -> None:
@@ -185,6 +171,17 @@ class Fanout:
         for viewer_id in list(self._feeds):
             self.remove_viewer(viewer_id)
 
-    def _on_first_recv(self, track: PacketTrack) -> None:
-        if track.kind == "video":
+    def _active(self, kind: str) -> dict[WireProfile, list[ViewerLink]]:
+        if self._groups is None:
+            groups: dict[str, dict[WireProfile, list[ViewerLink]]] = {"video": {}, "audio": {}}
+            for feed in self._feeds.values():
+                for link in feed.links():
+                    if link.active and link.profile is not None:
+                        groups[link.kind].setdefault(link.profile, []).append(link)
+            self._groups = groups
+        return self._groups[kind]
+
+    def _on_active(self, link: ViewerLink) -> None:
+        self._groups = None
+        if link.kind == "video":
             self._keyframe_wanted()

@@ -4,6 +4,7 @@ aiortc decodes incoming video on a thread into an unbounded queue; a track nobod
 grew a process from 100 MB to 255 MB in 15 s (measured). So both tracks get a reader from
 the moment the answer is made until close(), whatever happens downstream. The readers
 hand frames to sinks that never block (the room keeps only the newest video frame).
+Frames leave the jitter buffer as soon as they are complete (media/jitter.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from av.video.frame import VideoFrame
 
 from media.errors import MediaError, invalid
 from media.ice import IceServer, rtc_configuration
+from media.jitter import use_prompt_jitter_buffer
 from media.negotiation import check_publisher_offer
 from media.peers import GoneReason, PeerCloser
 
@@ -64,6 +66,8 @@ class Publisher:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             if set(tracks) != {"audio", "video"}:
                 raise invalid(f"offer must carry an audio and a video track, got {sorted(tracks)}")
+            for transceiver in pc.getTransceivers():
+                use_prompt_jitter_buffer(transceiver.receiver, transceiver.kind)
             await pc.setLocalDescription(await pc.createAnswer())
             answer = pc.localDescription.sdp
             answered = True

@@ -37,7 +37,7 @@ from media.viewer import ViewerPeer, ViewerState
 logger = logging.getLogger(__name__)
 
 MAX_VIEWER_ID_CHARS = 128
-DEFAULT_MAX_VIEWERS = 1000  # stock aiortc senders saturate one core at ~300 viewers (360p30)
+DEFAULT_MAX_VIEWERS = 1000
 # Media counts as flowing while packets were pushed within this window; a viewer is only
 # judged silent while media flows (an idle room gives viewers nothing to report on).
 _FLOWING_WINDOW_S = 1.0
@@ -109,7 +109,8 @@ class MediaRoom:
         self._on_publisher_gone = on_publisher_gone
 
         self._keyframes = KeyframePolicy(self.timings.keyframe_min_interval_s, self.timings.gop_s)
-        self._fanout = Fanout(self._keyframes.request, video_queue_packets, audio_queue_packets)
+        self._fanout = Fanout(
+            self._keyframes.request, codec, video_queue_packets, audio_queue_packets)
         self._compositor = Compositor()
         self._video_encoder = VideoEncoder(codec, video_bitrate)
         self._audio_encoder = AudioEncoder()
@@ -211,6 +212,7 @@ class MediaRoom:
             self.codec,
             self._ice_servers,
             on_keyframe_request=lambda: self._fanout.request_keyframe(viewer_id),
+            on_nack=lambda kind, seqs: self._fanout.retransmit(viewer_id, kind, seqs),
             on_failed=lambda reason: self._events.put_nowait((viewer, reason)),
         )
         self._viewers[viewer_id] = viewer

@@ -1,8 +1,8 @@
 """One viewer's peer connection: the server's offer, the viewer's answer, and liveness.
 
 Two aiortc hooks live here, both on this viewer's own RTCRtpSender instances:
-- PLI/FIR: on the av.Packet path aiortc's sender sets a force-keyframe flag that nothing
-  reads, so the viewer's request is routed to the room encoder instead.
+- PLI/FIR: the sender's own RTP path is idle (media/viewer_link.py), so the viewer's
+  request is routed to the room encoder; NACKs go to the room's stream history.
 - Liveness: every RTCP packet the viewer sends (receiver reports every 0.5-1.5 s from
   aiortc, ~1 s from Chromium; NACK, PLI, REMB) marks it alive. A viewer killed with SIGKILL
   was otherwise served 25-35 s, until ICE consent expired (measured).
@@ -16,7 +16,14 @@ from enum import StrEnum
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcrtpsender import RTCRtpSender
-from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, AnyRtcpPacket, RtcpPsfbPacket
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+)
 
 from media.encoder import VideoCodecName
 from media.errors import conflict, invalid
@@ -42,6 +49,7 @@ class ViewerPeer:
         codec: VideoCodecName,
         ice_servers: Sequence[IceServer],
         on_keyframe_request: Callable[[], None],
+        on_nack: Callable[[str, list[int]], None],
         on_failed: Callable[[GoneReason], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -54,6 +62,7 @@ class ViewerPeer:
         self.connected_at: float | None = None
         self.last_rtcp: float | None = None
         self._on_keyframe_request = on_keyframe_request
+        self._on_nack = on_nack
         self._on_failed = on_failed
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -65,12 +74,13 @@ class ViewerPeer:
         ICE gathering finishes before this returns (aiortc does not trickle), so the offer
         carries its candidates.
         """
-        video = self.pc.addTransceiver(self.feed.video, direction="sendonly")
+        video = self.pc.addTransceiver(self.feed.video.track, direction="sendonly")
         video.setCodecPreferences(video_preferences(self.codec))
-        audio = self.pc.addTransceiver(self.feed.audio, direction="sendonly")
+        audio = self.pc.addTransceiver(self.feed.audio.track, direction="sendonly")
         audio.setCodecPreferences(audio_preferences())
-        for sender in (video.sender, audio.sender):
-            self._hook_rtcp(sender)
+        for link, sender in ((self.feed.video, video.sender), (self.feed.audio, audio.sender)):
+            link.attach(sender)
+            self._hook_rtcp(sender, link.kind)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return self.pc.localDescription.sdp
 
@@ -97,13 +107,16 @@ class ViewerPeer:
         self.state = ViewerState.CLOSED
         await self._closer.close()
 
-    def _hook_rtcp(self, sender: RTCRtpSender) -> None:
+    def _hook_rtcp(self, sender: RTCRtpSender, kind: str) -> None:
         original = sender._handle_rtcp_packet
 
         async def handle_rtcp_packet(packet: AnyRtcpPacket) -> None:
             self.last_rtcp = self._clock()
             if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
                 self._on_keyframe_request()
+                return
+            if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+                self._on_nack(kind, packet.lost)
                 return
             await original(packet)
 

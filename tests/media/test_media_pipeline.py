@@ -42,6 +42,36 @@ async def test_three_viewers_decode_video_and_audio(harness, poll, codec):
     assert set(stats.viewer_drops) == {"v0", "v1", "v2"}
 
 
+async def test_viewer_gets_sender_reports_and_nacked_packets_again(harness, poll):
+    """The senders' own RTP path is idle (media/viewer_link.py): their RTCP sender reports
+    must still carry what the room sent, and a NACK is answered from the room's history."""
+    room = harness.room()
+    await harness.publish(room)
+    viewer = await harness.join(room, "v")
+    receiver = next(r for r in viewer.pc.getReceivers() if r.track and r.track.kind == "video")
+
+    async def sent_per_report() -> int:
+        stats = await receiver.getStats()
+        return max((s.packetsSent for s in stats.values() if s.type == "remote-outbound-rtp"),
+                   default=0)
+
+    reported = 0
+    deadline = time.monotonic() + 10
+    while reported < 30 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        reported = await sent_per_report()
+    assert reported >= 30, "no RTCP sender report with the packets sent"
+    received = [s for s in (await receiver.getStats()).values() if s.type == "inbound-rtp"]
+    assert received and received[0].packetsReceived >= reported * 0.9
+
+    link = room._fanout._feeds["v"].video
+    # NACK the newest packets: the room still holds them and sends them again.
+    newest = room._fanout._streams["video"]._seq
+    lost = [(newest - i) & 0xFFFF for i in (3, 2, 1)]
+    await receiver._send_rtcp_nack(viewer.video_ssrc(), lost)
+    await poll(lambda: link.retransmitted >= 3, timeout=5, what="3 packets sent again")
+
+
 async def test_late_joiner_decodes_quickly(harness, poll):
     # A GOP far longer than the test: only the join's keyframe request can start the viewer.
     room = harness.room(timings=RoomTimings(gop_s=60.0, keyframe_min_interval_s=0.5))

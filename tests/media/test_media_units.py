@@ -1,5 +1,5 @@
 """The plain parts, called directly: overlay drawing, compositor expiry, keyframe policy,
-fan-out queue policy, timelines and ICE configuration."""
+fan-out admission and the shared RTP stream, timelines and ICE configuration."""
 
 from __future__ import annotations
 
@@ -9,15 +9,19 @@ import aioice.ice
 import av
 import numpy as np
 import pytest
+from aiortc.rtp import RtpPacket
 
 from media import IceServer, MediaError, Overlay, draw_overlays, restrict_host_addresses
 from media.compositor import Compositor
 from media.encoder import Timeline, VideoEncoder
-from media.fanout import Fanout
+from media.fanout import Fanout, make_packer
 from media.ice import rtc_configuration
+from media.jitter import PromptJitterBuffer
 from media.keyframes import KeyframePolicy
 from media.overlay import badge_scale, overlay_layout
+from media.rtp_stream import RtpStream, WireProfile
 from media.synthetic import SyntheticVideoTrack
+from media.viewer_link import Verdict, admit_video
 
 
 class FakeClock:
@@ -160,49 +164,79 @@ def test_keyframe_policy_throttles_requests_and_bounds_the_gop():
     assert policy.requests == 5
 
 
-# ---- fan-out queue policy -----------------------------------------------------------------
+# ---- fan-out: admission, the shared RTP stream ---------------------------------------------
 
 
-def packet(i: int) -> av.Packet:
-    p = av.Packet(bytes([i % 256]) * 10)
-    p.pts = i
+def packet(i: int, size: int = 10) -> av.Packet:
+    p = av.Packet(bytes([i % 256]) * size)
+    p.pts = i * 3000
     p.time_base = fractions.Fraction(1, 90000)
     return p
 
 
-async def test_slow_viewer_drops_to_the_next_keyframe_without_touching_others():
+@pytest.mark.parametrize(("awaiting", "keyframe", "backlogged", "verdict"), [
+    (False, False, False, Verdict.SEND),
+    (False, True, False, Verdict.SEND),
+    (True, True, False, Verdict.SEND),
+    (True, False, False, Verdict.SKIP),  # a delta without its reference would not decode
+    (False, False, True, Verdict.FELL_BEHIND),  # behind: skip and ask for a keyframe
+    (False, True, True, Verdict.FELL_BEHIND),
+    (True, True, True, Verdict.SKIP),  # already waiting: asked once
+])
+def test_video_admission(awaiting, keyframe, backlogged, verdict):
+    assert admit_video(awaiting, keyframe, backlogged) is verdict
+
+
+def _profile(pt: int, mid: str, mid_id: int) -> WireProfile:
+    return WireProfile(pt, mid, tuple(sorted([
+        ("urn:ietf:params:rtp-hdrext:sdes:mid", mid_id),
+        ("http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", mid_id + 1),
+    ])))
+
+
+def test_rtp_stream_builds_each_packet_once_per_profile_and_keeps_history():
+    stream = RtpStream(make_packer("vp8"), history=8)
+    a, b = _profile(96, "0", 1), _profile(97, "v", 4)
+    # 3,000 bytes: aiortc's VP8 packetizer makes 3 payloads of at most 1,300 bytes.
+    frame = stream.frame(packet(1, size=3000), [a, b])
+    assert set(frame.packets) == {a, b} and len(frame.packets[a]) == 3
+    parsed = {p: [RtpPacket.parse(d, p.extensions_map()) for d in frame.packets[p]] for p in (a, b)}
+    for profile, packets in parsed.items():
+        seqs = [x.sequence_number for x in packets]
+        assert seqs == [(seqs[0] + i) & 0xFFFF for i in range(3)]
+        assert [x.marker for x in packets] == [0, 0, 1]
+        assert {x.ssrc for x in packets} == {stream.ssrc}
+        assert {x.payload_type for x in packets} == {profile.payload_type}
+        assert {x.extensions.mid for x in packets} == {profile.mid}
+        assert {x.timestamp for x in packets} == {frame.timestamp}
+    # the same sequence numbers and payloads for both profiles: one stream, two wire forms
+    assert [x.sequence_number for x in parsed[a]] == [x.sequence_number for x in parsed[b]]
+    assert [x.payload for x in parsed[a]] == [x.payload for x in parsed[b]]
+
+    first = parsed[a][0].sequence_number
+    assert stream.lookup(first, a) == frame.packets[a][0]
+    assert stream.lookup(first, _profile(98, "x", 9)) is None  # never built for that profile
+    later = stream.frame(packet(2), [a])
+    assert later.timestamp - frame.timestamp == 3000  # 90 kHz, one 30 fps frame
+    for i in range(3, 12):
+        stream.frame(packet(i), [a])
+    assert stream.lookup(first, a) is None  # rolled out of the 8-packet history
+
+
+async def test_fanout_sends_nothing_to_viewers_not_yet_started():
     wanted: list[int] = []
-    fanout = Fanout(lambda: wanted.append(1), video_queue_packets=4, audio_queue_packets=3)
-    slow, fast = fanout.add_viewer("slow"), fanout.add_viewer("fast")
-
+    fanout = Fanout(lambda: wanted.append(1))
+    feed = fanout.add_viewer("v")
+    assert feed.video.track.kind == "video" and not feed.video.active
     fanout.push_video(packet(0), keyframe=True)
-    assert not slow.video._queue  # idle until its sender first asks for a packet
-    for feed in (slow, fast):
-        feed.video.active = feed.audio.active = True
-    fanout.push_video(packet(1), keyframe=False)
-    assert not slow.video._queue  # a delta first would not decode: wait for a keyframe
-
-    fanout.push_video(packet(2), keyframe=True)
-    for i in range(3, 8):
-        fanout.push_video(packet(i), keyframe=False)
-        assert (await fast.video.recv()).pts == (2 if i == 3 else i - 1)
-    # slow never read: its bounded queue (1 dropped delta, then 2-5) overflowed at packet 6,
-    # was emptied and drops deltas (7) until the next keyframe, which was requested.
-    assert len(slow.video._queue) == 0 and slow.video.awaiting_keyframe
-    assert wanted and slow.dropped_video == 7 and fast.dropped_video == 1
-    fanout.push_video(packet(8), keyframe=True)
-    assert (await slow.video.recv()).pts == 8
-
-    for i in range(5):
-        fanout.push_audio(packet(i))
-    assert [p.pts for p in slow.audio._queue] == [2, 3, 4]  # audio drops the oldest
-    assert slow.dropped_audio == 2
-    assert fanout.drops() == {"slow": 7, "fast": 1}
-
-    fanout.remove_viewer("slow")
-    assert slow.video.readyState == "ended"
-    fanout.close()
-    assert len(fanout) == 0
+    fanout.push_audio(packet(0))
+    assert fanout._streams["video"].packets == 0  # nobody to build for
+    assert fanout.retransmit("v", "video", [1, 2]) == 0
+    assert fanout.retransmit("nobody", "video", [1]) == 0
+    with pytest.raises(KeyError):
+        fanout.add_viewer("v")
+    fanout.remove_viewer("v")
+    assert feed.video.track.readyState == "ended" and len(fanout) == 0
 
 
 # ---- encoder timeline ----------------------------------------------------------------------
@@ -252,3 +286,33 @@ def test_restrict_host_addresses_nests_and_restores():
     assert aioice.ice.get_host_addresses(True, True) == ["127.0.0.1"]
     with pytest.raises(MediaError):
         restrict_host_addresses(["localhost"])
+
+
+# ---- ingest jitter buffer --------------------------------------------------------------------
+
+
+def _rtp(seq: int, ts: int, marker: int = 0) -> RtpPacket:
+    p = RtpPacket(sequence_number=seq, timestamp=ts, marker=marker, payload=bytes([seq % 256]))
+    p._data = bytes([seq % 256])  # what aiortc's receiver sets after depayloading
+    return p
+
+
+def test_prompt_jitter_buffer_emits_a_video_frame_at_its_marker():
+    buffer = PromptJitterBuffer(capacity=64, is_video=True)
+    assert buffer.add(_rtp(10, 1000))[1] is None
+    assert buffer.add(_rtp(12, 1000, marker=1))[1] is None  # 11 missing: not complete
+    frame = buffer.add(_rtp(11, 1000))[1]
+    assert frame is not None and frame.timestamp == 1000 and frame.data == bytes([10, 11, 12])
+    frame = buffer.add(_rtp(13, 4000, marker=1))[1]  # a one-packet frame: out at once
+    assert frame is not None and frame.timestamp == 4000
+    # a frame whose marker was lost still comes out when the next frame starts (aiortc's rule)
+    assert buffer.add(_rtp(14, 7000))[1] is None
+    frame = buffer.add(_rtp(15, 10000))[1]
+    assert frame is not None and frame.timestamp == 7000
+
+
+def test_prompt_jitter_buffer_passes_each_opus_packet_on_arrival():
+    buffer = PromptJitterBuffer(capacity=16, is_video=False)
+    for seq in range(5):
+        frame = buffer.add(_rtp(100 + seq, 960 * seq))[1]
+        assert frame is not None and frame.timestamp == 960 * seq
