@@ -11,7 +11,8 @@ adding past that drops the oldest, so a user's inbox is bounded whatever happens
 Aggregation: an add with a `group` ("nudge:2024-05-01", one per kind and UTC day)
 merges into the notification that group already has, instead of adding one: its
 `data.actors` gets the new actor first (the 3 newest are kept, for the names shown),
-`data.count` grows by one, and it moves to the top, unread again. So 14 nudges in
+`data.count` grows by one (unless the actor is among those 3 already: a follow,
+unfollow, follow again counts once), and it moves to the top, unread again. So 14 nudges in
 a day are one line: "Ann, Bob and 12 others nudged you to go live".
 
 Exactly once: an add with an explicit `id` that the inbox already holds writes
@@ -192,8 +193,12 @@ local function notify(kindex, kdata, kunread, kgroups, id, item, ms, keep, group
         if #actors >= actors_max then break end
         if a.id ~= newest.id then actors[#actors + 1] = a end
       end
+      local seen = false
+      for _, a in ipairs(o.data.actors or {}) do
+        if a.id == newest.id then seen = true end
+      end
       o.data.actors = actors
-      o.data.count = (tonumber(o.data.count) or 1) + 1
+      if not seen then o.data.count = (tonumber(o.data.count) or 1) + 1 end
       o.at = n.at
       redis.call('HSET', kdata, gid, cjson.encode(o))
       redis.call('ZADD', kindex, ms, gid)
@@ -309,6 +314,13 @@ class Notifications:
 
     async def unread(self, user_id: str) -> int:
         return int(await self._redis.scard(keys.notifications_unread(user_id)))
+
+    async def unread_many(self, user_ids: list[str]) -> list[int]:
+        """Unread counts of several users in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.scard(keys.notifications_unread(user_id))
+            return [int(n) for n in await pipe.execute()]
 
     async def page(self, user_id: str, *, before: str | None = None,
                    limit: int | None = None) -> tuple[list[Notification], str | None]:
