@@ -329,10 +329,12 @@ class Messages:
 
     async def post_nudge(self, sender: Account, recipient_id: str, *,
                          today: dt.date | None = None, now: float | None = None) -> Sent | None:
-        """A nudge shown as a system line in the thread of sender and recipient (a creator
-        setting): a card {kind: "nudge", user}. The messaging rules decide where it lands
-        and whether it may (None when they refuse: the nudge itself stands); it counts
-        against none of the sender's message limits."""
+        """A nudge shown as a line in the thread of sender and recipient (a creator
+        setting): a card {kind: "nudge", user}, counted against none of the sender's
+        message limits. Only where it lands in the recipient's inbox (they follow the
+        sender, or opened the conversation): a nudge never opens a Message Request, so it
+        cannot be a way around the messaging rules and limits. None when it is not posted
+        (the nudge itself stands either way)."""
         conv = conversation_id(sender.id, recipient_id)
         recipient = await self._accounts.get(recipient_id)
         day = today or dt.date.today()
@@ -349,6 +351,8 @@ class Messages:
                     state=conversation.state,
                     requester_is_sender=conversation.requester == sender.id)
             except DomainError:
+                return None
+            if route is not Route.INBOX:
                 return None
             moment = int((time.time() if now is None else now) * 1000)
             result = await self._send(
