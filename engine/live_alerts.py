@@ -42,10 +42,12 @@ from engine.lives import Live
 from engine.notifications import LUA_NOTIFY, Kind, Notification, Notifications, item_json
 from engine.nudges import DAY_S, actor
 
-# Users per write step. Measured with `python -m bench.notify` on this 2-core host:
-# 500 a step holds the server's event loop ~3-4 ms per step (the script runs
-# ~10 ms inside Redis); see README "Nudges and notifications" for the figures.
-BATCH = 500
+# Users per write step. `python -m bench.notify --followers 100000 --batch N` on this
+# 2-core host (busy with other work): the loop's longest own-CPU stall per step was
+# 3 ms at 200, 4 ms at 250, 8 ms at 500, 15 ms at 1000, 29 ms at 2000 (~15 us per user
+# to build and pack the keys), while 100,000 writes took 4-6 s at every size (Redis
+# bound, ~20-25k/s). Smaller steps also keep each script short inside Redis.
+BATCH = 250
 JOB_TTL_S = 7 * DAY_S
 
 
