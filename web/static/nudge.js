@@ -41,6 +41,7 @@ export class NudgeBell {
     };
     socket.on('live:started', refresh);
     socket.on('live:ended', refresh);
+    socket.on('nudge:sent', refresh); // nudged from another tab
     socket.on('connect', () => this.refresh());
   }
 
