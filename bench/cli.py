@@ -61,8 +61,10 @@ def _add_modes(modes: Any) -> None:
     join.set_defaults(run=run, bench_mode="join")
 
     from bench.chat import add_mode as add_chat_mode
+    from bench.notify import add_mode as add_notify_mode
 
     add_chat_mode(modes)
+    add_notify_mode(modes)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

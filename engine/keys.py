@@ -155,3 +155,94 @@ def reports() -> str:
 
 def report_rate(user_id: str) -> str:
     return f"report_rate:{user_id}"
+
+
+# --- nudges (engine/nudges.py) -------------------------------------------------
+
+def nudge_settings(creator_id: str) -> str:
+    """Hash of a creator's nudge settings: allow (viewers may nudge), dm (also post to Messages)."""
+    return f"nudge_settings:{creator_id}"
+
+
+def nudge_waiting(creator_id: str) -> str:
+    """Sorted set of users who nudged the creator since their last live, scored by ms."""
+    return f"nudge_waiting:{creator_id}"
+
+
+def nudge_pair(sender_id: str, creator_id: str) -> str:
+    """Set while `sender` may not nudge `creator` again (expires with the window)."""
+    return f"nudge_pair:{sender_id}:{creator_id}"
+
+
+def nudge_rate(sender_id: str) -> str:
+    """Nudges a user sent in the current hourly window, across creators."""
+    return f"nudge_rate:{sender_id}"
+
+
+def nudge_day(creator_id: str, day: str) -> str:
+    """Nudges a creator received on one UTC day (YYYY-MM-DD); expires after the insight span."""
+    return f"nudge_day:{creator_id}:{day}"
+
+
+def nudge_lives(creator_id: str) -> str:
+    """Sorted set of a creator's recent lives (live id, scored by start seconds) for insights."""
+    return f"nudge_lives:{creator_id}"
+
+
+def live_nudgers(live_id: str) -> str:
+    """Set of the users who were waiting when that live started (they get told once)."""
+    return f"live_nudgers:{live_id}"
+
+
+def live_nudge_stats(live_id: str) -> str:
+    """Hash of one live's nudge figures: title, started_at, nudgers, came."""
+    return f"live_nudge_stats:{live_id}"
+
+
+def live_came(live_id: str) -> str:
+    """Set of that live's nudgers who joined it."""
+    return f"live_came:{live_id}"
+
+
+# --- live alerts and the go-live fan-out (engine/live_alerts.py) -----------------
+
+def live_alerts(creator_id: str) -> str:
+    """Set of followers who asked to be told when the creator goes live."""
+    return f"live_alerts:{creator_id}"
+
+
+def notify_jobs() -> str:
+    """List of go-live fan-out jobs (live ids) waiting for a worker."""
+    return "notify_jobs"
+
+
+def notify_jobs_active(node_id: str) -> str:
+    """List of the fan-out jobs one node is running (a restarted node resumes them)."""
+    return f"notify_jobs_active:{node_id}"
+
+
+def notify_job(live_id: str) -> str:
+    """Hash of one fan-out job: creator, the notification, phase, scan cursor, counts."""
+    return f"notify_job:{live_id}"
+
+
+# --- notifications inbox (engine/notifications.py) -------------------------------
+
+def notifications(user_id: str) -> str:
+    """Sorted set of a user's notification ids, scored by the ms of their latest activity."""
+    return f"notif:{user_id}"
+
+
+def notification_data(user_id: str) -> str:
+    """Hash of notification id -> its JSON."""
+    return f"notif_data:{user_id}"
+
+
+def notifications_unread(user_id: str) -> str:
+    """Set of the user's unread notification ids."""
+    return f"notif_unread:{user_id}"
+
+
+def notification_groups(user_id: str) -> str:
+    """Hash of aggregation group ("nudge:2024-05-01") -> the notification id it merges into."""
+    return f"notif_groups:{user_id}"

@@ -129,8 +129,8 @@ class _Conv:
 
 
 # KEYS: 1 meta, 2 stream, 3 sender inbox, 4 recipient inbox, 5 recipient requests,
-# 6 recipient unread, 7 sender rate, 8 sender new-conversations, 9 repeat counter or
-# '-', 10 sender requests.
+# 6 recipient unread, 7 sender rate, 8 sender new-conversations, 9 repeat counter
+# ('-' skips a counter: system messages such as nudges count against none), 10 sender requests.
 # ARGV: 1 sender, 2 recipient, 3 route, 4 expected state, 5 expected requester,
 # 6 now ms, 7/8 rate limit/ms, 9/10 new limit/ms, 11/12 repeat limit/ms, 13 maxlen,
 # 14 preview, 15 conversation id, 16.. the entry's fields.
@@ -139,6 +139,7 @@ local state = redis.call('HGET', KEYS[1], 'state') or 'new'
 local requester = redis.call('HGET', KEYS[1], 'requester') or ''
 if state ~= ARGV[4] or requester ~= ARGV[5] then return {'raced'} end
 local function over(key, limit)
+  if key == '-' then return false end
   local n = tonumber(redis.call('GET', key) or '0')
   if n >= tonumber(limit) then return tostring(redis.call('PTTL', key)) end
   return false
@@ -154,11 +155,12 @@ if KEYS[9] ~= '-' then
   if t then return {'repeat', t} end
 end
 local function hit(key, ms)
+  if key == '-' then return end
   if redis.call('INCR', key) == 1 then redis.call('PEXPIRE', key, ms) end
 end
 hit(KEYS[7], ARGV[8])
 if state == 'new' then hit(KEYS[8], ARGV[10]) end
-if KEYS[9] ~= '-' then hit(KEYS[9], ARGV[12]) end
+hit(KEYS[9], ARGV[12])
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[13], '*', unpack(ARGV, 16))
 local next_state = 'accepted'
 if ARGV[3] == 'request' then next_state = 'requested' end
@@ -324,6 +326,48 @@ class Messages:
                     error.message = "you started too many new conversations; try again later"
                 raise error
         raise rate_limited(0.1)
+
+    async def post_nudge(self, sender: Account, recipient_id: str, *,
+                         today: dt.date | None = None, now: float | None = None) -> Sent | None:
+        """A nudge shown as a line in the thread of sender and recipient (a creator
+        setting): a card {kind: "nudge", user}, counted against none of the sender's
+        message limits. Only where it lands in the recipient's inbox (they follow the
+        sender, or opened the conversation): a nudge never opens a Message Request, so it
+        cannot be a way around the messaging rules and limits. None when it is not posted
+        (the nudge itself stands either way)."""
+        conv = conversation_id(sender.id, recipient_id)
+        recipient = await self._accounts.get(recipient_id)
+        day = today or dt.date.today()
+        card = {"kind": "nudge", "user": {"id": sender.id, "username": sender.username,
+                                          "display_name": sender.display_name}}
+        fields = {"u": sender.id, "t": "", "c": json.dumps(card, separators=(",", ":"))}
+        for _ in range(3):
+            conversation = await self._conversation(conv)
+            relation = await self._graph.relation(sender.id, recipient.id)
+            try:
+                route = check_may_message(
+                    sender_age=sender.age(day), recipient_age=recipient.age(day),
+                    relation=relation, policy=await self.policy(recipient, day),
+                    state=conversation.state,
+                    requester_is_sender=conversation.requester == sender.id)
+            except DomainError:
+                return None
+            if route is not Route.INBOX:
+                return None
+            moment = int((time.time() if now is None else now) * 1000)
+            result = await self._send(
+                keys=[keys.dm_meta(conv), keys.dm(conv), keys.dm_inbox(sender.id),
+                      keys.dm_inbox(recipient.id), keys.dm_requests(recipient.id),
+                      keys.dm_unread(recipient.id), "-", "-", "-",
+                      keys.dm_requests(sender.id)],
+                args=[sender.id, recipient.id, str(route), str(conversation.state),
+                      conversation.requester, moment, 0, 0, 0, 0, 0, 0,
+                      self.limits.stream_max, "Nudged you to go live", conv,
+                      *[part for pair in fields.items() for part in pair]])
+            if result[0] == "ok":
+                return Sent(_message(result[1], fields), conv, recipient.id, route,
+                            State(result[2]), conversation.state is State.NEW)
+        return None
 
     # --- reading -------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from media.ice import restrict_host_addresses
-from signaling import chat, http_api, messages, profiles, reports, web_pages
+from signaling import chat, http_api, messages, notifications, nudges, profiles, reports, web_pages
 from signaling.appkeys import GATEWAY, LIVES, METRICS, SERVICES, SETTINGS
 from signaling.config import Settings
 from signaling.embedded_redis import EmbeddedRedis
@@ -143,6 +143,8 @@ def create_app(settings: Settings) -> web.Application:
     chat.register(app)  # after redis_ctx: its feed task starts once Redis is up
     messages.register(gateway)
     reports.register(gateway)
+    notifications.register(app)  # after redis_ctx: its fan-out worker starts once Redis is up
+    nudges.register(app)
     app.on_shutdown.append(end_lives)
     app.on_shutdown.append(close_sockets)
     app.router.add_get("/healthz", healthz)

@@ -105,6 +105,12 @@ class Settings:
         "help": "seconds a creator whose connection dropped has to come back before the live ends"})
     max_viewers: int = field(default=1000, metadata={
         "env": "GOLIVE_MAX_VIEWERS", "help": "viewers one room's media serves on this node"})
+    nudge_window: float = field(default=24 * 3600.0, metadata={
+        "env": "GOLIVE_NUDGE_WINDOW",
+        "help": "seconds before a viewer may nudge the same creator again"})
+    nudge_hourly: int = field(default=20, metadata={
+        "env": "GOLIVE_NUDGE_HOURLY",
+        "help": "nudges one viewer may send in an hour, across creators"})
     node_id: str | None = field(default=None, metadata={
         "env": "GOLIVE_NODE_ID",
         "help": "this node's name in the live directory; unset: HOST:PORT"})

@@ -16,6 +16,7 @@ from aiohttp import web
 from engine.errors import DomainError, ErrorCode, invalid, rate_limited, unauthorized
 from engine.sessions import Session
 from signaling.appkeys import GATEWAY, LIVES, METRICS, SERVICES, SETTINGS
+from signaling.notifications import Notifier
 from signaling.profiles import profile_view, relation_view
 from signaling.ratelimit import KeyedBuckets
 from signaling.schemas import P, ProfileUpdate, Register, SignIn, convert
@@ -176,7 +177,9 @@ def graph_route(verb: str) -> Route:
             ("follow", False): services.graph.follow, ("follow", True): services.graph.unfollow,
             ("block", False): services.graph.block, ("block", True): services.graph.unblock,
         }[(verb, undo)]
-        await action(session.user_id, target.id)
+        if await action(session.user_id, target.id) and (verb, undo) == ("follow", False):
+            await Notifier(request.app[GATEWAY]).followed(
+                await services.accounts.get(session.user_id), target.id)
         return ok(**await relation_view(services, session.user_id, target.id))
 
     return handle

@@ -78,6 +78,9 @@ class LiveRooms:
         # Awaited, in order, when a new viewer (not a renegotiation) joined a live here
         # (live chat writes its "NAME joined" line).
         self.join_listeners: list[Callable[[Live, Connection], Awaitable[None]]] = []
+        # Awaited, in order, when a new live started here (not a resume): nudges and
+        # live alerts queue their go-live notifications.
+        self.started_listeners: list[Callable[[Live], Awaitable[None]]] = []
 
     @property
     def services(self) -> Any:
@@ -136,6 +139,11 @@ class LiveRooms:
         hosted.lock.release()
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
         await self._announce_start(live)
+        for listener in self.started_listeners:
+            try:
+                await listener(live)
+            except Exception:
+                log.exception("start listener failed", extra={"fields": {"live": live.live_id}})
         log.info("live started", extra={"fields": {"live": live.live_id, "creator": creator}})
         return {"live": live.as_dict(), "answer": answer, "viewers": 0,
                 "ice_servers": self.ice_servers}

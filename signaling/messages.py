@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from engine.accounts import Account
-from engine.message_rules import other_party
+from engine.message_rules import Route, other_party
 from engine.messages import Summary
 from signaling.gateway import EventContext, Gateway, user_room
+from signaling.notifications import Notifier
 from signaling.schemas import (
     DmConversation,
     DmHistory,
@@ -80,6 +81,9 @@ def register(gateway: Gateway) -> None:
                 "conversation": await conversation_view(services, user, summary),
                 "message": message}, to=user_room(user))
         await push_unread(gateway, services, sent.recipient)
+        if sent.new and sent.route is Route.REQUEST:
+            await Notifier(gateway).message_request(sender, sent.recipient,
+                                                    sent.conversation_id)
         return {"conversation_id": sent.conversation_id, "message": message,
                 "state": str(sent.state), "route": str(sent.route)}
 

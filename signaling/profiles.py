@@ -6,6 +6,7 @@ from typing import Any
 
 from engine.accounts import Account
 from signaling.gateway import EventContext, Gateway
+from signaling.notifications import Notifier
 from signaling.schemas import Empty, ProfileGet, ProfileUpdate, UserList, UserTarget
 from signaling.services import Services
 
@@ -54,7 +55,9 @@ def register(gateway: Gateway) -> None:
 
     @gateway.event("user:follow", UserTarget)
     async def follow(ctx: EventContext, p: UserTarget) -> dict[str, Any]:
-        await ctx.services.graph.follow(ctx.user_id, p.user_id)
+        if await ctx.services.graph.follow(ctx.user_id, p.user_id):
+            await Notifier(gateway).followed(await ctx.services.accounts.get(ctx.user_id),
+                                             p.user_id)
         return await relation_view(ctx.services, ctx.user_id, p.user_id)
 
     @gateway.event("user:unfollow", UserTarget)

@@ -216,3 +216,27 @@ class ReportCreate(Payload):
     live_id: LiveId | None = None
     message_id: MessageId | None = None
     note: Annotated[str, Meta(max_length=2000)] = ""
+
+
+# --- nudges and notifications (signaling/nudges.py, signaling/notifications.py) ----------
+NotificationId = Annotated[str, Meta(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
+NotificationCursor = Annotated[str, Meta(pattern=r"^\d{1,15}:[0-9A-Za-z_-]{1,64}$")]
+
+
+class NudgeSettingsUpdate(Payload):
+    allow: bool | None = None
+    dm: bool | None = None
+
+
+class AlertsSet(Payload):
+    user_id: UserId
+    on: bool
+
+
+class NotifyList(Payload):
+    before: NotificationCursor | None = None
+    limit: Annotated[int, Meta(ge=1, le=100)] = 30
+
+
+class NotifyRead(Payload):
+    id: NotificationId

@@ -9,8 +9,12 @@ from redis.asyncio import Redis
 from engine.accounts import Accounts
 from engine.chat import Chat
 from engine.graph import Graph
+from engine.live_alerts import LiveAlerts
 from engine.lives import Lives
 from engine.messages import Messages
+from engine.notifications import Notifications
+from engine.nudge_rules import NudgeLimits
+from engine.nudges import Nudges
 from engine.passwords import Passwords
 from engine.reports import Reports
 from engine.sessions import Sessions
@@ -27,6 +31,9 @@ class Services:
     chat: Chat
     messages: Messages
     reports: Reports
+    notifications: Notifications
+    nudges: Nudges
+    live_alerts: LiveAlerts
 
     @classmethod
     def build(cls, redis: Redis, settings: Settings) -> Services:
@@ -34,6 +41,9 @@ class Services:
         accounts = Accounts(redis, passwords, min_signup_age=settings.min_signup_age)
         graph = Graph(redis)
         lives = Lives(redis, settings.node_name())
+        notifications = Notifications(redis)
+        nudges = Nudges(redis, accounts, graph, lives, notifications,
+                        NudgeLimits.configured(settings.nudge_window, settings.nudge_hourly))
         # Chat and message limits are the engine's module defaults (chat_rules.ChatLimits,
         # message_rules.MessageLimits); tests replace .limits on the built objects.
         return cls(
@@ -45,4 +55,8 @@ class Services:
             chat=Chat(redis),
             messages=Messages(redis, accounts, graph, lives),
             reports=Reports(redis),
+            notifications=notifications,
+            nudges=nudges,
+            live_alerts=LiveAlerts(redis, notifications, settings.node_name(),
+                                   retention_s=nudges.retention_s),
         )

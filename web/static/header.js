@@ -4,6 +4,9 @@
  * Sign in / Sign up. It follows the session: signing in or out anywhere
  * re-renders it.
  *
+ * The bell (notifications-badge.js) links to /notifications with its unread
+ * count and shows real-time alerts as toasts.
+ *
  * Messages carries the unread badge, kept live over the page's socket:
  * `dm:unread` on connect, then the server's `dm:unread` pushes (every tab of a
  * user is in its user room).
@@ -13,6 +16,7 @@ import { signOut, verifySession } from './accounts.js';
 import { avatar } from './avatar.js';
 import { el } from './dom.js';
 import { handle, profilePath } from './format.js';
+import { bellLink, followNotifications, paintNotifications } from './notifications-badge.js';
 import { currentUser, onSessionChange } from './session.js';
 import { ask, connectSocket } from './socket.js';
 
@@ -54,6 +58,7 @@ function signedInNav(user) {
     }
   });
   return [
+    bellLink(),
     messagesLink(),
     el('a', { class: 'whoami', href: profilePath(user.username), title: user.display_name,
       testid: 'whoami' }, avatar(user, 'sm'), el('span', { text: handle(user.username) })),
@@ -74,6 +79,7 @@ function paint(root, user) {
   root.replaceChildren(el('div', { class: 'site-header-inner' }, brand(), nav));
   root.dataset.state = user ? 'signed-in' : 'signed-out';
   paintUnread(root, unread);
+  paintNotifications(root);
 }
 
 /**
@@ -128,6 +134,7 @@ export function renderHeader(root = document.querySelector('[data-testid="site-h
   paint(root, currentUser());
   onSessionChange((user) => paint(root, user));
   followUnread(root, socket);
+  followNotifications(root, socket);
   verifySession().catch(() => {
     // Server unreachable: keep showing the stored session; the next request will tell.
   });

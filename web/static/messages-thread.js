@@ -30,6 +30,12 @@ const IDS = ['conversation', 'conversation-with', 'conversation-avatar', 'conver
 /** A shared profile or LIVE: a card that opens the profile (which plays the LIVE). */
 export function card(shared) {
   const user = shared.user ?? {};
+  if (shared.kind === 'nudge') { // a nudge, posted by the server (the creator's setting)
+    return el('a', { class: 'dm-card nudge', href: profilePath(user.username ?? ''), testid: 'dm-nudge' },
+      el('span', { class: 'nudge-bell', 'aria-hidden': 'true', text: '🔔' }),
+      el('span', { class: 'dm-card-body' },
+        el('strong', { text: `${user.display_name ?? ''} nudged you to go live` })));
+  }
   const live = shared.kind === 'live';
   return el('a', { class: `dm-card${live ? ' live' : ''}`, href: profilePath(user.username ?? ''),
     testid: 'dm-card' },

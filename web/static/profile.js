@@ -5,6 +5,8 @@
  *
  * Signed in, Message opens the conversation with them (/messages?to=username)
  * and Share sends this profile, or its LIVE, into one of your conversations.
+ * While they are offline a bell nudges them to go live; followers can turn on
+ * Live alerts (nudge.js).
  *
  * The profile loads over HTTP so signed-out visitors see it too; every change
  * (follow, unfollow, block, unblock, edit, the follower lists) goes through
@@ -19,6 +21,7 @@ import { bindForm } from './forms.js';
 import { formatCount, handle, profilePath } from './format.js';
 import { renderHeader } from './header.js';
 import { LiveStage } from './live-stage.js';
+import { NudgeBell } from './nudge.js';
 import { currentUser, onSessionChange, updateSessionUser } from './session.js';
 import { SharedSocket } from './socket.js';
 
@@ -38,6 +41,7 @@ const ui = Object.fromEntries([
 
 const socket = new SharedSocket();
 const stage = new LiveStage(socket);
+const bell = new NudgeBell(socket);
 let viewer = currentUser();
 /** The profile as last answered: {user, counts, relation?, is_self?}. */
 let view = null;
@@ -85,6 +89,7 @@ async function load() {
     if (current !== loads) return; // a newer load (say, after a sign-out) took over
     view = null;
     stage.reset();
+    bell.reset();
     if (err.code === ErrorCode.NOT_FOUND) {
       ui['not-found-detail'].textContent = `There is no ${handle(username)} on golive.`;
       document.title = 'No such user · golive';
@@ -186,6 +191,7 @@ function render() {
   ui['relation-note'].textContent = note;
   ui['relation-note'].hidden = !note;
   if (!isSelf) ui['profile-edit-form'].hidden = true;
+  bell.show({ user, isSelf, signedIn, following: Boolean(relation?.following) });
 }
 
 // --- follow and block ---------------------------------------------------------
@@ -358,6 +364,7 @@ onSessionChange((user) => {
   // Signed in, out, or as someone else: the relation and the socket are theirs no more.
   socket.close();
   stage.reset();
+  bell.reset();
   closeList();
   ui['share-picker'].hidden = true;
   hideError(ui['action-error']);

@@ -2,6 +2,7 @@
  * The creator studio (/studio): pick a camera and a microphone, check the
  * muted preview, give the live a title, Go LIVE and End LIVE. While live it
  * shows the status, the viewer count (room:state) and the elapsed time.
+ * Before going live it shows how many people nudged you (nudge-studio.js).
  *
  * Staying on air: a socket that reconnects, a connection that fails, or a
  * reload of this tab (remembered in sessionStorage) calls live:start again,
@@ -15,6 +16,7 @@ import { byTestId, el, hideError, setBusy, showError } from './dom.js';
 import { ErrorCode, describeError } from './errors.js';
 import { formatCount, formatDuration, profilePath } from './format.js';
 import { renderHeader } from './header.js';
+import { NudgePanel } from './nudge-studio.js';
 import { Publisher } from './publisher.js';
 import { stopStream } from './rtc.js';
 import { currentUser, onSessionChange } from './session.js';
@@ -309,6 +311,7 @@ async function init() {
   }
   ui.studio.hidden = false;
   ui['my-live-page'].href = profilePath(me.username);
+  new NudgePanel(socket).open(); // who is waiting for this LIVE, settings, insights
   setState('idle');
   let resumeId = null;
   try {
