@@ -64,12 +64,13 @@ class BenchSession:
         self.live_id = ""
         self.accounts: list[Account] = []
         self.viewers_started = 0  # global index of the next viewer
-        self.server_cpus, self.load_cpus = placement(args.pin and not self.url)
+        self.local = not self.url  # the server is started here (golive serve or a baseline)
+        self.server_cpus, self.load_cpus = placement(args.pin and self.local)
         self._closing: asyncio.Future[None] | None = None
 
     @property
     def worker_count(self) -> int:
-        return self.args.workers or default_workers(not self.url)
+        return self.args.workers or default_workers(self.local)
 
     def pids(self) -> dict[str, int]:
         """Processes whose CPU the bench reports, by name."""

@@ -298,7 +298,7 @@ def test_fanout_naive_baseline_tiny_run(tmp_path: Path) -> None:
         assert step["joins"]["ok"] == 2 and step["joins"]["first_keyframe_s"]["p50"] > 0
         assert step["fps"]["min"] > 10 and step["delivered"]["video_packets_per_s"] > 0
         assert 0 < step["latency_ms"]["arrival"]["p50"] < 2000
-        assert step["probes"]["stamp_errors"] == 0
+        assert step["probes"]["count"] == 1 and step["probes"]["stamp_errors"] == 0
         assert step["cpu"]["server"] > 0 and step["server_rss_mb"] > 0
     assert "redis" in result["processes"] and "redis" not in baseline["processes"]
     assert baseline["processes"]["server"] != result["processes"]["server"]
