@@ -129,6 +129,24 @@ def best_quality_step(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(good, key=lambda s: s["viewers"], default=None)
 
 
+def cpu_slope(steps: list[dict[str, Any]]) -> float | None:
+    """Server CPU (cores) per viewer: the least-squares slope over the unsaturated steps
+    whose CPU is known; None with fewer than two."""
+    points = [(s["viewers"], s["cpu"]["server"]) for s in steps
+              if not s["saturated"] and s["cpu"].get("server") is not None]
+    if len({v for v, _ in points}) < 2:
+        return None
+    mean_v = sum(v for v, _ in points) / len(points)
+    mean_c = sum(c for _, c in points) / len(points)
+    return (sum((v - mean_v) * (c - mean_c) for v, c in points)
+            / sum((v - mean_v) ** 2 for v, _ in points))
+
+
+def pct_fine(cores: float | None) -> str:
+    """A share of a core with one decimal: per-viewer costs are often below 1%."""
+    return "?" if cores is None else f"{cores * 100:.1f}%"
+
+
 def _compare(result: dict[str, Any], baseline: dict[str, Any]) -> str:
     name = baseline["name"]
     ours, theirs = result.get("steps", []), baseline.get("steps", [])
@@ -140,24 +158,30 @@ def _compare(result: dict[str, Any], baseline: dict[str, Any]) -> str:
     for n in counts:
         a, am = mine.get(n, (None, None))
         b, bm = by_count.get(n, (None, None))
-        rows.append([n, _cpu(a), _cpu(b), pct(am), pct(bm), _fps(a), _fps(b), _p95(a), _p95(b),
+        rows.append([n, _cpu(a), _cpu(b), _fine(am), _fine(bm), _fps(a),
+                     _fps(b), _p95(a), _p95(b),
                      _state(a), _state(b)])
     text = f"side by side (golive | {name}):\n" + table(
         ["viewers", "srv cpu", f"{name} cpu", "cpu/viewer", f"{name} cpu/v", "fps med",
          f"{name} fps", "lat p95", f"{name} p95", "golive", name], rows)
     lines = ["cpu/viewer: server CPU added per viewer from the step before, % of a core "
              "(the first step includes the fixed cost of ingesting the creator)"]
+    slopes = {label: cpu_slope(steps) for label, steps in (("golive", ours), (name, theirs))}
+    if all(v is not None for v in slopes.values()):
+        ratio = (f": {slopes[name] / slopes['golive']:.0f}x"  # type: ignore[operator]
+                 if slopes["golive"] and slopes["golive"] > 0 else "")
+        lines.append(f"a viewer costs (slope of server CPU over the unsaturated steps): golive "
+                     f"{pct_fine(slopes['golive'])}, {name} {pct_fine(slopes[name])} of a core"
+                     + ratio)
     for label, steps in (("golive", ours), (name, theirs)):
         best = best_quality_step(steps)
+        bar = f"median fps >= {QUALITY_FPS:g} and p95 < {QUALITY_P95_MS:g} ms"
         if best is None:
-            lines.append(f"{label}: no step with median fps >= {QUALITY_FPS:g} and p95 < "
-                         f"{QUALITY_P95_MS:g} ms")
+            lines.append(f"{label}: no step with {bar}")
         else:
-            cpu = best["cpu"].get("server")
-            lines.append(f"{label}: {best['viewers']} viewers at {pct(cpu) or '?'} of a core "
-                         f"with median fps >= {QUALITY_FPS:g} and p95 < {QUALITY_P95_MS:g} ms"
-                         + (f" (~{best['viewers'] / cpu:.0f} viewers per core at that load)"
-                            if cpu else ""))
+            n = best["viewers"]
+            lines.append(f"{label}: largest step with {bar}: {n} viewer{'s' * (n != 1)}, "
+                         f"server {pct(best['cpu'].get('server')) or '?'} of a core")
     return text + "\n" + "\n".join(lines)
 
 
@@ -177,3 +201,7 @@ def _state(step: dict[str, Any] | None) -> str:
     if step is None:
         return "-"
     return "SATURATED" if step["saturated"] else "ok"
+
+
+def _fine(cores: float | None) -> str | None:
+    return None if cores is None else pct_fine(cores)

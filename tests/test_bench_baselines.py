@@ -25,7 +25,7 @@ import socketio
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from bench.baselines import BaselineServer, naive_relay_server, node_chat_server
-from bench.fanout import best_quality_step, marginal_cpu, render
+from bench.fanout import best_quality_step, cpu_slope, marginal_cpu, render
 from bench.naive_relay import NaiveRoom
 from bench.report import chat_plots, fanout_plots
 from bench.rtp_counting import RtpCounters, count_only
@@ -238,14 +238,19 @@ def test_marginal_cpu_and_quality_bar() -> None:
     assert best_quality_step(golive)["viewers"] == 50
     assert best_quality_step(naive)["viewers"] == 5  # 1: p95 60 ms; 10: saturated
     assert best_quality_step([_step(1, 0.1, 25, 20)]) is None
+    assert cpu_slope(naive) == pytest.approx(0.1)  # the saturated step left out
+    assert cpu_slope(golive) == pytest.approx(0.005, abs=1e-3)
+    assert cpu_slope(naive[:1]) is None
 
 
 def test_render_puts_both_sides_side_by_side() -> None:
     text = render(_fanout_result())
     assert "baseline naive: naive relay" in text and "side by side (golive | naive)" in text
     assert "saturated at 10 viewers" in text
-    assert "golive: 50 viewers at 44% of a core" in text
-    assert "naive: 5 viewers at 60% of a core" in text
+    assert "golive: largest step with median fps >= 29 and p95 < 50 ms: 50 viewers, " \
+           "server 44% of a core" in text
+    assert "naive: largest step with median fps >= 29 and p95 < 50 ms: 5 viewers" in text
+    assert "golive 0.5%, naive 10.0% of a core: 19x" in text
     # one row per viewer count of either side: 1, 5, 10, 50
     table = text.split("side by side (golive | naive):\n")[1].splitlines()
     assert [row.split()[0] for row in table[2:6]] == ["1", "5", "10", "50"]
