@@ -148,10 +148,13 @@ def fanout_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
         for step in side["steps"]:
             points = step.get("latency_cdf") or []
             if points:
+                n = step["viewers"]
                 ax.plot([p[0] for p in points], [p[1] for p in points],
-                        label=f"{step['viewers']} viewers")
+                        label=f"{n} viewer{'s' * (n != 1)}")
         ax.set(xlabel="capture -> last packet arrival (ms, probe viewers)",
                ylabel="fraction of frames", title=f"Added latency: {name}")
+        if len(sides) > 1:  # one shared axis for both servers: log, or golive's is a line
+            _log_scale(ax.xaxis)
         ax.legend(fontsize="small")
     written.append(_save(plt, fig, run_dir / "latency.png"))
     return written
@@ -160,7 +163,7 @@ def fanout_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
 def _log_x_if_wide(ax: Any, sides: list[tuple[str, dict[str, Any], str]]) -> None:
     counts = [s["viewers"] for _, side, _ in sides for s in side["steps"]]
     if counts and max(counts) >= 20 * min(counts):  # 1, 10, 50, 200: spread them out
-        ax.set_xscale("log")
+        _log_scale(ax.xaxis)
 
 
 def join_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
@@ -191,9 +194,9 @@ def chat_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
     written = []
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name, side, colour in sides:
-        steps = side["steps"]
-        ax.plot([s["rate"] for s in steps], [s["deliveries_per_s"] for s in steps], "o-",
+    for (name, side, colour), style in zip(sides, ("o-", "s--"), strict=False):
+        steps = side["steps"]  # dashed squares: still visible on top of golive's line
+        ax.plot([s["rate"] for s in steps], [s["deliveries_per_s"] for s in steps], style,
                 color=colour, label=name)
     steps = sides[0][1]["steps"]
     ax.plot([s["rate"] for s in steps], [s["expected_deliveries_per_s"] for s in steps], ":",
@@ -213,8 +216,7 @@ def chat_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
                 alpha=0.6, label=f"{name} p99")
     ax.set(xlabel="lines/s sent into the room", ylabel="send -> receipt (ms)",
            title="Chat latency vs send rate")
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(_plain_numbers())
+    _log_scale(ax.yaxis)
     ax.legend(fontsize="small")
     written.append(_save(plt, fig, run_dir / "chat_latency.png"))
 
@@ -234,11 +236,17 @@ def chat_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
     return written
 
 
-def _plain_numbers() -> Any:
-    """Log axes labelled 5, 20, 100 rather than 5x10^0."""
-    from matplotlib.ticker import FuncFormatter
+def _log_scale(axis: Any) -> None:
+    """A log axis labelled 5, 20, 100 rather than 5x10^0, without minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    return FuncFormatter(lambda value, _: f"{value:g}")
+    if axis.axis_name == "x":
+        axis.axes.set_xscale("log")
+    else:
+        axis.axes.set_yscale("log")
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _save(plt: Any, fig: Any, path: Path) -> str:
