@@ -14,13 +14,20 @@ the machine's clock), the server's CPU and RSS (/proc), server memory per connec
 client (RSS after the joins minus before, per client) and the load processes' own CPU
 (a warning when they, not the server, may be the bottleneck).
 
+With --baseline node the same clients, senders and rates then run against node's
+socket.io server (bench/node, from npm, with the same msgpack parser) doing a plain
+room broadcast, started here and pinned like golive serve: both sides in one table,
+one JSON (the baseline under "baseline") and the plots.
+
 Senders: the server allows 5 lines per user per live in 5 s (engine/chat_rules.py
 ChatLimits.rate), so by default each sender sends at most 0.5 lines/s: senders =
 2 x the highest rate (at most --clients).
 
 Progress goes to stderr, the table to stdout, every figure to OUT/chat-<date>-<time>/
-result.json along with the server's and workers' logs. Ctrl-C (or SIGTERM) stops the
-run cleanly (a second Ctrl-C kills what is left); the JSON is written either way.
+result.json along with the server's and workers' logs (the baseline's under node/) and,
+with matplotlib, PNG plots (deliveries/s, latency and server CPU against the send rate).
+Ctrl-C (or SIGTERM) stops the run cleanly (a second Ctrl-C kills what is left); the JSON
+is written either way.
 """
 
 from __future__ import annotations
@@ -83,6 +90,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
                         help="with a server started here and 2+ CPUs: the server on one "
                              "CPU, its Redis and the load on the others (default on)")
+    parser.add_argument("--baseline", choices=("node",),
+                        help="then run the same load against node's socket.io server "
+                             "(npm; plain broadcast), side by side")
     parser.add_argument("--out", type=Path, default=Path("bench-out"),
                         help="folder for the run's folder (bench-out)")
 
@@ -140,20 +150,55 @@ def _senders_for(args: argparse.Namespace) -> int:
 
 
 def render(result: dict[str, Any]) -> str:
+    """The golive table; with a baseline, its table and the two side by side."""
+    text = _side_table(result, "golive")
+    baseline = result.get("baseline")
+    if baseline:
+        text += (f"\n\nbaseline {baseline['name']}: {baseline['what']}\n"
+                 + _side_table(baseline, baseline["name"]) + "\n\n" + _compare(result, baseline))
+    notes = ["us/deliv: server CPU per delivered line (one line reaching one client); "
+             "load cpu: the busiest load process"]
+    for name, side in (("golive", result), (baseline and baseline["name"], baseline or {})):
+        notes += [f"warning ({name}, {s['rate']:g} lines/s): a load process used "
+                  f"{_pct(s['load_cpu_max'])} of a core: the clients, not the server, may be "
+                  "the bottleneck" for s in side.get("steps", []) if s["load_bound"]]
+    return text + "\n" + "\n".join(notes)
+
+
+def _side_table(side: dict[str, Any], name: str) -> str:
     from bench.report import table
 
     rows = []
-    for s in result.get("steps", []):
+    for s in side.get("steps", []):
         rows.append([s["rate"], s["sent_per_s"], s["deliveries_per_s"],
                      s["latency_ms"]["p50"], s["latency_ms"]["p99"],
                      s["latency_ms"]["max"], _pct(s["cpu"]["server"]), s["server_rss_mb"],
-                     _pct(s["load_cpu_max"]), s["errors"]])
-    head = (f"chat: {result.get('clients_joined', 0)} members of one live, "
-            f"{result.get('senders', 0)} senders; "
-            f"server memory per client: {_fmt(result.get('kb_per_client'))} kB")
+                     s["server_us_per_delivery"], _pct(s["load_cpu_max"]), s["errors"]])
+    head = (f"chat ({name}): {side.get('clients_joined', 0)} members of one live, "
+            f"{side.get('senders', 0)} senders; "
+            f"server memory per client: {_fmt(side.get('kb_per_client'))} kB")
     return head + "\n" + table(
         ["lines/s", "sent/s", "deliv/s", "p50 ms", "p99 ms", "max ms", "srv cpu",
-         "srv MB", "load cpu", "errors"], rows)
+         "srv MB", "us/deliv", "load cpu", "errors"], rows)
+
+
+def _compare(result: dict[str, Any], baseline: dict[str, Any]) -> str:
+    from bench.report import table
+
+    name = baseline["name"]
+    theirs = {s["rate"]: s for s in baseline.get("steps", [])}
+    rows = []
+    for ours in result.get("steps", []):
+        other = theirs.get(ours["rate"])
+        if other is None:
+            continue
+        rows.append([ours["rate"], ours["deliveries_per_s"], other["deliveries_per_s"],
+                     ours["latency_ms"]["p99"], other["latency_ms"]["p99"],
+                     _pct(ours["cpu"]["server"]), _pct(other["cpu"]["server"]),
+                     ours["server_us_per_delivery"], other["server_us_per_delivery"]])
+    return f"side by side (golive | {name}):\n" + table(
+        ["lines/s", "deliv/s", f"{name} deliv/s", "p99 ms", f"{name} p99", "srv cpu",
+         f"{name} cpu", "us/deliv", f"{name} us/deliv"], rows)
 
 
 def _pct(cores: float | None) -> str:
@@ -170,23 +215,25 @@ def _fmt(value: float | None) -> str:
 class ChatRun:
     """Owns every process and connection of one run; close() stops them all, once."""
 
-    def __init__(self, args: argparse.Namespace, run_dir: Path, progress: Any) -> None:
+    def __init__(self, args: argparse.Namespace, run_dir: Path, progress: Any,
+                 baseline: str | None = None) -> None:
         from bench.session import placement
 
         self.args = args
         self.run_dir = run_dir
         self.progress = progress
-        self.url = (args.url or "").rstrip("/")
+        self.baseline = baseline  # None: golive; "node": the baseline, always started here
+        self.url = "" if baseline else (args.url or "").rstrip("/")
         self.server: Any = None
-        self.server_pid: int | None = args.server_pid
+        self.server_pid: int | None = None if baseline else args.server_pid
         self.workers: list[Any] = []
         self.sio: Any = None
         self.creator: Any = None
         self.restriction: Any = None
         self.live: dict[str, Any] = {}
         self.ended = ""  # why the live is no longer on, once it is not
-        self.server_cpus, self.load_cpus = placement(args.pin and not args.url)
-        self._closed = False
+        self.server_cpus, self.load_cpus = placement(args.pin and not self.url)
+        self._closing: asyncio.Future[None] | None = None
 
     def pids(self) -> dict[str, int]:
         pids = {"bench": os.getpid()}
@@ -202,6 +249,14 @@ class ChatRun:
     async def start_server(self) -> None:
         from bench.target import LocalServer
 
+        if self.baseline:
+            from bench.baselines import node_chat_server
+
+            self.progress.update("starting the node socket.io baseline")
+            self.server = await node_chat_server(self.run_dir, self.server_cpus)
+            await self.server.start()
+            self.url, self.server_pid = self.server.url, self.server.pid
+            return
         self.progress.update("starting golive serve")
         extra = dict(CHAT_SERVER_ENV)
         extra.update(kv.split("=", 1) for kv in self.args.server_env)
@@ -258,6 +313,18 @@ class ChatRun:
         if self.ended:
             raise RuntimeError(self.ended)
 
+    async def accounts(self, count: int) -> list[Any]:
+        """`count` accounts on the server (the baseline takes any token: made here)."""
+        from bench.baselines import local_accounts
+        from bench.target import register_accounts
+
+        if self.baseline:
+            return local_accounts(count)
+        self.progress.update(f"registering {count} accounts")
+        return await register_accounts(
+            self.url, count,
+            on_progress=lambda done, n: self.progress.update(f"registered {done}/{n} accounts"))
+
     async def start_workers(self) -> None:
         from bench.processes import Child
 
@@ -272,10 +339,14 @@ class ChatRun:
         await asyncio.gather(*(w.call("status", READY_TIMEOUT_S) for w in self.workers))
 
     async def close(self) -> None:
-        """Workers (their clients disconnect), the live, the server. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        """Workers (their clients disconnect), the live, the server. Idempotent; the
+        closing runs to the end even when a caller is cancelled (a Ctrl-C during it): a
+        later call waits for the same one."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         await asyncio.gather(*(w.stop(grace=20.0) for w in self.workers),
                              return_exceptions=True)
         if self.sio is not None:
@@ -301,18 +372,18 @@ class ChatRun:
 
 
 async def _measure(bench: ChatRun, result: dict[str, Any]) -> None:
+    """One side of the run (golive, or the baseline) into `result`."""
     from bench.processes import CpuMeter, rss_bytes
-    from bench.target import register_accounts
 
     args, progress = bench.args, bench.progress
     if not bench.url:
         await bench.start_server()
     result["url"] = bench.url
-    progress.update(f"registering {args.clients + 1} accounts")
-    accounts = await register_accounts(
-        bench.url, args.clients + 1,
-        on_progress=lambda done, n: progress.update(f"registered {done}/{n} accounts"))
-    await bench.go_live(accounts[0].token)
+    accounts = await bench.accounts(args.clients + 1)
+    if bench.baseline:  # no media there: the room is the creator's id
+        bench.live = {"creator_id": accounts[0].id}
+    else:
+        await bench.go_live(accounts[0].token)
     result["live_id"] = bench.live.get("live_id")
     await bench.start_workers()
     result["processes"] = bench.pids()
@@ -436,7 +507,8 @@ def _round(value: float | None) -> float | None:
 
 
 async def _execute(args: argparse.Namespace) -> int:
-    from bench.report import Progress, write_json
+    from bench.baselines import DESCRIPTIONS
+    from bench.report import Progress, chat_plots, write_json
     from bench.runner import guarded
     from bench.runner import run_dir as make_run_dir
 
@@ -447,28 +519,58 @@ async def _execute(args: argparse.Namespace) -> int:
         "mode": "chat", "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "argv": sys.argv, "config": config, "host": {"cpus": os.cpu_count()},
         "measured_where": __doc__, "steps": [], "errors": [], "interrupted": False}
-    bench = ChatRun(args, run_dir, progress)
+    sides = [(ChatRun(args, run_dir, progress), result)]
+    if args.baseline:
+        result["baseline"] = {"name": args.baseline, "what": DESCRIPTIONS[args.baseline],
+                              "steps": [], "errors": []}
+        sides.append((ChatRun(args, run_dir / args.baseline, progress, args.baseline),
+                      result["baseline"]))
+
+    async def work() -> None:
+        for bench, side in sides:
+            if side is not result:
+                progress.note(f"baseline {args.baseline}: {side['what']}")
+            await _measure(bench, side)
+            await bench.close()  # one server at a time: the next side gets the CPUs
 
     async def close() -> None:
-        result.setdefault("processes", bench.pids())
-        await bench.close()
+        for bench, side in sides:
+            if bench.server is not None or bench.workers:
+                side.setdefault("processes", bench.pids())
+            await bench.close()
+
+    def kill_now() -> None:
+        for bench, _ in sides:
+            bench.kill_now()
 
     def report() -> None:
+        try:
+            result["plots"] = chat_plots(result, run_dir)
+        except Exception as exc:  # a plot must never cost the figures
+            result["plots"] = []
+            progress.note(f"plots failed: {exc}")
         path = run_dir / "result.json"
         write_json(path, result)
         progress.note("")
         print(render(result))
-        for error in result["errors"]:
+        for error in _all_errors(result):
             print(f"error: {error}")
         print(f"\nJSON: {path}")
+        if result["plots"]:
+            print(f"plots: {', '.join(str(run_dir / p) for p in result['plots'])}")
         sys.stdout.flush()
 
-    status = await guarded(result, progress, work=lambda: _measure(bench, result), close=close,
-                           kill_now=bench.kill_now, finish=report,
-                           what="the clients, the live and the server")
-    if status == 0 and any(s["errors"] for s in result["steps"]):
+    status = await guarded(result, progress, work=work, close=close, kill_now=kill_now,
+                           finish=report, what="the clients, the live and the server")
+    steps = result["steps"] + result.get("baseline", {}).get("steps", [])
+    if status == 0 and any(s["errors"] for s in steps):
         status = 1
     return status
+
+
+def _all_errors(result: dict[str, Any]) -> list[str]:
+    baseline = result.get("baseline") or {}
+    return result["errors"] + [f"{baseline['name']}: {e}" for e in baseline.get("errors", [])]
 
 
 if __name__ == "__main__":

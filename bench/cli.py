@@ -5,7 +5,9 @@ golive's subparsers; `python -m bench fanout ...` works without it. This module 
 only the standard library at import time (golive serve pays nothing for it).
 
 Every run writes OUT/<mode>-<date>-<time>/: result.json (every figure), the logs of every
-process it started (server.log, creator.log, workerN.log) and, with matplotlib, PNG plots.
+process it started (server.log, creator.log, workerN.log; a baseline's under naive/) and,
+with matplotlib, PNG plots. `fanout --baseline naive` runs the same sweep against the
+naive aiortc relay (bench.naive_server) after golive's, one server at a time.
 Ctrl-C (or SIGTERM) stops the run: viewers leave, the creator ends its live, the server
 stops; a second Ctrl-C kills whatever is left at once. The JSON is written either way.
 """
@@ -46,6 +48,9 @@ def _add_modes(modes: Any) -> None:
                         help="seconds measured per step, after every viewer joined (10)")
     fanout.add_argument("--join-rate", type=parse_rate, default=parse_rate("50/s"),
                         help="how fast a step's viewers join, in all (50/s)")
+    fanout.add_argument("--baseline", choices=("naive",),
+                        help="then run the same sweep against a naive aiortc relay "
+                             "(MediaRelay, one encoder per viewer), side by side")
     _common(fanout)
     fanout.set_defaults(run=run, bench_mode="fanout")
 
@@ -85,6 +90,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--fps", type=float, default=30.0, help="creator frame rate (30)")
     source.add_argument("--codec", choices=("vp8", "h264"), default="vp8",
                         help="the room's codec (sets the local server's; vp8)")
+    source.add_argument("--bitrate", type=int,
+                        help="the room's video bitrate, bit/s (sets the local server's "
+                             "GOLIVE_VIDEO_BITRATE and the baseline's encoders'; default "
+                             "GOLIVE_VIDEO_BITRATE from --server-env, else 800000)")
     source.add_argument("--workers", type=int, default=0,
                         help="viewer worker processes (default: cores - 1, at least 1)")
     source.add_argument("--probes", type=int, default=1,
@@ -102,7 +111,20 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the mode `args` describes; the exit status (130 when interrupted)."""
-    for bad, message in ((args.workers < 0, "--workers must be >= 0"),
+    from media.encoder import DEFAULT_VIDEO_BITRATE
+
+    args.baseline = getattr(args, "baseline", None)  # fanout only
+    if any("=" not in kv for kv in args.server_env):
+        print("golive bench: --server-env takes KEY=VALUE", file=sys.stderr)
+        return 2
+    if args.bitrate is None:
+        env = dict(kv.split("=", 1) for kv in args.server_env)
+        try:
+            args.bitrate = int(env.get("GOLIVE_VIDEO_BITRATE", DEFAULT_VIDEO_BITRATE))
+        except ValueError:
+            args.bitrate = -1
+    for bad, message in ((args.bitrate <= 0, "--bitrate must be > 0"),
+                         (args.workers < 0, "--workers must be >= 0"),
                          (args.probes < 0, "--probes must be >= 0"),
                          (args.duration < 0, "--duration must be >= 0"),
                          (not 0 < args.fps <= 120, "--fps must be in (0, 120]"),
@@ -134,6 +156,7 @@ def _host() -> dict[str, Any]:
 
 async def _execute(args: argparse.Namespace) -> int:
     from bench import fanout, joinstorm, measure
+    from bench.baselines import DESCRIPTIONS
     from bench.report import Progress, fanout_plots, join_plots, write_json
     from bench.session import BenchSession
 
@@ -144,15 +167,30 @@ async def _execute(args: argparse.Namespace) -> int:
         "mode": args.bench_mode, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "argv": sys.argv, "config": _config(args), "host": _host(),
         "measured_where": measure.__doc__, "errors": [], "interrupted": False}
-    session = BenchSession(args, run_dir, progress)
+    sessions = [BenchSession(args, run_dir, progress)]
+    if args.baseline:
+        result["baseline"] = {"name": args.baseline, "what": DESCRIPTIONS[args.baseline]}
+        sessions.append(BenchSession(args, run_dir / args.baseline, progress, args.baseline))
 
     async def work() -> None:
         await _check_host(result, progress)
-        await mode.run(session, args, result, progress)
+        await mode.run(sessions[0], args, result, progress)
+        if args.baseline:
+            await sessions[0].close()  # one server at a time: the baseline gets the CPUs
+            progress.note(f"baseline {args.baseline}: {result['baseline']['what']}")
+            await mode.run(sessions[1], args, result["baseline"], progress)
+
+    async def close() -> None:
+        for session in sessions:
+            await session.close()
+
+    def kill_now() -> None:
+        for session in sessions:
+            session.kill_now()
 
     def report() -> None:
         result["plots"] = []
-        if result.get("steps") or result.get("joins"):
+        if result.get("steps") or result.get("joins") or result.get("baseline"):
             plots = fanout_plots if mode is fanout else join_plots
             try:
                 result["plots"] = plots(result, run_dir)
@@ -172,8 +210,8 @@ async def _execute(args: argparse.Namespace) -> int:
                   if not _has_matplotlib() else "plots: none (nothing to plot)")
         sys.stdout.flush()
 
-    return await guarded(result, progress, work=work, close=session.close,
-                         kill_now=session.kill_now, finish=report, expected=_expected,
+    return await guarded(result, progress, work=work, close=close,
+                         kill_now=kill_now, finish=report, expected=_expected,
                          what="the viewers, the creator and the server")
 
 

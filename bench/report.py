@@ -92,47 +92,78 @@ def _pyplot() -> Any:
     return plt
 
 
+def _sides(result: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    """(name, side, colour) for golive and, when the run had one, its baseline; sides
+    without steps are left out."""
+    sides = [("golive", result, "C0")]
+    if baseline := result.get("baseline"):
+        sides.append((baseline["name"], baseline, "C3"))
+    return [side for side in sides if side[1].get("steps")]
+
+
 def fanout_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
-    """cpu.png, fps.png, latency.png; [] without matplotlib."""
+    """cpu.png, fps.png, latency.png, golive and the baseline on the same axes; [] without
+    matplotlib."""
     plt = _pyplot()
-    steps = result["steps"]
-    if plt is None or not steps:
+    sides = _sides(result)
+    if plt is None or not sides:
         return []
-    viewers = [s["viewers"] for s in steps]
     written = []
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(viewers, [(s["cpu"]["server"] or 0) * 100 for s in steps], "o-", label="server")
-    ax.plot(viewers, [s["load"]["workers_max"] * 100 for s in steps], "s--",
-            label="busiest viewer worker")
-    ax.plot(viewers, [(s["cpu"].get("creator") or 0) * 100 for s in steps], "^:",
-            label="creator")
-    ax.plot(viewers, [s["cpu"]["others"] * 100 for s in steps], "x:", color="grey",
-            label="other processes (not the bench's)")
+    for name, side, colour in sides:
+        steps = side["steps"]
+        viewers = [s["viewers"] for s in steps]
+        ax.plot(viewers, [(s["cpu"].get("server") or 0) * 100 for s in steps], "o-",
+                color=colour, label=f"{name} server")
+        ax.plot(viewers, [s["load"]["workers_max"] * 100 for s in steps], "s--",
+                color=colour, alpha=0.5, label=f"busiest viewer worker ({name})")
+    steps = result["steps"] or sides[0][1]["steps"]
+    ax.plot([s["viewers"] for s in steps], [s["cpu"]["others"] * 100 for s in steps], "x:",
+            color="grey", label="other processes (not the bench's)")
     ax.axhline(95, color="grey", lw=0.8, ls=":")
-    ax.set(xlabel="viewers", ylabel="CPU (% of one core)", title="CPU vs viewers")
-    ax.legend()
+    ax.set(xlabel="viewers", ylabel="CPU (% of one core)", title="Server CPU vs viewers")
+    _log_x_if_wide(ax, sides)
+    ax.legend(fontsize="small")
     written.append(_save(plt, fig, run_dir / "cpu.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(viewers, [s["fps"].get("p50") for s in steps], "o-", label="median viewer")
-    ax.plot(viewers, [s["fps"].get("min") for s in steps], "s--", label="slowest viewer")
+    for name, side, colour in sides:
+        steps = side["steps"]
+        viewers = [s["viewers"] for s in steps]
+        ax.plot(viewers, [s["fps"].get("p50") for s in steps], "o-", color=colour,
+                label=f"{name}: median viewer")
+        ax.plot(viewers, [s["fps"].get("min") for s in steps], "s--", color=colour,
+                alpha=0.5, label=f"{name}: slowest viewer")
     ax.axhline(result["config"]["fps"], color="grey", lw=0.8, ls=":", label="source")
     ax.set(xlabel="viewers", ylabel="frames/s delivered", title="Frame rate vs viewers")
-    ax.legend()
+    ax.set_ylim(bottom=0)
+    _log_x_if_wide(ax, sides)
+    ax.legend(fontsize="small")
     written.append(_save(plt, fig, run_dir / "fps.png"))
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for step in steps:
-        points = step.get("latency_cdf") or []
-        if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points],
-                    label=f"{step['viewers']} viewers")
-    ax.set(xlabel="capture -> last packet arrival (ms, probe viewers)",
-           ylabel="fraction of frames", title="Added latency distribution")
-    ax.legend()
+    fig, axes = plt.subplots(1, len(sides), figsize=(6 * len(sides), 4), sharex=True,
+                             squeeze=False)
+    for ax, (name, side, _) in zip(axes[0], sides, strict=True):
+        for step in side["steps"]:
+            points = step.get("latency_cdf") or []
+            if points:
+                n = step["viewers"]
+                ax.plot([p[0] for p in points], [p[1] for p in points],
+                        label=f"{n} viewer{'s' * (n != 1)}")
+        ax.set(xlabel="capture -> last packet arrival (ms, probe viewers)",
+               ylabel="fraction of frames", title=f"Added latency: {name}")
+        if len(sides) > 1:  # one shared axis for both servers: log, or golive's is a line
+            _log_scale(ax.xaxis)
+        ax.legend(fontsize="small")
     written.append(_save(plt, fig, run_dir / "latency.png"))
     return written
+
+
+def _log_x_if_wide(ax: Any, sides: list[tuple[str, dict[str, Any], str]]) -> None:
+    counts = [s["viewers"] for _, side, _ in sides for s in side["steps"]]
+    if counts and max(counts) >= 20 * min(counts):  # 1, 10, 50, 200: spread them out
+        _log_scale(ax.xaxis)
 
 
 def join_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
@@ -151,6 +182,71 @@ def join_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
                  f"{result['config']['rate']:g}/s")
     ax.legend()
     return [_save(plt, fig, run_dir / "joins.png")]
+
+
+def chat_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
+    """chat_deliveries.png, chat_latency.png, chat_cpu.png against the send rate, golive
+    and the baseline on the same axes; [] without matplotlib or steps."""
+    plt = _pyplot()
+    sides = _sides(result)
+    if plt is None or not sides:
+        return []
+    written = []
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (name, side, colour), style in zip(sides, ("o-", "s--"), strict=False):
+        steps = side["steps"]  # dashed squares: still visible on top of golive's line
+        ax.plot([s["rate"] for s in steps], [s["deliveries_per_s"] for s in steps], style,
+                color=colour, label=name)
+    steps = sides[0][1]["steps"]
+    ax.plot([s["rate"] for s in steps], [s["expected_deliveries_per_s"] for s in steps], ":",
+            color="grey", label="lines sent x members")
+    ax.set(xlabel="lines/s sent into the room", ylabel="deliveries/s (line x client)",
+           title=f"Chat deliveries: {steps[0]['members']} members")
+    ax.legend(fontsize="small")
+    written.append(_save(plt, fig, run_dir / "chat_deliveries.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, side, colour in sides:
+        steps = side["steps"]
+        rates = [s["rate"] for s in steps]
+        ax.plot(rates, [s["latency_ms"]["p50"] for s in steps], "o-", color=colour,
+                label=f"{name} p50")
+        ax.plot(rates, [s["latency_ms"]["p99"] for s in steps], "s--", color=colour,
+                alpha=0.6, label=f"{name} p99")
+    ax.set(xlabel="lines/s sent into the room", ylabel="send -> receipt (ms)",
+           title="Chat latency vs send rate")
+    _log_scale(ax.yaxis)
+    ax.legend(fontsize="small")
+    written.append(_save(plt, fig, run_dir / "chat_latency.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, side, colour in sides:
+        steps = side["steps"]
+        rates = [s["rate"] for s in steps]
+        ax.plot(rates, [(s["cpu"]["server"] or 0) * 100 for s in steps], "o-", color=colour,
+                label=f"{name} server")
+        ax.plot(rates, [(s["load_cpu_max"] or 0) * 100 for s in steps], "s--", color=colour,
+                alpha=0.5, label=f"busiest load process ({name})")
+    ax.axhline(95, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="lines/s sent into the room", ylabel="CPU (% of one core)",
+           title="Chat: server CPU vs send rate")
+    ax.legend(fontsize="small")
+    written.append(_save(plt, fig, run_dir / "chat_cpu.png"))
+    return written
+
+
+def _log_scale(axis: Any) -> None:
+    """A log axis labelled 5, 20, 100 rather than 5x10^0, without minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if axis.axis_name == "x":
+        axis.axes.set_xscale("log")
+    else:
+        axis.axes.set_yscale("log")
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _save(plt: Any, fig: Any, path: Path) -> str:

@@ -1,6 +1,9 @@
 """One bench run's processes: the server (started here or at --url), the stamped creator and
 the viewer workers; the accounts they use; and the requests that drive the workers.
 
+The server is golive, or with `baseline="naive"` the naive aiortc relay (bench.baselines),
+always started here; the creator and the viewer workers are the same for both.
+
 Ownership: BenchSession owns every process it starts. close() stops them in order (viewer
 workers, creator, server) and is safe to call twice; kill_now() is for a second Ctrl-C.
 """
@@ -17,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.baselines import BaselineServer, local_accounts, naive_relay_server
 from bench.processes import Child, ChildError, CpuMeter, rss_bytes
 from bench.report import Progress, pct
 from bench.target import Account, LocalServer, TargetError, register_accounts, sign_in
@@ -45,25 +49,28 @@ def placement(pin: bool) -> tuple[frozenset[int] | None, frozenset[int] | None]:
 class BenchSession:
     """Starts, drives and stops everything one run needs."""
 
-    def __init__(self, args: argparse.Namespace, run_dir: Path, progress: Progress) -> None:
+    def __init__(self, args: argparse.Namespace, run_dir: Path, progress: Progress,
+                 baseline: str | None = None) -> None:
         self.args = args
         self.run_dir = run_dir
         self.progress = progress
-        self.server: LocalServer | None = None
-        self.url: str = (args.url or "").rstrip("/")
-        self.server_pid: int | None = args.server_pid
+        self.baseline = baseline  # None: golive; "naive": the baseline, always started here
+        self.server: LocalServer | BaselineServer | None = None
+        self.url: str = "" if baseline else (args.url or "").rstrip("/")
+        self.server_pid: int | None = None if baseline else args.server_pid
         self.creator: Child | None = None
         self.workers: list[Child] = []
         self.creator_id = ""
         self.live_id = ""
         self.accounts: list[Account] = []
         self.viewers_started = 0  # global index of the next viewer
-        self.server_cpus, self.load_cpus = placement(args.pin and not args.url)
-        self._closed = False
+        self.local = not self.url  # the server is started here (golive serve or a baseline)
+        self.server_cpus, self.load_cpus = placement(args.pin and self.local)
+        self._closing: asyncio.Future[None] | None = None
 
     @property
     def worker_count(self) -> int:
-        return self.args.workers or default_workers(self.args.url is None)
+        return self.args.workers or default_workers(self.local)
 
     def pids(self) -> dict[str, int]:
         """Processes whose CPU the bench reports, by name."""
@@ -95,19 +102,29 @@ class BenchSession:
 
     async def open(self, viewer_count: int) -> None:
         """Server, accounts, the creator live, the idle workers."""
-        if not self.url:
+        if self.baseline:
+            self.progress.update(f"starting the {self.baseline} baseline server")
+            self.server = naive_relay_server(self.run_dir, self.server_cpus, self.args.codec,
+                                             self.args.bitrate)
+        elif not self.url:
             self.progress.update("starting golive serve")
             extra = dict(kv.split("=", 1) for kv in self.args.server_env)
             extra.setdefault("GOLIVE_VIDEO_CODEC", self.args.codec)
+            extra.setdefault("GOLIVE_VIDEO_BITRATE", str(self.args.bitrate))
             self.server = LocalServer(self.run_dir, extra, self.server_cpus)
+        if self.server is not None:
             await self.server.start()
             self.url = self.server.url
             self.server_pid = self.server.pid
-        creator = await self._creator_account()
-        self.progress.update(f"registering {viewer_count} viewer accounts")
-        self.accounts = await register_accounts(
-            self.url, viewer_count,
-            on_progress=lambda done, n: self.progress.update(f"registered {done}/{n} viewers"))
+        if self.baseline:  # no accounts there: any token is the user id
+            creator, *self.accounts = local_accounts(viewer_count + 1)
+        else:
+            creator = await self._creator_account()
+            self.progress.update(f"registering {viewer_count} viewer accounts")
+            self.accounts = await register_accounts(
+                self.url, viewer_count,
+                on_progress=lambda done, n: self.progress.update(
+                    f"registered {done}/{n} viewers"))
         await self._start_creator(creator)
         self.progress.update(f"starting {self.worker_count} viewer worker(s)")
         self.workers = [self._worker(i) for i in range(self.worker_count)]
@@ -145,10 +162,14 @@ class BenchSession:
                      cpus=self.load_cpus)
 
     async def close(self) -> None:
-        """Stop the workers (their viewers leave), the creator (ends the live), the server."""
-        if self._closed:
-            return
-        self._closed = True
+        """Stop the workers (their viewers leave), the creator (ends the live), the server.
+        Idempotent; the closing runs to the end even when a caller is cancelled (a Ctrl-C
+        during it): a later call waits for the same one."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         await asyncio.gather(*(w.stop(grace=20.0) for w in self.workers),
                              return_exceptions=True)
         if self.creator is not None:

@@ -88,6 +88,25 @@ def reap_stale_servers() -> list[int]:
     return stopped
 
 
+async def wait_healthy(url: str, child: Child, what: str,
+                       timeout: float = START_TIMEOUT_S) -> None:
+    """Poll url/healthz until it answers 200; TargetError if `child` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with http.get(f"{url}/healthz",
+                                    timeout=aiohttp.ClientTimeout(total=1)) as resp:
+                    if resp.status == 200:
+                        return
+            if not child.running:
+                raise TargetError(f"{what} exited at start; see {child.log_path}")
+            if time.monotonic() > deadline:
+                raise TargetError(f"{what} did not answer /healthz within {timeout:g} s; "
+                                  f"see {child.log_path}")
+            await asyncio.sleep(0.1)
+
+
 class LocalServer:
     """`golive serve` on a free loopback port with a throw-away data dir (embedded Redis)."""
 
@@ -119,20 +138,7 @@ class LocalServer:
     async def start(self) -> None:
         reap_stale_servers()
         await self.child.start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        async with aiohttp.ClientSession() as http:
-            while True:
-                with contextlib.suppress(aiohttp.ClientError, OSError):
-                    async with http.get(f"{self.url}/healthz",
-                                        timeout=aiohttp.ClientTimeout(total=1)) as resp:
-                        if resp.status == 200:
-                            return
-                if not self.child.running:
-                    raise TargetError(f"golive serve exited at start; see {self.child.log_path}")
-                if time.monotonic() > deadline:
-                    raise TargetError(f"golive serve did not answer /healthz within "
-                                      f"{START_TIMEOUT_S:g} s; see {self.child.log_path}")
-                await asyncio.sleep(0.1)
+        await wait_healthy(self.url, self.child, "golive serve")
 
     async def stop(self) -> None:
         """SIGTERM (the server ends the live and stops its Redis), SIGKILL past 15 s; then
