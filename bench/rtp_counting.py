@@ -20,8 +20,9 @@ count_only also takes light viewers' SRTP off aiortc's receive loop: through it,
 costs a queue put, a task wake-up, RtpPacket.parse and routing, ~44 us of worker CPU
 (measured: one worker at 77% of a core for ~17k packets/s), so one core of workers
 could not absorb 200 viewers (29k packets/s) once the server could send them. The
-connection's data_received is shadowed for RTP only (RTCP, DTLS and STUN go the usual
-way): unprotect, read the fixed header, count, all in the datagram callback.
+sockets' datagram_received is shadowed for SRTP only (SRTCP, DTLS and STUN go the usual
+way, through aioice's STUN parse): unprotect, read the fixed header, count, all in the
+datagram callback.
 
 Both reach into RTCRtpReceiver's private (name-mangled) attributes of aiortc 1.16:
 __codecs, __remote_streams, __stop_decoder and __timestamp_mapper. `check_aiortc()`
@@ -39,7 +40,7 @@ from typing import Any
 import pylibsrtp
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
-from aiortc.rtp import RtpPacket, is_rtcp
+from aiortc.rtp import RtpPacket
 
 RTP_HEADER_BYTES = 12  # counted per packet: bytes are payload + the fixed RTP header
 VIDEO_CLOCK = 90000
@@ -264,30 +265,54 @@ class DirectRtp:
         self.counters = counters
         self.receivers: list[RTCRtpReceiver] = []
         self._by_type: dict[int, tuple[str, dict[int, StreamStatistics], int]] = {}
-        connection = dtls.transport._connection
+        self._connection = connection = dtls.transport._connection
         self._queue_datagram = connection.data_received
+        self._hooked: set[int] = set()
         # An instance attribute shadows the method: aioice's StunProtocol calls
         # receiver.data_received(data, component) on this very connection object.
         connection.data_received = self._data_received
 
     def _data_received(self, data: bytes, component: int) -> None:
-        srtp = self.dtls._rx_srtp
-        if srtp is None or not 127 < data[0] < 192 or is_rtcp(data):
+        # The first datagrams come this way (after aioice tried to parse them as STUN and
+        # raised). By now the sockets exist: from here on they bypass aioice for SRTP.
+        self._hook_sockets()
+        if not self._rtp(data):
             self._queue_datagram(data, component)
-            return
+
+    def _hook_sockets(self) -> None:
+        for protocol in self._connection._protocols:
+            if id(protocol) in self._hooked:
+                continue
+            self._hooked.add(id(protocol))
+            stun_received = protocol.datagram_received
+
+            def datagram_received(data: bytes, addr: Any, stun_received: Any = stun_received
+                                  ) -> None:
+                if not self._rtp(data):
+                    stun_received(data, addr)
+
+            # asyncio calls protocol.datagram_received(data, addr) on this object.
+            protocol.datagram_received = datagram_received
+
+    def _rtp(self, data: bytes) -> bool:
+        """Count `data` if it is SRTP (not SRTCP, DTLS or STUN); False to pass it on."""
+        srtp = self.dtls._rx_srtp
+        if srtp is None or not 127 < data[0] < 192 or 191 < data[1] < 209:  # 192-208: RTCP
+            return False
         try:
             packet = LightPacket(srtp.unprotect(data))
         except (pylibsrtp.Error, struct.error, IndexError):
-            return  # what aiortc does with a packet that fails SRTP: drop it
+            return True  # what aiortc does with a packet that fails SRTP: drop it
         route = self._by_type.get(packet.payload_type) or self._route(packet.payload_type)
         if route is None:
-            return
+            return True
         mime, streams, clock_rate = route
         stats = streams.get(packet.ssrc)
         if stats is None:
             stats = streams[packet.ssrc] = StreamStatistics(clock_rate)
         stats.add(packet)  # type: ignore[arg-type]
         self.counters.on_rtp(packet, mime)  # type: ignore[arg-type]
+        return True
 
     def _route(self, payload_type: int) -> tuple[str, dict[int, StreamStatistics], int] | None:
         for receiver in self.receivers:
