@@ -100,6 +100,28 @@ def chat_mutes(creator_id: str) -> str:
     return f"chat_mutes:{creator_id}"
 
 
+# --- gifts in the live room (engine/gift_room.py) --------------------------------
+
+def gift_combo(live_id: str, sender_id: str, gift_id: str) -> str:
+    """Hash of a sender's current streak of one gift in a live: streak, count, at (ms)."""
+    return f"gift_combo:{live_id}:{sender_id}:{gift_id}"
+
+
+def gift_board(live_id: str) -> str:
+    """Sorted set of sender id -> coins spent on gifts in that live (the leaderboard)."""
+    return f"gift_board:{live_id}"
+
+
+def gift_totals(live_id: str) -> str:
+    """Hash of a live's gift totals: coins, diamonds (the creator's), seq (gifts)."""
+    return f"gift_totals:{live_id}"
+
+
+def gift_seen(live_id: str) -> str:
+    """Hash of transfer id -> "streak combo seq": gifts the room already counted."""
+    return f"gift_seen:{live_id}"
+
+
 # --- direct messages (engine/messages.py) -------------------------------------
 
 def dm(conversation_id: str) -> str:
