@@ -4,8 +4,13 @@ A badge is an opaque rectangle in the overlay's colour holding an optional PNG i
 the text. Drawing works on yuv420p planes directly (what the decoder gives and the encoder
 takes), so a frame is never converted to RGB and back. Badges sit on even coordinates with
 even sizes, so their chroma lines up with the 2x2 chroma grid and the badge colour comes
-out exact; everything outside the badges is copied byte for byte. Measured: 1.2 ms per
-720p frame with three badges (mostly the copy), on the room's encode thread.
+out exact; everything outside the badges is copied byte for byte.
+
+Cost, on the room's encode thread (`python -m bench.overlay_draw`, gift badges with a
+128 px icon, mixed sizes, this 2-core host under other load): 640x360 with 0 badges 0 ms
+(the frame passes through), 1 badge 0.06 ms, 4 badges 0.12 ms median (p95 0.2 ms);
+1280x720 with 4 badges 0.33 ms. Rendering a new badge (each combo step) costs 1.2-2.9 ms
+once (sizes 1-3); rendered badges and scaled icons are cached.
 """
 
 from __future__ import annotations
