@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from engine.accounts import Accounts
 from engine.chat import Chat
+from engine.gift_room import GiftRoom
 from engine.graph import Graph
 from engine.lives import Lives
 from engine.messages import Messages
@@ -27,6 +28,7 @@ class Services:
     chat: Chat
     messages: Messages
     reports: Reports
+    gift_room: GiftRoom
 
     @classmethod
     def build(cls, redis: Redis, settings: Settings) -> Services:
@@ -45,4 +47,5 @@ class Services:
             chat=Chat(redis),
             messages=Messages(redis, accounts, graph, lives),
             reports=Reports(redis),
+            gift_room=GiftRoom(redis),
         )
