@@ -18,7 +18,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from media.ice import restrict_host_addresses
-from signaling import chat, http_api, messages, profiles, reports, web_pages
+from signaling import chat, gifts, http_api, messages, profiles, reports, web_pages
 from signaling.appkeys import GATEWAY, LIVES, METRICS, SERVICES, SETTINGS
 from signaling.config import Settings
 from signaling.embedded_redis import EmbeddedRedis
@@ -141,6 +141,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(rtt_ctx)
     app.cleanup_ctx.append(lives_ctx)
     chat.register(app)  # after redis_ctx: its feed task starts once Redis is up
+    gifts.register(app)
     messages.register(gateway)
     reports.register(gateway)
     app.on_shutdown.append(end_lives)
