@@ -177,3 +177,41 @@ def reports() -> str:
 
 def report_rate(user_id: str) -> str:
     return f"report_rate:{user_id}"
+
+
+# --- the ledger (engine/ledger.py) ----------------------------------------------
+
+def wallet(owner: str) -> str:
+    """Hash of an owner's accounts: coins, diamonds, pending, paid (owners: user ids and
+    the system's @platform, @world, @exchange)."""
+    return f"wallet:{owner}"
+
+
+def ledger_journal() -> str:
+    """The double-entry journal: a Stream, never trimmed (the audit replays it)."""
+    return "ledger:journal"
+
+
+def wallet_log(user_id: str) -> str:
+    """A user's journal entry ids: a Stream whose `j` fields name ledger:journal entries."""
+    return f"wallet_log:{user_id}"
+
+
+def ledger_op(kind: str, scope: str, op_id: str) -> str:
+    """An applied operation's parameters and result, by its idempotency id."""
+    return f"ledger_op:{kind}:{scope}:{op_id}"
+
+
+def payout(payout_id: str) -> str:
+    """Hash of one cash-out: user, diamonds, status, times."""
+    return f"payout:{payout_id}"
+
+
+def payouts(user_id: str) -> str:
+    """Sorted set of a user's payout ids, scored by request time (ms)."""
+    return f"payouts:{user_id}"
+
+
+def cashout_day(user_id: str, day: str) -> str:
+    """Diamonds a user asked to cash out on one UTC day (YYYYMMDD): the daily cap."""
+    return f"cashout_day:{user_id}:{day}"

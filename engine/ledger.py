@@ -19,14 +19,26 @@ writes, because Lua does not roll back (FIELD-NOTES: Redis).
 from __future__ import annotations
 
 import datetime as dt
+import json
+import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 
-from engine.catalog import Catalog
-from engine.ledger_rules import LedgerRules
+from engine import keys, stream_ids
+from engine.catalog import Catalog, check_count
+from engine.errors import DomainError, ErrorCode, conflict, forbidden, invalid, not_found
+from engine.ledger_rules import (
+    LedgerRules,
+    adult_cutoff,
+    check_cashout,
+    check_coins,
+    check_op_id,
+    split_gift,
+)
 
 # Journal entry kinds
 PURCHASE, GIFT, CASHOUT, PAYOUT, RETURN = "purchase", "gift", "cashout", "payout", "return"
@@ -124,8 +136,43 @@ class JournalEntry:
     meta: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self, viewer: str | None = None) -> dict[str, Any]:
-        """The entry for a wallet's history: with `viewer`, only that user's postings."""
-        raise NotImplementedError
+        """The entry for a wallet's history: with `viewer`, only that user's changes
+        ({coins: -5} for a gift sent, {diamonds: 2} for one received, ...)."""
+        changes: dict[str, int] = {}
+        for p in self.postings:
+            if viewer is None or p.owner == viewer:
+                key = p.account if viewer is None else p.field
+                changes[key] = changes.get(key, 0) + p.amount
+        return {"id": self.id, "at": stream_ids.seconds(self.id), "kind": self.kind,
+                "op_id": self.op_id, "changes": changes, **self.meta}
+
+    def amount(self, account: str) -> int:
+        return sum(p.amount for p in self.postings if p.account == account)
+
+
+META_FIELDS = ("sender", "creator", "live", "gift", "count", "coins", "diamonds", "platform",
+               "rate", "user", "provider", "package", "payout")
+
+
+def entry_from_fields(entry_id: str, fields: dict[str, str]) -> JournalEntry:
+    """A journal Stream entry as a value (ValueError when its postings are unreadable)."""
+    postings = tuple(Posting(str(a), int(n)) for a, n in json.loads(fields.get("postings", "[]")))
+    return JournalEntry(entry_id, fields.get("kind", "?"), fields.get("op", ""), postings,
+                        {k: fields[k] for k in META_FIELDS if k in fields})
+
+
+def account(owner: str, field_name: str) -> str:
+    return f"{owner}/{field_name}"
+
+
+def _fields(kind: str, op_id: str, postings: list[tuple[str, int]],
+            **meta: object) -> list[str]:
+    """The Stream fields of a journal entry, flat for XADD."""
+    flat = ["kind", kind, "op", op_id,
+            "postings", json.dumps([[a, n] for a, n in postings], separators=(",", ":"))]
+    for name, value in meta.items():
+        flat += [name, str(value)]
+    return flat
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +193,137 @@ class Payout:
                 "replayed": self.replayed}
 
 
+# Each script: the idempotency record first (so a replay answers the same even
+# when the live has ended since), then every check, then the writes.
+# ARGV[1] is the operation's fingerprint; the record is "fingerprint\nresult".
+_REPLAY = """
+local done = redis.call('GET', KEYS[1])
+if done then
+  local sep = string.find(done, '\\n', 1, true)
+  if string.sub(done, 1, sep - 1) ~= ARGV[1] then return {'conflict'} end
+  return {'replay', string.sub(done, sep + 1)}
+end
+"""
+
+# KEYS: 1 op, 2 live, 3 bans, 4 blocks:sender, 5 blocks:creator, 6 user:sender,
+# 7 user:creator, 8 followers:creator, 9 wallet:sender, 10 wallet:creator,
+# 11 wallet:@platform, 12 wallet:@exchange, 13 journal, 14 log:sender, 15 log:creator
+# ARGV: 1 fingerprint, 2 sender, 3 creator, 4 live id, 5 adult cutoff, 6 min
+# followers, 7 coins, 8 diamonds, 9 platform coins, 10 count, 11 max count,
+# 12.. journal fields
+_GIFT = _REPLAY + """
+if ARGV[2] == ARGV[3] then return {'self'} end
+local n = tonumber(ARGV[10])
+if n < 1 or n > tonumber(ARGV[11]) then return {'count'} end
+if redis.call('HGET', KEYS[2], 'live_id') ~= ARGV[4] then return {'not_live'} end
+local sb = redis.call('HGET', KEYS[6], 'birthdate')
+if not sb then return {'no_sender'} end
+local cb = redis.call('HGET', KEYS[7], 'birthdate')
+if not cb then return {'no_creator'} end
+if redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then return {'banned'} end
+if redis.call('SISMEMBER', KEYS[4], ARGV[3]) == 1 then return {'blocking'} end
+if redis.call('SISMEMBER', KEYS[5], ARGV[2]) == 1 then return {'blocked_by'} end
+if sb > ARGV[5] then return {'sender_minor'} end
+if cb > ARGV[5] then return {'creator_minor'} end
+if redis.call('ZCARD', KEYS[8]) < tonumber(ARGV[6]) then return {'followers'} end
+local cost = tonumber(ARGV[7])
+local have = tonumber(redis.call('HGET', KEYS[9], 'coins') or '0')
+if have < cost then return {'funds', tostring(have)} end
+local diamonds, platform = tonumber(ARGV[8]), tonumber(ARGV[9])
+local sc = redis.call('HINCRBY', KEYS[9], 'coins', 0 - cost)
+local cd = redis.call('HINCRBY', KEYS[10], 'diamonds', diamonds)
+redis.call('HINCRBY', KEYS[11], 'coins', platform)
+redis.call('HINCRBY', KEYS[12], 'coins', cost - platform)
+-- 0 - x, not -x: -0 would reach Redis as '-0', not an integer
+redis.call('HINCRBY', KEYS[12], 'diamonds', 0 - diamonds)
+local id = redis.call('XADD', KEYS[13], '*', unpack(ARGV, 12))
+redis.call('XADD', KEYS[14], id, 'k', 'g')
+redis.call('XADD', KEYS[15], id, 'k', 'g')
+local result = id .. ' ' .. sc .. ' ' .. cd .. ' ' .. cost .. ' ' .. diamonds
+redis.call('SET', KEYS[1], ARGV[1] .. '\\n' .. result)
+return {'ok', result}
+"""
+
+# KEYS: 1 op, 2 user, 3 wallet:user, 4 wallet:@world, 5 journal, 6 log:user
+# ARGV: 1 fingerprint, 2 coins, 3.. journal fields
+_PURCHASE = _REPLAY + """
+if redis.call('EXISTS', KEYS[2]) == 0 then return {'no_user'} end
+local coins = tonumber(ARGV[2])
+local balance = redis.call('HINCRBY', KEYS[3], 'coins', coins)
+redis.call('HINCRBY', KEYS[4], 'coins', 0 - coins)
+local id = redis.call('XADD', KEYS[5], '*', unpack(ARGV, 3))
+redis.call('XADD', KEYS[6], id, 'k', 'p')
+local result = id .. ' ' .. balance
+redis.call('SET', KEYS[1], ARGV[1] .. '\\n' .. result)
+return {'ok', result}
+"""
+
+# KEYS: 1 op, 2 user, 3 wallet:user, 4 cashout day, 5 payout, 6 payouts, 7 journal, 8 log
+# ARGV: 1 fingerprint, 2 diamonds, 3 daily cap, 4 payout id, 5 now ms, 6 adult cutoff,
+# 7 user id, 8 day ttl s, 9.. journal fields
+_CASHOUT = _REPLAY + """
+local born = redis.call('HGET', KEYS[2], 'birthdate')
+if not born then return {'no_user'} end
+if born > ARGV[6] then return {'minor'} end
+local want = tonumber(ARGV[2])
+local have = tonumber(redis.call('HGET', KEYS[3], 'diamonds') or '0')
+if have < want then return {'funds', tostring(have)} end
+local today = tonumber(redis.call('GET', KEYS[4]) or '0')
+if today + want > tonumber(ARGV[3]) then return {'cap', tostring(ARGV[3] - today)} end
+redis.call('HINCRBY', KEYS[3], 'diamonds', 0 - want)
+redis.call('HINCRBY', KEYS[3], 'pending', want)
+redis.call('INCRBY', KEYS[4], want)
+redis.call('EXPIRE', KEYS[4], tonumber(ARGV[8]))
+local id = redis.call('XADD', KEYS[7], '*', unpack(ARGV, 9))
+redis.call('HSET', KEYS[5], 'user', ARGV[7], 'diamonds', want, 'status', 'pending',
+           'requested_at', ARGV[5], 'entry', id)
+redis.call('ZADD', KEYS[6], ARGV[5], ARGV[4])
+redis.call('XADD', KEYS[8], id, 'k', 'c')
+local result = id .. ' ' .. ARGV[4]
+redis.call('SET', KEYS[1], ARGV[1] .. '\\n' .. result)
+return {'ok', result}
+"""
+
+# KEYS: 1 payout, 2 wallet:user, 3 journal, 4 log
+# ARGV: 1 outcome (paid|returned), 2 diamonds, 3 now ms, 4 the field credited
+# (paid|diamonds), 5.. journal fields
+_SETTLE = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'not_found'} end
+if status == ARGV[1] then return {'replay'} end
+if status ~= 'pending' then return {'conflict', status} end
+if redis.call('HGET', KEYS[1], 'diamonds') ~= ARGV[2] then return {'changed'} end
+local amount = tonumber(ARGV[2])
+if tonumber(redis.call('HGET', KEYS[2], 'pending') or '0') < amount then
+  return {'corrupt'}
+end
+redis.call('HINCRBY', KEYS[2], 'pending', 0 - amount)
+redis.call('HINCRBY', KEYS[2], ARGV[4], amount)
+local id = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'settled_at', ARGV[3], 'settle_entry', id)
+redis.call('XADD', KEYS[4], id, 'k', 's')
+return {'ok', id}
+"""
+
+# The cap's counter outlives its UTC day by a day, then expires.
+CASHOUT_DAY_TTL_S = 2 * 24 * 3600
+
+
+def _day(now: float) -> str:
+    return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y%m%d")
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def _payout_from_hash(payout_id: str, h: dict[str, str], replayed: bool = False) -> Payout:
+    settled = h.get("settled_at")
+    return Payout(payout_id, h["user"], int(h["diamonds"]), h["status"],
+                  int(h["requested_at"]) / 1000, int(settled) / 1000 if settled else None,
+                  replayed)
+
+
 class Ledger:
     """Gifts, purchases, cash-outs and balances; every write one validating Lua script."""
 
@@ -153,6 +331,10 @@ class Ledger:
         self._redis = redis
         self.catalog = catalog
         self.rules = rules
+        self._gift = redis.register_script(_GIFT)
+        self._purchase = redis.register_script(_PURCHASE)
+        self._cashout = redis.register_script(_CASHOUT)
+        self._settle = redis.register_script(_SETTLE)
 
     async def send_gift(self, *, transfer_id: str, sender_id: str, creator_id: str,
                         live_id: str, gift_id: str, count: int,
@@ -161,54 +343,218 @@ class Ledger:
 
         One Lua script checks, in this order: the transfer id (seen with the
         same parameters: the first receipt with replayed=True; with others:
-        `conflict`), the live (`not_found` unless live:<creator> holds live_id),
-        both accounts exist, the sender is not banned from the creator's lives
-        and no block stands either way (`forbidden`), both are `min_age`+ from
-        their birthdates (`forbidden`), the creator has `min_followers`
-        (`forbidden`), the sender holds the coins (`insufficient_funds`, with
-        `need` and `have`). Before it: not to yourself, a known gift, count
-        1..max_count (`invalid`/`not_found`). Then it debits the sender, credits
-        the creator's diamonds (split_gift at the rules' rate), the platform's
+        `conflict`), not to yourself (`invalid`), the count, the live
+        (`not_found` unless live:<creator> holds live_id), both accounts exist,
+        the sender is not banned from the creator's lives and no block stands
+        either way (`forbidden`), both are `min_age`+ from their birthdates
+        (`forbidden`), the creator has `min_followers` (`forbidden`), the sender
+        holds the coins (`insufficient_funds`, with `need` and `have`). The
+        gift and the count are checked here first (`not_found`/`invalid`): the
+        price is the catalog's. Then it debits the sender, credits the
+        creator's diamonds (split_gift at the rules' rate) and the platform's
         coins, journals the entry and records the transfer id, atomically.
         """
-        raise NotImplementedError
+        rules = self.rules
+        check_op_id(transfer_id, "transfer_id")
+        if sender_id == creator_id:
+            raise invalid("you cannot send a gift to yourself")
+        gift = self.catalog.gift(gift_id)
+        count = check_count(count, rules.max_count)
+        cost = gift.coins * count
+        diamonds, platform = split_gift(cost, rules.coins_per_diamond, rules.commission_pct)
+        fingerprint = f"{sender_id}|{creator_id}|{live_id}|{gift.id}|{count}"
+        postings = [(account(sender_id, "coins"), -cost),
+                    (account(creator_id, "diamonds"), diamonds),
+                    (account(PLATFORM, "coins"), platform),
+                    (account(EXCHANGE, "coins"), cost - platform),
+                    (account(EXCHANGE, "diamonds"), -diamonds)]
+        cutoff = adult_cutoff(today or _today(), rules.min_age)
+        reply = await self._gift(
+            keys=[keys.ledger_op("gift", sender_id, transfer_id), keys.live(creator_id),
+                  keys.chat_bans(creator_id), keys.blocks(sender_id), keys.blocks(creator_id),
+                  keys.user(sender_id), keys.user(creator_id), keys.followers(creator_id),
+                  keys.wallet(sender_id), keys.wallet(creator_id), keys.wallet(PLATFORM),
+                  keys.wallet(EXCHANGE), keys.ledger_journal(), keys.wallet_log(sender_id),
+                  keys.wallet_log(creator_id)],
+            args=[fingerprint, sender_id, creator_id, live_id, cutoff, rules.min_followers,
+                  cost, diamonds, platform, count, rules.max_count,
+                  *_fields(GIFT, transfer_id, postings, sender=sender_id, creator=creator_id,
+                           live=live_id, gift=gift.id, count=count, coins=cost,
+                           diamonds=diamonds, platform=platform, rate=rules.rate)])
+        status = reply[0]
+        if status not in ("ok", "replay"):
+            raise _gift_error(status, reply, cost, rules)
+        entry_id, sender_coins, creator_diamonds, coins, got = reply[1].split(" ")
+        return GiftReceipt(transfer_id, sender_id, creator_id, live_id, gift.id, count,
+                           int(coins), int(got), int(sender_coins), int(creator_diamonds),
+                           status == "replay", entry_id)
 
     async def credit_purchase(self, *, payment_id: str, provider: str, user_id: str,
                               coins: int, package_id: str = "") -> Purchase:
         """Credit `coins` bought with a provider's payment, at most once per
         (provider, payment_id); the same id with another user or amount is `conflict`."""
-        raise NotImplementedError
+        check_op_id(payment_id, "payment_id")
+        check_coins(coins)
+        if not provider.isidentifier():
+            raise invalid("provider must be a plain name", field="provider")
+        postings = [(account(user_id, "coins"), coins), (account(WORLD, "coins"), -coins)]
+        reply = await self._purchase(
+            keys=[keys.ledger_op("purchase", provider, payment_id), keys.user(user_id),
+                  keys.wallet(user_id), keys.wallet(WORLD), keys.ledger_journal(),
+                  keys.wallet_log(user_id)],
+            args=[f"{user_id}|{coins}", coins,
+                  *_fields(PURCHASE, payment_id, postings, user=user_id, provider=provider,
+                           package=package_id, coins=coins)])
+        if reply[0] == "conflict":
+            raise conflict(f"payment {payment_id} was already credited with other parameters")
+        if reply[0] == "no_user":
+            raise not_found("no such user")
+        entry_id, balance = reply[1].split(" ")
+        return Purchase(payment_id, provider, user_id, coins, int(balance),
+                        reply[0] == "replay", entry_id)
 
     async def balances(self, user_id: str) -> Balances:
-        raise NotImplementedError
+        h = await self._redis.hgetall(keys.wallet(user_id))
+        return Balances(user_id, int(h.get("coins", 0)), int(h.get("diamonds", 0)),
+                        int(h.get("pending", 0)), int(h.get("paid", 0)))
 
     async def history(self, user_id: str, *, before: str | None = None,
                       limit: int = 20) -> list[JournalEntry]:
         """The user's journal entries, newest first, older than `before` (an entry id)."""
-        raise NotImplementedError
+        if before is not None:
+            stream_ids.parse(before)
+        limit = max(1, min(limit, 100))
+        ids = await self._redis.xrevrange(keys.wallet_log(user_id),
+                                          max=f"({before}" if before else "+", min="-",
+                                          count=limit)
+        if not ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry_id, _ in ids:
+                pipe.xrange(keys.ledger_journal(), min=entry_id, max=entry_id)
+            found = await pipe.execute()
+        return [entry_from_fields(*rows[0]) for rows in found if rows]
 
     async def request_cashout(self, *, request_id: str, user_id: str, diamonds: int,
-                              today: dt.date | None = None) -> Payout:
+                              today: dt.date | None = None, now: float | None = None) -> Payout:
         """Move `diamonds` from the user's balance to `pending` for a payout.
 
-        `invalid` under the threshold or over the daily cap, `forbidden` under
-        min_age, `insufficient_funds` beyond the balance, `rate_limited`-free:
-        the daily cap is a hard `forbidden` with `remaining`. Idempotent by
-        (user, request_id)."""
-        raise NotImplementedError
+        `invalid` under the threshold or over the daily cap as a single amount,
+        `forbidden` under min_age or when today's requests would pass the daily
+        cap (with `remaining`), `insufficient_funds` beyond the balance.
+        Idempotent by (user, request_id)."""
+        rules = self.rules
+        check_op_id(request_id, "request_id")
+        check_cashout(diamonds, rules)
+        now = time.time() if now is None else now
+        payout_id = secrets.token_hex(8)
+        postings = [(account(user_id, "diamonds"), -diamonds),
+                    (account(user_id, "pending"), diamonds)]
+        reply = await self._cashout(
+            keys=[keys.ledger_op("cashout", user_id, request_id), keys.user(user_id),
+                  keys.wallet(user_id), keys.cashout_day(user_id, _day(now)),
+                  keys.payout(payout_id), keys.payouts(user_id), keys.ledger_journal(),
+                  keys.wallet_log(user_id)],
+            args=[str(diamonds), diamonds, rules.cashout_daily_cap, payout_id,
+                  int(now * 1000), adult_cutoff(today or _today(), rules.min_age), user_id,
+                  CASHOUT_DAY_TTL_S,
+                  *_fields(CASHOUT, request_id, postings, user=user_id, payout=payout_id,
+                           diamonds=diamonds)])
+        status = reply[0]
+        if status == "conflict":
+            raise conflict(f"cash-out {request_id} was already requested with another amount")
+        if status == "no_user":
+            raise not_found("no such user")
+        if status == "minor":
+            raise forbidden(f"you must be {rules.min_age} or older to cash out")
+        if status == "funds":
+            raise DomainError(ErrorCode.INSUFFICIENT_FUNDS,
+                              f"you have {reply[1]} diamonds; the cash-out needs {diamonds}",
+                              need=diamonds, have=int(reply[1]))
+        if status == "cap":
+            raise DomainError(ErrorCode.FORBIDDEN,
+                              f"the daily cash-out cap is {rules.cashout_daily_cap} diamonds; "
+                              f"{reply[1]} left today", remaining=int(reply[1]))
+        _, payout_id = reply[1].split(" ")
+        return await self.payout(payout_id, replayed=status == "replay")
 
     async def settle_cashout(self, *, payout_id: str, paid: bool) -> Payout:
         """Pending -> paid (paid=True) or back to the diamond balance (paid=False).
         Settling again the same way replays; the other way is `conflict`."""
-        raise NotImplementedError
+        current = await self.payout(payout_id)
+        outcome = "paid" if paid else "returned"
+        user = current.user_id
+        credited = "paid" if paid else "diamonds"
+        postings = [(account(user, "pending"), -current.diamonds),
+                    (account(user, credited), current.diamonds)]
+        reply = await self._settle(
+            keys=[keys.payout(payout_id), keys.wallet(user), keys.ledger_journal(),
+                  keys.wallet_log(user)],
+            args=[outcome, current.diamonds, int(time.time() * 1000), credited,
+                  *_fields(PAYOUT if paid else RETURN, payout_id, postings, user=user,
+                           payout=payout_id, diamonds=current.diamonds)])
+        status = reply[0]
+        if status == "conflict":
+            raise conflict(f"payout {payout_id} was already {reply[1]}")
+        if status == "not_found":
+            raise not_found(f"no payout {payout_id}")
+        if status in ("changed", "corrupt"):
+            raise DomainError(ErrorCode.UNAVAILABLE,
+                              f"payout {payout_id} does not match its balance; run the audit")
+        return await self.payout(payout_id, replayed=status == "replay")
 
-    async def payout(self, payout_id: str) -> Payout:
-        raise NotImplementedError
+    async def payout(self, payout_id: str, *, replayed: bool = False) -> Payout:
+        if not isinstance(payout_id, str) or not payout_id.isalnum() or len(payout_id) > 64:
+            raise not_found("no such payout")
+        h = await self._redis.hgetall(keys.payout(payout_id))
+        if not h:
+            raise not_found(f"no payout {payout_id}")
+        return _payout_from_hash(payout_id, h, replayed)
 
     async def payouts(self, user_id: str, *, limit: int = 20) -> list[Payout]:
-        raise NotImplementedError
+        """The user's cash-outs, newest first."""
+        ids = await self._redis.zrevrange(keys.payouts(user_id), 0, max(1, limit) - 1)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for payout_id in ids:
+                pipe.hgetall(keys.payout(payout_id))
+            found = await pipe.execute()
+        return [_payout_from_hash(pid, h) for pid, h in zip(ids, found, strict=True) if h]
 
-    async def journal(self, *, batch: int = 1000) -> AsyncIterator[JournalEntry]:
-        """Every journal entry, oldest first (the audit's input)."""
-        raise NotImplementedError
-        yield  # pragma: no cover
+    async def journal(self, *, until: str = "+",
+                      batch: int = 1000) -> AsyncIterator[JournalEntry]:
+        """Every journal entry up to `until` (an id, inclusive), oldest first, in pages."""
+        after = "-"
+        while True:
+            rows = await self._redis.xrange(keys.ledger_journal(), min=after, max=until,
+                                            count=batch)
+            for entry_id, fields in rows:
+                yield entry_from_fields(entry_id, fields)
+            if len(rows) < batch:
+                return
+            after = "(" + rows[-1][0]
+
+
+def _gift_error(status: str, reply: list[str], cost: int, rules: LedgerRules) -> DomainError:
+    """The DomainError for a refused gift script."""
+    if status == "funds":
+        have = int(reply[1])
+        return DomainError(ErrorCode.INSUFFICIENT_FUNDS,
+                           f"this gift costs {cost} coins and you have {have}",
+                           need=cost, have=have)
+    messages: dict[str, DomainError] = {
+        "conflict": conflict("this transfer id was already used for a different gift"),
+        "self": invalid("you cannot send a gift to yourself"),
+        "count": invalid(f"count must be a whole number from 1 to {rules.max_count}",
+                         field="count"),
+        "not_live": not_found("this creator is not live"),
+        "no_sender": not_found("no such user"),
+        "no_creator": not_found("no such creator"),
+        "banned": forbidden("you are banned from this creator's lives"),
+        "blocking": forbidden("unblock this account before you send it gifts"),
+        "blocked_by": forbidden("you cannot send gifts to this account"),
+        "sender_minor": forbidden(f"you must be {rules.min_age} or older to send gifts"),
+        "creator_minor": forbidden("this creator cannot receive gifts"),
+        "followers": forbidden(f"this creator cannot receive gifts until they have "
+                               f"{rules.min_followers} followers"),
+    }
+    return messages.get(status) or DomainError(ErrorCode.UNAVAILABLE, f"ledger: {status}")
