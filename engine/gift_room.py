@@ -6,8 +6,9 @@ about gifts that the ledger already accepted, keyed by the live session:
 
 - a combo: the same sender sending the same gift again within `combo_window_s` continues
   their streak, shown as xN (N counts gifts, so a send of 5 Roses is x5 and one more x6);
-  a streak's id is the transfer id that started it, so a client (and the video overlay)
-  updates one line instead of adding one per send;
+  a streak's id is "sender:transfer id" of the send that started it (transfer ids are
+  each sender's own, as in the ledger), so a client (and the video overlay) updates one
+  line instead of adding one per send;
 - the leaderboard: coins each sender spent in this live (a sorted set);
 - the totals: coins spent and diamonds the creator earned in this live, and `seq`, which
   counts the gifts recorded, so a client can drop a push older than one it has applied.
@@ -58,21 +59,21 @@ class GiftRoomRules:
 class Combo:
     """A sender's streak of one gift in one live."""
 
-    streak: str    # the transfer id that started the streak: the combo's stable id
+    streak: str    # "sender:transfer id" of the send that started it: the combo's stable id
     count: int     # gifts in the streak so far: the xN shown
     last_ms: int   # when the streak's last send was recorded
 
 
-def next_combo(previous: Combo | None, transfer_id: str, count: int, now_ms: int,
+def next_combo(previous: Combo | None, send_id: str, count: int, now_ms: int,
                window_s: float) -> Combo:
     """The streak after a send of `count` gifts at now_ms: the previous one continued when
-    its last send is at most window_s old, else a new streak named by this transfer id.
+    its last send is at most window_s old, else a new streak named by `send_id`.
 
     A send stamped before the streak's last one (two sends racing, each stamped by its own
     server task) continues the streak and leaves its time where it was."""
     if previous is not None and now_ms - previous.last_ms <= window_s * 1000:
         return Combo(previous.streak, previous.count + count, max(now_ms, previous.last_ms))
-    return Combo(transfer_id, count, now_ms)
+    return Combo(send_id, count, now_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +112,9 @@ def _moment(transfer_id: str, stored: str, new: bool) -> GiftMoment:
 
 # Records one gift the ledger accepted: next_combo (above) and the counters in one step,
 # so concurrent sends of one streak each get their own xN without retries.
-# KEYS: seen, combo, board, totals. ARGV: transfer id, count, now ms, window ms, combo
-# ttl ms, sender, coins, diamonds, retention ms.
+# KEYS: seen, combo, board, totals. ARGV: send id ("sender:transfer id": transfer ids are
+# each sender's own, as in the ledger), count, now ms, window ms, combo ttl ms, sender,
+# coins, diamonds, retention ms.
 _RECORD = """
 local seen = redis.call('HGET', KEYS[1], ARGV[1])
 if seen then return seen end
@@ -130,12 +132,12 @@ redis.call('ZINCRBY', KEYS[3], ARGV[7], ARGV[6])
 local seq = redis.call('HINCRBY', KEYS[4], 'seq', 1)
 redis.call('HINCRBY', KEYS[4], 'coins', ARGV[7])
 redis.call('HINCRBY', KEYS[4], 'diamonds', ARGV[8])
-local result = streak .. ' ' .. count .. ' ' .. seq .. ' new'
-redis.call('HSET', KEYS[1], ARGV[1], streak .. ' ' .. count .. ' ' .. seq)
+local result = streak .. ' ' .. count .. ' ' .. seq
+redis.call('HSET', KEYS[1], ARGV[1], result)
 redis.call('PEXPIRE', KEYS[1], ARGV[9])
 redis.call('PEXPIRE', KEYS[3], ARGV[9])
 redis.call('PEXPIRE', KEYS[4], ARGV[9])
-return result
+return result .. ' new'
 """
 
 
@@ -157,8 +159,8 @@ class GiftRoom:
         stored = await self._record(
             keys=[keys.gift_seen(live_id), keys.gift_combo(live_id, sender_id, gift_id),
                   keys.gift_board(live_id), keys.gift_totals(live_id)],
-            args=[transfer_id, count, now_ms, window_ms, window_ms + 1000, sender_id, coins,
-                  diamonds, self.rules.retention_s * 1000])
+            args=[f"{sender_id}:{transfer_id}", count, now_ms, window_ms, window_ms + 1000,
+                  sender_id, coins, diamonds, self.rules.retention_s * 1000])
         new = stored.endswith(" new")
         return _moment(transfer_id, stored.removesuffix(" new"), new=new)
 
@@ -172,9 +174,9 @@ class GiftRoom:
         return GiftBoard(live_id, tuple(Standing(user, int(score)) for user, score in ranked),
                          int(coins or 0), int(diamonds or 0), int(seq or 0))
 
-    async def moment(self, live_id: str, transfer_id: str) -> GiftMoment | None:
-        """How a recorded transfer showed (its streak and xN), or None."""
-        stored = await self._redis.hget(keys.gift_seen(live_id), transfer_id)
+    async def moment(self, live_id: str, sender_id: str, transfer_id: str) -> GiftMoment | None:
+        """How a sender's recorded transfer showed (its streak and xN), or None."""
+        stored = await self._redis.hget(keys.gift_seen(live_id), f"{sender_id}:{transfer_id}")
         return _moment(transfer_id, stored, new=False) if stored else None
 
 

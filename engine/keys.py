@@ -118,7 +118,7 @@ def gift_totals(live_id: str) -> str:
 
 
 def gift_seen(live_id: str) -> str:
-    """Hash of transfer id -> "streak combo seq": gifts the room already counted."""
+    """Hash of "sender:transfer id" -> "streak combo seq": gifts the room already counted."""
     return f"gift_seen:{live_id}"
 
 

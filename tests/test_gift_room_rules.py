@@ -74,19 +74,19 @@ async def send(room: GiftRoom, transfer: str, sender: str, *, gift: str = "rose"
 async def test_combos_leaderboard_and_diamonds(redis: Redis) -> None:
     room = GiftRoom(redis)
     first = await send(room, "t-ann-0001", ANN, count=2, coins=2, diamonds=1, now=1000.0)
-    assert (first.streak, first.combo, first.seq, first.new) == ("t-ann-0001", 2, 1, True)
+    assert (first.streak, first.combo, first.seq, first.new) == (f"{ANN}:t-ann-0001", 2, 1, True)
     again = await send(room, "t-ann-0002", ANN, coins=1, now=1003.0)
-    assert (again.streak, again.combo, again.seq) == ("t-ann-0001", 3, 2)
+    assert (again.streak, again.combo, again.seq) == (f"{ANN}:t-ann-0001", 3, 2)
     # Another gift is another streak; another sender too.
     heart = await send(room, "t-ann-0003", ANN, gift="finger_heart", coins=5, diamonds=2,
                        now=1003.5)
-    assert (heart.streak, heart.combo) == ("t-ann-0003", 1)
+    assert (heart.streak, heart.combo) == (f"{ANN}:t-ann-0003", 1)
     lion = await send(room, "t-bob-0001", BOB, gift="lion", coins=29999, diamonds=14999,
                       now=1004.0)
-    assert (lion.streak, lion.combo, lion.seq) == ("t-bob-0001", 1, 4)
+    assert (lion.streak, lion.combo, lion.seq) == (f"{BOB}:t-bob-0001", 1, 4)
     # Past the window: a new streak of roses.
     late = await send(room, "t-ann-0004", ANN, coins=1, now=1003.0 + 5.5)
-    assert (late.streak, late.combo) == ("t-ann-0004", 1)
+    assert (late.streak, late.combo) == (f"{ANN}:t-ann-0004", 1)
 
     board = await room.board(LIVE)
     assert board.top == (Standing(BOB, 29999), Standing(ANN, 9))
@@ -103,11 +103,14 @@ async def test_a_replayed_transfer_counts_once_and_answers_its_first_combo(redis
     assert (replay.streak, replay.combo, replay.seq, replay.new) == (
         first.streak, first.combo, first.seq, False)
     assert await room.board(LIVE) == before
-    assert await room.moment(LIVE, "t-ann-0002") == replay
-    assert await room.moment(LIVE, "t-unknown-1") is None
+    assert await room.moment(LIVE, ANN, "t-ann-0002") == replay
+    assert await room.moment(LIVE, ANN, "t-unknown-1") is None
+    # Transfer ids are the sender's own: another sender's same id is another gift.
+    other = await send(room, "t-ann-0002", BOB, coins=1, now=1002.0)
+    assert other.new and other.streak == f"{BOB}:t-ann-0002" and other.combo == 1
     # The streak went on from the last real send, not from the replay.
     nxt = await send(room, "t-ann-0003", ANN, now=1002.5)
-    assert (nxt.streak, nxt.combo) == ("t-ann-0001", 3)
+    assert (nxt.streak, nxt.combo) == (f"{ANN}:t-ann-0001", 3)
 
 
 async def test_the_script_applies_the_same_combo_rule(redis: Redis) -> None:
@@ -118,7 +121,7 @@ async def test_the_script_applies_the_same_combo_rule(redis: Redis) -> None:
     for i, gap in enumerate(gaps):
         now += gap
         count = 1 + i % 3
-        expected = next_combo(expected, f"t-rule-{i:03d}", count, int(now * 1000), 2.0)
+        expected = next_combo(expected, f"{ANN}:t-rule-{i:03d}", count, int(now * 1000), 2.0)
         moment = await send(room, f"t-rule-{i:03d}", ANN, count=count, now=now)
         assert (moment.streak, moment.combo) == (expected.streak, expected.count), i
 
