@@ -18,7 +18,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from media.ice import restrict_host_addresses
-from signaling import chat, gifts, http_api, messages, profiles, reports, web_pages
+from signaling import chat, gifts, http_api, messages, profiles, reports, wallet_http, web_pages
 from signaling.appkeys import GATEWAY, LIVES, METRICS, SERVICES, SETTINGS
 from signaling.config import Settings
 from signaling.embedded_redis import EmbeddedRedis
@@ -149,5 +149,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     http_api.setup(app)
+    wallet_http.setup(app)
     web_pages.setup(app)
     return app

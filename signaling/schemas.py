@@ -234,3 +234,18 @@ class ReportCreate(Payload):
     live_id: LiveId | None = None
     message_id: MessageId | None = None
     note: Annotated[str, Meta(max_length=2000)] = ""
+
+
+# --- wallet (signaling/wallet_http.py) ---------------------------------------------------
+
+class CoinCheckout(Payload):
+    package_id: GiftId
+    checkout_id: TransferId | None = None   # a retried checkout sends the same one
+    # A price or coin count from the client is accepted and ignored: the catalog decides.
+    coins: Any = None
+    price_cents: Any = None
+
+
+class CashoutRequest(Payload):
+    request_id: TransferId                  # a retried request sends the same one
+    diamonds: Annotated[int, Meta(ge=1, le=1_000_000_000)]
