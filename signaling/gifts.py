@@ -101,10 +101,11 @@ def receipt_view(receipt: GiftReceipt, moment: GiftMoment) -> dict[str, Any]:
 class LiveGifts:
     """The gift events, the room pushes and the video badges."""
 
-    def __init__(self, gateway: Gateway, lives: LiveRooms) -> None:
+    def __init__(self, gateway: Gateway, lives: LiveRooms,
+                 writer: FrameWriter | None = None) -> None:
         self.gateway = gateway
         self.lives = lives
-        self.writer = FrameWriter(gateway.sio)
+        self.writer = writer or FrameWriter(gateway.sio)
         self._icons: dict[str, bytes | None] = {}
         self._shown: OrderedDict[str, int] = OrderedDict()  # streak -> combo on the video
 
@@ -227,10 +228,13 @@ GIFTS = web.AppKey("gifts", LiveGifts)
 
 
 def register(app: web.Application) -> LiveGifts:
-    """Add gifts to an app built by create_app (after LiveRooms)."""
+    """Add gifts to an app built by create_app (after LiveRooms and live chat, whose
+    frame writer it shares: one hook into Engine.IO's websockets per server)."""
     from signaling.appkeys import GATEWAY, LIVES
+    from signaling.chat import CHAT
 
-    gifts = app[GIFTS] = LiveGifts(app[GATEWAY], app[LIVES])
+    writer = app[CHAT].feed.writer if CHAT in app else None
+    gifts = app[GIFTS] = LiveGifts(app[GATEWAY], app[LIVES], writer)
     gifts.register()
     return gifts
 
