@@ -48,12 +48,13 @@ log = logging.getLogger("golive.gifts")
 
 USER_ID_LENGTH = 16
 # How each catalog style looks in the video: badge size (1-3), seconds, position. Bigger
-# gifts get bigger badges that stay longer; the biggest take the middle of the frame.
+# gifts get bigger badges that stay longer. All stack on the left, a quarter down: badges
+# at two positions would overlap (a centred Lion covered the left stack's second badge).
 STYLE_LOOKS: dict[str, tuple[int, float, str]] = {
     "small": (1, 3.0, "left"),
     "medium": (2, 4.0, "left"),
     "large": (3, 5.0, "left"),
-    "full": (3, 7.0, "center"),
+    "full": (3, 7.0, "left"),
 }
 SHOWN_STREAKS = 1024  # streaks whose shown combo is remembered (badges last seconds)
 
