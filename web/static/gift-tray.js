@@ -49,7 +49,10 @@ export class GiftTray {
     this.live = null;
     this.creator = null;
     this.coins = null;
-    this.ui['get-coins'].addEventListener('click', () => this.togglePackages());
+    this.ui['get-coins'].addEventListener('click', () => {
+      hideError(this.ui['gift-error']);
+      this.togglePackages();
+    });
   }
 
   async open(live, creator) {
@@ -83,7 +86,7 @@ export class GiftTray {
       on: { click: (event) => this.send(gift, event.currentTarget) } },
     el('img', { class: 'gift-icon', src: gift.icon, alt: '', width: 40, height: 40 }),
     el('span', { class: 'gift-name', text: gift.name }),
-    el('span', { class: 'gift-price', testid: 'gift-price', text: `${formatCount(gift.coins)} coins` }));
+    el('span', { class: 'gift-price', testid: 'gift-price', text: `${gift.coins.toLocaleString('en')} coins` }));
   }
 
   // --- balance and coins -------------------------------------------------------------
@@ -108,7 +111,6 @@ export class GiftTray {
       box.hidden = true;
       return;
     }
-    hideError(this.ui['gift-error']);
     try {
       packages ??= loadOnce('/api/coins/packages', 'packages');
       const list = await packages;
