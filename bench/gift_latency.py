@@ -229,7 +229,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         missed = 0
         rounds = math.ceil(args.samples / args.combo)
         taken = 0
-        for _ in range(rounds):
+        for round_no in range(rounds):
+            if round_no:
+                # A new streak: the badge gone (3 s after its last step) and the combo
+                # window passed since the last send.
+                await asyncio.sleep(max(COMBO_WINDOW_S, 3.0) + 0.5)
             streak = ""
             previous: Overlay | None = None
             for step in range(1, args.combo + 1):
@@ -260,9 +264,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 previous = overlay
                 await asyncio.sleep(random.uniform(0.1, 0.3))
             viewer.probe = None
-            # A new streak next round: the badge gone (3 s after its last step) and the
-            # combo window passed since the last send.
-            await asyncio.sleep(max(COMBO_WINDOW_S, 3.0) + 0.5)
         all_ms = samples["first"] + samples["combo"]
         if not all_ms:
             raise RuntimeError("no gift was seen in the video")
