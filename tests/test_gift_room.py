@@ -288,6 +288,16 @@ async def test_blocked_and_below_threshold_creators_get_nothing(
     ack = await bob.call("gift:send", send(creator="ann"))
     assert ack["ok"], ack
 
+    # A creator under 18 may go live but receives no gifts.
+    ledger.rules = type(ledger.rules)()
+    kid = await peer(app_client, "kid", closers, birthdate=_years_ago(16))
+    await go_live(kid, closers)
+    before = await snapshot(redis_url)
+    ack = await bob.call("gift:send", send(creator="kid"))
+    assert ack["error"]["code"] == "forbidden", ack
+    assert await snapshot(redis_url) == before
+    assert not kid.got("gift:received")
+
 
 async def test_concurrent_gifts_from_one_wallet_never_overdraw(
         app_client: Any, closers: list[Any]) -> None:
