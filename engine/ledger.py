@@ -22,7 +22,7 @@ import datetime as dt
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -354,40 +354,71 @@ class Ledger:
         creator's diamonds (split_gift at the rules' rate) and the platform's
         coins, journals the entry and records the transfer id, atomically.
         """
+        request = GiftRequest(transfer_id, sender_id, creator_id, live_id, gift_id, count)
+        call = self._gift_call(request, today)
+        return _gift_receipt(call, await self._gift(keys=call.keys, args=call.args))
+
+    async def send_gifts(self, requests: Sequence[GiftRequest], *,
+                         today: dt.date | None = None) -> list[GiftReceipt | DomainError]:
+        """Many gifts in one round trip (a pipeline of the same script, each applied
+        on its own): per request its receipt or the DomainError send_gift would raise."""
+        calls: list[_GiftCall | DomainError] = []
+        for request in requests:
+            try:
+                calls.append(self._gift_call(request, today))
+            except DomainError as exc:
+                calls.append(exc)
+        ready = [c for c in calls if isinstance(c, _GiftCall)]
+        replies: list[Any] = []
+        if ready:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for call in ready:
+                    await self._gift(keys=call.keys, args=call.args, client=pipe)
+                replies = await pipe.execute()
+        answers = iter(replies)
+        out: list[GiftReceipt | DomainError] = []
+        for call in calls:
+            if isinstance(call, DomainError):
+                out.append(call)
+                continue
+            try:
+                out.append(_gift_receipt(call, next(answers)))
+            except DomainError as exc:
+                out.append(exc)
+        return out
+
+    def _gift_call(self, r: GiftRequest, today: dt.date | None) -> _GiftCall:
+        """Validate a gift at the edge and build its script call (keys and args)."""
         rules = self.rules
-        check_op_id(transfer_id, "transfer_id")
-        if sender_id == creator_id:
+        check_op_id(r.transfer_id, "transfer_id")
+        if r.sender_id == r.creator_id:
             raise invalid("you cannot send a gift to yourself")
-        gift = self.catalog.gift(gift_id)
-        count = check_count(count, rules.max_count)
+        gift = self.catalog.gift(r.gift_id)
+        count = check_count(r.count, rules.max_count)
         cost = gift.coins * count
         diamonds, platform = split_gift(cost, rules.coins_per_diamond, rules.commission_pct)
-        fingerprint = f"{sender_id}|{creator_id}|{live_id}|{gift.id}|{count}"
-        postings = [(account(sender_id, "coins"), -cost),
-                    (account(creator_id, "diamonds"), diamonds),
+        sender, creator = r.sender_id, r.creator_id
+        fingerprint = f"{sender}|{creator}|{r.live_id}|{gift.id}|{count}"
+        postings = [(account(sender, "coins"), -cost),
+                    (account(creator, "diamonds"), diamonds),
                     (account(PLATFORM, "coins"), platform),
                     (account(EXCHANGE, "coins"), cost - platform),
                     (account(EXCHANGE, "diamonds"), -diamonds)]
         cutoff = adult_cutoff(today or _today(), rules.min_age)
-        reply = await self._gift(
-            keys=[keys.ledger_op("gift", sender_id, transfer_id), keys.live(creator_id),
-                  keys.chat_bans(creator_id), keys.blocks(sender_id), keys.blocks(creator_id),
-                  keys.user(sender_id), keys.user(creator_id), keys.followers(creator_id),
-                  keys.wallet(sender_id), keys.wallet(creator_id), keys.wallet(PLATFORM),
-                  keys.wallet(EXCHANGE), keys.ledger_journal(), keys.wallet_log(sender_id),
-                  keys.wallet_log(creator_id)],
-            args=[fingerprint, sender_id, creator_id, live_id, cutoff, rules.min_followers,
+        return _GiftCall(
+            GiftRequest(r.transfer_id, sender, creator, r.live_id, gift.id, count), cost,
+            rules,
+            keys=[keys.ledger_op("gift", sender, r.transfer_id), keys.live(creator),
+                  keys.chat_bans(creator), keys.blocks(sender), keys.blocks(creator),
+                  keys.user(sender), keys.user(creator), keys.followers(creator),
+                  keys.wallet(sender), keys.wallet(creator), keys.wallet(PLATFORM),
+                  keys.wallet(EXCHANGE), keys.ledger_journal(), keys.wallet_log(sender),
+                  keys.wallet_log(creator)],
+            args=[fingerprint, sender, creator, r.live_id, cutoff, rules.min_followers,
                   cost, diamonds, platform, count, rules.max_count,
-                  *_fields(GIFT, transfer_id, postings, sender=sender_id, creator=creator_id,
-                           live=live_id, gift=gift.id, count=count, coins=cost,
+                  *_fields(GIFT, r.transfer_id, postings, sender=sender, creator=creator,
+                           live=r.live_id, gift=gift.id, count=count, coins=cost,
                            diamonds=diamonds, platform=platform, rate=rules.rate)])
-        status = reply[0]
-        if status not in ("ok", "replay"):
-            raise _gift_error(status, reply, cost, rules)
-        entry_id, sender_coins, creator_diamonds, coins, got = reply[1].split(" ")
-        return GiftReceipt(transfer_id, sender_id, creator_id, live_id, gift.id, count,
-                           int(coins), int(got), int(sender_coins), int(creator_diamonds),
-                           status == "replay", entry_id)
 
     async def credit_purchase(self, *, payment_id: str, provider: str, user_id: str,
                               coins: int, package_id: str = "") -> Purchase:
@@ -532,6 +563,39 @@ class Ledger:
             if len(rows) < batch:
                 return
             after = "(" + rows[-1][0]
+
+
+@dataclass(frozen=True, slots=True)
+class GiftRequest:
+    """One gift to send (Ledger.send_gifts); the fields of send_gift."""
+
+    transfer_id: str
+    sender_id: str
+    creator_id: str
+    live_id: str
+    gift_id: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class _GiftCall:
+    request: GiftRequest    # validated: the catalog's gift id, a checked count
+    cost: int
+    rules: LedgerRules
+    keys: list[str]
+    args: list[Any]
+
+
+def _gift_receipt(call: _GiftCall, reply: list[str]) -> GiftReceipt:
+    """The receipt in a gift script's reply, or the DomainError it stands for."""
+    status = reply[0]
+    if status not in ("ok", "replay"):
+        raise _gift_error(status, reply, call.cost, call.rules)
+    entry_id, sender_coins, creator_diamonds, coins, got = reply[1].split(" ")
+    r = call.request
+    return GiftReceipt(r.transfer_id, r.sender_id, r.creator_id, r.live_id, r.gift_id, r.count,
+                       int(coins), int(got), int(sender_coins), int(creator_diamonds),
+                       status == "replay", entry_id)
 
 
 def _gift_error(status: str, reply: list[str], cost: int, rules: LedgerRules) -> DomainError:

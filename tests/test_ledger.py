@@ -16,7 +16,7 @@ from engine import keys
 from engine.accounts import age_on
 from engine.audit import run_audit
 from engine.errors import DomainError, ErrorCode
-from engine.ledger import Balances
+from engine.ledger import Balances, GiftRequest
 from engine.ledger_rules import LedgerRules, adult_cutoff, split_gift
 from signaling.app import redis_client
 from tests.conftest import snapshot
@@ -366,4 +366,23 @@ async def test_cash_out_threshold_cap_pay_and_return(redis: Redis, redis_url: st
     page = await ledger.history(cat, limit=2)
     older = await ledger.history(cat, before=page[-1].id, limit=10)
     assert [e.kind for e in older] == ["cashout", "cashout", "gift"]
+    await assert_audit_ok(world)
+
+
+async def test_a_pipelined_batch_applies_each_gift_on_its_own(world: World) -> None:
+    await fund(world, "ann", 10)
+    args = {k: v for k, v in world.gift_args().items() if k != "today"}
+    batch = [GiftRequest(transfer_id="batch-0001", **{**args, "count": 4}),
+             GiftRequest(transfer_id="batch-0002", **{**args, "gift_id": "nope"}),
+             GiftRequest(transfer_id="batch-0003", **{**args, "count": 5}),
+             GiftRequest(transfer_id="batch-0001", **{**args, "count": 4}),      # a retry
+             GiftRequest(transfer_id="batch-0004", **{**args, "count": 3}),      # 1 left
+             GiftRequest(transfer_id="batch-0001", **{**args, "count": 1})]      # conflict
+    results = await world.ledger.send_gifts(batch, today=TODAY)
+    codes = [r.code if isinstance(r, DomainError) else ("replay" if r.replayed else "ok")
+             for r in results]
+    assert codes == ["ok", ErrorCode.NOT_FOUND, "ok", "replay",
+                     ErrorCode.INSUFFICIENT_FUNDS, ErrorCode.CONFLICT]
+    assert (await world.ledger.balances(world.ids["ann"])).coins == 1
+    assert await world.ledger.send_gifts([]) == []
     await assert_audit_ok(world)
