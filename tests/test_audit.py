@@ -151,3 +151,36 @@ async def test_the_audit_holds_while_gifts_keep_flowing(world: World) -> None:
     await flow
     assert len(reports) >= 2
     assert all(r.ok for r in reports), [str(m) for r in reports for m in r.mismatches]
+
+
+async def test_the_cli_audits_a_stopped_servers_data_dir(tmp_path: Path) -> None:
+    """No REDIS_URL: the audit starts the data dir's own redis-server, audits, stops it."""
+    from signaling.embedded_redis import EmbeddedRedis
+    from tests.conftest import assert_gone, processes_mentioning
+
+    data = tmp_path / "data"
+    embedded = EmbeddedRedis(data)
+    await embedded.start()
+    client = Redis.from_url(embedded.url, decode_responses=True)
+    try:
+        w = await make_world(client, people={"ann": "1990-01-01", "cat": "1991-01-01"})
+        await w.ledger.credit_purchase(payment_id="pay-dir-0001", provider="test",
+                                       user_id=w.ids["ann"], coins=70)
+        await w.ledger.send_gift(transfer_id="gift-dir-0001", **w.gift_args(count=5))
+    finally:
+        await client.aclose()
+        await embedded.stop()
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "signaling.cli", "ledger", "audit",
+                         "--data-dir", str(data), "--json"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["ok"] and report["entries"] == 2 and report["totals"]["coins_spent"] == 5
+    assert_gone(processes_mentioning(str(data)))
+    empty = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "signaling.cli", "ledger", "audit",
+                         "--data-dir", str(tmp_path / "nothing")],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert empty.returncode == 2 and "no Redis data" in empty.stderr

@@ -106,3 +106,16 @@ def test_the_catalog_runs_from_a_rose_to_the_universe() -> None:
     for gift in gifts:
         assert gift.icon_png.exists() and gift.icon_png.with_suffix(".svg").exists()
     assert catalog.packages()[0].coins == 70
+
+
+def test_serve_refuses_a_bad_catalog_or_rate_before_binding(tmp_path: Path) -> None:
+    from signaling.cli import _check_ledger_settings
+    from signaling.config import Settings
+
+    bad = tmp_path / "gifts.json"
+    bad.write_text("{")
+    with pytest.raises(SystemExit, match="gift catalog"):
+        _check_ledger_settings(Settings(gift_catalog=bad))
+    with pytest.raises(SystemExit, match="cashout_min"):
+        _check_ledger_settings(Settings(cashout_min=10, cashout_daily_cap=5))
+    _check_ledger_settings(Settings())
