@@ -71,6 +71,10 @@ def _add_modes(modes: Any) -> None:
     add_chat_mode(modes)
     add_notify_mode(modes)
 
+    from bench.ledger import add_mode as add_ledger_mode
+
+    add_ledger_mode(modes)
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
     target = parser.add_argument_group("server")

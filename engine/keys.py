@@ -100,6 +100,28 @@ def chat_mutes(creator_id: str) -> str:
     return f"chat_mutes:{creator_id}"
 
 
+# --- gifts in the live room (engine/gift_room.py) --------------------------------
+
+def gift_combo(live_id: str, sender_id: str, gift_id: str) -> str:
+    """Hash of a sender's current streak of one gift in a live: streak, count, at (ms)."""
+    return f"gift_combo:{live_id}:{sender_id}:{gift_id}"
+
+
+def gift_board(live_id: str) -> str:
+    """Sorted set of sender id -> coins spent on gifts in that live (the leaderboard)."""
+    return f"gift_board:{live_id}"
+
+
+def gift_totals(live_id: str) -> str:
+    """Hash of a live's gift totals: coins, diamonds (the creator's), seq (gifts)."""
+    return f"gift_totals:{live_id}"
+
+
+def gift_seen(live_id: str) -> str:
+    """Hash of "sender:transfer id" -> "streak combo seq": gifts the room already counted."""
+    return f"gift_seen:{live_id}"
+
+
 # --- direct messages (engine/messages.py) -------------------------------------
 
 def dm(conversation_id: str) -> str:
@@ -246,3 +268,41 @@ def notifications_unread(user_id: str) -> str:
 def notification_groups(user_id: str) -> str:
     """Hash of aggregation group ("nudge:2024-05-01") -> the notification id it merges into."""
     return f"notif_groups:{user_id}"
+
+
+# --- the ledger (engine/ledger.py) ----------------------------------------------
+
+def wallet(owner: str) -> str:
+    """Hash of an owner's accounts: coins, diamonds, pending, paid (owners: user ids and
+    the system's @platform, @world, @exchange)."""
+    return f"wallet:{owner}"
+
+
+def ledger_journal() -> str:
+    """The double-entry journal: a Stream, never trimmed (the audit replays it)."""
+    return "ledger:journal"
+
+
+def wallet_log(user_id: str) -> str:
+    """A user's journal entry ids: a Stream whose `j` fields name ledger:journal entries."""
+    return f"wallet_log:{user_id}"
+
+
+def ledger_op(kind: str, scope: str, op_id: str) -> str:
+    """An applied operation's parameters and result, by its idempotency id."""
+    return f"ledger_op:{kind}:{scope}:{op_id}"
+
+
+def payout(payout_id: str) -> str:
+    """Hash of one cash-out: user, diamonds, status, times."""
+    return f"payout:{payout_id}"
+
+
+def payouts(user_id: str) -> str:
+    """Sorted set of a user's payout ids, scored by request time (ms)."""
+    return f"payouts:{user_id}"
+
+
+def cashout_day(user_id: str, day: str) -> str:
+    """Diamonds a user asked to cash out on one UTC day (YYYYMMDD): the daily cap."""
+    return f"cashout_day:{user_id}:{day}"

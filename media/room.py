@@ -22,7 +22,7 @@ import av
 from av.audio.frame import AudioFrame
 from av.video.frame import VideoFrame
 
-from media.compositor import Compositor
+from media.compositor import MAX_WAITING_OVERLAYS, Compositor
 from media.encoder import DEFAULT_VIDEO_BITRATE, AudioEncoder, VideoCodecName, VideoEncoder
 from media.errors import MediaError, MediaErrorCode, conflict, invalid, not_found, unavailable
 from media.fanout import AUDIO_QUEUE_PACKETS, VIDEO_QUEUE_PACKETS, Fanout
@@ -111,7 +111,8 @@ class MediaRoom:
         self._keyframes = KeyframePolicy(self.timings.keyframe_min_interval_s, self.timings.gop_s)
         self._fanout = Fanout(
             self._keyframes.request, codec, video_queue_packets, audio_queue_packets)
-        self._compositor = Compositor()
+        # Gifts: a few badges stack, more wait their turn (bounded; see media.compositor).
+        self._compositor = Compositor(max_waiting=MAX_WAITING_OVERLAYS)
         self._video_encoder = VideoEncoder(codec, video_bitrate)
         self._audio_encoder = AudioEncoder()
         # One thread: encodes stay in order and one room never takes more than one core.

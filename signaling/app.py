@@ -18,7 +18,10 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from media.ice import restrict_host_addresses
-from signaling import chat, http_api, messages, notifications, nudges, profiles, reports, web_pages
+from signaling import (
+    chat, gifts, http_api, messages, notifications, nudges, profiles, reports, wallet_http,
+    web_pages,
+)
 from signaling.appkeys import GATEWAY, LIVES, METRICS, SERVICES, SETTINGS
 from signaling.config import Settings
 from signaling.embedded_redis import EmbeddedRedis
@@ -141,6 +144,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(rtt_ctx)
     app.cleanup_ctx.append(lives_ctx)
     chat.register(app)  # after redis_ctx: its feed task starts once Redis is up
+    gifts.register(app)
     messages.register(gateway)
     reports.register(gateway)
     notifications.register(app)  # after redis_ctx: its fan-out worker starts once Redis is up
@@ -150,5 +154,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     http_api.setup(app)
+    wallet_http.setup(app)
     web_pages.setup(app)
     return app

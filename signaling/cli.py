@@ -1,4 +1,4 @@
-"""The `golive` command: `golive serve` runs the server."""
+"""The `golive` command: `golive serve` runs the server; `golive ledger audit` proves the ledger."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import sys
 from aiohttp import web
 
 from bench import cli as bench_cli
-from signaling import logs
+from signaling import ledger_cli, logs
 from signaling.broadcast import add_arguments as broadcast_args
-from signaling.config import add_arguments, settings_from_args
+from signaling.config import Settings, add_arguments, settings_from_args
 
 log = logging.getLogger("golive")
 
@@ -22,6 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     logs.configure(settings.log_level)
     settings.token_secret()  # fail before binding when production lacks a secret
+    _check_ledger_settings(settings)
     app = create_app(settings)
     log.info("golive serving", extra={"fields": {
         "url": f"http://{settings.host}:{settings.port}",
@@ -33,6 +34,18 @@ def _serve(args: argparse.Namespace) -> int:
                 access_log=None, handle_signals=True)
     log.info("golive stopped")
     return 0
+
+
+def _check_ledger_settings(settings: Settings) -> None:
+    """A bad gift catalog or money rule stops the start with its reason, before binding."""
+    from engine.catalog import load_catalog
+    from signaling.services import ledger_rules
+
+    try:
+        load_catalog(settings.gift_catalog)
+        ledger_rules(settings)
+    except ValueError as exc:
+        raise SystemExit(f"golive: {exc}") from None
 
 
 def _broadcast(args: argparse.Namespace) -> int:
@@ -53,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     broadcast_args(broadcast)
     broadcast.set_defaults(run=_broadcast)
     bench_cli.add_arguments(commands)
+    ledger_cli.add_arguments(commands)
     return parser
 
 

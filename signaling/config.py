@@ -55,7 +55,8 @@ class Settings:
                 "(refused in production)"})
     production: bool = field(default=False, metadata={
         "env": "GOLIVE_PRODUCTION", "type": _bool,
-        "help": "production mode: refuses to start without GOLIVE_SECRET"})
+        "help": "production mode: refuses to start without GOLIVE_SECRET; the test payment "
+                "provider is off"})
     token_ttl: int = field(default=7 * 24 * 3600, metadata={
         "env": "GOLIVE_TOKEN_TTL", "help": "seconds a sign-in token stays valid"})
     event_rate: float = field(default=20.0, metadata={
@@ -114,6 +115,32 @@ class Settings:
     node_id: str | None = field(default=None, metadata={
         "env": "GOLIVE_NODE_ID",
         "help": "this node's name in the live directory; unset: HOST:PORT"})
+
+    # --- gifts and the ledger (engine/ledger.py, engine/payments.py) ---
+    gift_catalog: Path | None = field(default=None, metadata={
+        "env": "GOLIVE_GIFT_CATALOG", "type": Path,
+        "help": "gift catalog and coin packages (JSON); unset: the repo's engine/data/gifts.json"})
+    coins_per_diamond: int = field(default=2, metadata={
+        "env": "GOLIVE_COINS_PER_DIAMOND",
+        "help": "coins a gift costs per diamond the creator earns (the rest is the platform's)"})
+    gift_commission: int = field(default=0, metadata={
+        "env": "GOLIVE_GIFT_COMMISSION",
+        "help": "platform commission on gifts, whole percent, taken before the conversion"})
+    gift_min_followers: int = field(default=0, metadata={
+        "env": "GOLIVE_GIFT_MIN_FOLLOWERS", "help": "followers a creator needs to receive gifts"})
+    gift_max_count: int = field(default=99, metadata={
+        "env": "GOLIVE_GIFT_MAX_COUNT", "help": "most gifts of one kind in one send"})
+    cashout_min: int = field(default=2000, metadata={
+        "env": "GOLIVE_CASHOUT_MIN", "help": "smallest cash-out, diamonds (200 diamonds = 1 USD)"})
+    cashout_daily_cap: int = field(default=200_000, metadata={
+        "env": "GOLIVE_CASHOUT_DAILY_CAP",
+        "help": "diamonds a creator may cash out per UTC day"})
+    payment_webhook_secret: str | None = field(default=None, metadata={
+        "env": "GOLIVE_PAYMENT_WEBHOOK_SECRET", "secret": True,
+        "help": "shared secret of the payment provider's signed webhook; unset: webhook off"})
+    payment_webhook_tolerance: int = field(default=300, metadata={
+        "env": "GOLIVE_PAYMENT_WEBHOOK_TOLERANCE",
+        "help": "seconds a webhook signature's timestamp may be off our clock"})
 
     def node_name(self) -> str:
         return self.node_id or f"{self.host}:{self.port}"

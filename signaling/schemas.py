@@ -167,6 +167,24 @@ class ChatSettingsUpdate(Payload):
     filter_words: Annotated[list[FilterWord], Meta(max_length=200)] | None = None
 
 
+# --- gifts in the live room (signaling/gifts.py) -----------------------------------------
+# Raw bounds only; the ledger's rules are tighter (count 1..max_count). No price or balance
+# field exists: the server's catalog decides what a gift costs (an extra field is invalid).
+TransferId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+GiftId = Annotated[str, Meta(pattern=r"^[a-z0-9_]{1,32}$")]
+
+
+class GiftSend(Payload):
+    transfer_id: TransferId   # client-generated; a retry sends the same one
+    creator: Username         # the creator's username or user id
+    gift_id: GiftId
+    count: Annotated[int, Meta(ge=1, le=1_000_000)] = 1
+
+
+class GiftBoardGet(Payload):
+    live_id: LiveId
+
+
 # --- direct messages (signaling/messages.py) -------------------------------------------
 ConversationId = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
 DmText = Annotated[str, Meta(max_length=4000)]
@@ -240,3 +258,18 @@ class NotifyList(Payload):
 
 class NotifyRead(Payload):
     id: NotificationId
+
+
+# --- wallet (signaling/wallet_http.py) ---------------------------------------------------
+
+class CoinCheckout(Payload):
+    package_id: GiftId
+    checkout_id: TransferId | None = None   # a retried checkout sends the same one
+    # A price or coin count from the client is accepted and ignored: the catalog decides.
+    coins: Any = None
+    price_cents: Any = None
+
+
+class CashoutRequest(Payload):
+    request_id: TransferId                  # a retried request sends the same one
+    diamonds: Annotated[int, Meta(ge=1, le=1_000_000_000)]

@@ -7,15 +7,20 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from engine.accounts import Accounts
+from engine.catalog import load_catalog
 from engine.chat import Chat
+from engine.gift_room import GiftRoom
 from engine.graph import Graph
 from engine.live_alerts import LiveAlerts
+from engine.ledger import Ledger
+from engine.ledger_rules import LedgerRules
 from engine.lives import Lives
 from engine.messages import Messages
 from engine.notifications import Notifications
 from engine.nudge_rules import NudgeLimits
 from engine.nudges import Nudges
 from engine.passwords import Passwords
+from engine.payments import Payments
 from engine.reports import Reports
 from engine.sessions import Sessions
 from signaling.config import Settings
@@ -34,6 +39,9 @@ class Services:
     notifications: Notifications
     nudges: Nudges
     live_alerts: LiveAlerts
+    gift_room: GiftRoom
+    ledger: Ledger
+    payments: Payments
 
     @classmethod
     def build(cls, redis: Redis, settings: Settings) -> Services:
@@ -44,6 +52,8 @@ class Services:
         notifications = Notifications(redis)
         nudges = Nudges(redis, accounts, graph, lives, notifications,
                         NudgeLimits.configured(settings.nudge_window, settings.nudge_hourly))
+        catalog = load_catalog(settings.gift_catalog)  # a bad file stops the start here
+        ledger = Ledger(redis, catalog, ledger_rules(settings))
         # Chat and message limits are the engine's module defaults (chat_rules.ChatLimits,
         # message_rules.MessageLimits); tests replace .limits on the built objects.
         return cls(
@@ -59,4 +69,19 @@ class Services:
             nudges=nudges,
             live_alerts=LiveAlerts(redis, notifications, settings.node_name(),
                                    retention_s=nudges.retention_s),
+            gift_room=GiftRoom(redis),
+            ledger=ledger,
+            payments=Payments(ledger, catalog, production=settings.production,
+                              webhook_secret=settings.payment_webhook_secret,
+                              tolerance=settings.payment_webhook_tolerance),
         )
+
+
+def ledger_rules(settings: Settings) -> LedgerRules:
+    """The money rules from the settings; ValueError names a bad combination."""
+    return LedgerRules(coins_per_diamond=settings.coins_per_diamond,
+                       commission_pct=settings.gift_commission,
+                       min_followers=settings.gift_min_followers,
+                       max_count=settings.gift_max_count,
+                       cashout_min=settings.cashout_min,
+                       cashout_daily_cap=settings.cashout_daily_cap)

@@ -12,7 +12,8 @@ from signaling.appkeys import SETTINGS
 SOCKET_IO_CLIENT = Path("node_modules/socket.io-client/dist/socket.io.msgpack.min.js")
 
 PAGES = {"/": "index.html", "/@{username}": "profile.html", "/studio": "studio.html",
-         "/messages": "messages.html", "/notifications": "notifications.html"}
+         "/messages": "messages.html", "/notifications": "notifications.html",
+         "/wallet": "wallet.html"}
 
 
 def _page(name: str):  # type: ignore[no-untyped-def]

@@ -30,6 +30,11 @@ function messagesLink() {
   el('span', { class: 'unread-badge', testid: 'unread-badge', hidden: true }));
 }
 
+function walletLink() {
+  return el('a', { class: 'header-wallet btn btn-ghost btn-sm', href: '/wallet', testid: 'wallet-link',
+    title: 'Wallet: coins, diamonds and history', text: 'Wallet' });
+}
+
 function paintUnread(root, total) {
   unread = Math.max(0, Number(total) || 0);
   const badge = root.querySelector('[data-testid="unread-badge"]');
@@ -60,6 +65,7 @@ function signedInNav(user) {
   return [
     bellLink(),
     messagesLink(),
+    walletLink(),
     el('a', { class: 'whoami', href: profilePath(user.username), title: user.display_name,
       testid: 'whoami' }, avatar(user, 'sm'), el('span', { text: handle(user.username) })),
     signOutButton,

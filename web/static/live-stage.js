@@ -6,7 +6,9 @@
  *
  * Watching needs a signed-in socket: signed-out visitors get "Sign in to
  * watch", and creators on their own profile a link to their studio. The live's
- * chat (chat.js) opens under the video for viewers who joined and for the creator.
+ * chat (chat.js) opens under the video for viewers who joined and for the creator,
+ * with the gifts: the tray for viewers (gift-tray.js), the board of top gifters
+ * and diamonds (gift-board.js) and gift lines in the chat (gift-lines.js).
  *
  *   const stage = new LiveStage(sharedSocket);
  *   stage.show({ user, live, isSelf, signedIn });   // after each profile load
@@ -17,6 +19,9 @@ import { ChatPanel } from './chat.js';
 import { byTestId } from './dom.js';
 import { ErrorCode, describeError } from './errors.js';
 import { formatCount, handle, profilePath } from './format.js';
+import { GiftBoard } from './gift-board.js';
+import { GiftLines } from './gift-lines.js';
+import { GiftTray } from './gift-tray.js';
 import { LivePlayer } from './player.js';
 
 /** Automatic rejoins after the media dropped, before asking for a click; reset once playing. */
@@ -49,6 +54,12 @@ export class LiveStage {
     this.rejoins = 0;
     /** The live's chat, under the video, for its creator and its viewers. */
     this.chat = new ChatPanel(socket, byTestId('chat-panel', root));
+    this.gifts = {
+      panel: byTestId('gift-panel', root),
+      tray: new GiftTray(socket, byTestId('gift-tray', root)),
+      board: new GiftBoard(socket, byTestId('gift-board', root)),
+      lines: new GiftLines(socket, byTestId('chat-list', root)),
+    };
 
     socket.on('live:started', ({ live }) => {
       if (live?.creator_id !== this.target?.user.id) return;
@@ -108,6 +119,7 @@ export class LiveStage {
     this.target = null;
     this.live = null;
     this.chat.close();
+    this.closeGifts();
     this.player.close();
     this.root.hidden = true;
   }
@@ -149,6 +161,7 @@ export class LiveStage {
     } else if (isSelf) {
       this.overlay('self', "You're LIVE. Viewers watch you here; you run it from your studio.");
       this.chat.open(live, { creator: true });
+      this.openGifts(live, { viewer: false });
     } else if (join) {
       this.play();
     } else if (!this.player.pc) {
@@ -166,6 +179,7 @@ export class LiveStage {
       this.setViewers(reply.viewers);
       this.paintMute();
       this.chat.open(reply.live, { creator: false });
+      this.openGifts(reply.live, { viewer: true });
       // The overlay stays until the video element reports 'playing'.
     } catch (err) {
       if (this.target !== target) return;
@@ -193,12 +207,31 @@ export class LiveStage {
     const name = this.target.user.display_name;
     this.player.close();
     this.chat.close();
+    this.closeGifts();
     this.live = null;
     const why = ENDED_BECAUSE[reason]?.(name) ?? '';
     const next = this.target.signedIn && !this.target.isSelf
       ? ' This page shows their next LIVE as soon as it starts.' : '';
     this.ui['live-ended-detail'].textContent = `${why}${next}`.trim();
     this.paint('live-ended');
+  }
+
+  // --- gifts ------------------------------------------------------------------------
+
+  /** The board and gift lines for everyone in the live; the tray for viewers only. */
+  openGifts(live, { viewer }) {
+    this.gifts.panel.hidden = false;
+    this.gifts.board.open(live);
+    this.gifts.lines.open(live);
+    if (viewer) this.gifts.tray.open(live, this.target.user);
+    else this.gifts.tray.close();
+  }
+
+  closeGifts() {
+    this.gifts.panel.hidden = true;
+    this.gifts.tray.close();
+    this.gifts.board.close();
+    this.gifts.lines.close();
   }
 
   // --- painting -------------------------------------------------------------------
@@ -213,6 +246,7 @@ export class LiveStage {
     this.live = null;
     this.player.close();
     this.chat.close();
+    this.closeGifts();
     this.ui['offline-detail'].textContent = isSelf
       ? "You're not live. Go LIVE from your studio and your viewers will see you here."
       : signedIn

@@ -1,7 +1,8 @@
 /**
  * The creator studio (/studio): pick a camera and a microphone, check the
  * muted preview, give the live a title, Go LIVE and End LIVE. While live it
- * shows the status, the viewer count (room:state) and the elapsed time.
+ * shows the status, the viewer count (room:state), the elapsed time and the
+ * gifts: each one as it comes, the top gifters and the diamonds earned.
  * Before going live it shows how many people nudged you (nudge-studio.js).
  *
  * Staying on air: a socket that reconnects, a connection that fails, or a
@@ -15,6 +16,8 @@ import { deviceOf, listDevices, openCamera } from './camera.js';
 import { byTestId, el, hideError, setBusy, showError } from './dom.js';
 import { ErrorCode, describeError } from './errors.js';
 import { formatCount, formatDuration, profilePath } from './format.js';
+import { GiftBoard } from './gift-board.js';
+import { GiftLines } from './gift-lines.js';
 import { renderHeader } from './header.js';
 import { NudgePanel } from './nudge-studio.js';
 import { Publisher } from './publisher.js';
@@ -56,6 +59,8 @@ const ui = Object.fromEntries([
 const me = currentUser();
 const socket = new SharedSocket();
 const publisher = new Publisher(socket, { onConnectionState });
+const giftBoard = new GiftBoard(socket, byTestId('gift-board'));
+const giftLines = new GiftLines(socket, byTestId('studio-gift-list'), { clear: true });
 /** The camera and microphone, while open. */
 let stream = null;
 let state = 'idle';
@@ -207,6 +212,9 @@ async function goLive(title, { resuming = false } = {}) {
   if (!reply || run !== starts) return; // ended, hidden or superseded meanwhile
   ui['title-input'].value = reply.live.title;
   setViewers(reply.viewers ?? 0);
+  byTestId('studio-gifts').hidden = false;
+  giftBoard.open(reply.live);
+  giftLines.open(reply.live);
   startClock(reply.live.started_at);
   if (publisher.pc?.connectionState === 'connected') onConnectionState('connected');
 }
@@ -235,6 +243,7 @@ function finish(reason) {
   stopClock();
   stopCamera();
   setState('ended');
+  giftLines.close(); // the board and the lines stay on screen until the next LIVE
   notice(`${ENDED_BECAUSE[reason] ?? 'Your LIVE ended.'} It lasted ${lasted}.`);
 }
 

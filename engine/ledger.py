@@ -1,0 +1,523 @@
+"""The coin and diamond ledger over Redis: every movement is one Lua script.
+
+Accounts are fields of `wallet:<owner>` hashes: a user's `coins`, `diamonds`,
+`pending` (diamonds waiting for a payout) and `paid` (diamonds paid out); the
+platform's own `@platform/coins` (the remainder and the commission of every
+gift); `@world/coins` (minus every coin sold) and `@exchange` (coins turned
+into diamonds, and minus every diamond minted). Each operation appends one
+double-entry journal entry to the `ledger:journal` Stream: postings
+(account, amount) whose amounts add up to zero per unit, so
+`golive ledger audit` can replay the journal and prove every balance.
+
+Each operation carries an id (a gift's transfer id, a provider's payment id, a
+cash-out request id). Its script first looks the id up: a known id with the
+same parameters returns the first result and moves nothing; with other
+parameters it is a `conflict`. Then it validates everything and only then
+writes, because Lua does not roll back (FIELD-NOTES: Redis).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from engine import keys, stream_ids
+from engine import ledger_lua as lua
+from engine.catalog import Catalog, check_count
+from engine.errors import DomainError, ErrorCode, conflict, forbidden, invalid, not_found
+from engine.ledger_rules import (
+    LedgerRules,
+    adult_cutoff,
+    check_cashout,
+    check_coins,
+    check_op_id,
+    split_gift,
+)
+
+# Journal entry kinds
+PURCHASE, GIFT, CASHOUT, PAYOUT, RETURN = "purchase", "gift", "cashout", "payout", "return"
+# System owners (user ids are 16 hex characters, so these never clash)
+PLATFORM, WORLD, EXCHANGE = "@platform", "@world", "@exchange"
+# Wallet fields and their units
+UNITS = {"coins": "coin", "diamonds": "diamond", "pending": "diamond", "paid": "diamond"}
+
+
+@dataclass(frozen=True, slots=True)
+class GiftReceipt:
+    """What a gift did: the coins it cost, the diamonds the creator got, both balances after."""
+
+    transfer_id: str
+    sender_id: str
+    creator_id: str
+    live_id: str
+    gift_id: str
+    count: int
+    coins: int             # coins debited from the sender (catalog price x count)
+    diamonds: int          # diamonds credited to the creator
+    sender_coins: int      # the sender's coin balance right after this gift
+    creator_diamonds: int  # the creator's diamond balance right after this gift
+    replayed: bool         # True when this id was applied before (nothing moved now)
+    entry_id: str = ""     # the journal entry's id (Stream id)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"transfer_id": self.transfer_id, "sender_id": self.sender_id,
+                "creator_id": self.creator_id, "live_id": self.live_id,
+                "gift_id": self.gift_id, "count": self.count, "coins": self.coins,
+                "diamonds": self.diamonds, "sender_coins": self.sender_coins,
+                "creator_diamonds": self.creator_diamonds, "replayed": self.replayed,
+                "entry_id": self.entry_id}
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    """Coins credited for one provider payment."""
+
+    payment_id: str
+    provider: str
+    user_id: str
+    coins: int
+    balance: int           # the user's coins right after
+    replayed: bool
+    entry_id: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"payment_id": self.payment_id, "provider": self.provider,
+                "user_id": self.user_id, "coins": self.coins, "balance": self.balance,
+                "replayed": self.replayed, "entry_id": self.entry_id}
+
+
+@dataclass(frozen=True, slots=True)
+class Balances:
+    user_id: str
+    coins: int = 0
+    diamonds: int = 0
+    pending_diamonds: int = 0
+    paid_diamonds: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"coins": self.coins, "diamonds": self.diamonds,
+                "pending_diamonds": self.pending_diamonds, "paid_diamonds": self.paid_diamonds}
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One line of a journal entry: `amount` (signed) on `account` ('<owner>/<field>')."""
+
+    account: str
+    amount: int
+
+    @property
+    def owner(self) -> str:
+        return self.account.partition("/")[0]
+
+    @property
+    def field(self) -> str:
+        return self.account.partition("/")[2]
+
+    @property
+    def unit(self) -> str:
+        return UNITS.get(self.field, "?")
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One double-entry journal entry as the Stream holds it."""
+
+    id: str                 # Stream id: the journal's order and the entry's time
+    kind: str               # purchase, gift, cashout, payout, return
+    op_id: str              # the operation's idempotency id
+    postings: tuple[Posting, ...]
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self, viewer: str | None = None) -> dict[str, Any]:
+        """The entry for a wallet's history: with `viewer`, only that user's changes
+        ({coins: -5} for a gift sent, {diamonds: 2} for one received, ...)."""
+        changes: dict[str, int] = {}
+        for p in self.postings:
+            if viewer is None or p.owner == viewer:
+                key = p.account if viewer is None else p.field
+                changes[key] = changes.get(key, 0) + p.amount
+        return {"id": self.id, "at": stream_ids.seconds(self.id), "kind": self.kind,
+                "op_id": self.op_id, "changes": changes, **self.meta}
+
+    def amount(self, account: str) -> int:
+        return sum(p.amount for p in self.postings if p.account == account)
+
+
+META_FIELDS = ("sender", "creator", "live", "gift", "count", "coins", "diamonds", "platform",
+               "rate", "user", "provider", "package", "payout")
+
+
+def entry_from_fields(entry_id: str, fields: dict[str, str]) -> JournalEntry:
+    """A journal Stream entry as a value (ValueError when it is unreadable)."""
+    data = json.loads(fields.get("e", "{}"))
+    if not isinstance(data, dict):
+        raise ValueError(f"journal entry {entry_id} is not an object")
+    postings = tuple(Posting(str(a), int(n)) for a, n in data.pop("postings", []))
+    kind, op = str(data.pop("kind", "?")), str(data.pop("op", ""))
+    return JournalEntry(entry_id, kind, op, postings,
+                        {k: str(v) for k, v in data.items() if k in META_FIELDS})
+
+
+def account(owner: str, field_name: str) -> str:
+    return f"{owner}/{field_name}"
+
+
+def _fields(kind: str, op_id: str, postings: list[tuple[str, int]],
+            **meta: object) -> list[str]:
+    """The Stream fields of a journal entry, flat for XADD: one field `e` holding the
+    entry as JSON (purchases, cash-outs, settlements; the gift script assembles the
+    same shape itself, see ledger_lua.GIFT)."""
+    entry: dict[str, object] = {"kind": kind, "op": op_id,
+                                "postings": [[a, n] for a, n in postings]}
+    entry.update((name, str(value)) for name, value in meta.items())
+    return ["e", json.dumps(entry, separators=(",", ":"))]
+
+
+@dataclass(frozen=True, slots=True)
+class Payout:
+    """A cash-out: diamonds moved to `pending`, then `paid` or `returned`."""
+
+    payout_id: str
+    user_id: str
+    diamonds: int
+    status: str             # pending, paid or returned
+    requested_at: float
+    settled_at: float | None = None
+    replayed: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"payout_id": self.payout_id, "diamonds": self.diamonds, "status": self.status,
+                "requested_at": self.requested_at, "settled_at": self.settled_at,
+                "replayed": self.replayed}
+
+
+# Ids that go into ARGV[1] and the entry as they are: no spaces, nothing JSON escapes.
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+# The cap's counter outlives its UTC day by a day, then expires.
+CASHOUT_DAY_TTL_S = 2 * 24 * 3600
+
+
+def _day(now: float) -> str:
+    return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y%m%d")
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def _payout_from_hash(payout_id: str, h: dict[str, str], replayed: bool = False) -> Payout:
+    settled = h.get("settled_at")
+    return Payout(payout_id, h["user"], int(h["diamonds"]), h["status"],
+                  int(h["requested_at"]) / 1000, int(settled) / 1000 if settled else None,
+                  replayed)
+
+
+class Ledger:
+    """Gifts, purchases, cash-outs and balances; every write one validating Lua script."""
+
+    def __init__(self, redis: Redis, catalog: Catalog, rules: LedgerRules) -> None:
+        self._redis = redis
+        self.catalog = catalog
+        self.rules = rules
+        self._gift = redis.register_script(lua.GIFT)
+        self._purchase = redis.register_script(lua.PURCHASE)
+        self._cashout = redis.register_script(lua.CASHOUT)
+        self._settle = redis.register_script(lua.SETTLE)
+        self._cutoff: tuple[dt.date | None, str] = (None, "")  # (day, adult cutoff that day)
+
+    async def send_gift(self, *, transfer_id: str, sender_id: str, creator_id: str,
+                        live_id: str, gift_id: str, count: int,
+                        today: dt.date | None = None) -> GiftReceipt:
+        """Send `count` of `gift_id` from sender to the creator's running live `live_id`.
+
+        One Lua script checks, in this order: the transfer id (seen with the
+        same parameters: the first receipt with replayed=True; with others:
+        `conflict`), not to yourself (`invalid`), the count, the live
+        (`not_found` unless live:<creator> holds live_id), both accounts exist,
+        the sender is not banned from the creator's lives and no block stands
+        either way (`forbidden`), both are `min_age`+ from their birthdates
+        (`forbidden`), the creator has `min_followers` (`forbidden`), the sender
+        holds the coins (`insufficient_funds`, with `need` and `have`). The
+        gift and the count are checked here first (`not_found`/`invalid`): the
+        price is the catalog's. Then it debits the sender, credits the
+        creator's diamonds (split_gift at the rules' rate) and the platform's
+        coins, journals the entry and records the transfer id, atomically.
+        """
+        request = GiftRequest(transfer_id, sender_id, creator_id, live_id, gift_id, count)
+        call = self._gift_call(request, today)
+        return _gift_receipt(call, await self._gift(keys=call.keys, args=call.args))
+
+    async def send_gifts(self, requests: Sequence[GiftRequest], *,
+                         today: dt.date | None = None) -> list[GiftReceipt | DomainError]:
+        """Many gifts in one round trip (a pipeline of the same script, each applied
+        on its own): per request its receipt or the DomainError send_gift would raise."""
+        calls: list[_GiftCall | DomainError] = []
+        for request in requests:
+            try:
+                calls.append(self._gift_call(request, today))
+            except DomainError as exc:
+                calls.append(exc)
+        ready = [c for c in calls if isinstance(c, _GiftCall)]
+        replies: list[Any] = []
+        if ready:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for call in ready:
+                    await self._gift(keys=call.keys, args=call.args, client=pipe)
+                replies = await pipe.execute()
+        answers = iter(replies)
+        out: list[GiftReceipt | DomainError] = []
+        for call in calls:
+            if isinstance(call, DomainError):
+                out.append(call)
+                continue
+            try:
+                out.append(_gift_receipt(call, next(answers)))
+            except DomainError as exc:
+                out.append(exc)
+        return out
+
+    def _gift_call(self, r: GiftRequest, today: dt.date | None) -> _GiftCall:
+        """Validate a gift at the edge and build its script call (keys and args)."""
+        rules = self.rules
+        check_op_id(r.transfer_id, "transfer_id")
+        sender, creator = r.sender_id, r.creator_id
+        if sender == creator:
+            raise invalid("you cannot send a gift to yourself")
+        gift = self.catalog.gift(r.gift_id)
+        count = check_count(r.count, rules.max_count)
+        if not _SAFE_ID.match(sender) or not _SAFE_ID.match(creator):
+            raise not_found("no such user")
+        if not _SAFE_ID.match(r.live_id):
+            raise not_found("this creator is not live")
+        cost = gift.coins * count
+        diamonds, platform = split_gift(cost, rules.coins_per_diamond, rules.commission_pct)
+        day = today or _today()
+        if day != self._cutoff[0]:
+            self._cutoff = (day, adult_cutoff(day, rules.min_age))
+        packed = " ".join((sender, creator, r.live_id, gift.id, str(count), str(cost),
+                           str(diamonds), str(platform), r.transfer_id, self._cutoff[1],
+                           str(rules.min_followers), str(rules.max_count), rules.rate))
+        return _GiftCall(
+            GiftRequest(r.transfer_id, sender, creator, r.live_id, gift.id, count), cost,
+            rules,
+            keys=[keys.ledger_op("gift", sender, r.transfer_id), keys.live(creator),
+                  keys.chat_bans(creator), keys.blocks(sender), keys.blocks(creator),
+                  keys.user(sender), keys.user(creator), keys.followers(creator),
+                  keys.wallet(sender), keys.wallet(creator), keys.wallet(PLATFORM),
+                  keys.wallet(EXCHANGE), keys.ledger_journal(), keys.wallet_log(sender),
+                  keys.wallet_log(creator)],
+            args=[packed])
+
+    async def credit_purchase(self, *, payment_id: str, provider: str, user_id: str,
+                              coins: int, package_id: str = "") -> Purchase:
+        """Credit `coins` bought with a provider's payment, at most once per
+        (provider, payment_id); the same id with another user or amount is `conflict`."""
+        check_op_id(payment_id, "payment_id")
+        check_coins(coins)
+        if not provider.isidentifier():
+            raise invalid("provider must be a plain name", field="provider")
+        postings = [(account(user_id, "coins"), coins), (account(WORLD, "coins"), -coins)]
+        reply = await self._purchase(
+            keys=[keys.ledger_op("purchase", provider, payment_id), keys.user(user_id),
+                  keys.wallet(user_id), keys.wallet(WORLD), keys.ledger_journal(),
+                  keys.wallet_log(user_id)],
+            args=[f"{user_id}|{coins}", coins,
+                  *_fields(PURCHASE, payment_id, postings, user=user_id, provider=provider,
+                           package=package_id, coins=coins)])
+        if reply[0] == "conflict":
+            raise conflict(f"payment {payment_id} was already credited with other parameters")
+        if reply[0] == "no_user":
+            raise not_found("no such user")
+        entry_id, balance = reply[1].split(" ")
+        return Purchase(payment_id, provider, user_id, coins, int(balance),
+                        reply[0] == "replay", entry_id)
+
+    async def balances(self, user_id: str) -> Balances:
+        h = await self._redis.hgetall(keys.wallet(user_id))
+        return Balances(user_id, int(h.get("coins", 0)), int(h.get("diamonds", 0)),
+                        int(h.get("pending", 0)), int(h.get("paid", 0)))
+
+    async def history(self, user_id: str, *, before: str | None = None,
+                      limit: int = 20) -> list[JournalEntry]:
+        """The user's journal entries, newest first, older than `before` (an entry id)."""
+        if before is not None:
+            stream_ids.parse(before)
+        limit = max(1, min(limit, 100))
+        ids = await self._redis.xrevrange(keys.wallet_log(user_id),
+                                          max=f"({before}" if before else "+", min="-",
+                                          count=limit)
+        if not ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry_id, _ in ids:
+                pipe.xrange(keys.ledger_journal(), min=entry_id, max=entry_id)
+            found = await pipe.execute()
+        return [entry_from_fields(*rows[0]) for rows in found if rows]
+
+    async def request_cashout(self, *, request_id: str, user_id: str, diamonds: int,
+                              today: dt.date | None = None, now: float | None = None) -> Payout:
+        """Move `diamonds` from the user's balance to `pending` for a payout.
+
+        `invalid` under the threshold or over the daily cap as a single amount,
+        `forbidden` under min_age or when today's requests would pass the daily
+        cap (with `remaining`), `insufficient_funds` beyond the balance.
+        Idempotent by (user, request_id)."""
+        rules = self.rules
+        check_op_id(request_id, "request_id")
+        check_cashout(diamonds, rules)
+        now = time.time() if now is None else now
+        payout_id = secrets.token_hex(8)
+        postings = [(account(user_id, "diamonds"), -diamonds),
+                    (account(user_id, "pending"), diamonds)]
+        reply = await self._cashout(
+            keys=[keys.ledger_op("cashout", user_id, request_id), keys.user(user_id),
+                  keys.wallet(user_id), keys.cashout_day(user_id, _day(now)),
+                  keys.payout(payout_id), keys.payouts(user_id), keys.ledger_journal(),
+                  keys.wallet_log(user_id)],
+            args=[str(diamonds), diamonds, rules.cashout_daily_cap, payout_id,
+                  int(now * 1000), adult_cutoff(today or _today(), rules.min_age), user_id,
+                  CASHOUT_DAY_TTL_S,
+                  *_fields(CASHOUT, request_id, postings, user=user_id, payout=payout_id,
+                           diamonds=diamonds)])
+        status = reply[0]
+        if status == "conflict":
+            raise conflict(f"cash-out {request_id} was already requested with another amount")
+        if status == "no_user":
+            raise not_found("no such user")
+        if status == "minor":
+            raise forbidden(f"you must be {rules.min_age} or older to cash out")
+        if status == "funds":
+            raise DomainError(ErrorCode.INSUFFICIENT_FUNDS,
+                              f"you have {reply[1]} diamonds; the cash-out needs {diamonds}",
+                              need=diamonds, have=int(reply[1]))
+        if status == "cap":
+            raise DomainError(ErrorCode.FORBIDDEN,
+                              f"the daily cash-out cap is {rules.cashout_daily_cap} diamonds; "
+                              f"{reply[1]} left today", remaining=int(reply[1]))
+        _, payout_id = reply[1].split(" ")
+        return await self.payout(payout_id, replayed=status == "replay")
+
+    async def settle_cashout(self, *, payout_id: str, paid: bool) -> Payout:
+        """Pending -> paid (paid=True) or back to the diamond balance (paid=False).
+        Settling again the same way replays; the other way is `conflict`."""
+        current = await self.payout(payout_id)
+        outcome = "paid" if paid else "returned"
+        user = current.user_id
+        credited = "paid" if paid else "diamonds"
+        postings = [(account(user, "pending"), -current.diamonds),
+                    (account(user, credited), current.diamonds)]
+        reply = await self._settle(
+            keys=[keys.payout(payout_id), keys.wallet(user), keys.ledger_journal(),
+                  keys.wallet_log(user)],
+            args=[outcome, current.diamonds, int(time.time() * 1000), credited,
+                  *_fields(PAYOUT if paid else RETURN, payout_id, postings, user=user,
+                           payout=payout_id, diamonds=current.diamonds)])
+        status = reply[0]
+        if status == "conflict":
+            raise conflict(f"payout {payout_id} was already {reply[1]}")
+        if status == "not_found":
+            raise not_found(f"no payout {payout_id}")
+        if status in ("changed", "corrupt"):
+            raise DomainError(ErrorCode.UNAVAILABLE,
+                              f"payout {payout_id} does not match its balance; run the audit")
+        return await self.payout(payout_id, replayed=status == "replay")
+
+    async def payout(self, payout_id: str, *, replayed: bool = False) -> Payout:
+        if not isinstance(payout_id, str) or not payout_id.isalnum() or len(payout_id) > 64:
+            raise not_found("no such payout")
+        h = await self._redis.hgetall(keys.payout(payout_id))
+        if not h:
+            raise not_found(f"no payout {payout_id}")
+        return _payout_from_hash(payout_id, h, replayed)
+
+    async def payouts(self, user_id: str, *, limit: int = 20) -> list[Payout]:
+        """The user's cash-outs, newest first."""
+        ids = await self._redis.zrevrange(keys.payouts(user_id), 0, max(1, limit) - 1)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for payout_id in ids:
+                pipe.hgetall(keys.payout(payout_id))
+            found = await pipe.execute()
+        return [_payout_from_hash(pid, h) for pid, h in zip(ids, found, strict=True) if h]
+
+    async def journal(self, *, until: str = "+",
+                      batch: int = 1000) -> AsyncIterator[JournalEntry]:
+        """Every journal entry up to `until` (an id, inclusive), oldest first, in pages."""
+        after = "-"
+        while True:
+            rows = await self._redis.xrange(keys.ledger_journal(), min=after, max=until,
+                                            count=batch)
+            for entry_id, fields in rows:
+                yield entry_from_fields(entry_id, fields)
+            if len(rows) < batch:
+                return
+            after = "(" + rows[-1][0]
+
+
+@dataclass(frozen=True, slots=True)
+class GiftRequest:
+    """One gift to send (Ledger.send_gifts); the fields of send_gift."""
+
+    transfer_id: str
+    sender_id: str
+    creator_id: str
+    live_id: str
+    gift_id: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class _GiftCall:
+    request: GiftRequest    # validated: the catalog's gift id, a checked count
+    cost: int
+    rules: LedgerRules
+    keys: list[str]
+    args: list[Any]
+
+
+def _gift_receipt(call: _GiftCall, reply: str) -> GiftReceipt:
+    """The receipt in a gift script's reply ("status ..."), or the DomainError it stands for."""
+    status, *rest = reply.split(" ")
+    if status not in ("ok", "replay"):
+        raise _gift_error(status, [status, *rest], call.cost, call.rules)
+    entry_id, sender_coins, creator_diamonds, coins, got = rest
+    r = call.request
+    return GiftReceipt(r.transfer_id, r.sender_id, r.creator_id, r.live_id, r.gift_id, r.count,
+                       int(coins), int(got), int(sender_coins), int(creator_diamonds),
+                       status == "replay", entry_id)
+
+
+def _gift_error(status: str, reply: list[str], cost: int, rules: LedgerRules) -> DomainError:
+    """The DomainError for a refused gift script."""
+    if status == "funds":
+        have = int(reply[1])
+        return DomainError(ErrorCode.INSUFFICIENT_FUNDS,
+                           f"this gift costs {cost} coins and you have {have}",
+                           need=cost, have=have)
+    messages: dict[str, DomainError] = {
+        "conflict": conflict("this transfer id was already used for a different gift"),
+        "self": invalid("you cannot send a gift to yourself"),
+        "count": invalid(f"count must be a whole number from 1 to {rules.max_count}",
+                         field="count"),
+        "not_live": not_found("this creator is not live"),
+        "no_sender": not_found("no such user"),
+        "no_creator": not_found("no such creator"),
+        "banned": forbidden("you are banned from this creator's lives"),
+        "blocking": forbidden("unblock this account before you send it gifts"),
+        "blocked_by": forbidden("you cannot send gifts to this account"),
+        "sender_minor": forbidden(f"you must be {rules.min_age} or older to send gifts"),
+        "creator_minor": forbidden("this creator cannot receive gifts"),
+        "followers": forbidden(f"this creator cannot receive gifts until they have "
+                               f"{rules.min_followers} followers"),
+    }
+    return messages.get(status) or DomainError(ErrorCode.UNAVAILABLE, f"ledger: {status}")

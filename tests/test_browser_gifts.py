@@ -1,0 +1,156 @@
+"""Gifts in real Chromium against a real `golive serve`.
+
+Alice goes live from /studio (the fake camera). Bob watches on her profile, finds he has
+no coins, buys some with the built-in test provider, sends two Roses and sees the Rose's
+badge burnt into the video he receives: his page draws the <video> into a canvas and
+samples the badge's own colour where the server's layout puts it. His balance, the board
+of top gifters, the gift line with its combo and Alice's diamonds change on both pages.
+Screenshots land in /tmp/golive-shots/.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, expect
+
+from engine.catalog import load_catalog
+from engine.gift_room import GiftMoment
+from media.overlay import overlay_layout
+from signaling.gifts import gift_overlay, hex_color
+from tests.browser import chromium, chromium_path, open_page, screenshot  # noqa: F401 (fixtures)
+from tests.test_browser_live import go_live, person, wait_playing
+
+pytestmark = pytest.mark.browser
+
+# Sizes Chromium may send the fake 1280x720 camera at (it steps down under load).
+SIZES = [(1280, 720), (960, 540), (640, 360), (480, 270), (320, 180)]
+TOLERANCE = 40  # per channel: VP8 keeps colours; the canvas may round a little
+
+# Click a gift button and time, in the page, until a decoded video frame drawn into a
+# canvas shows the badge's colour at its rect for the frame's size. Returns
+# {ms, size, mean} or null after timeoutMs.
+PROBE = """async ([selector, rects, colour, tolerance, timeoutMs]) => {
+  const video = document.querySelector('[data-testid="live-video"]');
+  const canvas = document.createElement('canvas');
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  const button = document.querySelector(selector);
+  return new Promise((resolve) => {
+    let started = null;
+    const check = () => {
+      const now = performance.now();
+      const size = `${video.videoWidth}x${video.videoHeight}`;
+      const rect = rects[size];
+      if (rect) {
+        canvas.width = video.videoWidth;
+        canvas.height = video.videoHeight;
+        ctx.drawImage(video, 0, 0);
+        const data = ctx.getImageData(rect[0], rect[1], rect[2], rect[3]).data;
+        const mean = [0, 0, 0];
+        for (let i = 0; i < data.length; i += 4) for (let c = 0; c < 3; c++) mean[c] += data[i + c];
+        const n = data.length / 4;
+        for (let c = 0; c < 3; c++) mean[c] /= n;
+        if (mean.every((m, c) => Math.abs(m - colour[c]) < tolerance)) {
+          resolve({ ms: now - started, size, mean });
+          return;
+        }
+      }
+      if (now - started > timeoutMs) resolve(null);
+      else video.requestVideoFrameCallback(check);
+    };
+    started = performance.now();
+    button.click();
+    video.requestVideoFrameCallback(check);
+  });
+}"""
+
+
+def badge_patches(username: str, gift_id: str, combo: int) -> dict[str, list[int]]:
+    """For each size: the badge's left padding (x, y, w, h), inside its edges."""
+    gift = load_catalog().gift(gift_id)
+    icon = gift.icon_png.read_bytes() if gift.icon_png.exists() else None
+    overlay = gift_overlay(gift, username, GiftMoment("", "", combo, 0, True), icon)
+    patches = {}
+    for width, height in SIZES:
+        [(_, rect)] = overlay_layout([overlay], width, height)
+        pad = 3 * rect.scale
+        patches[f"{width}x{height}"] = [rect.x + 2, rect.y + 3, pad - 3, rect.height - 6]
+    return patches
+
+
+async def send_and_watch(page: Page, gift_id: str, username: str, combo: int) -> dict[str, Any]:
+    rose = load_catalog().gift(gift_id)
+    seen = await page.evaluate(PROBE, [
+        f'[data-testid="gift-button"][data-gift="{gift_id}"]',
+        badge_patches(username, gift_id, combo), list(hex_color(rose.color)), TOLERANCE, 8000])
+    assert seen is not None, "the gift's badge never showed in the viewer's video"
+    return seen  # type: ignore[no-any-return]
+
+
+async def test_buy_coins_send_a_rose_and_see_it_in_the_video(chromium, live_server) -> None:  # noqa: F811
+    async with (open_page(chromium, live_server.url) as studio,
+                open_page(chromium, live_server.url) as viewer):
+        await person(studio, "alice")
+        await person(viewer, "bob")
+        await go_live(studio, "Gifts welcome")
+        await expect(studio.get_by_test_id("studio-gifts")).to_be_visible()
+
+        await viewer.goto("/@alice")
+        await wait_playing(viewer)
+        tray = viewer.get_by_test_id("gift-tray")
+        await expect(tray).to_be_visible()
+        rose = tray.locator('[data-testid="gift-button"][data-gift="rose"]')
+        await expect(rose.get_by_test_id("gift-price")).to_have_text("1 coins")
+        await expect(tray.get_by_test_id("gift-button")).to_have_count(len(load_catalog().gifts()))
+        await expect(viewer.get_by_test_id("gift-coins")).to_have_text("0")
+
+        # No coins yet: the server refuses, nothing moves, and the coin packages open.
+        await rose.click()
+        await expect(viewer.get_by_test_id("gift-error")).to_contain_text("Not enough coins")
+        packages = viewer.get_by_test_id("coin-packages")
+        await expect(packages).to_be_visible()
+        await screenshot(viewer, "gifts-no-coins")
+
+        # Buy 70 coins with the test provider (it pays at once).
+        await packages.locator('[data-package="coins_70"]').click()
+        await expect(viewer.get_by_test_id("gift-coins")).to_have_text("70")
+        await expect(viewer.get_by_test_id("gift-notice")).to_have_text("70 coins added.")
+
+        # A Rose: its badge shows in the video Bob receives.
+        first = await send_and_watch(viewer, "rose", "bob", 1)
+        print(f"click -> Rose badge in the viewer's canvas: {first['ms']:.0f} ms "
+              f"at {first['size']} (colour {[round(c) for c in first['mean']]})")
+        await expect(viewer.get_by_test_id("gift-coins")).to_have_text("69")
+        await screenshot(viewer, "gifts-rose-in-video")
+
+        # Another within the combo window: one line, x2, on both pages.
+        await rose.click()
+        await expect(viewer.get_by_test_id("gift-coins")).to_have_text("68")
+        for page in (viewer, studio):
+            line = page.get_by_test_id("gift-line")
+            await expect(line).to_have_count(1)
+            await expect(line.get_by_test_id("gift-combo")).to_have_text("x2")
+            await expect(line.get_by_test_id("gift-line-name")).to_have_text("Bob")
+            rank = page.get_by_test_id("gift-rank")
+            await expect(rank).to_have_count(1)
+            await expect(rank.get_by_test_id("gift-rank-name")).to_have_text("Bob")
+            await expect(rank.get_by_test_id("gift-rank-coins")).to_have_text("2")
+            # A 1-coin Rose makes no whole diamond (2 coins a diamond): the platform's.
+            await expect(page.get_by_test_id("gift-diamonds")).to_have_text("0")
+
+        # A Finger Heart (5 coins): 2 diamonds for Alice, a second line, Bob at 7 coins.
+        await tray.locator('[data-testid="gift-button"][data-gift="finger_heart"]').click()
+        await expect(viewer.get_by_test_id("gift-coins")).to_have_text("63")
+        for page in (viewer, studio):
+            await expect(page.get_by_test_id("gift-line")).to_have_count(2)
+            await expect(page.get_by_test_id("gift-rank-coins")).to_have_text("7")
+            await expect(page.get_by_test_id("gift-diamonds")).to_have_text("2")
+        wallet = await studio.request.get("/api/wallet", headers={
+            "Authorization": f"Bearer {await studio.evaluate(TOKEN)}"})
+        assert (await wallet.json())["balances"]["diamonds"] == 2
+        await screenshot(viewer, "gifts-viewer-combo")
+        await screenshot(studio, "gifts-studio")
+
+
+TOKEN = "() => JSON.parse(localStorage.getItem('golive.session')).token"

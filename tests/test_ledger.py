@@ -1,0 +1,388 @@
+"""The ledger over a real Redis: gifts, purchases, cash-outs, replays, concurrency and
+every refusal (with proof that a refusal wrote nothing)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from engine import keys
+from engine.accounts import age_on
+from engine.audit import run_audit
+from engine.errors import DomainError, ErrorCode
+from engine.ledger import Balances, GiftRequest
+from engine.ledger_rules import LedgerRules, adult_cutoff, split_gift
+from signaling.app import redis_client
+from tests.conftest import snapshot
+from tests.ledger_world import TODAY, World, make_world
+
+_ids = itertools.count()
+
+
+def tid(prefix: str = "t") -> str:
+    return f"{prefix}-{next(_ids):08d}"
+
+
+@pytest.fixture
+async def world(redis: Redis, redis_url: str) -> AsyncIterator[World]:
+    """On a blocking pool like the server's (64 connections; callers wait at the cap)."""
+    client = redis_client(redis_url)
+    yield await make_world(client)
+    await client.aclose()
+
+
+async def fund(world: World, who: str, coins: int) -> None:
+    await world.ledger.credit_purchase(payment_id=tid("pay"), provider="test",
+                                       user_id=world.ids[who], coins=coins)
+
+
+async def assert_audit_ok(world: World) -> None:
+    report = await run_audit(world.redis, world.ledger)
+    assert report.ok, [str(m) for m in report.mismatches]
+
+
+# --- rules -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("per,pct", [(2, 0), (2, 10), (3, 0), (1, 50), (7, 33), (2, 100)])
+def test_split_gift_is_exact_and_never_favours_the_platform_beyond_the_rate(
+        per: int, pct: int) -> None:
+    for coins in [*range(0, 300), 29_999, 44_999, 44_999 * 99]:
+        diamonds, platform = split_gift(coins, per, pct)
+        assert diamonds * per + platform == coins
+        assert diamonds >= 0 and platform >= 0
+        # the creator gets every whole diamond the post-commission coins make
+        assert diamonds == (coins - coins * pct // 100) // per
+
+
+def test_default_rate_two_coins_one_diamond() -> None:
+    assert split_gift(1, 2, 0) == (0, 1)        # a Rose: the lone coin is the platform's
+    assert split_gift(5, 2, 0) == (2, 1)
+    assert split_gift(29_999, 2, 0) == (14_999, 1)
+
+
+def test_adult_cutoff_agrees_with_age_on_every_day_of_three_years() -> None:
+    births = [dt.date(2006, 1, 1) + dt.timedelta(days=i) for i in range(0, 366 * 8, 7)]
+    births += [dt.date(2008, 2, 29), dt.date(2008, 2, 28), dt.date(2008, 3, 1),
+               dt.date(2010, 2, 28), dt.date(2010, 3, 1), dt.date(2012, 2, 29)]
+    day = dt.date(2027, 1, 1)       # through 29 February 2028 and the years around it
+    while day < dt.date(2030, 1, 1):
+        cutoff = adult_cutoff(day, 18)
+        for born in births:
+            assert (born.isoformat() <= cutoff) == (age_on(born, day) >= 18), (born, day)
+        day += dt.timedelta(days=1)
+
+
+# --- gifts -------------------------------------------------------------------------
+
+async def test_a_gift_debits_coins_credits_diamonds_and_journals(world: World) -> None:
+    await fund(world, "ann", 100)
+    receipt = await world.ledger.send_gift(transfer_id=tid(),
+                                           **world.gift_args(gift_id="finger_heart", count=3))
+    assert (receipt.coins, receipt.diamonds) == (15, 7)
+    assert (receipt.sender_coins, receipt.creator_diamonds) == (85, 7)
+    assert not receipt.replayed
+    ann = await world.ledger.balances(world.ids["ann"])
+    cat = await world.ledger.balances(world.ids["cat"])
+    assert ann == Balances(world.ids["ann"], coins=85)
+    assert cat == Balances(world.ids["cat"], diamonds=7)
+    platform = await world.redis.hgetall(keys.wallet("@platform"))
+    assert platform == {"coins": "1"}
+    [sent, bought] = await world.ledger.history(world.ids["ann"])
+    assert sent.kind == "gift" and sent.as_dict(world.ids["ann"])["changes"] == {"coins": -15}
+    assert bought.kind == "purchase"
+    [got] = await world.ledger.history(world.ids["cat"])
+    assert got.as_dict(world.ids["cat"])["changes"] == {"diamonds": 7}
+    assert got.meta["gift"] == "finger_heart" and got.meta["count"] == "3"
+    await assert_audit_ok(world)
+
+
+async def test_the_same_transfer_id_applies_once_and_returns_the_first_receipt(
+        world: World, redis_url: str) -> None:
+    await fund(world, "ann", 50)
+    transfer = tid()
+    first = await world.ledger.send_gift(transfer_id=transfer, **world.gift_args(count=4))
+    before = await snapshot(redis_url)
+    again = await world.ledger.send_gift(transfer_id=transfer, **world.gift_args(count=4))
+    assert again.replayed and again.entry_id == first.entry_id
+    assert (again.coins, again.sender_coins) == (first.coins, first.sender_coins)
+    # even after the live ended the replay answers the same
+    await world.lives.end(world.live)
+    assert (await world.ledger.send_gift(transfer_id=transfer,
+                                         **world.gift_args(count=4))).replayed
+    world.live = await world.lives.start(world.ids["cat"], "back")
+    assert await snapshot(redis_url, skip=("session:", "live", "node_lives")) == {
+        k: v for k, v in before.items() if not k.startswith((b"live", b"node_lives"))}
+    for changed in ({"count": 5}, {"gift_id": "doughnut"}, {"creator": "ben"}):
+        args = world.gift_args(**{k: v for k, v in changed.items() if k != "creator"})
+        if "creator" in changed:
+            args["creator_id"] = world.ids["ben"]
+        with pytest.raises(DomainError) as err:
+            await world.ledger.send_gift(transfer_id=transfer, **args)
+        assert err.value.code is ErrorCode.CONFLICT
+    # another sender may use the same id string: ids are per sender
+    await fund(world, "ben", 10)
+    other = await world.ledger.send_gift(transfer_id=transfer, **world.gift_args("ben"))
+    assert not other.replayed
+    await assert_audit_ok(world)
+
+
+async def test_too_few_coins_is_insufficient_funds_and_changes_nothing(
+        world: World, redis_url: str) -> None:
+    await fund(world, "ann", 29_998)
+    before = await snapshot(redis_url)
+    with pytest.raises(DomainError) as err:
+        await world.ledger.send_gift(transfer_id=tid(), **world.gift_args(gift_id="lion"))
+    assert err.value.code is ErrorCode.INSUFFICIENT_FUNDS
+    assert err.value.details == {"need": 29_999, "have": 29_998}
+    assert await snapshot(redis_url) == before
+    # a failed id is not spent: after topping up the same id goes through
+    transfer = tid()
+    with pytest.raises(DomainError):
+        await world.ledger.send_gift(transfer_id=transfer, **world.gift_args(gift_id="lion"))
+    await fund(world, "ann", 1)
+    receipt = await world.ledger.send_gift(transfer_id=transfer,
+                                           **world.gift_args(gift_id="lion"))
+    assert receipt.sender_coins == 0 and receipt.diamonds == 14_999
+    await assert_audit_ok(world)
+
+
+async def _refusal(world: World, redis_url: str, args: dict[str, Any]) -> DomainError:
+    before = await snapshot(redis_url)
+    with pytest.raises(DomainError) as err:
+        await world.ledger.send_gift(**args)
+    assert await snapshot(redis_url) == before, "a refused gift wrote something"
+    return err.value
+
+
+@pytest.mark.parametrize("change,code", [
+    ({"gift_id": "unicorn"}, ErrorCode.NOT_FOUND),
+    ({"gift_id": 7}, ErrorCode.NOT_FOUND),
+    ({"count": 0}, ErrorCode.INVALID),
+    ({"count": -3}, ErrorCode.INVALID),
+    ({"count": 100}, ErrorCode.INVALID),
+    ({"count": 10**18}, ErrorCode.INVALID),
+    ({"count": True}, ErrorCode.INVALID),
+    ({"count": 2.0}, ErrorCode.INVALID),
+    ({"transfer_id": "short"}, ErrorCode.INVALID),
+    ({"transfer_id": "x" * 65}, ErrorCode.INVALID),
+    ({"transfer_id": "has space!"}, ErrorCode.INVALID),
+    ({"live_id": "0123456789abcdef"}, ErrorCode.NOT_FOUND),
+    ({"creator": "ben"}, ErrorCode.NOT_FOUND),          # ben is not live
+    ({"creator": "ann"}, ErrorCode.INVALID),            # to yourself
+    ({"sender": "kid"}, ErrorCode.FORBIDDEN),           # 16
+    ({"sender": "teen"}, ErrorCode.FORBIDDEN),          # 18 tomorrow
+    ({"sender_id": "ffffffffffffffff"}, ErrorCode.NOT_FOUND),
+])
+async def test_bad_gifts_are_refused_with_a_code_and_move_nothing(
+        world: World, redis_url: str, change: dict[str, Any], code: ErrorCode) -> None:
+    for who in ("ann", "kid", "teen"):
+        await fund(world, who, 1000)
+    args = world.gift_args(change.pop("sender", "ann"), change.pop("creator", "cat"))
+    args["transfer_id"] = tid()
+    args.update(change)
+    error = await _refusal(world, redis_url, args)
+    assert error.code is code, error
+
+
+async def test_the_teen_may_gift_on_their_eighteenth_birthday(world: World) -> None:
+    await fund(world, "teen", 5)
+    args = world.gift_args("teen", today=TODAY + dt.timedelta(days=1))
+    assert (await world.ledger.send_gift(transfer_id=tid(), **args)).coins == 1
+
+
+async def test_bans_blocks_minors_and_the_follower_threshold(
+        redis: Redis, redis_url: str) -> None:
+    world = await make_world(redis, rules=LedgerRules(min_followers=2))
+    await fund(world, "ann", 100)
+    args = world.gift_args()
+    error = await _refusal(world, redis_url, {**args, "transfer_id": tid()})
+    assert error.code is ErrorCode.FORBIDDEN and "2 followers" in error.message
+    await world.graph.follow(world.ids["ann"], world.ids["cat"])
+    await world.graph.follow(world.ids["ben"], world.ids["cat"])
+    assert (await world.ledger.send_gift(transfer_id=tid(), **args)).coins == 1
+
+    await redis.sadd(keys.chat_bans(world.ids["cat"]), world.ids["ann"])
+    error = await _refusal(world, redis_url, {**args, "transfer_id": tid()})
+    assert error.code is ErrorCode.FORBIDDEN and "banned" in error.message
+    await redis.srem(keys.chat_bans(world.ids["cat"]), world.ids["ann"])
+
+    await world.graph.block(world.ids["cat"], world.ids["ann"])     # the creator blocks
+    error = await _refusal(world, redis_url, {**args, "transfer_id": tid()})
+    assert error.code is ErrorCode.FORBIDDEN
+    await world.graph.unblock(world.ids["cat"], world.ids["ann"])
+    await world.graph.block(world.ids["ann"], world.ids["cat"])     # the sender blocks
+    error = await _refusal(world, redis_url, {**args, "transfer_id": tid()})
+    assert error.code is ErrorCode.FORBIDDEN and "unblock" in error.message
+    await world.graph.unblock(world.ids["ann"], world.ids["cat"])
+
+    # a 16-year-old creator cannot receive gifts
+    await world.lives.end(world.live)
+    kid_live = await world.lives.start(world.ids["kid"], "too young")
+    error = await _refusal(world, redis_url, {
+        **args, "creator_id": world.ids["kid"], "live_id": kid_live.live_id,
+        "transfer_id": tid()})
+    assert error.code is ErrorCode.FORBIDDEN and "cannot receive" in error.message
+    await assert_audit_ok(world)
+
+
+# --- concurrency -------------------------------------------------------------------
+
+async def test_hundreds_of_concurrent_gifts_from_one_wallet_never_overdraw(
+        world: World) -> None:
+    await fund(world, "ann", 2_000)            # enough for 200 doughnuts... of 300 sent
+    await fund(world, "ben", 500)
+
+    async def send(sender: str) -> Any:
+        try:
+            return await world.ledger.send_gift(transfer_id=tid(), **world.gift_args(
+                sender, gift_id="ice_cream", count=1))
+        except DomainError as exc:
+            return exc.code
+
+    results = await asyncio.gather(*(send("ann" if i % 4 else "ben") for i in range(400)))
+    ok = [r for r in results if not isinstance(r, ErrorCode)]
+    refused = [r for r in results if isinstance(r, ErrorCode)]
+    assert set(refused) <= {ErrorCode.INSUFFICIENT_FUNDS}
+    ann_ok = sum(1 for r in ok if r.sender_id == world.ids["ann"])
+    ben_ok = sum(1 for r in ok if r.sender_id == world.ids["ben"])
+    assert ann_ok == 2_000 // 9 and ben_ok == 500 // 9
+    ann = await world.ledger.balances(world.ids["ann"])
+    ben = await world.ledger.balances(world.ids["ben"])
+    cat = await world.ledger.balances(world.ids["cat"])
+    assert ann.coins == 2_000 - 9 * ann_ok and ben.coins == 500 - 9 * ben_ok
+    # conserved: coins spent == diamonds x 2 + platform coins
+    platform = int(await world.redis.hget(keys.wallet("@platform"), "coins") or 0)
+    assert 9 * len(ok) == cat.diamonds * 2 + platform
+    assert cat.diamonds == sum(r.diamonds for r in ok)
+    assert sorted(r.sender_coins for r in ok if r.sender_id == world.ids["ann"]) == \
+        [2_000 - 9 * k for k in range(ann_ok, 0, -1)]   # each balance seen exactly once
+    await assert_audit_ok(world)
+
+
+async def test_concurrent_calls_with_one_id_apply_once(world: World) -> None:
+    await fund(world, "ann", 1_000)
+    transfer = tid()
+    receipts = await asyncio.gather(*(world.ledger.send_gift(
+        transfer_id=transfer, **world.gift_args(gift_id="hand_hearts", count=2))
+        for _ in range(200)))
+    assert sum(not r.replayed for r in receipts) == 1
+    assert len({(r.entry_id, r.sender_coins, r.creator_diamonds) for r in receipts}) == 1
+    assert (await world.ledger.balances(world.ids["ann"])).coins == 800
+    assert await world.redis.xlen(keys.ledger_journal()) == 2
+    await assert_audit_ok(world)
+
+
+# --- purchases and cash-outs ---------------------------------------------------
+
+async def test_purchases_are_idempotent_by_provider_payment_id(world: World) -> None:
+    ann = world.ids["ann"]
+    first = await world.ledger.credit_purchase(payment_id="pay-00000001", provider="test",
+                                               user_id=ann, coins=70)
+    again = await world.ledger.credit_purchase(payment_id="pay-00000001", provider="test",
+                                               user_id=ann, coins=70)
+    assert again.replayed and again.balance == first.balance == 70
+    other = await world.ledger.credit_purchase(payment_id="pay-00000001", provider="acme",
+                                               user_id=ann, coins=70)
+    assert not other.replayed and other.balance == 140
+    for change in ({"coins": 71}, {"user_id": world.ids["ben"]}):
+        with pytest.raises(DomainError) as err:
+            await world.ledger.credit_purchase(**{"payment_id": "pay-00000001",
+                                                  "provider": "test", "user_id": ann,
+                                                  "coins": 70, **change})
+        assert err.value.code is ErrorCode.CONFLICT
+    for bad in ({"coins": 0}, {"coins": -5}, {"user_id": "nobody-at-all"},
+                {"payment_id": "p"}):
+        with pytest.raises(DomainError):
+            await world.ledger.credit_purchase(**{"payment_id": tid("pay"), "provider": "test",
+                                                  "user_id": ann, "coins": 70, **bad})
+    assert (await world.ledger.balances(ann)).coins == 140
+    await assert_audit_ok(world)
+
+
+async def test_cash_out_threshold_cap_pay_and_return(redis: Redis, redis_url: str) -> None:
+    world = await make_world(redis, rules=LedgerRules(cashout_min=100, cashout_daily_cap=500))
+    await fund(world, "ann", 3_000)
+    await world.ledger.send_gift(transfer_id=tid(), **world.gift_args(gift_id="galaxy", count=2))
+    cat = world.ids["cat"]
+    ledger = world.ledger
+    assert (await ledger.balances(cat)).diamonds == 1_000
+    before = await snapshot(redis_url)
+    for amount, code in ((99, ErrorCode.INVALID), (501, ErrorCode.INVALID),
+                         (0, ErrorCode.INVALID), (-100, ErrorCode.INVALID)):
+        with pytest.raises(DomainError) as err:
+            await ledger.request_cashout(request_id=tid("co"), user_id=cat, diamonds=amount,
+                                         today=TODAY)
+        assert err.value.code is code
+    assert await snapshot(redis_url) == before
+    request = tid("co")
+    first = await ledger.request_cashout(request_id=request, user_id=cat, diamonds=300,
+                                         today=TODAY)
+    assert first.status == "pending" and not first.replayed
+    again = await ledger.request_cashout(request_id=request, user_id=cat, diamonds=300,
+                                         today=TODAY)
+    assert again.replayed and again.payout_id == first.payout_id
+    with pytest.raises(DomainError) as err:
+        await ledger.request_cashout(request_id=request, user_id=cat, diamonds=301,
+                                     today=TODAY)
+    assert err.value.code is ErrorCode.CONFLICT
+    assert await ledger.balances(cat) == Balances(cat, diamonds=700, pending_diamonds=300)
+    # the daily cap counts today's requests: 300 + 300 > 500
+    with pytest.raises(DomainError) as err:
+        await ledger.request_cashout(request_id=tid("co"), user_id=cat, diamonds=300,
+                                     today=TODAY)
+    assert err.value.code is ErrorCode.FORBIDDEN and err.value.details == {"remaining": 200}
+    second = await ledger.request_cashout(request_id=tid("co"), user_id=cat, diamonds=200,
+                                          today=TODAY)
+    paid = await ledger.settle_cashout(payout_id=first.payout_id, paid=True)
+    assert paid.status == "paid" and paid.settled_at
+    assert (await ledger.settle_cashout(payout_id=first.payout_id, paid=True)).replayed
+    with pytest.raises(DomainError) as err:
+        await ledger.settle_cashout(payout_id=first.payout_id, paid=False)
+    assert err.value.code is ErrorCode.CONFLICT
+    returned = await ledger.settle_cashout(payout_id=second.payout_id, paid=False)
+    assert returned.status == "returned"
+    assert await ledger.balances(cat) == Balances(cat, diamonds=700, paid_diamonds=300)
+    assert [p.status for p in await ledger.payouts(cat)] == ["returned", "paid"]
+    # more than the balance: insufficient_funds; a 16-year-old: forbidden
+    with pytest.raises(DomainError) as err:
+        await ledger.request_cashout(request_id=tid("co"), user_id=world.ids["ben"],
+                                     diamonds=100, today=TODAY)
+    assert err.value.code is ErrorCode.INSUFFICIENT_FUNDS
+    with pytest.raises(DomainError) as err:
+        await ledger.request_cashout(request_id=tid("co"), user_id=world.ids["kid"],
+                                     diamonds=100, today=TODAY)
+    assert err.value.code is ErrorCode.FORBIDDEN
+    with pytest.raises(DomainError) as err:
+        await ledger.settle_cashout(payout_id="0123456789abcdef", paid=True)
+    assert err.value.code is ErrorCode.NOT_FOUND
+    kinds = [e.kind for e in await ledger.history(cat)]
+    assert kinds == ["return", "payout", "cashout", "cashout", "gift"]
+    page = await ledger.history(cat, limit=2)
+    older = await ledger.history(cat, before=page[-1].id, limit=10)
+    assert [e.kind for e in older] == ["cashout", "cashout", "gift"]
+    await assert_audit_ok(world)
+
+
+async def test_a_pipelined_batch_applies_each_gift_on_its_own(world: World) -> None:
+    await fund(world, "ann", 10)
+    args = {k: v for k, v in world.gift_args().items() if k != "today"}
+    batch = [GiftRequest(transfer_id="batch-0001", **{**args, "count": 4}),
+             GiftRequest(transfer_id="batch-0002", **{**args, "gift_id": "nope"}),
+             GiftRequest(transfer_id="batch-0003", **{**args, "count": 5}),
+             GiftRequest(transfer_id="batch-0001", **{**args, "count": 4}),      # a retry
+             GiftRequest(transfer_id="batch-0004", **{**args, "count": 3}),      # 1 left
+             GiftRequest(transfer_id="batch-0001", **{**args, "count": 1})]      # conflict
+    results = await world.ledger.send_gifts(batch, today=TODAY)
+    codes = [r.code if isinstance(r, DomainError) else ("replay" if r.replayed else "ok")
+             for r in results]
+    assert codes == ["ok", ErrorCode.NOT_FOUND, "ok", "replay",
+                     ErrorCode.INSUFFICIENT_FUNDS, ErrorCode.CONFLICT]
+    assert (await world.ledger.balances(world.ids["ann"])).coins == 1
+    assert await world.ledger.send_gifts([]) == []
+    await assert_audit_ok(world)
