@@ -19,7 +19,15 @@ from redis.exceptions import RedisError
 
 from media.ice import restrict_host_addresses
 from signaling import (
-    chat, gifts, http_api, messages, notifications, nudges, profiles, reports, wallet_http,
+    chat,
+    gifts,
+    http_api,
+    messages,
+    notifications,
+    nudges,
+    profiles,
+    reports,
+    wallet_http,
     web_pages,
 )
 from signaling.appkeys import GATEWAY, LIVES, METRICS, SERVICES, SETTINGS

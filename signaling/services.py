@@ -11,9 +11,9 @@ from engine.catalog import load_catalog
 from engine.chat import Chat
 from engine.gift_room import GiftRoom
 from engine.graph import Graph
-from engine.live_alerts import LiveAlerts
 from engine.ledger import Ledger
 from engine.ledger_rules import LedgerRules
+from engine.live_alerts import LiveAlerts
 from engine.lives import Lives
 from engine.messages import Messages
 from engine.notifications import Notifications
