@@ -53,6 +53,20 @@ async def go_live(p: Peer, closers: list[Any], size: tuple[int, int] = (320, 180
     return str(ack["live"]["live_id"])
 
 
+async def notify_jobs_done(redis_url: str) -> None:
+    """Going live starts a background go-live notification job (signaling/nudges.py) that
+    writes and then deletes its own keys: wait for it, so a before/after snapshot sees
+    only what a gift wrote."""
+    raw = Redis.from_url(redis_url)
+    try:
+        async def finished() -> bool:
+            return not await raw.keys("notify_job*")
+
+        await poll(finished)
+    finally:
+        await raw.aclose()
+
+
 async def watch(p: Peer, creator: Peer, closers: list[Any], media: bool = True
                 ) -> ViewerClient | None:
     ack = await p.call("room:join", {"user_id": creator.user.id, "media": media})
@@ -292,6 +306,7 @@ async def test_blocked_and_below_threshold_creators_get_nothing(
     ledger.rules = type(ledger.rules)()
     kid = await peer(app_client, "kid", closers, birthdate=_years_ago(16))
     await go_live(kid, closers)
+    await notify_jobs_done(redis_url)
     before = await snapshot(redis_url)
     ack = await bob.call("gift:send", send(creator="kid"))
     assert ack["error"]["code"] == "forbidden", ack
