@@ -231,6 +231,9 @@ class Ledger:
         self._redis = redis
         self.catalog = catalog
         self.rules = rules
+        # Packed EVALSHA over one pooled connection, not redis-py's Script + pipeline:
+        # `bench ledger` pipelined gifts 6.4k -> 16.9k/s, client 73 -> 40 us/gift,
+        # Redis 61 -> 44 us/gift (no SCRIPT EXISTS per batch); 21.3k/s with hiredis.
         self._gift = PackedScript(redis, lua.GIFT)
         self._purchase = redis.register_script(lua.PURCHASE)
         self._cashout = redis.register_script(lua.CASHOUT)
