@@ -386,3 +386,30 @@ async def test_a_pipelined_batch_applies_each_gift_on_its_own(world: World) -> N
     assert (await world.ledger.balances(world.ids["ann"])).coins == 1
     assert await world.ledger.send_gifts([]) == []
     await assert_audit_ok(world)
+
+
+async def test_gifts_still_go_through_after_redis_forgets_the_script(world: World) -> None:
+    """The gift is sent as a packed EVALSHA (engine/packed_script.py): a Redis that lost
+    its scripts (restart, SCRIPT FLUSH) answers NOSCRIPT, and the script is loaded again."""
+    await fund(world, "ann", 10)
+    args = {k: v for k, v in world.gift_args().items() if k != "today"}
+    await world.redis.script_flush()
+    results = await world.ledger.send_gifts(
+        [GiftRequest(transfer_id=f"flushed-{i}", **args) for i in range(3)], today=TODAY)
+    assert [getattr(r, "replayed", r) for r in results] == [False] * 3
+    await world.redis.script_flush()
+    receipt = await world.ledger.send_gift(transfer_id="flushed-9", **world.gift_args())
+    assert receipt.sender_coins == 6
+    await assert_audit_ok(world)
+
+
+def test_a_packed_call_is_the_resp_redis_py_would_send() -> None:
+    from redis.asyncio.connection import Connection
+
+    from engine.packed_script import PackedScript
+
+    script = PackedScript(None, "return 1")  # type: ignore[arg-type]
+    conn = Connection()
+    for keys_, args_ in ((["a", "bb"], ["x y", ""]), (["k"], ["café ☕", "1"])):
+        want = b"".join(conn.pack_command("EVALSHA", script.sha, len(keys_), *keys_, *args_))
+        assert script.pack(keys_, args_) == want
