@@ -19,7 +19,8 @@ from typing import Any
 
 def run_dir(out: Path, mode: str) -> Path:
     """A new folder OUT/<mode>-<date>-<time>[-n] for one run."""
-    base = out / f"{mode}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # absolute: child processes (redis-server --dir) resolve it from their own cwd
+    base = out.resolve() / f"{mode}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, n = base, 1
     while path.exists():
         n += 1
