@@ -310,12 +310,13 @@ class Ledger:
         return _GiftCall(
             GiftRequest(r.transfer_id, sender, creator, r.live_id, gift.id, count), cost,
             rules,
-            command=self._gift.pack([keys.ledger_op("gift", sender, r.transfer_id), keys.live(creator),
-                  keys.chat_bans(creator), keys.blocks(sender), keys.blocks(creator),
-                  keys.user(sender), keys.user(creator), keys.followers(creator),
-                  keys.wallet(sender), keys.wallet(creator), keys.wallet(PLATFORM),
-                  keys.wallet(EXCHANGE), keys.ledger_journal(), keys.wallet_log(sender),
-                  keys.wallet_log(creator)], [packed]))
+            command=self._gift.pack([
+                keys.ledger_op("gift", sender, r.transfer_id), keys.live(creator),
+                keys.chat_bans(creator), keys.blocks(sender), keys.blocks(creator),
+                keys.user(sender), keys.user(creator), keys.followers(creator),
+                keys.wallet(sender), keys.wallet(creator), keys.wallet(PLATFORM),
+                keys.wallet(EXCHANGE), keys.ledger_journal(), keys.wallet_log(sender),
+                keys.wallet_log(creator)], [packed]))
 
     async def credit_purchase(self, *, payment_id: str, provider: str, user_id: str,
                               coins: int, package_id: str = "") -> Purchase:
