@@ -4,6 +4,8 @@ golive apps in-process (aiohttp test server) or as a real `golive serve` process
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -23,6 +25,8 @@ from redis.asyncio import Redis
 from signaling.app import create_app
 from signaling.config import Settings
 from signaling.embedded_redis import redis_server_binary
+
+REPO = Path(__file__).resolve().parent.parent
 
 TEST_SECRET = "test-secret-" + "x" * 40
 
@@ -214,6 +218,37 @@ def processes_mentioning(text: str, name: bytes = b"redis-server") -> list[int]:
                 pids.append(int(proc.name))
     return pids
 
+
+
+def run_bench(*argv: str, **popen: Any) -> subprocess.Popen[str]:
+    """`python -m bench ARGV` from the repo, on its own embedded Redis (no REDIS_URL)."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    return subprocess.Popen([sys.executable, "-m", "bench", *argv], cwd=REPO, env=env,
+                            text=True, **popen)
+
+
+def bench_result(out: Path) -> dict[str, Any]:
+    """The result.json of the one run written under `out`."""
+    (path,) = out.glob("*/result.json")
+    return json.loads(path.read_text())
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (children, their children...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
 
 def pid_alive(pid: int) -> bool:
     """True while pid exists and is not a zombie."""

@@ -7,12 +7,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -32,9 +29,8 @@ from bench.rtp_counting import RtpCounters, count_only, h264_has_idr, vp8_starts
 from media import MediaRoom, RoomTimings, restrict_host_addresses
 from media.ice import rtc_configuration
 from media.synthetic import HeadlessCreator
-from tests.conftest import assert_gone
+from tests.conftest import assert_gone, bench_result, descendants, run_bench
 
-REPO = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_S = 90
 
 # --- pure parts ------------------------------------------------------------------
@@ -174,43 +170,18 @@ async def test_light_viewer_counts_and_keeps_reporting() -> None:
 # --- real runs ------------------------------------------------------------------------
 
 
-def _bench(*argv: str, **popen: Any) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    return subprocess.Popen([sys.executable, "-m", "bench", *argv], cwd=REPO, env=env,
-                            text=True, **popen)
 
 
-def _result(out: Path) -> dict[str, Any]:
-    (path,) = out.glob("*/result.json")
-    return json.loads(path.read_text())
 
 
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 def test_fanout_tiny_run(tmp_path: Path) -> None:
-    proc = _bench("fanout", "--viewers", "2", "--duration", "3", "--out", str(tmp_path),
+    proc = run_bench("fanout", "--viewers", "2", "--duration", "3", "--out", str(tmp_path),
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
     assert proc.returncode == 0, err + out
-    result = _result(tmp_path)
+    result = bench_result(tmp_path)
     assert result["errors"] == [] and not result["interrupted"]
     (step,) = result["steps"]
     assert step["viewers"] == step["watching"] == 2 and step["not_watching"] == {}
@@ -227,11 +198,11 @@ def test_fanout_tiny_run(tmp_path: Path) -> None:
 
 
 def test_join_tiny_run(tmp_path: Path) -> None:
-    proc = _bench("join", "--viewers", "3", "--rate", "20/s", "--duration", "1",
+    proc = run_bench("join", "--viewers", "3", "--rate", "20/s", "--duration", "1",
                   "--out", str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
     assert proc.returncode == 0, err + out
-    result = _result(tmp_path)
+    result = bench_result(tmp_path)
     assert result["errors"] == []
     storm = result["storm"]
     assert storm["ok"] == 3 and storm["failed"] == 0
@@ -243,7 +214,7 @@ def test_join_tiny_run(tmp_path: Path) -> None:
 
 
 def test_interrupted_run_leaves_no_process(tmp_path: Path) -> None:
-    proc = _bench("fanout", "--viewers", "2", "--duration", "60", "--out", str(tmp_path),
+    proc = run_bench("fanout", "--viewers", "2", "--duration", "60", "--out", str(tmp_path),
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stderr is not None
@@ -257,7 +228,7 @@ def test_interrupted_run_leaves_no_process(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, f"never reached the measurement:\n{seen}"
             with contextlib.suppress(queue.Empty):
                 seen += lines.get(timeout=0.5)
-        started = _descendants(proc.pid)
+        started = descendants(proc.pid)
         assert len(started) >= 4  # server, its redis, the creator, a worker
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
@@ -266,5 +237,5 @@ def test_interrupted_run_leaves_no_process(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 130
     assert_gone(started)
-    result = _result(tmp_path)
+    result = bench_result(tmp_path)
     assert result["interrupted"] is True

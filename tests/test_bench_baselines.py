@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -32,9 +29,8 @@ from bench.rtp_counting import RtpCounters, count_only
 from media import MediaError, restrict_host_addresses
 from media.ice import rtc_configuration
 from media.synthetic import HeadlessCreator
-from tests.conftest import assert_gone, pid_alive
+from tests.conftest import assert_gone, bench_result, descendants, pid_alive, run_bench
 
-REPO = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_S = 120
 
 # --- the naive relay: a real room, real peers ----------------------------------------
@@ -273,15 +269,8 @@ def test_plots_draw_both_sides(tmp_path: Path) -> None:
 # --- tiny real runs ------------------------------------------------------------------------
 
 
-def _bench(*argv: str, **popen: Any) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    return subprocess.Popen([sys.executable, "-m", "bench", *argv], cwd=REPO, env=env,
-                            text=True, **popen)
 
 
-def _result(out: Path) -> dict[str, Any]:
-    (path,) = out.glob("*/result.json")
-    return json.loads(path.read_text())
 
 
 def _pids(side: dict[str, Any]) -> list[int]:
@@ -289,11 +278,11 @@ def _pids(side: dict[str, Any]) -> list[int]:
 
 
 def test_fanout_naive_baseline_tiny_run(tmp_path: Path) -> None:
-    proc = _bench("fanout", "--viewers", "2", "--duration", "3", "--baseline", "naive",
+    proc = run_bench("fanout", "--viewers", "2", "--duration", "3", "--baseline", "naive",
                   "--out", str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
     assert proc.returncode == 0, err + out
-    result = _result(tmp_path)
+    result = bench_result(tmp_path)
     assert result["errors"] == [] and not result["interrupted"]
     baseline = result["baseline"]
     assert baseline["name"] == "naive"
@@ -314,12 +303,12 @@ def test_fanout_naive_baseline_tiny_run(tmp_path: Path) -> None:
 
 
 def test_chat_node_baseline_tiny_run(tmp_path: Path) -> None:
-    proc = _bench("chat", "--clients", "5", "--rates", "5", "--duration", "3", "--warmup", "1",
+    proc = run_bench("chat", "--clients", "5", "--rates", "5", "--duration", "3", "--warmup", "1",
                   "--baseline", "node", "--out", str(tmp_path),
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
     assert proc.returncode == 0, err + out
-    result = _result(tmp_path)
+    result = bench_result(tmp_path)
     assert result["errors"] == [] and not result["interrupted"]
     baseline = result["baseline"]
     assert baseline["name"] == "node" and baseline["errors"] == []
@@ -334,21 +323,6 @@ def test_chat_node_baseline_tiny_run(tmp_path: Path) -> None:
     assert_gone(_pids(result) + _pids(baseline))
 
 
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 def _cmdline(pid: int) -> str:
@@ -373,11 +347,11 @@ def _interrupt_when(proc: subprocess.Popen[str], marker: str, running: list[str]
         assert time.monotonic() < deadline, f"never saw {marker!r}:\n{seen}"
         with contextlib.suppress(queue.Empty):
             seen += lines.get(timeout=0.5)
-    while not all(any(what in _cmdline(p) for p in _descendants(proc.pid)) for what in running):
+    while not all(any(what in _cmdline(p) for p in descendants(proc.pid)) for what in running):
         assert proc.poll() is None, seen
         assert time.monotonic() < deadline, f"never saw {running} running:\n{seen}"
         time.sleep(0.1)
-    started = _descendants(proc.pid)
+    started = descendants(proc.pid)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
     return started
@@ -392,7 +366,7 @@ def _interrupt_when(proc: subprocess.Popen[str], marker: str, running: list[str]
 ], ids=["naive", "node"])
 def test_interrupted_baseline_run_leaves_no_process(tmp_path: Path, argv: list[str],
                                                     marker: str, running: list[str]) -> None:
-    proc = _bench(*argv, "--out", str(tmp_path), stdout=subprocess.PIPE,
+    proc = run_bench(*argv, "--out", str(tmp_path), stdout=subprocess.PIPE,
                   stderr=subprocess.PIPE)
     try:
         started = _interrupt_when(proc, marker, running)
@@ -400,6 +374,6 @@ def test_interrupted_baseline_run_leaves_no_process(tmp_path: Path, argv: list[s
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130
-    result = _result(tmp_path)
+    result = bench_result(tmp_path)
     assert result["interrupted"] is True and result["steps"]  # golive's side was done
     assert_gone(started | set(_pids(result)) | set(_pids(result["baseline"])))
