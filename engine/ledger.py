@@ -304,9 +304,18 @@ class Ledger:
         day = today or _today()
         if day != self._cutoff[0]:
             self._cutoff = (day, adult_cutoff(day, rules.min_age))
-        packed = " ".join((sender, creator, r.live_id, gift.id, str(count), str(cost),
-                           str(diamonds), str(platform), r.transfer_id, self._cutoff[1],
-                           str(rules.min_followers), str(rules.max_count), rules.rate))
+        live_id, gift_id, tid = r.live_id, gift.id, r.transfer_id
+        # The entry as _fields would write it (ids need no JSON escaping: _SAFE_ID,
+        # check_op_id, the catalog's ids), built here rather than in the script
+        entry = (f'{{"kind":"gift","op":"{tid}","postings":[["{sender}/coins",{-cost}],'
+                 f'["{creator}/diamonds",{diamonds}],["@platform/coins",{platform}],'
+                 f'["@exchange/coins",{cost - platform}],["@exchange/diamonds",{-diamonds}]],'
+                 f'"sender":"{sender}","creator":"{creator}","live":"{live_id}",'
+                 f'"gift":"{gift_id}","count":"{count}","coins":"{cost}",'
+                 f'"diamonds":"{diamonds}","platform":"{platform}","rate":"{rules.rate}"}}')
+        args = [f"{sender}|{creator}|{live_id}|{gift_id}|{count}", sender, creator,
+                live_id, str(count), str(cost), str(diamonds), str(platform), self._cutoff[1],
+                str(rules.min_followers), str(rules.max_count), entry]
         return _GiftCall(
             GiftRequest(r.transfer_id, sender, creator, r.live_id, gift.id, count), cost,
             rules,
@@ -316,7 +325,7 @@ class Ledger:
                 keys.user(sender), keys.user(creator), keys.followers(creator),
                 keys.wallet(sender), keys.wallet(creator), keys.wallet(PLATFORM),
                 keys.wallet(EXCHANGE), keys.ledger_journal(), keys.wallet_log(sender),
-                keys.wallet_log(creator)], [packed]))
+                keys.wallet_log(creator)], args))
 
     async def credit_purchase(self, *, payment_id: str, provider: str, user_id: str,
                               coins: int, package_id: str = "") -> Purchase:
