@@ -32,7 +32,8 @@ REPLAY = replay_check("ARGV[1]")
 
 # KEYS: 1 op, 2 live, 3 bans, 4 blocks:sender, 5 blocks:creator, 6 user:sender,
 # 7 user:creator, 8 followers:creator, 9 wallet:sender, 10 wallet:creator,
-# 11 wallet:@platform, 12 wallet:@exchange, 13 journal, 14 log:sender, 15 log:creator
+# 11 wallet:@platform, 12 wallet:@exchange, 13 journal, 14 entries:sender,
+# 15 entries:creator (keys.wallet_entries)
 # ARGV: 1 fingerprint "sender|creator|live|gift|count", 2 sender, 3 creator, 4 live,
 # 5 count, 6 coins, 7 diamonds, 8 platform coins, 9 adult cutoff, 10 min followers,
 # 11 max count, 12 the journal entry (JSON, built by ledger._gift_call from the same values).
@@ -66,8 +67,8 @@ redis.call('HINCRBY', KEYS[11], 'coins', p)
 redis.call('HINCRBY', KEYS[12], 'coins', c - p)
 redis.call('HINCRBY', KEYS[12], 'diamonds', 0 - d)
 local id = redis.call('XADD', KEYS[13], '*', 'e', ARGV[12])
-redis.call('XADD', KEYS[14], id, 'k', 'g')
-redis.call('XADD', KEYS[15], id, 'k', 'g')
+redis.call('RPUSH', KEYS[14], id)
+redis.call('RPUSH', KEYS[15], id)
 local result = id .. ' ' .. sc .. ' ' .. cd .. ' ' .. cost .. ' ' .. diamonds
 redis.call('SET', KEYS[1], ARGV[1] .. '\\n' .. result)
 return 'ok ' .. result
@@ -81,7 +82,7 @@ local coins = tonumber(ARGV[2])
 local balance = redis.call('HINCRBY', KEYS[3], 'coins', coins)
 redis.call('HINCRBY', KEYS[4], 'coins', 0 - coins)
 local id = redis.call('XADD', KEYS[5], '*', unpack(ARGV, 3))
-redis.call('XADD', KEYS[6], id, 'k', 'p')
+redis.call('RPUSH', KEYS[6], id)
 local result = id .. ' ' .. balance
 redis.call('SET', KEYS[1], ARGV[1] .. '\\n' .. result)
 return {'ok', result}
@@ -107,7 +108,7 @@ local id = redis.call('XADD', KEYS[7], '*', unpack(ARGV, 9))
 redis.call('HSET', KEYS[5], 'user', ARGV[7], 'diamonds', want, 'status', 'pending',
            'requested_at', ARGV[5], 'entry', id)
 redis.call('ZADD', KEYS[6], ARGV[5], ARGV[4])
-redis.call('XADD', KEYS[8], id, 'k', 'c')
+redis.call('RPUSH', KEYS[8], id)
 local result = id .. ' ' .. ARGV[4]
 redis.call('SET', KEYS[1], ARGV[1] .. '\\n' .. result)
 return {'ok', result}
@@ -130,6 +131,41 @@ redis.call('HINCRBY', KEYS[2], 'pending', 0 - amount)
 redis.call('HINCRBY', KEYS[2], ARGV[4], amount)
 local id = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5))
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'settled_at', ARGV[3], 'settle_entry', id)
-redis.call('XADD', KEYS[4], id, 'k', 's')
+redis.call('RPUSH', KEYS[4], id)
 return {'ok', id}
+"""
+
+# A page of a user's journal entry ids (keys.wallet_entries, oldest first): the `limit`
+# newest ids older than `before` ('' for the newest), oldest first. `before` is mostly
+# the last page's oldest id, found by LPOS from the tail (as far as the pages went);
+# any other id by a binary search over the list (its ids ascend).
+# KEYS: 1 wallet_entries:user; ARGV: 1 before ('' or a canonical "ms-seq"), 2 limit
+HISTORY = """
+local function num_less(a, b)  -- decimal strings without leading zeros
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+local function older(a, b)  -- stream id a before stream id b
+  local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
+  local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
+  if ams ~= bms then return num_less(ams, bms) end
+  return num_less(aseq, bseq)
+end
+local hi = redis.call('LLEN', KEYS[1])
+local before = ARGV[1]
+if before ~= '' and hi > 0 then
+  local pos = redis.call('LPOS', KEYS[1], before, 'RANK', -1)
+  if pos then
+    hi = pos
+  else
+    local lo = 0
+    while lo < hi do
+      local mid = math.floor((lo + hi) / 2)
+      if older(redis.call('LINDEX', KEYS[1], mid), before) then lo = mid + 1 else hi = mid end
+    end
+  end
+end
+if hi == 0 then return {} end
+local lo = math.max(0, hi - tonumber(ARGV[2]))
+return redis.call('LRANGE', KEYS[1], lo, hi - 1)
 """
