@@ -284,8 +284,16 @@ def ledger_journal() -> str:
 
 
 def wallet_log(user_id: str) -> str:
-    """A user's journal entry ids: a Stream whose `j` fields name ledger:journal entries."""
+    """A user's journal entry ids as Stream entry ids (no longer written: wallet_entries
+    replaced it; Ledger.history reads it for entries older than the List's)."""
     return f"wallet_log:{user_id}"
+
+
+def wallet_entries(user_id: str) -> str:
+    """A user's journal entry ids, oldest first: a List (one RPUSH per operation, cheaper
+    in the gift script than an XADD); replaces wallet_log, which history() still reads
+    for entries older than the list's first."""
+    return f"wallet_entries:{user_id}"
 
 
 def ledger_op(kind: str, scope: str, op_id: str) -> str:

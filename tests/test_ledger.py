@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from engine import keys
+from engine import keys, stream_ids
 from engine.accounts import age_on
 from engine.audit import run_audit
 from engine.errors import DomainError, ErrorCode
@@ -367,6 +367,32 @@ async def test_cash_out_threshold_cap_pay_and_return(redis: Redis, redis_url: st
     older = await ledger.history(cat, before=page[-1].id, limit=10)
     assert [e.kind for e in older] == ["cashout", "cashout", "gift"]
     await assert_audit_ok(world)
+
+
+async def test_history_pages_by_any_id_and_reads_the_older_stream_index(world: World) -> None:
+    ann = world.ids["ann"]
+    for _ in range(6):
+        await fund(world, "ann", 5)
+        await asyncio.sleep(0.002)  # each entry its own millisecond: ids between them exist
+    ids = [e.id for e in await world.ledger.history(ann, limit=100)]
+    assert len(ids) == 6 and ids == sorted(ids, key=stream_ids.parse, reverse=True)
+    # an id between two entries, one after the newest, one before the oldest
+    ms, seq = stream_ids.parse(ids[2])
+    between = f"{ms}-{seq + 1}"
+    assert between not in ids
+    assert [e.id for e in await world.ledger.history(ann, before=between, limit=2)] == ids[2:4]
+    top_ms, _ = stream_ids.parse(ids[0])
+    assert [e.id for e in await world.ledger.history(ann, before=f"{top_ms + 1}-0")] == ids
+    assert await world.ledger.history(ann, before="0-1") == []
+    assert [e.id for e in await world.ledger.history(ann, before="0" + ids[3])] == ids[4:]
+    # entries indexed in the Stream (wallet_log) before the List existed follow the List's
+    legacy = await world.redis.lrange(keys.wallet_entries(ann), 0, 2)
+    await world.redis.ltrim(keys.wallet_entries(ann), 3, -1)
+    for entry_id in legacy:
+        await world.redis.xadd(keys.wallet_log(ann), {"k": "p"}, id=entry_id)
+    assert [e.id for e in await world.ledger.history(ann, limit=100)] == ids
+    assert [e.id for e in await world.ledger.history(ann, before=ids[1], limit=4)] == ids[2:6]
+    assert [e.id for e in await world.ledger.history(ann, before=ids[4])] == ids[5:]
 
 
 async def test_a_pipelined_batch_applies_each_gift_on_its_own(world: World) -> None:
