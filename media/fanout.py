@@ -36,11 +36,6 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from media.rtp_stream import RtpStream, WireProfile
 from media.viewer_link import ViewerLink
 
-# Kept for MediaRoom's signature (queue bounds of the old per-viewer queues): unused now
-# that nothing queues per viewer in Python; the send-buffer bound is MAX_BACKLOG_BYTES.
-VIDEO_QUEUE_PACKETS = 30
-AUDIO_QUEUE_PACKETS = 50
-
 _PACKERS: dict[str, str] = {"vp8": "video/VP8", "h264": "video/H264", "opus": "audio/opus"}
 
 
@@ -80,8 +75,6 @@ class Fanout:
         self,
         keyframe_wanted: Callable[[], None],
         video_codec: str = "vp8",
-        video_queue_packets: int = VIDEO_QUEUE_PACKETS,
-        audio_queue_packets: int = AUDIO_QUEUE_PACKETS,
     ) -> None:
         self._keyframe_wanted = keyframe_wanted
         self._streams = {"video": RtpStream(make_packer(video_codec)),
@@ -92,9 +85,6 @@ class Fanout:
 
     def __len__(self) -> int:
         return len(self._feeds)
-
-    def ssrc(self, kind: str) -> int:
-        return self._streams[kind].ssrc
 
     def add_viewer(self, viewer_id: str) -> ViewerFeed:
         """A new, idle feed for `viewer_id` (ids are unique; the caller checks)."""
@@ -176,7 +166,8 @@ class Fanout:
             groups: dict[str, dict[WireProfile, list[ViewerLink]]] = {"video": {}, "audio": {}}
             for feed in self._feeds.values():
                 for link in feed.links():
-                    if link.active and link.profile is not None:
+                    if link.active:
+                        assert link.profile is not None  # active implies a profile
                         groups[link.kind].setdefault(link.profile, []).append(link)
             self._groups = groups
         return self._groups[kind]

@@ -25,7 +25,7 @@ from av.video.frame import VideoFrame
 from media.compositor import MAX_WAITING_OVERLAYS, Compositor
 from media.encoder import DEFAULT_VIDEO_BITRATE, AudioEncoder, VideoCodecName, VideoEncoder
 from media.errors import MediaError, MediaErrorCode, conflict, invalid, not_found, unavailable
-from media.fanout import AUDIO_QUEUE_PACKETS, VIDEO_QUEUE_PACKETS, Fanout
+from media.fanout import Fanout
 from media.ice import IceServer
 from media.ingest import Publisher
 from media.keyframes import DEFAULT_GOP_S, DEFAULT_MIN_INTERVAL_S, KeyframePolicy
@@ -93,8 +93,6 @@ class MediaRoom:
         on_publisher_gone: PublisherGoneCallback | None = None,
         timings: RoomTimings | None = None,
         max_viewers: int = DEFAULT_MAX_VIEWERS,
-        video_queue_packets: int = VIDEO_QUEUE_PACKETS,
-        audio_queue_packets: int = AUDIO_QUEUE_PACKETS,
     ) -> None:
         if codec not in ("vp8", "h264"):
             raise invalid(f"codec must be 'vp8' or 'h264', got {codec!r}")
@@ -109,8 +107,7 @@ class MediaRoom:
         self._on_publisher_gone = on_publisher_gone
 
         self._keyframes = KeyframePolicy(self.timings.keyframe_min_interval_s, self.timings.gop_s)
-        self._fanout = Fanout(
-            self._keyframes.request, codec, video_queue_packets, audio_queue_packets)
+        self._fanout = Fanout(self._keyframes.request, codec)
         # Gifts: a few badges stack, more wait their turn (bounded; see media.compositor).
         self._compositor = Compositor(max_waiting=MAX_WAITING_OVERLAYS)
         self._video_encoder = VideoEncoder(codec, video_bitrate)
