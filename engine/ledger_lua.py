@@ -7,71 +7,145 @@ entry and records the operation's id with its result.
 
 from __future__ import annotations
 
-
 # Each script: the idempotency record first (so a replay answers the same even
 # when the live has ended since), then every check, then the writes.
 # The record is "fingerprint\nresult"; the fingerprint is the operation's parameters.
-# With flat=True the script answers one string "status rest..." rather than a list:
-# one RESP item to parse instead of three (the gift, on the hot path).
-def replay_check(fingerprint: str, flat: bool = False) -> str:
-    conflict = "'conflict'" if flat else "{'conflict'}"
-    replay = ("'replay ' .. string.sub(done, sep + 1)" if flat
-              else "{'replay', string.sub(done, sep + 1)}")
-    return f"""
-local fp = {fingerprint}
+# GIFTS does the same per gift, for many gifts in one call.
+REPLAY = """
+local fp = ARGV[1]
 local done = redis.call('GET', KEYS[1])
 if done then
   local sep = string.find(done, '\\n', 1, true)
-  if string.sub(done, 1, sep - 1) ~= fp then return {conflict} end
-  return {replay}
+  if string.sub(done, 1, sep - 1) ~= fp then return {'conflict'} end
+  return {'replay', string.sub(done, sep + 1)}
 end
 """
 
+# GIFTS: many gifts in one call, each checked and taken on its own, in order, as if
+# sent one by one; all checks of the whole call before its first write.
+# KEYS: 1 wallet:@platform, 2 wallet:@exchange, 3 journal; then 7 per creator: live,
+# bans, blocks:creator, user:creator, followers:creator, wallet:creator,
+# entries:creator; then 5 per gift: op, blocks:sender, user:sender, wallet:sender,
+# entries:sender (keys.wallet_entries).
+# ARGV: 1 adult cutoff, 2 min followers, 3 max count, 4 creators C; then C creator ids;
+# then 9 per gift: fingerprint "sender|creator|live|gift|count", sender, its creator's
+# number 1..C, live, count, coins, diamonds, platform coins, the journal entry (JSON,
+# built by ledger._gift_call from the same values).
+# Answers one string per gift: "ok|replay <entry id> <sender coins> <creator diamonds>
+# <coins> <diamonds>", "funds <have>" or the refusal's name.
+#
+# Why many per call (`golive bench ledger`, ledger.py has the figures): each EVALSHA
+# costs Redis ~5 us before its first redis.call, and the balances every gift moves
+# (the platform's, the exchange's, the creator's, the creator's entry list) are written
+# once per call with the sums; facts about the creator (live, birthdate, followers)
+# are read once per call.
+GIFTS = """
+local cutoff, minf, maxc, nc = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local GA, GK = 4 + nc, 3 + 7 * nc
+local ng = (#ARGV - GA) / 9
+local live, born, fans = {}, {}, {}  -- per creator number, read when first needed
+local coins, left = {}, {}           -- sender wallet -> coins after the gifts taken so far
+local taken, go, out = {}, {}, {}    -- op key -> gift number; gift numbers taken; answers
 
-REPLAY = replay_check("ARGV[1]")
+local function check(a, k)
+  local sender, c = ARGV[a + 2], tonumber(ARGV[a + 3])
+  local ck = 3 + 7 * (c - 1)
+  if sender == ARGV[4 + c] then return 'self' end
+  local n = tonumber(ARGV[a + 5])
+  if n < 1 or n > maxc then return 'count' end
+  if live[c] == nil then live[c] = redis.call('HGET', KEYS[ck + 1], 'live_id') end
+  if live[c] ~= ARGV[a + 4] then return 'not_live' end
+  local sb = redis.call('HGET', KEYS[k + 3], 'birthdate')
+  if not sb then return 'no_sender' end
+  if born[c] == nil then born[c] = redis.call('HGET', KEYS[ck + 4], 'birthdate') end
+  local cb = born[c]
+  if not cb then return 'no_creator' end
+  if redis.call('SISMEMBER', KEYS[ck + 2], sender) == 1 then return 'banned' end
+  if redis.call('SISMEMBER', KEYS[k + 2], ARGV[4 + c]) == 1 then return 'blocking' end
+  if redis.call('SISMEMBER', KEYS[ck + 3], sender) == 1 then return 'blocked_by' end
+  if sb > cutoff then return 'sender_minor' end
+  if cb > cutoff then return 'creator_minor' end
+  if fans[c] == nil then fans[c] = redis.call('ZCARD', KEYS[ck + 5]) end
+  if fans[c] < minf then return 'followers' end
+  local w = KEYS[k + 4]
+  local have = coins[w]
+  if have == nil then have = tonumber(redis.call('HGET', w, 'coins') or '0') end
+  coins[w] = have
+  local cost = tonumber(ARGV[a + 6])
+  if have < cost then return 'funds ' .. have end
+  coins[w] = have - cost
+  return nil
+end
 
-# KEYS: 1 op, 2 live, 3 bans, 4 blocks:sender, 5 blocks:creator, 6 user:sender,
-# 7 user:creator, 8 followers:creator, 9 wallet:sender, 10 wallet:creator,
-# 11 wallet:@platform, 12 wallet:@exchange, 13 journal, 14 entries:sender,
-# 15 entries:creator (keys.wallet_entries)
-# ARGV: 1 fingerprint "sender|creator|live|gift|count", 2 sender, 3 creator, 4 live,
-# 5 count, 6 coins, 7 diamonds, 8 platform coins, 9 adult cutoff, 10 min followers,
-# 11 max count, 12 the journal entry (JSON, built by ledger._gift_call from the same values).
-# Separate arguments, not one packed string split here with gmatch (~1.7 us more per
-# call in Redis): PackedScript packs many arguments as cheaply as one.
-GIFT = replay_check("ARGV[1]", flat=True) + """
-local sender, creator, cost, diamonds = ARGV[2], ARGV[3], ARGV[6], ARGV[7]
-if sender == creator then return 'self' end
-local n = tonumber(ARGV[5])
-if n < 1 or n > tonumber(ARGV[11]) then return 'count' end
-if redis.call('HGET', KEYS[2], 'live_id') ~= ARGV[4] then return 'not_live' end
-local sb = redis.call('HGET', KEYS[6], 'birthdate')
-if not sb then return 'no_sender' end
-local cb = redis.call('HGET', KEYS[7], 'birthdate')
-if not cb then return 'no_creator' end
-if redis.call('SISMEMBER', KEYS[3], sender) == 1 then return 'banned' end
-if redis.call('SISMEMBER', KEYS[4], creator) == 1 then return 'blocking' end
-if redis.call('SISMEMBER', KEYS[5], sender) == 1 then return 'blocked_by' end
-local cutoff = ARGV[9]
-if sb > cutoff then return 'sender_minor' end
-if cb > cutoff then return 'creator_minor' end
-if redis.call('ZCARD', KEYS[8]) < tonumber(ARGV[10]) then return 'followers' end
-local c = tonumber(cost)
-local have = tonumber(redis.call('HGET', KEYS[9], 'coins') or '0')
-if have < c then return 'funds ' .. have end
-local d, p = tonumber(diamonds), tonumber(ARGV[8])
+-- 1: every check. A transfer id already taken in this call is a replay of that gift
+-- (a number here until its answer exists) or a conflict.
+for i = 1, ng do
+  local a, k = GA + 9 * (i - 1), GK + 5 * (i - 1)
+  local fp, op = ARGV[a + 1], KEYS[k + 1]
+  local first = taken[op]
+  if first then
+    if ARGV[GA + 9 * (first - 1) + 1] == fp then out[i] = first else out[i] = 'conflict' end
+  else
+    local done = redis.call('GET', op)
+    if done then
+      local sep = string.find(done, '\\n', 1, true)
+      if string.sub(done, 1, sep - 1) ~= fp then out[i] = 'conflict'
+      else out[i] = 'replay ' .. string.sub(done, sep + 1) end
+    else
+      local refused = check(a, k)
+      if refused then out[i] = refused
+      else taken[op] = i; go[#go + 1] = i; left[i] = coins[KEYS[k + 4]] end
+    end
+  end
+end
+if #go == 0 then return out end
+
+-- 2: the writes. Journal entries and records per gift; balances and entry lists once
+-- per key with the sums (Lua tables keep no order: lists of keys keep it).
+local spent, senders = {}, {}
+local earned, have, creators = {}, {}, {}
+local ids, lists = {}, {}
+local function push(key, id)
+  local l = ids[key]
+  if not l then l = {}; ids[key] = l; lists[#lists + 1] = key end
+  l[#l + 1] = id
+end
+local platform, exchange, minted = 0, 0, 0
+for _, i in ipairs(go) do
+  local a, k = GA + 9 * (i - 1), GK + 5 * (i - 1)
+  local c = tonumber(ARGV[a + 3])
+  local ck = 3 + 7 * (c - 1)
+  local cost, d, p = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8])
+  local w = KEYS[k + 4]
+  if not spent[w] then spent[w] = 0; senders[#senders + 1] = w end
+  spent[w] = spent[w] + cost
+  if not earned[c] then
+    earned[c] = 0; creators[#creators + 1] = c
+    have[c] = tonumber(redis.call('HGET', KEYS[ck + 6], 'diamonds') or '0')
+  end
+  earned[c] = earned[c] + d
+  have[c] = have[c] + d
+  platform, exchange, minted = platform + p, exchange + cost - p, minted + d
+  local id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[a + 9])
+  push(KEYS[k + 5], id)
+  push(KEYS[ck + 7], id)
+  local result = id .. ' ' .. left[i] .. ' ' .. have[c] .. ' ' .. ARGV[a + 6] .. ' ' .. ARGV[a + 7]
+  redis.call('SET', KEYS[k + 1], ARGV[a + 1] .. '\\n' .. result)
+  out[i] = 'ok ' .. result
+end
 -- 0 - x, not -x: -0 would reach Redis as '-0', not an integer
-local sc = redis.call('HINCRBY', KEYS[9], 'coins', 0 - c)
-local cd = redis.call('HINCRBY', KEYS[10], 'diamonds', d)
-redis.call('HINCRBY', KEYS[11], 'coins', p)
-redis.call('HINCRBY', KEYS[12], 'coins', c - p)
-redis.call('HINCRBY', KEYS[12], 'diamonds', 0 - d)
-local id = redis.call('XADD', KEYS[13], '*', 'e', ARGV[12])
-redis.call('RPUSH', KEYS[14], id)
-redis.call('RPUSH', KEYS[15], id)
-local result = id .. ' ' .. sc .. ' ' .. cd .. ' ' .. cost .. ' ' .. diamonds
-redis.call('SET', KEYS[1], ARGV[1] .. '\\n' .. result)
-return 'ok ' .. result
+for _, w in ipairs(senders) do redis.call('HINCRBY', w, 'coins', 0 - spent[w]) end
+for _, c in ipairs(creators) do
+  redis.call('HINCRBY', KEYS[3 + 7 * (c - 1) + 6], 'diamonds', earned[c])
+end
+redis.call('HINCRBY', KEYS[1], 'coins', platform)
+redis.call('HINCRBY', KEYS[2], 'coins', exchange)
+redis.call('HINCRBY', KEYS[2], 'diamonds', 0 - minted)
+for _, key in ipairs(lists) do redis.call('RPUSH', key, unpack(ids[key])) end
+for i = 1, ng do
+  if type(out[i]) == 'number' then out[i] = 'replay ' .. string.sub(out[out[i]], 4) end
+end
+return out
 """
 
 # KEYS: 1 op, 2 user, 3 wallet:user, 4 wallet:@world, 5 journal, 6 log:user

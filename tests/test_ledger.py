@@ -414,6 +414,46 @@ async def test_a_pipelined_batch_applies_each_gift_on_its_own(world: World) -> N
     await assert_audit_ok(world)
 
 
+async def test_a_batch_spans_creators_and_script_calls_as_if_sent_one_by_one(
+        world: World, redis_url: str) -> None:
+    """send_gifts packs GIFTS_PER_CALL gifts into one script call, which reads each
+    creator's facts once and writes the shared balances once with the sums: every
+    receipt still shows the balances right after its own gift."""
+    from engine.ledger import GIFTS_PER_CALL
+
+    ann, ben, cat = (world.ids[n] for n in ("ann", "ben", "cat"))
+    ben_live = await world.lives.start(ben, "second room")
+    await fund(world, "ann", 5_000)
+    rooms = [(cat, world.live.live_id), (ben, ben_live.live_id)]
+    n = GIFTS_PER_CALL * 2 + 7
+    results = await world.ledger.send_gifts(
+        [GiftRequest(f"span-{i:04d}", ann, *rooms[i % 3 == 0], "finger_heart", 1)
+         for i in range(n)], today=TODAY)
+    assert [r.sender_coins for r in results] == [5_000 - 5 * (i + 1) for i in range(n)]
+    earned = {cat: 0, ben: 0}
+    for r in results:
+        earned[r.creator_id] += 2
+        assert r.creator_diamonds == earned[r.creator_id] and not r.replayed
+    assert [(await world.ledger.balances(u)).diamonds for u in (cat, ben)] == [
+        earned[cat], earned[ben]]
+    entries = [e.id for e in await world.ledger.history(ben, limit=100)]
+    assert entries == [r.entry_id for r in reversed(results) if r.creator_id == ben][:100]
+    await assert_audit_ok(world)
+
+    # a batch that is all refusals writes nothing at all
+    await world.lives.end(ben_live)
+    before = await snapshot(redis_url)
+    refused = await world.ledger.send_gifts([
+        GiftRequest("gone-0001", ann, ben, ben_live.live_id, "rose", 1),        # ended
+        GiftRequest("gone-0002", ann, cat, world.live.live_id, "universe", 1),  # too dear
+        GiftRequest("gone-0003", world.ids["kid"], cat, world.live.live_id, "rose", 1),
+        GiftRequest("gone-0004", ann, ann, world.live.live_id, "rose", 1)], today=TODAY)
+    assert [r.code for r in refused] == [  # type: ignore[union-attr]
+        ErrorCode.NOT_FOUND, ErrorCode.INSUFFICIENT_FUNDS, ErrorCode.FORBIDDEN,
+        ErrorCode.INVALID]
+    assert await snapshot(redis_url) == before
+
+
 async def test_gifts_still_go_through_after_redis_forgets_the_script(world: World) -> None:
     """The gift is sent as a packed EVALSHA (engine/packed_script.py): a Redis that lost
     its scripts (restart, SCRIPT FLUSH) answers NOSCRIPT, and the script is loaded again."""

@@ -1,5 +1,6 @@
-"""A property test of the ledger against a plain-Python model of it: random buys, gifts,
-replays, conflicts, cash-outs and settlements, in any order, over a real Redis. After
+"""A property test of the ledger against a plain-Python model of it: random buys, gifts
+(one at a time and in batches: Ledger.send_gifts), replays, conflicts, cash-outs and
+settlements, in any order, over a real Redis. After
 every step the real balances equal the model's and the outcome (applied, replayed or
 the error code) is the one the model predicts; after every run the audit passes."""
 
@@ -14,6 +15,7 @@ from redis.asyncio import Redis
 
 from engine.audit import run_audit
 from engine.errors import DomainError
+from engine.ledger import GiftReceipt, GiftRequest
 from engine.ledger_rules import LedgerRules, split_gift
 from tests.ledger_world import TODAY, make_world
 
@@ -102,10 +104,12 @@ who = st.sampled_from(NAMES)
 counts = st.one_of(st.sampled_from([1, 1, 2, 3]), st.integers(-2, 110))
 pairs = st.one_of(st.permutations(NAMES).map(lambda p: (p[0], p[1])), st.tuples(who, who))
 amounts = st.one_of(st.integers(40, 1_200), st.integers(0, 2_500))
+gifts = st.tuples(pairs, st.sampled_from(["galaxy", "galaxy", *PRICES]), counts,
+                  ids).map(lambda t: (*t[0], *t[1:]))   # (sender, creator, gift, count, id)
 ops = st.one_of(
     st.tuples(st.just("buy"), who, ids, st.integers(1, 6_000)),
-    st.tuples(st.just("gift"), pairs, st.sampled_from(["galaxy", "galaxy", *PRICES]),
-              counts, ids).map(lambda t: (t[0], *t[1], *t[2:])),
+    gifts.map(lambda g: ("gift", *g)),
+    st.tuples(st.just("gifts"), st.lists(gifts, min_size=1, max_size=8)),
     st.tuples(st.just("cashout"), st.one_of(who, st.just("*")), ids, amounts),
     st.tuples(st.just("settle"), st.integers(0, 5), st.booleans()),
     st.just(("again",)),         # the previous step once more: a retry
@@ -147,11 +151,30 @@ async def run(redis_url: str, steps: list[tuple]) -> None:
                 want = model.buy(user, payment, coins)
             elif kind == "gift":
                 _, sender, creator, gift, count, transfer = step
-                got, _ = await outcome(ledger.send_gift(
+                got, receipt = await outcome(ledger.send_gift(
                     transfer_id=transfer, sender_id=world.ids[sender],
                     creator_id=world.ids[creator], live_id=lives[creator].live_id,
                     gift_id=gift, count=count, today=TODAY))
                 want = model.gift(sender, creator, gift, count, transfer)
+                if want == got == "ok":  # the balances right after this gift
+                    assert (receipt.sender_coins, receipt.creator_diamonds) == (  # type: ignore[attr-defined]
+                        model.coins[sender], model.diamonds[creator]), step
+            elif kind == "gifts":  # one send_gifts call: as if sent one by one, in order
+                results = await ledger.send_gifts([GiftRequest(
+                    transfer, world.ids[sender], world.ids[creator], lives[creator].live_id,
+                    gift, count) for sender, creator, gift, count, transfer in step[1]],
+                    today=TODAY)
+                got, want = [], []
+                for (sender, creator, gift, count, transfer), result in zip(
+                        step[1], results, strict=True):
+                    want.append(model.gift(sender, creator, gift, count, transfer))
+                    if isinstance(result, GiftReceipt):
+                        got.append("replay" if result.replayed else "ok")
+                        if want[-1] == "ok":
+                            assert (result.sender_coins, result.creator_diamonds) == (
+                                model.coins[sender], model.diamonds[creator]), step
+                    else:
+                        got.append(str(result.code))
             elif kind == "cashout":
                 _, user, request, amount = step
                 if user == "*":  # whoever holds the most diamonds now
