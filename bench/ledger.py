@@ -421,9 +421,11 @@ async def _phase(bench: LedgerRun, name: str, round_no: int, ledger: Any, sender
     row = {"round": round_no, "phase": name, "ops": counts["ops"], "errors": counts["errors"],
            "seconds": round(seconds, 3), "ops_per_s": round(counts["ops"] / seconds, 1),
            "cpu": {**cpu["cores"], "others": cpu["others"]},
-           # where the time goes: Redis's own time per call (INFO commandstats; for a
-           # gift that is the whole script) and this process's CPU per operation
-           "redis_us_per_op": command.get("usec_per_call"),
+           # where the time goes: Redis's own time per operation (INFO commandstats: its
+           # time in the command over the operations; a script call holds up to 100
+           # gifts) and this process's CPU per operation
+           "redis_us_per_op": None if "usec" not in command else round(
+               command["usec"] / ops, 2),
            "client_us_per_op": None if bench_cpu is None else round(
                bench_cpu * seconds / ops * 1e6, 1)}
     if name == "single":
