@@ -67,6 +67,8 @@ def _parse_rates(text: str) -> list[float]:
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bench.options import add_out
+
     parser.add_argument("--clients", type=int, default=1000,
                         help="chat-only members of the live (1000)")
     parser.add_argument("--rates", type=_parse_rates, default=[20.0, 100.0, 300.0],
@@ -93,8 +95,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", choices=("node",),
                         help="then run the same load against node's socket.io server "
                              "(npm; plain broadcast), side by side")
-    parser.add_argument("--out", type=Path, default=Path("bench-out"),
-                        help="folder for the run's folder (bench-out)")
+    add_out(parser)
 
 
 def add_mode(modes: Any) -> argparse.ArgumentParser:

@@ -20,10 +20,9 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from bench.options import parse_counts, parse_rate, parse_size
+from bench.options import add_out, parse_counts, parse_rate, parse_size
 from bench.runner import guarded
 from bench.runner import run_dir as make_run_dir
 
@@ -109,8 +108,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
                              "one CPU and the creator and viewers to the others (default on)")
     source.add_argument("--settle", type=float, default=1.0,
                         help="seconds between the last join and the measurement (1)")
-    parser.add_argument("--out", type=Path, default=Path("bench-out"),
-                        help="folder for the run's folder (bench-out)")
+    add_out(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -46,6 +46,8 @@ PHASES = ("incrby", "pipelined", "single")
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bench.options import add_out
+
     parser.add_argument("--duration", type=float, default=5.0,
                         help="seconds per phase and round (5)")
     parser.add_argument("--ops", type=int, default=0,
@@ -66,8 +68,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="audit the ledger after the run (default on)")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
                         help="with 2+ CPUs: Redis on one CPU, this process on the others")
-    parser.add_argument("--out", type=Path, default=Path("bench-out"),
-                        help="folder for the run's folder (bench-out)")
+    add_out(parser)
 
 
 def add_mode(modes: Any) -> argparse.ArgumentParser:
@@ -232,22 +233,17 @@ class LedgerRun:
         from redis.asyncio import BlockingConnectionPool, Redis
 
         from bench.processes import Child
-        from signaling.embedded_redis import redis_server_binary
+        from signaling.embedded_redis import redis_server_binary, server_args, socket_path
 
         if not self.url:
             data = self.run_dir / "redis"
             data.mkdir()
-            sock = data / "redis.sock"
-            if len(str(sock)) > 100:  # sockaddr_un holds ~108 bytes
-                import tempfile
-
-                sock = Path(tempfile.mkdtemp(prefix="golive-bench-")) / "redis.sock"
+            sock = socket_path(data)
+            # golive serve's embedded Redis, with no automatic AOF rewrite mid-phase:
+            # compact() runs it between phases
             self.child = Child("redis", [
-                redis_server_binary(), "--port", "0", "--unixsocket", str(sock),
-                "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec",
-                # no automatic AOF rewrite mid-phase: compact() runs it between phases
-                "--auto-aof-rewrite-percentage", "0",
-                "--save", "", "--daemonize", "no"], self.run_dir / "redis.log", rpc=False,
+                redis_server_binary(), *server_args(data, sock),
+                "--auto-aof-rewrite-percentage", "0"], self.run_dir / "redis.log", rpc=False,
                 cpus=self.redis_cpus)
             await self.child.start()
             self.url = f"unix://{sock}"

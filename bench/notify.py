@@ -45,6 +45,8 @@ PROBE_S = 0.001
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bench.options import add_out
+
     parser.add_argument("--followers", type=int, default=100_000,
                         help="followers with live alerts on (100000)")
     parser.add_argument("--batch", type=int, default=0,
@@ -59,8 +61,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-url", help="a scratch Redis to use; the run leaves its keys "
                                             "there (default: an embedded redis-server in a "
                                             "temp folder, removed at the end)")
-    parser.add_argument("--out", type=Path, default=Path("bench-out"),
-                        help="folder for the run's folder (bench-out)")
+    add_out(parser)
 
 
 def add_mode(modes: Any) -> argparse.ArgumentParser:

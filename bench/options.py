@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from bench import stamp
 from media.synthetic import parse_size as synthetic_size
@@ -44,3 +45,9 @@ def parse_counts(text: str) -> list[int]:
     if counts != sorted(set(counts)):
         raise argparse.ArgumentTypeError(f"viewer counts must increase: {text!r}")
     return counts
+
+
+def add_out(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Every mode's --out: where its run folder goes."""
+    parser.add_argument("--out", type=Path, default=Path("bench-out"),
+                        help="folder for the run's folder (bench-out)")

@@ -48,12 +48,22 @@ def redis_server_binary() -> str:
     return found
 
 
-def _socket_path(data_dir: Path) -> Path:
+def socket_path(data_dir: Path) -> Path:
+    """The unix socket of a data dir's redis-server (under /tmp when the path is long)."""
     path = data_dir / "redis.sock"
     if len(str(path)) <= _MAX_SOCKET_PATH:
         return path
     digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / f"golive-{digest}.sock"
+
+
+def server_args(data_dir: Path, socket: Path) -> list[str]:
+    """redis-server's arguments for golive's own Redis (this one, and `bench ledger`'s):
+    the unix socket only, data under `data_dir`, append-only with an fsync every second,
+    no RDB snapshots, in the foreground."""
+    return ["--port", "0", "--unixsocket", str(socket), "--unixsocketperm", "700",
+            "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
+            "--save", "", "--daemonize", "no"]
 
 
 def _kill_stale(pidfile: Path) -> None:
@@ -75,7 +85,7 @@ class EmbeddedRedis:
     def __init__(self, data_dir: Path, *, binary: str | None = None) -> None:
         self.data_dir = data_dir.resolve()
         self.binary = binary or redis_server_binary()
-        self.socket = _socket_path(self.data_dir)
+        self.socket = socket_path(self.data_dir)
         self._proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -87,15 +97,8 @@ class EmbeddedRedis:
         pidfile = self.data_dir / "redis.pid"
         _kill_stale(pidfile)
         self._proc = await asyncio.create_subprocess_exec(
-            self.binary,
-            "--port", "0",
-            "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-            "--dir", str(self.data_dir),
-            "--appendonly", "yes", "--appendfsync", "everysec",
-            "--save", "",
-            "--pidfile", str(pidfile),
-            "--daemonize", "no",
-            "--logfile", str(self.data_dir / "redis.log"),
+            self.binary, *server_args(self.data_dir, self.socket),
+            "--pidfile", str(pidfile), "--logfile", str(self.data_dir / "redis.log"),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
