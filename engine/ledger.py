@@ -18,8 +18,10 @@ writes, because Lua does not roll back (FIELD-NOTES: Redis).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import logging
 import re
 import secrets
 import time
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from engine import keys, stream_ids
 from engine import ledger_lua as lua
@@ -42,6 +45,8 @@ from engine.ledger_rules import (
     split_gift,
 )
 from engine.packed_script import PackedScript
+
+log = logging.getLogger("golive.ledger")
 
 # Journal entry kinds
 PURCHASE, GIFT, CASHOUT, PAYOUT, RETURN = "purchase", "gift", "cashout", "payout", "return"
@@ -243,6 +248,9 @@ class Ledger:
         self._settle = redis.register_script(lua.SETTLE)
         self._history = redis.register_script(lua.HISTORY)
         self._cutoff: tuple[dt.date | None, str] = (None, "")  # (day, adult cutoff that day)
+        # send_gift's gifts of this loop turn, by `today` (None: the real today), waiting
+        # for their answers
+        self._forming: dict[dt.date | None, list[tuple[_GiftCall, asyncio.Future[Any]]]] = {}
 
     async def send_gift(self, *, transfer_id: str, sender_id: str, creator_id: str,
                         live_id: str, gift_id: str, count: int,
@@ -264,8 +272,38 @@ class Ledger:
         """
         request = GiftRequest(transfer_id, sender_id, creator_id, live_id, gift_id, count)
         call = self._gift_call(request, today)
-        (reply,) = await self._gifts.run([self._pack_gifts([call], today)])
-        return _gift_receipt(call, _answers(reply, 1)[0])
+        # Group commit: the gifts sent in one loop turn (gift:send from many sockets) go to
+        # Redis together, in script calls of up to GIFTS_PER_CALL. The first gift of a
+        # turn leads: it yields once, so the others of the turn join, then sends them all.
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        group = self._forming.get(today)
+        if group is not None:
+            group.append((call, answer))
+            return _gift_receipt(call, await answer)
+        group = self._forming[today] = [(call, answer)]
+        try:
+            try:
+                await asyncio.sleep(0)
+            finally:
+                del self._forming[today]
+            try:
+                replies = await self._send_calls([c for c, _ in group], today)
+            except (RedisError, OSError) as exc:  # each gift answers `unavailable`
+                log.warning("ledger: a group of gifts failed",
+                            extra={"fields": {"gifts": len(group), "error": repr(exc)}})
+                replies = [exc] * len(group)
+            for (_, waiting), reply in zip(group, replies, strict=True):
+                if not waiting.done():
+                    waiting.set_result(reply)
+        finally:  # the leader was cancelled: the others must not hang
+            if not answer.done():
+                answer.cancel()  # the leader's own: nobody awaits it now
+            for _, waiting in group[1:]:
+                if not waiting.done():
+                    waiting.set_exception(DomainError(
+                        ErrorCode.UNAVAILABLE, "the gift was interrupted; send it again "
+                                               "with the same transfer id"))
+        return _gift_receipt(call, await answer)
 
     async def send_gifts(self, requests: Sequence[GiftRequest], *,
                          today: dt.date | None = None) -> list[GiftReceipt | DomainError]:
@@ -279,11 +317,7 @@ class Ledger:
             except DomainError as exc:
                 calls.append(exc)
         ready = [c for c in calls if isinstance(c, _GiftCall)]
-        chunks = [ready[i:i + GIFTS_PER_CALL] for i in range(0, len(ready), GIFTS_PER_CALL)]
-        replies = (await self._gifts.run([self._pack_gifts(c, today) for c in chunks])
-                   if chunks else [])
-        answers = iter([a for chunk, reply in zip(chunks, replies, strict=True)
-                        for a in _answers(reply, len(chunk))])
+        answers = iter(await self._send_calls(ready, today))
         out: list[GiftReceipt | DomainError] = []
         for call in calls:
             if isinstance(call, DomainError):
@@ -294,6 +328,16 @@ class Ledger:
             except DomainError as exc:
                 out.append(exc)
         return out
+
+    async def _send_calls(self, calls: list[_GiftCall], today: dt.date | None) -> list[Any]:
+        """Each gift's answer from the GIFTS script, GIFTS_PER_CALL to a call, all calls
+        in one write."""
+        if not calls:
+            return []
+        chunks = [calls[i:i + GIFTS_PER_CALL] for i in range(0, len(calls), GIFTS_PER_CALL)]
+        replies = await self._gifts.run([self._pack_gifts(c, today) for c in chunks])
+        return [a for chunk, reply in zip(chunks, replies, strict=True)
+                for a in _answers(reply, len(chunk))]
 
     def _gift_call(self, r: GiftRequest, today: dt.date | None) -> _GiftCall:
         """Validate a gift at the edge and build its script call (keys and args)."""

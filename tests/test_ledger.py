@@ -454,6 +454,48 @@ async def test_a_batch_spans_creators_and_script_calls_as_if_sent_one_by_one(
     assert await snapshot(redis_url) == before
 
 
+async def test_gifts_sent_in_one_loop_turn_share_script_calls(world: World) -> None:
+    """send_gift's group commit: gift:send handlers that run in the same loop turn
+    go to Redis together (one script call per GIFTS_PER_CALL gifts), each still
+    answered with its own receipt or error."""
+    await fund(world, "ann", 1_000)
+    await fund(world, "ben", 3)
+    await world.redis.config_resetstat()
+    args = world.gift_args()
+    results = await asyncio.gather(
+        *(world.ledger.send_gift(transfer_id=f"turn-{i:04d}", **args) for i in range(150)),
+        *(world.ledger.send_gift(transfer_id=f"poor-{i:04d}", **world.gift_args("ben"))
+          for i in range(5)),
+        world.ledger.send_gift(transfer_id="turn-0000", **args),           # a retry
+        return_exceptions=True)
+    calls = (await world.redis.info("commandstats"))["cmdstat_evalsha"]["calls"]
+    assert calls <= 3, calls  # 156 gifts: two script calls (+1 if Redis lost the script)
+    mine = results[:150]
+    assert sorted(r.sender_coins for r in mine) == list(range(850, 1_000))  # type: ignore[union-attr]
+    ben = results[150:155]
+    assert [getattr(r, "code", "ok") for r in ben] == ["ok"] * 3 + [
+        ErrorCode.INSUFFICIENT_FUNDS] * 2
+    assert results[155].replayed and results[155].entry_id == mine[0].entry_id  # type: ignore[union-attr]
+    await assert_audit_ok(world)
+
+
+async def test_a_cancelled_gift_leaves_the_others_of_its_turn_answered(
+        world: World, redis_url: str) -> None:
+    await fund(world, "ann", 10)
+    before = await snapshot(redis_url)
+    args = world.gift_args()
+    tasks = [asyncio.create_task(world.ledger.send_gift(transfer_id=f"cut-{i:04d}", **args))
+             for i in range(3)]
+    await asyncio.sleep(0)      # all three joined; the first leads and has not sent yet
+    tasks[0].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert [r.code for r in results[1:]] == [ErrorCode.UNAVAILABLE] * 2  # type: ignore[union-attr]
+    assert await snapshot(redis_url) == before  # nothing was sent
+    again = await world.ledger.send_gift(transfer_id="cut-0001", **args)  # the retry
+    assert again.sender_coins == 9 and not again.replayed
+
+
 async def test_gifts_still_go_through_after_redis_forgets_the_script(world: World) -> None:
     """The gift is sent as a packed EVALSHA (engine/packed_script.py): a Redis that lost
     its scripts (restart, SCRIPT FLUSH) answers NOSCRIPT, and the script is loaded again."""
