@@ -17,7 +17,8 @@ for --duration seconds (or exactly --ops operations):
             credit, the journal entry, the idempotency record, per gift), unique
             transfer ids, senders in turn, all to the creators' lives;
 - single:   --concurrency x --batch tasks, each awaiting Ledger.send_gift one at a time,
-            as gift:send does; latency p50/p99 of each call.
+            as gift:send does (the gifts of one loop turn share script calls: its
+            group commit); latency p50/p99 of each call.
 
 The ratio is gifts/s (pipelined) over INCRBY/s, both at the same batch and concurrency
 on the same Redis and client. Each phase reports the CPU of Redis and of this process,
