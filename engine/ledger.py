@@ -241,7 +241,8 @@ class Ledger:
         # Redis 61 -> 44 us/gift (no SCRIPT EXISTS per batch); 21.3k/s with hiredis.
         # Separate ARGV with the entry built here, and RPUSH instead of XADD for the per-user
         # index: Redis 36-46 -> 26-32 us/gift (same machine, back to back, INFO commandstats).
-        # Many gifts per script call (GIFTS_PER_CALL): see _pack_gifts.
+        # Many gifts per script call (GIFTS_PER_CALL, _pack_gifts): Redis 26-36 -> 16-18
+        # us/gift, 31k -> 50k gifts/s pipelined (ratio to INCRBY 0.43 -> 0.66).
         self._gifts = PackedScript(redis, lua.GIFTS)
         self._purchase = redis.register_script(lua.PURCHASE)
         self._cashout = redis.register_script(lua.CASHOUT)
@@ -275,6 +276,8 @@ class Ledger:
         # Group commit: the gifts sent in one loop turn (gift:send from many sockets) go to
         # Redis together, in script calls of up to GIFTS_PER_CALL. The first gift of a
         # turn leads: it yields once, so the others of the turn join, then sends them all.
+        # `bench ledger` one-at-a-time phase (200 in flight): 9.2k -> 22.4k gifts/s, p50
+        # 21 -> 8 ms; gift:send to the badge in the video p95 106 -> 73 ms.
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         group = self._forming.get(today)
         if group is not None:
