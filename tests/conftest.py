@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import socketio
+from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from signaling.app import create_app
@@ -57,6 +58,50 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     await client.flushall()
     yield client
     await client.aclose()
+
+
+# An in-process app's shutdown takes ~0.1-1.5 s; one hung once in a full run, until
+# pytest-timeout's 180 s, with only the idle event loop in its stack.
+APP_CLOSE_TIMEOUT_S = 60.0
+
+
+class BoundedTestClient(TestClient):  # type: ignore[type-arg]
+    """aiohttp's TestClient (pytest-aiohttp's aiohttp_client makes these) whose close
+    gives up after APP_CLOSE_TIMEOUT_S, naming where every task waits: which step of
+    the app's shutdown never ended."""
+
+    async def close(self) -> None:
+        closing = asyncio.create_task(super().close(), name="test-app-close")
+        try:
+            await asyncio.wait({closing}, timeout=APP_CLOSE_TIMEOUT_S)
+        except asyncio.CancelledError:
+            closing.cancel()
+            raise
+        if closing.done():
+            return closing.result()
+        for task in asyncio.all_tasks():
+            print(f"--- {task.get_name()} waits at:", file=sys.stderr)
+            print("\n".join(await_chain(task.get_coro())), file=sys.stderr)
+        closing.cancel()
+        raise AssertionError(f"the test app did not shut down in {APP_CLOSE_TIMEOUT_S} s; "
+                             "where each task waited is in the captured stderr")
+
+
+def await_chain(coro: Any) -> list[str]:
+    """file:line function of each coroutine a suspended coroutine is awaiting, outermost
+    first (Task.print_stack shows only the outermost)."""
+    lines = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return lines
+
+
+@pytest.fixture
+def aiohttp_client_cls() -> type[TestClient]:  # type: ignore[type-arg]
+    return BoundedTestClient
 
 
 @pytest.fixture
