@@ -4,12 +4,12 @@ pipelined INCRBY on the same Redis in the same run.
     golive bench ledger --duration 5 --batch 50 --concurrency 4 --rounds 2
 
 Starts its own redis-server (append-only, fsync every second, like `golive serve`'s
-embedded one; its AOF rewritten between phases, never during one) in the run folder,
-pinned to one CPU while this process takes the others (--no-pin to let them float), or
-uses --redis-url (an EMPTY database: the run writes a ledger there). It registers
---senders accounts and --creators creators through engine.accounts (real accounts,
-cheapest argon2), starts their lives, funds the senders, then per round measures, each
-for --duration seconds (or exactly --ops operations):
+embedded one; its AOF rewritten between phases, never during one, unless --aof-rewrite
+auto) in the run folder, pinned to one CPU while this process takes the others (--no-pin
+to let them float), or uses --redis-url (an EMPTY database: the run writes a ledger
+there). It registers --senders accounts and --creators creators through engine.accounts
+(real accounts, cheapest argon2), starts their lives, funds the senders, then per round
+measures, each for --duration seconds (or exactly --ops operations):
 
 - incrby:   --concurrency tasks, each sending pipelines of --batch INCRBY;
 - pipelined: --concurrency tasks, each sending Ledger.send_gifts batches of --batch gifts
@@ -69,6 +69,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="audit the ledger after the run (default on)")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
                         help="with 2+ CPUs: Redis on one CPU, this process on the others")
+    parser.add_argument("--aof-rewrite", choices=("between", "auto"), default="between",
+                        help="with a Redis started here: rewrite its AOF before every phase "
+                             "so none runs during one (between), or leave it to Redis, "
+                             "which rewrites whenever the file doubled (auto)")
     add_out(parser)
 
 
@@ -240,12 +244,13 @@ class LedgerRun:
             data = self.run_dir / "redis"
             data.mkdir()
             sock = socket_path(data)
-            # golive serve's embedded Redis, with no automatic AOF rewrite mid-phase:
-            # compact() runs it between phases
+            # golive serve's embedded Redis; with --aof-rewrite between, no automatic AOF
+            # rewrite mid-phase: compact() runs it between phases
+            between = ["--auto-aof-rewrite-percentage", "0"]
             self.child = Child("redis", [
                 redis_server_binary(), *server_args(data, sock),
-                "--auto-aof-rewrite-percentage", "0"], self.run_dir / "redis.log", rpc=False,
-                cpus=self.redis_cpus)
+                *(between if self.args.aof_rewrite == "between" else [])],
+                self.run_dir / "redis.log", rpc=False, cpus=self.redis_cpus)
             await self.child.start()
             self.url = f"unix://{sock}"
         if self.bench_cpus:
@@ -275,7 +280,7 @@ class LedgerRun:
         crossed the line paid for it (round 2's gifts ran at 29k/s instead of 43k/s, 26
         instead of 18 us per gift in Redis). Both phases run with AOF and an fsync every
         second, and neither with a rewrite in flight."""
-        if self.child is None:
+        if self.child is None or self.args.aof_rewrite != "between":
             return
         await self.redis.bgrewriteaof()
         deadline = time.monotonic() + 120
@@ -444,7 +449,7 @@ async def _measure(bench: LedgerRun, result: dict[str, Any]) -> None:
     ledger, senders, rooms = await _setup(bench, result)
     for round_no in range(1, bench.args.rounds + 1):
         for phase in PHASES:
-            bench.progress.update(f"round {round_no}: compacting the AOF before {phase}")
+            bench.progress.update(f"round {round_no}: before {phase}")
             await bench.compact()
             bench.progress.update(f"round {round_no}: {phase}")
             row = await _phase(bench, phase, round_no, ledger, senders, rooms)
