@@ -538,7 +538,12 @@ class Ledger:
             for payout_id in ids:
                 pipe.hgetall(keys.payout(payout_id))
             found = await pipe.execute()
-        return [_payout_from_hash(pid, h) for pid, h in zip(ids, found, strict=True) if h]
+        rows = [(pid, h) for pid, h in zip(ids, found, strict=True) if h]
+        # Scored by the request's millisecond: two in one millisecond come back in id
+        # order; their journal entries (ms-seq) have the true order
+        rows.sort(key=lambda r: (int(r[1]["requested_at"]),
+                                 stream_ids.parse(r[1].get("entry") or "0-0")), reverse=True)
+        return [_payout_from_hash(pid, h) for pid, h in rows]
 
     async def journal(self, *, until: str = "+",
                       batch: int = 1000) -> AsyncIterator[JournalEntry]:

@@ -369,6 +369,17 @@ async def test_cash_out_threshold_cap_pay_and_return(redis: Redis, redis_url: st
     await assert_audit_ok(world)
 
 
+async def test_cash_outs_in_one_millisecond_list_newest_first(world: World) -> None:
+    await fund(world, "ann", 30_000)
+    await world.ledger.send_gift(transfer_id=tid(), **world.gift_args(gift_id="lion"))
+    cat = world.ids["cat"]
+    made = [await world.ledger.request_cashout(request_id=f"same-ms-{i}", user_id=cat,
+                                               diamonds=2_000, today=TODAY, now=1_800_000_000.0)
+            for i in range(6)]
+    assert [p.payout_id for p in await world.ledger.payouts(cat)] == [
+        p.payout_id for p in reversed(made)]
+
+
 async def test_history_pages_by_any_id_and_reads_the_older_stream_index(world: World) -> None:
     ann = world.ids["ann"]
     for _ in range(6):
