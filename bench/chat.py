@@ -111,28 +111,24 @@ def add_mode(modes: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chat bench `args` describes; the exit status (130 when interrupted)."""
-    for bad, message in ((not 1 <= args.clients <= MAX_CLIENTS,
-                          f"--clients must be 1..{MAX_CLIENTS}"),
-                         (args.senders < 0, "--senders must be >= 0"),
-                         (args.workers < 1, "--workers must be >= 1"),
-                         (args.sample < 0, "--sample must be >= 0"),
-                         (args.duration <= 0, "--duration must be > 0"),
-                         (args.warmup < 0, "--warmup must be >= 0"),
-                         (args.url is None and args.server_pid,
-                          "--server-pid goes with --url")):
-        if bad:
-            print(f"bench chat: {message}", file=sys.stderr)
-            return 2
+    from bench.options import flags_ok
+
+    if not flags_ok("bench chat", (
+            (not 1 <= args.clients <= MAX_CLIENTS, f"--clients must be 1..{MAX_CLIENTS}"),
+            (args.senders < 0, "--senders must be >= 0"),
+            (args.workers < 1, "--workers must be >= 1"),
+            (args.sample < 0, "--sample must be >= 0"),
+            (args.duration <= 0, "--duration must be > 0"),
+            (args.warmup < 0, "--warmup must be >= 0"),
+            (args.url is None and args.server_pid, "--server-pid goes with --url"))):
+        return 2
     return asyncio.run(_execute(args))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.chat", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(parser)
-    parser.set_defaults(run=run, bench_mode="chat")
-    args = parser.parse_args(argv)
-    return int(args.run(args))
+    from bench.options import module_main
+
+    return module_main("bench.chat", __doc__, _add_arguments, run, argv)
 
 
 # --- figures ---------------------------------------------------------------------------
@@ -509,7 +505,7 @@ def _round(value: float | None) -> float | None:
 
 async def _execute(args: argparse.Namespace) -> int:
     from bench.baselines import DESCRIPTIONS
-    from bench.report import Progress, chat_plots, write_json
+    from bench.report import Progress, chat_plots, publish
     from bench.runner import guarded
     from bench.runner import run_dir as make_run_dir
 
@@ -545,21 +541,7 @@ async def _execute(args: argparse.Namespace) -> int:
             bench.kill_now()
 
     def report() -> None:
-        try:
-            result["plots"] = chat_plots(result, run_dir)
-        except Exception as exc:  # a plot must never cost the figures
-            result["plots"] = []
-            progress.note(f"plots failed: {exc}")
-        path = run_dir / "result.json"
-        write_json(path, result)
-        progress.note("")
-        print(render(result))
-        for error in _all_errors(result):
-            print(f"error: {error}")
-        print(f"\nJSON: {path}")
-        if result["plots"]:
-            print(f"plots: {', '.join(str(run_dir / p) for p in result['plots'])}")
-        sys.stdout.flush()
+        publish(result, run_dir, progress, render=render, plots=chat_plots, errors=_all_errors)
 
     status = await guarded(result, progress, work=work, close=close, kill_now=kill_now,
                            finish=report, what="the clients, the live and the server")

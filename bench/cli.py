@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from bench.options import add_out, parse_counts, parse_rate, parse_size
+from bench.options import add_out, flags_ok, parse_counts, parse_rate, parse_size
 from bench.runner import guarded
 from bench.runner import run_dir as make_run_dir
 
@@ -125,18 +125,16 @@ def run(args: argparse.Namespace) -> int:
             args.bitrate = int(env.get("GOLIVE_VIDEO_BITRATE", DEFAULT_VIDEO_BITRATE))
         except ValueError:
             args.bitrate = -1
-    for bad, message in ((args.bitrate <= 0, "--bitrate must be > 0"),
-                         (args.workers < 0, "--workers must be >= 0"),
-                         (args.probes < 0, "--probes must be >= 0"),
-                         (args.duration < 0, "--duration must be >= 0"),
-                         (not 0 < args.fps <= 120, "--fps must be in (0, 120]"),
-                         (args.bench_mode == "join" and args.viewers < 1,
-                          "--viewers must be >= 1"),
-                         (args.url is None and (args.creator_user or args.server_pid),
-                          "--creator-user and --server-pid go with --url")):
-        if bad:
-            print(f"golive bench: {message}", file=sys.stderr)
-            return 2
+    if not flags_ok("golive bench", (
+            (args.bitrate <= 0, "--bitrate must be > 0"),
+            (args.workers < 0, "--workers must be >= 0"),
+            (args.probes < 0, "--probes must be >= 0"),
+            (args.duration < 0, "--duration must be >= 0"),
+            (not 0 < args.fps <= 120, "--fps must be in (0, 120]"),
+            (args.bench_mode == "join" and args.viewers < 1, "--viewers must be >= 1"),
+            (args.url is None and (args.creator_user or args.server_pid),
+             "--creator-user and --server-pid go with --url"))):
+        return 2
     return asyncio.run(_execute(args))
 
 
@@ -159,7 +157,7 @@ def _host() -> dict[str, Any]:
 async def _execute(args: argparse.Namespace) -> int:
     from bench import fanout, joinstorm, measure
     from bench.baselines import DESCRIPTIONS
-    from bench.report import Progress, fanout_plots, join_plots, write_json
+    from bench.report import Progress, fanout_plots, join_plots, publish
     from bench.session import BenchSession
 
     mode = fanout if args.bench_mode == "fanout" else joinstorm
@@ -191,26 +189,11 @@ async def _execute(args: argparse.Namespace) -> int:
             session.kill_now()
 
     def report() -> None:
-        result["plots"] = []
-        if result.get("steps") or result.get("joins") or result.get("baseline"):
-            plots = fanout_plots if mode is fanout else join_plots
-            try:
-                result["plots"] = plots(result, run_dir)
-            except Exception as exc:  # a plot must never cost the figures
-                progress.note(f"plots failed: {exc}")
-        path = run_dir / "result.json"
-        write_json(path, result)
-        progress.note("")
-        print(mode.render(result))
-        for error in result["errors"]:
-            print(f"error: {error}")
-        print(f"\nJSON: {path}")
-        if result["plots"]:
-            print(f"plots: {', '.join(str(run_dir / p) for p in result['plots'])}")
-        else:
-            print("plots: none (pip install matplotlib to get PNG plots)"
-                  if not _has_matplotlib() else "plots: none (nothing to plot)")
-        sys.stdout.flush()
+        plotted = result.get("steps") or result.get("joins") or result.get("baseline")
+        publish(result, run_dir, progress, render=mode.render,
+                plots=(fanout_plots if mode is fanout else join_plots) if plotted else None,
+                no_plots="plots: none (pip install matplotlib to get PNG plots)"
+                if not _has_matplotlib() else "plots: none (nothing to plot)")
 
     return await guarded(result, progress, work=work, close=close,
                          kill_now=kill_now, finish=report, expected=_expected,

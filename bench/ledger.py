@@ -88,16 +88,17 @@ def add_mode(modes: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    for bad, message in ((args.duration <= 0, "--duration must be > 0"),
-                         (args.ops < 0, "--ops must be >= 0"),
-                         (not 1 <= args.rounds <= 20, "--rounds must be 1..20"),
-                         (not 1 <= args.batch <= 10_000, "--batch must be 1..10000"),
-                         (not 1 <= args.concurrency <= 256, "--concurrency must be 1..256"),
-                         (not 2 <= args.senders <= 100_000, "--senders must be 2..100000"),
-                         (not 1 <= args.creators <= 1000, "--creators must be 1..1000")):
-        if bad:
-            print(f"bench ledger: {message}", file=sys.stderr)
-            return 2
+    from bench.options import flags_ok
+
+    if not flags_ok("bench ledger", (
+            (args.duration <= 0, "--duration must be > 0"),
+            (args.ops < 0, "--ops must be >= 0"),
+            (not 1 <= args.rounds <= 20, "--rounds must be 1..20"),
+            (not 1 <= args.batch <= 10_000, "--batch must be 1..10000"),
+            (not 1 <= args.concurrency <= 256, "--concurrency must be 1..256"),
+            (not 2 <= args.senders <= 100_000, "--senders must be 2..100000"),
+            (not 1 <= args.creators <= 1000, "--creators must be 1..1000"))):
+        return 2
     from engine.catalog import load_catalog
 
     if args.gift not in {g.id for g in load_catalog().gifts()}:
@@ -107,12 +108,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.ledger", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(parser)
-    parser.set_defaults(run=run, bench_mode="ledger")
-    args = parser.parse_args(argv)
-    return int(args.run(args))
+    from bench.options import module_main
+
+    return module_main("bench.ledger", __doc__, _add_arguments, run, argv)
 
 
 # --- figures -------------------------------------------------------------------------------
@@ -470,7 +468,7 @@ async def _measure(bench: LedgerRun, result: dict[str, Any]) -> None:
 
 
 async def _execute(args: argparse.Namespace) -> int:
-    from bench.report import Progress, write_json
+    from bench.report import Progress, publish
     from bench.runner import guarded
     from bench.runner import run_dir as make_run_dir
 
@@ -490,21 +488,7 @@ async def _execute(args: argparse.Namespace) -> int:
     def report() -> None:
         for row in result["rounds"]:
             row.pop("_latencies", None)
-        result["plots"] = []
-        try:
-            result["plots"] = plots(result, run_dir)
-        except Exception as exc:  # a plot must never cost the figures
-            progress.note(f"plots failed: {exc}")
-        path = run_dir / "result.json"
-        write_json(path, result)
-        progress.note("")
-        print(render(result))
-        for error in result["errors"]:
-            print(f"error: {error}")
-        print(f"\nJSON: {path}")
-        if result["plots"]:
-            print(f"plots: {', '.join(str(run_dir / p) for p in result['plots'])}")
-        sys.stdout.flush()
+        publish(result, run_dir, progress, render=render, plots=plots)
 
     status = await guarded(result, progress, work=lambda: _measure(bench, result), close=close,
                            kill_now=bench.kill_now, finish=report,

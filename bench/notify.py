@@ -76,14 +76,15 @@ def add_mode(modes: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    for bad, message in ((not 1 <= args.followers <= 2_000_000, "--followers must be 1..2000000"),
-                         (args.batch < 0, "--batch must be >= 0"),
-                         (not 0 <= args.online <= min(200, args.followers),
-                          "--online must be 0..min(200, followers)"),
-                         (args.timeout <= 0, "--timeout must be > 0")):
-        if bad:
-            print(f"bench notify: {message}", file=sys.stderr)
-            return 2
+    from bench.options import flags_ok
+
+    if not flags_ok("bench notify", (
+            (not 1 <= args.followers <= 2_000_000, "--followers must be 1..2000000"),
+            (args.batch < 0, "--batch must be >= 0"),
+            (not 0 <= args.online <= min(200, args.followers),
+             "--online must be 0..min(200, followers)"),
+            (args.timeout <= 0, "--timeout must be > 0"))):
+        return 2
     try:
         return asyncio.run(_execute(args))
     except KeyboardInterrupt:
@@ -92,10 +93,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.notify", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(parser)
-    return run(parser.parse_args(argv))
+    from bench.options import module_main
+
+    return module_main("bench.notify", __doc__, _add_arguments, run, argv)
 
 
 def _note(text: str) -> None:

@@ -1,8 +1,11 @@
-"""Argument types for the bench's flags (sizes follow media.synthetic.parse_size)."""
+"""Argument types for the bench's flags (sizes follow media.synthetic.parse_size), and
+what every mode's command line shares."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from bench import stamp
@@ -51,3 +54,23 @@ def add_out(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """Every mode's --out: where its run folder goes."""
     parser.add_argument("--out", type=Path, default=Path("bench-out"),
                         help="folder for the run's folder (bench-out)")
+
+
+def flags_ok(who: str, checks: Iterable[tuple[object, str]]) -> bool:
+    """True when no (bad, message) check is bad; else print the first one's message as
+    "WHO: message" on stderr (the caller exits 2)."""
+    for bad, message in checks:
+        if bad:
+            print(f"{who}: {message}", file=sys.stderr)
+            return False
+    return True
+
+
+def module_main(module: str, doc: str | None,
+                add_arguments: Callable[[argparse.ArgumentParser], None],
+                run: Callable[[argparse.Namespace], int], argv: list[str] | None) -> int:
+    """`python -m MODULE`: a mode's own flags, then its run()'s exit status."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return int(run(parser.parse_args(argv)))

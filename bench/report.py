@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -53,6 +53,33 @@ def write_json(path: Path, result: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1, sort_keys=False))
     tmp.replace(path)
+
+
+def publish(result: dict[str, Any], run_dir: Path, progress: Progress, *,
+            render: Callable[[dict[str, Any]], str],
+            plots: Callable[[dict[str, Any], Path], list[str]] | None,
+            errors: Callable[[dict[str, Any]], Iterable[str]] = lambda r: r["errors"],
+            no_plots: str = "") -> None:
+    """The end of every bench mode: its plots (None: nothing to plot), result.json, then
+    on stdout the table, the errors, and where the JSON and plots are (or `no_plots`)."""
+    result["plots"] = []
+    if plots is not None:
+        try:
+            result["plots"] = plots(result, run_dir)
+        except Exception as exc:  # a plot must never cost the figures
+            progress.note(f"plots failed: {exc}")
+    path = run_dir / "result.json"
+    write_json(path, result)
+    progress.note("")
+    print(render(result))
+    for error in errors(result):
+        print(f"error: {error}")
+    print(f"\nJSON: {path}")
+    if result["plots"]:
+        print(f"plots: {', '.join(str(run_dir / p) for p in result['plots'])}")
+    elif no_plots:
+        print(no_plots)
+    sys.stdout.flush()
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
