@@ -366,8 +366,9 @@ class Ledger:
                  f'"sender":"{sender}","creator":"{creator}","live":"{live_id}",'
                  f'"gift":"{gift_id}","count":"{count}","coins":"{cost}",'
                  f'"diamonds":"{diamonds}","platform":"{platform}","rate":"{rules.rate}"}}')
-        # ARGV per gift (ledger_lua.GIFTS); [2], its creator's number, is set by _pack_gifts
-        args = [f"{sender}|{creator}|{live_id}|{gift_id}|{count}", sender, "", live_id,
+        # ARGV per gift (ledger_lua.GIFTS) but its creator's number, which _pack_gifts
+        # puts after the sender
+        args = [f"{sender}|{creator}|{live_id}|{gift_id}|{count}", sender, live_id,
                 str(count), str(cost), str(diamonds), str(platform), entry]
         return _GiftCall(
             GiftRequest(r.transfer_id, sender, creator, r.live_id, gift.id, count), cost,
@@ -395,9 +396,10 @@ class Ledger:
                           keys.user(creator), keys.followers(creator), keys.wallet(creator),
                           keys.wallet_entries(creator)]
                 args.append(creator)
-            call.args[2] = number
             gift_keys += call.keys
-            gift_args += call.args
+            gift_args += call.args[:2]
+            gift_args.append(number)
+            gift_args += call.args[2:]
         return self._gifts.pack(
             keys_ + gift_keys,
             [self._cutoff[1], str(rules.min_followers), str(rules.max_count), str(len(numbers)),
@@ -583,7 +585,7 @@ class _GiftCall:
     cost: int
     rules: LedgerRules
     keys: list[str]         # the gift's own KEYS (ledger_lua.GIFTS)
-    args: list[str]         # the gift's ARGV; [2] is set per script call (_pack_gifts)
+    args: list[str]         # the gift's ARGV, but its creator's number (_pack_gifts)
 
 
 def _answers(reply: Any, n: int) -> list[Any]:
