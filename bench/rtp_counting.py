@@ -24,10 +24,10 @@ sockets' datagram_received is shadowed for SRTP only (SRTCP, DTLS and STUN go th
 way, through aioice's STUN parse): unprotect, read the fixed header, count, all in the
 datagram callback.
 
-Both reach into RTCRtpReceiver's private (name-mangled) attributes of aiortc 1.16:
-__codecs, __remote_streams, __stop_decoder and __timestamp_mapper. `check_aiortc()`
-verifies they exist, so an aiortc upgrade fails loudly at start instead of measuring
-nothing.
+Both reach into RTCRtpReceiver's private (name-mangled) attributes (__codecs,
+__remote_streams, __stop_decoder, __timestamp_mapper) through media/aiortc_private.py,
+which checks them at import, so an aiortc upgrade fails loudly at start instead of
+measuring nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 from aiortc.rtp import RtpPacket
 
+from media import aioice_private, aiortc_private
+
 RTP_HEADER_BYTES = 12  # counted per packet: bytes are payload + the fixed RTP header
 VIDEO_CLOCK = 90000
 ARRIVALS_KEPT = 256  # last-packet arrival times of recent frames, for the probes (~8 s)
@@ -50,18 +52,6 @@ DELAYS_KEPT = 30 * 600  # per-frame delay samples per window: 10 min at 30 fps
 VIDEO, AUDIO, RTX = 1, 2, 3
 _KINDS = {"video/vp8": VIDEO, "video/h264": VIDEO, "video/rtx": RTX, "audio/opus": AUDIO}
 _kind_cache: dict[str, int] = {}
-
-_PRIVATE = ("_RTCRtpReceiver__codecs", "_RTCRtpReceiver__remote_streams",
-            "_RTCRtpReceiver__timestamp_mapper", "_RTCRtpReceiver__stop_decoder")
-
-
-def check_aiortc(receiver: RTCRtpReceiver) -> None:
-    """Raise RuntimeError if this aiortc lacks the private attributes the bench relies on."""
-    missing = [name for name in _PRIVATE if not hasattr(receiver, name)]
-    if missing:
-        raise RuntimeError(f"bench.rtp_counting: this aiortc has no {', '.join(missing)} "
-                           "(written against aiortc 1.16)")
-
 
 def kind_of(mime: str) -> int:
     kind = _kind_cache.get(mime)
@@ -211,15 +201,14 @@ class RtpCounters:
 
 def count_only(receiver: RTCRtpReceiver, counters: RtpCounters) -> None:
     """Make `receiver` count packets instead of decoding them (see the module docstring)."""
-    check_aiortc(receiver)
-    codecs = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
-    streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    codecs = aiortc_private.receiver_codecs(receiver)
+    streams: dict[int, StreamStatistics] = aiortc_private.receiver_streams(receiver)
     aiortc_receive = receiver.receive
 
     async def receive(parameters: Any) -> None:
         await aiortc_receive(parameters)
         # The thread just started idles on an empty queue; end it (it exits at once).
-        receiver._RTCRtpReceiver__stop_decoder()  # type: ignore[attr-defined]
+        aiortc_private.stop_decoder(receiver)
 
     async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
         codec = codecs.get(packet.payload_type)
@@ -231,10 +220,10 @@ def count_only(receiver: RTCRtpReceiver, counters: RtpCounters) -> None:
         stats.add(packet)  # what the Receiver Reports are made of
         counters.on_rtp(packet, codec.mimeType)
 
-    # Instance attributes shadow the methods: pc.__connect calls receiver.receive(...) and
-    # the DTLS transport calls receiver._handle_rtp_packet(...) on this very object.
+    # An instance attribute shadows the method: pc.__connect calls receiver.receive(...)
+    # on this very object.
     receiver.receive = receive  # type: ignore[method-assign]
-    receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
+    aiortc_private.intercept_receiver_rtp(receiver, lambda _aiortc: handle_rtp_packet)
     _direct_rtp(receiver, counters)
 
 
@@ -265,7 +254,7 @@ class DirectRtp:
         self.counters = counters
         self.receivers: list[RTCRtpReceiver] = []
         self._by_type: dict[int, tuple[str, dict[int, StreamStatistics], int]] = {}
-        self._connection = connection = dtls.transport._connection
+        self._connection = connection = aiortc_private.ice_connection(dtls)
         self._queue_datagram = connection.data_received
         self._hooked: set[int] = set()
         # An instance attribute shadows the method: aioice's StunProtocol calls
@@ -280,7 +269,7 @@ class DirectRtp:
             self._queue_datagram(data, component)
 
     def _hook_sockets(self) -> None:
-        for protocol in self._connection._protocols:
+        for protocol in aioice_private.socket_protocols(self._connection):
             if id(protocol) in self._hooked:
                 continue
             self._hooked.add(id(protocol))
@@ -296,7 +285,7 @@ class DirectRtp:
 
     def _rtp(self, data: bytes) -> bool:
         """Count `data` if it is SRTP (not SRTCP, DTLS or STUN); False to pass it on."""
-        srtp = self.dtls._rx_srtp
+        srtp = aiortc_private.srtp_inbound(self.dtls)
         if srtp is None or not 127 < data[0] < 192 or 191 < data[1] < 209:  # 192-208: RTCP
             return False
         try:
@@ -316,9 +305,9 @@ class DirectRtp:
 
     def _route(self, payload_type: int) -> tuple[str, dict[int, StreamStatistics], int] | None:
         for receiver in self.receivers:
-            codec = receiver._RTCRtpReceiver__codecs.get(payload_type)  # type: ignore[attr-defined]
+            codec = aiortc_private.receiver_codecs(receiver).get(payload_type)
             if codec is not None:
-                streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+                streams = aiortc_private.receiver_streams(receiver)
                 route = self._by_type[payload_type] = (codec.mimeType, streams, codec.clockRate)
                 return route
         return None
@@ -335,21 +324,22 @@ def _direct_rtp(receiver: RTCRtpReceiver, counters: RtpCounters) -> None:
 
 def count_and_decode(receiver: RTCRtpReceiver, counters: RtpCounters) -> None:
     """Count every packet, then let aiortc handle it as usual (jitter buffer, decode)."""
-    check_aiortc(receiver)
-    codecs = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
-    aiortc_handle = receiver._handle_rtp_packet
+    codecs = aiortc_private.receiver_codecs(receiver)
 
-    async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
-        codec = codecs.get(packet.payload_type)
-        if codec is not None:
-            counters.on_rtp(packet, codec.mimeType)
-        await aiortc_handle(packet, arrival_time_ms)
+    def make(aiortc_handle: aiortc_private.RtpHandler) -> aiortc_private.RtpHandler:
+        async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+            codec = codecs.get(packet.payload_type)
+            if codec is not None:
+                counters.on_rtp(packet, codec.mimeType)
+            await aiortc_handle(packet, arrival_time_ms)
 
-    receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
+        return handle_rtp_packet
+
+    aiortc_private.intercept_receiver_rtp(receiver, make)
 
 
 def rtp_timestamp_of(receiver: RTCRtpReceiver, pts: int) -> int | None:
     """The RTP timestamp a decoded frame came in with: aiortc rebases timestamps to start
     at 0 (its TimestampMapper), and the frame's pts is that rebased value."""
-    origin = receiver._RTCRtpReceiver__timestamp_mapper._origin  # type: ignore[attr-defined]
+    origin = aiortc_private.timestamp_origin(receiver)
     return None if origin is None else (pts + origin) & 0xFFFFFFFF

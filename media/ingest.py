@@ -19,9 +19,9 @@ from aiortc.mediastreams import MediaStreamError
 from av.audio.frame import AudioFrame
 from av.video.frame import VideoFrame
 
+from media.aiortc_private import use_prompt_jitter_buffer
 from media.errors import MediaError, invalid
 from media.ice import IceServer, rtc_configuration
-from media.jitter import use_prompt_jitter_buffer
 from media.negotiation import check_publisher_offer
 from media.peers import GoneReason, PeerCloser
 

@@ -25,6 +25,7 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
 )
 
+from media import aiortc_private
 from media.encoder import VideoCodecName
 from media.errors import conflict, invalid
 from media.fanout import ViewerFeed
@@ -108,21 +109,21 @@ class ViewerPeer:
         await self._closer.close()
 
     def _hook_rtcp(self, sender: RTCRtpSender, kind: str) -> None:
-        original = sender._handle_rtcp_packet
+        def make(original: aiortc_private.RtcpHandler) -> aiortc_private.RtcpHandler:
+            async def handle_rtcp_packet(packet: AnyRtcpPacket) -> None:
+                self.last_rtcp = self._clock()
+                if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI,
+                                                                         RTCP_PSFB_FIR):
+                    self._on_keyframe_request()
+                    return
+                if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+                    self._on_nack(kind, packet.lost)
+                    return
+                await original(packet)
 
-        async def handle_rtcp_packet(packet: AnyRtcpPacket) -> None:
-            self.last_rtcp = self._clock()
-            if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-                self._on_keyframe_request()
-                return
-            if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-                self._on_nack(kind, packet.lost)
-                return
-            await original(packet)
+            return handle_rtcp_packet
 
-        # An instance attribute shadows the method: aiortc's RTP router calls
-        # recipient._handle_rtcp_packet(packet) on this very sender.
-        sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+        aiortc_private.intercept_sender_rtcp(sender, make)
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState

@@ -12,9 +12,9 @@ This is the lean path #3 asked for. Through stock aiortc senders a viewer-packet
 serialize, packetize, two NTP clock reads, four awaits down to sendto. Here it is one
 protect() and one sendto() per viewer-packet.
 
-It reaches four aiortc/aioice internals, all read here and nowhere else:
-RTCDtlsTransport._tx_srtp, RTCIceTransport._connection, aioice Connection._nominated,
-and the sender's RTCP counters (record_sent). tests/media exercise each through real peers.
+The aiortc/aioice internals this needs (the SRTP session, the nominated pair, the
+sender's SSRC and RTCP counters) are reached through media/aiortc_private.py and
+media/aioice_private.py, checked at import; tests/media exercise each through real peers.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpsender import RTCRtpSender
 
+from media import aioice_private, aiortc_private
 from media.rtp_stream import OutFrame, WireProfile
 
 # A viewer whose socket has this much unsent data queued in asyncio is behind: its video
@@ -100,7 +101,7 @@ class ViewerLink:
         """Give `sender` the stream's SSRC (before the offer is made) and learn its wire
         profile when the peer connection starts it."""
         self.sender = sender
-        sender._ssrc = self.ssrc
+        aiortc_private.set_sender_ssrc(sender, self.ssrc)
         original_send = sender.send
 
         async def send(parameters: RTCRtpSendParameters) -> None:
@@ -158,13 +159,13 @@ class ViewerLink:
         dtls = sender.transport
         if dtls.state != "connected":
             return None
-        pair = dtls.transport._connection._nominated.get(_RTP_COMPONENT)
+        pair = aioice_private.nominated_pair(aiortc_private.ice_connection(dtls), _RTP_COMPONENT)
         if pair is None:
             return None
         udp = pair.protocol.transport
         if udp is None or udp.is_closing():
             return None
-        return dtls._tx_srtp.protect, udp, pair.remote_addr
+        return aiortc_private.srtp_protect(dtls), udp, pair.remote_addr
 
     def _start(self, on_active: Callable[[ViewerLink], None]) -> None:
         self.started = True
@@ -180,16 +181,6 @@ class ViewerLink:
         self.sent_packets += len(packets)
         self.sent_octets += frame.payload_octets
         assert self.sender is not None
-        record_sent(self.sender, frame.ntp_time, frame.timestamp,
-                    self.sent_packets, self.sent_octets)
+        aiortc_private.record_sent(self.sender, frame.ntp_time, frame.timestamp,
+                                   self.sent_packets, self.sent_octets)
 
-
-def record_sent(
-    sender: RTCRtpSender, ntp_time: int, rtp_timestamp: int, packets: int, octets: int
-) -> None:
-    """Keep the sender's RTCP sender reports true: its own RTP path is idle, so these are
-    the figures its SR carries (the NTP/RTP pair lets the browser sync audio and video)."""
-    sender._RTCRtpSender__ntp_timestamp = ntp_time  # type: ignore[attr-defined]
-    sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
-    sender._RTCRtpSender__packet_count = packets  # type: ignore[attr-defined]
-    sender._RTCRtpSender__octet_count = octets  # type: ignore[attr-defined]

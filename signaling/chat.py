@@ -81,7 +81,7 @@ class ChatFeed:
     def __init__(self, gateway: Gateway, *, window_s: float = BATCH_WINDOW_S,
                  poll_s: float = POLL_S, batch_max: int = BATCH_MAX) -> None:
         self.gateway = gateway
-        self.writer = FrameWriter(gateway.sio)
+        self.writer = FrameWriter(gateway.sio, metrics=gateway.metrics)
         self.window_s = window_s
         self.poll_s = poll_s
         self.batch_max = batch_max

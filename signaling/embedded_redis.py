@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 log = logging.getLogger("golive.redis")
 

@@ -14,10 +14,11 @@ Engine.IO's queue. A socket with more than WRITE_BUFFER_BOUND bytes unsent is
 skipped for that push (bounded memory for a slow reader); pushes carry ids so
 its client sees the gap and asks for what it missed.
 
-This leans on two private details of python-engineio 4.x (pinned with
-python-socketio <6): the `_async["websocket"]` driver class, and that its
-handler is the AsyncSocket's bound `_websocket_handler`. Without them every
-push takes the fallback path, slower but correct.
+The socket's websocket and its transport are private details of python-engineio and
+aiohttp, reached through signaling/engineio_private.py and signaling/aiohttp_private.py
+(checked at import). A socket that is upgraded to websocket yet takes the queue is not
+silent: each reason is counted in /metrics (golive_push_fallbacks_total) and logged the
+first time it happens.
 """
 
 from __future__ import annotations
@@ -31,11 +32,18 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
+from signaling import aiohttp_private, engineio_private
+from signaling.metrics import Metrics
+
 log = logging.getLogger("golive.frames")
 
 # ~1,000 chat batches of ~250 B: a reader this far behind is skipped, not buffered.
 WRITE_BUFFER_BOUND = 256 * 1024
-_WS_KEY = "golive_ws"
+
+# Why a push to an upgraded socket took Engine.IO's queue (golive_push_fallbacks_total).
+FALLBACK_NO_DRIVER = "no_websocket_driver"  # the async mode has no websocket driver
+FALLBACK_NO_WEBSOCKET = "websocket_unknown"  # upgraded, but its websocket was not recorded
+FALLBACK_CLOSING = "closing"  # its websocket or transport is closing
 
 
 def websocket_frame(payload: bytes | str) -> bytes:
@@ -52,27 +60,6 @@ def websocket_frame(payload: bytes | str) -> bytes:
     else:
         header = struct.pack("!BBQ", opcode, 127, n)
     return header + data
-
-
-def _recording(base: type[Any]) -> type[Any]:
-    """The driver's websocket class, made to remember each Engine.IO socket's websocket."""
-
-    class RecordingWebSocket(base):  # type: ignore[misc, valid-type]
-        def __init__(self, handler: Any, server: Any) -> None:
-            owner = getattr(handler, "__self__", None)
-
-            async def run(ws: Any) -> Any:
-                if owner is not None:
-                    setattr(owner, _WS_KEY, getattr(ws, "_sock", None))
-                try:
-                    return await handler(ws)
-                finally:
-                    if owner is not None:
-                        setattr(owner, _WS_KEY, None)
-
-            super().__init__(run, server)
-
-    return RecordingWebSocket
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,20 +90,23 @@ class Delivery:
 class FrameWriter:
     """Encodes a push once and writes it to every socket of a room."""
 
-    def __init__(self, sio: socketio.AsyncServer, *,
+    def __init__(self, sio: socketio.AsyncServer, *, metrics: Metrics | None = None,
                  buffer_bound: int = WRITE_BUFFER_BOUND) -> None:
         self.sio = sio
         self.buffer_bound = buffer_bound
-        eio = sio.eio
-        drivers = getattr(eio, "_async", None)
-        if isinstance(drivers, dict) and drivers.get("websocket") is not None \
-                and not getattr(drivers["websocket"], "_golive_recording", False):
-            recording = _recording(drivers["websocket"])
-            recording._golive_recording = True  # type: ignore[attr-defined]
-            # A copy: the module's dict is shared by every server in the process.
-            eio._async = {**drivers, "websocket": recording}
-        else:
-            log.warning("engine.io websocket driver not found; pushes use the slow path")
+        self.metrics = metrics
+        self._fallbacks_logged: set[str] = set()
+        # The gateway installs the hooks when it makes the server (signaling/gateway.py).
+        if not engineio_private.websocket_hooks_installed(sio.eio):
+            self._fell_back(FALLBACK_NO_DRIVER)
+
+    def _fell_back(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.push_fallbacks.labels(reason).inc()
+        if reason not in self._fallbacks_logged:
+            self._fallbacks_logged.add(reason)
+            log.warning("room push fell back to engine.io's queue",
+                        extra={"fields": {"reason": reason}})
 
     def encode(self, event: str, data: Any, namespace: str = "/") -> Frame:
         encoded = self.sio.packet_class(sio_packet.EVENT, namespace=namespace,
@@ -135,10 +125,15 @@ class FrameWriter:
             sock = sockets.get(eio_sid)
             if sock is None or sock.closed or sock.closing:
                 continue
-            ws = getattr(sock, _WS_KEY, None)
-            transport = getattr(getattr(ws, "_writer", None), "transport", None)
-            if ws is None or not sock.upgraded or transport is None or ws.closed \
-                    or transport.is_closing():
+            if not sock.upgraded:  # long-polling: the queue is its only way
+                fallback.append(eio_sid)
+                continue
+            ws = engineio_private.socket_websocket(sock)
+            transport = None if ws is None else aiohttp_private.websocket_transport(ws)
+            if ws is None or transport is None or ws.closed or transport.is_closing():
+                # upgraded, yet no websocket to write to: a hook that stopped working
+                # (or a socket mid-close); correct through the queue, but not silent
+                self._fell_back(FALLBACK_NO_WEBSOCKET if ws is None else FALLBACK_CLOSING)
                 fallback.append(eio_sid)
                 continue
             if transport.get_write_buffer_size() > self.buffer_bound:

@@ -23,11 +23,13 @@ from engine.accounts import UserId
 from engine.errors import DomainError, ErrorCode, invalid, rate_limited, unauthorized
 from engine.sessions import Session
 from media.errors import MediaError
+from signaling import engineio_private
 from signaling.config import Settings
 from signaling.metrics import UNKNOWN_EVENT, Metrics
 from signaling.ratelimit import TokenBucket
 from signaling.schemas import P, convert
 from signaling.services import Services
+from signaling.socketio_private import GoliveSocketServer, OddEventName, PacketDecodeError
 
 log = logging.getLogger("golive.gateway")
 
@@ -50,49 +52,6 @@ class SafeMsgPackPacket(MsgPackPacket):
             self.namespace = decoded["nsp"]
         except Exception as exc:
             raise PacketDecodeError(f"{type(exc).__name__}: {exc}"[:200]) from None
-
-
-class PacketDecodeError(ValueError):
-    """A message that is not a Socket.IO packet at all: no id to ack, so it is logged
-    in one line and dropped; the connection stays open."""
-
-
-class OddEventName:
-    """Stands in for an event name a client may not use: not a string, or one of
-    the server's reserved names. python-socketio looks a client's "connect" or
-    "disconnect" event up among the lifecycle handlers and calls them (a client
-    could drop its own registry entry while staying connected), and an
-    unhashable name raises inside its task with no ack; wrapped, both reach the
-    catch-all handler and are answered `invalid`."""
-
-    __slots__ = ("raw",)
-
-    def __init__(self, raw: object) -> None:
-        self.raw = raw
-
-    def shown(self) -> str:
-        return self.raw[:64] if isinstance(self.raw, str) else type(self.raw).__name__
-
-
-class GoliveSocketServer(socketio.AsyncServer):  # type: ignore[misc]
-    """AsyncServer that routes odd event names to the catch-all handler.
-
-    Overrides a private hook of python-socketio 5.x (pinned <6 in pyproject)."""
-
-    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
-        try:
-            await super()._handle_eio_message(eio_sid, data)
-        except PacketDecodeError as exc:
-            log.warning("undecodable packet dropped",
-                        extra={"fields": {"eio_sid": eio_sid, "cause": str(exc)}})
-
-    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any,
-                            data: Any) -> None:
-        if not isinstance(data, list) or not data:
-            data = [OddEventName(data)]
-        elif not isinstance(data[0], str) or data[0] in self.reserved_events:
-            data = [OddEventName(data[0]), *data[1:]]
-        await super()._handle_event(eio_sid, namespace, id, data)
 
 
 def user_room(user_id: str) -> str:
@@ -154,6 +113,7 @@ class Gateway:
             logger=False,
             engineio_logger=False,
         )
+        engineio_private.install_websocket_hooks(self.sio.eio, self._undecodable_frame)
         self.connections: dict[str, Connection] = {}
         self._by_session: dict[str, set[str]] = {}
         self._events: dict[str, EventSpec] = {}
@@ -162,6 +122,12 @@ class Gateway:
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_event)
+
+    def _undecodable_frame(self, head: str) -> None:
+        # A text frame that is no Engine.IO packet: engineio would raise and close the
+        # connection (1006); protocol.md says undecodable input is dropped, the socket kept.
+        log.warning("undecodable websocket frame dropped", extra={"fields": {"head": head}})
+        self.metrics.frames_dropped.inc()
 
     # --- registration ------------------------------------------------------
 

@@ -106,7 +106,7 @@ class LiveGifts:
                  writer: FrameWriter | None = None) -> None:
         self.gateway = gateway
         self.lives = lives
-        self.writer = writer or FrameWriter(gateway.sio)
+        self.writer = writer or FrameWriter(gateway.sio, metrics=gateway.metrics)
         self._icons: dict[str, bytes | None] = {}
         self._shown: OrderedDict[str, int] = OrderedDict()  # streak -> combo on the video
 

@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from engine.audit import AuditReport, run_audit
 from engine.catalog import load_catalog

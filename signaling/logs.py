@@ -40,4 +40,8 @@ def configure(level: str = "info") -> None:
     root.setLevel(level.upper())
     for noisy in ("aiohttp.access", "engineio.server", "socketio.server", "aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A library's warnings.warn() (redis-py 8.2 added one) would print plain text on
+    # stderr between the JSON lines; routed through logging they become one JSON line
+    # each, logger "py.warnings".
+    logging.captureWarnings(True)
     logging.Formatter.converter = time.gmtime

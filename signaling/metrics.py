@@ -30,6 +30,13 @@ class Metrics:
             "golive_redis_rtt_seconds", "Redis PING round-trip time",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1),
             registry=self.registry)
+        self.push_fallbacks = Counter(
+            "golive_push_fallbacks_total",
+            "room pushes to an upgraded socket that took engine.io's queue, by reason",
+            ["reason"], registry=self.registry)
+        self.frames_dropped = Counter(
+            "golive_undecodable_frames_total",
+            "websocket text frames that were no Engine.IO packet, dropped", registry=self.registry)
         self.http_requests = Counter("golive_http_requests_total", "HTTP API requests",
                                      ["route", "status"], registry=self.registry)
 

@@ -26,7 +26,7 @@ from bench import stamp
 from bench.creator import StampedVideoTrack
 from bench.options import parse_counts, parse_rate, parse_size
 from bench.rtp_counting import RtpCounters, count_only, h264_has_idr, vp8_starts_keyframe
-from media import MediaRoom, RoomTimings, restrict_host_addresses
+from media import MediaRoom, RoomTimings, aiortc_private, restrict_host_addresses
 from media.ice import rtc_configuration
 from media.synthetic import HeadlessCreator
 from tests.conftest import assert_gone, bench_result, descendants, run_bench
@@ -160,7 +160,8 @@ async def test_light_viewer_counts_and_keeps_reporting() -> None:
             assert counters.audio_packets > 150
             assert gone == [] and room.viewer_ids == ["light"]
             # the decoder thread was stopped: nothing decoded piles up
-            assert all(t.receiver.track is None or t.receiver.track._queue.qsize() <= 1
+            assert all(t.receiver.track is None
+                       or aiortc_private.frames_waiting(t.receiver.track) <= 1
                        for t in viewer.getTransceivers())
         finally:
             for close in (viewer.close, room.close, creator.close):

@@ -26,7 +26,7 @@ from bench.fanout import best_quality_step, cpu_slope, marginal_cpu, render
 from bench.naive_relay import NaiveRoom
 from bench.report import chat_plots, fanout_plots
 from bench.rtp_counting import RtpCounters, count_only
-from media import MediaError, restrict_host_addresses
+from media import MediaError, aiortc_private, restrict_host_addresses
 from media.ice import rtc_configuration
 from media.synthetic import HeadlessCreator
 from tests.conftest import assert_gone, bench_result, descendants, pid_alive, run_bench
@@ -68,7 +68,7 @@ async def test_naive_room_relays_to_each_viewer_and_closes_clean() -> None:
             for _, counters, _ in viewers:
                 assert counters.frames > 10 and counters.audio_packets > 20
             # the naive part: every viewer's stock sender has an encoder of its own
-            encoders = [v.pc.getSenders()[0]._RTCRtpSender__encoder  # type: ignore[attr-defined]
+            encoders = [aiortc_private.sender_encoder(v.pc.getSenders()[0])
                         for v in room.viewers.values()]
             assert len({id(e) for e in encoders if e is not None}) == 2
             with pytest.raises(MediaError) as twice:

@@ -17,7 +17,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from av.video.frame import VideoFrame
 
-from media import MediaRoom, RoomTimings, restrict_host_addresses
+from media import MediaRoom, RoomTimings, aioice_private, aiortc_private, restrict_host_addresses
 from media.ice import rtc_configuration
 from media.synthetic import HeadlessCreator
 
@@ -56,8 +56,8 @@ async def poll(
 def vanish(pc: RTCPeerConnection) -> None:
     """Drop a peer's UDP sockets without a goodbye: no RTCP BYE, DTLS alert or ICE reply
     ever leaves it again (what a killed browser tab or a pulled cable looks like)."""
-    ice = pc.getTransceivers()[0].receiver.transport.transport._connection
-    for protocol in ice._protocols:
+    ice = aiortc_private.ice_connection(pc.getTransceivers()[0].receiver.transport)
+    for protocol in aioice_private.socket_protocols(ice):
         protocol.transport.abort()
 
 
@@ -110,7 +110,7 @@ class ViewerClient:
 
     async def send_pli(self) -> None:
         receiver = next(r for r in self.pc.getReceivers() if r.track and r.track.kind == "video")
-        await receiver._send_rtcp_pli(self.video_ssrc())
+        await aiortc_private.send_pli(receiver, self.video_ssrc())
 
     async def close(self) -> None:
         await self.pc.close()

@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from media import Overlay, RoomTimings
+from media import Overlay, RoomTimings, aiortc_private
 from media.overlay import overlay_layout
 from media.synthetic import HeadlessCreator, SyntheticVideoTrack
 
@@ -68,7 +68,7 @@ async def test_viewer_gets_sender_reports_and_nacked_packets_again(harness, poll
     # NACK the newest packets: the room still holds them and sends them again.
     newest = room._fanout._streams["video"]._seq
     lost = [(newest - i) & 0xFFFF for i in (3, 2, 1)]
-    await receiver._send_rtcp_nack(viewer.video_ssrc(), lost)
+    await aiortc_private.send_nack(receiver, viewer.video_ssrc(), lost)
     await poll(lambda: link.retransmitted >= 3, timeout=5, what="3 packets sent again")
 
 

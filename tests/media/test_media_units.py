@@ -11,12 +11,19 @@ import numpy as np
 import pytest
 from aiortc.rtp import RtpPacket
 
-from media import IceServer, MediaError, Overlay, draw_overlays, restrict_host_addresses
+from media import (
+    IceServer,
+    MediaError,
+    Overlay,
+    aiortc_private,
+    draw_overlays,
+    restrict_host_addresses,
+)
+from media.aiortc_private import PromptJitterBuffer
 from media.compositor import Compositor
 from media.encoder import Timeline, VideoEncoder
 from media.fanout import Fanout, make_packer
 from media.ice import rtc_configuration
-from media.jitter import PromptJitterBuffer
 from media.keyframes import KeyframePolicy
 from media.overlay import badge_scale, overlay_layout
 from media.rtp_stream import RtpStream, WireProfile
@@ -293,7 +300,7 @@ def test_restrict_host_addresses_nests_and_restores():
 
 def _rtp(seq: int, ts: int, marker: int = 0) -> RtpPacket:
     p = RtpPacket(sequence_number=seq, timestamp=ts, marker=marker, payload=bytes([seq % 256]))
-    p._data = bytes([seq % 256])  # what aiortc's receiver sets after depayloading
+    aiortc_private.set_depayloaded(p, bytes([seq % 256]))
     return p
 
 

@@ -1,0 +1,202 @@
+"""Every access golive makes to aiortc's private attributes (aiortc >=1.16,<1.17).
+
+The lean fan-out sends a room's shared RTP through each viewer's own SRTP session and
+nominated ICE pair, keeps the idle sender's RTCP reports true and takes PLI/NACK from
+it; the ingest swaps in a prompter jitter buffer; the bench's light viewers count RTP
+instead of decoding it. None of that has a public API in aiortc, so it lives here and
+nowhere else, listed in PRIVATES and checked at import (media/library_privates.py).
+tests/test_library_privates.py checks each on real objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcicetransport import RTCIceTransport
+from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver, TimestampMapper
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtp import AnyRtcpPacket, RtpPacket
+
+from media.library_privates import Private, require
+
+SUPPORTED = ("1.16", "1.17")  # >=, < : keep in step with pyproject.toml
+
+PRIVATES = (
+    Private(RTCDtlsTransport, "_tx_srtp", True, "media.viewer_link (SRTP protect)"),
+    Private(RTCDtlsTransport, "_rx_srtp", True, "bench.rtp_counting (SRTP unprotect)"),
+    Private(RTCIceTransport, "_connection", True, "media.viewer_link, bench.rtp_counting"),
+    Private(RTCRtpSender, "_ssrc", True, "media.viewer_link (the room's SSRC)"),
+    Private(RTCRtpSender, "__ntp_timestamp", True, "media.viewer_link (sender reports)"),
+    Private(RTCRtpSender, "__rtp_timestamp", True, "media.viewer_link (sender reports)"),
+    Private(RTCRtpSender, "__packet_count", True, "media.viewer_link (sender reports)"),
+    Private(RTCRtpSender, "__octet_count", True, "media.viewer_link (sender reports)"),
+    Private(RTCRtpSender, "__encoder", True, "tests (a naive viewer's own encoder)"),
+    Private(RTCRtpSender, "_handle_rtcp_packet", False, "media.viewer (PLI/NACK in)"),
+    Private(RTCRtpReceiver, "__jitter_buffer", True, "media.ingest (prompt jitter buffer)"),
+    Private(RTCRtpReceiver, "__codecs", True, "bench.rtp_counting"),
+    Private(RTCRtpReceiver, "__remote_streams", True, "bench.rtp_counting"),
+    Private(RTCRtpReceiver, "__timestamp_mapper", True, "bench.rtp_counting"),
+    Private(RTCRtpReceiver, "__stop_decoder", False, "bench.rtp_counting"),
+    Private(RTCRtpReceiver, "_handle_rtp_packet", False, "bench.rtp_counting"),
+    Private(RTCRtpReceiver, "_send_rtcp_pli", False, "tests (a viewer's PLI)"),
+    Private(RTCRtpReceiver, "_send_rtcp_nack", False, "tests (a viewer's NACK)"),
+    Private(RTCRtpReceiver, "_data", True, "media.aiortc_private.PromptJitterBuffer"),
+    Private(RemoteStreamTrack, "_queue", True, "tests (decoded frames waiting)"),
+    Private(TimestampMapper, "_origin", True, "bench.rtp_counting"),
+    Private(JitterBuffer, "_remove_frame", False, "media.aiortc_private.PromptJitterBuffer"),
+    Private(JitterBuffer, "_packets", True, "media.aiortc_private.PromptJitterBuffer"),
+    Private(JitterBuffer, "_origin", True, "media.aiortc_private.PromptJitterBuffer"),
+    Private(JitterBuffer, "_is_video", True, "media.aiortc_private.PromptJitterBuffer"),
+)
+VERSION = require("aiortc", *SUPPORTED, PRIVATES)
+
+RtcpHandler = Callable[[AnyRtcpPacket], Awaitable[None]]
+RtpHandler = Callable[[RtpPacket, int], Awaitable[None]]
+
+
+# ---- transports ------------------------------------------------------------------------
+
+def srtp_protect(dtls: RTCDtlsTransport) -> Callable[[bytes], bytes]:
+    """The connected DTLS transport's outbound SRTP protect."""
+    return dtls._tx_srtp.protect  # type: ignore[no-any-return]
+
+
+def srtp_inbound(dtls: RTCDtlsTransport) -> Any:
+    """The inbound pylibsrtp Session, or None before DTLS is up."""
+    return dtls._rx_srtp
+
+
+def ice_connection(dtls: RTCDtlsTransport) -> Any:
+    """The aioice Connection under a DTLS transport (see media/aioice_private.py)."""
+    return dtls.transport._connection
+
+
+# ---- senders ---------------------------------------------------------------------------
+
+def set_sender_ssrc(sender: RTCRtpSender, ssrc: int) -> None:
+    """Give the sender an SSRC of ours, before the offer is made."""
+    sender._ssrc = ssrc
+
+
+def record_sent(
+    sender: RTCRtpSender, ntp_time: int, rtp_timestamp: int, packets: int, octets: int
+) -> None:
+    """Keep the sender's RTCP sender reports true: its own RTP path is idle, so these are
+    the figures its SR carries (the NTP/RTP pair lets the browser sync audio and video)."""
+    sender._RTCRtpSender__ntp_timestamp = ntp_time  # type: ignore[attr-defined]
+    sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
+    sender._RTCRtpSender__packet_count = packets  # type: ignore[attr-defined]
+    sender._RTCRtpSender__octet_count = octets  # type: ignore[attr-defined]
+
+
+def sender_encoder(sender: RTCRtpSender) -> Any:
+    """The sender's own encoder (None until it encodes, or on the packet path)."""
+    return sender._RTCRtpSender__encoder  # type: ignore[attr-defined]
+
+
+def intercept_sender_rtcp(sender: RTCRtpSender,
+                          make: Callable[[RtcpHandler], RtcpHandler]) -> None:
+    """Route the RTCP aiortc hands `sender` through make(aiortc's own handler).
+
+    An instance attribute shadows the method: aiortc's RTP router calls
+    recipient._handle_rtcp_packet(packet) on this very sender."""
+    sender._handle_rtcp_packet = make(sender._handle_rtcp_packet)  # type: ignore[method-assign]
+
+
+# ---- receivers -------------------------------------------------------------------------
+
+def receiver_codecs(receiver: RTCRtpReceiver) -> dict[int, Any]:
+    """Payload type -> RTCRtpCodecParameters, as negotiated."""
+    return receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined, no-any-return]
+
+
+def receiver_streams(receiver: RTCRtpReceiver) -> dict[int, Any]:
+    """SSRC -> StreamStatistics, what the receiver's RTCP receiver reports are made of."""
+    return receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined, no-any-return]
+
+
+def stop_decoder(receiver: RTCRtpReceiver) -> None:
+    """End the receiver's decoder thread."""
+    receiver._RTCRtpReceiver__stop_decoder()  # type: ignore[attr-defined]
+
+
+def timestamp_origin(receiver: RTCRtpReceiver) -> int | None:
+    """The first RTP timestamp aiortc rebased the track's pts on (None before one)."""
+    return receiver._RTCRtpReceiver__timestamp_mapper._origin  # type: ignore[attr-defined, no-any-return]
+
+
+def intercept_receiver_rtp(receiver: RTCRtpReceiver,
+                           make: Callable[[RtpHandler], RtpHandler]) -> None:
+    """Route the RTP the DTLS transport hands `receiver` through make(aiortc's handler).
+
+    An instance attribute shadows the method: the DTLS transport calls
+    receiver._handle_rtp_packet(...) on this very object."""
+    receiver._handle_rtp_packet = make(receiver._handle_rtp_packet)  # type: ignore[method-assign]
+
+
+async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
+    """Send a Picture Loss Indication for `media_ssrc`, as a browser does on a gap."""
+    await receiver._send_rtcp_pli(media_ssrc)
+
+
+async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
+    """Send a generic NACK for the sequence numbers `lost`."""
+    await receiver._send_rtcp_nack(media_ssrc, lost)
+
+
+def set_depayloaded(packet: RtpPacket, data: bytes) -> None:
+    """What aiortc's receiver sets on a packet after depayloading (what the jitter
+    buffer joins into a frame)."""
+    packet._data = data  # type: ignore[attr-defined]
+
+
+def frames_waiting(track: RemoteStreamTrack) -> int:
+    """Decoded frames queued on a remote track and not yet read."""
+    return track._queue.qsize()
+
+
+# ---- the ingest's jitter buffer --------------------------------------------------------
+
+_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"  # set in RTCRtpReceiver.__init__
+
+
+class PromptJitterBuffer(JitterBuffer):
+    """A prompter jitter buffer for the creator's ingest.
+
+    aiortc's JitterBuffer hands a frame to the decoder only when a packet of the NEXT
+    frame arrives (a new RTP timestamp), and holds audio for 4 packets (prefetch=4). On
+    a live ingest that is pure added latency: one frame interval of video (33 ms at
+    30 fps, more at lower rates) and 80 ms of audio, paid before the room encodes.
+
+    This one emits a frame as soon as it is complete: a video frame at its marker bit
+    (the last packet of a frame, RFC 3550/7741/6184), an Opus packet on arrival, each
+    only when every packet from the buffer's origin up to it is present (so nothing
+    partial goes to the decoder). Otherwise aiortc's own rules apply unchanged (loss,
+    reordering, overflow). It overrides aiortc's private _remove_frame, hence lives here.
+    """
+
+    def __init__(self, capacity: int, is_video: bool) -> None:
+        super().__init__(capacity=capacity, prefetch=0, is_video=is_video)
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        packets = []
+        timestamp = None
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self.capacity]
+            if packet is None or (timestamp is not None and packet.timestamp != timestamp):
+                break  # a gap, or a frame without its marker: aiortc's rule decides
+            timestamp = packet.timestamp
+            packets.append(packet)
+            if packet.marker or not self._is_video:  # an Opus packet is a whole frame
+                self.remove(count + 1)
+                return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
+        return super()._remove_frame(sequence_number)
+
+
+def use_prompt_jitter_buffer(receiver: RTCRtpReceiver, kind: str) -> None:
+    """Swap the receiver's jitter buffer before any packet arrives."""
+    capacity = getattr(receiver, _JITTER_BUFFER).capacity
+    setattr(receiver, _JITTER_BUFFER, PromptJitterBuffer(capacity, is_video=kind == "video"))
