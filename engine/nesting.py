@@ -28,16 +28,18 @@ def json_too_deep(raw: bytes, limit: int = MAX_DEPTH) -> bool:
 
     A pre-scan before decoding, in C-speed byte operations: each pass removes the
     innermost "[]" pairs, so a pair left after `limit` passes sits deeper than
-    `limit` (64 KiB of brackets: 32 passes, ~1 ms). Malformed text is left to the
-    decoder (an unclosed bracket never makes a pair); with more brackets than
-    `limit` inside an unterminated string the answer may be True, and such text is
-    refused either way."""
+    `limit` (64 KiB of brackets: 32 passes, ~1 ms). Brackets that never close
+    (`[` x 30,000) make no pair, but the decoder descends into each before it finds
+    the text cut short: more than `limit` of them is too deep as well. Exact for
+    well-formed JSON; for malformed text (refused by the decoder anyway) at most
+    2 x `limit` levels get through, and an unterminated string may count its
+    brackets."""
     if raw.count(b"[") + raw.count(b"{") <= limit:
         return False  # the common case: a flat object is a single {
     brackets = _STRING.sub(b"", raw).translate(_SQUARE, _NOT_BRACKETS)
     for _ in range(limit):
         shorter = brackets.replace(b"[]", b"")
         if len(shorter) == len(brackets):
-            return False
+            break
         brackets = shorter
-    return b"[]" in brackets
+    return b"[]" in brackets or brackets.count(b"[") > limit

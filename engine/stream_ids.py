@@ -22,7 +22,8 @@ from engine.errors import invalid
 
 ZERO = "0-0"
 SEQ_MAX = 2**64 - 1  # both halves are unsigned 64-bit in Redis
-# ASCII digits only: \d would take "١-١", which int() reads but Redis refuses.
+# ASCII digits only: \d would take "\u0661-\u0661" (Arabic-Indic digits), which int()
+# reads but Redis refuses.
 _ID = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
 
 
