@@ -39,6 +39,7 @@ from engine.chat_rules import (
 )
 from engine.errors import not_found, rate_limited
 from engine.lives import Live
+from engine.stream_ids import StreamId
 from engine.throttle import check_window
 
 MESSAGE, SYSTEM, DELETE = "message", "system", "delete"
@@ -267,7 +268,7 @@ class Chat:
 
     # --- reading -------------------------------------------------------------------------
 
-    async def read(self, live_id: str, *, after: str | None = None,
+    async def read(self, live_id: str, *, after: str | StreamId | None = None,
                    limit: int | None = None) -> ChatPage:
         """A page of a live's chat; callers check check_may_read() first.
 
@@ -281,15 +282,17 @@ class Chat:
             items = [_item(i, f) for i, f in reversed(entries)]
             last = entries[0][0] if entries else stream_ids.ZERO
             return ChatPage([i for i in items if i.kind != DELETE], last)
-        stream_ids.parse(after)
+        after = str(stream_ids.parse(after))
         count = min(limit or self.limits.history_max, self.limits.history_max)
-        entries = await self._redis.xrange(stream, f"({after}", "+", count=count + 1)
+        start = stream_ids.after_bound(after)
+        entries = [] if start is None else await self._redis.xrange(
+            stream, start, "+", count=count + 1)
         items = [_item(i, f) for i, f in entries[:count]]
         return ChatPage(items, items[-1].id if items else after, more=len(entries) > count)
 
-    async def entry(self, live_id: str, item_id: str) -> ChatItem:
+    async def entry(self, live_id: str, item_id: str | StreamId) -> ChatItem:
         """One line of a live's chat (for reports); not_found once deleted or expired."""
-        stream_ids.parse(item_id)
+        item_id = str(stream_ids.parse(item_id))
         entries = await self._redis.xrange(keys.chat(live_id), item_id, item_id)
         if not entries:
             raise not_found("no such message in this live")
@@ -316,11 +319,12 @@ class Chat:
 
     # --- moderation --------------------------------------------------------------------
 
-    async def delete(self, live: Live, actor_id: str, message_id: str) -> ChatItem:
+    async def delete(self, live: Live, actor_id: str,
+                     message_id: str | StreamId) -> ChatItem:
         """The creator deletes a message: gone from history, and a tombstone in the
         order tells everyone watching. not_found for an unknown id or a system line."""
         check_may_moderate(actor_id, live.creator_id)
-        stream_ids.parse(message_id)
+        message_id = str(stream_ids.parse(message_id))
         tomb = await self._delete(keys=[keys.chat(live.live_id)],
                                   args=[message_id, self.limits.stream_max])
         if not tomb:

@@ -45,6 +45,7 @@ from engine.ledger_rules import (
     split_gift,
 )
 from engine.packed_script import PackedScript
+from engine.stream_ids import StreamId
 
 log = logging.getLogger("golive.ledger")
 
@@ -434,21 +435,21 @@ class Ledger:
         return Balances(user_id, int(h.get("coins", 0)), int(h.get("diamonds", 0)),
                         int(h.get("pending", 0)), int(h.get("paid", 0)))
 
-    async def history(self, user_id: str, *, before: str | None = None,
+    async def history(self, user_id: str, *, before: str | StreamId | None = None,
                       limit: int = 20) -> list[JournalEntry]:
         """The user's journal entries, newest first, older than `before` (an entry id)."""
         if before is not None:
-            ms, seq = stream_ids.parse(before)
-            before = f"{ms}-{seq}"  # canonical, as the list holds ids
+            before = str(stream_ids.parse(before))  # canonical, as the list holds ids
         limit = max(1, min(limit, 100))
         ids: list[str] = list(reversed(await self._history(
             keys=[keys.wallet_entries(user_id)], args=[before or "", limit])))
         if len(ids) < limit:
             # Older entries may still be indexed in the Stream the list replaced
             top = ids[-1] if ids else before
-            ids += [entry_id for entry_id, _ in await self._redis.xrevrange(
-                keys.wallet_log(user_id), max=f"({top}" if top else "+", min="-",
-                count=limit - len(ids))]
+            end = stream_ids.before_bound(top) if top else "+"
+            if end is not None:  # None: nothing is older than 0-0
+                ids += [entry_id for entry_id, _ in await self._redis.xrevrange(
+                    keys.wallet_log(user_id), max=end, min="-", count=limit - len(ids))]
         if not ids:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -550,15 +551,15 @@ class Ledger:
     async def journal(self, *, until: str = "+",
                       batch: int = 1000) -> AsyncIterator[JournalEntry]:
         """Every journal entry up to `until` (an id, inclusive), oldest first, in pages."""
-        after = "-"
-        while True:
-            rows = await self._redis.xrange(keys.ledger_journal(), min=after, max=until,
+        start: str | None = "-"
+        while start is not None:
+            rows = await self._redis.xrange(keys.ledger_journal(), min=start, max=until,
                                             count=batch)
             for entry_id, fields in rows:
                 yield entry_from_fields(entry_id, fields)
             if len(rows) < batch:
                 return
-            after = "(" + rows[-1][0]
+            start = stream_ids.after_bound(rows[-1][0])
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from engine.message_rules import (
     preview,
     repeat_digest,
 )
+from engine.stream_ids import StreamId
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,42 +382,46 @@ class Messages:
             raise not_found("no such conversation")
         return other, conversation
 
-    async def history(self, me: str, conv: str, *, before: str | None = None,
-                      after: str | None = None, limit: int | None = None) -> Page:
+    async def history(self, me: str, conv: str, *, before: str | StreamId | None = None,
+                      after: str | StreamId | None = None, limit: int | None = None) -> Page:
         """A page of a conversation, oldest first: the newest `limit` before `before`
         (default: the newest), or everything after `after` (a catch-up). History the
         reader deleted stays hidden. A conversation with no messages yet, with a user
         who exists, is an empty page."""
         other = other_party(conv, me)
         count = min(limit or self.limits.page_max, self.limits.page_max)
+        after = None if after is None else stream_ids.parse(after)
+        before = None if before is None else stream_ids.parse(before)
         conversation = await self._conversation(conv)
         if not conversation.meta:
             if before is None and after is None and await self._accounts.exists(other):
                 return Page([], False, None, State.NEW, "")
             raise not_found("no such conversation")
         cleared = conversation.meta.get(f"cleared:{me}")
-        floor = f"({cleared}" if cleared else "-"
+        # What the reader deleted ends at `cleared`: every page starts after it.
+        floor = stream_ids.after_bound(cleared) if cleared else "-"
         stream = keys.dm(conv)
+        entries: list[tuple[str, dict[str, str]]] = []
         if after is not None:
-            stream_ids.parse(after)
             start = after if not cleared or stream_ids.newer(after, cleared) else cleared
-            entries = await self._redis.xrange(stream, f"({start}", "+", count=count + 1)
+            first = stream_ids.after_bound(start)
+            if first is not None:
+                entries = await self._redis.xrange(stream, first, "+", count=count + 1)
             messages = [_message(i, f) for i, f in entries[:count]]
         else:
-            if before is not None:
-                stream_ids.parse(before)
-            top = "+" if before is None else f"({before}"
-            entries = await self._redis.xrevrange(stream, top, floor, count=count + 1)
+            top = "+" if before is None else stream_ids.before_bound(before)
+            if top is not None and floor is not None:
+                entries = await self._redis.xrevrange(stream, top, floor, count=count + 1)
             messages = [_message(i, f) for i, f in reversed(entries[:count])]
         seen = (conversation.meta.get(f"read:{other}")
                 if check_may_read_receipts(conversation.state) else None)
         return Page(messages, len(entries) > count, seen, conversation.state,
                     conversation.requester)
 
-    async def message(self, me: str, conv: str, message_id: str) -> Message:
+    async def message(self, me: str, conv: str, message_id: str | StreamId) -> Message:
         """One message of a conversation the reader is in (for reports)."""
         other_party(conv, me)
-        stream_ids.parse(message_id)
+        message_id = str(stream_ids.parse(message_id))
         entries = await self._redis.xrange(keys.dm(conv), message_id, message_id)
         if not entries:
             raise not_found("no such message")
@@ -477,10 +482,11 @@ class Messages:
 
     # --- read marks, requests, deletion -----------------------------------------------------
 
-    async def mark_read(self, me: str, conv: str, message_id: str) -> tuple[str, int, bool]:
+    async def mark_read(self, me: str, conv: str,
+                        message_id: str | StreamId) -> tuple[str, int, bool]:
         """Move my read mark up to message_id; (mark, still unread, receipts shown)."""
         _, conversation = await self._existing(me, conv)
-        stream_ids.parse(message_id)
+        message_id = str(stream_ids.parse(message_id))
         status, *rest = await self._read(
             keys=[keys.dm_meta(conv), keys.dm(conv), keys.dm_unread(me)],
             args=[me, message_id, conv])

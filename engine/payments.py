@@ -31,6 +31,7 @@ from engine.catalog import Catalog
 from engine.errors import DomainError, ErrorCode, forbidden, invalid, unauthorized
 from engine.ledger import Ledger, Payout, Purchase
 from engine.ledger_rules import check_op_id
+from engine.nesting import MAX_DEPTH, json_too_deep
 
 SIGNATURE_HEADER = "Golive-Signature"
 DEFAULT_TOLERANCE_S = 300
@@ -93,6 +94,8 @@ class WebhookEvent:
 
 def parse_event(body: bytes) -> WebhookEvent:
     """The event in a (signed) webhook body; `invalid` naming the bad field."""
+    if json_too_deep(body):  # json.loads recurses per level (RecursionError)
+        raise invalid(f"the webhook body nests deeper than {MAX_DEPTH} levels")
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):

@@ -268,7 +268,7 @@ class LiveChat:
             await self.feed.watch(live.live_id)
             tomb = await ctx.services.chat.delete(live, ctx.user_id, p.message_id)
             self.feed.poke(live.live_id)
-            return {"deleted": p.message_id, "id": tomb.id}
+            return {"deleted": str(p.message_id), "id": tomb.id}
 
         @gateway.event("chat:mute", ChatMute)
         async def chat_mute(ctx: EventContext, p: ChatMute) -> dict[str, Any]:

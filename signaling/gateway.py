@@ -246,5 +246,8 @@ class Gateway:
             raise invalid(f"unknown event {shown!r}")
         if len(args) > 1:
             raise invalid("an event takes one payload object")
-        payload = convert(spec.schema, args[0] if args else None)
+        if not args:  # emit("live:end") with no payload: refused, not read as {}
+            raise invalid("the payload must be an object: send {} when there is nothing "
+                          "to say")
+        payload = convert(spec.schema, args[0])
         return await spec.handler(EventContext(conn, self.services, self), payload)

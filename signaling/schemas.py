@@ -4,6 +4,11 @@ msgspec because it is strict by default (no "1" -> 1 coercion), rejects
 unknown fields when asked, reports the failing path ("at `$.user_id`"), and
 converts a decoded msgpack dict into a typed value in about a microsecond, on
 the hot path of every event.
+
+Cursors are typed here, once for every schema: a message id becomes a StreamId
+(engine/stream_ids.py; ASCII digits, each part at most 2**64-1) and a time cursor
+is a finite float in a stated range, so no handler sees NaN, Infinity or an id
+Redis would refuse.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import msgspec
 from msgspec import Meta
 
 from engine.errors import invalid
+from engine.nesting import MAX_DEPTH
+from engine.stream_ids import StreamId
 
 # Limits on raw fields; the engine's rules apply tighter ones where they exist.
 Username = Annotated[str, Meta(min_length=1, max_length=64)]
@@ -22,6 +29,10 @@ ShortText = Annotated[str, Meta(max_length=256)]
 Password = Annotated[str, Meta(max_length=1024)]
 Birthdate = Annotated[str, Meta(max_length=32)]
 Bio = Annotated[str, Meta(max_length=2048)]
+# A time cursor in seconds since 1970 (an `updated_at` from a previous page). The
+# bounds refuse NaN and +-Infinity (msgpack and JSON can carry them; int(inf * 1000)
+# raises) and keep seconds * 1000 an exact integer: 2**53 / 1000 s is year ~287,000.
+TimeCursor = Annotated[float, Meta(ge=0, le=2**53 / 1000)]
 
 
 class Payload(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -68,9 +79,9 @@ P = TypeVar("P", bound=Payload)
 
 def first_bad_text(value: Any, depth: int = 0) -> str | None:
     """The first string holding a lone surrogate (non-UTF-8 bytes decoded with
-    surrogateescape), or None. Nesting deeper than 32 is refused outright."""
-    if depth > 32:
-        return "nesting too deep"
+    surrogateescape), or None. Nesting deeper than MAX_DEPTH (32) is refused outright."""
+    if depth > MAX_DEPTH:
+        return f"nesting too deep (more than {MAX_DEPTH} levels)"
     if isinstance(value, str):
         if not value.isascii():
             try:
@@ -91,17 +102,26 @@ def first_bad_text(value: Any, depth: int = 0) -> str | None:
     return None
 
 
+def _typed(kind: type, value: Any) -> Any:
+    """msgspec's hook for the field types it does not know: a StreamId from its text.
+    A ValueError here becomes `invalid` with the field's path ("... - at `$.before`")."""
+    if kind is StreamId:
+        return StreamId.from_text(value)
+    raise NotImplementedError(kind)
+
+
 def convert(schema: type[P], data: Any) -> P:
-    """A raw decoded payload as a typed value; `invalid` with the failing path otherwise."""
-    if data is None and schema is Empty:
-        data = {}
+    """A raw decoded payload as a typed value; `invalid` with the failing path otherwise.
+
+    The payload is exactly one object: None (or no payload at all) is refused like
+    any other non-object, `{}` being the payload of an event with nothing to say."""
     if not isinstance(data, dict):
         raise invalid(f"the payload must be an object, not {type(data).__name__}")
     problem = first_bad_text(data)
     if problem:
         raise invalid(problem)
     try:
-        return msgspec.convert(data, schema, strict=True)
+        return msgspec.convert(data, schema, strict=True, dec_hook=_typed)
     except msgspec.ValidationError as exc:
         raise invalid(str(exc)) from None
 
@@ -136,7 +156,7 @@ class LiveWatch(Payload):
 
 # --- live chat (signaling/chat.py) ---------------------------------------------------
 # Raw bounds only; the engine's rules are tighter (chat lines <= 300 characters).
-MessageId = Annotated[str, Meta(pattern=r"^\d{1,20}-\d{1,20}$")]
+MessageId = StreamId  # "<ms>-<seq>" text, parsed by _typed
 ChatText = Annotated[str, Meta(max_length=2000)]
 FilterWord = Annotated[str, Meta(max_length=64)]
 
@@ -202,7 +222,7 @@ class DmSend(Payload):
 
 
 class DmList(Payload):
-    before: float | None = None
+    before: TimeCursor | None = None
     limit: Annotated[int, Meta(ge=1, le=100)] = 30
 
 

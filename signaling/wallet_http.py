@@ -18,11 +18,11 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.errors import DomainError, forbidden, invalid
+from engine.errors import DomainError, forbidden
 from engine.ledger import JournalEntry
 from engine.payments import SIGNATURE_HEADER
 from signaling.appkeys import SERVICES
-from signaling.http_api import body, ok, signed_in
+from signaling.http_api import body, ok, query_int, query_stream_id, signed_in
 from signaling.schemas import CashoutRequest, CoinCheckout
 from signaling.services import Services
 
@@ -89,21 +89,12 @@ async def wallet(request: web.Request) -> web.Response:
                     "commission_pct": rules.commission_pct})
 
 
-def _int_param(request: web.Request, name: str, default: int, top: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= top:
-        raise invalid(f"{name} must be a whole number from 1 to {top}", field=name)
-    return int(raw)
-
-
 async def history(request: web.Request) -> web.Response:
     session = await signed_in(request)
     services = services_of(request)
-    limit = _int_param(request, "limit", 20, HISTORY_MAX)
+    limit = query_int(request, "limit", default=20, low=1, high=HISTORY_MAX)
     entries = await services.ledger.history(session.user_id,
-                                            before=request.query.get("before") or None,
+                                            before=query_stream_id(request, "before"),
                                             limit=limit + 1)
     more = len(entries) > limit
     entries = entries[:limit]
