@@ -29,6 +29,7 @@ PASSWORD_MIN = 8
 PASSWORD_MAX = 128
 MIN_SIGNUP_AGE = 13
 MAX_AGE = 120
+UNDER_AGE = "under_age"  # the `reason` of every age refusal but sign-up's
 
 
 # --- rules: plain functions the tests call directly -------------------------
@@ -83,6 +84,20 @@ def age_on(birthdate: dt.date, today: dt.date) -> int:
     if (today.month, today.day) < (birthdate.month, birthdate.day):
         years -= 1
     return years
+
+
+def check_age(birthdate: dt.date, today: dt.date, min_age: int, doing: str) -> None:
+    """`forbidden` with reason under_age and `min_age` unless the person born on
+    `birthdate` is `min_age` or older on `today`; `doing` ends the message
+    ("you must be 18 or older to go LIVE"). Going live and buying coins use it."""
+    if age_on(birthdate, today) < min_age:
+        raise DomainError(ErrorCode.FORBIDDEN, f"you must be {min_age} or older to {doing}",
+                          reason=UNDER_AGE, min_age=min_age)
+
+
+def utc_today() -> dt.date:
+    """Today's date in UTC: the day every age rule counts from."""
+    return dt.datetime.now(dt.UTC).date()
 
 
 def parse_birthdate(text: str, today: dt.date, min_age: int = MIN_SIGNUP_AGE) -> dt.date:

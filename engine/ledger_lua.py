@@ -162,6 +162,15 @@ redis.call('SET', KEYS[1], ARGV[1] .. '\\n' .. result)
 return {'ok', result}
 """
 
+# A payment refused before it was credited (the buyer's age): recorded under the
+# payment's id like a credit, so a replay answers the same refusal and a credit after
+# it (the buyer has turned 18 since) is refused too, and the other way round.
+# KEYS: 1 op. ARGV: 1 fingerprint (as PURCHASE's), 2 the result "refused <JSON error>"
+REFUSE_PURCHASE = REPLAY + """
+redis.call('SET', KEYS[1], ARGV[1] .. '\\n' .. ARGV[2])
+return {'ok', ARGV[2]}
+"""
+
 # KEYS: 1 op, 2 user, 3 wallet:user, 4 cashout day, 5 payout, 6 payouts, 7 journal, 8 log
 # ARGV: 1 fingerprint, 2 diamonds, 3 daily cap, 4 payout id, 5 now ms, 6 adult cutoff,
 # 7 user id, 8 day ttl s, 9.. journal fields

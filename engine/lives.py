@@ -7,6 +7,7 @@ it can no longer serve.
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import time
 from dataclasses import dataclass
@@ -14,10 +15,13 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from engine import keys
+from engine.accounts import check_age
 from engine.errors import conflict, invalid, not_found
 from engine.text import has_control_chars
 
 TITLE_MAX = 100
+# TikTok's hosts must be 18 (../shared/FIELD-NOTES.md); GOLIVE_LIVE_MIN_AGE changes it.
+LIVE_MIN_AGE = 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,13 @@ def clean_title(title: str) -> str:
     if has_control_chars(cleaned):
         raise invalid("title holds control characters", field="title")
     return cleaned or "LIVE"
+
+
+def check_may_go_live(birthdate: dt.date, today: dt.date,
+                      min_age: int = LIVE_MIN_AGE) -> None:
+    """`forbidden` (reason under_age, with min_age) unless the creator is `min_age`
+    or older today: live:start asks it, and /api/me shows its answer to the studio."""
+    check_age(birthdate, today, min_age, "go LIVE")
 
 
 def check_may_watch(viewer_id: str, live: Live | None) -> Live:

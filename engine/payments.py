@@ -15,10 +15,19 @@ message is worth anything at all.
 
 The test provider "pays" at once, for local use and tests; it is refused when
 the server runs in production mode, where coins come only from the webhook.
+
+Buying coins needs an age (LedgerRules.min_age, 18): check_may_buy_coins is
+asked by the checkout and by the webhook alike. A webhook payment for someone
+too young is refused, not credited: the refusal is recorded under the payment
+id (so every replay answers it the same way) and answered with HTTP 200 and
+`{applied: false, refused: "forbidden", reason: "under_age", refund: true}`.
+200, because every provider retries an event until it gets a 2xx and the refusal
+is final; `refund: true` tells it to give the money back (docs/protocol.md).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -27,10 +36,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from engine.accounts import Accounts, check_age, utc_today
 from engine.catalog import Catalog
 from engine.errors import DomainError, ErrorCode, forbidden, invalid, unauthorized
-from engine.ledger import Ledger, Payout, Purchase
-from engine.ledger_rules import check_op_id
+from engine.ledger import Ledger, Payout, Purchase, PurchaseRefused
+from engine.ledger_rules import GIFT_MIN_AGE, check_op_id
 from engine.nesting import MAX_DEPTH, json_too_deep
 
 SIGNATURE_HEADER = "Golive-Signature"
@@ -76,6 +86,15 @@ def verify_signature(secret: str, header: str | None, body: bytes, *, now: float
     if not any(hmac.compare_digest(expected, c) for c in candidates):
         raise unauthorized("the signature does not match", "bad_signature")
     return stamp
+
+
+# --- who may buy: a plain function -------------------------------------------------
+
+def check_may_buy_coins(birthdate: dt.date, today: dt.date,
+                        min_age: int = GIFT_MIN_AGE) -> None:
+    """`forbidden` (reason under_age, with min_age) unless the buyer is `min_age` or
+    older today: the checkout and the webhook both ask this (Payments.check_buyer)."""
+    check_age(birthdate, today, min_age, "buy coins")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +150,12 @@ def parse_event(body: bytes) -> WebhookEvent:
 class Payments:
     """Checkout (test provider), the webhook, and starting payouts."""
 
-    def __init__(self, ledger: Ledger, catalog: Catalog, *, production: bool,
-                 webhook_secret: str | None, tolerance: float = DEFAULT_TOLERANCE_S) -> None:
+    def __init__(self, ledger: Ledger, catalog: Catalog, accounts: Accounts, *,
+                 production: bool, webhook_secret: str | None,
+                 tolerance: float = DEFAULT_TOLERANCE_S) -> None:
         self.ledger = ledger
         self.catalog = catalog
+        self.accounts = accounts
         self.production = production
         self._secret = webhook_secret
         self.tolerance = tolerance
@@ -144,10 +165,18 @@ class Payments:
         """The test provider runs everywhere but in production."""
         return not self.production
 
+    async def check_buyer(self, user_id: str, *, today: dt.date | None = None) -> None:
+        """check_may_buy_coins for this user at the ledger's min_age; `not_found` for
+        no such user."""
+        account = await self.accounts.get(user_id)
+        check_may_buy_coins(account.birthdate, today or utc_today(), self.ledger.rules.min_age)
+
     async def test_checkout(self, *, user_id: str, package_id: str,
                             checkout_id: str | None = None) -> Purchase:
         """Buy a package with the test provider: paid at once. `checkout_id` makes a
-        retried request credit once (a fresh one is made when absent)."""
+        retried request credit once (a fresh one is made when absent). `forbidden`
+        for a buyer too young (check_buyer) and in production."""
+        await self.check_buyer(user_id)
         if not self.test_provider:
             raise forbidden("the test payment provider is off in production")
         package = self.catalog.package(package_id)
@@ -165,13 +194,17 @@ class Payments:
 
     async def webhook(self, body: bytes, signature: str | None, *,
                       now: float | None = None) -> dict[str, Any]:
-        """Apply one signed provider event; the answer's body for the provider."""
+        """Apply one signed provider event; the answer's body for the provider.
+
+        A payment.succeeded whose buyer may not buy coins (check_buyer) credits
+        nothing and answers {applied: false, refused, reason, message, refund:
+        true, payment_id, replayed}, the same for every replay of the payment id."""
         if not self._secret:
             raise DomainError(ErrorCode.UNAVAILABLE, "the payment webhook is not configured")
         if len(body) > MAX_WEBHOOK_BYTES:
             raise invalid("the webhook body is too large")
-        verify_signature(self._secret, signature, body,
-                         now=time.time() if now is None else now, tolerance=self.tolerance)
+        now = time.time() if now is None else now
+        verify_signature(self._secret, signature, body, now=now, tolerance=self.tolerance)
         event = parse_event(body)
         if event.type == PAYMENT_SUCCEEDED:
             package = self.catalog.package(event.package_id)
@@ -179,12 +212,30 @@ class Payments:
                 raise invalid(f"package {package.id} costs {package.price_cents} "
                               f"{package.currency}, the payment was {event.amount_cents} "
                               f"{event.currency}", field="amount_cents")
-            purchase = await self.ledger.credit_purchase(
-                payment_id=event.payment_id, provider=WEBHOOK, user_id=event.user_id,
-                coins=package.coins, package_id=package.id)
+            refusal: DomainError | None = None
+            try:
+                await self.check_buyer(event.user_id,
+                                       today=dt.datetime.fromtimestamp(now, dt.UTC).date())
+            except DomainError as exc:
+                if exc.code is not ErrorCode.FORBIDDEN:  # no such user: not_found, as before
+                    raise
+                refusal = exc
+            try:
+                purchase = await self.ledger.credit_purchase(
+                    payment_id=event.payment_id, provider=WEBHOOK, user_id=event.user_id,
+                    coins=package.coins, package_id=package.id, refusal=refusal)
+            except PurchaseRefused as refused:
+                return refused_answer(refused)
             return {"applied": not purchase.replayed, "purchase": purchase.as_dict()}
         if event.type in (PAYOUT_PAID, PAYOUT_FAILED):
             payout = await self.ledger.settle_cashout(payout_id=event.payout_id,
                                                       paid=event.type == PAYOUT_PAID)
             return {"applied": not payout.replayed, "payout": payout.as_dict()}
         return {"applied": False, "ignored": event.type[:64]}
+
+
+def refused_answer(refused: PurchaseRefused) -> dict[str, Any]:
+    """The webhook's answer to a refused payment: nothing credited, refund it."""
+    return {"applied": False, "refused": str(refused.code), **refused.details,
+            "message": refused.message, "refund": True, "payment_id": refused.payment_id,
+            "replayed": refused.replayed}

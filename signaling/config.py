@@ -75,6 +75,8 @@ class Settings:
                 "(fields have their own, smaller limits that answer with an error ack)"})
     min_signup_age: int = field(default=13, metadata={
         "env": "GOLIVE_MIN_SIGNUP_AGE", "help": "youngest age allowed to register"})
+    live_min_age: int = field(default=18, metadata={
+        "env": "GOLIVE_LIVE_MIN_AGE", "help": "youngest age allowed to go LIVE"})
     password_hash_concurrency: int = field(default=2, metadata={
         "env": "GOLIVE_HASH_CONCURRENCY",
         "help": "argon2 hashes computed at once (each takes 64 MiB and ~50 ms)"})

@@ -13,7 +13,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from engine.accounts import utc_today
 from engine.errors import DomainError, ErrorCode, invalid, rate_limited, unauthorized
+from engine.lives import check_may_go_live
 from engine.nesting import MAX_DEPTH, json_too_deep
 from engine.sessions import Session
 from engine.stream_ids import BadStreamId, StreamId
@@ -194,9 +196,17 @@ async def sign_out(request: web.Request) -> web.Response:
 
 
 async def me(request: web.Request) -> web.Response:
+    """The caller's account, and `go_live`: what live:start would answer them on age
+    ({ok: true} or {ok: false, error}), so the studio says why before Go LIVE."""
     session = await signed_in(request)
     account = await request.app[SERVICES].accounts.get(session.user_id)
-    return ok(user={**account.public(), "birthdate": account.birthdate.isoformat()})
+    try:
+        check_may_go_live(account.birthdate, utc_today(), request.app[SETTINGS].live_min_age)
+        go_live: dict[str, Any] = {"ok": True}
+    except DomainError as refusal:
+        go_live = {"ok": False, "error": refusal.to_payload()}
+    return ok(user={**account.public(), "birthdate": account.birthdate.isoformat()},
+              go_live=go_live)
 
 
 async def update_me(request: web.Request) -> web.Response:

@@ -17,8 +17,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.accounts import utc_today
 from engine.errors import DomainError, ErrorCode, conflict, not_found
-from engine.lives import Live, check_may_watch
+from engine.lives import Live, check_may_go_live, check_may_watch
 from media.errors import MediaError
 from media.ice import IceServer
 from media.overlay import Overlay
@@ -110,8 +111,11 @@ class LiveRooms:
     # --- creator -----------------------------------------------------------
 
     async def start(self, conn: Connection, title: str, offer: str) -> dict[str, Any]:
-        """Go live, or come back to a live in its grace period, with a new offer."""
+        """Go live, or come back to a live in its grace period, with a new offer;
+        `forbidden` (reason under_age) under GOLIVE_LIVE_MIN_AGE."""
         creator = conn.user_id
+        account = await self.services.accounts.get(creator)
+        check_may_go_live(account.birthdate, utc_today(), self.settings.live_min_age)
         hosted = self.hosted.get(creator)
         if hosted is not None:
             return await self._resume(hosted, conn, offer)

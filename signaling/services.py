@@ -71,7 +71,7 @@ class Services:
                                    retention_s=nudges.retention_s),
             gift_room=GiftRoom(redis),
             ledger=ledger,
-            payments=Payments(ledger, catalog, production=settings.production,
+            payments=Payments(ledger, catalog, accounts, production=settings.production,
                               webhook_secret=settings.payment_webhook_secret,
                               tolerance=settings.payment_webhook_tolerance),
         )

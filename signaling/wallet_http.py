@@ -12,13 +12,12 @@ POST /api/wallet/cashout      move diamonds to pending and hand them to the prov
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Any
 
 from aiohttp import web
 
-from engine.errors import DomainError, forbidden
+from engine.errors import DomainError
 from engine.ledger import JournalEntry
 from engine.payments import SIGNATURE_HEADER
 from signaling.appkeys import SERVICES
@@ -50,18 +49,11 @@ async def packages(request: web.Request) -> web.Response:
               test_provider=services.payments.test_provider)
 
 
-async def _check_adult(services: Services, user_id: str, verb: str) -> None:
-    account = await services.accounts.get(user_id)
-    min_age = services.ledger.rules.min_age
-    if account.age(dt.datetime.now(dt.UTC).date()) < min_age:
-        raise forbidden(f"you must be {min_age} or older to {verb}")
-
-
 async def checkout(request: web.Request) -> web.Response:
     session = await signed_in(request)
     p = await body(request, CoinCheckout)
     services = services_of(request)
-    await _check_adult(services, session.user_id, "buy coins")
+    # test_checkout asks Payments.check_buyer (18+), as the webhook does
     purchase = await services.payments.test_checkout(
         user_id=session.user_id, package_id=p.package_id, checkout_id=p.checkout_id)
     log.info("coins bought", extra={"fields": {"user": session.user_id, "coins": purchase.coins,
@@ -74,7 +66,13 @@ async def webhook(request: web.Request) -> web.Response:
     raw = await request.read()
     result = await services_of(request).payments.webhook(
         raw, request.headers.get(SIGNATURE_HEADER))
-    log.info("payment webhook", extra={"fields": {"applied": result.get("applied")}})
+    if "refused" in result:
+        # the provider is told to refund: the operator should see every one
+        log.warning("payment refused", extra={"fields": {
+            "payment": result["payment_id"], "reason": result.get("reason"),
+            "replayed": result["replayed"]}})
+    else:
+        log.info("payment webhook", extra={"fields": {"applied": result.get("applied")}})
     return ok(**result)
 
 

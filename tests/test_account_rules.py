@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
 from engine.accounts import (
+    UNDER_AGE,
     age_on,
     check_password,
     clean_bio,
@@ -15,6 +17,8 @@ from engine.accounts import (
     parse_birthdate,
 )
 from engine.errors import DomainError, ErrorCode
+from engine.lives import check_may_go_live
+from engine.payments import check_may_buy_coins
 
 TODAY = dt.date(2026, 11, 22)
 
@@ -83,3 +87,30 @@ def test_birthdate_rules() -> None:
             parse_birthdate(bad, TODAY)
         assert err.value.code is ErrorCode.INVALID
     assert parse_birthdate("2008-01-01", TODAY, min_age=18) == dt.date(2008, 1, 1)
+
+
+@pytest.mark.parametrize("rule,doing,default_age", [
+    (check_may_go_live, "go LIVE", 18),
+    (check_may_buy_coins, "buy coins", 18),
+])
+def test_age_rules_for_going_live_and_buying_coins(rule: Any, doing: str,
+                                                   default_age: int) -> None:
+    rule(dt.date(2008, 11, 22), TODAY)          # 18 today
+    rule(dt.date(1990, 1, 1), TODAY)
+    for born in (dt.date(2008, 11, 23), dt.date(2011, 6, 1)):   # 18 tomorrow; 15
+        with pytest.raises(DomainError) as young:
+            rule(born, TODAY)
+        assert young.value.code is ErrorCode.FORBIDDEN
+        assert young.value.to_payload() == {
+            "code": "forbidden", "message": f"you must be {default_age} or older to {doing}",
+            "reason": UNDER_AGE, "min_age": default_age}
+    # a 29 February birthday counts on 1 March in other years (age_on)
+    with pytest.raises(DomainError):
+        rule(dt.date(2008, 2, 29), dt.date(2026, 2, 28))
+    rule(dt.date(2008, 2, 29), dt.date(2026, 3, 1))
+    # the age is the configuration's
+    rule(dt.date(2010, 11, 22), TODAY, 16)
+    with pytest.raises(DomainError) as young:
+        rule(dt.date(2010, 11, 23), TODAY, 16)
+    assert young.value.details == {"reason": UNDER_AGE, "min_age": 16}
+    assert young.value.message == f"you must be 16 or older to {doing}"

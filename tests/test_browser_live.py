@@ -48,11 +48,11 @@ VIDEO_ADVANCED = """([t0, frames]) => {
 PREVIEW_READY = """() => document.querySelector('[data-testid="preview"]').videoWidth > 0"""
 
 
-async def register(page: Page, username: str) -> dict[str, Any]:
+async def register(page: Page, username: str, birthdate: str = "1990-01-01") -> dict[str, Any]:
     """A new account through the API: {token, expires_at, user}."""
     resp = await page.request.post("/api/register", data={
         "username": username, "display_name": username.title(), "password": PASSWORD,
-        "birthdate": "1990-01-01"})
+        "birthdate": birthdate})
     body = await resp.json()
     assert resp.status == 201, body
     return {key: body[key] for key in ("token", "expires_at", "user")}
@@ -65,8 +65,8 @@ async def sign_in_as(page: Page, session: dict[str, Any]) -> None:
         f"try {{ localStorage.setItem('golive.session', {value}); }} catch {{}}")
 
 
-async def person(page: Page, username: str) -> dict[str, Any]:
-    session = await register(page, username)
+async def person(page: Page, username: str, birthdate: str = "1990-01-01") -> dict[str, Any]:
+    session = await register(page, username, birthdate)
     await sign_in_as(page, session)
     return session
 
@@ -133,6 +133,21 @@ async def test_go_live_watch_and_end(chromium, live_server) -> None:  # noqa: F8
         await expect(studio.get_by_test_id("go-live")).to_be_visible()
         await screenshot(studio, "studio-ended")
         await screenshot(viewer, "viewer-ended")
+
+
+async def test_the_studio_tells_a_minor_why_before_go_live(chromium, live_server) -> None:  # noqa: F811
+    async with open_page(chromium, live_server.url) as studio:
+        await person(studio, "kid", f"{time.gmtime().tm_year - 15}-01-01")
+        await studio.goto("/studio")
+        refusal = studio.get_by_test_id("studio-refusal")
+        await expect(refusal).to_have_text("You must be 18 or older to go LIVE")
+        for control in ("go-live", "title-input", "camera-select", "mic-select"):
+            await expect(studio.get_by_test_id(control)).to_be_disabled()
+        # no camera is opened for a LIVE that cannot start
+        await expect(studio.get_by_test_id("camera-status")).to_have_text("Camera off")
+        assert await studio.evaluate(
+            "() => document.querySelector('[data-testid=preview]').srcObject") is None
+        await screenshot(studio, "studio-too-young")
 
 
 async def test_offline_profile_switches_to_the_live_by_itself(chromium, live_server) -> None:  # noqa: F811

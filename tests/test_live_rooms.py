@@ -4,6 +4,8 @@ peers over loopback, real Redis."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import sys
 from typing import Any
 
 import pytest
@@ -12,7 +14,7 @@ from redis.asyncio import Redis
 from media.synthetic import HeadlessCreator
 from signaling.app import create_app
 from signaling.appkeys import LIVES
-from tests.conftest import SocketPeer, poll, register, sio_connect, snapshot
+from tests.conftest import REPO, SocketPeer, poll, register, sio_connect, snapshot
 from tests.media.conftest import ViewerClient
 
 
@@ -26,8 +28,8 @@ async def app_client(aiohttp_client: Any, settings: Any, redis: Redis) -> Any:
     return await aiohttp_client(create_app(settings))
 
 
-async def peer(client: Any, name: str, closers: list[Any]) -> Peer:
-    user = await register(client, name)
+async def peer(client: Any, name: str, closers: list[Any], **kw: Any) -> Peer:
+    user = await register(client, name, **kw)
     sio = await sio_connect(client, user.token)
     closers.append(sio)
     return Peer(sio, user)
@@ -133,6 +135,63 @@ async def test_parallel_starts_make_one_live(app_client: Any, redis: Redis,
     assert [a["error"]["code"] for a in acks if not a["ok"]] == ["conflict"]
     rooms = app_client.app[LIVES].hosted
     assert len(rooms) == 1
+
+
+def born_years_ago(years: int) -> str:
+    """A birthdate that makes someone `years` old today, and for the rest of the year."""
+    return f"{dt.datetime.now(dt.UTC).year - years}-01-01"
+
+
+UNDER_AGE = {"code": "forbidden", "message": "you must be 18 or older to go LIVE",
+             "reason": "under_age", "min_age": 18}
+
+
+async def test_a_minor_cannot_go_live_and_an_adult_can(app_client: Any, redis_url: str,
+                                                       closers: list[Any]) -> None:
+    kid = await peer(app_client, "kid", closers, birthdate=born_years_ago(15))
+    creator = HeadlessCreator.synthetic(320, 180, 30)
+    closers.append(creator)
+    offer = await creator.offer()
+    before = await snapshot(redis_url)
+    ack = await kid.call("live:start", {"title": "too young", "offer": offer})
+    assert ack == {"ok": False, "error": UNDER_AGE}
+    assert await snapshot(redis_url) == before   # no live, no directory entry
+    assert app_client.app[LIVES].hosted == {}
+    # the studio is told before Go LIVE: /api/me answers what live:start would
+    me = await (await app_client.get(
+        "/api/me", headers={"Authorization": f"Bearer {kid.user.token}"})).json()
+    assert me["go_live"] == {"ok": False, "error": UNDER_AGE}
+    # 18 today is old enough
+    ann = await peer(app_client, "ann", closers, birthdate=born_years_ago(18))
+    _, live = await go_live(ann, closers, "just 18")
+    assert live["live"]["creator_id"] == ann.user.id
+    me = await (await app_client.get(
+        "/api/me", headers={"Authorization": f"Bearer {ann.user.token}"})).json()
+    assert me["go_live"] == {"ok": True}
+
+
+async def test_the_live_age_comes_from_the_configuration(
+        aiohttp_client: Any, settings: Any, redis: Redis, closers: list[Any]) -> None:
+    settings.live_min_age = 16
+    client = await aiohttp_client(create_app(settings))
+    teen = await peer(client, "teen", closers, birthdate=born_years_ago(16))
+    await go_live(teen, closers)
+    kid = await peer(client, "kid", closers, birthdate=born_years_ago(15))
+    ack = await kid.call("live:start", {"offer": "v=0"})
+    assert ack["error"] == {**UNDER_AGE, "message": "you must be 16 or older to go LIVE",
+                            "min_age": 16}
+
+
+async def test_golive_broadcast_for_a_minor_exits_1_saying_why(app_client: Any) -> None:
+    await register(app_client, "kid", birthdate=born_years_ago(15), password="kid-password-1")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "signaling.cli", "broadcast", "--url",
+        str(app_client.make_url("/")).rstrip("/"), "--user", "kid", "--password",
+        "kid-password-1", "--size", "160x96", "--duration", "5", cwd=REPO,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    assert proc.returncode == 1, out
+    assert "live:start refused: you must be 18 or older to go LIVE" in out.decode(), out
 
 
 BAD_OFFERS = [

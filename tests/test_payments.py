@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from engine.errors import DomainError, ErrorCode
+from engine.ledger import PurchaseRefused
 from engine.payments import SIGNATURE_HEADER, sign, verify_signature
 from signaling.app import create_app
 from signaling.appkeys import SERVICES
@@ -284,3 +286,71 @@ async def test_wallet_history_and_cash_out_with_the_test_provider(dev: Any) -> N
         resp = await dev.get(f"/api/wallet/history?{query}", headers=auth(cat))
         assert resp.status == 400, query
     assert (await dev.get("/api/wallet")).status == 401
+
+
+# --- a buyer too young ------------------------------------------------------------------
+
+def years_old(years: int) -> str:
+    """A birthdate that makes someone `years` old today, and for the rest of the year."""
+    return f"{time.gmtime().tm_year - years}-01-01"
+
+
+async def test_webhook_refuses_a_minor_credits_nothing_and_answers_replays_the_same(
+        prod: Any, redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    kid = await register(prod, "kid", birthdate=years_old(15))
+    body = event("pi_minor_0001", kid.id, "coins_7000", 9_999)
+    before = await snapshot(redis_url)
+    caplog.set_level(logging.INFO, logger="golive")
+    status, reply = await post_webhook(prod, body)
+    refused = {"ok": True, "applied": False, "refused": "forbidden", "reason": "under_age",
+               "min_age": 18, "message": "you must be 18 or older to buy coins",
+               "refund": True, "payment_id": "pi_minor_0001", "replayed": False}
+    assert (status, reply) == (200, refused)
+    assert await balances(prod, kid) == {"coins": 0, "diamonds": 0, "pending_diamonds": 0,
+                                         "paid_diamonds": 0}
+    # nothing moved: the only new key is the refusal's record under the payment id
+    after = await snapshot(redis_url)
+    assert set(after) - set(before) == {b"ledger_op:purchase:webhook:pi_minor_0001"}
+    assert {k: v for k, v in after.items() if k in before} == before
+    [logged] = [r for r in caplog.records if r.getMessage() == "payment refused"]
+    assert logged.levelno == logging.WARNING
+    # the provider retries, an attacker replays: the same answer, nothing moves
+    recorded = await snapshot(redis_url)
+    for _ in range(2):
+        assert await post_webhook(prod, body) == (200, {**refused, "replayed": True})
+    # the same payment id for another package or user is a conflict, as for a credit
+    status, reply = await post_webhook(prod, event("pi_minor_0001", kid.id))
+    assert status == 409 and reply["error"]["code"] == "conflict", reply
+    assert await snapshot(redis_url) == recorded
+    # an adult's payment still credits
+    ann = await register(prod, "ann")
+    status, reply = await post_webhook(prod, event("pi_adult_0001", ann.id, "coins_7000",
+                                                   9_999))
+    assert status == 200 and reply["applied"] is True, reply
+    assert (await balances(prod, ann))["coins"] == 7_000
+
+
+async def test_a_recorded_refusal_or_credit_is_what_its_payment_id_answers(
+        prod: Any) -> None:
+    """Whichever came first for a payment id stands: a refusal replayed once the buyer
+    has turned 18 is still refused, a credit replayed once a refusal would hold is
+    still the credit (engine.ledger.credit_purchase)."""
+    ledger = prod.server.app[SERVICES].ledger
+    kid, ann = await register(prod, "kid", birthdate=years_old(15)), await register(prod, "ann")
+    too_young = DomainError(ErrorCode.FORBIDDEN, "you must be 18 or older to buy coins",
+                            reason="under_age", min_age=18)
+    args = {"payment_id": "pi_refused_01", "provider": "webhook", "user_id": kid.id,
+            "coins": 7_000, "package_id": "coins_7000"}
+    with pytest.raises(PurchaseRefused) as first:
+        await ledger.credit_purchase(**args, refusal=too_young)
+    assert not first.value.replayed and first.value.to_payload() == too_young.to_payload()
+    with pytest.raises(PurchaseRefused) as later:  # no refusal now: the record answers
+        await ledger.credit_purchase(**args)
+    assert later.value.replayed and later.value.to_payload() == too_young.to_payload()
+    assert (await ledger.balances(kid.id)).coins == 0
+    credited = await ledger.credit_purchase(**{**args, "payment_id": "pi_credit_01",
+                                               "user_id": ann.id})
+    again = await ledger.credit_purchase(**{**args, "payment_id": "pi_credit_01",
+                                            "user_id": ann.id}, refusal=too_young)
+    assert again == dataclasses.replace(credited, replayed=True)
+    assert (await ledger.balances(ann.id)).coins == 7_000

@@ -9,12 +9,16 @@
  * reload of this tab (remembered in sessionStorage) calls live:start again,
  * which the server takes as a resume while the live is in its grace period.
  * A live running in another tab is a `conflict`, shown as such.
+ *
+ * Someone too young to go LIVE (GOLIVE_LIVE_MIN_AGE, 18) is told before they
+ * try: /api/me's `go_live` holds the refusal live:start would answer, shown
+ * above a disabled Go LIVE (a refusal from live:start itself does the same).
  */
 
 import { api, segment } from './api.js';
 import { deviceOf, listDevices, openCamera } from './camera.js';
 import { byTestId, el, hideError, setBusy, showError } from './dom.js';
-import { ErrorCode, describeError } from './errors.js';
+import { ErrorCode, GoliveError, describeError } from './errors.js';
 import { formatCount, formatDuration, profilePath } from './format.js';
 import { GiftBoard } from './gift-board.js';
 import { GiftLines } from './gift-lines.js';
@@ -52,7 +56,7 @@ const ENDED_BECAUSE = {
 const ui = Object.fromEntries([
   'studio-signed-out', 'studio', 'preview', 'studio-live-badge', 'elapsed-pill', 'elapsed',
   'studio-viewers', 'viewers-pill', 'camera-off', 'camera-status', 'camera-start', 'studio-status', 'studio-form',
-  'title-input', 'camera-select', 'mic-select', 'studio-notice', 'studio-error', 'go-live',
+  'title-input', 'camera-select', 'mic-select', 'studio-refusal', 'studio-notice', 'studio-error', 'go-live',
   'end-live', 'my-live-page',
 ].map((id) => [id, byTestId(id)]));
 
@@ -69,6 +73,8 @@ let resumeTimer = null;
 let resumes = 0;
 /** Bumped by each goLive(): only the latest attempt's answer counts. */
 let starts = 0;
+/** Why this account may not go LIVE (a GoliveError), or null. */
+let refusal = null;
 
 // --- status ------------------------------------------------------------------------
 
@@ -86,6 +92,19 @@ function setState(next) {
   ui['viewers-pill'].hidden = !onAir;
   ui['elapsed-pill'].hidden = !onAir;
   document.title = next === 'live' ? '● LIVE · Studio · golive' : 'Studio · golive';
+}
+
+/** This account may not go LIVE: say why and keep Go LIVE disabled. */
+function refuse(err) {
+  refusal = err;
+  ui['studio-refusal'].textContent = describeError(err);
+  ui['studio-refusal'].hidden = false;
+  for (const id of ['go-live', 'title-input', 'camera-select', 'mic-select']) ui[id].disabled = true;
+}
+
+/** A refusal that no retry changes (the creator's age), as opposed to a transient one. */
+function isAgeRefusal(err) {
+  return err?.code === ErrorCode.FORBIDDEN && err.reason === 'under_age';
 }
 
 function notice(text) {
@@ -205,6 +224,10 @@ async function goLive(title, { resuming = false } = {}) {
     publisher.ended();
     stopClock();
     setState('idle');
+    if (isAgeRefusal(err)) {
+      refuse(err);
+      return;
+    }
     showError(ui['studio-error'], err);
     if (err.field === 'title') ui['title-input'].focus();
     return;
@@ -260,6 +283,7 @@ ui['studio-form'].addEventListener('submit', async (event) => {
     }
   } finally {
     setBusy(ui['go-live'], false);
+    if (refusal) ui['go-live'].disabled = true;
   }
 });
 
@@ -303,6 +327,16 @@ window.addEventListener('pageshow', (event) => { if (event.persisted) location.r
 
 // --- start -------------------------------------------------------------------------
 
+/** /api/me's go_live: null when this account may go LIVE, else why not (a GoliveError). */
+async function goLiveRefusal() {
+  try {
+    const { go_live: verdict } = await api('/api/me');
+    return verdict && !verdict.ok ? GoliveError.fromPayload(verdict.error) : null;
+  } catch {
+    return null; // unknown: Go LIVE will tell
+  }
+}
+
 async function currentLive() {
   try {
     return (await api(`/api/users/${segment(me.username)}`)).live ?? null;
@@ -327,6 +361,14 @@ async function init() {
     resumeId = sessionStorage.getItem(RESUME_KEY);
     sessionStorage.removeItem(RESUME_KEY);
   } catch { /* no storage: no resume */ }
+  const refused = await goLiveRefusal();
+  if (refused) {
+    refuse(refused);
+    // No camera for a LIVE they cannot start: the preview says so, without a spinner.
+    ui['camera-off'].dataset.kind = 'off';
+    ui['camera-status'].textContent = 'Camera off';
+    return;
+  }
   const [live, opened] = await Promise.all([currentLive(), startCamera()]);
   socket.get().catch(() => {}); // connect now: Go LIVE should not wait for the handshake
   if (!live) return;
