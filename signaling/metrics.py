@@ -30,6 +30,10 @@ class Metrics:
             "golive_redis_rtt_seconds", "Redis PING round-trip time",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1),
             registry=self.registry)
+        self.embedded_redis_restarts = Counter(
+            "golive_embedded_redis_restarts_total",
+            "times the embedded redis-server died and was started again",
+            registry=self.registry)
         self.http_requests = Counter("golive_http_requests_total", "HTTP API requests",
                                      ["route", "status"], registry=self.registry)
 
