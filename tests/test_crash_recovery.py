@@ -9,9 +9,12 @@ import logging
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from media.synthetic import HeadlessCreator
 from signaling import embedded_redis
 from signaling.embedded_redis import EmbeddedRedis, redis_server_binary, server_args, socket_path
 from tests.conftest import (
+    REPO,
     ServerProcess,
     assert_gone,
     pid_alive,
@@ -290,3 +294,102 @@ async def test_a_creator_resumes_the_same_live_after_a_server_crash(
     history = await back.call("chat:history", {"live_id": live_id})
     assert history["ok"], history
     assert "said before the crash" in [item["text"] for item in history["items"]], history
+
+
+# --- extra: a gift burst across a crash --------------------------------------------------
+
+def post_json(url: str, body: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
+        "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def audit(data: Path) -> dict[str, Any]:
+    """`golive ledger audit --data-dir DATA --json` as an operator runs it."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    done = subprocess.run([sys.executable, "-m", "signaling.cli", "ledger", "audit",
+                           "--data-dir", str(data), "--json"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+async def test_a_gift_burst_across_a_crash_lands_each_gift_once(
+        tmp_path: Path, server_factory: Any, loopback: None, closers: list[Any]) -> None:
+    """Gifts acknowledged before a SIGKILL are all there after the restart, once: a
+    retry of each (same transfer id) is a replay that moves nothing; the one in flight
+    lands once; the live keeps its gift board; the audit proves the ledger."""
+    data = tmp_path / "data"
+    env = {"GOLIVE_NODE_ID": "crash-node", "GOLIVE_LIVE_GRACE": "60"}
+    server = await asyncio.to_thread(server_factory, redis_url=None, data_dir=data, env=env)
+    ann, bob = sign_up(server, "ann"), sign_up(server, "bob")
+    status, bought = post_json(server.url + "/api/coins/checkout",
+                               {"package_id": "coins_1400"}, bob["token"])
+    assert status == 200, bought
+
+    async def connect(url: str, token: str) -> socketio.AsyncClient:
+        sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+        await sio.connect(url, auth={"token": token}, transports=["websocket"], wait_timeout=5)
+        closers.append(sio)
+        return sio
+
+    creator = HeadlessCreator.synthetic(320, 180, 30)
+    closers.append(creator)
+    ann_sio = await connect(server.url, ann["token"])
+    started = await ann_sio.call("live:start", {"offer": await creator.offer()}, timeout=20)
+    assert started["ok"], started
+    await creator.accept_answer(started["answer"])
+    live_id = started["live"]["live_id"]
+
+    bob_sio = await connect(server.url, bob["token"])
+    acked: dict[str, dict[str, Any]] = {}
+    unknown: list[str] = []  # sent, no answer: the crash came first
+
+    async def burst() -> None:
+        while True:
+            tid = uuid.uuid4().hex
+            try:
+                ack = await bob_sio.call("gift:send", {"transfer_id": tid, "creator": "ann",
+                                                       "gift_id": "rose"}, timeout=3)
+            except socketio.exceptions.SocketIOError:
+                unknown.append(tid)
+                return
+            assert ack["ok"], ack
+            acked[tid] = ack["receipt"]
+
+    sending = asyncio.create_task(burst())
+    try:
+        await poll(lambda: len(acked) >= 30 or sending.done(), timeout=30)
+        server.proc.kill()
+        await asyncio.to_thread(server.proc.wait)
+        await asyncio.wait_for(sending, timeout=10)
+    finally:
+        sending.cancel()
+    assert len(acked) >= 30
+
+    again = await asyncio.to_thread(server_factory, redis_url=None, data_dir=data, env=env)
+    bob_sio = await connect(again.url, bob["token"])
+    for tid, receipt in acked.items():
+        replay = await bob_sio.call("gift:send", {"transfer_id": tid, "creator": "ann",
+                                                  "gift_id": "rose"})
+        assert replay["ok"] and replay["receipt"]["replayed"] is True, replay
+        assert {k: v for k, v in replay["receipt"].items() if k != "replayed"} == \
+            {k: v for k, v in receipt.items() if k != "replayed"}
+        assert receipt["live_id"] == live_id
+    for tid in unknown:  # landed before the crash (a replay) or now: once either way
+        retry = await bob_sio.call("gift:send", {"transfer_id": tid, "creator": "ann",
+                                                 "gift_id": "rose"})
+        assert retry["ok"], retry
+    gifts = len(acked) + len(unknown)
+    _, wallet = get(again.url + "/api/wallet", bob["token"])
+    assert json.loads(wallet)["balances"]["coins"] == 1400 - gifts
+    report = await asyncio.to_thread(audit, data)  # the running server's Redis
+    assert report["ok"] and report["totals"]["coins_spent"] == gifts, report
+    joined = await bob_sio.call("room:join", {"user_id": ann["user"]["id"], "media": False})
+    assert joined["ok"] and joined["live"]["live_id"] == live_id, joined
+    board = await bob_sio.call("gift:board", {"live_id": live_id})
+    assert board["ok"] and board["board"]["leaderboard"][0]["coins"] == gifts, board
