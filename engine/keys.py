@@ -54,7 +54,7 @@ def live_viewers(live_id: str) -> str:
 
 
 def node_lives(node_id: str) -> str:
-    """Set of creators whose live media a node hosts (cleaned when the node starts)."""
+    """Set of creators whose live media a node hosts (taken back when the node restarts)."""
     return f"node_lives:{node_id}"
 
 

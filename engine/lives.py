@@ -1,8 +1,8 @@
 """Live rooms: one live session per creator, the live directory and viewer counts, over Redis.
 
 The directory (`lives`, scored by distinct viewers) drives Discover; each live
-records the node hosting its media so a restarted node can clean up the lives
-it can no longer serve.
+records the node hosting its media so a node restarted after a crash finds the
+lives it hosted (their creators get a grace period to resume them).
 """
 
 from __future__ import annotations
@@ -90,6 +90,14 @@ redis.call('SREM', KEYS[4], ARGV[1])
 return 1
 """
 
+# A node restarts with the live it hosted: nobody watches it any more.
+_RESET_VIEWERS = """
+if redis.call('HGET', KEYS[1], 'live_id') ~= ARGV[2] then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('ZADD', KEYS[3], 'XX', 0, ARGV[1])
+return 1
+"""
+
 # A viewer connection joins (+1) or leaves (-1); the directory score is the
 # number of distinct viewers, so two tabs count once.
 _VIEWER = """
@@ -111,6 +119,7 @@ class Lives:
         self._start = redis.register_script(_START)
         self._end = redis.register_script(_END)
         self._viewer = redis.register_script(_VIEWER)
+        self._reset_viewers = redis.register_script(_RESET_VIEWERS)
 
     async def start(self, creator_id: str, title: str, *, now: float | None = None) -> Live:
         """A new live for the creator on this node; `conflict` if one is running."""
@@ -164,14 +173,19 @@ class Lives:
         return [(_live_from_hash(fields), int(score))
                 for (_, score), fields in zip(ranked, found, strict=True) if fields]
 
-    async def cleanup_node(self) -> list[Live]:
-        """End every live this node hosted before a restart (its media is gone)."""
-        ended = []
-        for creator_id in await self._redis.smembers(keys.node_lives(self.node_id)):
+    async def recover_node(self) -> list[Live]:
+        """The lives this node hosted when it stopped without ending them (a crash, a
+        kill): still live, their viewer counts reset (those connections died with the
+        node). The caller gives each creator a grace period to come back, then ends it."""
+        found = []
+        for creator_id in sorted(await self._redis.smembers(keys.node_lives(self.node_id))):
             live = await self.current(creator_id)
             if live is None or live.node != self.node_id:
                 await self._redis.srem(keys.node_lives(self.node_id), creator_id)
                 continue
-            if await self.end(live):
-                ended.append(live)
-        return ended
+            if await self._reset_viewers(
+                    keys=[keys.live(creator_id), keys.live_viewers(live.live_id),
+                          keys.live_directory()],
+                    args=[creator_id, live.live_id]):
+                found.append(live)
+        return found

@@ -58,7 +58,8 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     embedded = None
     url = settings.redis_url
     if not url:
-        embedded = app[EMBEDDED] = EmbeddedRedis(settings.data_dir)
+        embedded = app[EMBEDDED] = EmbeddedRedis(
+            settings.data_dir, on_restart=app[METRICS].embedded_redis_restarts.inc)
         await embedded.start()
         url = embedded.url
     redis = app[REDIS] = redis_client(url)
@@ -101,7 +102,8 @@ async def rtt_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def lives_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Live rooms open once Redis is up (stale lives of this node are ended)."""
+    """Live rooms open once Redis is up (lives this node left behind in a crash wait
+    a grace period for their creators)."""
     addresses = app[SETTINGS].ice_host_addresses()
     restriction = restrict_host_addresses(addresses) if addresses else None
     await app[LIVES].open()

@@ -18,6 +18,7 @@ log = logging.getLogger("golive")
 
 def _serve(args: argparse.Namespace) -> int:
     from signaling.app import create_app
+    from signaling.embedded_redis import EmbeddedRedisError
 
     settings = settings_from_args(args)
     logs.configure(settings.log_level)
@@ -29,9 +30,13 @@ def _serve(args: argparse.Namespace) -> int:
         "redis": "embedded" if not settings.redis_url else "external"}})
     # run_app handles SIGINT and SIGTERM: stop accepting, run on_shutdown
     # (sockets closed), then the cleanup contexts in reverse.
-    web.run_app(app, host=settings.host, port=settings.port,
-                shutdown_timeout=settings.shutdown_timeout, print=None,
-                access_log=None, handle_signals=True)
+    try:
+        web.run_app(app, host=settings.host, port=settings.port,
+                    shutdown_timeout=settings.shutdown_timeout, print=None,
+                    access_log=None, handle_signals=True)
+    except EmbeddedRedisError as exc:  # e.g. the data dir is another golive's
+        log.error("golive cannot start", extra={"fields": {"error": str(exc)}})
+        return 1
     log.info("golive stopped")
     return 0
 

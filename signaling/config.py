@@ -105,7 +105,8 @@ class Settings:
         "env": "GOLIVE_VIDEO_BITRATE", "help": "room video bitrate, bit/s (one encode per room)"})
     live_grace: float = field(default=10.0, metadata={
         "env": "GOLIVE_LIVE_GRACE",
-        "help": "seconds a creator whose connection dropped has to come back before the live ends"})
+        "help": "seconds a creator whose connection dropped has to come back before the live "
+                "ends (after a server crash: counted from the restart)"})
     max_viewers: int = field(default=1000, metadata={
         "env": "GOLIVE_MAX_VIEWERS", "help": "viewers one room's media serves on this node"})
     nudge_window: float = field(default=24 * 3600.0, metadata={

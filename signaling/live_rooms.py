@@ -91,9 +91,18 @@ class LiveRooms:
     # --- lifetime ----------------------------------------------------------
 
     async def open(self) -> None:
-        """Clean up lives this node hosted before a restart; start the owned tasks."""
-        for live in await self.services.lives.cleanup_node():
-            log.info("stale live ended", extra={"fields": {"live": live.live_id}})
+        """Take back the lives this node hosted when it stopped without ending them (a
+        crash): each waits a grace period (`live_grace`, counted from now) for its
+        creator's `live:start`, which resumes it (same live id, chat and gift board);
+        unclaimed, it ends. Then start the owned tasks."""
+        for live in await self.services.lives.recover_node():
+            hosted = HostedLive(live, self._media_room(live), None)
+            self.hosted[live.creator_id] = hosted
+            self._by_live[live.live_id] = hosted
+            log.info("live left by a stopped server; waiting for its creator",
+                     extra={"fields": {"live": live.live_id, "creator": live.creator_id}})
+            self._begin_grace(hosted)
+            self._discover_dirty = True
         self._tasks = [asyncio.create_task(self._push_loop(), name="live-pushes"),
                        asyncio.create_task(self._gone_worker(), name="live-gone")]
 
@@ -121,12 +130,7 @@ class LiveRooms:
             return await self._resume(hosted, conn, offer)
         async with self._start_lock:
             live = await self.services.lives.start(creator, title)  # conflict across nodes
-            media = MediaRoom(
-                live.live_id, codec=self.settings.video_codec,  # type: ignore[arg-type]
-                video_bitrate=self.settings.video_bitrate, ice_servers=self._media_ice,
-                max_viewers=self.settings.max_viewers,
-                on_viewer_gone=lambda sid, reason: self._report_gone(live.live_id, sid, reason),
-                on_publisher_gone=lambda reason: self._report_gone(live.live_id, None, reason))
+            media = self._media_room(live)
             hosted = HostedLive(live, media, conn.sid)
             self.hosted[creator] = hosted
             self._by_live[live.live_id] = hosted
@@ -151,6 +155,14 @@ class LiveRooms:
         log.info("live started", extra={"fields": {"live": live.live_id, "creator": creator}})
         return {"live": live.as_dict(), "answer": answer, "viewers": 0,
                 "ice_servers": self.ice_servers}
+
+    def _media_room(self, live: Live) -> MediaRoom:
+        return MediaRoom(
+            live.live_id, codec=self.settings.video_codec,  # type: ignore[arg-type]
+            video_bitrate=self.settings.video_bitrate, ice_servers=self._media_ice,
+            max_viewers=self.settings.max_viewers,
+            on_viewer_gone=lambda sid, reason: self._report_gone(live.live_id, sid, reason),
+            on_publisher_gone=lambda reason: self._report_gone(live.live_id, None, reason))
 
     async def _resume(self, hosted: HostedLive, conn: Connection, offer: str) -> dict[str, Any]:
         if hosted.lock.locked():

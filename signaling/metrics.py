@@ -37,6 +37,10 @@ class Metrics:
         self.frames_dropped = Counter(
             "golive_undecodable_frames_total",
             "websocket text frames that were no Engine.IO packet, dropped", registry=self.registry)
+        self.embedded_redis_restarts = Counter(
+            "golive_embedded_redis_restarts_total",
+            "times the embedded redis-server died and was started again",
+            registry=self.registry)
         self.http_requests = Counter("golive_http_requests_total", "HTTP API requests",
                                      ["route", "status"], registry=self.registry)
 

@@ -340,17 +340,29 @@ async def test_watchers_see_a_creator_go_live(app_client: Any, closers: list[Any
 
 async def test_stale_lives_are_cleaned_on_start(aiohttp_client: Any, settings: Any,
                                                 redis: Redis) -> None:
+    """A live this node left behind (it crashed) waits a grace period for its creator,
+    with no viewers, then ends; another node's live is left alone."""
+    settings.live_grace = 0.3
     node = settings.node_name()
     await redis.hset("live:abc", mapping={"live_id": "0" * 16, "creator_id": "abc",
                                           "title": "t", "started_at": "1", "node": node})
     await redis.zadd("lives", {"abc": 5})
+    await redis.hset(f"live_viewers:{'0' * 16}", "someone", 1)
     await redis.sadd(f"node_lives:{node}", "abc")
     await redis.hset("live:other", mapping={"live_id": "1" * 16, "creator_id": "other",
                                             "title": "t", "started_at": "1", "node": "elsewhere"})
     await redis.zadd("lives", {"other": 1})
-    await aiohttp_client(create_app(settings))
-    assert await redis.exists("live:abc") == 0
+    client = await aiohttp_client(create_app(settings))
+    assert client.app[LIVES].hosted_live("0" * 16) is not None
+    assert await redis.zscore("lives", "abc") == 0
+    assert await redis.exists(f"live_viewers:{'0' * 16}") == 0
+
+    async def ended() -> bool:
+        return await redis.exists("live:abc") == 0
+
+    await poll(ended, timeout=5)
     assert await redis.zrange("lives", 0, -1) == ["other"]
+    assert await redis.smembers(f"node_lives:{node}") == set()
 
 
 async def test_bad_live_payloads(app_client: Any, closers: list[Any]) -> None:
