@@ -24,7 +24,7 @@ from engine.audit import AuditReport, run_audit
 from engine.catalog import load_catalog
 from engine.ledger import Ledger
 from engine.ledger_rules import LedgerRules
-from signaling.embedded_redis import EmbeddedRedis
+from signaling.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 
 
 def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -67,7 +67,11 @@ async def _audit(args: argparse.Namespace) -> int:
                       "give --redis-url or --data-dir", file=sys.stderr)
                 return 2
             embedded = local
-            await embedded.start()
+            try:
+                await embedded.start()
+            except EmbeddedRedisError as exc:  # e.g. a golive owns the dir, its Redis down
+                print(f"golive ledger audit: {exc}", file=sys.stderr)
+                return 2
             url = embedded.url
     redis = Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0))
     try:

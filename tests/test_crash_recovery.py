@@ -121,6 +121,25 @@ def test_a_second_server_on_the_same_data_dir_is_refused(tmp_path: Path,
     assert status == 200
 
 
+def test_an_audit_while_golive_owns_the_dir_and_its_redis_is_stuck_says_so(
+        tmp_path: Path, server_factory: Any) -> None:
+    """The audit cannot reach the data dir's Redis (stopped), and may not start its own
+    on a dir a golive owns: one clear line and exit 2, no traceback."""
+    data = tmp_path / "data"
+    server_factory(redis_url=None, data_dir=data)
+    (pid,) = redis_pids(data)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        done = subprocess.run([sys.executable, "-m", "signaling.cli", "ledger", "audit",
+                               "--data-dir", str(data)],
+                              capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "in use by another golive" in done.stderr and "Traceback" not in done.stderr
+
+
 # Runs in the stale redis-server for BUSY_MS: it handles the SIGTERM only afterwards,
 # as one busy with a burst or a slow fsync does (shutting down, it unlinks its socket).
 BUSY_SCRIPT = """
