@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from engine.accounts import Account
 from engine.live_alerts import Step
@@ -141,6 +142,11 @@ class LiveFanout:
         while True:
             try:
                 await self.run_once()
+            except (RedisConnectionError, OSError) as exc:
+                # Redis down or restarting (an embedded one is restarted within ~0.5 s):
+                # expected and retried, so one line without a traceback each poll.
+                log.warning("live fan-out waits for Redis; retrying",
+                            extra={"fields": {"cause": f"{type(exc).__name__}: {exc}"[:200]}})
             except Exception:
                 log.exception("live fan-out failed; retrying")
             with contextlib.suppress(TimeoutError):
