@@ -28,10 +28,11 @@ def _event(ack_id: int, *data: Any) -> bytes:
 
 
 async def test_the_catch_all_name_cannot_spend_another_connections_bucket(
-        aiohttp_client: Any, settings: Any, caplog: pytest.LogCaptureFixture) -> None:
+        aiohttp_client: Any, settings: Any, redis: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
     from signaling.app import create_app
 
-    settings.event_rate, settings.event_burst = 0.5, 6
+    settings.event_rate, settings.event_burst = 0.5, 6  # (`redis` flushed the store)
     client = await aiohttp_client(create_app(settings))
     alice = await register(client, "alice")
     bob = await register(client, "bob")
