@@ -25,7 +25,9 @@ from engine.payments import SIGNATURE_HEADER, sign
 from engine.stream_ids import SEQ_MAX
 from media.synthetic import HeadlessCreator
 from signaling.app import create_app
-from tests.conftest import ServerProcess, User, register, sio_connect, snapshot
+from tests.support.peers import User, register, sio_connect
+from tests.support.servers import ServerProcess
+from tests.support.state import snapshot
 from tests.test_socket_edge import raw_ack, raw_socket
 
 MAX_ID = f"{SEQ_MAX}-{SEQ_MAX}"

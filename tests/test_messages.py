@@ -15,7 +15,9 @@ from engine.message_rules import MessageLimits
 from engine.throttle import Window
 from media.synthetic import HeadlessCreator
 from signaling.appkeys import SERVICES
-from tests.conftest import SocketPeer, User, poll, register, sio_connect, snapshot
+from tests.support.peers import SocketPeer, User, register, sio_connect
+from tests.support.poll import poll
+from tests.support.state import snapshot
 
 
 class Tab(SocketPeer):

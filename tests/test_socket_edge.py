@@ -13,7 +13,10 @@ import pytest
 import socketio
 from redis.asyncio import Redis
 
-from tests.conftest import TEST_SECRET, poll, register, sio_connect, snapshot
+from tests.support.peers import register, sio_connect
+from tests.support.poll import poll
+from tests.support.servers import TEST_SECRET
+from tests.support.state import snapshot
 
 
 async def refusal(client: Any, token: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import msgpack
 import pytest
 
 from signaling.socketio_private import is_odd_event_name
-from tests.conftest import register, sio_connect
+from tests.support.peers import register, sio_connect
 from tests.test_socket_edge import raw_ack, raw_socket
 
 
