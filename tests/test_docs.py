@@ -25,3 +25,20 @@ def test_protocol_documents_every_registered_event() -> None:
     app = create_app(Settings(secret="x" * 40))
     for name in app[GATEWAY].event_names:
         assert f"`{name}`" in protocol, f"docs/protocol.md does not document {name}"
+
+
+def test_the_architecture_names_only_files_that_exist() -> None:
+    import re
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`((?:engine|signaling|media|bench|tests|web|docs)/[\w/.]*\.\w+)`",
+                           text))
+    assert len(named) > 30, named
+    missing = sorted(path for path in named if not (ROOT / path).exists())
+    assert missing == [], f"docs/architecture.md names files that do not exist: {missing}"
+
+
+def test_the_readme_layout_links_the_architecture() -> None:
+    readme = (ROOT / "README.md").read_text()
+    layout = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    assert "(docs/architecture.md)" in layout
