@@ -42,3 +42,17 @@ def test_the_readme_layout_links_the_architecture() -> None:
     readme = (ROOT / "README.md").read_text()
     layout = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
     assert "(docs/architecture.md)" in layout
+
+
+def test_comments_cite_nothing_a_reader_cannot_open() -> None:
+    """Figures stay beside the code they justify; notes kept outside the repository are
+    not cited (a reader of a clone cannot open them)."""
+    outside = ("FIELD" + "-NOTES", "../" + "shared/")
+    cited = []
+    for folder in ("engine", "signaling", "media", "bench", "tests", "web/static"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.suffix in (".py", ".js", ".html", ".css") and path.is_file():
+                for number, line in enumerate(path.read_text().splitlines(), 1):
+                    if any(name in line for name in outside):
+                        cited.append(f"{path.relative_to(ROOT)}:{number}")
+    assert cited == []
