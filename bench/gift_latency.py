@@ -40,6 +40,7 @@ import numpy as np
 import socketio
 from av.video.frame import VideoFrame
 
+from bench.creator import start_live
 from bench.decoding_viewer import DecodingViewer
 from bench.target import LocalServer, register_accounts
 from engine.catalog import load_catalog
@@ -51,6 +52,7 @@ from signaling.gifts import gift_overlay
 
 GIFT = "rose"
 WAIT_VISIBLE_S = 2.0
+CREATOR_CONNECT_S = 20.0  # live:start answered -> the creator's peer connection is up
 COLOUR_TOLERANCE = 30  # per channel, on the badge's padding (VP8 keeps colours; H.264 shifts)
 
 
@@ -195,12 +197,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         creator_pc = HeadlessCreator.synthetic(width, height, 30)
         await creator_sio.connect(url, auth={"token": creator.token}, transports=["websocket"],
                                   wait_timeout=10)
-        ack = await creator_sio.call("live:start", {"title": "gift latency",
-                                                    "offer": await creator_pc.offer()},
-                                     timeout=30)
-        if not ack.get("ok"):
-            raise RuntimeError(f"live:start refused: {ack['error']}")
-        await creator_pc.accept_answer(ack["answer"])
+        await start_live(creator_sio, creator_pc, "gift latency", CREATOR_CONNECT_S)
         await buy_coins(url, sender.token)
         viewer = Viewer(url, sender.token)
         await viewer.join(creator.id)

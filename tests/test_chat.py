@@ -5,6 +5,7 @@ unanswered (chat does not need it; the server drops it after 15 s)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from engine.throttle import Window
 from signaling.app import create_app
 from signaling.appkeys import GATEWAY, SERVICES
 from signaling.chat import CHAT
-from tests.support.peers import SocketPeer, User, go_live, register, sio_connect
+from tests.support.peers import SocketPeer, User, go_live, open_tab, sio_connect
 from tests.support.poll import poll
 from tests.support.state import snapshot
 
@@ -92,11 +93,7 @@ async def app_client(aiohttp_client: Any, settings: Any, redis: Redis) -> Any:
     return client
 
 
-async def member(client: Any, name: str, closers: list[Any]) -> Member:
-    user = await register(client, name)
-    sio = await sio_connect(client, user.token)
-    closers.append(sio)
-    return Member(sio, user)
+member = functools.partial(open_tab, peer=Member)
 
 
 async def join(viewer: Member, creator: Member) -> None:

@@ -27,6 +27,7 @@ from media.ice import restrict_host_addresses
 from media.synthetic import HeadlessCreator
 from signaling import embedded_redis
 from signaling.embedded_redis import EmbeddedRedis, redis_server_binary, server_args, socket_path
+from tests.support.http import post
 from tests.support.peers import go_live, sio_connect
 from tests.support.poll import poll
 from tests.support.servers import (
@@ -37,7 +38,6 @@ from tests.support.servers import (
     processes_mentioning,
     start_server,
 )
-from tests.test_serve import post
 
 
 @pytest.fixture
@@ -308,16 +308,6 @@ async def test_a_creator_resumes_the_same_live_after_a_server_crash(
 
 # --- extra: a gift burst across a crash --------------------------------------------------
 
-def post_json(url: str, body: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
-        "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
 def audit(data: Path) -> dict[str, Any]:
     """`golive ledger audit --data-dir DATA --json` as an operator runs it."""
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
@@ -337,7 +327,7 @@ async def test_a_gift_burst_across_a_crash_lands_each_gift_once(
     env = {"GOLIVE_NODE_ID": "crash-node", "GOLIVE_LIVE_GRACE": "60"}
     server = await asyncio.to_thread(server_factory, redis_url=None, data_dir=data, env=env)
     ann, bob = sign_up(server, "ann"), sign_up(server, "bob")
-    status, bought = post_json(server.url + "/api/coins/checkout",
+    status, bought = post(server.url + "/api/coins/checkout",
                                {"package_id": "coins_1400"}, bob["token"])
     assert status == 200, bought
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import secrets
 import uuid
 from typing import Any
@@ -20,7 +21,7 @@ from media.overlay import overlay_layout
 from signaling.app import create_app
 from signaling.appkeys import SERVICES, SETTINGS
 from signaling.gifts import gift_overlay, hex_color
-from tests.support.peers import SocketPeer, go_live, register, sio_connect
+from tests.support.peers import SocketPeer, go_live, open_tab, sio_connect
 from tests.support.poll import poll
 from tests.support.state import snapshot
 from tests.support.viewer import DecodingViewer
@@ -38,11 +39,7 @@ async def app_client(aiohttp_client: Any, settings: Any, redis: Redis) -> Any:
     return await aiohttp_client(create_app(settings))
 
 
-async def peer(client: Any, name: str, closers: list[Any], **kw: Any) -> Peer:
-    user = await register(client, name, **kw)
-    sio = await sio_connect(client, user.token)
-    closers.append(sio)
-    return Peer(sio, user)
+peer = functools.partial(open_tab, peer=Peer)
 
 
 async def notify_jobs_done(redis_url: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import sys
 from typing import Any
 
@@ -14,7 +15,7 @@ from redis.asyncio import Redis
 from media.synthetic import HeadlessCreator
 from signaling.app import create_app
 from signaling.appkeys import LIVES
-from tests.support.peers import SocketPeer, go_live, register, sio_connect
+from tests.support.peers import SocketPeer, go_live, open_tab, register, sio_connect
 from tests.support.poll import poll
 from tests.support.servers import REPO
 from tests.support.state import snapshot
@@ -31,11 +32,7 @@ async def app_client(aiohttp_client: Any, settings: Any, redis: Redis) -> Any:
     return await aiohttp_client(create_app(settings))
 
 
-async def peer(client: Any, name: str, closers: list[Any], **kw: Any) -> Peer:
-    user = await register(client, name, **kw)
-    sio = await sio_connect(client, user.token)
-    closers.append(sio)
-    return Peer(sio, user)
+peer = functools.partial(open_tab, peer=Peer)
 
 
 async def watch(p: Peer, creator: Peer, closers: list[Any]) -> tuple[DecodingViewer,

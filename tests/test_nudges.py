@@ -9,6 +9,7 @@ follows and message requests in the inbox, and nudges copied to Messages."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from redis.asyncio import Redis
@@ -16,7 +17,7 @@ from redis.asyncio import Redis
 from engine import keys
 from engine.nudge_rules import NudgeLimits
 from signaling.appkeys import SERVICES
-from tests.support.peers import SocketPeer, User, go_live, register, sio_connect
+from tests.support.peers import SocketPeer, go_live, open_tab
 from tests.support.poll import poll
 from tests.support.state import snapshot
 
@@ -33,11 +34,7 @@ class Tab(SocketPeer):
         return [p for p in self.got("notify:new") if p["notification"]["kind"] == kind]
 
 
-async def tab(client: Any, who: str | User, closers: list[Any]) -> Tab:
-    user = who if isinstance(who, User) else await register(client, who)
-    sio = await sio_connect(client, user.token)
-    closers.append(sio)
-    return Tab(sio, user)
+tab = functools.partial(open_tab, peer=Tab)
 
 
 async def nudge(t: Tab, creator: Tab | str) -> dict[str, Any]:

@@ -12,19 +12,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.http import post
 from tests.support.peers import sio_connect
 from tests.support.poll import poll
 from tests.support.servers import ServerProcess, processes_mentioning, start_server, stop_server
-
-
-def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
 
 
 def assert_clean_log(server: ServerProcess, *secrets: str) -> None:

@@ -11,8 +11,8 @@ import msgpack
 import pytest
 
 from signaling.socketio_private import is_odd_event_name
+from tests.support.engineio import raw_ack, raw_socket
 from tests.support.peers import register, sio_connect
-from tests.test_socket_edge import raw_ack, raw_socket
 
 
 def test_odd_event_names_are_named_by_one_rule() -> None:
@@ -28,7 +28,8 @@ def _event(ack_id: int, *data: Any) -> bytes:
 
 
 async def test_the_catch_all_name_cannot_spend_another_connections_bucket(
-        aiohttp_client: Any, settings: Any, caplog: pytest.LogCaptureFixture) -> None:
+        aiohttp_client: Any, settings: Any, redis: Any, caplog: pytest.LogCaptureFixture
+) -> None:  # `redis`: flushed first, or an earlier test's "alice" is taken
     from signaling.app import create_app
 
     settings.event_rate, settings.event_burst = 0.5, 6

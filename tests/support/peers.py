@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import socketio
 
@@ -69,6 +69,19 @@ class SocketPeer:
     async def call(self, event: str, payload: Any, timeout: float = 20) -> dict[str, Any]:
         """Emit `event` and wait for its ack."""
         return await self.sio.call(event, payload, timeout=timeout)  # type: ignore[no-any-return]
+
+
+P = TypeVar("P", bound=SocketPeer)
+
+
+async def open_tab(client: Any, who: str | User, closers: list[Any], *,
+                   peer: type[P] = SocketPeer, **register_kw: Any) -> P:  # type: ignore[assignment]
+    """A signed-in tab (`peer`, a SocketPeer class) on the test server, its socket closed
+    with `closers`: `who` is registered first when it is a name; a User opens another tab."""
+    user = who if isinstance(who, User) else await register(client, who, **register_kw)
+    sio = await sio_connect(client, user.token)
+    closers.append(sio)
+    return peer(sio, user)
 
 
 class OnAir(NamedTuple):
