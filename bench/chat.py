@@ -270,6 +270,7 @@ class ChatRun:
     async def go_live(self, token: str) -> None:
         import socketio
 
+        from bench.creator import start_live
         from media.ice import is_loopback_url, restrict_host_addresses
         from media.synthetic import HeadlessCreator
 
@@ -289,18 +290,7 @@ class ChatRun:
         self.sio.on("disconnect", on_disconnect)
         await self.sio.connect(self.url, auth={"token": token}, transports=["websocket"],
                                wait_timeout=10)
-        ack = await self.sio.call("live:start", {"title": "chat bench",
-                                                 "offer": await self.creator.offer()},
-                                  timeout=30)
-        if not ack.get("ok"):
-            raise RuntimeError(f"live:start refused: {ack['error']['message']}")
-        await self.creator.accept_answer(ack["answer"])
-        self.live = ack["live"]
-        async with asyncio.timeout(CREATOR_TIMEOUT_S):
-            while self.creator.pc.connectionState != "connected":
-                if self.creator.pc.connectionState in ("failed", "closed"):
-                    raise RuntimeError("the creator's peer connection failed")
-                await asyncio.sleep(0.05)
+        self.live = await start_live(self.sio, self.creator, "chat bench", CREATOR_TIMEOUT_S)
 
     def check_live(self) -> None:
         """RuntimeError once the live is off: every later figure would be meaningless."""

@@ -1,8 +1,8 @@
 """`golive bench fanout|join`: the command line, and one run from start to clean exit.
 
-Wiring into `golive`: `bench.cli.add_arguments(commands)` adds the `bench` command to
-golive's subparsers; `python -m bench fanout ...` works without it. This module imports
-only the standard library at import time (golive serve pays nothing for it).
+Wiring into `golive`: pyproject.toml declares `add_arguments` as the `bench` entry point of
+the `golive.commands` group; signaling/cli.py loads it to add `golive bench` (the server
+never imports the bench). `python -m bench fanout ...` works without it.
 
 Every run writes OUT/<mode>-<date>-<time>/: result.json (every figure), the logs of every
 process it started (server.log, creator.log, workerN.log; a baseline's under naive/) and,

@@ -41,6 +41,24 @@ CONNECT_TIMEOUT_S = 20.0
 EXIT_LIVE_ENDED = 3
 
 
+async def start_live(sio: socketio.AsyncClient, creator: HeadlessCreator, title: str,
+                     timeout: float) -> dict[str, Any]:
+    """Go live over a connected socket: `live:start` with the creator's offer, its answer
+    applied, then wait (at most `timeout` s) until the creator's peer connection is up.
+    The live; RuntimeError when refused or the connection fails."""
+    ack = await sio.call("live:start", {"title": title, "offer": await creator.offer()},
+                         timeout=30)
+    if not ack.get("ok"):
+        raise RuntimeError(f"live:start refused: {ack['error']['message']}")
+    await creator.accept_answer(ack["answer"])
+    async with asyncio.timeout(timeout):
+        while creator.pc.connectionState != "connected":
+            if creator.pc.connectionState in ("failed", "closed"):
+                raise RuntimeError("the creator's peer connection failed")
+            await asyncio.sleep(0.05)
+    return dict(ack["live"])
+
+
 class StampedVideoTrack(SyntheticVideoTrack):
     """The moving test pattern with a stamp (capture time, frame number) in a top strip.
 
@@ -103,17 +121,7 @@ class StampedCreator:
     async def go_live(self) -> dict[str, Any]:
         await self.sio.connect(self.url, auth={"token": self.token}, transports=["websocket"],
                                wait_timeout=10)
-        ack = await self.sio.call("live:start", {"title": self.title,
-                                                 "offer": await self.creator.offer()}, timeout=30)
-        if not ack.get("ok"):
-            raise RuntimeError(f"live:start refused: {ack['error']['message']}")
-        await self.creator.accept_answer(ack["answer"])
-        self.live = ack["live"]
-        async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            while self.creator.pc.connectionState != "connected":
-                if self.creator.pc.connectionState in ("failed", "closed"):
-                    raise RuntimeError("the creator's peer connection failed")
-                await asyncio.sleep(0.05)
+        self.live = await start_live(self.sio, self.creator, self.title, CONNECT_TIMEOUT_S)
         return self.live
 
     async def stats(self, _: dict[str, Any]) -> dict[str, Any]:

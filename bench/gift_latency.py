@@ -38,20 +38,21 @@ from typing import Any
 import aiohttp
 import numpy as np
 import socketio
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
 from av.video.frame import VideoFrame
 
+from bench.creator import start_live
+from bench.decoding_viewer import DecodingViewer
 from bench.target import LocalServer, register_accounts
 from engine.catalog import load_catalog
 from engine.gift_room import COMBO_WINDOW_S, GiftMoment
-from media.ice import restrict_host_addresses, rtc_configuration
+from media.ice import restrict_host_addresses
 from media.overlay import Overlay, Rect, draw_overlays, overlay_layout
 from media.synthetic import HeadlessCreator, parse_size
 from signaling.gifts import gift_overlay
 
 GIFT = "rose"
 WAIT_VISIBLE_S = 2.0
+CREATOR_CONNECT_S = 20.0  # live:start answered -> the creator's peer connection is up
 COLOUR_TOLERANCE = 30  # per channel, on the badge's padding (VP8 keeps colours; H.264 shifts)
 
 
@@ -121,13 +122,14 @@ class Viewer:
         self.url = url
         self.token = token
         self.sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
-        self.pc = RTCPeerConnection(rtc_configuration())
-        self.pc.on("track", self._on_track)
-        self.readers: list[asyncio.Task[None]] = []
-        self.frames = 0
-        self.last: VideoFrame | None = None
+        self.peer = DecodingViewer(on_video=self._on_frame)
         self.probe: Probe | None = None
         self.flowing = asyncio.Event()  # 10 frames decoded
+
+    @property
+    def last(self) -> VideoFrame | None:
+        """The last decoded video frame."""
+        return self.peer.last_video
 
     async def join(self, creator_id: str) -> None:
         await self.sio.connect(self.url, auth={"token": self.token}, transports=["websocket"],
@@ -135,35 +137,22 @@ class Viewer:
         ack = await self.sio.call("room:join", {"user_id": creator_id}, timeout=30)
         if not ack.get("ok"):
             raise RuntimeError(f"room:join refused: {ack['error']}")
-        await self.pc.setRemoteDescription(RTCSessionDescription(ack["offer"], "offer"))
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        answer = await self.peer.answer(ack["offer"])
         answered = await self.sio.call("rtc:answer", {"live_id": ack["live"]["live_id"],
-                                                      "sdp": self.pc.localDescription.sdp},
-                                       timeout=30)
+                                                      "sdp": answer}, timeout=30)
         if not answered.get("ok"):
             raise RuntimeError(f"rtc:answer refused: {answered['error']}")
         async with asyncio.timeout(15):
             await self.flowing.wait()
 
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        self.readers.append(asyncio.create_task(self._read(track)))
-
-    async def _read(self, track: MediaStreamTrack) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await track.recv()
-                if track.kind != "video":
-                    continue  # audio is drained: aiortc queues it without bound
-                assert isinstance(frame, VideoFrame)
-                arrived = time.perf_counter()
-                self.frames += 1
-                self.last = frame
-                if self.frames >= 10:
-                    self.flowing.set()
-                probe = self.probe
-                if probe is not None and probe.seen_at is None and self._shows(frame, probe):
-                    probe.seen_at = arrived
-                    probe.done.set()
+    def _on_frame(self, frame: VideoFrame) -> None:
+        arrived = time.perf_counter()
+        if self.peer.video_frames >= 10:
+            self.flowing.set()
+        probe = self.probe
+        if probe is not None and probe.seen_at is None and self._shows(frame, probe):
+            probe.seen_at = arrived
+            probe.done.set()
 
     @staticmethod
     def _shows(frame: VideoFrame, probe: Probe) -> bool:
@@ -172,12 +161,7 @@ class Viewer:
         return shows_text(frame, probe.overlay, probe.previous)
 
     async def close(self) -> None:
-        await self.pc.close()
-        for task in self.readers:
-            task.cancel()
-        for task in self.readers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.peer.close()
         with contextlib.suppress(Exception):
             await self.sio.disconnect()
 
@@ -213,12 +197,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         creator_pc = HeadlessCreator.synthetic(width, height, 30)
         await creator_sio.connect(url, auth={"token": creator.token}, transports=["websocket"],
                                   wait_timeout=10)
-        ack = await creator_sio.call("live:start", {"title": "gift latency",
-                                                    "offer": await creator_pc.offer()},
-                                     timeout=30)
-        if not ack.get("ok"):
-            raise RuntimeError(f"live:start refused: {ack['error']}")
-        await creator_pc.accept_answer(ack["answer"])
+        await start_live(creator_sio, creator_pc, "gift latency", CREATOR_CONNECT_S)
         await buy_coins(url, sender.token)
         viewer = Viewer(url, sender.token)
         await viewer.join(creator.id)

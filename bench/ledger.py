@@ -176,9 +176,9 @@ def render(result: dict[str, Any]) -> str:
 
 
 def plots(result: dict[str, Any], run_dir: Path) -> list[str]:
-    from bench.report import _pyplot, _save
+    from bench.report import pyplot, save_png
 
-    plt = _pyplot()
+    plt = pyplot()
     rounds = result.get("rounds") or []
     if plt is None or not rounds:
         return []
@@ -196,7 +196,7 @@ def plots(result: dict[str, Any], run_dir: Path) -> list[str]:
     ax.set(xlabel="round", ylabel="operations/s", xticks=numbers,
            title=f"Ledger on one Redis: gifts vs INCRBY (ratio {ratio})")
     ax.legend()
-    written.append(_save(plt, fig, run_dir / "throughput.png"))
+    written.append(save_png(plt, fig, run_dir / "throughput.png"))
     points = (result.get("summary") or {}).get("single_latency_cdf") or []
     in_flight = result["config"]["concurrency"] * result["config"]["batch"]
     if points:
@@ -204,7 +204,7 @@ def plots(result: dict[str, Any], run_dir: Path) -> list[str]:
         ax.plot([p[0] for p in points], [p[1] for p in points])
         ax.set(xlabel="send_gift latency (ms)", ylabel="fraction of gifts",
                title=f"One gift at a time, {in_flight} in flight")
-        written.append(_save(plt, fig, run_dir / "latency.png"))
+        written.append(save_png(plt, fig, run_dir / "latency.png"))
     return written
 
 

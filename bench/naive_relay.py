@@ -4,7 +4,7 @@ The creator's tracks are received and decoded by aiortc (as golive does), then h
 every viewer through aiortc's MediaRelay; each viewer's pc has stock RTCRtpSenders, so
 every viewer gets its OWN video and audio encoder. golive encodes once per room and fans
 out packets; this baseline encodes once per viewer. Measured on this machine: ~10% of a
-core per viewer at 640x360@30 VP8 (FIELD-NOTES), so one core saturates near 10 viewers.
+core per viewer at 640x360@30 VP8, so one core saturates near 10 viewers.
 
 Plain aiortc objects and nothing else (no Socket.IO, no HTTP): bench.naive_server carries
 the signaling. Ownership: NaiveRoom owns the publisher pc, every viewer pc, the relay
@@ -93,7 +93,7 @@ class NaiveRoom:
                 self.sources[track.kind] = track
                 # One consumer per source from the start: aiortc decodes every incoming
                 # frame into an unbounded queue, and nothing else reads it before the
-                # first viewer (100 MB to 255 MB in 15 s seen, FIELD-NOTES).
+                # first viewer (a process grew from 100 MB to 255 MB in 15 s, measured).
                 self._sinks.append(asyncio.create_task(
                     self._drain(self.relay.subscribe(track, buffered=BUFFERED)),
                     name=f"naive-sink-{track.kind}"))

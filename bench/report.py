@@ -108,7 +108,8 @@ def pct(cores: float | None) -> str | None:
 # --- plots --------------------------------------------------------------------
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend, or None without matplotlib (no plots then)."""
     try:
         import matplotlib
 
@@ -131,7 +132,7 @@ def _sides(result: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
 def fanout_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
     """cpu.png, fps.png, latency.png, golive and the baseline on the same axes; [] without
     matplotlib."""
-    plt = _pyplot()
+    plt = pyplot()
     sides = _sides(result)
     if plt is None or not sides:
         return []
@@ -152,7 +153,7 @@ def fanout_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
     ax.set(xlabel="viewers", ylabel="CPU (% of one core)", title="Server CPU vs viewers")
     _log_x_if_wide(ax, sides)
     ax.legend(fontsize="small")
-    written.append(_save(plt, fig, run_dir / "cpu.png"))
+    written.append(save_png(plt, fig, run_dir / "cpu.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, side, colour in sides:
@@ -167,7 +168,7 @@ def fanout_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
     ax.set_ylim(bottom=0)
     _log_x_if_wide(ax, sides)
     ax.legend(fontsize="small")
-    written.append(_save(plt, fig, run_dir / "fps.png"))
+    written.append(save_png(plt, fig, run_dir / "fps.png"))
 
     fig, axes = plt.subplots(1, len(sides), figsize=(6 * len(sides), 4), sharex=True,
                              squeeze=False)
@@ -183,7 +184,7 @@ def fanout_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
         if len(sides) > 1:  # one shared axis for both servers: log, or golive's is a line
             _log_scale(ax.xaxis)
         ax.legend(fontsize="small")
-    written.append(_save(plt, fig, run_dir / "latency.png"))
+    written.append(save_png(plt, fig, run_dir / "latency.png"))
     return written
 
 
@@ -195,7 +196,7 @@ def _log_x_if_wide(ax: Any, sides: list[tuple[str, dict[str, Any], str]]) -> Non
 
 def join_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
     """joins.png: CDF of time to connected and to the first keyframe."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return []
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -208,13 +209,13 @@ def join_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
            title=f"Join storm: {result['config']['viewers']} viewers at "
                  f"{result['config']['rate']:g}/s")
     ax.legend()
-    return [_save(plt, fig, run_dir / "joins.png")]
+    return [save_png(plt, fig, run_dir / "joins.png")]
 
 
 def chat_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
     """chat_deliveries.png, chat_latency.png, chat_cpu.png against the send rate, golive
     and the baseline on the same axes; [] without matplotlib or steps."""
-    plt = _pyplot()
+    plt = pyplot()
     sides = _sides(result)
     if plt is None or not sides:
         return []
@@ -231,7 +232,7 @@ def chat_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
     ax.set(xlabel="lines/s sent into the room", ylabel="deliveries/s (line x client)",
            title=f"Chat deliveries: {steps[0]['members']} members")
     ax.legend(fontsize="small")
-    written.append(_save(plt, fig, run_dir / "chat_deliveries.png"))
+    written.append(save_png(plt, fig, run_dir / "chat_deliveries.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, side, colour in sides:
@@ -245,7 +246,7 @@ def chat_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
            title="Chat latency vs send rate")
     _log_scale(ax.yaxis)
     ax.legend(fontsize="small")
-    written.append(_save(plt, fig, run_dir / "chat_latency.png"))
+    written.append(save_png(plt, fig, run_dir / "chat_latency.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, side, colour in sides:
@@ -259,7 +260,7 @@ def chat_plots(result: dict[str, Any], run_dir: Path) -> list[str]:
     ax.set(xlabel="lines/s sent into the room", ylabel="CPU (% of one core)",
            title="Chat: server CPU vs send rate")
     ax.legend(fontsize="small")
-    written.append(_save(plt, fig, run_dir / "chat_cpu.png"))
+    written.append(save_png(plt, fig, run_dir / "chat_cpu.png"))
     return written
 
 
@@ -276,7 +277,8 @@ def _log_scale(axis: Any) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _save(plt: Any, fig: Any, path: Path) -> str:
+def save_png(plt: Any, fig: Any, path: Path) -> str:
+    """Write `fig` to `path` as PNG and close it; the file's name."""
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

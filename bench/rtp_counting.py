@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import struct
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -244,6 +245,9 @@ class LightPacket:
 
 
 _RTP_FIXED = struct.Struct("!BHII")
+# One DirectRtp per DTLS transport (its receivers share it); gone with the transport.
+_direct_by_transport: weakref.WeakKeyDictionary[RTCDtlsTransport, DirectRtp] = (
+    weakref.WeakKeyDictionary())
 
 
 class DirectRtp:
@@ -315,10 +319,9 @@ class DirectRtp:
 
 def _direct_rtp(receiver: RTCRtpReceiver, counters: RtpCounters) -> None:
     dtls = receiver.transport
-    direct = getattr(dtls, "_bench_direct_rtp", None)
+    direct = _direct_by_transport.get(dtls)
     if direct is None:
-        direct = DirectRtp(dtls, counters)
-        dtls._bench_direct_rtp = direct  # type: ignore[attr-defined]
+        direct = _direct_by_transport[dtls] = DirectRtp(dtls, counters)
     direct.receivers.append(receiver)
 
 

@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 import socketio
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from av.video.frame import VideoFrame
 
 from bench import stamp
+from bench.decoding_viewer import DecodingViewer
 from bench.rpc import serve_stdin, stop_on_signals
 from bench.rtp_counting import (
     DELAYS_KEPT,
@@ -78,12 +78,12 @@ class BenchViewer:
         self.sio.on("room:left", self._on_removed)
         self.sio.on("live:ended", self._on_removed)
         self.pc: RTCPeerConnection | None = None
+        self.decoder: DecodingViewer | None = None  # probes decode; light viewers count RTP
         self.video_receiver: RTCRtpReceiver | None = None
         self.live_id: str | None = None
         self.state = "new"  # joining, watching, failed, removed, left
         self.error: str | None = None
         self.t: dict[str, float] = {}  # time.monotonic() of each join milestone
-        self._readers: list[asyncio.Task[None]] = []
         # probes: per window
         self.latency_arrival_ms: list[float] = []
         self.latency_decoded_ms: list[float] = []
@@ -113,10 +113,13 @@ class BenchViewer:
                                f"{ack['error']['message']}")
         self.t["offer"] = time.monotonic()
         self.live_id = ack["live"]["live_id"]
-        pc = self.pc = RTCPeerConnection(rtc_configuration())
-        pc.on("connectionstatechange", self._on_connection_state)
         if self.probe:
-            pc.on("track", self._on_track)
+            self.decoder = DecodingViewer(
+                self.id, on_video=lambda frame: self._on_decoded(frame, time.time()))
+            pc = self.pc = self.decoder.pc
+        else:
+            pc = self.pc = RTCPeerConnection(rtc_configuration())
+        pc.on("connectionstatechange", self._on_connection_state)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=ack["offer"], type="offer"))
         for transceiver in pc.getTransceivers():
             receiver = transceiver.receiver
@@ -145,24 +148,6 @@ class BenchViewer:
         elif state in ("failed", "closed") and self.state in ("joining", "watching"):
             self.state = "failed"
             self.error = f"peer connection {state}"
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        reader = self._read_video(track) if track.kind == "video" else self._drain(track)
-        self._readers.append(asyncio.create_task(reader))
-
-    @staticmethod
-    async def _drain(track: MediaStreamTrack) -> None:
-        # aiortc queues decoded audio without bound: it must be read even if unused.
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                await track.recv()
-
-    async def _read_video(self, track: MediaStreamTrack) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await track.recv()
-                assert isinstance(frame, VideoFrame)
-                self._on_decoded(frame, time.time())
 
     def _on_decoded(self, frame: VideoFrame, wall: float) -> None:
         self.decoded += 1
@@ -233,13 +218,8 @@ class BenchViewer:
         if self.pc is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                    await self.pc.close()
-        for task in self._readers:
-            task.cancel()
-        for task in self._readers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._readers = []
+                    # a probe's decoder also cancels and awaits its readers
+                    await (self.decoder or self.pc).close()
 
 
 def _pool(samples: list[float]) -> list[float]:

@@ -13,7 +13,8 @@ Each operation carries an id (a gift's transfer id, a provider's payment id, a
 cash-out request id). Its script first looks the id up: a known id with the
 same parameters returns the first result and moves nothing; with other
 parameters it is a `conflict`. Then it validates everything and only then
-writes, because Lua does not roll back (FIELD-NOTES: Redis).
+writes, because a Redis script is atomic but does not roll back: a runtime
+error after a write leaves that write in place.
 """
 
 from __future__ import annotations

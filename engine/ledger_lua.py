@@ -1,7 +1,7 @@
 """The ledger's Lua scripts (engine/ledger.py runs them): one per operation.
 
-Each validates everything before its first write (Lua does not roll back:
-FIELD-NOTES, Redis), then moves the balances, appends the double-entry journal
+Each validates everything before its first write (a Redis script is atomic but
+does not roll back on a runtime error), then moves the balances, appends the double-entry journal
 entry and records the operation's id with its result.
 """
 

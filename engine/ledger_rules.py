@@ -15,7 +15,7 @@ from engine.errors import invalid
 
 OP_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 GIFT_MIN_AGE = 18
-# 200 diamonds = 1 USD (../shared/FIELD-NOTES.md): others cite a 2,000-diamond
+# 200 diamonds = 1 USD (TikTok's, as third parties publish it): others cite a 2,000-diamond
 # minimum for withdrawals and a 1,000 USD (200,000 diamonds) daily cap.
 CASHOUT_MIN = 2_000
 CASHOUT_DAILY_CAP = 200_000

@@ -20,7 +20,7 @@ from engine.errors import conflict, invalid, not_found
 from engine.text import has_control_chars
 
 TITLE_MAX = 100
-# TikTok's hosts must be 18 (../shared/FIELD-NOTES.md); GOLIVE_LIVE_MIN_AGE changes it.
+# TikTok LIVE's hosts must be 18 (its support pages); GOLIVE_LIVE_MIN_AGE changes it.
 LIVE_MIN_AGE = 18
 
 

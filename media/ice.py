@@ -5,7 +5,8 @@ Two facts measured on these machines shape this module:
   configuration we build passes an explicit list (empty by default).
 - aioice's host-candidate lookup skips 127.0.0.1 (and ::1). On a loopback-only host the
   SDP then carries no candidates and never connects; `restrict_host_addresses` swaps that
-  lookup for a fixed list, reversibly, and is the one place that touches aioice.
+  lookup for a fixed list, reversibly: the one patch of aioice's module (the private
+  attributes golive reads are in media/aioice_private.py).
 """
 
 from __future__ import annotations

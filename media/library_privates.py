@@ -1,6 +1,6 @@
 """Checks for the private details of libraries that golive relies on.
 
-golive reaches past the public API of a few libraries where the profile demanded it
+golive reaches past the public API of a few libraries where a CPU profile demanded it
 (the lean fan-out sends through aiortc's SRTP session and aioice's nominated pair; the
 chat push writes one websocket frame to every socket through python-engineio's driver
 and aiohttp's transport). A minor release can rename any of those. Each such library

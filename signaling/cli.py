@@ -1,19 +1,28 @@
-"""The `golive` command: `golive serve` runs the server; `golive ledger audit` proves the ledger."""
+"""The `golive` command: `golive serve` runs the server; `golive ledger audit` proves the ledger.
+
+Other packages add commands without the server importing them: a distribution declares an
+entry point in the `golive.commands` group whose name is the command and whose object
+takes argparse's subparsers (the bench: `bench = "bench.cli:add_arguments"` in
+pyproject.toml). They are loaded only when the command line may name one (not for
+`golive serve`), never at import.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from importlib.metadata import entry_points
 
 from aiohttp import web
 
-from bench import cli as bench_cli
 from signaling import ledger_cli, logs
 from signaling.broadcast import add_arguments as broadcast_args
 from signaling.config import Settings, add_arguments, settings_from_args
 
 log = logging.getLogger("golive")
+
+COMMANDS_GROUP = "golive.commands"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -60,8 +69,13 @@ def _broadcast(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="golive", description=__doc__)
+BUILT_IN = ("serve", "broadcast", "ledger")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """golive's parser; the plugin commands too unless `command` is a built-in one."""
+    parser = argparse.ArgumentParser(prog="golive", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server")
     add_arguments(serve)
@@ -70,13 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
         "broadcast", help="go live headless: a test pattern or a file, over WebRTC")
     broadcast_args(broadcast)
     broadcast.set_defaults(run=_broadcast)
-    bench_cli.add_arguments(commands)
     ledger_cli.add_arguments(commands)
+    if command not in BUILT_IN:  # `golive serve` never imports a plugin
+        for plugin in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+            plugin.load()(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     return int(args.run(args))
 
 

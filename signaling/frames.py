@@ -3,8 +3,9 @@ bytes written to every recipient's transport.
 
 python-socketio's room emit encodes the packet once, then runs one task per
 recipient through Engine.IO's per-socket queue and writer task: 50-64 us of
-server CPU per delivery at 1,000 clients (FIELD-NOTES). Server-to-client
-websocket frames are unmasked, so one frame serves every websocket; here a
+server CPU per delivery at 1,000 clients (measured here, server on one core;
+node's socket.io 12-15 us). Server-to-client websocket frames are unmasked,
+so one frame serves every websocket; here a
 delivery is a dict lookup and a transport.write(). The frame is never
 compressed (RSV1 clear), which permessage-deflate allows message by message
 and which keeps a client's compression context untouched.

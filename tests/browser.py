@@ -32,7 +32,7 @@ CHROMIUM = Path(os.environ.get("GOLIVE_CHROMIUM", "/usr/bin/chromium"))
 SHOTS_DIR = Path(os.environ.get("GOLIVE_SHOTS_DIR", "/tmp/golive-shots"))
 EXPECT_TIMEOUT_MS = 10_000
 
-# Headless as root on a 2-core loopback-only host (FIELD-NOTES, Chromium).
+# Flags that work headless as root on a 2-core loopback-only host (Debian's chromium).
 BASE_ARGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -158,7 +158,7 @@ async def test_the_audit_holds_while_gifts_keep_flowing(world: World) -> None:
 async def test_the_cli_audits_a_stopped_servers_data_dir(tmp_path: Path) -> None:
     """No REDIS_URL: the audit starts the data dir's own redis-server, audits, stops it."""
     from signaling.embedded_redis import EmbeddedRedis
-    from tests.conftest import assert_gone, processes_mentioning
+    from tests.support.servers import assert_gone, processes_mentioning
 
     data = tmp_path / "data"
     embedded = EmbeddedRedis(data)

@@ -13,8 +13,6 @@ import json
 import logging
 import math
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 import msgpack
@@ -23,10 +21,12 @@ from redis.asyncio import Redis
 
 from engine.payments import SIGNATURE_HEADER, sign
 from engine.stream_ids import SEQ_MAX
-from media.synthetic import HeadlessCreator
 from signaling.app import create_app
-from tests.conftest import ServerProcess, User, register, sio_connect, snapshot
-from tests.test_socket_edge import raw_ack, raw_socket
+from tests.support.engineio import raw_ack, raw_socket
+from tests.support.http import post
+from tests.support.peers import User, go_live, register, sio_connect
+from tests.support.servers import ServerProcess
+from tests.support.state import snapshot
 
 MAX_ID = f"{SEQ_MAX}-{SEQ_MAX}"
 MAX_DEPTH = 32  # engine/nesting.py
@@ -123,13 +123,9 @@ async def test_chat_history_after_the_greatest_id_is_an_empty_page(
         client: Any, caplog: pytest.LogCaptureFixture) -> None:
     cat = await register(client, "cat")
     sio = await sio_connect(client, cat.token)
-    media = HeadlessCreator.synthetic(160, 90, 15)
+    media: list[Any] = []
     try:
-        started = await sio.call("live:start", {"title": "t", "offer": await media.offer()},
-                                 timeout=20)
-        assert started["ok"], started
-        await media.accept_answer(started["answer"])
-        live_id = started["live"]["live_id"]
+        live_id = (await go_live(sio, media, "t", size=(160, 90), fps=15)).live_id
         sent = await sio.call("chat:send", {"live_id": live_id, "text": "hi"}, timeout=5)
         assert sent["ok"], sent
         empty = await sio.call("chat:history", {"live_id": live_id, "after": MAX_ID}, timeout=5)
@@ -147,7 +143,8 @@ async def test_chat_history_after_the_greatest_id_is_an_empty_page(
         assert (await sio.call("live:end", {}, timeout=10))["ok"]
     finally:
         await sio.disconnect()
-        await media.close()
+        for creator in media:
+            await creator.close()
     assert tracebacks(caplog) == []
 
 
@@ -157,12 +154,9 @@ async def test_an_event_without_a_payload_is_refused_and_does_nothing(
     fan = await register(client, "fan")
     await client.post("/api/users/cat/follow", headers=auth(fan))  # a notification for cat
     sio = await sio_connect(client, cat.token)
-    media = HeadlessCreator.synthetic(160, 90, 15)
+    media: list[Any] = []
     try:
-        started = await sio.call("live:start", {"title": "t", "offer": await media.offer()},
-                                 timeout=20)
-        assert started["ok"], started
-        await media.accept_answer(started["answer"])
+        await go_live(sio, media, "t", size=(160, 90), fps=15)
         unread = (await sio.call("notify:unread", {}, timeout=5))
         assert unread["ok"] and unread["unread"] == 1, unread
         for event in ("live:end", "notify:read_all", "session:whoami", "dm:list"):
@@ -176,7 +170,8 @@ async def test_an_event_without_a_payload_is_refused_and_does_nothing(
         assert await redis.exists(f"live:{cat.id}") == 0
     finally:
         await sio.disconnect()
-        await media.close()
+        for creator in media:
+            await creator.close()
     # an explicit nil is no object either
     session, ws = await raw_socket(client, cat.token)
     try:
@@ -326,16 +321,6 @@ async def test_deep_json_to_the_configured_webhook_is_invalid(
         assert (resp.status, body["error"]["code"]) == (400, "invalid"), body
     assert await snapshot(redis_url) == before
     assert tracebacks(caplog) == []
-
-
-def post(url: str, raw: bytes) -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=raw, method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 async def test_an_unauthenticated_deep_json_flood_logs_one_line_each(

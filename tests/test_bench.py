@@ -29,7 +29,7 @@ from bench.rtp_counting import RtpCounters, count_only, h264_has_idr, vp8_starts
 from media import MediaRoom, RoomTimings, aiortc_private, restrict_host_addresses
 from media.ice import rtc_configuration
 from media.synthetic import HeadlessCreator
-from tests.conftest import assert_gone, bench_result, descendants, run_bench
+from tests.support.servers import assert_gone, bench_result, descendants, run_bench
 
 RUN_TIMEOUT_S = 90
 

@@ -29,7 +29,8 @@ from bench.rtp_counting import RtpCounters, count_only
 from media import MediaError, aiortc_private, restrict_host_addresses
 from media.ice import rtc_configuration
 from media.synthetic import HeadlessCreator
-from tests.conftest import assert_gone, bench_result, descendants, pid_alive, run_bench
+from tests.support.peers import sio_connect
+from tests.support.servers import assert_gone, bench_result, descendants, pid_alive, run_bench
 
 RUN_TIMEOUT_S = 120
 
@@ -122,13 +123,6 @@ async def _server(start: Callable[[Path], Any], tmp_path: Path) -> AsyncIterator
         assert not pid_alive(server.pid)
 
 
-async def _client(url: str, token: str | None) -> socketio.AsyncClient:
-    sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
-    await sio.connect(url, auth={"token": token} if token else None,
-                      transports=["websocket"], wait_timeout=10)
-    return sio
-
-
 async def _naive(tmp_path: Path) -> BaselineServer:
     return naive_relay_server(tmp_path, None, "vp8", 800_000)
 
@@ -140,8 +134,8 @@ async def _node(tmp_path: Path) -> BaselineServer:
 async def test_naive_server_answers_bad_input_with_error_acks(tmp_path: Path) -> None:
     async with _server(_naive, tmp_path) as server:
         with pytest.raises(socketio.exceptions.ConnectionError):
-            await _client(server.url, None)
-        sio = await _client(server.url, "alice")
+            await sio_connect(server.url, None, wait_timeout=10)
+        sio = await sio_connect(server.url, "alice", wait_timeout=10)
         try:
             for event, data, code in (
                     ("room:join", {"user_id": "bob"}, "not_found"),
@@ -161,8 +155,9 @@ async def test_naive_server_answers_bad_input_with_error_acks(tmp_path: Path) ->
 async def test_node_server_broadcasts_and_answers_bad_input(tmp_path: Path) -> None:
     async with _server(_node, tmp_path) as server:
         with pytest.raises(socketio.exceptions.ConnectionError):
-            await _client(server.url, None)
-        alice, bob = await _client(server.url, "alice"), await _client(server.url, "bob")
+            await sio_connect(server.url, None, wait_timeout=10)
+        alice = await sio_connect(server.url, "alice", wait_timeout=10)
+        bob = await sio_connect(server.url, "bob", wait_timeout=10)
         pushes: list[Any] = []
         pushed = asyncio.Event()
 

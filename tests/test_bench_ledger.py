@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import assert_gone
+from tests.support.servers import assert_gone
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import processes_mentioning
+from tests.support.servers import processes_mentioning
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_S = 90

@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser import chromium, chromium_path, open_page, screenshot  # noqa: F401 (fixtures)
-from tests.test_browser_live import go_live, person
+from tests.support.pages import person, studio_go_live
 
 pytestmark = pytest.mark.browser
 
@@ -24,7 +24,7 @@ async def test_chat_in_a_live_and_a_direct_message(chromium, live_server) -> Non
                 open_page(chromium, live_server.url) as bob):
         await person(studio, "alice")
         await person(bob, "bob")
-        await go_live(studio, "Chat with me")
+        await studio_go_live(studio, "Chat with me")
 
         # Alice follows her chat from her profile in a second tab (moderation there).
         alice = await studio.context.new_page()

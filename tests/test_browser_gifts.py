@@ -20,7 +20,7 @@ from engine.gift_room import GiftMoment
 from media.overlay import overlay_layout
 from signaling.gifts import gift_overlay, hex_color
 from tests.browser import chromium, chromium_path, open_page, screenshot  # noqa: F401 (fixtures)
-from tests.test_browser_live import go_live, person, wait_playing
+from tests.support.pages import person, studio_go_live, wait_playing
 
 pytestmark = pytest.mark.browser
 
@@ -93,7 +93,7 @@ async def test_buy_coins_send_a_rose_and_see_it_in_the_video(chromium, live_serv
                 open_page(chromium, live_server.url) as viewer):
         await person(studio, "alice")
         await person(viewer, "bob")
-        await go_live(studio, "Gifts welcome")
+        await studio_go_live(studio, "Gifts welcome")
         await expect(studio.get_by_test_id("studio-gifts")).to_be_visible()
 
         await viewer.goto("/@alice")

@@ -9,13 +9,11 @@ nothing sleeps. Screenshots land in /tmp/golive-shots/.
 
 from __future__ import annotations
 
-import json
 import re
 import time
-from typing import Any
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from tests.browser import (  # noqa: F401 (fixtures)
     PageErrors,
@@ -24,71 +22,13 @@ from tests.browser import (  # noqa: F401 (fixtures)
     open_page,
     screenshot,
 )
+from tests.support.pages import PREVIEW_READY, person, sign_in_as, studio_go_live, wait_playing
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "correct-horse-1"
 CONFLICT = "You are already live (in another tab or device)"
 # What Chromium logs while a test holds a context offline.
 OFFLINE = r"WebSocket connection to .* failed: .*ERR_INTERNET_DISCONNECTED"
-
-# The live <video> once it shows frames: its current time, else 0.
-VIDEO_TIME = """() => {
-  const video = document.querySelector('[data-testid="live-video"]');
-  return video && video.videoWidth > 0 && video.currentTime > 0 ? video.currentTime : 0;
-}"""
-# Frames the live <video> has shown so far.
-VIDEO_FRAMES = """() => document.querySelector('[data-testid="live-video"]')
-  .getVideoPlaybackQuality().totalVideoFrames"""
-VIDEO_ADVANCED = """([t0, frames]) => {
-  const video = document.querySelector('[data-testid="live-video"]');
-  return video.currentTime > t0 + 0.5
-    && video.getVideoPlaybackQuality().totalVideoFrames > frames + 10;
-}"""
-PREVIEW_READY = """() => document.querySelector('[data-testid="preview"]').videoWidth > 0"""
-
-
-async def register(page: Page, username: str, birthdate: str = "1990-01-01") -> dict[str, Any]:
-    """A new account through the API: {token, expires_at, user}."""
-    resp = await page.request.post("/api/register", data={
-        "username": username, "display_name": username.title(), "password": PASSWORD,
-        "birthdate": birthdate})
-    body = await resp.json()
-    assert resp.status == 201, body
-    return {key: body[key] for key in ("token", "expires_at", "user")}
-
-
-async def sign_in_as(page: Page, session: dict[str, Any]) -> None:
-    """Every page of this context starts signed in as `session` (session.js's storage)."""
-    value = json.dumps(json.dumps(session))  # a JS string literal holding the JSON
-    await page.context.add_init_script(
-        f"try {{ localStorage.setItem('golive.session', {value}); }} catch {{}}")
-
-
-async def person(page: Page, username: str, birthdate: str = "1990-01-01") -> dict[str, Any]:
-    session = await register(page, username, birthdate)
-    await sign_in_as(page, session)
-    return session
-
-
-async def go_live(studio: Page, title: str) -> None:
-    """Open /studio, wait for the camera preview, Go LIVE, and wait until on air."""
-    await studio.goto("/studio")
-    await studio.wait_for_function(PREVIEW_READY)
-    await studio.get_by_test_id("title-input").fill(title)
-    await studio.get_by_test_id("go-live").click()
-    await expect(studio.get_by_test_id("studio-status")).to_have_text("LIVE")
-
-
-async def wait_playing(viewer: Page) -> float:
-    """Wait until the live video shows frames and keeps showing new ones (time and frame
-    count advance); returns the seconds until the first frame."""
-    started = time.monotonic()
-    handle = await viewer.wait_for_function(VIDEO_TIME)
-    waited = time.monotonic() - started
-    frames = await viewer.evaluate(VIDEO_FRAMES)
-    await viewer.wait_for_function(VIDEO_ADVANCED, arg=[await handle.json_value(), frames])
-    return waited
 
 
 async def test_go_live_watch_and_end(chromium, live_server) -> None:  # noqa: F811
@@ -97,7 +37,7 @@ async def test_go_live_watch_and_end(chromium, live_server) -> None:  # noqa: F8
         await person(studio, "alice")
         await person(viewer, "bob")
 
-        await go_live(studio, "Cooking with Alice")
+        await studio_go_live(studio, "Cooking with Alice")
         cameras = studio.get_by_test_id("camera-select").locator("option")
         assert await cameras.count() >= 1
         assert await studio.get_by_test_id("mic-select").locator("option").count() >= 1
@@ -161,7 +101,7 @@ async def test_offline_profile_switches_to_the_live_by_itself(chromium, live_ser
         await expect(viewer.get_by_test_id("live-player")).to_be_hidden()
         await screenshot(viewer, "viewer-offline")
 
-        await go_live(studio, "Surprise stream")
+        await studio_go_live(studio, "Surprise stream")
         await wait_playing(viewer)
         await expect(viewer.get_by_test_id("offline-state")).to_be_hidden()
         await expect(viewer.get_by_test_id("live-title")).to_have_text("Surprise stream")
@@ -180,7 +120,7 @@ async def test_second_studio_tab_gets_a_conflict(chromium, live_server) -> None:
         session = await person(first, "alice")
         await sign_in_as(second, session)
 
-        await go_live(first, "First tab")
+        await studio_go_live(first, "First tab")
         await second.goto("/studio")
         await second.wait_for_function(PREVIEW_READY)
         notice = second.get_by_test_id("studio-notice")
@@ -202,7 +142,7 @@ async def test_discover_lists_the_live_while_it_runs(chromium, live_server) -> N
         await visitor.goto("/")
         await expect(visitor.get_by_test_id("discover-empty")).to_be_visible()
 
-        await go_live(studio, "Live from the kitchen")
+        await studio_go_live(studio, "Live from the kitchen")
         cards = visitor.get_by_test_id("discover-card")
         await expect(cards).to_have_count(1)
         card = cards.first
@@ -246,7 +186,7 @@ async def test_reload_and_network_drops_keep_the_same_live(chromium, live_server
                           errors=viewer_errors) as viewer):
         await person(studio, "alice")
         await person(viewer, "bob")
-        await go_live(studio, "Do not go away")
+        await studio_go_live(studio, "Do not go away")
         live = (await (await studio.request.get("/api/users/alice")).json())["live"]
         assert live is not None
         await viewer.goto("/@alice")

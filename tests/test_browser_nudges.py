@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser import chromium, chromium_path, open_page, screenshot  # noqa: F401 (fixtures)
-from tests.test_browser_live import go_live, person, wait_playing
+from tests.support.pages import person, studio_go_live, wait_playing
 
 pytestmark = pytest.mark.browser
 
@@ -59,7 +59,7 @@ async def test_nudge_an_offline_creator_then_watch_when_she_goes_live(
         # Bob browses elsewhere; Alice goes live; Bob is told and opens the stream.
         await bob.goto("/")
         await expect(bob.get_by_test_id("notify-badge")).to_be_hidden()
-        await go_live(studio, TITLE)
+        await studio_go_live(studio, TITLE)
         await expect(studio.get_by_test_id("nudge-waiting")).to_contain_text("No one is waiting")
         live_toast = bob.get_by_test_id("notify-toast")
         await expect(live_toast).to_have_text(re.compile(f"Alice is LIVE: {TITLE}"))

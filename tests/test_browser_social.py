@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from tests.browser import chromium, chromium_path, open_page, screenshot  # noqa: F401 (fixtures)
+from tests.support.pages import PASSWORD, expect_signed_in, sign_in, sign_up
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "correct-horse-1"
 
 
 # Runs in the page: connectSocket() and ask() as the next pages will use them.
@@ -37,31 +37,6 @@ SOCKET_PROBE = """async () => {
     socket.disconnect();
   }
 }"""
-
-
-async def sign_up(page: Page, username: str, display_name: str, *,
-                  password: str = PASSWORD) -> None:
-    form = page.get_by_test_id("signup-form")
-    await form.get_by_test_id("signup-username").fill(username)
-    await form.get_by_test_id("signup-display-name").fill(display_name)
-    await form.get_by_test_id("signup-birthdate").fill("1994-05-17")
-    await form.get_by_test_id("signup-password").fill(password)
-    await form.get_by_test_id("signup-submit").click()
-
-
-async def sign_in(page: Page, username: str, password: str) -> None:
-    form = page.get_by_test_id("signin-form")
-    await form.get_by_test_id("signin-username").fill(username)
-    await form.get_by_test_id("signin-password").fill(password)
-    await form.get_by_test_id("signin-submit").click()
-
-
-async def expect_signed_in(page: Page, username: str) -> None:
-    whoami = page.get_by_test_id("whoami")
-    await expect(whoami).to_have_text(f"@{username}")
-    await expect(whoami).to_have_attribute("href", f"/@{username}")
-    await expect(page.get_by_test_id("signed-in")).to_be_visible()
-    await expect(page.get_by_test_id("my-profile-link")).to_have_attribute("href", f"/@{username}")
 
 
 async def test_sign_up_follow_unfollow_block(chromium, live_server) -> None:  # noqa: F811

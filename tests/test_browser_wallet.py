@@ -22,8 +22,8 @@ from engine.ledger import Ledger
 from engine.ledger_rules import LedgerRules
 from engine.lives import Lives
 from tests.browser import chromium, chromium_path, open_page, screenshot  # noqa: F401 (fixtures)
-from tests.conftest import TEST_SECRET
-from tests.test_browser_social import PASSWORD, sign_in, sign_up
+from tests.support.pages import PASSWORD, sign_in, sign_up
+from tests.support.servers import TEST_SECRET
 
 pytestmark = pytest.mark.browser
 

@@ -5,6 +5,7 @@ unanswered (chat does not need it; the server drops it after 15 s)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import pytest
@@ -14,11 +15,12 @@ from redis.asyncio import Redis
 from engine import stream_ids
 from engine.chat_rules import ChatLimits
 from engine.throttle import Window
-from media.synthetic import HeadlessCreator
 from signaling.app import create_app
 from signaling.appkeys import GATEWAY, SERVICES
 from signaling.chat import CHAT
-from tests.conftest import SocketPeer, User, poll, register, sio_connect, snapshot
+from tests.support.peers import SocketPeer, User, go_live, open_tab, sio_connect
+from tests.support.poll import poll
+from tests.support.state import snapshot
 
 PUSHES = ("chat:messages", "chat:settings", "chat:muted", "chat:banned", "room:left",
           "live:ended")
@@ -91,20 +93,7 @@ async def app_client(aiohttp_client: Any, settings: Any, redis: Redis) -> Any:
     return client
 
 
-async def member(client: Any, name: str, closers: list[Any]) -> Member:
-    user = await register(client, name)
-    sio = await sio_connect(client, user.token)
-    closers.append(sio)
-    return Member(sio, user)
-
-
-async def go_live(creator: Member, closers: list[Any]) -> str:
-    media = HeadlessCreator.synthetic(320, 180, 15)
-    closers.append(media)
-    ack = await creator.call("live:start", {"title": "chat test", "offer": await media.offer()})
-    assert ack["ok"], ack
-    await media.accept_answer(ack["answer"])
-    return str(ack["live"]["live_id"])
+member = functools.partial(open_tab, peer=Member)
 
 
 async def join(viewer: Member, creator: Member) -> None:
@@ -123,7 +112,7 @@ async def test_everyone_sees_one_order_under_concurrent_senders(
         app_client: Any, redis: Redis, closers: list[Any]) -> None:
     limits(app_client, rate=Window(1000, 1.0))
     ann = await member(app_client, "ann", closers)
-    live_id = await go_live(ann, closers)
+    live_id = (await go_live(ann, closers, "chat test", fps=15)).live_id
     viewers = [await member(app_client, name, closers) for name in ("bob", "cat", "dan")]
     # one more viewer, reading only, whose websocket the server does not know (as for a
     # client on long-polling): its pushes take Engine.IO's queue, in the same order
@@ -170,7 +159,7 @@ async def test_history_on_join_and_exact_catch_up_after_a_reconnect(
         app_client: Any, redis: Redis, closers: list[Any]) -> None:
     limits(app_client, rate=Window(1000, 1.0))
     ann = await member(app_client, "ann", closers)
-    live_id = await go_live(ann, closers)
+    live_id = (await go_live(ann, closers, "chat test", fps=15)).live_id
     for n in range(120):
         assert (await ann.call("chat:send", {"live_id": live_id, "text": f"m{n}"}))["ok"]
     bob = await member(app_client, "bob", closers)
@@ -223,7 +212,7 @@ async def test_history_on_join_and_exact_catch_up_after_a_reconnect(
 async def test_a_skipped_reader_sees_the_gap_and_fills_it(
         app_client: Any, closers: list[Any]) -> None:
     ann = await member(app_client, "ann", closers)
-    live_id = await go_live(ann, closers)
+    live_id = (await go_live(ann, closers, "chat test", fps=15)).live_id
     bob = await member(app_client, "bob", closers)
     await join(bob, ann)
     await bob.open_chat(live_id)
@@ -244,7 +233,7 @@ async def test_a_skipped_reader_sees_the_gap_and_fills_it(
 async def test_slow_mode_mute_and_ban(app_client: Any, redis_url: str,
                                       closers: list[Any]) -> None:
     ann = await member(app_client, "ann", closers)
-    live_id = await go_live(ann, closers)
+    live_id = (await go_live(ann, closers, "chat test", fps=15)).live_id
     bob = await member(app_client, "bob", closers)
     cat = await member(app_client, "cat", closers)
     for m in (bob, cat):
@@ -313,7 +302,7 @@ async def test_slow_mode_mute_and_ban(app_client: Any, redis_url: str,
 async def test_the_creator_deletes_and_filters(app_client: Any, redis_url: str,
                                                closers: list[Any]) -> None:
     ann = await member(app_client, "ann", closers)
-    live_id = await go_live(ann, closers)
+    live_id = (await go_live(ann, closers, "chat test", fps=15)).live_id
     bob = await member(app_client, "bob", closers)
     await join(bob, ann)
     await bob.open_chat(live_id)
@@ -354,7 +343,7 @@ async def test_the_creator_deletes_and_filters(app_client: Any, redis_url: str,
 async def test_the_per_user_rate(app_client: Any, closers: list[Any]) -> None:
     limits(app_client, rate=Window(3, 60.0))
     ann = await member(app_client, "ann", closers)
-    live_id = await go_live(ann, closers)
+    live_id = (await go_live(ann, closers, "chat test", fps=15)).live_id
     acks = [await ann.call("chat:send", {"live_id": live_id, "text": f"n{n}"})
             for n in range(4)]
     assert [a["ok"] for a in acks] == [True, True, True, False]
@@ -397,7 +386,7 @@ BAD: list[tuple[str, Any, str]] = [
 async def test_bad_chat_input_is_refused_and_stores_nothing(
         app_client: Any, redis_url: str, closers: list[Any]) -> None:
     ann = await member(app_client, "ann", closers)
-    live_id = await go_live(ann, closers)
+    live_id = (await go_live(ann, closers, "chat test", fps=15)).live_id
     bob = await member(app_client, "bob", closers)
     await join(bob, ann)
     stranger = await member(app_client, "stranger", closers)
@@ -438,7 +427,7 @@ async def test_bad_chat_input_is_refused_and_stores_nothing(
 async def test_the_chat_ends_with_the_live(app_client: Any, redis: Redis,
                                            closers: list[Any]) -> None:
     ann = await member(app_client, "ann", closers)
-    live_id = await go_live(ann, closers)
+    live_id = (await go_live(ann, closers, "chat test", fps=15)).live_id
     bob = await member(app_client, "bob", closers)
     await join(bob, ann)
     await bob.call("chat:send", {"live_id": live_id, "text": "bye"})
@@ -456,7 +445,7 @@ async def test_a_burst_larger_than_a_batch_arrives_whole_and_in_order(
     limits(app_client, rate=Window(1000, 1.0))
     app_client.app[CHAT].feed.batch_max = 7
     ann = await member(app_client, "ann", closers)
-    live_id = await go_live(ann, closers)
+    live_id = (await go_live(ann, closers, "chat test", fps=15)).live_id
     bob = await member(app_client, "bob", closers)
     await join(bob, ann)
     await bob.open_chat(live_id)
@@ -496,9 +485,9 @@ async def test_lines_written_elsewhere_arrive_with_the_poll(
     within the poll period (0.3 s here), even while another room keeps the feed busy."""
     limits(app_client, rate=Window(1000, 1.0))
     ann = await member(app_client, "ann", closers)
-    live_id = await go_live(ann, closers)
+    live_id = (await go_live(ann, closers, "chat test", fps=15)).live_id
     cyd = await member(app_client, "cyd", closers)
-    busy_live = await go_live(cyd, closers)
+    busy_live = (await go_live(cyd, closers, "chat test", fps=15)).live_id
     bob = await member(app_client, "bob", closers)
     await join(bob, ann)
     await bob.open_chat(live_id)
@@ -515,7 +504,7 @@ async def test_lines_written_elsewhere_arrive_with_the_poll(
 
 async def test_two_tabs_racing_in_slow_mode_send_one(app_client: Any, closers: list[Any]) -> None:
     ann = await member(app_client, "ann", closers)
-    live_id = await go_live(ann, closers)
+    live_id = (await go_live(ann, closers, "chat test", fps=15)).live_id
     bob = await member(app_client, "bob", closers)
     tab2 = Member(await sio_connect(app_client, bob.user.token), bob.user)
     closers.append(tab2.sio)

@@ -27,16 +27,17 @@ from media.ice import restrict_host_addresses
 from media.synthetic import HeadlessCreator
 from signaling import embedded_redis
 from signaling.embedded_redis import EmbeddedRedis, redis_server_binary, server_args, socket_path
-from tests.conftest import (
+from tests.support.http import post
+from tests.support.peers import go_live, sio_connect
+from tests.support.poll import poll
+from tests.support.servers import (
     REPO,
     ServerProcess,
     assert_gone,
     pid_alive,
-    poll,
     processes_mentioning,
     start_server,
 )
-from tests.test_serve import post
 
 
 @pytest.fixture
@@ -281,22 +282,12 @@ async def test_a_creator_resumes_the_same_live_after_a_server_crash(
     token = sign_up(server, "ann")["token"]
 
     async def connect(url: str) -> socketio.AsyncClient:
-        sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
-        await sio.connect(url, auth={"token": token}, transports=["websocket"], wait_timeout=5)
+        sio = await sio_connect(url, token)
         closers.append(sio)
         return sio
 
-    async def go_live(sio: socketio.AsyncClient) -> dict[str, Any]:
-        creator = HeadlessCreator.synthetic(320, 180, 30)
-        closers.append(creator)
-        ack = await sio.call("live:start", {"title": "before", "offer": await creator.offer()},
-                             timeout=20)
-        assert ack["ok"], ack
-        await creator.accept_answer(ack["answer"])
-        return ack  # type: ignore[no-any-return]
-
     sio = await connect(server.url)
-    first = await go_live(sio)
+    first = (await go_live(sio, closers, "before")).ack
     live_id = first["live"]["live_id"]
     sent = await sio.call("chat:send", {"live_id": live_id, "text": "said before the crash"})
     assert sent["ok"], sent
@@ -307,7 +298,7 @@ async def test_a_creator_resumes_the_same_live_after_a_server_crash(
     status, listed = get(again.url + "/api/lives")
     assert status == 200 and [row["live_id"] for row in json.loads(listed)["lives"]] == [live_id]
     back = await connect(again.url)
-    resumed = await go_live(back)
+    resumed = (await go_live(back, closers, "before")).ack
     assert resumed.get("resumed") is True, resumed
     assert resumed["live"]["live_id"] == live_id
     history = await back.call("chat:history", {"live_id": live_id})
@@ -316,16 +307,6 @@ async def test_a_creator_resumes_the_same_live_after_a_server_crash(
 
 
 # --- extra: a gift burst across a crash --------------------------------------------------
-
-def post_json(url: str, body: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
-        "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
 
 def audit(data: Path) -> dict[str, Any]:
     """`golive ledger audit --data-dir DATA --json` as an operator runs it."""
@@ -346,13 +327,12 @@ async def test_a_gift_burst_across_a_crash_lands_each_gift_once(
     env = {"GOLIVE_NODE_ID": "crash-node", "GOLIVE_LIVE_GRACE": "60"}
     server = await asyncio.to_thread(server_factory, redis_url=None, data_dir=data, env=env)
     ann, bob = sign_up(server, "ann"), sign_up(server, "bob")
-    status, bought = post_json(server.url + "/api/coins/checkout",
+    status, bought = post(server.url + "/api/coins/checkout",
                                {"package_id": "coins_1400"}, bob["token"])
     assert status == 200, bought
 
     async def connect(url: str, token: str) -> socketio.AsyncClient:
-        sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
-        await sio.connect(url, auth={"token": token}, transports=["websocket"], wait_timeout=5)
+        sio = await sio_connect(url, token)
         closers.append(sio)
         return sio
 

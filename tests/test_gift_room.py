@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import secrets
 import uuid
 from typing import Any
@@ -17,12 +18,13 @@ from redis.asyncio import Redis
 from engine.catalog import load_catalog
 from engine.gift_room import GiftMoment
 from media.overlay import overlay_layout
-from media.synthetic import HeadlessCreator
 from signaling.app import create_app
 from signaling.appkeys import SERVICES, SETTINGS
 from signaling.gifts import gift_overlay, hex_color
-from tests.conftest import SocketPeer, poll, register, sio_connect, snapshot
-from tests.media.conftest import ViewerClient
+from tests.support.peers import SocketPeer, go_live, open_tab, sio_connect
+from tests.support.poll import poll
+from tests.support.state import snapshot
+from tests.support.viewer import DecodingViewer
 
 CATALOG = load_catalog()
 
@@ -37,20 +39,7 @@ async def app_client(aiohttp_client: Any, settings: Any, redis: Redis) -> Any:
     return await aiohttp_client(create_app(settings))
 
 
-async def peer(client: Any, name: str, closers: list[Any], **kw: Any) -> Peer:
-    user = await register(client, name, **kw)
-    sio = await sio_connect(client, user.token)
-    closers.append(sio)
-    return Peer(sio, user)
-
-
-async def go_live(p: Peer, closers: list[Any], size: tuple[int, int] = (320, 180)) -> str:
-    creator = HeadlessCreator.synthetic(*size, 30)
-    closers.append(creator)
-    ack = await p.call("live:start", {"title": "gifts", "offer": await creator.offer()})
-    assert ack["ok"], ack
-    await creator.accept_answer(ack["answer"])
-    return str(ack["live"]["live_id"])
+peer = functools.partial(open_tab, peer=Peer)
 
 
 async def notify_jobs_done(redis_url: str) -> None:
@@ -68,12 +57,12 @@ async def notify_jobs_done(redis_url: str) -> None:
 
 
 async def watch(p: Peer, creator: Peer, closers: list[Any], media: bool = True
-                ) -> ViewerClient | None:
+                ) -> DecodingViewer | None:
     ack = await p.call("room:join", {"user_id": creator.user.id, "media": media})
     assert ack["ok"], ack
     if not media:
         return None
-    viewer = ViewerClient(p.user.username)
+    viewer = DecodingViewer(p.user.username)
     closers.append(viewer)
     answer = await viewer.answer(ack["offer"])
     assert await p.call("rtc:answer", {"live_id": ack["live"]["live_id"], "sdp": answer}) \
@@ -98,7 +87,7 @@ def send(gift_id: str = "rose", creator: str = "", count: int = 1,
             "gift_id": gift_id, "count": count, **extra}
 
 
-def badge_colour_at(viewer: ViewerClient, rect: Any, colour: tuple[int, int, int]) -> bool:
+def badge_colour_at(viewer: DecodingViewer, rect: Any, colour: tuple[int, int, int]) -> bool:
     frame = viewer.last_video
     if frame is None or (frame.width, frame.height) != (640, 360):
         return False
@@ -111,7 +100,7 @@ def badge_colour_at(viewer: ViewerClient, rect: Any, colour: tuple[int, int, int
 async def test_gifts_push_combo_rank_and_show_in_the_video(app_client: Any, redis: Redis,
                                                            closers: list[Any]) -> None:
     ann = await peer(app_client, "ann", closers)
-    live_id = await go_live(ann, closers, (640, 360))
+    live_id = (await go_live(ann, closers, "gifts", size=(640, 360))).live_id
     bob = await peer(app_client, "bob", closers)
     viewer = await watch(bob, ann, closers)
     assert viewer is not None
@@ -181,7 +170,7 @@ async def test_gifts_push_combo_rank_and_show_in_the_video(app_client: Any, redi
 async def test_a_retry_with_the_same_id_moves_and_shows_nothing_again(
         app_client: Any, redis_url: str, closers: list[Any]) -> None:
     ann = await peer(app_client, "ann", closers)
-    await go_live(ann, closers)
+    await go_live(ann, closers, "gifts")
     bob = await peer(app_client, "bob", closers)
     await watch(bob, ann, closers, media=False)
     await fund(app_client, bob, 10)
@@ -215,7 +204,7 @@ def _years_ago(years: int) -> str:
 async def test_bad_and_ineligible_gifts_are_refused_and_move_nothing(
         app_client: Any, redis_url: str, closers: list[Any]) -> None:
     ann = await peer(app_client, "ann", closers)
-    await go_live(ann, closers)
+    await go_live(ann, closers, "gifts")
     bob = await peer(app_client, "bob", closers)
     await watch(bob, ann, closers, media=False)
     kid = await peer(app_client, "kid", closers, birthdate=_years_ago(16))
@@ -266,7 +255,7 @@ async def test_bad_and_ineligible_gifts_are_refused_and_move_nothing(
 async def test_every_refusal_leaves_redis_as_it_was(app_client: Any, redis_url: str,
                                                    closers: list[Any]) -> None:
     ann = await peer(app_client, "ann", closers)
-    await go_live(ann, closers)
+    await go_live(ann, closers, "gifts")
     bob = await peer(app_client, "bob", closers)
     await fund(app_client, bob, 3)
     before = await snapshot(redis_url)
@@ -282,7 +271,7 @@ async def test_every_refusal_leaves_redis_as_it_was(app_client: Any, redis_url: 
 async def test_blocked_and_below_threshold_creators_get_nothing(
         app_client: Any, redis_url: str, closers: list[Any]) -> None:
     ann = await peer(app_client, "ann", closers)
-    await go_live(ann, closers)
+    await go_live(ann, closers, "gifts")
     bob = await peer(app_client, "bob", closers)
     await fund(app_client, bob, 10)
     await ann.call("user:block", {"user_id": bob.user.id})
@@ -307,7 +296,7 @@ async def test_blocked_and_below_threshold_creators_get_nothing(
     ledger.rules = type(ledger.rules)()
     kid = await peer(app_client, "kid", closers, birthdate=_years_ago(16))
     app_client.app[SETTINGS].live_min_age = 16
-    await go_live(kid, closers)
+    await go_live(kid, closers, "gifts")
     await notify_jobs_done(redis_url)
     before = await snapshot(redis_url)
     ack = await bob.call("gift:send", send(creator="kid"))
@@ -319,7 +308,7 @@ async def test_blocked_and_below_threshold_creators_get_nothing(
 async def test_concurrent_gifts_from_one_wallet_never_overdraw(
         app_client: Any, closers: list[Any]) -> None:
     ann = await peer(app_client, "ann", closers)
-    live_id = await go_live(ann, closers)
+    live_id = (await go_live(ann, closers, "gifts")).live_id
     bob = await peer(app_client, "bob", closers)
     second_tab = Peer(await sio_connect(app_client, bob.user.token), bob.user)
     closers.append(second_tab.sio)

@@ -6,7 +6,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from tests.conftest import register
+from tests.support.peers import register
 
 
 async def test_register_sign_in_me_sign_out(client: Any) -> None:

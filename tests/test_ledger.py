@@ -19,8 +19,8 @@ from engine.errors import DomainError, ErrorCode
 from engine.ledger import Balances, GiftRequest
 from engine.ledger_rules import LedgerRules, adult_cutoff, split_gift
 from signaling.app import redis_client
-from tests.conftest import snapshot
 from tests.ledger_world import TODAY, World, make_world
+from tests.support.state import snapshot
 
 _ids = itertools.count()
 

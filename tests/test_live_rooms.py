@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import sys
 from typing import Any
 
@@ -14,8 +15,11 @@ from redis.asyncio import Redis
 from media.synthetic import HeadlessCreator
 from signaling.app import create_app
 from signaling.appkeys import LIVES
-from tests.conftest import REPO, SocketPeer, poll, register, sio_connect, snapshot
-from tests.media.conftest import ViewerClient
+from tests.support.peers import SocketPeer, go_live, open_tab, register, sio_connect
+from tests.support.poll import poll
+from tests.support.servers import REPO
+from tests.support.state import snapshot
+from tests.support.viewer import DecodingViewer
 
 
 class Peer(SocketPeer):
@@ -28,28 +32,14 @@ async def app_client(aiohttp_client: Any, settings: Any, redis: Redis) -> Any:
     return await aiohttp_client(create_app(settings))
 
 
-async def peer(client: Any, name: str, closers: list[Any], **kw: Any) -> Peer:
-    user = await register(client, name, **kw)
-    sio = await sio_connect(client, user.token)
-    closers.append(sio)
-    return Peer(sio, user)
+peer = functools.partial(open_tab, peer=Peer)
 
 
-async def go_live(p: Peer, closers: list[Any], title: str = "hello") -> tuple[HeadlessCreator,
-                                                                             dict[str, Any]]:
-    creator = HeadlessCreator.synthetic(320, 180, 30)
-    closers.append(creator)
-    ack = await p.call("live:start", {"title": title, "offer": await creator.offer()})
-    assert ack["ok"], ack
-    await creator.accept_answer(ack["answer"])
-    return creator, ack
-
-
-async def watch(p: Peer, creator: Peer, closers: list[Any]) -> tuple[ViewerClient,
+async def watch(p: Peer, creator: Peer, closers: list[Any]) -> tuple[DecodingViewer,
                                                                     dict[str, Any]]:
     ack = await p.call("room:join", {"user_id": creator.user.id})
     assert ack["ok"], ack
-    viewer = ViewerClient(p.user.username)
+    viewer = DecodingViewer(p.user.username)
     closers.append(viewer)
     answer = await viewer.answer(ack["offer"])
     done = await p.call("rtc:answer", {"live_id": ack["live"]["live_id"], "sdp": answer})

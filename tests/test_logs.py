@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from tests.conftest import REPO
+from tests.support.servers import REPO
 
 PROGRAM = """
 import logging, warnings

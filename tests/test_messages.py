@@ -7,6 +7,7 @@ reports, and bad input that stores nothing."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from redis.asyncio import Redis
@@ -15,7 +16,9 @@ from engine.message_rules import MessageLimits
 from engine.throttle import Window
 from media.synthetic import HeadlessCreator
 from signaling.appkeys import SERVICES
-from tests.conftest import SocketPeer, User, poll, register, sio_connect, snapshot
+from tests.support.peers import SocketPeer, open_tab
+from tests.support.poll import poll
+from tests.support.state import snapshot
 
 
 class Tab(SocketPeer):
@@ -32,12 +35,7 @@ class Tab(SocketPeer):
         return await self.call("dm:send", payload)
 
 
-async def tab(client: Any, who: str | User, closers: list[Any], *,
-              birthdate: str = "1990-01-01") -> Tab:
-    user = who if isinstance(who, User) else await register(client, who, birthdate=birthdate)
-    sio = await sio_connect(client, user.token)
-    closers.append(sio)
-    return Tab(sio, user)
+tab = functools.partial(open_tab, peer=Tab)
 
 
 def conv(a: Tab, b: Tab) -> str:

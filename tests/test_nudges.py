@@ -9,15 +9,17 @@ follows and message requests in the inbox, and nudges copied to Messages."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from redis.asyncio import Redis
 
 from engine import keys
 from engine.nudge_rules import NudgeLimits
-from media.synthetic import HeadlessCreator
 from signaling.appkeys import SERVICES
-from tests.conftest import SocketPeer, User, poll, register, sio_connect, snapshot
+from tests.support.peers import SocketPeer, go_live, open_tab
+from tests.support.poll import poll
+from tests.support.state import snapshot
 
 DAY = 24 * 3600
 
@@ -32,25 +34,12 @@ class Tab(SocketPeer):
         return [p for p in self.got("notify:new") if p["notification"]["kind"] == kind]
 
 
-async def tab(client: Any, who: str | User, closers: list[Any]) -> Tab:
-    user = who if isinstance(who, User) else await register(client, who)
-    sio = await sio_connect(client, user.token)
-    closers.append(sio)
-    return Tab(sio, user)
+tab = functools.partial(open_tab, peer=Tab)
 
 
 async def nudge(t: Tab, creator: Tab | str) -> dict[str, Any]:
     target = creator if isinstance(creator, str) else creator.user.id
     return await t.call("nudge:send", {"user_id": target})
-
-
-async def go_live(t: Tab, closers: list[Any], title: str) -> dict[str, Any]:
-    creator = HeadlessCreator.synthetic(160, 96, 15)
-    closers.append(creator)
-    ack = await t.call("live:start", {"title": title, "offer": await creator.offer()})
-    assert ack["ok"], ack
-    await creator.accept_answer(ack["answer"])
-    return ack
 
 
 async def fanout_done(client: Any, redis: Redis, live_id: str) -> None:
@@ -188,7 +177,7 @@ async def test_opt_out_blocks_live_and_bad_input_are_refused_and_store_nothing(
     assert (await carol.call("nudge:settings", {"allow": True}))["settings"]["allow"] is True
     assert (await nudge(bob, carol))["ok"]
     gus = await tab(client, "gus", closers)
-    await go_live(carol, closers, "on air")
+    await go_live(carol, closers, "on air", size=(160, 96), fps=15)
     before = await snapshot(redis_url, skip=("session:", "live_viewers:", "lives",
                                              "notif", "notify_job"))
     live = await nudge(gus, carol)
@@ -217,7 +206,7 @@ async def test_going_live_tells_each_nudger_and_alert_follower_once(
     assert (await carol.call("user:block", {"user_id": hank.user.id}))["ok"]
     await dave.sio.disconnect()  # offline when carol goes live
 
-    ack = await go_live(carol, closers, "Morning show")
+    ack = (await go_live(carol, closers, "Morning show", size=(160, 96), fps=15)).ack
     live_id = ack["live"]["live_id"]
     await fanout_done(client, redis, live_id)
     for t in (bob, bob2, erin, frank):

@@ -19,7 +19,8 @@ from engine.payments import SIGNATURE_HEADER, sign, verify_signature
 from signaling.app import create_app
 from signaling.appkeys import SERVICES
 from signaling.config import Settings
-from tests.conftest import User, register, snapshot
+from tests.support.peers import User, register
+from tests.support.state import snapshot
 
 SECRET = "whsec_" + "k" * 32
 

@@ -11,25 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import socketio
 
-from tests.conftest import (
-    ServerProcess,
-    poll,
-    processes_mentioning,
-    start_server,
-    stop_server,
-)
-
-
-def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+from tests.support.http import post
+from tests.support.peers import sio_connect
+from tests.support.poll import poll
+from tests.support.servers import ServerProcess, processes_mentioning, start_server, stop_server
 
 
 def assert_clean_log(server: ServerProcess, *secrets: str) -> None:
@@ -57,9 +43,7 @@ async def test_embedded_redis_keeps_accounts_across_restarts(
         "birthdate": "1990-01-01"})
     assert status == 201
     token = body["token"]
-    sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
-    await sio.connect(server.url, auth={"token": token}, transports=["websocket"],
-                      wait_timeout=5)
+    sio = await sio_connect(server.url, token)
     assert redis_children(data), "no embedded redis-server under the data dir"
     started = time.monotonic()
     assert await asyncio.to_thread(stop_server, server, sig) == 0

@@ -6,14 +6,17 @@ import asyncio
 import time
 from typing import Any
 
-import aiohttp
 import jwt
 import msgpack
 import pytest
 import socketio
 from redis.asyncio import Redis
 
-from tests.conftest import TEST_SECRET, poll, register, sio_connect, snapshot
+from tests.support.engineio import raw_ack, raw_socket
+from tests.support.peers import register, sio_connect
+from tests.support.poll import poll
+from tests.support.servers import TEST_SECRET
+from tests.support.state import snapshot
 
 
 async def refusal(client: Any, token: Any) -> dict[str, Any]:
@@ -132,34 +135,6 @@ async def test_bad_payloads_get_error_acks_and_change_nothing(client: Any, redis
         await sio.disconnect()
         await other.disconnect()
     assert await snapshot(redis_url) == before
-
-
-async def raw_socket(client: Any, token: str) -> tuple[aiohttp.ClientSession,
-                                                      aiohttp.ClientWebSocketResponse]:
-    """A hand-made Engine.IO v4 websocket, to send bytes no Socket.IO client would."""
-    session = aiohttp.ClientSession()
-    url = str(client.make_url("/socket.io/")) + "?EIO=4&transport=websocket"
-    ws = await session.ws_connect(url)
-    opened = await ws.receive_str()
-    assert opened.startswith("0")
-    await ws.send_bytes(msgpack.packb({"type": 0, "nsp": "/", "data": {"token": token}}))
-    connected = msgpack.unpackb(await ws.receive_bytes())
-    assert connected["type"] == 0, connected
-    return session, ws
-
-
-async def raw_ack(ws: aiohttp.ClientWebSocketResponse, packet: bytes) -> Any:
-    await ws.send_bytes(packet)
-    async with asyncio.timeout(5):
-        while True:
-            msg = await ws.receive()
-            if msg.type == aiohttp.WSMsgType.TEXT and msg.data == "2":
-                await ws.send_str("3")  # engine.io ping -> pong
-                continue
-            if msg.type == aiohttp.WSMsgType.BINARY:
-                decoded = msgpack.unpackb(msg.data)
-                if decoded.get("type") == 3:
-                    return decoded["data"][0]
 
 
 async def test_non_utf8_text_is_refused_with_an_ack(client: Any, redis: Redis) -> None:

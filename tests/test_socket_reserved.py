@@ -11,8 +11,8 @@ import msgpack
 import pytest
 
 from signaling.socketio_private import is_odd_event_name
-from tests.conftest import register, sio_connect
-from tests.test_socket_edge import raw_ack, raw_socket
+from tests.support.engineio import raw_ack, raw_socket
+from tests.support.peers import register, sio_connect
 
 
 def test_odd_event_names_are_named_by_one_rule() -> None:

@@ -5,21 +5,17 @@ Nothing is mocked. Timers are shortened through RoomTimings; tests poll for cond
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
-from av.video.frame import VideoFrame
+from aiortc import RTCPeerConnection
 
 from media import MediaRoom, RoomTimings, aioice_private, aiortc_private, restrict_host_addresses
-from media.ice import rtc_configuration
 from media.synthetic import HeadlessCreator
+from tests.support.poll import poll
+from tests.support.viewer import DecodingViewer
 
 # This host may only use loopback; aioice skips 127.0.0.1 unless told otherwise.
 LOOPBACK = ["127.0.0.1"]
@@ -39,20 +35,6 @@ def loopback_only() -> Iterator[None]:
         yield
 
 
-async def poll(
-    condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = ""
-) -> Any:
-    """Wait until condition() is truthy and return its value; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what or condition}")
-        await asyncio.sleep(interval)
-
-
 def vanish(pc: RTCPeerConnection) -> None:
     """Drop a peer's UDP sockets without a goodbye: no RTCP BYE, DTLS alert or ICE reply
     ever leaves it again (what a killed browser tab or a pulled cable looks like)."""
@@ -61,73 +43,13 @@ def vanish(pc: RTCPeerConnection) -> None:
         protocol.transport.abort()
 
 
-class ViewerClient:
-    """A viewer as a browser would be: answers the server's offer and decodes what arrives."""
-
-    def __init__(self, viewer_id: str) -> None:
-        self.viewer_id = viewer_id
-        self.pc = RTCPeerConnection(rtc_configuration())
-        self.created = time.monotonic()
-        self.video_frames = 0
-        self.audio_frames = 0
-        self.first_video_at: float | None = None
-        self.last_video: VideoFrame | None = None
-        self.ended: set[str] = set()
-        self._readers: list[asyncio.Task[None]] = []
-        self.pc.on("track", self._on_track)
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        self._readers.append(asyncio.create_task(self._read(track)))
-
-    async def _read(self, track: MediaStreamTrack) -> None:
-        try:
-            while True:
-                frame = await track.recv()
-                if track.kind == "video":
-                    assert isinstance(frame, VideoFrame)
-                    if self.first_video_at is None:
-                        self.first_video_at = time.monotonic()
-                    self.video_frames += 1
-                    self.last_video = frame
-                else:
-                    self.audio_frames += 1
-        except MediaStreamError:
-            self.ended.add(track.kind)
-
-    async def answer(self, offer_sdp: str) -> str:
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
-        return self.pc.localDescription.sdp
-
-    def video_ssrc(self) -> int:
-        """The SSRC the server sends our video on (from its offer)."""
-        for line in self.pc.remoteDescription.sdp.splitlines():
-            if line.startswith("m=audio"):
-                break
-            if line.startswith("a=ssrc:"):
-                return int(line.split()[0].split(":")[1])
-        raise AssertionError("no video ssrc in the offer")
-
-    async def send_pli(self) -> None:
-        receiver = next(r for r in self.pc.getReceivers() if r.track and r.track.kind == "video")
-        await aiortc_private.send_pli(receiver, self.video_ssrc())
-
-    async def close(self) -> None:
-        await self.pc.close()
-        for task in self._readers:
-            task.cancel()
-        for task in self._readers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
 class Harness:
     """Creates rooms, creators and viewers, and closes every one of them at teardown."""
 
     def __init__(self) -> None:
         self.rooms: list[MediaRoom] = []
         self.creators: list[HeadlessCreator] = []
-        self.viewers: list[ViewerClient] = []
+        self.viewers: list[DecodingViewer] = []
         self.viewer_gone: list[tuple[str, str]] = []
         self.publisher_gone: list[str] = []
 
@@ -145,9 +67,9 @@ class Harness:
         await creator.accept_answer(answer)
         return creator
 
-    def client(self, viewer_id: str, keep: bool = True) -> ViewerClient:
+    def client(self, viewer_id: str, keep: bool = True) -> DecodingViewer:
         """A viewer-side peer; kept ones are closed at teardown, others are the test's to close."""
-        client = ViewerClient(viewer_id)
+        client = DecodingViewer(viewer_id)
         if keep:
             self.viewers.append(client)
         return client
@@ -159,7 +81,7 @@ class Harness:
         self.creators.append(creator)
         return creator
 
-    async def join(self, room: MediaRoom, viewer_id: str) -> ViewerClient:
+    async def join(self, room: MediaRoom, viewer_id: str) -> DecodingViewer:
         offer = await room.add_viewer(viewer_id)
         client = self.client(viewer_id)
         await room.accept_viewer_answer(viewer_id, await client.answer(offer))

@@ -1,0 +1,136 @@
+"""Real processes: `golive serve` as a user runs it, the bench, and what they leave behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+# The token secret of every test server (in-process and `golive serve`).
+TEST_SECRET = "test-secret-" + "x" * 40
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A `golive serve` process, its URL and its log file."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(tmp_path: Path, *, redis_url: str | None, env: dict[str, str] | None = None,
+                 data_dir: Path | None = None, timeout: float = 20.0) -> ServerProcess:
+    """Run `golive serve` as a user would and wait for /healthz."""
+    port = free_port()
+    log_path = tmp_path / f"serve-{port}.log"
+    full_env = {**os.environ, "GOLIVE_PORT": str(port),
+                "GOLIVE_DATA_DIR": str(data_dir or tmp_path / "data"), **(env or {})}
+    full_env.pop("REDIS_URL", None)
+    if redis_url:
+        full_env["REDIS_URL"] = redis_url
+    proc = subprocess.Popen([sys.executable, "-m", "signaling.cli", "serve"], env=full_env,
+                            stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:
+                if resp.status == 200:
+                    return ServerProcess(proc, url, log_path)
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("golive serve did not start:\n" + log_path.read_text())
+        time.sleep(0.05)
+
+
+def stop_server(server: ServerProcess, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+    """Send `sig` (unless it has exited) and wait; its exit status."""
+    if server.proc.poll() is None:
+        server.proc.send_signal(sig)
+    return server.proc.wait(timeout=timeout)
+
+
+def processes_mentioning(text: str, name: bytes = b"redis-server") -> list[int]:
+    """Pids of `name` processes whose command line mentions text (e.g. a data dir)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if name in cmd and text.encode() in cmd:
+                pids.append(int(proc.name))
+    return pids
+
+
+def run_bench(*argv: str, **popen: Any) -> subprocess.Popen[str]:
+    """`python -m bench ARGV` from the repo, on its own embedded Redis (no REDIS_URL)."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    return subprocess.Popen([sys.executable, "-m", "bench", *argv], cwd=REPO, env=env,
+                            text=True, **popen)
+
+
+def bench_result(out: Path) -> dict[str, Any]:
+    """The result.json of the one run written under `out`."""
+    (path,) = out.glob("*/result.json")
+    return json.loads(path.read_text())
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (children, their children...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    """True while pid exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def assert_gone(pids: set[int] | list[int], timeout: float = 10) -> None:
+    """Wait up to timeout for every pid to exit; fail naming those left behind."""
+    deadline = time.monotonic() + timeout
+    while (left := [p for p in pids if pid_alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"processes left behind: {left}"
