@@ -37,6 +37,7 @@ from signaling.gateway import Gateway
 from signaling.live_rooms import LiveRooms
 from signaling.metrics import Metrics
 from signaling.services import Services
+from signaling.tasks import cancel_and_wait
 
 log = logging.getLogger("golive.app")
 
@@ -96,9 +97,7 @@ async def rtt_ctx(app: web.Application) -> AsyncIterator[None]:
     """Owns the task that samples Redis round-trip time for /metrics."""
     task = asyncio.create_task(_rtt_loop(app), name="redis-rtt")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)
 
 
 async def lives_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -60,6 +60,7 @@ from signaling.schemas import (
     UserTarget,
 )
 from signaling.services import Services
+from signaling.tasks import cancel_and_wait
 
 log = logging.getLogger("golive.chat")
 
@@ -107,10 +108,7 @@ class ChatFeed:
     async def close(self) -> None:
         """Stop the feed task; idempotent."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     # --- rooms ---------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ Discover list. Socket.IO rooms used:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from media.room import MediaRoom
 from signaling.config import Settings
 from signaling.gateway import Connection, EventContext, Gateway
 from signaling.schemas import Empty, LiveStart, LiveWatch, RoomJoin, RoomLeave, RtcAnswer
+from signaling.tasks import cancel_and_wait
 
 log = logging.getLogger("golive.lives")
 
@@ -110,12 +110,8 @@ class LiveRooms:
         """End every hosted live (viewers are told), then stop the owned tasks."""
         await asyncio.gather(*(self.end(h.live.creator_id, "server_shutdown")
                                for h in list(self.hosted.values())), return_exceptions=True)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        tasks, self._tasks = self._tasks, []
+        await cancel_and_wait(*tasks)
 
     # --- creator -----------------------------------------------------------
 
@@ -174,9 +170,8 @@ class LiveRooms:
                                and hosted.publisher_sid in self.gateway.connections)
             if other_publisher and hosted.media.has_publisher:
                 raise conflict("you are already live (in another tab or device)")
-            if hosted.grace is not None:
-                hosted.grace.cancel()
-                hosted.grace = None
+            grace, hosted.grace = hosted.grace, None
+            await cancel_and_wait(grace)
             await hosted.media.unpublish()
             try:
                 answer = await hosted.media.publish(offer)
@@ -196,8 +191,8 @@ class LiveRooms:
         if hosted is None:
             return False
         self._by_live.pop(hosted.live.live_id, None)
-        if hosted.grace is not None and hosted.grace is not asyncio.current_task():
-            hosted.grace.cancel()
+        grace, hosted.grace = hosted.grace, None
+        await cancel_and_wait(grace)  # skipped when the grace timer itself is ending it
         live = hosted.live
         try:
             await self.services.lives.end(live)

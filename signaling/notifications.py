@@ -33,6 +33,7 @@ from engine.nudges import actor
 from signaling.gateway import EventContext, Gateway, user_room
 from signaling.schemas import Empty, NotifyList, NotifyRead
 from signaling.services import Services
+from signaling.tasks import cancel_and_wait
 
 log = logging.getLogger("golive.notifications")
 
@@ -129,10 +130,7 @@ class LiveFanout:
         """Stop the worker; idempotent. A job cut short stays claimed by this node and is
         resumed where its last batch ended when the node starts again."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def wake(self) -> None:
         self._wake.set()
