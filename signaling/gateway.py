@@ -102,10 +102,13 @@ INTERNAL_ERROR = {"ok": False, "error": {"code": str(ErrorCode.UNAVAILABLE),
 class Gateway:
     """Owns the Socket.IO server, the registered events and the open connections."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, services: Services) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.services: Services | None = None  # set once Redis is up
+        self.services = services
+        # False until the server has opened Redis and every feature (signaling/server.py):
+        # until then connects are refused with `unavailable` (reason "starting").
+        self.ready = False
         self.sio = GoliveSocketServer(
             async_mode="aiohttp",
             serializer=SafeMsgPackPacket,
@@ -151,7 +154,7 @@ class Gateway:
     # --- connection lifecycle ----------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
-        if self.services is None:
+        if not self.ready:
             raise socketio.exceptions.ConnectionRefusedError(
                 "the server is starting", {"code": "unavailable", "reason": "starting"})
         token = auth.get("token") if isinstance(auth, dict) else None
@@ -232,7 +235,7 @@ class Gateway:
     async def _dispatch(self, spec: EventSpec | None, event: Any, sid: str,
                         args: tuple[Any, ...]) -> dict[str, Any]:
         conn = self.connections.get(sid)
-        if conn is None or self.services is None:
+        if conn is None or not self.ready:
             raise unauthorized("this connection is not signed in", "missing")
         # The bucket comes first so floods of unknown or malformed events are
         # limited too.

@@ -19,8 +19,7 @@ from engine.lives import check_may_go_live
 from engine.nesting import MAX_DEPTH, json_too_deep
 from engine.sessions import Session
 from engine.stream_ids import BadStreamId, StreamId
-from signaling.appkeys import GATEWAY, LIVES, METRICS, SERVICES, SETTINGS
-from signaling.notifications import Notifier
+from signaling.appkeys import GATEWAY, LIVES, METRICS, NOTIFIER, SERVICES, SETTINGS
 from signaling.profiles import profile_view, relation_view
 from signaling.ratelimit import KeyedBuckets
 from signaling.schemas import P, ProfileUpdate, Register, SignIn, convert
@@ -242,7 +241,7 @@ def graph_route(verb: str) -> Route:
             ("block", False): services.graph.block, ("block", True): services.graph.unblock,
         }[(verb, undo)]
         if await action(session.user_id, target.id) and (verb, undo) == ("follow", False):
-            await Notifier(request.app[GATEWAY]).followed(
+            await request.app[NOTIFIER].followed(
                 await services.accounts.get(session.user_id), target.id)
         return ok(**await relation_view(services, session.user_id, target.id))
 

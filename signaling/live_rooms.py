@@ -25,8 +25,10 @@ from media.overlay import Overlay
 from media.peers import GoneReason
 from media.room import MediaRoom
 from signaling.config import Settings
+from signaling.feature import Feature
 from signaling.gateway import Connection, EventContext, Gateway
 from signaling.schemas import Empty, LiveStart, LiveWatch, RoomJoin, RoomLeave, RtcAnswer
+from signaling.services import Services
 from signaling.tasks import cancel_and_wait
 
 log = logging.getLogger("golive.lives")
@@ -60,11 +62,13 @@ class HostedLive:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-class LiveRooms:
+class LiveRooms(Feature):
     """Every live hosted on this node, and the events that drive them."""
 
-    def __init__(self, gateway: Gateway, settings: Settings) -> None:
+    def __init__(self, gateway: Gateway, services: Services, settings: Settings) -> None:
+        super().__init__()
         self.gateway = gateway
+        self.services = services
         self.settings = settings
         self.ice_servers = settings.ice_server_list()
         self._media_ice = tuple(IceServer(s["urls"], s.get("username"), s.get("credential"))
@@ -82,15 +86,11 @@ class LiveRooms:
         # Awaited, in order, when a new live started here (not a resume): nudges and
         # live alerts queue their go-live notifications.
         self.started_listeners: list[Callable[[Live], Awaitable[None]]] = []
-
-    @property
-    def services(self) -> Any:
-        assert self.gateway.services is not None
-        return self.gateway.services
+        self._add_events()
 
     # --- lifetime ----------------------------------------------------------
 
-    async def open(self) -> None:
+    async def on_open(self) -> None:
         """Take back the lives this node hosted when it stopped without ending them (a
         crash): each waits a grace period (`live_grace`, counted from now) for its
         creator's `live:start`, which resumes it (same live id, chat and gift board);
@@ -106,7 +106,7 @@ class LiveRooms:
         self._tasks = [asyncio.create_task(self._push_loop(), name="live-pushes"),
                        asyncio.create_task(self._gone_worker(), name="live-gone")]
 
-    async def close(self) -> None:
+    async def on_close(self) -> None:
         """End every hosted live (viewers are told), then stop the owned tasks."""
         await asyncio.gather(*(self.end(h.live.creator_id, "server_shutdown")
                                for h in list(self.hosted.values())), return_exceptions=True)
@@ -401,7 +401,7 @@ class LiveRooms:
 
     # --- events --------------------------------------------------------------
 
-    def register(self) -> None:
+    def _add_events(self) -> None:
         gateway = self.gateway
 
         @gateway.event("live:start", LiveStart)
