@@ -32,7 +32,7 @@ from aiohttp import web
 
 from engine.accounts import Account
 from engine.catalog import Gift
-from engine.errors import DomainError, ErrorCode, not_found
+from engine.errors import not_found, unavailable
 from engine.gift_room import GiftBoard, GiftMoment, board_view
 from engine.ledger import GiftReceipt
 from engine.lives import Live
@@ -157,7 +157,7 @@ class LiveGifts(Feature):
         if live is None:
             raise not_found("this creator is not live")
         if self.lives.hosted_live(live.live_id) is None:
-            raise DomainError(ErrorCode.UNAVAILABLE, "this live is hosted on another node")
+            raise unavailable("this live is hosted on another node")
         gift = services.ledger.catalog.gift(p.gift_id)
         receipt = await services.ledger.send_gift(
             transfer_id=p.transfer_id, sender_id=conn.user_id, creator_id=creator.id,

@@ -17,14 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.accounts import utc_today
-from engine.errors import DomainError, ErrorCode, conflict, not_found
+from engine.errors import DomainError, ErrorCode, conflict, not_found, unavailable
 from engine.lives import Live, check_may_go_live, check_may_watch
-from media.errors import MediaError
+from media.errors import MediaError, MediaErrorCode
 from media.ice import IceServer
 from media.overlay import Overlay
 from media.peers import GoneReason
 from media.room import MediaRoom
 from signaling.config import Settings
+from signaling.errors import from_media
 from signaling.feature import Feature
 from signaling.gateway import Connection, EventContext, Gateway
 from signaling.schemas import Empty, LiveStart, LiveWatch, RoomJoin, RoomLeave, RtcAnswer
@@ -46,10 +47,6 @@ def watch_room(creator_id: str) -> str:
 
 
 DISCOVER_ROOM = "discover"
-
-
-def as_domain_error(exc: MediaError) -> DomainError:
-    return DomainError(ErrorCode(str(exc.code)), exc.message)
 
 
 @dataclass
@@ -138,7 +135,7 @@ class LiveRooms(Feature):
             hosted.lock.release()
             await self.end(creator, "publish_failed")
             if isinstance(exc, MediaError):
-                raise as_domain_error(exc) from None
+                raise from_media(exc) from None
             raise
         hosted.lock.release()
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
@@ -177,7 +174,7 @@ class LiveRooms(Feature):
                 answer = await hosted.media.publish(offer)
             except MediaError as exc:
                 self._begin_grace(hosted)
-                raise as_domain_error(exc) from None
+                raise from_media(exc) from None
             hosted.publisher_sid = conn.sid
         await self.gateway.sio.enter_room(conn.sid, live_room(hosted.live.live_id))
         log.info("live resumed", extra={"fields": {"live": hosted.live.live_id}})
@@ -234,7 +231,7 @@ class LiveRooms(Feature):
                               reason="banned")
         hosted = self._by_live.get(live.live_id)
         if hosted is None:
-            raise DomainError(ErrorCode.UNAVAILABLE, "this live is hosted on another node")
+            raise unavailable("this live is hosted on another node")
         renegotiation = conn.sid in hosted.viewers
         if renegotiation:  # a fresh pc from the same tab
             await hosted.media.remove_viewer(conn.sid)
@@ -249,7 +246,7 @@ class LiveRooms(Feature):
                 offer = await hosted.media.add_viewer(conn.sid)
         except MediaError as exc:
             await self._forget_viewer(hosted, conn.sid)
-            raise as_domain_error(exc) from None
+            raise from_media(exc) from None
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
         self._mark_dirty(live.live_id)
         if not renegotiation:
@@ -268,9 +265,10 @@ class LiveRooms(Feature):
         try:
             await hosted.media.accept_viewer_answer(conn.sid, sdp)
         except MediaError as exc:
-            if exc.code not in ("conflict", "not_found"):  # not_found: a chat-only join
+            # not_found: a chat-only join, which has no peer connection to forget
+            if exc.code not in (MediaErrorCode.CONFLICT, MediaErrorCode.NOT_FOUND):
                 await self._forget_viewer(hosted, conn.sid)
-            raise as_domain_error(exc) from None
+            raise from_media(exc) from None
         return {}
 
     async def leave(self, conn: Connection, live_id: str) -> bool:
