@@ -75,7 +75,7 @@ class Server:
         # Opened in this order, closed in reverse. Join listeners run in the order the
         # features were built: chat's "NAME joined" line, the gift board, nudge insights.
         self.features: tuple[Feature, ...] = (
-            ProfileEvents(gateway, self.notifier),
+            ProfileEvents(gateway, services, self.notifier),
             self.lives,
             self.chat,
             self.gifts,
