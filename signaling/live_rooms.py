@@ -1,11 +1,10 @@
-"""Live rooms at the edge: going live, watching, the grace period, room state pushes.
+"""Live rooms at the edge: going live, watching, ending.
 
-Owns one MediaRoom per live hosted on this node, the grace timers of creators
-whose connection dropped, and the task that pushes viewer counts and the
-Discover list. Socket.IO rooms used:
-  live:{live_id}      the creator and every viewer (room:state, live:ended)
-  watch:{creator_id}  pages showing that creator (live:started, live:ended)
-  discover            the Discover page (discover:update)
+Owns the registry of lives hosted on this node (one MediaRoom each, by creator and
+by live id), their grace timers (signaling/grace.py: a creator whose connection
+dropped has `live_grace` seconds to come back), the coalesced viewer-count and
+Discover pushes (signaling/room_pushes.py, which also names the Socket.IO rooms),
+and the worker that handles media's "peer gone" reports.
 """
 
 from __future__ import annotations
@@ -28,25 +27,15 @@ from signaling.config import Settings
 from signaling.errors import from_media
 from signaling.feature import Feature
 from signaling.gateway import Connection, EventContext, Gateway
+from signaling.grace import GraceTimers
+from signaling.room_pushes import DISCOVER_ROOM, RoomPushes, live_room, watch_room
 from signaling.schemas import Empty, LiveStart, LiveWatch, RoomJoin, RoomLeave, RtcAnswer
 from signaling.services import Services
 from signaling.tasks import cancel_and_wait
 
 log = logging.getLogger("golive.lives")
 
-PUSH_PERIOD_S = 0.5  # viewer counts and Discover are coalesced: at most 2 pushes/s per live
 GONE_QUEUE_BOUND = 10_000  # media "peer gone" reports waiting for the worker
-
-
-def live_room(live_id: str) -> str:
-    return f"live:{live_id}"
-
-
-def watch_room(creator_id: str) -> str:
-    return f"watch:{creator_id}"
-
-
-DISCOVER_ROOM = "discover"
 
 
 @dataclass
@@ -55,7 +44,6 @@ class HostedLive:
     media: MediaRoom
     publisher_sid: str | None
     viewers: dict[str, str] = field(default_factory=dict)  # sid -> viewer user id
-    grace: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -72,10 +60,10 @@ class LiveRooms(Feature):
                                 for s in self.ice_servers)
         self.hosted: dict[str, HostedLive] = {}  # creator id -> live
         self._by_live: dict[str, HostedLive] = {}  # live id -> live
-        self._dirty: set[str] = set()  # live ids whose viewer count changed
-        self._discover_dirty = False
+        self.grace = GraceTimers(settings.live_grace, self._grace_over)
+        self.pushes = RoomPushes(gateway, services, self.hosted_live)
         self._gone: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue(GONE_QUEUE_BOUND)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._gone_task: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
         # Awaited, in order, when a new viewer (not a renegotiation) joined a live here
         # (live chat writes its "NAME joined" line).
@@ -99,16 +87,18 @@ class LiveRooms(Feature):
             log.info("live left by a stopped server; waiting for its creator",
                      extra={"fields": {"live": live.live_id, "creator": live.creator_id}})
             self._begin_grace(hosted)
-            self._discover_dirty = True
-        self._tasks = [asyncio.create_task(self._push_loop(), name="live-pushes"),
-                       asyncio.create_task(self._gone_worker(), name="live-gone")]
+            self.pushes.discover_changed()
+        self.pushes.open()
+        self._gone_task = asyncio.create_task(self._gone_worker(), name="live-gone")
 
     async def on_close(self) -> None:
         """End every hosted live (viewers are told), then stop the owned tasks."""
         await asyncio.gather(*(self.end(h.live.creator_id, "server_shutdown")
                                for h in list(self.hosted.values())), return_exceptions=True)
-        tasks, self._tasks = self._tasks, []
-        await cancel_and_wait(*tasks)
+        gone, self._gone_task = self._gone_task, None
+        await cancel_and_wait(gone)
+        await self.grace.close()
+        await self.pushes.close()
 
     # --- creator -----------------------------------------------------------
 
@@ -139,7 +129,7 @@ class LiveRooms(Feature):
             raise
         hosted.lock.release()
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
-        await self._announce_start(live)
+        await self.pushes.announce_start(live)
         for listener in self.started_listeners:
             try:
                 await listener(live)
@@ -167,8 +157,7 @@ class LiveRooms(Feature):
                                and hosted.publisher_sid in self.gateway.connections)
             if other_publisher and hosted.media.has_publisher:
                 raise conflict("you are already live (in another tab or device)")
-            grace, hosted.grace = hosted.grace, None
-            await cancel_and_wait(grace)
+            await self.grace.cancel(hosted.live.live_id)
             await hosted.media.unpublish()
             try:
                 answer = await hosted.media.publish(offer)
@@ -188,9 +177,8 @@ class LiveRooms(Feature):
         if hosted is None:
             return False
         self._by_live.pop(hosted.live.live_id, None)
-        grace, hosted.grace = hosted.grace, None
-        await cancel_and_wait(grace)  # skipped when the grace timer itself is ending it
         live = hosted.live
+        await self.grace.cancel(live.live_id)  # skipped when the timer itself is ending it
         try:
             await self.services.lives.end(live)
             payload = {"live_id": live.live_id, "creator_id": creator_id, "reason": reason}
@@ -199,24 +187,22 @@ class LiveRooms(Feature):
             await self.gateway.sio.close_room(live_room(live.live_id))
         finally:
             await hosted.media.close()
-            self._discover_dirty = True
+            self.pushes.discover_changed()
         log.info("live ended", extra={"fields": {"live": live.live_id, "reason": reason}})
         return True
 
     def _begin_grace(self, hosted: HostedLive) -> None:
         """The creator's connection or media dropped: end the live unless they come back."""
-        if hosted.grace is not None:
-            return
+        if not self.grace.start(hosted.live.live_id):
+            return  # already waiting
         hosted.publisher_sid = None
-
-        async def expire() -> None:
-            await asyncio.sleep(self.settings.live_grace)
-            await self.end(hosted.live.creator_id, "creator_left")
-
-        hosted.grace = asyncio.create_task(expire(), name=f"grace-{hosted.live.live_id}")
-        hosted.grace.add_done_callback(self._log_task_failure)
         log.info("creator gone; grace period", extra={"fields": {
             "live": hosted.live.live_id, "seconds": self.settings.live_grace}})
+
+    async def _grace_over(self, live_id: str) -> None:
+        hosted = self._by_live.get(live_id)
+        if hosted is not None:
+            await self.end(hosted.live.creator_id, "creator_left")
 
     # --- viewers -----------------------------------------------------------
 
@@ -248,7 +234,7 @@ class LiveRooms(Feature):
             await self._forget_viewer(hosted, conn.sid)
             raise from_media(exc) from None
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
-        self._mark_dirty(live.live_id)
+        self.pushes.viewers_changed(live.live_id)
         if not renegotiation:
             for listener in self.join_listeners:
                 try:
@@ -304,7 +290,7 @@ class LiveRooms(Feature):
         user_id = hosted.viewers.pop(sid, None)
         if user_id is not None:
             await self.services.lives.viewer_left(hosted.live, user_id)
-            self._mark_dirty(hosted.live.live_id)
+            self.pushes.viewers_changed(hosted.live.live_id)
 
     # --- disconnects and media reports -------------------------------------
 
@@ -341,48 +327,11 @@ class LiveRooms(Feature):
             except Exception:
                 log.exception("handling a gone peer failed")
 
-    # --- pushes --------------------------------------------------------------
-
-    def _mark_dirty(self, live_id: str) -> None:
-        self._dirty.add(live_id)
-        self._discover_dirty = True
-
-    async def _push_loop(self) -> None:
-        while True:
-            await asyncio.sleep(PUSH_PERIOD_S)
-            try:
-                await self._push_once()
-            except Exception:
-                log.exception("room state push failed")
-
-    async def _push_once(self) -> None:
-        dirty, self._dirty = self._dirty, set()
-        for live_id in dirty:
-            hosted = self._by_live.get(live_id)
-            if hosted is None:
-                continue
-            count = await self.services.lives.viewer_count(hosted.live)
-            await self.gateway.sio.emit("room:state", {"live_id": live_id, "viewers": count},
-                                        to=live_room(live_id))
-        if self._discover_dirty:
-            self._discover_dirty = False
-            await self.gateway.sio.emit("discover:update", {"lives": await self.directory()},
-                                        to=DISCOVER_ROOM)
-
-    async def _announce_start(self, live: Live) -> None:
-        account = await self.services.accounts.get(live.creator_id)
-        await self.gateway.sio.emit("live:started", {"live": live.as_dict(),
-                                                     "creator": account.public()},
-                                    to=watch_room(live.creator_id))
-        self._discover_dirty = True
+    # --- pushes and overlays ------------------------------------------------
 
     async def directory(self, limit: int = 50) -> list[dict[str, Any]]:
         """Discover: live rooms, most viewers first, with their creators."""
-        lives = await self.services.lives.directory(limit=limit)
-        creators = await self.services.accounts.get_many([live.creator_id for live, _ in lives])
-        return [{**live.as_dict(), "viewers": viewers,
-                 "creator": creators[live.creator_id].public()}
-                for live, viewers in lives if live.creator_id in creators]
+        return await self.pushes.directory(limit)
 
     def add_overlay(self, creator_id: str, overlay: Overlay) -> bool:
         """Burn an overlay into a hosted live's video (gifts use this)."""
@@ -391,11 +340,6 @@ class LiveRooms(Feature):
             return False
         hosted.media.add_overlay(overlay)
         return True
-
-    @staticmethod
-    def _log_task_failure(task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("live task failed", exc_info=task.exception())
 
     # --- events --------------------------------------------------------------
 
