@@ -33,7 +33,7 @@ from signaling.appkeys import (
 )
 from signaling.config import Settings
 from signaling.server import Server, redis_client
-from signaling.tasks import cancel_and_wait
+from signaling.tasks import OwnedTask
 
 log = logging.getLogger("golive.app")
 
@@ -68,9 +68,10 @@ async def _rtt_loop(app: web.Application) -> None:
 
 async def rtt_ctx(app: web.Application) -> AsyncIterator[None]:
     """Owns the task that samples Redis round-trip time for /metrics."""
-    task = asyncio.create_task(_rtt_loop(app), name="redis-rtt")
+    sampler = OwnedTask(lambda: _rtt_loop(app), "redis-rtt")
+    sampler.start()
     yield
-    await cancel_and_wait(task)
+    await sampler.stop()
 
 
 async def end_lives(app: web.Application) -> None:

@@ -60,7 +60,7 @@ from signaling.schemas import (
     UserTarget,
 )
 from signaling.services import Services
-from signaling.tasks import cancel_and_wait
+from signaling.tasks import OwnedTask
 
 log = logging.getLogger("golive.chat")
 
@@ -92,20 +92,18 @@ class ChatFeed:
         self._starting: dict[str, asyncio.Future[None]] = {}
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._runner = OwnedTask(self._run, "chat-feed")
         self.totals = Delivery()
         self.pushes = 0
 
     # --- lifetime ----------------------------------------------------------------
 
     def open(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="chat-feed")
+        self._runner.start()
 
     async def close(self) -> None:
         """Stop the feed task; idempotent."""
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
+        await self._runner.stop()
 
     # --- rooms ---------------------------------------------------------------------
 

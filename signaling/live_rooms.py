@@ -31,7 +31,7 @@ from signaling.grace import GraceTimers
 from signaling.room_pushes import DISCOVER_ROOM, RoomPushes, live_room, watch_room
 from signaling.schemas import Empty, LiveStart, LiveWatch, RoomJoin, RoomLeave, RtcAnswer
 from signaling.services import Services
-from signaling.tasks import cancel_and_wait
+from signaling.tasks import OwnedTask
 
 log = logging.getLogger("golive.lives")
 
@@ -63,7 +63,7 @@ class LiveRooms(Feature):
         self.grace = GraceTimers(settings.live_grace, self._grace_over)
         self.pushes = RoomPushes(gateway, services, self.hosted_live)
         self._gone: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue(GONE_QUEUE_BOUND)
-        self._gone_task: asyncio.Task[None] | None = None
+        self._gone_worker_task = OwnedTask(self._gone_worker, "live-gone")
         self._start_lock = asyncio.Lock()
         # Awaited, in order, when a new viewer (not a renegotiation) joined a live here
         # (live chat writes its "NAME joined" line).
@@ -89,14 +89,13 @@ class LiveRooms(Feature):
             self._begin_grace(hosted)
             self.pushes.discover_changed()
         self.pushes.open()
-        self._gone_task = asyncio.create_task(self._gone_worker(), name="live-gone")
+        self._gone_worker_task.start()
 
     async def on_close(self) -> None:
         """End every hosted live (viewers are told), then stop the owned tasks."""
         await asyncio.gather(*(self.end(h.live.creator_id, "server_shutdown")
                                for h in list(self.hosted.values())), return_exceptions=True)
-        gone, self._gone_task = self._gone_task, None
-        await cancel_and_wait(gone)
+        await self._gone_worker_task.stop()
         await self.grace.close()
         await self.pushes.close()
 

@@ -33,7 +33,7 @@ from signaling.feature import Feature
 from signaling.gateway import EventContext, Gateway, user_room
 from signaling.schemas import Empty, NotifyList, NotifyRead
 from signaling.services import Services
-from signaling.tasks import cancel_and_wait
+from signaling.tasks import OwnedTask
 
 log = logging.getLogger("golive.notifications")
 
@@ -113,19 +113,17 @@ class LiveFanout(Feature):
         self.services = notifier.services
         self.poll_s = poll_s
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._runner = OwnedTask(self._run, "live-fanout")
         self.steps = 0
         self.told = 0
 
     async def on_open(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="live-fanout")
+        self._runner.start()
 
     async def on_close(self) -> None:
         """Stop the worker; idempotent. A job cut short stays claimed by this node and is
         resumed where its last batch ended when the node starts again."""
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
+        await self._runner.stop()
 
     def wake(self) -> None:
         self._wake.set()

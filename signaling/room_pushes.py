@@ -19,7 +19,7 @@ from typing import Any
 from engine.lives import Live
 from signaling.gateway import Gateway
 from signaling.services import Services
-from signaling.tasks import cancel_and_wait
+from signaling.tasks import OwnedTask
 
 log = logging.getLogger("golive.lives")
 
@@ -45,16 +45,14 @@ class RoomPushes:
         self.live_of = live_of
         self._dirty: set[str] = set()  # live ids whose viewer count changed
         self._discover_dirty = False
-        self._task: asyncio.Task[None] | None = None
+        self._runner = OwnedTask(self._loop, "live-pushes")
 
     def open(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="live-pushes")
+        self._runner.start()
 
     async def close(self) -> None:
         """Stop the task; idempotent. Marks not pushed yet are dropped."""
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
+        await self._runner.stop()
 
     def viewers_changed(self, live_id: str) -> None:
         """A viewer joined or left: push the live's count, and Discover, next period."""

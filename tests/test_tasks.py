@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from signaling.tasks import cancel_and_wait
+from signaling.tasks import OwnedTask, cancel_and_wait
 
 
 async def test_cancel_and_wait_returns_only_when_every_task_has_finished() -> None:
@@ -64,3 +64,21 @@ async def test_a_task_that_failed_earlier_is_logged_not_raised(
     with caplog.at_level(logging.ERROR, logger="golive.tasks"):
         await cancel_and_wait(task)
     assert [r.exc_info[1].args for r in caplog.records if r.exc_info] == [("boom",)]
+
+
+async def test_an_owned_task_starts_once_and_stops_awaited() -> None:
+    runs: list[int] = []
+
+    async def work() -> None:
+        runs.append(1)
+        await asyncio.Event().wait()
+
+    owned = OwnedTask(work, "worker")
+    owned.start()
+    owned.start()  # already started: still one task
+    await asyncio.sleep(0)
+    assert owned.running and runs == [1]
+    assert [t.get_name() for t in asyncio.all_tasks()].count("worker") == 1
+    await owned.stop()
+    assert not owned.running and "worker" not in {t.get_name() for t in asyncio.all_tasks()}
+    await owned.stop()  # idempotent
