@@ -1,4 +1,11 @@
-"""Typed domain errors with stable codes: the client sees the code, the log sees the cause."""
+"""Typed domain errors with stable codes: the client sees the code, the log sees the cause.
+
+Two codes say the server, not the request, failed. `unavailable` is retryable: the
+server is overloaded or starting, Redis does not answer, the live is hosted on another
+node; the same request may succeed later. `internal` is a bug: it is logged with its
+traceback under an error id, the client gets the id, and retrying repeats the bug.
+web/static/errors.js and media/errors.py name the same codes (tests/test_error_codes.py).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,12 @@ class ErrorCode(enum.StrEnum):
     INSUFFICIENT_FUNDS = "insufficient_funds"
     CONFLICT = "conflict"
     UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
+
+
+# The codes whose request may succeed when sent again unchanged: after `retry_after`
+# (rate_limited), or once the server or Redis is back (unavailable).
+RETRYABLE = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE})
 
 
 class DomainError(Exception):
@@ -27,9 +40,19 @@ class DomainError(Exception):
         self.message = message
         self.details = details
 
+    @property
+    def retryable(self) -> bool:
+        """True when the same request may succeed later (RETRYABLE)."""
+        return self.code in RETRYABLE
+
     def to_payload(self) -> dict[str, object]:
-        """The `error` object of an ack: {code, message, ...details}."""
-        return {"code": str(self.code), "message": self.message, **self.details}
+        """The `error` object of an ack: {code, message, ...details}, and
+        `retryable: true` when the code is retryable (absent means false)."""
+        payload: dict[str, object] = {"code": str(self.code), "message": self.message,
+                                      **self.details}
+        if self.retryable:
+            payload["retryable"] = True
+        return payload
 
 
 def invalid(message: str, **details: object) -> DomainError:
@@ -58,3 +81,14 @@ def rate_limited(retry_after: float) -> DomainError:
         f"too many requests; retry after {retry_after:.2f} s",
         retry_after=round(retry_after, 3),
     )
+
+
+def unavailable(message: str, **details: object) -> DomainError:
+    return DomainError(ErrorCode.UNAVAILABLE, message, **details)
+
+
+def internal(error_id: str) -> DomainError:
+    """A bug, answered with the id it is logged under."""
+    return DomainError(ErrorCode.INTERNAL,
+                       f"the server failed on this request (error {error_id}); it is logged",
+                       error_id=error_id)

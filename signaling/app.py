@@ -1,8 +1,9 @@
-"""The aiohttp Application: it owns Redis, the services, Socket.IO and every task.
+"""The aiohttp Application around one Server (signaling/server.py builds the parts).
 
-Lifetimes are cleanup contexts, unwound in reverse on shutdown: Socket.IO
-clients are disconnected first, then background tasks are cancelled and
-awaited, then Redis is closed and an embedded redis-server stopped.
+Lifetimes are cleanup contexts and shutdown hooks, unwound in reverse on shutdown:
+live rooms end (viewers are told while their sockets are open), Socket.IO clients
+are disconnected, the Redis round-trip sampler stops, then the server closes its
+features in reverse, Redis, and an embedded redis-server.
 """
 
 from __future__ import annotations
@@ -14,67 +15,40 @@ import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from media.ice import restrict_host_addresses
-from signaling import (
-    chat,
-    gifts,
-    http_api,
-    messages,
-    notifications,
-    nudges,
-    profiles,
-    reports,
-    wallet_http,
-    web_pages,
+from signaling import http_api, wallet_http, web_pages
+from signaling.appkeys import (
+    CHAT,
+    FANOUT,
+    GATEWAY,
+    GIFTS,
+    LIVES,
+    METRICS,
+    NOTIFIER,
+    SERVER,
+    SERVICES,
+    SETTINGS,
 )
-from signaling.appkeys import GATEWAY, LIVES, METRICS, SERVICES, SETTINGS
 from signaling.config import Settings
-from signaling.embedded_redis import EmbeddedRedis
-from signaling.gateway import Gateway
-from signaling.live_rooms import LiveRooms
-from signaling.metrics import Metrics
-from signaling.services import Services
+from signaling.server import Server, redis_client
+from signaling.tasks import OwnedTask
 
 log = logging.getLogger("golive.app")
 
 REDIS = web.AppKey("redis", Redis)
-EMBEDDED = web.AppKey("embedded_redis", EmbeddedRedis)
 RTT_PERIOD_S = 5.0
 
 
-def redis_client(url: str) -> Redis:
-    """A client on a blocking pool: at the cap a caller waits instead of failing
-    (redis-py's plain pool raises MaxConnectionsError)."""
-    pool = BlockingConnectionPool.from_url(url, max_connections=64, timeout=5,
-                                           decode_responses=True)
-    return Redis(connection_pool=pool)
-
-
-async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    embedded = None
-    url = settings.redis_url
-    if not url:
-        embedded = app[EMBEDDED] = EmbeddedRedis(
-            settings.data_dir, on_restart=app[METRICS].embedded_redis_restarts.inc)
-        await embedded.start()
-        url = embedded.url
-    redis = app[REDIS] = redis_client(url)
+async def server_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Owns the Server's lifetime: Redis and every feature."""
+    server = app[SERVER]
+    await server.open()
     try:
-        await redis.ping()
-        services = app[SERVICES] = Services.build(redis, settings)
-        app[GATEWAY].services = services
-        log.info("redis ready", extra={"fields": {"embedded": embedded is not None}})
         yield
     finally:
-        app[GATEWAY].services = None
-        await redis.aclose()
-        await redis.connection_pool.disconnect()
-        if embedded is not None:
-            await embedded.stop()
+        await server.close()
 
 
 async def measure_rtt(app: web.Application) -> float:
@@ -94,25 +68,10 @@ async def _rtt_loop(app: web.Application) -> None:
 
 async def rtt_ctx(app: web.Application) -> AsyncIterator[None]:
     """Owns the task that samples Redis round-trip time for /metrics."""
-    task = asyncio.create_task(_rtt_loop(app), name="redis-rtt")
+    sampler = OwnedTask(lambda: _rtt_loop(app), "redis-rtt")
+    sampler.start()
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-async def lives_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Live rooms open once Redis is up (lives this node left behind in a crash wait
-    a grace period for their creators)."""
-    addresses = app[SETTINGS].ice_host_addresses()
-    restriction = restrict_host_addresses(addresses) if addresses else None
-    await app[LIVES].open()
-    try:
-        yield
-    finally:
-        await app[LIVES].close()  # idempotent: normally done in on_shutdown already
-        if restriction is not None:
-            restriction.restore()
+    await sampler.stop()
 
 
 async def end_lives(app: web.Application) -> None:
@@ -129,7 +88,7 @@ async def healthz(request: web.Request) -> web.Response:
     try:
         async with asyncio.timeout(1.0):
             rtt = await measure_rtt(request.app)
-    except (RedisError, OSError, TimeoutError, KeyError) as exc:
+    except (RedisError, OSError, TimeoutError) as exc:
         return web.json_response({"ok": False, "redis": f"down: {type(exc).__name__}"},
                                  status=503)
     return web.json_response({"ok": True, "redis_rtt_ms": round(rtt * 1000, 3)})
@@ -141,24 +100,23 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings) -> web.Application:
-    """Build the whole server; nothing starts until the app runs."""
+    """Build the whole server; nothing starts (no Redis, no task) until the app runs."""
     app = web.Application(client_max_size=64 * 1024)
+    server = app[SERVER] = Server(settings)
+    # The parts HTTP handlers and tests reach through the app.
     app[SETTINGS] = settings
-    app[METRICS] = Metrics()
-    gateway = app[GATEWAY] = Gateway(settings, app[METRICS])
-    gateway.sio.attach(app)
-    profiles.register(gateway)
-    app[LIVES] = LiveRooms(gateway, settings)
-    app[LIVES].register()
-    app.cleanup_ctx.append(redis_ctx)
-    app.cleanup_ctx.append(rtt_ctx)
-    app.cleanup_ctx.append(lives_ctx)
-    chat.register(app)  # after redis_ctx: its feed task starts once Redis is up
-    gifts.register(app)
-    messages.register(gateway)
-    reports.register(gateway)
-    notifications.register(app)  # after redis_ctx: its fan-out worker starts once Redis is up
-    nudges.register(app)
+    app[METRICS] = server.metrics
+    app[REDIS] = server.redis
+    app[SERVICES] = server.services
+    app[GATEWAY] = server.gateway
+    app[LIVES] = server.lives
+    app[CHAT] = server.chat
+    app[GIFTS] = server.gifts
+    app[NOTIFIER] = server.notifier
+    app[FANOUT] = server.fanout
+    server.gateway.sio.attach(app)
+    app.cleanup_ctx.append(server_ctx)
+    app.cleanup_ctx.append(rtt_ctx)  # after server_ctx: it pings Redis
     app.on_shutdown.append(end_lives)
     app.on_shutdown.append(close_sockets)
     app.router.add_get("/healthz", healthz)
@@ -167,3 +125,6 @@ def create_app(settings: Settings) -> web.Application:
     wallet_http.setup(app)
     web_pages.setup(app)
     return app
+
+
+__all__ = ["REDIS", "create_app", "measure_rtt", "redis_client"]

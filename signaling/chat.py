@@ -41,13 +41,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
 from engine.errors import not_found
 from engine.lives import Live
+from signaling.feature import Feature
 from signaling.frames import Delivery, FrameWriter
 from signaling.gateway import Connection, EventContext, Gateway, user_room
 from signaling.live_rooms import LiveRooms, live_room
@@ -60,6 +60,7 @@ from signaling.schemas import (
     UserTarget,
 )
 from signaling.services import Services
+from signaling.tasks import OwnedTask
 
 log = logging.getLogger("golive.chat")
 
@@ -78,10 +79,12 @@ class ChatFeed:
     next poll. One task (run) owns the reads and the pushes.
     """
 
-    def __init__(self, gateway: Gateway, *, window_s: float = BATCH_WINDOW_S,
-                 poll_s: float = POLL_S, batch_max: int = BATCH_MAX) -> None:
+    def __init__(self, gateway: Gateway, services: Services, writer: FrameWriter, *,
+                 window_s: float = BATCH_WINDOW_S, poll_s: float = POLL_S,
+                 batch_max: int = BATCH_MAX) -> None:
         self.gateway = gateway
-        self.writer = FrameWriter(gateway.sio, metrics=gateway.metrics)
+        self.services = services
+        self.writer = writer
         self.window_s = window_s
         self.poll_s = poll_s
         self.batch_max = batch_max
@@ -89,28 +92,18 @@ class ChatFeed:
         self._starting: dict[str, asyncio.Future[None]] = {}
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._runner = OwnedTask(self._run, "chat-feed")
         self.totals = Delivery()
         self.pushes = 0
-
-    @property
-    def services(self) -> Services:
-        assert self.gateway.services is not None
-        return self.gateway.services
 
     # --- lifetime ----------------------------------------------------------------
 
     def open(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="chat-feed")
+        self._runner.start()
 
     async def close(self) -> None:
         """Stop the feed task; idempotent."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._runner.stop()
 
     # --- rooms ---------------------------------------------------------------------
 
@@ -189,18 +182,25 @@ class ChatFeed:
             self.pushes += 1
 
 
-class LiveChat:
-    """The chat:* events over the engine's Chat, and the feed that delivers them."""
+class LiveChat(Feature):
+    """The chat:* events over the engine's Chat, and the feed that delivers them.
 
-    def __init__(self, gateway: Gateway, lives: LiveRooms) -> None:
+    `writer` is the server's one FrameWriter (gifts push through it too)."""
+
+    def __init__(self, gateway: Gateway, services: Services, lives: LiveRooms,
+                 writer: FrameWriter) -> None:
+        super().__init__(after=[lives])
         self.gateway = gateway
+        self.services = services
         self.lives = lives
-        self.feed = ChatFeed(gateway)
+        self.feed = ChatFeed(gateway, services, writer)
+        self._add_events()
 
-    @property
-    def services(self) -> Services:
-        assert self.gateway.services is not None
-        return self.gateway.services
+    async def on_open(self) -> None:
+        self.feed.open()
+
+    async def on_close(self) -> None:
+        await self.feed.close()
 
     def live(self, live_id: str) -> Live:
         live = self.lives.hosted_live(live_id)
@@ -240,7 +240,7 @@ class LiveChat:
 
     # --- events ------------------------------------------------------------------------
 
-    def register(self) -> None:
+    def _add_events(self) -> None:
         gateway = self.gateway
         self.lives.join_listeners.append(self.on_viewer_joined)
 
@@ -320,24 +320,4 @@ class LiveChat:
 
 CHAT = web.AppKey("chat", LiveChat)
 
-
-def register(app: web.Application) -> LiveChat:
-    """Add live chat to an app built by create_app: the events now, the feed task once
-    Redis is up (a cleanup context, so register after the Redis one)."""
-    from signaling.appkeys import GATEWAY, LIVES
-
-    chat = app[CHAT] = LiveChat(app[GATEWAY], app[LIVES])
-    chat.register()
-
-    async def feed_ctx(_: web.Application) -> AsyncIterator[None]:
-        chat.feed.open()
-        try:
-            yield
-        finally:
-            await chat.feed.close()
-
-    app.cleanup_ctx.append(feed_ctx)
-    return chat
-
-
-__all__ = ["CHAT", "ChatFeed", "LiveChat", "register"]
+__all__ = ["CHAT", "ChatFeed", "LiveChat"]

@@ -39,6 +39,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import BusyLoadingError, RedisError
 
+from signaling.tasks import cancel_and_wait
+
 log = logging.getLogger("golive.redis")
 
 # A unix socket path must fit in sockaddr_un (108 bytes on Linux).
@@ -298,10 +300,7 @@ class EmbeddedRedis:
     async def stop(self, *, timeout: float = 5.0) -> None:
         """SIGTERM (redis flushes the AOF and exits), then SIGKILL past the timeout. Idempotent."""
         watch, self._watch = self._watch, None
-        if watch is not None:
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
+        await cancel_and_wait(watch)
         proc, self._proc = self._proc, None
         try:
             if proc is not None and proc.returncode is None:

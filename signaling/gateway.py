@@ -22,9 +22,9 @@ from socketio.msgpack_packet import MsgPackPacket
 from engine.accounts import UserId
 from engine.errors import DomainError, ErrorCode, invalid, rate_limited, unauthorized
 from engine.sessions import Session
-from media.errors import MediaError
 from signaling import engineio_private
 from signaling.config import Settings
+from signaling.errors import as_domain_error
 from signaling.metrics import UNKNOWN_EVENT, Metrics
 from signaling.ratelimit import TokenBucket
 from signaling.schemas import P, convert
@@ -95,17 +95,16 @@ def error_ack(error: DomainError) -> dict[str, Any]:
     return {"ok": False, "error": error.to_payload()}
 
 
-INTERNAL_ERROR = {"ok": False, "error": {"code": str(ErrorCode.UNAVAILABLE),
-                                        "message": "the server could not handle this request"}}
-
-
 class Gateway:
     """Owns the Socket.IO server, the registered events and the open connections."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, services: Services) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.services: Services | None = None  # set once Redis is up
+        self.services = services
+        # False until the server has opened Redis and every feature (signaling/server.py):
+        # until then connects are refused with `unavailable` (reason "starting").
+        self.ready = False
         self.sio = GoliveSocketServer(
             async_mode="aiohttp",
             serializer=SafeMsgPackPacket,
@@ -151,9 +150,10 @@ class Gateway:
     # --- connection lifecycle ----------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
-        if self.services is None:
+        if not self.ready:
             raise socketio.exceptions.ConnectionRefusedError(
-                "the server is starting", {"code": "unavailable", "reason": "starting"})
+                "the server is starting",
+                {"code": str(ErrorCode.UNAVAILABLE), "reason": "starting", "retryable": True})
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
             session = await self.services.sessions.verify(token)
@@ -215,16 +215,10 @@ class Gateway:
             result = await self._dispatch(spec, event, sid, args)
             outcome = "ok"
             return {"ok": True, **result}
-        except DomainError as exc:
-            outcome = str(exc.code)
-            return error_ack(exc)
-        except MediaError as exc:
-            outcome = str(exc.code)
-            return error_ack(DomainError(ErrorCode(str(exc.code)), exc.message))
-        except Exception:
-            outcome = "internal"
-            log.exception("event handler failed", extra={"fields": {"event": label, "sid": sid}})
-            return INTERNAL_ERROR
+        except Exception as exc:
+            error = as_domain_error(exc, log, "event handler failed", event=label, sid=sid)
+            outcome = str(error.code)
+            return error_ack(error)
         finally:
             self.metrics.events.labels(label, outcome).inc()
             self.metrics.event_seconds.labels(label).observe(time.perf_counter() - started)
@@ -232,7 +226,7 @@ class Gateway:
     async def _dispatch(self, spec: EventSpec | None, event: Any, sid: str,
                         args: tuple[Any, ...]) -> dict[str, Any]:
         conn = self.connections.get(sid)
-        if conn is None or self.services is None:
+        if conn is None or not self.ready:
             raise unauthorized("this connection is not signed in", "missing")
         # The bucket comes first so floods of unknown or malformed events are
         # limited too.

@@ -32,12 +32,13 @@ from aiohttp import web
 
 from engine.accounts import Account
 from engine.catalog import Gift
-from engine.errors import DomainError, ErrorCode, not_found
+from engine.errors import not_found, unavailable
 from engine.gift_room import GiftBoard, GiftMoment, board_view
 from engine.ledger import GiftReceipt
 from engine.lives import Live
 from media.errors import MediaError
 from media.overlay import MAX_TEXT_CHARS, Overlay
+from signaling.feature import Feature
 from signaling.frames import FrameWriter
 from signaling.gateway import Connection, EventContext, Gateway
 from signaling.live_rooms import LiveRooms, live_room
@@ -99,21 +100,22 @@ def receipt_view(receipt: GiftReceipt, moment: GiftMoment) -> dict[str, Any]:
             "replayed": receipt.replayed, "streak": moment.streak, "combo": moment.combo}
 
 
-class LiveGifts:
-    """The gift events, the room pushes and the video badges."""
+class LiveGifts(Feature):
+    """The gift events, the room pushes and the video badges.
 
-    def __init__(self, gateway: Gateway, lives: LiveRooms,
-                 writer: FrameWriter | None = None) -> None:
+    `writer` is the server's one FrameWriter, shared with live chat: one hook into
+    Engine.IO's websockets per server."""
+
+    def __init__(self, gateway: Gateway, services: Services, lives: LiveRooms,
+                 writer: FrameWriter) -> None:
+        super().__init__(after=[lives])
         self.gateway = gateway
+        self.services = services
         self.lives = lives
-        self.writer = writer or FrameWriter(gateway.sio, metrics=gateway.metrics)
+        self.writer = writer
         self._icons: dict[str, bytes | None] = {}
         self._shown: OrderedDict[str, int] = OrderedDict()  # streak -> combo on the video
-
-    @property
-    def services(self) -> Services:
-        assert self.gateway.services is not None
-        return self.gateway.services
+        self._add_events()
 
     # --- reading -------------------------------------------------------------------------
 
@@ -155,7 +157,7 @@ class LiveGifts:
         if live is None:
             raise not_found("this creator is not live")
         if self.lives.hosted_live(live.live_id) is None:
-            raise DomainError(ErrorCode.UNAVAILABLE, "this live is hosted on another node")
+            raise unavailable("this live is hosted on another node")
         gift = services.ledger.catalog.gift(p.gift_id)
         receipt = await services.ledger.send_gift(
             transfer_id=p.transfer_id, sender_id=conn.user_id, creator_id=creator.id,
@@ -208,7 +210,7 @@ class LiveGifts:
 
     # --- events ------------------------------------------------------------------------------
 
-    def register(self) -> None:
+    def _add_events(self) -> None:
         gateway = self.gateway
         self.lives.join_listeners.append(self.on_viewer_joined)
 
@@ -227,18 +229,5 @@ class LiveGifts:
 
 GIFTS = web.AppKey("gifts", LiveGifts)
 
-
-def register(app: web.Application) -> LiveGifts:
-    """Add gifts to an app built by create_app (after LiveRooms and live chat, whose
-    frame writer it shares: one hook into Engine.IO's websockets per server)."""
-    from signaling.appkeys import GATEWAY, LIVES
-    from signaling.chat import CHAT
-
-    writer = app[CHAT].feed.writer if CHAT in app else None
-    gifts = app[GIFTS] = LiveGifts(app[GATEWAY], app[LIVES], writer)
-    gifts.register()
-    return gifts
-
-
 __all__ = ["GIFTS", "STYLE_LOOKS", "LiveGifts", "gift_overlay", "hex_color", "overlay_text",
-           "receipt_view", "register"]
+           "receipt_view"]

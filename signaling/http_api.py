@@ -19,8 +19,8 @@ from engine.lives import check_may_go_live
 from engine.nesting import MAX_DEPTH, json_too_deep
 from engine.sessions import Session
 from engine.stream_ids import BadStreamId, StreamId
-from signaling.appkeys import GATEWAY, LIVES, METRICS, SERVICES, SETTINGS
-from signaling.notifications import Notifier
+from signaling.appkeys import GATEWAY, LIVES, METRICS, NOTIFIER, SERVICES, SETTINGS
+from signaling.errors import as_domain_error
 from signaling.profiles import profile_view, relation_view
 from signaling.ratelimit import KeyedBuckets
 from signaling.schemas import P, ProfileUpdate, Register, SignIn, convert
@@ -30,7 +30,7 @@ log = logging.getLogger("golive.http")
 STATUS = {
     ErrorCode.INVALID: 400, ErrorCode.UNAUTHORIZED: 401, ErrorCode.INSUFFICIENT_FUNDS: 402,
     ErrorCode.FORBIDDEN: 403, ErrorCode.NOT_FOUND: 404, ErrorCode.CONFLICT: 409,
-    ErrorCode.RATE_LIMITED: 429, ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.RATE_LIMITED: 429, ErrorCode.UNAVAILABLE: 503, ErrorCode.INTERNAL: 500,
 }
 
 AUTH_BUCKETS = web.AppKey("auth_buckets", KeyedBuckets)
@@ -52,7 +52,8 @@ def ok(status: int = 200, **body: Any) -> web.Response:
 
 @web.middleware
 async def api_errors(request: web.Request, handler: Route) -> web.StreamResponse:
-    """DomainErrors become JSON error bodies; anything else a logged 503."""
+    """Every failure becomes a JSON error body (signaling/errors.py: a bug is a logged
+    500 `internal` with an error id, Redis down a 503 `unavailable`)."""
     if not request.path.startswith("/api/"):
         return await handler(request)
     resource = request.match_info.route.resource
@@ -71,9 +72,8 @@ async def api_errors(request: web.Request, handler: Route) -> web.StreamResponse
                 status=exc.status)
         else:
             raise
-    except Exception:
-        log.exception("api handler failed", extra={"fields": {"route": route}})
-        response = error_response(DomainError(ErrorCode.UNAVAILABLE, "internal error"))
+    except Exception as exc:
+        response = error_response(as_domain_error(exc, log, "api handler failed", route=route))
     request.app[METRICS].http_requests.labels(route, str(response.status)).inc()
     return response
 
@@ -242,7 +242,7 @@ def graph_route(verb: str) -> Route:
             ("block", False): services.graph.block, ("block", True): services.graph.unblock,
         }[(verb, undo)]
         if await action(session.user_id, target.id) and (verb, undo) == ("follow", False):
-            await Notifier(request.app[GATEWAY]).followed(
+            await request.app[NOTIFIER].followed(
                 await services.accounts.get(session.user_id), target.id)
         return ok(**await relation_view(services, session.user_id, target.id))
 

@@ -1,53 +1,41 @@
-"""Live rooms at the edge: going live, watching, the grace period, room state pushes.
+"""Live rooms at the edge: going live, watching, ending.
 
-Owns one MediaRoom per live hosted on this node, the grace timers of creators
-whose connection dropped, and the task that pushes viewer counts and the
-Discover list. Socket.IO rooms used:
-  live:{live_id}      the creator and every viewer (room:state, live:ended)
-  watch:{creator_id}  pages showing that creator (live:started, live:ended)
-  discover            the Discover page (discover:update)
+Owns the registry of lives hosted on this node (one MediaRoom each, by creator and
+by live id), their grace timers (signaling/grace.py: a creator whose connection
+dropped has `live_grace` seconds to come back), the coalesced viewer-count and
+Discover pushes (signaling/room_pushes.py, which also names the Socket.IO rooms),
+and the worker that handles media's "peer gone" reports.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.accounts import utc_today
-from engine.errors import DomainError, ErrorCode, conflict, not_found
+from engine.errors import DomainError, ErrorCode, conflict, not_found, unavailable
 from engine.lives import Live, check_may_go_live, check_may_watch
-from media.errors import MediaError
+from media.errors import MediaError, MediaErrorCode
 from media.ice import IceServer
 from media.overlay import Overlay
 from media.peers import GoneReason
 from media.room import MediaRoom
 from signaling.config import Settings
+from signaling.errors import from_media
+from signaling.feature import Feature
 from signaling.gateway import Connection, EventContext, Gateway
+from signaling.grace import GraceTimers
+from signaling.room_pushes import DISCOVER_ROOM, RoomPushes, live_room, watch_room
 from signaling.schemas import Empty, LiveStart, LiveWatch, RoomJoin, RoomLeave, RtcAnswer
+from signaling.services import Services
+from signaling.tasks import OwnedTask
 
 log = logging.getLogger("golive.lives")
 
-PUSH_PERIOD_S = 0.5  # viewer counts and Discover are coalesced: at most 2 pushes/s per live
 GONE_QUEUE_BOUND = 10_000  # media "peer gone" reports waiting for the worker
-
-
-def live_room(live_id: str) -> str:
-    return f"live:{live_id}"
-
-
-def watch_room(creator_id: str) -> str:
-    return f"watch:{creator_id}"
-
-
-DISCOVER_ROOM = "discover"
-
-
-def as_domain_error(exc: MediaError) -> DomainError:
-    return DomainError(ErrorCode(str(exc.code)), exc.message)
 
 
 @dataclass
@@ -56,25 +44,26 @@ class HostedLive:
     media: MediaRoom
     publisher_sid: str | None
     viewers: dict[str, str] = field(default_factory=dict)  # sid -> viewer user id
-    grace: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-class LiveRooms:
+class LiveRooms(Feature):
     """Every live hosted on this node, and the events that drive them."""
 
-    def __init__(self, gateway: Gateway, settings: Settings) -> None:
+    def __init__(self, gateway: Gateway, services: Services, settings: Settings) -> None:
+        super().__init__()
         self.gateway = gateway
+        self.services = services
         self.settings = settings
         self.ice_servers = settings.ice_server_list()
         self._media_ice = tuple(IceServer(s["urls"], s.get("username"), s.get("credential"))
                                 for s in self.ice_servers)
         self.hosted: dict[str, HostedLive] = {}  # creator id -> live
         self._by_live: dict[str, HostedLive] = {}  # live id -> live
-        self._dirty: set[str] = set()  # live ids whose viewer count changed
-        self._discover_dirty = False
+        self.grace = GraceTimers(settings.live_grace, self._grace_over)
+        self.pushes = RoomPushes(gateway, services, self.hosted_live)
         self._gone: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue(GONE_QUEUE_BOUND)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._gone_worker_task = OwnedTask(self._gone_worker, "live-gone")
         self._start_lock = asyncio.Lock()
         # Awaited, in order, when a new viewer (not a renegotiation) joined a live here
         # (live chat writes its "NAME joined" line).
@@ -82,15 +71,11 @@ class LiveRooms:
         # Awaited, in order, when a new live started here (not a resume): nudges and
         # live alerts queue their go-live notifications.
         self.started_listeners: list[Callable[[Live], Awaitable[None]]] = []
-
-    @property
-    def services(self) -> Any:
-        assert self.gateway.services is not None
-        return self.gateway.services
+        self._add_events()
 
     # --- lifetime ----------------------------------------------------------
 
-    async def open(self) -> None:
+    async def on_open(self) -> None:
         """Take back the lives this node hosted when it stopped without ending them (a
         crash): each waits a grace period (`live_grace`, counted from now) for its
         creator's `live:start`, which resumes it (same live id, chat and gift board);
@@ -102,20 +87,17 @@ class LiveRooms:
             log.info("live left by a stopped server; waiting for its creator",
                      extra={"fields": {"live": live.live_id, "creator": live.creator_id}})
             self._begin_grace(hosted)
-            self._discover_dirty = True
-        self._tasks = [asyncio.create_task(self._push_loop(), name="live-pushes"),
-                       asyncio.create_task(self._gone_worker(), name="live-gone")]
+            self.pushes.discover_changed()
+        self.pushes.open()
+        self._gone_worker_task.start()
 
-    async def close(self) -> None:
+    async def on_close(self) -> None:
         """End every hosted live (viewers are told), then stop the owned tasks."""
         await asyncio.gather(*(self.end(h.live.creator_id, "server_shutdown")
                                for h in list(self.hosted.values())), return_exceptions=True)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await self._gone_worker_task.stop()
+        await self.grace.close()
+        await self.pushes.close()
 
     # --- creator -----------------------------------------------------------
 
@@ -142,11 +124,11 @@ class LiveRooms:
             hosted.lock.release()
             await self.end(creator, "publish_failed")
             if isinstance(exc, MediaError):
-                raise as_domain_error(exc) from None
+                raise from_media(exc) from None
             raise
         hosted.lock.release()
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
-        await self._announce_start(live)
+        await self.pushes.announce_start(live)
         for listener in self.started_listeners:
             try:
                 await listener(live)
@@ -174,15 +156,13 @@ class LiveRooms:
                                and hosted.publisher_sid in self.gateway.connections)
             if other_publisher and hosted.media.has_publisher:
                 raise conflict("you are already live (in another tab or device)")
-            if hosted.grace is not None:
-                hosted.grace.cancel()
-                hosted.grace = None
+            await self.grace.cancel(hosted.live.live_id)
             await hosted.media.unpublish()
             try:
                 answer = await hosted.media.publish(offer)
             except MediaError as exc:
                 self._begin_grace(hosted)
-                raise as_domain_error(exc) from None
+                raise from_media(exc) from None
             hosted.publisher_sid = conn.sid
         await self.gateway.sio.enter_room(conn.sid, live_room(hosted.live.live_id))
         log.info("live resumed", extra={"fields": {"live": hosted.live.live_id}})
@@ -196,9 +176,8 @@ class LiveRooms:
         if hosted is None:
             return False
         self._by_live.pop(hosted.live.live_id, None)
-        if hosted.grace is not None and hosted.grace is not asyncio.current_task():
-            hosted.grace.cancel()
         live = hosted.live
+        await self.grace.cancel(live.live_id)  # skipped when the timer itself is ending it
         try:
             await self.services.lives.end(live)
             payload = {"live_id": live.live_id, "creator_id": creator_id, "reason": reason}
@@ -207,24 +186,22 @@ class LiveRooms:
             await self.gateway.sio.close_room(live_room(live.live_id))
         finally:
             await hosted.media.close()
-            self._discover_dirty = True
+            self.pushes.discover_changed()
         log.info("live ended", extra={"fields": {"live": live.live_id, "reason": reason}})
         return True
 
     def _begin_grace(self, hosted: HostedLive) -> None:
         """The creator's connection or media dropped: end the live unless they come back."""
-        if hosted.grace is not None:
-            return
+        if not self.grace.start(hosted.live.live_id):
+            return  # already waiting
         hosted.publisher_sid = None
-
-        async def expire() -> None:
-            await asyncio.sleep(self.settings.live_grace)
-            await self.end(hosted.live.creator_id, "creator_left")
-
-        hosted.grace = asyncio.create_task(expire(), name=f"grace-{hosted.live.live_id}")
-        hosted.grace.add_done_callback(self._log_task_failure)
         log.info("creator gone; grace period", extra={"fields": {
             "live": hosted.live.live_id, "seconds": self.settings.live_grace}})
+
+    async def _grace_over(self, live_id: str) -> None:
+        hosted = self._by_live.get(live_id)
+        if hosted is not None:
+            await self.end(hosted.live.creator_id, "creator_left")
 
     # --- viewers -----------------------------------------------------------
 
@@ -239,7 +216,7 @@ class LiveRooms:
                               reason="banned")
         hosted = self._by_live.get(live.live_id)
         if hosted is None:
-            raise DomainError(ErrorCode.UNAVAILABLE, "this live is hosted on another node")
+            raise unavailable("this live is hosted on another node")
         renegotiation = conn.sid in hosted.viewers
         if renegotiation:  # a fresh pc from the same tab
             await hosted.media.remove_viewer(conn.sid)
@@ -254,9 +231,9 @@ class LiveRooms:
                 offer = await hosted.media.add_viewer(conn.sid)
         except MediaError as exc:
             await self._forget_viewer(hosted, conn.sid)
-            raise as_domain_error(exc) from None
+            raise from_media(exc) from None
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
-        self._mark_dirty(live.live_id)
+        self.pushes.viewers_changed(live.live_id)
         if not renegotiation:
             for listener in self.join_listeners:
                 try:
@@ -273,9 +250,10 @@ class LiveRooms:
         try:
             await hosted.media.accept_viewer_answer(conn.sid, sdp)
         except MediaError as exc:
-            if exc.code not in ("conflict", "not_found"):  # not_found: a chat-only join
+            # not_found: a chat-only join, which has no peer connection to forget
+            if exc.code not in (MediaErrorCode.CONFLICT, MediaErrorCode.NOT_FOUND):
                 await self._forget_viewer(hosted, conn.sid)
-            raise as_domain_error(exc) from None
+            raise from_media(exc) from None
         return {}
 
     async def leave(self, conn: Connection, live_id: str) -> bool:
@@ -311,7 +289,7 @@ class LiveRooms:
         user_id = hosted.viewers.pop(sid, None)
         if user_id is not None:
             await self.services.lives.viewer_left(hosted.live, user_id)
-            self._mark_dirty(hosted.live.live_id)
+            self.pushes.viewers_changed(hosted.live.live_id)
 
     # --- disconnects and media reports -------------------------------------
 
@@ -348,48 +326,11 @@ class LiveRooms:
             except Exception:
                 log.exception("handling a gone peer failed")
 
-    # --- pushes --------------------------------------------------------------
-
-    def _mark_dirty(self, live_id: str) -> None:
-        self._dirty.add(live_id)
-        self._discover_dirty = True
-
-    async def _push_loop(self) -> None:
-        while True:
-            await asyncio.sleep(PUSH_PERIOD_S)
-            try:
-                await self._push_once()
-            except Exception:
-                log.exception("room state push failed")
-
-    async def _push_once(self) -> None:
-        dirty, self._dirty = self._dirty, set()
-        for live_id in dirty:
-            hosted = self._by_live.get(live_id)
-            if hosted is None:
-                continue
-            count = await self.services.lives.viewer_count(hosted.live)
-            await self.gateway.sio.emit("room:state", {"live_id": live_id, "viewers": count},
-                                        to=live_room(live_id))
-        if self._discover_dirty:
-            self._discover_dirty = False
-            await self.gateway.sio.emit("discover:update", {"lives": await self.directory()},
-                                        to=DISCOVER_ROOM)
-
-    async def _announce_start(self, live: Live) -> None:
-        account = await self.services.accounts.get(live.creator_id)
-        await self.gateway.sio.emit("live:started", {"live": live.as_dict(),
-                                                     "creator": account.public()},
-                                    to=watch_room(live.creator_id))
-        self._discover_dirty = True
+    # --- pushes and overlays ------------------------------------------------
 
     async def directory(self, limit: int = 50) -> list[dict[str, Any]]:
         """Discover: live rooms, most viewers first, with their creators."""
-        lives = await self.services.lives.directory(limit=limit)
-        creators = await self.services.accounts.get_many([live.creator_id for live, _ in lives])
-        return [{**live.as_dict(), "viewers": viewers,
-                 "creator": creators[live.creator_id].public()}
-                for live, viewers in lives if live.creator_id in creators]
+        return await self.pushes.directory(limit)
 
     def add_overlay(self, creator_id: str, overlay: Overlay) -> bool:
         """Burn an overlay into a hosted live's video (gifts use this)."""
@@ -399,14 +340,9 @@ class LiveRooms:
         hosted.media.add_overlay(overlay)
         return True
 
-    @staticmethod
-    def _log_task_failure(task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("live task failed", exc_info=task.exception())
-
     # --- events --------------------------------------------------------------
 
-    def register(self) -> None:
+    def _add_events(self) -> None:
         gateway = self.gateway
 
         @gateway.event("live:start", LiveStart)

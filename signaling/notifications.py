@@ -5,7 +5,7 @@ Every open tab of a user is in the Socket.IO room user:{id}; `notify:new` goes
 there with the notification, the one-line alert the pages show as a toast
 ("Ann nudged you to go live!") and the unread count for the header badge.
 
-    notifier = app[NOTIFIER]
+    notifier = server.notifier      # the one Notifier, built by signaling/server.py
     await notifier.notify(user_id, "gift", {"user": {...}, "gift": {"name": "Rose"}})
 
 LiveFanout is one task per node: it claims go-live jobs (engine/live_alerts.py)
@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -31,9 +30,11 @@ from engine.accounts import Account
 from engine.live_alerts import Step
 from engine.notifications import Added, Kind, alert_text, day_of
 from engine.nudges import actor
+from signaling.feature import Feature
 from signaling.gateway import EventContext, Gateway, user_room
 from signaling.schemas import Empty, NotifyList, NotifyRead
 from signaling.services import Services
+from signaling.tasks import OwnedTask
 
 log = logging.getLogger("golive.notifications")
 
@@ -41,15 +42,12 @@ POLL_S = 1.0   # the worker also looks for queued jobs this often (jobs queued b
 
 
 class Notifier:
-    """Adds notifications and tells the user's open tabs."""
+    """Adds notifications and tells the user's open tabs (one per server, shared by
+    every feature that notifies)."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, services: Services) -> None:
         self.gateway = gateway
-
-    @property
-    def services(self) -> Services:
-        assert self.gateway.services is not None
-        return self.gateway.services
+        self.services = services
 
     def online(self, user_id: str) -> bool:
         """True when the user has a tab connected to this node."""
@@ -106,34 +104,27 @@ class Notifier:
         return len(online)
 
 
-class LiveFanout:
+class LiveFanout(Feature):
     """The node's go-live fan-out worker: one owned task, woken by a local go-live and
     polling every POLL_S for jobs other nodes queued."""
 
     def __init__(self, notifier: Notifier, *, poll_s: float = POLL_S) -> None:
+        super().__init__()
         self.notifier = notifier
+        self.services = notifier.services
         self.poll_s = poll_s
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._runner = OwnedTask(self._run, "live-fanout")
         self.steps = 0
         self.told = 0
 
-    @property
-    def services(self) -> Services:
-        return self.notifier.services
+    async def on_open(self) -> None:
+        self._runner.start()
 
-    def open(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="live-fanout")
-
-    async def close(self) -> None:
+    async def on_close(self) -> None:
         """Stop the worker; idempotent. A job cut short stays claimed by this node and is
         resumed where its last batch ended when the node starts again."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._runner.stop()
 
     def wake(self) -> None:
         self._wake.set()
@@ -187,49 +178,36 @@ class LiveFanout:
             await asyncio.sleep(0)  # let sockets and other events run between batches
 
 
-def register(app: web.Application) -> tuple[Notifier, LiveFanout]:
-    """Add the notify:* events and the fan-out worker to an app built by create_app
-    (register after the Redis cleanup context: the worker starts once Redis is up)."""
-    from signaling.appkeys import GATEWAY
+class NotificationEvents(Feature):
+    """The notify:* events: the inbox page and the header badge."""
 
-    gateway = app[GATEWAY]
-    notifier = app[NOTIFIER] = Notifier(gateway)
-    fanout = app[FANOUT] = LiveFanout(notifier)
+    def __init__(self, gateway: Gateway, services: Services, notifier: Notifier) -> None:
+        super().__init__()
 
-    @gateway.event("notify:list", NotifyList)
-    async def notify_list(ctx: EventContext, p: NotifyList) -> dict[str, Any]:
-        items, cursor = await ctx.services.notifications.page(ctx.user_id, before=p.before,
+        @gateway.event("notify:list", NotifyList)
+        async def notify_list(ctx: EventContext, p: NotifyList) -> dict[str, Any]:
+            items, cursor = await services.notifications.page(ctx.user_id, before=p.before,
                                                               limit=p.limit)
-        return {"notifications": [n.as_dict() for n in items], "next": cursor,
-                "more": cursor is not None,
-                "unread": await ctx.services.notifications.unread(ctx.user_id)}
+            return {"notifications": [n.as_dict() for n in items], "next": cursor,
+                    "more": cursor is not None,
+                    "unread": await services.notifications.unread(ctx.user_id)}
 
-    @gateway.event("notify:read", NotifyRead)
-    async def notify_read(ctx: EventContext, p: NotifyRead) -> dict[str, Any]:
-        await ctx.services.notifications.mark_read(ctx.user_id, p.id)
-        return {"id": p.id, "unread": await notifier.push_unread(ctx.user_id)}
+        @gateway.event("notify:read", NotifyRead)
+        async def notify_read(ctx: EventContext, p: NotifyRead) -> dict[str, Any]:
+            await services.notifications.mark_read(ctx.user_id, p.id)
+            return {"id": p.id, "unread": await notifier.push_unread(ctx.user_id)}
 
-    @gateway.event("notify:read_all", Empty)
-    async def notify_read_all(ctx: EventContext, _: Empty) -> dict[str, Any]:
-        await ctx.services.notifications.mark_all_read(ctx.user_id)
-        return {"unread": await notifier.push_unread(ctx.user_id)}
+        @gateway.event("notify:read_all", Empty)
+        async def notify_read_all(ctx: EventContext, _: Empty) -> dict[str, Any]:
+            await services.notifications.mark_all_read(ctx.user_id)
+            return {"unread": await notifier.push_unread(ctx.user_id)}
 
-    @gateway.event("notify:unread", Empty)
-    async def notify_unread(ctx: EventContext, _: Empty) -> dict[str, Any]:
-        return {"unread": await ctx.services.notifications.unread(ctx.user_id)}
-
-    async def fanout_ctx(_: web.Application) -> AsyncIterator[None]:
-        fanout.open()
-        try:
-            yield
-        finally:
-            await fanout.close()
-
-    app.cleanup_ctx.append(fanout_ctx)
-    return notifier, fanout
+        @gateway.event("notify:unread", Empty)
+        async def notify_unread(ctx: EventContext, _: Empty) -> dict[str, Any]:
+            return {"unread": await services.notifications.unread(ctx.user_id)}
 
 
 NOTIFIER = web.AppKey("notifier", Notifier)
 FANOUT = web.AppKey("live_fanout", LiveFanout)
 
-__all__ = ["FANOUT", "NOTIFIER", "LiveFanout", "Notifier", "register"]
+__all__ = ["FANOUT", "NOTIFIER", "LiveFanout", "NotificationEvents", "Notifier"]

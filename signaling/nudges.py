@@ -14,12 +14,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aiohttp import web
-
 from engine.accounts import Account
 from engine.lives import Live
 from engine.notifications import alert_text
 from engine.nudges import actor
+from signaling.feature import Feature
 from signaling.gateway import Connection, EventContext, Gateway, user_room
 from signaling.live_rooms import LiveRooms
 from signaling.messages import conversation_view, push_unread
@@ -30,20 +29,19 @@ from signaling.services import Services
 log = logging.getLogger("golive.nudges")
 
 
-class NudgeEdge:
-    """The nudge events and the go-live and join hooks."""
+class NudgeEdge(Feature):
+    """The nudge events and the go-live and join hooks (the go-live hook wakes the
+    fan-out worker, so that opens first)."""
 
-    def __init__(self, gateway: Gateway, lives: LiveRooms, notifier: Notifier,
-                 fanout: LiveFanout) -> None:
+    def __init__(self, gateway: Gateway, services: Services, lives: LiveRooms,
+                 notifier: Notifier, fanout: LiveFanout) -> None:
+        super().__init__(after=[lives, fanout])
         self.gateway = gateway
+        self.services = services
         self.lives = lives
         self.notifier = notifier
         self.fanout = fanout
-
-    @property
-    def services(self) -> Services:
-        assert self.gateway.services is not None
-        return self.gateway.services
+        self._add_events()
 
     # --- hooks -----------------------------------------------------------------------------
 
@@ -78,7 +76,7 @@ class NudgeEdge:
 
     # --- events ---------------------------------------------------------------------------
 
-    def register(self) -> None:
+    def _add_events(self) -> None:
         gateway = self.gateway
         self.lives.started_listeners.append(self.on_live_started)
         self.lives.join_listeners.append(self.on_viewer_joined)
@@ -149,14 +147,4 @@ class NudgeEdge:
             return {"user_id": p.user_id, "on": on}
 
 
-def register(app: web.Application) -> NudgeEdge:
-    """Add nudges to an app built by create_app, after signaling.notifications.register."""
-    from signaling.appkeys import GATEWAY, LIVES
-    from signaling.notifications import FANOUT, NOTIFIER
-
-    edge = NudgeEdge(app[GATEWAY], app[LIVES], app[NOTIFIER], app[FANOUT])
-    edge.register()
-    return edge
-
-
-__all__ = ["NudgeEdge", "register"]
+__all__ = ["NudgeEdge"]

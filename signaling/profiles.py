@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from engine.accounts import Account
-from signaling.gateway import EventContext, Gateway
+from signaling.feature import Feature
+from signaling.gateway import EventContext, Gateway, Handler
 from signaling.notifications import Notifier
 from signaling.schemas import Empty, ProfileGet, ProfileUpdate, UserList, UserTarget
 from signaling.services import Services
@@ -34,52 +36,54 @@ async def relation_view(services: Services, viewer: str, target: str) -> dict[st
     }
 
 
-def register(gateway: Gateway) -> None:
-    """Add the profile and graph events to the gateway."""
+class ProfileEvents(Feature):
+    """The profile and graph events."""
 
-    @gateway.event("session:whoami", Empty)
-    async def whoami(ctx: EventContext, _: Any) -> dict[str, Any]:
-        account = await ctx.services.accounts.get(ctx.user_id)
-        return {"user": account.public(), "expires_at": ctx.conn.session.expires_at}
+    def __init__(self, gateway: Gateway, services: Services, notifier: Notifier) -> None:
+        super().__init__()
+        self.services = services
 
-    @gateway.event("profile:get", ProfileGet)
-    async def profile_get(ctx: EventContext, p: ProfileGet) -> dict[str, Any]:
-        account = await ctx.services.accounts.find(p.username)
-        return await profile_view(ctx.services, account, ctx.user_id)
+        @gateway.event("session:whoami", Empty)
+        async def whoami(ctx: EventContext, _: Any) -> dict[str, Any]:
+            account = await ctx.services.accounts.get(ctx.user_id)
+            return {"user": account.public(), "expires_at": ctx.conn.session.expires_at}
 
-    @gateway.event("profile:update", ProfileUpdate)
-    async def profile_update(ctx: EventContext, p: ProfileUpdate) -> dict[str, Any]:
-        account = await ctx.services.accounts.update_profile(
-            ctx.user_id, display_name=p.display_name, bio=p.bio)
-        return {"user": account.public()}
+        @gateway.event("profile:get", ProfileGet)
+        async def profile_get(ctx: EventContext, p: ProfileGet) -> dict[str, Any]:
+            account = await ctx.services.accounts.find(p.username)
+            return await profile_view(ctx.services, account, ctx.user_id)
 
-    @gateway.event("user:follow", UserTarget)
-    async def follow(ctx: EventContext, p: UserTarget) -> dict[str, Any]:
-        if await ctx.services.graph.follow(ctx.user_id, p.user_id):
-            await Notifier(gateway).followed(await ctx.services.accounts.get(ctx.user_id),
-                                             p.user_id)
-        return await relation_view(ctx.services, ctx.user_id, p.user_id)
+        @gateway.event("profile:update", ProfileUpdate)
+        async def profile_update(ctx: EventContext, p: ProfileUpdate) -> dict[str, Any]:
+            account = await ctx.services.accounts.update_profile(
+                ctx.user_id, display_name=p.display_name, bio=p.bio)
+            return {"user": account.public()}
 
-    @gateway.event("user:unfollow", UserTarget)
-    async def unfollow(ctx: EventContext, p: UserTarget) -> dict[str, Any]:
-        await ctx.services.graph.unfollow(ctx.user_id, p.user_id)
-        return await relation_view(ctx.services, ctx.user_id, p.user_id)
+        @gateway.event("user:follow", UserTarget)
+        async def follow(ctx: EventContext, p: UserTarget) -> dict[str, Any]:
+            if await ctx.services.graph.follow(ctx.user_id, p.user_id):
+                await notifier.followed(await ctx.services.accounts.get(ctx.user_id), p.user_id)
+            return await relation_view(ctx.services, ctx.user_id, p.user_id)
 
-    @gateway.event("user:block", UserTarget)
-    async def block(ctx: EventContext, p: UserTarget) -> dict[str, Any]:
-        await ctx.services.graph.block(ctx.user_id, p.user_id)
-        return await relation_view(ctx.services, ctx.user_id, p.user_id)
+        graph = services.graph
+        for name, change in (("user:unfollow", graph.unfollow), ("user:block", graph.block),
+                             ("user:unblock", graph.unblock)):
+            gateway.event(name, UserTarget)(self._graph_change(change))
 
-    @gateway.event("user:unblock", UserTarget)
-    async def unblock(ctx: EventContext, p: UserTarget) -> dict[str, Any]:
-        await ctx.services.graph.unblock(ctx.user_id, p.user_id)
-        return await relation_view(ctx.services, ctx.user_id, p.user_id)
+        @gateway.event("user:list", UserList)
+        async def user_list(ctx: EventContext, p: UserList) -> dict[str, Any]:
+            graph = ctx.services.graph
+            lister = {"followers": graph.followers, "following": graph.following,
+                      "friends": graph.friends}[p.kind]
+            ids = await lister(p.user_id, limit=p.limit)
+            accounts = await ctx.services.accounts.get_many(ids)
+            return {"users": [accounts[uid].public() for uid in ids if uid in accounts]}
 
-    @gateway.event("user:list", UserList)
-    async def user_list(ctx: EventContext, p: UserList) -> dict[str, Any]:
-        graph = ctx.services.graph
-        lister = {"followers": graph.followers, "following": graph.following,
-                  "friends": graph.friends}[p.kind]
-        ids = await lister(p.user_id, limit=p.limit)
-        accounts = await ctx.services.accounts.get_many(ids)
-        return {"users": [accounts[uid].public() for uid in ids if uid in accounts]}
+    def _graph_change(self, change: Callable[[str, str], Awaitable[object]]) -> Handler:
+        """An event that makes one graph change and answers the new relation."""
+
+        async def handle(ctx: EventContext, p: UserTarget) -> dict[str, Any]:
+            await change(ctx.user_id, p.user_id)
+            return await relation_view(self.services, ctx.user_id, p.user_id)
+
+        return handle

@@ -1,7 +1,15 @@
-"""Serves web/: the pages, their modules and the npm-installed Socket.IO client."""
+"""Serves web/: the pages, their modules and the npm-installed Socket.IO client.
+
+Every page shares one shell (web/shell.html: the head, the stylesheet, the Socket.IO
+client and the site header, which header.js fills in). A page file holds only its own
+parts, `<head>...</head>` (title, extra styles, its module) and `<body>...</body>`;
+`render_page` puts them into the shell on each request, so an edit shows on reload
+with no build step.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from aiohttp import web
@@ -14,12 +22,29 @@ SOCKET_IO_CLIENT = Path("node_modules/socket.io-client/dist/socket.io.msgpack.mi
 PAGES = {"/": "index.html", "/@{username}": "profile.html", "/studio": "studio.html",
          "/messages": "messages.html", "/notifications": "notifications.html",
          "/wallet": "wallet.html"}
+SHELL = "shell.html"
+HEAD_MARK = "<!-- page head -->"
+BODY_MARK = "<!-- page body -->"
+PAGE_PARTS = re.compile(r"<head>\n?(?P<head>.*?)</head>\s*<body>\n?(?P<body>.*?)</body>",
+                        re.DOTALL)
+
+
+def render_page(web_dir: Path, name: str) -> str:
+    """The page web_dir/name inside the shell; ValueError names a page without its parts."""
+    page = (web_dir / name).read_text()
+    parts = PAGE_PARTS.search(page)
+    if parts is None:
+        raise ValueError(f"{name} must hold <head>...</head> and <body>...</body>")
+    shell = (web_dir / SHELL).read_text()
+    return (shell.replace(HEAD_MARK, parts["head"].rstrip("\n"))
+            .replace(BODY_MARK, parts["body"].rstrip("\n")))
 
 
 def _page(name: str):  # type: ignore[no-untyped-def]
-    async def handle(request: web.Request) -> web.FileResponse:
-        path = request.app[SETTINGS].web_dir / name
-        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+    async def handle(request: web.Request) -> web.Response:
+        html = render_page(request.app[SETTINGS].web_dir, name)
+        return web.Response(text=html, content_type="text/html",
+                            headers={"Cache-Control": "no-cache"})
 
     return handle
 

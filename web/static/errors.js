@@ -3,8 +3,11 @@
  *
  * The server answers failures as {ok: false, error: {code, message, ...details}}
  * with one code enum (docs/protocol.md): invalid, unauthorized, forbidden,
- * not_found, rate_limited, insufficient_funds, conflict, unavailable. Pages branch
- * on `code` and show `message`, which the server words for people.
+ * not_found, rate_limited, insufficient_funds, conflict, unavailable, internal.
+ * Pages branch on `code` and show `message`, which the server words for people.
+ * `retryable` (rate_limited, unavailable) says the same request may succeed later;
+ * `internal` is a server bug, answered with the `error_id` it is logged under.
+ * ErrorCode is engine/errors.py's enum, kept equal by tests/test_error_codes.py.
  */
 
 export const ErrorCode = Object.freeze({
@@ -16,6 +19,7 @@ export const ErrorCode = Object.freeze({
   INSUFFICIENT_FUNDS: 'insufficient_funds',
   CONFLICT: 'conflict',
   UNAVAILABLE: 'unavailable',
+  INTERNAL: 'internal',
 });
 
 export class GoliveError extends Error {
@@ -39,6 +43,12 @@ export class GoliveError extends Error {
 
   /** Why a token was refused: missing, invalid, expired or revoked (unauthorized only). */
   get reason() { return this.details.reason ?? null; }
+
+  /** True when the same request may succeed if sent again later (the server says so). */
+  get retryable() { return this.details.retryable === true; }
+
+  /** The id an `internal` error is logged under on the server, or null. */
+  get errorId() { return this.details.error_id ?? null; }
 
   /** Build from the `error` object of a failed answer. */
   static fromPayload(error, extra = {}) {

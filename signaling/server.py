@@ -1,0 +1,138 @@
+"""The composition root: the one place that builds a golive server and owns its lifetimes.
+
+Reading order for a newcomer: everything the server is made of is built here, in
+`Server.__init__`, each part handed what it needs by constructor:
+
+    Redis client (embedded redis-server when no URL) -> Services (engine objects)
+    -> Gateway (Socket.IO) -> one FrameWriter and one Notifier, shared
+    -> the features, in start order (signaling/feature.py is their one shape)
+
+`open()` (once, when the aiohttp app starts) starts the embedded Redis if any and
+waits for Redis to answer, then opens every feature in order and lets sockets in;
+`close()` undoes it in reverse. A feature opened before one it needs raises
+StartOrderError; features never see a server without Redis. signaling/app.py puts
+the Server into an aiohttp Application (routes, cleanup contexts, shutdown hooks).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from media.ice import HostAddressRestriction, restrict_host_addresses
+from signaling.chat import LiveChat
+from signaling.config import Settings
+from signaling.embedded_redis import EmbeddedRedis
+from signaling.feature import Feature, StartOrderError
+from signaling.frames import FrameWriter
+from signaling.gateway import Gateway
+from signaling.gifts import LiveGifts
+from signaling.live_rooms import LiveRooms
+from signaling.messages import DirectMessages
+from signaling.metrics import Metrics
+from signaling.notifications import LiveFanout, NotificationEvents, Notifier
+from signaling.nudges import NudgeEdge
+from signaling.profiles import ProfileEvents
+from signaling.reports import ReportEvents
+from signaling.services import Services
+
+log = logging.getLogger("golive.app")
+
+
+def redis_client(url: str) -> Redis:
+    """A client on a blocking pool: at the cap a caller waits instead of failing
+    (redis-py's plain pool raises MaxConnectionsError). It connects on first use."""
+    pool = BlockingConnectionPool.from_url(url, max_connections=64, timeout=5,
+                                           decode_responses=True)
+    return Redis(connection_pool=pool)
+
+
+class Server:
+    """Redis, the services, the gateway and every feature of one golive node."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.embedded: EmbeddedRedis | None = None
+        url = settings.redis_url
+        if not url:
+            self.embedded = EmbeddedRedis(
+                settings.data_dir, on_restart=self.metrics.embedded_redis_restarts.inc)
+            url = self.embedded.url
+        self.redis = redis_client(url)
+        self.services = Services.build(self.redis, settings)  # a bad catalog stops here
+        self.gateway = Gateway(settings, self.metrics, self.services)
+        # One FrameWriter per server: it hooks Engine.IO's websockets once (chat, gifts).
+        self.writer = FrameWriter(self.gateway.sio, metrics=self.metrics)
+        self.notifier = Notifier(self.gateway, self.services)
+
+        gateway, services = self.gateway, self.services
+        self.lives = LiveRooms(gateway, services, settings)
+        self.chat = LiveChat(gateway, services, self.lives, self.writer)
+        self.gifts = LiveGifts(gateway, services, self.lives, self.writer)
+        self.fanout = LiveFanout(self.notifier)
+        # Opened in this order, closed in reverse. Join listeners run in the order the
+        # features were built: chat's "NAME joined" line, the gift board, nudge insights.
+        self.features: tuple[Feature, ...] = (
+            ProfileEvents(gateway, services, self.notifier),
+            self.lives,
+            self.chat,
+            self.gifts,
+            DirectMessages(gateway, self.notifier),
+            ReportEvents(gateway),
+            NotificationEvents(gateway, services, self.notifier),
+            self.fanout,
+            NudgeEdge(gateway, services, self.lives, self.notifier, self.fanout),
+        )
+        self._redis_up = False
+        self._ice_restore: HostAddressRestriction | None = None
+
+    async def open(self) -> None:
+        """Redis first (an embedded redis-server is started), then every feature in order;
+        sockets are let in last. On a failure what was opened is closed again."""
+        try:
+            await self.open_redis()
+            await self.open_features()
+        except BaseException:
+            await self.close()
+            raise
+        self.gateway.ready = True
+
+    async def open_redis(self) -> None:
+        if self.embedded is not None:
+            await self.embedded.start()
+        await self.redis.ping()
+        self._redis_up = True
+        log.info("redis ready", extra={"fields": {"embedded": self.embedded is not None}})
+
+    async def open_features(self) -> None:
+        """Open every feature in order; StartOrderError before Redis answers."""
+        if not self._redis_up:
+            raise StartOrderError("features opened before Redis answered (open_redis)")
+        addresses = self.settings.ice_host_addresses()
+        if addresses:
+            self._ice_restore = restrict_host_addresses(addresses)
+        for feature in self.features:
+            await feature.open()
+
+    async def close(self) -> None:
+        """Refuse new sockets, close the features in reverse, then Redis. Idempotent."""
+        self.gateway.ready = False
+        for feature in reversed(self.features):
+            try:
+                await feature.close()
+            except Exception:
+                log.exception("closing a feature failed",
+                              extra={"fields": {"feature": type(feature).__name__}})
+        restriction, self._ice_restore = self._ice_restore, None
+        if restriction is not None:
+            restriction.restore()
+        self._redis_up = False
+        await self.redis.aclose()
+        await self.redis.connection_pool.disconnect()
+        if self.embedded is not None:
+            await self.embedded.stop()
+
+
+__all__ = ["Server", "redis_client"]

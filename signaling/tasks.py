@@ -1,0 +1,61 @@
+"""Ending owned asyncio tasks: one way, used by every owner in signaling/.
+
+Every task the server starts has an owner that cancels it and waits until it has
+finished: no task outlives its owner. `cancel_and_wait` is that idiom once;
+`OwnedTask` is the one long-running task most owners hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+log = logging.getLogger("golive.tasks")
+
+
+async def cancel_and_wait(*tasks: asyncio.Future[Any] | None) -> None:
+    """Cancel the tasks and wait until each has finished.
+
+    None and finished tasks are skipped, and so is the calling task itself (a timer
+    that ends its own live). Unlike `with suppress(CancelledError): await task`, a
+    cancel of the caller while it waits is not swallowed: it propagates (the tasks
+    were already told to stop). A task that had failed before it was cancelled is
+    logged, not raised: the owner is closing, and the failure would otherwise go
+    unreported."""
+    current = asyncio.current_task()
+    pending = [t for t in tasks if t is not None and t is not current]
+    for task in pending:
+        task.cancel()
+    if not pending:
+        return
+    await asyncio.wait(pending)
+    for task in pending:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task failed before it was cancelled",
+                      extra={"fields": {"task": task.get_name()
+                                        if isinstance(task, asyncio.Task) else repr(task)}},
+                      exc_info=task.exception())
+
+
+class OwnedTask:
+    """The one long-running task of an owner (a feed, a worker, a push loop): `start`
+    runs `work()` as a named task, `stop` cancels and awaits it; both idempotent."""
+
+    def __init__(self, work: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+        self.work = work
+        self.name = name
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.work(), name=self.name)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        await cancel_and_wait(task)

@@ -1,0 +1,52 @@
+"""The pages of web/ share one shell (web/shell.html); each page file holds only its
+own head lines and body, and is served whole (signaling/web_pages.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from signaling.web_pages import PAGES, SHELL, render_page
+
+WEB = Path(__file__).resolve().parent.parent / "web"
+SHARED = ('<meta charset="utf-8">', 'href="/static/golive.css"',
+          'src="/vendor/socket.io.msgpack.min.js"', 'data-testid="site-header"')
+
+
+def test_every_page_file_is_served_and_holds_no_shared_part() -> None:
+    files = {p.name for p in WEB.glob("*.html")} - {SHELL}
+    assert files == set(PAGES.values())
+    for name in files:
+        text = (WEB / name).read_text()
+        assert [s for s in SHARED if s in text] == [], name
+
+
+@pytest.mark.parametrize("name", sorted(PAGES.values()))
+def test_a_rendered_page_is_the_shell_around_its_parts(name: str) -> None:
+    html = render_page(WEB, name)
+    assert html.startswith("<!doctype html>\n<html lang=\"en\">")
+    assert html.rstrip().endswith("</body>\n</html>")
+    for shared in SHARED:
+        assert html.count(shared) == 1, (name, shared)
+    assert html.count("<title>") == 1 and html.index("<title>") < html.index("</head>")
+    module = f'src="/static/{name.removesuffix(".html").replace("index", "landing")}.js"'
+    assert module in html and html.index(module) < html.index("</head>")
+    assert html.count("<main") == 1 and html.index("site-header") < html.index("<main")
+    assert "<!-- page" not in html
+
+
+def test_a_page_without_its_parts_is_refused(tmp_path: Path) -> None:
+    (tmp_path / SHELL).write_text((WEB / SHELL).read_text())
+    (tmp_path / "odd.html").write_text("<main>no head</main>")
+    with pytest.raises(ValueError, match=r"odd\.html must hold"):
+        render_page(tmp_path, "odd.html")
+
+
+async def test_pages_are_served_as_html(client: Any) -> None:
+    resp = await client.get("/wallet")
+    assert resp.status == 200 and resp.content_type == "text/html"
+    assert resp.headers["Cache-Control"] == "no-cache"
+    html = await resp.text()
+    assert "<title>Wallet · golive</title>" in html and 'data-testid="site-header"' in html
