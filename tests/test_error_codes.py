@@ -23,7 +23,7 @@ from signaling.errors import MEDIA_CODES, as_domain_error
 from signaling.gateway import EventContext
 from signaling.http_api import STATUS
 from signaling.schemas import Empty
-from tests.conftest import register, sio_connect
+from tests.support.peers import register, sio_connect
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from signaling.grace import GraceTimers
-from tests.conftest import poll
+from tests.support.poll import poll
 
 
 async def test_a_timer_fires_once_unless_cancelled_first() -> None:
