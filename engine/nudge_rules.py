@@ -9,6 +9,8 @@ to that); in order, first match wins:
   1. nudging yourself: `invalid`
   2. a creator who does not exist: `not_found` (the caller looks them up)
   3. a block either way: `forbidden`, reason "blocked"
+  3b. a creator too young to go LIVE (under the live age, 18): `forbidden`, reason
+     "under_age" (a nudge asks for what they may not do)
   4. a creator who is live now: `conflict`, reason "live" (watch instead)
   5. a creator who switched nudges off: `forbidden`, reason "nudges_off"
   6. the sender nudged this creator within the window (24 h): `rate_limited`,
@@ -19,10 +21,13 @@ to that); in order, first match wins:
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
+from engine.accounts import age_on
 from engine.errors import DomainError, ErrorCode, invalid, rate_limited
 from engine.graph import Relation
+from engine.lives import LIVE_MIN_AGE
 from engine.throttle import Window
 
 WINDOW_S = 24 * 3600          # one nudge per sender per creator in this time
@@ -37,10 +42,17 @@ class NudgeLimits:
     per_creator: Window = field(default_factory=lambda: Window(1, WINDOW_S))
     per_sender: Window = field(default_factory=lambda: Window(HOURLY_CAP, 3600.0))
     insight_days: int = INSIGHT_DAYS
+    live_min_age: int = LIVE_MIN_AGE  # a creator younger than this cannot be nudged
 
     @classmethod
-    def configured(cls, window_s: float = WINDOW_S, hourly_cap: int = HOURLY_CAP) -> NudgeLimits:
-        return cls(per_creator=Window(1, window_s), per_sender=Window(hourly_cap, 3600.0))
+    def configured(cls, window_s: float = WINDOW_S, hourly_cap: int = HOURLY_CAP,
+                   live_min_age: int = LIVE_MIN_AGE) -> NudgeLimits:
+        return cls(per_creator=Window(1, window_s), per_sender=Window(hourly_cap, 3600.0),
+                   live_min_age=live_min_age)
+
+    def may_go_live(self, birthdate: dt.date, today: dt.date) -> bool:
+        """Whether a creator born on `birthdate` is old enough to go LIVE (and be nudged)."""
+        return age_on(birthdate, today) >= self.live_min_age
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +81,7 @@ class NudgeFacts:
     pair_wait_s: float = 0.0        # > 0: already nudged this creator; rest of the window
     sent_this_hour: int = 0         # the sender's nudges in the current hourly window
     hour_wait_s: float = 0.0        # the rest of that hourly window
+    creator_may_go_live: bool = True  # old enough to go LIVE (NudgeLimits.may_go_live)
 
 
 def _limited(retry_after: float, reason: str, message: str) -> DomainError:
@@ -91,6 +104,8 @@ def check_may_nudge(sender_id: str, creator_id: str, facts: NudgeFacts,
         raise DomainError(ErrorCode.FORBIDDEN,
                           "unblock this account before you nudge it" if facts.relation.blocking
                           else "you cannot nudge this account", reason="blocked")
+    if not facts.creator_may_go_live:
+        raise DomainError(ErrorCode.FORBIDDEN, "they cannot go LIVE yet", reason="under_age")
     if facts.creator_live:
         raise DomainError(ErrorCode.CONFLICT, "they are live now: watch instead",
                           reason="live")

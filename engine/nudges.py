@@ -26,7 +26,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from engine import keys
-from engine.accounts import Account, Accounts
+from engine.accounts import Account, Accounts, utc_today
 from engine.graph import Graph
 from engine.lives import Live, Lives
 from engine.notifications import (
@@ -133,8 +133,9 @@ class Nudges:
 
     # --- sending ----------------------------------------------------------------------
 
-    async def facts(self, sender_id: str, creator_id: str) -> NudgeFacts:
+    async def facts(self, sender_id: str, creator: Account) -> NudgeFacts:
         """Everything check_may_nudge needs, in two round trips."""
+        creator_id = creator.id
         relation = await self._graph.relation(sender_id, creator_id)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.exists(keys.live(creator_id))
@@ -148,7 +149,8 @@ class Nudges:
             settings=NudgeSettings.from_hash(settings),
             pair_wait_s=_wait_s(pair_ms, self.limits.per_creator.seconds),
             sent_this_hour=int(sent or 0),
-            hour_wait_s=_wait_s(hour_ms, self.limits.per_sender.seconds))
+            hour_wait_s=_wait_s(hour_ms, self.limits.per_sender.seconds),
+            creator_may_go_live=self.limits.may_go_live(creator.birthdate, utc_today()))
 
     async def send(self, sender: Account, creator_id: str, *,
                    now: float | None = None) -> Nudged:
@@ -157,7 +159,7 @@ class Nudges:
         hourly_cap) with retry_after. A refusal writes nothing."""
         check_not_self(sender.id, creator_id)
         creator = await self._accounts.get(creator_id)
-        check_may_nudge(sender.id, creator.id, await self.facts(sender.id, creator.id),
+        check_may_nudge(sender.id, creator.id, await self.facts(sender.id, creator),
                         self.limits)
         moment = time.time() if now is None else now
         day = day_of(moment)
@@ -184,14 +186,18 @@ class Nudges:
 
     async def state(self, viewer_id: str, creator_id: str) -> dict[str, Any]:
         """The bell on a creator's profile, as one viewer sees it: whether the creator
-        takes nudges, whether the viewer is waiting (nudged since the last live), and the
-        seconds until the viewer may nudge again (0: now)."""
+        takes nudges (not when they switched them off, or are too young to go LIVE),
+        whether the viewer is waiting (nudged since the last live), and the seconds until
+        the viewer may nudge again (0: now)."""
+        creator = await self._accounts.get(creator_id)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.nudge_settings(creator_id))
             pipe.zscore(keys.nudge_waiting(creator_id), viewer_id)
             pipe.pttl(keys.nudge_pair(viewer_id, creator_id))
             settings, waiting, pair_ms = await pipe.execute()
-        return {"allowed": NudgeSettings.from_hash(settings).allow,
+        allowed = NudgeSettings.from_hash(settings).allow and self.limits.may_go_live(
+            creator.birthdate, utc_today())
+        return {"allowed": allowed,
                 "nudged": waiting is not None,
                 "retry_after": round(_wait_s(pair_ms, self.limits.per_creator.seconds), 3)}
 

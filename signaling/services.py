@@ -51,7 +51,8 @@ class Services:
         lives = Lives(redis, settings.node_name())
         notifications = Notifications(redis)
         nudges = Nudges(redis, accounts, graph, lives, notifications,
-                        NudgeLimits.configured(settings.nudge_window, settings.nudge_hourly))
+                        NudgeLimits.configured(settings.nudge_window, settings.nudge_hourly,
+                                               settings.live_min_age))
         catalog = load_catalog(settings.gift_catalog)  # a bad file stops the start here
         ledger = Ledger(redis, catalog, ledger_rules(settings))
         # Chat and message limits are the engine's module defaults (chat_rules.ChatLimits,

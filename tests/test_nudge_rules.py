@@ -55,6 +55,17 @@ def test_each_rule_and_its_code() -> None:
     assert cap.details["retry_after"] == 120
 
 
+def test_a_creator_under_the_live_age_cannot_be_nudged() -> None:
+    import datetime as dt
+
+    young = refused(NudgeFacts(Relation(), False, NudgeSettings(), creator_may_go_live=False))
+    assert young.code is ErrorCode.FORBIDDEN and young.details["reason"] == "under_age"
+    today = dt.date(2026, 12, 6)
+    assert LIMITS.may_go_live(dt.date(2008, 12, 6), today)  # 18 today
+    assert not LIMITS.may_go_live(dt.date(2008, 12, 7), today)
+    assert NudgeLimits.configured(live_min_age=16).may_go_live(dt.date(2010, 12, 6), today)
+
+
 def test_first_matching_rule_wins() -> None:
     everything = NudgeFacts(Relation(blocked_by=True), True, NudgeSettings(allow=False),
                             pair_wait_s=10, sent_this_hour=99, hour_wait_s=10)

@@ -333,3 +333,16 @@ async def test_live_alerts_are_for_followers(client: Any, closers: list[Any]) ->
     assert (await bob.call("alerts:set", {"user_id": carol.user.id, "on": False}))["on"] is False
     own = await carol.call("nudge:state", {"user_id": carol.user.id})
     assert own["is_self"] is True and own["allowed"] is False
+
+
+async def test_a_creator_too_young_to_go_live_cannot_be_nudged(
+        client: Any, redis_url: str, closers: list[Any]) -> None:
+    teen = await tab(client, "teen", closers, birthdate="2011-05-05")
+    bob = await tab(client, "bob", closers)
+    state = await bob.call("nudge:state", {"user_id": teen.user.id})
+    assert state["ok"] and state["allowed"] is False  # no bell for them
+    before = await snapshot(redis_url)
+    refused = await nudge(bob, teen)
+    assert refused["error"]["code"] == "forbidden" and refused["error"]["reason"] == "under_age"
+    assert await snapshot(redis_url) == before
+    assert teen.got("notify:new") == []
