@@ -17,6 +17,8 @@ from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
+from media.fastpath import FanoutPath
+from media.fastpath import resolve as resolve_fanout
 from media.ice import restrict_host_addresses
 from signaling import (
     chat,
@@ -140,11 +142,20 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
 
 
+def fanout_path(settings: Settings) -> FanoutPath:
+    """The media fan-out's send path for GOLIVE_FANOUT (native falls back to python)."""
+    try:
+        return resolve_fanout(settings.fanout)[0]
+    except ValueError as exc:
+        raise SystemExit(f"golive: GOLIVE_FANOUT: {exc}") from None
+
+
 def create_app(settings: Settings) -> web.Application:
     """Build the whole server; nothing starts until the app runs."""
     app = web.Application(client_max_size=64 * 1024)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[METRICS].fanout_path.labels(fanout_path(settings).name).set(1)
     gateway = app[GATEWAY] = Gateway(settings, app[METRICS])
     gateway.sio.attach(app)
     profiles.register(gateway)
