@@ -105,6 +105,11 @@ def srtp_profile_names() -> list[bytes]:
     return [p.openssl_profile for p in rtcdtlstransport.SRTP_PROFILES]
 
 
+def set_srtp_inbound(dtls: RTCDtlsTransport, session: Any) -> None:
+    """Replace the inbound SRTP session (tests: a viewer that loses chosen packets)."""
+    dtls._rx_srtp = session
+
+
 def srtp_inbound(dtls: RTCDtlsTransport) -> Any:
     """The inbound pylibsrtp Session, or None before DTLS is up."""
     return dtls._rx_srtp
