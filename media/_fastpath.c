@@ -57,6 +57,8 @@ typedef int (*protect_fn)(void *ctx, void *rtp_hdr, int *len_ptr);
 #define SLOT (MAX_PACKET + TRAILER)
 /* Kernel limit on GSO segments per send (UDP_MAX_SEGMENTS is 64 on older kernels). */
 #define MAX_GSO_SEGMENTS 64
+/* A GSO send is one UDP datagram to the stack: its payload must stay under 64 KB. */
+#define GSO_MAX_BYTES 60000
 #define MAX_PACKETS 512
 
 static int gso_enabled = 1;
@@ -64,77 +66,107 @@ static unsigned long long gso_sends = 0, mmsg_sends = 0;
 
 static uint8_t scratch[MAX_PACKETS * SLOT];
 
-/* Send `count` datagrams of the scratch buffer (lengths in lens) on fd. Returns how many
- * the kernel took; on a short send *err holds errno. */
+/* One GSO send of slots first..first+count-1: packed back to back at the first slot, one
+ * sendmsg with UDP_SEGMENT = lens[first] (all segments that size but the last, checked by
+ * the caller). Returns 1 if sent, 0 if GSO is refused here (slots restored: use sendmmsg),
+ * -1 on another error (*err). */
+static int send_gso(int fd, const struct sockaddr *addr, socklen_t addrlen,
+                    const int *lens, int first, int count, int *err)
+{
+    uint8_t *base = scratch + (size_t)first * SLOT;
+    size_t total = 0;
+    for (int i = 0; i < count; i++) {
+        if (i > 0)
+            memmove(base + total, base + (size_t)i * SLOT, (size_t)lens[first + i]);
+        total += (size_t)lens[first + i];
+    }
+    struct iovec iov = { base, total };
+    char control[CMSG_SPACE(sizeof(uint16_t))];
+    memset(control, 0, sizeof(control));
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_name = (void *)addr;
+    msg.msg_namelen = addrlen;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    uint16_t gso_size = (uint16_t)lens[first];
+    memcpy(CMSG_DATA(cm), &gso_size, sizeof(gso_size));
+    ssize_t r;
+    do {
+        r = sendmsg(fd, &msg, 0);
+    } while (r < 0 && errno == EINTR);
+    if (r >= 0) {
+        gso_sends++;
+        return 1;
+    }
+    int e = errno;
+    /* unpack (from the last, so nothing is overwritten before it moved) */
+    size_t offset = total;
+    for (int i = count - 1; i > 0; i--) {
+        offset -= (size_t)lens[first + i];
+        memmove(base + (size_t)i * SLOT, base + offset, (size_t)lens[first + i]);
+    }
+    if (e == EINVAL || e == EIO || e == ENOPROTOOPT || e == EOPNOTSUPP) {
+        gso_enabled = 0; /* no GSO here (kernel, device or socket): sendmmsg from now on */
+        return 0;
+    }
+    *err = e;
+    return -1;
+}
+
+/* Send `count` datagrams of the scratch buffer (lengths in lens) on fd, in as few syscalls
+ * as the kernel allows. Returns how many the kernel took; on a short send *err is errno. */
 static int send_packets(int fd, const struct sockaddr *addr, socklen_t addrlen,
                         const int *lens, int count, int *err)
 {
     int sent = 0;
     *err = 0;
-    if (gso_enabled && count > 1 && count <= MAX_GSO_SEGMENTS) {
+    if (gso_enabled && count > 1) {
         int seg = lens[0], same = 1;
         for (int i = 1; i < count - 1; i++)
             if (lens[i] != seg) { same = 0; break; }
         if (same && lens[count - 1] <= seg) {
-            /* pack the segments back to back (each protected packet sits in its slot) */
-            size_t total = 0;
-            for (int i = 0; i < count; i++) {
-                if (i > 0)
-                    memmove(scratch + total, scratch + (size_t)i * SLOT, (size_t)lens[i]);
-                total += (size_t)lens[i];
+            /* a GSO send carries at most MAX_GSO_SEGMENTS and ~64 KB: a big keyframe
+             * takes a few, every chunk but the last all full-size segments */
+            int per_send = GSO_MAX_BYTES / seg;
+            if (per_send > MAX_GSO_SEGMENTS)
+                per_send = MAX_GSO_SEGMENTS;
+            while (sent < count && gso_enabled) {
+                int n = count - sent < per_send ? count - sent : per_send;
+                if (n == 1)
+                    break; /* a lone last packet: sendmmsg below */
+                int r = send_gso(fd, addr, addrlen, lens, sent, n, err);
+                if (r < 0)
+                    return sent;
+                if (r == 0)
+                    break;
+                sent += n;
             }
-            struct iovec iov = { scratch, total };
-            char control[CMSG_SPACE(sizeof(uint16_t))];
-            memset(control, 0, sizeof(control));
-            struct msghdr msg;
-            memset(&msg, 0, sizeof(msg));
-            msg.msg_name = (void *)addr;
-            msg.msg_namelen = addrlen;
-            msg.msg_iov = &iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control;
-            msg.msg_controllen = sizeof(control);
-            struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-            cm->cmsg_level = SOL_UDP;
-            cm->cmsg_type = UDP_SEGMENT;
-            cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-            uint16_t gso_size = (uint16_t)seg;
-            memcpy(CMSG_DATA(cm), &gso_size, sizeof(gso_size));
-            ssize_t r;
-            do {
-                r = sendmsg(fd, &msg, 0);
-            } while (r < 0 && errno == EINTR);
-            if (r >= 0) {
-                gso_sends++;
+            if (sent == count)
                 return count;
-            }
-            if (errno == EINVAL || errno == EIO || errno == ENOPROTOOPT || errno == EOPNOTSUPP) {
-                /* no GSO here (kernel, device or socket): unpack and use sendmmsg from now */
-                gso_enabled = 0;
-                size_t offset = total;
-                for (int i = count - 1; i > 0; i--) {
-                    offset -= (size_t)lens[i];
-                    memmove(scratch + (size_t)i * SLOT, scratch + offset, (size_t)lens[i]);
-                }
-            } else {
-                *err = errno;
-                return 0;
-            }
         }
     }
     struct mmsghdr msgs[MAX_PACKETS];
     struct iovec iovs[MAX_PACKETS];
-    memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)count);
-    for (int i = 0; i < count; i++) {
-        iovs[i].iov_base = scratch + (size_t)i * SLOT;
-        iovs[i].iov_len = (size_t)lens[i];
+    int rest = count - sent;
+    memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)rest);
+    for (int i = 0; i < rest; i++) {
+        iovs[i].iov_base = scratch + (size_t)(sent + i) * SLOT;
+        iovs[i].iov_len = (size_t)lens[sent + i];
         msgs[i].msg_hdr.msg_name = (void *)addr;
         msgs[i].msg_hdr.msg_namelen = addrlen;
         msgs[i].msg_hdr.msg_iov = &iovs[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    while (sent < count) {
-        int r = sendmmsg(fd, msgs + sent, (unsigned int)(count - sent), 0);
+    int done = 0;
+    while (done < rest) {
+        int r = sendmmsg(fd, msgs + done, (unsigned int)(rest - done), 0);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -142,9 +174,9 @@ static int send_packets(int fd, const struct sockaddr *addr, socklen_t addrlen,
             break;
         }
         mmsg_sends++;
-        sent += r;
+        done += r;
     }
-    return sent;
+    return sent + done;
 }
 
 PyDoc_STRVAR(send_frame_doc,

@@ -43,7 +43,7 @@ from aiortc.codecs import get_encoder
 from aiortc.codecs.base import Encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from media.fastpath import WOULD_BLOCK, NativeSender, Target
+from media.fastpath import TRANSIENT, WOULD_BLOCK, NativeSender, Target
 from media.rtp_stream import OutFrame, RtpStream, WireProfile
 from media.viewer_link import ViewerLink
 
@@ -256,8 +256,11 @@ class Fanout:
                 failures = self._native.send(packets, plan.targets)
                 plan.sent(frame, len(packets))
                 for index, sent, error in failures:
-                    changed = True
                     link = plan.links[index]
+                    if error in TRANSIENT:
+                        link.dropped += 1  # this frame only; the link stays in the plan
+                        continue
+                    changed = True
                     if error in WOULD_BLOCK:
                         link.send_rest(packets[sent:])  # queued in asyncio; leaves the plan
                     else:

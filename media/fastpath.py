@@ -39,6 +39,11 @@ LIBSRTP2_PROTECT = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
 # A native send the kernel could not take now (its socket buffer is full): the rest of the
 # frame goes through asyncio's buffer instead, as on the Python path.
 WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS})
+# Errors that concern this frame, not the socket (a route flapping, a firewall rule, an
+# ICMP error reported late): the rest of the frame is lost for this viewer, as the
+# Python path (asyncio) loses it, and NACK/PLI repair it. Any other error ends the viewer.
+TRANSIENT = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH,
+                       errno.EPERM, errno.EMSGSIZE, errno.EINTR})
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ natively and in Python through the `fanout` fixture: real aiortc viewers over lo
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 
 import pylibsrtp
@@ -148,3 +149,70 @@ async def test_gso_and_sendmmsg_both_deliver(harness, poll):
         finally:
             native.set_gso(True)
     await asyncio.sleep(0)
+
+
+# ---- the C function alone: real sockets, real libsrtp sessions ---------------------------
+
+KEY = bytes(range(30))  # AES-128-CM master key (16) + salt (14)
+
+
+def _rtp(seq: int, size: int, ssrc: int = 0x1234) -> bytes:
+    header = bytes([0x80, 96]) + seq.to_bytes(2, "big") + (seq * 3000).to_bytes(4, "big")
+    return header + ssrc.to_bytes(4, "big") + bytes([seq & 0xFF]) * (size - 12)
+
+
+def _sessions() -> tuple[pylibsrtp.Session, pylibsrtp.Session]:
+    tx = pylibsrtp.Policy(key=KEY, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    tx.allow_repeat_tx = True  # as aiortc sets it: NACKs protect a sequence number again
+    rx = pylibsrtp.Policy(key=KEY, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND)
+    return pylibsrtp.Session(tx), pylibsrtp.Session(rx)
+
+
+@pytest.mark.parametrize("gso", [True, False], ids=["gso", "sendmmsg"])
+def test_send_frame_protects_on_the_sessions_own_state_across_the_wrap(gso):
+    """60 equal 1,200-byte packets a frame (a big keyframe: more than one GSO send) across
+    sequence 65,535: every datagram arrives and decrypts with the receiver's ROC, and a
+    Python protect of the next packet on the same session continues the same state."""
+    native = resolve("native")[1]
+    assert native is not None
+    tx, rx = _sessions()
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    receiver.settimeout(2)
+    target = (aiortc_private.srtp_context(tx), sender, native.sockaddr(receiver.getsockname()))
+    native.set_gso(gso)
+    try:
+        before = native.counters()
+        seq = 0xFFFF - 70
+        for _ in range(3):
+            frame = [_rtp((seq + i) & 0xFFFF, 1200) for i in range(60)]
+            frame[-1] = frame[-1][:700]  # the last packet of a frame is shorter
+            assert native.send(frame, [target]) == []
+            for packet in frame:
+                assert rx.unprotect(receiver.recv(2048)) == packet
+            seq += 60
+        after = native.counters()
+        kind = "gso_sends" if gso else "sendmmsg_sends"
+        assert after[kind] > before[kind]
+        # the Python path (a NACK's retransmit) on the same session, after the wrap
+        nxt = _rtp(seq & 0xFFFF, 300)
+        sender.sendto(tx.protect(nxt), receiver.getsockname())
+        assert rx.unprotect(receiver.recv(2048)) == nxt
+    finally:
+        native.set_gso(True)
+        sender.close()
+        receiver.close()
+
+
+def test_send_frame_reports_a_closed_socket_and_sends_nothing():
+    native = resolve("native")[1]
+    assert native is not None
+    tx, _ = _sessions()
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target = (aiortc_private.srtp_context(tx), sender, native.sockaddr(("127.0.0.1", 9)))
+    sender.close()
+    assert native.send([_rtp(1, 100)], [target]) == [(0, 0, errno.EBADF)]
+    with pytest.raises(ValueError):
+        native.sockaddr(("not-an-address", 1))
