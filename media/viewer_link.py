@@ -29,7 +29,7 @@ from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpsender import RTCRtpSender
 
 from media import aioice_private, aiortc_private
-from media.fastpath import NativeSender, Target
+from media.fastpath import TRANSIENT, WOULD_BLOCK, NativeSender, Target
 from media.rtp_stream import OutFrame, WireProfile
 
 # A viewer whose socket has this much unsent data queued in asyncio is behind: its video
@@ -86,6 +86,7 @@ class ViewerLink:
         self.ssrc = ssrc
         self.started = False
         self.failed: str | None = None  # why its socket can no longer send, once it could
+        self._watched: object | None = None  # the ICE protocol whose send errors reach us
         self._on_failed = on_failed
         self.track = IdleTrack(kind, lambda: self._start(on_active))
         self.profile: WireProfile | None = None
@@ -215,6 +216,9 @@ class ViewerLink:
         pair = aioice_private.nominated_pair(aiortc_private.ice_connection(dtls), _RTP_COMPONENT)
         if pair is None:
             return None
+        if pair.protocol is not self._watched:  # once per nominated pair
+            self._watched = pair.protocol
+            aioice_private.watch_send_errors(pair.protocol, self._send_error)
         udp = pair.protocol.transport
         if udp is None or udp.is_closing():
             # DTLS is still up but the nominated pair's socket is gone (closed by an error,
@@ -222,6 +226,12 @@ class ViewerLink:
             self.fail("socket closed")
             return None
         return aiortc_private.srtp_protect(dtls), udp, pair.remote_addr
+
+    def _send_error(self, exc: Exception) -> None:
+        """asyncio reported a failed send on this link's socket (the Python path)."""
+        code = getattr(exc, "errno", None)
+        if code not in TRANSIENT and code not in WOULD_BLOCK:
+            self.fail(f"send failed: {exc}")
 
     def _start(self, on_active: Callable[[ViewerLink], None]) -> None:
         self.started = True
