@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import socket
 
 import pylibsrtp
@@ -72,12 +73,31 @@ async def test_sequence_wrap_and_nacks_through_one_srtp_session(harness, poll, f
                what="the lost packets resent and decrypted")
 
 
+def negotiated(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The SRTP profiles the server's DTLS transports (role server) negotiated."""
+    return [r.getMessage().rsplit(" ", 1)[-1] for r in caplog.records
+            if "RTCDtlsTransport(server) x DTLS handshake negotiated" in r.getMessage()]
+
+
+async def test_a_viewer_offering_gcm_gets_aes_gcm(harness, poll, caplog):
+    """The server is the DTLS server (viewers answer setup:active) and OpenSSL picks by the
+    server's order, aiortc's AES-256-GCM first: a viewer that offers GCM (aiortc; Chromium
+    with its default GCM suites) gets it."""
+    caplog.set_level(logging.DEBUG, logger="aiortc.rtcdtlstransport")
+    room = harness.room()
+    await harness.publish(room)
+    viewer = await harness.join(room, "v")
+    await poll(lambda: viewer.video_frames >= 5, what="decoded video")
+    assert "SRTP_AEAD_AES_256_GCM" in negotiated(caplog)
+
+
 @pytest.mark.parametrize("profile", [b"SRTP_AEAD_AES_128_GCM", b"SRTP_AES128_CM_SHA1_80"])
-async def test_aes_gcm_and_aes_cm_viewers_both_decode(harness, poll, fanout, profile):
+async def test_aes_gcm_and_aes_cm_viewers_both_decode(harness, poll, fanout, profile, caplog):
     """aiortc offers AES-256-GCM, AES-128-GCM, then AES-CM-HMAC (GCM first, as the server
     side of DTLS it picks the first the viewer offers too); a viewer offering only one
     profile still decodes, on either path."""
     assert aiortc_private.srtp_profile_names()[-1] == b"SRTP_AES128_CM_SHA1_80"
+    caplog.set_level(logging.DEBUG, logger="aiortc.rtcdtlstransport")
     room = harness.room(fanout=fanout)
     await harness.publish(room)
     offer = await room.add_viewer("v")
@@ -91,6 +111,7 @@ async def test_aes_gcm_and_aes_cm_viewers_both_decode(harness, poll, fanout, pro
     await room.accept_viewer_answer("v", client.pc.localDescription.sdp)
     await poll(lambda: client.video_frames >= 10 and client.audio_frames >= 10, timeout=15,
                what=f"decoded video and audio over {profile.decode()}")
+    assert profile.decode() in negotiated(caplog)
 
 
 async def test_a_viewer_whose_socket_errs_is_dropped_and_the_others_stay(harness, poll, fanout):
