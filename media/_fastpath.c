@@ -15,6 +15,11 @@
  * No Python call per viewer-packet: per viewer only the socket's fileno() is asked, so a
  * socket closed since the caller's plan was made is seen (fd -1) and never written to.
  *
+ * Measured on this 2-core machine (`python -m bench.send_paths --viewers 100,200 --rounds
+ * 5`, process CPU per viewer-packet, loopback, 3-packet video frames and Opus packets):
+ * AES-CM-HMAC: this path 3.4-3.5 us with GSO, 4.4-4.8 us with sendmmsg alone, the Python
+ * path 6.8-7.9 us (native/python 0.45-0.50); AES-GCM: 2.9 / 3.9 / 6.4-6.5 us (0.44-0.45).
+ *
  * Sharing the SRTP session with aiortc keeps one rollover counter and replay state per
  * viewer for both paths: the Python NACK retransmit (media/viewer_link.py) protects through
  * the same srtp_t after native sends, and a sequence wrap past 65,535 is seen once.
