@@ -44,7 +44,7 @@ from aiortc.codecs.base import Encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from media.fastpath import TRANSIENT, WOULD_BLOCK, NativeSender, Target
-from media.rtp_stream import OutFrame, RtpStream, WireProfile
+from media.rtp_stream import CATCH_UP_TICKS, OutFrame, RtpStream, WireProfile
 from media.viewer_link import ViewerLink
 
 # How often the native path refreshes its links' counters and sender-report figures
@@ -136,11 +136,13 @@ class Fanout:
         video_codec: str = "vp8",
         native: NativeSender | None = None,
         link_failed: Callable[[str], None] | None = None,
+        catch_up_s: float = CATCH_UP_TICKS / 90000,
     ) -> None:
         self._keyframe_wanted = keyframe_wanted
         self._link_failed = link_failed
         self._native = native
-        self._streams = {"video": RtpStream(make_packer(video_codec)),
+        self._streams = {"video": RtpStream(make_packer(video_codec),
+                                            catch_up_ticks=int(catch_up_s * 90000)),
                          "audio": RtpStream(make_packer("opus"))}
         self._feeds: dict[str, ViewerFeed] = {}
         # Active links per kind, grouped by wire profile; rebuilt when a link starts or leaves.
@@ -185,7 +187,7 @@ class Fanout:
         groups = self._active("video")
         if not groups:
             return
-        frame = self._streams["video"].frame(packet, groups)
+        frame = self._streams["video"].frame(packet, groups, keyframe)
         want = False
         if self._native is not None:
             want = self._push_native("video", frame, groups, keyframe)
@@ -308,7 +310,12 @@ class Fanout:
 
     def _on_active(self, link: ViewerLink) -> None:
         self._invalidate()
-        if link.kind == "video":
+        if link.kind != "video":
+            return
+        # Instant start: the latest keyframe and the frames since, if that run is short
+        # (media/rtp_stream.py); only without one is a keyframe forced (throttled).
+        assert link.profile is not None
+        if not link.start_from(self._streams["video"].since_keyframe(link.profile)):
             self._keyframe_wanted()
 
 

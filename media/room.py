@@ -59,10 +59,14 @@ class RoomTimings:
     publisher_silence_timeout_s: float = 5.0
     # 400 simultaneous joins took ~3.3 s to connect on one process (measured).
     connect_timeout_s: float = 15.0
+    # A joining viewer starts from the latest keyframe and the frames since when that run
+    # is at most this long (it decodes at once, no forced keyframe; it plays at most this
+    # much catch-up); 0: only when the latest frame is itself a keyframe.
+    catch_up_s: float = 1.0
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
-            least_ok = 0.0 if name == "keyframe_min_interval_s" else 1e-3
+            least_ok = 0.0 if name in ("keyframe_min_interval_s", "catch_up_s") else 1e-3
             if not isinstance(value, (int, float)) or not value >= least_ok:
                 raise invalid(f"{name} must be a number >= {least_ok:g}, got {value!r}")
 
@@ -114,7 +118,8 @@ class MediaRoom:
             self.fanout_path, native = resolve(fanout)
         except ValueError as exc:
             raise invalid(str(exc)) from None
-        self._fanout = Fanout(self._keyframes.request, codec, native, self._viewer_send_failed)
+        self._fanout = Fanout(self._keyframes.request, codec, native, self._viewer_send_failed,
+                              catch_up_s=self.timings.catch_up_s)
         # Gifts: a few badges stack, more wait their turn (bounded; see media.compositor).
         self._compositor = Compositor(max_waiting=MAX_WAITING_OVERLAYS)
         self._video_encoder = VideoEncoder(codec, video_bitrate)

@@ -96,6 +96,7 @@ class ViewerLink:
         self.sent_packets = 0
         self.sent_octets = 0
         self.retransmitted = 0
+        self.caught_up = 0  # packets of the room's latest keyframe run sent at its start
 
     @property
     def active(self) -> bool:
@@ -141,6 +142,22 @@ class ViewerLink:
             self.dropped += 1
             return
         self._send(route, frame)
+
+    def start_from(self, packets: list[bytes]) -> bool:
+        """A video link that just started: send it the room's latest keyframe and the
+        frames since (`packets`, in sequence) so it decodes without a forced keyframe.
+        False (nothing sent) if there are none or it cannot send yet."""
+        route = self._route()
+        if not packets or route is None or not self.awaiting_keyframe:
+            return False
+        protect, udp, addr = route
+        for data in packets:
+            udp.sendto(protect(data), addr)
+        self.awaiting_keyframe = False
+        self.sent_packets += len(packets)
+        self.sent_octets += sum(len(data) for data in packets)  # headers too: close enough
+        self.caught_up = len(packets)
+        return True
 
     def retransmit(self, packets: list[bytes]) -> None:
         """Resend packets a NACK named (already looked up in the stream's history)."""

@@ -103,6 +103,24 @@ async def test_late_joiner_decodes_quickly(harness, poll):
     assert room.stats().keyframes > keyframes_before
 
 
+async def test_late_joiner_starts_from_the_latest_keyframe_without_forcing_one(
+        harness, poll, fanout):
+    """The room's latest keyframe and the frames since (media/rtp_stream.py) start a
+    joining viewer: it decodes at once and the encoder makes no keyframe for it."""
+    room = harness.room(fanout=fanout, timings=RoomTimings(
+        gop_s=60.0, keyframe_min_interval_s=0.5, catch_up_s=30.0))
+    await harness.publish(room)
+    first = await harness.join(room, "first")  # the first viewer forces the keyframe
+    await poll(lambda: first.video_frames >= 10, what="video at the first viewer")
+    keyframes = room.stats().keyframes
+
+    late = await harness.join(room, "late")
+    await poll(lambda: late.first_video_at, timeout=5, what="the late joiner's first frame")
+    await poll(lambda: late.video_frames >= 10, what="the late joiner decoding on")
+    assert room._fanout._feeds["late"].video.caught_up > 0
+    assert room.stats().keyframes == keyframes, "a keyframe was forced for the late joiner"
+
+
 async def test_pli_burst_gives_one_keyframe(harness, poll):
     window = 1.0
     room = harness.room(timings=RoomTimings(gop_s=60.0, keyframe_min_interval_s=window))
