@@ -255,7 +255,17 @@ class Fanout:
                 plan = plans[profile] = _Plan(self._native, links)
             packets = frame.packets[profile]
             if plan.targets:
-                failures = self._native.send(packets, plan.targets)
+                try:
+                    failures = self._native.send(packets, plan.targets)
+                except ValueError:
+                    # beyond the C path's bounds (over 512 packets a frame, or one over
+                    # 1,500 bytes): this frame goes the Python way, link by link; the plan
+                    # is settled and dropped first (the Python path counts for itself)
+                    plan.report()
+                    del plans[profile]
+                    for link in plan.links + plan.others:
+                        want = self._deliver(link, frame, keyframe) or want
+                    continue
                 plan.sent(frame, len(packets))
                 for index, sent, error in failures:
                     link = plan.links[index]
@@ -268,15 +278,20 @@ class Fanout:
                     else:
                         link.fail(f"send failed: {_describe(error)}")
             for link in plan.others:
-                if kind == "video":
-                    want = link.deliver_video(frame, keyframe) or want
-                else:
-                    link.deliver_audio(frame)
+                want = self._deliver(link, frame, keyframe) or want
                 if link.native_target(self._native) is not None:
                     changed = True  # ready now: the next frame's plan serves it natively
         if changed:
             self._invalidate()
         return want
+
+    @staticmethod
+    def _deliver(link: ViewerLink, frame: OutFrame, keyframe: bool) -> bool:
+        """The Python path for one link; True if it fell behind (wants a keyframe)."""
+        if link.kind == "video":
+            return link.deliver_video(frame, keyframe)
+        link.deliver_audio(frame)
+        return False
 
     def _invalidate(self) -> None:
         """Forget the groups and plans (settling the plans' counters first)."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fractions
 import logging
 import socket
 
+import av
 import pylibsrtp
 import pytest
 
@@ -139,6 +141,23 @@ async def test_a_viewer_whose_socket_errs_is_dropped_and_the_others_stay(harness
     assert room.viewer_ids == ["good"]
     frames = good.video_frames
     await poll(lambda: good.video_frames > frames + 10, what="the other viewer still served")
+
+
+async def test_a_frame_beyond_the_native_bounds_goes_the_python_way(harness, poll):
+    """Over 512 packets in one frame (a ~700 KB encoded frame): the C function refuses it
+    and the fan-out sends that frame through the Python path, counted, nothing raised."""
+    room = harness.room(fanout="native")
+    await harness.publish(room)
+    viewer = await harness.join(room, "v")
+    await poll(lambda: viewer.video_frames >= 5, what="decoded video")
+    link = room._fanout._feeds["v"].video
+    huge = av.Packet(bytes(700_000))
+    huge.pts, huge.time_base = 0, fractions.Fraction(1, 90000)
+    sent = link.sent_packets
+    room._fanout.push_video(huge, keyframe=False)
+    assert link.sent_packets - sent > 512
+    frames = viewer.video_frames
+    await poll(lambda: viewer.video_frames > frames + 5, what="video going on natively")
 
 
 def test_the_path_is_chosen_with_its_reason():
