@@ -50,6 +50,12 @@ def _add_modes(modes: Any) -> None:
     fanout.add_argument("--baseline", choices=("naive",),
                         help="then run the same sweep against a naive aiortc relay "
                              "(MediaRelay, one encoder per viewer), side by side")
+    fanout.add_argument("--paths", default="",
+                        help="golive's fan-out send paths to compare in one run, e.g. "
+                             "native,python (GOLIVE_FANOUT): each round runs the sweep once "
+                             "per path, a fresh server each, paths interleaved")
+    fanout.add_argument("--rounds", type=int, default=1,
+                        help="rounds of --paths (median and spread over them; 1)")
     _common(fanout)
     fanout.set_defaults(run=run, bench_mode="fanout")
 
@@ -172,8 +178,13 @@ async def _execute(args: argparse.Namespace) -> int:
         result["baseline"] = {"name": args.baseline, "what": DESCRIPTIONS[args.baseline]}
         sessions.append(BenchSession(args, run_dir / args.baseline, progress, args.baseline))
 
+    paths = [p for p in getattr(args, "paths", "").split(",") if p]
+
     async def work() -> None:
         await _check_host(result, progress)
+        if paths:
+            await fanout.run_paths(args, paths, run_dir, result, progress, sessions)
+            return
         await mode.run(sessions[0], args, result, progress)
         if args.baseline:
             await sessions[0].close()  # one server at a time: the baseline gets the CPUs

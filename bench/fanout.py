@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
+import statistics
+from pathlib import Path
 from typing import Any
 
 from bench.measure import measure, step_figures
@@ -46,6 +49,58 @@ async def run(session: BenchSession, args: argparse.Namespace, result: dict[str,
             break
 
 
+async def run_paths(args: argparse.Namespace, paths: list[str], run_dir: Path,
+                    result: dict[str, Any], progress: Progress,
+                    sessions: list[BenchSession]) -> None:
+    """`--paths native,python --rounds N`: the sweep once per path per round, a fresh
+    server each (GOLIVE_FANOUT=path), paths interleaved so drift on the machine hits both;
+    result["paths"][path] is the list of rounds' sweeps."""
+    result["paths"] = {path: [] for path in paths}
+    for round_no in range(args.rounds):
+        for path in paths:
+            side_args = copy.copy(args)
+            side_args.server_env = [*args.server_env, f"GOLIVE_FANOUT={path}"]
+            session = BenchSession(side_args, run_dir / f"{path}-{round_no + 1}", progress)
+            sessions.append(session)
+            progress.note(f"round {round_no + 1}/{args.rounds}: GOLIVE_FANOUT={path}")
+            side: dict[str, Any] = {}
+            try:
+                await run(session, side_args, side, progress)
+            finally:
+                await session.close()  # one server at a time: each path gets the CPUs
+            result["paths"][path].append(side)
+
+
+def paths_table(result: dict[str, Any]) -> str:
+    """Per path and viewer count over the rounds: server CPU per viewer-packet (median,
+    min-max), server CPU and median fps (medians)."""
+    rows = []
+    per_path = result.get("paths", {})
+    counts = sorted({s["viewers"] for rounds in per_path.values() for side in rounds
+                     for s in side.get("steps", [])})
+    medians: dict[tuple[str, int], float] = {}
+    for n in counts:
+        for path, rounds in per_path.items():
+            steps = [s for side in rounds for s in side.get("steps", []) if s["viewers"] == n]
+            us = [s["server_us_per_viewer_packet"] for s in steps
+                  if s.get("server_us_per_viewer_packet") is not None]
+            cpu = [s["cpu"]["server"] for s in steps if s["cpu"].get("server") is not None]
+            fps = [s["fps"]["p50"] for s in steps if s["fps"].get("p50") is not None]
+            if us:
+                medians[(path, n)] = statistics.median(us)
+            rows.append([n, path, len(steps),
+                         None if not us else round(statistics.median(us), 1),
+                         None if not us else f"{min(us):.1f}-{max(us):.1f}",
+                         None if not cpu else pct(statistics.median(cpu)),
+                         None if not fps else statistics.median(fps)])
+    text = "fan-out send paths, rounds interleaved:\n" + table(
+        ["viewers", "path", "rounds", "us/pkt med", "us/pkt min-max", "srv cpu med",
+         "fps med"], rows)
+    ratios = [f"{n} viewers: native/python {medians[('native', n)] / medians[('python', n)]:.2f}"
+              for n in counts if ("native", n) in medians and ("python", n) in medians]
+    return text + ("\n" + "; ".join(ratios) if ratios else "")
+
+
 def summary_line(step: dict[str, Any]) -> str:
     latency = step["latency_ms"]["arrival"]
     return (f"{step['viewers']:>5} viewers: server {pct(step['cpu'].get('server')) or '?'} "
@@ -70,6 +125,8 @@ QUALITY_P95_MS = 50.0  # ... and p95 added latency < 50 ms
 
 def render(result: dict[str, Any]) -> str:
     """The golive table; with a baseline, its table and the two side by side."""
+    if result.get("paths"):
+        return paths_table(result) + "\n\n" + "\n".join(LEGEND)
     text = _side_table(result)
     baseline = result.get("baseline")
     if baseline:

@@ -30,3 +30,18 @@ def nominated_pair(connection: Connection, component: int) -> Any:
 def socket_protocols(connection: Connection) -> list[Any]:
     """The connection's StunProtocol objects, one per local UDP socket."""
     return connection._protocols
+
+
+def watch_send_errors(protocol: Any, callback: Any) -> None:
+    """Call callback(exc) for each OSError asyncio reports on this StunProtocol's socket,
+    then aioice's own error_received (which only logs it). asyncio's sendto() catches a
+    failed send (EPIPE, EBADF, ...) and reports it there, so this is the only way the
+    Python send path learns that a viewer's socket no longer sends. Not a private
+    attribute: the public asyncio.DatagramProtocol method, shadowed on this instance."""
+    original = protocol.error_received
+
+    def error_received(exc: Exception) -> None:
+        callback(exc)
+        original(exc)
+
+    protocol.error_received = error_received

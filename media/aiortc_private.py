@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pylibsrtp
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver, TimestampMapper
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import AnyRtcpPacket, RtpPacket
+from pylibsrtp import Session
 
 from media.library_privates import Private, require
 
@@ -27,6 +29,10 @@ SUPPORTED = ("1.16", "1.17")  # >=, < : keep in step with pyproject.toml
 PRIVATES = (
     Private(RTCDtlsTransport, "_tx_srtp", True, "media.viewer_link (SRTP protect)"),
     Private(RTCDtlsTransport, "_rx_srtp", True, "bench.rtp_counting (SRTP unprotect)"),
+    Private(RTCDtlsTransport, "_srtp_profiles", True, "tests/media (force one SRTP profile)"),
+    # pylibsrtp is aiortc's SRTP (its range follows aiortc's): the native fan-out calls
+    # libsrtp on the very srtp_t this Session holds (media/fastpath.py).
+    Private(Session, "_srtp", True, "media.fastpath (the session's srtp_t)"),
     Private(RTCIceTransport, "_connection", True, "media.viewer_link, bench.rtp_counting"),
     Private(RTCRtpSender, "_ssrc", True, "media.viewer_link (the room's SSRC)"),
     Private(RTCRtpSender, "__ntp_timestamp", True, "media.viewer_link (sender reports)"),
@@ -62,6 +68,46 @@ RtpHandler = Callable[[RtpPacket, int], Awaitable[None]]
 def srtp_protect(dtls: RTCDtlsTransport) -> Callable[[bytes], bytes]:
     """The connected DTLS transport's outbound SRTP protect."""
     return dtls._tx_srtp.protect  # type: ignore[no-any-return]
+
+
+def srtp_outbound(dtls: RTCDtlsTransport) -> Session | None:
+    """The outbound pylibsrtp Session, or None before DTLS is up."""
+    return dtls._tx_srtp  # type: ignore[no-any-return]
+
+
+def srtp_context(session: Session) -> int:
+    """The address of the libsrtp srtp_t `session` holds (valid while `session` lives:
+    pylibsrtp frees it when the Session is collected)."""
+    return int(pylibsrtp.ffi.cast("uintptr_t", session._srtp[0]))
+
+
+def srtp_protect_function() -> tuple[int, str]:
+    """The address of the srtp_protect pylibsrtp's bundled libsrtp exports, and its C
+    signature as pylibsrtp's cffi declares it (libsrtp 2 and 3 differ)."""
+    ffi, lib = pylibsrtp.ffi, pylibsrtp.lib
+    return (int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))),
+            ffi.getctype(ffi.typeof(lib.srtp_protect)))
+
+
+def force_srtp_profiles(dtls: RTCDtlsTransport, openssl_names: list[bytes]) -> None:
+    """Offer only these DTLS-SRTP profiles (e.g. [b"SRTP_AES128_CM_SHA1_80"]) on this
+    transport, in this order, before its handshake starts."""
+    from aiortc import rtcdtlstransport
+
+    by_name = {p.openssl_profile: p for p in rtcdtlstransport.SRTP_PROFILES}
+    dtls._srtp_profiles = [by_name[name] for name in openssl_names]
+
+
+def srtp_profile_names() -> list[bytes]:
+    """The DTLS-SRTP profiles aiortc offers, in its order of preference."""
+    from aiortc import rtcdtlstransport
+
+    return [p.openssl_profile for p in rtcdtlstransport.SRTP_PROFILES]
+
+
+def set_srtp_inbound(dtls: RTCDtlsTransport, session: Any) -> None:
+    """Replace the inbound SRTP session (tests: a viewer that loses chosen packets)."""
+    dtls._rx_srtp = session
 
 
 def srtp_inbound(dtls: RTCDtlsTransport) -> Any:

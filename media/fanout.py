@@ -21,10 +21,20 @@ MAX_BACKLOG_BYTES its video skips to the next keyframe (and asks for one) and it
 packets are dropped, so it never slows the others or grows memory.
 A link stays idle (nothing sent, nothing counted) until its sender starts, i.e. until the
 viewer's DTLS is up; then it asks for a keyframe, and the first video it gets is one.
+
+Two send paths (media/fastpath.py, chosen at start): the Python one above, per
+viewer-packet; and the native one, where each frame is ONE C call per wire profile for
+every link in steady state (started, keyframe seen, nothing queued in asyncio): a _Plan
+of their (srtp_t, socket, sockaddr), rebuilt only when a link joins, leaves, becomes ready
+or errs. Links not ready (awaiting a keyframe, backlogged) keep the Python path's gating
+until they are. Their counters and RTCP sender reports are brought up to date every
+REPORT_EVERY_S rather than per frame (the NTP/RTP pair is always one frame's, so
+lip-sync stays exact; the counts lag by at most that).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -33,8 +43,14 @@ from aiortc.codecs import get_encoder
 from aiortc.codecs.base import Encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from media.rtp_stream import RtpStream, WireProfile
+from media.fastpath import TRANSIENT, WOULD_BLOCK, NativeSender, Target
+from media.rtp_stream import CATCH_UP_TICKS, OutFrame, RtpStream, WireProfile
 from media.viewer_link import ViewerLink
+
+# How often the native path refreshes its links' counters and sender-report figures
+# (aiortc sends a sender report every 0.5-1.5 s). NTP time units: 1/2^32 s.
+REPORT_EVERY_S = 0.1
+_REPORT_EVERY_NTP = int(REPORT_EVERY_S * (1 << 32))
 
 _PACKERS: dict[str, str] = {"vp8": "video/VP8", "h264": "video/H264", "opus": "audio/opus"}
 
@@ -68,20 +84,76 @@ class ViewerFeed:
         return self.video, self.audio
 
 
+class _Plan:
+    """The links of one kind and wire profile the native path serves, and what it sent
+    them since the plan was made (every link in a plan gets every frame)."""
+
+    def __init__(self, native: NativeSender, links: list[ViewerLink]) -> None:
+        self.links: list[ViewerLink] = []  # served natively, in targets' order
+        self.others: list[ViewerLink] = []  # not ready: the Python path's gating serves them
+        self.targets: list[Target] = []
+        self._sessions: list[object] = []  # keeps each srtp_t alive while the plan lives
+        for link in links:
+            made = link.native_target(native)
+            if made is None:
+                self.others.append(link)
+            else:
+                self.links.append(link)
+                self.targets.append(made[0])
+                self._sessions.append(made[1])
+        self._base = [(link.sent_packets, link.sent_octets) for link in self.links]
+        self.packets = 0
+        self.octets = 0
+        self._last: tuple[int, int] | None = None  # (ntp, rtp timestamp) of the last frame
+        self._reported_ntp = 0
+
+    def sent(self, frame: OutFrame, packets: int) -> None:
+        self.packets += packets
+        self.octets += frame.payload_octets
+        self._last = (frame.ntp_time, frame.timestamp)
+        if frame.ntp_time - self._reported_ntp >= _REPORT_EVERY_NTP:
+            self.report()
+
+    def report(self) -> None:
+        """Bring every link's counters and sender-report figures up to date."""
+        if self._last is None:
+            return
+        self._reported_ntp = self._last[0]
+        for link, (packets, octets) in zip(self.links, self._base, strict=True):
+            link.count_sent(packets + self.packets, octets + self.octets, *self._last)
+
+
 class Fanout:
-    """Sends each pushed packet to every active viewer, built once for all of them."""
+    """Sends each pushed packet to every active viewer, built once for all of them.
+
+    `native` (media/fastpath.py) selects the native send path; None runs the Python one.
+    `link_failed(viewer_id)` is told once when a viewer's socket errs (it gets nothing more).
+    """
 
     def __init__(
         self,
         keyframe_wanted: Callable[[], None],
         video_codec: str = "vp8",
+        native: NativeSender | None = None,
+        link_failed: Callable[[str], None] | None = None,
+        catch_up_s: float = CATCH_UP_TICKS / 90000,
     ) -> None:
         self._keyframe_wanted = keyframe_wanted
-        self._streams = {"video": RtpStream(make_packer(video_codec)),
+        self._link_failed = link_failed
+        self._native = native
+        self._streams = {"video": RtpStream(make_packer(video_codec),
+                                            catch_up_ticks=int(catch_up_s * 90000)),
                          "audio": RtpStream(make_packer("opus"))}
         self._feeds: dict[str, ViewerFeed] = {}
         # Active links per kind, grouped by wire profile; rebuilt when a link starts or leaves.
         self._groups: dict[str, dict[WireProfile, list[ViewerLink]]] | None = None
+        # The native path's plans, per kind and profile; dropped whenever _groups is.
+        self._plans: dict[str, dict[WireProfile, _Plan]] = {"video": {}, "audio": {}}
+
+    @property
+    def native(self) -> bool:
+        """True if this fan-out sends through the native path."""
+        return self._native is not None
 
     def __len__(self) -> int:
         return len(self._feeds)
@@ -90,10 +162,13 @@ class Fanout:
         """A new, idle feed for `viewer_id` (ids are unique; the caller checks)."""
         if viewer_id in self._feeds:
             raise KeyError(f"viewer {viewer_id!r} already has a feed")
+        def failed(link: ViewerLink) -> None:
+            self._on_failed(viewer_id, link)
+
         feed = ViewerFeed(
             viewer_id,
-            video=ViewerLink("video", self._streams["video"].ssrc, self._on_active),
-            audio=ViewerLink("audio", self._streams["audio"].ssrc, self._on_active),
+            video=ViewerLink("video", self._streams["video"].ssrc, self._on_active, failed),
+            audio=ViewerLink("audio", self._streams["audio"].ssrc, self._on_active, failed),
         )
         self._feeds[viewer_id] = feed
         return feed
@@ -102,9 +177,9 @@ class Fanout:
         """Forget the viewer and end its tracks. Returns its feed (for final stats), if any."""
         feed = self._feeds.pop(viewer_id, None)
         if feed is not None:
+            self._invalidate()  # settles the plans' counters first
             for link in feed.links():
                 link.close()
-            self._groups = None
         return feed
 
     def push_video(self, packet: av.Packet, keyframe: bool) -> None:
@@ -112,12 +187,15 @@ class Fanout:
         groups = self._active("video")
         if not groups:
             return
-        frame = self._streams["video"].frame(packet, groups)
+        frame = self._streams["video"].frame(packet, groups, keyframe)
         want = False
-        for links in groups.values():
-            for link in links:
-                if link.deliver_video(frame, keyframe):
-                    want = True
+        if self._native is not None:
+            want = self._push_native("video", frame, groups, keyframe)
+        else:
+            for links in groups.values():
+                for link in links:
+                    if link.deliver_video(frame, keyframe):
+                        want = True
         if want:
             self._keyframe_wanted()
 
@@ -127,6 +205,9 @@ class Fanout:
         if not groups:
             return
         frame = self._streams["audio"].frame(packet, groups)
+        if self._native is not None:
+            self._push_native("audio", frame, groups, False)
+            return
         for links in groups.values():
             for link in links:
                 link.deliver_audio(frame)
@@ -161,6 +242,76 @@ class Fanout:
         for viewer_id in list(self._feeds):
             self.remove_viewer(viewer_id)
 
+    def _push_native(self, kind: str, frame: OutFrame,
+                     groups: dict[WireProfile, list[ViewerLink]], keyframe: bool) -> bool:
+        """One C call per profile for the ready links; the Python path's gating for the
+        others. True if one of them fell behind (wants a keyframe)."""
+        assert self._native is not None
+        plans = self._plans[kind]
+        want = changed = False
+        for profile, links in groups.items():
+            plan = plans.get(profile)
+            if plan is None:
+                plan = plans[profile] = _Plan(self._native, links)
+            packets = frame.packets[profile]
+            if plan.targets:
+                try:
+                    failures = self._native.send(packets, plan.targets)
+                except ValueError:
+                    # beyond the C path's bounds (over 512 packets a frame, or one over
+                    # 1,500 bytes): this frame goes the Python way, link by link; the plan
+                    # is settled and dropped first (the Python path counts for itself)
+                    plan.report()
+                    del plans[profile]
+                    for link in plan.links + plan.others:
+                        want = self._deliver(link, frame, keyframe) or want
+                    continue
+                plan.sent(frame, len(packets))
+                for index, sent, error in failures:
+                    link = plan.links[index]
+                    if error in TRANSIENT:
+                        link.dropped += 1  # this frame only; the link stays in the plan
+                        continue
+                    changed = True
+                    if error in WOULD_BLOCK:
+                        link.send_rest(packets[sent:])  # queued in asyncio; leaves the plan
+                    else:
+                        link.fail(f"send failed: {_describe(error)}")
+            for link in plan.others:
+                want = self._deliver(link, frame, keyframe) or want
+                if link.native_target(self._native) is not None:
+                    changed = True  # ready now: the next frame's plan serves it natively
+        if changed:
+            self._invalidate()
+        return want
+
+    @staticmethod
+    def _deliver(link: ViewerLink, frame: OutFrame, keyframe: bool) -> bool:
+        """The Python path for one link; True if it fell behind (wants a keyframe)."""
+        if link.kind == "video":
+            return link.deliver_video(frame, keyframe)
+        link.deliver_audio(frame)
+        return False
+
+    def _invalidate(self) -> None:
+        """Forget the groups and plans (settling the plans' counters first)."""
+        for plans in self._plans.values():
+            for plan in plans.values():
+                plan.report()
+            plans.clear()
+        self._groups = None
+
+    def _on_failed(self, viewer_id: str, link: ViewerLink) -> None:
+        self._invalidate()
+        feed = self._feeds.get(viewer_id)
+        if feed is None:
+            return
+        other = feed.audio if link is feed.video else feed.video
+        first = other.failed is None  # tell once per viewer
+        other.fail(link.failed or "failed")  # a viewer without its socket is gone for both
+        if first and self._link_failed is not None:
+            self._link_failed(viewer_id)
+
     def _active(self, kind: str) -> dict[WireProfile, list[ViewerLink]]:
         if self._groups is None:
             groups: dict[str, dict[WireProfile, list[ViewerLink]]] = {"video": {}, "audio": {}}
@@ -173,6 +324,17 @@ class Fanout:
         return self._groups[kind]
 
     def _on_active(self, link: ViewerLink) -> None:
-        self._groups = None
-        if link.kind == "video":
+        self._invalidate()
+        if link.kind != "video":
+            return
+        # Instant start: the latest keyframe and the frames since, if that run is short
+        # (media/rtp_stream.py); only without one is a keyframe forced (throttled).
+        assert link.profile is not None
+        if not link.start_from(self._streams["video"].since_keyframe(link.profile)):
             self._keyframe_wanted()
+
+
+def _describe(error: int) -> str:
+    if error < 0:
+        return f"SRTP protect failed (libsrtp status {-error})"
+    return os.strerror(error)

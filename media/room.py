@@ -26,6 +26,7 @@ from media.compositor import MAX_WAITING_OVERLAYS, Compositor
 from media.encoder import DEFAULT_VIDEO_BITRATE, AudioEncoder, VideoCodecName, VideoEncoder
 from media.errors import MediaError, MediaErrorCode, conflict, invalid, not_found, unavailable
 from media.fanout import Fanout
+from media.fastpath import NATIVE, resolve
 from media.ice import IceServer
 from media.ingest import Publisher
 from media.keyframes import DEFAULT_GOP_S, DEFAULT_MIN_INTERVAL_S, KeyframePolicy
@@ -58,10 +59,14 @@ class RoomTimings:
     publisher_silence_timeout_s: float = 5.0
     # 400 simultaneous joins took ~3.3 s to connect on one process (measured).
     connect_timeout_s: float = 15.0
+    # A joining viewer starts from the latest keyframe and the frames since when that run
+    # is at most this long (it decodes at once, no forced keyframe; it plays at most this
+    # much catch-up); 0: only when the latest frame is itself a keyframe.
+    catch_up_s: float = 1.0
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
-            least_ok = 0.0 if name == "keyframe_min_interval_s" else 1e-3
+            least_ok = 0.0 if name in ("keyframe_min_interval_s", "catch_up_s") else 1e-3
             if not isinstance(value, (int, float)) or not value >= least_ok:
                 raise invalid(f"{name} must be a number >= {least_ok:g}, got {value!r}")
 
@@ -93,6 +98,7 @@ class MediaRoom:
         on_publisher_gone: PublisherGoneCallback | None = None,
         timings: RoomTimings | None = None,
         max_viewers: int = DEFAULT_MAX_VIEWERS,
+        fanout: str = NATIVE,
     ) -> None:
         if codec not in ("vp8", "h264"):
             raise invalid(f"codec must be 'vp8' or 'h264', got {codec!r}")
@@ -107,7 +113,13 @@ class MediaRoom:
         self._on_publisher_gone = on_publisher_gone
 
         self._keyframes = KeyframePolicy(self.timings.keyframe_min_interval_s, self.timings.gop_s)
-        self._fanout = Fanout(self._keyframes.request, codec)
+        # "native" falls back to "python" when the extension is not built (media/fastpath.py)
+        try:
+            self.fanout_path, native = resolve(fanout)
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+        self._fanout = Fanout(self._keyframes.request, codec, native, self._viewer_send_failed,
+                              catch_up_s=self.timings.catch_up_s)
         # Gifts: a few badges stack, more wait their turn (bounded; see media.compositor).
         self._compositor = Compositor(max_waiting=MAX_WAITING_OVERLAYS)
         self._video_encoder = VideoEncoder(codec, video_bitrate)
@@ -307,6 +319,13 @@ class MediaRoom:
             self._close_done.set()
 
     # ---- internals --------------------------------------------------------------------
+
+    def _viewer_send_failed(self, viewer_id: str) -> None:
+        """A viewer's socket erred (the fan-out sends it nothing more): remove it as failed."""
+        viewer = self._viewers.get(viewer_id)
+        if viewer is not None and viewer.state is not ViewerState.CLOSED:
+            viewer.state = ViewerState.CLOSED  # reported once, as its pc's own failure is
+            self._events.put_nowait((viewer, GoneReason.FAILED))
 
     def _check_open(self) -> None:
         if self._closed:

@@ -29,6 +29,13 @@ from aiortc.utils import random16, random32
 
 # Packets kept for NACK retransmission: ~2.6 s of 360p30 video, ~10 s of Opus.
 HISTORY_PACKETS = 256
+# A late joiner starts from the latest keyframe and the frames since, when that run is at
+# most this long (90 kHz units: 1 s) and this many packets: it then decodes at once, with
+# no forced keyframe, and plays at most 1 s of catch-up. Past it, a keyframe is forced
+# (throttled) as before. 600 packets is ~6 s of 360p30 at 800 kbit/s: memory per room
+# stays under ~0.8 MB per wire profile.
+CATCH_UP_TICKS = 90000
+MAX_CATCH_UP_PACKETS = 600
 
 
 @dataclass(frozen=True)
@@ -68,8 +75,10 @@ class OutFrame:
 class RtpStream:
     """Packetizes and serializes one kind's encoded packets once per room."""
 
-    def __init__(self, packer: Encoder, history: int = HISTORY_PACKETS) -> None:
+    def __init__(self, packer: Encoder, history: int = HISTORY_PACKETS,
+                 catch_up_ticks: int = CATCH_UP_TICKS) -> None:
         self.ssrc = random32()
+        self.catch_up_ticks = catch_up_ticks
         self._packer = packer
         # Below 2^15 like aiortc: a low start avoids an early wrap that breaks SRTP's
         # rollover counter guess in some receivers.
@@ -78,9 +87,14 @@ class RtpStream:
         self._maps: dict[WireProfile, HeaderExtensionsMap] = {}
         self._history: list[tuple[int, dict[WireProfile, bytes]] | None] = [None] * history
         self.packets = 0
+        # Per profile: (the latest keyframe's RTP timestamp, its packets and every packet
+        # since), for late joiners; dropped when too long or a frame was not built for it.
+        self._since_keyframe: dict[WireProfile, tuple[int, list[bytes]]] = {}
 
-    def frame(self, packet: av.Packet, profiles: Iterable[WireProfile]) -> OutFrame:
-        """Packetize `packet` and serialize it for each profile (sequence numbers advance once)."""
+    def frame(self, packet: av.Packet, profiles: Iterable[WireProfile],
+              keyframe: bool = False) -> OutFrame:
+        """Packetize `packet` and serialize it for each profile (sequence numbers advance once).
+        `keyframe` (video): this frame starts a new run for late joiners."""
         payloads, timestamp = self._packer.pack(packet)
         timestamp = (self._timestamp_origin + timestamp) & 0xFFFFFFFF
         ntp = clock.current_ntp_time()
@@ -102,7 +116,31 @@ class RtpStream:
             self._history[self._seq % len(self._history)] = (self._seq, serialized)
             self._seq = (self._seq + 1) & 0xFFFF
             self.packets += 1
+        self._keep_run(timestamp, out, keyframe)
         return OutFrame(timestamp, ntp, sum(map(len, payloads)), out)
+
+    def since_keyframe(self, profile: WireProfile) -> list[bytes]:
+        """The latest keyframe's packets and every packet since, in sequence, for a viewer
+        that starts now; empty if there is no short enough run for `profile`."""
+        run = self._since_keyframe.get(profile)
+        return list(run[1]) if run is not None else []
+
+    def _keep_run(self, timestamp: int, out: dict[WireProfile, list[bytes]],
+                  keyframe: bool) -> None:
+        for profile in [p for p in self._since_keyframe if p not in out]:
+            del self._since_keyframe[profile]  # it missed this frame: the run has a gap
+        for profile, packets in out.items():
+            if keyframe:
+                self._since_keyframe[profile] = (timestamp, list(packets))
+                continue
+            run = self._since_keyframe.get(profile)
+            if run is None:
+                continue
+            if ((timestamp - run[0]) & 0xFFFFFFFF > self.catch_up_ticks
+                    or len(run[1]) + len(packets) > MAX_CATCH_UP_PACKETS):
+                del self._since_keyframe[profile]
+            else:
+                run[1].extend(packets)
 
     def lookup(self, sequence_number: int, profile: WireProfile) -> bytes | None:
         """A recent packet's bytes for `profile`, for a NACK; None if gone or never built."""

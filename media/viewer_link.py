@@ -29,6 +29,7 @@ from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpsender import RTCRtpSender
 
 from media import aioice_private, aiortc_private
+from media.fastpath import TRANSIENT, WOULD_BLOCK, NativeSender, Target
 from media.rtp_stream import OutFrame, WireProfile
 
 # A viewer whose socket has this much unsent data queued in asyncio is behind: its video
@@ -79,10 +80,14 @@ def admit_video(awaiting_keyframe: bool, keyframe: bool, backlogged: bool) -> Ve
 class ViewerLink:
     """A viewer's video or audio: configured by its sender's send(), active once DTLS is up."""
 
-    def __init__(self, kind: str, ssrc: int, on_active: Callable[[ViewerLink], None]) -> None:
+    def __init__(self, kind: str, ssrc: int, on_active: Callable[[ViewerLink], None],
+                 on_failed: Callable[[ViewerLink], None] | None = None) -> None:
         self.kind = kind
         self.ssrc = ssrc
         self.started = False
+        self.failed: str | None = None  # why its socket can no longer send, once it could
+        self._watched: object | None = None  # the ICE protocol whose send errors reach us
+        self._on_failed = on_failed
         self.track = IdleTrack(kind, lambda: self._start(on_active))
         self.profile: WireProfile | None = None
         self.sender: RTCRtpSender | None = None
@@ -91,11 +96,13 @@ class ViewerLink:
         self.sent_packets = 0
         self.sent_octets = 0
         self.retransmitted = 0
+        self.caught_up = 0  # packets of the room's latest keyframe run sent at its start
 
     @property
     def active(self) -> bool:
-        """Started by its sender (DTLS up, wire profile known) and not closed."""
-        return self.started and self.profile is not None and self.track.readyState == "live"
+        """Started by its sender (DTLS up, wire profile known), not closed, not failed."""
+        return (self.started and self.profile is not None and self.failed is None
+                and self.track.readyState == "live")
 
     def attach(self, sender: RTCRtpSender) -> None:
         """Give `sender` the stream's SSRC (before the offer is made) and learn its wire
@@ -136,6 +143,22 @@ class ViewerLink:
             return
         self._send(route, frame)
 
+    def start_from(self, packets: list[bytes]) -> bool:
+        """A video link that just started: send it the room's latest keyframe and the
+        frames since (`packets`, in sequence) so it decodes without a forced keyframe.
+        False (nothing sent) if there are none or it cannot send yet."""
+        route = self._route()
+        if not packets or route is None or not self.awaiting_keyframe:
+            return False
+        protect, udp, addr = route
+        for data in packets:
+            udp.sendto(protect(data), addr)
+        self.awaiting_keyframe = False
+        self.sent_packets += len(packets)
+        self.sent_octets += sum(len(data) for data in packets)  # headers too: close enough
+        self.caught_up = len(packets)
+        return True
+
     def retransmit(self, packets: list[bytes]) -> None:
         """Resend packets a NACK named (already looked up in the stream's history)."""
         route = self._route()
@@ -149,6 +172,54 @@ class ViewerLink:
     def close(self) -> None:
         self.track.stop()
 
+    def fail(self, why: str) -> None:
+        """Its socket errored: send nothing more and tell the fan-out (once)."""
+        if self.failed is None and self.track.readyState == "live":
+            self.failed = why
+            if self._on_failed is not None:
+                self._on_failed(self)
+
+    # ---- the native path (media/fastpath.py) ------------------------------------------
+
+    def native_target(self, native: NativeSender) -> tuple[Target, Any] | None:
+        """((srtp_t, socket, sockaddr), the SRTP session to keep alive) while this link can
+        take the native path's sends: route up, nothing waiting in asyncio's buffer (so
+        order holds) and, for video, not waiting for a keyframe. Else None: the Python
+        path serves it (gating, backlog) until it is ready."""
+        if self.kind == "video" and self.awaiting_keyframe:
+            return None
+        route = self._route()
+        if route is None:
+            return None
+        udp = route[1]
+        if udp.get_write_buffer_size():
+            return None
+        assert self.sender is not None
+        session = aiortc_private.srtp_outbound(self.sender.transport)
+        sock = udp.get_extra_info("socket")
+        if session is None or sock is None:
+            return None
+        return (aiortc_private.srtp_context(session), sock, native.sockaddr(route[2])), session
+
+    def send_rest(self, packets: list[bytes]) -> None:
+        """The packets of a frame the kernel would not take natively (its buffer full):
+        through asyncio's buffer, as the Python path sends (same SRTP session; aiortc's
+        policy allows protecting a sequence number again)."""
+        route = self._route()
+        if route is None:
+            return
+        protect, udp, addr = route
+        for data in packets:
+            udp.sendto(protect(data), addr)
+
+    def count_sent(self, packets: int, octets: int, ntp_time: int, timestamp: int) -> None:
+        """Bring the counters (and the sender's RTCP sender report) up to date with what
+        the native path sent for this link."""
+        self.sent_packets = packets
+        self.sent_octets = octets
+        assert self.sender is not None
+        aiortc_private.record_sent(self.sender, ntp_time, timestamp, packets, octets)
+
     # ---- the wire ---------------------------------------------------------------------
 
     def _route(self) -> tuple[Callable[[bytes], bytes], asyncio.DatagramTransport, Any] | None:
@@ -157,15 +228,27 @@ class ViewerLink:
         if sender is None or self.profile is None or self.track.readyState != "live":
             return None
         dtls = sender.transport
-        if dtls.state != "connected":
+        if dtls.state != "connected" or self.failed is not None:
             return None
         pair = aioice_private.nominated_pair(aiortc_private.ice_connection(dtls), _RTP_COMPONENT)
         if pair is None:
             return None
+        if pair.protocol is not self._watched:  # once per nominated pair
+            self._watched = pair.protocol
+            aioice_private.watch_send_errors(pair.protocol, self._send_error)
         udp = pair.protocol.transport
         if udp is None or udp.is_closing():
+            # DTLS is still up but the nominated pair's socket is gone (closed by an error,
+            # or from under us): nothing will reach this viewer again.
+            self.fail("socket closed")
             return None
         return aiortc_private.srtp_protect(dtls), udp, pair.remote_addr
+
+    def _send_error(self, exc: Exception) -> None:
+        """asyncio reported a failed send on this link's socket (the Python path)."""
+        code = getattr(exc, "errno", None)
+        if code not in TRANSIENT and code not in WOULD_BLOCK:
+            self.fail(f"send failed: {exc}")
 
     def _start(self, on_active: Callable[[ViewerLink], None]) -> None:
         self.started = True

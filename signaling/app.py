@@ -18,6 +18,8 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from media.fastpath import FanoutPath
+from media.fastpath import resolve as resolve_fanout
 from signaling import http_api, wallet_http, web_pages
 from signaling.appkeys import (
     CHAT,
@@ -99,6 +101,14 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
 
 
+def fanout_path(settings: Settings) -> FanoutPath:
+    """The media fan-out's send path for GOLIVE_FANOUT (native falls back to python)."""
+    try:
+        return resolve_fanout(settings.fanout)[0]
+    except ValueError as exc:
+        raise SystemExit(f"golive: GOLIVE_FANOUT: {exc}") from None
+
+
 def create_app(settings: Settings) -> web.Application:
     """Build the whole server; nothing starts (no Redis, no task) until the app runs."""
     app = web.Application(client_max_size=64 * 1024)
@@ -106,6 +116,7 @@ def create_app(settings: Settings) -> web.Application:
     # The parts HTTP handlers and tests reach through the app.
     app[SETTINGS] = settings
     app[METRICS] = server.metrics
+    server.metrics.fanout_path.labels(fanout_path(settings).name).set(1)
     app[REDIS] = server.redis
     app[SERVICES] = server.services
     app[GATEWAY] = server.gateway

@@ -26,7 +26,7 @@ COMMANDS_GROUP = "golive.commands"
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from signaling.app import create_app
+    from signaling.app import create_app, fanout_path
     from signaling.embedded_redis import EmbeddedRedisError
 
     settings = settings_from_args(args)
@@ -36,7 +36,8 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     log.info("golive serving", extra={"fields": {
         "url": f"http://{settings.host}:{settings.port}",
-        "redis": "embedded" if not settings.redis_url else "external"}})
+        "redis": "embedded" if not settings.redis_url else "external",
+        "fanout": fanout_path(settings).name, "fanout_why": fanout_path(settings).reason}})
     # run_app handles SIGINT and SIGTERM: stop accepting, run on_shutdown
     # (sockets closed), then the cleanup contexts in reverse.
     try:

@@ -103,6 +103,9 @@ class Settings:
         "env": "GOLIVE_VIDEO_CODEC", "help": "room video codec, vp8 or h264"})
     video_bitrate: int = field(default=800_000, metadata={
         "env": "GOLIVE_VIDEO_BITRATE", "help": "room video bitrate, bit/s (one encode per room)"})
+    fanout: str = field(default="native", metadata={
+        "env": "GOLIVE_FANOUT",
+        "help": "fan-out send path: native (C SRTP + sendmmsg; python when not built) or python"})
     live_grace: float = field(default=10.0, metadata={
         "env": "GOLIVE_LIVE_GRACE",
         "help": "seconds a creator whose connection dropped has to come back before the live "

@@ -142,7 +142,7 @@ class LiveRooms(Feature):
         return MediaRoom(
             live.live_id, codec=self.settings.video_codec,  # type: ignore[arg-type]
             video_bitrate=self.settings.video_bitrate, ice_servers=self._media_ice,
-            max_viewers=self.settings.max_viewers,
+            max_viewers=self.settings.max_viewers, fanout=self.settings.fanout,
             on_viewer_gone=lambda sid, reason: self._report_gone(live.live_id, sid, reason),
             on_publisher_gone=lambda reason: self._report_gone(live.live_id, None, reason))
 

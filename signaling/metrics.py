@@ -41,6 +41,9 @@ class Metrics:
             "golive_embedded_redis_restarts_total",
             "times the embedded redis-server died and was started again",
             registry=self.registry)
+        self.fanout_path = Gauge("golive_fanout_path",
+                                 "the media fan-out's send path in use (1), by path", ["path"],
+                                 registry=self.registry)
         self.http_requests = Counter("golive_http_requests_total", "HTTP API requests",
                                      ["route", "status"], registry=self.registry)
 

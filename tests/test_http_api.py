@@ -111,6 +111,7 @@ async def test_healthz_and_metrics(client: Any) -> None:
     text = await (await client.get("/metrics")).text()
     assert "golive_sockets_connected 0.0" in text
     assert "golive_redis_rtt_seconds_count" in text
+    assert 'golive_fanout_path{path="native"} 1.0' in text  # the extension is built here
     assert 'golive_http_requests_total{route="/api/register",status="201"} 1.0' in text
 
 

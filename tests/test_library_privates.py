@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import pylibsrtp
 import pytest
 import socketio
 from aiohttp.web_ws import WebSocketResponse
@@ -51,6 +52,7 @@ async def real_objects() -> dict[type, Any]:
         AsyncSocket: AsyncSocket(eio, "sid"),
         WebSocketResponse: WebSocketResponse(),
         socketio.AsyncServer: socketio.AsyncServer(async_mode="aiohttp"),
+        pylibsrtp.Session: pylibsrtp.Session(),
     }
     objects["close"] = pc.close
     return objects

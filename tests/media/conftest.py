@@ -6,6 +6,7 @@ Nothing is mocked. Timers are shortened through RoomTimings; tests poll for cond
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -16,6 +17,11 @@ from media import MediaRoom, RoomTimings, aioice_private, aiortc_private, restri
 from media.synthetic import HeadlessCreator
 from tests.support.poll import poll
 from tests.support.viewer import DecodingViewer
+
+# The fan-out send path rooms use unless a test names one (GOLIVE_FANOUT=python runs the
+# suite on the Python path); tests of the wire itself run both (the `fanout` fixture).
+FANOUT = os.environ.get("GOLIVE_FANOUT", "native")
+FANOUT_PATHS = ["native", "python"]
 
 # This host may only use loopback; aioice skips 127.0.0.1 unless told otherwise.
 LOOPBACK = ["127.0.0.1"]
@@ -55,10 +61,13 @@ class Harness:
 
     def room(self, room_id: str = "room-1", **kwargs: Any) -> MediaRoom:
         kwargs.setdefault("timings", FAST)
+        kwargs.setdefault("fanout", FANOUT)
         kwargs.setdefault("on_viewer_gone", lambda vid, why: self.viewer_gone.append((vid, why)))
         kwargs.setdefault("on_publisher_gone", self.publisher_gone.append)
         room = MediaRoom(room_id, **kwargs)
         self.rooms.append(room)
+        # A native room that silently ran the Python path would test nothing new.
+        assert room.fanout_path.name == kwargs["fanout"], room.fanout_path.reason
         return room
 
     async def publish(self, room: MediaRoom, **kwargs: Any) -> HeadlessCreator:
@@ -106,6 +115,12 @@ class Harness:
             await creator.close()
         for client in self.viewers:
             await client.close()
+
+
+@pytest.fixture(params=FANOUT_PATHS)
+def fanout(request: pytest.FixtureRequest) -> str:
+    """Each fan-out send path in turn (media/fastpath.py): `harness.room(fanout=fanout)`."""
+    return str(request.param)
 
 
 @pytest.fixture(name="vanish")

@@ -12,13 +12,16 @@ import numpy as np
 import pytest
 
 from media import Overlay, RoomTimings, aiortc_private
+from media.fastpath import resolve
 from media.overlay import overlay_layout
 from media.synthetic import HeadlessCreator, SyntheticVideoTrack
 
 
 @pytest.mark.parametrize("codec", ["vp8", "h264"])
-async def test_three_viewers_decode_video_and_audio(harness, poll, codec):
-    room = harness.room(codec=codec)
+async def test_three_viewers_decode_video_and_audio(harness, poll, codec, fanout):
+    room = harness.room(codec=codec, fanout=fanout)
+    native = resolve("native")[1]
+    syscalls_before = native_syscalls()
     await harness.publish(room, width=320, height=240)
     viewers = [await harness.join(room, f"v{i}") for i in range(3)]
 
@@ -40,12 +43,26 @@ async def test_three_viewers_decode_video_and_audio(harness, poll, codec):
     assert stats.frames_encoded <= stats.frames_in
     assert stats.keyframes >= 1 and stats.audio_packets > 0
     assert set(stats.viewer_drops) == {"v0", "v1", "v2"}
+    # The path asked for is the one that sent (one syscall per viewer and frame natively).
+    sent_natively = native_syscalls() - syscalls_before
+    if fanout == "native":
+        assert native is not None and sent_natively >= 3 * 10
+    else:
+        assert sent_natively == 0
 
 
-async def test_viewer_gets_sender_reports_and_nacked_packets_again(harness, poll):
+def native_syscalls() -> int:
+    native = resolve("native")[1]
+    if native is None:
+        return 0
+    counters = native.counters()
+    return counters["gso_sends"] + counters["sendmmsg_sends"]
+
+
+async def test_viewer_gets_sender_reports_and_nacked_packets_again(harness, poll, fanout):
     """The senders' own RTP path is idle (media/viewer_link.py): their RTCP sender reports
     must still carry what the room sent, and a NACK is answered from the room's history."""
-    room = harness.room()
+    room = harness.room(fanout=fanout)
     await harness.publish(room)
     viewer = await harness.join(room, "v")
     receiver = next(r for r in viewer.pc.getReceivers() if r.track and r.track.kind == "video")
@@ -84,6 +101,24 @@ async def test_late_joiner_decodes_quickly(harness, poll):
     await poll(lambda: late.first_video_at, timeout=5, what="the late joiner's first frame")
     print(f"late joiner: first decoded frame {late.first_video_at - joined:.3f} s after add_viewer")
     assert room.stats().keyframes > keyframes_before
+
+
+async def test_late_joiner_starts_from_the_latest_keyframe_without_forcing_one(
+        harness, poll, fanout):
+    """The room's latest keyframe and the frames since (media/rtp_stream.py) start a
+    joining viewer: it decodes at once and the encoder makes no keyframe for it."""
+    room = harness.room(fanout=fanout, timings=RoomTimings(
+        gop_s=60.0, keyframe_min_interval_s=0.5, catch_up_s=30.0))
+    await harness.publish(room)
+    first = await harness.join(room, "first")  # the first viewer forces the keyframe
+    await poll(lambda: first.video_frames >= 10, what="video at the first viewer")
+    keyframes = room.stats().keyframes
+
+    late = await harness.join(room, "late")
+    await poll(lambda: late.first_video_at, timeout=5, what="the late joiner's first frame")
+    await poll(lambda: late.video_frames >= 10, what="the late joiner decoding on")
+    assert room._fanout._feeds["late"].video.caught_up > 0
+    assert room.stats().keyframes == keyframes, "a keyframe was forced for the late joiner"
 
 
 async def test_pli_burst_gives_one_keyframe(harness, poll):

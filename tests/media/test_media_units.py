@@ -230,6 +230,22 @@ def test_rtp_stream_builds_each_packet_once_per_profile_and_keeps_history():
     assert stream.lookup(first, a) is None  # rolled out of the 8-packet history
 
 
+def test_rtp_stream_keeps_the_run_from_the_latest_keyframe_for_late_joiners():
+    stream = RtpStream(make_packer("vp8"), catch_up_ticks=3000 * 5)  # 5 frames at 30 fps
+    a, b = _profile(96, "0", 1), _profile(97, "v", 4)
+    stream.frame(packet(0), [a])
+    assert stream.since_keyframe(a) == []  # no keyframe yet
+    key = stream.frame(packet(1, size=3000), [a, b], keyframe=True)
+    delta = stream.frame(packet(2), [a])
+    assert stream.since_keyframe(a) == key.packets[a] + delta.packets[a]
+    assert stream.since_keyframe(b) == []  # b missed a frame: its run has a gap
+    for i in range(3, 7):
+        stream.frame(packet(i), [a])
+    assert len(stream.since_keyframe(a)) == 3 + 5  # 5 frames after the keyframe: still kept
+    stream.frame(packet(7), [a])
+    assert stream.since_keyframe(a) == []  # too long a run: a joiner gets a forced keyframe
+
+
 async def test_fanout_sends_nothing_to_viewers_not_yet_started():
     wanted: list[int] = []
     fanout = Fanout(lambda: wanted.append(1))
