@@ -63,7 +63,8 @@ class Server:
         self.redis = redis_client(url)
         self.services = Services.build(self.redis, settings)  # a bad catalog stops here
         self.gateway = Gateway(settings, self.metrics, self.services)
-        # One FrameWriter per server: it hooks Engine.IO's websockets once (chat, gifts).
+        # One FrameWriter per server, shared by chat and gifts (the gateway installed the
+        # Engine.IO websocket hooks it relies on).
         self.writer = FrameWriter(self.gateway.sio, metrics=self.metrics)
         self.notifier = Notifier(self.gateway, self.services)
 
