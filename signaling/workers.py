@@ -189,7 +189,7 @@ class Supervisor:
             return await self._serve(watches)
         finally:
             await cancel_and_wait(*watches)
-            await self._stop_workers()
+            await self.stop_workers()
             if self.embedded is not None:
                 await self.embedded.stop()
             for sock in self._held:
@@ -315,7 +315,7 @@ class Supervisor:
                 "node": worker.node_id, "pid": worker.proc.pid if worker.proc else None,
                 "restarts": worker.restarts, "restarts_total": self.restarts}})
 
-    async def _stop_workers(self) -> None:
+    async def stop_workers(self) -> None:
         """SIGTERM every running worker, STOP_TIMEOUT_S for all of them, then SIGKILL."""
         running = [w for w in self.workers if w.proc is not None and w.proc.returncode is None]
         for worker in running:

@@ -29,6 +29,8 @@ from signaling.embedded_redis import socket_path
 from signaling.workers import (
     READY_TIMEOUT_S,
     STOP_TIMEOUT_S,
+    Supervisor,
+    Worker,
     restart_delay,
     worker_env,
     worker_node_id,
@@ -336,3 +338,27 @@ def test_the_generated_secret_is_made_once_whoever_races_for_it(tmp_path: Path) 
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["secret"]
     assert ((tmp_path / "data" / "secret").stat().st_mode & 0o777) == 0o600
 
+
+
+IGNORES_SIGTERM = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                   "print('ready', flush=True); time.sleep(60)")
+EXITS_ON_SIGTERM = "import sys, time; print('ready', flush=True); time.sleep(60)"
+
+
+async def test_a_worker_that_ignores_sigterm_is_killed_past_the_bound(
+        caplog: pytest.LogCaptureFixture) -> None:
+    supervisor = Supervisor(Settings(), count=2, stop_timeout=0.5)
+    for index, program in enumerate((IGNORES_SIGTERM, EXITS_ON_SIGTERM)):
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", program,
+                                                    stdout=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None and await proc.stdout.readline() == b"ready\n"
+        supervisor.workers.append(Worker(index, f"n/w{index}", proc=proc))
+    started = time.monotonic()
+    await supervisor.stop_workers()
+    assert time.monotonic() - started < 5
+    stubborn, polite = (w.proc for w in supervisor.workers)
+    assert stubborn is not None and stubborn.returncode == -signal.SIGKILL
+    assert polite is not None and polite.returncode == -signal.SIGTERM
+    killed = [r for r in caplog.records
+              if r.getMessage() == "golive worker ignored SIGTERM; killing it"]
+    assert [r.fields["node"] for r in killed] == ["n/w0"]  # type: ignore[attr-defined]
