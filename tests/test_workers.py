@@ -22,10 +22,12 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from engine.nodes import NodeRecord, Nodes
 from media.ice import restrict_host_addresses
 from signaling.app import NODE_HEADER
 from signaling.config import Settings, add_arguments, settings_from_args
 from signaling.embedded_redis import socket_path
+from signaling.nodes import NodeAnnouncer
 from signaling.workers import (
     READY_TIMEOUT_S,
     STOP_TIMEOUT_S,
@@ -35,6 +37,7 @@ from signaling.workers import (
     worker_env,
     worker_node_id,
 )
+from tests.support.http import post
 from tests.support.peers import go_live, sio_connect
 from tests.support.poll import poll
 from tests.support.servers import (
@@ -44,6 +47,7 @@ from tests.support.servers import (
     free_port,
     pid_alive,
     processes_mentioning,
+    stop_server,
 )
 
 PASSWORD = "workers-pass-1"
@@ -362,3 +366,48 @@ async def test_a_worker_that_ignores_sigterm_is_killed_past_the_bound(
     killed = [r for r in caplog.records
               if r.getMessage() == "golive worker ignored SIGTERM; killing it"]
     assert [r.fields["node"] for r in killed] == ["n/w0"]  # type: ignore[attr-defined]
+
+
+async def test_two_machines_on_one_redis_each_advertise_their_address(
+        server_factory: Any, redis_url: str, redis: Redis) -> None:
+    """Two `golive serve` (as on two hosts) with one REDIS_URL: one cluster, each node's
+    record says where the others reach it; a node stopped in order withdraws it."""
+    env = {"GOLIVE_SECRET": "cluster-secret-" + "y" * 32, "GOLIVE_AUTH_RATE": "100/s"}
+    a, b = await asyncio.gather(*(asyncio.to_thread(
+        server_factory, redis_url=redis_url, env={
+            **env, "GOLIVE_NODE_ID": name, "GOLIVE_NODE_ADDRESS": f"{name}.internal:8080"})
+        for name in ("node-a", "node-b")))
+    for name, server in (("node-a", a), ("node-b", b)):
+        record = await redis.hgetall(f"node:{name}")
+        assert record["address"] == f"{name}.internal:8080", record
+        assert int(record["pid"]) == server.proc.pid
+    status, body = post(a.url + "/api/register", {
+        "username": "ann", "display_name": "Ann", "password": PASSWORD,
+        "birthdate": "1990-01-01"})
+    assert status == 201, body
+    status, _ = post(b.url + "/api/signin", {"username": "ann", "password": PASSWORD})
+    assert status == 200
+    async with aiohttp.ClientSession() as session, session.get(b.url + "/healthz") as resp:
+        assert resp.headers[NODE_HEADER] == "node-b"
+    assert await asyncio.to_thread(stop_server, a) == 0
+    assert await redis.exists("node:node-a") == 0 and await redis.exists("node:node-b") == 1
+
+
+async def test_a_node_record_expires_unless_refreshed_and_comes_back(redis: Redis) -> None:
+    nodes = Nodes(redis, ttl=15)
+    record = NodeRecord("n1", "10.0.0.1:8080", 4242, 1700000000.25)
+    await nodes.announce(record)
+    assert await nodes.get("n1") == record and 0 < await redis.ttl("node:n1") <= 15
+    assert await nodes.refresh("n1") is True
+    await redis.delete("node:n1")  # expired while Redis was away, say
+    assert await nodes.refresh("n1") is False and await nodes.get("n1") is None
+
+    announcer = NodeAnnouncer(nodes, "n2", "10.0.0.2:8080", period=0.02)
+    await announcer.open()
+    try:
+        assert (await nodes.get("n2")) == announcer.record
+        await redis.delete("node:n2")
+        await poll(lambda: redis.exists("node:n2"), what="the heartbeat announcing again")
+    finally:
+        await announcer.close()
+    assert await redis.exists("node:n2") == 0
