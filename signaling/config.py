@@ -270,7 +270,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         meta = f.metadata
         convert: Any = meta.get("type") or _CONVERTERS.get(str(f.type), str)
         env_value = os.environ.get(meta["env"])
-        default = convert(env_value) if env_value not in (None, "") else f.default
+        try:
+            default = convert(env_value) if env_value not in (None, "") else f.default
+        except (argparse.ArgumentTypeError, ValueError) as exc:  # as a bad flag is told
+            raise SystemExit(f"golive: {meta['env']}={env_value!r}: {exc}") from None
         flag = "--" + f.name.replace("_", "-")
         shown = "(hidden)" if meta.get("secret") else "%(default)s"
         parser.add_argument(flag, dest=f.name, type=convert, default=default,

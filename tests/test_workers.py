@@ -314,6 +314,8 @@ def test_bad_worker_counts_and_transports_are_refused() -> None:
     for argv in (["--workers", "0"], ["--workers", "many"], ["--transports", "carrier-pigeon"]):
         with pytest.raises(SystemExit):
             build_parser("serve").parse_args(["serve", *argv])
+    with pytest.raises(SystemExit, match="GOLIVE_WORKERS='0': --workers must be 1 or more"):
+        add_arguments_from(argparse.ArgumentParser(), {"GOLIVE_WORKERS": "0"})
     assert Settings(workers=None).worker_count() == (os.cpu_count() or 1)
 
 
