@@ -151,8 +151,8 @@ class Settings:
         "help": "nudges one viewer may send in an hour, across creators"})
     node_id: str | None = field(default=None, metadata={
         "env": "GOLIVE_NODE_ID",
-        "help": "this node's name in the live directory; unset: HOST:PORT (each worker "
-                "adds /wN)"})
+        "help": "this node's name in the live directory, unique in the cluster; unset: "
+                "HOST:PORT (the host name when HOST is a wildcard; each worker adds /wN)"})
     node_address: str | None = field(default=None, metadata={
         "env": "GOLIVE_NODE_ADDRESS",
         "help": "host:port other nodes reach this one on, kept in its node record in Redis; "
@@ -185,13 +185,16 @@ class Settings:
         "help": "seconds a webhook signature's timestamp may be off our clock"})
 
     def node_name(self) -> str:
-        return self.node_id or f"{self.host}:{self.port}"
+        """GOLIVE_NODE_ID, else HOST:PORT, with the host name for a wildcard HOST (two
+        machines listening on 0.0.0.0:8080 are two nodes)."""
+        return self.node_id or self._host_port()
 
     def advertised_address(self) -> str:
         """Where other nodes reach this one: GOLIVE_NODE_ADDRESS, else HOST:PORT (a
         wildcard host says nothing to another machine: the host name instead)."""
-        if self.node_address:
-            return self.node_address
+        return self.node_address or self._host_port()
+
+    def _host_port(self) -> str:
         host = socket.gethostname() if self.host in WILDCARD_HOSTS else self.host
         return f"{host}:{self.port}"
 

@@ -322,7 +322,9 @@ def test_bad_worker_counts_and_transports_are_refused() -> None:
 def test_the_node_address_defaults_to_where_it_listens() -> None:
     assert Settings(host="10.0.0.5", port=81).advertised_address() == "10.0.0.5:81"
     assert Settings(node_address="a.example:8080").advertised_address() == "a.example:8080"
-    assert not Settings(host="0.0.0.0").advertised_address().startswith("0.0.0.0")
+    anywhere = Settings(host="0.0.0.0", port=8080)
+    assert anywhere.advertised_address() == anywhere.node_name() == f"{socket.gethostname()}:8080"
+    assert Settings(host="::1", port=81).node_name() == "::1:81"
 
 
 def test_the_generated_secret_is_made_once_whoever_races_for_it(tmp_path: Path) -> None:
