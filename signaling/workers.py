@@ -178,6 +178,7 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._held: list[socket.socket] = []
         self._env = dict(os.environ)
+        self._env_for: dict[int, dict[str, str]] = {}  # worker index -> its environment
 
     async def run(self) -> int:
         """Until SIGTERM/SIGINT; 0 after an orderly stop, 1 when the start failed."""
