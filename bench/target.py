@@ -119,7 +119,9 @@ class LocalServer:
                if not k.startswith("GOLIVE_") and k != "REDIS_URL"}
         env.update(SERVER_ENV)
         env.update(extra_env or {})
+        # One process (--workers 1): the bench measures the server by its pid.
         self.child = Child("server", [sys.executable, "-m", "signaling.cli", "serve",
+                                      "--workers", "1",
                                       "--port", str(self.port), "--data-dir", str(self.data_dir)],
                            log_dir / "server.log", rpc=False, env=env, cpus=cpus)
 

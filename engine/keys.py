@@ -53,6 +53,11 @@ def live_viewers(live_id: str) -> str:
     return f"live_viewers:{live_id}"
 
 
+def node(node_id: str) -> str:
+    """A node's record (a hash: address, pid, started_at), kept alive by its heartbeat."""
+    return f"node:{node_id}"
+
+
 def node_lives(node_id: str) -> str:
     """Set of creators whose live media a node hosts (taken back when the node restarts)."""
     return f"node_lives:{node_id}"

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -109,6 +109,18 @@ def fanout_path(settings: Settings) -> FanoutPath:
         raise SystemExit(f"golive: GOLIVE_FANOUT: {exc}") from None
 
 
+NODE_HEADER = "X-Golive-Node"
+
+
+def node_header(node_id: str) -> Callable[[web.Request, web.StreamResponse],
+                                          Awaitable[None]]:
+    """An on_response_prepare hook naming the node that answered on every response (the
+    websocket handshake's too): behind one port with --workers N, which worker it was."""
+    async def add(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers[NODE_HEADER] = node_id
+    return add
+
+
 def create_app(settings: Settings) -> web.Application:
     """Build the whole server; nothing starts (no Redis, no task) until the app runs."""
     app = web.Application(client_max_size=64 * 1024)
@@ -128,6 +140,7 @@ def create_app(settings: Settings) -> web.Application:
     server.gateway.sio.attach(app)
     app.cleanup_ctx.append(server_ctx)
     app.cleanup_ctx.append(rtt_ctx)  # after server_ctx: it pings Redis
+    app.on_response_prepare.append(node_header(settings.node_name()))
     app.on_shutdown.append(end_lives)
     app.on_shutdown.append(close_sockets)
     app.router.add_get("/healthz", healthz)
@@ -138,4 +151,4 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-__all__ = ["REDIS", "create_app", "measure_rtt", "redis_client"]
+__all__ = ["NODE_HEADER", "REDIS", "create_app", "measure_rtt", "redis_client"]

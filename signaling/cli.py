@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from importlib.metadata import entry_points
 
 from aiohttp import web
@@ -26,16 +27,32 @@ COMMANDS_GROUP = "golive.commands"
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from signaling.app import create_app, fanout_path
-    from signaling.embedded_redis import EmbeddedRedisError
-
     settings = settings_from_args(args)
     logs.configure(settings.log_level)
     settings.token_secret()  # fail before binding when production lacks a secret
     _check_ledger_settings(settings)
+    if settings.worker_count() > 1:
+        from signaling.workers import supervise
+
+        return supervise(settings)
+    return run_node(settings)
+
+
+def run_node(settings: Settings, *, reuse_port: bool = False,
+             on_ready: Callable[[], None] | None = None) -> int:
+    """Serve one node in this process until SIGINT/SIGTERM: `golive serve --workers 1`,
+    and each worker of signaling/workers.py (reuse_port: the port is shared; `on_ready`
+    once Redis and every feature are open, just before the port is bound)."""
+    from signaling.app import create_app, fanout_path
+    from signaling.embedded_redis import EmbeddedRedisError
+
     app = create_app(settings)
+    if on_ready is not None:
+        async def ready(_app: web.Application) -> None:
+            on_ready()
+        app.on_startup.append(ready)  # after the cleanup contexts: the server is open
     log.info("golive serving", extra={"fields": {
-        "url": f"http://{settings.host}:{settings.port}",
+        "url": f"http://{settings.host}:{settings.port}", "node": settings.node_name(),
         "redis": "embedded" if not settings.redis_url else "external",
         "fanout": fanout_path(settings).name, "fanout_why": fanout_path(settings).reason}})
     # run_app handles SIGINT and SIGTERM: stop accepting, run on_shutdown
@@ -43,11 +60,11 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         web.run_app(app, host=settings.host, port=settings.port,
                     shutdown_timeout=settings.shutdown_timeout, print=None,
-                    access_log=None, handle_signals=True)
+                    access_log=None, handle_signals=True, reuse_port=reuse_port or None)
     except EmbeddedRedisError as exc:  # e.g. the data dir is another golive's
         log.error("golive cannot start", extra={"fields": {"error": str(exc)}})
         return 1
-    log.info("golive stopped")
+    log.info("golive stopped", extra={"fields": {"node": settings.node_name()}})
     return 0
 
 

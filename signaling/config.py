@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
+import socket
+import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,29 @@ def _bool(text: str | bool) -> bool:
     if text.strip().lower() in ("0", "false", "no", "off", ""):
         return False
     raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def _workers(text: str | int) -> int:
+    """A worker count: a whole number from 1 up."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of workers: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("--workers must be 1 or more")
+    return value
+
+
+def _transports(text: str) -> str:
+    names = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not names or any(t not in TRANSPORTS for t in names):
+        raise argparse.ArgumentTypeError(
+            f"not a list of transports: {text!r} (use polling, websocket or both)")
+    return ",".join(names)
+
+
+TRANSPORTS = ("polling", "websocket")
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
 
 def _rate(text: str) -> float:
@@ -42,6 +68,17 @@ class Settings:
     host: str = field(default="127.0.0.1", metadata={
         "env": "GOLIVE_HOST", "help": "address to listen on"})
     port: int = field(default=8080, metadata={"env": "GOLIVE_PORT", "help": "HTTP port"})
+    # 1 by default until a live's viewers can be served by any worker (the media cascade
+    # is not built yet: a viewer whose socket lands on another worker than the live's
+    # gets `unavailable`); then one per core.
+    workers: int | None = field(default=1, metadata={
+        "env": "GOLIVE_WORKERS", "type": _workers,
+        "help": "server processes behind the one port (SO_REUSEPORT), each with its own "
+                "event loop and node id, restarted if they die; 1: a single process"})
+    transports: str = field(default="polling,websocket", metadata={
+        "env": "GOLIVE_TRANSPORTS", "type": _transports,
+        "help": "Engine.IO transports accepted; with more than one worker only websocket "
+                "(long-polling needs every request of a session on one process)"})
     redis_url: str | None = field(default=None, metadata={
         "env": "REDIS_URL",
         "help": "Redis to use (redis://, rediss:// or unix://); unset: start an embedded "
@@ -120,7 +157,12 @@ class Settings:
         "help": "nudges one viewer may send in an hour, across creators"})
     node_id: str | None = field(default=None, metadata={
         "env": "GOLIVE_NODE_ID",
-        "help": "this node's name in the live directory; unset: HOST:PORT"})
+        "help": "this node's name in the live directory, unique in the cluster; unset: "
+                "HOST:PORT (the host name when HOST is a wildcard; each worker adds /wN)"})
+    node_address: str | None = field(default=None, metadata={
+        "env": "GOLIVE_NODE_ADDRESS",
+        "help": "host:port other nodes reach this one on, kept in its node record in Redis; "
+                "unset: HOST:PORT (the host name when HOST is a wildcard)"})
 
     # --- gifts and the ledger (engine/ledger.py, engine/payments.py) ---
     gift_catalog: Path | None = field(default=None, metadata={
@@ -149,7 +191,43 @@ class Settings:
         "help": "seconds a webhook signature's timestamp may be off our clock"})
 
     def node_name(self) -> str:
-        return self.node_id or f"{self.host}:{self.port}"
+        """GOLIVE_NODE_ID, else HOST:PORT, with the host name for a wildcard HOST (two
+        machines listening on 0.0.0.0:8080 are two nodes)."""
+        return self.node_id or self._host_port()
+
+    def advertised_address(self) -> str:
+        """Where other nodes reach this one: GOLIVE_NODE_ADDRESS, else HOST:PORT (a
+        wildcard host says nothing to another machine: the host name instead)."""
+        return self.node_address or self._host_port()
+
+    def _host_port(self) -> str:
+        host = socket.gethostname() if self.host in WILDCARD_HOSTS else self.host
+        return f"{host}:{self.port}"
+
+    def worker_count(self) -> int:
+        """--workers (1 by default), or one per core when set to None."""
+        return self.workers if self.workers is not None else max(os.cpu_count() or 1, 1)
+
+    def transport_list(self) -> list[str]:
+        return self.transports.split(",")
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes a child's `add_arguments` parse to these settings
+        (the supervisor hands its settings to its workers this way: not on a command
+        line, where a secret would show in `ps`). Unset fields are left out."""
+        env = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                text = "1" if value else "0"
+            elif isinstance(value, float):
+                text = repr(value)
+            else:
+                text = str(value)
+            env[f.metadata["env"]] = text
+        return env
 
     def ice_server_list(self) -> list[dict[str, Any]]:
         """The configured ICE servers as plain dicts (the browser's RTCIceServer shape)."""
@@ -178,9 +256,17 @@ class Settings:
         path = self.data_dir / "secret"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_urlsafe(48))
+            # Written whole under a temporary name, then linked into place: a process
+            # starting at the same moment (a worker, a second node on the dir) reads
+            # either no file or the whole one, and the first link wins.
+            fd, temporary = tempfile.mkstemp(dir=self.data_dir, prefix=".secret-")
+            try:
+                with os.fdopen(fd, "w") as out:
+                    out.write(secrets.token_urlsafe(48))
+                with contextlib.suppress(FileExistsError):
+                    os.link(temporary, path)
+            finally:
+                os.unlink(temporary)
         return path.read_text().strip().encode()
 
 
@@ -193,7 +279,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         meta = f.metadata
         convert: Any = meta.get("type") or _CONVERTERS.get(str(f.type), str)
         env_value = os.environ.get(meta["env"])
-        default = convert(env_value) if env_value not in (None, "") else f.default
+        try:
+            default = convert(env_value) if env_value not in (None, "") else f.default
+        except (argparse.ArgumentTypeError, ValueError) as exc:  # as a bad flag is told
+            raise SystemExit(f"golive: {meta['env']}={env_value!r}: {exc}") from None
         flag = "--" + f.name.replace("_", "-")
         shown = "(hidden)" if meta.get("secret") else "%(default)s"
         parser.add_argument(flag, dest=f.name, type=convert, default=default,

@@ -109,6 +109,9 @@ class Gateway:
             async_mode="aiohttp",
             serializer=SafeMsgPackPacket,
             max_http_buffer_size=settings.max_message_bytes,
+            # websocket only under `--workers N` (signaling/workers.py): a long-polling
+            # session's requests may reach another worker, which does not know it.
+            transports=settings.transport_list(),
             logger=False,
             engineio_logger=False,
         )

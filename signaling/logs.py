@@ -15,6 +15,10 @@ REDACTED_KEYS = frozenset({"password", "token", "secret", "authorization", "auth
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, node: str | None = None) -> None:
+        super().__init__()
+        self.node = node
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
             "ts": round(record.created, 3),
@@ -22,6 +26,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if self.node is not None:  # a worker's lines say which worker wrote them
+            line["node"] = self.node
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             for key, value in fields.items():
@@ -31,10 +37,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
-def configure(level: str = "info") -> None:
-    """Send golive's structured lines to stderr; quiet the libraries' chatter."""
+def configure(level: str = "info", *, node: str | None = None) -> None:
+    """Send golive's structured lines to stderr, each naming `node` when given (the
+    workers of `golive serve --workers N` share one stderr); quiet the libraries' chatter."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(node))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -20,6 +20,7 @@ import logging
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from engine.nodes import Nodes
 from media.ice import HostAddressRestriction, restrict_host_addresses
 from signaling.chat import LiveChat
 from signaling.config import Settings
@@ -31,6 +32,7 @@ from signaling.gifts import LiveGifts
 from signaling.live_rooms import LiveRooms
 from signaling.messages import DirectMessages
 from signaling.metrics import Metrics
+from signaling.nodes import NodeAnnouncer
 from signaling.notifications import LiveFanout, NotificationEvents, Notifier
 from signaling.nudges import NudgeEdge
 from signaling.profiles import ProfileEvents
@@ -75,7 +77,10 @@ class Server:
         self.fanout = LiveFanout(self.notifier)
         # Opened in this order, closed in reverse. Join listeners run in the order the
         # features were built: chat's "NAME joined" line, the gift board, nudge insights.
+        self.node = NodeAnnouncer(Nodes(self.redis), settings.node_name(),
+                                  settings.advertised_address())
         self.features: tuple[Feature, ...] = (
+            self.node,
             ProfileEvents(gateway, services, self.notifier),
             self.lives,
             self.chat,

@@ -42,10 +42,11 @@ class ServerProcess:
 
 def start_server(tmp_path: Path, *, redis_url: str | None, env: dict[str, str] | None = None,
                  data_dir: Path | None = None, timeout: float = 20.0) -> ServerProcess:
-    """Run `golive serve` as a user would and wait for /healthz."""
+    """Run `golive serve` as a user would and wait for /healthz. One process
+    (GOLIVE_WORKERS=1: the default is one per core) unless `env` says otherwise."""
     port = free_port()
     log_path = tmp_path / f"serve-{port}.log"
-    full_env = {**os.environ, "GOLIVE_PORT": str(port),
+    full_env = {**os.environ, "GOLIVE_PORT": str(port), "GOLIVE_WORKERS": "1",
                 "GOLIVE_DATA_DIR": str(data_dir or tmp_path / "data"), **(env or {})}
     full_env.pop("REDIS_URL", None)
     if redis_url:
