@@ -33,6 +33,7 @@ from bench.options import parse_size
 from bench.rpc import emit, serve_stdin, stop_on_signals
 from media.ice import is_loopback_url, restrict_host_addresses
 from media.synthetic import HeadlessCreator, SyntheticVideoTrack, ToneAudioTrack
+from signaling.tasks import cancel_and_wait
 
 log = logging.getLogger("golive.bench.creator")
 
@@ -161,9 +162,7 @@ async def _main(args: argparse.Namespace) -> int:
         try:
             await serve_stdin({"stats": creator.stats}, stop)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            await cancel_and_wait(watcher)
         if creator.ended.is_set():
             emit({"event": "ended", "reason": creator.end_reason})
             return EXIT_LIVE_ENDED

@@ -6,7 +6,6 @@ every frame that arrives. The one decoding viewer client of the bench and the te
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 
@@ -16,6 +15,7 @@ from av.video.frame import VideoFrame
 
 from media import aiortc_private
 from media.ice import rtc_configuration
+from signaling.tasks import cancel_and_wait
 
 
 class DecodingViewer:
@@ -86,9 +86,5 @@ class DecodingViewer:
         try:
             await self.pc.close()
         finally:
-            for task in self._readers:
-                task.cancel()
-            for task in self._readers:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(*self._readers)
             self._readers = []

@@ -32,6 +32,7 @@ from media.negotiation import (
     video_preferences,
 )
 from media.peers import PeerCloser
+from signaling.tasks import cancel_and_wait
 
 log = logging.getLogger("golive.bench.naive_relay")
 
@@ -169,11 +170,7 @@ class NaiveRoom:
         viewers = list(self.viewers.values())
         self.viewers.clear()
         await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
-        for task in self._sinks:
-            task.cancel()
-        for task in self._sinks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._sinks)
         self._sinks = []
         if self._publisher_closer is not None:
             await self._publisher_closer.close()

@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from signaling.tasks import cancel_and_wait
+
 SEED_CHUNK = 10_000
 PROBE_S = 0.001
 
@@ -133,10 +135,7 @@ class StallProbe:
 
     async def stop(self) -> dict[str, float]:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         lags = sorted(self.lags) or [0.0]
         busy = sorted(self.busy) or [0.0]
         return {"max_ms": round(lags[-1] * 1000, 2),

@@ -11,13 +11,14 @@ and exits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from signaling.tasks import cancel_and_wait
 
 log = logging.getLogger("golive.bench")
 
@@ -94,9 +95,5 @@ async def serve_stdin(handlers: dict[str, Handler], stop: asyncio.Event) -> None
             task.add_done_callback(tasks.discard)
     finally:
         stopper.cancel()
-        for task in list(tasks):
-            task.cancel()
-        for task in list(tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
         transport.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import sys
@@ -24,6 +23,7 @@ from bench.baselines import BaselineServer, local_accounts, naive_relay_server
 from bench.processes import Child, ChildError, CpuMeter, rss_bytes
 from bench.report import Progress, pct
 from bench.target import Account, LocalServer, TargetError, register_accounts, sign_in
+from signaling.tasks import cancel_and_wait
 
 JOIN_TIMEOUT_S = 30.0  # per viewer: signaling, ICE, DTLS and the first keyframe
 READY_TIMEOUT_S = 60.0
@@ -212,9 +212,7 @@ class BenchSession:
         try:
             answers = await asyncio.gather(*calls)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            await cancel_and_wait(watcher)
             for call in calls:
                 call.cancel()
         return [figures for answer in answers for figures in answer["joined"]]
