@@ -131,6 +131,17 @@ def sharded_pubsub(redis_version: str) -> bool:
         return False
 
 
+def numsub_pairs(reply: Any) -> list[tuple[Any, Any]]:
+    """PUBSUB NUMSUB's reply as (channel, count) pairs: redis-py gives pairs, a dict
+    (RESP3) or the flat list Redis sends, depending on version and protocol."""
+    if isinstance(reply, dict):
+        return list(reply.items())
+    items = list(reply)
+    if items and isinstance(items[0], list | tuple):
+        return [(name, n) for name, n in items]
+    return list(zip(items[::2], items[1::2], strict=True))
+
+
 Control = Callable[[str, str | bytes], Awaitable[None]]  # (room, body)
 
 
@@ -274,8 +285,7 @@ class PushBus:
                 flat = await self.redis.execute_command(command, *asked)
             except (RedisError, OSError):
                 return [True] * len(rooms)  # unknown: push anyway (a publish is cheap)
-            pairs = flat.items() if isinstance(flat, dict) else zip(flat[::2], flat[1::2],
-                                                                     strict=True)
+            pairs = numsub_pairs(flat)
             for name, n in pairs:
                 counts[name.decode() if isinstance(name, bytes) else name] = int(n)
         return [here or counts.get(c or "", 0) > 0
