@@ -8,7 +8,8 @@ live:started / live:ended) and `golive:push:discover`. A node subscribes to a ch
 when the first local socket enters the room and unsubscribes when the last one leaves
 (`BusManager`, python-socketio's room bookkeeping), so it hears only what its sockets
 need: not python-socketio's AsyncRedisManager, whose one channel makes every node
-decode every emit (an app at 16 nodes spent ~1/3 CPU in that listener; FIELD-NOTES).
+decode every emit (python-socketio issue #963: an app at 16 nodes spent ~1/3 CPU in
+that listener).
 
 Why Pub/Sub and not Streams: a push is a nudge to a page that already catches up by
 itself: chat lines carry ids and `prev` (chat:history after an id), DMs, notifications

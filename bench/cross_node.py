@@ -1,0 +1,160 @@
+"""Cross-node push latency: a DM and a chat line, recipient on the sender's node against
+the other node.
+
+    python -m bench.cross_node --rounds 200
+
+Starts a redis-server and two `golive serve` processes on it (node-a, node-b), a sender
+on A and two recipient tabs of one user, one on A and one on B; then, --rounds times
+each, a DM (sender -> recipient) and a chat line in a live the sender hosts on A (the
+recipient a chat-only member through both tabs), one at a time, and reports the time
+from the send to each tab's push (p50/p99, ms). Bounded: one message in flight, a
+--timeout per message; everything it started is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import socketio
+
+from media.synthetic import HeadlessCreator
+from tests.support.servers import TEST_SECRET, start_server
+
+NODE_ENV = {"GOLIVE_SECRET": TEST_SECRET, "GOLIVE_AUTH_RATE": "100/s",
+            "GOLIVE_AUTH_BURST": "200", "GOLIVE_EVENT_RATE": "1000/s",
+            "GOLIVE_EVENT_BURST": "2000"}
+
+
+def quantiles(values: list[float]) -> dict[str, float | None]:
+    """p50 and p99 (ms) of a list of seconds."""
+    if not values:
+        return {"p50_ms": None, "p99_ms": None, "n": 0}
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return {"p50_ms": round(statistics.median(ordered) * 1000, 2),
+            "p99_ms": round(p99 * 1000, 2), "n": len(ordered)}
+
+
+async def _register(url: str, name: str) -> dict[str, Any]:
+    import aiohttp
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(url + "/api/register", json={
+            "username": name, "display_name": name, "password": "correct-horse-1",
+            "birthdate": "1990-01-01"})
+        body = await resp.json()
+        assert resp.status == 201, body
+        return body  # type: ignore[no-any-return]
+
+
+async def _tab(url: str, token: str) -> socketio.AsyncClient:
+    sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+    await sio.connect(url, auth={"token": token}, transports=["websocket"])
+    return sio
+
+
+async def measure(url_a: str, url_b: str, rounds: int, timeout: float) -> dict[str, Any]:
+    sender = await _register(url_a, f"snd{int(time.time() * 1000) % 10**8}")
+    recipient = await _register(url_a, f"rcv{int(time.time() * 1000) % 10**8}")
+    s = await _tab(url_a, sender["token"])
+    here = await _tab(url_a, recipient["token"])
+    there = await _tab(url_b, recipient["token"])
+    creator = HeadlessCreator.synthetic(160, 96, 10)
+    arrived: dict[str, dict[str, float]] = {"here": {}, "there": {}}
+
+    def recorder(where: str) -> Any:
+        async def on_dm(data: dict[str, Any]) -> None:
+            arrived[where].setdefault(data["message"].get("text", ""), time.perf_counter())
+
+        async def on_chat(data: dict[str, Any]) -> None:
+            now = time.perf_counter()
+            for item in data["items"]:
+                arrived[where].setdefault(item.get("text", ""), now)
+        return on_dm, on_chat
+
+    for where, sio in (("here", here), ("there", there)):
+        on_dm, on_chat = recorder(where)
+        sio.on("dm:message", on_dm)
+        sio.on("chat:messages", on_chat)
+    result: dict[str, Any] = {}
+    try:
+        await here.call("user:follow", {"user_id": sender["user"]["id"]})  # not a request
+        ack = await s.call("live:start", {"title": "bench", "offer": await creator.offer()},
+                           timeout=20)
+        assert ack["ok"], ack
+        await creator.accept_answer(ack["answer"])
+        live_id = ack["live"]["live_id"]
+        for sio in (here, there):
+            joined = await sio.call("room:join", {"user_id": sender["user"]["id"],
+                                                  "media": False})
+            assert joined["ok"], joined
+        for kind in ("dm", "chat"):
+            lat: dict[str, list[float]] = {"here": [], "there": []}
+            for i in range(rounds):
+                text = f"{kind}-{i}-{time.time_ns()}"
+                started = time.perf_counter()
+                if kind == "dm":
+                    sent = await s.call("dm:send", {"to": recipient["user"]["id"], "text": text})
+                else:
+                    sent = await s.call("chat:send", {"live_id": live_id, "text": text})
+                    # the server allows 5 lines per user per 5 s: wait it out when refused
+                    if not sent["ok"] and sent["error"]["code"] == "rate_limited":
+                        await asyncio.sleep(float(sent["error"].get("retry_after", 1)))
+                        continue
+                assert sent["ok"], sent
+                deadline = time.perf_counter() + timeout
+                while not all(text in arrived[w] for w in lat):
+                    if time.perf_counter() > deadline:
+                        break
+                    await asyncio.sleep(0.0005)
+                for where in lat:
+                    if text in arrived[where]:
+                        lat[where].append(arrived[where][text] - started)
+            result[kind] = {"same_node": quantiles(lat["here"]),
+                            "cross_node": quantiles(lat["there"])}
+    finally:
+        for sio in (s, here, there):
+            with contextlib.suppress(Exception):
+                await sio.disconnect()
+        await creator.close()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=100, help="messages of each kind")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per message")
+    args = parser.parse_args(argv)
+    from tests.test_cluster_pushes import RedisProcess  # the tests' restartable Redis
+    with tempfile.TemporaryDirectory(prefix="golive-cross-node-") as tmp:
+        folder = Path(tmp)
+        redis = RedisProcess(folder)
+        redis.start()
+        servers = []
+        try:
+            for name in ("node-a", "node-b"):
+                servers.append(start_server(folder, redis_url=redis.url,
+                                            data_dir=folder / name,
+                                            env={**NODE_ENV, "GOLIVE_NODE_ID": name}))
+            result = asyncio.run(measure(servers[0].url, servers[1].url, args.rounds,
+                                         args.timeout))
+        finally:
+            for server in servers:
+                server.proc.terminate()
+                server.proc.wait(timeout=10)
+            redis.stop()
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
