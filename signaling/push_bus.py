@@ -42,6 +42,7 @@ hard by default) and reconnects (a gap, logged), it never buffers without bound.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -211,6 +212,8 @@ class PushBus:
         self._up = asyncio.Event()
         self._runner = OwnedTask(self._run, "push-bus")
         self._background: set[asyncio.Future[Any]] = set()  # unsubscribes in flight
+        self._commands = asyncio.Lock()  # (un)subscribe commands, in the order decided
+        self._closed = False
         self.published = 0
         self.delivered = 0
         self.dropped = 0
@@ -230,6 +233,9 @@ class PushBus:
 
     async def close(self) -> None:
         """Stop the listener and close the bus's Redis connections; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         self.manager.bus = None
         await self._runner.stop()
         await cancel_and_wait(*self._background)
@@ -298,14 +304,21 @@ class PushBus:
         """The first local socket entered `room`: subscribe, and wait (bounded) until
         Redis confirmed, so a push published after this returns reaches the socket."""
         channel = channel_for(room)
-        if channel is None or channel in self._channels:
+        if channel is None:
+            return
+        future = self._confirmed.get(channel)
+        if channel in self._channels:
+            if future is not None and not future.done():  # another socket's, in flight
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SUBSCRIBE_WAIT_S):
+                        await asyncio.shield(future)
             return
         self._channels.add(channel)
-        future = self._confirmed.get(channel)
         if future is None or future.done():
             future = self._confirmed[channel] = asyncio.get_running_loop().create_future()
         try:
-            await self._subscribe([channel])
+            async with self._commands:
+                await self._subscribe([channel])
             async with asyncio.timeout(SUBSCRIBE_WAIT_S):
                 await asyncio.shield(future)
         except (RedisError, OSError, TimeoutError) as exc:
@@ -321,13 +334,20 @@ class PushBus:
             return
         self._channels.discard(channel)
         self._confirmed.pop(channel, None)
-        pubsub = self._pubsub
-        if pubsub is not None:
-            unsubscribe = pubsub.sunsubscribe if self.sharded else pubsub.unsubscribe
-            task = asyncio.ensure_future(unsubscribe(channel))
+        if self._pubsub is not None:
+            task = asyncio.ensure_future(self._unsubscribe(channel))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
             task.add_done_callback(_ignore_result)
+
+    async def _unsubscribe(self, channel: str) -> None:
+        # Under the command lock, and only if no socket entered the room again meanwhile:
+        # a reloaded tab's SUBSCRIBE can never be undone by its old tab's UNSUBSCRIBE.
+        async with self._commands:
+            pubsub = self._pubsub
+            if channel in self._channels or pubsub is None:
+                return
+            await (pubsub.sunsubscribe if self.sharded else pubsub.unsubscribe)(channel)
 
     async def _subscribe(self, channels: list[str]) -> None:
         pubsub = self._pubsub

@@ -102,7 +102,6 @@ class Server:
         )
         self._wire_bus()
         self._redis_up = False
-        self._bus_up = False
         self._ice_restore: HostAddressRestriction | None = None
 
     def _wire_bus(self) -> None:
@@ -148,7 +147,6 @@ class Server:
         await self.redis.ping()
         self._redis_up = True
         await self.bus.open()
-        self._bus_up = True
         await self.presence.open()
         log.info("redis ready", extra={"fields": {"embedded": self.embedded is not None}})
 
@@ -176,9 +174,7 @@ class Server:
             restriction.restore()
         self._redis_up = False
         await self.presence.close()
-        if self._bus_up:
-            self._bus_up = False
-            await self.bus.close()
+        await self.bus.close()
         await self.redis.aclose()
         await self.redis.connection_pool.disconnect()
         if self.embedded is not None:
