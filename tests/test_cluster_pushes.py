@@ -276,10 +276,37 @@ async def test_a_live_on_a_reaches_members_and_pages_on_b(cluster: Cluster,
     for peer in (carol, dan, dan_on_a, eve):  # once per socket, on either node
         assert lines(peer).count("hello all") == 1 and lines(peer).count("hi from B") == 1
 
+    # a gift on A (eve buys coins there): its push and the board reach dan on B, once
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(cluster.a.url + "/api/coins/checkout",
+                               json={"package_id": "coins_1400"},
+                               headers={"Authorization": f"Bearer {eve_user.token}"})
+        assert resp.status == 200, await resp.text()
+    gift = await eve.call("gift:send", {"transfer_id": "cross-node-gift-1",
+                                        "creator": carol_user.id, "gift_id": "rose"})
+    assert gift["ok"], gift
+    await poll(lambda: dan.got("gift:received"), what="the gift on node B")
+    push = dan.got("gift:received")[0]
+    assert push["transfer_id"] == "cross-node-gift-1"
+    assert [row["user"]["username"] for row in push["leaderboard"]] == ["eve"]
+    await asyncio.sleep(0.3)
+    assert len(dan.got("gift:received")) == 1 and len(eve.got("gift:received")) == 1
+
     assert (await carol.call("live:end", {}))["ok"]
     await poll(lambda: fay.got("live:ended") and dan.got("live:ended"),
                what="live:ended on node B (watch page and member)")
     assert fay.got("live:ended")[0]["live_id"] == onair.live_id
+    # every node dropped its share of the ended live's viewers
+    redis = Redis.from_url(cluster.redis.url, decode_responses=True)
+    try:
+        await poll(lambda: _none_left(redis, onair.live_id), what="the shares dropped")
+    finally:
+        await redis.aclose()
+
+
+async def _none_left(redis: Redis, live_id: str) -> bool:
+    return not await redis.keys(f"live_viewers:{live_id}*") and not any(
+        [await redis.hlen(f"live_viewers:node:{node}") for node in ("node-a", "node-b")])
 
 
 async def test_sign_out_on_a_disconnects_the_tab_on_b(cluster: Cluster,
