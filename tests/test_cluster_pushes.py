@@ -165,7 +165,7 @@ async def closers() -> AsyncIterator[list[Any]]:
 class Tab(SocketPeer):
     PUSHES = ("dm:message", "dm:typing", "dm:seen", "dm:unread", "notify:new",
               "nudge:waiting", "chat:messages", "room:state", "live:started", "live:ended",
-              "discover:update", "gift:received")
+              "discover:update", "gift:received", "chat:banned", "room:left")
 
 
 async def register(url: str, name: str) -> User:
@@ -307,6 +307,25 @@ async def test_a_live_on_a_reaches_members_and_pages_on_b(cluster: Cluster,
 async def _none_left(redis: Redis, live_id: str) -> bool:
     return not await redis.keys(f"live_viewers:{live_id}*") and not any(
         [await redis.hlen(f"live_viewers:node:{node}") for node in ("node-a", "node-b")])
+
+
+async def test_a_ban_on_a_removes_the_member_on_b(cluster: Cluster,
+                                                  closers: list[Any]) -> None:
+    creator = await register(cluster.a.url, "mia")
+    member = await register(cluster.b.url, "ned")
+    mia = await tab(cluster.a.url, creator, closers)
+    onair = await go_live(mia, closers, "ban", size=(160, 96), fps=10)
+    ned = await tab(cluster.b.url, member, closers)
+    assert (await ned.call("room:join", {"user_id": creator.id, "media": False}))["ok"]
+    await poll(lambda: mia.got("room:state") and mia.got("room:state")[-1]["viewers"] == 1,
+               what="ned counted")
+    assert (await mia.call("chat:ban", {"user_id": member.id}))["ok"]
+    await poll(lambda: ned.got("room:left") and ned.got("chat:banned"),
+               what="the ban on node B")
+    assert ned.got("room:left")[-1] == {"live_id": onair.live_id, "reason": "banned"}
+    await poll(lambda: mia.got("room:state")[-1]["viewers"] == 0, what="ned uncounted")
+    sent = await ned.call("chat:send", {"live_id": onair.live_id, "text": "still here?"})
+    assert not sent["ok"]
 
 
 async def test_sign_out_on_a_disconnects_the_tab_on_b(cluster: Cluster,
