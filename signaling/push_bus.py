@@ -56,6 +56,7 @@ from redis.exceptions import RedisError
 from socketio import AsyncManager
 
 from signaling.frames import Frame, FrameWriter
+from signaling.metrics import Metrics
 from signaling.tasks import OwnedTask, cancel_and_wait
 
 log = logging.getLogger("golive.bus")
@@ -196,7 +197,7 @@ class PushBus:
     that delivers what other nodes published to the local sockets."""
 
     def __init__(self, url: str, node_id: str, writer: FrameWriter, manager: BusManager,
-                 *, metrics: Any = None) -> None:
+                 *, metrics: Metrics | None = None) -> None:
         self.node_id = node_id
         self.writer = writer
         self.manager = manager
@@ -243,6 +244,10 @@ class PushBus:
         await self.redis.aclose()
         await self.redis.connection_pool.disconnect()
 
+    def _count(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.bus_messages.labels(outcome).inc()
+
     def on(self, kind: str, handler: Control) -> None:
         """Handle a control kind (from this node or another) with `handler(room, body)`."""
         self.controls[kind] = handler
@@ -274,9 +279,11 @@ class PushBus:
             else:
                 await self.redis.publish(channel, data)
             self.published += 1
+            self._count("published")
         except (RedisError, OSError) as exc:
             # At most once: the local sockets have it; other nodes' pages catch up.
             self.dropped += 1
+            self._count("not_published")
             log.warning("push not published", extra={"fields": {
                 "room": room, "kind": kind, "error": type(exc).__name__}})
 
@@ -395,6 +402,8 @@ class PushBus:
                 if lost_at is None:
                     lost_at = loop.time()
                     self.reconnects += 1
+                    if self.metrics is not None:
+                        self.metrics.bus_reconnects.inc()
                     log.warning("push bus lost its Redis connection; pushes from other "
                                 "nodes are missed until it is back",
                                 extra={"fields": {"error": f"{type(exc).__name__}: {exc}"[:200]}})
@@ -422,6 +431,7 @@ class PushBus:
             envelope = decode_envelope(data)
         except ValueError as exc:
             self.dropped += 1
+            self._count("undecodable")
             log.warning("bus message dropped", extra={"fields": {"error": str(exc)}})
             return
         if envelope.node == self.node_id:
@@ -431,6 +441,7 @@ class PushBus:
                 assert isinstance(envelope.body, bytes)
                 await self.writer.send(envelope.room, Frame.from_encoded(envelope.body))
                 self.delivered += 1
+                self._count("delivered")
             else:
                 await self._run_control(envelope.kind, envelope.room, envelope.body)
         except Exception:

@@ -369,6 +369,12 @@ async def test_pushes_resume_after_redis_restarts(cluster: Cluster,
     await poll(delivered, timeout=20, interval=0.5, what="a DM after the restart")
     log = cluster.b.log()
     assert "push bus lost its Redis connection" in log and "push bus reconnected" in log
+    async with aiohttp.ClientSession() as http, http.get(cluster.b.url + "/metrics") as resp:
+        metrics = await resp.text()
+    reconnects = [line for line in metrics.splitlines()
+                  if line.startswith("golive_bus_reconnects_total ")]
+    assert reconnects and float(reconnects[0].split()[1]) >= 1, reconnects
+    assert 'golive_bus_messages_total{outcome="delivered"}' in metrics
 
 
 async def test_a_killed_node_expires_and_its_viewers_leave_the_count(
