@@ -53,6 +53,11 @@ def live_viewers(live_id: str) -> str:
     return f"live_viewers:{live_id}"
 
 
+def node_lives(node_id: str) -> str:
+    """Set of creators whose live media a node hosts (taken back when the node restarts)."""
+    return f"node_lives:{node_id}"
+
+
 def live_viewers_on(live_id: str, node_id: str) -> str:
     """Hash of viewer user id -> connections watching that live through one node (what a
     dead node's viewers were, taken out of live_viewers when it is reaped)."""
@@ -72,11 +77,6 @@ def nodes() -> str:
 def node_alive(node_id: str) -> str:
     """A node's heartbeat: present (with a TTL) while the node runs."""
     return f"node_alive:{node_id}"
-
-
-def node_lives(node_id: str) -> str:
-    """Set of creators whose live media a node hosts (taken back when the node restarts)."""
-    return f"node_lives:{node_id}"
 
 
 # --- live chat (engine/chat.py) ---------------------------------------------
