@@ -333,12 +333,22 @@ async def test_sign_out_on_a_disconnects_the_tab_on_b(cluster: Cluster,
     user = await register(cluster.a.url, "gil")
     on_a = await tab(cluster.a.url, user, closers)
     on_b = await tab(cluster.b.url, user, closers)
-    async with aiohttp.ClientSession() as http:
-        resp = await http.post(cluster.a.url + "/api/signout",
-                               headers={"Authorization": f"Bearer {user.token}"})
-        assert resp.status == 200, await resp.text()
-    await poll(lambda: not on_b.sio.connected and not on_a.sio.connected,
-               what="both tabs disconnected")
+    redis = Redis.from_url(cluster.redis.url, decode_responses=True)
+    channel = f"golive:push:user:{user.id}"
+    try:
+        assert (await redis.pubsub_numsub(channel))[0][1] == 2  # one subscriber per node
+        async with aiohttp.ClientSession() as http:
+            resp = await http.post(cluster.a.url + "/api/signout",
+                                   headers={"Authorization": f"Bearer {user.token}"})
+            assert resp.status == 200, await resp.text()
+        await poll(lambda: not on_b.sio.connected and not on_a.sio.connected,
+                   what="both tabs disconnected")
+
+        async def unsubscribed() -> bool:  # the last tab of each node left: both let go
+            return (await redis.pubsub_numsub(channel))[0][1] == 0
+        await poll(unsubscribed, what="the user's channel unsubscribed on both nodes")
+    finally:
+        await redis.aclose()
 
 
 async def test_pushes_resume_after_redis_restarts(cluster: Cluster,
