@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -202,9 +202,12 @@ class PushBus:
         self.writer = writer
         self.manager = manager
         self.metrics = metrics
-        # Its own client: bytes in and out, and no hidden retries (the listener owns them).
-        self.redis = Redis.from_url(url, decode_responses=False, retry=Retry(NoBackoff(), 0),
-                                    max_connections=16)
+        # Its own client: bytes in and out, no hidden retries (the listener owns them), and
+        # a blocking pool: at the cap a publish waits for a connection (redis-py's plain
+        # pool raises MaxConnectionsError, which would drop the push).
+        pool = BlockingConnectionPool.from_url(url, max_connections=32, timeout=5,
+                                               retry=Retry(NoBackoff(), 0))
+        self.redis = Redis(connection_pool=pool)
         self.sharded = False
         self.controls: dict[str, Control] = {}
         self._channels: set[str] = set()          # what the local rooms need
