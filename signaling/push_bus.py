@@ -149,9 +149,9 @@ Control = Callable[[str, str | bytes], Awaitable[None]]  # (room, body)
 
 
 class BusManager(AsyncManager):  # type: ignore[misc]
-    """python-socketio's room bookkeeping, telling the bus when a mirrored room gets its
-    first local socket (awaited: the subscription is live before the caller goes on) or
-    loses its last."""
+    """python-socketio's room bookkeeping, telling the bus when a socket enters a mirrored
+    room (awaited: the room's subscription is live before the caller goes on) or the room
+    loses its last local socket."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -162,9 +162,10 @@ class BusManager(AsyncManager):  # type: ignore[misc]
 
     async def enter_room(self, sid: str, namespace: str, room: str,
                          eio_sid: str | None = None) -> Any:
-        first = not self._has(namespace, room)
         result = self.basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
-        if first and self.bus is not None and channel_for(room):
+        if self.bus is not None and channel_for(room):
+            # the first socket subscribes; a second one entering meanwhile waits for the
+            # same confirmation (a dict lookup once it is confirmed)
             await self.bus.room_opened(room)
         return result
 
