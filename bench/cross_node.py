@@ -26,6 +26,7 @@ from typing import Any
 
 import socketio
 
+from bench.creator import start_live
 from media.synthetic import HeadlessCreator
 from tests.support.servers import TEST_SECRET, start_server
 
@@ -103,11 +104,7 @@ async def measure(url_a: str, url_b: str, rounds: int, timeout: float) -> dict[s
         sio.on("chat:messages", on_chat)
     result: dict[str, Any] = {"rounds": rounds, "senders": SENDERS}
     try:
-        ack = await owner.call("live:start", {"title": "bench", "offer": await creator.offer()},
-                               timeout=20)
-        assert ack["ok"], ack
-        await creator.accept_answer(ack["answer"])
-        live_id = ack["live"]["live_id"]
+        live_id = (await start_live(owner, creator, "bench", timeout=20))["live_id"]
         for sio in (here, there, *senders):
             joined = await sio.call("room:join", {"user_id": creator_acct["user"]["id"],
                                                   "media": False})
