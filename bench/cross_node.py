@@ -3,10 +3,10 @@ the other node.
 
     python -m bench.cross_node --rounds 200
 
-Starts a redis-server and two `golive serve` processes on it (node-a, node-b), a sender
-on A and two recipient tabs of one user, one on A and one on B; then, --rounds times
-each, a DM (sender -> recipient) and a chat line in a live the sender hosts on A (the
-recipient a chat-only member through both tabs), one at a time, and reports the time
+Starts a redis-server and two `golive serve` processes on it (node-a, node-b), a creator
+live on A, SENDERS senders on A and two tabs of one recipient, one on A and one on B;
+then, --rounds times each, a DM (a sender -> the recipient) and a chat line in the live
+(the senders and both recipient tabs are chat-only members), one at a time, and reports the time
 from the send to each tab's push (p50/p99, ms). Bounded: one message in flight, a
 --timeout per message; everything it started is stopped on exit.
 """
@@ -17,6 +17,9 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -25,14 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import socketio
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from bench.creator import start_live
+from bench.processes import Child
+from bench.target import SERVER_ENV, free_port, register_accounts, wait_healthy
 from media.synthetic import HeadlessCreator
-from tests.support.servers import TEST_SECRET, start_server
+from signaling.embedded_redis import redis_server_binary
 
-NODE_ENV = {"GOLIVE_SECRET": TEST_SECRET, "GOLIVE_AUTH_RATE": "100/s",
-            "GOLIVE_AUTH_BURST": "200", "GOLIVE_EVENT_RATE": "1000/s",
-            "GOLIVE_EVENT_BURST": "2000"}
+NODES = ("node-a", "node-b")
 
 
 def quantiles(values: list[float]) -> dict[str, float | None]:
@@ -43,17 +48,6 @@ def quantiles(values: list[float]) -> dict[str, float | None]:
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return {"p50_ms": round(statistics.median(ordered) * 1000, 2),
             "p99_ms": round(p99 * 1000, 2), "n": len(ordered)}
-
-
-async def _register(url: str, name: str) -> dict[str, Any]:
-    import aiohttp
-    async with aiohttp.ClientSession() as http:
-        resp = await http.post(url + "/api/register", json={
-            "username": name, "display_name": name, "password": "correct-horse-1",
-            "birthdate": "1990-01-01"})
-        body = await resp.json()
-        assert resp.status == 201, body
-        return body  # type: ignore[no-any-return]
 
 
 async def _tab(url: str, token: str) -> socketio.AsyncClient:
@@ -77,14 +71,11 @@ async def _send(sio: socketio.AsyncClient, event: str, payload: dict[str, Any]) 
 
 
 async def measure(url_a: str, url_b: str, rounds: int, timeout: float) -> dict[str, Any]:
-    stamp = int(time.time() * 1000) % 10**8
-    creator_acct = await _register(url_a, f"crt{stamp}")
-    recipient = await _register(url_a, f"rcv{stamp}")
-    accounts = [await _register(url_a, f"snd{stamp}x{i}") for i in range(SENDERS)]
-    owner = await _tab(url_a, creator_acct["token"])
-    senders = [await _tab(url_a, a["token"]) for a in accounts]
-    here = await _tab(url_a, recipient["token"])
-    there = await _tab(url_b, recipient["token"])
+    creator_acct, recipient, *accounts = await register_accounts(url_a, SENDERS + 2)
+    owner = await _tab(url_a, creator_acct.token)
+    senders = [await _tab(url_a, a.token) for a in accounts]
+    here = await _tab(url_a, recipient.token)
+    there = await _tab(url_b, recipient.token)
     creator = HeadlessCreator.synthetic(160, 96, 10)
     arrived: dict[str, dict[str, float]] = {"here": {}, "there": {}}
 
@@ -106,18 +97,18 @@ async def measure(url_a: str, url_b: str, rounds: int, timeout: float) -> dict[s
     try:
         live_id = (await start_live(owner, creator, "bench", timeout=20))["live_id"]
         for sio in (here, there, *senders):
-            joined = await sio.call("room:join", {"user_id": creator_acct["user"]["id"],
+            joined = await sio.call("room:join", {"user_id": creator_acct.id,
                                                   "media": False})
             assert joined["ok"], joined
         for account in accounts:  # the recipient follows them: DMs land in the inbox
-            await here.call("user:follow", {"user_id": account["user"]["id"]})
+            await here.call("user:follow", {"user_id": account.id})
         for kind in ("dm", "chat"):
             lat: dict[str, list[float]] = {"here": [], "there": []}
             for i in range(rounds):
                 text = f"{kind}-{i}-{time.time_ns()}"
                 sio = senders[i % SENDERS]
                 if kind == "dm":
-                    started = await _send(sio, "dm:send", {"to": recipient["user"]["id"],
+                    started = await _send(sio, "dm:send", {"to": recipient.id,
                                                            "text": text})
                 else:
                     started = await _send(sio, "chat:send", {"live_id": live_id, "text": text})
@@ -139,30 +130,59 @@ async def measure(url_a: str, url_b: str, rounds: int, timeout: float) -> dict[s
     return result
 
 
+async def run(rounds: int, timeout: float) -> dict[str, Any]:
+    """A redis-server and two nodes on it (each process's log under a temporary folder),
+    the measurement, then everything stopped (SIGTERM, SIGKILL past the grace)."""
+    folder = Path(tempfile.mkdtemp(prefix="golive-cross-node-"))
+    redis_port = free_port()
+    redis_url = f"redis://127.0.0.1:{redis_port}"
+    children = [Child("redis", [redis_server_binary(), "--port", str(redis_port),
+                                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                "--dir", str(folder)], folder / "redis.log", rpc=False)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOLIVE_")}
+    env.update(SERVER_ENV, REDIS_URL=redis_url, GOLIVE_SECRET=secrets.token_urlsafe(48))
+    urls = []
+    try:
+        await children[0].start()
+        client = Redis.from_url(redis_url)
+        try:
+            for _ in range(200):  # 10 s
+                if await _pong(client):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError(f"redis-server did not answer; see {folder}/redis.log")
+        finally:
+            await client.aclose()
+        for name in NODES:
+            port = free_port()
+            child = Child(name, [sys.executable, "-m", "signaling.cli", "serve",
+                                 "--port", str(port), "--data-dir", str(folder / name)],
+                          folder / f"{name}.log", rpc=False,
+                          env={**env, "GOLIVE_NODE_ID": name})
+            children.append(child)
+            await child.start()
+            urls.append(f"http://127.0.0.1:{port}")
+            await wait_healthy(urls[-1], child, name)
+        return await measure(urls[0], urls[1], rounds, timeout)
+    finally:
+        for child in reversed(children):
+            await child.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _pong(client: Redis) -> bool:
+    with contextlib.suppress(OSError, RedisError):
+        return bool(await client.ping())
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=100, help="messages of each kind")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per message")
     args = parser.parse_args(argv)
-    from tests.test_cluster_pushes import RedisProcess  # the tests' restartable Redis
-    with tempfile.TemporaryDirectory(prefix="golive-cross-node-") as tmp:
-        folder = Path(tmp)
-        redis = RedisProcess(folder)
-        redis.start()
-        servers = []
-        try:
-            for name in ("node-a", "node-b"):
-                servers.append(start_server(folder, redis_url=redis.url,
-                                            data_dir=folder / name,
-                                            env={**NODE_ENV, "GOLIVE_NODE_ID": name}))
-            result = asyncio.run(measure(servers[0].url, servers[1].url, args.rounds,
-                                         args.timeout))
-        finally:
-            for server in servers:
-                server.proc.terminate()
-                server.proc.wait(timeout=10)
-            redis.stop()
-    json.dump(result, sys.stdout, indent=2)
+    json.dump(asyncio.run(run(args.rounds, args.timeout)), sys.stdout, indent=2)
     print()
     return 0
 
