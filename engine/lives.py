@@ -207,9 +207,9 @@ class Lives:
 
     async def reap_node(self, node_id: str) -> list[str]:
         """Take a gone node's viewers out of every live's count; the live ids touched."""
-        touched = []
-        for live_id, creator_id in sorted(
-                (await self._redis.hgetall(keys.node_viewing(node_id))).items()):
+        touched: list[str] = []
+        viewing = await self._redis.hgetall(keys.node_viewing(node_id))
+        for live_id, creator_id in sorted((str(k), str(v)) for k, v in viewing.items()):
             await self._reap(
                 keys=[keys.live(creator_id), keys.live_viewers(live_id), keys.live_directory(),
                       keys.live_viewers_on(live_id, node_id), keys.node_viewing(node_id)],

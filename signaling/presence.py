@@ -76,7 +76,8 @@ class NodePresence:
 
     async def dead_nodes(self) -> list[str]:
         """Nodes in `nodes` whose heartbeat expired."""
-        nodes = sorted(n for n in await self.redis.smembers(keys.nodes()) if n != self.node_id)
+        nodes = sorted(str(n) for n in await self.redis.smembers(keys.nodes())
+                       if n != self.node_id)
         if not nodes:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -145,7 +145,7 @@ def numsub_pairs(reply: Any) -> list[tuple[Any, Any]]:
     return list(zip(items[::2], items[1::2], strict=True))
 
 
-Control = Callable[[str, str | bytes], Awaitable[None]]  # (room, body)
+Control = Callable[[str, str], Awaitable[None]]  # (room, body as text)
 
 
 class BusManager(AsyncManager):  # type: ignore[misc]

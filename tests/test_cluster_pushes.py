@@ -369,6 +369,7 @@ async def test_pushes_resume_after_redis_restarts(cluster: Cluster,
         texts = [push["message"]["text"] for push in bob.got("dm:message")]
         if "after" in texts:
             return True
+        sent: Any
         try:
             sent = await ann.call("dm:send", {"to": bob_user.id, "text": "after"}, timeout=3)
         except TimeoutError:
