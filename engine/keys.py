@@ -63,6 +63,27 @@ def node_lives(node_id: str) -> str:
     return f"node_lives:{node_id}"
 
 
+def live_viewers_on(live_id: str, node_id: str) -> str:
+    """Hash of viewer user id -> connections watching that live through one node (what a
+    dead node's viewers were, taken out of live_viewers when it is reaped)."""
+    return f"live_viewers:{live_id}:{node_id}"
+
+
+def node_viewing(node_id: str) -> str:
+    """Hash of live id -> creator id of the lives a node has viewers in."""
+    return f"live_viewers:node:{node_id}"
+
+
+def nodes() -> str:
+    """Set of node ids that have heartbeated (signaling/presence.py)."""
+    return "nodes"
+
+
+def node_alive(node_id: str) -> str:
+    """A node's heartbeat: present (with a TTL) while the node runs."""
+    return f"node_alive:{node_id}"
+
+
 # --- live chat (engine/chat.py) ---------------------------------------------
 
 def chat(live_id: str) -> str:

@@ -98,16 +98,54 @@ redis.call('ZADD', KEYS[3], 'XX', 0, ARGV[1])
 return 1
 """
 
-# A viewer connection joins (+1) or leaves (-1); the directory score is the
-# number of distinct viewers, so two tabs count once.
+# A viewer connection joins (+1) or leaves (-1) through a node; the directory score is the
+# number of distinct viewers across nodes, so two tabs (on one node or two) count once.
+# The node's own share (KEYS[4]) is what a reaper takes back out if the node dies.
 _VIEWER = """
 if redis.call('HGET', KEYS[1], 'live_id') ~= ARGV[2] then return -1 end
-local n = redis.call('HINCRBY', KEYS[2], ARGV[3], tonumber(ARGV[4]))
+local delta = tonumber(ARGV[4])
+local mine = redis.call('HINCRBY', KEYS[4], ARGV[3], delta)
+if mine <= 0 then
+  redis.call('HDEL', KEYS[4], ARGV[3])
+  if mine < 0 then delta = delta - mine end
+end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('HSET', KEYS[5], ARGV[2], ARGV[1])
+else
+  redis.call('HDEL', KEYS[5], ARGV[2])
+end
+local n = redis.call('HINCRBY', KEYS[2], ARGV[3], delta)
 if n <= 0 then redis.call('HDEL', KEYS[2], ARGV[3]) end
 local count = redis.call('HLEN', KEYS[2])
 redis.call('ZADD', KEYS[3], 'XX', count, ARGV[1])
 return count
 """
+
+# A node is gone (dead, or restarted under the same id): its share of one live's viewers
+# leaves the totals, and the directory score follows. Idempotent: the share is deleted.
+_REAP = """
+local share = redis.call('HGETALL', KEYS[4])
+for i = 1, #share, 2 do
+  local n = redis.call('HINCRBY', KEYS[2], share[i], -tonumber(share[i + 1]))
+  if n <= 0 then redis.call('HDEL', KEYS[2], share[i]) end
+end
+redis.call('DEL', KEYS[4])
+redis.call('HDEL', KEYS[5], ARGV[2])
+if redis.call('HGET', KEYS[1], 'live_id') == ARGV[2] then
+  redis.call('ZADD', KEYS[3], 'XX', redis.call('HLEN', KEYS[2]), ARGV[1])
+end
+return #share / 2
+"""
+
+
+def distinct_viewers(shares: dict[str, dict[str, int]], alive: set[str]) -> int:
+    """The viewer count of a live from each node's share (user -> connections): distinct
+    users with a connection on a live node; a user on two nodes, or in two tabs, is one."""
+    users: set[str] = set()
+    for node, share in shares.items():
+        if node in alive:
+            users.update(user for user, n in share.items() if n > 0)
+    return len(users)
 
 
 class Lives:
@@ -120,6 +158,7 @@ class Lives:
         self._end = redis.register_script(_END)
         self._viewer = redis.register_script(_VIEWER)
         self._reset_viewers = redis.register_script(_RESET_VIEWERS)
+        self._reap = redis.register_script(_REAP)
 
     async def start(self, creator_id: str, title: str, *, now: float | None = None) -> Live:
         """A new live for the creator on this node; `conflict` if one is running."""
@@ -144,18 +183,39 @@ class Lives:
         fields = await self._redis.hgetall(keys.live(creator_id))
         return _live_from_hash(fields) if fields else None
 
+    def _viewer_keys(self, live: Live) -> list[str]:
+        return [keys.live(live.creator_id), keys.live_viewers(live.live_id),
+                keys.live_directory(), keys.live_viewers_on(live.live_id, self.node_id),
+                keys.node_viewing(self.node_id)]
+
     async def viewer_joined(self, live: Live, viewer_id: str) -> int:
-        """Count one more connection of viewer_id; the distinct viewer count, or -1 if ended."""
-        return int(await self._viewer(
-            keys=[keys.live(live.creator_id), keys.live_viewers(live.live_id),
-                  keys.live_directory()],
-            args=[live.creator_id, live.live_id, viewer_id, 1]))
+        """Count one more connection of viewer_id through this node; the distinct viewer
+        count across nodes, or -1 if ended."""
+        return int(await self._viewer(keys=self._viewer_keys(live),
+                                      args=[live.creator_id, live.live_id, viewer_id, 1]))
 
     async def viewer_left(self, live: Live, viewer_id: str) -> int:
-        return int(await self._viewer(
-            keys=[keys.live(live.creator_id), keys.live_viewers(live.live_id),
-                  keys.live_directory()],
-            args=[live.creator_id, live.live_id, viewer_id, -1]))
+        return int(await self._viewer(keys=self._viewer_keys(live),
+                                      args=[live.creator_id, live.live_id, viewer_id, -1]))
+
+    async def reap_share(self, live_id: str, creator_id: str) -> None:
+        """Drop this node's share of one live's viewers (the live ended)."""
+        await self._reap(
+            keys=[keys.live(creator_id or "-"), keys.live_viewers(live_id), keys.live_directory(),
+                  keys.live_viewers_on(live_id, self.node_id), keys.node_viewing(self.node_id)],
+            args=[creator_id or "-", live_id])
+
+    async def reap_node(self, node_id: str) -> list[str]:
+        """Take a gone node's viewers out of every live's count; the live ids touched."""
+        touched: list[str] = []
+        viewing = await self._redis.hgetall(keys.node_viewing(node_id))
+        for live_id, creator_id in sorted((str(k), str(v)) for k, v in viewing.items()):
+            await self._reap(
+                keys=[keys.live(creator_id), keys.live_viewers(live_id), keys.live_directory(),
+                      keys.live_viewers_on(live_id, node_id), keys.node_viewing(node_id)],
+                args=[creator_id, live_id])
+            touched.append(live_id)
+        return touched
 
     async def viewer_count(self, live: Live) -> int:
         return int(await self._redis.hlen(keys.live_viewers(live.live_id)))

@@ -51,6 +51,7 @@ from signaling.feature import Feature
 from signaling.frames import Delivery, FrameWriter
 from signaling.gateway import Connection, EventContext, Gateway, user_room
 from signaling.live_rooms import LiveRooms, live_room
+from signaling.push_bus import CHAT_WRITTEN, LEAVE_USER
 from signaling.schemas import (
     ChatDelete,
     ChatHistory,
@@ -202,8 +203,17 @@ class LiveChat(Feature):
     async def on_close(self) -> None:
         await self.feed.close()
 
+    async def written(self, live_id: str) -> None:
+        """A line was written to the live's stream: this node's feed delivers it with its
+        next batch, and every node with members in the room is told to read it too
+        (each node reads the stream for its own sockets, so each socket gets each line
+        once; without the word it would be read at the next poll, POLL_S)."""
+        self.feed.poke(live_id)
+        if self.gateway.bus is not None:
+            await self.gateway.bus.control(live_room(live_id), CHAT_WRITTEN, live_id)
+
     def live(self, live_id: str) -> Live:
-        live = self.lives.hosted_live(live_id)
+        live = self.lives.member_live(live_id)
         if live is None:
             raise not_found("this live has ended (or is not on this server)")
         return live
@@ -213,7 +223,7 @@ class LiveChat(Feature):
         account = await self.services.accounts.get(conn.user_id)
         await self.feed.watch(live.live_id)
         if await self.services.chat.joined(live, account) is not None:
-            self.feed.poke(live.live_id)
+            await self.written(live.live_id)
 
     async def subscribe(self, conn: Connection, live: Live) -> None:
         """Put this connection in the live's room (viewers are there from room:join)."""
@@ -221,9 +231,16 @@ class LiveChat(Feature):
         await self.feed.watch(live.live_id)
 
     async def kick(self, live_id: str, user_id: str) -> None:
-        """A ban: every connection of the user leaves the live and its chat."""
+        """A ban: every connection of the user, on every node, leaves the live and its chat."""
+        if self.gateway.bus is not None:
+            await self.gateway.bus.control(live_room(live_id), LEAVE_USER, user_id)
+        else:
+            await self.kick_local(live_room(live_id), user_id)
+
+    async def kick_local(self, room: str, user_id: str) -> None:
+        """The ban on this node: the user's connections leave the live `room`."""
+        live_id = room.split(":", 1)[1]
         await self.lives.remove_user(live_id, user_id, "banned")
-        room = live_room(live_id)
         for sid, _ in list(self.gateway.sio.manager.get_participants("/", room)):
             conn = self.gateway.connections.get(sid)
             if conn is not None and conn.user_id == user_id:
@@ -250,7 +267,7 @@ class LiveChat(Feature):
             account = await ctx.services.accounts.get(ctx.user_id)
             await self.feed.watch(live.live_id)
             item = await ctx.services.chat.send(live, account, p.text)
-            self.feed.poke(live.live_id)
+            await self.written(live.live_id)
             return {"message": item.as_dict()}
 
         @gateway.event("chat:history", ChatHistory)
@@ -267,14 +284,14 @@ class LiveChat(Feature):
             live = self.live(p.live_id)
             await self.feed.watch(live.live_id)
             tomb = await ctx.services.chat.delete(live, ctx.user_id, p.message_id)
-            self.feed.poke(live.live_id)
+            await self.written(live.live_id)
             return {"deleted": str(p.message_id), "id": tomb.id}
 
         @gateway.event("chat:mute", ChatMute)
         async def chat_mute(ctx: EventContext, p: ChatMute) -> dict[str, Any]:
             await ctx.services.accounts.get(p.user_id)
             until = await ctx.services.chat.mute(ctx.user_id, p.user_id, p.seconds)
-            await gateway.sio.emit("chat:muted", {"creator_id": ctx.user_id, "until": until},
+            await gateway.push("chat:muted", {"creator_id": ctx.user_id, "until": until},
                                    to=user_room(p.user_id))
             return {"user_id": p.user_id, "until": until}
 
@@ -282,7 +299,7 @@ class LiveChat(Feature):
         async def chat_unmute(ctx: EventContext, p: UserTarget) -> dict[str, Any]:
             await ctx.services.accounts.get(p.user_id)
             await ctx.services.chat.unmute(ctx.user_id, p.user_id)
-            await gateway.sio.emit("chat:muted", {"creator_id": ctx.user_id, "until": 0},
+            await gateway.push("chat:muted", {"creator_id": ctx.user_id, "until": 0},
                                    to=user_room(p.user_id))
             return {"user_id": p.user_id}
 
@@ -293,7 +310,7 @@ class LiveChat(Feature):
             current = await ctx.services.lives.current(ctx.user_id)
             if current is not None:
                 await self.kick(current.live_id, p.user_id)
-            await gateway.sio.emit("chat:banned", {
+            await gateway.push("chat:banned", {
                 "creator_id": ctx.user_id,
                 "live_id": current.live_id if current else None}, to=user_room(p.user_id))
             return {"user_id": p.user_id}
@@ -312,7 +329,7 @@ class LiveChat(Feature):
                                                   filter_words=p.filter_words)
             current = await ctx.services.lives.current(ctx.user_id)
             if current is not None and settings.slow_mode_s != before.slow_mode_s:
-                await gateway.sio.emit("chat:settings", {
+                await gateway.push("chat:settings", {
                     "live_id": current.live_id, **settings.public()},
                     to=live_room(current.live_id))
             return {"settings": settings.as_dict()}

@@ -70,6 +70,12 @@ class Frame:
     frame: bytes
     encoded: bytes | str
 
+    @classmethod
+    def from_encoded(cls, encoded: bytes | str) -> Frame:
+        """The frame of a Socket.IO packet encoded elsewhere (another node: the push bus)."""
+        packet = eio_packet.Packet(eio_packet.MESSAGE, encoded)
+        return cls(websocket_frame(packet.encode()), encoded)
+
     def packet(self) -> eio_packet.Packet:
         # A fresh Engine.IO packet per fallback socket: a Packet caches its first
         # encoding, and polling needs base64 where a websocket needs bytes.

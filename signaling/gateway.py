@@ -26,6 +26,7 @@ from signaling import engineio_private
 from signaling.config import Settings
 from signaling.errors import as_domain_error
 from signaling.metrics import UNKNOWN_EVENT, Metrics
+from signaling.push_bus import END_SESSION, BusManager, PushBus
 from signaling.ratelimit import TokenBucket
 from signaling.schemas import P, convert
 from signaling.services import Services
@@ -105,7 +106,13 @@ class Gateway:
         # False until the server has opened Redis and every feature (signaling/server.py):
         # until then connects are refused with `unavailable` (reason "starting").
         self.ready = False
+        # The room bookkeeping tells the push bus which channels this node needs.
+        self.rooms = BusManager()
+        # Set by the server (signaling/server.py): pushes cross nodes through it. Without
+        # one (a gateway alone), pushes reach this node's sockets only.
+        self.bus: PushBus | None = None
         self.sio = GoliveSocketServer(
+            client_manager=self.rooms,
             async_mode="aiohttp",
             serializer=SafeMsgPackPacket,
             max_http_buffer_size=settings.max_message_bytes,
@@ -191,8 +198,23 @@ class Gateway:
         log.info("socket disconnected",
                  extra={"fields": {"sid": sid, "user": conn.user_id, "reason": str(reason)}})
 
-    async def end_session(self, session_id: str) -> None:
-        """Disconnect every socket opened with a session that was signed out."""
+    async def push(self, event: str, data: Any, *, to: str) -> None:
+        """A client push to a Socket.IO room (`user:`, `live:`, `watch:`, `discover`),
+        delivered to its sockets on every node; a sid reaches this node's socket."""
+        if self.bus is not None:
+            await self.bus.push(event, data, to=to)
+        else:
+            await self.sio.emit(event, data, to=to)
+
+    async def end_session(self, session_id: str, user_id: str | None = None) -> None:
+        """Disconnect every socket opened with a session that was signed out: on every
+        node when `user_id` is given (its tabs' channel), else on this one."""
+        if self.bus is not None and user_id is not None:
+            await self.bus.control(user_room(user_id), END_SESSION, session_id)
+        else:
+            await self.end_local_session(session_id)
+
+    async def end_local_session(self, session_id: str) -> None:
         for sid in list(self._by_session.get(session_id, ())):
             await self.sio.disconnect(sid)
 

@@ -183,8 +183,7 @@ class LiveGifts(Feature):
                    "combo": moment.combo, "count": receipt.count, "seq": moment.seq,
                    "at": time.time(), "sender": sender.public(), "gift": gift_view(gift),
                    "coins": receipt.coins, "diamonds": receipt.diamonds}
-        await self.writer.send(live_room(live.live_id),
-                               self.writer.encode("gift:received", payload))
+        await self.gateway.push("gift:received", payload, to=live_room(live.live_id))
         self._show(live, gift, sender, moment, await self.icon(gift))
 
     def _show(self, live: Live, gift: Gift, sender: Account, moment: GiftMoment,

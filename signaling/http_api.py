@@ -190,7 +190,7 @@ async def sign_in(request: web.Request) -> web.Response:
 async def sign_out(request: web.Request) -> web.Response:
     session = await signed_in(request)
     await request.app[SERVICES].sessions.revoke(session.session_id)
-    await request.app[GATEWAY].end_session(session.session_id)
+    await request.app[GATEWAY].end_session(session.session_id, session.user_id)
     log.info("signed out", extra={"fields": {"user": session.user_id}})
     return ok()
 

@@ -28,6 +28,7 @@ from signaling.errors import from_media
 from signaling.feature import Feature
 from signaling.gateway import Connection, EventContext, Gateway
 from signaling.grace import GraceTimers
+from signaling.push_bus import ROOM_CLOSED, VIEWERS_CHANGED
 from signaling.room_pushes import DISCOVER_ROOM, RoomPushes, live_room, watch_room
 from signaling.schemas import Empty, LiveStart, LiveWatch, RoomJoin, RoomLeave, RtcAnswer
 from signaling.services import Services
@@ -47,6 +48,15 @@ class HostedLive:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+@dataclass
+class RemoteLive:
+    """A live hosted on another node, as a node with chat-only members of it holds it
+    (no media here until the cascade: room:join with media answers `unavailable`)."""
+
+    live: Live
+    viewers: dict[str, str] = field(default_factory=dict)  # sid -> viewer user id
+
+
 class LiveRooms(Feature):
     """Every live hosted on this node, and the events that drive them."""
 
@@ -60,6 +70,7 @@ class LiveRooms(Feature):
                                 for s in self.ice_servers)
         self.hosted: dict[str, HostedLive] = {}  # creator id -> live
         self._by_live: dict[str, HostedLive] = {}  # live id -> live
+        self.remote: dict[str, RemoteLive] = {}  # live id -> chat-only members here
         self.grace = GraceTimers(settings.live_grace, self._grace_over)
         self.pushes = RoomPushes(gateway, services, self.hosted_live)
         self._gone: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue(GONE_QUEUE_BOUND)
@@ -181,8 +192,11 @@ class LiveRooms(Feature):
         try:
             await self.services.lives.end(live)
             payload = {"live_id": live.live_id, "creator_id": creator_id, "reason": reason}
-            await self.gateway.sio.emit("live:ended", payload, to=live_room(live.live_id))
-            await self.gateway.sio.emit("live:ended", payload, to=watch_room(creator_id))
+            await self.gateway.push("live:ended", payload, to=live_room(live.live_id))
+            await self.gateway.push("live:ended", payload, to=watch_room(creator_id))
+            if self.gateway.bus is not None:  # every node closes the room, drops its share
+                await self.gateway.bus.control(live_room(live.live_id), ROOM_CLOSED,
+                                               live.live_id)
             await self.gateway.sio.close_room(live_room(live.live_id))
         finally:
             await hosted.media.close()
@@ -216,7 +230,9 @@ class LiveRooms(Feature):
                               reason="banned")
         hosted = self._by_live.get(live.live_id)
         if hosted is None:
-            raise unavailable("this live is hosted on another node")
+            if media:
+                raise unavailable("this live is hosted on another node")
+            return await self._join_remote(conn, live)
         renegotiation = conn.sid in hosted.viewers
         if renegotiation:  # a fresh pc from the same tab
             await hosted.media.remove_viewer(conn.sid)
@@ -243,6 +259,58 @@ class LiveRooms(Feature):
         return {"live": live.as_dict(), "offer": offer, "ice_servers": self.ice_servers,
                 "viewers": await self.services.lives.viewer_count(live)}
 
+    async def _join_remote(self, conn: Connection, live: Live) -> dict[str, Any]:
+        """A chat-only join of a live hosted on another node: counted (distinct users
+        across nodes), in the live's room (its pushes and chat reach this node's socket
+        through the push bus)."""
+        room = self.remote.setdefault(live.live_id, RemoteLive(live))
+        renegotiation = conn.sid in room.viewers
+        if not renegotiation:
+            count = await self.services.lives.viewer_joined(live, conn.user_id)
+            if count < 0:
+                self._drop_remote_if_empty(live.live_id)
+                raise not_found("this live has ended")
+            room.viewers[conn.sid] = conn.user_id
+        await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
+        await self._viewers_changed(live.live_id)
+        if not renegotiation:
+            for listener in self.join_listeners:
+                try:
+                    await listener(live, conn)
+                except Exception:
+                    log.exception("join listener failed", extra={"fields": {"live": live.live_id}})
+        return {"live": live.as_dict(), "offer": None, "ice_servers": self.ice_servers,
+                "viewers": await self.services.lives.viewer_count(live)}
+
+    async def _viewers_changed(self, live_id: str) -> None:
+        if live_id in self._by_live:
+            self.pushes.viewers_changed(live_id)
+        elif self.gateway.bus is not None:  # the origin pushes the count
+            await self.gateway.bus.control(live_room(live_id), VIEWERS_CHANGED, live_id)
+
+    def _drop_remote_if_empty(self, live_id: str) -> None:
+        room = self.remote.get(live_id)
+        if room is not None and not room.viewers:
+            del self.remote[live_id]
+
+    async def _forget_remote_viewer(self, room: RemoteLive, sid: str) -> None:
+        user_id = room.viewers.pop(sid, None)
+        if user_id is not None:
+            await self.services.lives.viewer_left(room.live, user_id)
+            await self._viewers_changed(room.live.live_id)
+        self._drop_remote_if_empty(room.live.live_id)
+
+    async def forget_remote(self, live_id: str) -> None:
+        """The live ended (told by its origin): drop its members here, this node's share
+        of its viewers and its room."""
+        room = self.remote.pop(live_id, None)
+        live = room.live if room is not None else None
+        if live is None:
+            hosted = self._by_live.get(live_id)
+            live = hosted.live if hosted is not None else None
+        await self.services.lives.reap_share(live_id, live.creator_id if live else "")
+        await self.gateway.sio.close_room(live_room(live_id))
+
     async def answer(self, conn: Connection, live_id: str, sdp: str) -> dict[str, Any]:
         hosted = self._by_live.get(live_id)
         if hosted is None or conn.sid not in hosted.viewers:
@@ -258,6 +326,11 @@ class LiveRooms(Feature):
 
     async def leave(self, conn: Connection, live_id: str) -> bool:
         hosted = self._by_live.get(live_id)
+        room = self.remote.get(live_id)
+        if hosted is None and room is not None and conn.sid in room.viewers:
+            await self._forget_remote_viewer(room, conn.sid)
+            await self.gateway.sio.leave_room(conn.sid, live_room(live_id))
+            return True
         if hosted is None or conn.sid not in hosted.viewers:
             return False
         await hosted.media.remove_viewer(conn.sid)
@@ -266,16 +339,31 @@ class LiveRooms(Feature):
         return True
 
     def hosted_live(self, live_id: str) -> Live | None:
-        """The live with this id if this node hosts it (chat reads and writes go here)."""
+        """The live with this id if this node hosts it."""
         hosted = self._by_live.get(live_id)
         return hosted.live if hosted is not None else None
+
+    def member_live(self, live_id: str) -> Live | None:
+        """The live with this id if this node hosts it or has chat-only members of it
+        (chat reads and writes go through here)."""
+        room = self.remote.get(live_id)
+        return room.live if room is not None else self.hosted_live(live_id)
 
     async def remove_user(self, live_id: str, user_id: str, reason: str) -> int:
         """Stop every connection of user_id watching this live (a ban): media closed,
         viewer count updated, `room:left` with `reason`. Returns the connections removed."""
         hosted = self._by_live.get(live_id)
         if hosted is None:
-            return 0
+            room = self.remote.get(live_id)
+            if room is None:
+                return 0
+            sids = [sid for sid, uid in room.viewers.items() if uid == user_id]
+            for sid in sids:
+                await self._forget_remote_viewer(room, sid)
+                await self.gateway.sio.leave_room(sid, live_room(live_id))
+                await self.gateway.sio.emit("room:left", {"live_id": live_id, "reason": reason},
+                                            to=sid)
+            return len(sids)
         sids = [sid for sid, uid in hosted.viewers.items() if uid == user_id]
         for sid in sids:
             await hosted.media.remove_viewer(sid)
@@ -299,6 +387,9 @@ class LiveRooms(Feature):
             if conn.sid in hosted.viewers:
                 await hosted.media.remove_viewer(conn.sid)
                 await self._forget_viewer(hosted, conn.sid)
+        for room in list(self.remote.values()):
+            if conn.sid in room.viewers:
+                await self._forget_remote_viewer(room, conn.sid)
         hosted = self.hosted.get(conn.user_id)
         if hosted is not None and hosted.publisher_sid == conn.sid:
             self._begin_grace(hosted)

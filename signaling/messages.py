@@ -50,7 +50,7 @@ async def push_unread(gateway: Gateway, services: Services, user_id: str,
                       **extra: Any) -> dict[str, int]:
     """Tell every tab of user_id its unread counts (the header badge)."""
     counts = await services.messages.unread(user_id)
-    await gateway.sio.emit("dm:unread", {**counts, **extra}, to=user_room(user_id))
+    await gateway.push("dm:unread", {**counts, **extra}, to=user_room(user_id))
     return counts
 
 
@@ -59,7 +59,7 @@ async def push_conversation(gateway: Gateway, services: Services, user_id: str,
     """Tell every tab of user_id how a conversation stands now (accepted, moved...)."""
     summary = await services.messages.summary(user_id, conversation_id)
     if summary is not None:
-        await gateway.sio.emit("dm:conversation", {
+        await gateway.push("dm:conversation", {
             "conversation": await conversation_view(services, user_id, summary)},
             to=user_room(user_id))
 
@@ -81,7 +81,7 @@ class DirectMessages(Feature):
                 summary = await services.messages.summary(user, sent.conversation_id)
                 if summary is None:
                     continue
-                await gateway.sio.emit("dm:message", {
+                await gateway.push("dm:message", {
                     "conversation": await conversation_view(services, user, summary),
                     "message": message}, to=user_room(user))
             await push_unread(gateway, services, sent.recipient)
@@ -120,7 +120,7 @@ class DirectMessages(Feature):
                 ctx.user_id, p.conversation_id, p.message_id)
             if receipts:
                 other = other_party(p.conversation_id, ctx.user_id)
-                await gateway.sio.emit("dm:seen", {"conversation_id": p.conversation_id,
+                await gateway.push("dm:seen", {"conversation_id": p.conversation_id,
                                                    "user_id": ctx.user_id, "message_id": mark},
                                        to=user_room(other))
             counts = await push_unread(gateway, services, ctx.user_id,
@@ -131,7 +131,7 @@ class DirectMessages(Feature):
         async def dm_typing(ctx: EventContext, p: DmConversation) -> dict[str, Any]:
             other = await ctx.services.messages.check_may_type(ctx.user_id, p.conversation_id)
             if other is not None:
-                await gateway.sio.emit("dm:typing", {"conversation_id": p.conversation_id,
+                await gateway.push("dm:typing", {"conversation_id": p.conversation_id,
                                                      "user_id": ctx.user_id},
                                        to=user_room(other))
             return {"delivered": other is not None}
@@ -151,7 +151,7 @@ class DirectMessages(Feature):
         @gateway.event("dm:delete", DmConversation)
         async def dm_delete(ctx: EventContext, p: DmConversation) -> dict[str, Any]:
             await ctx.services.messages.delete(ctx.user_id, p.conversation_id)
-            await gateway.sio.emit("dm:deleted", {"conversation_id": p.conversation_id},
+            await gateway.push("dm:deleted", {"conversation_id": p.conversation_id},
                                    to=user_room(ctx.user_id))
             await push_unread(gateway, ctx.services, ctx.user_id)
             return {"conversation_id": p.conversation_id}

@@ -30,6 +30,15 @@ class Metrics:
             "golive_redis_rtt_seconds", "Redis PING round-trip time",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1),
             registry=self.registry)
+        # The push bus (signaling/push_bus.py): what crossed nodes, and what was lost.
+        self.bus_messages = Counter(
+            "golive_bus_messages_total",
+            "push bus envelopes, by outcome (published, delivered, not_published, undecodable)",
+            ["outcome"], registry=self.registry)
+        self.bus_reconnects = Counter(
+            "golive_bus_reconnects_total",
+            "times the push bus lost its Redis connection (pushes from other nodes missed)",
+            registry=self.registry)
         self.push_fallbacks = Counter(
             "golive_push_fallbacks_total",
             "room pushes to an upgraded socket that took engine.io's queue, by reason",

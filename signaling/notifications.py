@@ -49,9 +49,18 @@ class Notifier:
         self.gateway = gateway
         self.services = services
 
-    def online(self, user_id: str) -> bool:
-        """True when the user has a tab connected to this node."""
-        return bool(self.gateway.sio.manager.rooms.get("/", {}).get(user_room(user_id)))
+    async def online_many(self, user_ids: list[str]) -> list[bool]:
+        """Whether each user has a tab connected to any node (its push channel has a
+        subscriber; with no bus, to this node)."""
+        rooms = [user_room(uid) for uid in user_ids]
+        if self.gateway.bus is not None:
+            return await self.gateway.bus.online_many(rooms)
+        here = self.gateway.sio.manager.rooms.get("/", {})
+        return [bool(here.get(room)) for room in rooms]
+
+    async def online(self, user_id: str) -> bool:
+        """True when the user has a tab connected to any node."""
+        return (await self.online_many([user_id]))[0]
 
     async def notify(self, user_id: str, kind: str, data: dict[str, Any], *,
                      group: str | None = None, id: str | None = None) -> Added | None:
@@ -63,16 +72,16 @@ class Notifier:
         return added
 
     async def push(self, user_id: str, added: Added, alert: str) -> None:
-        if not self.online(user_id):
+        if not await self.online(user_id):
             return
         unread = await self.services.notifications.unread(user_id)
-        await self.gateway.sio.emit("notify:new", {
+        await self.gateway.push("notify:new", {
             "notification": added.notification.as_dict(), "alert": alert,
             "merged": added.merged, "unread": unread}, to=user_room(user_id))
 
     async def push_unread(self, user_id: str) -> int:
         unread = await self.services.notifications.unread(user_id)
-        await self.gateway.sio.emit("notify:unread", {"unread": unread}, to=user_room(user_id))
+        await self.gateway.push("notify:unread", {"unread": unread}, to=user_room(user_id))
         return unread
 
     # --- the hooks other features call ---------------------------------------------------
@@ -90,15 +99,16 @@ class Notifier:
     # --- the go-live fan-out ---------------------------------------------------------------
 
     async def push_step(self, step: Step) -> int:
-        """Push one fan-out step's notification to those of its users online here."""
-        online = [uid for uid in step.told if self.online(uid)]
+        """Push one fan-out step's notification to those of its users online (any node)."""
+        told = list(step.told)
+        online = [uid for uid, on in zip(told, await self.online_many(told), strict=True) if on]
         if not online:
             return 0
         counts = await self.services.notifications.unread_many(online)
         notification = step.notification.as_dict()
         alert = notification["text"]
         for uid, unread in zip(online, counts, strict=True):
-            await self.gateway.sio.emit("notify:new", {
+            await self.gateway.push("notify:new", {
                 "notification": notification, "alert": alert, "merged": False,
                 "unread": int(unread)}, to=user_room(uid))
         return len(online)

@@ -49,7 +49,7 @@ class NudgeEdge(Feature):
         """Close the loop: queue the go-live notifications, reset the waiting count."""
         creator = await self.services.accounts.get(live.creator_id)
         nudgers = await self.services.live_alerts.begin(live, creator)
-        await self.gateway.sio.emit("nudge:waiting", {"waiting": 0},
+        await self.gateway.push("nudge:waiting", {"waiting": 0},
                                     to=user_room(live.creator_id))
         self.fanout.wake()
         log.info("go-live notifications queued",
@@ -69,7 +69,7 @@ class NudgeEdge(Feature):
         for user in (sent.recipient, sender.id):
             summary = await services.messages.summary(user, sent.conversation_id)
             if summary is not None:
-                await self.gateway.sio.emit("dm:message", {
+                await self.gateway.push("dm:message", {
                     "conversation": await conversation_view(services, user, summary),
                     "message": message}, to=user_room(user))
         await push_unread(self.gateway, services, sent.recipient)
@@ -89,9 +89,9 @@ class NudgeEdge(Feature):
             creator = nudged.creator.id
             await self.notifier.push(creator, nudged.notification,
                                      alert_text("nudge", {"actors": [actor(sender)]}))
-            await gateway.sio.emit("nudge:waiting", {"waiting": nudged.waiting},
+            await gateway.push("nudge:waiting", {"waiting": nudged.waiting},
                                    to=user_room(creator))
-            await gateway.sio.emit("nudge:sent", {"creator_id": creator},
+            await gateway.push("nudge:sent", {"creator_id": creator},
                                    to=user_room(sender.id))
             if (await services.nudges.settings(creator)).dm:
                 try:

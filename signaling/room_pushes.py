@@ -66,7 +66,7 @@ class RoomPushes:
     async def announce_start(self, live: Live) -> None:
         """`live:started` to the pages watching the creator, at once."""
         account = await self.services.accounts.get(live.creator_id)
-        await self.gateway.sio.emit("live:started", {"live": live.as_dict(),
+        await self.gateway.push("live:started", {"live": live.as_dict(),
                                                      "creator": account.public()},
                                     to=watch_room(live.creator_id))
         self.discover_changed()
@@ -95,11 +95,11 @@ class RoomPushes:
             if live is None:
                 continue
             count = await self.services.lives.viewer_count(live)
-            await self.gateway.sio.emit("room:state", {"live_id": live_id, "viewers": count},
+            await self.gateway.push("room:state", {"live_id": live_id, "viewers": count},
                                         to=live_room(live_id))
         if self._discover_dirty:
             self._discover_dirty = False
-            await self.gateway.sio.emit("discover:update", {"lives": await self.directory()},
+            await self.gateway.push("discover:update", {"lives": await self.directory()},
                                         to=DISCOVER_ROOM)
 
 

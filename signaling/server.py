@@ -35,7 +35,16 @@ from signaling.metrics import Metrics
 from signaling.nodes import NodeAnnouncer
 from signaling.notifications import LiveFanout, NotificationEvents, Notifier
 from signaling.nudges import NudgeEdge
+from signaling.presence import NodePresence
 from signaling.profiles import ProfileEvents
+from signaling.push_bus import (
+    CHAT_WRITTEN,
+    END_SESSION,
+    LEAVE_USER,
+    ROOM_CLOSED,
+    VIEWERS_CHANGED,
+    PushBus,
+)
 from signaling.reports import ReportEvents
 from signaling.services import Services
 
@@ -68,6 +77,12 @@ class Server:
         # One FrameWriter per server, shared by chat and gifts (the gateway installed the
         # Engine.IO websocket hooks it relies on).
         self.writer = FrameWriter(self.gateway.sio, metrics=self.metrics)
+        # Every client push crosses nodes through it (signaling/push_bus.py).
+        self.bus = PushBus(url, settings.node_name(), self.writer, self.gateway.rooms,
+                           metrics=self.metrics)
+        self.gateway.bus = self.bus
+        self.presence = NodePresence(self.redis, self.services, settings.node_name(),
+                                     self.bus)
         self.notifier = Notifier(self.gateway, self.services)
 
         gateway, services = self.gateway, self.services
@@ -91,8 +106,35 @@ class Server:
             self.fanout,
             NudgeEdge(gateway, services, self.lives, self.notifier, self.fanout),
         )
+        self._wire_bus()
         self._redis_up = False
         self._ice_restore: HostAddressRestriction | None = None
+
+    def _wire_bus(self) -> None:
+        """What other nodes may ask of this one, by control kind (signaling/push_bus.py)."""
+        bus, gateway, lives, chat = self.bus, self.gateway, self.lives, self.chat
+
+        async def end_session(_room: str, session_id: str) -> None:
+            await gateway.end_local_session(session_id)
+
+        async def chat_written(_room: str, live_id: str) -> None:
+            chat.feed.poke(live_id)
+
+        async def viewers_changed(_room: str, live_id: str) -> None:
+            if lives.hosted_live(live_id) is not None:  # the origin pushes the count
+                lives.pushes.viewers_changed(live_id)
+
+        async def room_closed(room: str, live_id: str) -> None:
+            await lives.forget_remote(live_id)
+
+        async def leave_user(room: str, user_id: str) -> None:
+            await chat.kick_local(room, user_id)
+
+        bus.on(END_SESSION, end_session)
+        bus.on(CHAT_WRITTEN, chat_written)
+        bus.on(VIEWERS_CHANGED, viewers_changed)
+        bus.on(ROOM_CLOSED, room_closed)
+        bus.on(LEAVE_USER, leave_user)
 
     async def open(self) -> None:
         """Redis first (an embedded redis-server is started), then every feature in order;
@@ -110,6 +152,8 @@ class Server:
             await self.embedded.start()
         await self.redis.ping()
         self._redis_up = True
+        await self.bus.open()
+        await self.presence.open()
         log.info("redis ready", extra={"fields": {"embedded": self.embedded is not None}})
 
     async def open_features(self) -> None:
@@ -135,6 +179,8 @@ class Server:
         if restriction is not None:
             restriction.restore()
         self._redis_up = False
+        await self.presence.close()
+        await self.bus.close()
         await self.redis.aclose()
         await self.redis.connection_pool.disconnect()
         if self.embedded is not None:
