@@ -9,7 +9,6 @@ features in reverse, Redis, and an embedded redis-server.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -63,8 +62,14 @@ async def measure_rtt(app: web.Application) -> float:
 
 async def _rtt_loop(app: web.Application) -> None:
     while True:
-        with contextlib.suppress(RedisError, OSError):
+        try:
             await measure_rtt(app)
+        except (RedisError, OSError):
+            # redis-py may turn a cancel that lands mid-command into a connection error:
+            # swallowed here, the loop slept on and an app's shutdown waited for it.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError from None
         await asyncio.sleep(RTT_PERIOD_S)
 
 

@@ -14,6 +14,11 @@ from typing import Any
 
 log = logging.getLogger("golive.tasks")
 
+# A cancelled task still running this long is cancelled again (see cancel_and_wait).
+# Owned tasks here finish within ~1.5 s of a cancel (an app's whole shutdown), so a
+# second cancel never cuts an orderly cleanup short.
+RECANCEL_AFTER_S = 5.0
+
 
 async def cancel_and_wait(*tasks: asyncio.Future[Any] | None) -> None:
     """Cancel the tasks and wait until each has finished.
@@ -23,20 +28,29 @@ async def cancel_and_wait(*tasks: asyncio.Future[Any] | None) -> None:
     cancel of the caller while it waits is not swallowed: it propagates (the tasks
     were already told to stop). A task that had failed before it was cancelled is
     logged, not raised: the owner is closing, and the failure would otherwise go
-    unreported."""
+    unreported. A task still running RECANCEL_AFTER_S after its cancel (it swallowed
+    it) is logged and cancelled again, until it ends."""
     current = asyncio.current_task()
     pending = [t for t in tasks if t is not None and t is not current]
-    for task in pending:
-        task.cancel()
-    if not pending:
-        return
-    await asyncio.wait(pending)
+    waiting = {t for t in pending if not t.done()}
+    while waiting:
+        for task in waiting:
+            task.cancel()
+        _, waiting = await asyncio.wait(waiting, timeout=RECANCEL_AFTER_S)
+        for task in waiting:
+            # A cancel that lands inside a library call can be turned into an error the
+            # task's loop then swallows (seen: the Redis RTT sampler kept sleeping and an
+            # app's shutdown hung for good); cancelled again, it stops at its next await.
+            log.warning("task still running after its cancel; cancelling it again",
+                        extra={"fields": {"task": _name(task)}})
     for task in pending:
         if not task.cancelled() and task.exception() is not None:
             log.error("task failed before it was cancelled",
-                      extra={"fields": {"task": task.get_name()
-                                        if isinstance(task, asyncio.Task) else repr(task)}},
-                      exc_info=task.exception())
+                      extra={"fields": {"task": _name(task)}}, exc_info=task.exception())
+
+
+def _name(task: asyncio.Future[Any]) -> str:
+    return task.get_name() if isinstance(task, asyncio.Task) else repr(task)
 
 
 class OwnedTask:

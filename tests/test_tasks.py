@@ -82,3 +82,44 @@ async def test_an_owned_task_starts_once_and_stops_awaited() -> None:
     await owned.stop()
     assert not owned.running and "worker" not in {t.get_name() for t in asyncio.all_tasks()}
     await owned.stop()  # idempotent
+
+
+async def test_a_task_that_swallows_its_cancel_is_cancelled_again(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from signaling import tasks
+
+    monkeypatch.setattr(tasks, "RECANCEL_AFTER_S", 0.05)
+
+    async def swallower() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass  # what a library that turns a cancel into an error, caught, amounts to
+        await asyncio.Event().wait()  # and the loop goes on waiting
+
+    task = asyncio.create_task(swallower(), name="swallower")
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_and_wait(task), 5)
+    assert task.cancelled()
+    assert any("cancelling it again" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_rtt_sampler_ends_when_redis_turns_its_cancel_into_an_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from signaling import app as app_module
+
+    async def ping_cut_by_cancel(_app: object) -> float:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise RedisConnectionError("Connection closed by server.") from None
+        return 0.0
+
+    monkeypatch.setattr(app_module, "measure_rtt", ping_cut_by_cancel)
+    sampler = asyncio.create_task(app_module._rtt_loop(object()))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    sampler.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(sampler, 2)
