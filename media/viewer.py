@@ -26,6 +26,7 @@ from aiortc.rtp import (
 )
 
 from media import aiortc_private
+from media.admission import HandshakePlace
 from media.encoder import VideoCodecName
 from media.errors import conflict, invalid
 from media.fanout import ViewerFeed
@@ -53,8 +54,11 @@ class ViewerPeer:
         on_nack: Callable[[str, list[int]], None],
         on_failed: Callable[[GoneReason], None],
         clock: Callable[[], float] = time.monotonic,
+        handshake: HandshakePlace | None = None,
     ) -> None:
         self.viewer_id = viewer_id
+        # The join's place in the room's admission: given back once connected or gone.
+        self.handshake = handshake
         self.feed = feed
         self.codec = codec
         self.state = ViewerState.OFFERED
@@ -106,7 +110,12 @@ class ViewerPeer:
     async def close(self) -> None:
         """Close the peer connection (idempotent). Ends the senders, hence the feed's tracks."""
         self.state = ViewerState.CLOSED
+        self._handshake_over()
         await self._closer.close()
+
+    def _handshake_over(self) -> None:
+        if self.handshake is not None:
+            self.handshake.release()
 
     def _hook_rtcp(self, sender: RTCRtpSender, kind: str) -> None:
         def make(original: aiortc_private.RtcpHandler) -> aiortc_private.RtcpHandler:
@@ -127,6 +136,8 @@ class ViewerPeer:
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
+        if state in ("connected", "failed", "closed"):
+            self._handshake_over()
         if state == "connected" and self.connected_at is None:
             self.connected_at = self._clock()
         elif state in ("failed", "closed") and self.state is not ViewerState.CLOSED:

@@ -3,8 +3,14 @@ silent creator (issue 14, item 5). Real aiortc peers over loopback."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import time
 
+import pytest
+
+from media.admission import JoinAdmission, retry_after_s
+from media.errors import MediaError
 from media.liveness import SilenceClock
 
 
@@ -34,3 +40,119 @@ async def test_a_blocked_loop_does_not_make_the_creator_silent(harness, poll):
     assert harness.publisher_gone == []
     assert harness.viewer_gone == []
     assert room.has_publisher
+
+
+def test_retry_after_follows_the_queue() -> None:
+    assert retry_after_s(0, 4, 0.4) == 0.2  # never less than 0.2 s
+    assert retry_after_s(7, 4, 0.4) == 0.8  # 8 handshakes ahead, 4 at a time
+    assert retry_after_s(10_000, 1, 5.0) == 10.0  # never more than 10 s
+
+
+class RunningViewer:
+    """A viewer already watching: the timestamps of the frames it decodes (90 kHz)."""
+
+    def __init__(self) -> None:
+        self.pts: list[int] = []
+
+    def on_video(self, frame) -> None:
+        self.pts.append(frame.pts)
+
+    def largest_gap_frames(self, since: int) -> float:
+        """The largest hole in its frame sequence from frame `since` on, in 30 fps frames."""
+        pts = self.pts[since:]
+        return max(((b - a) / 3000 for a, b in itertools.pairwise(pts)), default=0.0)
+
+
+async def join_with_retries(room, harness, viewer_id: str, refusals: list) -> object:
+    """What a client does: join, and on `unavailable` with retry_after wait and ask again."""
+    while True:
+        try:
+            offer = await room.add_viewer(viewer_id)
+        except MediaError as exc:
+            if exc.code != "unavailable" or "retry_after" not in exc.details:
+                raise
+            refusals.append((viewer_id, exc.details["retry_after"]))
+            await asyncio.sleep(exc.details["retry_after"])  # the server said how long
+            continue
+        client = harness.client(viewer_id)
+        await room.accept_viewer_answer(viewer_id, await client.answer(offer))
+        return client
+
+
+async def test_a_join_storm_is_admitted_in_bounds_and_running_viewers_keep_playing(
+        harness, poll):
+    admission = JoinAdmission(max_handshakes=2, max_waiting=3)
+    room = harness.room(admission=admission)
+    await harness.publish(room)
+    running = []
+    for i in range(2):
+        watcher = RunningViewer()
+        client = harness.client(f"running-{i}")
+        client._on_video = watcher.on_video
+        offer = await room.add_viewer(f"running-{i}")
+        await room.accept_viewer_answer(f"running-{i}", await client.answer(offer))
+        running.append((client, watcher))
+    await poll(lambda: all(c.video_frames > 10 for c, _ in running), what="running viewers")
+    assert admission.handshakes == 0  # both connected: their places are back
+    marks = [len(w.pts) for _, w in running]
+
+    refusals: list[tuple[str, float]] = []
+    storm = 12
+    clients = await asyncio.gather(*(join_with_retries(room, harness, f"storm-{i}", refusals)
+                                     for i in range(storm)))
+    await poll(lambda: all(c.video_frames > 0 for c in clients), timeout=30,
+               what="every joiner decoding")
+
+    # 2 in their handshake, 3 waiting: the other 7 of the burst were told to come back.
+    assert len({vid for vid, _ in refusals}) >= storm - 5
+    assert all(0.2 <= after <= 10 for _, after in refusals)
+    assert admission.most_waiting <= 3
+    assert admission.stats().refused == len(refusals)
+    assert admission.handshakes == 0 and admission.waiting == 0
+    assert sorted(room.viewer_ids) == sorted(
+        [f"running-{i}" for i in range(2)] + [f"storm-{i}" for i in range(storm)])
+    assert harness.viewer_gone == [] and harness.publisher_gone == []
+    # The viewers already watching kept playing through the storm: no hole longer than
+    # 15 frames (0.5 s) in what they decoded (loose: this host is 2 shared cores).
+    for (client, watcher), mark in zip(running, marks, strict=True):
+        frames = len(watcher.pts)
+        await poll(lambda w=watcher, f=frames: len(w.pts) > f + 10, what="still playing")
+        gap = watcher.largest_gap_frames(mark)
+        print(f"{client.viewer_id}: {len(watcher.pts) - mark} frames, largest gap {gap:.1f}")
+        assert gap <= 15
+
+
+async def test_a_refused_join_leaves_nothing_behind(harness):
+    admission = JoinAdmission(max_handshakes=1, max_waiting=0)
+    room = harness.room(admission=admission)
+    await harness.publish(room)
+    await room.add_viewer("first")  # holds the only place: never answers
+    with pytest.raises(MediaError) as info:
+        await room.add_viewer("second")
+    assert info.value.code == "unavailable"
+    assert info.value.details["reason"] == "joins_busy"
+    assert room.viewer_ids == ["first"]
+    assert await room.remove_viewer("first")  # its place is given back
+    assert admission.handshakes == 0
+    await room.add_viewer("second")
+    assert room.viewer_ids == ["second"]
+
+
+async def test_admission_hands_places_on_in_order_and_survives_cancelled_waiters():
+    admission = JoinAdmission(max_handshakes=1, max_waiting=2, max_hold_s=0.05)
+    first = await admission.admit()
+    cancelled = asyncio.create_task(admission.admit())
+    second = asyncio.create_task(admission.admit())
+    await asyncio.sleep(0)
+    assert admission.waiting == 2
+    cancelled.cancel()
+    first.release()
+    first.release()  # idempotent
+    place = await second
+    assert admission.handshakes == 1 and admission.waiting == 0
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    # A handshake that never ends gives its place back after max_hold_s.
+    third = asyncio.create_task(admission.admit())
+    await third
+    assert place.released and admission.stats().expired == 1
