@@ -18,6 +18,7 @@ from typing import Any
 from engine.accounts import utc_today
 from engine.errors import DomainError, ErrorCode, conflict, not_found, unavailable
 from engine.lives import Live, check_may_go_live, check_may_watch
+from media.admission import JoinAdmission
 from media.errors import MediaError, MediaErrorCode
 from media.ice import IceServer
 from media.overlay import Overlay
@@ -58,6 +59,9 @@ class LiveRooms(Feature):
         self.ice_servers = settings.ice_server_list()
         self._media_ice = tuple(IceServer(s["urls"], s.get("username"), s.get("credential"))
                                 for s in self.ice_servers)
+        # One for the node: joins' handshakes compete for the same CPU whatever their live.
+        self.joins = JoinAdmission(settings.join_handshakes, settings.join_queue)
+        gateway.metrics.watch_joins(self.joins.stats)
         self.hosted: dict[str, HostedLive] = {}  # creator id -> live
         self._by_live: dict[str, HostedLive] = {}  # live id -> live
         self.grace = GraceTimers(settings.live_grace, self._grace_over)
@@ -143,6 +147,7 @@ class LiveRooms(Feature):
             live.live_id, codec=self.settings.video_codec,  # type: ignore[arg-type]
             video_bitrate=self.settings.video_bitrate, ice_servers=self._media_ice,
             max_viewers=self.settings.max_viewers, fanout=self.settings.fanout,
+            admission=self.joins,
             on_viewer_gone=lambda sid, reason: self._report_gone(live.live_id, sid, reason),
             on_publisher_gone=lambda reason: self._report_gone(live.live_id, None, reason))
 
