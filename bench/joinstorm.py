@@ -28,7 +28,7 @@ async def run(session: BenchSession, args: argparse.Namespace, result: dict[str,
         running = {j["id"] for j in before if j["ok"]}
         result["running"] = {"n": args.running, "ok": len(running)}
         await asyncio.sleep(args.settle)
-    await session.mark()  # the running viewers' window: the storm
+    source_before = await session.mark()  # the running viewers' window: the storm
     meter = session.meter()
     meter.start()
     started = time.monotonic()
@@ -38,12 +38,14 @@ async def run(session: BenchSession, args: argparse.Namespace, result: dict[str,
     storm_s = time.monotonic() - started
     cpu = meter.read()
     during = await session.collect()
+    source_after = await session.creator_frames()
     result["joins"] = joins
     result["storm"] = {"seconds": round(storm_s, 3),
                        "requested_over_s": round(args.viewers / args.rate, 3),
                        "cpu": {**cpu["cores"], "host_busy": cpu["host_busy"],
                                "others": cpu["others"]},
                        "running_fps": running_fps(during, running),
+                       "source_fps": round((source_after - source_before) / storm_s, 2),
                        **join_summary(joins)}
     progress.note(f"join storm: {result['storm']['ok']}/{args.viewers} watching after "
                   f"{storm_s:.1f} s, server {pct(cpu['cores'].get('server')) or '?'} CPU")
@@ -52,7 +54,9 @@ async def run(session: BenchSession, args: argparse.Namespace, result: dict[str,
                        "running_fps": running_fps(window, running),
                        "all_fps": distribution(v["fps"] for v in window["viewers"]
                                                if v["state"] == "watching"),
-                       "cpu": window["cpu"]["cores"]}
+                       "source_fps": window["source_fps"],
+                       "cpu": window["cpu"]["cores"], "host_busy": window["cpu"]["host_busy"],
+                       "others": window["cpu"]["others"]}
     if args.duration > 0:
         window = await measure(session, args.duration, "after the storm", progress)
         result["steady"] = step_figures(args.viewers + args.running, window, joins, args)
@@ -95,7 +99,8 @@ def render(result: dict[str, Any]) -> str:
                      f"{(after.get('running_fps') or {}).get('min')}/"
                      f"{(after.get('running_fps') or {}).get('p50')} (all viewers "
                      f"{(after.get('all_fps') or {}).get('min')}/"
-                     f"{(after.get('all_fps') or {}).get('p50')})")
+                     f"{(after.get('all_fps') or {}).get('p50')}); the creator sent "
+                     f"{storm.get('source_fps')} fps during, {after.get('source_fps')} after")
     steady = result.get("steady")
     if steady:
         lines.append(
