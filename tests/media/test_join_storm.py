@@ -156,3 +156,22 @@ async def test_admission_hands_places_on_in_order_and_survives_cancelled_waiters
     third = asyncio.create_task(admission.admit())
     await third
     assert place.released and admission.stats().expired == 1
+
+
+async def test_a_viewers_receiver_builds_no_bitrate_estimator(harness, poll):
+    """A viewer's sendonly transceivers have receivers that never get a packet: their
+    REMB estimator (1,000 rate buckets) is not built; the creator's still is."""
+    from media import aiortc_private
+
+    room = harness.room()
+    await harness.publish(room)
+    client = await harness.join(room, "v")
+    await poll(lambda: client.video_frames > 5, what="video at the viewer")
+    viewer = room._viewers["v"]
+    video = viewer.pc.getTransceivers()[0].receiver
+    estimator = aiortc_private.bitrate_estimator(video)
+    assert isinstance(estimator, aiortc_private.LazyBitrateEstimator)
+    assert not estimator.built
+    publisher = room._publisher.pc.getTransceivers()
+    ingest = next(t.receiver for t in publisher if t.kind == "video")
+    assert aiortc_private.bitrate_estimator(ingest).built  # the creator's REMB still works
