@@ -10,6 +10,13 @@ at once with `unavailable` and `retry_after` (seconds, retryable), never queued.
 A handshake holds its place from the offer until the viewer is connected, fails or is
 removed, and at most `max_hold_s`: a client that never answers does not block the joins
 behind it for the whole connect timeout.
+
+"The rate the CPU allows" is measured, not guessed: while joins are in flight a timer
+probes the event loop every 50 ms, and the loop's lateness (lag) steers how many
+handshakes may run at once (`limit`, between 1 and max_handshakes): halved when the
+lag passes `max_lag_s` (20 ms: under a 30 fps frame interval, so the running viewers'
+packets stay on time), raised by one per calm probe. A loop that is late on its own
+timers is late on every viewer's packets too.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from media.errors import invalid, unavailable
 DEFAULT_MAX_HANDSHAKES = 8
 DEFAULT_MAX_WAITING = 100
 DEFAULT_MAX_HOLD_S = 3.0
+DEFAULT_MAX_LAG_S = 0.02
+_PROBE_S = 0.05
 # The first retry_after estimates, before a handshake was timed: ~0.3 s per handshake
 # on one core with a few at once (measured, loopback).
 _FIRST_HANDSHAKE_S = 0.3
@@ -44,6 +53,8 @@ class AdmissionStats:
     waited: int
     refused: int
     expired: int  # places given back by max_hold_s, not by the handshake's end
+    limit: int  # handshakes allowed at once now, from the loop's lag
+    lag_s: float  # the loop's lateness at the last probe
 
 
 def retry_after_s(waiting: int, max_handshakes: int, handshake_s: float) -> float:
@@ -87,6 +98,7 @@ class JoinAdmission:
     def __init__(self, max_handshakes: int = DEFAULT_MAX_HANDSHAKES,
                  max_waiting: int = DEFAULT_MAX_WAITING,
                  max_hold_s: float = DEFAULT_MAX_HOLD_S,
+                 max_lag_s: float | None = DEFAULT_MAX_LAG_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not isinstance(max_handshakes, int) or max_handshakes < 1:
             raise invalid(f"max_handshakes must be an integer >= 1, got {max_handshakes!r}")
@@ -97,7 +109,12 @@ class JoinAdmission:
         self.max_handshakes = max_handshakes
         self.max_waiting = max_waiting
         self.max_hold_s = float(max_hold_s)
+        self.max_lag_s = max_lag_s  # None: no probe, the limit stays max_handshakes
         self.clock = clock
+        self.limit = max_handshakes
+        self.lag_s = 0.0
+        self._probe: asyncio.TimerHandle | None = None
+        self._probe_due = 0.0
         self.handshakes = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self.handshake_s = _FIRST_HANDSHAKE_S  # moving average of handshake durations
@@ -114,25 +131,51 @@ class JoinAdmission:
     def stats(self) -> AdmissionStats:
         return AdmissionStats(self.handshakes, self.waiting, self.max_handshakes,
                               self.max_waiting, self.admitted, self.waited, self.refused,
-                              self.expired)
+                              self.expired, self.limit, round(self.lag_s, 4))
+
+    def close(self) -> None:
+        """Stop the lag probe (the owner calls it; places still held just expire)."""
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
+
+    def _arm_probe(self) -> None:
+        if self.max_lag_s is None or self._probe is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._probe_due = loop.time() + _PROBE_S
+        self._probe = loop.call_at(self._probe_due, self._on_probe)
+
+    def _on_probe(self) -> None:
+        self._probe = None
+        assert self.max_lag_s is not None
+        self.lag_s = max(0.0, asyncio.get_running_loop().time() - self._probe_due)
+        if self.lag_s > self.max_lag_s:
+            self.limit = max(1, self.limit // 2)
+        else:
+            self.limit = min(self.max_handshakes, self.limit + 1)
+        self._wake()
+        if self.handshakes or self._waiters:
+            self._arm_probe()  # idle: no timer runs
 
     async def admit(self) -> HandshakePlace:
         """Wait for a place (in order of arrival). Raises MediaError unavailable with
         `retry_after` when max_waiting joins already wait."""
-        if self.handshakes < self.max_handshakes and not self._waiters:
+        self._arm_probe()
+        if self.handshakes < self.limit and not self._waiters:
             self.handshakes += 1
             self.admitted += 1
             return HandshakePlace(self)
         if len(self._waiters) >= self.max_waiting:
             self.refused += 1
-            retry = retry_after_s(len(self._waiters), self.max_handshakes, self.handshake_s)
+            retry = retry_after_s(len(self._waiters), self.limit, self.handshake_s)
             raise unavailable(f"too many viewers joining at once; retry after {retry:g} s",
                               retry_after=retry, reason="joins_busy")
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self.most_waiting = max(self.most_waiting, len(self._waiters))
         try:
-            await waiter  # _release hands its place over: handshakes stays counted
+            await waiter  # _wake counted our place in handshakes
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 self._release(None)  # handed a place just as we were cancelled: pass it on
@@ -147,9 +190,13 @@ class JoinAdmission:
         if took_s is not None:
             # Moving average over ~10 handshakes: retry_after follows the load.
             self.handshake_s += (took_s - self.handshake_s) / 10
-        while self._waiters:
+        self.handshakes -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        """Hand free places (under the current limit) to the joins waiting, in order."""
+        while self._waiters and self.handshakes < self.limit:
             waiter = self._waiters.popleft()
             if not waiter.done():
+                self.handshakes += 1
                 waiter.set_result(None)
-                return
-        self.handshakes -= 1

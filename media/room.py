@@ -115,6 +115,7 @@ class MediaRoom:
         self._on_publisher_gone = on_publisher_gone
         # Joins' handshakes, bounded (media/admission.py); a node shares one across rooms.
         self.admission = admission or JoinAdmission()
+        self._owns_admission = admission is None
 
         self._keyframes = KeyframePolicy(self.timings.keyframe_min_interval_s, self.timings.gop_s)
         # "native" falls back to "python" when the extension is not built (media/fastpath.py)
@@ -322,6 +323,8 @@ class MediaRoom:
             self._fanout.close()
             await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
             self._executor.shutdown(wait=True)
+            if self._owns_admission:
+                self.admission.close()
         finally:
             self._close_done.set()
 

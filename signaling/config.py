@@ -114,8 +114,9 @@ class Settings:
         "env": "GOLIVE_MAX_VIEWERS", "help": "viewers one room's media serves on this node"})
     join_handshakes: int = field(default=8, metadata={
         "env": "GOLIVE_JOIN_HANDSHAKES",
-        "help": "viewer joins in their media handshake (offer, ICE, DTLS) at once on this node; "
-                "the next wait their turn"})
+        "help": "most viewer joins in their media handshake (offer, ICE, DTLS) at once on this "
+                "node, fewer while the event loop runs late; the next wait their turn; 0: no "
+                "admission"})
     join_queue: int = field(default=100, metadata={
         "env": "GOLIVE_JOIN_QUEUE",
         "help": "viewer joins that may wait for a handshake place on this node; past it a join "

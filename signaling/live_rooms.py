@@ -37,6 +37,7 @@ from signaling.tasks import OwnedTask
 log = logging.getLogger("golive.lives")
 
 GONE_QUEUE_BOUND = 10_000  # media "peer gone" reports waiting for the worker
+UNLIMITED_HANDSHAKES = 1_000_000  # GOLIVE_JOIN_HANDSHAKES=0
 
 
 @dataclass
@@ -60,7 +61,10 @@ class LiveRooms(Feature):
         self._media_ice = tuple(IceServer(s["urls"], s.get("username"), s.get("credential"))
                                 for s in self.ice_servers)
         # One for the node: joins' handshakes compete for the same CPU whatever their live.
-        self.joins = JoinAdmission(settings.join_handshakes, settings.join_queue)
+        # 0 handshakes: no admission (every join starts at once, as before it existed).
+        self.joins = (JoinAdmission(settings.join_handshakes, settings.join_queue)
+                      if settings.join_handshakes else
+                      JoinAdmission(UNLIMITED_HANDSHAKES, 0, max_lag_s=None))
         gateway.metrics.watch_joins(self.joins.stats)
         self.hosted: dict[str, HostedLive] = {}  # creator id -> live
         self._by_live: dict[str, HostedLive] = {}  # live id -> live
@@ -100,6 +104,7 @@ class LiveRooms(Feature):
         await asyncio.gather(*(self.end(h.live.creator_id, "server_shutdown")
                                for h in list(self.hosted.values())), return_exceptions=True)
         await self._gone_worker_task.stop()
+        self.joins.close()
         await self.grace.close()
         await self.pushes.close()
 

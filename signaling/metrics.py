@@ -74,6 +74,12 @@ class _JoinCollector(Collector):
         yield GaugeMetricFamily("golive_join_handshakes_limit",
                                 "handshakes at once (GOLIVE_JOIN_HANDSHAKES)",
                                 value=s.max_handshakes)
+        yield GaugeMetricFamily("golive_join_handshakes_allowed",
+                                "handshakes allowed at once now (lowered while the event "
+                                "loop runs late)", value=s.limit)
+        yield GaugeMetricFamily("golive_event_loop_lag_seconds",
+                                "the event loop's lateness at the join admission's last probe",
+                                value=s.lag_s)
         yield GaugeMetricFamily("golive_join_queue_limit",
                                 "joins that may wait (GOLIVE_JOIN_QUEUE)", value=s.max_waiting)
         outcomes = CounterMetricFamily(

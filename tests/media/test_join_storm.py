@@ -175,3 +175,25 @@ async def test_a_viewers_receiver_builds_no_bitrate_estimator(harness, poll):
     publisher = room._publisher.pc.getTransceivers()
     ingest = next(t.receiver for t in publisher if t.kind == "video")
     assert aiortc_private.bitrate_estimator(ingest).built  # the creator's REMB still works
+
+
+async def test_a_late_loop_lowers_the_handshakes_allowed_and_a_calm_one_restores_them(poll):
+    admission = JoinAdmission(max_handshakes=8, max_waiting=10)
+    place = await admission.admit()  # a join in flight: the lag probe runs
+    assert admission.limit == 8
+    time.sleep(0.1)  # the loop is 50+ ms late on the probe
+    await poll(lambda: admission.limit < 8, what="the limit lowered")
+    assert admission.stats().lag_s > 0.02
+    lowered = admission.limit
+    joins = [asyncio.create_task(admission.admit()) for _ in range(8)]
+    await asyncio.sleep(0)
+    assert admission.handshakes <= lowered  # only what the loop allows starts
+    await poll(lambda: admission.limit == 8, what="the limit restored on a calm loop")
+    assert admission.handshakes == 8 and admission.waiting == 1
+    place.release()  # the first join connected: the last one starts
+    places = await asyncio.gather(*joins)
+    assert admission.handshakes == 8
+    for p in places:
+        p.release()
+    assert admission.handshakes == 0
+    admission.close()
