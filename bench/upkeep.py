@@ -73,7 +73,7 @@ def _child(conn: Connection, viewers: int) -> None:
         asyncio.run(main())
 
 
-async def run(viewers: int, seconds: float) -> dict[str, Any]:
+async def run(viewers: int, seconds: float, profile: str | None = None) -> dict[str, Any]:
     from media import MediaRoom, RoomTimings, restrict_host_addresses
 
     parent, child_end = mp.Pipe()
@@ -97,7 +97,14 @@ async def run(viewers: int, seconds: float) -> dict[str, Any]:
                       for v in room._viewers.values()):
                 await asyncio.sleep(0.1)
             await asyncio.sleep(2)  # past the joins' own work
+            if profile:  # where the upkeep goes (cProfile: wall-clock, several times slower)
+                import cProfile
+                profiler = cProfile.Profile()
+                profiler.enable()
             figures["idle_viewers"] = await _window(seconds)
+            if profile:
+                profiler.disable()
+                profiler.dump_stats(profile)
             answer = await room.publish(await ask("creator"))
             await ask("creator_answer", answer)
             await asyncio.sleep(2)
@@ -123,8 +130,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--viewers", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--profile", help="write a cProfile of the idle window here")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.viewers, args.seconds)), indent=1))
+    print(json.dumps(asyncio.run(run(args.viewers, args.seconds, args.profile)), indent=1))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver, TimestampMapper
 from aiortc.rtcrtpsender import RTCRtpSender
-from aiortc.rtp import AnyRtcpPacket, RtpPacket
+from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket
 from pylibsrtp import Session
 
 from media.library_privates import Private, require
@@ -43,6 +43,7 @@ PRIVATES = (
     Private(RTCRtpSender, "__octet_count", True, "media.viewer_link (sender reports)"),
     Private(RTCRtpSender, "__encoder", True, "tests (a naive viewer's own encoder)"),
     Private(RTCRtpSender, "_handle_rtcp_packet", False, "media.viewer (PLI/NACK in)"),
+    Private(RTCRtpSender, "_send_rtcp", False, "media.viewer (sender reports paced)"),
     Private(RTCRtpReceiver, "__jitter_buffer", True, "media.ingest (prompt jitter buffer)"),
     Private(RTCRtpReceiver, "__codecs", True, "bench.rtp_counting"),
     Private(RTCRtpReceiver, "__remote_bitrate_estimator", True,
@@ -157,6 +158,21 @@ def intercept_sender_rtcp(sender: RTCRtpSender,
 
 
 # ---- receivers -------------------------------------------------------------------------
+
+def gate_sender_reports(sender: RTCRtpSender, allow: Callable[[int], bool]) -> None:
+    """Send the sender's RTCP sender reports only when allow(packet count) says so (other
+    RTCP, e.g. its BYE, goes out as before). An instance attribute shadows the method:
+    aiortc's RTCP loop calls self._send_rtcp([SR, SDES])."""
+    original = sender._send_rtcp
+
+    async def send_rtcp(packets: list[AnyRtcpPacket]) -> None:
+        if packets and isinstance(packets[0], RtcpSrPacket) and not allow(
+                packets[0].sender_info.packet_count):
+            return
+        await original(packets)
+
+    sender._send_rtcp = send_rtcp  # type: ignore[method-assign]
+
 
 def receiver_codecs(receiver: RTCRtpReceiver) -> dict[int, Any]:
     """Payload type -> RTCRtpCodecParameters, as negotiated."""

@@ -33,6 +33,7 @@ from media.fanout import ViewerFeed
 from media.ice import IceServer, rtc_configuration
 from media.negotiation import audio_preferences, check_viewer_answer, video_preferences
 from media.peers import GoneReason, PeerCloser
+from media.sender_reports import SenderReportGate
 
 # A viewer's transceivers are sendonly, yet each has a receiver: it builds its REMB
 # estimator only if a packet ever comes (~0.13 ms and ~100 KB saved per join).
@@ -73,6 +74,7 @@ class ViewerPeer:
         self._on_keyframe_request = on_keyframe_request
         self._on_nack = on_nack
         self._on_failed = on_failed
+        self.sender_reports: dict[str, SenderReportGate] = {}  # by kind
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
         self.pc.on("connectionstatechange", self._on_connection_state)
         self._closer = PeerCloser(self.pc)
@@ -90,6 +92,8 @@ class ViewerPeer:
         for link, sender in ((self.feed.video, video.sender), (self.feed.audio, audio.sender)):
             link.attach(sender)
             self._hook_rtcp(sender, link.kind)
+            gate = self.sender_reports[link.kind] = SenderReportGate(link.kind)
+            aiortc_private.gate_sender_reports(sender, gate.allow)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return self.pc.localDescription.sdp
 

@@ -197,3 +197,31 @@ async def test_a_late_loop_lowers_the_handshakes_allowed_and_a_calm_one_restores
         p.release()
     assert admission.handshakes == 0
     admission.close()
+
+
+def test_sender_report_gate_skips_idle_and_paces_audio() -> None:
+    from media.sender_reports import SenderReportGate
+
+    now = [0.0]
+    video, audio = (SenderReportGate(k, clock=lambda: now[0]) for k in ("video", "audio"))
+    assert video.allow(0) and audio.allow(0)  # the first SR always goes
+    now[0] = 1.0
+    assert not video.allow(0) and not audio.allow(0)  # nothing sent since
+    assert video.allow(90)
+    assert not audio.allow(50)  # audio: every 5 s at most
+    now[0] = 5.0
+    assert audio.allow(250)
+    assert (video.sent, video.asked, audio.sent, audio.asked) == (2, 3, 2, 4)
+
+
+async def test_an_idle_viewer_gets_no_sender_report_after_the_first(harness, poll):
+    """No publisher, nothing sent: aiortc's RTCP loop still ticks every 0.5-1.5 s, but
+    only the first SR of each sender goes out."""
+    room = harness.room()
+    client = harness.client("idle")
+    offer = await room.add_viewer("idle")
+    await room.accept_viewer_answer("idle", await client.answer(offer))
+    gates = room._viewers["idle"].sender_reports
+    await poll(lambda: all(g.asked >= 3 for g in gates.values()), timeout=15,
+               what="three SR ticks per sender")
+    assert [g.sent for g in gates.values()] == [1, 1]
