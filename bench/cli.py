@@ -67,6 +67,11 @@ def _add_modes(modes: Any) -> None:
                       help="joins per second, in all (50/s)")
     join.add_argument("--duration", type=float, default=5.0,
                       help="seconds to watch the full room after the storm (5; 0: skip)")
+    join.add_argument("--running", type=int, default=0,
+                      help="viewers watching before the storm, whose fps is measured during "
+                           "it and --after seconds after it (0)")
+    join.add_argument("--after", type=float, default=2.0,
+                      help="seconds of the window right after the storm (2)")
     _common(join)
     join.set_defaults(run=run, bench_mode="join")
 
@@ -138,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
             (args.duration < 0, "--duration must be >= 0"),
             (not 0 < args.fps <= 120, "--fps must be in (0, 120]"),
             (args.bench_mode == "join" and args.viewers < 1, "--viewers must be >= 1"),
+            (args.bench_mode == "join" and args.running < 0, "--running must be >= 0"),
+            (args.bench_mode == "join" and args.after <= 0, "--after must be > 0"),
             (args.url is None and (args.creator_user or args.server_pid),
              "--creator-user and --server-pid go with --url"))):
         return 2

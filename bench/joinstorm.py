@@ -8,9 +8,11 @@ seconds to check that everyone keeps receiving.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 from typing import Any
 
+from bench.figures import distribution
 from bench.measure import join_summary, measure, step_figures
 from bench.report import Progress, pct, table
 from bench.session import BenchSession
@@ -18,25 +20,52 @@ from bench.session import BenchSession
 
 async def run(session: BenchSession, args: argparse.Namespace, result: dict[str, Any],
               progress: Progress) -> None:
-    await session.open(args.viewers)
+    await session.open(args.viewers + args.running)
     result.update(session.describe())
+    running: set[str] = set()
+    if args.running:
+        before = await session.add_viewers(args.running, args.rate, "running viewers")
+        running = {j["id"] for j in before if j["ok"]}
+        result["running"] = {"n": args.running, "ok": len(running)}
+        await asyncio.sleep(args.settle)
+    source_before = await session.mark()  # the running viewers' window: the storm
     meter = session.meter()
     meter.start()
     started = time.monotonic()
-    joins = await session.add_viewers(args.viewers, args.rate, "join storm")
+    # The probes (decoding, for first-decoded time) are among the storm's joiners.
+    joins = await session.add_viewers(args.viewers, args.rate, "join storm",
+                                      probes_from=args.running)
     storm_s = time.monotonic() - started
     cpu = meter.read()
+    during = await session.collect()
+    source_after = await session.creator_frames()
     result["joins"] = joins
     result["storm"] = {"seconds": round(storm_s, 3),
                        "requested_over_s": round(args.viewers / args.rate, 3),
                        "cpu": {**cpu["cores"], "host_busy": cpu["host_busy"],
                                "others": cpu["others"]},
+                       "running_fps": running_fps(during, running),
+                       "source_fps": round((source_after - source_before) / storm_s, 2),
                        **join_summary(joins)}
     progress.note(f"join storm: {result['storm']['ok']}/{args.viewers} watching after "
                   f"{storm_s:.1f} s, server {pct(cpu['cores'].get('server')) or '?'} CPU")
+    window = await measure(session, args.after, "right after the storm", progress)
+    result["after"] = {"seconds": round(window["seconds"], 3),
+                       "running_fps": running_fps(window, running),
+                       "all_fps": distribution(v["fps"] for v in window["viewers"]
+                                               if v["state"] == "watching"),
+                       "source_fps": window["source_fps"],
+                       "cpu": window["cpu"]["cores"], "host_busy": window["cpu"]["host_busy"],
+                       "others": window["cpu"]["others"]}
     if args.duration > 0:
         window = await measure(session, args.duration, "after the storm", progress)
-        result["steady"] = step_figures(args.viewers, window, joins, args)
+        result["steady"] = step_figures(args.viewers + args.running, window, joins, args)
+
+
+def running_fps(window: dict[str, Any], running: set[str]) -> dict[str, Any]:
+    """The fps of the viewers watching before the storm, over one window."""
+    return distribution(v["fps"] for v in window["viewers"]
+                        if v["id"] in running and v["state"] == "watching")
 
 
 def render(result: dict[str, Any]) -> str:
@@ -61,6 +90,17 @@ def render(result: dict[str, Any]) -> str:
              f"storm: {storm['n']} joins requested over {storm['requested_over_s']:g} s, "
              f"all done after {storm['seconds']:g} s; server CPU during it "
              f"{pct(storm['cpu'].get('server')) or '?'}"]
+    lines.append(f"refused (unavailable + retry_after) {storm['refusals']['total']} times, "
+                 f"{storm['refusals']['joins']} joins")
+    run_fps, after = storm.get("running_fps") or {}, result.get("after") or {}
+    if run_fps:
+        lines.append(f"running viewers' fps during the storm min/median {run_fps.get('min')}"
+                     f"/{run_fps.get('p50')}; {after.get('seconds', 0):.0f} s after it "
+                     f"{(after.get('running_fps') or {}).get('min')}/"
+                     f"{(after.get('running_fps') or {}).get('p50')} (all viewers "
+                     f"{(after.get('all_fps') or {}).get('min')}/"
+                     f"{(after.get('all_fps') or {}).get('p50')}); the creator sent "
+                     f"{storm.get('source_fps')} fps during, {after.get('source_fps')} after")
     steady = result.get("steady")
     if steady:
         lines.append(

@@ -127,6 +127,8 @@ def join_summary(joins: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if not j["ok"]:
             errors[str(j["error"])] = errors.get(str(j["error"]), 0) + 1
     return {"n": len(joins), "ok": len(ok), "failed": len(joins) - len(ok), "errors": errors,
+            "refusals": {"joins": sum(1 for j in joins if j.get("refusals")),
+                         "total": sum(j.get("refusals", 0) for j in joins)},
             **{key: distribution(j[key] for j in ok)
                for key in ("socket_s", "offer_s", "answered_s", "connected_s", "first_frame_s",
                            "first_keyframe_s", "first_decoded_s")}}

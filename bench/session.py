@@ -187,9 +187,11 @@ class BenchSession:
 
     # --- driving the workers ----------------------------------------------------
 
-    async def add_viewers(self, count: int, rate: float, label: str) -> list[dict[str, Any]]:
+    async def add_viewers(self, count: int, rate: float, label: str,
+                          probes_from: int = 0) -> list[dict[str, Any]]:
         """Join `count` more viewers at `rate` per second in all, spread over the workers
-        round-robin (each worker's first viewers are its probes). Returns join figures."""
+        round-robin (each worker's first viewers from number `probes_from` on are its
+        probes). Returns join figures."""
         first = self.viewers_started
         if first + count > len(self.accounts):
             raise ValueError("more viewers than registered accounts")
@@ -200,7 +202,7 @@ class BenchSession:
             account = self.accounts[i]
             batches[i % n_workers].append({
                 "id": account.username, "token": account.token, "at": k / rate,
-                "probe": i < n_workers * self.args.probes})
+                "probe": 0 <= i - probes_from < n_workers * self.args.probes})
         self.viewers_started += count
         start_at = time.time() + 0.3  # every worker has the request by then
         timeout = JOIN_TIMEOUT_S

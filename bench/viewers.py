@@ -84,6 +84,7 @@ class BenchViewer:
         self.state = "new"  # joining, watching, failed, removed, left
         self.error: str | None = None
         self.t: dict[str, float] = {}  # time.monotonic() of each join milestone
+        self.refusals = 0  # room:join answered `unavailable` with retry_after
         # probes: per window
         self.latency_arrival_ms: list[float] = []
         self.latency_decoded_ms: list[float] = []
@@ -107,10 +108,17 @@ class BenchViewer:
         await self.sio.connect(self.url, auth={"token": self.token}, transports=["websocket"],
                                wait_timeout=10)
         self.t["join"] = time.monotonic()
-        ack = await self.sio.call("room:join", {"user_id": self.creator_id}, timeout=60)
+        while True:
+            ack = await self.sio.call("room:join", {"user_id": self.creator_id}, timeout=60)
+            error = ack.get("error") or {}
+            if ack.get("ok") or "retry_after" not in error:
+                break
+            # The server's join admission is full (a storm): come back when it says. The
+            # join time still counts from the first request.
+            self.refusals += 1
+            await asyncio.sleep(float(error["retry_after"]))
         if not ack.get("ok"):
-            raise RuntimeError(f"room:join refused: {ack['error']['code']}: "
-                               f"{ack['error']['message']}")
+            raise RuntimeError(f"room:join refused: {error.get('code')}: {error.get('message')}")
         self.t["offer"] = time.monotonic()
         self.live_id = ack["live"]["live_id"]
         if self.probe:
@@ -178,7 +186,7 @@ class BenchViewer:
     def join_figures(self) -> dict[str, Any]:
         t, c = self.t, self.counters
         return {"id": self.id, "probe": self.probe, "ok": self.state == "watching",
-                "error": self.error,
+                "error": self.error, "refusals": self.refusals,
                 "socket_s": _since(t.get("join"), t.get("start")),
                 "offer_s": _since(t.get("offer"), t.get("join")),
                 "answered_s": _since(t.get("answered"), t.get("join")),

@@ -1,4 +1,5 @@
-"""Ingest: the creator's peer connection and the two tasks that always drain its tracks.
+"""Ingest: the creator's peer connection, the two tasks that always drain its tracks, and
+the watch that judges the creator silent (by packets on the transport, media/liveness.py).
 
 aiortc decodes incoming video on a thread into an unbounded queue; a track nobody reads
 grew a process from 100 MB to 255 MB in 15 s (measured). So both tracks get a reader from
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
@@ -19,9 +21,10 @@ from aiortc.mediastreams import MediaStreamError
 from av.audio.frame import AudioFrame
 from av.video.frame import VideoFrame
 
-from media.aiortc_private import use_prompt_jitter_buffer
+from media.aiortc_private import receiver_streams, use_prompt_jitter_buffer
 from media.errors import MediaError, invalid
 from media.ice import IceServer, rtc_configuration
+from media.liveness import SilenceClock
 from media.negotiation import check_publisher_offer
 from media.peers import GoneReason, PeerCloser
 
@@ -52,6 +55,10 @@ class Publisher:
         self._gone = False
         self._closed = False
         self.frames_in = 0
+        # Checked 4x per timeout (at most every 0.25 s); a late check adds at most two
+        # intervals of silence (media/liveness.py: a starved loop is not a silent creator).
+        self.check_interval_s = min(0.25, silence_timeout_s / 4, connect_timeout_s / 4)
+        self.silence = SilenceClock(2 * self.check_interval_s)
 
     async def accept_offer(self, offer_sdp: object) -> str:
         """Check the offer, answer it and start the readers. On any failure the pc is closed."""
@@ -82,6 +89,7 @@ class Publisher:
         self._tasks = [
             asyncio.create_task(self._read_video(tracks["video"]), name="ingest-video"),
             asyncio.create_task(self._read_audio(tracks["audio"]), name="ingest-audio"),
+            asyncio.create_task(self._watch(), name="ingest-watch"),
         ]
         return answer
 
@@ -109,23 +117,32 @@ class Publisher:
         elif state == "closed":
             self._gone_once(GoneReason.CLOSED)
 
+    def packets_received(self) -> int:
+        """RTP packets the creator's tracks received on the transport (before the jitter
+        buffer and the decoder thread), both tracks together."""
+        if self.pc is None:
+            return 0
+        return sum(stream.packets_received
+                   for transceiver in self.pc.getTransceivers()
+                   for stream in receiver_streams(transceiver.receiver).values())
+
+    async def _watch(self) -> None:
+        # The first packet may take a connection setup; after that a silence longer than
+        # the timeout, counted in the loop's awake time, means the creator is gone even
+        # if ICE consent has not failed yet (it takes ~30 s).
+        while not self._gone:
+            await asyncio.sleep(self.check_interval_s)
+            received = self.packets_received()
+            silent = self.silence.check(time.monotonic(), received)
+            if received == 0 and silent > self._connect_timeout_s:
+                self._gone_once(GoneReason.CONNECT_TIMEOUT)
+            elif received > 0 and silent > self._silence_timeout_s:
+                self._gone_once(GoneReason.SILENT)
+
     async def _read_video(self, track: MediaStreamTrack) -> None:
-        # The first frame may take a connection setup; after that a gap longer than the
-        # silence timeout means the creator is gone even if ICE consent has not failed yet.
-        timeout = self._connect_timeout_s
         try:
             while True:
-                try:
-                    # asyncio.timeout, not wait_for: on 3.11 wait_for returns the result and
-                    # swallows a cancel that lands as recv() completes (seen: close() hung).
-                    async with asyncio.timeout(timeout):
-                        frame = await track.recv()
-                except TimeoutError:
-                    self._gone_once(
-                        GoneReason.CONNECT_TIMEOUT if self.frames_in == 0 else GoneReason.SILENT
-                    )
-                    break
-                timeout = self._silence_timeout_s
+                frame = await track.recv()
                 self.frames_in += 1
                 assert isinstance(frame, VideoFrame)
                 self._on_video(frame)

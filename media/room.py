@@ -22,6 +22,7 @@ import av
 from av.audio.frame import AudioFrame
 from av.video.frame import VideoFrame
 
+from media.admission import JoinAdmission
 from media.compositor import MAX_WAITING_OVERLAYS, Compositor
 from media.encoder import DEFAULT_VIDEO_BITRATE, AudioEncoder, VideoCodecName, VideoEncoder
 from media.errors import MediaError, MediaErrorCode, conflict, invalid, not_found, unavailable
@@ -99,6 +100,7 @@ class MediaRoom:
         timings: RoomTimings | None = None,
         max_viewers: int = DEFAULT_MAX_VIEWERS,
         fanout: str = NATIVE,
+        admission: JoinAdmission | None = None,
     ) -> None:
         if codec not in ("vp8", "h264"):
             raise invalid(f"codec must be 'vp8' or 'h264', got {codec!r}")
@@ -111,6 +113,9 @@ class MediaRoom:
         self._ice_servers = tuple(ice_servers)
         self._on_viewer_gone = on_viewer_gone
         self._on_publisher_gone = on_publisher_gone
+        # Joins' handshakes, bounded (media/admission.py); a node shares one across rooms.
+        self.admission = admission or JoinAdmission()
+        self._owns_admission = admission is None
 
         self._keyframes = KeyframePolicy(self.timings.keyframe_min_interval_s, self.timings.gop_s)
         # "native" falls back to "python" when the extension is not built (media/fastpath.py)
@@ -206,15 +211,17 @@ class MediaRoom:
     async def add_viewer(self, viewer_id: str) -> str:
         """Create the viewer's peer connection and return the server's offer SDP.
 
-        Raises MediaError: invalid (bad id), conflict (id taken), unavailable (closed/full).
+        Waits for a place in the room's join admission (media/admission.py) first.
+        Raises MediaError: invalid (bad id), conflict (id taken), unavailable (closed/full;
+        or joins busy, with `retry_after` seconds: the same call may succeed then).
         """
-        self._check_open()
-        if not isinstance(viewer_id, str) or not 0 < len(viewer_id) <= MAX_VIEWER_ID_CHARS:
-            raise invalid(f"viewer id must be 1-{MAX_VIEWER_ID_CHARS} characters: {viewer_id!r}")
-        if viewer_id in self._viewers:
-            raise conflict(f"viewer {viewer_id!r} is already in room {self.room_id!r}")
-        if len(self._viewers) >= self.max_viewers:
-            raise unavailable(f"room {self.room_id!r} is full ({self.max_viewers} viewers)")
+        self._check_join(viewer_id)
+        place = await self.admission.admit()
+        try:
+            self._check_join(viewer_id)  # the room may have changed while this join waited
+        except BaseException:
+            place.release()
+            raise
         feed = self._fanout.add_viewer(viewer_id)
         viewer = ViewerPeer(
             viewer_id,
@@ -224,6 +231,7 @@ class MediaRoom:
             on_keyframe_request=lambda: self._fanout.request_keyframe(viewer_id),
             on_nack=lambda kind, seqs: self._fanout.retransmit(viewer_id, kind, seqs),
             on_failed=lambda reason: self._events.put_nowait((viewer, reason)),
+            handshake=place,
         )
         self._viewers[viewer_id] = viewer
         try:
@@ -315,6 +323,8 @@ class MediaRoom:
             self._fanout.close()
             await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
             self._executor.shutdown(wait=True)
+            if self._owns_admission:
+                self.admission.close()
         finally:
             self._close_done.set()
 
@@ -326,6 +336,15 @@ class MediaRoom:
         if viewer is not None and viewer.state is not ViewerState.CLOSED:
             viewer.state = ViewerState.CLOSED  # reported once, as its pc's own failure is
             self._events.put_nowait((viewer, GoneReason.FAILED))
+
+    def _check_join(self, viewer_id: object) -> None:
+        self._check_open()
+        if not isinstance(viewer_id, str) or not 0 < len(viewer_id) <= MAX_VIEWER_ID_CHARS:
+            raise invalid(f"viewer id must be 1-{MAX_VIEWER_ID_CHARS} characters: {viewer_id!r}")
+        if viewer_id in self._viewers:
+            raise conflict(f"viewer {viewer_id!r} is already in room {self.room_id!r}")
+        if len(self._viewers) >= self.max_viewers:
+            raise unavailable(f"room {self.room_id!r} is full ({self.max_viewers} viewers)")
 
     def _check_open(self) -> None:
         if self._closed:

@@ -149,6 +149,15 @@ class Settings:
                 "ends (after a server crash: counted from the restart)"})
     max_viewers: int = field(default=1000, metadata={
         "env": "GOLIVE_MAX_VIEWERS", "help": "viewers one room's media serves on this node"})
+    join_handshakes: int = field(default=8, metadata={
+        "env": "GOLIVE_JOIN_HANDSHAKES",
+        "help": "most viewer joins in their media handshake (offer, ICE, DTLS) at once on this "
+                "node, fewer while the event loop runs late; the next wait their turn; 0: no "
+                "admission"})
+    join_queue: int = field(default=100, metadata={
+        "env": "GOLIVE_JOIN_QUEUE",
+        "help": "viewer joins that may wait for a handshake place on this node; past it a join "
+                "gets `unavailable` with retry_after"})
     nudge_window: float = field(default=24 * 3600.0, metadata={
         "env": "GOLIVE_NUDGE_WINDOW",
         "help": "seconds before a viewer may nudge the same creator again"})

@@ -31,7 +31,7 @@ UNAVAILABLE_CAUSES: tuple[type[BaseException], ...] = (RedisError, OSError)
 
 def from_media(exc: MediaError) -> DomainError:
     """A media failure as the domain error the client is answered with."""
-    return DomainError(MEDIA_CODES[exc.code], exc.message)
+    return DomainError(MEDIA_CODES[exc.code], exc.message, **exc.details)
 
 
 def new_error_id() -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from engine.accounts import utc_today
 from engine.errors import DomainError, ErrorCode, conflict, not_found, unavailable
 from engine.lives import Live, check_may_go_live, check_may_watch
+from media.admission import JoinAdmission
 from media.errors import MediaError, MediaErrorCode
 from media.ice import IceServer
 from media.overlay import Overlay
@@ -37,6 +38,7 @@ from signaling.tasks import OwnedTask
 log = logging.getLogger("golive.lives")
 
 GONE_QUEUE_BOUND = 10_000  # media "peer gone" reports waiting for the worker
+UNLIMITED_HANDSHAKES = 1_000_000  # GOLIVE_JOIN_HANDSHAKES=0
 
 
 @dataclass
@@ -68,6 +70,12 @@ class LiveRooms(Feature):
         self.ice_servers = settings.ice_server_list()
         self._media_ice = tuple(IceServer(s["urls"], s.get("username"), s.get("credential"))
                                 for s in self.ice_servers)
+        # One for the node: joins' handshakes compete for the same CPU whatever their live.
+        # 0 handshakes: no admission (every join starts at once, as before it existed).
+        self.joins = (JoinAdmission(settings.join_handshakes, settings.join_queue)
+                      if settings.join_handshakes else
+                      JoinAdmission(UNLIMITED_HANDSHAKES, 0, max_lag_s=None))
+        gateway.metrics.watch_joins(self.joins.stats)
         self.hosted: dict[str, HostedLive] = {}  # creator id -> live
         self._by_live: dict[str, HostedLive] = {}  # live id -> live
         self.remote: dict[str, RemoteLive] = {}  # live id -> chat-only members here
@@ -107,6 +115,7 @@ class LiveRooms(Feature):
         await asyncio.gather(*(self.end(h.live.creator_id, "server_shutdown")
                                for h in list(self.hosted.values())), return_exceptions=True)
         await self._gone_worker_task.stop()
+        self.joins.close()
         await self.grace.close()
         await self.pushes.close()
 
@@ -154,6 +163,7 @@ class LiveRooms(Feature):
             live.live_id, codec=self.settings.video_codec,  # type: ignore[arg-type]
             video_bitrate=self.settings.video_bitrate, ice_servers=self._media_ice,
             max_viewers=self.settings.max_viewers, fanout=self.settings.fanout,
+            admission=self.joins,
             on_viewer_gone=lambda sid, reason: self._report_gone(live.live_id, sid, reason),
             on_publisher_gone=lambda reason: self._report_gone(live.live_id, None, reason))
 

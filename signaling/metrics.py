@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from media.admission import AdmissionStats
 
 UNKNOWN_EVENT = "<unknown>"
 
@@ -56,5 +62,39 @@ class Metrics:
         self.http_requests = Counter("golive_http_requests_total", "HTTP API requests",
                                      ["route", "status"], registry=self.registry)
 
+    def watch_joins(self, stats: Callable[[], AdmissionStats]) -> None:
+        """Export the node's join admission (media/admission.py), read at each scrape."""
+        self.registry.register(_JoinCollector(stats))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _JoinCollector(Collector):
+    def __init__(self, stats: Callable[[], AdmissionStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        s = self._stats()
+        yield GaugeMetricFamily("golive_join_handshakes",
+                                "viewer joins in their media handshake now", value=s.handshakes)
+        yield GaugeMetricFamily("golive_join_waiting",
+                                "viewer joins waiting for a handshake place", value=s.waiting)
+        yield GaugeMetricFamily("golive_join_handshakes_limit",
+                                "handshakes at once (GOLIVE_JOIN_HANDSHAKES)",
+                                value=s.max_handshakes)
+        yield GaugeMetricFamily("golive_join_handshakes_allowed",
+                                "handshakes allowed at once now (lowered while the event "
+                                "loop runs late)", value=s.limit)
+        yield GaugeMetricFamily("golive_event_loop_lag_seconds",
+                                "the event loop's lateness at the join admission's last probe",
+                                value=s.lag_s)
+        yield GaugeMetricFamily("golive_join_queue_limit",
+                                "joins that may wait (GOLIVE_JOIN_QUEUE)", value=s.max_waiting)
+        outcomes = CounterMetricFamily(
+            "golive_joins", "viewer joins by admission outcome: admitted (at once or after "
+            "waiting), waited, refused (unavailable + retry_after), expired (place held past "
+            "its bound)", labels=["outcome"])
+        for outcome in ("admitted", "waited", "refused", "expired"):
+            outcomes.add_metric([outcome], getattr(s, outcome))
+        yield outcomes

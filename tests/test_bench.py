@@ -214,6 +214,29 @@ def test_join_tiny_run(tmp_path: Path) -> None:
     assert_gone(list(result["processes"].values()))
 
 
+def test_join_storm_past_the_admission_bound_retries_and_measures_running_viewers(
+        tmp_path: Path) -> None:
+    """One handshake at a time and no queue: the storm's joins are refused with
+    retry_after, come back and all get in; the viewers watching before it are measured."""
+    proc = run_bench("join", "--viewers", "4", "--rate", "40/s", "--running", "2",
+                     "--duration", "0", "--after", "1",
+                     "--server-env", "GOLIVE_JOIN_HANDSHAKES=1",
+                     "--server-env", "GOLIVE_JOIN_QUEUE=0",
+                     "--out", str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, err + out
+    result = bench_result(tmp_path)
+    assert result["errors"] == []
+    storm = result["storm"]
+    assert storm["ok"] == 4 and storm["failed"] == 0
+    assert storm["refusals"]["total"] > 0
+    assert result["running"] == {"n": 2, "ok": 2}
+    assert storm["running_fps"]["n"] == 2 and storm["running_fps"]["min"] > 0
+    assert result["after"]["running_fps"]["n"] == 2 and result["after"]["all_fps"]["n"] == 6
+    assert "running viewers' fps" in out
+    assert_gone(list(result["processes"].values()))
+
+
 def test_interrupted_run_leaves_no_process(tmp_path: Path) -> None:
     proc = run_bench("fanout", "--viewers", "2", "--duration", "60", "--out", str(tmp_path),
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
