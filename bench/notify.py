@@ -158,7 +158,7 @@ async def _execute(args: argparse.Namespace) -> int:
     from signaling.appkeys import LIVES, SERVICES
     from signaling.config import Settings
     from signaling.embedded_redis import EmbeddedRedis
-    from signaling.notifications import FANOUT
+    from signaling.notifications import ALERT_FANOUT
 
     out = run_dir(args.out, "notify")
     temp = Path(tempfile.mkdtemp(prefix="golive-bench-notify-"))
@@ -243,7 +243,7 @@ async def _execute(args: argparse.Namespace) -> int:
         for listener in app[LIVES].started_listeners:
             await listener(live)
         hooked = time.perf_counter() - started
-        fanout = app[FANOUT]
+        fanout = app[ALERT_FANOUT]
         deadline = started + args.timeout
         while await redis.exists(keys.notify_job(live.live_id)) or await redis.llen(
                 keys.notify_jobs()):

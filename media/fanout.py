@@ -123,7 +123,7 @@ class _Plan:
             link.count_sent(packets + self.packets, octets + self.octets, *self._last)
 
 
-class Fanout:
+class PacketFanout:
     """Sends each pushed packet to every active viewer, built once for all of them.
 
     `native` (media/fastpath.py) selects the native send path; None runs the Python one.

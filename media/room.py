@@ -1,8 +1,8 @@
 """MediaRoom: one live room's media, from the creator's tracks to every viewer.
 
     creator pc -> Publisher readers -> newest-frame slot -> Compositor + VideoEncoder
-    (one per room, on the room's encode thread) -> Fanout -> each ViewerPeer's senders
-    audio: Publisher reader -> AudioEncoder (on the loop; ~0.1 ms per 20 ms) -> Fanout
+    (one per room, on the room's encode thread) -> PacketFanout -> each ViewerPeer's senders
+    audio: Publisher reader -> AudioEncoder (on the loop; ~0.1 ms per 20 ms) -> PacketFanout
 
 Ownership: the room owns its two tasks (supervisor, encode loop), the encode thread, the
 Publisher (which owns its reader tasks) and every ViewerPeer. close() unwinds them all.
@@ -26,7 +26,7 @@ from media.admission import JoinAdmission
 from media.compositor import MAX_WAITING_OVERLAYS, Compositor
 from media.encoder import DEFAULT_VIDEO_BITRATE, AudioEncoder, VideoCodecName, VideoEncoder
 from media.errors import MediaError, MediaErrorCode, conflict, invalid, not_found, unavailable
-from media.fanout import Fanout
+from media.fanout import PacketFanout
 from media.fastpath import NATIVE, resolve
 from media.ice import IceServer
 from media.ingest import Publisher
@@ -123,8 +123,9 @@ class MediaRoom:
             self.fanout_path, native = resolve(fanout)
         except ValueError as exc:
             raise invalid(str(exc)) from None
-        self._fanout = Fanout(self._keyframes.request, codec, native, self._viewer_send_failed,
-                              catch_up_s=self.timings.catch_up_s)
+        self._fanout = PacketFanout(self._keyframes.request, codec, native,
+                                    self._viewer_send_failed,
+                                    catch_up_s=self.timings.catch_up_s)
         # Gifts: a few badges stack, more wait their turn (bounded; see media.compositor).
         self._compositor = Compositor(max_waiting=MAX_WAITING_OVERLAYS)
         self._video_encoder = VideoEncoder(codec, video_bitrate)

@@ -21,8 +21,8 @@ from media.fastpath import FanoutPath
 from media.fastpath import resolve as resolve_fanout
 from signaling import http_api, wallet_http, web_pages
 from signaling.appkeys import (
+    ALERT_FANOUT,
     CHAT,
-    FANOUT,
     GATEWAY,
     GIFTS,
     LIVES,
@@ -141,7 +141,7 @@ def create_app(settings: Settings) -> web.Application:
     app[CHAT] = server.chat
     app[GIFTS] = server.gifts
     app[NOTIFIER] = server.notifier
-    app[FANOUT] = server.fanout
+    app[ALERT_FANOUT] = server.fanout
     server.gateway.sio.attach(app)
     app.cleanup_ctx.append(server_ctx)
     app.cleanup_ctx.append(rtt_ctx)  # after server_ctx: it pings Redis

@@ -14,7 +14,7 @@ from signaling.gateway import Gateway
 from signaling.gifts import GIFTS
 from signaling.live_rooms import LiveRooms
 from signaling.metrics import Metrics
-from signaling.notifications import FANOUT, NOTIFIER
+from signaling.notifications import ALERT_FANOUT, NOTIFIER
 from signaling.server import Server
 from signaling.services import Services
 
@@ -25,5 +25,15 @@ GATEWAY = web.AppKey("gateway", Gateway)
 SERVICES = web.AppKey("services", Services)
 LIVES = web.AppKey("lives", LiveRooms)
 
-__all__ = ["CHAT", "FANOUT", "GATEWAY", "GIFTS", "LIVES", "METRICS", "NOTIFIER", "SERVER",
-           "SERVICES", "SETTINGS"]
+__all__ = [
+           "ALERT_FANOUT",
+           "CHAT",
+           "GATEWAY",
+           "GIFTS",
+           "LIVES",
+           "METRICS",
+           "NOTIFIER",
+           "SERVER",
+           "SERVICES",
+           "SETTINGS",
+]

@@ -8,7 +8,7 @@ there with the notification, the one-line alert the pages show as a toast
     notifier = server.notifier      # the one Notifier, built by signaling/server.py
     await notifier.notify(user_id, "gift", {"user": {...}, "gift": {"name": "Rose"}})
 
-LiveFanout is one task per node: it claims go-live jobs (engine/live_alerts.py)
+AlertFanout is one task per node: it claims go-live jobs (engine/live_alerts.py)
 and steps through them one batch of inboxes at a time, yielding to the event loop
 between batches, so a creator with 100,000 alert followers is a few hundred
 short steps rather than one long stall (figures: `python -m bench.notify`, README).
@@ -114,7 +114,7 @@ class Notifier:
         return len(online)
 
 
-class LiveFanout(Feature):
+class AlertFanout(Feature):
     """The node's go-live fan-out worker: one owned task, woken by a local go-live and
     polling every POLL_S for jobs other nodes queued."""
 
@@ -218,6 +218,6 @@ class NotificationEvents(Feature):
 
 
 NOTIFIER = web.AppKey("notifier", Notifier)
-FANOUT = web.AppKey("live_fanout", LiveFanout)
+ALERT_FANOUT = web.AppKey("alert_fanout", AlertFanout)
 
-__all__ = ["FANOUT", "NOTIFIER", "LiveFanout", "NotificationEvents", "Notifier"]
+__all__ = ["ALERT_FANOUT", "NOTIFIER", "AlertFanout", "NotificationEvents", "Notifier"]

@@ -22,7 +22,7 @@ from signaling.feature import Feature
 from signaling.gateway import Connection, EventContext, Gateway, user_room
 from signaling.live_rooms import LiveRooms
 from signaling.messages import conversation_view, push_unread
-from signaling.notifications import LiveFanout, Notifier
+from signaling.notifications import AlertFanout, Notifier
 from signaling.schemas import AlertsSet, Empty, NudgeSettingsUpdate, UserTarget
 from signaling.services import Services
 
@@ -34,7 +34,7 @@ class NudgeEdge(Feature):
     fan-out worker, so that opens first)."""
 
     def __init__(self, gateway: Gateway, services: Services, lives: LiveRooms,
-                 notifier: Notifier, fanout: LiveFanout) -> None:
+                 notifier: Notifier, fanout: AlertFanout) -> None:
         super().__init__(after=[lives, fanout])
         self.gateway = gateway
         self.services = services

@@ -33,7 +33,7 @@ from signaling.live_rooms import LiveRooms
 from signaling.messages import DirectMessages
 from signaling.metrics import Metrics
 from signaling.nodes import NodeAnnouncer
-from signaling.notifications import LiveFanout, NotificationEvents, Notifier
+from signaling.notifications import AlertFanout, NotificationEvents, Notifier
 from signaling.nudges import NudgeEdge
 from signaling.presence import NodePresence
 from signaling.profiles import ProfileEvents
@@ -89,7 +89,7 @@ class Server:
         self.lives = LiveRooms(gateway, services, settings)
         self.chat = LiveChat(gateway, services, self.lives, self.writer)
         self.gifts = LiveGifts(gateway, services, self.lives, self.writer)
-        self.fanout = LiveFanout(self.notifier)
+        self.fanout = AlertFanout(self.notifier)
         # Opened in this order, closed in reverse. Join listeners run in the order the
         # features were built: chat's "NAME joined" line, the gift board, nudge insights.
         self.node = NodeAnnouncer(Nodes(self.redis), settings.node_name(),

@@ -22,7 +22,7 @@ from media import (
 from media.aiortc_private import PromptJitterBuffer
 from media.compositor import Compositor
 from media.encoder import Timeline, VideoEncoder
-from media.fanout import Fanout, make_packer
+from media.fanout import PacketFanout, make_packer
 from media.ice import rtc_configuration
 from media.keyframes import KeyframePolicy
 from media.overlay import badge_scale, overlay_layout
@@ -248,7 +248,7 @@ def test_rtp_stream_keeps_the_run_from_the_latest_keyframe_for_late_joiners():
 
 async def test_fanout_sends_nothing_to_viewers_not_yet_started():
     wanted: list[int] = []
-    fanout = Fanout(lambda: wanted.append(1))
+    fanout = PacketFanout(lambda: wanted.append(1))
     feed = fanout.add_viewer("v")
     assert feed.video.track.kind == "video" and not feed.video.active
     fanout.push_video(packet(0), keyframe=True)
