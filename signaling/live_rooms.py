@@ -260,14 +260,7 @@ class LiveRooms(Feature):
             raise from_media(exc) from None
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
         self.pushes.viewers_changed(live.live_id)
-        if not renegotiation:
-            for listener in self.join_listeners:
-                try:
-                    await listener(live, conn)
-                except Exception:
-                    log.exception("join listener failed", extra={"fields": {"live": live.live_id}})
-        return {"live": live.as_dict(), "offer": offer, "ice_servers": self.ice_servers,
-                "viewers": await self.services.lives.viewer_count(live)}
+        return await self._joined(live, conn, renegotiation, offer)
 
     async def _join_remote(self, conn: Connection, live: Live) -> dict[str, Any]:
         """A chat-only join of a live hosted on another node: counted (distinct users
@@ -283,13 +276,19 @@ class LiveRooms(Feature):
             room.viewers[conn.sid] = conn.user_id
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
         await self._viewers_changed(live.live_id)
+        return await self._joined(live, conn, renegotiation, None)
+
+    async def _joined(self, live: Live, conn: Connection, renegotiation: bool,
+                      offer: str | None) -> dict[str, Any]:
+        """The end of every join, with media here or chat-only for a live hosted
+        elsewhere: the join listeners once per viewer (not on a renegotiation), the ack."""
         if not renegotiation:
             for listener in self.join_listeners:
                 try:
                     await listener(live, conn)
                 except Exception:
                     log.exception("join listener failed", extra={"fields": {"live": live.live_id}})
-        return {"live": live.as_dict(), "offer": None, "ice_servers": self.ice_servers,
+        return {"live": live.as_dict(), "offer": offer, "ice_servers": self.ice_servers,
                 "viewers": await self.services.lives.viewer_count(live)}
 
     async def _viewers_changed(self, live_id: str) -> None:
