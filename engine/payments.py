@@ -198,7 +198,8 @@ class Payments:
 
         A payment.succeeded whose buyer may not buy coins (check_buyer) credits
         nothing and answers {applied: false, refused, reason, message, refund:
-        true, payment_id, replayed}, the same for every replay of the payment id."""
+        true, payment_id, replayed}, the same for every replay of the payment id; so does
+        one for a user id that names no account (refused: not_found)."""
         if not self._secret:
             raise DomainError(ErrorCode.UNAVAILABLE, "the payment webhook is not configured")
         if len(body) > MAX_WEBHOOK_BYTES:
@@ -217,7 +218,10 @@ class Payments:
                 await self.check_buyer(event.user_id,
                                        today=dt.datetime.fromtimestamp(now, dt.UTC).date())
             except DomainError as exc:
-                if exc.code is not ErrorCode.FORBIDDEN:  # no such user: not_found, as before
+                # too young, or no such user (a provider's metadata gone wrong): final,
+                # so the provider is answered 200 and told to refund; anything else
+                # (Redis down) is not final and raises, so the provider retries
+                if exc.code not in (ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND):
                     raise
                 refusal = exc
             try:

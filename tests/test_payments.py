@@ -180,7 +180,7 @@ async def test_webhook_good_replayed_bad_stale_and_malformed(prod: Any, redis_ur
         (event("pi_00000005", ann.id, amount=1), {}, 400, None),        # underpaid
         (event("pi_00000006", ann.id, currency="EUR"), {}, 400, None),
         (event("pi_00000007", ann.id, package_id="coins_0"), {}, 404, None),
-        (event("pi_00000008", "ffffffffffffffff"), {}, 404, None),      # no such user
+        # no such user: a final refusal answered 200 for a refund (its own test below)
         (event("p", ann.id), {}, 400, None),                             # bad payment id
         (event("pi_00000001", ann.id, package_id="coins_700", amount=999), {}, 409, None),
         (b"x" * 70_000, {}, 400, None),
@@ -329,6 +329,22 @@ async def test_webhook_refuses_a_minor_credits_nothing_and_answers_replays_the_s
                                                    9_999))
     assert status == 200 and reply["applied"] is True, reply
     assert (await balances(prod, ann))["coins"] == 7_000
+
+
+async def test_webhook_for_no_such_user_is_refused_for_a_refund_not_retried(
+        prod: Any, redis_url: str) -> None:
+    """A provider retries every non-2xx answer for days: a payment for a user id that
+    names no account can never apply, so it is answered 200 with refund: true and
+    recorded like a minor's, and every replay answers the same."""
+    body = event("pi_nobody_0001", "0" * 32, "coins_7000", 9_999)
+    before = await snapshot(redis_url)
+    status, reply = await post_webhook(prod, body)
+    assert status == 200, reply
+    assert reply["applied"] is False and reply["refused"] == "not_found", reply
+    assert reply["refund"] is True and reply["replayed"] is False, reply
+    after = await snapshot(redis_url)
+    assert set(after) - set(before) == {b"ledger_op:purchase:webhook:pi_nobody_0001"}
+    assert await post_webhook(prod, body) == (200, {**reply, "replayed": True})
 
 
 async def test_a_recorded_refusal_or_credit_is_what_its_payment_id_answers(
