@@ -63,7 +63,7 @@ def legacy_to_current(name: str) -> str | None:
         return CORE + name
     if family in _DM_FAMILIES:
         return DM + name
-    if family in _LIVE_FAMILIES:
+    if family in _LIVE_FAMILIES and not rest.startswith("{"):
         live_id, sep, tail = rest.partition(":")
         return f"{family}:{{{live_id}}}{sep}{tail}"
     return None
