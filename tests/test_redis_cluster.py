@@ -366,9 +366,11 @@ def what_spans_slots(commands: list[tuple[str, list[str]]], key_of: dict[int, li
 
     def check(label: str, indexes: list[int]) -> None:
         found = {k for i in indexes for k in key_of.get(i, [])}
-        if len({slot_of[k] for k in found}) > 1:
-            problems.append(f"{label}: " + ", ".join(
-                f"{k} (slot {slot_of[k]})" for k in sorted(found, key=slot_of.get)))
+        line = f"{label}: " + ", ".join(
+            f"{k} (slot {slot_of[k]})" for k in sorted(found, key=slot_of.get))
+        if len({slot_of[k] for k in found}) > 1 and not any(
+                p.startswith(f"{label}: ") for p in problems):  # once per script
+            problems.append(line)
 
     for i, (client, args) in enumerate(commands):
         if client == "lua" or not args:
