@@ -510,7 +510,8 @@ async def test_a_server_started_on_old_names_serves_the_old_data(
     ann = await s.accounts.register(username="ann", display_name="Ann",
                                     password="password-1", birthdate="1990-05-05",
                                     today=TODAY)
-    await s.ledger.credit_purchase(payment_id="payment-9", provider="test", user_id=ann.id, coins=70)
+    await s.ledger.credit_purchase(payment_id="payment-9", provider="test", user_id=ann.id,
+                                   coins=70)
     await legacy_copy(redis, redis_url)
     client = await aiohttp_client(create_app(Settings(
         redis_url=redis_url, secret=TEST_SECRET, data_dir=tmp_path / "data")))
