@@ -38,6 +38,8 @@ from signaling.app import create_app
 from signaling.config import Settings
 from signaling.embedded_redis import redis_server_binary
 from signaling.services import Services
+from tests.support.peers import SocketPeer, go_live, open_tab
+from tests.support.poll import poll
 from tests.support.servers import TEST_SECRET
 from tests.support.state import snapshot
 
@@ -274,6 +276,33 @@ async def test_the_node_refuses_keys_in_two_slots(cluster: Redis) -> None:
 async def test_every_flow_runs_on_a_cluster_node_without_crossslot(
         cluster: Redis, tmp_path: Path) -> None:
     await golive_flows(cluster, tmp_path)
+    assert await crossslot_errors(cluster) == 0
+
+
+class DmTab(SocketPeer):
+    PUSHES = ("dm:message", "notification:new")
+
+
+async def test_a_server_on_a_cluster_node_serves_sockets_without_crossslot(
+        cluster: Redis, cluster_url: str, tmp_path: Path, aiohttp_client: Any,
+        closers: list[Any]) -> None:
+    """The signaling side too (sign-up, presence, the push bus, follow, a DM pushed
+    through Redis Pub/Sub, a live started, joined, chatted in and ended) on the node."""
+    client = await aiohttp_client(create_app(Settings(
+        redis_url=cluster_url, secret=TEST_SECRET, data_dir=tmp_path / "data",
+        event_rate=200.0, event_burst=200, auth_rate=100.0, auth_burst=200)))
+    ann = await open_tab(client, "ann", closers, peer=DmTab)
+    ben = await open_tab(client, "ben", closers, peer=DmTab)
+    assert (await ann.call("user:follow", {"user_id": ben.user.id}))["ok"]
+    assert (await ben.call("user:follow", {"user_id": ann.user.id}))["ok"]
+    assert (await ann.call("dm:send", {"to": ben.user.id, "text": "hi"}))["ok"]
+    await poll(lambda: ben.got("dm:message"), timeout=10)
+    assert (await ben.call("dm:list", {}))["conversations"]
+    on_air = await go_live(ann, closers, "on air", size=(160, 96), fps=15)
+    assert (await ben.call("room:join", {"user_id": ann.user.id, "media": False}))["ok"]
+    assert (await ben.call("chat:send", {"live_id": on_air.live_id, "text": "hello"}))["ok"]
+    assert (await ann.call("live:end", {}))["ok"]
+    await on_air.creator.close()
     assert await crossslot_errors(cluster) == 0
 
 
