@@ -26,7 +26,8 @@ from engine import keys
 log = logging.getLogger("golive.keys")
 
 BATCH = 500
-"""Keys per rename script: ~0.3 ms of Redis per batch here, so a start with a million
+"""Keys per rename script: ~1.9 ms of Redis per batch of 500 (200,000 keys, 150,000 of
+them golive's, moved in 4.1 s on this 2-core VM at load 14), so a start with millions of
 old keys holds Redis for many short moments, never one long one."""
 
 # KEYS: old1, new1, old2, new2, ... Answers {moved, {old names left: their new name exists}}.
