@@ -335,13 +335,14 @@ async def test_stale_lives_are_cleaned_on_start(aiohttp_client: Any, settings: A
     with no viewers, then ends; another node's live is left alone."""
     settings.live_grace = 0.3
     node = settings.node_name()
-    await redis.hset("live:abc", mapping={"live_id": "0" * 16, "creator_id": "abc",
-                                          "title": "t", "started_at": "1", "node": node})
+    await redis.hset(keys.live("abc"), mapping={"live_id": "0" * 16, "creator_id": "abc",
+                                                "title": "t", "started_at": "1", "node": node})
     await redis.zadd(keys.live_directory(), {"abc": 5})
     await redis.hset(keys.live_viewers('0' * 16), "someone", 1)
     await redis.sadd(keys.node_lives(node), "abc")
-    await redis.hset("live:other", mapping={"live_id": "1" * 16, "creator_id": "other",
-                                            "title": "t", "started_at": "1", "node": "elsewhere"})
+    await redis.hset(keys.live("other"), mapping={
+        "live_id": "1" * 16, "creator_id": "other", "title": "t", "started_at": "1",
+        "node": "elsewhere"})
     await redis.zadd(keys.live_directory(), {"other": 1})
     client = await aiohttp_client(create_app(settings))
     assert client.app[LIVES].hosted_live("0" * 16) is not None
@@ -349,7 +350,7 @@ async def test_stale_lives_are_cleaned_on_start(aiohttp_client: Any, settings: A
     assert await redis.exists(keys.live_viewers('0' * 16)) == 0
 
     async def ended() -> bool:
-        return await redis.exists("live:abc") == 0
+        return await redis.exists(keys.live("abc")) == 0
 
     await poll(ended, timeout=5)
     assert await redis.zrange(keys.live_directory(), 0, -1) == ["other"]
