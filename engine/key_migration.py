@@ -1,6 +1,8 @@
 """The one-shot move of keys named before the hash tags (keys version 1) to their
-current names (engine/keys.py), run at every start (signaling/server.py) and by
-`golive ledger audit`: an install upgraded in place keeps its data.
+current names (engine/keys.py), run at every start (signaling/server.py): an install
+upgraded in place keeps its data. `golive ledger audit` does not move anything (old
+nodes may still be serving that Redis): it refuses while old names are left
+(`legacy_keys_left`).
 
 Idempotent, and safe with several workers starting at once: a script renames a key only
 when the old name exists and the new one does not, so each key moves once. A key whose
@@ -61,6 +63,17 @@ async def _cluster(redis: Redis) -> bool:
     return bool(info.get("cluster_enabled"))
 
 
+async def legacy_keys_left(redis: Redis) -> str | None:
+    """The first key with a version-1 name, None when there is none (at most one SCAN
+    of the keyspace; one GET once migrated)."""
+    if _text(await redis.get(keys.key_version()) or "") == keys.VERSION:
+        return None
+    async for raw in redis.scan_iter(count=1000):
+        if keys.legacy_to_current(_text(raw)) is not None:
+            return _text(raw)
+    return None
+
+
 async def migrate_keys(redis: Redis) -> KeyMigration:
     """Rename every key with a version-1 name to its current name; see the module."""
     if _text(await redis.get(keys.key_version()) or "") == keys.VERSION:
@@ -102,4 +115,4 @@ async def migrate_keys(redis: Redis) -> KeyMigration:
     return result
 
 
-__all__ = ["BATCH", "KeyMigration", "migrate_keys"]
+__all__ = ["BATCH", "KeyMigration", "legacy_keys_left", "migrate_keys"]

@@ -14,10 +14,12 @@ import asyncio
 import datetime as dt
 import hashlib
 import importlib
+import os
 import pkgutil
 import re
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -40,7 +42,7 @@ from signaling.embedded_redis import redis_server_binary
 from signaling.services import Services
 from tests.support.peers import SocketPeer, go_live, open_tab
 from tests.support.poll import poll
-from tests.support.servers import TEST_SECRET
+from tests.support.servers import REPO, TEST_SECRET
 from tests.support.state import snapshot
 
 TODAY = dt.date(2026, 6, 15)
@@ -548,3 +550,29 @@ async def test_a_server_started_on_old_names_serves_the_old_data(
     assert resp.status == 200, await resp.text()
     assert (await s.ledger.balances(ann.id)).coins == 70
     assert await redis.exists(f"user:{ann.id}") == 0
+
+
+async def test_the_audit_refuses_old_names_and_moves_nothing(
+        redis: Redis, redis_url: str, tmp_path: Path) -> None:
+    """`golive ledger audit` on a Redis an old golive may still be serving: it says what
+    to do instead of renaming keys under that node; after a start's move it passes."""
+    s = Services.build(redis, Settings(redis_url=redis_url, secret=TEST_SECRET,
+                                       data_dir=tmp_path, node_id="node-a"))
+    ann = await s.accounts.register(username="ann", display_name="Ann",
+                                    password="password-1", birthdate="1990-05-05",
+                                    today=TODAY)
+    await s.ledger.credit_purchase(payment_id="payment-7", provider="test", user_id=ann.id,
+                                   coins=70)
+    await legacy_copy(redis, redis_url)
+    old = await snapshot(redis_url)
+    env = {**os.environ, "REDIS_URL": redis_url}
+    audit = [sys.executable, "-m", "signaling.cli", "ledger", "audit"]
+    refused = await asyncio.to_thread(subprocess.run, audit, capture_output=True, text=True,
+                                      env=env, cwd=REPO, timeout=60)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "named before the hash tags" in refused.stderr
+    assert await snapshot(redis_url) == old
+    assert (await migrate_keys(redis)).moved > 0
+    done = await asyncio.to_thread(subprocess.run, audit, capture_output=True, text=True,
+                                   env=env, cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
