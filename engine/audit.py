@@ -31,6 +31,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from engine import keys
+from engine.errors import unavailable
 from engine.ledger import (
     CASHOUT,
     EXCHANGE,
@@ -259,18 +260,27 @@ def _expect(entry: JournalEntry, want: dict[str, int], bad: Any) -> None:
 
 # One consistent snapshot: every wallet and payout hash and the journal's last
 # id, read in one script so that entries written during the audit (after that
-# id) are left out of the replay instead of showing as mismatches. KEYS walks
-# the keyspace while Redis waits: ~0.1 s per 100k keys.
+# id) are left out of the replay instead of showing as mismatches. The script reads
+# only keys it declares (a Redis Cluster refuses others): read_state lists the names
+# with SCAN first and again after; a wallet or payout created in between (its entry may
+# be older than the last id read) makes it read again.
+# KEYS: 1 journal, then ARGV[1] wallets, then the payouts.
 _SNAPSHOT = """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local out = {last[1] and last[1][1] or '0-0', {}, {}}
-for i, pattern in ipairs({ARGV[1], ARGV[2]}) do
-  for _, key in ipairs(redis.call('KEYS', pattern)) do
-    table.insert(out[i + 1], {key, redis.call('HGETALL', key)})
-  end
+local nw = tonumber(ARGV[1])
+for i = 2, #KEYS do
+  local part = 3
+  if i <= 1 + nw then part = 2 end
+  table.insert(out[part], {KEYS[i], redis.call('HGETALL', KEYS[i])})
 end
 return out
 """
+_SNAPSHOT_TRIES = 5  # each retry follows a wallet or payout created during the last read
+
+
+async def _names(redis: Redis, pattern: str) -> list[str]:
+    return sorted({name async for name in redis.scan_iter(match=pattern, count=1000)})
 
 
 def _pairs(flat: list[str]) -> dict[str, str]:
@@ -280,8 +290,20 @@ def _pairs(flat: list[str]) -> dict[str, str]:
 async def read_state(redis: Redis) -> tuple[str, dict[str, int], dict[str, PayoutRecord]]:
     """The journal's last id, every stored balance ('owner/field' -> int) and every
     payout record, as of one instant."""
-    last, wallets, payout_rows = await redis.eval(
-        _SNAPSHOT, 1, keys.ledger_journal(), keys.wallet("*"), keys.payout("*"))
+    wallet_names = await _names(redis, keys.wallet("*"))
+    payout_names = await _names(redis, keys.payout("*"))
+    for _ in range(_SNAPSHOT_TRIES):
+        last, wallets, payout_rows = await redis.eval(
+            _SNAPSHOT, 1 + len(wallet_names) + len(payout_names), keys.ledger_journal(),
+            *wallet_names, *payout_names, len(wallet_names))
+        now_wallets = await _names(redis, keys.wallet("*"))
+        now_payouts = await _names(redis, keys.payout("*"))
+        if now_wallets == wallet_names and now_payouts == payout_names:
+            break
+        wallet_names, payout_names = now_wallets, now_payouts
+    else:
+        raise unavailable(f"ledger audit: wallets or payouts kept appearing during "
+                          f"{_SNAPSHOT_TRIES} reads; run it again")
     stored: dict[str, int] = {}
     prefix = len(keys.wallet(""))
     for key, flat in wallets:

@@ -255,7 +255,8 @@ class Chat:
         if user is not None:
             fields.update({"u": user.id, "h": user.username, "n": user.display_name})
         entry = await self._system(
-            keys=[keys.live(live.creator_id), keys.chat(live.live_id), once_key or "-"],
+            keys=[keys.live(live.creator_id), keys.chat(live.live_id),
+                  once_key or keys.none(keys.CORE)],
             args=[live.live_id, self.limits.stream_max, self.limits.retention_s * 1000,
                   int(once_s * 1000) if once_key else 0, *_flat(fields)])
         return _item(entry, fields) if entry else None

@@ -22,8 +22,8 @@ lazily, so neither needs a hook).
 Queue: `notify_jobs` (waiting), claimed with LMOVE into this node's
 `notify_jobs_active:{node}`; a restarted node resumes its active jobs first.
 
-Cluster note: a batch script names the keys of many users, which a Redis
-Cluster refuses across slots (CROSSSLOT); there a batch would be split by slot.
+Cluster note: a batch script names the keys of many users; they are all in the
+`{core}` slot (engine/keys.py), so a Redis Cluster serves it (docs/scaling.md).
 """
 
 from __future__ import annotations

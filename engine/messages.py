@@ -131,16 +131,17 @@ class _Conv:
 
 # KEYS: 1 meta, 2 stream, 3 sender inbox, 4 recipient inbox, 5 recipient requests,
 # 6 recipient unread, 7 sender rate, 8 sender new-conversations, 9 repeat counter
-# ('-' skips a counter: system messages such as nudges count against none), 10 sender requests.
+# (NONE, keys.none(DM), skips a counter: system messages such as nudges count against
+# none), 10 sender requests.
 # ARGV: 1 sender, 2 recipient, 3 route, 4 expected state, 5 expected requester,
 # 6 now ms, 7/8 rate limit/ms, 9/10 new limit/ms, 11/12 repeat limit/ms, 13 maxlen,
 # 14 preview, 15 conversation id, 16.. the entry's fields.
-_SEND = """
+_SEND = f"local NONE = '{keys.none(keys.DM)}'" + """
 local state = redis.call('HGET', KEYS[1], 'state') or 'new'
 local requester = redis.call('HGET', KEYS[1], 'requester') or ''
 if state ~= ARGV[4] or requester ~= ARGV[5] then return {'raced'} end
 local function over(key, limit)
-  if key == '-' then return false end
+  if key == NONE then return false end
   local n = tonumber(redis.call('GET', key) or '0')
   if n >= tonumber(limit) then return tostring(redis.call('PTTL', key)) end
   return false
@@ -151,12 +152,12 @@ if state == 'new' then
   t = over(KEYS[8], ARGV[9])
   if t then return {'new_limit', t} end
 end
-if KEYS[9] ~= '-' then
+if KEYS[9] ~= NONE then
   t = over(KEYS[9], ARGV[11])
   if t then return {'repeat', t} end
 end
 local function hit(key, ms)
-  if key == '-' then return end
+  if key == NONE then return end
   if redis.call('INCR', key) == 1 then redis.call('PEXPIRE', key, ms) end
 end
 hit(KEYS[7], ARGV[8])
@@ -305,7 +306,7 @@ class Messages:
                       keys.dm_inbox(recipient.id), keys.dm_requests(recipient.id),
                       keys.dm_unread(recipient.id), keys.dm_rate(sender.id),
                       keys.dm_new(sender.id),
-                      keys.dm_repeat(sender.id, digest) if digest else "-",
+                      keys.dm_repeat(sender.id, digest) if digest else keys.none(keys.DM),
                       keys.dm_requests(sender.id)],
                 args=[sender.id, recipient.id, str(route), str(conversation.state),
                       conversation.requester, moment, lim.rate.limit, lim.rate.ms,
@@ -359,7 +360,7 @@ class Messages:
             result = await self._send(
                 keys=[keys.dm_meta(conv), keys.dm(conv), keys.dm_inbox(sender.id),
                       keys.dm_inbox(recipient.id), keys.dm_requests(recipient.id),
-                      keys.dm_unread(recipient.id), "-", "-", "-",
+                      keys.dm_unread(recipient.id), *[keys.none(keys.DM)] * 3,
                       keys.dm_requests(sender.id)],
                 args=[sender.id, recipient.id, str(route), str(conversation.state),
                       conversation.requester, moment, 0, 0, 0, 0, 0, 0,

@@ -22,6 +22,8 @@ from redis.exceptions import RedisError
 
 from engine.audit import AuditReport, run_audit
 from engine.catalog import load_catalog
+from engine.errors import DomainError
+from engine.key_migration import legacy_keys_left
 from engine.ledger import Ledger
 from engine.ledger_rules import LedgerRules
 from signaling.embedded_redis import EmbeddedRedis, EmbeddedRedisError
@@ -75,9 +77,15 @@ async def _audit(args: argparse.Namespace) -> int:
             url = embedded.url
     redis = Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0))
     try:
+        old = await legacy_keys_left(redis)
+        if old is not None:  # renaming here could pull the data from under a running node
+            print(f"golive ledger audit: {url} holds keys named before the hash tags "
+                  f"(e.g. {old!r}); start golive (this version) on it once to rename "
+                  "them, then audit", file=sys.stderr)
+            return 2
         # The audit reads the rate each gift recorded; the catalog and rules are not used.
         report = await run_audit(redis, Ledger(redis, load_catalog(), LedgerRules()))
-    except (RedisError, OSError) as exc:
+    except (RedisError, OSError, DomainError) as exc:
         print(f"golive ledger audit: cannot read Redis at {url}: {exc}", file=sys.stderr)
         return 2
     finally:

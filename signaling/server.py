@@ -20,6 +20,7 @@ import logging
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from engine.key_migration import migrate_keys
 from engine.nodes import Nodes
 from media.ice import HostAddressRestriction, restrict_host_addresses
 from signaling.chat import LiveChat
@@ -151,6 +152,7 @@ class Server:
         if self.embedded is not None:
             await self.embedded.start()
         await self.redis.ping()
+        await migrate_keys(self.redis)  # an install from before the hash tags keeps its data
         self._redis_up = True
         await self.bus.open()
         await self.presence.open()

@@ -9,6 +9,7 @@ import jwt
 import pytest
 from redis.asyncio import Redis
 
+from engine import keys
 from engine.accounts import Accounts
 from engine.errors import DomainError, ErrorCode
 from engine.passwords import Passwords
@@ -22,7 +23,7 @@ async def test_register_then_authenticate(redis: Redis) -> None:
     made = await accounts.register(username="Alice", display_name=" Alice ",
                                    password="password-1", birthdate="1990-01-01")
     assert made.username == "alice" and made.display_name == "Alice"
-    stored = await redis.hgetall(f"user:{made.id}")
+    stored = await redis.hgetall(keys.user(made.id))
     assert stored["password_hash"].startswith("$argon2id$")
     assert "password-1" not in str(stored)
     assert (await accounts.authenticate("ALICE", "password-1")).id == made.id
@@ -54,7 +55,7 @@ async def test_concurrent_registrations_of_one_name_make_one_account(redis: Redi
     refused = [r for r in results if isinstance(r, DomainError)]
     assert len(made) == 1 and len(refused) == 5
     assert all(r.code is ErrorCode.CONFLICT for r in refused)
-    assert len(await redis.keys("user:*")) == 1
+    assert len(await redis.keys(keys.user("*"))) == 1
 
 
 async def test_invalid_registrations_store_nothing(redis: Redis) -> None:

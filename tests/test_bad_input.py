@@ -19,6 +19,7 @@ import msgpack
 import pytest
 from redis.asyncio import Redis
 
+from engine import keys
 from engine.payments import SIGNATURE_HEADER, sign
 from engine.stream_ids import SEQ_MAX
 from signaling.app import create_app
@@ -164,10 +165,10 @@ async def test_an_event_without_a_payload_is_refused_and_does_nothing(
             assert ack["ok"] is False and ack["error"]["code"] == "invalid", (event, ack)
             assert ack["error"]["message"] == ("the payload must be an object: send {} when "
                                                "there is nothing to say"), ack
-        assert await redis.exists(f"live:{cat.id}") == 1  # the live goes on
+        assert await redis.exists(keys.live(cat.id)) == 1  # the live goes on
         assert (await sio.call("notify:unread", {}, timeout=5)) == unread
         assert (await sio.call("live:end", {}, timeout=10))["ok"]
-        assert await redis.exists(f"live:{cat.id}") == 0
+        assert await redis.exists(keys.live(cat.id)) == 0
     finally:
         await sio.disconnect()
         for creator in media:

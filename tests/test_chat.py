@@ -12,7 +12,7 @@ import pytest
 import socketio
 from redis.asyncio import Redis
 
-from engine import stream_ids
+from engine import keys, stream_ids
 from engine.chat_rules import ChatLimits
 from engine.throttle import Window
 from signaling.app import create_app
@@ -135,7 +135,7 @@ async def test_everyone_sees_one_order_under_concurrent_senders(
     total = per_sender * len(senders)
     await poll(lambda: all(len(m.texts()) == total for m in everyone), timeout=10)
 
-    stream = [(i, f) for i, f in await redis.xrange(f"chat:{live_id}") if f["k"] == "m"]
+    stream = [(i, f) for i, f in await redis.xrange(keys.chat(live_id)) if f["k"] == "m"]
     order = [i for i, _ in stream]
     assert len(order) == total
     for m in everyone:
@@ -196,7 +196,7 @@ async def test_history_on_join_and_exact_catch_up_after_a_reconnect(
     assert missed[-1] == {"id": missed[-1]["id"], "kind": "delete", "target": doomed,
                           "at": missed[-1]["at"]}
     # nothing twice, nothing skipped: what bob has is the stream
-    stream = [i for i, _ in await redis.xrange(f"chat:{live_id}")]
+    stream = [i for i, _ in await redis.xrange(keys.chat(live_id))]
     assert [i["id"] for i in back.items][-6:] == stream[-6:]
     again = await back.call("chat:history", {"live_id": live_id, "after": back.last})
     assert again["items"] == [] and again["last"] == back.last
@@ -431,7 +431,7 @@ async def test_the_chat_ends_with_the_live(app_client: Any, redis: Redis,
     bob = await member(app_client, "bob", closers)
     await join(bob, ann)
     await bob.call("chat:send", {"live_id": live_id, "text": "bye"})
-    assert 0 < await redis.pttl(f"chat:{live_id}") <= 2 * 24 * 3600 * 1000  # expires later
+    assert 0 < await redis.pttl(keys.chat(live_id)) <= 2 * 24 * 3600 * 1000  # expires later
     await ann.call("live:end", {})
     await poll(lambda: bob.got("live:ended"))
     ack = await bob.call("chat:send", {"live_id": live_id, "text": "hello?"})
@@ -452,7 +452,7 @@ async def test_a_burst_larger_than_a_batch_arrives_whole_and_in_order(
     await asyncio.gather(*(ann.call("chat:send", {"live_id": live_id, "text": f"b{n}"})
                            for n in range(40)))
     await poll(lambda: len(bob.texts()) == 40)
-    order = [i for i, f in await redis.xrange(f"chat:{live_id}") if f["k"] == "m"]
+    order = [i for i, f in await redis.xrange(keys.chat(live_id)) if f["k"] == "m"]
     assert [i["id"] for i in bob.items if i["kind"] == "message"] == order
     assert max(len(b["items"]) for b in bob.got("chat:messages")) == 7
     assert bob.gaps == 0

@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from engine import keys
 from engine.lives import distinct_viewers
 from signaling.embedded_redis import redis_server_binary
 from signaling.push_bus import (
@@ -305,8 +306,8 @@ async def test_a_live_on_a_reaches_members_and_pages_on_b(cluster: Cluster,
 
 
 async def _none_left(redis: Redis, live_id: str) -> bool:
-    return not await redis.keys(f"live_viewers:{live_id}*") and not any(
-        [await redis.hlen(f"live_viewers:node:{node}") for node in ("node-a", "node-b")])
+    return not await redis.keys(keys.live_viewers(live_id) + "*") and not any(
+        [await redis.hlen(keys.node_viewing(node)) for node in ("node-a", "node-b")])
 
 
 async def test_a_ban_on_a_removes_the_member_on_b(cluster: Cluster,
@@ -413,7 +414,7 @@ async def test_a_killed_node_expires_and_its_viewers_leave_the_count(
         await poll(lambda: jo.got("room:state")[-1]["viewers"] == 1, timeout=15,
                    what="node B's viewer out of the count")
         assert "node-b" not in await redis.smembers("nodes")
-        assert await redis.hlen(f"live_viewers:{onair.live_id}") == 1
+        assert await redis.hlen(keys.live_viewers(onair.live_id)) == 1
         assert await redis.exists("node_alive:node-a")
     finally:
         await redis.aclose()

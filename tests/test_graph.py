@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
+from engine import keys
 from engine.accounts import Accounts
 from engine.errors import DomainError, ErrorCode
 from engine.graph import Graph, Relation, check_may_interact
@@ -79,7 +80,7 @@ async def test_self_and_unknown_targets(redis: Redis, people: dict[str, str]) ->
         with pytest.raises(DomainError) as err:
             await op(people["ann"], "0000000000000000")
         assert err.value.code is ErrorCode.NOT_FOUND
-    assert await redis.exists("blocks:" + people["ann"]) == 0
+    assert await redis.exists(keys.blocks(people["ann"])) == 0
 
 
 @pytest.mark.parametrize("relation,allowed", [

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from engine import keys
 from signaling.app import create_app
 from tests.support.peers import SocketPeer, go_live, open_tab
 from tests.support.poll import poll
@@ -51,7 +52,7 @@ async def test_a_join_past_the_queue_is_told_to_retry_and_then_gets_in(
     error = refused["error"]
     assert error["code"] == "unavailable" and error["retryable"] is True
     assert error["reason"] == "joins_busy" and 0.2 <= error["retry_after"] <= 10
-    assert await redis.hlen(f"live_viewers:{live_id}") == 1  # the refusal wrote nothing
+    assert await redis.hlen(keys.live_viewers(live_id)) == 1  # the refusal wrote nothing
     assert await metric(app_client, 'golive_joins_total{outcome="refused"}') == 1
     assert await metric(app_client, "golive_join_handshakes ") == 1
 
@@ -70,5 +71,5 @@ async def test_a_join_past_the_queue_is_told_to_retry_and_then_gets_in(
                                          "sdp": await late.answer(again["offer"])})
     assert done == {"ok": True}
     await poll(lambda: late.video_frames > 0, timeout=15, what="wes's video")
-    assert await redis.hlen(f"live_viewers:{live_id}") == 2
+    assert await redis.hlen(keys.live_viewers(live_id)) == 2
     assert await metric(app_client, 'golive_joins_total{outcome="admitted"}') == 2

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
+from engine import keys
 from engine.audit import run_audit
 from engine.errors import DomainError
 from engine.ledger import GiftReceipt, GiftRequest
@@ -202,7 +203,7 @@ async def run(redis_url: str, steps: list[tuple]) -> None:
                 assert (b.coins, b.diamonds, b.pending_diamonds, b.paid_diamonds) == (
                     model.coins[name], model.diamonds[name], model.pending[name],
                     model.paid[name]), (step, name)
-        assert int(await redis.hget("wallet:@platform", "coins") or 0) == model.platform
+        assert int(await redis.hget(keys.wallet("@platform"), "coins") or 0) == model.platform
         report = await run_audit(redis, ledger)
         assert report.ok, [str(m) for m in report.mismatches]
     finally:

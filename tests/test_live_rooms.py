@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from engine import keys
 from media.synthetic import HeadlessCreator
 from signaling.app import create_app
 from signaling.appkeys import LIVES
@@ -62,8 +63,8 @@ async def test_go_live_and_watch_with_several_viewers(app_client: Any, redis: Re
     for _, viewer in viewers:
         await poll(lambda v=viewer: v.video_frames >= 5 and v.audio_frames >= 5, timeout=15)
         assert viewer.last_video is not None and viewer.last_video.width == 320
-    assert await redis.hlen(f"live_viewers:{live_id}") == 3
-    assert await redis.zscore("lives", ann.user.id) == 3
+    assert await redis.hlen(keys.live_viewers(live_id)) == 3
+    assert await redis.zscore(keys.live_directory(), ann.user.id) == 3
     await poll(lambda: any(s["viewers"] == 3 for s in ann.got("room:state")))
     listed = await (await app_client.get("/api/lives")).json()
     assert [(row["live_id"], row["viewers"]) for row in listed["lives"]] == [(live_id, 3)]
@@ -94,9 +95,9 @@ async def test_ending_the_live_ends_it_for_everyone(app_client: Any, redis: Redi
     assert bob.got("live:ended")[0]["reason"] == "ended_by_creator"
     await poll(lambda: viewer.ended >= {"video", "audio"}
                or viewer.pc.connectionState in ("closed", "failed"), timeout=15)
-    assert await redis.exists(f"live:{ann.user.id}", f"live_viewers:{ack['live']['live_id']}",
+    assert await redis.exists(keys.live(ann.user.id), keys.live_viewers(ack['live']['live_id']),
                               ) == 0
-    assert await redis.zcard("lives") == 0
+    assert await redis.zcard(keys.live_directory()) == 0
     assert app_client.app[LIVES].hosted == {}
     assert (await ann.call("live:end", {}))["error"]["code"] == "not_found"
 
@@ -221,12 +222,12 @@ async def test_viewers_cannot_publish_answer_or_end_for_others(
     assert fake["error"]["code"] == "not_found"
     assert (await bob.call("live:end", {}))["error"]["code"] == "not_found"
     assert (await ann.call("room:join", {"user_id": ann.user.id}))["error"]["code"] == "invalid"
-    assert await redis.exists(f"live:{ann.user.id}") == 1
+    assert await redis.exists(keys.live(ann.user.id)) == 1
     # a bad answer from a joined viewer drops only that viewer
     ack = await bob.call("room:join", {"user_id": ann.user.id})
     bad = await bob.call("rtc:answer", {"live_id": live_id, "sdp": "garbage"})
     assert bad["error"]["code"] == "invalid"
-    assert await redis.hlen(f"live_viewers:{live_id}") == 0
+    assert await redis.hlen(keys.live_viewers(live_id)) == 0
     assert ack["ok"]
     # joining an offline creator
     carl = await peer(app_client, "carl", closers)
@@ -266,16 +267,16 @@ async def test_viewer_disconnect_updates_the_count(app_client: Any, redis: Redis
     closers.append(tab2.sio)
     await watch(bob, ann, closers)
     await watch(tab2, ann, closers)
-    assert await redis.hlen(f"live_viewers:{live_id}") == 1  # one person, two tabs
+    assert await redis.hlen(keys.live_viewers(live_id)) == 1  # one person, two tabs
     await bob.sio.disconnect()
-    await poll(lambda: redis.hget(f"live_viewers:{live_id}", bob.user.id), timeout=5)
+    await poll(lambda: redis.hget(keys.live_viewers(live_id), bob.user.id), timeout=5)
 
     async def one_tab_left() -> bool:
-        return await redis.hget(f"live_viewers:{live_id}", bob.user.id) == "1"
+        return await redis.hget(keys.live_viewers(live_id), bob.user.id) == "1"
 
     await poll(one_tab_left, timeout=5)
     await tab2.call("room:leave", {"live_id": live_id})
-    assert await redis.hlen(f"live_viewers:{live_id}") == 0
+    assert await redis.hlen(keys.live_viewers(live_id)) == 0
     await poll(lambda: any(s["viewers"] == 0 for s in ann.got("room:state")))
 
 
@@ -294,7 +295,7 @@ async def test_creator_drop_ends_after_grace_unless_they_return(
     assert resumed["resumed"] is True
     assert resumed["live"]["live_id"] == live["live"]["live_id"]
     await asyncio.sleep(0.8)  # past the 0.6 s grace: still live
-    assert await redis.exists(f"live:{ann.user.id}") == 1
+    assert await redis.exists(keys.live(ann.user.id)) == 1
     frames = viewer.video_frames
     await poll(lambda: viewer.video_frames > frames + 10, timeout=15)
     assert not bob.got("live:ended")
@@ -302,7 +303,7 @@ async def test_creator_drop_ends_after_grace_unless_they_return(
     await back.sio.disconnect()
     await poll(lambda: bob.got("live:ended"), timeout=5)
     assert bob.got("live:ended")[0]["reason"] == "creator_left"
-    assert await redis.exists(f"live:{ann.user.id}") == 0
+    assert await redis.exists(keys.live(ann.user.id)) == 0
 
 
 async def test_the_publishing_connection_may_re_offer(app_client: Any, redis: Redis,
@@ -334,25 +335,26 @@ async def test_stale_lives_are_cleaned_on_start(aiohttp_client: Any, settings: A
     with no viewers, then ends; another node's live is left alone."""
     settings.live_grace = 0.3
     node = settings.node_name()
-    await redis.hset("live:abc", mapping={"live_id": "0" * 16, "creator_id": "abc",
-                                          "title": "t", "started_at": "1", "node": node})
-    await redis.zadd("lives", {"abc": 5})
-    await redis.hset(f"live_viewers:{'0' * 16}", "someone", 1)
-    await redis.sadd(f"node_lives:{node}", "abc")
-    await redis.hset("live:other", mapping={"live_id": "1" * 16, "creator_id": "other",
-                                            "title": "t", "started_at": "1", "node": "elsewhere"})
-    await redis.zadd("lives", {"other": 1})
+    await redis.hset(keys.live("abc"), mapping={"live_id": "0" * 16, "creator_id": "abc",
+                                                "title": "t", "started_at": "1", "node": node})
+    await redis.zadd(keys.live_directory(), {"abc": 5})
+    await redis.hset(keys.live_viewers('0' * 16), "someone", 1)
+    await redis.sadd(keys.node_lives(node), "abc")
+    await redis.hset(keys.live("other"), mapping={
+        "live_id": "1" * 16, "creator_id": "other", "title": "t", "started_at": "1",
+        "node": "elsewhere"})
+    await redis.zadd(keys.live_directory(), {"other": 1})
     client = await aiohttp_client(create_app(settings))
     assert client.app[LIVES].hosted_live("0" * 16) is not None
-    assert await redis.zscore("lives", "abc") == 0
-    assert await redis.exists(f"live_viewers:{'0' * 16}") == 0
+    assert await redis.zscore(keys.live_directory(), "abc") == 0
+    assert await redis.exists(keys.live_viewers('0' * 16)) == 0
 
     async def ended() -> bool:
-        return await redis.exists("live:abc") == 0
+        return await redis.exists(keys.live("abc")) == 0
 
     await poll(ended, timeout=5)
-    assert await redis.zrange("lives", 0, -1) == ["other"]
-    assert await redis.smembers(f"node_lives:{node}") == set()
+    assert await redis.zrange(keys.live_directory(), 0, -1) == ["other"]
+    assert await redis.smembers(keys.node_lives(node)) == set()
 
 
 async def test_bad_live_payloads(app_client: Any, closers: list[Any]) -> None:
@@ -381,11 +383,11 @@ async def test_chat_only_join_counts_without_a_stream(app_client: Any, redis: Re
     bob = await peer(app_client, "bob", closers)
     ack = await bob.call("room:join", {"user_id": ann.user.id, "media": False})
     assert ack["ok"] and ack["offer"] is None and ack["viewers"] == 1
-    assert await redis.hlen(f"live_viewers:{live_id}") == 1
+    assert await redis.hlen(keys.live_viewers(live_id)) == 1
     hosted = app_client.app[LIVES].hosted[ann.user.id]
     assert hosted.media.viewer_ids == []
     stray = await bob.call("rtc:answer", {"live_id": live_id, "sdp": "v=0"})
     assert stray["error"]["code"] == "not_found"
-    assert await redis.hlen(f"live_viewers:{live_id}") == 1
+    assert await redis.hlen(keys.live_viewers(live_id)) == 1
     assert (await bob.call("room:leave", {"live_id": live_id})) == {"ok": True}
-    assert await redis.hlen(f"live_viewers:{live_id}") == 0
+    assert await redis.hlen(keys.live_viewers(live_id)) == 0

@@ -12,6 +12,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from engine import keys
 from engine.message_rules import MessageLimits
 from engine.throttle import Window
 from media.synthetic import HeadlessCreator
@@ -308,12 +309,13 @@ async def test_spam_controls(client: Any, redis_url: str, closers: list[Any]) ->
     assert (await spammer.send(targets[0], pitch))["ok"]
     assert (await spammer.send(targets[1], pitch.upper()))["ok"]
     # a third new conversation within the hour
-    before = await snapshot(redis_url, skip=("session:", "dm_rate:", "dm_repeat:"))
+    counters = ("session:", keys.DM + "dm_rate:", keys.DM + "dm_repeat:")
+    before = await snapshot(redis_url, skip=counters)
     third = await spammer.send(targets[2], "hello there")
     assert third["error"]["code"] == "rate_limited"
     assert third["error"]["reason"] == "new_conversations"
     assert third["error"]["retry_after"] > 3000
-    assert await snapshot(redis_url, skip=("session:", "dm_rate:", "dm_repeat:")) == before
+    assert await snapshot(redis_url, skip=counters) == before
     # the same text a fourth time, in any spacing and case
     assert (await spammer.send(targets[0], "cheap  coins at EXAMPLE.com"))["ok"]
     repeated = await spammer.send(targets[1], pitch)
@@ -418,4 +420,4 @@ async def test_concurrent_first_messages_open_one_request(client: Any, redis: Re
     assert sorted(a["ok"] for a in acks) == [False, True]
     refused = next(a for a in acks if not a["ok"])
     assert refused["error"]["reason"] == "request_pending"
-    assert await redis.xlen(f"dm:{conv(alice1, bob)}") == 1
+    assert await redis.xlen(keys.dm(conv(alice1, bob))) == 1

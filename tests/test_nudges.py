@@ -178,13 +178,13 @@ async def test_opt_out_blocks_live_and_bad_input_are_refused_and_store_nothing(
     assert (await nudge(bob, carol))["ok"]
     gus = await tab(client, "gus", closers)
     await go_live(carol, closers, "on air", size=(160, 96), fps=15)
-    before = await snapshot(redis_url, skip=("session:", "live_viewers:", "lives",
-                                             "notif", "notify_job"))
+    before = await snapshot(redis_url, skip=("session:", *(keys.CORE + name for name in (
+        "live_viewers:", "lives", "notif", "notify_job"))))
     live = await nudge(gus, carol)
     assert live["error"]["code"] == "conflict" and live["error"]["reason"] == "live"
     assert (await gus.call("nudge:state", {"user_id": carol.user.id}))["live"] is True
-    assert await snapshot(redis_url, skip=("session:", "live_viewers:", "lives", "notif",
-                                           "notify_job")) == before
+    assert await snapshot(redis_url, skip=("session:", *(keys.CORE + name for name in (
+        "live_viewers:", "lives", "notif", "notify_job")))) == before
 
 
 async def test_going_live_tells_each_nudger_and_alert_follower_once(

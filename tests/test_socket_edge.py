@@ -12,6 +12,7 @@ import pytest
 import socketio
 from redis.asyncio import Redis
 
+from engine import keys
 from tests.support.engineio import raw_ack, raw_socket
 from tests.support.peers import register, sio_connect
 from tests.support.poll import poll
@@ -85,10 +86,10 @@ async def test_the_user_id_comes_from_the_token(client: Any, redis: Redis) -> No
         spoof = await sio.call("user:follow", {"user_id": carol.id, "actor": alice.id},
                                timeout=5)
         assert spoof["error"]["code"] == "invalid"
-        assert await redis.zcard(f"following:{alice.id}") == 0
+        assert await redis.zcard(keys.following(alice.id)) == 0
         ok = await sio.call("user:follow", {"user_id": carol.id}, timeout=5)
         assert ok["ok"]
-        assert await redis.zrange(f"followers:{carol.id}", 0, -1) == [bob.id]
+        assert await redis.zrange(keys.followers(carol.id), 0, -1) == [bob.id]
     finally:
         await sio.disconnect()
 
@@ -163,7 +164,7 @@ async def test_non_utf8_text_is_refused_with_an_ack(client: Any, redis: Redis) -
     finally:
         await ws.close()
         await session.close()
-    assert (await redis.hget(f"user:{alice.id}", "bio")) == ""
+    assert (await redis.hget(keys.user(alice.id), "bio")) == ""
 
 
 async def test_event_floods_are_rate_limited(aiohttp_client: Any, settings: Any,

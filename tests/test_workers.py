@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from engine import keys
 from engine.nodes import NodeRecord, Nodes
 from media.ice import restrict_host_addresses
 from signaling.app import NODE_HEADER
@@ -176,8 +177,8 @@ async def test_two_workers_serve_one_port_one_cluster(
         assert 0 < await redis.ttl(f"node:{node}") <= 15
     creator = closers[-1]
     on_air = await go_live(creator, closers, "two workers")
-    user_id = await redis.get("username:ann")
-    host = await redis.hget(f"live:{user_id}", "node")
+    user_id = await redis.get(keys.username("ann"))
+    host = await redis.hget(keys.live(user_id), "node")
     assert host in nodes
     other = second if host == nodes[0] else first
     async with other.get(server.url + "/api/lives") as resp:
