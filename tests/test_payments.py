@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from engine import keys
 from engine.errors import DomainError, ErrorCode
 from engine.ledger import PurchaseRefused
 from engine.payments import SIGNATURE_HEADER, sign, verify_signature
@@ -311,7 +312,8 @@ async def test_webhook_refuses_a_minor_credits_nothing_and_answers_replays_the_s
                                          "paid_diamonds": 0}
     # nothing moved: the only new key is the refusal's record under the payment id
     after = await snapshot(redis_url)
-    assert set(after) - set(before) == {b"ledger_op:purchase:webhook:pi_minor_0001"}
+    refusal_record = keys.ledger_op("purchase", "webhook", "pi_minor_0001").encode()
+    assert set(after) - set(before) == {refusal_record}
     assert {k: v for k, v in after.items() if k in before} == before
     [logged] = [r for r in caplog.records if r.getMessage() == "payment refused"]
     assert logged.levelno == logging.WARNING
@@ -343,7 +345,8 @@ async def test_webhook_for_no_such_user_is_refused_for_a_refund_not_retried(
     assert reply["applied"] is False and reply["refused"] == "not_found", reply
     assert reply["refund"] is True and reply["replayed"] is False, reply
     after = await snapshot(redis_url)
-    assert set(after) - set(before) == {b"ledger_op:purchase:webhook:pi_nobody_0001"}
+    refusal_record = keys.ledger_op("purchase", "webhook", "pi_nobody_0001").encode()
+    assert set(after) - set(before) == {refusal_record}
     assert await post_webhook(prod, body) == (200, {**reply, "replayed": True})
 
 
