@@ -126,6 +126,11 @@ def chat_mutes(creator_id: str) -> str:
     return f"chat_mutes:{creator_id}"
 
 
+def chat_moderators(creator_id: str) -> str:
+    """Set of the user ids a creator appointed to moderate their chats."""
+    return f"chat_moderators:{creator_id}"
+
+
 # --- gifts in the live room (engine/gift_room.py) --------------------------------
 
 def gift_combo(live_id: str, sender_id: str, gift_id: str) -> str:

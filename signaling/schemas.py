@@ -180,6 +180,28 @@ class ChatDelete(Payload):
 class ChatMute(Payload):
     user_id: UserId
     seconds: Annotated[int, Meta(ge=1, le=7 * 24 * 3600)]
+    creator_id: UserId | None = None    # whose chats; the caller's own when absent
+
+
+class ChatTarget(Payload):
+    """chat:unmute, chat:ban, chat:unban: a user in a creator's chats (the caller's own
+    when creator_id is absent; a moderator names the creator they moderate for)."""
+
+    user_id: UserId
+    creator_id: UserId | None = None
+
+
+class CreatorScope(Payload):
+    """chat:restricted, chat:moderators: a creator's chats (the caller's own if absent)."""
+
+    creator_id: UserId | None = None
+
+
+class ModeratorSet(Payload):
+    """chat:moderator: the creator appoints (on) or dismisses (off) a moderator."""
+
+    user_id: UserId
+    on: bool = True
 
 
 class ChatSettingsUpdate(Payload):
