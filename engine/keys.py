@@ -16,6 +16,12 @@ def username(name: str) -> str:
     return f"username:{name.lower()}"
 
 
+def user_search(first: str) -> str:
+    """Sorted set (all scores 0) of "term\\x00user id" for the terms starting with
+    `first` (one folded character): the people index, engine/search.py."""
+    return f"user_search:{first}"
+
+
 def session(session_id: str) -> str:
     return f"session:{session_id}"
 

@@ -21,7 +21,7 @@ from engine.sessions import Session
 from engine.stream_ids import BadStreamId, StreamId
 from signaling.appkeys import GATEWAY, LIVES, METRICS, NOTIFIER, SERVICES, SETTINGS
 from signaling.errors import as_domain_error
-from signaling.profiles import profile_view, relation_view
+from signaling.profiles import people_view, profile_view, relation_view
 from signaling.ratelimit import KeyedBuckets
 from signaling.schemas import P, ProfileUpdate, Register, SignIn, convert
 
@@ -224,6 +224,18 @@ async def profile(request: web.Request) -> web.Response:
     return ok(**await profile_view(services, account, session.user_id if session else None))
 
 
+async def people(request: web.Request) -> web.Response:
+    """GET /api/users?q=PREFIX[&limit=N]: accounts by username or display name prefix,
+    any case, any accents (engine/search.py); for everyone, signed in or not."""
+    session = await optional_session(request)
+    query = request.query.get("q", "")
+    if len(query) > 200:
+        raise invalid("a search is at most 40 characters", field="q")
+    limit = query_int(request, "limit", default=20, low=1, high=50)
+    return ok(**await people_view(request.app[SERVICES], query, limit,
+                                  session.user_id if session else None))
+
+
 async def lives(request: web.Request) -> web.Response:
     """Discover for everyone, signed in or not: live rooms, most viewers first."""
     return ok(lives=await request.app[LIVES].directory())
@@ -258,6 +270,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/signout", sign_out)
     app.router.add_get("/api/me", me)
     app.router.add_patch("/api/me", update_me)
+    app.router.add_get("/api/users", people)
     app.router.add_get("/api/users/{username}", profile)
     app.router.add_get("/api/lives", lives)
     for verb in ("follow", "block"):

@@ -59,6 +59,13 @@ class ProfileGet(Payload):
     username: Username
 
 
+class UserSearchQuery(Payload):
+    """user:search: accounts whose username or display name starts with `q`."""
+
+    q: Annotated[str, Meta(max_length=200)]
+    limit: Annotated[int, Meta(ge=1, le=50)] = 20
+
+
 class ProfileUpdate(Payload):
     display_name: ShortText | None = None
     bio: Bio | None = None
