@@ -54,6 +54,11 @@ def live_directory() -> str:
     return "lives"
 
 
+def recent_creators() -> str:
+    """Sorted set of creators by the start of their latest live (Discover suggestions)."""
+    return "recent_creators"
+
+
 def live_viewers(live_id: str) -> str:
     """Hash of viewer user id -> open connections watching that live."""
     return f"live_viewers:{live_id}"

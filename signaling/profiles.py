@@ -15,6 +15,7 @@ from signaling.schemas import (
     ProfileUpdate,
     UserList,
     UserSearchQuery,
+    UserSuggest,
     UserTarget,
 )
 from signaling.services import Services
@@ -91,6 +92,21 @@ class ProfileEvents(Feature):
         @gateway.event("user:search", UserSearchQuery)
         async def user_search(ctx: EventContext, p: UserSearchQuery) -> dict[str, Any]:
             return await people_view(ctx.services, p.q, p.limit, ctx.user_id)
+
+        @gateway.event("user:suggest", UserSuggest)
+        async def user_suggest(ctx: EventContext, p: UserSuggest) -> dict[str, Any]:
+            """Discover when nobody is live: people your follows follow, and creators
+            who went LIVE lately (neither yourself nor anyone a block stands with)."""
+            services = ctx.services
+            people = await services.graph.suggested(ctx.user_id, limit=p.limit)
+            recent = [u for u in await services.lives.recent_creators(limit=p.limit + 1)
+                      if u != ctx.user_id]
+            if recent:
+                hidden = await services.graph.hidden_from(ctx.user_id, recent)
+                recent = [u for u in recent if u not in hidden][:p.limit]
+            found = await services.accounts.get_many(list({*people, *recent}))
+            return {"users": [found[u].public() for u in people if u in found],
+                    "recent": [found[u].public() for u in recent if u in found]}
 
         @gateway.event("user:list", UserList)
         async def user_list(ctx: EventContext, p: UserList) -> dict[str, Any]:

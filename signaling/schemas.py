@@ -143,6 +143,16 @@ class LiveStart(Payload):
     title: ShortText = ""
 
 
+class LiveTitle(Payload):
+    """live:title: a new title for the caller's running live."""
+
+    title: ShortText
+
+
+class UserSuggest(Payload):
+    limit: Annotated[int, Meta(ge=1, le=50)] = 10
+
+
 class RoomJoin(Payload):
     user_id: UserId
     media: bool = True  # False: join the room (count, chat, pushes) without a stream
