@@ -181,11 +181,14 @@ class Lives:
             args=[creator_id, live.live_id, title, repr(live.started_at), self.node_id])
         if status == "conflict":
             raise conflict("you are already live (in another tab or device)")
+        return live
+
+    async def mark_recent(self, live: Live) -> None:
+        """The live is on air (its media published): a recent creator for Discover."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.recent_creators(), {creator_id: live.started_at})
+            pipe.zadd(keys.recent_creators(), {live.creator_id: live.started_at})
             pipe.zremrangebyrank(keys.recent_creators(), 0, -RECENT_CREATORS - 1)
             await pipe.execute()
-        return live
 
     async def retitle(self, live: Live, title: str) -> Live:
         """A new title for the running live (the creator's, while live); `not_found`

@@ -156,6 +156,7 @@ class LiveRooms(Feature):
             raise
         hosted.lock.release()
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
+        await self.services.lives.mark_recent(live)
         await self.pushes.announce_start(live)
         for listener in self.started_listeners:
             try:
