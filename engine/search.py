@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -82,9 +83,14 @@ class UserSearch:
     async def add(self, user_id: str, username: str, display_name: str) -> None:
         """Index an account (again: idempotent)."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            for key, members in _members(user_id, search_terms(username, display_name)).items():
-                pipe.zadd(key, dict.fromkeys(members, 0))
+            self.queue_add(pipe, user_id, username, display_name)
             await pipe.execute()
+
+    @staticmethod
+    def queue_add(pipe: Any, user_id: str, username: str, display_name: str) -> None:
+        """add()'s writes, queued on a pipeline the caller runs (bulk loads)."""
+        for key, members in _members(user_id, search_terms(username, display_name)).items():
+            pipe.zadd(key, dict.fromkeys(members, 0))
 
     async def rename(self, user_id: str, username: str, old_display: str,
                      new_display: str) -> None:
