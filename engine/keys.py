@@ -275,6 +275,11 @@ def live_alerts(creator_id: str) -> str:
     return f"live_alerts:{creator_id}"
 
 
+def live_alerted(creator_id: str) -> str:
+    """Set (with a TTL of the alert window) when a creator's followers were alerted."""
+    return f"live_alerted:{creator_id}"
+
+
 def notify_jobs() -> str:
     """List of go-live fan-out jobs (live ids) waiting for a worker."""
     return "notify_jobs"
