@@ -260,6 +260,14 @@ class LiveChat(Feature):
                             live.creator_id, user_id),
                         "muted_until": await chat.muted_until(live.creator_id, user_id)}}
 
+    async def moderated(self, creator_id: str, actor_id: str, action: str,
+                        user_id: str) -> None:
+        """Tell the creator's tabs (their studio's lists) what was done in their chats,
+        by them or by a moderator."""
+        await self.gateway.push("chat:moderated", {
+            "creator_id": creator_id, "action": action, "user_id": user_id, "by": actor_id},
+            to=user_room(creator_id))
+
     async def users(self, user_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Public accounts by id ({id, username, display_name}), for the studio's lists."""
         found = await self.services.accounts.get_many(user_ids)
@@ -306,6 +314,7 @@ class LiveChat(Feature):
                                                  actor_id=ctx.user_id)
             await gateway.push("chat:muted", {"creator_id": creator, "until": until},
                                to=user_room(p.user_id))
+            await self.moderated(creator, ctx.user_id, "mute", p.user_id)
             return {"user_id": p.user_id, "until": until}
 
         @gateway.event("chat:unmute", ChatTarget)
@@ -315,6 +324,7 @@ class LiveChat(Feature):
             await ctx.services.chat.unmute(creator, p.user_id, actor_id=ctx.user_id)
             await gateway.push("chat:muted", {"creator_id": creator, "until": 0},
                                to=user_room(p.user_id))
+            await self.moderated(creator, ctx.user_id, "unmute", p.user_id)
             return {"user_id": p.user_id}
 
         @gateway.event("chat:ban", ChatTarget)
@@ -333,6 +343,7 @@ class LiveChat(Feature):
                 await gateway.push("chat:moderator", {"creator_id": creator,
                                                       "moderator": False},
                                    to=user_room(p.user_id))
+            await self.moderated(creator, ctx.user_id, "ban", p.user_id)
             return {"user_id": p.user_id}
 
         @gateway.event("chat:unban", ChatTarget)
@@ -340,6 +351,7 @@ class LiveChat(Feature):
             creator = p.creator_id or ctx.user_id
             await ctx.services.accounts.get(p.user_id)
             await ctx.services.chat.unban(creator, p.user_id, actor_id=ctx.user_id)
+            await self.moderated(creator, ctx.user_id, "unban", p.user_id)
             return {"user_id": p.user_id}
 
         @gateway.event("chat:restricted", CreatorScope)

@@ -51,7 +51,7 @@ def test_only_the_creator_appoints() -> None:
     assert outcome(check_may_appoint, "creator", "creator", "viewer", 50) == "invalid/"
 
 
-PUSHES_MOD = (*PUSHES, "chat:moderator")
+PUSHES_MOD = (*PUSHES, "chat:moderator", "chat:moderated")
 
 
 class Mod(Member):
@@ -105,8 +105,10 @@ async def test_a_moderator_deletes_mutes_and_bans_within_their_rights(
     ack = await dan.call("chat:mute", {"user_id": bob.user.id, "seconds": 600,
                                        "creator_id": ann.user.id})
     assert ack["ok"] and ack["until"] > 0
-    await poll(lambda: bob.got("chat:muted"))
+    await poll(lambda: bob.got("chat:muted") and ann.got("chat:moderated"))
     assert bob.got("chat:muted")[-1]["creator_id"] == ann.user.id
+    assert ann.got("chat:moderated")[-1] == {"creator_id": ann.user.id, "action": "mute",
+                                             "user_id": bob.user.id, "by": dan.user.id}
     muted = await send(bob, "am I muted?")
     assert muted["error"]["reason"] == "muted"
     # ban: cat leaves the live at once

@@ -5,8 +5,9 @@
  * (chat:restricted, chat:moderators) and its refusals.
  *
  * The banned-and-muted list reloads after each moderation from the studio's chat
- * (ChatPanel's onModerated), on each new socket, and every REFRESH_MS while the
- * page is visible: a moderator's ban in another tab shows up within that time.
+ * (ChatPanel's onModerated), on the server's `chat:moderated` (a moderator's ban,
+ * at once), on each new socket, and every REFRESH_MS while the page is visible
+ * (a mute that ran out).
  *
  *   const lists = new ModerationLists(sharedSocket);
  *   lists.open();          // after the studio shows
@@ -40,6 +41,8 @@ export class ModerationLists {
     this.searches = 0;
     this.pause = null;
     socket.on('connect', () => { if (this.opened) this.refresh(); });
+    // A ban or mute in your chats, by you in another tab or by a moderator: at once.
+    socket.on('chat:moderated', () => { if (this.opened) this.loadRestricted(); });
     this.ui['moderator-add'].addEventListener('submit', (event) => {
       event.preventDefault();
       this.search();
