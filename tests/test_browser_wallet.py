@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -112,6 +113,13 @@ async def test_buy_coins_see_history_earn_and_cash_out(
         texts = page.get_by_test_id("history-text")
         await expect(texts.nth(0)).to_have_text("Cash-out paid")
         await expect(texts.nth(1)).to_have_text("Cash-out requested")
+        # the payout is money going out, not a green credit
+        paid = page.get_by_test_id("history-amount").nth(0)
+        await expect(paid).to_have_text("↗ 5,000 diamonds paid out")
+        await expect(paid).not_to_have_class(re.compile(r"\bplus\b"))
+        await expect(paid).to_have_class(re.compile(r"\bout\b"))
+        await expect(page.get_by_test_id("history-amount").nth(1)).to_have_text(
+            "-5,000 diamonds")
         await screenshot(page, "wallet-creator")
 
     done = await asyncio.to_thread(
