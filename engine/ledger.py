@@ -47,6 +47,7 @@ from engine.ledger_rules import (
     check_coins,
     check_op_id,
     commission,
+    gift_refusal,
 )
 from engine.packed_script import PackedScript
 from engine.stream_ids import StreamId
@@ -483,6 +484,27 @@ class Ledger:
         entry_id, balance = reply[1].split(" ")
         return Purchase(payment_id, provider, user_id, coins, int(balance),
                         reply[0] == "replay", entry_id)
+
+    async def gift_refusal(self, sender_id: str, creator_id: str, *,
+                           today: dt.date | None = None) -> DomainError | None:
+        """The refusal every gift from sender to creator would get now (the creator too
+        young or short of followers, the sender too young), or None: the gift tray is
+        offered only where gifts can be received (ledger_rules.gift_refusal). Its
+        `reason` detail is the rule's name: creator_minor, followers, sender_minor."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.user(sender_id), "birthdate")
+            pipe.hget(keys.user(creator_id), "birthdate")
+            pipe.zcard(keys.followers(creator_id))
+            sender_born, creator_born, followers = await pipe.execute()
+        if sender_born is None or creator_born is None:
+            return not_found("no such user")
+        status = gift_refusal(sender_born, creator_born, int(followers), self.rules,
+                              today or _today())
+        if status is None:
+            return None
+        error = _gift_error(status, [status], 0, self.rules)
+        error.details["reason"] = status
+        return error
 
     async def balances(self, user_id: str) -> Balances:
         h = await self._redis.hgetall(keys.wallet(user_id))

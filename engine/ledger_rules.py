@@ -116,6 +116,22 @@ def adult_cutoff(today: dt.date, age: int) -> str:
         return today.replace(year=today.year - age, day=28).isoformat()
 
 
+def gift_refusal(sender_birthdate: str, creator_birthdate: str, creator_followers: int,
+                 rules: LedgerRules, today: dt.date) -> str | None:
+    """Why no gift can go from this sender to this creator whatever they pick, as the
+    gift script names it ('sender_minor', 'creator_minor', 'followers'), or None.
+    Birthdates are ISO dates (the script's own comparison): the tray is not offered
+    where every gift would be refused."""
+    cutoff = adult_cutoff(today, rules.min_age)
+    if creator_birthdate > cutoff:
+        return "creator_minor"
+    if creator_followers < rules.min_followers:
+        return "followers"
+    if sender_birthdate > cutoff:
+        return "sender_minor"
+    return None
+
+
 def check_op_id(op_id: object, field: str = "transfer_id") -> str:
     """A client-generated idempotency id: 8-64 characters of A-Z a-z 0-9 _ -."""
     if not isinstance(op_id, str) or not OP_ID_RE.fullmatch(op_id):

@@ -244,6 +244,10 @@ class GiftBoardGet(Payload):
     live_id: LiveId
 
 
+class GiftStatusGet(Payload):
+    creator: Username         # the creator's username or user id
+
+
 # --- direct messages (signaling/messages.py) -------------------------------------------
 ConversationId = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
 DmText = Annotated[str, Meta(max_length=4000)]
