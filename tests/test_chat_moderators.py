@@ -13,10 +13,10 @@ import pytest
 
 from engine.chat_rules import check_may_appoint, check_may_moderate
 from engine.errors import DomainError
+from tests.support.peers import go_live
 from tests.support.poll import poll
 from tests.support.state import snapshot
 from tests.test_chat import PUSHES, Member, app_client, join, member  # noqa: F401
-from tests.support.peers import go_live
 
 
 def outcome(fn: Any, *args: Any, **kw: Any) -> str:
