@@ -1,6 +1,7 @@
 /**
  * The landing page (/): sign up or sign in, then who you are with links to
- * your profile and your studio; below, Discover: who is live now.
+ * your profile and your studio; below, finding people (people.js) and
+ * Discover: who is live now, with suggestions while nobody is.
  */
 
 import { signIn, signUp } from './accounts.js';
@@ -10,6 +11,7 @@ import { byTestId } from './dom.js';
 import { bindForm } from './forms.js';
 import { handle, profilePath } from './format.js';
 import { renderHeader } from './header.js';
+import { PeopleSearch, Suggestions } from './people.js';
 import { currentUser, onSessionChange } from './session.js';
 import { SharedSocket } from './socket.js';
 
@@ -56,7 +58,17 @@ const clearSignin = bindForm(signinForm, byTestId('signin-error'), async ({ user
 });
 
 const socket = new SharedSocket();
+const suggestions = new Suggestions(socket);
+/** Suggestions while signed in and nobody is live (Discover's own count says so). */
+function suggestWhenQuiet() {
+  const nobodyLive = byTestId('discover-list').dataset.count === '0'
+    || !byTestId('discover-empty').hidden;
+  suggestions.show(Boolean(currentUser()) && nobodyLive);
+}
 const discover = new DiscoverList(socket);
+new MutationObserver(suggestWhenQuiet).observe(byTestId('discover-list'),
+  { attributes: true, attributeFilter: ['data-count'] });
+new PeopleSearch();
 let signedInAs = currentUser()?.id ?? null;
 
 renderHeader(undefined, { socket });
@@ -70,6 +82,7 @@ onSessionChange((user) => {
   signedInAs = user?.id ?? null;
   socket.close(); // the socket was the previous person's
   discover.start({ signedIn: Boolean(user) });
+  suggestWhenQuiet();
 });
 focusFromHash();
 window.addEventListener('hashchange', focusFromHash);
