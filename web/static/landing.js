@@ -61,9 +61,9 @@ const socket = new SharedSocket();
 const suggestions = new Suggestions(socket);
 /** Suggestions while signed in and nobody is live (Discover's own count says so). */
 function suggestWhenQuiet() {
-  const nobodyLive = byTestId('discover-list').dataset.count === '0'
-    || !byTestId('discover-empty').hidden;
-  suggestions.show(Boolean(currentUser()) && nobodyLive);
+  const count = byTestId('discover-list').dataset.count;
+  if (count === undefined) return; // Discover has not answered yet
+  suggestions.show(Boolean(currentUser()) && count === '0');
 }
 const discover = new DiscoverList(socket);
 new MutationObserver(suggestWhenQuiet).observe(byTestId('discover-list'),
