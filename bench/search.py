@@ -120,6 +120,10 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"{length:>8} {row['count']:>9,} {row['p50_ms']:>8.3f} {row['p90_ms']:>8.3f} "
                      f"{row['p99_ms']:>8.3f} {row['max_ms']:>8.3f} "
                      f"{row.get('found_avg', 0):>6.1f}")
+    usec = result.get("redis_usec_per_call") or {}
+    if usec:
+        lines.append("inside Redis, per call: " + ", ".join(
+            f"{name} {value:.1f} us" for name, value in usec.items()))
     return "\n".join(lines)
 
 
@@ -137,6 +141,7 @@ async def _start_redis(args: argparse.Namespace, run_dir: Any, result: dict[str,
                   run_dir / "redis.log", rpc=False)
     await child.start()
     result["redis_url"] = f"unix://{sock}"
+    result["processes"] = {"bench": os.getpid(), "redis": child.pid}
     return child
 
 
@@ -224,6 +229,7 @@ async def _measure(args: argparse.Namespace, run_dir: Any, progress: Any,
     result["index_members"] = members
 
     accounts = Accounts(redis, Passwords())
+    await redis.config_resetstat()
     rng = random.Random(args.seed + 1)
     queries = _prefixes(sample, args.queries, rng)
     for prefix in queries[:200]:  # warm the connection and Redis's caches, untimed
@@ -243,6 +249,12 @@ async def _measure(args: argparse.Namespace, run_dir: Any, progress: Any,
         found.setdefault(len(folded), []).append(len(people))
         if i % 1000 == 0:
             progress.update(f"searching: {i:,}/{len(queries):,}")
+    # Redis's own time per command (INFO commandstats): what the search costs the server,
+    # apart from this client's Python and the host's load.
+    stats = await redis.info("commandstats")
+    result["redis_usec_per_call"] = {
+        name: stats[f"cmdstat_{name}"]["usec_per_call"]
+        for name in ("zrange", "hgetall") if f"cmdstat_{name}" in stats}
     result["overall"] = {**summarize(latencies), "found_avg": round(
         sum(sum(v) for v in found.values()) / len(latencies), 1)}
     result["by_length"] = {str(k): {**summarize(v),
