@@ -172,7 +172,10 @@ async def test_the_creator_runs_the_live_from_the_studio_with_a_moderator_at_pho
             await in_viewport_width(studio, testid)
         await screenshot(studio, "studio-phone-live")
 
-        # Alice undoes the ban from the list; the list empties.
+        # Alice undoes the ban from the list (Cat is still muted), then the mute.
+        await row.get_by_test_id("restricted-row-action").click()
+        await expect(row.get_by_test_id("restricted-row-status")).to_have_text(
+            re.compile(r"^Muted until"))
         await row.get_by_test_id("restricted-row-action").click()
         await expect(studio.get_by_test_id("restricted-row")).to_have_count(0)
         await expect(studio.get_by_test_id("restricted-empty")).to_be_visible()
@@ -226,7 +229,9 @@ async def test_find_people_and_suggestions_when_nobody_is_live(
 
 
 async def test_money_with_care_no_tray_where_gifts_cannot_go_and_a_confirmation(
-        chromium, server_factory, redis_url: str, closers: list[Any]) -> None:  # noqa: F811
+        chromium, server_factory, redis_url: str, redis: Any,  # noqa: F811
+        closers: list[Any]) -> None:
+    """`redis`: a flushed database for this server."""
     server = server_factory(redis_url=redis_url, env={
         "GOLIVE_SECRET": TEST_SECRET, "GOLIVE_AUTH_RATE": "100/s", "GOLIVE_AUTH_BURST": "200",
         "GOLIVE_GIFT_MIN_FOLLOWERS": "1"})
