@@ -277,3 +277,21 @@ async def test_money_with_care_no_tray_where_gifts_cannot_go_and_a_confirmation(
         await tray.locator('[data-testid="gift-button"][data-gift="rose"]').click()
         await expect(bob.get_by_test_id("gift-coins")).to_have_text("1,999")
         await expect(confirm).to_be_hidden()
+
+
+async def test_the_nudge_bell_goes_with_a_block_without_a_reload(
+        chromium, live_server) -> None:  # noqa: F811
+    async with open_page(chromium, live_server.url, viewport=PHONE) as bob:
+        await page_register(bob, "alice")
+        await person(bob, "bob")
+        await bob.goto("/@alice")
+        bell = bob.get_by_test_id("nudge-button")
+        await expect(bell).to_be_visible()
+        await bob.get_by_test_id("block-button").click()
+        await expect(bob.get_by_test_id("block-button")).to_have_text("Unblock")
+        await expect(bell).to_be_hidden()
+        await expect(bob.get_by_test_id("nudge-status")).to_be_hidden()
+        # unblocked, the bell is back (the server is asked again)
+        await bob.get_by_test_id("block-button").click()
+        await expect(bob.get_by_test_id("block-button")).to_have_text("Block")
+        await expect(bell).to_be_visible()
