@@ -105,6 +105,10 @@ async def test_buy_coins_see_history_earn_and_cash_out(
                                gift_id="lion", count=1)
         await page.reload()
         await expect(page.get_by_test_id("diamond-balance")).to_have_text("15,199")
+        # the Lion's odd coin is Cathy's, carried toward her next diamond
+        await expect(page.get_by_test_id("diamond-carry")).to_have_text(
+            "+ 1 coin of gifts toward your next diamond (2 make one): nothing is lost to "
+            "rounding.")
         await page.get_by_test_id("cashout-amount").fill("5000")
         await page.get_by_test_id("cashout-submit").click()
         await expect(page.get_by_test_id("diamond-paid")).to_have_text("5,000")
