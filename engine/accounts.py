@@ -127,16 +127,21 @@ class Account:
     birthdate: dt.date
     bio: str
     created_at: float
+    avatar: str = ""     # the profile photo's version (engine/avatars.py); "" for none
 
     def public(self) -> dict[str, object]:
-        """What anyone may see (the birthdate is private)."""
-        return {
+        """What anyone may see (the birthdate is private); `avatar`, the photo's URL,
+        only when there is one."""
+        view: dict[str, object] = {
             "id": self.id,
             "username": self.username,
             "display_name": self.display_name,
             "bio": self.bio,
             "created_at": self.created_at,
         }
+        if self.avatar:
+            view["avatar"] = avatar_url(self.id, self.avatar)
+        return view
 
     def age(self, today: dt.date) -> int:
         return age_on(self.birthdate, today)
@@ -150,7 +155,13 @@ def _account_from_hash(fields: dict[str, str]) -> Account:
         birthdate=dt.date.fromisoformat(fields["birthdate"]),
         bio=fields.get("bio", ""),
         created_at=float(fields["created_at"]),
+        avatar=fields.get("avatar", ""),
     )
+
+
+def avatar_url(user_id: str, version: str) -> str:
+    """Where a profile photo is served (signaling/http_api.py): a new photo, a new URL."""
+    return f"/avatars/{user_id}/{version}.webp"
 
 
 # Claims the username and writes the account in one step: a taken name

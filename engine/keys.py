@@ -22,6 +22,12 @@ def user_search(first: str) -> str:
     return f"user_search:{first}"
 
 
+def avatar(user_id: str) -> str:
+    """The user's profile photo (WebP, base64), engine/avatars.py; its version is the
+    `avatar` field of user:{id}."""
+    return f"avatar:{user_id}"
+
+
 def session(session_id: str) -> str:
     return f"session:{session_id}"
 

@@ -295,3 +295,31 @@ async def test_the_nudge_bell_goes_with_a_block_without_a_reload(
         await bob.get_by_test_id("block-button").click()
         await expect(bob.get_by_test_id("block-button")).to_have_text("Block")
         await expect(bell).to_be_visible()
+
+
+async def test_a_profile_photo_shows_where_the_letter_was(
+        chromium, live_server, tmp_path: Any) -> None:  # noqa: F811
+    from tests.test_avatars import jpeg_with_gps
+
+    photo = tmp_path / "me.jpg"
+    photo.write_bytes(jpeg_with_gps())
+    async with open_page(chromium, live_server.url, viewport=PHONE) as page:
+        await person(page, "ann")
+        await page.goto("/")
+        mine = page.get_by_test_id("signed-in-avatar")
+        await expect(mine).not_to_have_class(re.compile("has-photo"))
+        await page.get_by_test_id("avatar-file").set_input_files(str(photo))
+        await expect(mine).to_have_class(re.compile("has-photo"))
+        url = await mine.get_attribute("data-photo")
+        assert url and url.startswith("/avatars/")
+        # a bad file: a clear error, the photo stays
+        svg = tmp_path / "evil.png"
+        svg.write_bytes(b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+        await page.get_by_test_id("avatar-file").set_input_files(str(svg))
+        await expect(page.get_by_test_id("avatar-error")).to_have_text(
+            "A photo must be a JPEG, PNG or WebP image")
+        await expect(mine).to_have_attribute("data-photo", url)
+        # everywhere a letter circle was: the profile page too
+        await page.goto("/@ann")
+        await expect(page.get_by_test_id("profile-avatar")).to_have_class(re.compile("has-photo"))
+        await screenshot(page, "avatar-profile-phone")

@@ -7,12 +7,13 @@
 import { signIn, signUp } from './accounts.js';
 import { paintAvatar } from './avatar.js';
 import { DiscoverList } from './discover.js';
-import { byTestId } from './dom.js';
+import { byTestId, hideError, showError } from './dom.js';
+import { ErrorCode, GoliveError } from './errors.js';
 import { bindForm } from './forms.js';
 import { handle, profilePath } from './format.js';
 import { renderHeader } from './header.js';
 import { PeopleSearch, Suggestions } from './people.js';
-import { currentUser, onSessionChange } from './session.js';
+import { currentUser, getToken, onSessionChange, updateSessionUser } from './session.js';
 import { SharedSocket } from './socket.js';
 
 /** A same-site path from ?next= to return to after signing in, or null. */
@@ -43,6 +44,32 @@ function focusFromHash() {
   const id = { '#signin': 'signin-username', '#signup': 'signup-username' }[location.hash];
   if (id) byTestId(id).focus();
 }
+
+/** Upload a new profile photo; the server checks, crops and re-encodes it. */
+async function uploadPhoto(file) {
+  const error = byTestId('avatar-error');
+  hideError(error);
+  if (!file) return;
+  if (file.size > 5 * 1024 * 1024) { // the server's limit, said before a long upload
+    showError(error, new GoliveError(ErrorCode.INVALID, 'A photo is at most 5 MB.'));
+    return;
+  }
+  try {
+    const response = await fetch('/api/me/avatar', { method: 'PUT', body: file,
+      headers: { Authorization: `Bearer ${getToken()}`, 'Content-Type': file.type || 'application/octet-stream' } });
+    const reply = await response.json().catch(() => null);
+    if (!response.ok || !reply?.ok) throw GoliveError.fromPayload(reply?.error ?? { code: 'unavailable', message: 'The upload failed; try again.' });
+    updateSessionUser(reply.user);
+    paint(reply.user);
+  } catch (err) {
+    showError(error, err);
+  }
+}
+
+byTestId('avatar-file').addEventListener('change', (event) => {
+  uploadPhoto(event.target.files?.[0]);
+  event.target.value = '';
+});
 
 const signupForm = byTestId('signup-form');
 const signinForm = byTestId('signin-form');
