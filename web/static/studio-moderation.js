@@ -17,6 +17,7 @@
 import { avatar } from './avatar.js';
 import { byTestId, el, hideError, setBusy, showError } from './dom.js';
 import { handle } from './format.js';
+import { currentUser } from './session.js';
 
 export const REFRESH_MS = 10000;
 /** A search waits this long after the last key (one user:search per pause in typing). */
@@ -123,8 +124,9 @@ export class ModerationLists {
     }
     if (run !== this.searches) return; // a later search answers instead
     hideError(this.ui['moderation-error']);
+    const me = currentUser()?.id;
     this.ui['moderator-results'].replaceChildren(...reply.users
-      .filter((user) => !this.moderators.has(user.id))
+      .filter((user) => !this.moderators.has(user.id) && user.id !== me) // you moderate already
       .map((user) => this.row(user, '', async (button) => {
         if (await this.act(button, 'chat:moderator', { user_id: user.id, on: true })) {
           this.ui['moderator-search'].value = '';
