@@ -36,6 +36,9 @@ STATUS = {
 }
 
 AUTH_BUCKETS = web.AppKey("auth_buckets", KeyedBuckets)
+# Photo uploads per user: each decode is up to ~0.5 s of a core for a 40 MP file, so a
+# burst of 10 and then one every 6 s (10 a minute) bounds what one account can cost.
+AVATAR_BUCKETS = web.AppKey("avatar_buckets", KeyedBuckets)
 
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -227,6 +230,9 @@ async def upload_avatar(request: web.Request) -> web.Response:
     with its new photo. The body is read only up to the limit: a larger one is refused
     from its Content-Length, or as soon as it passes the limit, without reading the rest."""
     session = await signed_in(request)
+    wait = request.app[AVATAR_BUCKETS].take(session.user_id)
+    if wait:
+        raise rate_limited(wait)
     limit = UPLOAD_MAX_BYTES
     if request.content_length is not None and request.content_length > limit:
         raise check_too_large(limit)
@@ -317,6 +323,7 @@ def graph_route(verb: str) -> Route:
 def setup(app: web.Application) -> None:
     settings = app[SETTINGS]
     app[AUTH_BUCKETS] = KeyedBuckets(settings.auth_rate, settings.auth_burst)
+    app[AVATAR_BUCKETS] = KeyedBuckets(1 / 6, 10)
     app.middlewares.append(api_errors)
     app.router.add_post("/api/register", register)
     app.router.add_post("/api/signin", sign_in)

@@ -141,6 +141,12 @@ async def test_upload_serve_and_refuse_over_http(client: Any, redis: Redis,
     assert new_url != url and (await client.get(url)).status == 404
     for bad in ("/avatars/nothex/0000000000000000.webp", f"/avatars/{ann.id}/xyz.webp"):
         assert (await client.get(bad)).status == 404
+    # uploads are rate limited per user (each is a decode): past a burst of 10, a wait
+    statuses = [(await client.put("/api/me/avatar", data=b"x", headers=auth)).status
+                for _ in range(4)]
+    assert statuses[:2] == [400, 400] and statuses[-1] == 429, statuses
+    resp = await client.put("/api/me/avatar", data=_png(), headers=auth)
+    assert resp.status == 429 and (await resp.json())["error"]["code"] == "rate_limited"
     resp = await client.delete("/api/me/avatar", headers=auth)
     assert "avatar" not in (await resp.json())["user"]
     assert (await client.get(new_url)).status == 404
