@@ -6,7 +6,8 @@ A term is folded (fold()): Unicode-decomposed, accents (combining marks) dropped
 case-folded, spaces collapsed, so "ZOE", "zoë" and "Zoe" are one term. Each term is a
 member "term\\x00user id" of a sorted set whose scores are all 0, so Redis keeps the
 members in byte order and a prefix is one ZRANGE BYLEX: O(log N + found) however many
-users there are (`golive bench search`: p50/p99 at 1M users in README).
+users there are (`golive bench search --users 1000000`: p50 0.95 ms, p99 8.7 ms a
+search with its 20 accounts read, 58 us of it inside Redis, on a 2-core host).
 
 The set is sharded by the term's first character (keys.user_search), so no single
 key holds every user and one query reads one key.
