@@ -82,8 +82,10 @@ def _add_modes(modes: Any) -> None:
     add_notify_mode(modes)
 
     from bench.ledger import add_mode as add_ledger_mode
+    from bench.search import add_mode as add_search_mode
 
     add_ledger_mode(modes)
+    add_search_mode(modes)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from engine import keys
 from engine.errors import DomainError, ErrorCode, conflict, invalid, not_found
 from engine.passwords import Passwords, dummy_hash
+from engine.search import UserSearch
 from engine.text import has_control_chars
 
 UserId = NewType("UserId", str)
@@ -126,16 +127,21 @@ class Account:
     birthdate: dt.date
     bio: str
     created_at: float
+    avatar: str = ""     # the profile photo's version (engine/avatars.py); "" for none
 
     def public(self) -> dict[str, object]:
-        """What anyone may see (the birthdate is private)."""
-        return {
+        """What anyone may see (the birthdate is private); `avatar`, the photo's URL,
+        only when there is one."""
+        view: dict[str, object] = {
             "id": self.id,
             "username": self.username,
             "display_name": self.display_name,
             "bio": self.bio,
             "created_at": self.created_at,
         }
+        if self.avatar:
+            view["avatar"] = avatar_url(self.id, self.avatar)
+        return view
 
     def age(self, today: dt.date) -> int:
         return age_on(self.birthdate, today)
@@ -149,7 +155,13 @@ def _account_from_hash(fields: dict[str, str]) -> Account:
         birthdate=dt.date.fromisoformat(fields["birthdate"]),
         bio=fields.get("bio", ""),
         created_at=float(fields["created_at"]),
+        avatar=fields.get("avatar", ""),
     )
+
+
+def avatar_url(user_id: str, version: str) -> str:
+    """Where a profile photo is served (signaling/http_api.py): a new photo, a new URL."""
+    return f"/avatars/{user_id}/{version}.webp"
 
 
 # Claims the username and writes the account in one step: a taken name
@@ -171,6 +183,7 @@ class Accounts:
         self._min_age = min_signup_age
         self._register = redis.register_script(_REGISTER)
         self._dummy_hash = dummy_hash()
+        self.search = UserSearch(redis)  # kept here: every name written is indexed
 
     async def register(
         self, *, username: str, display_name: str, password: str, birthdate: str,
@@ -198,6 +211,7 @@ class Accounts:
                                   args=[user_id, *flat])
         if not ok:
             raise conflict(f"username {canonical!r} is taken")
+        await self.search.add(user_id, canonical, name)
         return Account(user_id, canonical, name, born, "", created)
 
     async def authenticate(self, username: str, password: str) -> Account:
@@ -252,8 +266,18 @@ class Accounts:
             changes["display_name"] = clean_display_name(display_name)
         if bio is not None:
             changes["bio"] = clean_bio(bio)
-        if not await self.exists(user_id):
-            raise not_found("no such user")
+        before = await self.get(user_id)
         if changes:
             await self._redis.hset(keys.user(user_id), mapping=changes)
-        return await self.get(user_id)
+        after = await self.get(user_id)
+        if after.display_name != before.display_name:
+            await self.search.rename(user_id, after.username, before.display_name,
+                                     after.display_name)
+        return after
+
+    async def find_people(self, query: str, limit: int = 20) -> list[Account]:
+        """Accounts whose username or display name starts with `query` (any case, any
+        accents; engine/search.py), best first."""
+        ids = await self.search.search(query, limit)
+        found = await self.get_many(ids)
+        return [found[i] for i in ids if i in found]

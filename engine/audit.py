@@ -5,8 +5,11 @@
 - every entry balances: per unit (coins, diamonds) its postings add up to zero,
   i.e. its debits equal its credits;
 - every gift is worth what it cost at the rate it recorded (the rate in force
-  when it was sent): diamonds x coins_per_diamond + platform coins == coins
-  spent, and (diamonds, platform) == split_gift(coins, rate);
+  when it was sent): diamonds x coins_per_diamond + platform coins + the
+  creator's carry change == coins spent, and (diamonds, platform, carry after)
+  == carry_gift(coins, the creator's carry before it as the replay has it,
+  rate), with 0 <= carry < coins_per_diamond: no coin is lost to rounding
+  (gifts journalled before the carry: (diamonds, platform) == split_gift);
 - every operation id was applied once, and a payout settles at most once,
   after its cash-out, for the same amount;
 - every stored balance equals the sum of its entries, and nothing is negative
@@ -15,7 +18,8 @@
   diamonds minted);
 - coins bought == coins held + coins spent; diamonds credited + the platform's
   share == the value of the coins spent; diamonds held + pending + paid ==
-  diamonds credited; payout records agree with the pending balances.
+  diamonds credited; coins carried == the creators' carry; payout records
+  agree with the pending balances.
 
 Rules are pure (`audit`), the Redis reading is `read_state`, so tests can also
 feed it a doctored journal.
@@ -45,7 +49,7 @@ from engine.ledger import (
     Ledger,
     account,
 )
-from engine.ledger_rules import parse_rate, split_gift
+from engine.ledger_rules import carry_gift, parse_rate, split_gift
 
 # System accounts whose balance is minus by construction.
 NEGATIVE_BY_DESIGN = frozenset({account(WORLD, "coins"), account(EXCHANGE, "diamonds")})
@@ -103,7 +107,7 @@ def audit(entries: Iterable[JournalEntry], stored: dict[str, int],
     seen_ops: Counter[tuple[str, str, str]] = Counter()
     cashouts: dict[str, tuple[str, int]] = {}        # payout id -> (user, diamonds)
     settled: dict[str, str] = {}                      # payout id -> payout|return
-    bought = spent = credited = platform = value = 0
+    bought = spent = credited = platform = value = carried = 0
 
     for entry in entries:
         report.entries += 1
@@ -142,19 +146,11 @@ def audit(entries: Iterable[JournalEntry], stored: dict[str, int],
                 credited += diamonds
                 platform += share
                 value += diamonds * per
-                if diamonds * per + share != coins:
-                    bad(Mismatch("gift", entry.id,
-                                 f"{diamonds} diamonds x {per} + {share} platform coins != "
-                                 f"{coins} coins spent"))
-                if split_gift(coins, per, pct) != (diamonds, share):
-                    bad(Mismatch("gift", entry.id,
-                                 f"{coins} coins at rate {meta['rate']} make "
-                                 f"{split_gift(coins, per, pct)}, not ({diamonds}, {share})"))
-                _expect(entry, {account(meta["sender"], "coins"): -coins,
-                                account(meta["creator"], "diamonds"): diamonds,
-                                account(PLATFORM, "coins"): share,
-                                account(EXCHANGE, "coins"): coins - share,
-                                account(EXCHANGE, "diamonds"): -diamonds}, bad)
+                if "carry" in meta:  # sent since the carry (ledger_rules.carry_gift)
+                    carried += _check_carried_gift(entry, coins, diamonds, share, per, pct,
+                                                   running, bad)
+                else:
+                    _check_split_gift(entry, coins, diamonds, share, per, pct, bad)
             elif entry.kind == CASHOUT:
                 amount = int(meta["diamonds"])
                 cashouts[meta["payout"]] = (meta["user"], amount)
@@ -201,15 +197,18 @@ def audit(entries: Iterable[JournalEntry], stored: dict[str, int],
 
     held = total("coins")
     held_d, pending, paid = total("diamonds"), total("pending"), total("paid")
+    carry_held = total("carry")
     report.totals = {"coins_bought": bought, "coins_held": held, "coins_spent": spent,
-                     "platform_coins": platform, "diamonds_credited": credited,
-                     "diamonds_held": held_d, "diamonds_pending": pending,
-                     "diamonds_paid": paid}
+                     "platform_coins": platform, "coins_carried": carry_held,
+                     "diamonds_credited": credited, "diamonds_held": held_d,
+                     "diamonds_pending": pending, "diamonds_paid": paid}
     checks = [
         ("coins bought == coins held + coins spent", bought, held + spent),
         ("coins sold (-@world/coins) == coins bought", -stored.get(account(WORLD, "coins"), 0),
          bought),
-        ("diamonds credited x rate + platform share == coins spent", value + platform, spent),
+        ("diamonds credited x rate + platform share + coins carried == coins spent",
+         value + platform + carried, spent),
+        ("creators' carry == coins carried", carry_held, carried),
         ("@platform/coins == platform share", stored.get(account(PLATFORM, "coins"), 0),
          platform),
         ("diamonds held + pending + paid == diamonds credited", held_d + pending + paid,
@@ -244,6 +243,54 @@ def audit(entries: Iterable[JournalEntry], stored: dict[str, int],
                 bad(Mismatch("payout", name, f"pending {have}, open payouts hold "
                                              f"{pending_by_user[owner]}"))
     return report
+
+
+def _check_split_gift(entry: JournalEntry, coins: int, diamonds: int, share: int, per: int,
+                      pct: int, bad: Any) -> None:
+    """A gift journalled before the carry: the lone coins were the platform's."""
+    meta = entry.meta
+    if diamonds * per + share != coins:
+        bad(Mismatch("gift", entry.id,
+                     f"{diamonds} diamonds x {per} + {share} platform coins != "
+                     f"{coins} coins spent"))
+    if split_gift(coins, per, pct) != (diamonds, share):
+        bad(Mismatch("gift", entry.id,
+                     f"{coins} coins at rate {meta['rate']} make "
+                     f"{split_gift(coins, per, pct)}, not ({diamonds}, {share})"))
+    _expect(entry, {account(meta["sender"], "coins"): -coins,
+                    account(meta["creator"], "diamonds"): diamonds,
+                    account(PLATFORM, "coins"): share,
+                    account(EXCHANGE, "coins"): coins - share,
+                    account(EXCHANGE, "diamonds"): -diamonds}, bad)
+
+
+def _check_carried_gift(entry: JournalEntry, coins: int, diamonds: int, share: int, per: int,
+                        pct: int, running: dict[str, int], bad: Any) -> int:
+    """A gift with the carry: its diamonds, commission and carry after are what
+    carry_gift makes of its coins and the creator's carry before it (as the replay so
+    far has it), and its postings move exactly that. Returns the carry change."""
+    meta = entry.meta
+    after = int(meta["carry"])
+    before = running[account(meta["creator"], "carry")]
+    moved = after - before
+    if diamonds * per + share + moved != coins:
+        bad(Mismatch("gift", entry.id,
+                     f"{diamonds} diamonds x {per} + {share} platform coins + {moved} "
+                     f"carried != {coins} coins spent"))
+    if not 0 <= after < per:
+        bad(Mismatch("gift", entry.id, f"carry {after} is not 0..{per - 1} coins"))
+    want = carry_gift(coins, max(before, 0), per, pct)
+    if want != (diamonds, share, after):
+        bad(Mismatch("gift", entry.id,
+                     f"{coins} coins with {before} carried at rate {meta['rate']} make "
+                     f"{want}, not ({diamonds}, {share}, {after})"))
+    _expect(entry, {account(meta["sender"], "coins"): -coins,
+                    account(meta["creator"], "diamonds"): diamonds,
+                    account(meta["creator"], "carry"): moved,
+                    account(PLATFORM, "coins"): share,
+                    account(EXCHANGE, "coins"): diamonds * per,
+                    account(EXCHANGE, "diamonds"): -diamonds}, bad)
+    return moved
 
 
 def _expect(entry: JournalEntry, want: dict[str, int], bad: Any) -> None:

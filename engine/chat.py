@@ -9,7 +9,9 @@ XDEL of the message itself) share the stream, so they reach everyone in the
 same order. The stream is capped (MAXLEN ~) and expires after the live.
 
 Moderation state belongs to the creator, not to one live: the keyword filter,
-slow mode, mutes (with an end time) and bans carry over to their next live.
+slow mode, mutes (with an end time), bans and the moderators they appoint carry
+over to their next live. A moderator deletes, mutes, bans, unmutes and unbans in
+that creator's lives, but never acts on the creator or another moderator.
 The rules are plain functions in engine/chat_rules.py; this module reads the
 state they need and writes only what they allow.
 """
@@ -29,6 +31,7 @@ from engine.chat_rules import (
     ChatSettings,
     SenderState,
     check_filter,
+    check_may_appoint,
     check_may_moderate,
     check_may_read,
     check_may_send,
@@ -37,7 +40,7 @@ from engine.chat_rules import (
     clean_slow_mode,
     clean_text,
 )
-from engine.errors import not_found, rate_limited
+from engine.errors import not_found, rate_limited, unavailable
 from engine.lives import Live
 from engine.stream_ids import StreamId
 from engine.throttle import check_window
@@ -141,6 +144,40 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'k', 'd', 'x', A
 """
 
 
+# A moderation write (mute, unmute, ban, unban) guarded against what changed since the
+# rules read the moderators: the actor still moderates (the creator always does) and
+# the target is still no moderator when the actor is one; else 'raced' and the rules
+# judge again. A ban by the creator also ends the target's moderator role.
+# KEYS: 1 chat_moderators, 2 chat_bans or chat_mutes. ARGV: 1 actor, 2 creator,
+# 3 target, 4 op (ban|unban|mute|unmute), 5 mute end ms.
+_MODERATE = """
+if ARGV[1] ~= ARGV[2] then
+  if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 'raced' end
+  if redis.call('SISMEMBER', KEYS[1], ARGV[3]) == 1 then return 'raced' end
+end
+local op = ARGV[4]
+if op == 'ban' then
+  redis.call('SREM', KEYS[1], ARGV[3])
+  return redis.call('SADD', KEYS[2], ARGV[3])
+elseif op == 'unban' then
+  return redis.call('SREM', KEYS[2], ARGV[3])
+elseif op == 'mute' then
+  redis.call('HSET', KEYS[2], ARGV[3], ARGV[5])
+  return 1
+end
+return redis.call('HDEL', KEYS[2], ARGV[3])
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A user's place in one creator's chats, for the studio's lists."""
+
+    user_id: str
+    muted_until: float = 0.0   # seconds since the epoch; 0 when not muted
+    banned: bool = False
+
+
 class Chat:
     """Send, read and moderate the chat of live sessions."""
 
@@ -150,6 +187,7 @@ class Chat:
         self._append = redis.register_script(_APPEND)
         self._system = redis.register_script(_SYSTEM)
         self._delete = redis.register_script(_DELETE)
+        self._moderate = redis.register_script(_MODERATE)
 
     # --- settings ------------------------------------------------------------------
 
@@ -320,12 +358,59 @@ class Chat:
 
     # --- moderation --------------------------------------------------------------------
 
+    async def moderators(self, creator_id: str) -> set[str]:
+        """The user ids the creator appointed to moderate their chats."""
+        return set(await self._redis.smembers(keys.chat_moderators(creator_id)))
+
+    async def is_moderator(self, creator_id: str, user_id: str) -> bool:
+        return bool(await self._redis.sismember(keys.chat_moderators(creator_id), user_id))
+
+    async def appoint(self, creator_id: str, actor_id: str, target_id: str) -> bool:
+        """The creator makes target a moderator of their chats (False: already one).
+        A banned user is unbanned by it: the creator chose to trust them."""
+        key = keys.chat_moderators(creator_id)
+        count = await self._redis.scard(key)
+        if await self._redis.sismember(key, target_id):
+            count -= 1
+        check_may_appoint(actor_id, creator_id, target_id, count)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(key, target_id)
+            pipe.srem(keys.chat_bans(creator_id), target_id)
+            added, _ = await pipe.execute()
+        return bool(added)
+
+    async def dismiss(self, creator_id: str, actor_id: str, target_id: str) -> bool:
+        """The creator takes back a moderator role (False: they had none)."""
+        check_may_appoint(actor_id, creator_id, target_id, 0)
+        return bool(await self._redis.srem(keys.chat_moderators(creator_id), target_id))
+
+    async def _moderated(self, creator_id: str, actor_id: str, target_id: str, op: str,
+                         until_ms: int = 0) -> int:
+        """One moderation write after the rules, judged again if the moderators changed."""
+        key = keys.chat_bans(creator_id) if op in ("ban", "unban") else keys.chat_mutes(
+            creator_id)
+        for _ in range(3):
+            check_may_moderate(actor_id, creator_id, target_id,
+                               moderators=await self.moderators(creator_id))
+            done = await self._moderate(keys=[keys.chat_moderators(creator_id), key],
+                                        args=[actor_id, creator_id, target_id, op, until_ms])
+            if done != "raced":
+                return int(done)
+        raise unavailable("the moderators changed while you acted; try again")
+
     async def delete(self, live: Live, actor_id: str,
                      message_id: str | StreamId) -> ChatItem:
-        """The creator deletes a message: gone from history, and a tombstone in the
-        order tells everyone watching. not_found for an unknown id or a system line."""
-        check_may_moderate(actor_id, live.creator_id)
+        """The creator or one of their moderators deletes a message: gone from history,
+        and a tombstone in the order tells everyone watching. not_found for an unknown
+        id or a system line. A moderator may not delete the creator's or another
+        moderator's line (forbidden, reason `moderator`)."""
+        moderators = await self.moderators(live.creator_id)
+        check_may_moderate(actor_id, live.creator_id, moderators=moderators)
         message_id = str(stream_ids.parse(message_id))
+        if actor_id != live.creator_id:
+            author = (await self.entry(live.live_id, message_id)).user_id
+            if author != actor_id:
+                check_may_moderate(actor_id, live.creator_id, author, moderators=moderators)
         tomb = await self._delete(keys=[keys.chat(live.live_id)],
                                   args=[message_id, self.limits.stream_max])
         if not tomb:
@@ -333,41 +418,61 @@ class Chat:
         return ChatItem(tomb, DELETE, target=message_id)
 
     async def mute(self, creator_id: str, target_id: str, seconds: int, *,
-                   now: float | None = None) -> float:
-        """Mute target in the creator's chats for `seconds`; returns the end time."""
-        check_may_moderate(creator_id, creator_id, target_id)
+                   actor_id: str | None = None, now: float | None = None) -> float:
+        """Mute target in the creator's chats for `seconds`; returns the end time.
+        `actor_id`: who mutes (the creator when None), the creator or a moderator."""
+        actor_id = creator_id if actor_id is None else actor_id
+        check_may_moderate(actor_id, creator_id, target_id,
+                           moderators=await self.moderators(creator_id))
         seconds = clean_mute_seconds(seconds, self.limits.mute_max_s)
         moment = time.time() if now is None else now
         until = moment + seconds
         key = keys.chat_mutes(creator_id)
         mutes = await self._redis.hgetall(key)
         expired = [u for u, t in mutes.items() if int(t) <= moment * 1000 and u != target_id]
-        async with self._redis.pipeline(transaction=True) as pipe:
-            if expired:  # keeps the hash as small as the mutes in force
-                pipe.hdel(key, *expired)
-            pipe.hset(key, target_id, int(until * 1000))
-            await pipe.execute()
+        if expired:  # keeps the hash as small as the mutes in force
+            await self._redis.hdel(key, *expired)
+        await self._moderated(creator_id, actor_id, target_id, "mute", int(until * 1000))
         return until
 
-    async def unmute(self, creator_id: str, target_id: str) -> bool:
-        check_may_moderate(creator_id, creator_id, target_id)
-        return bool(await self._redis.hdel(keys.chat_mutes(creator_id), target_id))
+    async def unmute(self, creator_id: str, target_id: str, *,
+                     actor_id: str | None = None) -> bool:
+        actor_id = creator_id if actor_id is None else actor_id
+        return bool(await self._moderated(creator_id, actor_id, target_id, "unmute"))
 
     async def muted_until(self, creator_id: str, user_id: str) -> float:
         raw = await self._redis.hget(keys.chat_mutes(creator_id), user_id)
         return int(raw or 0) / 1000
 
-    async def ban(self, creator_id: str, target_id: str) -> bool:
-        """Ban target from the creator's lives (this one and later ones) and their chat."""
-        check_may_moderate(creator_id, creator_id, target_id)
-        return bool(await self._redis.sadd(keys.chat_bans(creator_id), target_id))
+    async def ban(self, creator_id: str, target_id: str, *,
+                  actor_id: str | None = None) -> bool:
+        """Ban target from the creator's lives (this one and later ones) and their chat.
+        A ban by the creator ends the target's moderator role too."""
+        actor_id = creator_id if actor_id is None else actor_id
+        return bool(await self._moderated(creator_id, actor_id, target_id, "ban"))
 
-    async def unban(self, creator_id: str, target_id: str) -> bool:
-        check_may_moderate(creator_id, creator_id, target_id)
-        return bool(await self._redis.srem(keys.chat_bans(creator_id), target_id))
+    async def unban(self, creator_id: str, target_id: str, *,
+                    actor_id: str | None = None) -> bool:
+        actor_id = creator_id if actor_id is None else actor_id
+        return bool(await self._moderated(creator_id, actor_id, target_id, "unban"))
 
     async def bans(self, creator_id: str) -> list[str]:
         return sorted(await self._redis.smembers(keys.chat_bans(creator_id)))
 
+    async def restricted(self, creator_id: str, *, now: float | None = None
+                         ) -> list[Standing]:
+        """Everyone banned or muted (a mute in force) in the creator's chats, by id."""
+        moment = time.time() if now is None else now
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.smembers(keys.chat_bans(creator_id))
+            pipe.hgetall(keys.chat_mutes(creator_id))
+            banned, mutes = await pipe.execute()
+        found = {u: Standing(u, banned=True) for u in banned}
+        for user, raw in mutes.items():
+            until = int(raw) / 1000
+            if until > moment:
+                found[user] = Standing(user, until, user in banned)
+        return [found[u] for u in sorted(found)]
 
-__all__ = ["DELETE", "MESSAGE", "SYSTEM", "Chat", "ChatItem", "ChatPage"]
+
+__all__ = ["DELETE", "MESSAGE", "SYSTEM", "Chat", "ChatItem", "ChatPage", "Standing"]

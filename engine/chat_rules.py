@@ -154,9 +154,33 @@ def check_may_send(state: SenderState, slow_mode_s: int, now: float) -> None:
             raise error
 
 
-def check_may_moderate(actor: str, creator: str, target: str | None = None) -> None:
-    """Only the creator moderates their chat, and never themselves."""
-    if actor != creator:
-        raise forbidden("only the creator can moderate this chat")
-    if target is not None and target == creator:
+MODERATORS_MAX = 50     # a creator's moderators: a team, not an audience
+
+
+def check_may_moderate(actor: str, creator: str, target: str | None = None, *,
+                       moderators: frozenset[str] | set[str] = frozenset()) -> None:
+    """The creator and the moderators they appointed moderate the creator's chat
+    (delete, mute, ban, unmute, unban); nobody acts on themselves, and a moderator
+    never acts on the creator or on another moderator (reason `moderator`)."""
+    if actor != creator and actor not in moderators:
+        raise forbidden("only the creator and their moderators can moderate this chat")
+    if target is None:
+        return
+    if target == actor:
         raise invalid("you cannot mute or ban yourself")
+    if actor != creator and (target == creator or target in moderators):
+        raise DomainError(ErrorCode.FORBIDDEN,
+                          "a moderator cannot mute or ban the creator or another moderator",
+                          reason="moderator")
+
+
+def check_may_appoint(actor: str, creator: str, target: str, count: int,
+                      max_moderators: int = MODERATORS_MAX) -> None:
+    """Only the creator appoints moderators: not themselves, at most `max_moderators`
+    (`count`: how many they have, the target not among them)."""
+    if actor != creator:
+        raise forbidden("only the creator can appoint moderators")
+    if target == creator:
+        raise invalid("you already moderate your own chat", field="user_id")
+    if count >= max_moderators:
+        raise invalid(f"at most {max_moderators} moderators", field="user_id")

@@ -154,6 +154,37 @@ class Graph:
     async def following(self, user_id: str, *, limit: int = 50) -> list[str]:
         return list(await self._redis.zrevrange(keys.following(user_id), 0, limit - 1))
 
+    async def hidden_from(self, viewer: str, others: list[str]) -> set[str]:
+        """Those of `others` a block stands with, either way (search leaves them out)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.smismember(keys.blocks(viewer), others)
+            pipe.smismember(keys.blocked_by(viewer), others)
+            blocking, blocked_by = await pipe.execute()
+        return {u for u, a, b in zip(others, blocking, blocked_by, strict=True) if a or b}
+
+    async def suggested(self, user_id: str, *, limit: int = 10, fan: int = 50) -> list[str]:
+        """People the user's follows follow, most shared first (then newest follow):
+        at most `fan` follows are read, so the cost is bounded for anyone."""
+        mine = await self._redis.zrevrange(keys.following(user_id), 0, fan - 1)
+        if not mine:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for other in mine:
+                pipe.zrevrange(keys.following(other), 0, fan - 1)
+            theirs = await pipe.execute()
+        counts: dict[str, int] = {}
+        for ids in theirs:
+            for uid in ids:
+                counts[uid] = counts.get(uid, 0) + 1
+        counts.pop(user_id, None)
+        for uid in await self._redis.zrange(keys.following(user_id), 0, -1):
+            counts.pop(uid, None)
+        if not counts:
+            return []
+        hidden = await self.hidden_from(user_id, list(counts))
+        ranked = sorted((u for u in counts if u not in hidden), key=lambda u: -counts[u])
+        return ranked[:limit]
+
     async def friends(self, user_id: str, *, limit: int = 50) -> list[str]:
         """Mutual follows (those the user follows who follow back)."""
         following = await self._redis.zrevrange(keys.following(user_id), 0, -1)

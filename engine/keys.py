@@ -41,7 +41,9 @@ _CORE_FAMILIES = frozenset((
     "nudge_waiting", "nudge_pair", "nudge_rate", "nudge_day", "nudge_lives", "live_nudgers",
     "live_nudge_stats", "live_came", "live_alerts", "notify_jobs_active", "notify_job",
     "notif", "notif_data", "notif_unread", "notif_groups", "wallet", "wallet_log",
-    "wallet_entries", "ledger_op", "payout", "payouts", "cashout_day"))
+    "wallet_entries", "ledger_op", "payout", "payouts", "cashout_day",
+    # added with keys version 2: no old data, listed so every tagged family maps back
+    "avatar", "chat_moderators", "live_alerted"))
 _CORE_NAMES = frozenset(("lives", "notify_jobs", "ledger:journal"))
 _DM_FAMILIES = frozenset(("dm", "dm_meta", "dm_inbox", "dm_requests", "dm_unread", "dm_rate",
                           "dm_new", "dm_repeat"))
@@ -89,6 +91,18 @@ def username(name: str) -> str:
     return f"{CORE}username:{name.lower()}"
 
 
+def user_search(first: str) -> str:
+    """Sorted set (all scores 0) of "term\\x00user id" for the terms starting with
+    `first` (one folded character): the people index, engine/search.py."""
+    return f"user_search:{first}"
+
+
+def avatar(user_id: str) -> str:
+    """The user's profile photo (WebP, base64), engine/avatars.py; its version is the
+    `avatar` field of user:{id}."""
+    return f"{CORE}avatar:{user_id}"  # written in one MULTI with user:{id}
+
+
 def session(session_id: str) -> str:
     return f"session:{session_id}"
 
@@ -119,6 +133,11 @@ def live(creator_id: str) -> str:
 def live_directory() -> str:
     """Sorted set of live creators, scored by distinct viewers (Discover)."""
     return CORE + "lives"
+
+
+def recent_creators() -> str:
+    """Sorted set of creators by the start of their latest live (Discover suggestions)."""
+    return "recent_creators"
 
 
 def live_viewers(live_id: str) -> str:
@@ -197,6 +216,11 @@ def chat_bans(creator_id: str) -> str:
 def chat_mutes(creator_id: str) -> str:
     """Hash of user id -> ms until which they may not chat in the creator's lives."""
     return f"{CORE}chat_mutes:{creator_id}"
+
+
+def chat_moderators(creator_id: str) -> str:
+    """Set of the user ids a creator appointed to moderate their chats."""
+    return f"{CORE}chat_moderators:{creator_id}"  # read by the chat scripts
 
 
 # --- gifts in the live room (engine/gift_room.py) --------------------------------
@@ -330,6 +354,11 @@ def live_came(live_id: str) -> str:
 def live_alerts(creator_id: str) -> str:
     """Set of followers who asked to be told when the creator goes live."""
     return f"{CORE}live_alerts:{creator_id}"
+
+
+def live_alerted(creator_id: str) -> str:
+    """Set (with a TTL of the alert window) when a creator's followers were alerted."""
+    return f"{CORE}live_alerted:{creator_id}"  # set by the alert script
 
 
 def notify_jobs() -> str:

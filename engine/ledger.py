@@ -1,10 +1,13 @@
 """The coin and diamond ledger over Redis: every movement is one Lua script.
 
 Accounts are fields of `wallet:<owner>` hashes: a user's `coins`, `diamonds`,
-`pending` (diamonds waiting for a payout) and `paid` (diamonds paid out); the
-platform's own `@platform/coins` (the remainder and the commission of every
-gift); `@world/coins` (minus every coin sold) and `@exchange` (coins turned
-into diamonds, and minus every diamond minted). Each operation appends one
+`pending` (diamonds waiting for a payout), `paid` (diamonds paid out) and
+`carry` (a creator's coins toward their next diamond: what a gift's coins make
+beyond whole diamonds stays theirs, so two 1-coin Roses at 2 coins a diamond
+make one; ledger_rules.carry_gift); the platform's own `@platform/coins` (the
+commission of every gift, and the remainder of gifts sent before the carry);
+`@world/coins` (minus every coin sold) and `@exchange` (coins turned into
+diamonds, and minus every diamond minted). Each operation appends one
 double-entry journal entry to the `ledger:journal` Stream: postings
 (account, amount) whose amounts add up to zero per unit, so
 `golive ledger audit` can replay the journal and prove every balance.
@@ -43,7 +46,8 @@ from engine.ledger_rules import (
     check_cashout,
     check_coins,
     check_op_id,
-    split_gift,
+    commission,
+    gift_refusal,
 )
 from engine.packed_script import PackedScript
 from engine.stream_ids import StreamId
@@ -55,7 +59,9 @@ PURCHASE, GIFT, CASHOUT, PAYOUT, RETURN = "purchase", "gift", "cashout", "payout
 # System owners (user ids are 16 hex characters, so these never clash)
 PLATFORM, WORLD, EXCHANGE = "@platform", "@world", "@exchange"
 # Wallet fields and their units
-UNITS = {"coins": "coin", "diamonds": "diamond", "pending": "diamond", "paid": "diamond"}
+# (`carry`: a creator's coins toward their next diamond, ledger_rules.carry_gift)
+UNITS = {"coins": "coin", "diamonds": "diamond", "pending": "diamond", "paid": "diamond",
+         "carry": "coin"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,7 @@ class GiftReceipt:
     creator_diamonds: int  # the creator's diamond balance right after this gift
     replayed: bool         # True when this id was applied before (nothing moved now)
     entry_id: str = ""     # the journal entry's id (Stream id)
+    creator_carry: int = 0  # the creator's carry right after (coins toward a diamond)
 
     def as_dict(self) -> dict[str, Any]:
         return {"transfer_id": self.transfer_id, "sender_id": self.sender_id,
@@ -81,7 +88,7 @@ class GiftReceipt:
                 "gift_id": self.gift_id, "count": self.count, "coins": self.coins,
                 "diamonds": self.diamonds, "sender_coins": self.sender_coins,
                 "creator_diamonds": self.creator_diamonds, "replayed": self.replayed,
-                "entry_id": self.entry_id}
+                "entry_id": self.entry_id, "creator_carry": self.creator_carry}
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +134,12 @@ class Balances:
     diamonds: int = 0
     pending_diamonds: int = 0
     paid_diamonds: int = 0
+    carry_coins: int = 0    # coins toward the next diamond (ledger_rules.carry_gift)
 
     def as_dict(self) -> dict[str, Any]:
         return {"coins": self.coins, "diamonds": self.diamonds,
-                "pending_diamonds": self.pending_diamonds, "paid_diamonds": self.paid_diamonds}
+                "pending_diamonds": self.pending_diamonds, "paid_diamonds": self.paid_diamonds,
+                "carry_coins": self.carry_coins}
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +188,7 @@ class JournalEntry:
 
 
 META_FIELDS = ("sender", "creator", "live", "gift", "count", "coins", "diamonds", "platform",
-               "rate", "user", "provider", "package", "payout")
+               "carry", "rate", "user", "provider", "package", "payout")
 
 
 def entry_from_fields(entry_id: str, fields: dict[str, str]) -> JournalEntry:
@@ -377,20 +386,24 @@ class Ledger:
         if not _SAFE_ID.match(r.live_id):
             raise not_found("this creator is not live")
         cost = gift.coins * count
-        diamonds, platform = split_gift(cost, rules.coins_per_diamond, rules.commission_pct)
+        platform = commission(cost, rules.commission_pct)
         live_id, gift_id, tid = r.live_id, gift.id, r.transfer_id
         # The entry as _fields would write it (ids need no JSON escaping: _SAFE_ID,
-        # check_op_id, the catalog's ids), built here rather than in the script
+        # check_op_id, the catalog's ids, and hold no '%'), built here rather than in
+        # the script; the script fills each %d with what the creator's carry makes
+        # (ledger_lua.GIFTS: diamonds, carry change, exchange coins, -diamonds,
+        # diamonds, carry after), as ledger_rules.carry_gift
         entry = (f'{{"kind":"gift","op":"{tid}","postings":[["{sender}/coins",{-cost}],'
-                 f'["{creator}/diamonds",{diamonds}],["@platform/coins",{platform}],'
-                 f'["@exchange/coins",{cost - platform}],["@exchange/diamonds",{-diamonds}]],'
+                 f'["{creator}/diamonds",%d],["{creator}/carry",%d],'
+                 f'["@platform/coins",{platform}],'
+                 f'["@exchange/coins",%d],["@exchange/diamonds",%d]],'
                  f'"sender":"{sender}","creator":"{creator}","live":"{live_id}",'
                  f'"gift":"{gift_id}","count":"{count}","coins":"{cost}",'
-                 f'"diamonds":"{diamonds}","platform":"{platform}","rate":"{rules.rate}"}}')
+                 f'"diamonds":"%d","carry":"%d","platform":"{platform}","rate":"{rules.rate}"}}')
         # ARGV per gift (ledger_lua.GIFTS) but its creator's number, which _pack_gifts
         # puts after the sender
         args = [f"{sender}|{creator}|{live_id}|{gift_id}|{count}", sender, live_id,
-                str(count), str(cost), str(diamonds), str(platform), entry]
+                str(count), str(cost), str(cost - platform), str(platform), entry]
         return _GiftCall(
             GiftRequest(r.transfer_id, sender, creator, r.live_id, gift.id, count), cost,
             rules, [keys.ledger_op("gift", sender, r.transfer_id), keys.blocks(sender),
@@ -424,7 +437,7 @@ class Ledger:
         return self._gifts.pack(
             keys_ + gift_keys,
             [self._cutoff[1], str(rules.min_followers), str(rules.max_count), str(len(numbers)),
-             *args, *gift_args])
+             str(rules.coins_per_diamond), *args, *gift_args])
 
     async def credit_purchase(self, *, payment_id: str, provider: str, user_id: str,
                               coins: int, package_id: str = "",
@@ -472,10 +485,31 @@ class Ledger:
         return Purchase(payment_id, provider, user_id, coins, int(balance),
                         reply[0] == "replay", entry_id)
 
+    async def gift_refusal(self, sender_id: str, creator_id: str, *,
+                           today: dt.date | None = None) -> DomainError | None:
+        """The refusal every gift from sender to creator would get now (the creator too
+        young or short of followers, the sender too young), or None: the gift tray is
+        offered only where gifts can be received (ledger_rules.gift_refusal). Its
+        `reason` detail is the rule's name: creator_minor, followers, sender_minor."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.user(sender_id), "birthdate")
+            pipe.hget(keys.user(creator_id), "birthdate")
+            pipe.zcard(keys.followers(creator_id))
+            sender_born, creator_born, followers = await pipe.execute()
+        if sender_born is None or creator_born is None:
+            return not_found("no such user")
+        status = gift_refusal(sender_born, creator_born, int(followers), self.rules,
+                              today or _today())
+        if status is None:
+            return None
+        error = _gift_error(status, [status], 0, self.rules)
+        error.details["reason"] = status
+        return error
+
     async def balances(self, user_id: str) -> Balances:
         h = await self._redis.hgetall(keys.wallet(user_id))
         return Balances(user_id, int(h.get("coins", 0)), int(h.get("diamonds", 0)),
-                        int(h.get("pending", 0)), int(h.get("paid", 0)))
+                        int(h.get("pending", 0)), int(h.get("paid", 0)), int(h.get("carry", 0)))
 
     async def history(self, user_id: str, *, before: str | StreamId | None = None,
                       limit: int = 20) -> list[JournalEntry]:
@@ -651,11 +685,12 @@ def _gift_receipt(call: _GiftCall, reply: Any) -> GiftReceipt:
     status, *rest = reply.split(" ")
     if status not in ("ok", "replay"):
         raise _gift_error(status, [status, *rest], call.cost, call.rules)
-    entry_id, sender_coins, creator_diamonds, coins, got = rest
+    # gifts recorded before the carry answer without it
+    entry_id, sender_coins, creator_diamonds, coins, got, *carry = rest
     r = call.request
     return GiftReceipt(r.transfer_id, r.sender_id, r.creator_id, r.live_id, r.gift_id, r.count,
                        int(coins), int(got), int(sender_coins), int(creator_diamonds),
-                       status == "replay", entry_id)
+                       status == "replay", entry_id, int(carry[0]) if carry else 0)
 
 
 def _gift_error(status: str, reply: list[str], cost: int, rules: LedgerRules) -> DomainError:

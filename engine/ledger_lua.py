@@ -27,12 +27,17 @@ end
 # bans, blocks:creator, user:creator, followers:creator, wallet:creator,
 # entries:creator; then 5 per gift: op, blocks:sender, user:sender, wallet:sender,
 # entries:sender (keys.wallet_entries).
-# ARGV: 1 adult cutoff, 2 min followers, 3 max count, 4 creators C; then C creator ids;
-# then 9 per gift: fingerprint "sender|creator|live|gift|count", sender, its creator's
-# number 1..C, live, count, coins, diamonds, platform coins, the journal entry (JSON,
-# built by ledger._gift_call from the same values).
+# ARGV: 1 adult cutoff, 2 min followers, 3 max count, 4 creators C, 5 coins per diamond;
+# then C creator ids; then 9 per gift: fingerprint "sender|creator|live|gift|count",
+# sender, its creator's number 1..C, live, count, coins, coins to convert (coins minus
+# the commission), platform coins (the commission), the journal entry (JSON, built by
+# ledger._gift_call, with string.format's %d where the script puts, in order: creator
+# diamonds, carry change, exchange coins, minus the diamonds, diamonds, carry after).
+# The diamonds come from the creator's carry (wallet field `carry`: coins toward their
+# next diamond) plus the coins to convert, as ledger_rules.carry_gift: the carry is read
+# once per call and moves gift by gift, in order, so nothing is lost to rounding.
 # Answers one string per gift: "ok|replay <entry id> <sender coins> <creator diamonds>
-# <coins> <diamonds>", "funds <have>" or the refusal's name.
+# <coins> <diamonds> <creator carry>", "funds <have>" or the refusal's name.
 #
 # Why many per call (`golive bench ledger`, ledger.py has the figures): each EVALSHA
 # costs Redis ~5 us before its first redis.call, and the balances every gift moves
@@ -41,7 +46,8 @@ end
 # are read once per call.
 GIFTS = """
 local cutoff, minf, maxc, nc = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local GA, GK = 4 + nc, 3 + 7 * nc
+local per = tonumber(ARGV[5])
+local GA, GK = 5 + nc, 3 + 7 * nc
 local ng = (#ARGV - GA) / 9
 local live, born, fans = {}, {}, {}  -- per creator number, read when first needed
 local coins, left = {}, {}           -- sender wallet -> coins after the gifts taken so far
@@ -50,7 +56,7 @@ local taken, go, out = {}, {}, {}    -- op key -> gift number; gift numbers take
 local function check(a, k)
   local sender, c = ARGV[a + 2], tonumber(ARGV[a + 3])
   local ck = 3 + 7 * (c - 1)
-  if sender == ARGV[4 + c] then return 'self' end
+  if sender == ARGV[5 + c] then return 'self' end
   local n = tonumber(ARGV[a + 5])
   if n < 1 or n > maxc then return 'count' end
   if live[c] == nil then live[c] = redis.call('HGET', KEYS[ck + 1], 'live_id') end
@@ -61,7 +67,7 @@ local function check(a, k)
   local cb = born[c]
   if not cb then return 'no_creator' end
   if redis.call('SISMEMBER', KEYS[ck + 2], sender) == 1 then return 'banned' end
-  if redis.call('SISMEMBER', KEYS[k + 2], ARGV[4 + c]) == 1 then return 'blocking' end
+  if redis.call('SISMEMBER', KEYS[k + 2], ARGV[5 + c]) == 1 then return 'blocking' end
   if redis.call('SISMEMBER', KEYS[ck + 3], sender) == 1 then return 'blocked_by' end
   if sb > cutoff then return 'sender_minor' end
   if cb > cutoff then return 'creator_minor' end
@@ -104,6 +110,7 @@ if #go == 0 then return out end
 -- per key with the sums (Lua tables keep no order: lists of keys keep it).
 local spent, senders = {}, {}
 local earned, have, creators = {}, {}, {}
+local carry, carried = {}, {}        -- creator number -> carry now; carry at the start
 local ids, lists = {}, {}
 local function push(key, id)
   local l = ids[key]
@@ -115,21 +122,31 @@ for _, i in ipairs(go) do
   local a, k = GA + 9 * (i - 1), GK + 5 * (i - 1)
   local c = tonumber(ARGV[a + 3])
   local ck = 3 + 7 * (c - 1)
-  local cost, d, p = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8])
+  local cost, conv, p = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8])
   local w = KEYS[k + 4]
   if not spent[w] then spent[w] = 0; senders[#senders + 1] = w end
   spent[w] = spent[w] + cost
   if not earned[c] then
     earned[c] = 0; creators[#creators + 1] = c
-    have[c] = tonumber(redis.call('HGET', KEYS[ck + 6], 'diamonds') or '0')
+    local h = redis.call('HMGET', KEYS[ck + 6], 'diamonds', 'carry')
+    have[c] = tonumber(h[1] or '0')
+    carry[c] = tonumber(h[2] or '0')
+    carried[c] = carry[c]
   end
+  local total = carry[c] + conv
+  local d = math.floor(total / per)
+  local after = total - d * per
+  local moved = after - carry[c]
+  carry[c] = after
   earned[c] = earned[c] + d
   have[c] = have[c] + d
-  platform, exchange, minted = platform + p, exchange + cost - p, minted + d
-  local id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[a + 9])
+  platform, exchange, minted = platform + p, exchange + d * per, minted + d
+  local id = redis.call('XADD', KEYS[3], '*', 'e',
+                        string.format(ARGV[a + 9], d, moved, d * per, 0 - d, d, after))
   push(KEYS[k + 5], id)
   push(KEYS[ck + 7], id)
-  local result = id .. ' ' .. left[i] .. ' ' .. have[c] .. ' ' .. ARGV[a + 6] .. ' ' .. ARGV[a + 7]
+  local result = id .. ' ' .. left[i] .. ' ' .. have[c] .. ' ' .. ARGV[a + 6] .. ' ' .. d ..
+                 ' ' .. after
   redis.call('SET', KEYS[k + 1], ARGV[a + 1] .. '\\n' .. result)
   out[i] = 'ok ' .. result
 end
@@ -137,6 +154,9 @@ end
 for _, w in ipairs(senders) do redis.call('HINCRBY', w, 'coins', 0 - spent[w]) end
 for _, c in ipairs(creators) do
   redis.call('HINCRBY', KEYS[3 + 7 * (c - 1) + 6], 'diamonds', earned[c])
+  if carry[c] ~= carried[c] then
+    redis.call('HINCRBY', KEYS[3 + 7 * (c - 1) + 6], 'carry', carry[c] - carried[c])
+  end
 end
 redis.call('HINCRBY', KEYS[1], 'coins', platform)
 redis.call('HINCRBY', KEYS[2], 'coins', exchange)

@@ -60,7 +60,8 @@ def parse_rate(text: str) -> tuple[int, int]:
 
 
 def split_gift(coins: int, coins_per_diamond: int, commission_pct: int) -> tuple[int, int]:
-    """(creator diamonds, platform coins) for `coins` spent.
+    """(creator diamonds, platform coins) for `coins` spent, the rule before the carry
+    (carry_gift): the audit still proves the journal's older gifts with it.
 
     The commission comes off first (rounded down, in the creator's favour),
     the rest converts at coins_per_diamond, and whatever does not make a whole
@@ -74,6 +75,34 @@ def split_gift(coins: int, coins_per_diamond: int, commission_pct: int) -> tuple
     return diamonds, coins - diamonds * coins_per_diamond
 
 
+def commission(coins: int, commission_pct: int) -> int:
+    """The platform's commission on `coins` spent, rounded down (in the creator's favour)."""
+    if coins < 0:
+        raise ValueError("coins must not be negative")
+    return coins * commission_pct // 100
+
+
+def carry_gift(coins: int, carry: int, coins_per_diamond: int,
+               commission_pct: int) -> tuple[int, int, int]:
+    """(creator diamonds, platform coins, creator carry after) for `coins` spent on a
+    creator whose carry (coins toward their next diamond) is `carry`.
+
+    The rule gifts follow since the carry: nothing is lost to rounding. The commission
+    comes off first (rounded down, in the creator's favour); the rest joins the carry
+    and every whole coins_per_diamond of it becomes a diamond; what does not make a
+    whole diamond stays in the creator's account as carry, in coins (a finer unit than
+    the diamond), for their next gift. So diamonds * coins_per_diamond + platform +
+    (carry after - carry) == coins exactly, and two 1-coin Roses at 2:0 make one
+    diamond. A carry left from an older, larger rate converts at the new one.
+    """
+    if carry < 0:
+        raise ValueError("carry must not be negative")
+    platform = commission(coins, commission_pct)
+    total = carry + coins - platform
+    diamonds = total // coins_per_diamond
+    return diamonds, platform, total - diamonds * coins_per_diamond
+
+
 def adult_cutoff(today: dt.date, age: int) -> str:
     """The latest ISO birthdate of someone `age` or older today.
 
@@ -85,6 +114,22 @@ def adult_cutoff(today: dt.date, age: int) -> str:
         return today.replace(year=today.year - age).isoformat()
     except ValueError:  # today is 29 February, `age` years ago was not a leap year
         return today.replace(year=today.year - age, day=28).isoformat()
+
+
+def gift_refusal(sender_birthdate: str, creator_birthdate: str, creator_followers: int,
+                 rules: LedgerRules, today: dt.date) -> str | None:
+    """Why no gift can go from this sender to this creator whatever they pick, as the
+    gift script names it ('sender_minor', 'creator_minor', 'followers'), or None.
+    Birthdates are ISO dates (the script's own comparison): the tray is not offered
+    where every gift would be refused."""
+    cutoff = adult_cutoff(today, rules.min_age)
+    if creator_birthdate > cutoff:
+        return "creator_minor"
+    if creator_followers < rules.min_followers:
+        return "followers"
+    if sender_birthdate > cutoff:
+        return "sender_minor"
+    return None
 
 
 def check_op_id(op_id: object, field: str = "transfer_id") -> str:

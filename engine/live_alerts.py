@@ -66,11 +66,18 @@ def check_may_set_alerts(user_id: str, creator_id: str, relation: Relation, on: 
                           reason="not_following")
 
 
-# KEYS: 1 waiting, 2 live_nudgers, 3 stats, 4 creator's lives, 5 job, 6 jobs.
+# KEYS: 1 waiting, 2 live_nudgers, 3 stats, 4 creator's lives, 5 job, 6 jobs,
+# 7 live_alerted:creator.
 # ARGV: 1 live id, 2 creator, 3 title, 4 started_at, 5 item JSON, 6 ms, 7 stats ttl,
-# 8 oldest start kept, 9 job ttl.
+# 8 oldest start kept, 9 job ttl, 10 alert window ms (0: none).
+# The alert followers are told at most once per window per creator (SET NX PX on
+# live_alerted): a LIVE begun within it queues a job for its nudgers only ('quiet').
 _BEGIN = """
 if redis.call('EXISTS', KEYS[5]) == 1 then return -1 end
+local quiet = '0'
+if ARGV[10] ~= '0' then
+  if not redis.call('SET', KEYS[7], ARGV[1], 'NX', 'PX', ARGV[10]) then quiet = '1' end
+end
 local n = 0
 if redis.call('EXISTS', KEYS[1]) == 1 then
   n = redis.call('ZCARD', KEYS[1])
@@ -82,7 +89,7 @@ redis.call('EXPIRE', KEYS[3], ARGV[7])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[8])
 redis.call('HSET', KEYS[5], 'creator', ARGV[2], 'item', ARGV[5], 'ms', ARGV[6],
-           'phase', 'nudgers', 'cursor', '0', 'sent', 0)
+           'phase', 'nudgers', 'cursor', '0', 'sent', 0, 'quiet', quiet)
 redis.call('EXPIRE', KEYS[5], ARGV[9])
 redis.call('RPUSH', KEYS[6], ARGV[1])
 return n
@@ -115,7 +122,11 @@ end
 local phase = ARGV[1]
 local cursor = ARGV[3]
 if cursor == '0' then
-  if phase == 'nudgers' then phase = 'alerts' else phase = 'done' end
+  if phase == 'nudgers' and redis.call('HGET', KEYS[1], 'quiet') ~= '1' then
+    phase = 'alerts'
+  else
+    phase = 'done'
+  end
 end
 redis.call('HSET', KEYS[1], 'phase', phase, 'cursor', cursor)
 redis.call('HINCRBY', KEYS[1], 'sent', #out - 1)
@@ -138,8 +149,13 @@ class LiveAlerts:
     """Alert settings, and the go-live fan-out jobs (queued, claimed and stepped)."""
 
     def __init__(self, redis: Redis, notifications: Notifications, node_id: str, *,
-                 batch: int = BATCH, retention_s: int = 31 * DAY_S) -> None:
+                 batch: int = BATCH, retention_s: int = 31 * DAY_S,
+                 alert_window_s: float = 3600.0) -> None:
         self._redis = redis
+        # Followers with alerts on are told of a creator's LIVE at most once in this
+        # many seconds: a creator who restarts (a lost connection past the grace, a
+        # new title) does not alert the same people again and again. 0: every LIVE.
+        self.alert_window_s = alert_window_s
         self._notifications = notifications
         self.node_id = node_id
         self.batch = batch
@@ -169,7 +185,9 @@ class LiveAlerts:
 
     async def begin(self, live: Live, creator: Account, *, now: float | None = None) -> int:
         """The creator went live: the waiting nudgers become this live's, the figures are
-        recorded and the fan-out job queued. The number of nudgers; -1 if already begun."""
+        recorded and the fan-out job queued (for the alert followers too, unless their
+        last alert from this creator is younger than alert_window_s). The number of
+        nudgers; -1 if already begun."""
         moment = time.time() if now is None else now
         data = {"user": actor(creator),
                 "live": {"live_id": live.live_id, "title": live.title,
@@ -178,10 +196,12 @@ class LiveAlerts:
         return int(await self._begin(
             keys=[keys.nudge_waiting(creator.id), keys.live_nudgers(live.live_id),
                   keys.live_nudge_stats(live.live_id), keys.nudge_lives(creator.id),
-                  keys.notify_job(live.live_id), keys.notify_jobs()],
+                  keys.notify_job(live.live_id), keys.notify_jobs(),
+                  keys.live_alerted(creator.id)],
             args=[live.live_id, creator.id, live.title, repr(live.started_at), item,
                   int(moment * 1000), self.retention_s,
-                  repr(live.started_at - self.retention_s), JOB_TTL_S]))
+                  repr(live.started_at - self.retention_s), JOB_TTL_S,
+                  int(self.alert_window_s * 1000)]))
 
     async def claim(self) -> str | None:
         """Take the next queued job for this node (it stays listed as this node's

@@ -148,6 +148,16 @@ def distinct_viewers(shares: dict[str, dict[str, int]], alive: set[str]) -> int:
     return len(users)
 
 
+# The title of a running live, only while it is the live named (not a later one).
+_RETITLE = """
+if redis.call('HGET', KEYS[1], 'live_id') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'title', ARGV[2])
+return 1
+"""
+
+RECENT_CREATORS = 500   # kept in keys.recent_creators: Discover shows the latest 20
+
+
 class Lives:
     """Start and end lives, count viewers, list the directory."""
 
@@ -159,6 +169,7 @@ class Lives:
         self._viewer = redis.register_script(_VIEWER)
         self._reset_viewers = redis.register_script(_RESET_VIEWERS)
         self._reap = redis.register_script(_REAP)
+        self._retitle = redis.register_script(_RETITLE)
 
     async def start(self, creator_id: str, title: str, *, now: float | None = None) -> Live:
         """A new live for the creator on this node; `conflict` if one is running."""
@@ -171,6 +182,27 @@ class Lives:
         if status == "conflict":
             raise conflict("you are already live (in another tab or device)")
         return live
+
+    async def mark_recent(self, live: Live) -> None:
+        """The live is on air (its media published): a recent creator for Discover."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.recent_creators(), {live.creator_id: live.started_at})
+            pipe.zremrangebyrank(keys.recent_creators(), 0, -RECENT_CREATORS - 1)
+            await pipe.execute()
+
+    async def retitle(self, live: Live, title: str) -> Live:
+        """A new title for the running live (the creator's, while live); `not_found`
+        once it has ended."""
+        title = clean_title(title)
+        done = await self._retitle(keys=[keys.live(live.creator_id)],
+                                   args=[live.live_id, title])
+        if not done:
+            raise not_found("this live has ended")
+        return Live(live.live_id, live.creator_id, title, live.started_at, live.node)
+
+    async def recent_creators(self, *, limit: int = 20) -> list[str]:
+        """Creators who went LIVE lately, the latest first."""
+        return list(await self._redis.zrevrange(keys.recent_creators(), 0, limit - 1))
 
     async def end(self, live: Live) -> bool:
         """End the live; False if it had already ended."""

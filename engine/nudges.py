@@ -212,6 +212,11 @@ class Nudges:
                   keys.live_nudge_stats(live.live_id)],
             args=[user_id, self.retention_s]))
 
+    async def live_stats(self, live_id: str) -> dict[str, int]:
+        """{nudgers, came} of one live: who nudged before it and how many of them came."""
+        stats = await self._redis.hgetall(keys.live_nudge_stats(live_id))
+        return {"nudgers": int(stats.get("nudgers", 0)), "came": int(stats.get("came", 0))}
+
     async def insights(self, creator_id: str, *, now: float | None = None,
                        lives_shown: int = 10) -> dict[str, Any]:
         """Nudges per UTC day over the insight span (oldest first), the recent lives with

@@ -45,6 +45,7 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.chat_rules import check_may_moderate
 from engine.errors import not_found
 from engine.lives import Live
 from signaling.feature import Feature
@@ -58,7 +59,9 @@ from signaling.schemas import (
     ChatMute,
     ChatSend,
     ChatSettingsUpdate,
-    UserTarget,
+    ChatTarget,
+    CreatorScope,
+    ModeratorSet,
 )
 from signaling.services import Services
 from signaling.tasks import OwnedTask
@@ -253,7 +256,23 @@ class LiveChat(Feature):
         is_creator = user_id == live.creator_id
         return {"settings": settings.as_dict() if is_creator else settings.public(),
                 "you": {"creator": is_creator,
+                        "moderator": not is_creator and await chat.is_moderator(
+                            live.creator_id, user_id),
                         "muted_until": await chat.muted_until(live.creator_id, user_id)}}
+
+    async def moderated(self, creator_id: str, actor_id: str, action: str,
+                        user_id: str) -> None:
+        """Tell the creator's tabs (their studio's lists) what was done in their chats,
+        by them or by a moderator."""
+        await self.gateway.push("chat:moderated", {
+            "creator_id": creator_id, "action": action, "user_id": user_id, "by": actor_id},
+            to=user_room(creator_id))
+
+    async def users(self, user_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Public accounts by id ({id, username, display_name}), for the studio's lists."""
+        found = await self.services.accounts.get_many(user_ids)
+        return {uid: {"id": a.id, "username": a.username, "display_name": a.display_name}
+                for uid, a in found.items()}
 
     # --- events ------------------------------------------------------------------------
 
@@ -289,37 +308,88 @@ class LiveChat(Feature):
 
         @gateway.event("chat:mute", ChatMute)
         async def chat_mute(ctx: EventContext, p: ChatMute) -> dict[str, Any]:
+            creator = p.creator_id or ctx.user_id
             await ctx.services.accounts.get(p.user_id)
-            until = await ctx.services.chat.mute(ctx.user_id, p.user_id, p.seconds)
-            await gateway.push("chat:muted", {"creator_id": ctx.user_id, "until": until},
-                                   to=user_room(p.user_id))
+            until = await ctx.services.chat.mute(creator, p.user_id, p.seconds,
+                                                 actor_id=ctx.user_id)
+            await gateway.push("chat:muted", {"creator_id": creator, "until": until},
+                               to=user_room(p.user_id))
+            await self.moderated(creator, ctx.user_id, "mute", p.user_id)
             return {"user_id": p.user_id, "until": until}
 
-        @gateway.event("chat:unmute", UserTarget)
-        async def chat_unmute(ctx: EventContext, p: UserTarget) -> dict[str, Any]:
+        @gateway.event("chat:unmute", ChatTarget)
+        async def chat_unmute(ctx: EventContext, p: ChatTarget) -> dict[str, Any]:
+            creator = p.creator_id or ctx.user_id
             await ctx.services.accounts.get(p.user_id)
-            await ctx.services.chat.unmute(ctx.user_id, p.user_id)
-            await gateway.push("chat:muted", {"creator_id": ctx.user_id, "until": 0},
-                                   to=user_room(p.user_id))
+            await ctx.services.chat.unmute(creator, p.user_id, actor_id=ctx.user_id)
+            await gateway.push("chat:muted", {"creator_id": creator, "until": 0},
+                               to=user_room(p.user_id))
+            await self.moderated(creator, ctx.user_id, "unmute", p.user_id)
             return {"user_id": p.user_id}
 
-        @gateway.event("chat:ban", UserTarget)
-        async def chat_ban(ctx: EventContext, p: UserTarget) -> dict[str, Any]:
+        @gateway.event("chat:ban", ChatTarget)
+        async def chat_ban(ctx: EventContext, p: ChatTarget) -> dict[str, Any]:
+            creator = p.creator_id or ctx.user_id
             await ctx.services.accounts.get(p.user_id)
-            await ctx.services.chat.ban(ctx.user_id, p.user_id)
-            current = await ctx.services.lives.current(ctx.user_id)
+            was_moderator = await ctx.services.chat.is_moderator(creator, p.user_id)
+            await ctx.services.chat.ban(creator, p.user_id, actor_id=ctx.user_id)
+            current = await ctx.services.lives.current(creator)
             if current is not None:
                 await self.kick(current.live_id, p.user_id)
             await gateway.push("chat:banned", {
-                "creator_id": ctx.user_id,
+                "creator_id": creator,
                 "live_id": current.live_id if current else None}, to=user_room(p.user_id))
+            if was_moderator:  # only the creator bans a moderator, and it ends the role
+                await gateway.push("chat:moderator", {"creator_id": creator,
+                                                      "moderator": False},
+                                   to=user_room(p.user_id))
+            await self.moderated(creator, ctx.user_id, "ban", p.user_id)
             return {"user_id": p.user_id}
 
-        @gateway.event("chat:unban", UserTarget)
-        async def chat_unban(ctx: EventContext, p: UserTarget) -> dict[str, Any]:
+        @gateway.event("chat:unban", ChatTarget)
+        async def chat_unban(ctx: EventContext, p: ChatTarget) -> dict[str, Any]:
+            creator = p.creator_id or ctx.user_id
             await ctx.services.accounts.get(p.user_id)
-            await ctx.services.chat.unban(ctx.user_id, p.user_id)
+            await ctx.services.chat.unban(creator, p.user_id, actor_id=ctx.user_id)
+            await self.moderated(creator, ctx.user_id, "unban", p.user_id)
             return {"user_id": p.user_id}
+
+        @gateway.event("chat:restricted", CreatorScope)
+        async def chat_restricted(ctx: EventContext, p: CreatorScope) -> dict[str, Any]:
+            """Who is banned or muted in a creator's chats (the creator and moderators)."""
+            creator = p.creator_id or ctx.user_id
+            chat = ctx.services.chat
+            check_may_moderate(ctx.user_id, creator,
+                               moderators=await chat.moderators(creator))
+            standing = await chat.restricted(creator)
+            users = await self.users([s.user_id for s in standing])
+            return {"creator_id": creator, "users": [
+                {"user": users[s.user_id], "banned": s.banned, "muted_until": s.muted_until}
+                for s in standing if s.user_id in users]}
+
+        @gateway.event("chat:moderators", CreatorScope)
+        async def chat_moderators(ctx: EventContext, p: CreatorScope) -> dict[str, Any]:
+            """A creator's moderators (the creator and the moderators may ask)."""
+            creator = p.creator_id or ctx.user_id
+            moderators = await ctx.services.chat.moderators(creator)
+            check_may_moderate(ctx.user_id, creator, moderators=moderators)
+            users = await self.users(sorted(moderators))
+            return {"creator_id": creator,
+                    "moderators": sorted(users.values(), key=lambda u: u["username"])}
+
+        @gateway.event("chat:moderator", ModeratorSet)
+        async def chat_moderator(ctx: EventContext, p: ModeratorSet) -> dict[str, Any]:
+            """The creator appoints (on) or dismisses (off) a moderator of their chats."""
+            await ctx.services.accounts.get(p.user_id)
+            chat = ctx.services.chat
+            if p.on:
+                await chat.appoint(ctx.user_id, ctx.user_id, p.user_id)
+            else:
+                await chat.dismiss(ctx.user_id, ctx.user_id, p.user_id)
+            await gateway.push("chat:moderator", {"creator_id": ctx.user_id,
+                                                  "moderator": p.on},
+                               to=user_room(p.user_id))
+            return {"user_id": p.user_id, "moderator": p.on}
 
         @gateway.event("chat:settings", ChatSettingsUpdate)
         async def chat_settings(ctx: EventContext, p: ChatSettingsUpdate) -> dict[str, Any]:

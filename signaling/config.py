@@ -164,6 +164,13 @@ class Settings:
     nudge_hourly: int = field(default=20, metadata={
         "env": "GOLIVE_NUDGE_HOURLY",
         "help": "nudges one viewer may send in an hour, across creators"})
+    live_alert_window: float = field(default=3600.0, metadata={
+        "env": "GOLIVE_LIVE_ALERT_WINDOW",
+        "help": "seconds after a creator's go-live alert before their followers are alerted "
+                "again (a LIVE restarted sooner alerts only the nudgers); 0: every LIVE"})
+    gift_confirm_coins: int = field(default=1000, metadata={
+        "env": "GOLIVE_GIFT_CONFIRM_COINS",
+        "help": "a gift sent for more than this many coins asks the sender to confirm first"})
     node_id: str | None = field(default=None, metadata={
         "env": "GOLIVE_NODE_ID",
         "help": "this node's name in the live directory, unique in the cluster; unset: "
@@ -179,7 +186,8 @@ class Settings:
         "help": "gift catalog and coin packages (JSON); unset: the repo's engine/data/gifts.json"})
     coins_per_diamond: int = field(default=2, metadata={
         "env": "GOLIVE_COINS_PER_DIAMOND",
-        "help": "coins a gift costs per diamond the creator earns (the rest is the platform's)"})
+        "help": "coins a gift costs per diamond the creator earns (coins short of a whole "
+                "diamond are carried in the creator's account toward the next)"})
     gift_commission: int = field(default=0, metadata={
         "env": "GOLIVE_GIFT_COMMISSION",
         "help": "platform commission on gifts, whole percent, taken before the conversion"})

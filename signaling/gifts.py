@@ -32,7 +32,7 @@ from aiohttp import web
 
 from engine.accounts import Account
 from engine.catalog import Gift
-from engine.errors import not_found, unavailable
+from engine.errors import invalid, not_found, unavailable
 from engine.gift_room import GiftBoard, GiftMoment, board_view
 from engine.ledger import GiftReceipt
 from engine.lives import Live
@@ -42,7 +42,7 @@ from signaling.feature import Feature
 from signaling.frames import FrameWriter
 from signaling.gateway import Connection, EventContext, Gateway
 from signaling.live_rooms import LiveRooms, live_room
-from signaling.schemas import GiftBoardGet, GiftSend
+from signaling.schemas import GiftBoardGet, GiftSend, GiftStatusGet
 from signaling.services import Services
 
 log = logging.getLogger("golive.gifts")
@@ -115,6 +115,8 @@ class LiveGifts(Feature):
         self.writer = writer
         self._icons: dict[str, bytes | None] = {}
         self._shown: OrderedDict[str, int] = OrderedDict()  # streak -> combo on the video
+        # A gift dearer than this asks the sender to confirm (GOLIVE_GIFT_CONFIRM_COINS)
+        self.confirm_above = 1000
         self._add_events()
 
     # --- reading -------------------------------------------------------------------------
@@ -216,6 +218,20 @@ class LiveGifts(Feature):
         @gateway.event("gift:send", GiftSend)
         async def gift_send(ctx: EventContext, p: GiftSend) -> dict[str, Any]:
             return await self.send(ctx.conn, p)
+
+        @gateway.event("gift:status", GiftStatusGet)
+        async def gift_status(ctx: EventContext, p: GiftStatusGet) -> dict[str, Any]:
+            """Whether the caller can send this creator gifts at all (the tray is offered
+            only then), and the price above which the tray asks to confirm a gift."""
+            creator = await self.creator(p.creator)
+            refusal = None
+            if creator.id == ctx.user_id:
+                refusal = invalid("you cannot send a gift to yourself")
+            else:
+                refusal = await ctx.services.ledger.gift_refusal(ctx.user_id, creator.id)
+            return {"creator_id": creator.id, "can_send": refusal is None,
+                    "refusal": refusal.to_payload() if refusal else None,
+                    "confirm_above": self.confirm_above}
 
         @gateway.event("gift:board", GiftBoardGet)
         async def gift_board(ctx: EventContext, p: GiftBoardGet) -> dict[str, Any]:

@@ -7,6 +7,7 @@ acks, with an HTTP status per code.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ import msgspec
 from aiohttp import web
 
 from engine.accounts import utc_today
+from engine.avatars import UPLOAD_MAX_BYTES
 from engine.errors import DomainError, ErrorCode, invalid, rate_limited, unauthorized
 from engine.lives import check_may_go_live
 from engine.nesting import MAX_DEPTH, json_too_deep
@@ -21,7 +23,7 @@ from engine.sessions import Session
 from engine.stream_ids import BadStreamId, StreamId
 from signaling.appkeys import GATEWAY, LIVES, METRICS, NOTIFIER, SERVICES, SETTINGS
 from signaling.errors import as_domain_error
-from signaling.profiles import profile_view, relation_view
+from signaling.profiles import people_view, profile_view, relation_view
 from signaling.ratelimit import KeyedBuckets
 from signaling.schemas import P, ProfileUpdate, Register, SignIn, convert
 
@@ -34,6 +36,9 @@ STATUS = {
 }
 
 AUTH_BUCKETS = web.AppKey("auth_buckets", KeyedBuckets)
+# Photo uploads per user: each decode is up to ~0.5 s of a core for a 40 MP file, so a
+# burst of 10 and then one every 6 s (10 a minute) bounds what one account can cost.
+AVATAR_BUCKETS = web.AppKey("avatar_buckets", KeyedBuckets)
 
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -100,6 +105,9 @@ async def body(request: web.Request, schema: type[P]) -> P:
 # raises ValueError (Python's 4,300-digit limit) and costs quadratic time below it.
 # 18 digits hold every bound golive states and stay under 2**63.
 INT_DIGITS_MAX = 18
+
+USER_ID = re.compile(r"[0-9a-f]{16}")
+VERSION = re.compile(r"[0-9a-f]{16}")
 
 
 def parse_int(raw: str | None, name: str, *, default: int, low: int, high: int) -> int:
@@ -217,11 +225,74 @@ async def update_me(request: web.Request) -> web.Response:
     return ok(user=account.public())
 
 
+async def upload_avatar(request: web.Request) -> web.Response:
+    """PUT /api/me/avatar: the raw image as the body (JPEG, PNG or WebP); the account
+    with its new photo. The body is read only up to the limit: a larger one is refused
+    from its Content-Length, or as soon as it passes the limit, without reading the rest."""
+    session = await signed_in(request)
+    wait = request.app[AVATAR_BUCKETS].take(session.user_id)
+    if wait:
+        raise rate_limited(wait)
+    limit = UPLOAD_MAX_BYTES
+    if request.content_length is not None and request.content_length > limit:
+        raise check_too_large(limit)
+    data = await request.content.read(limit + 1)
+    if len(data) > limit:
+        raise check_too_large(limit)
+    services = request.app[SERVICES]
+    await services.avatars.set(session.user_id, data)
+    account = await services.accounts.get(session.user_id)
+    log.info("avatar set", extra={"fields": {"user": account.id, "bytes": len(data)}})
+    return ok(user=account.public())
+
+
+def check_too_large(limit: int) -> DomainError:
+    return invalid(f"a photo is at most {limit // (1024 * 1024)} MB", field="avatar",
+                   reason="too_large", max_bytes=limit)
+
+
+async def remove_avatar(request: web.Request) -> web.Response:
+    session = await signed_in(request)
+    services = request.app[SERVICES]
+    await services.avatars.remove(session.user_id)
+    return ok(user=(await services.accounts.get(session.user_id)).public())
+
+
+async def avatar_image(request: web.Request) -> web.StreamResponse:
+    """GET /avatars/{user_id}/{version}.webp: the photo, cached for good (a new photo has
+    a new version, so a new URL); 404 for any other version."""
+    user_id, version = request.match_info["user_id"], request.match_info["version"]
+    if not (USER_ID.fullmatch(user_id) and VERSION.fullmatch(version)):
+        raise web.HTTPNotFound()
+    try:
+        data = await request.app[SERVICES].avatars.get(user_id, version)
+    except DomainError:
+        raise web.HTTPNotFound() from None
+    etag = f'"{version}"'
+    headers = {"Cache-Control": "public, max-age=31536000, immutable", "ETag": etag,
+               "X-Content-Type-Options": "nosniff"}
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=data, content_type="image/webp", headers=headers)
+
+
 async def profile(request: web.Request) -> web.Response:
     session = await optional_session(request)
     services = request.app[SERVICES]
     account = await services.accounts.find(request.match_info["username"])
     return ok(**await profile_view(services, account, session.user_id if session else None))
+
+
+async def people(request: web.Request) -> web.Response:
+    """GET /api/users?q=PREFIX[&limit=N]: accounts by username or display name prefix,
+    any case, any accents (engine/search.py); for everyone, signed in or not."""
+    session = await optional_session(request)
+    query = request.query.get("q", "")
+    if len(query) > 200:
+        raise invalid("a search is at most 40 characters", field="q")
+    limit = query_int(request, "limit", default=20, low=1, high=50)
+    return ok(**await people_view(request.app[SERVICES], query, limit,
+                                  session.user_id if session else None))
 
 
 async def lives(request: web.Request) -> web.Response:
@@ -252,12 +323,17 @@ def graph_route(verb: str) -> Route:
 def setup(app: web.Application) -> None:
     settings = app[SETTINGS]
     app[AUTH_BUCKETS] = KeyedBuckets(settings.auth_rate, settings.auth_burst)
+    app[AVATAR_BUCKETS] = KeyedBuckets(1 / 6, 10)
     app.middlewares.append(api_errors)
     app.router.add_post("/api/register", register)
     app.router.add_post("/api/signin", sign_in)
     app.router.add_post("/api/signout", sign_out)
     app.router.add_get("/api/me", me)
     app.router.add_patch("/api/me", update_me)
+    app.router.add_put("/api/me/avatar", upload_avatar)
+    app.router.add_delete("/api/me/avatar", remove_avatar)
+    app.router.add_get("/avatars/{user_id}/{version}.webp", avatar_image)
+    app.router.add_get("/api/users", people)
     app.router.add_get("/api/users/{username}", profile)
     app.router.add_get("/api/lives", lives)
     for verb in ("follow", "block"):

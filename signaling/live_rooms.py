@@ -31,7 +31,15 @@ from signaling.gateway import Connection, EventContext, Gateway
 from signaling.grace import GraceTimers
 from signaling.push_bus import ROOM_CLOSED, VIEWERS_CHANGED
 from signaling.room_pushes import DISCOVER_ROOM, RoomPushes, live_room, watch_room
-from signaling.schemas import Empty, LiveStart, LiveWatch, RoomJoin, RoomLeave, RtcAnswer
+from signaling.schemas import (
+    Empty,
+    LiveStart,
+    LiveTitle,
+    LiveWatch,
+    RoomJoin,
+    RoomLeave,
+    RtcAnswer,
+)
 from signaling.services import Services
 from signaling.tasks import OwnedTask
 
@@ -148,6 +156,7 @@ class LiveRooms(Feature):
             raise
         hosted.lock.release()
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
+        await self.services.lives.mark_recent(live)
         await self.pushes.announce_start(live)
         for listener in self.started_listeners:
             try:
@@ -347,6 +356,21 @@ class LiveRooms(Feature):
         await self.gateway.sio.leave_room(conn.sid, live_room(live_id))
         return True
 
+    async def retitle(self, creator_id: str, title: str) -> dict[str, Any]:
+        """A new title for the creator's running live; `not_found` when not live."""
+        live = await self.services.lives.current(creator_id)
+        if live is None:
+            raise not_found("you are not live")
+        live = await self.services.lives.retitle(live, title)
+        for holder in (self._by_live.get(live.live_id), self.remote.get(live.live_id)):
+            if holder is not None:
+                holder.live = live
+        payload = {"live_id": live.live_id, "creator_id": creator_id, "title": live.title}
+        await self.gateway.push("live:title", payload, to=live_room(live.live_id))
+        await self.gateway.push("live:title", payload, to=watch_room(creator_id))
+        self.pushes.discover_changed()
+        return {"live": live.as_dict()}
+
     def hosted_live(self, live_id: str) -> Live | None:
         """The live with this id if this node hosts it."""
         hosted = self._by_live.get(live_id)
@@ -454,6 +478,12 @@ class LiveRooms(Feature):
             if not await self.end(ctx.user_id, "ended_by_creator"):
                 raise not_found("you are not live")
             return {}
+
+        @gateway.event("live:title", LiveTitle)
+        async def live_title(ctx: EventContext, p: LiveTitle) -> dict[str, Any]:
+            """The creator renames their running live: viewers, the profile page and
+            Discover see the new title at once (live:title to the room and watchers)."""
+            return await self.retitle(ctx.user_id, p.title)
 
         @gateway.event("room:join", RoomJoin)
         async def room_join(ctx: EventContext, p: RoomJoin) -> dict[str, Any]:

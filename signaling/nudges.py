@@ -56,8 +56,12 @@ class NudgeEdge(Feature):
                  extra={"fields": {"live": live.live_id, "nudgers": nudgers}})
 
     async def on_viewer_joined(self, live: Live, conn: Connection) -> None:
-        """A nudger came to the live they asked for (insights)."""
-        await self.services.nudges.attended(live, conn.user_id)
+        """A nudger came to the live they asked for (insights): the creator's studio is
+        told at once (`nudge:came`), so "Did they come?" counts without a reload."""
+        if await self.services.nudges.attended(live, conn.user_id):
+            stats = await self.services.nudges.live_stats(live.live_id)
+            await self.gateway.push("nudge:came", {"live_id": live.live_id, **stats},
+                                    to=user_room(live.creator_id))
 
     async def post_to_messages(self, sender: Account, creator_id: str) -> None:
         """The creator's setting: the nudge as a line in their thread with the nudger."""

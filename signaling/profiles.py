@@ -9,7 +9,15 @@ from engine.accounts import Account
 from signaling.feature import Feature
 from signaling.gateway import EventContext, Gateway, Handler
 from signaling.notifications import Notifier
-from signaling.schemas import Empty, ProfileGet, ProfileUpdate, UserList, UserTarget
+from signaling.schemas import (
+    Empty,
+    ProfileGet,
+    ProfileUpdate,
+    UserList,
+    UserSearchQuery,
+    UserSuggest,
+    UserTarget,
+)
 from signaling.services import Services
 
 
@@ -26,6 +34,17 @@ async def profile_view(services: Services, account: Account, viewer: str | None)
         view["relation"] = (await services.graph.relation(viewer, account.id)).as_dict()
         view["is_self"] = viewer == account.id
     return view
+
+
+async def people_view(services: Services, query: str, limit: int,
+                      viewer: str | None) -> dict[str, Any]:
+    """GET /api/users?q= and user:search: accounts found by prefix (engine/search.py),
+    without those who blocked the viewer or whom the viewer blocked."""
+    found = await services.accounts.find_people(query, limit)
+    if viewer is not None and found:
+        hidden = await services.graph.hidden_from(viewer, [a.id for a in found])
+        found = [a for a in found if a.id not in hidden and a.id != viewer]
+    return {"q": query, "users": [a.public() for a in found]}
 
 
 async def relation_view(services: Services, viewer: str, target: str) -> dict[str, Any]:
@@ -69,6 +88,25 @@ class ProfileEvents(Feature):
         for name, change in (("user:unfollow", graph.unfollow), ("user:block", graph.block),
                              ("user:unblock", graph.unblock)):
             gateway.event(name, UserTarget)(self._graph_change(change))
+
+        @gateway.event("user:search", UserSearchQuery)
+        async def user_search(ctx: EventContext, p: UserSearchQuery) -> dict[str, Any]:
+            return await people_view(ctx.services, p.q, p.limit, ctx.user_id)
+
+        @gateway.event("user:suggest", UserSuggest)
+        async def user_suggest(ctx: EventContext, p: UserSuggest) -> dict[str, Any]:
+            """Discover when nobody is live: people your follows follow, and creators
+            who went LIVE lately (neither yourself nor anyone a block stands with)."""
+            services = ctx.services
+            people = await services.graph.suggested(ctx.user_id, limit=p.limit)
+            recent = [u for u in await services.lives.recent_creators(limit=p.limit + 1)
+                      if u != ctx.user_id]
+            if recent:
+                hidden = await services.graph.hidden_from(ctx.user_id, recent)
+                recent = [u for u in recent if u not in hidden][:p.limit]
+            found = await services.accounts.get_many(list({*people, *recent}))
+            return {"users": [found[u].public() for u in people if u in found],
+                    "recent": [found[u].public() for u in recent if u in found]}
 
         @gateway.event("user:list", UserList)
         async def user_list(ctx: EventContext, p: UserList) -> dict[str, Any]:

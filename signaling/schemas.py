@@ -59,6 +59,13 @@ class ProfileGet(Payload):
     username: Username
 
 
+class UserSearchQuery(Payload):
+    """user:search: accounts whose username or display name starts with `q`."""
+
+    q: Annotated[str, Meta(max_length=200)]
+    limit: Annotated[int, Meta(ge=1, le=50)] = 20
+
+
 class ProfileUpdate(Payload):
     display_name: ShortText | None = None
     bio: Bio | None = None
@@ -136,6 +143,16 @@ class LiveStart(Payload):
     title: ShortText = ""
 
 
+class LiveTitle(Payload):
+    """live:title: a new title for the caller's running live."""
+
+    title: ShortText
+
+
+class UserSuggest(Payload):
+    limit: Annotated[int, Meta(ge=1, le=50)] = 10
+
+
 class RoomJoin(Payload):
     user_id: UserId
     media: bool = True  # False: join the room (count, chat, pushes) without a stream
@@ -180,6 +197,28 @@ class ChatDelete(Payload):
 class ChatMute(Payload):
     user_id: UserId
     seconds: Annotated[int, Meta(ge=1, le=7 * 24 * 3600)]
+    creator_id: UserId | None = None    # whose chats; the caller's own when absent
+
+
+class ChatTarget(Payload):
+    """chat:unmute, chat:ban, chat:unban: a user in a creator's chats (the caller's own
+    when creator_id is absent; a moderator names the creator they moderate for)."""
+
+    user_id: UserId
+    creator_id: UserId | None = None
+
+
+class CreatorScope(Payload):
+    """chat:restricted, chat:moderators: a creator's chats (the caller's own if absent)."""
+
+    creator_id: UserId | None = None
+
+
+class ModeratorSet(Payload):
+    """chat:moderator: the creator appoints (on) or dismisses (off) a moderator."""
+
+    user_id: UserId
+    on: bool = True
 
 
 class ChatSettingsUpdate(Payload):
@@ -203,6 +242,10 @@ class GiftSend(Payload):
 
 class GiftBoardGet(Payload):
     live_id: LiveId
+
+
+class GiftStatusGet(Payload):
+    creator: Username         # the creator's username or user id
 
 
 # --- direct messages (signaling/messages.py) -------------------------------------------

@@ -90,6 +90,7 @@ class Server:
         self.lives = LiveRooms(gateway, services, settings)
         self.chat = LiveChat(gateway, services, self.lives, self.writer)
         self.gifts = LiveGifts(gateway, services, self.lives, self.writer)
+        self.gifts.confirm_above = settings.gift_confirm_coins
         self.fanout = AlertFanout(self.notifier)
         # Opened in this order, closed in reverse. Join listeners run in the order the
         # features were built: chat's "NAME joined" line, the gift board, nudge insights.

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from engine.accounts import Accounts
+from engine.avatars import Avatars
 from engine.catalog import load_catalog
 from engine.chat import Chat
 from engine.gift_room import GiftRoom
@@ -42,6 +43,7 @@ class Services:
     gift_room: GiftRoom
     ledger: Ledger
     payments: Payments
+    avatars: Avatars
 
     @classmethod
     def build(cls, redis: Redis, settings: Settings) -> Services:
@@ -69,12 +71,14 @@ class Services:
             notifications=notifications,
             nudges=nudges,
             live_alerts=LiveAlerts(redis, notifications, settings.node_name(),
-                                   retention_s=nudges.retention_s),
+                                   retention_s=nudges.retention_s,
+                                   alert_window_s=settings.live_alert_window),
             gift_room=GiftRoom(redis),
             ledger=ledger,
             payments=Payments(ledger, catalog, accounts, production=settings.production,
                               webhook_secret=settings.payment_webhook_secret,
                               tolerance=settings.payment_webhook_tolerance),
+            avatars=Avatars(redis),
         )
 
 

@@ -20,7 +20,7 @@ from aiohttp import web
 from engine.errors import DomainError
 from engine.ledger import JournalEntry
 from engine.payments import SIGNATURE_HEADER
-from signaling.appkeys import SERVICES
+from signaling.appkeys import SERVICES, SETTINGS
 from signaling.http_api import body, ok, query_int, query_stream_id, signed_in
 from signaling.schemas import CashoutRequest, CoinCheckout
 from signaling.services import Services
@@ -40,7 +40,8 @@ async def gifts(request: web.Request) -> web.Response:
     return ok(gifts=[g.as_dict() for g in ledger.catalog.gifts()],
               rate={"coins_per_diamond": rules.coins_per_diamond,
                     "commission_pct": rules.commission_pct},
-              max_count=rules.max_count)
+              max_count=rules.max_count,
+              confirm_above=request.app[SETTINGS].gift_confirm_coins)
 
 
 async def packages(request: web.Request) -> web.Response:

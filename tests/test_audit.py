@@ -60,10 +60,12 @@ async def test_a_clean_ledger_passes_and_the_totals_add_up(world: World, redis_u
     assert t["coins_bought"] == 52_570
     assert t["coins_spent"] == 29_999 + 90 + 7
     assert t["coins_held"] == 52_570 - t["coins_spent"]
-    assert t["diamonds_credited"] == 14_999 + 45 + 3
-    assert t["platform_coins"] == 1 + 0 + 1
+    # the lion's and the doughnuts' odd coins carry over: with the 7 roses, a 4th diamond
+    assert t["diamonds_credited"] == 14_999 + 45 + 4
+    assert t["platform_coins"] == 0
+    assert t["coins_carried"] == 0
     assert (t["diamonds_held"], t["diamonds_pending"], t["diamonds_paid"]) == (
-        14_999 + 45 + 3 - 7_000, 2_000, 5_000)
+        14_999 + 45 + 4 - 7_000, 2_000, 5_000)
     done = golive_audit(redis_url)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK:" in done.stdout and "52,570" in done.stdout
@@ -186,3 +188,32 @@ async def test_the_cli_audits_a_stopped_servers_data_dir(tmp_path: Path) -> None
                          "--data-dir", str(tmp_path / "nothing")],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert empty.returncode == 2 and "no Redis data" in empty.stderr
+
+
+def test_the_pure_audit_proves_the_carry_and_names_a_coin_taken_from_it() -> None:
+    def rose(entry_id: str, op: str, diamonds: int, moved: int, after: int,
+             platform: int = 0) -> JournalEntry:
+        return JournalEntry(entry_id, "gift", op, (
+            Posting("a/coins", -1), Posting("c/diamonds", diamonds), Posting("c/carry", moved),
+            Posting("@platform/coins", platform), Posting("@exchange/coins", diamonds * 2),
+            Posting("@exchange/diamonds", -diamonds)),
+            {"sender": "a", "creator": "c", "coins": "1", "diamonds": str(diamonds),
+             "carry": str(after), "platform": str(platform), "rate": "2:0"})
+
+    buy = JournalEntry("1-0", "purchase", "p1", (Posting("a/coins", 2),
+                                                 Posting("@world/coins", -2)),
+                       {"user": "a", "provider": "test", "coins": "2"})
+    stored = {"a/coins": 0, "c/diamonds": 1, "c/carry": 0, "@platform/coins": 0,
+              "@exchange/coins": 2, "@exchange/diamonds": -1, "@world/coins": -2}
+    # two roses: the first carries its coin, the second makes the diamond
+    report = audit([buy, rose("2-0", "g1", 0, 1, 1), rose("3-0", "g2", 1, -1, 0)], stored, {})
+    assert report.ok, [str(m) for m in report.mismatches]
+    assert report.totals["diamonds_credited"] == 1 and report.totals["coins_carried"] == 0
+    # the old rounding (the first rose's coin to the platform) is named on a carried gift
+    lost = rose("2-0", "g1", 0, 0, 0, platform=1)
+    report = audit([buy, lost, rose("3-0", "g2", 1, -1, 0)],
+                   {**stored, "@platform/coins": 1, "c/carry": -1}, {})
+    text = [str(m) for m in report.mismatches]
+    assert any(t.startswith("gift: 2-0: 1 coins with 0 carried at rate 2:0 make (0, 0, 1)")
+               for t in text), text
+    assert any(t.startswith("gift: 3-0: 1 coins with 0 carried") for t in text), text

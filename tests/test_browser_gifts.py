@@ -136,19 +136,22 @@ async def test_buy_coins_send_a_rose_and_see_it_in_the_video(chromium, live_serv
             await expect(rank).to_have_count(1)
             await expect(rank.get_by_test_id("gift-rank-name")).to_have_text("Bob")
             await expect(rank.get_by_test_id("gift-rank-coins")).to_have_text("2")
-            # A 1-coin Rose makes no whole diamond (2 coins a diamond): the platform's.
-            await expect(page.get_by_test_id("gift-diamonds")).to_have_text("0")
+            # Two 1-coin Roses make one diamond (2 coins a diamond): the first one's coin
+            # was carried in Alice's account, not lost to rounding.
+            await expect(page.get_by_test_id("gift-diamonds")).to_have_text("1")
 
-        # A Finger Heart (5 coins): 2 diamonds for Alice, a second line, Bob at 7 coins.
+        # A Finger Heart (5 coins): 2 more diamonds for Alice (1 coin carried), a second
+        # line, Bob at 7 coins.
         await tray.locator('[data-testid="gift-button"][data-gift="finger_heart"]').click()
         await expect(viewer.get_by_test_id("gift-coins")).to_have_text("63")
         for page in (viewer, studio):
             await expect(page.get_by_test_id("gift-line")).to_have_count(2)
             await expect(page.get_by_test_id("gift-rank-coins")).to_have_text("7")
-            await expect(page.get_by_test_id("gift-diamonds")).to_have_text("2")
+            await expect(page.get_by_test_id("gift-diamonds")).to_have_text("3")
         wallet = await studio.request.get("/api/wallet", headers={
             "Authorization": f"Bearer {await studio.evaluate(TOKEN)}"})
-        assert (await wallet.json())["balances"]["diamonds"] == 2
+        assert (await wallet.json())["balances"]["diamonds"] == 3
+        assert (await wallet.json())["balances"]["carry_coins"] == 1
         await screenshot(viewer, "gifts-viewer-combo")
         await screenshot(studio, "gifts-studio")
 

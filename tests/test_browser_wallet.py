@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -104,6 +105,10 @@ async def test_buy_coins_see_history_earn_and_cash_out(
                                gift_id="lion", count=1)
         await page.reload()
         await expect(page.get_by_test_id("diamond-balance")).to_have_text("15,199")
+        # the Lion's odd coin is Cathy's, carried toward her next diamond
+        await expect(page.get_by_test_id("diamond-carry")).to_have_text(
+            "+ 1 coin of gifts toward your next diamond (2 make one): nothing is lost to "
+            "rounding.")
         await page.get_by_test_id("cashout-amount").fill("5000")
         await page.get_by_test_id("cashout-submit").click()
         await expect(page.get_by_test_id("diamond-paid")).to_have_text("5,000")
@@ -112,6 +117,13 @@ async def test_buy_coins_see_history_earn_and_cash_out(
         texts = page.get_by_test_id("history-text")
         await expect(texts.nth(0)).to_have_text("Cash-out paid")
         await expect(texts.nth(1)).to_have_text("Cash-out requested")
+        # the payout is money going out, not a green credit
+        paid = page.get_by_test_id("history-amount").nth(0)
+        await expect(paid).to_have_text("↗ 5,000 diamonds paid out")
+        await expect(paid).not_to_have_class(re.compile(r"\bplus\b"))
+        await expect(paid).to_have_class(re.compile(r"\bout\b"))
+        await expect(page.get_by_test_id("history-amount").nth(1)).to_have_text(
+            "-5,000 diamonds")
         await screenshot(page, "wallet-creator")
 
     done = await asyncio.to_thread(

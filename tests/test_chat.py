@@ -171,6 +171,7 @@ async def test_history_on_join_and_exact_catch_up_after_a_reconnect(
     assert ack["items"][-1]["kind"] == "system" and ack["items"][-1]["text"] == "Bob joined"
     assert ack["last"] == ack["items"][-1]["id"]
     assert ack["settings"] == {"slow_mode": 0} and ack["you"] == {"creator": False,
+                                                                  "moderator": False,
                                                                   "muted_until": 0}
     await ann.open_chat(live_id)
     await ann.call("chat:send", {"live_id": live_id, "text": "while bob is here"})

@@ -124,7 +124,7 @@ async def test_gifts_push_combo_rank_and_show_in_the_video(app_client: Any, redi
     assert push["gift"]["coins"] == 1 and push["combo"] == 1 and push["count"] == 1
     assert push["streak"] == f"{bob.user.id}:{receipt['transfer_id']}"
     assert [(r["user"]["username"], r["coins"]) for r in push["leaderboard"]] == [("bob", 1)]
-    assert push["diamonds_this_live"] == 0  # 1 coin at 2 coins a diamond: the platform's
+    assert push["diamonds_this_live"] == 0  # 1 coin at 2 coins a diamond: ann's carry
 
     # The badge is in the video the viewer decodes: the Rose's own colour, where the
     # layout puts it (the icon file is the catalog's, as the server reads it).
@@ -140,7 +140,7 @@ async def test_gifts_push_combo_rank_and_show_in_the_video(app_client: Any, redi
     await poll(lambda: len(cat.got("gift:received")) == 2)
     push = cat.got("gift:received")[1]
     assert (push["streak"], push["combo"], push["seq"]) == (first["receipt"]["streak"], 3, 2)
-    assert push["diamonds_this_live"] == 1  # 2 coins -> 1 diamond
+    assert push["diamonds_this_live"] == 1  # 1 carried + 2 coins -> 1 diamond, 1 carried
 
     # Another gifter outranks bob; the board says so to everyone.
     heart = await cat.call("gift:send", send("finger_heart", creator="ann"))
@@ -149,9 +149,9 @@ async def test_gifts_push_combo_rank_and_show_in_the_video(app_client: Any, redi
     push = bob.got("gift:received")[2]
     assert [(r["user"]["username"], r["coins"]) for r in push["leaderboard"]] == [
         ("cat", 5), ("bob", 3)]
-    assert push["diamonds_this_live"] == 3 and push["coins"] == 5
+    assert push["diamonds_this_live"] == 4 and push["coins"] == 5  # 1 carried + 5 -> 3
     balances = await app_client.app[SERVICES].ledger.balances(ann.user.id)
-    assert balances.diamonds == 3
+    assert (balances.diamonds, balances.carry_coins) == (4, 0)
 
     # A late joiner gets the board at once; members may read it.
     dan = await peer(app_client, "dan", closers)
@@ -159,7 +159,7 @@ async def test_gifts_push_combo_rank_and_show_in_the_video(app_client: Any, redi
     await poll(lambda: dan.got("gift:board"))
     board = dan.got("gift:board")[0]
     assert [r["user"]["username"] for r in board["leaderboard"]] == ["cat", "bob"]
-    assert (board["seq"], board["diamonds_this_live"]) == (3, 3)
+    assert (board["seq"], board["diamonds_this_live"]) == (3, 4)
     read = await ann.call("gift:board", {"live_id": live_id})
     assert read["board"] == board
     eve = await peer(app_client, "eve", closers)

@@ -17,7 +17,7 @@ from engine.accounts import age_on
 from engine.audit import run_audit
 from engine.errors import DomainError, ErrorCode
 from engine.ledger import Balances, GiftRequest
-from engine.ledger_rules import LedgerRules, adult_cutoff, split_gift
+from engine.ledger_rules import LedgerRules, adult_cutoff, carry_gift, split_gift
 from signaling.app import redis_client
 from tests.ledger_world import TODAY, World, make_world
 from tests.support.state import snapshot
@@ -90,14 +90,15 @@ async def test_a_gift_debits_coins_credits_diamonds_and_journals(world: World) -
     ann = await world.ledger.balances(world.ids["ann"])
     cat = await world.ledger.balances(world.ids["cat"])
     assert ann == Balances(world.ids["ann"], coins=85)
-    assert cat == Balances(world.ids["cat"], diamonds=7)
+    # the 15th coin is the creator's carry toward their next diamond, not the platform's
+    assert cat == Balances(world.ids["cat"], diamonds=7, carry_coins=1)
     platform = await world.redis.hgetall(keys.wallet("@platform"))
-    assert platform == {"coins": "1"}
+    assert platform == {"coins": "0"}
     [sent, bought] = await world.ledger.history(world.ids["ann"])
     assert sent.kind == "gift" and sent.as_dict(world.ids["ann"])["changes"] == {"coins": -15}
     assert bought.kind == "purchase"
     [got] = await world.ledger.history(world.ids["cat"])
-    assert got.as_dict(world.ids["cat"])["changes"] == {"diamonds": 7}
+    assert got.as_dict(world.ids["cat"])["changes"] == {"diamonds": 7, "carry": 1}
     assert got.meta["gift"] == "finger_heart" and got.meta["count"] == "3"
     await assert_audit_ok(world)
 
@@ -257,9 +258,10 @@ async def test_hundreds_of_concurrent_gifts_from_one_wallet_never_overdraw(
     ben = await world.ledger.balances(world.ids["ben"])
     cat = await world.ledger.balances(world.ids["cat"])
     assert ann.coins == 2_000 - 9 * ann_ok and ben.coins == 500 - 9 * ben_ok
-    # conserved: coins spent == diamonds x 2 + platform coins
+    # conserved: coins spent == diamonds x 2 + platform coins + the creator's carry
     platform = int(await world.redis.hget(keys.wallet("@platform"), "coins") or 0)
-    assert 9 * len(ok) == cat.diamonds * 2 + platform
+    assert 9 * len(ok) == cat.diamonds * 2 + platform + cat.carry_coins
+    assert platform == 0 and cat.carry_coins == 9 * len(ok) % 2
     assert cat.diamonds == sum(r.diamonds for r in ok)
     assert sorted(r.sender_coins for r in ok if r.sender_id == world.ids["ann"]) == \
         [2_000 - 9 * k for k in range(ann_ok, 0, -1)]   # each balance seen exactly once
@@ -443,9 +445,12 @@ async def test_a_batch_spans_creators_and_script_calls_as_if_sent_one_by_one(
          for i in range(n)], today=TODAY)
     assert [r.sender_coins for r in results] == [5_000 - 5 * (i + 1) for i in range(n)]
     earned = {cat: 0, ben: 0}
+    carry = {cat: 0, ben: 0}
     for r in results:
-        earned[r.creator_id] += 2
+        got, _, carry[r.creator_id] = carry_gift(5, carry[r.creator_id], 2, 0)
+        earned[r.creator_id] += got
         assert r.creator_diamonds == earned[r.creator_id] and not r.replayed
+        assert r.creator_carry == carry[r.creator_id]
     assert [(await world.ledger.balances(u)).diamonds for u in (cat, ben)] == [
         earned[cat], earned[ben]]
     entries = [e.id for e in await world.ledger.history(ben, limit=100)]
@@ -533,3 +538,58 @@ def test_a_packed_call_is_the_resp_redis_py_would_send() -> None:
     for keys_, args_ in ((["a", "bb"], ["x y", ""]), (["k"], ["café ☕", "1"])):
         want = b"".join(conn.pack_command("EVALSHA", script.sha, len(keys_), *keys_, *args_))
         assert script.pack(keys_, args_) == want
+
+
+# --- the carry: no value lost to rounding ---------------------------------------------
+
+@pytest.mark.parametrize("per,pct", [(2, 0), (2, 10), (3, 0), (1, 50), (7, 33), (2, 100)])
+def test_carry_gift_loses_no_coin_over_any_run_of_gifts(per: int, pct: int) -> None:
+    carry = diamonds_total = platform_total = spent = 0
+    for coins in [*range(0, 120), 1, 1, 1, 29_999, 44_999 * 99]:
+        diamonds, platform, after = carry_gift(coins, carry, per, pct)
+        assert diamonds * per + platform + (after - carry) == coins
+        assert 0 <= after < per and diamonds >= 0
+        assert platform == coins * pct // 100       # the commission only, never a remainder
+        carry = after
+        diamonds_total += diamonds
+        platform_total += platform
+        spent += coins
+    # over the whole run the creator got every whole diamond the coins made
+    assert diamonds_total == (spent - platform_total) // per
+    assert carry == (spent - platform_total) % per
+
+
+def test_two_one_coin_roses_make_a_diamond() -> None:
+    assert carry_gift(1, 0, 2, 0) == (0, 0, 1)
+    assert carry_gift(1, 1, 2, 0) == (1, 0, 0)
+    assert carry_gift(1, 2, 3, 0) == (1, 0, 0)   # a carry kept at 2:0 converts at 3:0
+    assert carry_gift(1, 2, 2, 0) == (1, 0, 1)   # and one left above a smaller rate too
+
+
+async def test_two_roses_make_a_diamond_and_the_audit_proves_the_carry(
+        world: World, redis_url: str) -> None:
+    await fund(world, "ann", 10)
+    first = await world.ledger.send_gift(transfer_id=tid(),
+                                         **world.gift_args(gift_id="rose", count=1))
+    assert (first.diamonds, first.creator_diamonds, first.creator_carry) == (0, 0, 1)
+    await assert_audit_ok(world)
+    second = await world.ledger.send_gift(transfer_id=tid(),
+                                          **world.gift_args(gift_id="rose", count=1))
+    assert (second.diamonds, second.creator_diamonds, second.creator_carry) == (1, 1, 0)
+    cat = await world.ledger.balances(world.ids["cat"])
+    assert (cat.diamonds, cat.carry_coins) == (1, 0)
+    assert int(await world.redis.hget(keys.wallet("@platform"), "coins") or 0) == 0
+    [got, _] = await world.ledger.history(world.ids["cat"])
+    assert got.as_dict(world.ids["cat"])["changes"] == {"diamonds": 1, "carry": -1}
+    report = await run_audit(world.redis, world.ledger)
+    assert report.ok, [str(m) for m in report.mismatches]
+    assert report.totals["diamonds_credited"] == 1 and report.totals["coins_carried"] == 0
+    # a replay answers the same receipt, carry included, and moves nothing
+    again = await world.ledger.send_gift(transfer_id=second.transfer_id,
+                                         **world.gift_args(gift_id="rose", count=1))
+    assert again.replayed and again.creator_carry == 0 and again.diamonds == 1
+    # a carry changed behind the ledger's back is named by the audit
+    await world.redis.hincrby(keys.wallet(world.ids["cat"]), "carry", 1)
+    report = await run_audit(world.redis, world.ledger)
+    assert any(m.check == "balance" and m.subject.endswith("/carry")
+               for m in report.mismatches), [str(m) for m in report.mismatches]

@@ -17,7 +17,7 @@ from engine import keys
 from engine.audit import run_audit
 from engine.errors import DomainError
 from engine.ledger import GiftReceipt, GiftRequest
-from engine.ledger_rules import LedgerRules, split_gift
+from engine.ledger_rules import LedgerRules, carry_gift
 from tests.ledger_world import TODAY, make_world
 
 RULES = LedgerRules(coins_per_diamond=2, commission_pct=10, cashout_min=50,
@@ -36,6 +36,7 @@ class Model:
     diamonds: dict[str, int] = field(default_factory=lambda: dict.fromkeys(NAMES, 0))
     pending: dict[str, int] = field(default_factory=lambda: dict.fromkeys(NAMES, 0))
     paid: dict[str, int] = field(default_factory=lambda: dict.fromkeys(NAMES, 0))
+    carry: dict[str, int] = field(default_factory=lambda: dict.fromkeys(NAMES, 0))
     platform: int = 0
     gifts: dict[tuple[str, str], tuple] = field(default_factory=dict)
     purchases: dict[str, tuple[str, int]] = field(default_factory=dict)
@@ -59,7 +60,8 @@ class Model:
         cost = PRICES[gift] * count
         if self.coins[sender] < cost:
             return "insufficient_funds"
-        diamonds, platform = split_gift(cost, RULES.coins_per_diamond, RULES.commission_pct)
+        diamonds, platform, self.carry[creator] = carry_gift(
+            cost, self.carry[creator], RULES.coins_per_diamond, RULES.commission_pct)
         self.coins[sender] -= cost
         self.diamonds[creator] += diamonds
         self.platform += platform
@@ -200,9 +202,10 @@ async def run(redis_url: str, steps: list[tuple]) -> None:
             event(f"{kind}: {got}")   # --hypothesis-show-statistics shows the mix
             for name in NAMES:
                 b = await ledger.balances(world.ids[name])
-                assert (b.coins, b.diamonds, b.pending_diamonds, b.paid_diamonds) == (
+                assert (b.coins, b.diamonds, b.pending_diamonds, b.paid_diamonds,
+                        b.carry_coins) == (
                     model.coins[name], model.diamonds[name], model.pending[name],
-                    model.paid[name]), (step, name)
+                    model.paid[name], model.carry[name]), (step, name)
         assert int(await redis.hget(keys.wallet("@platform"), "coins") or 0) == model.platform
         report = await run_audit(redis, ledger)
         assert report.ok, [str(m) for m in report.mismatches]

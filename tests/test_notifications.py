@@ -174,3 +174,47 @@ async def test_fan_out_tells_each_once_even_when_resumed_after_a_crash(redis: Re
     assert stats["nudgers"] == "30" and stats["title"] == "Morning show"
     item = json.loads(await redis.hget(keys.notification_data(f"{0:016x}"), live.live_id))
     assert item["data"]["user"] == actor(creator)
+
+
+async def run_job(alerts: LiveAlerts, live_id: str) -> list[str]:
+    assert await alerts.claim() == live_id
+    told: list[str] = []
+    for _ in range(100):
+        step = await alerts.step(live_id)
+        assert step is not None
+        told += step.told
+        if step.done:
+            break
+    await alerts.finish(live_id)
+    return told
+
+
+async def test_go_live_alerts_reach_the_same_followers_once_per_window(redis: Redis) -> None:
+    """A creator who goes LIVE again within the window (a lost connection past the
+    grace, a restart) alerts their nudgers but not their alert followers again."""
+    inbox = Notifications(redis)
+    creator_id = "d" * 16
+    await seed_creator(redis, creator_id, 50, alerts=40, nudgers=[])
+    creator = Account(UserId(creator_id), "dora", "Dora", None, "", T0)  # type: ignore[arg-type]
+    alerts = LiveAlerts(redis, inbox, "node-a", batch=100, alert_window_s=600)
+    first = Live("1" * 16, creator_id, "first", T0, "node-a")
+    assert await alerts.begin(first, creator, now=T0) == 0
+    assert len(await run_job(alerts, first.live_id)) == 40
+    assert 0 < await redis.pttl(keys.live_alerted(creator_id)) <= 600_000
+    # a second LIVE a minute later: only the one who nudged meanwhile is told
+    nudger = f"{7000:016x}"
+    await redis.zadd(keys.nudge_waiting(creator_id), {nudger: T0 * 1000})
+    second = Live("2" * 16, creator_id, "second", T0 + 60, "node-a")
+    assert await alerts.begin(second, creator, now=T0 + 60) == 1
+    assert await run_job(alerts, second.live_id) == [nudger]
+    assert (await inbox.page(f"{0:016x}"))[0][0].id == first.live_id  # no second alert
+    # once the window has passed, the followers are told again
+    await redis.delete(keys.live_alerted(creator_id))   # what its TTL does after 600 s
+    third = Live("3" * 16, creator_id, "third", T0 + 700, "node-a")
+    await alerts.begin(third, creator, now=T0 + 700)
+    assert len(await run_job(alerts, third.live_id)) == 40
+    # a window of 0 debounces nothing
+    every = LiveAlerts(redis, inbox, "node-a", batch=100, alert_window_s=0)
+    fourth = Live("4" * 16, creator_id, "fourth", T0 + 710, "node-a")
+    await every.begin(fourth, creator, now=T0 + 710)
+    assert len(await run_job(every, fourth.live_id)) == 40

@@ -28,7 +28,7 @@ class Tab(SocketPeer):
     """One signed-in browser tab."""
 
     PUSHES = ("notify:new", "notify:unread", "nudge:waiting", "nudge:sent", "dm:message",
-              "live:started")
+              "live:started", "nudge:came")
 
     def alerts(self, kind: str) -> list[dict[str, Any]]:
         return [p for p in self.got("notify:new") if p["notification"]["kind"] == kind]
@@ -240,6 +240,9 @@ async def test_going_live_tells_each_nudger_and_alert_follower_once(
     joined = await bob2.call("room:join", {"user_id": carol.user.id, "media": False})
     assert joined["ok"]
     assert (await gina.call("room:join", {"user_id": carol.user.id, "media": False}))["ok"]
+    # the studio is told at once that a nudger came (bob's second tab is no second one)
+    await poll(lambda: carol.got("nudge:came"))
+    assert carol.got("nudge:came") == [{"live_id": live_id, "nudgers": 4, "came": 1}]
     insights = await carol.call("nudge:insights", {})
     assert insights["lives"] == [{"live_id": live_id, "title": "Morning show",
                                   "started_at": ack["live"]["started_at"], "nudgers": 4,

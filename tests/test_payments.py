@@ -234,7 +234,7 @@ async def test_cash_out_through_the_webhook_provider_pays_or_returns(prod: Any) 
     body = await resp.json()
     assert resp.status == 200 and body["payout"]["status"] == "pending", body
     assert body["balances"] == {"coins": 0, "diamonds": 10_999, "pending_diamonds": 4_000,
-                                "paid_diamonds": 0}
+                                "paid_diamonds": 0, "carry_coins": 1}
     first = body["payout"]["payout_id"]
     resp = await prod.post("/api/wallet/cashout", headers=auth(cat),
                            json={"request_id": "cash-0000002", "diamonds": 1_000})
@@ -251,7 +251,8 @@ async def test_cash_out_through_the_webhook_provider_pays_or_returns(prod: Any) 
         {"type": "payout.paid", "data": {"payout_id": "0000000000000000"}}).encode())
     assert status == 404, reply
     assert await balances(prod, cat) == {"coins": 0, "diamonds": 10_999,
-                                         "pending_diamonds": 0, "paid_diamonds": 4_000}
+                                         "pending_diamonds": 0, "paid_diamonds": 4_000,
+                                         "carry_coins": 1}
     wallet = await (await prod.get("/api/wallet", headers=auth(cat))).json()
     assert [p["status"] for p in wallet["payouts"]] == ["returned", "paid"]
     assert wallet["cashout"] == {"min": 100, "daily_cap": 200_000}
@@ -278,7 +279,8 @@ async def test_wallet_history_and_cash_out_with_the_test_provider(dev: Any) -> N
     rest = await (await dev.get(f"/api/wallet/history?before={history['items'][-1]['id']}",
                                 headers=auth(cat))).json()
     [gift] = rest["items"]
-    assert gift["direction"] == "received" and gift["changes"] == {"diamonds": 14_999}
+    assert gift["direction"] == "received" and gift["changes"] == {"diamonds": 14_999,
+                                                                        "carry": 1}
     assert gift["gift"]["name"] == "Lion" and gift["with"]["username"] == "fan"
     sent = await (await dev.get("/api/wallet/history", headers=auth(fan))).json()
     assert [i["kind"] for i in sent["items"]] == ["gift", "purchase"]
@@ -309,7 +311,7 @@ async def test_webhook_refuses_a_minor_credits_nothing_and_answers_replays_the_s
                "refund": True, "payment_id": "pi_minor_0001", "replayed": False}
     assert (status, reply) == (200, refused)
     assert await balances(prod, kid) == {"coins": 0, "diamonds": 0, "pending_diamonds": 0,
-                                         "paid_diamonds": 0}
+                                         "paid_diamonds": 0, "carry_coins": 0}
     # nothing moved: the only new key is the refusal's record under the payment id
     after = await snapshot(redis_url)
     refusal_record = keys.ledger_op("purchase", "webhook", "pi_minor_0001").encode()

@@ -1,6 +1,7 @@
 /**
- * Avatars until pictures exist: the display name's first letter on a colour
- * picked from the user id, so the same person looks the same everywhere.
+ * Avatars: the profile photo when there is one (`user.avatar`, a URL the server
+ * re-encoded and serves with caching), else the display name's first letter on a
+ * colour picked from the user id, so the same person looks the same everywhere.
  *
  * The letter is drawn by CSS from data-initial, so it is not part of the
  * surrounding text: a link reading "@alice" stays "@alice" for screen readers,
@@ -33,6 +34,12 @@ export function paintAvatar(node, user) {
   node.dataset.initial = initialOf(user.display_name || user.username);
   node.style.setProperty('--avatar-hue', String(hueOf(user.id || user.username)));
   node.setAttribute('aria-hidden', 'true');
+  // Only the server's own /avatars/ paths: a URL is never taken from elsewhere.
+  const photo = typeof user.avatar === 'string' && /^\/avatars\/[0-9a-f]{16}\/[0-9a-f]{16}\.webp$/.test(user.avatar)
+    ? user.avatar : null;
+  node.classList.toggle('has-photo', Boolean(photo));
+  node.dataset.photo = photo ?? '';
+  node.style.backgroundImage = photo ? `url("${photo}")` : '';
 }
 
 /** A new avatar element; size is 'sm', 'md' or 'lg' (see golive.css). */

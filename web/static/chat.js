@@ -1,8 +1,12 @@
 /**
  * The live chat under the video: the last lines on join, new ones as the server
  * pushes them (`chat:messages`, a batch with the id delivered before it as
- * `prev`), and a box to send. The creator also gets moderation: delete a line,
- * mute or ban its author, slow mode and a keyword filter.
+ * `prev`), and a box to send. The creator and the moderators they appointed
+ * also get moderation, shown on every line (not only on hover: phones have
+ * none): delete a line, mute its author for a chosen time, ban them after a
+ * second tap to confirm; the creator also appoints moderators from a line, and
+ * sets slow mode and a keyword filter. `onModerated` (an option) hears each
+ * moderation done, so the studio's banned-and-muted list follows.
  *
  * Order and gaps: lines are shown in id order, each once. A batch whose `prev`
  * is newer than the last id shown means lines were missed (a slow connection,
@@ -24,15 +28,22 @@ import { currentUser } from './session.js';
 
 /** Lines kept on screen; older ones leave the DOM (the server keeps the history). */
 export const MAX_LINES = 300;
-const MUTE_SECONDS = 300;
-const SLOW_MODES = [0, 3, 10, 30, 60];
+/** The mute lengths offered: [seconds, label]. The server takes 1 s to 7 days. */
+export const MUTE_CHOICES = [[60, '1 min'], [300, '5 min'], [3600, '1 hour'], [86400, '24 hours']];
+/** How long a first tap on Ban waits for the second that confirms it. */
+const CONFIRM_MS = 5000;
 
 const IDS = ['chat-panel', 'chat-list', 'chat-form', 'chat-input', 'chat-send', 'chat-error',
   'chat-notice', 'chat-tools', 'chat-slow', 'chat-filter', 'chat-filter-save', 'chat-count'];
 
 export class ChatPanel {
-  constructor(socket, root = byTestId('chat-panel')) {
+  constructor(socket, root = byTestId('chat-panel'), { onModerated = () => {} } = {}) {
     this.socket = socket;
+    this.onModerated = onModerated;
+    /** True when the creator appointed this user a moderator of this live's chats. */
+    this.moderator = false;
+    /** id -> item of the lines on screen, to draw their tools again when the role changes. */
+    this.items = new Map();
     this.ui = Object.fromEntries(IDS.map((id) => [id, id === 'chat-panel' ? root : byTestId(id, root)]));
     /** {live_id, creator_id}, while open. */
     this.live = null;
@@ -48,6 +59,12 @@ export class ChatPanel {
     });
     socket.on('chat:muted', ({ creator_id: creator, until }) => {
       if (creator === this.live?.creator_id) this.paintMuted(until);
+    });
+    socket.on('chat:moderator', ({ creator_id: creator, moderator }) => {
+      if (creator !== this.live?.creator_id || this.creator) return;
+      this.moderator = Boolean(moderator);
+      this.notice(moderator ? 'You are now a moderator of this chat.' : 'You are no longer a moderator of this chat.');
+      this.redraw();
     });
     socket.on('chat:banned', ({ creator_id: creator }) => {
       if (creator !== this.live?.creator_id) return;
@@ -76,8 +93,10 @@ export class ChatPanel {
     const run = ++this.opens;
     this.live = { live_id: live.live_id, creator_id: live.creator_id };
     this.creator = creator;
+    this.moderator = false;
     this.last = null;
     this.early = [];
+    this.items.clear();
     this.ui['chat-list'].replaceChildren();
     this.ui['chat-panel'].hidden = false;
     this.ui['chat-form'].hidden = false;
@@ -93,6 +112,8 @@ export class ChatPanel {
       return;
     }
     if (run !== this.opens) return;
+    this.moderator = Boolean(reply.you?.moderator);
+    this.paintRole();
     for (const item of reply.items) this.render(item);
     this.last = reply.last;
     this.paintSettings(reply.settings);
@@ -110,6 +131,29 @@ export class ChatPanel {
     this.early = [];
     this.ui['chat-panel'].hidden = true;
     this.ui['chat-list'].replaceChildren();
+    this.items.clear();
+  }
+
+  /** Creator or moderator: the tools show on every line. */
+  get moderating() {
+    return this.creator || this.moderator;
+  }
+
+  paintRole() {
+    this.ui['chat-panel'].classList.toggle('moderating', this.moderating);
+    this.ui['chat-panel'].dataset.role = this.creator ? 'creator' : this.moderator ? 'moderator' : 'viewer';
+  }
+
+  /** Draw every line again (its tools follow the role). */
+  redraw() {
+    this.paintRole();
+    const list = this.ui['chat-list'];
+    const stick = this.nearBottom();
+    const items = [...this.items.values()];
+    list.replaceChildren();
+    this.items.clear();
+    for (const item of items) this.render(item);
+    this.scrollDown(stick);
   }
 
   // --- receiving ----------------------------------------------------------------------
@@ -173,26 +217,72 @@ export class ChatPanel {
     } else {
       const user = item.user ?? {};
       const mine = user.id && user.id === this.myId();
-      node = el('li', { class: `chat-line${mine ? ' mine' : ''}`, testid: 'chat-message', 'data-id': item.id },
-        el('a', { class: 'chat-name', testid: 'chat-name', href: profilePath(user.username ?? ''),
-          text: user.display_name ?? '' }),
-        el('span', { class: 'chat-text', testid: 'chat-text', text: item.text }),
-        mine ? null : this.creator ? this.tools(item) : this.reportTool(item));
+      // A moderator has no tools on the creator's lines (the server refuses them too).
+      const fromCreator = user.id === this.live?.creator_id;
+      const tools = mine ? null
+        : this.moderating && !(this.moderator && fromCreator) ? this.tools(item) : this.reportTool(item);
+      node = el('li', { class: `chat-line${mine ? ' mine' : ''}`, testid: 'chat-message', 'data-id': item.id,
+        'data-user': user.id ?? '' },
+      el('a', { class: 'chat-name', testid: 'chat-name', href: profilePath(user.username ?? ''),
+        text: user.display_name ?? '' }),
+      el('span', { class: 'chat-text', testid: 'chat-text', text: item.text }),
+      tools);
     }
+    this.items.set(item.id, item);
     list.append(node);
-    while (list.children.length > MAX_LINES) list.firstElementChild.remove();
+    while (list.children.length > MAX_LINES) {
+      this.items.delete(list.firstElementChild.dataset.id);
+      list.firstElementChild.remove();
+    }
   }
 
+  /** Delete, Mute (a chosen time), Ban (tap twice), and for the creator, Make moderator. */
   tools(item) {
-    const button = (label, testid, fn) => el('button', { type: 'button', class: 'chat-tool', testid,
-      title: label, 'aria-label': label, text: label, on: { click: fn } });
+    const user = item.user;
+    const name = user.display_name;
+    const scope = this.creator ? {} : { creator_id: this.live.creator_id };
+    const whose = this.creator ? 'your' : 'these';
+    const button = (label, testid, fn, title = label) => el('button', { type: 'button',
+      class: 'chat-tool', testid, title, 'aria-label': `${title} (${name})`, text: label,
+      on: { click: fn } });
+    const mute = el('select', { class: 'chat-tool', testid: 'chat-mute',
+      'aria-label': `Mute ${name} for…` },
+    el('option', { value: '', text: 'Mute…' }),
+    ...MUTE_CHOICES.map(([seconds, label]) => el('option', { value: String(seconds), text: label })));
+    mute.addEventListener('change', async () => {
+      const seconds = Number(mute.value);
+      if (!seconds) return;
+      const label = MUTE_CHOICES.find(([s]) => s === seconds)?.[1] ?? `${seconds} s`;
+      await this.moderate('chat:mute', { user_id: user.id, seconds, ...scope },
+        `${name} is muted for ${label}.`);
+      mute.value = '';
+    });
+    let armed = null;
+    const ban = button('Ban', 'chat-ban', () => {
+      if (!armed) { // the first tap asks; the second, within CONFIRM_MS, bans
+        ban.textContent = 'Tap again to ban';
+        ban.dataset.armed = 'true';
+        armed = setTimeout(() => {
+          armed = null;
+          ban.textContent = 'Ban';
+          delete ban.dataset.armed;
+        }, CONFIRM_MS);
+        return;
+      }
+      clearTimeout(armed);
+      armed = null;
+      ban.textContent = 'Ban';
+      delete ban.dataset.armed;
+      this.moderate('chat:ban', { user_id: user.id, ...scope },
+        `${name} is banned from ${whose} LIVEs. Unban them from the banned list.`);
+    });
     return el('span', { class: 'chat-tools-inline' },
       button('Delete', 'chat-delete', () => this.moderate('chat:delete',
         { live_id: this.live.live_id, message_id: item.id })),
-      button('Mute', 'chat-mute', () => this.moderate('chat:mute',
-        { user_id: item.user.id, seconds: MUTE_SECONDS }, `${item.user.display_name} is muted for 5 minutes.`)),
-      button('Ban', 'chat-ban', () => this.moderate('chat:ban', { user_id: item.user.id },
-        `${item.user.display_name} is banned from your lives.`)));
+      mute, ban,
+      this.creator ? button('Mod', 'chat-make-mod', () => this.moderate('chat:moderator',
+        { user_id: user.id }, `${name} is now a moderator: they can delete, mute and ban in your LIVEs.`),
+      'Make moderator') : null);
   }
 
   /** Viewers report a line: pick a reason, and the server keeps a copy for moderators. */
@@ -215,6 +305,7 @@ export class ChatPanel {
   remove(id) {
     const node = this.ui['chat-list'].querySelector(`[data-id="${CSS.escape(id)}"]`);
     node?.remove();
+    this.items.delete(id);
   }
 
   paintSettings(settings = {}) {
@@ -302,6 +393,7 @@ export class ChatPanel {
     try {
       await this.socket.ask(event, payload);
       if (done) this.notice(done);
+      if (event !== 'report:create') this.onModerated(event, payload);
     } catch (err) {
       showError(this.ui['chat-error'], err);
     }

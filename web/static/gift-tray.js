@@ -13,6 +13,12 @@
  * with the built-in test provider (POST /api/coins/checkout), which pays at
  * once; a production server refuses it and the wallet page says how to pay.
  *
+ * Money with care: the tray is offered only where gifts can be received
+ * (`gift:status`: not for a creator under 18 or short of the follower
+ * threshold; a viewer under 18 is told why instead of shown buttons), and a
+ * gift dearer than the server's `confirm_above` (GOLIVE_GIFT_CONFIRM_COINS,
+ * 1,000 coins) asks "Send Universe for 44,999 coins?" before it goes.
+ *
  *   const tray = new GiftTray(sharedSocket, byTestId('gift-tray'));
  *   tray.open(live, creator);   // a viewer watching `creator`
  *   tray.close();
@@ -49,6 +55,19 @@ export class GiftTray {
     this.live = null;
     this.creator = null;
     this.coins = null;
+    this.confirmAbove = 1000;
+    /** The gift waiting for its confirmation: {gift, button}, or null. */
+    this.pending = null;
+    // Built here, not in the page, so any page holding a tray gets it.
+    this.confirmBox = el('div', { class: 'gift-confirm', testid: 'gift-confirm', role: 'alertdialog',
+      'aria-live': 'assertive', hidden: true },
+    el('p', { testid: 'gift-confirm-text' }),
+    el('div', { class: 'gift-confirm-actions' },
+      el('button', { type: 'button', class: 'btn btn-sm btn-ghost', testid: 'gift-confirm-cancel',
+        text: 'Cancel', on: { click: () => this.cancelConfirm() } }),
+      el('button', { type: 'button', class: 'btn btn-sm btn-primary', testid: 'gift-confirm-send',
+        text: 'Send', on: { click: () => this.confirmSend() } })));
+    this.ui['gift-buttons'].before(this.confirmBox);
     this.ui['get-coins'].addEventListener('click', () => {
       hideError(this.ui['gift-error']);
       this.togglePackages();
@@ -58,9 +77,30 @@ export class GiftTray {
   async open(live, creator) {
     this.live = live;
     this.creator = creator;
-    this.root.hidden = false;
+    this.cancelConfirm();
     hideError(this.ui['gift-error']);
     this.notice('');
+    // No tray where no gift can be received: ask first, show after.
+    this.root.hidden = true;
+    let status = null;
+    try {
+      status = await this.socket.ask('gift:status', { creator: creator.id });
+    } catch {
+      status = null; // unknown: offer the tray; gift:send refuses with the reason
+    }
+    if (this.live !== live) return;
+    if (status) this.confirmAbove = status.confirm_above ?? this.confirmAbove;
+    const refusal = status && !status.can_send ? status.refusal : null;
+    this.root.dataset.state = refusal ? 'refused' : 'open';
+    if (refusal && refusal.reason !== 'sender_minor') {
+      return; // the creator cannot receive gifts: no tray at all
+    }
+    this.root.hidden = false;
+    if (refusal) { // the viewer cannot send: say why, no buttons to tap
+      this.ui['gift-buttons'].replaceChildren();
+      this.notice(refusal.message);
+      return;
+    }
     try {
       catalog ??= loadOnce('/api/gifts', 'gifts');
       const gifts = await catalog;
@@ -76,8 +116,31 @@ export class GiftTray {
   close() {
     this.live = null;
     this.creator = null;
+    this.cancelConfirm();
     this.root.hidden = true;
     this.ui['coin-packages'].hidden = true;
+  }
+
+  // --- confirming a dear gift --------------------------------------------------------------
+
+  askConfirm(gift, button) {
+    this.pending = { gift, button };
+    byTestId('gift-confirm-text', this.confirmBox).textContent =
+      `Send ${gift.name} for ${gift.coins.toLocaleString('en')} coins?`;
+    this.confirmBox.hidden = false;
+    this.confirmBox.scrollIntoView({ block: 'nearest' });
+    byTestId('gift-confirm-send', this.confirmBox).focus();
+  }
+
+  cancelConfirm() {
+    this.pending = null;
+    if (this.confirmBox) this.confirmBox.hidden = true;
+  }
+
+  confirmSend() {
+    const pending = this.pending;
+    this.cancelConfirm();
+    if (pending) this.send(pending.gift, pending.button, { confirmed: true });
   }
 
   button(gift) {
@@ -143,9 +206,13 @@ export class GiftTray {
 
   // --- sending -------------------------------------------------------------------------
 
-  async send(gift, button) {
+  async send(gift, button, { confirmed = false } = {}) {
     const live = this.live;
     if (!live || !this.creator) return;
+    if (!confirmed && gift.coins > this.confirmAbove) {
+      this.askConfirm(gift, button); // nothing is sent until Send is tapped
+      return;
+    }
     hideError(this.ui['gift-error']);
     this.notice('');
     const payload = { transfer_id: crypto.randomUUID(), creator: this.creator.id, gift_id: gift.id, count: 1 };

@@ -1,16 +1,19 @@
 /**
  * The landing page (/): sign up or sign in, then who you are with links to
- * your profile and your studio; below, Discover: who is live now.
+ * your profile and your studio; below, finding people (people.js) and
+ * Discover: who is live now, with suggestions while nobody is.
  */
 
 import { signIn, signUp } from './accounts.js';
 import { paintAvatar } from './avatar.js';
 import { DiscoverList } from './discover.js';
-import { byTestId } from './dom.js';
+import { byTestId, hideError, showError } from './dom.js';
+import { ErrorCode, GoliveError } from './errors.js';
 import { bindForm } from './forms.js';
 import { handle, profilePath } from './format.js';
 import { renderHeader } from './header.js';
-import { currentUser, onSessionChange } from './session.js';
+import { PeopleSearch, Suggestions } from './people.js';
+import { currentUser, getToken, onSessionChange, updateSessionUser } from './session.js';
 import { SharedSocket } from './socket.js';
 
 /** A same-site path from ?next= to return to after signing in, or null. */
@@ -42,6 +45,32 @@ function focusFromHash() {
   if (id) byTestId(id).focus();
 }
 
+/** Upload a new profile photo; the server checks, crops and re-encodes it. */
+async function uploadPhoto(file) {
+  const error = byTestId('avatar-error');
+  hideError(error);
+  if (!file) return;
+  if (file.size > 5 * 1024 * 1024) { // the server's limit, said before a long upload
+    showError(error, new GoliveError(ErrorCode.INVALID, 'A photo is at most 5 MB.'));
+    return;
+  }
+  try {
+    const response = await fetch('/api/me/avatar', { method: 'PUT', body: file,
+      headers: { Authorization: `Bearer ${getToken()}`, 'Content-Type': file.type || 'application/octet-stream' } });
+    const reply = await response.json().catch(() => null);
+    if (!response.ok || !reply?.ok) throw GoliveError.fromPayload(reply?.error ?? { code: 'unavailable', message: 'The upload failed; try again.' });
+    updateSessionUser(reply.user);
+    paint(reply.user);
+  } catch (err) {
+    showError(error, err);
+  }
+}
+
+byTestId('avatar-file').addEventListener('change', (event) => {
+  uploadPhoto(event.target.files?.[0]);
+  event.target.value = '';
+});
+
 const signupForm = byTestId('signup-form');
 const signinForm = byTestId('signin-form');
 const clearSignup = bindForm(signupForm, byTestId('signup-error'), async (values) => {
@@ -56,7 +85,17 @@ const clearSignin = bindForm(signinForm, byTestId('signin-error'), async ({ user
 });
 
 const socket = new SharedSocket();
+const suggestions = new Suggestions(socket);
+/** Suggestions while signed in and nobody is live (Discover's own count says so). */
+function suggestWhenQuiet() {
+  const count = byTestId('discover-list').dataset.count;
+  if (count === undefined) return; // Discover has not answered yet
+  suggestions.show(Boolean(currentUser()) && count === '0');
+}
 const discover = new DiscoverList(socket);
+new MutationObserver(suggestWhenQuiet).observe(byTestId('discover-list'),
+  { attributes: true, attributeFilter: ['data-count'] });
+new PeopleSearch();
 let signedInAs = currentUser()?.id ?? null;
 
 renderHeader(undefined, { socket });
@@ -70,6 +109,7 @@ onSessionChange((user) => {
   signedInAs = user?.id ?? null;
   socket.close(); // the socket was the previous person's
   discover.start({ signedIn: Boolean(user) });
+  suggestWhenQuiet();
 });
 focusFromHash();
 window.addEventListener('hashchange', focusFromHash);

@@ -72,6 +72,13 @@ export class LiveStage {
     socket.on('room:state', ({ live_id: id, viewers }) => {
       if (id && id === this.live?.live_id) this.setViewers(viewers);
     });
+    // The creator renamed the LIVE from the studio (live:title).
+    socket.on('live:title', ({ live_id: id, title }) => {
+      if (!id || id !== this.live?.live_id) return;
+      this.live = { ...this.live, title };
+      this.ui['live-title'].textContent = title;
+      this.ui['live-title'].title = title;
+    });
     socket.on('room:left', ({ live_id: id }) => {
       if (id && id === this.player.live?.live_id) this.rejoin();
     });

@@ -6,7 +6,8 @@
  * who nudged came to watch.
  *
  * The waiting count follows the server's `nudge:waiting` pushes (a new nudge, or
- * 0 when a LIVE starts and everyone waiting is told).
+ * 0 when a LIVE starts and everyone waiting is told); "Did they come?" follows
+ * `nudge:came` (a nudger joined the LIVE).
  *
  *   new NudgePanel(sharedSocket).open();
  */
@@ -30,6 +31,8 @@ export class NudgePanel {
       this.paintWaiting(waiting);
       this.loadInsights();
     });
+    // A nudger came to the LIVE: "Did they come?" counts them now, not after a reload.
+    socket.on('nudge:came', () => this.loadInsights());
     socket.on('connect', () => this.load());
     for (const [id, field] of [['nudge-allow', 'allow'], ['nudge-dm', 'dm']]) {
       this.ui[id].addEventListener('change', () => this.save(field, this.ui[id].checked));
@@ -97,7 +100,7 @@ export class NudgePanel {
     this.ui['nudge-lives'].replaceChildren(...(insights.lives.length
       ? insights.lives.map((live) => el('li', { testid: 'nudge-live' },
         el('span', { class: 'nudge-live-title', text: live.title }),
-        el('span', { class: 'muted', text: live.nudgers
+        el('span', { class: 'muted', testid: 'nudge-live-came', text: live.nudgers
           ? `${live.came} of ${live.nudgers} who nudged you came`
           : 'no one had nudged you' })))
       : [el('li', { class: 'muted', text: 'Your LIVEs will show here with how many who nudged you came.' })]));

@@ -9,7 +9,7 @@
  * the server's words ("you can nudge again in 5 h").
  *
  *   const bell = new NudgeBell(sharedSocket);
- *   bell.show({ user, isSelf, signedIn, following });   // after each profile render
+ *   bell.show({ user, isSelf, signedIn, following, blocked });   // after each render
  *   bell.reset();                                       // profile or session changed
  */
 
@@ -45,14 +45,19 @@ export class NudgeBell {
     socket.on('connect', () => this.refresh());
   }
 
-  show({ user, isSelf, signedIn, following }) {
+  show({ user, isSelf, signedIn, following, blocked = false }) {
     const changed = this.target?.user.id !== user.id || this.target?.signedIn !== signedIn;
-    this.target = { user, isSelf: Boolean(isSelf), signedIn: Boolean(signedIn), following: Boolean(following) };
+    const blockChanged = Boolean(this.target && this.target.blocked !== Boolean(blocked));
+    this.target = { user, isSelf: Boolean(isSelf), signedIn: Boolean(signedIn),
+      following: Boolean(following), blocked: Boolean(blocked) };
     if (changed) {
       this.state = null;
       hideError(this.ui['nudge-error']);
     }
-    if (changed || (this.state && this.state.following !== this.target.following)) this.refresh();
+    // A block (either way) takes the bell away at once; the server says so too, and an
+    // unblock asks it again how things stand.
+    if (changed || blockChanged
+      || (this.state && this.state.following !== this.target.following)) this.refresh();
     this.paint();
   }
 
@@ -86,7 +91,8 @@ export class NudgeBell {
     const bell = this.ui['nudge-button'];
     const status = this.ui['nudge-status'];
     const name = target?.user.display_name ?? '';
-    const usable = Boolean(target?.signedIn && !target.isSelf && state && !state.is_self);
+    const usable = Boolean(target?.signedIn && !target.isSelf && !target.blocked && state
+      && !state.is_self);
     bell.hidden = !usable || state.live || !state.allowed;
     status.hidden = bell.hidden;
     if (!bell.hidden) {

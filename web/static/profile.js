@@ -191,7 +191,8 @@ function render() {
   ui['relation-note'].textContent = note;
   ui['relation-note'].hidden = !note;
   if (!isSelf) ui['profile-edit-form'].hidden = true;
-  bell.show({ user, isSelf, signedIn, following: Boolean(relation?.following) });
+  bell.show({ user, isSelf, signedIn, following: Boolean(relation?.following),
+    blocked: Boolean(relation?.blocking || relation?.blocked_by) });
 }
 
 // --- follow and block ---------------------------------------------------------

@@ -1,9 +1,13 @@
 /**
  * The creator studio (/studio): pick a camera and a microphone, check the
  * muted preview, give the live a title, Go LIVE and End LIVE. While live it
- * shows the status, the viewer count (room:state), the elapsed time and the
- * gifts: each one as it comes, the top gifters and the diamonds earned.
- * Before going live it shows how many people nudged you (nudge-studio.js).
+ * shows the status, the viewer count (room:state), the elapsed time, the
+ * gifts (each one as it comes, the top gifters and the diamonds earned) and
+ * the chat with its moderation (chat.js), so a creator runs the LIVE from
+ * here alone, on a phone too; the title can be changed while live
+ * (live:title). Banned and muted people and the moderators are listed with
+ * their undo (studio-moderation.js). Before going live it shows how many
+ * people nudged you (nudge-studio.js).
  *
  * Staying on air: a socket that reconnects, a connection that fails, or a
  * reload of this tab (remembered in sessionStorage) calls live:start again,
@@ -17,6 +21,7 @@
 
 import { api, segment } from './api.js';
 import { deviceOf, listDevices, openCamera } from './camera.js';
+import { ChatPanel } from './chat.js';
 import { byTestId, el, hideError, setBusy, showError } from './dom.js';
 import { ErrorCode, GoliveError, describeError } from './errors.js';
 import { formatCount, formatDuration, profilePath } from './format.js';
@@ -28,6 +33,7 @@ import { Publisher } from './publisher.js';
 import { stopStream } from './rtc.js';
 import { currentUser, onSessionChange } from './session.js';
 import { SharedSocket } from './socket.js';
+import { ModerationLists } from './studio-moderation.js';
 
 /** sessionStorage (this tab only): the live this tab was sending when the page went away. */
 const RESUME_KEY = 'golive.studio.resume';
@@ -57,7 +63,7 @@ const ui = Object.fromEntries([
   'studio-signed-out', 'studio', 'preview', 'studio-live-badge', 'elapsed-pill', 'elapsed',
   'studio-viewers', 'viewers-pill', 'camera-off', 'camera-status', 'camera-start', 'studio-status', 'studio-form',
   'title-input', 'camera-select', 'mic-select', 'studio-refusal', 'studio-notice', 'studio-error', 'go-live',
-  'end-live', 'my-live-page',
+  'end-live', 'my-live-page', 'title-save', 'studio-chat',
 ].map((id) => [id, byTestId(id)]));
 
 const me = currentUser();
@@ -65,6 +71,9 @@ const socket = new SharedSocket();
 const publisher = new Publisher(socket, { onConnectionState });
 const giftBoard = new GiftBoard(socket, byTestId('gift-board'));
 const giftLines = new GiftLines(socket, byTestId('studio-gift-list'), { clear: true });
+const moderation = new ModerationLists(socket);
+const chat = new ChatPanel(socket, byTestId('chat-panel'), {
+  onModerated: () => moderation.refresh() });
 /** The camera and microphone, while open. */
 let stream = null;
 let state = 'idle';
@@ -87,7 +96,8 @@ function setState(next) {
   ui['go-live'].hidden = onAir;
   ui['end-live'].hidden = !onAir;
   ui['end-live'].disabled = next === 'ending';
-  ui['title-input'].disabled = onAir; // a live keeps the title it started with
+  // While live, Save title renames the LIVE for everyone watching (live:title).
+  ui['title-save'].hidden = next !== 'live';
   ui['studio-live-badge'].hidden = next !== 'live';
   ui['viewers-pill'].hidden = !onAir;
   ui['elapsed-pill'].hidden = !onAir;
@@ -238,6 +248,8 @@ async function goLive(title, { resuming = false } = {}) {
   byTestId('studio-gifts').hidden = false;
   giftBoard.open(reply.live);
   giftLines.open(reply.live);
+  ui['studio-chat'].hidden = false;
+  chat.open(reply.live, { creator: true }); // a resume only catches up
   startClock(reply.live.started_at);
   if (publisher.pc?.connectionState === 'connected') onConnectionState('connected');
 }
@@ -267,6 +279,8 @@ function finish(reason) {
   stopCamera();
   setState('ended');
   giftLines.close(); // the board and the lines stay on screen until the next LIVE
+  chat.close();
+  ui['studio-chat'].hidden = true;
   notice(`${ENDED_BECAUSE[reason] ?? 'Your LIVE ended.'} It lasted ${lasted}.`);
 }
 
@@ -298,6 +312,31 @@ ui['end-live'].addEventListener('click', async () => {
   finish('ended_by_creator');
 });
 
+/** Rename the running LIVE: viewers, the profile page and Discover see it at once. */
+async function saveTitle() {
+  if (state !== 'live') return;
+  hideError(ui['studio-error']);
+  setBusy(ui['title-save'], true);
+  try {
+    const { live } = await socket.ask('live:title', { title: ui['title-input'].value.trim() });
+    ui['title-input'].value = live.title;
+    if (publisher.live) publisher.live.title = live.title; // a resume keeps the new title
+    notice('Title saved: your viewers see it now.');
+  } catch (err) {
+    showError(ui['studio-error'], err);
+    if (err.field === 'title') ui['title-input'].focus();
+  } finally {
+    setBusy(ui['title-save'], false);
+  }
+}
+
+ui['title-save'].addEventListener('click', saveTitle);
+ui['title-input'].addEventListener('keydown', (event) => {
+  if (event.key === 'Enter' && state === 'live') {
+    event.preventDefault(); // Enter while live saves the title; it does not submit Go LIVE
+    saveTitle();
+  }
+});
 ui['camera-start'].addEventListener('click', () => startCamera());
 ui['camera-select'].addEventListener('change', switchDevice);
 ui['mic-select'].addEventListener('change', switchDevice);
@@ -355,6 +394,7 @@ async function init() {
   ui.studio.hidden = false;
   ui['my-live-page'].href = profilePath(me.username);
   new NudgePanel(socket).open(); // who is waiting for this LIVE, settings, insights
+  moderation.open(); // banned and muted people, moderators
   setState('idle');
   let resumeId = null;
   try {

@@ -18,9 +18,16 @@ function headline(item) {
   const c = item.changes || {};
   if (c.coins) return [c.coins, 'coins'];
   if (item.kind === 'cashout') return [-(c.pending || 0), 'diamonds'];
-  if (item.kind === 'payout') return [c.paid || 0, 'diamonds paid'];
+  if (item.kind === 'payout') return [c.paid || 0, 'diamonds'];
   if (c.diamonds) return [c.diamonds, 'diamonds'];
   return [0, 'diamonds'];
+}
+
+/** The amount as shown: a payout is money going out to you (↗, never a green +). */
+function amountText(item, amount, unit) {
+  if (item.kind === 'payout') return [`↗ ${exact(Math.abs(amount))} ${unit} paid out`, 'out'];
+  const sign = amount > 0 ? '+' : amount < 0 ? '-' : '';
+  return [`${sign}${exact(Math.abs(amount))} ${unit}`, amount > 0 ? 'plus' : amount < 0 ? 'minus' : ''];
 }
 
 function describe(item) {
@@ -46,20 +53,19 @@ function icon(item) {
   if (item.gift?.icon) {
     return el('img', { class: 'history-icon', src: item.gift.icon, alt: '', width: 32, height: 32 });
   }
-  const glyph = { purchase: '+', cashout: '↗', payout: '✓', return: '↩' }[item.kind] || '·';
+  const glyph = { purchase: '+', cashout: '⏳', payout: '↗', return: '↩' }[item.kind] || '·';
   return el('span', { class: 'history-glyph', 'aria-hidden': 'true', text: glyph });
 }
 
 /** The <li> for one history item. */
 export function historyItem(item) {
   const [amount, unit] = headline(item);
-  const sign = amount > 0 ? '+' : amount < 0 ? '-' : '';
+  const [text, style] = amountText(item, amount, unit);
   return el('li', { class: 'history-item', testid: 'history-item', 'data-kind': item.kind,
     'data-id': item.id },
   icon(item),
   el('span', { class: 'history-what' },
     el('span', { testid: 'history-text', text: describe(item) }),
     el('small', { text: shortTime(idTime(item.id)) })),
-  el('span', { class: `history-amount ${amount > 0 ? 'plus' : amount < 0 ? 'minus' : ''}`,
-    testid: 'history-amount', text: `${sign}${exact(Math.abs(amount))} ${unit}` }));
+  el('span', { class: `history-amount ${style}`, testid: 'history-amount', text }));
 }

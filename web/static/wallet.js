@@ -23,7 +23,7 @@ const PAGE = 20;
 
 const ui = Object.fromEntries(['wallet-signed-out', 'wallet', 'coin-balance', 'provider-note',
   'packages', 'wallet-notice', 'coins-error', 'rate', 'diamond-balance', 'diamond-pending',
-  'diamond-paid', 'cashout-form', 'cashout-amount', 'cashout-submit', 'cashout-limits',
+  'diamond-paid', 'diamond-carry', 'cashout-form', 'cashout-amount', 'cashout-submit', 'cashout-limits',
   'cashout-error', 'payouts', 'history', 'history-empty', 'history-more', 'history-error']
   .map((id) => [id, byTestId(id)]));
 
@@ -57,6 +57,13 @@ function paintWallet(wallet) {
     const { coins_per_diamond: per, commission_pct: pct } = wallet.rate;
     ui.rate.textContent = `${per} coins make 1 diamond${pct ? `, after a ${pct}% commission` : ''}`;
   }
+  const carry = b.carry_coins ?? 0;
+  const per = wallet.rate?.coins_per_diamond;
+  ui['diamond-carry'].hidden = !carry;
+  ui['diamond-carry'].textContent = carry
+    ? `+ ${exact(carry)} coin${carry === 1 ? '' : 's'} of gifts toward your next diamond`
+      + (per ? ` (${exact(per)} make one): nothing is lost to rounding.` : '.')
+    : '';
   if (wallet.cashout) {
     ui['cashout-limits'].textContent = `At least ${exact(wallet.cashout.min)} diamonds, `
       + `at most ${exact(wallet.cashout.daily_cap)} a day.`;
