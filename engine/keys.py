@@ -54,8 +54,20 @@ def live_viewers(live_id: str) -> str:
 
 
 def node(node_id: str) -> str:
-    """A node's record (a hash: address, pid, started_at), kept alive by its heartbeat."""
+    """A node's record and heartbeat (a hash: address, pid, host, started_at, instance,
+    beats), with a TTL its node pushes back (engine/nodes.py)."""
     return f"node:{node_id}"
+
+
+def node_reaping(node_id: str) -> str:
+    """The live node taking over a dead node's lives, viewers and jobs (a claim, TTL)."""
+    return f"node_reaping:{node_id}"
+
+
+def lives_orphaned() -> str:
+    """Sorted set of "creator/live id" of lives whose node died, scored by when they end
+    unless their creator resumes them on another node (signaling/node_failure.py)."""
+    return "lives_orphaned"
 
 
 def node_lives(node_id: str) -> str:
@@ -75,13 +87,8 @@ def node_viewing(node_id: str) -> str:
 
 
 def nodes() -> str:
-    """Set of node ids that have heartbeated (signaling/presence.py)."""
+    """Set of node ids that announced themselves (a member without a record is dead)."""
     return "nodes"
-
-
-def node_alive(node_id: str) -> str:
-    """A node's heartbeat: present (with a TTL) while the node runs."""
-    return f"node_alive:{node_id}"
 
 
 # --- live chat (engine/chat.py) ---------------------------------------------

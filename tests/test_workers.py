@@ -22,12 +22,11 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from engine.nodes import NodeRecord, Nodes
+from engine.nodes import NODE_TTL_S, NodeRecord, Nodes
 from media.ice import restrict_host_addresses
 from signaling.app import NODE_HEADER
 from signaling.config import Settings, add_arguments, settings_from_args
 from signaling.embedded_redis import socket_path
-from signaling.nodes import NodeAnnouncer
 from signaling.workers import (
     READY_TIMEOUT_S,
     STOP_TIMEOUT_S,
@@ -173,7 +172,7 @@ async def test_two_workers_serve_one_port_one_cluster(
     for node, pid in zip(nodes, serving["pids"], strict=True):
         record = await redis.hgetall(f"node:{node}")
         assert record["address"] == f"127.0.0.1:{port}" and int(record["pid"]) == pid, record
-        assert 0 < await redis.ttl(f"node:{node}") <= 15
+        assert 0 < await redis.ttl(f"node:{node}") <= NODE_TTL_S
     creator = closers[-1]
     on_air = await go_live(creator, closers, "two workers")
     user_id = await redis.get("username:ann")
@@ -397,20 +396,15 @@ async def test_two_machines_on_one_redis_each_advertise_their_address(
 
 
 async def test_a_node_record_expires_unless_refreshed_and_comes_back(redis: Redis) -> None:
-    nodes = Nodes(redis, ttl=15)
-    record = NodeRecord("n1", "10.0.0.1:8080", 4242, 1700000000.25)
+    nodes = Nodes(redis, ttl=NODE_TTL_S)
+    record = NodeRecord.mine("n1", "10.0.0.1:8080")
     await nodes.announce(record)
-    assert await nodes.get("n1") == record and 0 < await redis.ttl("node:n1") <= 15
-    assert await nodes.refresh("n1") is True
+    assert await nodes.get("n1") == record and 0 < await redis.ttl("node:n1") <= NODE_TTL_S
+    assert await nodes.beat(record) is True
+    assert (await nodes.get("n1")).beats == 1  # type: ignore[union-attr]
     await redis.delete("node:n1")  # expired while Redis was away, say
-    assert await nodes.refresh("n1") is False and await nodes.get("n1") is None
-
-    announcer = NodeAnnouncer(nodes, "n2", "10.0.0.2:8080", period=0.02)
-    await announcer.open()
-    try:
-        assert (await nodes.get("n2")) == announcer.record
-        await redis.delete("node:n2")
-        await poll(lambda: redis.exists("node:n2"), what="the heartbeat announcing again")
-    finally:
-        await announcer.close()
-    assert await redis.exists("node:n2") == 0
+    assert await nodes.beat(record) is False and await nodes.get("n1") is None
+    assert await nodes.try_announce(record) == ("ok", "")  # the heartbeat announces again
+    assert await nodes.get("n1") == record
+    assert await nodes.withdraw(record) is True
+    assert await redis.exists("node:n1") == 0 and "n1" not in await redis.smembers("nodes")
