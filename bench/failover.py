@@ -60,12 +60,16 @@ class ReconnectingViewer:
     It owns its socket, its media peer and its reconnect task; close() ends all three."""
 
     def __init__(self, token: str, creator_id: str, urls: list[str], *,
-                 media_nodes: set[str] | frozenset[str] = frozenset(), name: str = "") -> None:
+                 media_nodes: set[str] | frozenset[str] = frozenset(), name: str = "",
+                 reconnect_delay: float = 0.5) -> None:
         self.token = token
         self.creator_id = creator_id
         self.urls = urls
         self.media_nodes = frozenset(media_nodes)
         self.name = name or creator_id
+        # The page's socket.io-client waits 0.25-0.75 s before its first retry
+        # (reconnectionDelay 500 ms, randomization 0.5: web/static/socket.js).
+        self.reconnect_delay = reconnect_delay
         self.node_url: str | None = None
         self.live_id: str | None = None
         self.items: list[dict[str, Any]] = []
@@ -184,6 +188,7 @@ class ReconnectingViewer:
         dead = self.node_url
         order = [u for u in self.urls if u != dead]
         attempt = 0
+        await asyncio.sleep(self.reconnect_delay)
         while not self._closing:
             url = order[attempt % len(order)]
             attempt += 1
