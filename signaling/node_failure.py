@@ -74,6 +74,10 @@ class NodeFailover(Feature):
         self.period_s = period_s
         self.takeovers: list[Takeover] = []
         self.lives_ended = 0
+        # After a failed pass (Redis away) every node's record may have expired meanwhile:
+        # look for dead nodes only once the others had two beats to announce themselves
+        # again, or a Redis outage longer than the TTL would look like every node dying.
+        self._settle_until = 0.0
         self._runner = OwnedTask(self._run, "node-failover")
 
     async def on_open(self) -> None:
@@ -85,6 +89,8 @@ class NodeFailover(Feature):
     async def run_once(self) -> tuple[list[Takeover], list[Live]]:
         """Take over every dead node this node wins, then end the orphans that are due."""
         done = []
+        if time.monotonic() < self._settle_until:
+            return done, await self.end_due()
         for dead in await self.nodes.dead(exclude=self.node_id):
             takeover = await self.take_over(dead)
             if takeover is not None:
@@ -153,6 +159,7 @@ class NodeFailover(Feature):
             try:
                 await self.run_once()
             except (RedisError, OSError) as exc:  # Redis away: the next pass redoes it
+                self._settle_until = time.monotonic() + 2 * self.period_s
                 log.warning("failover pass failed", extra={"fields": {
                     "error": type(exc).__name__}})
             except Exception:

@@ -537,3 +537,49 @@ async def test_a_dead_nodes_viewers_are_back_on_another_node(tmp_path: Path,
             assert await redis.hlen(f"live_viewers:{onair.live_id}") == 5
         finally:
             await redis.aclose()
+
+
+async def test_redis_away_during_a_takeover_leaves_nothing_half_done(
+        tmp_path: Path, closers: list[Any]) -> None:
+    """Node B dies and Redis goes away for 3 s just as its record expires (when A and C
+    look): once Redis is back, B's live ends once everywhere and nothing of B is left."""
+    from tests.support.peers import go_live
+
+    with cluster_of(tmp_path, ("node-a", "node-b", "node-c"), GOLIVE_LIVE_GRACE="1") as cluster:
+        a, b, c = cluster["node-a"], cluster["node-b"], cluster["node-c"]
+        creator = await register(b.url, "ray")
+        ray = await tab(b.url, creator, closers)
+        onair = await go_live(ray, closers, "fault", size=(160, 96), fps=10)
+        members = []
+        for name, node in (("amy", a), ("cal", c)):
+            member = await tab(node.url, await register(node.url, name), closers)
+            assert (await member.call("room:join", {"user_id": creator.id, "media": False}))["ok"]
+            members.append(member)
+        redis = Redis.from_url(cluster.redis.url, decode_responses=True)
+        try:
+            cluster.kill("node-b")
+            await poll(lambda: _gone(redis, "node:node-b"), timeout=10, what="B's record gone")
+            await redis.aclose()
+            cluster.redis.stop()  # the takeover is under way, or about to start
+            await asyncio.sleep(3)  # the outage itself, not a wait for a condition
+            cluster.redis.start()
+            redis = Redis.from_url(cluster.redis.url, decode_responses=True)
+            await poll(lambda: all(m.got("live:ended") for m in members), timeout=30,
+                       what="live:ended on A and C after Redis came back")
+            await asyncio.sleep(0.5)
+            for member in members:
+                assert member.got("live:ended") == [{"live_id": onair.live_id,
+                                                     "creator_id": creator.id,
+                                                     "reason": "node_lost"}]
+            assert not await redis.exists(f"live:{creator.id}", "node_lives:node-b",
+                                          "node_reaping:node-b", "live_viewers:node:node-b")
+            assert await redis.zcard("lives_orphaned") == 0
+            assert "node-b" not in await redis.smembers("nodes")
+            assert await redis.exists("node:node-a") and await redis.exists("node:node-c")
+            assert a.proc.poll() is None and c.proc.poll() is None
+        finally:
+            await redis.aclose()
+
+
+async def _gone(redis: Redis, key: str) -> bool:
+    return not await redis.exists(key)
