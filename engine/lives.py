@@ -92,12 +92,12 @@ redis.call('SREM', KEYS[4], ARGV[1])
 return 1
 """
 
-# A node restarts with the live it hosted: nobody watches it any more, and it is not an
-# orphan any more (the others may have marked it while the node was down).
+# A node restarts with the live it hosted: its own viewers are gone (it reaped its share
+# of the counts as it started, signaling/presence.py), other nodes' members still count,
+# and it is not an orphan any more (the others may have marked it while it was down).
 _RESET_VIEWERS = """
 if redis.call('HGET', KEYS[1], 'live_id') ~= ARGV[2] then return 0 end
-redis.call('DEL', KEYS[2])
-redis.call('ZADD', KEYS[3], 'XX', 0, ARGV[1])
+redis.call('ZADD', KEYS[3], 'XX', redis.call('HLEN', KEYS[2]), ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[3])
 return 1
 """
@@ -282,8 +282,8 @@ class Lives:
 
     async def recover_node(self) -> list[Live]:
         """The lives this node hosted when it stopped without ending them (a crash, a
-        kill): still live, their viewer counts reset (those connections died with the
-        node). The caller gives each creator a grace period to come back, then ends it."""
+        kill): still live, their viewer counts without this node's viewers (those
+        connections died with it; members on other nodes still count). The caller gives each creator a grace period to come back, then ends it."""
         found = []
         for creator_id in sorted(await self._redis.smembers(keys.node_lives(self.node_id))):
             live = await self.current(creator_id)

@@ -125,7 +125,8 @@ async def test_a_watch_page_comes_back_after_its_node_is_killed(
 
             await wait_playing(page)
             await expect(page.get_by_test_id("live-overlay")).to_be_hidden()
-            assert (await sam.call("chat:send", {"live_id": live_id, "text": "after"}))["ok"]
+            said = await sam.call("chat:send", {"live_id": live_id, "text": "after"})
+            assert said["ok"], said
             # every line once, in order: the gap caught up by id, nothing shown twice
             await expect(texts).to_have_text(["before", "while A was down", "still down",
                                               "after"])
