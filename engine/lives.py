@@ -283,7 +283,8 @@ class Lives:
     async def recover_node(self) -> list[Live]:
         """The lives this node hosted when it stopped without ending them (a crash, a
         kill): still live, their viewer counts without this node's viewers (those
-        connections died with it; members on other nodes still count). The caller gives each creator a grace period to come back, then ends it."""
+        connections died with it; members on other nodes still count). The caller gives
+        each creator a grace period to come back, then ends it."""
         found = []
         for creator_id in sorted(await self._redis.smembers(keys.node_lives(self.node_id))):
             live = await self.current(creator_id)
@@ -304,7 +305,8 @@ class Lives:
         creator resumes them on another node (adopt). Idempotent: an entry already there
         keeps its time."""
         found = []
-        for creator_id in sorted(await self._redis.smembers(keys.node_lives(node_id))):
+        for creator_id in sorted(str(c) for c in
+                                 await self._redis.smembers(keys.node_lives(node_id))):
             live = await self.current(creator_id)
             if live is None or live.node != node_id:
                 await self._redis.srem(keys.node_lives(node_id), creator_id)
@@ -324,8 +326,9 @@ class Lives:
         by exactly one caller across nodes; stale entries are dropped)."""
         moment = time.time() if now is None else now
         ended = []
-        for member in await self._redis.zrangebyscore(keys.lives_orphaned(), "-inf", moment):
-            creator_id, _, live_id = str(member).rpartition("/")
+        due = await self._redis.zrangebyscore(keys.lives_orphaned(), "-inf", moment)
+        for member in (str(m) for m in due):
+            creator_id, _, live_id = member.rpartition("/")
             live = await self.current(creator_id) if creator_id else None
             if live is None or live.live_id != live_id:
                 await self._redis.zrem(keys.lives_orphaned(), member)

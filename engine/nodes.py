@@ -269,7 +269,8 @@ class Nodes:
     async def get(self, node_id: str) -> NodeRecord | None:
         """The node's record; None when gone or malformed."""
         fields = await self._redis.hgetall(keys.node(node_id))
-        return record_from_hash(node_id, fields) if fields else None
+        return record_from_hash(node_id, {str(k): str(v) for k, v in fields.items()}) \
+            if fields else None
 
     async def members(self) -> list[str]:
         """Every node id in `nodes`; ids that are not node ids (forged) are dropped."""

@@ -88,7 +88,7 @@ class NodeFailover(Feature):
 
     async def run_once(self) -> tuple[list[Takeover], list[Live]]:
         """Take over every dead node this node wins, then end the orphans that are due."""
-        done = []
+        done: list[Takeover] = []
         if time.monotonic() < self._settle_until:
             return done, await self.end_due()
         for dead in await self.nodes.dead(exclude=self.node_id):
