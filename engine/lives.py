@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from engine import keys
 from engine.accounts import check_age
@@ -291,12 +292,40 @@ class Lives:
             if live is None or live.node != self.node_id:
                 await self._redis.srem(keys.node_lives(self.node_id), creator_id)
                 continue
+            await self._rebuild_viewers(live)
             if await self._reset_viewers(
                     keys=[keys.live(creator_id), keys.live_viewers(live.live_id),
                           keys.live_directory(), keys.lives_orphaned()],
                     args=[creator_id, live.live_id, orphan_member(live)]):
                 found.append(live)
         return found
+
+    async def _rebuild_viewers(self, live: Live) -> None:
+        """A live's viewer totals made again from the other nodes' shares (dead ones too:
+        their reaper subtracts them later): what this node counted died with it, and an
+        entry no share backs is stale. Optimistic (WATCH): a join on another node
+        meanwhile makes it read again."""
+        others = sorted(str(n) for n in await self._redis.smembers(keys.nodes())
+                        if str(n) != self.node_id)
+        share_keys = [keys.live_viewers_on(live.live_id, node) for node in others]
+        totals_key = keys.live_viewers(live.live_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(totals_key, *share_keys)
+                    totals: dict[str, int] = {}
+                    for key in share_keys:
+                        for user, n in (await pipe.hgetall(key)).items():
+                            if int(n) > 0:
+                                totals[str(user)] = totals.get(str(user), 0) + int(n)
+                    pipe.multi()
+                    pipe.delete(totals_key)
+                    if totals:
+                        pipe.hset(totals_key, mapping=totals)
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
 
     # --- lives of a dead node -------------------------------------------------------
 

@@ -178,6 +178,21 @@ async def test_a_dead_nodes_lives_end_once_or_are_adopted(redis: Redis) -> None:
     assert await on_x.end(second) is False and await on_z.end(adopted) is True
 
 
+async def test_a_restarted_origin_keeps_the_other_nodes_members(redis: Redis) -> None:
+    """Its own viewers died with it, another node's members still count, and an entry no
+    node's share backs is dropped."""
+    on_x, on_y = Lives(redis, "x"), Lives(redis, "y")
+    await redis.sadd("nodes", "x", "y")
+    live = await on_x.start("c1", "one")
+    assert await on_y.viewer_joined(live, "member") == 1
+    assert await on_x.viewer_joined(live, "mine") == 2
+    await redis.hset(f"live_viewers:{live.live_id}", "ghost", 1)
+    await on_x.reap_node("x")  # what a restarted node does first (signaling/presence.py)
+    assert [lv.live_id for lv in await on_x.recover_node()] == [live.live_id]
+    assert await redis.hgetall(f"live_viewers:{live.live_id}") == {"member": "1"}
+    assert await redis.zscore("lives", "c1") == 1
+
+
 async def test_a_dead_nodes_jobs_go_back_to_the_head_of_the_queue(redis: Redis) -> None:
     alerts = LiveAlerts(redis, Notifications(redis), "alive")
     await redis.rpush("notify_jobs", "queued")
