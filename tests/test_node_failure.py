@@ -598,3 +598,41 @@ async def test_redis_away_during_a_takeover_leaves_nothing_half_done(
 
 async def _gone(redis: Redis, key: str) -> bool:
     return not await redis.exists(key)
+
+
+async def test_a_redis_outage_longer_than_the_ttl_kills_no_node(tmp_path: Path,
+                                                                 closers: list[Any]) -> None:
+    """Redis down for 8 s (every node's 6 s record expires meanwhile): once it is back the
+    nodes announce themselves again before anyone looks for dead ones, so no live ends
+    and no node is taken over."""
+    from tests.support.peers import go_live
+
+    with cluster_of(tmp_path, ("node-a", "node-b"), GOLIVE_LIVE_GRACE="1") as cluster:
+        a, b = cluster["node-a"], cluster["node-b"]
+        creator = await register(b.url, "oli")
+        oli = await tab(b.url, creator, closers)
+        onair = await go_live(oli, closers, "outage", size=(160, 96), fps=10)
+        member = await tab(a.url, await register(a.url, "ora"), closers)
+        assert (await member.call("room:join", {"user_id": creator.id, "media": False}))["ok"]
+        cluster.redis.stop()
+        await asyncio.sleep(8)  # the outage itself, longer than NODE_TTL_S
+        cluster.redis.start()
+        redis = Redis.from_url(cluster.redis.url, decode_responses=True)
+        try:
+            async def both_back() -> bool:
+                return bool(await redis.exists("node:node-a") and
+                            await redis.exists("node:node-b"))
+            await poll(both_back, timeout=15, what="both nodes announced again")
+            # two failover looks (2 s each) after their settling: nothing is taken over
+            await asyncio.sleep(7)
+            assert await redis.hget(f"live:{creator.id}", "live_id") == onair.live_id
+            assert await redis.zcard("lives_orphaned") == 0
+            assert not member.got("live:ended")
+            for server in (a, b):
+                assert not [x for x in log_lines(server)
+                            if x["msg"] == "node lost; took over its viewers, lives and jobs"]
+            said = await oli.call("chat:send", {"live_id": onair.live_id, "text": "still on"})
+            assert said["ok"], said
+            await poll(lambda: "still on" in lines(member), what="chat after the outage")
+        finally:
+            await redis.aclose()
