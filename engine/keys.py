@@ -43,8 +43,8 @@ _CORE_FAMILIES = frozenset((
     "notif", "notif_data", "notif_unread", "notif_groups", "wallet", "wallet_log",
     "wallet_entries", "ledger_op", "payout", "payouts", "cashout_day",
     # added with keys version 2: no old data, listed so every tagged family maps back
-    "avatar", "chat_moderators", "live_alerted"))
-_CORE_NAMES = frozenset(("lives", "notify_jobs", "ledger:journal"))
+    "avatar", "chat_moderators", "live_alerted", "node", "node_reaping"))
+_CORE_NAMES = frozenset(("lives", "notify_jobs", "ledger:journal", "nodes", "lives_orphaned"))
 _DM_FAMILIES = frozenset(("dm", "dm_meta", "dm_inbox", "dm_requests", "dm_unread", "dm_rate",
                           "dm_new", "dm_repeat"))
 _LIVE_FAMILIES = frozenset(("gift_combo", "gift_board", "gift_totals", "gift_seen"))
@@ -146,8 +146,20 @@ def live_viewers(live_id: str) -> str:
 
 
 def node(node_id: str) -> str:
-    """A node's record (a hash: address, pid, started_at), kept alive by its heartbeat."""
-    return f"node:{node_id}"
+    """A node's record and heartbeat (a hash: address, pid, host, started_at, instance,
+    beats), with a TTL its node pushes back (engine/nodes.py)."""
+    return f"{CORE}node:{node_id}"
+
+
+def node_reaping(node_id: str) -> str:
+    """The live node taking over a dead node's lives, viewers and jobs (a claim, TTL)."""
+    return f"{CORE}node_reaping:{node_id}"
+
+
+def lives_orphaned() -> str:
+    """Sorted set of "creator/live id" of lives whose node died, scored by when they end
+    unless their creator resumes them on another node (signaling/node_failure.py)."""
+    return CORE + "lives_orphaned"
 
 
 def node_lives(node_id: str) -> str:
@@ -167,13 +179,8 @@ def node_viewing(node_id: str) -> str:
 
 
 def nodes() -> str:
-    """Set of node ids that have heartbeated (signaling/presence.py)."""
-    return "nodes"
-
-
-def node_alive(node_id: str) -> str:
-    """A node's heartbeat: present (with a TTL) while the node runs."""
-    return f"node_alive:{node_id}"
+    """Set of node ids that announced themselves (a member without a record is dead)."""
+    return CORE + "nodes"
 
 
 # --- live chat (engine/chat.py) ---------------------------------------------

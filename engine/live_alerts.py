@@ -20,7 +20,10 @@ followers must still follow (an unfollow or a block drops the alert here,
 lazily, so neither needs a hook).
 
 Queue: `notify_jobs` (waiting), claimed with LMOVE into this node's
-`notify_jobs_active:{node}`; a restarted node resumes its active jobs first.
+`notify_jobs_active:{node}`; a restarted node resumes its active jobs first, and a
+node that died and does not come back has its active jobs put back at the head of the
+queue by the live node that takes over from it (requeue_node), which resumes them at
+their cursors: each user is still told once (the id check above).
 
 Cluster note: a batch script names the keys of many users; they are all in the
 `{core}` slot (engine/keys.py), so a Redis Cluster serves it (docs/scaling.md).
@@ -135,6 +138,15 @@ return out
 """
 
 
+# A dead node's claimed jobs go back to the head of the queue, in their order, at once.
+# KEYS: 1 notify_jobs_active:DEAD, 2 notify_jobs.
+_REQUEUE = """
+local n = 0
+while redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') do n = n + 1 end
+return n
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """One write step of a fan-out job."""
@@ -162,6 +174,7 @@ class LiveAlerts:
         self.retention_s = retention_s
         self._begin = redis.register_script(_BEGIN)
         self._step = redis.register_script(_STEP)
+        self._requeue = redis.register_script(_REQUEUE)
 
     # --- alerts -----------------------------------------------------------------------
 
@@ -212,6 +225,12 @@ class LiveAlerts:
     async def active(self) -> list[str]:
         """Jobs this node claimed and did not finish (after a restart: resume them)."""
         return list(await self._redis.lrange(keys.notify_jobs_active(self.node_id), 0, -1))
+
+    async def requeue_node(self, node_id: str) -> int:
+        """Put a dead node's unfinished jobs back at the head of the queue (any node's
+        worker resumes them where their last batch ended); the number moved."""
+        return int(await self._requeue(
+            keys=[keys.notify_jobs_active(node_id), keys.notify_jobs()], args=[]))
 
     async def pending(self) -> int:
         return int(await self._redis.llen(keys.notify_jobs()))

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from engine import keys
 from engine.accounts import check_age
@@ -81,20 +82,59 @@ return {'ok', ARGV[2]}
 """
 
 # Ends the live only if it is still the one named (a late end of an old live
-# must not end a newer one).
+# must not end a newer one) and still hosted by the node ending it (a node cut off from
+# Redis whose live another node adopted must not end it).
 _END = """
 if redis.call('HGET', KEYS[1], 'live_id') ~= ARGV[2] then return 0 end
+if redis.call('HGET', KEYS[1], 'node') ~= ARGV[3] then return 0 end
 redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SREM', KEYS[4], ARGV[1])
 return 1
 """
 
-# A node restarts with the live it hosted: nobody watches it any more.
+# A node restarts with the live it hosted: its own viewers are gone (it reaped its share
+# of the counts as it started, signaling/presence.py), other nodes' members still count,
+# and it is not an orphan any more (the others may have marked it while it was down).
 _RESET_VIEWERS = """
 if redis.call('HGET', KEYS[1], 'live_id') ~= ARGV[2] then return 0 end
-redis.call('DEL', KEYS[2])
-redis.call('ZADD', KEYS[3], 'XX', 0, ARGV[1])
+redis.call('ZADD', KEYS[3], 'XX', redis.call('HLEN', KEYS[2]), ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[3])
+return 1
+"""
+
+# A live whose node died ends when its orphan entry is due, exactly once across the nodes
+# that look (the ZREM decides), unless it was ended, adopted or its node came back: then
+# the entry is stale and goes. KEYS: 1 live, 2 orphans, 3 directory, 4 live_viewers,
+# 5 node_lives:NODE, 6 node:NODE. ARGV: 1 creator, 2 live id, 3 node, 4 member, 5 now.
+_END_ORPHAN = """
+local due = redis.call('ZSCORE', KEYS[2], ARGV[4])
+if not due then return 0 end
+if redis.call('HGET', KEYS[1], 'live_id') ~= ARGV[2] or
+   redis.call('HGET', KEYS[1], 'node') ~= ARGV[3] or
+   redis.call('PTTL', KEYS[6]) > 0 then
+  redis.call('ZREM', KEYS[2], ARGV[4])
+  return 0
+end
+if tonumber(due) > tonumber(ARGV[5]) then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[4])
+redis.call('DEL', KEYS[1], KEYS[4])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('SREM', KEYS[5], ARGV[1])
+return 1
+"""
+
+# A creator resumes, on this node, a live whose node is dead: it becomes this node's.
+# KEYS: 1 live, 2 orphans, 3 node_lives:OLD, 4 node_lives:NEW, 5 node:OLD.
+# ARGV: 1 creator, 2 live id, 3 old node, 4 new node, 5 member.
+_ADOPT = """
+if redis.call('HGET', KEYS[1], 'live_id') ~= ARGV[2] or
+   redis.call('HGET', KEYS[1], 'node') ~= ARGV[3] then return 0 end
+if redis.call('PTTL', KEYS[5]) > 0 then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[5])
+redis.call('HSET', KEYS[1], 'node', ARGV[4])
+redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
 return 1
 """
 
@@ -138,6 +178,12 @@ return #share / 2
 """
 
 
+def orphan_member(live: Live) -> str:
+    """A live's entry in the orphans set (creator and live id: a later live of the same
+    creator is another entry)."""
+    return f"{live.creator_id}/{live.live_id}"
+
+
 def distinct_viewers(shares: dict[str, dict[str, int]], alive: set[str]) -> int:
     """The viewer count of a live from each node's share (user -> connections): distinct
     users with a connection on a live node; a user on two nodes, or in two tabs, is one."""
@@ -170,6 +216,8 @@ class Lives:
         self._reset_viewers = redis.register_script(_RESET_VIEWERS)
         self._reap = redis.register_script(_REAP)
         self._retitle = redis.register_script(_RETITLE)
+        self._end_orphan = redis.register_script(_END_ORPHAN)
+        self._adopt = redis.register_script(_ADOPT)
 
     async def start(self, creator_id: str, title: str, *, now: float | None = None) -> Live:
         """A new live for the creator on this node; `conflict` if one is running."""
@@ -209,7 +257,7 @@ class Lives:
         return bool(await self._end(
             keys=[keys.live(live.creator_id), keys.live_directory(),
                   keys.live_viewers(live.live_id), keys.node_lives(live.node)],
-            args=[live.creator_id, live.live_id]))
+            args=[live.creator_id, live.live_id, live.node]))
 
     async def current(self, creator_id: str) -> Live | None:
         fields = await self._redis.hgetall(keys.live(creator_id))
@@ -267,17 +315,102 @@ class Lives:
 
     async def recover_node(self) -> list[Live]:
         """The lives this node hosted when it stopped without ending them (a crash, a
-        kill): still live, their viewer counts reset (those connections died with the
-        node). The caller gives each creator a grace period to come back, then ends it."""
+        kill): still live, their viewer counts without this node's viewers (those
+        connections died with it; members on other nodes still count). The caller gives
+        each creator a grace period to come back, then ends it."""
         found = []
         for creator_id in sorted(await self._redis.smembers(keys.node_lives(self.node_id))):
             live = await self.current(creator_id)
             if live is None or live.node != self.node_id:
                 await self._redis.srem(keys.node_lives(self.node_id), creator_id)
                 continue
+            await self._rebuild_viewers(live)
             if await self._reset_viewers(
                     keys=[keys.live(creator_id), keys.live_viewers(live.live_id),
-                          keys.live_directory()],
-                    args=[creator_id, live.live_id]):
+                          keys.live_directory(), keys.lives_orphaned()],
+                    args=[creator_id, live.live_id, orphan_member(live)]):
                 found.append(live)
         return found
+
+    async def _rebuild_viewers(self, live: Live) -> None:
+        """A live's viewer totals made again from the other nodes' shares (dead ones too:
+        their reaper subtracts them later): what this node counted died with it, and an
+        entry no share backs is stale. Optimistic (WATCH): a join on another node
+        meanwhile makes it read again."""
+        others = sorted(str(n) for n in await self._redis.smembers(keys.nodes())
+                        if str(n) != self.node_id)
+        share_keys = [keys.live_viewers_on(live.live_id, node) for node in others]
+        totals_key = keys.live_viewers(live.live_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(totals_key, *share_keys)
+                    totals: dict[str, int] = {}
+                    for key in share_keys:
+                        for user, n in (await pipe.hgetall(key)).items():
+                            if int(n) > 0:
+                                totals[str(user)] = totals.get(str(user), 0) + int(n)
+                    pipe.multi()
+                    pipe.delete(totals_key)
+                    if totals:
+                        pipe.hset(totals_key, mapping=totals)
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
+
+    # --- lives of a dead node -------------------------------------------------------
+
+    async def orphan_node(self, node_id: str, ends_at: float) -> list[Live]:
+        """The lives a dead node hosted become orphans that end at `ends_at` unless their
+        creator resumes them on another node (adopt). Idempotent: an entry already there
+        keeps its time."""
+        found = []
+        for creator_id in sorted(str(c) for c in
+                                 await self._redis.smembers(keys.node_lives(node_id))):
+            live = await self.current(creator_id)
+            if live is None or live.node != node_id:
+                await self._redis.srem(keys.node_lives(node_id), creator_id)
+                continue
+            await self._redis.zadd(keys.lives_orphaned(), {orphan_member(live): ends_at},
+                                   nx=True)
+            found.append(live)
+        return found
+
+    async def next_orphan_end(self) -> float | None:
+        """When the next orphan is due (epoch seconds), None when there is none."""
+        first = await self._redis.zrange(keys.lives_orphaned(), 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    async def end_due_orphans(self, now: float | None = None) -> list[Live]:
+        """End every orphan that is due; the lives this call ended (each orphan is ended
+        by exactly one caller across nodes; stale entries are dropped)."""
+        moment = time.time() if now is None else now
+        ended = []
+        due = await self._redis.zrangebyscore(keys.lives_orphaned(), "-inf", moment)
+        for member in (str(m) for m in due):
+            creator_id, _, live_id = member.rpartition("/")
+            live = await self.current(creator_id) if creator_id else None
+            if live is None or live.live_id != live_id:
+                await self._redis.zrem(keys.lives_orphaned(), member)
+                continue
+            if await self._end_orphan(
+                    keys=[keys.live(creator_id), keys.lives_orphaned(), keys.live_directory(),
+                          keys.live_viewers(live_id), keys.node_lives(live.node),
+                          keys.node(live.node)],
+                    args=[creator_id, live_id, live.node, member, repr(moment)]):
+                ended.append(live)
+        return ended
+
+    async def adopt(self, creator_id: str) -> Live | None:
+        """The creator's live, made this node's, when the node hosting it is dead (the
+        creator resumes it here); None when there is none to adopt."""
+        live = await self.current(creator_id)
+        if live is None or live.node == self.node_id:
+            return None
+        if not await self._adopt(
+                keys=[keys.live(creator_id), keys.lives_orphaned(), keys.node_lives(live.node),
+                      keys.node_lives(self.node_id), keys.node(live.node)],
+                args=[creator_id, live.live_id, live.node, self.node_id, orphan_member(live)]):
+            return None
+        return Live(live.live_id, live.creator_id, live.title, live.started_at, self.node_id)

@@ -43,6 +43,7 @@ def run_node(settings: Settings, *, reuse_port: bool = False,
     """Serve one node in this process until SIGINT/SIGTERM: `golive serve --workers 1`,
     and each worker of signaling/workers.py (reuse_port: the port is shared; `on_ready`
     once Redis and every feature are open, just before the port is bound)."""
+    from engine.nodes import NodeIdTaken
     from signaling.app import create_app, fanout_path
     from signaling.embedded_redis import EmbeddedRedisError
 
@@ -61,7 +62,7 @@ def run_node(settings: Settings, *, reuse_port: bool = False,
         web.run_app(app, host=settings.host, port=settings.port,
                     shutdown_timeout=settings.shutdown_timeout, print=None,
                     access_log=None, handle_signals=True, reuse_port=reuse_port or None)
-    except EmbeddedRedisError as exc:  # e.g. the data dir is another golive's
+    except (EmbeddedRedisError, NodeIdTaken) as exc:  # the data dir or node id is taken
         log.error("golive cannot start", extra={"fields": {"error": str(exc)}})
         return 1
     log.info("golive stopped", extra={"fields": {"node": settings.node_name()}})

@@ -37,6 +37,15 @@ def _workers(text: str | int) -> int:
     return value
 
 
+def _node_id(text: str) -> str:
+    from engine.nodes import check_node_id
+
+    try:
+        return check_node_id(str(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _transports(text: str) -> str:
     names = [t.strip() for t in str(text).split(",") if t.strip()]
     if not names or any(t not in TRANSPORTS for t in names):
@@ -172,7 +181,7 @@ class Settings:
         "env": "GOLIVE_GIFT_CONFIRM_COINS",
         "help": "a gift sent for more than this many coins asks the sender to confirm first"})
     node_id: str | None = field(default=None, metadata={
-        "env": "GOLIVE_NODE_ID",
+        "env": "GOLIVE_NODE_ID", "type": _node_id,
         "help": "this node's name in the live directory, unique in the cluster; unset: "
                 "HOST:PORT (the host name when HOST is a wildcard; each worker adds /wN)"})
     node_address: str | None = field(default=None, metadata={

@@ -135,7 +135,7 @@ class LiveRooms(Feature):
         creator = conn.user_id
         account = await self.services.accounts.get(creator)
         check_may_go_live(account.birthdate, utc_today(), self.settings.live_min_age)
-        hosted = self.hosted.get(creator)
+        hosted = self.hosted.get(creator) or await self._adopt(creator)
         if hosted is not None:
             return await self._resume(hosted, conn, offer)
         async with self._start_lock:
@@ -166,6 +166,24 @@ class LiveRooms(Feature):
         log.info("live started", extra={"fields": {"live": live.live_id, "creator": creator}})
         return {"live": live.as_dict(), "answer": answer, "viewers": 0,
                 "ice_servers": self.ice_servers}
+
+    async def _adopt(self, creator_id: str) -> HostedLive | None:
+        """The creator's live when its node died (signaling/node_failure.py): hosted here
+        from now on, resumed by the caller (same live id, chat and board); its chat-only
+        members here become the hosted live's. None when there is none to adopt."""
+        live = await self.services.lives.adopt(creator_id)
+        if live is None:
+            return None
+        hosted = HostedLive(live, self._media_room(live), None)
+        room = self.remote.pop(live.live_id, None)
+        if room is not None:
+            hosted.viewers.update(room.viewers)
+        self.hosted[creator_id] = hosted
+        self._by_live[live.live_id] = hosted
+        log.info("live adopted from a lost node", extra={"fields": {
+            "live": live.live_id, "creator": creator_id}})
+        self.pushes.discover_changed()
+        return hosted
 
     def _media_room(self, live: Live) -> MediaRoom:
         return MediaRoom(

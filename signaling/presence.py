@@ -1,29 +1,26 @@
-"""Node presence: each node heartbeats in Redis, and the live ones take a dead node's
-viewers out of the counts.
+"""Node presence: this node's one record and heartbeat in Redis (engine/nodes.py).
 
-Every HEARTBEAT_S a node sets `node_alive:{id}` with a TTL of HEARTBEAT_TTL_S and is a
-member of the `nodes` set. A node whose key expired (a kill -9, a lost machine) is dead:
-the first live node to notice (each looks every HEARTBEAT_S) reaps it
-(engine/lives.py `Lives.reap_node`: its share of each live's viewers leaves the totals and
-the directory) and tells each touched live's room so the origin pushes the new count. A
-dead node's viewers leave the counts within HEARTBEAT_TTL_S + HEARTBEAT_S (8 s).
+On open the node announces its record `node:{id}` (address, pid, host, started_at, an
+instance nonce), refusing to start when a running process holds the id (NodeIdTaken:
+`golive serve` exits 1 naming the holder); its own crashed predecessor's record is
+replaced at once (same machine, pid gone) or after it expires (another machine). Every
+HEARTBEAT_S (2 s) the record's TTL (NODE_TTL_S, 6 s) is pushed back, only while the
+record is still this instance's. A node killed with kill -9 is gone from Redis within
+6 s and the live ones take over what it left (signaling/node_failure.py).
 
-A node reaps its own share when it starts (it was restarted under the same id: those
-connections died with it) and when it stops cleanly (its sockets are gone).
-The heartbeat's value is constant (the node's start time) and `nodes` is a plain set,
-so a heartbeat changes nothing a snapshot of Redis would see but TTLs.
+A node reaps its own share of viewer counts when it starts (it was restarted under the
+same id: those connections died with it) and when it stops cleanly (its sockets are gone).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from collections.abc import Callable
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from engine import keys
+from engine.nodes import HEARTBEAT_S, NodeRecord, Nodes
 from signaling.push_bus import VIEWERS_CHANGED, PushBus
 from signaling.room_pushes import live_room
 from signaling.services import Services
@@ -31,70 +28,64 @@ from signaling.tasks import OwnedTask
 
 log = logging.getLogger("golive.presence")
 
-HEARTBEAT_S = 2.0      # a node refreshes its key this often...
-HEARTBEAT_TTL_S = 6    # ...and is dead when it missed three
-
 
 class NodePresence:
-    """The node's heartbeat and the reaper of dead nodes: one owned task."""
+    """The node's record and its heartbeat: one owned task."""
 
-    def __init__(self, redis: Redis, services: Services, node_id: str, bus: PushBus, *,
-                 period_s: float = HEARTBEAT_S, ttl_s: int = HEARTBEAT_TTL_S) -> None:
-        self.redis = redis
+    def __init__(self, nodes: Nodes, services: Services, record: NodeRecord, bus: PushBus, *,
+                 period_s: float = HEARTBEAT_S,
+                 on_lost: Callable[[str], None] | None = None) -> None:
+        self.nodes = nodes
         self.services = services
-        self.node_id = node_id
+        self.record = record
+        self.node_id = record.node_id
         self.bus = bus
         self.period_s = period_s
-        self.ttl_s = ttl_s
-        self.started_at = repr(time.time())
-        self._runner = OwnedTask(self._run, "node-presence")
+        # Called when another process took this node's id while it could not beat (it
+        # was cut off from Redis longer than the TTL): the server stops itself.
+        self.on_lost = on_lost
+        self.beats_failed = 0
+        self._runner = OwnedTask(self._run, "node-heartbeat")
 
     async def open(self) -> None:
-        """Take back this node's stale share, heartbeat once, start the task."""
+        """Announce the record (NodeIdTaken when a running node holds the id), take back
+        this node's stale share of viewer counts, start the heartbeat."""
+        await self.nodes.announce(self.record)
+        log.info("node announced", extra={"fields": {
+            "node": self.node_id, "address": self.record.address,
+            "instance": self.record.instance}})
         await self._reap(self.node_id)
-        await self.beat()
         self._runner.start()
 
     async def close(self) -> None:
-        """Stop the task; leave the cluster (key deleted, share reaped); idempotent."""
+        """Stop the heartbeat; leave the cluster (record withdrawn, share reaped);
+        idempotent."""
         if not self._runner.running:
             return
         await self._runner.stop()
         try:
             async with asyncio.timeout(2):
-                await self.redis.delete(keys.node_alive(self.node_id))
-                await self.redis.srem(keys.nodes(), self.node_id)
+                await self.nodes.withdraw(self.record)
                 await self._reap(self.node_id)
         except (RedisError, OSError, TimeoutError):
             log.warning("leaving the cluster cleanly failed; the others reap this node")
 
     async def beat(self) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(keys.node_alive(self.node_id), self.started_at, ex=self.ttl_s)
-            pipe.sadd(keys.nodes(), self.node_id)
-            await pipe.execute()
-
-    async def dead_nodes(self) -> list[str]:
-        """Nodes in `nodes` whose heartbeat expired."""
-        nodes = sorted(str(n) for n in await self.redis.smembers(keys.nodes())
-                       if n != self.node_id)
-        if not nodes:
-            return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for node in nodes:
-                pipe.exists(keys.node_alive(node))
-            alive = await pipe.execute()
-        return [node for node, up in zip(nodes, alive, strict=True) if not up]
-
-    async def reap_dead(self) -> list[str]:
-        """Reap every dead node; the ids reaped."""
-        dead = await self.dead_nodes()
-        for node in dead:
-            touched = await self._reap(node)
-            await self.redis.srem(keys.nodes(), node)
-            log.warning("node gone; its viewers left the counts",
-                        extra={"fields": {"node": node, "lives": len(touched)}})
-        return dead
+        """One heartbeat; announces the record again if it expired meanwhile."""
+        if await self.nodes.beat(self.record):
+            return
+        status, detail = await self.nodes.try_announce(self.record)
+        if status == "ok":
+            log.warning("node record was gone; announced again",
+                        extra={"fields": {"node": self.node_id}})
+        elif status == "held":
+            log.error("another process took this node's id; stopping",
+                      extra={"fields": {"node": self.node_id, "instance": detail}})
+            if self.on_lost is not None:
+                self.on_lost(self.node_id)
+        else:  # a live node is taking over what it thought we left; announce after it
+            log.warning("node record was gone and is being reaped; waiting",
+                        extra={"fields": {"node": self.node_id, "by": detail}})
 
     async def _reap(self, node: str) -> list[str]:
         touched = await self.services.lives.reap_node(node)
@@ -107,11 +98,13 @@ class NodePresence:
             await asyncio.sleep(self.period_s)
             try:
                 await self.beat()
-                await self.reap_dead()
-            except (RedisError, OSError) as exc:
-                log.warning("heartbeat failed", extra={"fields": {"error": type(exc).__name__}})
+            except (RedisError, OSError) as exc:  # Redis away: the next beat tries again
+                self.beats_failed += 1
+                log.warning("heartbeat failed", extra={"fields": {
+                    "node": self.node_id, "error": type(exc).__name__}})
             except Exception:
+                self.beats_failed += 1
                 log.exception("heartbeat failed")
 
 
-__all__ = ["HEARTBEAT_S", "HEARTBEAT_TTL_S", "NodePresence"]
+__all__ = ["HEARTBEAT_S", "NodePresence"]

@@ -17,11 +17,13 @@ the Server into an aiohttp Application (routes, cleanup contexts, shutdown hooks
 from __future__ import annotations
 
 import logging
+import os
+import signal
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from engine.key_migration import migrate_keys
-from engine.nodes import Nodes
+from engine.nodes import NodeRecord, Nodes
 from media.ice import HostAddressRestriction, restrict_host_addresses
 from signaling.chat import LiveChat
 from signaling.config import Settings
@@ -33,7 +35,7 @@ from signaling.gifts import LiveGifts
 from signaling.live_rooms import LiveRooms
 from signaling.messages import DirectMessages
 from signaling.metrics import Metrics
-from signaling.nodes import NodeAnnouncer
+from signaling.node_failure import NodeFailover
 from signaling.notifications import AlertFanout, NotificationEvents, Notifier
 from signaling.nudges import NudgeEdge
 from signaling.presence import NodePresence
@@ -60,6 +62,11 @@ def redis_client(url: str) -> Redis:
     return Redis(connection_pool=pool)
 
 
+def _stop_this_process(node_id: str) -> None:
+    """Another process holds this node's id now: stop in order, as on SIGTERM."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 class Server:
     """Redis, the services, the gateway and every feature of one golive node."""
 
@@ -82,8 +89,13 @@ class Server:
         self.bus = PushBus(url, settings.node_name(), self.writer, self.gateway.rooms,
                            metrics=self.metrics)
         self.gateway.bus = self.bus
-        self.presence = NodePresence(self.redis, self.services, settings.node_name(),
-                                     self.bus)
+        # One record and heartbeat per node (engine/nodes.py): a start under a running
+        # node's id fails (NodeIdTaken); a node that lost its id while cut off stops.
+        self.nodes = Nodes(self.redis)
+        self.presence = NodePresence(
+            self.nodes, self.services,
+            NodeRecord.mine(settings.node_name(), settings.advertised_address()),
+            self.bus, on_lost=_stop_this_process)
         self.notifier = Notifier(self.gateway, self.services)
 
         gateway, services = self.gateway, self.services
@@ -92,12 +104,12 @@ class Server:
         self.gifts = LiveGifts(gateway, services, self.lives, self.writer)
         self.gifts.confirm_above = settings.gift_confirm_coins
         self.fanout = AlertFanout(self.notifier)
+        # What the live nodes do when another dies (its viewers, lives and jobs).
+        self.failover = NodeFailover(self.nodes, services, gateway, self.lives, self.fanout,
+                                     settings.node_name(), grace_s=settings.live_grace)
         # Opened in this order, closed in reverse. Join listeners run in the order the
         # features were built: chat's "NAME joined" line, the gift board, nudge insights.
-        self.node = NodeAnnouncer(Nodes(self.redis), settings.node_name(),
-                                  settings.advertised_address())
         self.features: tuple[Feature, ...] = (
-            self.node,
             ProfileEvents(gateway, services, self.notifier),
             self.lives,
             self.chat,
@@ -107,6 +119,7 @@ class Server:
             NotificationEvents(gateway, services, self.notifier),
             self.fanout,
             NudgeEdge(gateway, services, self.lives, self.notifier, self.fanout),
+            self.failover,
         )
         self._wire_bus()
         self._redis_up = False

@@ -35,7 +35,7 @@ What the supervisor does once for the whole machine:
   once when another program holds it, resolves `--port 0`, and keeps the port ours
   while a worker restarts.
 What stays per worker, by node id: the lives it hosts and their recovery after a crash
-(engine/lives.py `recover_node`), its alert fan-out jobs, its node record (signaling/nodes.py).
+(engine/lives.py `recover_node`), its alert fan-out jobs, its node record (engine/nodes.py).
 
 Supervision: a worker that exits is logged and restarted after 0.5 s, 1 s, 2 s ... at
 most 10 s apart (the count resets once a worker has served for 30 s); restarts are

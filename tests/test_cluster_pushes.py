@@ -405,17 +405,17 @@ async def test_a_killed_node_expires_and_its_viewers_leave_the_count(
 
     redis = Redis.from_url(cluster.redis.url, decode_responses=True)
     try:
-        assert await redis.exists("node_alive:node-b")
-        assert "node-b" in await redis.smembers("nodes")
+        assert await redis.exists(keys.node("node-b"))
+        assert "node-b" in await redis.smembers(keys.nodes())
         os.kill(cluster.b.proc.pid, signal.SIGKILL)
         cluster.b.proc.wait()
-        await poll(lambda: _gone(redis, "node_alive:node-b"), timeout=10,
-                   what="node B's heartbeat key to expire")
+        await poll(lambda: _gone(redis, keys.node("node-b")), timeout=10,
+                   what="node B's record to expire")
         await poll(lambda: jo.got("room:state")[-1]["viewers"] == 1, timeout=15,
                    what="node B's viewer out of the count")
-        assert "node-b" not in await redis.smembers("nodes")
+        assert "node-b" not in await redis.smembers(keys.nodes())
         assert await redis.hlen(keys.live_viewers(onair.live_id)) == 1
-        assert await redis.exists("node_alive:node-a")
+        assert await redis.exists(keys.node("node-a"))
     finally:
         await redis.aclose()
 

@@ -23,12 +23,11 @@ import pytest
 from redis.asyncio import Redis
 
 from engine import keys
-from engine.nodes import NodeRecord, Nodes
+from engine.nodes import NODE_TTL_S, NodeRecord, Nodes
 from media.ice import restrict_host_addresses
 from signaling.app import NODE_HEADER
 from signaling.config import Settings, add_arguments, settings_from_args
 from signaling.embedded_redis import socket_path
-from signaling.nodes import NodeAnnouncer
 from signaling.workers import (
     READY_TIMEOUT_S,
     STOP_TIMEOUT_S,
@@ -172,9 +171,9 @@ async def test_two_workers_serve_one_port_one_cluster(
     # Each worker is a node: its own record (address, pid), its own lives.
     redis = data_redis(data)
     for node, pid in zip(nodes, serving["pids"], strict=True):
-        record = await redis.hgetall(f"node:{node}")
+        record = await redis.hgetall(keys.node(node))
         assert record["address"] == f"127.0.0.1:{port}" and int(record["pid"]) == pid, record
-        assert 0 < await redis.ttl(f"node:{node}") <= 15
+        assert 0 < await redis.ttl(keys.node(node)) <= NODE_TTL_S
     creator = closers[-1]
     on_air = await go_live(creator, closers, "two workers")
     user_id = await redis.get(keys.username("ann"))
@@ -382,7 +381,7 @@ async def test_two_machines_on_one_redis_each_advertise_their_address(
             **env, "GOLIVE_NODE_ID": name, "GOLIVE_NODE_ADDRESS": f"{name}.internal:8080"})
         for name in ("node-a", "node-b")))
     for name, server in (("node-a", a), ("node-b", b)):
-        record = await redis.hgetall(f"node:{name}")
+        record = await redis.hgetall(keys.node(name))
         assert record["address"] == f"{name}.internal:8080", record
         assert int(record["pid"]) == server.proc.pid
     status, body = post(a.url + "/api/register", {
@@ -394,24 +393,21 @@ async def test_two_machines_on_one_redis_each_advertise_their_address(
     async with aiohttp.ClientSession() as session, session.get(b.url + "/healthz") as resp:
         assert resp.headers[NODE_HEADER] == "node-b"
     assert await asyncio.to_thread(stop_server, a) == 0
-    assert await redis.exists("node:node-a") == 0 and await redis.exists("node:node-b") == 1
+    assert await redis.exists(keys.node("node-a")) == 0
+    assert await redis.exists(keys.node("node-b")) == 1
 
 
 async def test_a_node_record_expires_unless_refreshed_and_comes_back(redis: Redis) -> None:
-    nodes = Nodes(redis, ttl=15)
-    record = NodeRecord("n1", "10.0.0.1:8080", 4242, 1700000000.25)
+    nodes = Nodes(redis, ttl=NODE_TTL_S)
+    record = NodeRecord.mine("n1", "10.0.0.1:8080")
     await nodes.announce(record)
-    assert await nodes.get("n1") == record and 0 < await redis.ttl("node:n1") <= 15
-    assert await nodes.refresh("n1") is True
-    await redis.delete("node:n1")  # expired while Redis was away, say
-    assert await nodes.refresh("n1") is False and await nodes.get("n1") is None
-
-    announcer = NodeAnnouncer(nodes, "n2", "10.0.0.2:8080", period=0.02)
-    await announcer.open()
-    try:
-        assert (await nodes.get("n2")) == announcer.record
-        await redis.delete("node:n2")
-        await poll(lambda: redis.exists("node:n2"), what="the heartbeat announcing again")
-    finally:
-        await announcer.close()
-    assert await redis.exists("node:n2") == 0
+    assert await nodes.get("n1") == record and 0 < await redis.ttl(keys.node("n1")) <= NODE_TTL_S
+    assert await nodes.beat(record) is True
+    assert (await nodes.get("n1")).beats == 1  # type: ignore[union-attr]
+    await redis.delete(keys.node("n1"))  # expired while Redis was away, say
+    assert await nodes.beat(record) is False and await nodes.get("n1") is None
+    assert await nodes.try_announce(record) == ("ok", "")  # the heartbeat announces again
+    assert await nodes.get("n1") == record
+    assert await nodes.withdraw(record) is True
+    assert await redis.exists(keys.node("n1")) == 0
+    assert "n1" not in await redis.smembers(keys.nodes())

@@ -32,6 +32,7 @@ const ENDED_BECAUSE = {
   creator_left: (name) => `${name}'s connection dropped.`,
   server_shutdown: () => 'The server restarted.',
   publish_failed: () => 'The stream could not start.',
+  node_lost: () => 'The server running this LIVE stopped.',
 };
 
 const IDS = ['live-player', 'live-video', 'live-badge', 'live-viewers', 'live-overlay',
@@ -81,6 +82,14 @@ export class LiveStage {
     });
     socket.on('room:left', ({ live_id: id }) => {
       if (id && id === this.player.live?.live_id) this.rejoin();
+    });
+    // The socket dropped (its node died, the network): say so while it is down. It
+    // reconnects by itself (socket.js); on 'connect' the page joins again (media offered
+    // again) and the chat catches up after the last id it showed (chat.js open()).
+    socket.on('disconnect', (reason) => {
+      if (reason === 'io client disconnect' || reason === 'io server disconnect') return;
+      if (!this.live || !this.target?.signedIn || this.target.isSelf) return;
+      this.overlay('connecting', 'Reconnecting…');
     });
     // A new socket is in no watch room and watches nothing: subscribe and join again.
     socket.on('connect', () => this.watch({ rejoin: true }));

@@ -44,7 +44,13 @@ export function connectSocket({ token = getToken(), timeout = CONNECT_TIMEOUT_MS
     return Promise.reject(new GoliveError(ErrorCode.UNAVAILABLE,
       'The Socket.IO client (/vendor/socket.io.msgpack.min.js) is not loaded.'));
   }
-  const socket = globalThis.io({ auth: { token }, transports: ['websocket'] });
+  // After a drop (a node killed, a network blip) socket.io-client reconnects by itself
+  // to the same URL, where the kernel (workers on one port) or a load balancer hands it to
+  // a living node: first try after 0.25-0.75 s (500 ms, randomized by half), then doubling
+  // to at most 2 s, so a page is back within a few seconds (the default is 1-5 s).
+  const socket = globalThis.io({
+    auth: { token }, transports: ['websocket'], reconnectionDelay: 500, reconnectionDelayMax: 2000,
+  });
   socket.on('connect_error', (err) => {
     // Only the stored session's own token signs the browser out.
     if (refusal(err)?.code === ErrorCode.UNAUTHORIZED && token === getToken()) clearSession();

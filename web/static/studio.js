@@ -57,6 +57,7 @@ const ENDED_BECAUSE = {
   creator_left: 'Your LIVE ended: the connection was lost for too long.',
   server_shutdown: 'Your LIVE ended: the server restarted.',
   publish_failed: 'Your LIVE ended: the server could not receive your video.',
+  node_lost: 'Your LIVE ended: its server stopped and you did not get back on air in time.',
 };
 
 const ui = Object.fromEntries([

@@ -1,0 +1,458 @@
+"""Node death, measured: how long a dead node's viewers take to be watching again, and how
+long a dead origin's live takes to be ended everywhere.
+
+    python -m bench.failover --kills 5 --viewers 4
+
+Runs a redis-server and three `golive serve` nodes (A, B, C) on loopback. Each round:
+
+- **viewers**: a creator live on A; `--viewers` viewers on B (chat-only: B has no media
+  for A's live until the cascade), half of them moving to A on a disconnect, half to C.
+  kill -9 B; each viewer (ReconnectingViewer, as the watch page does) connects to its
+  next node, joins again (media offered on A) and catches chat up by its last id. The
+  time is from the kill to the join's ack (and to the first decoded frame, on A). B is
+  started again for the next round.
+- **origin**: a creator live on B with a member on A and one on C; kill -9 B; the time
+  until both have `live:ended` (GOLIVE_LIVE_GRACE=1 here: the NODE_TTL_S of 6 s, a
+  look every 2 s, then the grace).
+
+Prints p50/p95 and writes nothing; every process is stopped on every exit path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import socketio
+
+from bench.decoding_viewer import DecodingViewer
+from signaling.tasks import cancel_and_wait
+
+HELD_BATCHES = 1000  # chat batches a viewer holds while it catches up (then it drops)
+
+
+def chat_id(item_id: str) -> tuple[int, int]:
+    """A chat id ("ms-seq") as numbers, for ordering (web/static/chat-order.js newer)."""
+    ms, _, seq = str(item_id).partition("-")
+    return int(ms), int(seq or 0)
+
+
+class ReconnectingViewer:
+    """A viewer's tab as the watch page behaves: on a disconnect it connects again (to the
+    next of `urls`, as the kernel or a load balancer would send it to a living node),
+    joins the live again (with media where the node serves it, `media_nodes`; chat-only
+    elsewhere) and asks chat:history after the last id it showed. `items` are the lines
+    shown, each once; `back_at` when the join after the last disconnect was answered.
+
+    It owns its socket, its media peer and its reconnect task; close() ends all three."""
+
+    def __init__(self, token: str, creator_id: str, urls: list[str], *,
+                 media_nodes: set[str] | frozenset[str] = frozenset(), name: str = "",
+                 reconnect_delay: float = 0.5) -> None:
+        self.token = token
+        self.creator_id = creator_id
+        self.urls = urls
+        self.media_nodes = frozenset(media_nodes)
+        self.name = name or creator_id
+        # The page's socket.io-client waits 0.25-0.75 s before its first retry
+        # (reconnectionDelay 500 ms, randomization 0.5: web/static/socket.js).
+        self.reconnect_delay = reconnect_delay
+        self.node_url: str | None = None
+        self.live_id: str | None = None
+        self.items: list[dict[str, Any]] = []
+        self.last: str | None = None
+        self.duplicates = 0          # lines sent to us again (dropped, as the page does)
+        self.caught_up = 0           # lines that came through chat:history after a gap
+        self.offered = False
+        self.lost_at: float | None = None
+        self.back_at: float | None = None
+        self.first_frame_after: float | None = None
+        self.sio: socketio.AsyncClient | None = None
+        self.media: DecodingViewer | None = None
+        self._held: list[dict[str, Any]] | None = None
+        self._closing = False
+        self._reconnect: asyncio.Task[None] | None = None
+
+    def texts(self) -> list[str]:
+        return [str(item.get("text")) for item in self.items if item.get("kind") == "message"]
+
+    async def start(self) -> None:
+        """Connect to the first node and join."""
+        await self._connect(self.urls[0])
+
+    async def _connect(self, url: str) -> None:
+        sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+        sio.on("chat:messages", self._on_batch)
+        sio.on("disconnect", self._on_disconnect)
+        await sio.connect(url, auth={"token": self.token}, transports=["websocket"],
+                          wait_timeout=5)
+        self.sio, self.node_url = sio, url
+        try:
+            await self._join(sio, url)
+        except BaseException:
+            await sio.disconnect()
+            raise
+
+    async def _join(self, sio: socketio.AsyncClient, url: str) -> None:
+        media = url in self.media_nodes
+        ack = await sio.call("room:join", {"user_id": self.creator_id, "media": media},
+                             timeout=20)
+        if not ack["ok"] and media and ack["error"]["code"] == "unavailable":
+            ack = await sio.call("room:join", {"user_id": self.creator_id, "media": False},
+                                 timeout=20)
+        if not ack["ok"]:
+            raise RuntimeError(f"room:join: {ack['error']}")
+        self.live_id = ack["live"]["live_id"]
+        self.offered = bool(ack.get("offer"))
+        if self.media is not None:
+            await self.media.close()
+            self.media = None
+        if ack.get("offer"):
+            self.media = DecodingViewer(self.name, on_video=self._on_frame)
+            answer = await self.media.answer(ack["offer"])
+            answered = await sio.call("rtc:answer", {"live_id": self.live_id, "sdp": answer},
+                                      timeout=20)
+            if not answered["ok"]:
+                raise RuntimeError(f"rtc:answer: {answered['error']}")
+        if self.lost_at is not None:
+            self.back_at = time.monotonic()
+        await self._catch_up(sio)
+
+    async def _catch_up(self, sio: socketio.AsyncClient) -> None:
+        """chat:history after the last id shown, page by page; then the held batches."""
+        self._held = []
+        try:
+            while True:
+                payload: dict[str, Any] = {"live_id": self.live_id}
+                if self.last is not None:
+                    payload["after"] = self.last
+                reply = await sio.call("chat:history", payload, timeout=20)
+                if not reply["ok"]:
+                    raise RuntimeError(f"chat:history: {reply['error']}")
+                if self.last is not None:
+                    self.caught_up += sum(1 for i in reply["items"] if self._is_new(i))
+                self._apply(reply["items"])
+                if not reply.get("more"):
+                    break
+        finally:
+            held, self._held = self._held, None
+        for batch in held:
+            await self._on_batch(batch)
+
+    def _is_new(self, item: dict[str, Any]) -> bool:
+        return self.last is None or chat_id(item["id"]) > chat_id(self.last)
+
+    def _apply(self, items: list[dict[str, Any]]) -> None:
+        for item in items:
+            if not self._is_new(item):
+                self.duplicates += 1
+                continue
+            self.last = item["id"]
+            self.items.append(item)
+
+    async def _on_batch(self, batch: dict[str, Any]) -> None:
+        if batch.get("live_id") != self.live_id:
+            return
+        if self._held is not None:
+            if len(self._held) < HELD_BATCHES:
+                self._held.append(batch)
+            return
+        prev = batch.get("prev")
+        if prev and self.last is not None and chat_id(prev) > chat_id(self.last):
+            if self.sio is not None:  # a gap: lines between our last and this batch
+                await self._catch_up(self.sio)
+            return
+        self._apply(batch.get("items", []))
+
+    async def _on_disconnect(self, *_: Any) -> None:
+        if self._closing or (self._reconnect is not None and not self._reconnect.done()):
+            return
+        self.lost_at = time.monotonic()
+        self.back_at = None
+        self._reconnect = asyncio.create_task(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        dead = self.node_url
+        order = [u for u in self.urls if u != dead]
+        attempt = 0
+        await asyncio.sleep(self.reconnect_delay)
+        while not self._closing:
+            url = order[attempt % len(order)]
+            attempt += 1
+            try:
+                await self._connect(url)
+                return
+            except (OSError, RuntimeError, socketio.exceptions.ConnectionError,
+                    TimeoutError, aiohttp.ClientError):
+                await asyncio.sleep(0.1)
+
+    def _on_frame(self, _frame: Any) -> None:
+        if self.lost_at is not None and self.first_frame_after is None:
+            self.first_frame_after = time.monotonic() - self.lost_at
+
+    async def close(self) -> None:
+        """Stop reconnecting, disconnect, close the media peer; safe twice."""
+        self._closing = True
+        await cancel_and_wait(self._reconnect)
+        if self.sio is not None:
+            with contextlib.suppress(Exception):
+                await self.sio.disconnect()
+        if self.media is not None:
+            await self.media.close()
+            self.media = None
+
+
+# --- the bench ----------------------------------------------------------------------------
+
+SECRET = "bench-failover-" + "x" * 40
+NODE_ENV = {"GOLIVE_SECRET": SECRET, "GOLIVE_AUTH_RATE": "1000/s", "GOLIVE_AUTH_BURST": "2000",
+            "GOLIVE_LIVE_GRACE": "1", "GOLIVE_WORKERS": "1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Processes:
+    """A redis-server and `golive serve` nodes, all stopped by close()."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.redis_port = _free_port()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.urls: dict[str, str] = {}
+        self.redis: subprocess.Popen[bytes] | None = None
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}"
+
+    def start_redis(self) -> None:
+        from signaling.embedded_redis import redis_server_binary
+
+        self.redis = subprocess.Popen(
+            [redis_server_binary(), "--port", str(self.redis_port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self._wait(lambda: socket.create_connection(("127.0.0.1", self.redis_port), 0.2).close(),
+                   self.redis)
+
+    def start_node(self, name: str) -> str:
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = (self.folder / f"{name}.log").open("ab")
+        env = {**os.environ, **NODE_ENV, "GOLIVE_PORT": str(port), "GOLIVE_NODE_ID": name,
+               "REDIS_URL": self.redis_url, "GOLIVE_DATA_DIR": str(self.folder / name)}
+        proc = subprocess.Popen([sys.executable, "-m", "signaling.cli", "serve"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        self.procs[name], self.urls[name] = proc, url
+
+        def healthy() -> None:
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:
+                assert resp.status == 200
+        self._wait(healthy, proc)
+        return url
+
+    def kill(self, name: str) -> float:
+        proc = self.procs[name]
+        sent = time.monotonic()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return sent
+
+    @staticmethod
+    def _wait(probe: Any, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                probe()
+                return
+            except (OSError, AssertionError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("a process did not start") from None
+                time.sleep(0.05)
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if self.redis is not None and self.redis.poll() is None:
+            self.redis.terminate()
+            self.redis.wait(timeout=10)
+
+
+async def _register(http: aiohttp.ClientSession, url: str, name: str) -> dict[str, str]:
+    resp = await http.post(url + "/api/register", json={
+        "username": name, "display_name": name, "password": "correct-horse-1",
+        "birthdate": "1990-01-01"})
+    body = await resp.json()
+    if resp.status != 201:
+        raise RuntimeError(f"register: {body}")
+    return {"id": body["user"]["id"], "token": body["token"]}
+
+
+async def _tab(url: str, token: str, closers: list[Any]) -> socketio.AsyncClient:
+    sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+    await sio.connect(url, auth={"token": token}, transports=["websocket"], wait_timeout=5)
+    closers.append(sio)
+    return sio
+
+
+async def _go_live(sio: socketio.AsyncClient, closers: list[Any]) -> str:
+    from media.synthetic import HeadlessCreator
+
+    creator = HeadlessCreator.synthetic(160, 96, 15)
+    closers.append(creator)
+    ack = await sio.call("live:start", {"title": "bench", "offer": await creator.offer()},
+                         timeout=20)
+    if not ack["ok"]:
+        raise RuntimeError(f"live:start: {ack['error']}")
+    await creator.accept_answer(ack["answer"])
+    return str(ack["live"]["live_id"])
+
+
+async def _until(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def viewers_round(procs: Processes, http: aiohttp.ClientSession, round_no: int,
+                        viewers: int) -> list[tuple[float, float | None]]:
+    """One kill of B with viewers on it; (back after, first frame after) per viewer."""
+    closers: list[Any] = []
+    a, b, c = procs.urls["A"], procs.urls["B"], procs.urls["C"]
+    try:
+        creator = await _register(http, a, f"cr{round_no}")
+        await _go_live(await _tab(a, creator["token"], closers), closers)
+        crowd = []
+        for i in range(viewers):
+            user = await _register(http, b, f"v{round_no}x{i}")
+            then = [a, c] if i % 2 == 0 else [c, a]
+            viewer = ReconnectingViewer(user["token"], creator["id"], [b, *then],
+                                        media_nodes={a}, name=f"v{i}")
+            closers.append(viewer)
+            await viewer.start()
+            crowd.append(viewer)
+        killed = procs.kill("B")
+        await _until(lambda: all(v.back_at is not None for v in crowd), 30, "viewers back")
+        await _until(lambda: all(v.media is None or v.first_frame_after is not None
+                                 for v in crowd), 20, "first frames")
+        return [(v.back_at - killed, v.first_frame_after)  # type: ignore[operator]
+                for v in crowd]
+    finally:
+        for item in reversed(closers):
+            with contextlib.suppress(Exception):
+                await (item.disconnect() if hasattr(item, "disconnect") else item.close())
+        await asyncio.to_thread(procs.start_node, "B")
+
+
+async def origin_round(procs: Processes, http: aiohttp.ClientSession, round_no: int) -> float:
+    """kill -9 of a live's origin B; seconds until members on A and C have live:ended."""
+    closers: list[Any] = []
+    a, b, c = procs.urls["A"], procs.urls["B"], procs.urls["C"]
+    try:
+        creator = await _register(http, b, f"og{round_no}")
+        await _go_live(await _tab(b, creator["token"], closers), closers)
+        ended: dict[str, float] = {}
+        for name, url in (("A", a), ("C", c)):
+            member = await _register(http, url, f"m{round_no}{name}")
+            sio = await _tab(url, member["token"], closers)
+
+            def on_end(_data: Any, name: str = name) -> None:
+                ended.setdefault(name, time.monotonic())
+            sio.on("live:ended", on_end)
+            ack = await sio.call("room:join", {"user_id": creator["id"], "media": False},
+                                 timeout=20)
+            if not ack["ok"]:
+                raise RuntimeError(f"room:join: {ack['error']}")
+        killed = procs.kill("B")
+        await _until(lambda: len(ended) == 2, 40, "live:ended on A and C")
+        return max(ended.values()) - killed
+    finally:
+        for item in reversed(closers):
+            with contextlib.suppress(Exception):
+                await (item.disconnect() if hasattr(item, "disconnect") else item.close())
+        await asyncio.to_thread(procs.start_node, "B")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+async def run(kills: int, viewers: int) -> dict[str, Any]:
+    from media.ice import restrict_host_addresses
+
+    with tempfile.TemporaryDirectory(prefix="golive-failover-") as folder, \
+            restrict_host_addresses(["127.0.0.1"]):
+        procs = Processes(Path(folder))
+        try:
+            procs.start_redis()
+            for name in ("A", "B", "C"):
+                await asyncio.to_thread(procs.start_node, name)
+            back: list[float] = []
+            frames: list[float] = []
+            ends: list[float] = []
+            async with aiohttp.ClientSession() as http:
+                for round_no in range(kills):
+                    for after, frame in await viewers_round(procs, http, round_no, viewers):
+                        back.append(after)
+                        if frame is not None:
+                            frames.append(frame)
+                    ends.append(await origin_round(procs, http, round_no))
+                    print(f"round {round_no + 1}/{kills}: back max {max(back[-viewers:]):.2f} s,"
+                          f" live ended {ends[-1]:.2f} s", flush=True)
+        finally:
+            procs.close()
+    result = {
+        "kills": kills, "viewers_per_kill": viewers,
+        "back_s": {"p50": percentile(back, 0.5), "p95": percentile(back, 0.95),
+                   "n": len(back)},
+        "first_frame_s": ({"p50": percentile(frames, 0.5), "p95": percentile(frames, 0.95),
+                           "n": len(frames)} if frames else None),
+        "origin_ended_s": {"p50": percentile(ends, 0.5), "p95": percentile(ends, 0.95),
+                           "n": len(ends)},
+        "spread_s": statistics.pstdev(back) if len(back) > 1 else 0.0,
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.failover", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kills", type=int, default=5, help="rounds (kills of B each)")
+    parser.add_argument("--viewers", type=int, default=4, help="viewers on B per round")
+    args = parser.parse_args(argv)
+    if not 1 <= args.kills <= 50 or not 1 <= args.viewers <= 200:
+        parser.error("--kills 1..50, --viewers 1..200")
+    result = asyncio.run(run(args.kills, args.viewers))
+    import json
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
