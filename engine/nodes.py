@@ -28,6 +28,7 @@ class NodeRecord:
     address: str
     pid: int
     started_at: float
+    relay: str = ""  # host:port of its media relay (media/relay.py); "" when it has none
 
 
 class Nodes:
@@ -42,7 +43,7 @@ class Nodes:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.node(record.node_id), mapping={
                 "address": record.address, "pid": record.pid,
-                "started_at": repr(record.started_at)})
+                "started_at": repr(record.started_at), "relay": record.relay})
             pipe.expire(keys.node(record.node_id), self.ttl)
             await pipe.execute()
 
@@ -60,4 +61,4 @@ class Nodes:
         if not fields:
             return None
         return NodeRecord(node_id, str(fields["address"]), int(fields["pid"]),
-                          float(fields["started_at"]))
+                          float(fields["started_at"]), str(fields.get("relay", "")))

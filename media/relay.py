@@ -464,7 +464,7 @@ class RelayClient:
         self.node_id = node_id
         self._key = key
         self.sink = sink  # set it before the first await after open(): frames feed it
-        self._on_end = on_end
+        self.on_end = on_end
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
@@ -555,15 +555,15 @@ class RelayClient:
         finally:
             self.ended = reason
             await self._close_socket()
-            if self._on_end is not None:
+            if self.on_end is not None:
                 try:
-                    self._on_end(reason)
+                    self.on_end(reason)
                 except Exception:
                     log.exception("relay end callback failed")
 
     async def close(self) -> None:
         """Hang up (the origin drops this edge); on_end is not called. Idempotent."""
-        self._on_end = None
+        self.on_end = None
         if self._task is not None:
             await _cancel(self._task)
         await self._close_socket()

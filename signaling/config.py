@@ -172,6 +172,12 @@ class Settings:
         "env": "GOLIVE_NODE_ADDRESS",
         "help": "host:port other nodes reach this one on, kept in its node record in Redis; "
                 "unset: HOST:PORT (the host name when HOST is a wildcard)"})
+    relay_port: int = field(default=0, metadata={
+        "env": "GOLIVE_RELAY_PORT",
+        "help": "TCP port of the node-to-node media relay (the cascade: a live's encoded "
+                "stream to the other nodes with viewers of it), on HOST, advertised with "
+                "GOLIVE_NODE_ADDRESS's host; 0: any free port; with workers, worker N "
+                "takes this port + N. Nodes authenticate with the shared GOLIVE_SECRET"})
 
     # --- gifts and the ledger (engine/ledger.py, engine/payments.py) ---
     gift_catalog: Path | None = field(default=None, metadata={

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -32,6 +33,11 @@ class NodeAnnouncer(Feature):
         self.record = NodeRecord(node_id, address, os.getpid(), time.time())
         self.period = period
         self._beat = OwnedTask(self._heartbeat, "node-heartbeat")
+
+    def set_relay(self, address: str) -> None:
+        """Where this node's media relay listens (announced with the record; the relay
+        listener opens before this announcer)."""
+        self.record = dataclasses.replace(self.record, relay=address)
 
     async def on_open(self) -> None:
         await self.nodes.announce(self.record)

@@ -22,6 +22,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from engine.nodes import Nodes
 from media.ice import HostAddressRestriction, restrict_host_addresses
+from signaling.cascade import RelayListener
 from signaling.chat import LiveChat
 from signaling.config import Settings
 from signaling.embedded_redis import EmbeddedRedis
@@ -40,6 +41,7 @@ from signaling.profiles import ProfileEvents
 from signaling.push_bus import (
     CHAT_WRITTEN,
     END_SESSION,
+    GIFT_SHOWN,
     LEAVE_USER,
     ROOM_CLOSED,
     VIEWERS_CHANGED,
@@ -94,7 +96,10 @@ class Server:
         # features were built: chat's "NAME joined" line, the gift board, nudge insights.
         self.node = NodeAnnouncer(Nodes(self.redis), settings.node_name(),
                                   settings.advertised_address())
+        # The cascade's relay listener opens first: the node record carries its address.
+        self.relay = RelayListener(self.lives, self.node, settings, self.metrics)
         self.features: tuple[Feature, ...] = (
+            self.relay,
             self.node,
             ProfileEvents(gateway, services, self.notifier),
             self.lives,
@@ -135,6 +140,7 @@ class Server:
         bus.on(VIEWERS_CHANGED, viewers_changed)
         bus.on(ROOM_CLOSED, room_closed)
         bus.on(LEAVE_USER, leave_user)
+        bus.on(GIFT_SHOWN, self.gifts.show_from_node)
 
     async def open(self) -> None:
         """Redis first (an embedded redis-server is started), then every feature in order;
