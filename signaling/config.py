@@ -68,11 +68,10 @@ class Settings:
     host: str = field(default="127.0.0.1", metadata={
         "env": "GOLIVE_HOST", "help": "address to listen on"})
     port: int = field(default=8080, metadata={"env": "GOLIVE_PORT", "help": "HTTP port"})
-    # 1 by default until a live's viewers can be served by any worker (the media cascade
-    # is not built yet: a viewer whose socket lands on another worker than the live's
-    # gets `unavailable`); then one per core.
-    workers: int | None = field(default=1, metadata={
-        "env": "GOLIVE_WORKERS", "type": _workers,
+    # One per core (None): any worker serves any live's viewers (the media cascade,
+    # media/relay.py: a live's encoded stream is relayed to the worker holding the socket).
+    workers: int | None = field(default=None, metadata={
+        "env": "GOLIVE_WORKERS", "type": _workers, "shown": "one per core",
         "help": "server processes behind the one port (SO_REUSEPORT), each with its own "
                 "event loop and node id, restarted if they die; 1: a single process"})
     transports: str = field(default="polling,websocket", metadata={
@@ -220,7 +219,7 @@ class Settings:
         return f"{host}:{self.port}"
 
     def worker_count(self) -> int:
-        """--workers (1 by default), or one per core when set to None."""
+        """--workers, or one per core when unset (None, the default)."""
         return self.workers if self.workers is not None else max(os.cpu_count() or 1, 1)
 
     def transport_list(self) -> list[str]:
