@@ -48,7 +48,7 @@ import os
 import struct
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -272,13 +272,16 @@ class _RoomRelay:
 
 class RelayServer:
     """The origin's relay listener. `lookup(live_id)` gives the hosted room to relay, or
-    None (the subscribe is refused with not_found)."""
+    None (the subscribe is refused with not_found); `known(edge_node_id)`, when given,
+    says whether the authenticated edge is a node of the cluster (else `forbidden`)."""
 
     def __init__(self, key: bytes, node_id: str,
                  lookup: Callable[[str], RelaySource | None], *,
+                 known: Callable[[str], Awaitable[bool]] | None = None,
                  queue_frames: int = EDGE_QUEUE_FRAMES,
                  handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S) -> None:
         self._key = key
+        self._known = known
         self.node_id = node_id
         self._lookup = lookup
         self.queue_frames = queue_frames
@@ -385,6 +388,8 @@ class RelayServer:
                      peer: Any) -> None:
         async with asyncio.timeout(self.handshake_timeout_s):
             edge, live_id = await self._handshake(reader, writer)
+            if self._known is not None and not await self._known(edge):
+                raise RelayError("forbidden", f"{edge[:80]!r} is no node of this cluster")
         source = self._lookup(live_id)
         if source is None:
             raise RelayError("not_found", f"no live {live_id[:80]!r} on {self.node_id}")

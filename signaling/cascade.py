@@ -8,8 +8,10 @@ before the node announces itself, so the node record carries the relay's address
 /metrics: golive_relays_open{side} (origin: edges subscribed here; edge: relays this
 node opened), golive_relay_frames_total{edge} and golive_relay_frames_dropped_total{edge}
 (frames the origin wrote to each edge node, and skipped for it when it was too slow),
-golive_relay_refused_total{reason} (relay clients refused: unauthorized, invalid,
-not_found, timeout, disconnected).
+golive_relay_refused_total{reason} (relay clients refused: unauthorized, forbidden, invalid,
+not_found, timeout, disconnected), golive_relay_hop_seconds{quantile} at an edge (the
+origin's send to the edge's receive over the open relays' last frames; the two nodes'
+wall clocks, so only meaningful on one machine or with synchronised clocks).
 """
 
 from __future__ import annotations
@@ -89,6 +91,17 @@ class _RelayCollector(Collector):
         for reason, count in sorted(relay.refused.items()):
             refused.add_metric([reason], count)
         yield refused
+        samples = sorted(s for room in self._lives.remote.values() if room.relay is not None
+                         for s in room.relay.latencies)
+        hop = GaugeMetricFamily("golive_relay_hop_seconds",
+                                "the relay hop's latency at this edge (origin send -> edge "
+                                "receive), over the open relays' recent frames",
+                                labels=["quantile"])
+        if samples:
+            for q in (0.5, 0.95):
+                hop.add_metric([str(q)], samples[min(len(samples) - 1,
+                                                     round(q * (len(samples) - 1)))])
+        yield hop
 
 
 __all__ = ["RelayListener", "relay_address"]

@@ -96,8 +96,9 @@ class LiveRooms(Feature):
         # The cascade: this node relays its hosted lives to edges (opened by
         # signaling/cascade.py RelayListener) and opens relays from other origins.
         self.relay_key = relay_key(settings.token_secret())
-        self.relay = RelayServer(self.relay_key, settings.node_name(), self.relay_source)
         self.nodes = Nodes(services.redis)
+        self.relay = RelayServer(self.relay_key, settings.node_name(), self.relay_source,
+                                 known=self._is_node)
         self.edge_relays_opened = 0
         self.grace = GraceTimers(settings.live_grace, self._grace_over)
         self.pushes = RoomPushes(gateway, services, self.hosted_live)
@@ -194,6 +195,10 @@ class LiveRooms(Feature):
             upstream_keyframes=relay.request_keyframe if relay else None,
             on_viewer_gone=lambda sid, reason: self._report_gone(live.live_id, sid, reason),
             on_publisher_gone=lambda reason: self._report_gone(live.live_id, None, reason))
+
+    async def _is_node(self, node_id: str) -> bool:
+        """An edge's relay comes from a node with a record in Redis (a live node)."""
+        return await self.nodes.get(node_id) is not None
 
     def relay_source(self, live_id: str) -> MediaRoom | None:
         """The room an edge's relay subscribes to: a live hosted (and open) here."""

@@ -151,11 +151,15 @@ async def test_viewers_on_other_nodes_watch_through_relays(
     with pytest.raises(RelayError) as refused:
         await RelayClient(address, relay_key(b"a guess" * 8), "intruder", onair.live_id).open()
     assert refused.value.code == "unauthorized"
+    cluster_key = relay_key(NODE_ENV["GOLIVE_SECRET"].encode())
+    with pytest.raises(RelayError) as stranger:  # the secret, but no node of the cluster
+        await RelayClient(address, cluster_key, "node-x", onair.live_id).open()
+    assert stranger.value.code == "forbidden"
     with pytest.raises(RelayError) as unknown:
-        await RelayClient(address, relay_key(NODE_ENV["GOLIVE_SECRET"].encode()), "node-x",
-                          "no-such-live").open()
+        await RelayClient(address, cluster_key, "node-c", "no-such-live").open()
     assert unknown.value.code == "not_found"
-    assert await metric(a.url, "golive_relay_refused_total", 'reason="unauthorized"') == 1
+    for reason in ("unauthorized", "forbidden", "not_found"):
+        assert await metric(a.url, "golive_relay_refused_total", f'reason="{reason}"') == 1
     assert eve_view.video_frames > 0 and not eve_view.ended  # A kept serving C
 
     # the live ends on A: C's viewer gets live:ended, its media ends, C's relay closes
