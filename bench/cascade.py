@@ -5,17 +5,16 @@ origin's added cost for an edge, and the relay hop's latency.
 
 Starts a redis-server and two `golive serve --workers 1` nodes on it (node-a, the origin;
 node-b, an edge), a headless creator live on A (640x360, --fps, VP8), then measures
-three steps of --seconds each, after a settling second:
-
-1. no viewers: A's CPU for ingest and encode alone;
-2. --viewers light viewers on A (RTP counted, not decoded, bench.viewers): A's CPU per
-   viewer-packet is (step 2 - step 1) / the packets its viewers received;
-3. as many again on B: B's CPU per viewer-packet (relay receive + its own fan-out, all
-   of B's CPU) / the packets B's viewers received, and A's added CPU for the edge
-   (step 3 - step 2, per second);
-then the hop latency at B (its /metrics golive_relay_hop_seconds, p50/p95: origin queue
--> edge receive, both on this machine's clock). CPU is utime + stime from /proc of each
-server process; viewers run in this process (not counted). Everything it started is
+five steps of --seconds each (after a settling second), adding light viewers (RTP
+counted, not decoded, bench.viewers): none; 1 on A; --viewers on A; + 1 on B; +
+--viewers on B. Per node, the marginal CPU per viewer-packet is the CPU's growth over
+the packets' growth between its 1-viewer and its N-viewer steps (A: the origin's fan-out;
+B: the edge's fan-out of the relayed stream); the origin's added cost for an edge is A's
+CPU with the edge's first viewer minus without; the edge's fixed cost is B's CPU with
+one viewer (relay receive and one fan-out). Then the hop latency at B (its /metrics
+golive_relay_hop_seconds, p50/p95: origin queue -> edge receive, one machine's clock).
+CPU is utime + stime from /proc of each server process; viewers run in this process
+(not counted). Everything it started is
 stopped on exit.
 """
 
@@ -82,6 +81,14 @@ async def _window(pids: dict[str, int], viewers: dict[str, list[BenchViewer]],
     return out
 
 
+def _slope(few: dict[str, Any], many: dict[str, Any], node: str, side: str) -> float | None:
+    """Marginal server CPU per viewer-packet (us) between two steps of one node."""
+    cpu = many[f"{node}_cpu_per_s"] - few[f"{node}_cpu_per_s"]
+    packets = (many[f"{side}_viewer_packets"] / many["seconds"]
+               - few[f"{side}_viewer_packets"] / few["seconds"])
+    return round(cpu / packets * 1e6, 2) if packets > 0 else None
+
+
 async def _hop(url: str) -> dict[str, float | None]:
     async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as resp:
         text = await resp.text()
@@ -105,21 +112,25 @@ async def measure(urls: list[str], pids: dict[str, int], viewers_per_node: int,
                               "cpus": os.cpu_count()}
     try:
         await start_live(owner, creator, "cascade bench", timeout=20)
-        idle = await _window(pids, {}, seconds)
-        on_a = await _join(urls[0], accounts[:viewers_per_node], creator_acct.id)
-        origin_only = await _window(pids, {"a": on_a}, seconds)
-        on_b = await _join(urls[1], accounts[viewers_per_node:], creator_acct.id)
-        both = await _window(pids, {"a": on_a, "b": on_b}, seconds)
-        result["steps"] = {"idle": idle, "origin_viewers": origin_only, "both": both}
-        a_viewer_cpu = origin_only["node-a_cpu_per_s"] - idle["node-a_cpu_per_s"]
-        packets_a = origin_only["a_viewer_packets"] / origin_only["seconds"]
-        packets_b = both["b_viewer_packets"] / both["seconds"]
-        result["origin_us_per_viewer_packet"] = (
-            round(a_viewer_cpu / packets_a * 1e6, 2) if packets_a else None)
-        result["edge_us_per_viewer_packet"] = (
-            round(both["node-b_cpu_per_s"] / packets_b * 1e6, 2) if packets_b else None)
+        steps: dict[str, Any] = {"idle": await _window(pids, {}, seconds)}
+        on_a = await _join(urls[0], accounts[:1], creator_acct.id)
+        steps["a1"] = await _window(pids, {"a": on_a}, seconds)
+        on_a += await _join(urls[0], accounts[1:viewers_per_node], creator_acct.id)
+        steps["aN"] = await _window(pids, {"a": on_a}, seconds)
+        on_b = await _join(urls[1], accounts[viewers_per_node:viewers_per_node + 1],
+                           creator_acct.id)
+        steps["aN_b1"] = await _window(pids, {"a": on_a, "b": on_b}, seconds)
+        on_b += await _join(urls[1], accounts[viewers_per_node + 1:], creator_acct.id)
+        steps["aN_bN"] = await _window(pids, {"a": on_a, "b": on_b}, seconds)
+        result["steps"] = steps
+        result["origin_us_per_viewer_packet"] = _slope(steps["a1"], steps["aN"], "node-a", "a")
+        result["edge_us_per_viewer_packet"] = _slope(steps["aN_b1"], steps["aN_bN"],
+                                                     "node-b", "b")
         result["origin_added_cpu_per_s_for_the_edge"] = round(
-            both["node-a_cpu_per_s"] - origin_only["node-a_cpu_per_s"], 4)
+            steps["aN_b1"]["node-a_cpu_per_s"] - steps["aN"]["node-a_cpu_per_s"], 4)
+        result["edge_cpu_per_s_with_one_viewer"] = steps["aN_b1"]["node-b_cpu_per_s"]
+        result["lost_packets"] = sum(step.get(f"{side}_lost", 0) for step in steps.values()
+                                     for side in "ab")
         result["hop_latency"] = await _hop(urls[1])
     finally:
         for viewer in on_a + on_b:
