@@ -23,6 +23,7 @@ from media.overlay import overlay_layout
 from media.relay import RelayClient, RelayError, relay_key
 from signaling.cascade import relay_address
 from signaling.gifts import gift_overlay, hex_color
+from signaling.push_bus import GIFT_SHOWN, encode_envelope
 from tests.support.peers import go_live
 from tests.support.poll import poll
 from tests.support.servers import ServerProcess, start_server
@@ -144,6 +145,11 @@ async def test_viewers_on_other_nodes_watch_through_relays(
     redis = Redis.from_url(redis_process.url, decode_responses=True)
     try:
         address = await redis.hget("node:node-a", "relay")
+        # a forged badge on the live's bus channel: dropped and logged by the origin
+        await redis.publish(f"golive:push:live:{onair.live_id}", encode_envelope(
+            "intruder", GIFT_SHOWN, f"live:{onair.live_id}", "{not json"))
+        await poll(lambda: "gift badge from another node dropped" in a.log(),
+                   what="the forged badge dropped at A")
     finally:
         await redis.aclose()
     assert address == relay_address(a.url.split("//")[1], int(address.rpartition(":")[2]))
