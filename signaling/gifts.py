@@ -203,14 +203,16 @@ class LiveGifts(Feature):
                 "transfer_id": moment.transfer_id, "streak": moment.streak,
                 "combo": moment.combo, "seq": moment.seq}))
 
-    async def show_from_node(self, _room: str, body: str) -> None:
-        """A badge for a gift sent through another node (GIFT_SHOWN): drawn if the live is
-        hosted here; garbage is logged and dropped."""
+    async def show_from_node(self, room: str, body: str) -> None:
+        """A badge for a gift sent through another node (GIFT_SHOWN on the live's room):
+        drawn if the live is hosted here; garbage is logged (by the origin) and dropped."""
+        live = self.lives.hosted_live(room.partition(":")[2])
+        if live is None:
+            return  # not the origin (the sending node itself, or another edge)
         try:
             shown = json.loads(body)
-            live = self.lives.hosted_live(shown["live_id"])
-            if live is None:
-                return  # not the origin (the sending node itself, or another edge)
+            if shown["live_id"] != live.live_id:
+                raise ValueError("the badge names another live than its channel")
             gift = self.services.ledger.catalog.gift(shown["gift_id"])
             moment = GiftMoment(str(shown["transfer_id"]), str(shown["streak"]),
                                 int(shown["combo"]), int(shown["seq"]), True)
