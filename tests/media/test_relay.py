@@ -21,6 +21,7 @@ import av
 import msgpack
 import pytest
 
+from media import aiortc_private
 from media.errors import MediaError, MediaErrorCode
 from media.relay import (
     NONCE_BYTES,
@@ -288,6 +289,15 @@ async def test_an_edge_room_fed_by_a_relay_serves_its_own_viewers(harness: Harne
         await poll(lambda: first.video_frames >= 5 and second.video_frames >= 5,
                    timeout=15, what="decoded video at both edge viewers")
         await poll(lambda: first.audio_frames >= 5, what="audio at the edge")
+        # a NACK is answered from the edge's own RTP history
+        receiver = next(r for r in first.pc.getReceivers()
+                        if r.track and r.track.kind == "video")
+        link = edge._fanout._feeds["v1"].video
+        newest = edge._fanout._streams["video"]._seq
+        await aiortc_private.send_nack(receiver, first.video_ssrc(),
+                                       [(newest - i) & 0xFFFF for i in (3, 2, 1)])
+        await poll(lambda: link.retransmitted >= 3, what="3 packets resent by the edge")
+        assert origin._fanout._feeds == {}  # the origin has no viewer to resend to
         # a late joiner at the edge starts from the edge's own keyframe run
         late = await harness.join(edge, "v3")
         await poll(lambda: late.video_frames >= 3, timeout=10, what="the late joiner")
