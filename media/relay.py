@@ -21,6 +21,7 @@ names it (at most MAX_MESSAGE_BYTES; a keyframe of 720p VP8 is ~100 KB):
     origin -> edge   ["v", data, pts, tb_num, tb_den, keyframe, sent_at]   video frame
     origin -> edge   ["a", data, pts, tb_num, tb_den, sent_at]             audio packet
     origin -> edge   ["end", reason]                           the live ended
+    origin -> edge   ["ping"]                                  after PING_S without a frame
     edge -> origin   ["keyframe"]                              the back channel
 
 Authentication: both sides prove they hold the cluster's relay key (relay_key(), derived
@@ -68,6 +69,14 @@ EDGE_QUEUE_FRAMES = 240
 BACK_CHANNEL_MAX_BYTES = 1024
 # Hop latencies kept at the edge for the bench (seconds, origin send -> edge receive).
 LATENCY_SAMPLES = 4096
+# A quiet relay (the creator in their grace period: no frames) carries a ping every
+# PING_S, so an edge that hears nothing for SILENCE_S knows its origin is gone (a
+# machine that vanished sends no FIN) and ends its viewers' media.
+PING_S = 2.0
+SILENCE_S = 10.0
+# An edge whose socket takes no bytes for this long (its machine vanished, its loop is
+# stuck) is dropped: its queue already dropped frames; this frees the origin's handler.
+STALL_S = 10.0
 
 _HEADER = struct.Struct(">I")
 PacketTap = Callable[[str, av.Packet, bool], None]
@@ -186,8 +195,11 @@ class EdgeLink:
     """One subscribed edge on the origin: its bounded queue and its writer task."""
 
     def __init__(self, edge: str, live_id: str, source: RelaySource,
-                 writer: asyncio.StreamWriter, bound: int = EDGE_QUEUE_FRAMES) -> None:
+                 writer: asyncio.StreamWriter, bound: int = EDGE_QUEUE_FRAMES, *,
+                 ping_s: float = PING_S, stall_s: float = STALL_S) -> None:
         self.edge = edge
+        self.ping_s = ping_s
+        self.stall_s = stall_s
         self.live_id = live_id
         self.source = source
         self.bound = bound
@@ -234,20 +246,37 @@ class EdgeLink:
         return len(self._queue)
 
     async def write_loop(self) -> None:
-        """Drain the queue into the socket; returns after an "end" was written."""
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            while self._queue:
-                batch = list(self._queue)
-                self._queue.clear()
-                self._writer.write(b"".join(batch))
-                self.relayed += len(batch)
-                await self._writer.drain()
-            if self.ending is not None:
-                self._writer.write(pack(["end", self.ending]))
-                await self._writer.drain()
-                return
+        """Drain the queue into the socket; returns after an "end" was written, or when
+        the edge took nothing for `stall_s` (ending "edge_stalled")."""
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.ping_s):
+                        await self._ready.wait()
+                except TimeoutError:
+                    self._writer.write(pack(["ping"]))  # nothing to send: say we are here
+                self._ready.clear()
+                while self._queue:
+                    batch = list(self._queue)
+                    self._queue.clear()
+                    self._writer.write(b"".join(batch))
+                    self.relayed += len(batch)
+                    await self._drain()
+                if self.ending is not None:
+                    self._writer.write(pack(["end", self.ending]))
+                    await self._drain()
+                    return
+                await self._drain()  # a ping, too, must leave in time
+        except TimeoutError:
+            self.ending = "edge_stalled"
+            log.warning("relay edge stalled; dropped", extra={"fields": {
+                "edge": self.edge, "live": self.live_id, "seconds": self.stall_s}})
+
+
+    async def _drain(self) -> None:
+        # Each wait for the socket on its own: a busy but moving edge never times out.
+        async with asyncio.timeout(self.stall_s):
+            await self._writer.drain()
 
 
 @dataclass
@@ -279,8 +308,11 @@ class RelayServer:
                  lookup: Callable[[str], RelaySource | None], *,
                  known: Callable[[str], Awaitable[bool]] | None = None,
                  queue_frames: int = EDGE_QUEUE_FRAMES,
-                 handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S) -> None:
+                 handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+                 ping_s: float = PING_S, stall_s: float = STALL_S) -> None:
         self._key = key
+        self.ping_s = ping_s
+        self.stall_s = stall_s
         self._known = known
         self.node_id = node_id
         self._lookup = lookup
@@ -358,9 +390,7 @@ class RelayServer:
         except Exception:
             log.exception("relay connection failed", extra={"fields": {"peer": str(peer)}})
         finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            await _close_writer(writer)
             self._handlers.discard(task)
 
     async def _handshake(self, reader: asyncio.StreamReader,
@@ -393,7 +423,8 @@ class RelayServer:
         source = self._lookup(live_id)
         if source is None:
             raise RelayError("not_found", f"no live {live_id[:80]!r} on {self.node_id}")
-        link = EdgeLink(edge, live_id, source, writer, self.queue_frames)
+        link = EdgeLink(edge, live_id, source, writer, self.queue_frames,
+                        ping_s=self.ping_s, stall_s=self.stall_s)
         relay = self._rooms.get(live_id)
         if relay is None or relay.source is not source:
             relay = self._rooms[live_id] = _RoomRelay(source)
@@ -440,6 +471,16 @@ class RelayServer:
             link.source.request_keyframe()
 
 
+async def _close_writer(writer: asyncio.StreamWriter) -> None:
+    """Close, flushing for at most 1 s; a peer that takes nothing more is aborted (a
+    plain close would wait for it to read what is buffered, forever)."""
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), 1.0)
+    except Exception:  # TimeoutError included
+        writer.transport.abort()
+
+
 async def _cancel(task: asyncio.Future[Any]) -> None:
     if not task.done():
         task.cancel()
@@ -463,7 +504,9 @@ class RelayClient:
 
     def __init__(self, address: str, key: bytes, node_id: str, live_id: str,
                  sink: RelaySink | None = None,
-                 on_end: Callable[[str], None] | None = None) -> None:
+                 on_end: Callable[[str], None] | None = None, *,
+                 silence_s: float = SILENCE_S) -> None:
+        self.silence_s = silence_s
         self.address = address
         self.live_id = live_id
         self.node_id = node_id
@@ -537,7 +580,16 @@ class RelayClient:
         reason = "relay_lost"
         try:
             while True:
-                message = await read_message(self._reader)
+                try:
+                    async with asyncio.timeout(self.silence_s):
+                        message = await read_message(self._reader)
+                except TimeoutError:
+                    log.warning("relay silent; origin lost", extra={"fields": {
+                        "live": self.live_id, "origin": self.address,
+                        "seconds": self.silence_s}})
+                    return
+                if message[0] == "ping":
+                    continue
                 if message[0] == "end":
                     reason = str(message[1]) if len(message) > 1 else "ended"
                     return
@@ -576,9 +628,7 @@ class RelayClient:
     async def _close_socket(self) -> None:
         writer, self._writer = self._writer, None
         if writer is not None:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            await _close_writer(writer)
 
 
 __all__ = ["EDGE_QUEUE_FRAMES", "EdgeLink", "RelayClient", "RelayError", "RelayServer",

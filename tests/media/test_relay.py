@@ -263,6 +263,37 @@ async def test_a_slow_edge_skips_to_the_next_keyframe_and_the_origin_never_waits
                what="both relays closed, the tap removed")
 
 
+async def test_a_stalled_edge_is_dropped_and_a_silent_origin_is_noticed(poll: Any) -> None:
+    source = PacketSource()
+    server = RelayServer(KEY, "origin-node", {LIVE: source}.get, queue_frames=16,
+                         ping_s=0.1, stall_s=0.3)
+    await server.start("127.0.0.1", 0)
+    quiet = RelayServer(KEY, "quiet-origin", {LIVE: PacketSource()}.get, ping_s=60)
+    await quiet.start("127.0.0.1", 0)
+    ended: list[str] = []
+    listener = RelayClient(f"127.0.0.1:{quiet.port}", KEY, "edge-b", LIVE,
+                           on_end=ended.append, silence_s=0.3)
+    try:
+        _, writer, stream = await raw_subscribe(server.port, LIVE, rcvbuf=4096)
+        assert stream == ["stream", "vp8"]
+        # the edge reads nothing: once its socket takes no bytes for 0.3 s, it is dropped
+        for _ in range(5000):  # ~10 s at most
+            if not server.links:
+                break
+            source.push()
+            await asyncio.sleep(0.002)
+        assert not server.links, "the stalled edge was never dropped"
+        assert server.edge_counts()["raw-edge"].dropped > 0 and not source.taps
+        writer.close()
+        # an origin that sends nothing (no frame, no ping) is noticed by its edge
+        await listener.open()
+        await poll(lambda: ended == ["relay_lost"], what="the silent origin noticed")
+    finally:
+        await listener.close()
+        await server.close()
+        await quiet.close()
+
+
 # ---- an edge room: a real origin room, a relay and decoding viewers at the edge --------
 
 
