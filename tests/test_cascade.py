@@ -3,10 +3,12 @@ a creator on A (a real headless aiortc creator), viewers on B and C decoding fra
 real aiortc peers. The origin relays the live once to each edge with viewers
 (media/relay.py); a gift sent on C shows in C's viewer's video; relays open on an
 edge's first viewer and close after its last; the end of the live on A ends B's and
-C's viewers; the relay port refuses clients without the cluster's secret."""
+C's viewers; the relay port refuses clients without the cluster's secret. And with
+`--workers 2`, each worker serves the other's live's viewers."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,20 +17,23 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+import socketio
 from redis.asyncio import Redis
 
 from engine.catalog import load_catalog
 from engine.gift_room import GiftMoment
 from media.overlay import overlay_layout
 from media.relay import RelayClient, RelayError, relay_key
+from signaling.app import NODE_HEADER
 from signaling.cascade import relay_address
 from signaling.gifts import gift_overlay, hex_color
 from signaling.push_bus import GIFT_SHOWN, encode_envelope
-from tests.support.peers import go_live
+from tests.support.peers import User, go_live
 from tests.support.poll import poll
 from tests.support.servers import ServerProcess, start_server
 from tests.support.viewer import DecodingViewer
 from tests.test_cluster_pushes import NODE_ENV, RedisProcess, Tab, closers, register, tab
+from tests.test_workers import session_on, start_workers
 
 __all__ = ["closers"]  # the fixture, shared with the push tests
 
@@ -180,3 +185,44 @@ async def test_viewers_on_other_nodes_watch_through_relays(
                 and await metric(a.url, "golive_relays_open", 'side="origin"') == 0)
 
     await poll(c_closed, what="every relay closed")
+
+
+async def test_two_workers_serve_each_others_viewers(tmp_path: Path, server_factory: Any,
+                                                     closers: list[Any]) -> None:
+    """`golive serve --workers 2`: the creator's socket on one worker, a viewer's on the
+    other; the other worker serves the viewer through a relay."""
+    server, serving = await asyncio.to_thread(start_workers, server_factory, tmp_path / "data")
+    origin, edge = serving["nodes"]
+    sessions = [await session_on(server.url, origin), await session_on(server.url, edge)]
+    closers.extend(sessions)
+
+    async def tab_on(session: aiohttp.ClientSession, name: str) -> Tab:
+        async with session.post(server.url + "/api/register", json={
+                "username": name, "display_name": name, "password": "correct-horse-1",
+                "birthdate": "1990-01-01"}) as resp:
+            body = await resp.json()
+            assert resp.status == 201, body
+        sio = socketio.AsyncClient(serializer="msgpack", reconnection=False,
+                                   http_session=session)
+        await sio.connect(server.url, auth={"token": body["token"]}, transports=["websocket"])
+        closers.append(sio)
+        return Tab(sio, User(body["user"]["id"], name, body["token"]))
+
+    carol = await tab_on(sessions[0], "carol")
+    await go_live(carol, closers, "two workers", size=(320, 180), fps=15)
+    dan = await tab_on(sessions[1], "dan")
+    viewer = await watch(dan, carol.user.id, closers)
+    await poll(lambda: viewer.video_frames >= 5, timeout=20, what="video via the other worker")
+
+    # the sessions' one connection each now carries a websocket: a fresh one for /metrics
+    metrics = await session_on(server.url, edge)
+    closers.append(metrics)
+
+    async def edge_relays() -> float:
+        async with metrics.get(server.url + "/metrics") as resp:
+            assert resp.headers[NODE_HEADER] == edge
+            text = await resp.text()
+        found = re.search(r'golive_relays_open\{side="edge"\} ([0-9.]+)', text)
+        return float(found.group(1)) if found else 0.0
+
+    assert await edge_relays() == 1
