@@ -184,7 +184,8 @@ class RelaySource(Protocol):
     """What the origin relays (a MediaRoom): its codec, a tap on its encoded packets and
     a throttled keyframe request."""
 
-    codec: str
+    @property
+    def codec(self) -> str: ...
 
     def add_tap(self, tap: PacketTap) -> None: ...
     def remove_tap(self, tap: PacketTap) -> None: ...

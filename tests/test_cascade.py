@@ -149,7 +149,7 @@ async def test_viewers_on_other_nodes_watch_through_relays(
     # the relay port: without the cluster's secret, or for an unknown live, refused
     redis = Redis.from_url(redis_process.url, decode_responses=True)
     try:
-        address = await redis.hget("node:node-a", "relay")
+        address = str(await redis.hget("node:node-a", "relay"))
         # a forged badge on the live's bus channel: dropped and logged by the origin
         await redis.publish(f"golive:push:live:{onair.live_id}", encode_envelope(
             "intruder", GIFT_SHOWN, f"live:{onair.live_id}", "{not json"))

@@ -121,7 +121,7 @@ class Collect:
         self.audio = 0
 
     def feed_video(self, packet: av.Packet, keyframe: bool) -> None:
-        self.video.append((packet.pts, keyframe))
+        self.video.append((int(packet.pts or 0), keyframe))
 
     def feed_audio(self, packet: av.Packet) -> None:
         self.audio += 1
