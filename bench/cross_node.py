@@ -157,6 +157,7 @@ async def run(rounds: int, timeout: float) -> dict[str, Any]:
         for name in NODES:
             port = free_port()
             child = Child(name, [sys.executable, "-m", "signaling.cli", "serve",
+                                 "--workers", "1",
                                  "--port", str(port), "--data-dir", str(folder / name)],
                           folder / f"{name}.log", rpc=False,
                           env={**env, "GOLIVE_NODE_ID": name})

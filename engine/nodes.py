@@ -88,6 +88,7 @@ class NodeRecord:
     host: str = ""
     instance: str = ""
     beats: int = 0
+    relay: str = ""  # host:port of its media relay (media/relay.py); "" when it has none
 
     @classmethod
     def mine(cls, node_id: str, address: str) -> NodeRecord:
@@ -101,7 +102,8 @@ def record_from_hash(node_id: str, fields: dict[str, str]) -> NodeRecord | None:
     try:
         return NodeRecord(node_id, str(fields["address"]), int(fields["pid"]),
                           float(fields["started_at"]), str(fields.get("host", "")),
-                          str(fields["instance"]), int(fields.get("beats", 0)))
+                          str(fields["instance"]), int(fields.get("beats", 0)),
+                          str(fields.get("relay", "")))
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -126,7 +128,7 @@ def holder_is_dead_here(holder: NodeRecord, host: str) -> bool:
 
 
 # KEYS: 1 node:ID, 2 nodes, 3 node_reaping:ID. ARGV: 1 id, 2 address, 3 pid, 4 started_at,
-# 5 host, 6 instance, 7 ttl ms, 8 the instance we may replace ('' for none).
+# 5 host, 6 instance, 7 ttl ms, 8 the instance we may replace ('' for none), 9 relay.
 # A record of another instance stands unless it is the one named in ARGV[8] or has no
 # instance at all (not a node's); a claim on the id (another node is taking over its
 # last life) makes the start wait.
@@ -137,7 +139,7 @@ local by = redis.call('GET', KEYS[3])
 if by then return {'reaping', by} end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'address', ARGV[2], 'pid', ARGV[3], 'started_at', ARGV[4],
-           'host', ARGV[5], 'instance', ARGV[6], 'beats', 0)
+           'host', ARGV[5], 'instance', ARGV[6], 'beats', 0, 'relay', ARGV[9])
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('SADD', KEYS[2], ARGV[1])
 return {'ok', ''}
@@ -206,7 +208,7 @@ class Nodes:
         status, detail = await self._announce(
             keys=[keys.node(record.node_id), keys.nodes(), keys.node_reaping(record.node_id)],
             args=[record.node_id, record.address, record.pid, repr(record.started_at),
-                  record.host, record.instance, self.ttl_ms, replacing])
+                  record.host, record.instance, self.ttl_ms, replacing, record.relay])
         return str(status), str(detail)
 
     async def announce(self, record: NodeRecord, *, wait_s: float | None = None,

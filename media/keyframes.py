@@ -40,6 +40,11 @@ class KeyframePolicy:
         self.requests += 1
         self._wanted = True
 
+    @property
+    def pending(self) -> bool:
+        """A request waits (an edge room forwards it upstream when should_force allows)."""
+        return self._wanted
+
     def should_force(self) -> bool:
         """Call once per frame before encoding it; True means encode it as a keyframe.
 

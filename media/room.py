@@ -7,6 +7,13 @@
 Ownership: the room owns its two tasks (supervisor, encode loop), the encode thread, the
 Publisher (which owns its reader tasks) and every ViewerPeer. close() unwinds them all.
 The room knows rooms only as an id and overlays as values; it imports no web framework.
+
+An edge room (the cascade, media/relay.py) is the same room without a publisher or an
+encoder: `upstream_keyframes` given, it is fed encoded frames by its relay
+(feed_video/feed_audio) into the same PacketFanout, and the keyframes its viewers need
+and its RTP history cannot give are asked of the origin through that callback, at most
+one per keyframe_min_interval_s (the same KeyframePolicy that throttles the encoder).
+Taps (add_tap) see every encoded packet the room fans out: the origin's relay uses one.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from media.ingest import Publisher
 from media.keyframes import DEFAULT_GOP_S, DEFAULT_MIN_INTERVAL_S, KeyframePolicy
 from media.overlay import Overlay, draw_overlays
 from media.peers import GoneReason
+from media.relay import PacketTap
 from media.stats import RoomStats
 from media.viewer import ViewerPeer, ViewerState
 
@@ -101,6 +109,7 @@ class MediaRoom:
         max_viewers: int = DEFAULT_MAX_VIEWERS,
         fanout: str = NATIVE,
         admission: JoinAdmission | None = None,
+        upstream_keyframes: Callable[[], None] | None = None,
     ) -> None:
         if codec not in ("vp8", "h264"):
             raise invalid(f"codec must be 'vp8' or 'h264', got {codec!r}")
@@ -110,6 +119,9 @@ class MediaRoom:
         self.codec: VideoCodecName = codec
         self.timings = timings or RoomTimings()
         self.max_viewers = max_viewers
+        # An edge room: fed by a relay, keyframes asked upstream (see the module docstring).
+        self._upstream_keyframes = upstream_keyframes
+        self._taps: list[PacketTap] = []
         self._ice_servers = tuple(ice_servers)
         self._on_viewer_gone = on_viewer_gone
         self._on_publisher_gone = on_publisher_gone
@@ -167,6 +179,11 @@ class MediaRoom:
         return self._publisher is not None
 
     @property
+    def is_edge(self) -> bool:
+        """True for an edge room (fed by a relay, no publisher)."""
+        return self._upstream_keyframes is not None
+
+    @property
     def viewer_ids(self) -> list[str]:
         return list(self._viewers)
 
@@ -177,6 +194,8 @@ class MediaRoom:
         (a publisher is already active), unavailable (room closed).
         """
         self._check_open()
+        if self.is_edge:
+            raise conflict(f"room {self.room_id!r} is an edge room, fed by its origin")
         if self._publisher is not None:
             raise conflict(f"room {self.room_id!r} already has a publisher")
         publisher = Publisher(
@@ -280,8 +299,33 @@ class MediaRoom:
         self._compositor.add(overlay)
 
     def request_keyframe(self) -> None:
-        """Ask the encoder for a keyframe (throttled like a viewer's PLI)."""
+        """Ask the encoder for a keyframe (throttled like a viewer's PLI); an edge room
+        asks its origin."""
         self._keyframes.request()
+
+    def add_tap(self, tap: PacketTap) -> None:
+        """Call `tap(kind, packet, keyframe)` with every encoded packet the room fans out
+        (on the event loop; it must not block)."""
+        self._taps.append(tap)
+
+    def remove_tap(self, tap: PacketTap) -> None:
+        if tap in self._taps:
+            self._taps.remove(tap)
+
+    def feed_video(self, packet: av.Packet, keyframe: bool) -> None:
+        """An edge room's video frame from its relay (encoded at the origin)."""
+        if self._closed:
+            return
+        self._frames_in += 1
+        if self._keyframes.pending and self._keyframes.should_force():
+            assert self._upstream_keyframes is not None
+            self._upstream_keyframes()  # at most one per keyframe_min_interval_s
+        self._push_video(packet, keyframe)
+
+    def feed_audio(self, packet: av.Packet) -> None:
+        """An edge room's audio packet from its relay."""
+        if not self._closed:
+            self._push_audio(packet)
 
     def stats(self) -> RoomStats:
         """A snapshot of the room's counters."""
@@ -379,8 +423,27 @@ class MediaRoom:
             logger.warning("room %s: audio frame not encoded: %s", self.room_id, exc)
             return
         for packet in packets:
-            self._audio_packets += 1
-            self._fanout.push_audio(packet)
+            self._push_audio(packet)
+
+    def _push_audio(self, packet: av.Packet) -> None:
+        self._audio_packets += 1
+        self._fanout.push_audio(packet)
+        for tap in self._taps:
+            tap("audio", packet, False)
+
+    def _push_video(self, packet: av.Packet, keyframe: bool) -> None:
+        """One encoded video frame to the viewers and the taps (encoder or relay)."""
+        self._frames_encoded += 1
+        now = time.monotonic()
+        if self._last_push is None or now - self._last_push > _FLOWING_WINDOW_S:
+            self._flowing_since = now
+        self._last_push = now
+        if keyframe:
+            self._keyframes_out += 1
+            self._keyframes.produced()
+        self._fanout.push_video(packet, keyframe)
+        for tap in self._taps:
+            tap("video", packet, keyframe)
 
     def _encode(
         self, frame: VideoFrame, overlays: list[Overlay], keyframe: bool
@@ -407,16 +470,8 @@ class MediaRoom:
                 # One bad frame (odd size, corrupt data) must not end the room's video.
                 logger.exception("room %s: video frame not encoded", self.room_id)
                 continue
-            self._frames_encoded += 1
-            now = time.monotonic()
-            if self._last_push is None or now - self._last_push > _FLOWING_WINDOW_S:
-                self._flowing_since = now
-            self._last_push = now
             for packet in packets:
-                if packet.is_keyframe:
-                    self._keyframes_out += 1
-                    self._keyframes.produced()
-                self._fanout.push_video(packet, packet.is_keyframe)
+                self._push_video(packet, packet.is_keyframe)
 
     async def _supervise(self) -> None:
         interval = self.timings.check_interval_s

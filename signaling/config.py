@@ -77,11 +77,10 @@ class Settings:
     host: str = field(default="127.0.0.1", metadata={
         "env": "GOLIVE_HOST", "help": "address to listen on"})
     port: int = field(default=8080, metadata={"env": "GOLIVE_PORT", "help": "HTTP port"})
-    # 1 by default until a live's viewers can be served by any worker (the media cascade
-    # is not built yet: a viewer whose socket lands on another worker than the live's
-    # gets `unavailable`); then one per core.
-    workers: int | None = field(default=1, metadata={
-        "env": "GOLIVE_WORKERS", "type": _workers,
+    # One per core (None): any worker serves any live's viewers (the media cascade,
+    # media/relay.py: a live's encoded stream is relayed to the worker holding the socket).
+    workers: int | None = field(default=None, metadata={
+        "env": "GOLIVE_WORKERS", "type": _workers, "shown": "one per core",
         "help": "server processes behind the one port (SO_REUSEPORT), each with its own "
                 "event loop and node id, restarted if they die; 1: a single process"})
     transports: str = field(default="polling,websocket", metadata={
@@ -188,6 +187,12 @@ class Settings:
         "env": "GOLIVE_NODE_ADDRESS",
         "help": "host:port other nodes reach this one on, kept in its node record in Redis; "
                 "unset: HOST:PORT (the host name when HOST is a wildcard)"})
+    relay_port: int = field(default=0, metadata={
+        "env": "GOLIVE_RELAY_PORT",
+        "help": "TCP port of the node-to-node media relay (the cascade: a live's encoded "
+                "stream to the other nodes with viewers of it), on HOST, advertised with "
+                "GOLIVE_NODE_ADDRESS's host; 0: any free port; with workers, worker N "
+                "takes this port + N. Nodes authenticate with the shared GOLIVE_SECRET"})
 
     # --- gifts and the ledger (engine/ledger.py, engine/payments.py) ---
     gift_catalog: Path | None = field(default=None, metadata={
@@ -231,7 +236,7 @@ class Settings:
         return f"{host}:{self.port}"
 
     def worker_count(self) -> int:
-        """--workers (1 by default), or one per core when set to None."""
+        """--workers, or one per core when unset (None, the default)."""
         return self.workers if self.workers is not None else max(os.cpu_count() or 1, 1)
 
     def transport_list(self) -> list[str]:

@@ -18,11 +18,23 @@ replaced by a higher combo.
 
 Socket.IO rooms: live:{live_id} (LiveRooms puts the creator's publishing connection and
 every viewer there).
+
+Any node: a gift may be sent through any node, whichever hosts the live (the ledger and
+the gift room are in Redis; the push crosses nodes on the push bus). The badge must be
+drawn by the live's origin, whose compositor every viewer's video comes from (edges
+relay the origin's encoded frames): a node that does not host the live sends the
+badge's description (`GIFT_SHOWN`, a few hundred bytes of JSON) on the live's push-bus
+channel, which the origin hears through its creator's socket in the live's room; the
+origin builds the overlay (its own icon cache) and shows it. The push bus and not the
+relay's back channel: a gift's sender need not be watching with media on that node, so
+no relay may exist there; the bus reaches the origin from any node, and losing a badge
+in a Redis blip (at-most-once) loses no money and no push (both are already done).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -32,7 +44,7 @@ from aiohttp import web
 
 from engine.accounts import Account
 from engine.catalog import Gift
-from engine.errors import invalid, not_found, unavailable
+from engine.errors import invalid, not_found
 from engine.gift_room import GiftBoard, GiftMoment, board_view
 from engine.ledger import GiftReceipt
 from engine.lives import Live
@@ -42,6 +54,7 @@ from signaling.feature import Feature
 from signaling.frames import FrameWriter
 from signaling.gateway import Connection, EventContext, Gateway
 from signaling.live_rooms import LiveRooms, live_room
+from signaling.push_bus import GIFT_SHOWN
 from signaling.schemas import GiftBoardGet, GiftSend, GiftStatusGet
 from signaling.services import Services
 
@@ -158,8 +171,6 @@ class LiveGifts(Feature):
         live = await services.lives.current(creator.id)
         if live is None:
             raise not_found("this creator is not live")
-        if self.lives.hosted_live(live.live_id) is None:
-            raise unavailable("this live is hosted on another node")
         gift = services.ledger.catalog.gift(p.gift_id)
         receipt = await services.ledger.send_gift(
             transfer_id=p.transfer_id, sender_id=conn.user_id, creator_id=creator.id,
@@ -186,9 +197,35 @@ class LiveGifts(Feature):
                    "at": time.time(), "sender": sender.public(), "gift": gift_view(gift),
                    "coins": receipt.coins, "diamonds": receipt.diamonds}
         await self.gateway.push("gift:received", payload, to=live_room(live.live_id))
-        self._show(live, gift, sender, moment, await self.icon(gift))
+        if self.lives.hosted_live(live.live_id) is not None:
+            self._show(live, gift, sender.username, moment, await self.icon(gift))
+        elif self.gateway.bus is not None:  # the origin draws it (module docstring)
+            await self.gateway.bus.control(live_room(live.live_id), GIFT_SHOWN, json.dumps({
+                "live_id": live.live_id, "gift_id": gift.id, "username": sender.username,
+                "transfer_id": moment.transfer_id, "streak": moment.streak,
+                "combo": moment.combo, "seq": moment.seq}))
 
-    def _show(self, live: Live, gift: Gift, sender: Account, moment: GiftMoment,
+    async def show_from_node(self, room: str, body: str) -> None:
+        """A badge for a gift sent through another node (GIFT_SHOWN on the live's room):
+        drawn if the live is hosted here; garbage is logged (by the origin) and dropped."""
+        live = self.lives.hosted_live(room.partition(":")[2])
+        if live is None:
+            return  # not the origin (the sending node itself, or another edge)
+        try:
+            shown = json.loads(body)
+            if shown["live_id"] != live.live_id:
+                raise ValueError("the badge names another live than its channel")
+            gift = self.services.ledger.catalog.gift(shown["gift_id"])
+            moment = GiftMoment(str(shown["transfer_id"]), str(shown["streak"]),
+                                int(shown["combo"]), int(shown["seq"]), True)
+            username = str(shown["username"])
+        except Exception as exc:
+            log.warning("gift badge from another node dropped",
+                        extra={"fields": {"cause": f"{type(exc).__name__}: {exc}"[:200]}})
+            return
+        self._show(live, gift, username, moment, await self.icon(gift))
+
+    def _show(self, live: Live, gift: Gift, username: str, moment: GiftMoment,
               icon: bytes | None) -> None:
         if self._shown.get(moment.streak, 0) >= moment.combo:
             return  # an older step of this combo overtook a newer one: keep the newer badge
@@ -197,7 +234,7 @@ class LiveGifts(Feature):
         while len(self._shown) > SHOWN_STREAKS:
             self._shown.popitem(last=False)
         try:
-            self.lives.add_overlay(live.creator_id, gift_overlay(gift, sender.username,
+            self.lives.add_overlay(live.creator_id, gift_overlay(gift, username,
                                                                  moment, icon))
         except MediaError as exc:  # the room closed meanwhile, or a bad catalog icon
             log.warning("gift badge not shown", extra={"fields": {
@@ -235,7 +272,7 @@ class LiveGifts(Feature):
 
         @gateway.event("gift:board", GiftBoardGet)
         async def gift_board(ctx: EventContext, p: GiftBoardGet) -> dict[str, Any]:
-            live = self.lives.hosted_live(p.live_id)
+            live = self.lives.member_live(p.live_id)
             if live is None:
                 raise not_found("this live has ended (or is not on this server)")
             await ctx.services.chat.check_may_read(live, ctx.user_id)

@@ -5,6 +5,13 @@ by live id), their grace timers (signaling/grace.py: a creator whose connection
 dropped has `live_grace` seconds to come back), the coalesced viewer-count and
 Discover pushes (signaling/room_pushes.py, which also names the Socket.IO rooms),
 and the worker that handles media's "peer gone" reports.
+
+The cascade (media/relay.py): a viewer whose socket is on this node watching a live
+hosted on another node (its origin) is served here, by an edge room: the first such
+viewer opens one relay from the origin for the live (the origin's relay address is in
+its node record), the edge room fans it out to every viewer here, and the last viewer's
+leave closes it. The origin relays its hosted lives (`relay`, opened by
+signaling/cascade.py) and tells every edge when a live ends.
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ from typing import Any
 from engine.accounts import utc_today
 from engine.errors import DomainError, ErrorCode, conflict, not_found, unavailable
 from engine.lives import Live, check_may_go_live, check_may_watch
+from engine.nodes import Nodes
 from media.admission import JoinAdmission
 from media.errors import MediaError, MediaErrorCode
 from media.ice import IceServer
 from media.overlay import Overlay
 from media.peers import GoneReason
+from media.relay import RelayClient, RelayError, RelayServer, relay_key
 from media.room import MediaRoom
 from signaling.config import Settings
 from signaling.errors import from_media
@@ -60,11 +69,16 @@ class HostedLive:
 
 @dataclass
 class RemoteLive:
-    """A live hosted on another node, as a node with chat-only members of it holds it
-    (no media here until the cascade: room:join with media answers `unavailable`)."""
+    """A live hosted on another node, as a node with members of it holds it: chat-only
+    members, and viewers with media served by an edge room fed by a relay from the
+    origin (open while this node has at least one of them)."""
 
     live: Live
     viewers: dict[str, str] = field(default_factory=dict)  # sid -> viewer user id
+    media: MediaRoom | None = None  # the edge room
+    relay: RelayClient | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # opening the edge room
+    joining: int = 0  # media joins between opening the edge room and their add_viewer
 
 
 class LiveRooms(Feature):
@@ -86,10 +100,20 @@ class LiveRooms(Feature):
         gateway.metrics.watch_joins(self.joins.stats)
         self.hosted: dict[str, HostedLive] = {}  # creator id -> live
         self._by_live: dict[str, HostedLive] = {}  # live id -> live
-        self.remote: dict[str, RemoteLive] = {}  # live id -> chat-only members here
+        self.remote: dict[str, RemoteLive] = {}  # live id -> members here, media or not
+        # The cascade: this node relays its hosted lives to edges (opened by
+        # signaling/cascade.py RelayListener) and opens relays from other origins.
+        self.relay_key = relay_key(settings.token_secret())
+        self.nodes = Nodes(services.redis)
+        self.relay = RelayServer(self.relay_key, settings.node_name(), self.relay_source,
+                                 known=self._is_node)
+        self.edge_relays_opened = 0
         self.grace = GraceTimers(settings.live_grace, self._grace_over)
         self.pushes = RoomPushes(gateway, services, self.hosted_live)
-        self._gone: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue(GONE_QUEUE_BOUND)
+        # (live id, reason, the viewer's sid / None for the publisher / a RelayClient
+        # whose stream ended)
+        self._gone: asyncio.Queue[tuple[str, str, str | RelayClient | None]] = asyncio.Queue(
+            GONE_QUEUE_BOUND)
         self._gone_worker_task = OwnedTask(self._gone_worker, "live-gone")
         self._start_lock = asyncio.Lock()
         # Awaited, in order, when a new viewer (not a renegotiation) joined a live here
@@ -122,6 +146,8 @@ class LiveRooms(Feature):
         """End every hosted live (viewers are told), then stop the owned tasks."""
         await asyncio.gather(*(self.end(h.live.creator_id, "server_shutdown")
                                for h in list(self.hosted.values())), return_exceptions=True)
+        for room in list(self.remote.values()):
+            await self._close_edge(room, "server_shutdown")
         await self._gone_worker_task.stop()
         self.joins.close()
         await self.grace.close()
@@ -178,6 +204,11 @@ class LiveRooms(Feature):
         room = self.remote.pop(live.live_id, None)
         if room is not None:
             hosted.viewers.update(room.viewers)
+            # an edge room here fed by the dead origin: its viewers stay members and are
+            # told their media ended, so they join again with media from this node
+            for sid in await self._close_edge(room, "origin_adopted"):
+                await self.gateway.sio.emit("room:left", {"live_id": live.live_id,
+                                                         "reason": "relay_lost"}, to=sid)
         self.hosted[creator_id] = hosted
         self._by_live[live.live_id] = hosted
         log.info("live adopted from a lost node", extra={"fields": {
@@ -185,14 +216,26 @@ class LiveRooms(Feature):
         self.pushes.discover_changed()
         return hosted
 
-    def _media_room(self, live: Live) -> MediaRoom:
+    def _media_room(self, live: Live, relay: RelayClient | None = None) -> MediaRoom:
+        """The live's room: the origin's, or (with `relay`) an edge room it feeds."""
         return MediaRoom(
-            live.live_id, codec=self.settings.video_codec,  # type: ignore[arg-type]
+            live.live_id,
+            codec=relay.codec if relay else self.settings.video_codec,  # type: ignore[arg-type]
             video_bitrate=self.settings.video_bitrate, ice_servers=self._media_ice,
             max_viewers=self.settings.max_viewers, fanout=self.settings.fanout,
             admission=self.joins,
+            upstream_keyframes=relay.request_keyframe if relay else None,
             on_viewer_gone=lambda sid, reason: self._report_gone(live.live_id, sid, reason),
             on_publisher_gone=lambda reason: self._report_gone(live.live_id, None, reason))
+
+    async def _is_node(self, node_id: str) -> bool:
+        """An edge's relay comes from a node with a record in Redis (a live node)."""
+        return await self.nodes.get(node_id) is not None
+
+    def relay_source(self, live_id: str) -> MediaRoom | None:
+        """The room an edge's relay subscribes to: a live hosted (and open) here."""
+        hosted = self._by_live.get(live_id)
+        return hosted.media if hosted is not None and not hosted.media.closed else None
 
     async def _resume(self, hosted: HostedLive, conn: Connection, offer: str) -> dict[str, Any]:
         if hosted.lock.locked():
@@ -225,6 +268,7 @@ class LiveRooms(Feature):
             return False
         self._by_live.pop(hosted.live.live_id, None)
         live = hosted.live
+        self.relay.end_live(live.live_id, reason)  # edges end their viewers' media
         await self.grace.cancel(live.live_id)  # skipped when the timer itself is ending it
         try:
             await self.services.lives.end(live)
@@ -267,9 +311,7 @@ class LiveRooms(Feature):
                               reason="banned")
         hosted = self._by_live.get(live.live_id)
         if hosted is None:
-            if media:
-                raise unavailable("this live is hosted on another node")
-            return await self._join_remote(conn, live)
+            return await self._join_remote(conn, live, media)
         renegotiation = conn.sid in hosted.viewers
         if renegotiation:  # a fresh pc from the same tab
             await hosted.media.remove_viewer(conn.sid)
@@ -289,10 +331,10 @@ class LiveRooms(Feature):
         self.pushes.viewers_changed(live.live_id)
         return await self._joined(live, conn, renegotiation, offer)
 
-    async def _join_remote(self, conn: Connection, live: Live) -> dict[str, Any]:
-        """A chat-only join of a live hosted on another node: counted (distinct users
-        across nodes), in the live's room (its pushes and chat reach this node's socket
-        through the push bus)."""
+    async def _join_remote(self, conn: Connection, live: Live, media: bool) -> dict[str, Any]:
+        """A join of a live hosted on another node: counted (distinct users across nodes),
+        in the live's room (its pushes and chat reach this node's socket through the push
+        bus); with media, served by this node's edge room (opened on its first viewer)."""
         room = self.remote.setdefault(live.live_id, RemoteLive(live))
         renegotiation = conn.sid in room.viewers
         if not renegotiation:
@@ -301,9 +343,91 @@ class LiveRooms(Feature):
                 self._drop_remote_if_empty(live.live_id)
                 raise not_found("this live has ended")
             room.viewers[conn.sid] = conn.user_id
+        elif media and room.media is not None:  # a fresh pc from the same tab
+            await room.media.remove_viewer(conn.sid)
+        else:  # now chat-only: its pc (if any) closes, maybe the edge room with it
+            await self._release_edge_viewer(room, conn.sid)
+        offer = None
+        if media:
+            room.joining += 1  # the edge room stays open for this join meanwhile
+            try:
+                edge = await self._edge_room(room)
+                offer = await edge.add_viewer(conn.sid)
+            except (MediaError, DomainError) as exc:
+                room.joining -= 1
+                await self._forget_remote_viewer(room, conn.sid)
+                raise from_media(exc) if isinstance(exc, MediaError) else exc from None
+            except BaseException:
+                room.joining -= 1
+                raise
+            room.joining -= 1
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
         await self._viewers_changed(live.live_id)
-        return await self._joined(live, conn, renegotiation, None)
+        return await self._joined(live, conn, renegotiation, offer)
+
+    async def _edge_room(self, room: RemoteLive) -> MediaRoom:
+        """This node's edge room of a remote live, opening its relay from the origin on
+        the first media viewer; `unavailable` when the origin cannot be reached."""
+        async with room.lock:
+            if room.media is not None and not room.media.closed:
+                return room.media
+            live = room.live
+            record = await self.nodes.get(live.node)
+            if record is None or not record.relay:
+                raise unavailable("this live's origin node is not reachable")
+            client = RelayClient(record.relay, self.relay_key, self.settings.node_name(),
+                                 live.live_id)
+            client.on_end = lambda reason: self._report_gone(live.live_id, client, reason)
+            try:
+                await client.open()
+            except RelayError as exc:
+                log.warning("relay not opened", extra={"fields": {
+                    "live": live.live_id, "origin": live.node, "code": exc.code,
+                    "cause": exc.message}})
+                if exc.code == "not_found":
+                    raise not_found("this live has ended") from None
+                raise unavailable("this live's origin node is not reachable") from None
+            media = self._media_room(live, client)
+            client.sink = media  # before any await: the relay's frames feed it from now
+            room.media, room.relay = media, client
+            self.edge_relays_opened += 1
+            log.info("relay opened", extra={"fields": {"live": live.live_id,
+                                                       "origin": live.node}})
+            return media
+
+    async def _close_edge(self, room: RemoteLive, why: str) -> list[str]:
+        """Close the edge room and its relay (the origin drops this edge); the sids whose
+        media it ended."""
+        media, relay = room.media, room.relay
+        room.media = room.relay = None
+        if media is None:
+            return []
+        sids = media.viewer_ids
+        if relay is not None:
+            await relay.close()
+        await media.close()
+        log.info("relay closed", extra={"fields": {"live": room.live.live_id, "reason": why}})
+        return sids
+
+    async def _release_edge_viewer(self, room: RemoteLive, sid: str) -> None:
+        """A viewer here stops watching a remote live: its pc closed; the last one's leave
+        closes the relay."""
+        if room.media is None:
+            return
+        await room.media.remove_viewer(sid)
+        if not room.media.viewer_ids and not room.joining:
+            await self._close_edge(room, "last_viewer_left")
+
+    async def _edge_ended(self, room: RemoteLive, relay: RelayClient, reason: str) -> None:
+        """The origin ended the relay (the live ended, with `reason`) or it was lost: the
+        edge's viewers' media ends with that reason."""
+        if room.relay is not relay:
+            return  # an older relay, already replaced or closed
+        for sid in await self._close_edge(room, reason):
+            if sid in room.viewers:
+                await self._forget_remote_viewer(room, sid)
+                await self.gateway.sio.emit("room:left", {"live_id": room.live.live_id,
+                                                         "reason": reason}, to=sid)
 
     async def _joined(self, live: Live, conn: Connection, renegotiation: bool,
                       offer: str | None) -> dict[str, Any]:
@@ -330,6 +454,7 @@ class LiveRooms(Feature):
             del self.remote[live_id]
 
     async def _forget_remote_viewer(self, room: RemoteLive, sid: str) -> None:
+        await self._release_edge_viewer(room, sid)
         user_id = room.viewers.pop(sid, None)
         if user_id is not None:
             await self.services.lives.viewer_left(room.live, user_id)
@@ -340,6 +465,8 @@ class LiveRooms(Feature):
         """The live ended (told by its origin): drop its members here, this node's share
         of its viewers and its room."""
         room = self.remote.pop(live_id, None)
+        if room is not None:
+            await self._close_edge(room, "live_ended")
         live = room.live if room is not None else None
         if live is None:
             hosted = self._by_live.get(live_id)
@@ -349,14 +476,24 @@ class LiveRooms(Feature):
 
     async def answer(self, conn: Connection, live_id: str, sdp: str) -> dict[str, Any]:
         hosted = self._by_live.get(live_id)
-        if hosted is None or conn.sid not in hosted.viewers:
+        room = self.remote.get(live_id)
+        if hosted is not None and conn.sid in hosted.viewers:
+            media: MediaRoom | None = hosted.media
+        elif hosted is None and room is not None and conn.sid in room.viewers:
+            media = room.media  # the edge room (None: a chat-only join here)
+        else:
             raise not_found("join the live before answering")
         try:
-            await hosted.media.accept_viewer_answer(conn.sid, sdp)
+            if media is None:
+                raise not_found("no media for this join (chat-only)")
+            await media.accept_viewer_answer(conn.sid, sdp)
         except MediaError as exc:
             # not_found: a chat-only join, which has no peer connection to forget
             if exc.code not in (MediaErrorCode.CONFLICT, MediaErrorCode.NOT_FOUND):
-                await self._forget_viewer(hosted, conn.sid)
+                if hosted is not None:
+                    await self._forget_viewer(hosted, conn.sid)
+                elif room is not None:
+                    await self._forget_remote_viewer(room, conn.sid)
             raise from_media(exc) from None
         return {}
 
@@ -445,7 +582,8 @@ class LiveRooms(Feature):
         if hosted is not None and hosted.publisher_sid == conn.sid:
             self._begin_grace(hosted)
 
-    def _report_gone(self, live_id: str, sid: str | None, reason: GoneReason | str) -> None:
+    def _report_gone(self, live_id: str, sid: str | RelayClient | None,
+                     reason: GoneReason | str) -> None:
         """Called by media on its own task: hand over to the worker, never block."""
         try:
             self._gone.put_nowait((live_id, str(reason), sid))
@@ -457,6 +595,11 @@ class LiveRooms(Feature):
             live_id, reason, sid = await self._gone.get()
             hosted = self._by_live.get(live_id)
             if hosted is None:
+                room = self.remote.get(live_id)
+                if room is not None:
+                    await self._remote_gone(room, reason, sid)
+                continue
+            if not isinstance(sid, str | None):
                 continue
             try:
                 if sid is None:
@@ -467,6 +610,19 @@ class LiveRooms(Feature):
                                                              "reason": reason}, to=sid)
             except Exception:
                 log.exception("handling a gone peer failed")
+
+    async def _remote_gone(self, room: RemoteLive, reason: str,
+                           what: str | RelayClient | None) -> None:
+        """An edge room's report: its relay ended, or one of its viewers' media."""
+        try:
+            if isinstance(what, RelayClient):
+                await self._edge_ended(room, what, reason)
+            elif isinstance(what, str) and what in room.viewers:
+                await self._forget_remote_viewer(room, what)
+                await self.gateway.sio.emit("room:left", {"live_id": room.live.live_id,
+                                                         "reason": reason}, to=what)
+        except Exception:
+            log.exception("handling a gone edge peer failed")
 
     # --- pushes and overlays ------------------------------------------------
 

@@ -15,6 +15,7 @@ same id: those connections died with it) and when it stops cleanly (its sockets 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -46,6 +47,11 @@ class NodePresence:
         self.on_lost = on_lost
         self.beats_failed = 0
         self._runner = OwnedTask(self._run, "node-heartbeat")
+
+    def set_relay(self, address: str) -> None:
+        """Where this node's media relay listens (signaling/cascade.py): announced with
+        the record, so the relay listener opens first."""
+        self.record = dataclasses.replace(self.record, relay=address)
 
     async def open(self) -> None:
         """Announce the record (NodeIdTaken when a running node holds the id), take back

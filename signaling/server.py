@@ -25,6 +25,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from engine.key_migration import migrate_keys
 from engine.nodes import NodeRecord, Nodes
 from media.ice import HostAddressRestriction, restrict_host_addresses
+from signaling.cascade import RelayListener
 from signaling.chat import LiveChat
 from signaling.config import Settings
 from signaling.embedded_redis import EmbeddedRedis
@@ -43,6 +44,7 @@ from signaling.profiles import ProfileEvents
 from signaling.push_bus import (
     CHAT_WRITTEN,
     END_SESSION,
+    GIFT_SHOWN,
     LEAVE_USER,
     ROOM_CLOSED,
     VIEWERS_CHANGED,
@@ -107,6 +109,9 @@ class Server:
         # What the live nodes do when another dies (its viewers, lives and jobs).
         self.failover = NodeFailover(self.nodes, services, gateway, self.lives, self.fanout,
                                      settings.node_name(), grace_s=settings.live_grace)
+        # The cascade's relay listener opens before the node announces itself: the node
+        # record carries its address (open_redis).
+        self.relay = RelayListener(self.lives, self.presence, settings, self.metrics)
         # Opened in this order, closed in reverse. Join listeners run in the order the
         # features were built: chat's "NAME joined" line, the gift board, nudge insights.
         self.features: tuple[Feature, ...] = (
@@ -150,6 +155,7 @@ class Server:
         bus.on(VIEWERS_CHANGED, viewers_changed)
         bus.on(ROOM_CLOSED, room_closed)
         bus.on(LEAVE_USER, leave_user)
+        bus.on(GIFT_SHOWN, self.gifts.show_from_node)
 
     async def open(self) -> None:
         """Redis first (an embedded redis-server is started), then every feature in order;
@@ -169,6 +175,7 @@ class Server:
         await migrate_keys(self.redis)  # an install from before the hash tags keeps its data
         self._redis_up = True
         await self.bus.open()
+        await self.relay.open()
         await self.presence.open()
         log.info("redis ready", extra={"fields": {"embedded": self.embedded is not None}})
 
@@ -196,6 +203,10 @@ class Server:
             restriction.restore()
         self._redis_up = False
         await self.presence.close()
+        try:
+            await self.relay.close()
+        except Exception:
+            log.exception("closing the relay listener failed")
         await self.bus.close()
         await self.redis.aclose()
         await self.redis.connection_pool.disconnect()

@@ -117,6 +117,8 @@ def worker_env(settings: Settings, *, index: int, port: int, redis_url: str,
         "GOLIVE_WORKERS": "1",
         "GOLIVE_TRANSPORTS": "websocket",
     })
+    if settings.relay_port:  # each worker its own relay port (0: each picks a free one)
+        env["GOLIVE_RELAY_PORT"] = str(settings.relay_port + index)
     # The worker runs this very code, wherever it was imported from (a checkout run
     # from another directory, an install).
     env["PYTHONPATH"] = os.pathsep.join(

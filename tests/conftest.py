@@ -153,6 +153,9 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
 
 @pytest.fixture
 def live_server(server_factory: Any, redis_url: str, redis: Redis) -> ServerProcess:
-    """A real `golive serve` process on a free port over the test Redis."""
+    """A real `golive serve` process on a free port over the test Redis; with
+    GOLIVE_TEST_WORKERS=N, a supervisor and N workers (the browser suite against
+    `--workers 2`: a viewer's page and the creator's may land on different workers)."""
     return server_factory(redis_url=redis_url, env={  # type: ignore[no-any-return]
-        "GOLIVE_SECRET": TEST_SECRET, "GOLIVE_AUTH_RATE": "100/s", "GOLIVE_AUTH_BURST": "200"})
+        "GOLIVE_SECRET": TEST_SECRET, "GOLIVE_AUTH_RATE": "100/s", "GOLIVE_AUTH_BURST": "200",
+        "GOLIVE_WORKERS": os.environ.get("GOLIVE_TEST_WORKERS", "1")})

@@ -109,7 +109,7 @@ async def test_forged_and_stale_records(redis: Redis) -> None:
     # a well-formed record with no TTL (no node writes one) counts as dead and is replaced
     await redis.hset(keys.node("n2"), mapping={"address": "evil:2", "pid": "1", "started_at": "1",
                                          "host": "elsewhere", "instance": "forged", "beats": 0})
-    await redis.sadd("nodes", "n2", "bad id{x}")
+    await redis.sadd(keys.nodes(), "n2", "bad id{x}")
     assert await nodes.dead() == ["n2"]  # the bad id was dropped from `nodes`
     assert "bad id{x}" not in await redis.smembers(keys.nodes())
     other = NodeRecord.mine("n2", "10.0.0.2:80")
@@ -125,7 +125,7 @@ async def test_forged_and_stale_records(redis: Redis) -> None:
 
 async def test_a_dead_node_is_claimed_once(redis: Redis) -> None:
     nodes = Nodes(redis, ttl=30)
-    await redis.sadd("nodes", "dead")
+    await redis.sadd(keys.nodes(), "dead")
     alive = NodeRecord.mine("alive", "10.0.0.1:80")
     await nodes.announce(alive)
     assert await nodes.dead() == ["dead"]
@@ -139,7 +139,7 @@ async def test_a_dead_node_is_claimed_once(redis: Redis) -> None:
     assert await nodes.release("dead", winner) is True
     assert await nodes.dead() == [] and await nodes.claim("dead", loser) is False
     # the dead node coming back waits for a claim on its id, then announces
-    await redis.sadd("nodes", "back")
+    await redis.sadd(keys.nodes(), "back")
     assert await nodes.claim("back", "n0")
     back = NodeRecord.mine("back", "10.0.0.3:80")
     assert await nodes.try_announce(back) == ("reaping", "n0")
@@ -183,7 +183,7 @@ async def test_a_restarted_origin_keeps_the_other_nodes_members(redis: Redis) ->
     """Its own viewers died with it, another node's members still count, and an entry no
     node's share backs is dropped."""
     on_x, on_y = Lives(redis, "x"), Lives(redis, "y")
-    await redis.sadd("nodes", "x", "y")
+    await redis.sadd(keys.nodes(), "x", "y")
     live = await on_x.start("c1", "one")
     assert await on_y.viewer_joined(live, "member") == 1
     assert await on_x.viewer_joined(live, "mine") == 2
@@ -191,7 +191,7 @@ async def test_a_restarted_origin_keeps_the_other_nodes_members(redis: Redis) ->
     await on_x.reap_node("x")  # what a restarted node does first (signaling/presence.py)
     assert [lv.live_id for lv in await on_x.recover_node()] == [live.live_id]
     assert await redis.hgetall(keys.live_viewers(live.live_id)) == {"member": "1"}
-    assert await redis.zscore("lives", "c1") == 1
+    assert await redis.zscore(keys.live_directory(), "c1") == 1
 
 
 async def test_a_dead_nodes_jobs_go_back_to_the_head_of_the_queue(redis: Redis) -> None:

@@ -478,8 +478,8 @@ def test_every_tagged_key_has_its_old_name_mapped() -> None:
     assert len(moved) >= 50
     for current in moved:
         assert keys.legacy_to_current(legacy_name(current)) == current, current
-    for untagged in (keys.session("A"), keys.node("A"), keys.nodes(), keys.reports(),
-                     keys.node_alive("A"), keys.dm_settings("A"), keys.report_rate("A")):
+    for untagged in (keys.session("A"), keys.reports(), keys.dm_settings("A"),
+                     keys.report_rate("A")):
         assert "{" not in untagged and keys.legacy_to_current(untagged) is None
     assert keys.legacy_to_current("something:else") is None
     for current in moved:  # current names stay

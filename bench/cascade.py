@@ -1,0 +1,197 @@
+"""The cascade's cost: server CPU per viewer-packet at the origin and at an edge, the
+origin's added cost for an edge, and the relay hop's latency.
+
+    python -m bench.cascade --viewers 20 --seconds 10
+
+Starts a redis-server and two `golive serve --workers 1` nodes on it (node-a, the origin;
+node-b, an edge), a headless creator live on A (640x360, --fps, VP8), then measures
+five steps of --seconds each (after a settling second), adding light viewers (RTP
+counted, not decoded, bench.viewers): none; 1 on A; --viewers on A; + 1 on B; +
+--viewers on B. Per node, the marginal CPU per viewer-packet is the CPU's growth over
+the packets' growth between its 1-viewer and its N-viewer steps (A: the origin's fan-out;
+B: the edge's fan-out of the relayed stream); the origin's added cost for an edge is A's
+CPU with the edge's first viewer minus without; the edge's fixed cost is B's CPU with
+one viewer (relay receive and one fan-out). Then the hop latency at B (its /metrics
+golive_relay_hop_seconds, p50/p95: origin queue -> edge receive, one machine's clock).
+CPU is utime + stime from /proc of each server process; viewers run in this process
+(not counted). Everything it started is
+stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import socketio
+from redis.asyncio import Redis
+
+from bench.creator import start_live
+from bench.cross_node import _pong
+from bench.processes import Child, cpu_seconds
+from bench.target import SERVER_ENV, free_port, register_accounts, wait_healthy
+from bench.viewers import BenchViewer
+from media.synthetic import HeadlessCreator
+from signaling.embedded_redis import redis_server_binary
+
+NODES = ("node-a", "node-b")
+
+
+async def _join(url: str, accounts: list[Any], creator_id: str) -> list[BenchViewer]:
+    viewers = [BenchViewer({"id": a.id, "token": a.token}, url, creator_id, False, "vp8")
+               for a in accounts]
+    async def one(viewer: BenchViewer) -> None:
+        async with asyncio.timeout(30):
+            await viewer.join()
+    await asyncio.gather(*(one(v) for v in viewers))
+    return viewers
+
+
+async def _window(pids: dict[str, int], viewers: dict[str, list[BenchViewer]],
+                  seconds: float) -> dict[str, Any]:
+    """CPU seconds of each server and packets its viewers got, over `seconds`."""
+    await asyncio.sleep(1.0)  # settle
+    for group in viewers.values():
+        for viewer in group:
+            viewer.mark()
+    before = {name: cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    elapsed = time.monotonic() - started
+    out: dict[str, Any] = {"seconds": round(elapsed, 2)}
+    for name, pid in pids.items():
+        out[f"{name}_cpu_per_s"] = round(((cpu_seconds(pid) or 0.0) - before[name]) / elapsed, 4)
+    for side, group in viewers.items():
+        windows = [v.counters.window() for v in group]
+        out[f"{side}_viewer_packets"] = sum(w["video_packets"] + w["audio_packets"]
+                                            for w in windows)
+        out[f"{side}_lost"] = sum(w["lost"] for w in windows)
+    return out
+
+
+def _slope(few: dict[str, Any], many: dict[str, Any], node: str, side: str) -> float | None:
+    """Marginal server CPU per viewer-packet (us) between two steps of one node."""
+    cpu = many[f"{node}_cpu_per_s"] - few[f"{node}_cpu_per_s"]
+    packets = (many[f"{side}_viewer_packets"] / many["seconds"]
+               - few[f"{side}_viewer_packets"] / few["seconds"])
+    return round(cpu / packets * 1e6, 2) if packets > 0 else None
+
+
+async def _hop(url: str) -> dict[str, float | None]:
+    async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as resp:
+        text = await resp.text()
+    out: dict[str, float | None] = {}
+    for q, name in (("0.5", "p50_ms"), ("0.95", "p95_ms")):
+        sample = 'golive_relay_hop_seconds{quantile="' + q + '"} '
+        found = re.search(re.escape(sample) + r"([0-9.e+-]+)", text)
+        out[name] = round(float(found.group(1)) * 1000, 2) if found else None
+    return out
+
+
+async def measure(urls: list[str], pids: dict[str, int], viewers_per_node: int,
+                  seconds: float, fps: float) -> dict[str, Any]:
+    creator_acct, *accounts = await register_accounts(urls[0], 1 + 2 * viewers_per_node)
+    owner = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+    await owner.connect(urls[0], auth={"token": creator_acct.token}, transports=["websocket"])
+    creator = HeadlessCreator.synthetic(640, 360, fps)
+    on_a: list[BenchViewer] = []
+    on_b: list[BenchViewer] = []
+    result: dict[str, Any] = {"viewers_per_node": viewers_per_node, "fps": fps,
+                              "cpus": os.cpu_count()}
+    try:
+        await start_live(owner, creator, "cascade bench", timeout=20)
+        steps: dict[str, Any] = {"idle": await _window(pids, {}, seconds)}
+        on_a = await _join(urls[0], accounts[:1], creator_acct.id)
+        steps["a1"] = await _window(pids, {"a": on_a}, seconds)
+        on_a += await _join(urls[0], accounts[1:viewers_per_node], creator_acct.id)
+        steps["aN"] = await _window(pids, {"a": on_a}, seconds)
+        on_b = await _join(urls[1], accounts[viewers_per_node:viewers_per_node + 1],
+                           creator_acct.id)
+        steps["aN_b1"] = await _window(pids, {"a": on_a, "b": on_b}, seconds)
+        on_b += await _join(urls[1], accounts[viewers_per_node + 1:], creator_acct.id)
+        steps["aN_bN"] = await _window(pids, {"a": on_a, "b": on_b}, seconds)
+        result["steps"] = steps
+        result["origin_us_per_viewer_packet"] = _slope(steps["a1"], steps["aN"], "node-a", "a")
+        result["edge_us_per_viewer_packet"] = _slope(steps["aN_b1"], steps["aN_bN"],
+                                                     "node-b", "b")
+        result["origin_added_cpu_per_s_for_the_edge"] = round(
+            steps["aN_b1"]["node-a_cpu_per_s"] - steps["aN"]["node-a_cpu_per_s"], 4)
+        result["edge_cpu_per_s_with_one_viewer"] = steps["aN_b1"]["node-b_cpu_per_s"]
+        result["lost_packets"] = sum(step.get(f"{side}_lost", 0) for step in steps.values()
+                                     for side in "ab")
+        result["hop_latency"] = await _hop(urls[1])
+    finally:
+        for viewer in on_a + on_b:
+            await viewer.close()
+        with contextlib.suppress(Exception):
+            await owner.disconnect()
+        await creator.close()
+    return result
+
+
+async def run(viewers: int, seconds: float, fps: float) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix="golive-cascade-"))
+    redis_port = free_port()
+    redis_url = f"redis://127.0.0.1:{redis_port}"
+    children = [Child("redis", [redis_server_binary(), "--port", str(redis_port),
+                                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                "--dir", str(folder)], folder / "redis.log", rpc=False)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOLIVE_")}
+    env.update(SERVER_ENV, REDIS_URL=redis_url, GOLIVE_SECRET=secrets.token_urlsafe(48),
+               GOLIVE_MAX_VIEWERS="5000")
+    urls: list[str] = []
+    pids: dict[str, int] = {}
+    try:
+        await children[0].start()
+        client = Redis.from_url(redis_url)
+        try:
+            for _ in range(200):
+                if await _pong(client):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError(f"redis-server did not answer; see {folder}/redis.log")
+        finally:
+            await client.aclose()
+        for name in NODES:
+            port = free_port()
+            child = Child(name, [sys.executable, "-m", "signaling.cli", "serve", "--workers", "1",
+                                 "--port", str(port), "--data-dir", str(folder / name)],
+                          folder / f"{name}.log", rpc=False, env={**env, "GOLIVE_NODE_ID": name})
+            children.append(child)
+            await child.start()
+            urls.append(f"http://127.0.0.1:{port}")
+            await wait_healthy(urls[-1], child, name)
+            pids[name] = child.pid
+        return await measure(urls, pids, viewers, seconds, fps)
+    finally:
+        for child in reversed(children):
+            await child.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--viewers", type=int, default=20, help="light viewers on each node")
+    parser.add_argument("--seconds", type=float, default=10.0, help="each step's window")
+    parser.add_argument("--fps", type=float, default=30.0, help="the creator's frame rate")
+    args = parser.parse_args(argv)
+    json.dump(asyncio.run(run(args.viewers, args.seconds, args.fps)), sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
