@@ -340,3 +340,13 @@ def payouts(user_id: str) -> str:
 def cashout_day(user_id: str, day: str) -> str:
     """Diamonds a user asked to cash out on one UTC day (YYYYMMDD): the daily cap."""
     return f"cashout_day:{user_id}:{day}"
+
+
+def live_likes(live_id: str) -> str:
+    """The like count of one live (a string counter, kept a day after the live)."""
+    return f"live_likes:{live_id}"
+
+
+def anonymous_sockets(address: str) -> str:
+    """Open anonymous (signed-out) sockets from one client address, across nodes."""
+    return f"anon_sockets:{address}"

@@ -134,6 +134,11 @@ LiveId = Annotated[str, Meta(pattern=r"^[0-9a-f]{16}$")]
 class LiveStart(Payload):
     offer: Sdp
     title: ShortText = ""
+    # Only signed-in viewers may watch (anonymous visitors are refused).
+    signed_in_only: bool = False
+    # A resume: the live this tab was on. If it ended meanwhile (the grace period ran
+    # out) the server answers not_found (reason live_ended) instead of a new live.
+    resume_of: LiveId | None = None
 
 
 class RoomJoin(Payload):
@@ -152,6 +157,15 @@ class RoomLeave(Payload):
 
 class LiveWatch(Payload):
     user_id: UserId
+
+
+class LiveLike(Payload):
+    live_id: LiveId
+    count: int = 1  # taps coalesced by the browser; the engine bounds it (engine/likes.py)
+
+
+class RoomViewers(Payload):
+    live_id: LiveId
 
 
 # --- live chat (signaling/chat.py) ---------------------------------------------------

@@ -22,6 +22,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from engine.nodes import Nodes
 from media.ice import HostAddressRestriction, restrict_host_addresses
+from signaling.audience import LiveAudience
 from signaling.chat import LiveChat
 from signaling.config import Settings
 from signaling.embedded_redis import EmbeddedRedis
@@ -100,6 +101,7 @@ class Server:
             self.lives,
             self.chat,
             self.gifts,
+            LiveAudience(gateway, services, self.lives, settings.like_rate),
             DirectMessages(gateway, self.notifier),
             ReportEvents(gateway),
             NotificationEvents(gateway, services, self.notifier),

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from engine.accounts import Accounts
+from engine.anonymous import AnonymousSockets
 from engine.catalog import load_catalog
 from engine.chat import Chat
 from engine.gift_room import GiftRoom
 from engine.graph import Graph
 from engine.ledger import Ledger
 from engine.ledger_rules import LedgerRules
+from engine.likes import Likes
 from engine.live_alerts import LiveAlerts
 from engine.lives import Lives
 from engine.messages import Messages
@@ -42,6 +44,8 @@ class Services:
     gift_room: GiftRoom
     ledger: Ledger
     payments: Payments
+    likes: Likes
+    anonymous: AnonymousSockets
 
     @classmethod
     def build(cls, redis: Redis, settings: Settings) -> Services:
@@ -75,6 +79,8 @@ class Services:
             payments=Payments(ledger, catalog, accounts, production=settings.production,
                               webhook_secret=settings.payment_webhook_secret,
                               tolerance=settings.payment_webhook_tolerance),
+            likes=Likes(redis),
+            anonymous=AnonymousSockets(redis),
         )
 
 
