@@ -501,9 +501,7 @@ class LiveRooms(Feature):
             await gateway.sio.enter_room(ctx.conn.sid, watch_room(p.user_id))
             live = await self.services.lives.current(p.user_id)
             viewers = await self.services.lives.viewer_count(live) if live else 0
-            likes = await self.services.likes.count(live.live_id) if live else 0
-            return {"live": live.as_dict() if live else None, "viewers": viewers,
-                    "likes": likes}
+            return {"live": live.as_dict() if live else None, "viewers": viewers}
 
         @gateway.event("discover:watch", Empty)
         async def discover_watch(ctx: EventContext, _: Empty) -> dict[str, Any]:

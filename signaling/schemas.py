@@ -13,12 +13,13 @@ Redis would refuse.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
 
-from engine.errors import invalid
+from engine.errors import DomainError, invalid
 from engine.nesting import MAX_DEPTH
 from engine.stream_ids import StreamId
 
@@ -123,7 +124,24 @@ def convert(schema: type[P], data: Any) -> P:
     try:
         return msgspec.convert(data, schema, strict=True, dec_hook=_typed)
     except msgspec.ValidationError as exc:
-        raise invalid(str(exc)) from None
+        raise validation_error(str(exc), data) from None
+
+
+_AT_FIELD = re.compile(r"- at `\$\.([A-Za-z_]\w*)`$")
+_MISSING = re.compile(r"^Object missing required field `([A-Za-z_]\w*)`")
+
+
+def validation_error(text: str, data: dict[str, Any]) -> DomainError:
+    """msgspec's complaint as an `invalid` error naming its top-level field (details
+    `field`, which forms use to mark the input); a required text field sent empty (a
+    blank sign-up form) reads "Display name is required", not the validator's wording."""
+    found = _AT_FIELD.search(text) or _MISSING.search(text)
+    if found is None:
+        return invalid(text)
+    name = found.group(1)
+    if "of length >= 1" in text and data.get(name) == "":
+        return invalid(f"{name.replace('_', ' ').capitalize()} is required", field=name)
+    return invalid(text, field=name)
 
 
 # An SDP from Chromium is 4-7 KB; 32 KiB leaves room for many candidates.

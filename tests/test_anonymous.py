@@ -109,7 +109,7 @@ async def test_a_signed_out_viewer_watches_and_reads_but_cannot_act(
         assert reply["error"]["reason"] == "anonymous", (event, reply)
     history = await guest.call("chat:history", {"live_id": on_air.live_id})
     assert texts(history) == ["hi all"]
-    assert (await ann.call("live:watch", {"user_id": ann.user.id}))["likes"] == 0
+    assert (await ann.call("room:viewers", {"live_id": on_air.live_id}))["anonymous"] == 1
 
 
 async def test_a_live_kept_for_signed_in_viewers_refuses_anonymous(
