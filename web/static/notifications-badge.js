@@ -120,9 +120,10 @@ export function followNotifications(root, socket) {
   if (socket) {
     socket.on('notify:new', ({ notification, alert, unread: count }) => {
       paintNotifications(root, count);
-      // The inbox page lists it live itself; and an alert about the page already open
-      // ("Alice is LIVE" on /@alice, which shows that LIVE) would only cover it.
-      if (alert && location.pathname !== '/notifications' && !isHere(notification?.link)) {
+      // The inbox page lists it live itself; and "Alice is LIVE" on /@alice, which
+      // already shows that LIVE, would only cover it (the bell still counts it).
+      const watching = notification?.kind === 'live' && isHere(notification.link);
+      if (alert && location.pathname !== '/notifications' && !watching) {
         showToast(alert, notification, socket);
       }
     });
