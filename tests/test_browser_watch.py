@@ -306,6 +306,7 @@ async def test_the_phone_header_keeps_sign_out_off_the_avatar(chromium, live_ser
         for path in ("/", "/@bob", "/messages", "/wallet"):
             await bob.goto(path)
             await expect(bob.get_by_test_id("signout-button")).to_be_visible()
+            await expect(bob.get_by_test_id("whoami")).to_be_visible()
             await assert_in_viewport(bob, "whoami", "signout-button")
             await assert_no_overlaps(bob, selector=HEADER)
         await screenshot(bob, "phone-header-signed-in")
