@@ -84,6 +84,11 @@ async def test_a_phone_viewer_watches_chats_likes_and_gifts_full_screen(
         await expect(phone.get_by_test_id("live-title-top")).to_have_text(
             "Cooking with Alice tonight")
 
+        # Follow from the video: the button goes, the profile under it counts her.
+        await phone.get_by_test_id("live-follow").click()
+        await expect(phone.get_by_test_id("live-follow")).to_be_hidden()
+        await expect(phone.get_by_test_id("follower-count")).to_have_text("1")
+
         # Chat from the phone, over the video.
         await phone.get_by_test_id("chat-input").fill("hello from the phone")
         await phone.get_by_test_id("chat-send").click()
