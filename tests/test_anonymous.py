@@ -11,6 +11,7 @@ import pytest
 import socketio
 from redis.asyncio import Redis
 
+from engine import keys
 from engine.anonymous import is_anonymous, new_anonymous_id
 from engine.errors import DomainError
 from engine.lives import Live, check_may_watch
@@ -146,7 +147,7 @@ async def test_anonymous_sockets_are_capped_per_address(app_client: Any, redis: 
     gateway = app_client.app[GATEWAY]
     await poll(lambda: sum(c.anonymous for c in gateway.connections.values()) == 2)
     await anonymous(app_client, closers)
-    assert int(await redis.get("anon_sockets:127.0.0.1")) == 3
+    assert int(await redis.get(keys.anonymous_sockets("127.0.0.1"))) == 3
 
 
 async def test_anonymous_viewers_are_off_when_the_setting_says_so(

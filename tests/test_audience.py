@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from engine import keys
 from engine.audience import viewer_order
 from engine.errors import DomainError
 from engine.likes import MAX_TAPS_PER_EVENT, check_may_like, check_taps
@@ -73,7 +74,7 @@ async def test_likes_count_and_are_pushed_coalesced(app_client: Any, redis: Redi
                                      for p in (bob, cat) for n in (5, 10)))
     assert all(r["ok"] for r in replies)
     assert max(r["likes"] for r in replies) == 30
-    assert int(await redis.get(f"live_likes:{live_id}")) == 30
+    assert int(await redis.get(keys.live_likes(live_id))) == 30
     # One coalesced push carries the total to everyone in the room.
     await poll(lambda: any(p["likes"] == 30 for p in ann.got("live:likes")))
     await poll(lambda: any(p["likes"] == 30 for p in bob.got("live:likes")))
@@ -94,7 +95,7 @@ async def test_likes_are_rate_limited_per_connection(app_client: Any, redis: Red
     codes = [(await bob.call("live:like", {"live_id": on_air.live_id, "count": 1}))
              .get("error", {}).get("code", "ok") for _ in range(10)]
     assert codes[:8] == ["ok"] * 8 and "rate_limited" in codes[8:]
-    assert int(await redis.get(f"live_likes:{on_air.live_id}")) == codes.count("ok")
+    assert int(await redis.get(keys.live_likes(on_air.live_id))) == codes.count("ok")
 
 
 async def test_viewer_list_over_the_socket(app_client: Any, closers: list[Any]) -> None:
@@ -133,7 +134,7 @@ async def test_a_creator_back_after_the_grace_period_is_told_it_ended(
     assert refused["error"]["code"] == "not_found"
     assert refused["error"]["reason"] == "live_ended"
     assert refused["error"]["live_id"] == on_air.live_id
-    assert await redis.exists(f"live:{ann.user.id}") == 0  # no silent new live
+    assert await redis.exists(keys.live(ann.user.id)) == 0  # no silent new live
     # Asked to, they start a new one.
     fresh = await back.call("live:start", {"offer": await late.offer(), "title": "second"},
                             timeout=20)
@@ -141,4 +142,4 @@ async def test_a_creator_back_after_the_grace_period_is_told_it_ended(
 
 
 async def _gone(redis: Redis, creator_id: str) -> bool:
-    return not await redis.exists(f"live:{creator_id}")
+    return not await redis.exists(keys.live(creator_id))
