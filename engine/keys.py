@@ -20,18 +20,6 @@ def session(session_id: str) -> str:
     return f"session:{session_id}"
 
 
-def live_likes(live_id: str) -> str:
-    """The like count of one live (a string counter, kept a day after the live). No
-    script joins it with another key: it needs no hash tag in a Redis Cluster."""
-    return f"live_likes:{live_id}"
-
-
-def anonymous_sockets(address: str) -> str:
-    """Open anonymous (signed-out) sockets from one client address, across nodes (a
-    counter its one-key script alone touches: no hash tag needed in a Redis Cluster)."""
-    return f"anon_sockets:{address}"
-
-
 def followers(user_id: str) -> str:
     return f"followers:{user_id}"
 
@@ -89,6 +77,18 @@ def node_viewing(node_id: str) -> str:
 def nodes() -> str:
     """Set of node ids that have heartbeated (signaling/presence.py)."""
     return "nodes"
+
+
+def live_likes(live_id: str) -> str:
+    """The like count of one live (a string counter, kept a day after the live). No
+    script joins it with another key: it needs no hash tag in a Redis Cluster."""
+    return f"live_likes:{live_id}"
+
+
+def anonymous_sockets(address: str) -> str:
+    """Open anonymous (signed-out) sockets from one client address, across nodes (a
+    counter its one-key script alone touches: no hash tag needed in a Redis Cluster)."""
+    return f"anon_sockets:{address}"
 
 
 def node_alive(node_id: str) -> str:
