@@ -352,4 +352,3 @@ def payouts(user_id: str) -> str:
 def cashout_day(user_id: str, day: str) -> str:
     """Diamonds a user asked to cash out on one UTC day (YYYYMMDD): the daily cap."""
     return f"cashout_day:{user_id}:{day}"
-
