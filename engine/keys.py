@@ -183,6 +183,19 @@ def nodes() -> str:
     return CORE + "nodes"
 
 
+def live_likes(live_id: str) -> str:
+    """The like count of one live (a string counter, kept a day after the live). No
+    script joins it with another key: it needs no hash tag in a Redis Cluster."""
+    return f"live_likes:{live_id}"
+
+
+def anonymous_sockets(address: str) -> str:
+    """Open anonymous (signed-out) sockets from one client address, across nodes (a
+    counter its one-key script alone touches: no hash tag needed in a Redis Cluster)."""
+    return f"anon_sockets:{address}"
+
+
+
 # --- live chat (engine/chat.py) ---------------------------------------------
 
 def chat(live_id: str) -> str:

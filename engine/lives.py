@@ -17,7 +17,7 @@ from redis.exceptions import WatchError
 
 from engine import keys
 from engine.accounts import check_age
-from engine.errors import conflict, invalid, not_found
+from engine.errors import conflict, invalid, not_found, unauthorized
 from engine.text import has_control_chars
 
 TITLE_MAX = 100
@@ -32,15 +32,18 @@ class Live:
     title: str
     started_at: float
     node: str
+    # The creator's choice at go-live: signed-out (anonymous) visitors may not watch.
+    signed_in_only: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return {"live_id": self.live_id, "creator_id": self.creator_id, "title": self.title,
-                "started_at": self.started_at}
+                "started_at": self.started_at, "signed_in_only": self.signed_in_only}
 
 
 def _live_from_hash(fields: dict[str, str]) -> Live:
     return Live(fields["live_id"], fields["creator_id"], fields["title"],
-                float(fields["started_at"]), fields["node"])
+                float(fields["started_at"]), fields["node"],
+                fields.get("signed_in_only") == "1")
 
 
 # --- rules -------------------------------------------------------------------
@@ -62,11 +65,17 @@ def check_may_go_live(birthdate: dt.date, today: dt.date,
     check_age(birthdate, today, min_age, "go LIVE")
 
 
-def check_may_watch(viewer_id: str, live: Live | None) -> Live:
+def check_may_watch(viewer_id: str, live: Live | None, *, anonymous: bool = False) -> Live:
+    """The live a viewer may join: `not_found` when offline, `invalid` for its creator,
+    `unauthorized` (reason signin_required) for a signed-out visitor of a LIVE its
+    creator kept for signed-in viewers."""
     if live is None:
         raise not_found("this creator is not live")
     if viewer_id == live.creator_id:
         raise invalid("you are the creator of this live; watch it from the studio")
+    if anonymous and live.signed_in_only:
+        raise unauthorized("this LIVE is for signed-in viewers: sign in to watch",
+                           "signin_required")
     return live
 
 
@@ -75,7 +84,7 @@ _START = """
 local existing = redis.call('HGET', KEYS[1], 'live_id')
 if existing then return {'conflict', existing} end
 redis.call('HSET', KEYS[1], 'live_id', ARGV[2], 'creator_id', ARGV[1], 'title', ARGV[3],
-           'started_at', ARGV[4], 'node', ARGV[5])
+           'started_at', ARGV[4], 'node', ARGV[5], 'signed_in_only', ARGV[6])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[1])
 return {'ok', ARGV[2]}
@@ -219,14 +228,17 @@ class Lives:
         self._end_orphan = redis.register_script(_END_ORPHAN)
         self._adopt = redis.register_script(_ADOPT)
 
-    async def start(self, creator_id: str, title: str, *, now: float | None = None) -> Live:
-        """A new live for the creator on this node; `conflict` if one is running."""
+    async def start(self, creator_id: str, title: str, *, now: float | None = None,
+                    signed_in_only: bool = False) -> Live:
+        """A new live for the creator on this node; `conflict` if one is running.
+        signed_in_only: anonymous (signed-out) visitors may not watch it."""
         title = clean_title(title)
         live = Live(secrets.token_hex(8), creator_id, title,
-                    now if now is not None else time.time(), self.node_id)
+                    now if now is not None else time.time(), self.node_id, signed_in_only)
         status, _ = await self._start(
             keys=[keys.live(creator_id), keys.live_directory(), keys.node_lives(self.node_id)],
-            args=[creator_id, live.live_id, title, repr(live.started_at), self.node_id])
+            args=[creator_id, live.live_id, title, repr(live.started_at), self.node_id,
+                  "1" if signed_in_only else "0"])
         if status == "conflict":
             raise conflict("you are already live (in another tab or device)")
         return live

@@ -78,6 +78,15 @@ def clean_policy(value: str) -> Policy:
                       field="dm_policy") from None
 
 
+def check_may_send_messages(sender_age: int) -> None:
+    """`forbidden` (reason age) under DM_MIN_AGE: the first rule of every send, and what
+    /api/me tells the Messages page so a minor is never offered a composer."""
+    if sender_age < DM_MIN_AGE:
+        raise DomainError(ErrorCode.FORBIDDEN,
+                          f"you must be {DM_MIN_AGE} or older to send direct messages",
+                          reason="age")
+
+
 def check_may_message(*, sender_age: int, recipient_age: int, relation: Relation,
                       policy: Policy, state: State, requester_is_sender: bool) -> Route:
     """Whether the sender may send this message, and where it lands.
@@ -89,10 +98,7 @@ def check_may_message(*, sender_age: int, recipient_age: int, relation: Relation
     Refusals are `forbidden` with a reason: age, blocked, no_one, friends_only,
     request_pending.
     """
-    if sender_age < DM_MIN_AGE:
-        raise DomainError(ErrorCode.FORBIDDEN,
-                          f"you must be {DM_MIN_AGE} or older to send direct messages",
-                          reason="age")
+    check_may_send_messages(sender_age)
     if recipient_age < DM_MIN_AGE:
         raise DomainError(ErrorCode.FORBIDDEN, "this account cannot receive direct messages",
                           reason="age")

@@ -228,6 +228,10 @@ class LiveChat(Feature):
         if await self.services.chat.joined(live, account) is not None:
             await self.written(live.live_id)
 
+    async def on_anonymous_joined(self, live: Live, conn: Connection) -> None:
+        """A signed-out viewer: no "joined" line, but this node follows the live's chat."""
+        await self.feed.watch(live.live_id)
+
     async def subscribe(self, conn: Connection, live: Live) -> None:
         """Put this connection in the live's room (viewers are there from room:join)."""
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
@@ -279,6 +283,7 @@ class LiveChat(Feature):
     def _add_events(self) -> None:
         gateway = self.gateway
         self.lives.join_listeners.append(self.on_viewer_joined)
+        self.lives.anonymous_join_listeners.append(self.on_anonymous_joined)
 
         @gateway.event("chat:send", ChatSend)
         async def chat_send(ctx: EventContext, p: ChatSend) -> dict[str, Any]:

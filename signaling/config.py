@@ -114,6 +114,21 @@ class Settings:
         "help": "sign-ins and sign-ups per client address, steady rate"})
     auth_burst: int = field(default=20, metadata={
         "env": "GOLIVE_AUTH_BURST", "help": "sign-ins and sign-ups per client address in a burst"})
+    anonymous_viewers: bool = field(default=True, metadata={
+        "env": "GOLIVE_ANONYMOUS_VIEWERS", "type": _bool,
+        "help": "signed-out visitors may watch public LIVEs (read-only anonymous sockets)"})
+    anonymous_per_address: int = field(default=20, metadata={
+        "env": "GOLIVE_ANONYMOUS_PER_ADDRESS",
+        "help": "open anonymous sockets one client address may have, across nodes"})
+    anonymous_event_rate: float = field(default=2.0, metadata={
+        "env": "GOLIVE_ANONYMOUS_EVENT_RATE", "type": _rate, "shown": "2/s",
+        "help": "Socket.IO events an anonymous connection may send, steady rate"})
+    anonymous_event_burst: int = field(default=10, metadata={
+        "env": "GOLIVE_ANONYMOUS_EVENT_BURST",
+        "help": "Socket.IO events an anonymous connection may send in a burst"})
+    like_rate: float = field(default=4.0, metadata={
+        "env": "GOLIVE_LIKE_RATE", "type": _rate, "shown": "4/s",
+        "help": "live:like events a connection may send, steady rate (each carries up to 15 taps)"})
     max_message_bytes: int = field(default=2 * 1024 * 1024, metadata={
         "env": "GOLIVE_MAX_MESSAGE_BYTES",
         "help": "largest Socket.IO message accepted; a larger one closes the connection "

@@ -20,6 +20,7 @@ import socketio
 from socketio.msgpack_packet import MsgPackPacket
 
 from engine.accounts import UserId
+from engine.anonymous import new_anonymous_id
 from engine.errors import DomainError, ErrorCode, invalid, rate_limited, unauthorized
 from engine.sessions import Session
 from signaling import engineio_private
@@ -55,6 +56,14 @@ class SafeMsgPackPacket(MsgPackPacket):
             raise PacketDecodeError(f"{type(exc).__name__}: {exc}"[:200]) from None
 
 
+# What a signed-out (anonymous) socket may do: watch and read. Everything else answers
+# `unauthorized` (reason "anonymous"): chat, likes, gifts, nudges, follows need a sign-in.
+ANONYMOUS_EVENTS = frozenset({
+    "live:watch", "room:join", "rtc:answer", "room:leave", "discover:watch",
+    "chat:history", "gift:board", "room:viewers",
+})
+
+
 def user_room(user_id: str) -> str:
     """The Socket.IO room holding every open tab of one user."""
     return f"user:{user_id}"
@@ -67,6 +76,9 @@ class Connection:
     session: Session
     bucket: TokenBucket
     connected_at: float = field(default_factory=time.time)
+    # A signed-out visitor: user_id is a server-made `anon-...` identity, session a stand-in.
+    anonymous: bool = False
+    address: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +106,14 @@ class EventSpec:
 
 def error_ack(error: DomainError) -> dict[str, Any]:
     return {"ok": False, "error": error.to_payload()}
+
+
+def client_address(environ: dict[str, Any]) -> str:
+    """The client's address as aiohttp saw it (its `remote`, which honours a configured
+    forwarded-for middleware), else the WSGI-style REMOTE_ADDR."""
+    request = environ.get("aiohttp.request")
+    remote = getattr(request, "remote", None) if request is not None else None
+    return str(remote or environ.get("REMOTE_ADDR") or "?")
 
 
 class Gateway:
@@ -165,6 +185,9 @@ class Gateway:
                 "the server is starting",
                 {"code": str(ErrorCode.UNAVAILABLE), "reason": "starting", "retryable": True})
         token = auth.get("token") if isinstance(auth, dict) else None
+        if token is None and isinstance(auth, dict) and auth.get("anonymous") is True:
+            await self._connect_anonymous(sid, environ)
+            return
         try:
             session = await self.services.sessions.verify(token)
         except DomainError as exc:
@@ -180,6 +203,31 @@ class Gateway:
         self.metrics.sockets.set(len(self.connections))
         log.info("socket connected", extra={"fields": {"sid": sid, "user": session.user_id}})
 
+    async def _connect_anonymous(self, sid: str, environ: dict[str, Any]) -> None:
+        """A signed-out visitor's socket: a server-made identity, read-only events, its own
+        (lower) rate, at most `anonymous_per_address` open per client address."""
+        if not self.settings.anonymous_viewers:
+            self.metrics.connects_refused.labels("anonymous_off").inc()
+            raise socketio.exceptions.ConnectionRefusedError(
+                "sign in to watch", {"code": str(ErrorCode.UNAUTHORIZED), "reason": "missing"})
+        address = client_address(environ)
+        if not await self.services.anonymous.admit(address, self.settings.anonymous_per_address):
+            self.metrics.connects_refused.labels("anonymous_cap").inc()
+            raise socketio.exceptions.ConnectionRefusedError(
+                "too many signed-out connections from this address; sign in",
+                {"code": str(ErrorCode.RATE_LIMITED), "reason": "anonymous_cap",
+                 "retry_after": 60})
+        user_id = UserId(new_anonymous_id())
+        # A stand-in session: never stored, never revoked; it lasts as long as the socket.
+        session = Session(user_id, f"anon:{sid}", int(time.time()) + 10 * 365 * 24 * 3600)
+        conn = Connection(sid, user_id, session,
+                          TokenBucket(self.settings.anonymous_event_rate,
+                                      self.settings.anonymous_event_burst),
+                          anonymous=True, address=address)
+        self.connections[sid] = conn
+        self.metrics.sockets.set(len(self.connections))
+        log.info("anonymous socket connected", extra={"fields": {"sid": sid, "user": user_id}})
+
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         conn = self.connections.pop(sid, None)
         if conn is None:
@@ -190,6 +238,11 @@ class Gateway:
             if not sids:
                 del self._by_session[conn.session.session_id]
         self.metrics.sockets.set(len(self.connections))
+        if conn.anonymous:
+            try:
+                await self.services.anonymous.release(conn.address)
+            except Exception:
+                log.exception("anonymous count release failed", extra={"fields": {"sid": sid}})
         for listener in self.disconnect_listeners:
             try:
                 await listener(conn)
@@ -260,6 +313,9 @@ class Gateway:
             raise rate_limited(wait)
         if conn.session.expires_at <= time.time():
             raise unauthorized("the token has expired; sign in again", "expired")
+        if conn.anonymous and (spec is None or spec.name not in ANONYMOUS_EVENTS):
+            raise unauthorized("sign in to do that: signed-out visitors can only watch",
+                               "anonymous")
         if spec is None:
             shown = event.shown() if isinstance(event, OddEventName) else event[:64]
             raise invalid(f"unknown event {shown!r}")

@@ -251,6 +251,7 @@ class LiveGifts(Feature):
     def _add_events(self) -> None:
         gateway = self.gateway
         self.lives.join_listeners.append(self.on_viewer_joined)
+        self.lives.anonymous_join_listeners.append(self.on_viewer_joined)
 
         @gateway.event("gift:send", GiftSend)
         async def gift_send(ctx: EventContext, p: GiftSend) -> dict[str, Any]:

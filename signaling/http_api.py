@@ -18,6 +18,7 @@ from engine.accounts import utc_today
 from engine.avatars import UPLOAD_MAX_BYTES
 from engine.errors import DomainError, ErrorCode, invalid, rate_limited, unauthorized
 from engine.lives import check_may_go_live
+from engine.message_rules import check_may_send_messages
 from engine.nesting import MAX_DEPTH, json_too_deep
 from engine.sessions import Session
 from engine.stream_ids import BadStreamId, StreamId
@@ -203,18 +204,26 @@ async def sign_out(request: web.Request) -> web.Response:
     return ok()
 
 
+def verdict(rule: Callable[[], None]) -> dict[str, Any]:
+    """A rule's answer as the pages read it: {ok: true} or {ok: false, error}."""
+    try:
+        rule()
+    except DomainError as refusal:
+        return {"ok": False, "error": refusal.to_payload()}
+    return {"ok": True}
+
+
 async def me(request: web.Request) -> web.Response:
-    """The caller's account, and `go_live`: what live:start would answer them on age
-    ({ok: true} or {ok: false, error}), so the studio says why before Go LIVE."""
+    """The caller's account, `go_live`: what live:start would answer them on age, so
+    the studio says why before Go LIVE, and `messages`: whether they may send direct
+    messages (age), so the Messages page offers no composer it would refuse."""
     session = await signed_in(request)
     account = await request.app[SERVICES].accounts.get(session.user_id)
-    try:
-        check_may_go_live(account.birthdate, utc_today(), request.app[SETTINGS].live_min_age)
-        go_live: dict[str, Any] = {"ok": True}
-    except DomainError as refusal:
-        go_live = {"ok": False, "error": refusal.to_payload()}
+    today = utc_today()
+    min_age = request.app[SETTINGS].live_min_age
     return ok(user={**account.public(), "birthdate": account.birthdate.isoformat()},
-              go_live=go_live)
+              go_live=verdict(lambda: check_may_go_live(account.birthdate, today, min_age)),
+              messages=verdict(lambda: check_may_send_messages(account.age(today))))
 
 
 async def update_me(request: web.Request) -> web.Response:

@@ -119,6 +119,9 @@ class LiveRooms(Feature):
         # Awaited, in order, when a new viewer (not a renegotiation) joined a live here
         # (live chat writes its "NAME joined" line).
         self.join_listeners: list[Callable[[Live, Connection], Awaitable[None]]] = []
+        # The same for a signed-out (anonymous) viewer: only those that need no account
+        # (the gift board's catch-up push), not the chat's "NAME joined" line.
+        self.anonymous_join_listeners: list[Callable[[Live, Connection], Awaitable[None]]] = []
         # Awaited, in order, when a new live started here (not a resume): nudges and
         # live alerts queue their go-live notifications.
         self.started_listeners: list[Callable[[Live], Awaitable[None]]] = []
@@ -155,17 +158,27 @@ class LiveRooms(Feature):
 
     # --- creator -----------------------------------------------------------
 
-    async def start(self, conn: Connection, title: str, offer: str) -> dict[str, Any]:
+    async def start(self, conn: Connection, title: str, offer: str, *,
+                    signed_in_only: bool = False, resume_of: str | None = None
+                    ) -> dict[str, Any]:
         """Go live, or come back to a live in its grace period, with a new offer;
-        `forbidden` (reason under_age) under GOLIVE_LIVE_MIN_AGE."""
+        `forbidden` (reason under_age) under GOLIVE_LIVE_MIN_AGE. With `resume_of` (the
+        live the tab was on) only that live is resumed: if it ended meanwhile the answer
+        is `not_found` (reason live_ended), never a silent new live."""
         creator = conn.user_id
         account = await self.services.accounts.get(creator)
         check_may_go_live(account.birthdate, utc_today(), self.settings.live_min_age)
         hosted = self.hosted.get(creator) or await self._adopt(creator)
+        if resume_of is not None and (hosted is None or hosted.live.live_id != resume_of):
+            raise DomainError(ErrorCode.NOT_FOUND,
+                              "your LIVE ended while you were away: the connection was lost "
+                              f"for more than {self.settings.live_grace:g} s",
+                              reason="live_ended", live_id=resume_of)
         if hosted is not None:
             return await self._resume(hosted, conn, offer)
         async with self._start_lock:
-            live = await self.services.lives.start(creator, title)  # conflict across nodes
+            live = await self.services.lives.start(  # conflict across nodes
+                creator, title, signed_in_only=signed_in_only)
             media = self._media_room(live)
             hosted = HostedLive(live, media, conn.sid)
             self.hosted[creator] = hosted
@@ -304,8 +317,10 @@ class LiveRooms(Feature):
                    media: bool = True) -> dict[str, Any]:
         """Join a live as a viewer: the server's offer comes back in the ack (None for a
         chat-only join, which counts as a viewer and gets the room's pushes and chat)."""
-        live = check_may_watch(conn.user_id, await self.services.lives.current(creator_id))
-        await self.services.graph.check_may_interact(conn.user_id, creator_id, "watch")
+        live = check_may_watch(conn.user_id, await self.services.lives.current(creator_id),
+                               anonymous=conn.anonymous)
+        if not conn.anonymous:  # an anonymous identity has no follows or blocks
+            await self.services.graph.check_may_interact(conn.user_id, creator_id, "watch")
         if await self.services.chat.is_banned(creator_id, conn.user_id):
             raise DomainError(ErrorCode.FORBIDDEN, "the creator banned you from their lives",
                               reason="banned")
@@ -433,14 +448,21 @@ class LiveRooms(Feature):
                       offer: str | None) -> dict[str, Any]:
         """The end of every join, with media here or chat-only for a live hosted
         elsewhere: the join listeners once per viewer (not on a renegotiation), the ack."""
-        if not renegotiation:
+        if not renegotiation and not conn.anonymous:  # no "joined" line for a visitor
             for listener in self.join_listeners:
                 try:
                     await listener(live, conn)
                 except Exception:
                     log.exception("join listener failed", extra={"fields": {"live": live.live_id}})
+        if not renegotiation and conn.anonymous:  # the board still reaches a late joiner
+            for listener in self.anonymous_join_listeners:
+                try:
+                    await listener(live, conn)
+                except Exception:
+                    log.exception("join listener failed", extra={"fields": {"live": live.live_id}})
         return {"live": live.as_dict(), "offer": offer, "ice_servers": self.ice_servers,
-                "viewers": await self.services.lives.viewer_count(live)}
+                "viewers": await self.services.lives.viewer_count(live),
+                "likes": await self.services.likes.count(live.live_id)}
 
     async def _viewers_changed(self, live_id: str) -> None:
         if live_id in self._by_live:
@@ -645,7 +667,8 @@ class LiveRooms(Feature):
 
         @gateway.event("live:start", LiveStart)
         async def live_start(ctx: EventContext, p: LiveStart) -> dict[str, Any]:
-            return await self.start(ctx.conn, p.title, p.offer)
+            return await self.start(ctx.conn, p.title, p.offer,
+                                    signed_in_only=p.signed_in_only, resume_of=p.resume_of)
 
         @gateway.event("live:end", Empty)
         async def live_end(ctx: EventContext, _: Empty) -> dict[str, Any]:
@@ -677,7 +700,7 @@ class LiveRooms(Feature):
         async def live_watch(ctx: EventContext, p: LiveWatch) -> dict[str, Any]:
             """Follow one creator's live state (their profile page); answers the current one."""
             await self.services.accounts.get(p.user_id)
-            if p.user_id != ctx.user_id:
+            if p.user_id != ctx.user_id and not ctx.conn.anonymous:
                 await self.services.graph.check_may_interact(ctx.user_id, p.user_id, "watch")
             await gateway.sio.enter_room(ctx.conn.sid, watch_room(p.user_id))
             live = await self.services.lives.current(p.user_id)

@@ -13,12 +13,13 @@ Redis would refuse.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
 
-from engine.errors import invalid
+from engine.errors import DomainError, invalid
 from engine.nesting import MAX_DEPTH
 from engine.stream_ids import StreamId
 
@@ -130,7 +131,24 @@ def convert(schema: type[P], data: Any) -> P:
     try:
         return msgspec.convert(data, schema, strict=True, dec_hook=_typed)
     except msgspec.ValidationError as exc:
-        raise invalid(str(exc)) from None
+        raise validation_error(str(exc), data) from None
+
+
+_AT_FIELD = re.compile(r"- at `\$\.([A-Za-z_]\w*)`$")
+_MISSING = re.compile(r"^Object missing required field `([A-Za-z_]\w*)`")
+
+
+def validation_error(text: str, data: dict[str, Any]) -> DomainError:
+    """msgspec's complaint as an `invalid` error naming its top-level field (details
+    `field`, which forms use to mark the input); a required text field sent empty (a
+    blank sign-up form) reads "Display name is required", not the validator's wording."""
+    found = _AT_FIELD.search(text) or _MISSING.search(text)
+    if found is None:
+        return invalid(text)
+    name = found.group(1)
+    if "of length >= 1" in text and data.get(name) == "":
+        return invalid(f"{name.replace('_', ' ').capitalize()} is required", field=name)
+    return invalid(text, field=name)
 
 
 # An SDP from Chromium is 4-7 KB; 32 KiB leaves room for many candidates.
@@ -141,6 +159,11 @@ LiveId = Annotated[str, Meta(pattern=r"^[0-9a-f]{16}$")]
 class LiveStart(Payload):
     offer: Sdp
     title: ShortText = ""
+    # Only signed-in viewers may watch (anonymous visitors are refused).
+    signed_in_only: bool = False
+    # A resume: the live this tab was on. If it ended meanwhile (the grace period ran
+    # out) the server answers not_found (reason live_ended) instead of a new live.
+    resume_of: LiveId | None = None
 
 
 class LiveTitle(Payload):
@@ -169,6 +192,15 @@ class RoomLeave(Payload):
 
 class LiveWatch(Payload):
     user_id: UserId
+
+
+class LiveLike(Payload):
+    live_id: LiveId
+    count: int = 1  # taps coalesced by the browser; the engine bounds it (engine/likes.py)
+
+
+class RoomViewers(Payload):
+    live_id: LiveId
 
 
 # --- live chat (signaling/chat.py) ---------------------------------------------------

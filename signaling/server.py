@@ -25,6 +25,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from engine.key_migration import migrate_keys
 from engine.nodes import NodeRecord, Nodes
 from media.ice import HostAddressRestriction, restrict_host_addresses
+from signaling.audience import LiveAudience
 from signaling.cascade import RelayListener
 from signaling.chat import LiveChat
 from signaling.config import Settings
@@ -119,6 +120,7 @@ class Server:
             self.lives,
             self.chat,
             self.gifts,
+            LiveAudience(gateway, services, self.lives, settings.like_rate),
             DirectMessages(gateway, self.notifier),
             ReportEvents(gateway),
             NotificationEvents(gateway, services, self.notifier),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from engine.accounts import Accounts
+from engine.anonymous import AnonymousSockets
 from engine.avatars import Avatars
 from engine.catalog import load_catalog
 from engine.chat import Chat
@@ -14,6 +15,7 @@ from engine.gift_room import GiftRoom
 from engine.graph import Graph
 from engine.ledger import Ledger
 from engine.ledger_rules import LedgerRules
+from engine.likes import Likes
 from engine.live_alerts import LiveAlerts
 from engine.lives import Lives
 from engine.messages import Messages
@@ -44,6 +46,8 @@ class Services:
     ledger: Ledger
     payments: Payments
     avatars: Avatars
+    likes: Likes
+    anonymous: AnonymousSockets
 
     @classmethod
     def build(cls, redis: Redis, settings: Settings) -> Services:
@@ -79,6 +83,8 @@ class Services:
                               webhook_secret=settings.payment_webhook_secret,
                               tolerance=settings.payment_webhook_tolerance),
             avatars=Avatars(redis),
+            likes=Likes(redis),
+            anonymous=AnonymousSockets(redis),
         )
 
 

@@ -57,9 +57,20 @@ async def socket_io_client(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path)
 
 
+FAVICON = Path("static/favicon.svg")
+
+
+async def favicon(request: web.Request) -> web.StreamResponse:
+    """/favicon.ico, which browsers and crawlers ask for whatever the page links: the
+    SVG mark (every current browser takes an SVG icon), cached for a day."""
+    return web.FileResponse(request.app[SETTINGS].web_dir / FAVICON, headers={
+        "Content-Type": "image/svg+xml", "Cache-Control": "public, max-age=86400"})
+
+
 def setup(app: web.Application) -> None:
     web_dir = app[SETTINGS].web_dir
     for route, name in PAGES.items():
         app.router.add_get(route, _page(name))
     app.router.add_get("/vendor/socket.io.msgpack.min.js", socket_io_client)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_static("/static/", web_dir / "static", append_version=False)

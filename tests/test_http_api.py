@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from redis.asyncio import Redis
@@ -118,3 +119,32 @@ async def test_healthz_and_metrics(client: Any) -> None:
 async def test_unknown_api_route_is_json(client: Any) -> None:
     resp = await client.get("/api/nope")
     assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
+
+
+async def test_an_empty_sign_up_names_the_first_missing_field(client: Any) -> None:
+    """A blank form: a sentence a person reads and the field to mark, not the
+    validator's `Expected `str` of length >= 1 - at `$.username``."""
+    resp = await client.post("/api/register", json={
+        "username": "", "display_name": "", "password": "", "birthdate": ""})
+    body = await resp.json()
+    assert resp.status == 400
+    assert body["error"] == {"code": "invalid", "message": "Username is required",
+                             "field": "username"}
+    resp = await client.post("/api/register", json={
+        "username": "ann", "display_name": "", "password": "", "birthdate": ""})
+    assert (await resp.json())["error"]["field"] == "display_name"
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_me_tells_a_minor_that_messages_need_16(client: Any) -> None:
+    kid = await register(client, "kid", birthdate=f"{dt.date.today().year - 15}-01-01")
+    adult = await register(client, "ann")
+    kid_me = await (await client.get("/api/me", headers=auth(kid.token))).json()
+    assert kid_me["messages"] == {"ok": False, "error": {
+        "code": "forbidden", "message": "you must be 16 or older to send direct messages",
+        "reason": "age"}}
+    assert (await (await client.get("/api/me", headers=auth(adult.token))).json())[
+        "messages"] == {"ok": True}

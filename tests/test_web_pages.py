@@ -50,3 +50,12 @@ async def test_pages_are_served_as_html(client: Any) -> None:
     assert resp.headers["Cache-Control"] == "no-cache"
     html = await resp.text()
     assert "<title>Wallet · golive</title>" in html and 'data-testid="site-header"' in html
+
+
+async def test_the_favicon_is_served(client: Any) -> None:
+    """Browsers ask for /favicon.ico whatever a page links; it was a 404."""
+    resp = await client.get("/favicon.ico")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("image/svg+xml")
+    assert (await resp.text()).startswith("<svg")
+    assert 'rel="icon" href="/favicon.ico"' in render_page(WEB, "index.html")

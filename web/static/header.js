@@ -1,7 +1,7 @@
 /**
  * The header every page shares: the golive mark linking home, and either the
- * signed-in user (linking to their profile) with Messages and Sign out, or
- * Sign in / Sign up. It follows the session: signing in or out anywhere
+ * signed-in user (linking to their profile) with notifications, Messages, the
+ * studio (Go LIVE), the wallet and Sign out, or Sign in / Sign up. It follows the session: signing in or out anywhere
  * re-renders it.
  *
  * The bell (notifications-badge.js) links to /notifications with its unread
@@ -35,6 +35,14 @@ function walletLink() {
     title: 'Wallet: coins, diamonds and history', text: 'Wallet' });
 }
 
+/** The studio, where a LIVE starts (a red dot, like the LIVE badge). */
+function studioLink() {
+  return el('a', { class: 'header-studio btn btn-ghost btn-sm', href: '/studio', testid: 'header-studio-link',
+    title: 'Your studio: go LIVE' },
+  el('span', { class: 'header-studio-dot', 'aria-hidden': 'true' }),
+  el('span', { class: 'header-studio-go', text: 'Go ' }), 'LIVE');
+}
+
 function paintUnread(root, total) {
   unread = Math.max(0, Number(total) || 0);
   const badge = root.querySelector('[data-testid="unread-badge"]');
@@ -65,6 +73,7 @@ function signedInNav(user) {
   return [
     bellLink(),
     messagesLink(),
+    studioLink(),
     walletLink(),
     el('a', { class: 'whoami', href: profilePath(user.username), title: user.display_name,
       testid: 'whoami' }, avatar(user, 'sm'), el('span', { text: handle(user.username) })),

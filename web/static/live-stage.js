@@ -1,31 +1,48 @@
 /**
- * The LIVE on a profile page: the creator's stream while they are live (with
- * its title, viewer count and an Unmute button), a clear offline state that
- * turns into the stream by itself when they go live (`live:watch` +
- * `live:started`), and an ended state when the live ends (`live:ended`).
+ * The LIVE on a profile page: the creator's stream while they are live, a clear
+ * offline state that turns into the stream by itself when they go live
+ * (`live:watch` + `live:started`), and an ended state when the live ends
+ * (`live:ended`).
  *
- * Watching needs a signed-in socket: signed-out visitors get "Sign in to
- * watch", and creators on their own profile a link to their studio. The live's
- * chat (chat.js) opens under the video for viewers who joined and for the creator,
- * with the gifts: the tray for viewers (gift-tray.js), the board of top gifters
- * and diamonds (gift-board.js) and gift lines in the chat (gift-lines.js).
+ * Anyone with the link watches a public LIVE, signed out too (the page's socket
+ * is then anonymous: socket.js): video, counts, the chat read-only and the gift
+ * board. Chatting, liking, following and gifting ask to sign in. A LIVE its creator
+ * kept for signed-in viewers shows "Sign in to watch" instead; a creator on their
+ * own profile gets a link to their studio.
  *
- *   const stage = new LiveStage(sharedSocket);
+ * Watching: on a desktop the video and the chat sit side by side with the gifts
+ * under the video; on a phone (portrait or landscape) the video fills the screen
+ * (`data-watching` on the stage, watch.css), with the chat and gift lines over its
+ * bottom, the title, creator and Follow on its top, a rail of actions (like, gift,
+ * share) on its right and the gift tray sliding up. The viewer count opens the
+ * viewer list (viewer-list.js), the arrows and a swipe go to the next LIVE
+ * (live-nav.js), hearts count likes (likes.js), and a "Reconnecting…" badge shows
+ * while the connection is down (connection-state.js).
+ *
+ *   const stage = new LiveStage(sharedSocket, root, { onFollow });
  *   stage.show({ user, live, isSelf, signedIn });   // after each profile load
+ *   stage.setFollow({ visible, label });            // the profile's follow state
  *   stage.reset();                                   // the profile or the session changed
  */
 
+import { paintAvatar } from './avatar.js';
 import { ChatPanel } from './chat.js';
-import { byTestId } from './dom.js';
+import { ConnectionState } from './connection-state.js';
+import { byTestId, el } from './dom.js';
 import { ErrorCode, describeError } from './errors.js';
 import { formatCount, handle, profilePath } from './format.js';
 import { GiftBoard } from './gift-board.js';
 import { GiftLines } from './gift-lines.js';
 import { GiftTray } from './gift-tray.js';
+import { LikeButton } from './likes.js';
+import { LiveNav } from './live-nav.js';
 import { LivePlayer } from './player.js';
+import { ViewerList } from './viewer-list.js';
 
 /** Automatic rejoins after the media dropped, before asking for a click; reset once playing. */
 export const MAX_REJOINS = 3;
+/** How long a line over the video ("Link copied") stays, ms. */
+const TOAST_MS = 3500;
 
 const ENDED_BECAUSE = {
   ended_by_creator: (name) => `${name} ended the LIVE.`,
@@ -37,23 +54,40 @@ const ENDED_BECAUSE = {
 
 const IDS = ['live-player', 'live-video', 'live-badge', 'live-viewers', 'live-overlay',
   'live-status', 'signin-to-watch', 'studio-link', 'live-retry', 'live-title', 'unmute',
-  'offline-state', 'offline-detail', 'go-live-link', 'live-ended', 'live-ended-detail'];
+  'offline-state', 'offline-detail', 'go-live-link', 'live-ended', 'live-ended-detail',
+  'live-title-top', 'player-avatar', 'player-name', 'live-follow', 'viewers-button',
+  'like-button', 'like-count', 'hearts', 'gift-toggle', 'gift-close', 'live-share',
+  'watch-toast', 'live-reconnecting', 'prev-live', 'next-live', 'exit-fullscreen',
+  'enter-fullscreen', 'gift-signin', 'gift-signin-link', 'chat-signin', 'chat-form'];
 
 export class LiveStage {
-  /** @param {SharedSocket} socket the page's socket (its pushes are heard through socket.on) */
-  constructor(socket, root = byTestId('live-stage')) {
+  /**
+   * @param {SharedSocket} socket the page's socket (its pushes are heard through socket.on)
+   * @param {HTMLElement} root the stage
+   * @param {object} [handlers]
+   * @param {() => void} [handlers.onFollow] Follow on the video was pressed (signed in)
+   * @param {() => void} [handlers.onShareDm] "Send in a message" after Share (signed in)
+   */
+  constructor(socket, root = byTestId('live-stage'), { onFollow, onShareDm } = {}) {
     this.socket = socket;
     this.root = root;
+    this.onFollow = onFollow ?? (() => {});
+    this.onShareDm = onShareDm ?? null;
     this.ui = Object.fromEntries(IDS.map((id) => [id, byTestId(id, root)]));
+    this.connection = new ConnectionState(socket, this.ui['live-video'], this.ui['live-reconnecting']);
     this.player = new LivePlayer(socket, this.ui['live-video'], {
-      onConnectionState: (state) => { if (state === 'failed') this.rejoin(); },
+      onConnectionState: (state) => {
+        this.connection.media(state);
+        if (state === 'failed') this.rejoin();
+      },
     });
     /** Whose profile and who looks: {user, isSelf, signedIn}, or null. */
     this.target = null;
     /** The creator's current live, or null. */
     this.live = null;
     this.rejoins = 0;
-    /** The live's chat, under the video, for its creator and its viewers. */
+    this.toastTimer = null;
+    /** The live's chat, for its creator and its viewers (read-only signed out). */
     this.chat = new ChatPanel(socket, byTestId('chat-panel', root));
     this.gifts = {
       panel: byTestId('gift-panel', root),
@@ -61,6 +95,14 @@ export class LiveStage {
       board: new GiftBoard(socket, byTestId('gift-board', root)),
       lines: new GiftLines(socket, byTestId('chat-list', root)),
     };
+    this.likes = new LikeButton(socket, {
+      button: this.ui['like-button'], count: this.ui['like-count'], hearts: this.ui.hearts,
+      onSignIn: (text) => this.toast(text, { signIn: true }),
+      onError: (err) => this.toast(describeError(err)),
+    });
+    this.viewerList = new ViewerList(socket, byTestId('viewer-list', root));
+    this.nav = new LiveNav({ prev: this.ui['prev-live'], next: this.ui['next-live'],
+      surface: this.ui['live-player'] });
 
     socket.on('live:started', ({ live }) => {
       if (live?.creator_id !== this.target?.user.id) return;
@@ -100,6 +142,8 @@ export class LiveStage {
       this.overlay(null);
     });
     video.addEventListener('volumechange', () => this.paintMute());
+    // A double tap on the picture is a like, as in every LIVE app.
+    video.addEventListener('dblclick', () => this.likes.tap());
     this.ui.unmute.addEventListener('click', () => {
       video.muted = !video.muted;
       if (!video.muted) video.play().catch(() => {});
@@ -108,6 +152,18 @@ export class LiveStage {
       this.rejoins = 0;
       this.watch({ rejoin: true });
     });
+    this.ui['live-follow'].addEventListener('click', () => {
+      if (this.target?.signedIn) this.onFollow();
+      else this.toast('Sign in to follow.', { signIn: true });
+    });
+    this.ui['viewers-button'].addEventListener('click', () => {
+      if (this.live) this.viewerList.toggle(this.live);
+    });
+    this.ui['gift-toggle'].addEventListener('click', () => this.toggleGifts());
+    this.ui['gift-close'].addEventListener('click', () => this.toggleGifts(false));
+    this.ui['live-share'].addEventListener('click', () => this.share());
+    this.ui['exit-fullscreen'].addEventListener('click', () => this.fullscreen(false));
+    this.ui['enter-fullscreen'].addEventListener('click', () => this.fullscreen(true));
     // Leaving the page: let the camera-less connection go now rather than at ICE timeout.
     window.addEventListener('pagehide', () => this.player.close());
     window.addEventListener('pageshow', (event) => { if (event.persisted) this.watch({ rejoin: true }); });
@@ -115,19 +171,29 @@ export class LiveStage {
 
   /**
    * Show `user`'s live state. live: the profile's `live` field ({live_id, title,
-   * viewers...} or null), shown at once; a signed-in page then asks the server
-   * (live:watch) and keeps following it.
+   * viewers...} or null), shown at once; the page then asks the server
+   * (live:watch, over an anonymous socket when signed out) and keeps following it.
    */
   show({ user, live, isSelf, signedIn }) {
     const same = this.target?.user.id === user.id && this.target.signedIn === signedIn;
     this.target = { user, isSelf: Boolean(isSelf), signedIn: Boolean(signedIn) };
     this.root.hidden = false;
+    paintAvatar(this.ui['player-avatar'], user);
+    this.ui['player-name'].textContent = user.display_name;
+    const next = `/?next=${encodeURIComponent(profilePath(user.username))}#signin`;
+    for (const id of ['signin-to-watch', 'gift-signin-link', 'chat-signin']) this.ui[id].href = next;
     if (same) return; // a reload of the same profile: already following it
     this.player.close();
     this.rejoins = 0;
     if (live) this.onLive(live, live.viewers ?? 0, { join: false });
     else this.paintOffline();
     this.watch({ rejoin: true });
+  }
+
+  /** The Follow button on the video: shown while `visible`, with `label`. */
+  setFollow({ visible, label = 'Follow' }) {
+    this.ui['live-follow'].hidden = !visible;
+    this.ui['live-follow'].textContent = label;
   }
 
   /** Stop watching and hide (another profile, another session, not found). */
@@ -137,6 +203,10 @@ export class LiveStage {
     this.chat.close();
     this.closeGifts();
     this.player.close();
+    this.likes.close();
+    this.viewerList.close();
+    this.nav.hide();
+    this.setWatching(false);
     this.root.hidden = true;
   }
 
@@ -144,7 +214,7 @@ export class LiveStage {
 
   async watch({ rejoin = false } = {}) {
     const target = this.target;
-    if (!target?.signedIn) return;
+    if (!target) return;
     let reply;
     try {
       reply = await this.socket.ask('live:watch', { user_id: target.user.id });
@@ -170,17 +240,23 @@ export class LiveStage {
     this.setViewers(viewers);
     this.ui['live-title'].textContent = live.title;
     this.ui['live-title'].title = live.title;
+    this.ui['live-title-top'].textContent = live.title;
     this.paint('live-player');
-    if (!signedIn) {
-      this.ui['signin-to-watch'].href = `/?next=${encodeURIComponent(profilePath(user.username))}#signin`;
-      this.overlay('signin', `${user.display_name} is LIVE.`);
+    this.likes.open(live, live.likes ?? 0, { signedIn });
+    this.nav.show(user.username);
+    if (!signedIn && live.signed_in_only) {
+      this.setWatching(false);
+      this.overlay('signin', `${user.display_name} keeps this LIVE for signed-in viewers.`);
     } else if (isSelf) {
+      this.setWatching(false);
       this.overlay('self', "You're LIVE. Viewers watch you here; you run it from your studio.");
       this.chat.open(live, { creator: true });
       this.openGifts(live, { viewer: false });
     } else if (join) {
+      this.setWatching(true);
       this.play();
     } else if (!this.player.pc) {
+      this.setWatching(true);
       this.overlay('connecting', 'Connecting…');
     }
   }
@@ -193,14 +269,21 @@ export class LiveStage {
       if (!reply || this.target !== target) return;
       this.live = reply.live;
       this.setViewers(reply.viewers);
+      this.likes.open(reply.live, reply.likes ?? 0, { signedIn: target.signedIn });
       this.paintMute();
       this.chat.open(reply.live, { creator: false });
-      this.openGifts(reply.live, { viewer: true });
+      this.paintSignedOut();
+      this.openGifts(reply.live, { viewer: target.signedIn });
       // The overlay stays until the video element reports 'playing'.
     } catch (err) {
       if (this.target !== target) return;
       if (err.code === ErrorCode.NOT_FOUND) {
         this.onEnded(null); // ended between the push and the join
+        return;
+      }
+      if (err.code === ErrorCode.UNAUTHORIZED && !target.signedIn) {
+        this.setWatching(false);
+        this.overlay('signin', describeError(err));
         return;
       }
       const final = err.code === ErrorCode.FORBIDDEN || err.code === ErrorCode.INVALID;
@@ -209,7 +292,7 @@ export class LiveStage {
   }
 
   rejoin() {
-    if (!this.live || !this.target?.signedIn || this.target.isSelf) return;
+    if (!this.live || !this.target || this.target.isSelf) return;
     if (this.rejoins >= MAX_REJOINS) {
       this.player.close();
       this.overlay('error', 'The stream was lost.', { retry: true });
@@ -224,30 +307,61 @@ export class LiveStage {
     this.player.close();
     this.chat.close();
     this.closeGifts();
+    this.likes.close();
+    this.viewerList.close();
+    this.nav.hide();
+    this.setWatching(false);
     this.live = null;
     const why = ENDED_BECAUSE[reason]?.(name) ?? '';
-    const next = this.target.signedIn && !this.target.isSelf
-      ? ' This page shows their next LIVE as soon as it starts.' : '';
+    const next = !this.target.isSelf ? ' This page shows their next LIVE as soon as it starts.' : '';
     this.ui['live-ended-detail'].textContent = `${why}${next}`.trim();
     this.paint('live-ended');
   }
 
   // --- gifts ------------------------------------------------------------------------
 
-  /** The board and gift lines for everyone in the live; the tray for viewers only. */
+  /** The board and gift lines for everyone in the live; the tray for signed-in viewers. */
   openGifts(live, { viewer }) {
     this.gifts.panel.hidden = false;
     this.gifts.board.open(live);
     this.gifts.lines.open(live);
     if (viewer) this.gifts.tray.open(live, this.target.user);
     else this.gifts.tray.close();
+    this.ui['gift-signin'].hidden = this.target.signedIn || this.target.isSelf;
   }
 
   closeGifts() {
+    this.toggleGifts(false);
     this.gifts.panel.hidden = true;
     this.gifts.tray.close();
     this.gifts.board.close();
     this.gifts.lines.close();
+  }
+
+  /** The tray's sheet on a phone (slides up over the video); open = undefined toggles. */
+  toggleGifts(open) {
+    const panel = this.gifts.panel;
+    const next = open ?? panel.dataset.open !== 'true';
+    panel.dataset.open = String(next);
+    this.ui['gift-toggle'].setAttribute('aria-expanded', String(next));
+    if (next) this.viewerList.close();
+  }
+
+  // --- sharing ------------------------------------------------------------------------
+
+  async share() {
+    const url = new URL(profilePath(this.target.user.username), location.origin).href;
+    const dm = this.target.signedIn && this.onShareDm ? () => {
+      this.fullscreen(false);
+      this.onShareDm();
+    } : null;
+    try {
+      await navigator.clipboard.writeText(url);
+      this.toast('Link copied.', { action: dm && ['Send in a message', dm] });
+    } catch {
+      // No clipboard (an insecure origin, a denied permission): the link to copy by hand.
+      this.toast(url, { action: dm && ['Send in a message', dm] });
+    }
   }
 
   // --- painting -------------------------------------------------------------------
@@ -257,17 +371,49 @@ export class LiveStage {
     for (const id of ['live-player', 'offline-state', 'live-ended']) this.ui[id].hidden = id !== part;
   }
 
+  /** A viewer's stream is showing (or connecting): full screen on a phone. */
+  setWatching(on) {
+    if (on) this.root.dataset.watching = 'true';
+    else delete this.root.dataset.watching;
+    this.connection.watching(on);
+    this.paintFullscreen();
+  }
+
+  fullscreen(on) {
+    if (on) delete this.root.dataset.minimized;
+    else this.root.dataset.minimized = 'true';
+    this.paintFullscreen();
+  }
+
+  paintFullscreen() {
+    const watching = this.root.dataset.watching === 'true';
+    const minimized = this.root.dataset.minimized === 'true';
+    this.ui['enter-fullscreen'].hidden = !(watching && minimized);
+    this.ui['exit-fullscreen'].hidden = !watching || minimized;
+    document.documentElement.classList.toggle('watching-live', watching && !minimized);
+  }
+
+  /** Signed out: the chat reads but asks to sign in to write. */
+  paintSignedOut() {
+    const signedIn = this.target.signedIn;
+    this.ui['chat-form'].hidden = !signedIn;
+    this.ui['chat-signin'].hidden = signedIn;
+  }
+
   paintOffline() {
     const { user, isSelf, signedIn } = this.target;
     this.live = null;
     this.player.close();
     this.chat.close();
     this.closeGifts();
+    this.likes.close();
+    this.nav.hide();
+    this.setWatching(false);
     this.ui['offline-detail'].textContent = isSelf
       ? "You're not live. Go LIVE from your studio and your viewers will see you here."
       : signedIn
         ? `This page switches to the stream as soon as ${handle(user.username)} goes live.`
-        : `Sign in to watch ${handle(user.username)} when they go live.`;
+        : `This page switches to the stream as soon as ${handle(user.username)} goes live. Sign in to be told when they do.`;
     this.ui['go-live-link'].hidden = !isSelf;
     this.paint('offline-state');
   }
@@ -283,6 +429,7 @@ export class LiveStage {
     this.ui['signin-to-watch'].hidden = kind !== 'signin';
     this.ui['studio-link'].hidden = kind !== 'self';
     this.ui['live-retry'].hidden = !retry;
+    this.root.dataset.overlay = kind ?? 'none';
     this.paintMute();
   }
 
@@ -296,5 +443,20 @@ export class LiveStage {
 
   setViewers(count) {
     this.ui['live-viewers'].textContent = formatCount(count);
+  }
+
+  /** A short line over the video; with signIn, a Sign in link after it; with
+   * action [label, fn], a button. */
+  toast(text, { signIn = false, action = null } = {}) {
+    const node = this.ui['watch-toast'];
+    const next = `/?next=${encodeURIComponent(profilePath(this.target?.user.username ?? ''))}#signin`;
+    node.replaceChildren(el('span', { text, testid: 'watch-toast-text' }),
+      signIn ? el('a', { class: 'btn btn-sm btn-primary', href: next, testid: 'watch-toast-signin',
+        text: 'Sign in' }) : null,
+      action ? el('button', { type: 'button', class: 'btn btn-sm btn-ghost', testid: 'watch-toast-action',
+        text: action[0], on: { click: () => { node.hidden = true; action[1](); } } }) : null);
+    node.hidden = false;
+    clearTimeout(this.toastTimer);
+    this.toastTimer = setTimeout(() => { node.hidden = true; }, TOAST_MS);
   }
 }

@@ -54,6 +54,8 @@ export class Thread {
     this.ui = Object.fromEntries(IDS.map((id) => [id, byTestId(id)]));
     /** {conversation_id, with, state, request, pending, seen}, while open. */
     this.current = null;
+    /** Set by the page when this account may not send (under 16): no composer. */
+    this.readOnly = false;
     this.oldest = null;
     this.newest = null;
     this.opens = 0;
@@ -223,7 +225,7 @@ export class Thread {
     this.ui['request-bar'].hidden = !request;
     this.ui['request-text'].textContent = request
       ? `${other.display_name} wants to send you a message. They can't send more until you accept.` : '';
-    this.ui.composer.hidden = request;
+    this.ui.composer.hidden = request || this.readOnly;
     this.ui['pending-note'].textContent = pending
       ? `Message request sent. You can send more once ${other.display_name} accepts.` : '';
     this.ui['pending-note'].hidden = !pending;

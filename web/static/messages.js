@@ -12,9 +12,11 @@
  * message button on a profile: opens, or starts, the conversation with them).
  */
 
+import { api } from './api.js';
 import { avatar } from './avatar.js';
 import { idTime, shortTime } from './chat-order.js';
 import { byTestId, el, hideError, showError } from './dom.js';
+import { GoliveError, describeError } from './errors.js';
 import { renderHeader } from './header.js';
 import { Thread } from './messages-thread.js';
 import { currentUser, onSessionChange } from './session.js';
@@ -25,7 +27,7 @@ const LIST_PAGE = 30;
 const ui = Object.fromEntries(['messages-signed-out', 'messages', 'tab-inbox', 'tab-requests',
   'requests-count', 'conversation-list', 'conversations-empty', 'conversations-more',
   'list-error', 'dm-policy', 'dm-policy-note', 'conversation', 'conversation-back',
-  'conversation-placeholder'].map((id) => [id, byTestId(id)]));
+  'conversation-placeholder', 'dm-refusal'].map((id) => [id, byTestId(id)]));
 
 const socket = new SharedSocket();
 const thread = new Thread(socket, { onChange });
@@ -237,11 +239,31 @@ ui['tab-requests'].addEventListener('click', () => selectTab('requests'));
 ui['conversations-more'].addEventListener('click', () => loadList({ append: true }));
 ui['conversation-back'].addEventListener('click', closeConversation);
 
+/**
+ * Whether this account may send messages (/api/me `messages`: under 16 it may not).
+ * If not, say so up front and show no composer (it would only refuse after typing);
+ * conversations still read.
+ */
+async function checkMaySend() {
+  let refusal = null;
+  try {
+    const { messages: verdict } = await api('/api/me');
+    refusal = verdict && !verdict.ok ? GoliveError.fromPayload(verdict.error) : null;
+  } catch {
+    refusal = null; // unknown: a send will tell
+  }
+  thread.readOnly = Boolean(refusal);
+  ui['dm-refusal'].textContent = refusal ? `${describeError(refusal)}. You can still read your messages.` : '';
+  ui['dm-refusal'].hidden = !refusal;
+  if (thread.current) thread.paintState();
+}
+
 async function start() {
   ui['messages-signed-out'].hidden = Boolean(me);
   ui.messages.hidden = !me;
+  ui['dm-refusal'].hidden = true;
   if (!me) return;
-  await loadList();
+  await Promise.all([loadList(), checkMaySend()]);
   await Promise.all([openFromUrl(), loadSettings()]);
 }
 

@@ -82,6 +82,19 @@ export function showToast(alert, notification, socket) {
   return toast;
 }
 
+/** Whether `link` opens the page this tab already shows (the case-insensitive /@name). */
+export function isHere(link) {
+  if (!link) return false;
+  try {
+    const target = new URL(link, location.origin);
+    return target.origin === location.origin
+      && decodeURIComponent(target.pathname).toLowerCase() === decodeURIComponent(location.pathname).toLowerCase()
+      && target.search === location.search;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Keep the bell's count and the toasts current on `socket` (the page's
  * SharedSocket). Without one the count is read once per visit.
@@ -107,8 +120,12 @@ export function followNotifications(root, socket) {
   if (socket) {
     socket.on('notify:new', ({ notification, alert, unread: count }) => {
       paintNotifications(root, count);
-      // The inbox page lists it live itself.
-      if (alert && location.pathname !== '/notifications') showToast(alert, notification, socket);
+      // The inbox page lists it live itself; and "Alice is LIVE" on /@alice, which
+      // already shows that LIVE, would only cover it (the bell still counts it).
+      const watching = notification?.kind === 'live' && isHere(notification.link);
+      if (alert && location.pathname !== '/notifications' && !watching) {
+        showToast(alert, notification, socket);
+      }
     });
     socket.on('notify:unread', ({ unread: count }) => paintNotifications(root, count));
     socket.on('connect', refresh);

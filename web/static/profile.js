@@ -39,8 +39,15 @@ const ui = Object.fromEntries([
   'share-note',
 ].map((id) => [id, byTestId(id)]));
 
-const socket = new SharedSocket();
-const stage = new LiveStage(socket);
+// Signed out, the socket is anonymous: a public LIVE plays and its chat reads.
+const socket = new SharedSocket({ anonymous: true });
+const stage = new LiveStage(socket, undefined, {
+  onFollow: () => act(ui['follow-button'], 'user:follow'),
+  onShareDm: () => {
+    if (ui['share-picker'].hidden) openShare();
+    ui['share-picker'].scrollIntoView({ block: 'center' });
+  },
+});
 const bell = new NudgeBell(socket);
 let viewer = currentUser();
 /** The profile as last answered: {user, counts, relation?, is_self?}. */
@@ -183,6 +190,8 @@ function render() {
   ui['share-button'].hidden = !signedIn || (other && (relation.blocking || relation.blocked_by));
   if (ui['share-button'].hidden) ui['share-picker'].hidden = true;
   ui['edit-profile-button'].hidden = !isSelf || !ui['profile-edit-form'].hidden;
+  // Follow on the video: signed out it asks to sign in; following, it goes away.
+  stage.setFollow({ visible: !isSelf && (!signedIn || (!follow.hidden && !relation?.following)) });
   const signin = ui['signin-to-follow'];
   signin.hidden = signedIn;
   signin.href = `/?next=${encodeURIComponent(profilePath(user.username))}#signin`;

@@ -6,7 +6,7 @@
  *   const publisher = new Publisher(sharedSocket, { onConnectionState });
  *   const { live } = await publisher.start(stream, 'Cooking!');
  *   publisher.replaceTracks(otherStream);   // switched camera, no renegotiation
- *   await publisher.start(stream, title);    // again after a reconnect: resumes the live
+ *   await publisher.start(stream, title, { resumeOf: liveId });   // after a reconnect
  *   await publisher.end();
  *
  * Server pushes (room:state, live:ended) are the page's business.
@@ -40,13 +40,16 @@ export class Publisher {
   /**
    * Go live with `stream`, or resume the live this account has in its grace
    * period (after a reload or a reconnect): the server answers `resumed: true`.
+   * `resumeOf` names that live: if it ended meanwhile the server refuses
+   * (`not_found`, reason `live_ended`) rather than start a new one.
+   * `signedInOnly`: a new live that signed-out visitors may not watch.
    *
    * @returns {Promise<object|null>} the live:start ack ({live, viewers, resumed?}),
    *   or null when close()/end() was called meanwhile
    * @throws {GoliveError} the server's refusal (`conflict` when live from another
    *   tab, `invalid` for a bad title...) or a failed negotiation
    */
-  async start(stream, title) {
+  async start(stream, title, { resumeOf = null, signedInOnly = false } = {}) {
     this.ending = false;
     closePeerConnection(this.pc);
     const pc = this.pc = newPeerConnection(this.iceServers);
@@ -64,8 +67,9 @@ export class Publisher {
       await pc.setLocalDescription(await pc.createOffer());
       await iceGatheringComplete(pc);
       if (this.pc !== pc) return null;
-      const reply = await this.socket.ask('live:start',
-        { title, offer: pc.localDescription.sdp }, { timeout: START_TIMEOUT_MS });
+      const payload = { title, offer: pc.localDescription.sdp, signed_in_only: signedInOnly };
+      if (resumeOf) payload.resume_of = resumeOf;
+      const reply = await this.socket.ask('live:start', payload, { timeout: START_TIMEOUT_MS });
       this.iceServers = reply.ice_servers ?? this.iceServers;
       this.live = reply.live;
       if (this.ending) {

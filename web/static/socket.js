@@ -28,6 +28,7 @@ function refusal(err) {
  *
  * @param {object} [options]
  * @param {string|null} [options.token] defaults to the session's token
+ * @param {boolean} [options.anonymous] without a token, connect as a signed-out visitor
  * @param {number} [options.timeout] ms to wait before giving up (transport errors retry until then)
  * @returns {Promise<Socket>} a connected socket.io-client Socket; close it with socket.disconnect()
  * @throws {GoliveError} the server's refusal code: `unauthorized` with .reason
@@ -36,20 +37,24 @@ function refusal(err) {
  *   `unavailable` (server starting, unreachable, or the client script missing).
  *   A refusal on a later reconnect clears the session too.
  */
-export function connectSocket({ token = getToken(), timeout = CONNECT_TIMEOUT_MS } = {}) {
-  if (!token) {
+export function connectSocket({ token = getToken(), anonymous = false,
+  timeout = CONNECT_TIMEOUT_MS } = {}) {
+  if (!token && !anonymous) {
     return Promise.reject(new GoliveError(ErrorCode.UNAUTHORIZED, 'Sign in first.', { reason: 'missing' }));
   }
   if (typeof globalThis.io !== 'function') {
     return Promise.reject(new GoliveError(ErrorCode.UNAVAILABLE,
       'The Socket.IO client (/vendor/socket.io.msgpack.min.js) is not loaded.'));
   }
+  // Signed out (anonymous: true): the server makes up a read-only identity for this
+  // socket (watch, read the chat); everything else answers `unauthorized`.
+  const auth = token ? { token } : { anonymous: true };
   // After a drop (a node killed, a network blip) socket.io-client reconnects by itself
   // to the same URL, where the kernel (workers on one port) or a load balancer hands it to
   // a living node: first try after 0.25-0.75 s (500 ms, randomized by half), then doubling
   // to at most 2 s, so a page is back within a few seconds (the default is 1-5 s).
   const socket = globalThis.io({
-    auth: { token }, transports: ['websocket'], reconnectionDelay: 500, reconnectionDelayMax: 2000,
+    auth, transports: ['websocket'], reconnectionDelay: 500, reconnectionDelayMax: 2000,
   });
   socket.on('connect_error', (err) => {
     // Only the stored session's own token signs the browser out.

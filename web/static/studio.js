@@ -12,7 +12,10 @@
  * Staying on air: a socket that reconnects, a connection that fails, or a
  * reload of this tab (remembered in sessionStorage) calls live:start again,
  * which the server takes as a resume while the live is in its grace period.
- * A live running in another tab is a `conflict`, shown as such.
+ * A live running in another tab is a `conflict`, shown as such. Back after the
+ * grace period, the resume names the live that was on (resume_of) and the
+ * server answers that it ended: the studio says so and offers Go LIVE for a
+ * new one (never a silent new LIVE with an empty chat and board).
  *
  * Someone too young to go LIVE (GOLIVE_LIVE_MIN_AGE, 18) is told before they
  * try: /api/me's `go_live` holds the refusal live:start would answer, shown
@@ -64,7 +67,7 @@ const ui = Object.fromEntries([
   'studio-signed-out', 'studio', 'preview', 'studio-live-badge', 'elapsed-pill', 'elapsed',
   'studio-viewers', 'viewers-pill', 'camera-off', 'camera-status', 'camera-start', 'studio-status', 'studio-form',
   'title-input', 'camera-select', 'mic-select', 'studio-refusal', 'studio-notice', 'studio-error', 'go-live',
-  'end-live', 'my-live-page', 'title-save', 'studio-chat',
+  'end-live', 'my-live-page', 'title-save', 'studio-chat', 'signed-in-only',
 ].map((id) => [id, byTestId(id)]));
 
 const me = currentUser();
@@ -99,6 +102,7 @@ function setState(next) {
   ui['end-live'].disabled = next === 'ending';
   // While live, Save title renames the LIVE for everyone watching (live:title).
   ui['title-save'].hidden = next !== 'live';
+  ui['signed-in-only'].disabled = onAir; // chosen when going LIVE
   ui['studio-live-badge'].hidden = next !== 'live';
   ui['viewers-pill'].hidden = !onAir;
   ui['elapsed-pill'].hidden = !onAir;
@@ -216,16 +220,23 @@ async function switchDevice() {
  * live:start with the open stream. `resuming`: getting back on air after a
  * reconnect or a reload, retried on refusals that time fixes.
  */
-async function goLive(title, { resuming = false } = {}) {
+async function goLive(title, { resuming = false, resumeOf = publisher.live?.live_id } = {}) {
   clearTimeout(resumeTimer);
   const run = ++starts;
   if (!resuming) ui.elapsed.textContent = formatDuration(0);
   setState(resuming ? 'reconnecting' : 'connecting');
   let reply;
   try {
-    reply = await publisher.start(stream, title);
+    reply = await publisher.start(stream, title, {
+      resumeOf: resuming ? resumeOf ?? null : null,
+      signedInOnly: ui['signed-in-only'].checked,
+    });
   } catch (err) {
     if (run !== starts) return; // a newer attempt (a reconnect during this one) took over
+    if (resuming && isEndedWhileAway(err)) {
+      endedWhileAway();
+      return;
+    }
     // conflict: the server has not yet noticed our old connection is gone.
     const transient = err.code === ErrorCode.CONFLICT || err.code === ErrorCode.UNAVAILABLE;
     if (resuming && transient && resumes < RESUME_DELAYS_MS.length) {
@@ -269,6 +280,23 @@ function onConnectionState(pcState) {
   } else if (pcState === 'failed') {
     resume();
   }
+}
+
+/** The resume came too late: the server ended the live after its grace period. */
+function isEndedWhileAway(err) {
+  return err?.code === ErrorCode.NOT_FOUND && err.reason === 'live_ended';
+}
+
+/** Say the LIVE ended while this tab was away, and offer a new one (Go LIVE). */
+function endedWhileAway() {
+  clearTimeout(resumeTimer);
+  publisher.ended();
+  stopClock();
+  setState('ended');
+  giftLines.close();
+  notice('Your LIVE ended while you were away: the connection was lost for too long. '
+    + 'Go LIVE to start a new one.');
+  ui['go-live'].focus();
 }
 
 /** The live is over (ended here or by the server): camera off, say why. */
@@ -412,11 +440,14 @@ async function init() {
   }
   const [live, opened] = await Promise.all([currentLive(), startCamera()]);
   socket.get().catch(() => {}); // connect now: Go LIVE should not wait for the handshake
-  if (!live) return;
+  if (!live) {
+    if (resumeId) endedWhileAway(); // reloaded after the grace period: it is over
+    return;
+  }
   ui['title-input'].value = live.title;
   if (live.live_id === resumeId && opened) {
     resumes = 0;
-    goLive(live.title, { resuming: true });
+    goLive(live.title, { resuming: true, resumeOf: resumeId });
   } else {
     notice("You're LIVE from another tab or device. End it there first, or wait for it to stop.");
   }
