@@ -152,10 +152,19 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def live_server(server_factory: Any, redis_url: str, redis: Redis) -> ServerProcess:
-    """A real `golive serve` process on a free port over the test Redis; with
-    GOLIVE_TEST_WORKERS=N, a supervisor and N workers (the browser suite against
-    `--workers 2`: a viewer's page and the creator's may land on different workers)."""
+def live_server_workers() -> str:
+    """How many workers `live_server` runs: GOLIVE_TEST_WORKERS, else 1; a module
+    overrides it (tests/test_browser_workers.py runs the live suite on 2)."""
+    return os.environ.get("GOLIVE_TEST_WORKERS", "1")
+
+
+@pytest.fixture
+def live_server(server_factory: Any, redis_url: str, redis: Redis,
+                live_server_workers: str) -> ServerProcess:
+    """A real `golive serve` process on a free port over the test Redis; with more than
+    one worker (live_server_workers), a supervisor and N workers (the browser suite
+    against `--workers 2`: a viewer's page and the creator's may land on different
+    workers)."""
     return server_factory(redis_url=redis_url, env={  # type: ignore[no-any-return]
         "GOLIVE_SECRET": TEST_SECRET, "GOLIVE_AUTH_RATE": "100/s", "GOLIVE_AUTH_BURST": "200",
-        "GOLIVE_WORKERS": os.environ.get("GOLIVE_TEST_WORKERS", "1")})
+        "GOLIVE_WORKERS": live_server_workers})
