@@ -46,6 +46,7 @@ from bench.rtp_counting import (
     count_only,
     rtp_timestamp_of,
 )
+from media import aiortc_private
 from media.ice import is_loopback_url, restrict_host_addresses, rtc_configuration
 
 log = logging.getLogger("golive.bench.viewers")
@@ -338,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the room's video codec (for keyframe detection)")
     args = parser.parse_args(argv)
     faulthandler.enable()  # a crash in libvpx/libsrtp leaves a trace in the log
+    # One certificate and SSL context for all of this worker's viewers (a browser makes
+    # its own; here it would be ~1.2 ms of the load generator per join, not the server's).
+    aiortc_private.share_certificate()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format=f"%(asctime)s viewers[{os.getpid()}] %(levelname)s "
                                "%(name)s: %(message)s")

@@ -38,6 +38,9 @@ from media.sender_reports import SenderReportGate
 # A viewer's transceivers are sendonly, yet each has a receiver: it builds its REMB
 # estimator only if a packet ever comes (~0.13 ms and ~100 KB saved per join).
 aiortc_private.build_bitrate_estimators_lazily()
+# One DTLS certificate and SSL context for the node, not one per join (~1.2 ms of the
+# loop a join; media/aiortc_private.py NodeCertificate).
+aiortc_private.share_certificate()
 
 
 class ViewerState(StrEnum):
