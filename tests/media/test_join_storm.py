@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from media.admission import JoinAdmission, retry_after_s
+from media.admission import DEFAULT_MAX_HANDSHAKES, JoinAdmission, next_limit, retry_after_s
 from media.errors import MediaError
 from media.liveness import SilenceClock
 
@@ -46,6 +46,21 @@ def test_retry_after_follows_the_queue() -> None:
     assert retry_after_s(0, 4, 0.4) == 0.2  # never less than 0.2 s
     assert retry_after_s(7, 4, 0.4) == 0.8  # 8 handshakes ahead, 4 at a time
     assert retry_after_s(10_000, 1, 5.0) == 10.0  # never more than 10 s
+
+
+def test_the_handshakes_allowed_follow_the_loops_lag_not_its_noise() -> None:
+    """Issue 14: cut on any probe past 20 ms, the limit sat at 1-3 while the loop was
+    10-35 ms late from other work on the host, and joins queued for seconds."""
+    lag = 0.02
+    assert next_limit(32, 32, 0.025, lag, late_before=0, hold=0) == 32  # one late probe
+    assert next_limit(32, 32, 0.025, lag, late_before=1, hold=0) == 16  # two in a row
+    assert next_limit(32, 32, 0.045, lag, late_before=0, hold=0) == 16  # one very late
+    assert next_limit(16, 32, 0.3, lag, late_before=3, hold=2) == 16  # a cut shows first
+    assert next_limit(1, 32, 0.3, lag, late_before=3, hold=0) == 1  # never below one
+    assert next_limit(16, 32, 0.015, lag, late_before=0, hold=0) == 16  # neither
+    assert next_limit(16, 32, 0.005, lag, late_before=0, hold=0) == 17  # calm: one more
+    assert next_limit(32, 32, 0.0, lag, late_before=0, hold=0) == 32
+    assert DEFAULT_MAX_HANDSHAKES == 32  # a handshake mostly waits on the client
 
 
 class RunningViewer:
