@@ -299,15 +299,20 @@ class ViewerWorker:
                 "latency_decoded_ms": _pool([x for v in probes for x in v.latency_decoded_ms]),
                 "spread_ms": _pool(spread), "probe_spread_ms": _pool(probe_spread)}
 
-    async def leave(self, _: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def leave(self, request: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Every viewer leaves, or those of request["ids"] (the others stay)."""
         gate = asyncio.Semaphore(LEAVE_CONCURRENCY)
 
         async def close(viewer: BenchViewer) -> None:
             async with gate:
                 await viewer.close()
 
-        viewers = list(self.viewers.values())
-        self.viewers.clear()
+        ids = (request or {}).get("ids")
+        if ids is None:
+            viewers = list(self.viewers.values())
+            self.viewers.clear()
+        else:
+            viewers = [self.viewers.pop(i) for i in ids if i in self.viewers]
         await asyncio.gather(*(close(v) for v in viewers))
         return {"left": len(viewers)}
 

@@ -237,6 +237,26 @@ def test_join_storm_past_the_admission_bound_retries_and_measures_running_viewer
     assert_gone(list(result["processes"].values()))
 
 
+def test_join_rounds_one_viewer_into_a_quiet_room(tmp_path: Path) -> None:
+    """`--viewers 1 --rounds 3`: one decoding viewer joins, is timed to its first decoded
+    frame and leaves, three times; the figures pool the rounds and give each's."""
+    proc = run_bench("join", "--viewers", "1", "--rounds", "3", "--duration", "0",
+                     "--after", "0.5", "--settle", "0.2",
+                     "--out", str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, err + out
+    result = bench_result(tmp_path)
+    assert result["errors"] == []
+    assert [r["ok"] for r in result["rounds"]] == [1, 1, 1]
+    assert all(r["first_decoded_s"]["n"] == 1 for r in result["rounds"])  # each a probe
+    storm = result["storm"]
+    assert storm["ok"] == 3 and storm["first_decoded_s"]["n"] == 3
+    assert 0 < storm["first_frame_s"]["p50"] <= storm["first_decoded_s"]["p50"]
+    assert result["after"]["all_fps"]["n"] == 1  # the earlier rounds' viewers left
+    assert "first decoded per round" in out
+    assert_gone(list(result["processes"].values()))
+
+
 def test_interrupted_run_leaves_no_process(tmp_path: Path) -> None:
     proc = run_bench("fanout", "--viewers", "2", "--duration", "60", "--out", str(tmp_path),
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
