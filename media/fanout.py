@@ -149,6 +149,10 @@ class PacketFanout:
         self._groups: dict[str, dict[WireProfile, list[ViewerLink]]] | None = None
         # The native path's plans, per kind and profile; dropped whenever _groups is.
         self._plans: dict[str, dict[WireProfile, _Plan]] = {"video": {}, "audio": {}}
+        # The video profiles served last: while nobody watches, frames are still built for
+        # them (not sent), so the next viewer into the quiet room starts from the latest
+        # keyframe run instead of waiting for a forced keyframe (up to the 0.5 s throttle).
+        self._recent_video_profiles: tuple[WireProfile, ...] = ()
 
     @property
     def native(self) -> bool:
@@ -186,7 +190,12 @@ class PacketFanout:
         """Send one encoded video frame to every active viewer."""
         groups = self._active("video")
         if not groups:
+            if self._recent_video_profiles:  # nobody watches: keep the run current
+                self._streams["video"].frame(packet, self._recent_video_profiles, keyframe)
             return
+        if len(groups) != len(self._recent_video_profiles) or any(
+                p not in groups for p in self._recent_video_profiles):
+            self._recent_video_profiles = tuple(groups)
         frame = self._streams["video"].frame(packet, groups, keyframe)
         want = False
         if self._native is not None:
