@@ -168,6 +168,61 @@ async def test_light_viewer_counts_and_keeps_reporting() -> None:
                 await asyncio.wait_for(close(), 10)
 
 
+class CountingInbound:
+    """A viewer's inbound SRTP session that counts the packets it decrypts."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self.unprotected = 0
+
+    def unprotect(self, data: bytes) -> bytes:
+        self.unprotected += 1
+        return self._session.unprotect(data)
+
+    def unprotect_rtcp(self, data: bytes) -> bytes:
+        return self._session.unprotect_rtcp(data)
+
+
+async def test_light_viewer_decrypts_only_the_first_packet_of_each_frame() -> None:
+    """After its first keyframe a light viewer reads sizes, sequence numbers, timestamps
+    and markers from the SRTP header in the clear; it decrypts only each video frame's
+    first packet (its keyframe bits): a load generator, not a decoder (issue 14)."""
+    with restrict_host_addresses(["127.0.0.1"]):
+        room = MediaRoom("bench-room", timings=RoomTimings(keyframe_min_interval_s=0.2,
+                                                           gop_s=1.0))
+        creator = HeadlessCreator.synthetic(320, 240)
+        viewer = RTCPeerConnection(rtc_configuration())
+        keyframe = asyncio.Event()
+        counters = RtpCounters("vp8", on_first_keyframe=keyframe.set)
+        try:
+            await creator.accept_answer(await room.publish(await creator.offer()))
+            offer = await room.add_viewer("light")
+            await viewer.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            for transceiver in viewer.getTransceivers():
+                count_only(transceiver.receiver, counters)
+            await viewer.setLocalDescription(await viewer.createAnswer())
+            await room.accept_viewer_answer("light", viewer.localDescription.sdp)
+            await asyncio.wait_for(keyframe.wait(), 10)
+            dtls = viewer.getTransceivers()[0].receiver.transport
+            inbound = CountingInbound(aiortc_private.srtp_inbound(dtls))
+            aiortc_private.set_srtp_inbound(dtls, inbound)
+            before = dict(counters.window(), audio=counters.audio_packets)
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if counters.keyframes >= before["keyframes"] + 2:
+                    break
+            frames = counters.frames - before["frames"]
+            packets = (counters.video_packets - before["video_packets"]
+                       + counters.audio_packets - before["audio"])
+            assert frames > 30 and counters.keyframes >= before["keyframes"] + 2
+            assert inbound.unprotected <= frames + 2  # one per frame (and the one in hand)
+            assert packets > 2 * inbound.unprotected
+            assert counters.window()["lost"] == 0
+        finally:
+            for close in (viewer.close, room.close, creator.close):
+                await asyncio.wait_for(close(), 10)
+
+
 # --- real runs ------------------------------------------------------------------------
 
 
