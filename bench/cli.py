@@ -52,8 +52,9 @@ def _add_modes(modes: Any) -> None:
                              "(MediaRelay, one encoder per viewer), side by side")
     fanout.add_argument("--paths", default="",
                         help="golive's fan-out send paths to compare in one run, e.g. "
-                             "native,python (GOLIVE_FANOUT): each round runs the sweep once "
-                             "per path, a fresh server each, paths interleaved")
+                             "native,python (GOLIVE_FANOUT), and `naive` for the naive relay "
+                             "baseline: each round runs the sweep once per path, a fresh "
+                             "server each, paths interleaved")
     fanout.add_argument("--rounds", type=int, default=1,
                         help="rounds of --paths (median and spread over them; 1)")
     _common(fanout)
