@@ -223,6 +223,14 @@ async def test_light_viewer_decrypts_only_the_first_packet_of_each_frame() -> No
                 await asyncio.wait_for(close(), 10)
 
 
+async def test_join_cost_measures_the_servers_cpu_per_join() -> None:
+    from bench import join_cost
+
+    figures = await join_cost.run(joins=4, batch=2)
+    assert figures["joins"] == 4 and figures["seconds"] > 0
+    assert 0 < figures["server_ms_per_join"] < 1000
+
+
 # --- real runs ------------------------------------------------------------------------
 
 
