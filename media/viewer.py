@@ -31,7 +31,12 @@ from media.encoder import VideoCodecName
 from media.errors import conflict, invalid
 from media.fanout import ViewerFeed
 from media.ice import IceServer, rtc_configuration
-from media.negotiation import audio_preferences, check_viewer_answer, video_preferences
+from media.negotiation import (
+    audio_preferences,
+    check_viewer_answer,
+    video_preferences,
+    without_bandwidth_feedback,
+)
 from media.peers import GoneReason, PeerCloser
 from media.sender_reports import SenderReportGate
 
@@ -97,7 +102,9 @@ class ViewerPeer:
             self._hook_rtcp(sender, link.kind)
             gate = self.sender_reports[link.kind] = SenderReportGate(link.kind)
             aiortc_private.gate_sender_reports(sender, gate.allow)
-        await self.pc.setLocalDescription(await self.pc.createOffer())
+        offer = await self.pc.createOffer()
+        await self.pc.setLocalDescription(RTCSessionDescription(
+            sdp=without_bandwidth_feedback(offer.sdp), type="offer"))
         return self.pc.localDescription.sdp
 
     async def accept_answer(self, answer_sdp: object) -> None:

@@ -277,3 +277,25 @@ def test_the_node_certificate_is_renewed_before_it_expires():
     assert renewed is not first
     assert renewed.getFingerprints()[0].value != first.getFingerprints()[0].value
     assert NodeCertificate.generateCertificate() is renewed
+
+
+async def test_viewers_are_not_asked_for_bandwidth_feedback(harness, poll):
+    """The room encodes once for all: a viewer's offer has no REMB feedback and no
+    abs-send-time extension, so an aiortc viewer never estimates or sends REMB (they
+    sent ~6 a second each, ~45% of the server's CPU at 100 viewers: issue 14); NACK and
+    PLI stay, and the creator's ingest keeps its REMB."""
+    from media import aiortc_private
+
+    room = harness.room()
+    await harness.publish(room)
+    offer = await room.add_viewer("v")
+    assert "goog-remb" not in offer and "abs-send-time" not in offer
+    assert "nack pli" in offer and "a=rtcp-fb:" in offer
+    client = harness.client("v")
+    await room.accept_viewer_answer("v", await client.answer(offer))
+    await poll(lambda: client.video_frames >= 30, what="a second of video at the viewer")
+    receiver = next(t.receiver for t in client.pc.getTransceivers() if t.kind == "video")
+    assert not aiortc_private.bitrate_estimator(receiver).built, "the viewer estimates REMB"
+    ingest = next(t.receiver for t in room._publisher.pc.getTransceivers()
+                  if t.kind == "video")
+    assert aiortc_private.bitrate_estimator(ingest).built
