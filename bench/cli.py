@@ -52,8 +52,9 @@ def _add_modes(modes: Any) -> None:
                              "(MediaRelay, one encoder per viewer), side by side")
     fanout.add_argument("--paths", default="",
                         help="golive's fan-out send paths to compare in one run, e.g. "
-                             "native,python (GOLIVE_FANOUT): each round runs the sweep once "
-                             "per path, a fresh server each, paths interleaved")
+                             "native,python (GOLIVE_FANOUT), and `naive` for the naive relay "
+                             "baseline: each round runs the sweep once per path, a fresh "
+                             "server each, paths interleaved")
     fanout.add_argument("--rounds", type=int, default=1,
                         help="rounds of --paths (median and spread over them; 1)")
     _common(fanout)
@@ -72,6 +73,10 @@ def _add_modes(modes: Any) -> None:
                            "it and --after seconds after it (0)")
     join.add_argument("--after", type=float, default=2.0,
                       help="seconds of the window right after the storm (2)")
+    join.add_argument("--rounds", type=int, default=1,
+                      help="storms in a row on one server, each round's joiners leaving "
+                           "before the next; figures pooled and per round (1). "
+                           "--viewers 1 --rounds 20: one viewer into a quiet room, 20 times")
     _common(join)
     join.set_defaults(run=run, bench_mode="join")
 
@@ -147,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
             (args.bench_mode == "join" and args.viewers < 1, "--viewers must be >= 1"),
             (args.bench_mode == "join" and args.running < 0, "--running must be >= 0"),
             (args.bench_mode == "join" and args.after <= 0, "--after must be > 0"),
+            (args.bench_mode == "join" and args.rounds < 1, "--rounds must be >= 1"),
             (args.url is None and (args.creator_user or args.server_pid),
              "--creator-user and --server-pid go with --url"))):
         return 2

@@ -20,6 +20,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from bench.baselines import DESCRIPTIONS
 from bench.measure import measure, step_figures
 from bench.report import Progress, pct, table
 from bench.session import BenchSession
@@ -52,15 +53,19 @@ async def run(session: BenchSession, args: argparse.Namespace, result: dict[str,
 async def run_paths(args: argparse.Namespace, paths: list[str], run_dir: Path,
                     result: dict[str, Any], progress: Progress,
                     sessions: list[BenchSession]) -> None:
-    """`--paths native,python --rounds N`: the sweep once per path per round, a fresh
-    server each (GOLIVE_FANOUT=path), paths interleaved so drift on the machine hits both;
-    result["paths"][path] is the list of rounds' sweeps."""
+    """`--paths native,python[,naive] --rounds N`: the sweep once per path per round, a
+    fresh server each (GOLIVE_FANOUT=path; "naive": the naive aiortc relay baseline),
+    paths interleaved so drift on the machine hits all; result["paths"][path] is the
+    list of rounds' sweeps."""
     result["paths"] = {path: [] for path in paths}
     for round_no in range(args.rounds):
         for path in paths:
             side_args = copy.copy(args)
-            side_args.server_env = [*args.server_env, f"GOLIVE_FANOUT={path}"]
-            session = BenchSession(side_args, run_dir / f"{path}-{round_no + 1}", progress)
+            baseline = path if path in DESCRIPTIONS else None
+            if baseline is None:
+                side_args.server_env = [*args.server_env, f"GOLIVE_FANOUT={path}"]
+            session = BenchSession(side_args, run_dir / f"{path}-{round_no + 1}", progress,
+                                   baseline)
             sessions.append(session)
             progress.note(f"round {round_no + 1}/{args.rounds}: GOLIVE_FANOUT={path}")
             side: dict[str, Any] = {}

@@ -233,6 +233,12 @@ class BenchSession:
                 f"joining, {states.get('failed', 0)} failed | server "
                 f"{pct(cpu) or '?'} CPU")
 
+    async def leave(self, ids: list[str]) -> int:
+        """These viewers leave (the others stay); how many did."""
+        answers = await asyncio.gather(*(w.call("leave", WORKER_CALL_TIMEOUT_S, ids=ids)
+                                         for w in self.workers))
+        return sum(int(a["left"]) for a in answers)
+
     async def status(self) -> dict[str, int]:
         states: dict[str, int] = {}
         for answer in await asyncio.gather(*(w.call("status", WORKER_CALL_TIMEOUT_S)

@@ -10,18 +10,27 @@ tests/test_library_privates.py checks each on real objects.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
+import aiortc.rtcpeerconnection as peerconnection_module
 import aiortc.rtcrtpreceiver as receiver_module
 import pylibsrtp
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rate import RemoteBitrateEstimator
-from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import (
+    RTCCertificate,
+    RTCDtlsTransport,
+    SRTPProtectionProfile,
+    generate_certificate,
+)
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver, TimestampMapper
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket
+from cryptography.hazmat.primitives.asymmetric import ec
+from OpenSSL import SSL
 from pylibsrtp import Session
 
 from media.library_privates import Private, require
@@ -32,6 +41,9 @@ PRIVATES = (
     Private(RTCDtlsTransport, "_tx_srtp", True, "media.viewer_link (SRTP protect)"),
     Private(RTCDtlsTransport, "_rx_srtp", True, "bench.rtp_counting (SRTP unprotect)"),
     Private(RTCDtlsTransport, "_srtp_profiles", True, "tests/media (force one SRTP profile)"),
+    Private(RTCDtlsTransport, "_ssl", True, "tests/media (the SSL context a join used)"),
+    Private(RTCCertificate, "_create_ssl_context", False,
+            "media.aiortc_private.NodeCertificate (one SSL context per node)"),
     # pylibsrtp is aiortc's SRTP (its range follows aiortc's): the native fan-out calls
     # libsrtp on the very srtp_t this Session holds (media/fastpath.py).
     Private(Session, "_srtp", True, "media.fastpath (the session's srtp_t)"),
@@ -307,3 +319,74 @@ def build_bitrate_estimators_lazily() -> None:
 def bitrate_estimator(receiver: RTCRtpReceiver) -> Any:
     """The receiver's REMB estimator (None for audio)."""
     return receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
+
+
+# ---- one DTLS certificate per node -----------------------------------------------------
+
+class NodeCertificate(RTCCertificate):
+    """The process's one DTLS certificate, with its SSL contexts and fingerprints made once.
+
+    aiortc makes a certificate for every RTCPeerConnection (an EC P-256 key and a signed
+    X.509: ~0.4 ms), a fresh OpenSSL context for every DTLS transport from it (~0.65 ms:
+    the key and certificate are converted and loaded each time) and hashes the
+    certificate three ways whenever it writes a description (~0.13 ms): ~1.2 ms of the
+    event loop per join, measured on this machine, all of it the same work each time.
+    WebRTC does not ask for a certificate per connection (the fingerprint in the SDP
+    authenticates the handshake; the keys come from each handshake's ECDHE), and C SFUs
+    keep one per process too. Installed by share_certificate().
+
+    The session cache of the shared context is off: a handshake never resumes a session
+    made by another peer connection (aiortc's own per-transport contexts never could).
+    The certificate is renewed a day before it expires (aiortc signs it for 30 days);
+    connections made before keep theirs.
+    """
+
+    RENEW_BEFORE: ClassVar[datetime.timedelta] = datetime.timedelta(days=1)
+    _current: ClassVar[NodeCertificate | None] = None
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey, cert: Any) -> None:
+        super().__init__(key=key, cert=cert)
+        self._contexts: dict[tuple[bytes, ...], SSL.Context] = {}
+        self._fingerprints: list[Any] | None = None
+        self.contexts_made = 0  # tests: one per SRTP profile list, not one per join
+
+    @classmethod
+    def generateCertificate(cls) -> NodeCertificate:
+        """The node's certificate: made at the first call, renewed near its expiry."""
+        current = cls._current
+        now = datetime.datetime.now(tz=datetime.UTC)
+        if current is None or current.expires - now < cls.RENEW_BEFORE:
+            key = ec.generate_private_key(ec.SECP256R1())
+            current = cls._current = cls(key, generate_certificate(key))
+        return current
+
+    def getFingerprints(self) -> list[Any]:
+        if self._fingerprints is None:
+            self._fingerprints = super().getFingerprints()
+        return list(self._fingerprints)
+
+    def _create_ssl_context(self, srtp_profiles: list[SRTPProtectionProfile]) -> SSL.Context:
+        key = tuple(p.openssl_profile for p in srtp_profiles)
+        context = self._contexts.get(key)
+        if context is None:
+            context = super()._create_ssl_context(srtp_profiles)
+            context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+            self._contexts[key] = context
+            self.contexts_made += 1
+        return context
+
+
+def share_certificate() -> None:
+    """Make every RTCPeerConnection made from now on use the node's one certificate
+    (NodeCertificate; idempotent). aiortc's peer connection module names the class whose
+    generateCertificate() it calls: that name is what is replaced."""
+    current = getattr(peerconnection_module, "RTCCertificate", None)
+    if current not in (RTCCertificate, NodeCertificate):
+        raise ImportError("aiortc.rtcpeerconnection no longer makes its certificate through "
+                          "RTCCertificate; update media/aiortc_private.py")
+    peerconnection_module.RTCCertificate = NodeCertificate  # type: ignore[misc]
+
+
+def dtls_context(dtls: RTCDtlsTransport) -> SSL.Context | None:
+    """The OpenSSL context a started DTLS transport's connection was made from."""
+    return None if dtls._ssl is None else dtls._ssl.get_context()

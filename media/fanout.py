@@ -149,6 +149,12 @@ class PacketFanout:
         self._groups: dict[str, dict[WireProfile, list[ViewerLink]]] | None = None
         # The native path's plans, per kind and profile; dropped whenever _groups is.
         self._plans: dict[str, dict[WireProfile, _Plan]] = {"video": {}, "audio": {}}
+        # The video profiles served last: while nobody watches, frames are still built for
+        # them (not sent), so the next viewer into the quiet room starts from the latest
+        # keyframe run instead of waiting for a forced keyframe (up to the 0.5 s throttle).
+        self._recent_video_profiles: tuple[WireProfile, ...] = ()
+        # Video links just started, given the room's latest keyframe run at the next frame.
+        self._starting: list[ViewerLink] = []
 
     @property
     def native(self) -> bool:
@@ -184,13 +190,18 @@ class PacketFanout:
 
     def push_video(self, packet: av.Packet, keyframe: bool) -> None:
         """Send one encoded video frame to every active viewer."""
+        want = self._start_links() if self._starting else False
         groups = self._active("video")
         if not groups:
+            if self._recent_video_profiles:  # nobody watches: keep the run current
+                self._streams["video"].frame(packet, self._recent_video_profiles, keyframe)
             return
+        if len(groups) != len(self._recent_video_profiles) or any(
+                p not in groups for p in self._recent_video_profiles):
+            self._recent_video_profiles = tuple(groups)
         frame = self._streams["video"].frame(packet, groups, keyframe)
-        want = False
         if self._native is not None:
-            want = self._push_native("video", frame, groups, keyframe)
+            want = self._push_native("video", frame, groups, keyframe) or want
         else:
             for links in groups.values():
                 for link in links:
@@ -198,6 +209,18 @@ class PacketFanout:
                         want = True
         if want:
             self._keyframe_wanted()
+
+    def _start_links(self) -> bool:
+        """Send each link started since the last frame the room's latest keyframe run
+        (before this frame is built: the run ends with the frame before it). True if
+        one had none after all (it waits for a keyframe: forced, throttled)."""
+        starting, self._starting = self._starting, []
+        want = False
+        for link in starting:
+            if link.active and link.profile is not None and not link.start_from(
+                    self._streams["video"].since_keyframe(link.profile)):
+                want = True
+        return want
 
     def push_audio(self, packet: av.Packet) -> None:
         """Send one Opus packet to every active viewer."""
@@ -328,9 +351,15 @@ class PacketFanout:
         if link.kind != "video":
             return
         # Instant start: the latest keyframe and the frames since, if that run is short
-        # (media/rtp_stream.py); only without one is a keyframe forced (throttled).
+        # (media/rtp_stream.py); only without one is a keyframe forced (throttled). Sent
+        # with the next frame, not now: an aiortc peer registers its receivers only after
+        # its DTLS handshake is done and drops the SRTP that comes first, which the run
+        # did when sent right behind the server's last DTLS flight (issue 14: 6 of 20 joins
+        # into a quiet room then waited 0.3-0.5 s for a keyframe).
         assert link.profile is not None
-        if not link.start_from(self._streams["video"].since_keyframe(link.profile)):
+        if self._streams["video"].has_run(link.profile):
+            self._starting.append(link)
+        else:
             self._keyframe_wanted()
 
 

@@ -74,6 +74,24 @@ def check_viewer_answer(text: object, codec: VideoCodecName) -> None:
             raise invalid(f"answer's {media.kind} section does not receive ({media.direction})")
 
 
+# What a viewer would feed back for bandwidth estimation: REMB (rtcp-fb goog-remb) and the
+# abs-send-time header extension it is computed from. The room encodes once for every
+# viewer and never adapts to one, so that feedback is pure cost: aiortc viewers sent
+# ~6 REMBs a second each (a receiver sends one whenever its estimate moves), and their
+# RTCP was ~45% of the server's CPU with 100 viewers of a 320x240 room (process-CPU
+# cProfile, issue 14). The creator's ingest keeps both: its encoder does adapt.
+_BANDWIDTH_FEEDBACK = ("goog-remb", "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time")
+
+
+def without_bandwidth_feedback(offer_sdp: str) -> str:
+    """The offer without REMB feedback and the abs-send-time extension (their a= lines)."""
+    lines = offer_sdp.split("\r\n")
+    kept = [line for line in lines
+            if not (line.startswith(("a=rtcp-fb:", "a=extmap:"))
+                    and line.rsplit(" ", 1)[-1] in _BANDWIDTH_FEEDBACK)]
+    return "\r\n".join(kept)
+
+
 def video_preferences(codec: VideoCodecName) -> list[RTCRtpCodecCapability]:
     """The room's video codec (every profile aiortc offers) plus RTX for retransmissions.
 

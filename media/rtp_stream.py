@@ -119,6 +119,10 @@ class RtpStream:
         self._keep_run(timestamp, out, keyframe)
         return OutFrame(timestamp, ntp, sum(map(len, payloads)), out)
 
+    def has_run(self, profile: WireProfile) -> bool:
+        """True if a late joiner with `profile` can start from the latest keyframe run."""
+        return profile in self._since_keyframe
+
     def since_keyframe(self, profile: WireProfile) -> list[bytes]:
         """The latest keyframe's packets and every packet since, in sequence, for a viewer
         that starts now; empty if there is no short enough run for `profile`."""

@@ -31,13 +31,21 @@ from media.encoder import VideoCodecName
 from media.errors import conflict, invalid
 from media.fanout import ViewerFeed
 from media.ice import IceServer, rtc_configuration
-from media.negotiation import audio_preferences, check_viewer_answer, video_preferences
+from media.negotiation import (
+    audio_preferences,
+    check_viewer_answer,
+    video_preferences,
+    without_bandwidth_feedback,
+)
 from media.peers import GoneReason, PeerCloser
 from media.sender_reports import SenderReportGate
 
 # A viewer's transceivers are sendonly, yet each has a receiver: it builds its REMB
 # estimator only if a packet ever comes (~0.13 ms and ~100 KB saved per join).
 aiortc_private.build_bitrate_estimators_lazily()
+# One DTLS certificate and SSL context for the node, not one per join (~1.2 ms of the
+# loop a join; media/aiortc_private.py NodeCertificate).
+aiortc_private.share_certificate()
 
 
 class ViewerState(StrEnum):
@@ -94,7 +102,9 @@ class ViewerPeer:
             self._hook_rtcp(sender, link.kind)
             gate = self.sender_reports[link.kind] = SenderReportGate(link.kind)
             aiortc_private.gate_sender_reports(sender, gate.allow)
-        await self.pc.setLocalDescription(await self.pc.createOffer())
+        offer = await self.pc.createOffer()
+        await self.pc.setLocalDescription(RTCSessionDescription(
+            sdp=without_bandwidth_feedback(offer.sdp), type="offer"))
         return self.pc.localDescription.sdp
 
     async def accept_answer(self, answer_sdp: object) -> None:

@@ -172,7 +172,7 @@ class Settings:
                 "ends (after a server crash: counted from the restart)"})
     max_viewers: int = field(default=1000, metadata={
         "env": "GOLIVE_MAX_VIEWERS", "help": "viewers one room's media serves on this node"})
-    join_handshakes: int = field(default=8, metadata={
+    join_handshakes: int = field(default=32, metadata={
         "env": "GOLIVE_JOIN_HANDSHAKES",
         "help": "most viewer joins in their media handshake (offer, ICE, DTLS) at once on this "
                 "node, fewer while the event loop runs late; the next wait their turn; 0: no "

@@ -168,6 +168,69 @@ async def test_light_viewer_counts_and_keeps_reporting() -> None:
                 await asyncio.wait_for(close(), 10)
 
 
+class CountingInbound:
+    """A viewer's inbound SRTP session that counts the packets it decrypts."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self.unprotected = 0
+
+    def unprotect(self, data: bytes) -> bytes:
+        self.unprotected += 1
+        return self._session.unprotect(data)
+
+    def unprotect_rtcp(self, data: bytes) -> bytes:
+        return self._session.unprotect_rtcp(data)
+
+
+async def test_light_viewer_decrypts_only_the_first_packet_of_each_frame() -> None:
+    """After its first keyframe a light viewer reads sizes, sequence numbers, timestamps
+    and markers from the SRTP header in the clear; it decrypts only each video frame's
+    first packet (its keyframe bits): a load generator, not a decoder (issue 14)."""
+    with restrict_host_addresses(["127.0.0.1"]):
+        room = MediaRoom("bench-room", timings=RoomTimings(keyframe_min_interval_s=0.2,
+                                                           gop_s=1.0))
+        creator = HeadlessCreator.synthetic(320, 240)
+        viewer = RTCPeerConnection(rtc_configuration())
+        keyframe = asyncio.Event()
+        counters = RtpCounters("vp8", on_first_keyframe=keyframe.set)
+        try:
+            await creator.accept_answer(await room.publish(await creator.offer()))
+            offer = await room.add_viewer("light")
+            await viewer.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            for transceiver in viewer.getTransceivers():
+                count_only(transceiver.receiver, counters)
+            await viewer.setLocalDescription(await viewer.createAnswer())
+            await room.accept_viewer_answer("light", viewer.localDescription.sdp)
+            await asyncio.wait_for(keyframe.wait(), 10)
+            dtls = viewer.getTransceivers()[0].receiver.transport
+            inbound = CountingInbound(aiortc_private.srtp_inbound(dtls))
+            aiortc_private.set_srtp_inbound(dtls, inbound)
+            before = dict(counters.window(), audio=counters.audio_packets)
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if counters.keyframes >= before["keyframes"] + 2:
+                    break
+            frames = counters.frames - before["frames"]
+            packets = (counters.video_packets - before["video_packets"]
+                       + counters.audio_packets - before["audio"])
+            assert frames > 30 and counters.keyframes >= before["keyframes"] + 2
+            assert inbound.unprotected <= frames + 2  # one per frame (and the one in hand)
+            assert packets > 2 * inbound.unprotected
+            assert counters.window()["lost"] == 0
+        finally:
+            for close in (viewer.close, room.close, creator.close):
+                await asyncio.wait_for(close(), 10)
+
+
+async def test_join_cost_measures_the_servers_cpu_per_join() -> None:
+    from bench import join_cost
+
+    figures = await join_cost.run(joins=4, batch=2)
+    assert figures["joins"] == 4 and figures["seconds"] > 0
+    assert 0 < figures["server_ms_per_join"] < 1000
+
+
 # --- real runs ------------------------------------------------------------------------
 
 
@@ -234,6 +297,26 @@ def test_join_storm_past_the_admission_bound_retries_and_measures_running_viewer
     assert storm["running_fps"]["n"] == 2 and storm["running_fps"]["min"] > 0
     assert result["after"]["running_fps"]["n"] == 2 and result["after"]["all_fps"]["n"] == 6
     assert "running viewers' fps" in out
+    assert_gone(list(result["processes"].values()))
+
+
+def test_join_rounds_one_viewer_into_a_quiet_room(tmp_path: Path) -> None:
+    """`--viewers 1 --rounds 3`: one decoding viewer joins, is timed to its first decoded
+    frame and leaves, three times; the figures pool the rounds and give each's."""
+    proc = run_bench("join", "--viewers", "1", "--rounds", "3", "--duration", "0",
+                     "--after", "0.5", "--settle", "0.2",
+                     "--out", str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, err + out
+    result = bench_result(tmp_path)
+    assert result["errors"] == []
+    assert [r["ok"] for r in result["rounds"]] == [1, 1, 1]
+    assert all(r["first_decoded_s"]["n"] == 1 for r in result["rounds"])  # each a probe
+    storm = result["storm"]
+    assert storm["ok"] == 3 and storm["first_decoded_s"]["n"] == 3
+    assert 0 < storm["first_frame_s"]["p50"] <= storm["first_decoded_s"]["p50"]
+    assert result["after"]["all_fps"]["n"] == 1  # the earlier rounds' viewers left
+    assert "first decoded per round" in out
     assert_gone(list(result["processes"].values()))
 
 

@@ -297,6 +297,28 @@ def test_fanout_naive_baseline_tiny_run(tmp_path: Path) -> None:
     assert_gone(_pids(result) + _pids(baseline))
 
 
+def test_fanout_paths_put_the_naive_baseline_beside_the_send_paths(tmp_path: Path) -> None:
+    """`--paths native,python,naive`: the three servers' sweeps interleaved in one run and
+    one table (the README's fan-out rows come from it)."""
+    proc = run_bench("fanout", "--viewers", "2", "--duration", "2",
+                     "--paths", "native,python,naive", "--rounds", "1",
+                     "--out", str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, err + out
+    result = bench_result(tmp_path)
+    assert result["errors"] == [] and not result["interrupted"]
+    assert set(result["paths"]) == {"native", "python", "naive"}
+    for path, (side,) in result["paths"].items():
+        (step,) = side["steps"]
+        assert step["watching"] == 2 and step["fps"]["min"] > 10, path
+        assert step["cpu"]["server"] > 0, path
+    assert "naive" in out and "native/python" in out
+    run_dir = tmp_path / next(tmp_path.iterdir()).name
+    assert (run_dir / "naive-1" / "server.log").exists()
+    assert_gone([pid for rounds in result["paths"].values() for side in rounds
+                 for pid in side["processes"].values()])
+
+
 def test_chat_node_baseline_tiny_run(tmp_path: Path) -> None:
     proc = run_bench("chat", "--clients", "5", "--rates", "5", "--duration", "3", "--warmup", "1",
                   "--baseline", "node", "--out", str(tmp_path),

@@ -17,7 +17,7 @@ from engine.chat_rules import ChatLimits
 from engine.throttle import Window
 from signaling.app import create_app
 from signaling.appkeys import GATEWAY, SERVICES
-from signaling.chat import CHAT
+from signaling.chat import CHAT, joined_push_at
 from tests.support.peers import SocketPeer, User, go_live, open_tab, sio_connect
 from tests.support.poll import poll
 from tests.support.state import snapshot
@@ -516,3 +516,39 @@ async def test_two_tabs_racing_in_slow_mode_send_one(app_client: Any, closers: l
                                   for n, m in enumerate((bob, tab2, bob, tab2))))
     assert sorted(a["ok"] for a in acks) == [False, False, False, True]
     assert {a["error"]["reason"] for a in acks if not a["ok"]} == {"slow_mode"}
+
+
+def test_joined_pushes_go_out_at_once_then_one_per_window() -> None:
+    assert joined_push_at(10.0, None, 0.25) == 10.0  # a quiet room: at once
+    assert joined_push_at(10.1, 10.0, 0.25) == 10.25  # within the window: at its end
+    assert joined_push_at(11.0, 10.0, 0.25) == 11.0
+
+
+async def test_a_join_storm_gives_the_room_few_joined_pushes(
+        app_client: Any, closers: list[Any]) -> None:
+    """Each join's "NAME joined" line is written at once, but the room gets one push for
+    the first and one for all those within the window after it (issue 14: one push per
+    join to every socket in the room was a storm's cost), every line in order."""
+    chat = app_client.app[CHAT]
+    chat.joined_lines.window_s = 4.0  # wide: a slow machine's joins still fit in it
+    chat.feed.poll_s = 60.0  # after its next poll: lines go out with their pushes only
+    ann = await member(app_client, "ann", closers)
+    live_id = (await go_live(ann, closers, "storm", fps=15)).live_id
+    await ann.open_chat(live_id)
+    names = [f"viewer{n}" for n in range(6)]
+    for name in names:
+        viewer = await member(app_client, name, closers)
+        ack = await viewer.call("room:join", {"user_id": ann.user.id, "media": False})
+        assert ack["ok"], ack
+        await asyncio.sleep(0.05)  # past the feed's 25 ms batch: each would be a push
+    await poll(lambda: sum(i["kind"] == "system" for i in ann.items) == len(names),
+               what="every joined line at the creator")
+    assert [i["text"] for i in ann.items if i["kind"] == "system"] == [
+        f"{n.capitalize()} joined" for n in names]
+    # The first at once, the other five in one push (the feed's poll due before the
+    # 60 s may split them once more at the socket: it reads whatever is written by then).
+    await poll(lambda: chat.joined_lines.pushes >= 2, timeout=10, what="the window's push")
+    assert chat.joined_lines.pushes == 2
+    pushes = [b for b in ann.got("chat:messages")
+              if any(i["kind"] == "system" for i in b["items"])]
+    assert len(pushes) <= 3 and pushes[0]["items"][0]["text"] == "Viewer0 joined"

@@ -15,7 +15,7 @@ import pylibsrtp
 import pytest
 import socketio
 from aiohttp.web_ws import WebSocketResponse
-from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc import RTCCertificate, RTCConfiguration, RTCPeerConnection
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpreceiver import RemoteStreamTrack, TimestampMapper
 from aiortc.rtp import RtpPacket
@@ -53,6 +53,7 @@ async def real_objects() -> dict[type, Any]:
         WebSocketResponse: WebSocketResponse(),
         socketio.AsyncServer: socketio.AsyncServer(async_mode="aiohttp"),
         pylibsrtp.Session: pylibsrtp.Session(),
+        RTCCertificate: RTCCertificate.generateCertificate(),
     }
     objects["close"] = pc.close
     return objects

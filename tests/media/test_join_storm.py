@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from media.admission import JoinAdmission, retry_after_s
+from media.admission import DEFAULT_MAX_HANDSHAKES, JoinAdmission, next_limit, retry_after_s
 from media.errors import MediaError
 from media.liveness import SilenceClock
 
@@ -46,6 +46,21 @@ def test_retry_after_follows_the_queue() -> None:
     assert retry_after_s(0, 4, 0.4) == 0.2  # never less than 0.2 s
     assert retry_after_s(7, 4, 0.4) == 0.8  # 8 handshakes ahead, 4 at a time
     assert retry_after_s(10_000, 1, 5.0) == 10.0  # never more than 10 s
+
+
+def test_the_handshakes_allowed_follow_the_loops_lag_not_its_noise() -> None:
+    """Issue 14: cut on any probe past 20 ms, the limit sat at 1-3 while the loop was
+    10-35 ms late from other work on the host, and joins queued for seconds."""
+    lag = 0.02
+    assert next_limit(32, 32, 0.025, lag, late_before=0, hold=0) == 32  # one late probe
+    assert next_limit(32, 32, 0.025, lag, late_before=1, hold=0) == 16  # two in a row
+    assert next_limit(32, 32, 0.045, lag, late_before=0, hold=0) == 16  # one very late
+    assert next_limit(16, 32, 0.3, lag, late_before=3, hold=2) == 16  # a cut shows first
+    assert next_limit(1, 32, 0.3, lag, late_before=3, hold=0) == 1  # never below one
+    assert next_limit(16, 32, 0.015, lag, late_before=0, hold=0) == 16  # neither
+    assert next_limit(16, 32, 0.005, lag, late_before=0, hold=0) == 17  # calm: one more
+    assert next_limit(32, 32, 0.0, lag, late_before=0, hold=0) == 32
+    assert DEFAULT_MAX_HANDSHAKES == 32  # a handshake mostly waits on the client
 
 
 class RunningViewer:
@@ -225,3 +240,62 @@ async def test_an_idle_viewer_gets_no_sender_report_after_the_first(harness, pol
     await poll(lambda: all(g.asked >= 3 for g in gates.values()), timeout=15,
                what="three SR ticks per sender")
     assert [g.sent for g in gates.values()] == [1, 1]
+
+
+async def test_joins_share_the_nodes_certificate_and_ssl_context(harness, poll):
+    """A join makes no certificate and no OpenSSL context of its own (~1.2 ms of the loop
+    each, issue 14): every viewer's DTLS uses the node's one, and both decode."""
+    from media import aiortc_private
+
+    room = harness.room()
+    await harness.publish(room)
+    clients = [await harness.join(room, f"v{i}") for i in range(3)]
+    for client in clients:
+        await poll(lambda c=client: c.video_frames > 3, what="video at each viewer")
+    transports = [room._viewers[f"v{i}"].pc.getTransceivers()[0].sender.transport
+                  for i in range(3)]
+    contexts = {id(aiortc_private.dtls_context(t)) for t in transports}
+    assert len(contexts) == 1, "each join made its own SSL context"
+    fingerprints = {t.getLocalParameters().fingerprints[0].value for t in transports}
+    assert len(fingerprints) == 1, "each join made its own certificate"
+
+
+def test_the_node_certificate_is_renewed_before_it_expires():
+    import datetime
+
+    from media.aiortc_private import NodeCertificate
+
+    first = NodeCertificate.generateCertificate()
+    assert NodeCertificate.generateCertificate() is first
+    assert first.expires - datetime.datetime.now(datetime.UTC) > NodeCertificate.RENEW_BEFORE
+    default = NodeCertificate.RENEW_BEFORE
+    NodeCertificate.RENEW_BEFORE = first.expires - datetime.datetime.now(datetime.UTC)
+    try:
+        renewed = NodeCertificate.generateCertificate()  # now within RENEW_BEFORE of expiry
+    finally:
+        NodeCertificate.RENEW_BEFORE = default
+    assert renewed is not first
+    assert renewed.getFingerprints()[0].value != first.getFingerprints()[0].value
+    assert NodeCertificate.generateCertificate() is renewed
+
+
+async def test_viewers_are_not_asked_for_bandwidth_feedback(harness, poll):
+    """The room encodes once for all: a viewer's offer has no REMB feedback and no
+    abs-send-time extension, so an aiortc viewer never estimates or sends REMB (they
+    sent ~6 a second each, ~45% of the server's CPU at 100 viewers: issue 14); NACK and
+    PLI stay, and the creator's ingest keeps its REMB."""
+    from media import aiortc_private
+
+    room = harness.room()
+    await harness.publish(room)
+    offer = await room.add_viewer("v")
+    assert "goog-remb" not in offer and "abs-send-time" not in offer
+    assert "nack pli" in offer and "a=rtcp-fb:" in offer
+    client = harness.client("v")
+    await room.accept_viewer_answer("v", await client.answer(offer))
+    await poll(lambda: client.video_frames >= 30, what="a second of video at the viewer")
+    receiver = next(t.receiver for t in client.pc.getTransceivers() if t.kind == "video")
+    assert not aiortc_private.bitrate_estimator(receiver).built, "the viewer estimates REMB"
+    ingest = next(t.receiver for t in room._publisher.pc.getTransceivers()
+                  if t.kind == "video")
+    assert aiortc_private.bitrate_estimator(ingest).built

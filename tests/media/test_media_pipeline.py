@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import itertools
 import threading
 import time
 
@@ -119,6 +120,35 @@ async def test_late_joiner_starts_from_the_latest_keyframe_without_forcing_one(
     await poll(lambda: late.video_frames >= 10, what="the late joiner decoding on")
     assert room._fanout._feeds["late"].video.caught_up > 0
     assert room.stats().keyframes == keyframes, "a keyframe was forced for the late joiner"
+
+
+async def test_a_viewer_into_a_room_nobody_watches_starts_from_a_current_keyframe_run(
+        harness, poll, fanout):
+    """The room went quiet (its only viewer left) and its encoder went on: frames are still
+    built for the profile served last, so the next viewer starts from the latest keyframe
+    and EVERY frame since, with no forced keyframe. Before (issue 14), nothing was built
+    while nobody watched: the next viewer got the run as it was when the last one left,
+    then live deltas whose reference frames it never saw (a hole of the quiet time in its
+    frame sequence, under contiguous sequence numbers)."""
+    room = harness.room(fanout=fanout, timings=RoomTimings(
+        gop_s=60.0, keyframe_min_interval_s=0.5, catch_up_s=30.0))
+    await harness.publish(room)
+    first = await harness.join(room, "first")
+    await poll(lambda: first.video_frames >= 10, what="video at the first viewer")
+    assert await room.remove_viewer("first")
+    await asyncio.sleep(1.0)  # 30 frames encoded with nobody watching
+    keyframes = room.stats().keyframes
+
+    pts: list[int] = []
+    late = harness.client("late")
+    late._on_video = lambda frame: pts.append(frame.pts)
+    offer = await room.add_viewer("late")
+    await room.accept_viewer_answer("late", await late.answer(offer))
+    await poll(lambda: len(pts) >= 60, what="the next viewer decoding")
+    assert room._fanout._feeds["late"].video.caught_up > 0
+    assert room.stats().keyframes == keyframes, "a keyframe was forced for the next viewer"
+    largest_gap = max((b - a) / 3000 for a, b in itertools.pairwise(pts))  # 30 fps frames
+    assert largest_gap <= 10, f"a hole of {largest_gap:.0f} frames in what it decoded"
 
 
 async def test_pli_burst_gives_one_keyframe(harness, poll):
