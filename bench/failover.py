@@ -319,16 +319,12 @@ async def _tab(url: str, token: str, closers: list[Any]) -> socketio.AsyncClient
 
 
 async def _go_live(sio: socketio.AsyncClient, closers: list[Any]) -> str:
+    from bench.creator import start_live
     from media.synthetic import HeadlessCreator
 
     creator = HeadlessCreator.synthetic(160, 96, 15)
     closers.append(creator)
-    ack = await sio.call("live:start", {"title": "bench", "offer": await creator.offer()},
-                         timeout=20)
-    if not ack["ok"]:
-        raise RuntimeError(f"live:start: {ack['error']}")
-    await creator.accept_answer(ack["answer"])
-    return str(ack["live"]["live_id"])
+    return str((await start_live(sio, creator, "bench", timeout=20))["live_id"])
 
 
 async def _until(condition: Any, timeout: float, what: str) -> None:

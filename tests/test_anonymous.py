@@ -18,10 +18,9 @@ from engine.lives import Live, check_may_watch
 from media.synthetic import HeadlessCreator
 from signaling.app import create_app
 from signaling.appkeys import GATEWAY
-from tests.support.peers import SocketPeer, User, go_live, open_tab
+from tests.support.peers import SocketPeer, User, go_live, open_tab, refusal
 from tests.support.poll import poll
 from tests.support.viewer import DecodingViewer
-from tests.test_socket_edge import refusal
 
 
 class Peer(SocketPeer):

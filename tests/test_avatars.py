@@ -22,6 +22,7 @@ from engine.avatars import (
     square_box,
 )
 from engine.errors import DomainError
+from tests.support.images import jpeg_with_gps
 from tests.support.peers import register
 from tests.support.state import snapshot
 
@@ -39,18 +40,6 @@ def png_claiming(width: int, height: int) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
             + chunk(b"IDAT", zlib.compress(b"\x00" * 4096)) + chunk(b"IEND", b""))
-
-
-def jpeg_with_gps(width: int = 640, height: int = 480) -> bytes:
-    """A real JPEG carrying EXIF (a camera make, a GPS block, orientation 6: rotated)."""
-    img = Image.new("RGB", (width, height), (200, 30, 60))
-    exif = Image.Exif()
-    exif[0x010F] = "SpyCam"                # Make
-    exif[0x0112] = 6                       # Orientation: rotate 90 clockwise to show
-    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 24.0)}   # GPSInfo
-    out = io.BytesIO()
-    img.save(out, "JPEG", exif=exif, quality=90)
-    return out.getvalue()
 
 
 def refused(fn: Any, *args: Any, **kw: Any) -> tuple[str, str]:

@@ -280,7 +280,8 @@ DEEP_BODIES = (b"[" * 30_000, b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
 
 # Routes that never read a body (the webhook reads its own: the next test).
 NO_JSON_BODY = {"/api/signout", "/api/users/{username}/follow", "/api/users/{username}/block",
-                "/api/payments/webhook"}
+                "/api/payments/webhook",
+                "/api/me/avatar"}  # the raw image is the body (tests/test_avatars.py)
 
 
 async def test_deep_json_is_refused_by_every_json_route(

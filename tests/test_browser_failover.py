@@ -27,10 +27,10 @@ from tests.browser import (  # noqa: F401 (fixtures)
     open_page,
     screenshot,
 )
+from tests.support.cluster import NODE_ENV, RedisProcess, register, tab
 from tests.support.pages import person, wait_playing
 from tests.support.poll import poll
 from tests.support.servers import free_port
-from tests.test_cluster_pushes import NODE_ENV, RedisProcess, register, tab
 
 pytestmark = pytest.mark.browser
 

@@ -19,10 +19,10 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser import chromium, chromium_path, open_page, screenshot  # noqa: F401 (fixtures)
-from tests.conftest import TEST_SECRET
 from tests.support.pages import PREVIEW_READY, page_register, person
 from tests.support.peers import SocketPeer, User, go_live, sio_connect
 from tests.support.poll import poll
+from tests.support.servers import TEST_SECRET
 
 pytestmark = pytest.mark.browser
 
@@ -299,7 +299,7 @@ async def test_the_nudge_bell_goes_with_a_block_without_a_reload(
 
 async def test_a_profile_photo_shows_where_the_letter_was(
         chromium, live_server, tmp_path: Any) -> None:  # noqa: F811
-    from tests.test_avatars import jpeg_with_gps
+    from tests.support.images import jpeg_with_gps
 
     photo = tmp_path / "me.jpg"
     photo.write_bytes(jpeg_with_gps())

@@ -29,14 +29,12 @@ from signaling.app import NODE_HEADER
 from signaling.cascade import relay_address
 from signaling.gifts import gift_overlay, hex_color
 from signaling.push_bus import GIFT_SHOWN, encode_envelope
+from tests.support.cluster import NODE_ENV, RedisProcess, Tab, register, tab
 from tests.support.peers import User, go_live
 from tests.support.poll import poll
 from tests.support.servers import ServerProcess, start_server
 from tests.support.viewer import DecodingViewer
-from tests.test_cluster_pushes import NODE_ENV, RedisProcess, Tab, closers, register, tab
-from tests.test_workers import session_on, start_workers
-
-__all__ = ["closers"]  # the fixture, shared with the push tests
+from tests.support.workers import session_on, start_workers
 
 
 @pytest.fixture
@@ -101,7 +99,7 @@ async def test_viewers_on_other_nodes_watch_through_relays(
     redis_process, (a, b, c) = nodes
     carol_user = await register(a.url, "carol")
     carol = await tab(a.url, carol_user, closers)
-    onair = await go_live(carol, closers, "cascade", size=(640, 360), fps=15)
+    onair = await go_live(carol, "cascade", size=(640, 360), fps=15)
 
     # dan on B and eve on C: each edge opens one relay from A and decodes the live
     dan = await tab(b.url, await register(b.url, "dan"), closers)
@@ -210,7 +208,7 @@ async def test_two_workers_serve_each_others_viewers(tmp_path: Path, server_fact
         return Tab(sio, User(body["user"]["id"], name, body["token"]))
 
     carol = await tab_on(sessions[0], "carol")
-    await go_live(carol, closers, "two workers", size=(320, 180), fps=15)
+    await go_live(carol, "two workers", size=(320, 180), fps=15)
     dan = await tab_on(sessions[1], "dan")
     viewer = await watch(dan, carol.user.id, closers)
     await poll(lambda: viewer.video_frames >= 5, timeout=20, what="video via the other worker")

@@ -13,10 +13,10 @@ import pytest
 
 from engine.chat_rules import check_may_appoint, check_may_moderate
 from engine.errors import DomainError
+from tests.support.chat import PUSHES, Member, join, member
 from tests.support.peers import go_live
 from tests.support.poll import poll
 from tests.support.state import snapshot
-from tests.test_chat import PUSHES, Member, app_client, join, member  # noqa: F401
 
 
 def outcome(fn: Any, *args: Any, **kw: Any) -> str:
@@ -59,7 +59,7 @@ class Mod(Member):
 
 
 async def test_a_moderator_deletes_mutes_and_bans_within_their_rights(
-        app_client: Any, redis_url: str, closers: list[Any]) -> None:  # noqa: F811
+        app_client: Any, redis_url: str, closers: list[Any]) -> None:
     ann = await member(app_client, "ann", closers, peer=Mod)
     live_id = (await go_live(ann, closers, "moderated", fps=15)).live_id
     dan, eve, bob, cat = [await member(app_client, n, closers, peer=Mod)

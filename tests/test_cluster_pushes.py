@@ -9,8 +9,7 @@ import asyncio
 import os
 import signal
 import subprocess
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from redis.asyncio import Redis
 
 from engine import keys
 from engine.lives import distinct_viewers
-from signaling.embedded_redis import redis_server_binary
 from signaling.push_bus import (
     CHAT_WRITTEN,
     PUSH,
@@ -31,9 +29,16 @@ from signaling.push_bus import (
     room_of,
     sharded_pubsub,
 )
-from tests.support.peers import SocketPeer, User, go_live, sio_connect
+from tests.support.cluster import (
+    NODE_ENV,
+    RedisProcess,
+    lines,
+    register,
+    tab,
+)
+from tests.support.peers import go_live
 from tests.support.poll import poll
-from tests.support.servers import TEST_SECRET, ServerProcess, free_port, start_server
+from tests.support.servers import ServerProcess, start_server
 
 # --- the rules -------------------------------------------------------------------------
 
@@ -80,51 +85,12 @@ def test_viewer_counts_are_distinct_users_on_live_nodes() -> None:
 # --- a cluster of real processes -----------------------------------------------------------
 
 
-class RedisProcess:
-    """A redis-server on a TCP port with an AOF, that a test can restart (same data)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-             "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        import socket
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.02)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=10)
-
-
 @dataclass
 class Cluster:
     redis: RedisProcess
     a: ServerProcess
     b: ServerProcess
     tmp: Path
-
-
-NODE_ENV = {"GOLIVE_SECRET": TEST_SECRET, "GOLIVE_AUTH_RATE": "100/s",
-            "GOLIVE_AUTH_BURST": "200", "GOLIVE_LIVE_GRACE": "1"}
 
 
 @pytest.fixture
@@ -147,47 +113,6 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                     server.proc.kill()
                     server.proc.wait()
         redis.stop()
-
-
-@pytest.fixture
-async def closers() -> AsyncIterator[list[Any]]:
-    items: list[Any] = []
-    yield items
-    for item in reversed(items):
-        try:
-            if hasattr(item, "disconnect"):
-                await item.disconnect()
-            else:
-                await item.close()
-        except Exception:
-            pass
-
-
-class Tab(SocketPeer):
-    PUSHES = ("dm:message", "dm:typing", "dm:seen", "dm:unread", "notify:new",
-              "nudge:waiting", "chat:messages", "room:state", "live:started", "live:ended",
-              "discover:update", "gift:received", "chat:banned", "room:left")
-
-
-async def register(url: str, name: str) -> User:
-    async with aiohttp.ClientSession() as http:
-        resp = await http.post(url + "/api/register", json={
-            "username": name, "display_name": name.title(), "password": "correct-horse-1",
-            "birthdate": "1990-01-01"})
-        body = await resp.json()
-        assert resp.status == 201, body
-        return User(body["user"]["id"], body["user"]["username"], body["token"])
-
-
-async def tab(url: str, user: User, closers: list[Any]) -> Tab:
-    sio = await sio_connect(url, user.token)
-    closers.append(sio)
-    return Tab(sio, user)
-
-
-def lines(peer: Tab) -> list[str]:
-    return [item["text"] for push in peer.got("chat:messages") for item in push["items"]
-            if item.get("kind") == "message"]
 
 
 async def test_dms_typing_and_read_receipts_cross_nodes(cluster: Cluster,
@@ -246,7 +171,7 @@ async def test_a_live_on_a_reaches_members_and_pages_on_b(cluster: Cluster,
     assert (await fay.call("live:watch", {"user_id": carol_user.id}))["ok"]
     assert (await fay.call("discover:watch", {}))["lives"] == []
 
-    onair = await go_live(carol, closers, "from A", size=(160, 96), fps=10)
+    onair = await go_live(carol, "from A", size=(160, 96), fps=10)
     await poll(lambda: fay.got("live:started"), what="live:started on node B")
     assert fay.got("live:started")[0]["live"]["live_id"] == onair.live_id
     await poll(lambda: any(push["lives"] for push in fay.got("discover:update")),
@@ -315,7 +240,7 @@ async def test_a_ban_on_a_removes_the_member_on_b(cluster: Cluster,
     creator = await register(cluster.a.url, "mia")
     member = await register(cluster.b.url, "ned")
     mia = await tab(cluster.a.url, creator, closers)
-    onair = await go_live(mia, closers, "ban", size=(160, 96), fps=10)
+    onair = await go_live(mia, "ban", size=(160, 96), fps=10)
     ned = await tab(cluster.b.url, member, closers)
     assert (await ned.call("room:join", {"user_id": creator.id, "media": False}))["ok"]
     await poll(lambda: mia.got("room:state") and mia.got("room:state")[-1]["viewers"] == 1,
@@ -395,7 +320,7 @@ async def test_a_killed_node_expires_and_its_viewers_leave_the_count(
     viewer_b = await register(cluster.b.url, "kim")
     viewer_a = await register(cluster.a.url, "lea")
     jo = await tab(cluster.a.url, creator, closers)
-    onair = await go_live(jo, closers, "count me", size=(160, 96), fps=10)
+    onair = await go_live(jo, "count me", size=(160, 96), fps=10)
     kim = await tab(cluster.b.url, viewer_b, closers)
     lea = await tab(cluster.a.url, viewer_a, closers)
     for peer in (kim, lea):

@@ -8,31 +8,14 @@ from typing import Any
 
 import jwt
 import msgpack
-import pytest
-import socketio
 from redis.asyncio import Redis
 
 from engine import keys
 from tests.support.engineio import raw_ack, raw_socket
-from tests.support.peers import register, sio_connect
+from tests.support.peers import refusal, register, sio_connect
 from tests.support.poll import poll
 from tests.support.servers import TEST_SECRET
 from tests.support.state import snapshot
-
-
-async def refusal(client: Any, token: Any) -> dict[str, Any]:
-    """Connect with `token` and return the connect_error data."""
-    sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
-    errors: list[Any] = []
-    sio.on("connect_error", errors.append)
-    url = str(client.make_url("/"))
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        await sio.connect(url, auth=token if isinstance(token, dict) else {"token": token},
-                          transports=["websocket"], wait_timeout=5)
-    await sio.disconnect()
-    assert errors, "no connect_error received"
-    assert errors[0]["message"]  # a human-readable message beside the code
-    return errors[0]["data"]
 
 
 async def test_connect_is_refused_with_a_reason(client: Any) -> None:

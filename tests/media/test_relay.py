@@ -36,7 +36,6 @@ from media.relay import (
     relay_key,
     unpack,
 )
-from tests.media.conftest import Harness
 
 KEY = relay_key(b"a test secret of more than thirty-two bytes")
 LIVE = "live-1"
@@ -297,7 +296,7 @@ async def test_a_stalled_edge_is_dropped_and_a_silent_origin_is_noticed(poll: An
 # ---- an edge room: a real origin room, a relay and decoding viewers at the edge --------
 
 
-async def test_an_edge_room_fed_by_a_relay_serves_its_own_viewers(harness: Harness,
+async def test_an_edge_room_fed_by_a_relay_serves_its_own_viewers(harness: Any,
                                                                   poll: Any) -> None:
     origin = harness.room("origin")
     await harness.publish(origin, width=320, height=240)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
+import pytest
 import socketio
 
 from media.synthetic import HeadlessCreator
@@ -106,3 +107,18 @@ async def go_live(caller: Any, closers: list[Any], title: str = "hello", *,
     assert ack["ok"], ack
     await creator.accept_answer(ack["answer"])
     return OnAir(creator, ack)
+
+
+async def refusal(client: Any, token: Any) -> dict[str, Any]:
+    """Connect with `token` and return the connect_error data."""
+    sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+    errors: list[Any] = []
+    sio.on("connect_error", errors.append)
+    url = str(client.make_url("/"))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await sio.connect(url, auth=token if isinstance(token, dict) else {"token": token},
+                          transports=["websocket"], wait_timeout=5)
+    await sio.disconnect()
+    assert errors, "no connect_error received"
+    assert errors[0]["message"]  # a human-readable message beside the code
+    return errors[0]["data"]
