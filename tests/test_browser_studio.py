@@ -89,6 +89,9 @@ async def test_the_creator_runs_the_live_from_the_studio_with_a_moderator_at_pho
         await bob.get_by_test_id("nudge-button").click()
         await expect(bob.get_by_test_id("nudge-status")).to_contain_text("Nudged")
         assert (await cat.call("nudge:send", {"user_id": alice["user"]["id"]}))["ok"]
+        # Bob leaves her profile: left open, it would switch to her LIVE by itself when it
+        # starts, and joining it is coming (he would count at once).
+        await bob.goto("/")
 
         # Alice goes LIVE from the studio on her phone.
         await studio.goto("/studio")
@@ -244,14 +247,20 @@ async def test_money_with_care_no_tray_where_gifts_cannot_go_and_a_confirmation(
         await studio.get_by_test_id("go-live").click()
         await expect(studio.get_by_test_id("studio-status")).to_have_text("LIVE")
 
-        # Alice has no follower yet: gifts cannot reach her, so no tray at all.
+        # Alice has no follower yet: gifts cannot reach her, so no tray at all, nor the
+        # phone's Gift button that slides it up.
         await bob.goto("/@alice")
         await expect(bob.get_by_test_id("chat-panel")).to_be_visible()
+        await expect(bob.get_by_test_id("like-button")).to_be_visible()  # the rail is up
+        gift_button = bob.get_by_test_id("gift-toggle")
+        await expect(bob.get_by_test_id("gift-tray")).to_have_attribute("data-state", "refused")
+        await expect(gift_button).to_be_hidden()
         await expect(bob.get_by_test_id("gift-tray")).to_be_hidden()
         auth = {"Authorization": f"Bearer {session['token']}"}
         assert (await bob.request.post("/api/users/alice/follow", headers=auth)).status == 200
         await bob.reload()
         tray = bob.get_by_test_id("gift-tray")
+        await gift_button.click()
         await expect(tray).to_be_visible()
 
         # A 5,000-coin Drama Queen asks first; Cancel spends nothing, Send sends it.
@@ -259,6 +268,7 @@ async def test_money_with_care_no_tray_where_gifts_cannot_go_and_a_confirmation(
                                       data={"package_id": "coins_7000"})
         assert resp.status == 200, await resp.text()
         await bob.reload()
+        await gift_button.click()
         await expect(bob.get_by_test_id("gift-coins")).to_have_text("7,000")
         dear = tray.locator('[data-testid="gift-button"][data-gift="drama_queen"]')
         await dear.click()

@@ -18,8 +18,10 @@
  * threshold; a viewer under 18 is told why instead of shown buttons), and a
  * gift dearer than the server's `confirm_above` (GOLIVE_GIFT_CONFIRM_COINS,
  * 1,000 coins) asks "Send Universe for 44,999 coins?" before it goes.
+ * `onShown(shown)` hears each time the tray is shown or hidden, so a page's own
+ * way into it (the watch page's Gift button on a phone) goes with it.
  *
- *   const tray = new GiftTray(sharedSocket, byTestId('gift-tray'));
+ *   const tray = new GiftTray(sharedSocket, byTestId('gift-tray'), { onShown });
  *   tray.open(live, creator);   // a viewer watching `creator`
  *   tray.close();
  */
@@ -48,9 +50,16 @@ function money(cents, currency) {
 }
 
 export class GiftTray {
-  constructor(socket, root) {
+  /**
+   * @param {SharedSocket} socket the page's socket
+   * @param {HTMLElement} root the tray
+   * @param {object} [handlers]
+   * @param {(shown: boolean) => void} [handlers.onShown] the tray was shown or hidden
+   */
+  constructor(socket, root, { onShown } = {}) {
     this.socket = socket;
     this.root = root;
+    this.onShown = onShown ?? (() => {});
     this.ui = Object.fromEntries(IDS.map((id) => [id, byTestId(id, root)]));
     this.live = null;
     this.creator = null;
@@ -81,7 +90,7 @@ export class GiftTray {
     hideError(this.ui['gift-error']);
     this.notice('');
     // No tray where no gift can be received: ask first, show after.
-    this.root.hidden = true;
+    this.show(false);
     let status = null;
     try {
       status = await this.socket.ask('gift:status', { creator: creator.id });
@@ -95,7 +104,7 @@ export class GiftTray {
     if (refusal && refusal.reason !== 'sender_minor') {
       return; // the creator cannot receive gifts: no tray at all
     }
-    this.root.hidden = false;
+    this.show(true);
     if (refusal) { // the viewer cannot send: say why, no buttons to tap
       this.ui['gift-buttons'].replaceChildren();
       this.notice(refusal.message);
@@ -117,8 +126,13 @@ export class GiftTray {
     this.live = null;
     this.creator = null;
     this.cancelConfirm();
-    this.root.hidden = true;
+    this.show(false);
     this.ui['coin-packages'].hidden = true;
+  }
+
+  show(shown) {
+    this.root.hidden = !shown;
+    this.onShown(shown);
   }
 
   // --- confirming a dear gift --------------------------------------------------------------

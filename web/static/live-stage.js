@@ -91,7 +91,7 @@ export class LiveStage {
     this.chat = new ChatPanel(socket, byTestId('chat-panel', root));
     this.gifts = {
       panel: byTestId('gift-panel', root),
-      tray: new GiftTray(socket, byTestId('gift-tray', root)),
+      tray: new GiftTray(socket, byTestId('gift-tray', root), { onShown: () => this.paintGiftToggle() }),
       board: new GiftBoard(socket, byTestId('gift-board', root)),
       lines: new GiftLines(socket, byTestId('chat-list', root)),
     };
@@ -328,6 +328,20 @@ export class LiveStage {
     if (viewer) this.gifts.tray.open(live, this.target.user);
     else this.gifts.tray.close();
     this.ui['gift-signin'].hidden = this.target.signedIn || this.target.isSelf;
+    this.paintGiftToggle();
+  }
+
+  /**
+   * The rail's Gift button goes with the tray: none while gift:status is asked nor
+   * where the creator cannot receive gifts (under 18, short of the follower threshold).
+   * Signed out it stays: it opens "Sign in to send gifts".
+   */
+  paintGiftToggle() {
+    if (!this.gifts) return; // the tray is being built
+    const toggle = this.ui['gift-toggle'];
+    const trayless = Boolean(this.target?.signedIn) && this.gifts.tray.root.hidden;
+    toggle.hidden = trayless;
+    if (trayless && this.gifts.panel.dataset.open === 'true') this.toggleGifts(false);
   }
 
   closeGifts() {

@@ -74,6 +74,8 @@ export class Suggestions {
       'recent-creators', 'recent-creators-list'].map((id) => [id, byTestId(id, root)]));
     this.wanted = false;
     this.loads = 0;
+    /** Who was nudged from here: a later render (each Discover change renders again) keeps "Nudged". */
+    this.nudged = new Set();
   }
 
   /** Show them (signed in, nobody live) or hide them. */
@@ -102,23 +104,41 @@ export class Suggestions {
 
   nudgeButton(user) {
     const button = el('button', { type: 'button', class: 'btn btn-sm btn-ghost', testid: 'recent-creator-nudge',
-      'aria-label': `Nudge ${user.display_name} to go live`, text: 'Nudge' });
+      'aria-label': `Nudge ${user.display_name} to go live`, text: 'Nudge', 'data-user': user.id });
+    const paintNudged = (node) => {
+      node.textContent = 'Nudged';
+      node.dataset.state = 'nudged';
+      node.disabled = true;
+      node.removeAttribute('aria-busy');
+    };
+    if (this.nudged.has(user.id)) {
+      paintNudged(button);
+      return button;
+    }
     button.addEventListener('click', async () => {
       setBusy(button, true);
       try {
         await this.socket.ask('nudge:send', { user_id: user.id });
-        button.textContent = 'Nudged';
-        button.dataset.state = 'nudged';
-        button.disabled = true;
-        button.removeAttribute('aria-busy');
+        this.markNudged(user.id, button, paintNudged);
         return;
       } catch (err) {
-        button.textContent = err.details?.reason === 'already_nudged' ? 'Nudged' : 'Not now';
+        if (err.details?.reason === 'already_nudged') {
+          this.markNudged(user.id, button, paintNudged);
+          return;
+        }
+        button.textContent = 'Not now';
         button.title = err.message;
       }
       setBusy(button, false);
       button.disabled = true;
     });
     return button;
+  }
+
+  /** The list may have been rendered again while asking: paint the button shown now too. */
+  markNudged(userId, button, paint) {
+    this.nudged.add(userId);
+    const shown = this.ui['recent-creators-list'].querySelectorAll('[data-testid="recent-creator-nudge"]');
+    for (const node of [button, ...shown]) if (node.dataset.user === userId) paint(node);
   }
 }
