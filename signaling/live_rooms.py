@@ -169,6 +169,8 @@ class LiveRooms(Feature):
         account = await self.services.accounts.get(creator)
         check_may_go_live(account.birthdate, utc_today(), self.settings.live_min_age)
         hosted = self.hosted.get(creator) or await self._adopt(creator)
+        if hosted is None:
+            await self._check_not_elsewhere(creator)
         if resume_of is not None and (hosted is None or hosted.live.live_id != resume_of):
             raise DomainError(ErrorCode.NOT_FOUND,
                               "your LIVE ended while you were away: the connection was lost "
@@ -205,6 +207,17 @@ class LiveRooms(Feature):
         log.info("live started", extra={"fields": {"live": live.live_id, "creator": creator}})
         return {"live": live.as_dict(), "answer": answer, "viewers": 0,
                 "ice_servers": self.ice_servers}
+
+    async def _check_not_elsewhere(self, creator_id: str) -> None:
+        """`conflict` (reason `other_node`, with the node) when the creator's live runs on
+        another node that is alive: a creator back after a reload or a network drop whose
+        new connection reached another worker or machine. The studio then opens a new
+        connection (with workers on one port the kernel hands it to a worker by a hash
+        of its addresses) until it reaches the live's node, where the live resumes."""
+        live = await self.services.lives.current(creator_id)
+        if live is not None and live.node != self.settings.node_name():
+            raise DomainError(ErrorCode.CONFLICT, "your LIVE is running on another server",
+                              reason="other_node", node=live.node, live_id=live.live_id)
 
     async def _adopt(self, creator_id: str) -> HostedLive | None:
         """The creator's live when its node died (signaling/node_failure.py): hosted here

@@ -99,7 +99,7 @@ async def test_viewers_on_other_nodes_watch_through_relays(
     redis_process, (a, b, c) = nodes
     carol_user = await register(a.url, "carol")
     carol = await tab(a.url, carol_user, closers)
-    onair = await go_live(carol, "cascade", size=(640, 360), fps=15)
+    onair = await go_live(carol, closers, "cascade", size=(640, 360), fps=15)
 
     # dan on B and eve on C: each edge opens one relay from A and decodes the live
     dan = await tab(b.url, await register(b.url, "dan"), closers)
@@ -208,7 +208,7 @@ async def test_two_workers_serve_each_others_viewers(tmp_path: Path, server_fact
         return Tab(sio, User(body["user"]["id"], name, body["token"]))
 
     carol = await tab_on(sessions[0], "carol")
-    await go_live(carol, "two workers", size=(320, 180), fps=15)
+    await go_live(carol, closers, "two workers", size=(320, 180), fps=15)
     dan = await tab_on(sessions[1], "dan")
     viewer = await watch(dan, carol.user.id, closers)
     await poll(lambda: viewer.video_frames >= 5, timeout=20, what="video via the other worker")
@@ -225,3 +225,14 @@ async def test_two_workers_serve_each_others_viewers(tmp_path: Path, server_fact
         return float(found.group(1)) if found else 0.0
 
     assert await edge_relays() == 1
+
+    # the creator back through the other worker (a reload whose connection the kernel
+    # gave to it): told where the live runs, so the studio opens a new connection
+    other = await session_on(server.url, edge)
+    closers.append(other)
+    sio = socketio.AsyncClient(serializer="msgpack", reconnection=False, http_session=other)
+    await sio.connect(server.url, auth={"token": carol.user.token}, transports=["websocket"])
+    closers.append(sio)
+    ack = await sio.call("live:start", {"title": "again", "offer": "v=0"}, timeout=10)
+    assert ack["error"]["code"] == "conflict" and ack["error"]["reason"] == "other_node", ack
+    assert ack["error"]["node"] == origin

@@ -171,7 +171,7 @@ async def test_a_live_on_a_reaches_members_and_pages_on_b(cluster: Cluster,
     assert (await fay.call("live:watch", {"user_id": carol_user.id}))["ok"]
     assert (await fay.call("discover:watch", {}))["lives"] == []
 
-    onair = await go_live(carol, "from A", size=(160, 96), fps=10)
+    onair = await go_live(carol, closers, "from A", size=(160, 96), fps=10)
     await poll(lambda: fay.got("live:started"), what="live:started on node B")
     assert fay.got("live:started")[0]["live"]["live_id"] == onair.live_id
     await poll(lambda: any(push["lives"] for push in fay.got("discover:update")),
@@ -240,7 +240,7 @@ async def test_a_ban_on_a_removes_the_member_on_b(cluster: Cluster,
     creator = await register(cluster.a.url, "mia")
     member = await register(cluster.b.url, "ned")
     mia = await tab(cluster.a.url, creator, closers)
-    onair = await go_live(mia, "ban", size=(160, 96), fps=10)
+    onair = await go_live(mia, closers, "ban", size=(160, 96), fps=10)
     ned = await tab(cluster.b.url, member, closers)
     assert (await ned.call("room:join", {"user_id": creator.id, "media": False}))["ok"]
     await poll(lambda: mia.got("room:state") and mia.got("room:state")[-1]["viewers"] == 1,
@@ -320,7 +320,7 @@ async def test_a_killed_node_expires_and_its_viewers_leave_the_count(
     viewer_b = await register(cluster.b.url, "kim")
     viewer_a = await register(cluster.a.url, "lea")
     jo = await tab(cluster.a.url, creator, closers)
-    onair = await go_live(jo, "count me", size=(160, 96), fps=10)
+    onair = await go_live(jo, closers, "count me", size=(160, 96), fps=10)
     kim = await tab(cluster.b.url, viewer_b, closers)
     lea = await tab(cluster.a.url, viewer_a, closers)
     for peer in (kim, lea):

@@ -325,7 +325,7 @@ async def test_a_dead_origins_live_ends_everywhere_once(tmp_path: Path,
         ann_user = await register(a.url, "ann")
         cat_user = await register(c.url, "cat")
         bea = await tab(b.url, creator, closers)
-        onair = await go_live(bea, "from B", size=(160, 96), fps=10)
+        onair = await go_live(bea, closers, "from B", size=(160, 96), fps=10)
         ann = await tab(a.url, ann_user, closers)
         cat = await tab(c.url, cat_user, closers)
         for peer in (ann, cat):
@@ -367,7 +367,7 @@ async def test_a_creator_resumes_on_another_node_within_the_grace(tmp_path: Path
         creator = await register(b.url, "rae")
         member = await register(a.url, "sam")
         rae = await tab(b.url, creator, closers)
-        onair = await go_live(rae, "resume me", size=(160, 96), fps=10)
+        onair = await go_live(rae, closers, "resume me", size=(160, 96), fps=10)
         sam = await tab(a.url, member, closers)
         assert (await sam.call("room:join", {"user_id": creator.id, "media": False}))["ok"]
         cluster.kill("node-b")
@@ -430,7 +430,7 @@ async def test_a_dead_nodes_fanout_job_tells_every_follower_once(tmp_path: Path,
                     await pipe.execute()
             fans = [await tab(a.url, user, closers) for user in online]
             cy = await tab(b.url, creator, closers)
-            onair = await go_live(cy, "big", size=(160, 96), fps=10)
+            onair = await go_live(cy, closers, "big", size=(160, 96), fps=10)
             job = keys.notify_job(onair.live_id)
 
             async def under_way() -> bool:
@@ -482,7 +482,7 @@ async def test_a_dead_nodes_viewers_are_back_on_another_node(tmp_path: Path,
         a, b, c = cluster["node-a"], cluster["node-b"], cluster["node-c"]
         creator = await register(a.url, "ava")
         ava = await tab(a.url, creator, closers)
-        onair = await go_live(ava, "stay", size=(160, 96), fps=10)
+        onair = await go_live(ava, closers, "stay", size=(160, 96), fps=10)
         viewers = []
         for name, then in (("vic", [a.url]), ("val", [c.url, a.url])):
             user = await register(b.url, name)
@@ -565,7 +565,7 @@ async def test_redis_away_during_a_takeover_leaves_nothing_half_done(
         a, b, c = cluster["node-a"], cluster["node-b"], cluster["node-c"]
         creator = await register(b.url, "ray")
         ray = await tab(b.url, creator, closers)
-        onair = await go_live(ray, "fault", size=(160, 96), fps=10)
+        onair = await go_live(ray, closers, "fault", size=(160, 96), fps=10)
         members = []
         for name, node in (("amy", a), ("cal", c)):
             member = await tab(node.url, await register(node.url, name), closers)
@@ -613,7 +613,7 @@ async def test_a_redis_outage_longer_than_the_ttl_kills_no_node(tmp_path: Path,
         a, b = cluster["node-a"], cluster["node-b"]
         creator = await register(b.url, "oli")
         oli = await tab(b.url, creator, closers)
-        onair = await go_live(oli, "outage", size=(160, 96), fps=10)
+        onair = await go_live(oli, closers, "outage", size=(160, 96), fps=10)
         member = await tab(a.url, await register(a.url, "ora"), closers)
         assert (await member.call("room:join", {"user_id": creator.id, "media": False}))["ok"]
         cluster.redis.stop()

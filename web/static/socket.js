@@ -145,6 +145,20 @@ export class SharedSocket {
   }
 
   /**
+   * Close this connection and open a new one: with workers on one port the kernel
+   * hands each new connection to a worker by a hash of its addresses, so this is how
+   * a page reaches another worker (the studio looking for its live's node).
+   */
+  async reopen() {
+    const pending = this.pending;
+    this.pending = null;
+    if (pending) {
+      try { (await pending).disconnect(); } catch { /* it never connected */ }
+    }
+    return this.get();
+  }
+
+  /**
    * Hear a server push (`live:ended`, `room:state`...) on this socket and on
    * every later one, without opening a connection. A 'connect' listener hears
    * reconnections only: the server then knows a new socket, which is in none

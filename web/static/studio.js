@@ -44,6 +44,11 @@ const RESUME_KEY = 'golive.studio.resume';
  * our previous connection (5 s of silence, 15 s if it never connected) it answers
  * `conflict`; the live itself waits 10 s (GOLIVE_LIVE_GRACE) after that. */
 const RESUME_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 10000];
+// New connections tried to reach the node running this creator's live (reason other_node).
+const MAX_HOPS = 12;
+let hops = 0; // since the last start that got through
+const isOnOtherNode = (err) => err?.code === ErrorCode.CONFLICT
+  && err.reason === 'other_node';
 
 const STATUS = {
   idle: 'Offline',
@@ -237,6 +242,15 @@ async function goLive(title, { resuming = false, resumeOf = publisher.live?.live
       endedWhileAway();
       return;
     }
+    // The live runs on another node (a reload or a reconnect reached another worker):
+    // a new connection, at once, until one reaches it (each is a fresh draw of the
+    // kernel's hash: 2 workers, 12 draws miss it once in 4,096).
+    if (isOnOtherNode(err) && hops < MAX_HOPS) {
+      hops += 1;
+      await socket.reopen();
+      goLive(title, { resuming, resumeOf });
+      return;
+    }
     // conflict: the server has not yet noticed our old connection is gone.
     const transient = err.code === ErrorCode.CONFLICT || err.code === ErrorCode.UNAVAILABLE;
     if (resuming && transient && resumes < RESUME_DELAYS_MS.length) {
@@ -255,6 +269,7 @@ async function goLive(title, { resuming = false, resumeOf = publisher.live?.live
     return;
   }
   if (!reply || run !== starts) return; // ended, hidden or superseded meanwhile
+  hops = 0;
   ui['title-input'].value = reply.live.title;
   setViewers(reply.viewers ?? 0);
   byTestId('studio-gifts').hidden = false;
