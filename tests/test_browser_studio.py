@@ -231,6 +231,14 @@ async def test_find_people_and_suggestions_when_nobody_is_live(
         await screenshot(ann, "suggestions-desktop")
 
 
+async def open_gift_sheet(page: Page) -> None:
+    """Tap the rail's Gift button once gift:status has answered (before, the button is
+    hidden and the tray is being asked for), and wait for the tray in the sheet."""
+    await expect(page.get_by_test_id("gift-tray")).to_have_attribute("data-state", "open")
+    await page.get_by_test_id("gift-toggle").click()
+    await expect(page.get_by_test_id("gift-tray")).to_be_visible()
+
+
 async def test_money_with_care_no_tray_where_gifts_cannot_go_and_a_confirmation(
         chromium, server_factory, redis_url: str, redis: Any,  # noqa: F811
         closers: list[Any]) -> None:
@@ -260,17 +268,17 @@ async def test_money_with_care_no_tray_where_gifts_cannot_go_and_a_confirmation(
         assert (await bob.request.post("/api/users/alice/follow", headers=auth)).status == 200
         await bob.reload()
         tray = bob.get_by_test_id("gift-tray")
-        await gift_button.click()
-        await expect(tray).to_be_visible()
+        await open_gift_sheet(bob)
 
         # A 5,000-coin Drama Queen asks first; Cancel spends nothing, Send sends it.
         resp = await bob.request.post("/api/coins/checkout", headers=auth,
                                       data={"package_id": "coins_7000"})
         assert resp.status == 200, await resp.text()
         await bob.reload()
-        await gift_button.click()
+        await open_gift_sheet(bob)
         await expect(bob.get_by_test_id("gift-coins")).to_have_text("7,000")
         dear = tray.locator('[data-testid="gift-button"][data-gift="drama_queen"]')
+        await expect(dear).to_be_visible()
         await dear.click()
         confirm = bob.get_by_test_id("gift-confirm")
         await expect(confirm).to_be_visible()

@@ -84,13 +84,16 @@ export class GiftTray {
   }
 
   async open(live, creator) {
+    // Opened again for the creator it shows (a re-join, a reconnect): it stays up while
+    // gift:status is asked again, so a sheet someone is using does not blink shut.
+    const again = !this.root.hidden && this.creator?.id === creator.id;
     this.live = live;
     this.creator = creator;
     this.cancelConfirm();
     hideError(this.ui['gift-error']);
     this.notice('');
     // No tray where no gift can be received: ask first, show after.
-    this.show(false);
+    if (!again) this.show(false);
     let status = null;
     try {
       status = await this.socket.ask('gift:status', { creator: creator.id });
@@ -102,6 +105,7 @@ export class GiftTray {
     const refusal = status && !status.can_send ? status.refusal : null;
     this.root.dataset.state = refusal ? 'refused' : 'open';
     if (refusal && refusal.reason !== 'sender_minor') {
+      this.show(false);
       return; // the creator cannot receive gifts: no tray at all
     }
     this.show(true);
