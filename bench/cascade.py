@@ -26,25 +26,18 @@ import contextlib
 import json
 import os
 import re
-import secrets
-import shutil
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import socketio
-from redis.asyncio import Redis
 
 from bench.creator import start_live
-from bench.cross_node import _pong
-from bench.processes import Child, cpu_seconds
-from bench.target import SERVER_ENV, free_port, register_accounts, wait_healthy
+from bench.processes import cpu_seconds
+from bench.target import nodes_on_one_redis, register_accounts
 from bench.viewers import BenchViewer
 from media.synthetic import HeadlessCreator
-from signaling.embedded_redis import redis_server_binary
 
 NODES = ("node-a", "node-b")
 
@@ -142,44 +135,11 @@ async def measure(urls: list[str], pids: dict[str, int], viewers_per_node: int,
 
 
 async def run(viewers: int, seconds: float, fps: float) -> dict[str, Any]:
-    folder = Path(tempfile.mkdtemp(prefix="golive-cascade-"))
-    redis_port = free_port()
-    redis_url = f"redis://127.0.0.1:{redis_port}"
-    children = [Child("redis", [redis_server_binary(), "--port", str(redis_port),
-                                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                "--dir", str(folder)], folder / "redis.log", rpc=False)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOLIVE_")}
-    env.update(SERVER_ENV, REDIS_URL=redis_url, GOLIVE_SECRET=secrets.token_urlsafe(48),
-               GOLIVE_MAX_VIEWERS="5000")
-    urls: list[str] = []
-    pids: dict[str, int] = {}
-    try:
-        await children[0].start()
-        client = Redis.from_url(redis_url)
-        try:
-            for _ in range(200):
-                if await _pong(client):
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise RuntimeError(f"redis-server did not answer; see {folder}/redis.log")
-        finally:
-            await client.aclose()
-        for name in NODES:
-            port = free_port()
-            child = Child(name, [sys.executable, "-m", "signaling.cli", "serve", "--workers", "1",
-                                 "--port", str(port), "--data-dir", str(folder / name)],
-                          folder / f"{name}.log", rpc=False, env={**env, "GOLIVE_NODE_ID": name})
-            children.append(child)
-            await child.start()
-            urls.append(f"http://127.0.0.1:{port}")
-            await wait_healthy(urls[-1], child, name)
-            pids[name] = child.pid
+    async with nodes_on_one_redis("golive-cascade-", NODES,
+                                  {"GOLIVE_MAX_VIEWERS": "5000"}) as nodes:
+        urls = [url for url, _ in nodes]
+        pids = {child.name: child.pid for _, child in nodes}
         return await measure(urls, pids, viewers, seconds, fps)
-    finally:
-        for child in reversed(children):
-            await child.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,25 +17,16 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import secrets
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import socketio
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from bench.creator import start_live
-from bench.processes import Child
-from bench.target import SERVER_ENV, free_port, register_accounts, wait_healthy
+from bench.target import nodes_on_one_redis, register_accounts
 from media.synthetic import HeadlessCreator
-from signaling.embedded_redis import redis_server_binary
 
 NODES = ("node-a", "node-b")
 
@@ -133,49 +124,9 @@ async def measure(url_a: str, url_b: str, rounds: int, timeout: float) -> dict[s
 async def run(rounds: int, timeout: float) -> dict[str, Any]:
     """A redis-server and two nodes on it (each process's log under a temporary folder),
     the measurement, then everything stopped (SIGTERM, SIGKILL past the grace)."""
-    folder = Path(tempfile.mkdtemp(prefix="golive-cross-node-"))
-    redis_port = free_port()
-    redis_url = f"redis://127.0.0.1:{redis_port}"
-    children = [Child("redis", [redis_server_binary(), "--port", str(redis_port),
-                                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                "--dir", str(folder)], folder / "redis.log", rpc=False)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOLIVE_")}
-    env.update(SERVER_ENV, REDIS_URL=redis_url, GOLIVE_SECRET=secrets.token_urlsafe(48))
-    urls = []
-    try:
-        await children[0].start()
-        client = Redis.from_url(redis_url)
-        try:
-            for _ in range(200):  # 10 s
-                if await _pong(client):
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise RuntimeError(f"redis-server did not answer; see {folder}/redis.log")
-        finally:
-            await client.aclose()
-        for name in NODES:
-            port = free_port()
-            child = Child(name, [sys.executable, "-m", "signaling.cli", "serve",
-                                 "--workers", "1",
-                                 "--port", str(port), "--data-dir", str(folder / name)],
-                          folder / f"{name}.log", rpc=False,
-                          env={**env, "GOLIVE_NODE_ID": name})
-            children.append(child)
-            await child.start()
-            urls.append(f"http://127.0.0.1:{port}")
-            await wait_healthy(urls[-1], child, name)
-        return await measure(urls[0], urls[1], rounds, timeout)
-    finally:
-        for child in reversed(children):
-            await child.stop()
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-async def _pong(client: Redis) -> bool:
-    with contextlib.suppress(OSError, RedisError):
-        return bool(await client.ping())
-    return False
+    async with nodes_on_one_redis("golive-cross-node-", NODES) as nodes:
+        (here, _), (there, _) = nodes
+        return await measure(here, there, rounds, timeout)
 
 
 def main(argv: list[str] | None = None) -> int:

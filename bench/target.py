@@ -14,13 +14,17 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from bench.processes import Child
+from signaling.embedded_redis import redis_server_binary
 
 START_TIMEOUT_S = 30.0
 REGISTER_CONCURRENCY = 4  # the server hashes 2 passwords at a time (GOLIVE_HASH_CONCURRENCY)
@@ -202,3 +206,56 @@ async def register_accounts(url: str, count: int, prefix: str | None = None,
 
     async with aiohttp.ClientSession() as http:
         return list(await asyncio.gather(*(one(http, i) for i in range(count))))
+
+
+@contextlib.asynccontextmanager
+async def nodes_on_one_redis(prefix: str, names: Sequence[str], env: dict[str, str] | None = None
+                             ) -> AsyncIterator[list[tuple[str, Child]]]:
+    """A redis-server and one `golive serve --workers 1` per name on it (node id = name,
+    `env` added to each), each process's log under a temporary folder; yields
+    [(url, child)] in the order of `names` once every node answers /healthz, then stops
+    everything (SIGTERM, SIGKILL past the grace) and removes the folder."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    redis_port = free_port()
+    redis_url = f"redis://127.0.0.1:{redis_port}"
+    children = [Child("redis", [redis_server_binary(), "--port", str(redis_port),
+                                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                "--dir", str(folder)], folder / "redis.log", rpc=False)]
+    node_env = {k: v for k, v in os.environ.items() if not k.startswith("GOLIVE_")}
+    node_env.update(SERVER_ENV, REDIS_URL=redis_url, GOLIVE_SECRET=secrets.token_urlsafe(48),
+                    **(env or {}))
+    nodes: list[tuple[str, Child]] = []
+    try:
+        await children[0].start()
+        client = Redis.from_url(redis_url)
+        try:
+            for _ in range(200):  # 10 s
+                if await _pong(client):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError(f"redis-server did not answer; see {folder}/redis.log")
+        finally:
+            await client.aclose()
+        for name in names:
+            port = free_port()
+            child = Child(name, [sys.executable, "-m", "signaling.cli", "serve", "--workers", "1",
+                                 "--port", str(port), "--data-dir", str(folder / name)],
+                          folder / f"{name}.log", rpc=False,
+                          env={**node_env, "GOLIVE_NODE_ID": name})
+            children.append(child)
+            await child.start()
+            url = f"http://127.0.0.1:{port}"
+            await wait_healthy(url, child, name)
+            nodes.append((url, child))
+        yield nodes
+    finally:
+        for child in reversed(children):
+            await child.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _pong(client: Redis) -> bool:
+    with contextlib.suppress(OSError, RedisError):
+        return bool(await client.ping())
+    return False

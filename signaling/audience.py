@@ -11,7 +11,7 @@ the gateway: ANONYMOUS_EVENTS).
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -26,7 +26,7 @@ from signaling.ratelimit import TokenBucket
 from signaling.room_pushes import PUSH_PERIOD_S, live_room
 from signaling.schemas import LiveLike, RoomViewers
 from signaling.services import Services
-from signaling.tasks import OwnedTask
+from signaling.tasks import OwnedTask, every
 
 log = logging.getLogger("golive.audience")
 
@@ -43,7 +43,9 @@ class LiveAudience(Feature):
         self.like_rate = like_rate
         self._buckets: dict[str, TokenBucket] = {}  # sid -> its like bucket
         self._dirty: set[str] = set()  # live ids whose like count changed
-        self._runner = OwnedTask(self._loop, "like-pushes")
+        self._runner = OwnedTask(
+            functools.partial(every, PUSH_PERIOD_S, self.push_once, log, "like push failed"),
+            "like-pushes")
         self._add_events()
         gateway.disconnect_listeners.append(self._forget)
 
@@ -77,14 +79,6 @@ class LiveAudience(Feature):
         total = await self.services.likes.add(live_id, taps)
         self._dirty.add(live_id)
         return {"likes": total}
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(PUSH_PERIOD_S)
-            try:
-                await self.push_once()
-            except Exception:
-                log.exception("like push failed")
 
     async def push_once(self) -> None:
         """`live:likes` {live_id, likes} to each live whose count changed."""

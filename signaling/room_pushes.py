@@ -11,7 +11,7 @@ the Discover page one `discover:update` for all lives. Socket.IO rooms used:
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 from engine.lives import Live
 from signaling.gateway import Gateway
 from signaling.services import Services
-from signaling.tasks import OwnedTask
+from signaling.tasks import OwnedTask, every
 
 log = logging.getLogger("golive.lives")
 
@@ -45,7 +45,9 @@ class RoomPushes:
         self.live_of = live_of
         self._dirty: set[str] = set()  # live ids whose viewer count changed
         self._discover_dirty = False
-        self._runner = OwnedTask(self._loop, "live-pushes")
+        self._runner = OwnedTask(
+            functools.partial(every, PUSH_PERIOD_S, self.push_once, log, "room state push failed"),
+            "live-pushes")
 
     def open(self) -> None:
         self._runner.start()
@@ -78,14 +80,6 @@ class RoomPushes:
         return [{**live.as_dict(), "viewers": viewers,
                  "creator": creators[live.creator_id].public()}
                 for live, viewers in lives if live.creator_id in creators]
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(PUSH_PERIOD_S)
-            try:
-                await self.push_once()
-            except Exception:
-                log.exception("room state push failed")
 
     async def push_once(self) -> None:
         """Push every marked live's count, then Discover if marked."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger("golive.tasks")
@@ -51,6 +51,19 @@ async def cancel_and_wait(*tasks: asyncio.Future[Any] | None) -> None:
 
 def _name(task: asyncio.Future[Any]) -> str:
     return task.get_name() if isinstance(task, asyncio.Task) else repr(task)
+
+
+async def every(period_s: float, step: Callable[[], Awaitable[None]],
+                logger: logging.Logger, failed: str) -> None:
+    """Run `step` every `period_s` seconds until cancelled (an OwnedTask's work). A step
+    that fails is logged (`failed`, with its traceback, on the owner's `logger`) and the
+    next period tries again: a push loop outlives one bad pass."""
+    while True:
+        await asyncio.sleep(period_s)
+        try:
+            await step()
+        except Exception:
+            logger.exception(failed)
 
 
 class OwnedTask:
