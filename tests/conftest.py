@@ -28,7 +28,7 @@ from tests.support.servers import (
     ServerProcess,
     processes_mentioning,
     start_server,
-    stop_server,
+    stop_or_kill,
 )
 
 
@@ -154,12 +154,7 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
 
     yield start
     for server in started:
-        if server.proc.poll() is None:
-            try:
-                stop_server(server, timeout=10)
-            except subprocess.TimeoutExpired:
-                server.proc.kill()
-                server.proc.wait()
+        stop_or_kill(server)
     for pid in processes_mentioning(str(tmp_path)):
         os.kill(pid, signal.SIGKILL)
 

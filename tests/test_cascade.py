@@ -32,7 +32,7 @@ from signaling.push_bus import GIFT_SHOWN, encode_envelope
 from tests.support.cluster import NODE_ENV, RedisProcess, Tab, register, tab
 from tests.support.peers import User, go_live
 from tests.support.poll import poll
-from tests.support.servers import ServerProcess, start_server
+from tests.support.servers import ServerProcess, start_server, stop_or_kill
 from tests.support.viewer import DecodingViewer
 from tests.support.workers import session_on, start_workers
 
@@ -49,13 +49,7 @@ def nodes(tmp_path: Path) -> Iterator[tuple[RedisProcess, list[ServerProcess]]]:
         yield redis, servers
     finally:
         for server in servers:
-            if server.proc.poll() is None:
-                server.proc.terminate()
-                try:
-                    server.proc.wait(timeout=10)
-                except Exception:
-                    server.proc.kill()
-                    server.proc.wait()
+            stop_or_kill(server)
         redis.stop()
 
 

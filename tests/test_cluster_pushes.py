@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from tests.support.cluster import (
 )
 from tests.support.peers import go_live
 from tests.support.poll import poll
-from tests.support.servers import ServerProcess, start_server
+from tests.support.servers import ServerProcess, start_server, stop_or_kill
 
 # --- the rules -------------------------------------------------------------------------
 
@@ -105,13 +104,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield Cluster(redis, servers[0], servers[1], tmp_path)
     finally:
         for server in servers:
-            if server.proc.poll() is None:
-                server.proc.terminate()
-                try:
-                    server.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    server.proc.kill()
-                    server.proc.wait()
+            stop_or_kill(server)
         redis.stop()
 
 

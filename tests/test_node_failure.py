@@ -33,7 +33,7 @@ from engine.notifications import Notifications
 from media.synthetic import HeadlessCreator
 from tests.support.cluster import NODE_ENV, RedisProcess, lines, register, tab
 from tests.support.poll import poll
-from tests.support.servers import ServerProcess, free_port, start_server
+from tests.support.servers import ServerProcess, free_port, start_server, stop_or_kill
 
 # --- the rules ---------------------------------------------------------------------------
 
@@ -244,13 +244,7 @@ def cluster_of(tmp: Path, names: tuple[str, ...], **env: str) -> Iterator[Cluste
         yield cluster
     finally:
         for server in cluster.nodes.values():
-            if server.proc.poll() is None:
-                server.proc.terminate()
-                try:
-                    server.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    server.proc.kill()
-                    server.proc.wait()
+            stop_or_kill(server)
         redis.stop()
 
 

@@ -75,6 +75,18 @@ def stop_server(server: ServerProcess, sig: int = signal.SIGTERM, timeout: float
     return server.proc.wait(timeout=timeout)
 
 
+def stop_or_kill(server: ServerProcess, timeout: float = 10) -> None:
+    """A teardown's stop: SIGTERM and wait up to `timeout`, SIGKILL past it; nothing is
+    left running whatever state the test left the server in."""
+    if server.proc.poll() is not None:
+        return
+    try:
+        stop_server(server, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait()
+
+
 def processes_mentioning(text: str, name: bytes = b"redis-server") -> list[int]:
     """Pids of `name` processes whose command line mentions text (e.g. a data dir)."""
     pids = []
