@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from av.video.frame import VideoFrame
 
 from media import aiortc_private
-from media.ice import rtc_configuration
+from media.ice import IceServer, rtc_configuration
 from signaling.tasks import cancel_and_wait
 
 
@@ -27,9 +27,12 @@ class DecodingViewer:
     counted (at its arrival, for latency probes)."""
 
     def __init__(self, viewer_id: str = "", *,
-                 on_video: Callable[[VideoFrame], None] | None = None) -> None:
+                 on_video: Callable[[VideoFrame], None] | None = None,
+                 ice_servers: Sequence[IceServer] = (), relay_only: bool = False) -> None:
         self.viewer_id = viewer_id
-        self.pc = RTCPeerConnection(rtc_configuration())
+        # relay_only: a viewer behind a firewall that lets only TURN through (the ack's
+        # ice_servers name the TURN server and this viewer's credential)
+        self.pc = RTCPeerConnection(rtc_configuration(ice_servers, relay_only=relay_only))
         self.created = time.monotonic()
         self.video_frames = 0
         self.audio_frames = 0

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
-from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 from media.errors import invalid
 
@@ -50,17 +50,22 @@ class IceServer:
         object.__setattr__(self, "credential", credential)
 
 
-def rtc_configuration(ice_servers: Sequence[IceServer] = ()) -> RTCConfiguration:
+def rtc_configuration(
+    ice_servers: Sequence[IceServer] = (), *, relay_only: bool = False
+) -> RTCConfiguration:
     """An aiortc configuration with an explicit server list and max-bundle.
 
     max-bundle puts audio and video on one ICE/DTLS transport: one socket and one ICE
-    check per viewer instead of two.
+    check per viewer instead of two. `relay_only` is the browser's iceTransportPolicy
+    "relay": aioice gathers only the TURN server's relay candidate (aiortc uses the first
+    TURN server of the list), as a client behind a firewall that lets only TURN through.
     """
     return RTCConfiguration(
         iceServers=[
             RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
             for s in ice_servers
         ],
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
         bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
     )
 

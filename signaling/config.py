@@ -54,6 +54,46 @@ def _transports(text: str) -> str:
     return ",".join(names)
 
 
+def _turn_urls(text: str) -> str:
+    from signaling.turn import parse_turn_urls
+
+    try:
+        return ",".join(parse_turn_urls(str(text)))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _turn_ttl(text: str | int) -> int:
+    from signaling.turn import MIN_TTL_S
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < MIN_TTL_S:
+        raise argparse.ArgumentTypeError(f"--turn-ttl must be {MIN_TTL_S} s or more")
+    return value
+
+
+def _transport_policy(text: str) -> str:
+    value = str(text).strip().lower()
+    if value not in ("all", "relay"):
+        raise argparse.ArgumentTypeError(f"not an ICE transport policy: {text!r} (all or relay)")
+    return value
+
+
+class _CommaList(argparse.Action):
+    """A repeatable flag whose values (each a comma list) join into one comma list; the
+    first use on the command line replaces the environment's value instead of adding."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        seen = f"_{self.dest}_given"
+        current = getattr(namespace, self.dest) if getattr(namespace, seen, False) else ""
+        setattr(namespace, seen, True)
+        setattr(namespace, self.dest, ",".join(v for v in (current, values) if v))
+
+
 TRANSPORTS = ("polling", "websocket")
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
@@ -159,6 +199,23 @@ class Settings:
         "env": "GOLIVE_ICE_ADDRESSES",
         "help": "host addresses the server's ICE gathers on, comma-separated; auto: "
                 "127.0.0.1 when --host is loopback, else every interface"})
+    turn_url: str = field(default="", metadata={
+        "env": "GOLIVE_TURN_URLS", "type": _turn_urls, "repeatable": True, "shown": "unset",
+        "help": "TURN servers handed to the browsers with per-user credentials (coturn's "
+                "use-auth-secret), e.g. turn:turn.example:3478?transport=udp; repeat the "
+                "flag or give a comma list (turn:...?transport=tcp, turns:...:5349)"})
+    turn_secret: str | None = field(default=None, metadata={
+        "env": "GOLIVE_TURN_SECRET", "secret": True,
+        "help": "the TURN server's static-auth-secret; the credentials golive issues are "
+                "HMACs of it (required with --turn-url)"})
+    turn_ttl: int = field(default=24 * 3600, metadata={
+        "env": "GOLIVE_TURN_TTL", "type": _turn_ttl,
+        "help": "seconds a TURN credential stays valid; coturn checks it at every allocation "
+                "refresh, so a relayed join lasts at most this long (60 or more)"})
+    ice_transport_policy: str = field(default="all", metadata={
+        "env": "GOLIVE_ICE_TRANSPORT_POLICY", "type": _transport_policy,
+        "help": "all, or relay: the pages pass iceTransportPolicy relay and use only TURN "
+                "(for testing TURN, or to keep clients' addresses from the media server)"})
     video_codec: str = field(default="vp8", metadata={
         "env": "GOLIVE_VIDEO_CODEC", "help": "room video codec, vp8 or h264"})
     video_bitrate: int = field(default=800_000, metadata={
@@ -286,6 +343,18 @@ class Settings:
             raise SystemExit("golive: GOLIVE_ICE_SERVERS must be a JSON list of {urls, ...}")
         return servers
 
+    def client_ice(self) -> Any:
+        """The ICE configuration handed to the browsers (signaling.turn.IceServers): the
+        static GOLIVE_ICE_SERVERS plus, with --turn-url, per-user TURN credentials."""
+        from signaling.turn import IceServers, parse_turn_urls
+
+        try:
+            return IceServers(self.ice_server_list(), parse_turn_urls(self.turn_url),
+                              self.turn_secret.encode() if self.turn_secret else None,
+                              self.turn_ttl, self.ice_transport_policy)
+        except ValueError as exc:
+            raise SystemExit(f"golive: {exc}") from None
+
     def ice_host_addresses(self) -> list[str] | None:
         """Addresses to restrict aioice to, or None for every interface."""
         if self.ice_addresses.strip() == "auto":
@@ -331,7 +400,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             raise SystemExit(f"golive: {meta['env']}={env_value!r}: {exc}") from None
         flag = "--" + f.name.replace("_", "-")
         shown = "(hidden)" if meta.get("secret") else "%(default)s"
-        parser.add_argument(flag, dest=f.name, type=convert, default=default,
+        extra: dict[str, Any] = {"action": _CommaList} if meta.get("repeatable") else {}
+        parser.add_argument(flag, dest=f.name, type=convert, default=default, **extra,
                             help=f"{meta['help']} [env {meta['env']}; default {shown}]")
 
 

@@ -89,9 +89,13 @@ class LiveRooms(Feature):
         self.gateway = gateway
         self.services = services
         self.settings = settings
-        self.ice_servers = settings.ice_server_list()
+        # The browsers' ICE servers, with a TURN credential made per user (signaling/turn.py).
+        # The server's own peers get only the static list: on loopback, or on a host with a
+        # public address, a relay-only client's relay candidate reaches the server's host
+        # candidate directly, so the server needs no TURN allocation of its own.
+        self.client_ice = settings.client_ice()
         self._media_ice = tuple(IceServer(s["urls"], s.get("username"), s.get("credential"))
-                                for s in self.ice_servers)
+                                for s in self.client_ice.static)
         # One for the node: joins' handshakes compete for the same CPU whatever their live.
         # 0 handshakes: no admission (every join starts at once, as before it existed).
         self.joins = (JoinAdmission(settings.join_handshakes, settings.join_queue)
@@ -206,7 +210,7 @@ class LiveRooms(Feature):
                 log.exception("start listener failed", extra={"fields": {"live": live.live_id}})
         log.info("live started", extra={"fields": {"live": live.live_id, "creator": creator}})
         return {"live": live.as_dict(), "answer": answer, "viewers": 0,
-                "ice_servers": self.ice_servers}
+                **self.client_ice.for_client(conn.user_id)}
 
     async def _check_not_elsewhere(self, creator_id: str) -> None:
         """`conflict` (reason `other_node`, with the node) when the creator's live runs on
@@ -285,7 +289,7 @@ class LiveRooms(Feature):
         log.info("live resumed", extra={"fields": {"live": hosted.live.live_id}})
         return {"live": hosted.live.as_dict(), "answer": answer, "resumed": True,
                 "viewers": await self.services.lives.viewer_count(hosted.live),
-                "ice_servers": self.ice_servers}
+                **self.client_ice.for_client(conn.user_id)}
 
     async def end(self, creator_id: str, reason: str) -> bool:
         """End the creator's live on this node: Redis, pushes, every peer connection."""
@@ -473,7 +477,8 @@ class LiveRooms(Feature):
                     await listener(live, conn)
                 except Exception:
                     log.exception("join listener failed", extra={"fields": {"live": live.live_id}})
-        return {"live": live.as_dict(), "offer": offer, "ice_servers": self.ice_servers,
+        return {"live": live.as_dict(), "offer": offer,
+                **self.client_ice.for_client(conn.user_id),
                 "viewers": await self.services.lives.viewer_count(live),
                 "likes": await self.services.likes.count(live.live_id)}
 
@@ -694,6 +699,14 @@ class LiveRooms(Feature):
             """The creator renames their running live: viewers, the profile page and
             Discover see the new title at once (live:title to the room and watchers)."""
             return await self.retitle(ctx.user_id, p.title)
+
+        @gateway.event("rtc:config", Empty)
+        async def rtc_config(ctx: EventContext, _: Empty) -> dict[str, Any]:
+            """The ICE servers (a fresh TURN credential for this user) and transport policy,
+            asked by the studio before its first offer: live:start's offer is made before
+            its ack could name them. Signed-in users only (not in ANONYMOUS_EVENTS): a
+            visitor's credential comes with the join that needs it."""
+            return self.client_ice.for_client(ctx.user_id)
 
         @gateway.event("room:join", RoomJoin)
         async def room_join(ctx: EventContext, p: RoomJoin) -> dict[str, Any]:

@@ -50,7 +50,7 @@ export class LivePlayer {
       throw err;
     }
     if (run !== this.joins) return null;
-    const pc = this.pc = newPeerConnection(reply.ice_servers ?? []);
+    const pc = this.pc = newPeerConnection(reply.ice_servers ?? [], reply.ice_transport_policy);
     this.live = reply.live;
     const stream = new MediaStream();
     pc.ontrack = ({ track, receiver }) => {

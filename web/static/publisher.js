@@ -31,8 +31,13 @@ export class Publisher {
     this.pc = null;
     /** The live as the server last answered it ({live_id, title, started_at...}), or null. */
     this.live = null;
-    /** Learned from the first live:start; [] before (no public STUN by default). */
+    /** Asked (rtc:config) before each offer; [] until then (no public STUN by default). */
     this.iceServers = [];
+    /** The server's ice_transport_policy: 'relay' makes the browser use TURN only. */
+    this.iceTransportPolicy = 'all';
+    /** Counts start() and close() calls: a start whose rtc:config answered after
+     * another of them gives up. */
+    this.attempts = 0;
     /** Set by end() so that a live:start still in flight is ended when it answers. */
     this.ending = false;
   }
@@ -51,8 +56,12 @@ export class Publisher {
    */
   async start(stream, title, { resumeOf = null, signedInOnly = false } = {}) {
     this.ending = false;
+    const attempt = ++this.attempts;
     closePeerConnection(this.pc);
-    const pc = this.pc = newPeerConnection(this.iceServers);
+    this.pc = null;
+    await this.askIceConfig();
+    if (attempt !== this.attempts) return null; // closed, ended or restarted meanwhile
+    const pc = this.pc = newPeerConnection(this.iceServers, this.iceTransportPolicy);
     const [video] = stream.getVideoTracks();
     const [audio] = stream.getAudioTracks();
     if (!video) throw new GoliveError(ErrorCode.INVALID, 'There is no camera picture to send.');
@@ -70,7 +79,6 @@ export class Publisher {
       const payload = { title, offer: pc.localDescription.sdp, signed_in_only: signedInOnly };
       if (resumeOf) payload.resume_of = resumeOf;
       const reply = await this.socket.ask('live:start', payload, { timeout: START_TIMEOUT_MS });
-      this.iceServers = reply.ice_servers ?? this.iceServers;
       this.live = reply.live;
       if (this.ending) {
         await this.end(); // End was pressed while the server was starting it
@@ -89,6 +97,21 @@ export class Publisher {
       if (this.live) await this.end().catch(() => {});
       throw new GoliveError(ErrorCode.UNAVAILABLE,
         `Your browser could not connect to the server (${err?.message ?? err}).`);
+    }
+  }
+
+  /**
+   * Ask the server for its ICE servers (with a fresh TURN credential for this
+   * user) before an offer: its candidates must include the TURN relay's. A
+   * server that does not answer leaves the ones asked last (or none).
+   */
+  async askIceConfig() {
+    try {
+      const reply = await this.socket.ask('rtc:config', {}, { timeout: START_TIMEOUT_MS });
+      this.iceServers = reply.ice_servers ?? this.iceServers;
+      this.iceTransportPolicy = reply.ice_transport_policy ?? this.iceTransportPolicy;
+    } catch {
+      // an older server, or a dropped socket: live:start itself will tell
     }
   }
 
@@ -121,6 +144,7 @@ export class Publisher {
    * grace period for start() from a reload or a reconnect. Safe to call twice.
    */
   close() {
+    this.attempts += 1;
     closePeerConnection(this.pc);
     this.pc = null;
   }

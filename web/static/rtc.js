@@ -10,11 +10,17 @@ export const ICE_GATHER_TIMEOUT_MS = 5000;
 
 /**
  * A peer connection with the server's ICE servers (`[]` until the server has
- * named them: an empty list keeps Chromium off public STUN servers).
+ * named them: an empty list keeps Chromium off public STUN servers; a TURN
+ * entry carries a credential made for this user).
  * max-bundle puts audio and video on one transport, as the server does.
+ * `transportPolicy` is the server's `ice_transport_policy`: only 'relay' is
+ * passed on (TURN only, GOLIVE_ICE_TRANSPORT_POLICY=relay); anything else
+ * leaves the browser's default (every candidate).
  */
-export function newPeerConnection(iceServers = []) {
-  return new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
+export function newPeerConnection(iceServers = [], transportPolicy = 'all') {
+  const config = { iceServers, bundlePolicy: 'max-bundle' };
+  if (transportPolicy === 'relay') config.iceTransportPolicy = 'relay';
+  return new RTCPeerConnection(config);
 }
 
 /**
