@@ -208,10 +208,10 @@ class Settings:
         "env": "GOLIVE_TURN_SECRET", "secret": True,
         "help": "the TURN server's static-auth-secret; the credentials golive issues are "
                 "HMACs of it (required with --turn-url)"})
-    turn_ttl: int = field(default=24 * 3600, metadata={
+    turn_ttl: int = field(default=3600, metadata={
         "env": "GOLIVE_TURN_TTL", "type": _turn_ttl,
-        "help": "seconds a TURN credential stays valid; coturn checks it at every allocation "
-                "refresh, so a relayed join lasts at most this long (60 or more)"})
+        "help": "seconds a TURN credential may open relays (60 or more); each join gets a "
+                "fresh one, and a relay already open outlives it"})
     ice_transport_policy: str = field(default="all", metadata={
         "env": "GOLIVE_ICE_TRANSPORT_POLICY", "type": _transport_policy,
         "help": "all, or relay: the pages pass iceTransportPolicy relay and use only TURN "

@@ -9,12 +9,13 @@ secret; a credential is
     credential = base64(HMAC-SHA1(secret, username))
 
 so coturn verifies it with no call to golive, and refuses it once the expiry has passed.
-coturn checks it on every Allocate and on every Refresh (a client refreshes its
-allocation about every 10 min), so the lifetime bounds how long one join may be relayed:
-a credential that expires mid-live ends that relay at its next refresh. Hence 24 h by
-default (the draft's own example lifetime): longer than any live, and a credential
-copied out of a page works for at most a day. Every join and every go-live gets a
-fresh one.
+coturn checks the expiry only when a client makes an allocation: a relay already running
+outlives its credential (its refreshes keep succeeding; tests/test_turn.py pins that). And
+every join, go-live and `rtc:config` hands out a fresh credential. So one only has to
+last from its ack to the client's Allocate (milliseconds to seconds), plus any new
+allocation the same peer connection makes without a new ack (the browser re-gathering
+after a network change). Hence 1 h by default: ample for that, while a credential copied
+out of a page opens relays for at most an hour.
 
 Signed-out viewers have a server-made per-socket id (`anon-` + 12 hex digits,
 engine/anonymous.py): their credential names that socket, so coturn's log tells their
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-DEFAULT_TTL_S = 24 * 3600
+DEFAULT_TTL_S = 3600
 MIN_TTL_S = 60  # shorter would expire between a join's ack and its Allocate on a slow page
 TRANSPORT_POLICIES = ("all", "relay")
 

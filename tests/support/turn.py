@@ -98,7 +98,7 @@ class Coturn:
         return seen
 
 
-def _config(port: int, secret: str, tmp: Path) -> str:
+def _config(port: int, secret: str, tmp: Path, extra: tuple[str, ...]) -> str:
     # Every path coturn would otherwise take from /etc or /var lives in the test's dir.
     return "\n".join([
         f"listening-port={port}",
@@ -114,6 +114,7 @@ def _config(port: int, secret: str, tmp: Path) -> str:
         f"log-file={tmp / 'turn.log'}", "simple-log", "no-stdout-log", "verbose",
         f"pidfile={tmp / 'turn.pid'}",
         f"userdb={tmp / 'turndb'}",
+        *extra,
         "",
     ])
 
@@ -132,12 +133,13 @@ def _answers_stun(port: int) -> bool:
     return stun.parse_message(data).transaction_id == request.transaction_id
 
 
-def start_coturn(tmp: Path, secret: str = TURN_SECRET) -> Coturn:
-    """Start turnserver on a free loopback port and wait until it answers STUN."""
+def start_coturn(tmp: Path, secret: str = TURN_SECRET, extra: tuple[str, ...] = ()) -> Coturn:
+    """Start turnserver on a free loopback port and wait until it answers STUN; `extra`
+    config lines (e.g. "max-allocate-lifetime=6") are appended."""
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = tmp / "turnserver.conf"
-    config.write_text(_config(port, secret, tmp))
+    config.write_text(_config(port, secret, tmp, extra))
     proc = subprocess.Popen([TURNSERVER, "-c", str(config)], stdout=subprocess.DEVNULL,
                             stderr=(tmp / "turn.stderr").open("wb"))
     server = Coturn(proc, port, secret, tmp / "turn.log")
