@@ -30,6 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     logs.configure(settings.log_level)
     settings.token_secret()  # fail before binding when production lacks a secret
+    settings.client_ice()  # and when TURN is half-configured (URLs without the secret)
     _check_ledger_settings(settings)
     if settings.worker_count() > 1:
         from signaling.workers import supervise
@@ -55,7 +56,10 @@ def run_node(settings: Settings, *, reuse_port: bool = False,
     log.info("golive serving", extra={"fields": {
         "url": f"http://{settings.host}:{settings.port}", "node": settings.node_name(),
         "redis": "embedded" if not settings.redis_url else "external",
-        "fanout": fanout_path(settings).name, "fanout_why": fanout_path(settings).reason}})
+        "fanout": fanout_path(settings).name, "fanout_why": fanout_path(settings).reason,
+        # the URLs only: the TURN secret is never logged
+        "turn": settings.client_ice().turn_urls or "off",
+        "ice_transport_policy": settings.ice_transport_policy}})
     # run_app handles SIGINT and SIGTERM: stop accepting, run on_shutdown
     # (sockets closed), then the cleanup contexts in reverse.
     try:

@@ -77,3 +77,6 @@ async def test_creator_and_viewer_go_through_coturn_only(
             assert selected["local"] == "relay"
             assert turn["username"] in coturn.allocated_users()
         await screenshot(viewer, "viewer-through-turn")
+    # the startup line names the TURN URLs and the policy, never the secret
+    assert f'"turn": ["{coturn.url}"]' in relay_server.log()
+    assert coturn.secret not in relay_server.log()

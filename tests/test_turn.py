@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -273,3 +276,12 @@ async def test_a_relay_outlives_its_credential(
         await viewer.close()
     finally:
         stop_coturn(turn)
+
+
+def test_serve_refuses_turn_urls_without_the_secret(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOLIVE_", "REDIS_"))}
+    env.update(GOLIVE_TURN_URLS="turn:127.0.0.1:3478", GOLIVE_DATA_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-m", "signaling.cli", "serve", "--workers", "2"],
+                          env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    assert "TURN URLs are configured without GOLIVE_TURN_SECRET" in done.stderr
