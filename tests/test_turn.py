@@ -143,8 +143,9 @@ def test_turn_without_its_secret_does_not_start() -> None:
 
 # --- through the server --------------------------------------------------------------
 
-def turn_app(settings: Settings, coturn: Coturn | None, policy: str = "all") -> Any:  # noqa: F811
-    settings.turn_url = coturn.url if coturn else "turn:127.0.0.1:3478?transport=udp"
+def turn_app(settings: Settings, coturn: Coturn | None, policy: str = "all",  # noqa: F811
+             url: str | None = None) -> Any:
+    settings.turn_url = url or (coturn.url if coturn else "turn:127.0.0.1:3478?transport=udp")
     settings.turn_secret = coturn.secret if coturn else TURN_SECRET
     settings.ice_transport_policy = policy
     return create_app(settings)
@@ -210,10 +211,13 @@ async def relay_only_viewer(client: Any, creator: SocketPeer, who: str, closers:
     return viewer, ack
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_a_relay_only_viewer_decodes_through_coturn(
         aiohttp_client: Any, settings: Settings, redis: Redis, closers: list[Any],
-        coturn: Coturn) -> None:  # noqa: F811
-    client = await aiohttp_client(turn_app(settings, coturn))
+        coturn: Coturn, transport: str) -> None:  # noqa: F811
+    """Over UDP, and over TCP to coturn: a firewall that lets no UDP out at all."""
+    client = await aiohttp_client(turn_app(
+        settings, coturn, url=coturn.url if transport == "udp" else coturn.tcp_url))
     ann = await peer(client, "ann", closers)
     await go_live(ann, closers)
     viewer, ack = await relay_only_viewer(client, ann, "vic", closers)
@@ -226,6 +230,9 @@ async def test_a_relay_only_viewer_decodes_through_coturn(
     relayed = await poll(lambda: coturn.usage().get(username, (0, 0))[1] > 50_000,
                          what="coturn's usage line for the viewer")
     assert relayed
+    if transport == "tcp":  # the client's leg was TCP (coturn names it as the session closes)
+        assert re.search(rf"closed \(2nd stage\), user <{re.escape(username)}>.*reason: TCP",
+                         coturn.log())
 
 
 async def test_wrong_or_expired_credentials_are_refused_by_coturn(
