@@ -268,7 +268,7 @@ async def test_a_relay_outlives_its_credential(
         client = await aiohttp_client(turn_app(settings, turn))
         ann = await peer(client, "ann", closers)
         await go_live(ann, closers)
-        ttl_s = 2
+        ttl_s = 3  # expires 2-3 s from now, before the refresh at 5 s
         ice = turn.ice_servers("vic-short", ttl_s=ttl_s)
         expires_at = int(ice[0]["username"].partition(":")[0])
         viewer, _ = await relay_only_viewer(client, ann, "vic", closers, ice=ice)
