@@ -28,6 +28,7 @@ from tests.support.turn import (  # noqa: F401 (fixture)
     TURN_SECRET,
     Coturn,
     coturn,
+    need_turnserver,
     start_coturn,
     stop_coturn,
 )
@@ -263,6 +264,7 @@ async def test_a_relay_outlives_its_credential(
     """Why the credential lifetime can be short (signaling/turn.py): coturn checks the
     expiry only when an allocation is made; a relay's refreshes succeed after it. coturn
     caps allocations at 6 s here, so the viewer refreshes after 5 s (5/6 of it)."""
+    need_turnserver()
     turn = start_coturn(tmp_path / "short", extra=("max-allocate-lifetime=6",))
     try:
         client = await aiohttp_client(turn_app(settings, turn))
@@ -292,3 +294,15 @@ def test_serve_refuses_turn_urls_without_the_secret(tmp_path: Path) -> None:
                           env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode != 0
     assert "TURN URLs are configured without GOLIVE_TURN_SECRET" in done.stderr
+
+
+def test_the_turn_bench_measures_both_kinds_of_viewer(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m bench.turn` (README, "TURN"): one round, each viewer decodes a frame."""
+    from bench import turn as bench_turn
+
+    need_turnserver()
+    assert bench_turn.main(["--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "direct: median" in out and "relay: median" in out
+    assert "coturn allocations: 1 (transport udp)" in out
