@@ -26,6 +26,7 @@ from typing import Any
 import socketio
 
 from bench.coturn import TURNSERVER, start_coturn, stop_coturn
+from bench.creator import start_live
 from bench.decoding_viewer import DecodingViewer
 from bench.target import LocalServer, register_accounts
 from media.ice import IceServer, restrict_host_addresses
@@ -83,11 +84,7 @@ async def run(rounds: int, transport: str) -> dict[str, Any]:
         accounts = await register_accounts(server.url, 1 + 2 * rounds)
         sio = await _tab(server.url, accounts[0].token)
         creator = HeadlessCreator.synthetic(640, 360, 30)
-        ack = await sio.call("live:start", {"title": "turn bench",
-                                            "offer": await creator.offer()}, timeout=20)
-        if not ack.get("ok"):
-            raise RuntimeError(f"live:start refused: {ack}")
-        await creator.accept_answer(ack["answer"])
+        await start_live(sio, creator, "turn bench", timeout=20)
         figures: dict[str, Any] = {"direct": [], "relay": [], "transport": transport}
         for n in range(rounds):
             for mode, account in (("direct", accounts[1 + 2 * n]),
