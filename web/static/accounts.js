@@ -4,7 +4,7 @@
 
 import { api } from './api.js';
 import { ErrorCode } from './errors.js';
-import { clearSession, getToken, saveSession, updateSessionUser } from './session.js';
+import { clearSession, currentUser, saveSession, updateSessionUser } from './session.js';
 
 /**
  * Register and sign in. fields: {username, display_name, birthdate 'YYYY-MM-DD', password}.
@@ -12,7 +12,7 @@ import { clearSession, getToken, saveSession, updateSessionUser } from './sessio
  */
 export async function signUp({ username, display_name, birthdate, password }) {
   const body = await api('/api/register', {
-    method: 'POST', token: null, body: { username, display_name, birthdate, password },
+    method: 'POST', token: null, body: { username, display_name, birthdate, password, cookie: true },
   });
   saveSession(body);
   return body.user;
@@ -20,32 +20,33 @@ export async function signUp({ username, display_name, birthdate, password }) {
 
 /** Sign in with a username and password; returns the user. */
 export async function signIn(username, password) {
-  const body = await api('/api/signin', { method: 'POST', token: null, body: { username, password } });
+  // cookie: the token goes into an HttpOnly cookie, never into this page's hands.
+  const body = await api('/api/signin', { method: 'POST', token: null,
+    body: { username, password, cookie: true } });
   saveSession(body);
   return body.user;
 }
 
 /**
- * Sign out: the server revokes the token and closes its sockets. The local
+ * Sign out: the server revokes the token, drops the cookie and closes its sockets. The local
  * session is cleared even when the server cannot be reached, so a shared
  * computer is never left signed in.
  */
 export async function signOut() {
-  const token = getToken();
   try {
-    if (token) await api('/api/signout', { method: 'POST', token });
+    if (currentUser()) await api('/api/signout', { method: 'POST', token: null });
   } finally {
     clearSession();
   }
 }
 
 /**
- * Check the stored token with the server and refresh the cached user.
+ * Check the session cookie with the server and refresh the cached user.
  * Returns the user, or null when signed out or the token was refused (the
  * session is then cleared). A server that cannot be reached keeps the session.
  */
 export async function verifySession() {
-  if (!getToken()) return null;
+  if (!currentUser()) return null;
   try {
     const { user } = await api('/api/me');
     updateSessionUser(user);
