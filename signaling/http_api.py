@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from engine.accounts import utc_today
+from engine.accounts import Account, utc_today
 from engine.avatars import UPLOAD_MAX_BYTES
 from engine.errors import DomainError, ErrorCode, invalid, rate_limited, unauthorized
 from engine.lives import check_may_go_live
@@ -202,7 +202,7 @@ def throttle_auth(request: web.Request) -> None:
         raise rate_limited(wait)
 
 
-async def signed_in_answer(request: web.Request, status: int, account: Any,
+async def signed_in_answer(request: web.Request, status: int, account: Account,
                            cookie: bool) -> web.Response:
     """A new session for `account`: its token in the body (API clients), or, when the page
     asked with "cookie": true, in the HttpOnly session cookie and not in the body."""
