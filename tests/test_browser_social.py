@@ -8,6 +8,7 @@ page land in /tmp/golive-shots/ for people to look at.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -66,6 +67,11 @@ async def test_sign_up_follow_unfollow_block(chromium, live_server) -> None:  # 
         await bob.goto("/")
         await sign_up(bob, "bob", "Bob <b>Builder</b>")
         await expect_signed_in(bob, "bob")
+        # The token is in the HttpOnly cookie only: no script of the page can read it.
+        stored = json.loads(await bob.evaluate("localStorage.getItem('golive.session')"))
+        assert set(stored) == {"expires_at", "user"}
+        assert await bob.evaluate("document.cookie") == ""
+        assert len(await session_token(bob)) > 20
         await bob.get_by_test_id("signout-button").click()
         await expect(bob.get_by_test_id("signin-link")).to_be_visible()
         await expect(bob.get_by_test_id("signin-form")).to_be_visible()
