@@ -21,8 +21,16 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
-from tests.browser import chromium, chromium_path, open_page  # noqa: F401 (fixtures)
-from tests.support.pages import PASSWORD, PREVIEW_READY, sign_in_as, studio_go_live
+from tests.browser import PageErrors, chromium, chromium_path, open_page  # noqa: F401 (fixtures)
+from tests.support.pages import (
+    PASSWORD,
+    PREVIEW_READY,
+    expect_signed_in,
+    session_token,
+    sign_in_as,
+    sign_up,
+    studio_go_live,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -238,3 +246,27 @@ async def test_every_page_renders_under_the_policy(chromium, live_server) -> Non
                 await visitor.goto(path)
                 await expect(visitor.get_by_test_id(drawn)).to_be_visible()
                 await watch.assert_clean(visitor, f"{path} signed out at {size}")
+
+
+async def test_a_sign_out_the_server_did_not_hear_is_sent_again(chromium, live_server) -> None:  # noqa: F811
+    """The page cannot drop its HttpOnly cookie itself: signed out while offline, the
+    next page load sends the sign-out again, and the server revokes and drops it."""
+    errors = PageErrors()
+    async with open_page(chromium, live_server.url, errors=errors) as page:
+        await page.goto("/")
+        await sign_up(page, "ola", "Ola")
+        await expect_signed_in(page, "ola")
+        token = await session_token(page)
+        await page.context.set_offline(True)
+        await page.get_by_test_id("signout-button").click()
+        await expect(page.get_by_test_id("signin-link")).to_be_visible()
+        assert await session_token(page) == token  # unheard: the cookie is still there
+        await page.context.set_offline(False)
+        await page.reload()
+        await page.wait_for_function(
+            "() => localStorage.getItem('golive.signout_pending') === null")
+        assert [c for c in await page.context.cookies() if c["name"] == "golive_session"] == []
+        me = await page.request.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status == 401 and (await me.json())["error"]["reason"] == "revoked"
+        await expect(page.get_by_test_id("signin-link")).to_be_visible()
+        errors.forgive("ERR_INTERNET_DISCONNECTED")

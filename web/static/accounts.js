@@ -27,17 +27,49 @@ export async function signIn(username, password) {
   return body.user;
 }
 
+// A sign-out the server did not hear (offline, server down): the HttpOnly cookie is
+// still in the browser and only the server can drop it, so each page load asks again
+// (finishSignOut) until it answers.
+const SIGNOUT_PENDING = 'golive.signout_pending';
+
+function rememberPendingSignOut(pending) {
+  try {
+    if (pending) localStorage.setItem(SIGNOUT_PENDING, '1');
+    else localStorage.removeItem(SIGNOUT_PENDING);
+  } catch {
+    // Storage disabled: the cookie lasts until it expires or the next sign-in replaces it.
+  }
+}
+
 /**
  * Sign out: the server revokes the token, drops the cookie and closes its sockets. The local
- * session is cleared even when the server cannot be reached, so a shared
- * computer is never left signed in.
+ * session is cleared even when the server cannot be reached (and the sign-out is sent
+ * again on the next page load), so a shared computer is never left signed in.
  */
 export async function signOut() {
   try {
     if (currentUser()) await api('/api/signout', { method: 'POST', token: null });
+  } catch (err) {
+    if (err.code !== ErrorCode.UNAUTHORIZED) rememberPendingSignOut(true);
+    throw err;
   } finally {
     clearSession();
   }
+}
+
+/** Send again a sign-out the server did not hear (header.js calls it on each page load). */
+export async function finishSignOut() {
+  let pending = null;
+  try { pending = localStorage.getItem(SIGNOUT_PENDING); } catch { /* storage disabled */ }
+  if (!pending) return;
+  // Signed in again since: that sign-in's cookie replaced the old one.
+  if (currentUser()) { rememberPendingSignOut(false); return; }
+  try {
+    await api('/api/signout', { method: 'POST', token: null });
+  } catch (err) {
+    if (err.code !== ErrorCode.UNAUTHORIZED) return; // still unheard: the next load tries
+  }
+  rememberPendingSignOut(false);
 }
 
 /**
