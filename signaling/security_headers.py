@@ -29,14 +29,19 @@ Why each directive (docs/security.md, "Browser security", says the same for peop
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 CSP_HEADER = "Content-Security-Policy"
+# A Host header as a CSP source: a name or IPv4/IPv6 literal and a port. Anything else
+# (a client's own "a; frame-ancestors *") is left out, never pasted into the policy.
+HOST_SOURCE = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
 
 def content_security_policy(host: str) -> str:
     """The CSP for a page served from `host` (the Host header: name[:port])."""
-    sockets = f"ws://{host} wss://{host}" if host else ""
+    sockets = f"ws://{host} wss://{host}" if HOST_SOURCE.match(host) else ""
     directives = {
         "default-src": "'self'",
         "script-src": "'self'",

@@ -46,6 +46,14 @@ def test_the_policy_allows_no_inline_code_and_no_framing() -> None:
                                                                             "https:")]
 
 
+@pytest.mark.parametrize("host", ["a; frame-ancestors *", "x y", "h'", "", "h:1/x"])
+def test_a_host_header_never_writes_into_the_policy(host: str) -> None:
+    csp = directives(content_security_policy(host))
+    assert csp["connect-src"] == ["'self'"] and csp["frame-ancestors"] == ["'none'"]
+    assert directives(content_security_policy("[::1]:8080"))["connect-src"] == [
+        "'self'", "ws://[::1]:8080", "wss://[::1]:8080"]
+
+
 def test_the_rule_names_every_header_and_hsts_only_over_https() -> None:
     plain = security_headers("h")
     assert plain["X-Content-Type-Options"] == "nosniff"
