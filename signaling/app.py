@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from media.fastpath import FanoutPath
 from media.fastpath import resolve as resolve_fanout
-from signaling import http_api, wallet_http, web_pages
+from signaling import http_api, security_headers, wallet_http, web_pages
 from signaling.appkeys import (
     ALERT_FANOUT,
     CHAT,
@@ -146,6 +146,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(server_ctx)
     app.cleanup_ctx.append(rtt_ctx)  # after server_ctx: it pings Redis
     app.on_response_prepare.append(node_header(settings.node_name()))
+    security_headers.setup(app)  # CSP and friends on every response, errors included
     app.on_shutdown.append(end_lives)
     app.on_shutdown.append(close_sockets)
     app.router.add_get("/healthz", healthz)

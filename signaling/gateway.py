@@ -23,7 +23,7 @@ from engine.accounts import UserId
 from engine.anonymous import new_anonymous_id
 from engine.errors import DomainError, ErrorCode, invalid, rate_limited, unauthorized
 from engine.sessions import Session
-from signaling import engineio_private
+from signaling import engineio_private, session_cookie
 from signaling.config import Settings
 from signaling.errors import as_domain_error
 from signaling.metrics import UNKNOWN_EVENT, Metrics
@@ -188,6 +188,10 @@ class Gateway:
         if token is None and isinstance(auth, dict) and auth.get("anonymous") is True:
             await self._connect_anonymous(sid, environ)
             return
+        if token is None:
+            # The site's pages sign in with the HttpOnly cookie (signaling/session_cookie.py);
+            # Engine.IO has refused the handshake already if its Origin is another site's.
+            token = session_cookie.environ_token(environ)
         try:
             session = await self.services.sessions.verify(token)
         except DomainError as exc:

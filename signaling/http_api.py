@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from engine.accounts import utc_today
+from engine.accounts import Account, utc_today
 from engine.avatars import UPLOAD_MAX_BYTES
 from engine.errors import DomainError, ErrorCode, invalid, rate_limited, unauthorized
 from engine.lives import check_may_go_live
@@ -27,6 +28,7 @@ from signaling.errors import as_domain_error
 from signaling.profiles import people_view, profile_view, relation_view
 from signaling.ratelimit import KeyedBuckets
 from signaling.schemas import P, ProfileUpdate, Register, SignIn, convert
+from signaling.session_cookie import check_same_site, clear_cookie, request_token, set_cookie
 
 log = logging.getLogger("golive.http")
 
@@ -42,6 +44,9 @@ AUTH_BUCKETS = web.AppKey("auth_buckets", KeyedBuckets)
 AVATAR_BUCKETS = web.AppKey("avatar_buckets", KeyedBuckets)
 
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Set on a request whose session cookie the server refused (expired, revoked, forged):
+# its answer tells the browser to drop the cookie, which no script of the page can do.
+STALE_COOKIE = web.RequestKey("stale_cookie", bool)
 
 
 def error_response(error: DomainError) -> web.Response:
@@ -80,6 +85,8 @@ async def api_errors(request: web.Request, handler: Route) -> web.StreamResponse
             raise
     except Exception as exc:
         response = error_response(as_domain_error(exc, log, "api handler failed", route=route))
+    if request.get(STALE_COOKIE):
+        clear_cookie(response, secure=request.secure)
     request.app[METRICS].http_requests.labels(route, str(response.status)).inc()
     return response
 
@@ -155,14 +162,37 @@ def bearer(request: web.Request) -> str | None:
 
 
 async def signed_in(request: web.Request) -> Session:
+    """The caller's session: from `Authorization: Bearer`, else from the session cookie
+    (signaling/session_cookie.py), whose state changes must come from this site."""
     token = bearer(request)
+    if token is not None:
+        return await request.app[SERVICES].sessions.verify(token)
+    token = request_token(request)
     if token is None:
-        raise unauthorized("send Authorization: Bearer <token>", "missing")
-    return await request.app[SERVICES].sessions.verify(token)
+        raise unauthorized("send Authorization: Bearer <token> (or sign in on the site)",
+                           "missing")
+    check_same_site(request)
+    try:
+        return await request.app[SERVICES].sessions.verify(token)
+    except DomainError as exc:
+        if exc.code == ErrorCode.UNAUTHORIZED:
+            request[STALE_COOKIE] = True
+        raise
 
 
 async def optional_session(request: web.Request) -> Session | None:
-    return await signed_in(request) if bearer(request) else None
+    if bearer(request):
+        return await signed_in(request)
+    if request_token(request) is None:
+        return None
+    try:
+        return await signed_in(request)
+    except DomainError as exc:
+        # A page whose cookie went stale (signed out on another device) still reads
+        # profiles as a visitor; the answer drops the cookie (STALE_COOKIE).
+        if exc.code == ErrorCode.UNAUTHORIZED:
+            return None
+        raise
 
 
 def throttle_auth(request: web.Request) -> None:
@@ -172,28 +202,40 @@ def throttle_auth(request: web.Request) -> None:
         raise rate_limited(wait)
 
 
-async def token_body(request: web.Request, user_id: str) -> dict[str, Any]:
-    token, session = await request.app[SERVICES].sessions.issue(user_id)
-    return {"token": token, "expires_at": session.expires_at}
+async def signed_in_answer(request: web.Request, status: int, account: Account,
+                           cookie: bool) -> web.Response:
+    """A new session for `account`: its token in the body (API clients), or, when the page
+    asked with "cookie": true, in the HttpOnly session cookie and not in the body."""
+    token, session = await request.app[SERVICES].sessions.issue(account.id)
+    if not cookie:
+        return ok(status, user=account.public(), token=token, expires_at=session.expires_at)
+    response = ok(status, user=account.public(), expires_at=session.expires_at)
+    set_cookie(response, token, max_age=session.expires_at - int(time.time()),
+               secure=request.secure)
+    return response
 
 
 async def register(request: web.Request) -> web.Response:
     throttle_auth(request)
     p = await body(request, Register)
+    if p.cookie:
+        check_same_site(request)  # no other site signs a visitor in (login CSRF)
     account = await request.app[SERVICES].accounts.register(
         username=p.username, display_name=p.display_name, password=p.password,
         birthdate=p.birthdate)
     log.info("account registered", extra={"fields": {"user": account.id,
                                                      "username": account.username}})
-    return ok(201, user=account.public(), **await token_body(request, account.id))
+    return await signed_in_answer(request, 201, account, p.cookie)
 
 
 async def sign_in(request: web.Request) -> web.Response:
     throttle_auth(request)
     p = await body(request, SignIn)
+    if p.cookie:
+        check_same_site(request)
     account = await request.app[SERVICES].accounts.authenticate(p.username, p.password)
     log.info("signed in", extra={"fields": {"user": account.id}})
-    return ok(user=account.public(), **await token_body(request, account.id))
+    return await signed_in_answer(request, 200, account, p.cookie)
 
 
 async def sign_out(request: web.Request) -> web.Response:
@@ -201,7 +243,10 @@ async def sign_out(request: web.Request) -> web.Response:
     await request.app[SERVICES].sessions.revoke(session.session_id)
     await request.app[GATEWAY].end_session(session.session_id, session.user_id)
     log.info("signed out", extra={"fields": {"user": session.user_id}})
-    return ok()
+    response = ok()
+    if bearer(request) is None:  # signed out by the page's own cookie: drop it
+        clear_cookie(response, secure=request.secure)
+    return response
 
 
 def verdict(rule: Callable[[], None]) -> dict[str, Any]:

@@ -49,11 +49,15 @@ class Register(Payload):
     display_name: ShortText
     password: Password
     birthdate: Birthdate
+    # The site's pages: keep the token in an HttpOnly cookie, not in the answer
+    # (signaling/session_cookie.py).
+    cookie: bool = False
 
 
 class SignIn(Payload):
     username: Username
     password: Password
+    cookie: bool = False
 
 
 class ProfileGet(Payload):

@@ -98,7 +98,7 @@ _failures = itertools.count(1)
 @asynccontextmanager
 async def open_page(browser: Browser, base_url: str, *, viewport: tuple[int, int] = (1280, 800),
                     errors: PageErrors | None = None) -> AsyncIterator[Page]:
-    """A page in a fresh browser context (its own localStorage: one person).
+    """A page in a fresh browser context (its own cookies and localStorage: one person).
 
     Uncaught exceptions and console errors (bar HTTP error statuses, which the
     pages show themselves) are collected into `errors` and fail the test when

@@ -20,7 +20,7 @@ from engine.gift_room import GiftMoment
 from media.overlay import overlay_layout
 from signaling.gifts import gift_overlay, hex_color
 from tests.browser import chromium, chromium_path, open_page, screenshot  # noqa: F401 (fixtures)
-from tests.support.pages import person, studio_go_live, wait_playing
+from tests.support.pages import person, session_token, studio_go_live, wait_playing
 
 pytestmark = pytest.mark.browser
 
@@ -149,11 +149,9 @@ async def test_buy_coins_send_a_rose_and_see_it_in_the_video(chromium, live_serv
             await expect(page.get_by_test_id("gift-rank-coins")).to_have_text("7")
             await expect(page.get_by_test_id("gift-diamonds")).to_have_text("3")
         wallet = await studio.request.get("/api/wallet", headers={
-            "Authorization": f"Bearer {await studio.evaluate(TOKEN)}"})
+            "Authorization": f"Bearer {await session_token(studio)}"})
         assert (await wallet.json())["balances"]["diamonds"] == 3
         assert (await wallet.json())["balances"]["carry_coins"] == 1
         await screenshot(viewer, "gifts-viewer-combo")
         await screenshot(studio, "gifts-studio")
 
-
-TOKEN = "() => JSON.parse(localStorage.getItem('golive.session')).token"

@@ -2,8 +2,8 @@
 
 The creator's page sends Chromium's fake camera (MEDIA_ARGS) to the server's
 media pipeline; the viewer's page plays what the server sends back. Each
-browser context is one person; accounts are made through the HTTP API and put
-into localStorage as session.js keeps them. Every wait polls a condition;
+browser context is one person; accounts are made through the HTTP API and the
+context signed in with their session cookie (tests/support/pages.py). Every wait polls a condition;
 nothing sleeps. Screenshots land in /tmp/golive-shots/.
 """
 

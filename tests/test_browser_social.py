@@ -8,13 +8,15 @@ page land in /tmp/golive-shots/ for people to look at.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from playwright.async_api import expect
 
+from signaling.session_cookie import COOKIE
 from tests.browser import chromium, chromium_path, open_page, screenshot  # noqa: F401 (fixtures)
-from tests.support.pages import PASSWORD, expect_signed_in, sign_in, sign_up
+from tests.support.pages import PASSWORD, expect_signed_in, session_token, sign_in, sign_up
 
 pytestmark = pytest.mark.browser
 
@@ -23,7 +25,7 @@ pytestmark = pytest.mark.browser
 # Runs in the page: connectSocket() and ask() as the next pages will use them.
 SOCKET_PROBE = """async () => {
   const { connectSocket, ask } = await import('/static/socket.js');
-  const { getToken } = await import('/static/session.js');
+  const { currentUser } = await import('/static/session.js');
   const socket = await connectSocket();
   try {
     const { user } = await ask(socket, 'session:whoami', {});
@@ -32,7 +34,8 @@ SOCKET_PROBE = """async () => {
     const badToken = await connectSocket({ token: 'not-a-token' })
       .then(() => null, (e) => [e.code, e.reason]);
     return { whoami: user.username, self_follow: selfFollow, bad_token: badToken,
-             still_signed_in: getToken() !== null };
+             still_signed_in: currentUser() !== null,
+             token_readable: document.cookie.includes('golive_session') };
   } finally {
     socket.disconnect();
   }
@@ -64,6 +67,11 @@ async def test_sign_up_follow_unfollow_block(chromium, live_server) -> None:  # 
         await bob.goto("/")
         await sign_up(bob, "bob", "Bob <b>Builder</b>")
         await expect_signed_in(bob, "bob")
+        # The token is in the HttpOnly cookie only: no script of the page can read it.
+        stored = json.loads(await bob.evaluate("localStorage.getItem('golive.session')"))
+        assert set(stored) == {"expires_at", "user"}
+        assert await bob.evaluate("document.cookie") == ""
+        assert len(await session_token(bob)) > 20
         await bob.get_by_test_id("signout-button").click()
         await expect(bob.get_by_test_id("signin-link")).to_be_visible()
         await expect(bob.get_by_test_id("signin-form")).to_be_visible()
@@ -171,14 +179,17 @@ async def test_pages_on_a_phone_and_signed_out(chromium, live_server) -> None:  
         # The socket helpers the later pages build on, called directly.
         replies = await page.evaluate(SOCKET_PROBE)
         assert replies == {"whoami": "carol.live", "self_follow": ["invalid", "follow"],
-                           "bad_token": ["unauthorized", "invalid"], "still_signed_in": True}
+                           "bad_token": ["unauthorized", "invalid"], "still_signed_in": True,
+                           "token_readable": False}
 
         # A revoked token (signed out elsewhere) signs this browser out on first use.
-        token = await page.evaluate("JSON.parse(localStorage.getItem('golive.session')).token")
+        token = await session_token(page)
         resp = await page.request.post("/api/signout", headers={"Authorization": f"Bearer {token}"})
         assert resp.ok
         await page.reload()
         await expect(page.get_by_test_id("signin-link")).to_be_visible()
+        # The server dropped the refused cookie too (no script of the page could).
+        assert [c for c in await page.context.cookies() if c["name"] == COOKIE] == []
         await expect(page.get_by_test_id("signin-to-follow")).to_be_visible()
         await expect(page.get_by_test_id("edit-profile-button")).to_be_hidden()
         await expect(page.get_by_test_id("follower-count")).to_have_text("0")

@@ -3,6 +3,7 @@ own head lines and body, and is served whole (signaling/web_pages.py)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,26 @@ async def test_the_favicon_is_served(client: Any) -> None:
     assert resp.headers["Content-Type"].startswith("image/svg+xml")
     assert (await resp.text()).startswith("<svg")
     assert 'rel="icon" href="/favicon.ico"' in render_page(WEB, "index.html")
+
+
+# What the Content-Security-Policy (signaling/security_headers.py: script-src and
+# style-src 'self') would refuse, and what would put user text in as markup.
+INLINE_IN_HTML = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>|\son[a-z]+\s*=|\sstyle\s*=|<style\b"
+                            r"|javascript:", re.IGNORECASE)
+# (el() refuses a style string itself: web/static/dom.js.)
+UNSAFE_IN_JS = re.compile(r"\.innerHTML\b|\.outerHTML\s*=|insertAdjacentHTML|document\.write"
+                          r"|\beval\(|new Function\b|setAttribute\(\s*['\"](style|on\w+)['\"]")
+
+
+@pytest.mark.parametrize("name", sorted(PAGES.values()))
+def test_a_page_holds_no_inline_script_handler_or_style(name: str) -> None:
+    html = render_page(WEB, name)
+    assert INLINE_IN_HTML.findall(html) == [], name
+
+
+def test_no_module_writes_markup_or_inline_code() -> None:
+    found = [f"{path.name}:{number}: {line.strip()}"
+             for path in sorted((WEB / "static").glob("*.js"))
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if UNSAFE_IN_JS.search(line) and not line.lstrip().startswith(("*", "/*", "//"))]
+    assert found == []

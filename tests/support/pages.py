@@ -9,6 +9,8 @@ from typing import Any
 
 from playwright.async_api import Page, expect
 
+from signaling.session_cookie import COOKIE
+
 PASSWORD = "correct-horse-1"
 
 # The live <video> once it shows frames: its current time, else 0.
@@ -38,10 +40,27 @@ async def page_register(page: Page, username: str, birthdate: str = "1990-01-01"
 
 
 async def sign_in_as(page: Page, session: dict[str, Any]) -> None:
-    """Every page of this context starts signed in as `session` (session.js's storage)."""
-    value = json.dumps(json.dumps(session))  # a JS string literal holding the JSON
+    """Every page of this context starts signed in as `session`: its token as the HttpOnly
+    cookie the server sets for the pages (signaling/session_cookie.py), and session.js's
+    storage of who is signed in."""
+    resp = await page.request.get("/api/me", headers={
+        "Authorization": f"Bearer {session['token']}"})
+    assert resp.ok, await resp.text()
+    await page.context.add_cookies([{
+        "name": COOKIE, "value": session["token"], "url": resp.url.removesuffix("/api/me"),
+        "httpOnly": True, "sameSite": "Strict"}])
+    stored = {"expires_at": session["expires_at"], "user": session["user"]}
+    value = json.dumps(json.dumps(stored))  # a JS string literal holding the JSON
     await page.context.add_init_script(
         f"try {{ localStorage.setItem('golive.session', {value}); }} catch {{}}")
+
+
+async def session_token(page: Page) -> str:
+    """The token of the session this page's context is signed in with (the HttpOnly
+    cookie: the page's own scripts cannot read it, the test can)."""
+    cookies = [c for c in await page.context.cookies() if c["name"] == COOKIE]
+    assert len(cookies) == 1, cookies
+    return cookies[0]["value"]
 
 
 async def person(page: Page, username: str, birthdate: str = "1990-01-01") -> dict[str, Any]:

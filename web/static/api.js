@@ -5,7 +5,7 @@
  */
 
 import { ErrorCode, GoliveError } from './errors.js';
-import { clearSession, getToken } from './session.js';
+import { clearSession, currentUser } from './session.js';
 
 /**
  * Call the API and return the parsed body ({ok: true, ...}).
@@ -14,12 +14,13 @@ import { clearSession, getToken } from './session.js';
  * @param {object} options
  * @param {string} [options.method='GET']
  * @param {object} [options.body] sent as JSON
- * @param {string|null} [options.token] bearer token; defaults to the session's, null sends none
+ * @param {string|null} [options.token] a bearer token to send; by default none, and the
+ *   session cookie signs the request in (null: the same, but a refusal keeps the session)
  * @param {AbortSignal} [options.signal]
  * @throws {GoliveError} code from the server, or `unavailable` when it could not be reached.
- *   An `unauthorized` answer to a request that carried the session's token clears the session.
+ *   An `unauthorized` answer to a request signed in by the session's cookie clears the session.
  */
-export async function api(path, { method = 'GET', body, token = getToken(), signal } = {}) {
+export async function api(path, { method = 'GET', body, token, signal } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -43,7 +44,7 @@ export async function api(path, { method = 'GET', body, token = getToken(), sign
     ? GoliveError.fromPayload(parsed.error, { status: response.status })
     : new GoliveError(ErrorCode.UNAVAILABLE, `The server answered HTTP ${response.status}.`,
       { status: response.status });
-  if (error.code === ErrorCode.UNAUTHORIZED && token && token === getToken()) clearSession();
+  if (error.code === ErrorCode.UNAUTHORIZED && token === undefined && currentUser()) clearSession();
   throw error;
 }
 

@@ -14,8 +14,11 @@ export function byTestId(id, root = document) {
 }
 
 /**
- * Create an element. props: {class, text, testid, hidden, on: {click: fn}, ...attributes}.
- * children: nodes or strings (added as text).
+ * Create an element. props: {class, text, testid, hidden, on: {click: fn},
+ * style: {property: value}, ...attributes}. children: nodes or strings (added as text).
+ *
+ * style goes through the CSSOM (node.style.setProperty): the Content-Security-Policy
+ * (style-src 'self', signaling/security_headers.py) refuses a style="" attribute.
  */
 export function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -25,6 +28,10 @@ export function el(tag, props = {}, ...children) {
     else if (key === 'text') node.textContent = value;
     else if (key === 'testid') node.dataset.testid = value;
     else if (key === 'hidden') node.hidden = true;
+    else if (key === 'style') {
+      if (typeof value !== 'object') throw new TypeError('el(): style takes {property: value}, not a string (CSP)');
+      for (const [name, v] of Object.entries(value)) node.style.setProperty(name, String(v));
+    }
     else if (key === 'on') for (const [name, fn] of Object.entries(value)) node.addEventListener(name, fn);
     else node.setAttribute(key, value === true ? '' : String(value));
   }
@@ -33,6 +40,14 @@ export function el(tag, props = {}, ...children) {
     node.append(typeof child === 'string' ? document.createTextNode(child) : child);
   }
   return node;
+}
+
+/**
+ * `link` when it is a path of this site ("/@ann", "/messages?c=..."), else null: a
+ * link that came over the wire never becomes a javascript: URL or another site's page.
+ */
+export function sitePath(link) {
+  return typeof link === 'string' && /^\/(?![/\\])/.test(link) ? link : null;
 }
 
 /** Show an error (a GoliveError's message, or a generic line for bugs) in `node`. */

@@ -67,7 +67,7 @@ export class GiftLines {
   line(push) {
     const { sender, gift } = push;
     return el('li', { class: 'chat-line gift-line', testid: 'gift-line', 'data-streak': push.streak,
-      style: `--gift-color: ${/^#[0-9a-f]{6}$/i.test(gift.color) ? gift.color : '#ff2d55'}` },
+      style: { '--gift-color': /^#[0-9a-f]{6}$/i.test(gift.color) ? gift.color : '#ff2d55' } },
     el('a', { class: 'chat-name', testid: 'gift-line-name', href: profilePath(sender.username),
       text: sender.display_name }),
     el('span', { class: 'gift-line-text', text: 'sent ' }),

@@ -12,7 +12,7 @@
  * user is in its user room).
  */
 
-import { signOut, verifySession } from './accounts.js';
+import { finishSignOut, signOut, verifySession } from './accounts.js';
 import { avatar } from './avatar.js';
 import { el } from './dom.js';
 import { handle, profilePath } from './format.js';
@@ -153,5 +153,6 @@ export function renderHeader(root = document.querySelector('[data-testid="site-h
   verifySession().catch(() => {
     // Server unreachable: keep showing the stored session; the next request will tell.
   });
+  finishSignOut().catch(() => {}); // unreachable again: the next page load retries
   return root;
 }

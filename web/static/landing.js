@@ -13,7 +13,7 @@ import { bindForm } from './forms.js';
 import { handle, profilePath } from './format.js';
 import { renderHeader } from './header.js';
 import { PeopleSearch, Suggestions } from './people.js';
-import { currentUser, getToken, onSessionChange, updateSessionUser } from './session.js';
+import { currentUser, onSessionChange, updateSessionUser } from './session.js';
 import { SharedSocket } from './socket.js';
 
 /** A same-site path from ?next= to return to after signing in, or null. */
@@ -56,7 +56,8 @@ async function uploadPhoto(file) {
   }
   try {
     const response = await fetch('/api/me/avatar', { method: 'PUT', body: file,
-      headers: { Authorization: `Bearer ${getToken()}`, 'Content-Type': file.type || 'application/octet-stream' } });
+      // Signed in by the session cookie, as every request of the pages.
+      headers: { 'Content-Type': file.type || 'application/octet-stream' } });
     const reply = await response.json().catch(() => null);
     if (!response.ok || !reply?.ok) throw GoliveError.fromPayload(reply?.error ?? { code: 'unavailable', message: 'The upload failed; try again.' });
     updateSessionUser(reply.user);

@@ -14,7 +14,7 @@
  *   followNotifications(root, socket)       // once per page
  */
 
-import { el } from './dom.js';
+import { el, sitePath } from './dom.js';
 import { currentUser, onSessionChange } from './session.js';
 import { ask, connectSocket } from './socket.js';
 
@@ -59,9 +59,10 @@ export function showToast(alert, notification, socket) {
   const root = toastRoot();
   const close = el('button', { type: 'button', class: 'toast-close', 'aria-label': 'Dismiss',
     text: '×' });
-  const body = el(notification?.link ? 'a' : 'span', {
+  const path = sitePath(notification?.link);
+  const body = el(path ? 'a' : 'span', {
     class: 'toast-body', testid: 'notify-toast-link',
-    href: notification?.link ?? undefined,
+    href: path ?? undefined,
   }, el('span', { class: `toast-icon kind-${notification?.kind ?? 'other'}`, 'aria-hidden': 'true' }),
   el('span', { text: alert }));
   const toast = el('div', { class: 'toast', testid: 'notify-toast',
@@ -69,9 +70,9 @@ export function showToast(alert, notification, socket) {
   const remove = () => toast.remove();
   close.addEventListener('click', remove);
   body.addEventListener('click', (event) => {
-    if (!notification?.link) return;
+    if (!path) return;
     event.preventDefault();
-    const go = () => { location.href = notification.link; };
+    const go = () => { location.href = path; };
     // Mark it read on the way (at most a short wait; the page opens either way).
     const marking = socket?.ask('notify:read', { id: notification.id }).catch(() => {});
     Promise.race([marking, new Promise((resolve) => setTimeout(resolve, 800))]).then(go);

@@ -12,7 +12,7 @@
 
 import { avatar } from './avatar.js';
 import { shortTime } from './chat-order.js';
-import { byTestId, el, hideError, setBusy, showError } from './dom.js';
+import { byTestId, el, hideError, setBusy, showError, sitePath } from './dom.js';
 import { renderHeader } from './header.js';
 import { currentUser, onSessionChange } from './session.js';
 import { SharedSocket } from './socket.js';
@@ -48,9 +48,10 @@ function row(n) {
         el('time', { datetime: new Date(n.at * 1000).toISOString(), text: shortTime(new Date(n.at * 1000)) }))),
     n.read ? null : el('span', { class: 'unread-dot', testid: 'unread-dot', 'aria-label': 'unread' }),
   ];
-  const link = el(n.link ? 'a' : 'button', {
+  const path = sitePath(n.link);
+  const link = el(path ? 'a' : 'button', {
     class: `notification${n.read ? '' : ' unread'}`, testid: 'notification',
-    'data-id': n.id, 'data-kind': n.kind, href: n.link ?? undefined, type: n.link ? undefined : 'button',
+    'data-id': n.id, 'data-kind': n.kind, href: path ?? undefined, type: path ? undefined : 'button',
     on: { click: (event) => open(event, n) },
   }, ...body);
   return el('li', {}, link);
@@ -89,7 +90,8 @@ async function open(event, n) {
     } catch {
       // Still open it; the next load shows the server's state.
     }
-    if (n.link) location.href = n.link;
+    const path = sitePath(n.link);
+    if (path) location.href = path;
   }
 }
 

@@ -93,7 +93,7 @@ export class NudgePanel {
     this.ui['nudge-days'].replaceChildren(...insights.days.map((d) => el('span', {
       class: 'nudge-bar', testid: 'nudge-bar', title: `${d.day}: ${d.nudges}`,
       'data-day': d.day, 'data-count': String(d.nudges),
-      style: `height: ${Math.round((d.nudges / peak) * 100)}%`,
+      style: { height: `${Math.round((d.nudges / peak) * 100)}%` },
     })));
     this.ui['nudge-days-total'].textContent =
       `${formatCount(insights.totals.nudges)} nudge${insights.totals.nudges === 1 ? '' : 's'} in the last 30 days`;

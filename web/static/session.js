@@ -1,9 +1,15 @@
 /**
- * The signed-in session kept in this browser: token, expiry and the user it
- * belongs to, in localStorage so every tab and page shares it.
+ * The signed-in session kept in this browser: its expiry and the user it belongs
+ * to, in localStorage so every tab and page shares it.
  *
- * No network here: api.js and socket.js read the token and clear the session
- * when the server says it is no longer valid; accounts.js signs in and out.
+ * The token itself is not here: the server keeps it in an HttpOnly cookie
+ * (signaling/session_cookie.py) that rides along with every request and the
+ * Socket.IO handshake, and that no script of the page can read, so markup
+ * injected into a page could not carry it off. What is kept here only says who
+ * the pages should draw as signed in.
+ *
+ * No network here: api.js and socket.js clear the session when the server says
+ * it is no longer valid; accounts.js signs in and out.
  * Listeners hear every change, from this tab or another one.
  */
 
@@ -14,7 +20,7 @@ function read() {
   try {
     const raw = localStorage.getItem(KEY);
     const session = raw ? JSON.parse(raw) : null;
-    if (!session || typeof session.token !== 'string' || !session.user) return null;
+    if (!session || !session.user) return null;
     // The server refuses an expired token anyway; dropping it here avoids a
     // signed-in header that fails on the first click.
     if (session.expires_at && session.expires_at * 1000 <= Date.now()) return null;
@@ -37,22 +43,20 @@ function write(session) {
   window.dispatchEvent(new CustomEvent(CHANGED, { detail: session }));
 }
 
-/** The bearer token, or null when signed out or expired. */
-export function getToken() {
-  return read()?.token ?? null;
-}
-
 /** The signed-in user's public fields ({id, username, display_name, bio}), or null. */
 export function currentUser() {
   return read()?.user ?? null;
 }
 
-/** Keep the answer of /api/register or /api/signin: {token, expires_at, user}. */
-export function saveSession({ token, expires_at, user }) {
-  write({ token, expires_at, user });
+/**
+ * Keep the answer of /api/register or /api/signin sent with "cookie": true:
+ * {expires_at, user} (the token went into the HttpOnly cookie).
+ */
+export function saveSession({ expires_at, user }) {
+  write({ expires_at, user });
 }
 
-/** Replace the cached user (after a profile edit or /api/me) and keep the token. */
+/** Replace the cached user (after a profile edit or /api/me). */
 export function updateSessionUser(user) {
   const session = read();
   if (session) write({ ...session, user: { ...session.user, ...user } });

@@ -1,5 +1,6 @@
 /**
- * Socket.IO to the golive server: connect with the session's token, and ask
+ * Socket.IO to the golive server: connect signed in by the session cookie (or a
+ * given token, or as a signed-out visitor), and ask
  * questions that answer through an ack.
  *
  * Needs the msgpack build of socket.io-client loaded first, as a classic script:
@@ -9,7 +10,7 @@
  */
 
 import { ErrorCode, GoliveError } from './errors.js';
-import { clearSession, getToken } from './session.js';
+import { clearSession, currentUser } from './session.js';
 
 export const CONNECT_TIMEOUT_MS = 10000;
 export const ASK_TIMEOUT_MS = 5000;
@@ -27,19 +28,21 @@ function refusal(err) {
  * Open a Socket.IO connection on this origin and wait until the server accepts it.
  *
  * @param {object} [options]
- * @param {string|null} [options.token] defaults to the session's token
- * @param {boolean} [options.anonymous] without a token, connect as a signed-out visitor
+ * @param {string|null} [options.token] a bearer token; by default the handshake carries the
+ *   session cookie (HttpOnly: this page never sees the token)
+ * @param {boolean} [options.anonymous] when signed out, connect as a signed-out visitor
  * @param {number} [options.timeout] ms to wait before giving up (transport errors retry until then)
  * @returns {Promise<Socket>} a connected socket.io-client Socket; close it with socket.disconnect()
  * @throws {GoliveError} the server's refusal code: `unauthorized` with .reason
- *   (missing, invalid, expired, revoked; if it was the session's token, the
+ *   (missing, invalid, expired, revoked; if it was the session's cookie, the
  *   session is cleared) or
  *   `unavailable` (server starting, unreachable, or the client script missing).
  *   A refusal on a later reconnect clears the session too.
  */
-export function connectSocket({ token = getToken(), anonymous = false,
+export function connectSocket({ token = null, anonymous = false,
   timeout = CONNECT_TIMEOUT_MS } = {}) {
-  if (!token && !anonymous) {
+  const byCookie = !token && currentUser() !== null;
+  if (!token && !byCookie && !anonymous) {
     return Promise.reject(new GoliveError(ErrorCode.UNAUTHORIZED, 'Sign in first.', { reason: 'missing' }));
   }
   if (typeof globalThis.io !== 'function') {
@@ -48,7 +51,8 @@ export function connectSocket({ token = getToken(), anonymous = false,
   }
   // Signed out (anonymous: true): the server makes up a read-only identity for this
   // socket (watch, read the chat); everything else answers `unauthorized`.
-  const auth = token ? { token } : { anonymous: true };
+  // Signed in: an empty auth, and the server reads the cookie of the handshake.
+  const auth = token ? { token } : byCookie ? {} : { anonymous: true };
   // After a drop (a node killed, a network blip) socket.io-client reconnects by itself
   // to the same URL, where the kernel (workers on one port) or a load balancer hands it to
   // a living node: first try after 0.25-0.75 s (500 ms, randomized by half), then doubling
@@ -57,8 +61,8 @@ export function connectSocket({ token = getToken(), anonymous = false,
     auth, transports: ['websocket'], reconnectionDelay: 500, reconnectionDelayMax: 2000,
   });
   socket.on('connect_error', (err) => {
-    // Only the stored session's own token signs the browser out.
-    if (refusal(err)?.code === ErrorCode.UNAUTHORIZED && token === getToken()) clearSession();
+    // Only the session's own cookie refused signs the browser out.
+    if (refusal(err)?.code === ErrorCode.UNAUTHORIZED && byCookie) clearSession();
   });
   return new Promise((resolve, reject) => {
     let lastError = null;
