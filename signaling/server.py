@@ -116,7 +116,7 @@ class Server:
         # Opened in this order, closed in reverse. Join listeners run in the order the
         # features were built: chat's "NAME joined" line, the gift board, nudge insights.
         self.features: tuple[Feature, ...] = (
-            ProfileEvents(gateway, services, self.notifier),
+            ProfileEvents(gateway, services, self.notifier, on_block=self.chat.blocked),
             self.lives,
             self.chat,
             self.gifts,
@@ -149,8 +149,9 @@ class Server:
         async def room_closed(room: str, live_id: str) -> None:
             await lives.forget_remote(live_id)
 
-        async def leave_user(room: str, user_id: str) -> None:
-            await chat.kick_local(room, user_id)
+        async def leave_user(room: str, body: str) -> None:
+            user_id, _, reason = body.partition(" ")  # "ID" (a ban) or "ID REASON"
+            await chat.kick_local(room, user_id, reason or "banned")
 
         bus.on(END_SESSION, end_session)
         bus.on(CHAT_WRITTEN, chat_written)
