@@ -125,9 +125,12 @@ async def build_world(client: Any, closers: list[Any]) -> World:
 
     # Coins for the adults who send gifts; follows; everyone but the troll and the friend
     # joins the live (chat-only); then the ban and the block.
+    viewer_checkout = "authz_" + secrets.token_hex(8)
     for who in ("viewer", "other_creator"):
-        resp = await client.post("/api/coins/checkout", json={"package_id": "coins_70"},
-                                 headers={"Authorization": f"Bearer {users[who].token}"})
+        resp = await client.post("/api/coins/checkout", json={
+            "package_id": "coins_70", **({"checkout_id": viewer_checkout}
+                                         if who == "viewer" else {})},
+            headers={"Authorization": f"Bearer {users[who].token}"})
         assert resp.status == 200, await resp.text()
     for who in ("viewer", "banned", "blocked", "minor", "other_creator"):
         await ack(peers[who], "user:follow", {"user_id": creator.id})
@@ -176,7 +179,8 @@ async def build_world(client: Any, closers: list[Any]) -> World:
         troll_id=users["troll"].id, friend_name=users["friend"].username,
         line1_id=line1["message"]["id"], line2_id=line2["message"]["id"],
         conv_id=sent["conversation_id"], dm_id=sent["message"]["id"],
-        notification_id=notes[0]["id"], avatar_version=version, png=png())
+        notification_id=notes[0]["id"], avatar_version=version, png=png(),
+        viewer_checkout=viewer_checkout)
     world.sockets = {"anonymous": anonymous, "signed_out": None,
                      **{who: peers[who].sio for who in PRINCIPALS[2:]}}
     world.connects = {p: "ok" for p in PRINCIPALS} | {"signed_out": str(refused["code"])}
@@ -194,9 +198,9 @@ async def event_outcome(world: World, principal: str, r: Row) -> tuple[str, str]
     if sio is None:
         return world.connects[principal], "refused at connect"
     reply = await sio.call(r.name, filled(r.payload, world.fill), timeout=20)
-    if reply.get("ok"):
+    if reply.get("ok") and not (r.verdict and reply[r.verdict]):
         return "ok", ""
-    error = reply["error"]
+    error = reply[r.verdict] if reply.get("ok") else reply["error"]
     return str(error["code"]), f"{error.get('reason', '')} {error['message']}".strip()
 
 

@@ -63,6 +63,9 @@ class Row:
     covers: tuple[str, ...] = ()
     fresh_token: bool = False
     raw: bool = False          # payload names the world value sent as the raw body
+    # An ack field holding the refusal the caller would get ({code, ...} or None): its
+    # code stands for the outcome (gift:status says what gift:send would answer).
+    verdict: str = ""
     why: str = field(default="", compare=False)
 
     @property
@@ -99,16 +102,19 @@ SOCKET_ROWS = [
     row("user:list", {**CREATOR, "kind": "followers"},            "U  U  ok ok ok ok ok ok"),
     row("live:watch", CREATOR,                                    "ok U  ok ok F  ok ok ok"),
     row("discover:watch", {},                                     "ok U  ok ok ok ok ok ok"),
-    row("room:join", {**CREATOR, "media": False},                 "ok U  ok F  F  ok I  ok"),
+    row("room:join", {**CREATOR, "media": False},                 "ok U  ok F  F  ok I  ok",
+        why="the creator watches from the studio"),
     row("rtc:answer", {**LIVE, "sdp": "v=0"},                     "N  U  N  N  N  N  N  N",
         why="chat-only joins have no peer connection to answer"),
     row("room:viewers", LIVE,                                     "ok U  ok F  F  ok ok ok"),
     row("live:title", {"title": "renamed"},                       "U  U  N  N  N  N  ok ok"),
     row("live:start", {"offer": "v=0"},                           "U  U  I  I  I  F  C  C",
         why="adults get as far as the media (a bad offer); the creators are live already"),
-    row("chat:history", LIVE,                                     "ok U  ok F  F  ok ok ok"),
+    row("chat:history", LIVE,                                     "ok U  ok F  F  ok ok ok",
+        why="members only: a ban or a block (either way) removes a member"),
     row("chat:send", {**LIVE, "text": "hello"},                   "U  U  ok F  F  ok ok ok"),
-    row("chat:delete", {**LIVE, "message_id": "{line2_id}"},      "U  U  F  F  F  F  ok F"),
+    row("chat:delete", {**LIVE, "message_id": "{line2_id}"},      "U  U  F  F  F  F  ok F",
+        why="a line of another viewer: the creator and their moderators only"),
     row("chat:mute", {**MODERATE, "seconds": 60},                 "U  U  F  F  F  F  ok F"),
     row("chat:unmute", MODERATE,                                  "U  U  F  F  F  F  ok F"),
     row("chat:ban", MODERATE,                                     "U  U  F  F  F  F  ok F"),
@@ -119,13 +125,16 @@ SOCKET_ROWS = [
         why="always the caller's own chat: the payload cannot name another creator"),
     row("chat:settings", {"slow_mode": 0},                        "U  U  ok ok ok ok ok ok",
         why="always the caller's own chat"),
-    row("live:like", {**LIVE, "count": 1},                        "U  U  ok F  F  ok F  ok"),
-    row("gift:status", {"creator": "{creator_name}"},             "U  U  ok ok ok ok ok ok",
-        why="answers whether a gift would go through (can_send)"),
+    row("live:like", {**LIVE, "count": 1},                        "U  U  ok F  F  ok F  ok",
+        why="members only, not the creator"),
+    row("gift:status", {"creator": "{creator_name}"},             "U  U  ok F  F  F  I  ok",
+        verdict="refusal", why="the code gift:send would get (its `refusal`)"),
     row("gift:board", LIVE,                                       "ok U  ok F  F  ok ok ok"),
     row("gift:send", {"transfer_id": "{uniq}", "creator": "{creator_name}",
-                      "gift_id": "rose"},                         "U  U  ok F  F  F  I  ok"),
-    row("dm:send", {"to": "{creator_id}", "text": "hello"},       "U  U  ok ok F  ok I  ok"),
+                      "gift_id": "rose"},                         "U  U  ok F  F  F  I  ok",
+        why="18+ to send (and receive); nobody gifts themselves"),
+    row("dm:send", {"to": "{creator_id}", "text": "hello"},       "U  U  ok ok F  ok I  ok",
+        why="a block stops messages both ways; DMs are 16+"),
     row("dm:list", {},                                            "U  U  ok ok ok ok ok ok"),
     row("dm:requests", {},                                        "U  U  ok ok ok ok ok ok"),
     row("dm:unread", {},                                          "U  U  ok ok ok ok ok ok"),
@@ -156,13 +165,16 @@ SOCKET_ROWS = [
     row("nudge:waiting", {},                                      "U  U  ok ok ok ok ok ok"),
     row("nudge:settings", {},                                     "U  U  ok ok ok ok ok ok"),
     row("nudge:insights", {},                                     "U  U  ok ok ok ok ok ok"),
-    row("room:leave", LIVE,                                       "ok U  ok N  N  ok N  ok"),
-    row("user:block", CREATOR,                                    "U  U  ok ok ok ok I  ok"),
+    row("room:leave", LIVE,                                       "ok U  ok N  N  ok N  ok",
+        why="the banned and the blocked were removed already"),
+    row("user:block", CREATOR,                                    "U  U  ok ok ok ok I  ok",
+        why="undone by the next row: the walk leaves no block behind"),
     row("user:unblock", CREATOR,                                  "U  U  ok ok ok ok I  ok"),
     row("user:unfollow", CREATOR,                                 "U  U  ok ok ok ok I  ok"),
     row("user:follow", CREATOR,                                   "U  U  ok ok F  ok I  ok"),
     row("alerts:set", {**CREATOR, "on": True},                    "U  U  ok ok F  ok I  ok"),
-    row("live:end", {},                                           "U  U  N  N  N  N  ok ok"),
+    row("live:end", {},                                           "U  U  N  N  N  N  ok ok",
+        why="each creator ends their own live, last"),
 ]
 
 USER_PATH = "/api/users/{creator_name}"
@@ -214,12 +226,17 @@ HTTP_ROWS = [
     row("POST /api/coins/checkout", {"package_id": "coins_70", "coins": 10**9,
                                      "price_cents": 0},
         "U  U  ok ok ok F  ok ok", why="the price and coins sent are ignored"),
+    row("POST /api/coins/checkout", {"package_id": "coins_70",
+                                     "checkout_id": "{viewer_checkout}"},
+        "U  U  ok C  C  F  C  C", label="the viewer's checkout id",
+        why="the viewer's retry answers its purchase again; anyone else is refused"),
     row("POST /api/payments/webhook", {"type": "payment.succeeded", "data": {}},
         "U  U  U  U  U  U  U  U", why="only the provider's signature counts, never a session"),
     row("GET /api/wallet", None, SIGNED_IN),
     row("GET /api/wallet/history", None, SIGNED_IN),
     row("POST /api/wallet/cashout", {"request_id": "{uniq}", "diamonds": 2000},
-        "U  U  $  $  $  F  $  $"),
+        "U  U  $  $  $  F  $  $",
+        why="nobody holds 2,000 diamonds; under 18 may not cash out"),
     row("POST /api/signout", None, SIGNED_IN, fresh_token=True),
 ]
 
@@ -236,11 +253,11 @@ def covered_routes() -> set[str]:
 
 def markdown() -> str:
     """The matrix as the Markdown table docs/security.md shows."""
-    head = "| event or route | " + " | ".join(HEADINGS) + " |"
-    lines = [head, "|" + "---|" * (len(HEADINGS) + 1)]
+    head = "| event or route | " + " | ".join(HEADINGS) + " | note |"
+    lines = [head, "|" + "---|" * (len(HEADINGS) + 2)]
     for r in ROWS:
         name = f"`{r.name}`" + (f" ({r.label})" if r.label else "")
-        lines.append(f"| {name} | " + " | ".join(r.expect) + " |")
+        lines.append(f"| {name} | " + " | ".join(r.expect) + f" | {r.why} |")
     return "\n".join(lines)
 
 
