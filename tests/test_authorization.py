@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
+import json
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,14 @@ import socketio
 from PIL import Image
 from redis.asyncio import Redis
 
+from engine import keys
 from signaling.app import create_app
 from signaling.appkeys import GATEWAY
 from signaling.config import Settings
 from tests.support.authz_matrix import (
     HTTP_ROWS,
     PRINCIPALS,
+    ROWS,
     SOCKET_ROWS,
     Row,
     covered_events,
@@ -35,7 +38,6 @@ from tests.support.peers import SocketPeer, User, go_live, refusal, register, si
 from tests.support.poll import poll
 
 ROOT = Path(__file__).resolve().parent.parent
-ADULT = "1990-01-01"
 PASSWORD = "correct-horse-1"
 HTTP_CODES = {400: "invalid", 401: "unauthorized", 402: "insufficient_funds",
               403: "forbidden", 404: "not_found", 409: "conflict", 429: "rate_limited",
@@ -74,6 +76,10 @@ class World:
     connects: dict[str, str] = field(default_factory=dict)   # principal -> connect outcome
     tokens: dict[str, str | None] = field(default_factory=dict)  # HTTP bearer per principal
     misses: list[str] = field(default_factory=list)  # cells of the setup that went wrong
+    # A value -> the principals who may see it in an answer (leak check of every cell).
+    private: dict[str, set[str]] = field(default_factory=dict)
+    # Values an owner's answer must show at least once: the leak check can see them.
+    must_see: list[str] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -95,14 +101,22 @@ def png() -> bytes:
     return out.getvalue()
 
 
-async def build_world(client: Any, closers: list[Any]) -> World:
+async def build_world(client: Any, closers: list[Any], redis: Redis) -> World:
     """The one world every cell is tried in (the module docstring of authz_matrix)."""
     users: dict[str, User] = {}
-    for who in ("creator", "other_creator", "viewer", "banned", "blocked", "minor", "friend",
-                "troll", "signed_out", "blocked_http"):
-        users[who] = await register(client, f"az_{who}",
-                                    birthdate=seventeen() if who == "minor" else ADULT)
+    births: dict[str, str] = {}
+    for day, who in enumerate(("creator", "other_creator", "viewer", "banned", "blocked",
+                               "minor", "friend", "troll", "signed_out", "blocked_http"), 1):
+        # each adult a birthdate of their own: a leak names whose it is
+        births[who] = seventeen() if who == "minor" else f"1990-01-{day:02}"
+        users[who] = await register(client, f"az_{who}", birthdate=births[who])
     world = World(Fill(), users)
+    # What only its owners may be answered: birthdates, password hashes, tokens.
+    for who, user in users.items():
+        owner = {who} if who in PRINCIPALS else set()
+        world.private[births[who]] = owner
+        world.private[user.token] = owner
+        world.private[await redis.hget(keys.user(user.id), "password_hash")] = set()
 
     async def tab(who: str) -> SocketPeer:
         sio = await sio_connect(client, users[who].token)
@@ -156,7 +170,14 @@ async def build_world(client: Any, closers: list[Any]) -> World:
 
     # The creator's own things the others must not reach: a conversation with a friend,
     # a notification, a photo.
-    sent = await ack(peers["friend"], "dm:send", {"to": creator.id, "text": "psst"})
+    whisper = "psst-" + secrets.token_hex(6)
+    sent = await ack(peers["friend"], "dm:send", {"to": creator.id, "text": whisper})
+    world.private[whisper] = {"creator"}
+    world.must_see += [whisper, births["viewer"], births["minor"]]
+    hidden_word = "zebra" + secrets.token_hex(3)  # the creator's keyword filter is theirs
+    await ack(peers["creator"], "chat:settings", {"filter_words": [hidden_word]})
+    world.private[hidden_word] = {"creator"}
+    world.must_see.append(hidden_word)
     notes = await poll(lambda: _notifications(peers["creator"]), what="a notification")
     resp = await client.put("/api/me/avatar", data=png(),
                             headers={"Authorization": f"Bearer {creator.token}"})
@@ -192,22 +213,25 @@ async def _notifications(peer: SocketPeer) -> list[dict[str, Any]]:
     return list((await peer.call("notify:list", {}))["notifications"])
 
 
-async def event_outcome(world: World, principal: str, r: Row) -> tuple[str, str]:
-    """(code, detail) of one event sent by one principal."""
+async def event_outcome(world: World, principal: str, r: Row) -> tuple[str, str, str]:
+    """(code, detail, the answer as text) of one event sent by one principal."""
     sio = world.sockets[principal]
     if sio is None:
-        return world.connects[principal], "refused at connect"
+        return world.connects[principal], "refused at connect", ""
     reply = await sio.call(r.name, filled(r.payload, world.fill), timeout=20)
+    text = json.dumps(reply)
     if reply.get("ok") and not (r.verdict and reply[r.verdict]):
-        return "ok", ""
+        return "ok", "", text
     error = reply[r.verdict] if reply.get("ok") else reply["error"]
-    return str(error["code"]), f"{error.get('reason', '')} {error['message']}".strip()
+    return str(error["code"]), f"{error.get('reason', '')} {error['message']}".strip(), text
 
 
-async def route_outcome(client: Any, world: World, principal: str, r: Row) -> tuple[str, str]:
-    """(code, detail) of one HTTP request sent with one principal's credentials."""
+async def route_outcome(client: Any, world: World, principal: str,
+                        r: Row) -> tuple[str, str, str]:
+    """(code, detail, the body as text) of one HTTP request with one principal's
+    credentials."""
     if r.name == "GET /socket.io/":
-        return world.connects[principal], "Socket.IO connect"
+        return world.connects[principal], "Socket.IO connect", ""
     method, _, canonical = r.name.partition(" ")
     token = world.tokens[principal]
     if r.fresh_token and principal in world.users and principal != "signed_out":
@@ -222,31 +246,39 @@ async def route_outcome(client: Any, world: World, principal: str, r: Row) -> tu
         kw["json"] = filled(r.payload, world.fill)
     resp = await client.request(method, filled(r.path or canonical, world.fill),
                                 headers=headers, **kw)
-    body = await resp.read()
+    text = (await resp.read()).decode(errors="replace")
     if resp.status < 400:
-        return "ok", ""
+        return "ok", "", text
     if resp.content_type == "application/json":
         error = (await resp.json())["error"]
-        return str(error["code"]), str(error.get("message", ""))
-    return HTTP_CODES.get(resp.status, f"http_{resp.status}"), body[:80].decode(errors="replace")
+        return str(error["code"]), str(error.get("message", "")), text
+    return HTTP_CODES.get(resp.status, f"http_{resp.status}"), text[:80], text
 
 
-async def test_every_cell_of_the_authorization_matrix(app_client: Any,
-                                                      closers: list[Any]) -> None:
-    world = await build_world(app_client, closers)
+async def test_every_cell_of_the_authorization_matrix(app_client: Any, closers: list[Any],
+                                                      redis: Redis) -> None:
+    world = await build_world(app_client, closers, redis)
     misses = world.misses
+    seen: set[str] = set()
     cells = 0
     for r in SOCKET_ROWS + HTTP_ROWS:
         for principal in PRINCIPALS:
             if r.is_route:
-                got, detail = await route_outcome(app_client, world, principal, r)
+                got, detail, text = await route_outcome(app_client, world, principal, r)
             else:
-                got, detail = await event_outcome(world, principal, r)
+                got, detail, text = await event_outcome(world, principal, r)
             cells += 1
             want = r.expected(principal)
             if got != want:
                 misses.append(f"{r.key} x {principal}: expected {want}, got {got} ({detail})")
+            leaked = [value for value, owners in world.private.items()
+                      if principal not in owners and value in text]
+            seen.update(value for value in world.must_see if value in text)
+            if leaked:
+                misses.append(f"{r.key} x {principal}: the answer holds another's private "
+                              f"data {leaked}")
     assert cells == len(SOCKET_ROWS + HTTP_ROWS) * len(PRINCIPALS)
+    assert sorted(set(world.must_see) - seen) == [], "the leak check never saw these"
     # The checkout cell sent coins: 10**9 and price_cents: 0; the catalog's 70 coins were
     # credited (70 in the setup, 70 in the cell, 1 spent on a rose).
     resp = await app_client.get("/api/wallet", headers={
@@ -271,5 +303,7 @@ def test_the_matrix_covers_every_event_and_route() -> None:
 def test_docs_security_shows_the_matrix() -> None:
     text = (ROOT / "docs" / "security.md").read_text()
     section = text.split("## Authorization", 1)[1].split("\n## ", 1)[0]
+    cells = f"{len(ROWS)} rows x {len(PRINCIPALS)} principals = {len(ROWS) * len(PRINCIPALS)} cells"
+    assert cells in section, f"docs/security.md should say: {cells}"
     assert markdown() in section, ("docs/security.md's table differs from the test table: "
-                                   "paste `python -m tests.support.authz_matrix`")
+                                   "run `python -m tests.support.authz_matrix docs/security.md`")

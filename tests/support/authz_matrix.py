@@ -97,6 +97,8 @@ SOCKET_ROWS = [
     row("session:whoami", {},                                     "U  U  ok ok ok ok ok ok"),
     row("profile:get", {"username": "{creator_name}"},            "U  U  ok ok ok ok ok ok"),
     row("profile:update", {"bio": "authz"},                       "U  U  ok ok ok ok ok ok"),
+    row("profile:update", {"bio": "authz", "birthdate": "1990-01-01"}, "U  U  I  I  I  I  I  I",
+        label="a birthdate sent along", why="an age is never the client's to say"),
     row("user:search", {"q": "{creator_name}"},                   "U  U  ok ok ok ok ok ok"),
     row("user:suggest", {},                                       "U  U  ok ok ok ok ok ok"),
     row("user:list", {**CREATOR, "kind": "followers"},            "U  U  ok ok ok ok ok ok"),
@@ -133,8 +135,14 @@ SOCKET_ROWS = [
     row("gift:send", {"transfer_id": "{uniq}", "creator": "{creator_name}",
                       "gift_id": "rose"},                         "U  U  ok F  F  F  I  ok",
         why="18+ to send (and receive); nobody gifts themselves"),
+    row("gift:send", {"transfer_id": "{uniq}", "creator": "{creator_name}",
+                      "gift_id": "rose", "coins": 0},             "U  U  I  I  I  I  I  I",
+        label="a price sent along", why="the catalog prices a gift: no such field"),
     row("dm:send", {"to": "{creator_id}", "text": "hello"},       "U  U  ok ok F  ok I  ok",
         why="a block stops messages both ways; DMs are 16+"),
+    row("dm:send", {"to": "{troll_id}", "share": {"kind": "live", "user_id": "{creator_id}"}},
+        "U  U  ok ok F  ok ok ok", label="a share of the creator's live",
+        why="nobody shares an account a block stands with"),
     row("dm:list", {},                                            "U  U  ok ok ok ok ok ok"),
     row("dm:requests", {},                                        "U  U  ok ok ok ok ok ok"),
     row("dm:unread", {},                                          "U  U  ok ok ok ok ok ok"),
@@ -206,6 +214,8 @@ HTTP_ROWS = [
         PUBLIC),
     row("GET /api/me", None, SIGNED_IN),
     row("PATCH /api/me", {"bio": "authz"}, SIGNED_IN),
+    row("PATCH /api/me", {"bio": "authz", "birthdate": "1990-01-01"}, "U  U  I  I  I  I  I  I",
+        label="a birthdate sent along"),
     row("PUT /api/me/avatar", "png", SIGNED_IN, raw=True),
     row("DELETE /api/me/avatar", None, SIGNED_IN),
     row("GET /api/users", None,                                   "ok U  ok ok ok ok ok ok",
@@ -261,8 +271,27 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m tests.support.authz_matrix: the table to paste
-    print(markdown())
+def write_into(text: str) -> str:
+    """`text` (docs/security.md) with the table under "## Authorization" replaced by
+    markdown(): from its heading row to the first blank line after it."""
+    head, sep, section = text.partition("## Authorization")
+    start = section.index("| event or route |")
+    end = section.find("\n\n", start)
+    end = len(section) if end < 0 else end
+    return head + sep + section[:start] + markdown() + section[end:]
+
+
+if __name__ == "__main__":
+    # python -m tests.support.authz_matrix [docs/security.md]: print the table, or
+    # rewrite it in that file.
+    import sys
+    from pathlib import Path
+
+    if len(sys.argv) > 1:
+        doc = Path(sys.argv[1])
+        doc.write_text(write_into(doc.read_text()))
+    else:
+        print(markdown())
 
 
 __all__ = [
@@ -276,4 +305,5 @@ __all__ = [
     "covered_events",
     "covered_routes",
     "markdown",
+    "write_into",
 ]
