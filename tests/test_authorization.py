@@ -126,7 +126,7 @@ async def build_world(client: Any, closers: list[Any], redis: Redis) -> World:
     # Both creators live; each principal's socket is a second tab.
     creator_studio, other_studio = await tab("creator"), await tab("other_creator")
     on_air = await go_live(creator_studio, closers, "authz", size=(160, 96), fps=5)
-    await go_live(other_studio, closers, "other", size=(160, 96), fps=5)
+    other_air = await go_live(other_studio, closers, "other", size=(160, 96), fps=5)
     peers = {who: await tab(who) for who in ("viewer", "banned", "blocked", "minor", "creator",
                                              "other_creator", "troll", "friend",
                                              "blocked_http")}
@@ -155,6 +155,8 @@ async def build_world(client: Any, closers: list[Any], redis: Redis) -> World:
         await ack(peers[who], "room:join", join)
     line1 = await ack(peers["troll"], "chat:send", {"live_id": live_id, "text": "one"})
     line2 = await ack(peers["troll"], "chat:send", {"live_id": live_id, "text": "two"})
+    other_line = await ack(peers["other_creator"], "chat:send",
+                           {"live_id": other_air.live_id, "text": "mine"})
     await ack(peers["creator"], "chat:ban", {"user_id": users["banned"].id})
     await ack(peers["creator"], "user:block", {"user_id": users["blocked"].id})
     # The same block through HTTP: the viewer who had joined is out of the live too.
@@ -198,6 +200,8 @@ async def build_world(client: Any, closers: list[Any], redis: Redis) -> World:
     world.fill.update(
         live_id=live_id, creator_id=creator.id, creator_name=creator.username,
         troll_id=users["troll"].id, friend_name=users["friend"].username,
+        minor_id=users["minor"].id, minor_name=users["minor"].username,
+        other_line_id=other_line["message"]["id"],
         line1_id=line1["message"]["id"], line2_id=line2["message"]["id"],
         conv_id=sent["conversation_id"], dm_id=sent["message"]["id"],
         notification_id=notes[0]["id"], avatar_version=version, png=png(),
