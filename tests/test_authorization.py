@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import socketio
 from PIL import Image
@@ -111,11 +112,14 @@ async def build_world(client: Any, closers: list[Any], redis: Redis) -> World:
         births[who] = seventeen() if who == "minor" else f"1990-01-{day:02}"
         users[who] = await register(client, f"az_{who}", birthdate=births[who])
     world = World(Fill(), users)
-    # What only its owners may be answered: birthdates, password hashes, tokens.
+    # What only its owners may be answered: birthdates, tokens and their session ids;
+    # password hashes and the password itself, nobody.
+    world.private[PASSWORD] = set()
     for who, user in users.items():
         owner = {who} if who in PRINCIPALS else set()
         world.private[births[who]] = owner
         world.private[user.token] = owner
+        world.private[jwt.decode(user.token, options={"verify_signature": False})["sid"]] = owner
         world.private[await redis.hget(keys.user(user.id), "password_hash")] = set()
 
     async def tab(who: str) -> SocketPeer:
