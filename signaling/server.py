@@ -53,6 +53,7 @@ from signaling.push_bus import (
 )
 from signaling.reports import ReportEvents
 from signaling.services import Services
+from signaling.session_sweep import SessionSweep
 
 log = logging.getLogger("golive.app")
 
@@ -127,6 +128,7 @@ class Server:
             self.fanout,
             NudgeEdge(gateway, services, self.lives, self.notifier, self.fanout),
             self.failover,
+            SessionSweep(gateway, services),
         )
         self._wire_bus()
         self._redis_up = False

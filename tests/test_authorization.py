@@ -23,8 +23,9 @@ from redis.asyncio import Redis
 
 from engine import keys
 from signaling.app import create_app
-from signaling.appkeys import GATEWAY
+from signaling.appkeys import GATEWAY, SERVER, SERVICES
 from signaling.config import Settings
+from signaling.session_sweep import SessionSweep
 from tests.support.authz_matrix import (
     HTTP_ROWS,
     PRINCIPALS,
@@ -295,6 +296,28 @@ async def test_every_cell_of_the_authorization_matrix(app_client: Any, closers: 
     if balances["coins"] != 70 + 70 - 1:
         misses.append(f"the viewer's coins are {balances['coins']}, not 139")
     assert not misses, f"{len(misses)} of {cells} cells differ:\n" + "\n".join(misses)
+
+
+async def test_a_socket_whose_session_ended_elsewhere_is_closed(client: Any,
+                                                                closers: list[Any]) -> None:
+    """The signed-out token's open socket when the sign-out's word never reached its node
+    (the session record deleted, no END_SESSION): the session sweep closes it, and no
+    other socket."""
+    gone, kept = await register(client, "gone"), await register(client, "kept")
+    gone_tab, kept_tab = await sio_connect(client, gone.token), await sio_connect(client,
+                                                                                 kept.token)
+    anonymous = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+    await anonymous.connect(str(client.make_url("/")), auth={"anonymous": True},
+                            transports=["websocket"], wait_timeout=5)
+    closers.extend([gone_tab, kept_tab, anonymous])
+    session_id = jwt.decode(gone.token, options={"verify_signature": False})["sid"]
+    await client.app[SERVICES].sessions.revoke(session_id)
+    sweep = next(f for f in client.app[SERVER].features if isinstance(f, SessionSweep))
+    assert await sweep.sweep_once() == [session_id]
+    await poll(lambda: not gone_tab.connected, what="the revoked session's socket closed")
+    assert (await kept_tab.call("session:whoami", {}))["ok"]
+    assert (await anonymous.call("discover:watch", {}))["ok"]
+    assert await sweep.sweep_once() == []
 
 
 def test_the_matrix_covers_every_event_and_route() -> None:
