@@ -225,15 +225,18 @@ class Chat:
             pipe.sismember(keys.chat_bans(live.creator_id), user_id)
             pipe.hget(keys.chat_mutes(live.creator_id), user_id)
             pipe.hget(keys.chat_last_sent(live.live_id), user_id)
+            pipe.sismember(keys.blocks(live.creator_id), user_id)
+            pipe.sismember(keys.blocks(user_id), live.creator_id)
             if for_send:
                 pipe.hget(keys.chat_settings(live.creator_id), "slow_mode")
                 pipe.smembers(keys.chat_filter(live.creator_id))
                 pipe.get(rate_key)
                 pipe.pttl(rate_key)
-            viewer, banned, muted, last, *more = await pipe.execute()
+            viewer, banned, muted, last, blocking, blocked_by, *more = await pipe.execute()
         is_creator = user_id == live.creator_id
         state = SenderState(is_creator=is_creator, is_member=is_creator or bool(viewer),
-                            banned=bool(banned), muted_until=int(muted or 0) / 1000,
+                            banned=bool(banned), blocked=bool(blocking or blocked_by),
+                            muted_until=int(muted or 0) / 1000,
                             last_sent_at=int(last or 0) / 1000)
         if not for_send:
             return state, last or "", ChatSettings(), 0, 0

@@ -58,6 +58,7 @@ class SenderState:
     is_creator: bool
     is_member: bool            # the creator, or a viewer who joined (live_viewers)
     banned: bool = False
+    blocked: bool = False      # a block stands between the user and the creator, either way
     muted_until: float = 0.0   # seconds since the epoch; 0 when not muted
     last_sent_at: float = 0.0  # their last message in this live; 0 when none
 
@@ -128,10 +129,15 @@ def clean_mute_seconds(seconds: int, max_s: int = MUTE_MAX_S) -> int:
 # --- who may do what --------------------------------------------------------------
 
 def check_may_read(state: SenderState) -> None:
-    """Members read the chat; a banned user does not, even as a member."""
+    """Members read the chat; a banned user does not, even as a member, nor anyone a
+    block stands with (the join refuses them; one who joined before the block is
+    removed, and this holds if the removal has not reached their node yet)."""
     if state.banned and not state.is_creator:
         raise DomainError(ErrorCode.FORBIDDEN, "you are banned from this creator's lives",
                           reason="banned")
+    if state.blocked and not state.is_creator:
+        raise DomainError(ErrorCode.FORBIDDEN, "you cannot read or write this creator's chat",
+                          reason="blocked")
     if not state.is_member:
         raise forbidden("join the live to read its chat")
 

@@ -48,6 +48,7 @@ from engine.ledger_rules import (
     check_op_id,
     commission,
     gift_refusal,
+    standing_refusal,
 )
 from engine.packed_script import PackedScript
 from engine.stream_ids import StreamId
@@ -487,19 +488,26 @@ class Ledger:
 
     async def gift_refusal(self, sender_id: str, creator_id: str, *,
                            today: dt.date | None = None) -> DomainError | None:
-        """The refusal every gift from sender to creator would get now (the creator too
-        young or short of followers, the sender too young), or None: the gift tray is
-        offered only where gifts can be received (ledger_rules.gift_refusal). Its
-        `reason` detail is the rule's name: creator_minor, followers, sender_minor."""
+        """The refusal every gift from sender to creator would get now (the sender banned
+        from the creator's lives, a block either way, the creator too young or short of
+        followers, the sender too young), or None: the gift tray is offered only where
+        gifts can be received (ledger_rules.standing_refusal, gift_refusal). Its
+        `reason` detail is the rule's name: banned, blocking, blocked_by, creator_minor,
+        followers, sender_minor."""
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hget(keys.user(sender_id), "birthdate")
             pipe.hget(keys.user(creator_id), "birthdate")
             pipe.zcard(keys.followers(creator_id))
-            sender_born, creator_born, followers = await pipe.execute()
+            pipe.sismember(keys.chat_bans(creator_id), sender_id)
+            pipe.sismember(keys.blocks(sender_id), creator_id)
+            pipe.sismember(keys.blocks(creator_id), sender_id)
+            (sender_born, creator_born, followers, banned, blocking,
+             blocked_by) = await pipe.execute()
         if sender_born is None or creator_born is None:
             return not_found("no such user")
-        status = gift_refusal(sender_born, creator_born, int(followers), self.rules,
-                              today or _today())
+        status = standing_refusal(banned=bool(banned), blocking=bool(blocking),
+                                  blocked_by=bool(blocked_by)) or gift_refusal(
+            sender_born, creator_born, int(followers), self.rules, today or _today())
         if status is None:
             return None
         error = _gift_error(status, [status], 0, self.rules)

@@ -116,6 +116,19 @@ def adult_cutoff(today: dt.date, age: int) -> str:
         return today.replace(year=today.year - age, day=28).isoformat()
 
 
+def standing_refusal(*, banned: bool, blocking: bool, blocked_by: bool) -> str | None:
+    """Why no gift can go from a sender to a creator between whom a ban or a block
+    stands, as the gift script names it ('banned', 'blocking', 'blocked_by'), in the
+    script's order, or None."""
+    if banned:
+        return "banned"
+    if blocking:
+        return "blocking"
+    if blocked_by:
+        return "blocked_by"
+    return None
+
+
 def gift_refusal(sender_birthdate: str, creator_birthdate: str, creator_followers: int,
                  rules: LedgerRules, today: dt.date) -> str | None:
     """Why no gift can go from this sender to this creator whatever they pick, as the

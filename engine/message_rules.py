@@ -126,10 +126,11 @@ def check_may_message(*, sender_age: int, recipient_age: int, relation: Relation
     return Route.REQUEST
 
 
-def check_may_read_receipts(state: State) -> bool:
+def check_may_read_receipts(state: State, *, blocked: bool = False) -> bool:
     """Seen receipts and typing reach the other side only in an accepted conversation
-    (a request's sender does not learn whether it was read)."""
-    return state is State.ACCEPTED
+    (a request's sender does not learn whether it was read), and not across a block
+    either way (`blocked`): the history stays readable, the activity is no longer told."""
+    return state is State.ACCEPTED and not blocked
 
 
 # --- text and ids ---------------------------------------------------------------------

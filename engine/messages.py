@@ -415,7 +415,7 @@ class Messages:
                 entries = await self._redis.xrevrange(stream, top, floor, count=count + 1)
             messages = [_message(i, f) for i, f in reversed(entries[:count])]
         seen = (conversation.meta.get(f"read:{other}")
-                if check_may_read_receipts(conversation.state) else None)
+                if await self._receipts(me, other, conversation.state) else None)
         return Page(messages, len(entries) > count, seen, conversation.state,
                     conversation.requester)
 
@@ -436,6 +436,9 @@ class Messages:
                 pipe.hgetall(keys.dm_meta(conv))
             pipe.hmget(keys.dm_unread(me), [c for c, _ in convs])
             *metas, unread = await pipe.execute()
+        accepted = [other_party(c, me) for (c, _), meta in zip(convs, metas, strict=True)
+                    if check_may_read_receipts(State(meta.get("state", State.NEW)))]
+        hidden = await self._graph.hidden_from(me, accepted) if accepted else set()
         rows = []
         for (conv, score), meta, count in zip(convs, metas, unread, strict=True):
             if not meta:
@@ -449,7 +452,8 @@ class Messages:
                         "at": stream_ids.seconds(meta["last_id"])}
             rows.append(Summary(conv, other, state, meta.get("requester", ""), last,
                                 int(count or 0),
-                                meta.get(f"read:{other}") if check_may_read_receipts(state)
+                                meta.get(f"read:{other}")
+                                if check_may_read_receipts(state, blocked=other in hidden)
                                 else None, score / 1000))
         return rows
 
@@ -486,14 +490,14 @@ class Messages:
     async def mark_read(self, me: str, conv: str,
                         message_id: str | StreamId) -> tuple[str, int, bool]:
         """Move my read mark up to message_id; (mark, still unread, receipts shown)."""
-        _, conversation = await self._existing(me, conv)
+        other, conversation = await self._existing(me, conv)
         message_id = str(stream_ids.parse(message_id))
         status, *rest = await self._read(
             keys=[keys.dm_meta(conv), keys.dm(conv), keys.dm_unread(me)],
             args=[me, message_id, conv])
         if status != "ok":
             raise not_found("no such message in this conversation")
-        return rest[0], int(rest[1]), check_may_read_receipts(conversation.state)
+        return rest[0], int(rest[1]), await self._receipts(me, other, conversation.state)
 
     async def accept(self, me: str, conv: str) -> None:
         """Accept a message request sent to me: it moves to my inbox and its sender may
@@ -521,15 +525,19 @@ class Messages:
             await pipe.execute()
 
     async def check_may_type(self, me: str, conv: str) -> str | None:
-        """The user to tell that I am typing, or None (not an accepted conversation)."""
+        """The user to tell that I am typing, or None (not an accepted conversation, or a
+        block stands)."""
         other = other_party(conv, me)
         conversation = await self._conversation(conv)
-        if not check_may_read_receipts(conversation.state):
-            return None
+        return other if await self._receipts(me, other, conversation.state) else None
+
+    async def _receipts(self, me: str, other: str, state: State) -> bool:
+        """Whether read marks and typing are told between the two now
+        (check_may_read_receipts); the graph is read only for an accepted conversation."""
+        if not check_may_read_receipts(state):
+            return False
         relation = await self._graph.relation(me, other)
-        if relation.blocking or relation.blocked_by:
-            return None
-        return other
+        return check_may_read_receipts(state, blocked=relation.blocking or relation.blocked_by)
 
 
 __all__ = ["DomainError", "ErrorCode", "Message", "Messages", "Page", "Sent", "Summary"]

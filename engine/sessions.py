@@ -76,5 +76,21 @@ class Sessions:
     async def revoke(self, session_id: str) -> None:
         await self._redis.delete(keys.session(session_id))
 
+    async def ended(self, sessions: dict[str, str], batch: int = 1000) -> list[str]:
+        """Of `sessions` (session id -> user id), those whose record is gone (signed out
+        or expired) or names another user. GETs pipelined `batch` at a time, one key
+        each (no MGET: session keys are spread over a cluster's slots)."""
+        ids = list(sessions)
+        ended: list[str] = []
+        for start in range(0, len(ids), batch):
+            chunk = ids[start:start + batch]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for session_id in chunk:
+                    pipe.get(keys.session(session_id))
+                owners = await pipe.execute()
+            ended += [sid for sid, owner in zip(chunk, owners, strict=True)
+                      if owner != sessions[sid]]
+        return ended
+
 
 __all__ = ["DomainError", "Session", "Sessions"]

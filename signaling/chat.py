@@ -304,17 +304,27 @@ class LiveChat(Feature):
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
         await self.feed.watch(live.live_id)
 
-    async def kick(self, live_id: str, user_id: str) -> None:
-        """A ban: every connection of the user, on every node, leaves the live and its chat."""
+    async def kick(self, live_id: str, user_id: str, reason: str = "banned") -> None:
+        """A ban or a block: every connection of the user, on every node, leaves the live
+        and its chat (`room:left` with `reason`)."""
         if self.gateway.bus is not None:
-            await self.gateway.bus.control(live_room(live_id), LEAVE_USER, user_id)
+            body = user_id if reason == "banned" else f"{user_id} {reason}"
+            await self.gateway.bus.control(live_room(live_id), LEAVE_USER, body)
         else:
-            await self.kick_local(live_room(live_id), user_id)
+            await self.kick_local(live_room(live_id), user_id, reason)
 
-    async def kick_local(self, room: str, user_id: str) -> None:
-        """The ban on this node: the user's connections leave the live `room`."""
+    async def blocked(self, actor_id: str, target_id: str) -> None:
+        """`actor_id` blocked `target_id`: neither stays in the other's live. room:join
+        refuses a block either way; this removes who joined before it."""
+        for creator_id, member_id in ((actor_id, target_id), (target_id, actor_id)):
+            live = await self.services.lives.current(creator_id)
+            if live is not None:
+                await self.kick(live.live_id, member_id, "blocked")
+
+    async def kick_local(self, room: str, user_id: str, reason: str = "banned") -> None:
+        """The kick on this node: the user's connections leave the live `room`."""
         live_id = room.split(":", 1)[1]
-        await self.lives.remove_user(live_id, user_id, "banned")
+        await self.lives.remove_user(live_id, user_id, reason)
         for sid, _ in list(self.gateway.sio.manager.get_participants("/", room)):
             conn = self.gateway.connections.get(sid)
             if conn is not None and conn.user_id == user_id:

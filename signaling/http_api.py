@@ -23,7 +23,7 @@ from engine.message_rules import check_may_send_messages
 from engine.nesting import MAX_DEPTH, json_too_deep
 from engine.sessions import Session
 from engine.stream_ids import BadStreamId, StreamId
-from signaling.appkeys import GATEWAY, LIVES, METRICS, NOTIFIER, SERVICES, SETTINGS
+from signaling.appkeys import CHAT, GATEWAY, LIVES, METRICS, NOTIFIER, SERVICES, SETTINGS
 from signaling.errors import as_domain_error
 from signaling.profiles import people_view, profile_view, relation_view
 from signaling.ratelimit import KeyedBuckets
@@ -369,6 +369,8 @@ def graph_route(verb: str) -> Route:
         if await action(session.user_id, target.id) and (verb, undo) == ("follow", False):
             await request.app[NOTIFIER].followed(
                 await services.accounts.get(session.user_id), target.id)
+        if (verb, undo) == ("block", False):  # who joined the other's live leaves it
+            await request.app[CHAT].blocked(session.user_id, target.id)
         return ok(**await relation_view(services, session.user_id, target.id))
 
     return handle

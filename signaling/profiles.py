@@ -58,9 +58,13 @@ async def relation_view(services: Services, viewer: str, target: str) -> dict[st
 class ProfileEvents(Feature):
     """The profile and graph events."""
 
-    def __init__(self, gateway: Gateway, services: Services, notifier: Notifier) -> None:
+    def __init__(self, gateway: Gateway, services: Services, notifier: Notifier, *,
+                 on_block: Callable[[str, str], Awaitable[None]] | None = None) -> None:
+        """`on_block(actor, target)` runs after each block (signaling/chat.py
+        LiveChat.blocked: who blocked or was blocked leaves the other's live)."""
         super().__init__()
         self.services = services
+        self.on_block = on_block
 
         @gateway.event("session:whoami", Empty)
         async def whoami(ctx: EventContext, _: Any) -> dict[str, Any]:
@@ -85,7 +89,7 @@ class ProfileEvents(Feature):
             return await relation_view(ctx.services, ctx.user_id, p.user_id)
 
         graph = services.graph
-        for name, change in (("user:unfollow", graph.unfollow), ("user:block", graph.block),
+        for name, change in (("user:unfollow", graph.unfollow), ("user:block", self._block),
                              ("user:unblock", graph.unblock)):
             gateway.event(name, UserTarget)(self._graph_change(change))
 
@@ -116,6 +120,11 @@ class ProfileEvents(Feature):
             ids = await lister(p.user_id, limit=p.limit)
             accounts = await ctx.services.accounts.get_many(ids)
             return {"users": [accounts[uid].public() for uid in ids if uid in accounts]}
+
+    async def _block(self, actor: str, target: str) -> None:
+        await self.services.graph.block(actor, target)
+        if self.on_block is not None:
+            await self.on_block(actor, target)
 
     def _graph_change(self, change: Callable[[str, str], Awaitable[object]]) -> Handler:
         """An event that makes one graph change and answers the new relation."""

@@ -77,7 +77,7 @@ END_SESSION = "end_session"   # body: a session id; its sockets are disconnected
 CHAT_WRITTEN = "chat"         # body: a live id; its chat stream has new lines
 VIEWERS_CHANGED = "viewers"   # body: a live id; its viewer count changed
 ROOM_CLOSED = "closed"        # body: a live id; the live ended: its room is closed
-LEAVE_USER = "leave"          # body: a user id; their sockets leave the room (a ban)
+LEAVE_USER = "leave"          # body: a user id [space reason]; their sockets leave the room
 GIFT_SHOWN = "gift"           # body: a gift badge (JSON) for the live's origin to draw
 CONTROL_KINDS = (END_SESSION, CHAT_WRITTEN, VIEWERS_CHANGED, ROOM_CLOSED, LEAVE_USER,
                  GIFT_SHOWN)

@@ -53,6 +53,7 @@ from signaling.push_bus import (
 )
 from signaling.reports import ReportEvents
 from signaling.services import Services
+from signaling.session_sweep import SessionSweep
 
 log = logging.getLogger("golive.app")
 
@@ -116,7 +117,7 @@ class Server:
         # Opened in this order, closed in reverse. Join listeners run in the order the
         # features were built: chat's "NAME joined" line, the gift board, nudge insights.
         self.features: tuple[Feature, ...] = (
-            ProfileEvents(gateway, services, self.notifier),
+            ProfileEvents(gateway, services, self.notifier, on_block=self.chat.blocked),
             self.lives,
             self.chat,
             self.gifts,
@@ -127,6 +128,7 @@ class Server:
             self.fanout,
             NudgeEdge(gateway, services, self.lives, self.notifier, self.fanout),
             self.failover,
+            SessionSweep(gateway, services),
         )
         self._wire_bus()
         self._redis_up = False
@@ -149,8 +151,9 @@ class Server:
         async def room_closed(room: str, live_id: str) -> None:
             await lives.forget_remote(live_id)
 
-        async def leave_user(room: str, user_id: str) -> None:
-            await chat.kick_local(room, user_id)
+        async def leave_user(room: str, body: str) -> None:
+            user_id, _, reason = body.partition(" ")  # "ID" (a ban) or "ID REASON"
+            await chat.kick_local(room, user_id, reason or "banned")
 
         bus.on(END_SESSION, end_session)
         bus.on(CHAT_WRITTEN, chat_written)

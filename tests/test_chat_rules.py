@@ -144,6 +144,18 @@ def test_who_may_read(creator: bool, member: bool, banned: bool, expected: str) 
     assert outcome(check_may_read, state) == expected
 
 
+def test_a_block_stops_a_member_reading_and_sending() -> None:
+    """A member a block stands with (joined before it) reads and sends nothing; a ban
+    is named first; the creator's own chat is theirs whatever they blocked."""
+    blocked = SenderState(is_creator=False, is_member=True, blocked=True)
+    assert outcome(check_may_read, blocked) == "forbidden/blocked"
+    assert outcome(check_may_send, blocked, 0, NOW) == "forbidden/blocked"
+    both = SenderState(is_creator=False, is_member=True, banned=True, blocked=True)
+    assert outcome(check_may_read, both) == "forbidden/banned"
+    creator = SenderState(is_creator=True, is_member=True, blocked=True)
+    assert outcome(check_may_read, creator) == outcome(check_may_send, creator, 0, NOW) == "ok"
+
+
 @pytest.mark.parametrize(("actor", "target", "expected"), [
     ("creator", None, "ok"), ("creator", "viewer", "ok"),
     ("creator", "creator", "invalid/"),      # not yourself

@@ -247,6 +247,26 @@ async def test_a_ban_on_a_removes_the_member_on_b(cluster: Cluster,
     assert not sent["ok"]
 
 
+async def test_a_block_on_a_removes_the_member_on_b(cluster: Cluster,
+                                                    closers: list[Any]) -> None:
+    """A viewer who joined before the creator blocked them leaves the live on their own
+    node (the kick crosses the push bus with its reason) and can no longer chat."""
+    creator = await register(cluster.a.url, "kit")
+    member = await register(cluster.b.url, "lou")
+    kit = await tab(cluster.a.url, creator, closers)
+    onair = await go_live(kit, closers, "block", size=(160, 96), fps=10)
+    lou = await tab(cluster.b.url, member, closers)
+    assert (await lou.call("room:join", {"user_id": creator.id, "media": False}))["ok"]
+    await poll(lambda: kit.got("room:state") and kit.got("room:state")[-1]["viewers"] == 1,
+               what="lou counted")
+    assert (await kit.call("user:block", {"user_id": member.id}))["ok"]
+    await poll(lambda: lou.got("room:left"), what="the block on node B")
+    assert lou.got("room:left")[-1] == {"live_id": onair.live_id, "reason": "blocked"}
+    await poll(lambda: kit.got("room:state")[-1]["viewers"] == 0, what="lou uncounted")
+    sent = await lou.call("chat:send", {"live_id": onair.live_id, "text": "still here?"})
+    assert sent["error"]["code"] in ("forbidden", "not_found"), sent
+
+
 async def test_sign_out_on_a_disconnects_the_tab_on_b(cluster: Cluster,
                                                       closers: list[Any]) -> None:
     user = await register(cluster.a.url, "gil")

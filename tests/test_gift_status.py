@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from engine.ledger_rules import LedgerRules, gift_refusal
+from engine.ledger_rules import LedgerRules, gift_refusal, standing_refusal
 from tests.support.peers import open_tab
 
 TODAY = dt.date(2027, 6, 1)
@@ -29,6 +29,13 @@ ADULT, MINOR = "1990-01-01", "2012-01-01"
 def test_gift_refusal(sender: str, creator: str, followers: int, expected: str | None) -> None:
     rules = LedgerRules(min_followers=10 if followers else 0)
     assert gift_refusal(sender, creator, followers, rules, TODAY) == expected
+
+
+def test_a_ban_or_a_block_refuses_every_gift_in_the_scripts_order() -> None:
+    assert standing_refusal(banned=False, blocking=False, blocked_by=False) is None
+    assert standing_refusal(banned=True, blocking=True, blocked_by=True) == "banned"
+    assert standing_refusal(banned=False, blocking=True, blocked_by=True) == "blocking"
+    assert standing_refusal(banned=False, blocking=False, blocked_by=True) == "blocked_by"
 
 
 def years_old(n: int) -> str:

@@ -178,6 +178,37 @@ async def test_blocks_stop_messages_both_ways(client: Any, redis_url: str,
     assert await snapshot(redis_url) == before
 
 
+async def test_a_block_ends_read_receipts(client: Any, closers: list[Any]) -> None:
+    """After a block the conversation stays readable on both sides, but neither is told
+    when the other reads it any more (as typing): no dm:seen, no `seen` in dm:history
+    or dm:list."""
+    alice = await tab(client, "alice", closers)
+    bob = await tab(client, "bob", closers)
+    await befriend(alice, bob)
+    c = conv(alice, bob)
+    first = (await alice.send(bob, "one"))["message"]["id"]
+    second = (await alice.send(bob, "two"))["message"]["id"]
+    assert (await bob.call("dm:read", {"conversation_id": c, "message_id": first}))["ok"]
+    await poll(lambda: alice.got("dm:seen"))
+    assert (await alice.call("dm:history", {"conversation_id": c}))["seen"] == first
+
+    assert (await alice.call("user:block", {"user_id": bob.user.id}))["ok"]
+    assert (await bob.call("dm:read", {"conversation_id": c, "message_id": second}))["ok"]
+    # A push to alice after bob's read: a dm:seen sent to her would have come before it
+    # (one channel per user, in order).
+    badges = len(alice.got("dm:unread"))
+    assert (await alice.call("dm:read", {"conversation_id": c, "message_id": second}))["ok"]
+    await poll(lambda: len(alice.got("dm:unread")) > badges, what="alice's own push")
+    assert len(alice.got("dm:seen")) == 1
+    for me in (alice, bob):
+        history = await me.call("dm:history", {"conversation_id": c})
+        assert history["ok"] and [m["id"] for m in history["messages"]] == [first, second]
+        assert history["seen"] is None
+        listed = await me.call("dm:list", {})
+        assert [v["seen"] for v in listed["conversations"]] == [None]
+    assert (await alice.call("dm:typing", {"conversation_id": c}))["delivered"] is False
+
+
 async def test_every_tab_gets_messages_receipts_typing_and_unread(
         client: Any, closers: list[Any]) -> None:
     alice = await tab(client, "alice", closers)

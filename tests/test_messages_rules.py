@@ -143,6 +143,7 @@ def test_receipts_only_in_accepted_conversations() -> None:
     assert check_may_read_receipts(State.ACCEPTED)
     assert not check_may_read_receipts(State.REQUESTED)
     assert not check_may_read_receipts(State.NEW)
+    assert not check_may_read_receipts(State.ACCEPTED, blocked=True)
 
 
 def test_conversation_ids() -> None:
