@@ -106,6 +106,8 @@ SOCKET_ROWS = [
     row("discover:watch", {},                                     "ok U  ok ok ok ok ok ok"),
     row("room:join", {**CREATOR, "media": False},                 "ok U  ok F  F  ok I  ok",
         why="the creator watches from the studio"),
+    row("rtc:config", {},                                         "U  U  ok ok ok ok ok ok",
+        why="a fresh TURN credential for signed-in users; a visitor's comes with its join"),
     row("rtc:answer", {**LIVE, "sdp": "v=0"},                     "N  U  N  N  N  N  N  N",
         why="chat-only joins have no peer connection to answer"),
     row("room:viewers", LIVE,                                     "ok U  ok F  F  ok ok ok"),
