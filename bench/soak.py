@@ -93,9 +93,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="gifts (a Rose, 1 coin) per second, in all (0.5/s)")
     parser.add_argument("--warmup", type=float, default=60.0,
                         help="seconds of the same load before the baseline (60)")
-    parser.add_argument("--settle", type=float, default=60.0,
-                        help="at most this many seconds for the server to come back after "
-                             "the load (60)")
+    parser.add_argument("--settle", type=float, default=90.0,
+                        help="at most this many seconds for the server to come back and "
+                             "hold still, before the baseline and after the load (90)")
+    parser.add_argument("--quiet", type=float, default=30.0,
+                        help="seconds the idle figures must hold still before the baseline "
+                             "and the end are taken (30: a closed socket's engine.io ping "
+                             "task lives out its 25 s interval)")
     parser.add_argument("--every", type=float, default=5.0,
                         help="seconds between samples of the server (5)")
     parser.add_argument("--slack-tasks", type=int, default=checks.DEFAULT_SLACK["tasks"],
@@ -144,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
             (not args.dwell > 0, "--dwell must be > 0"),
             (args.warmup < 0, "--warmup must be >= 0"),
             (not args.settle > 0, "--settle must be > 0"),
+            (args.quiet < 0, "--quiet must be >= 0"),
             (not args.every > 0, "--every must be > 0"),
             (args.slack_tasks < 0 or args.slack_fds < 0, "slacks must be >= 0"),
             (any("=" not in kv for kv in args.server_env), "--server-env takes KEY=VALUE"))):
@@ -211,6 +216,10 @@ class SoakLoad:
         self.url, self.creator_id, self.accounts = url, creator_id, accounts
         self.args, self.rng = args, rng
         self.active: dict[int, Any] = {}  # slot -> a joined viewer
+        # Held around a send on a slot's socket, and by the slot before it leaves: a leave
+        # under a call would leave its outcome unknown (applied or not), and the keys the
+        # run persisted could no longer be computed exactly.
+        self.busy: dict[int, asyncio.Lock] = {}
         self.joins = {"media": Tally(), "socket": Tally()}
         self.leaves = 0
         self.chat, self.dm, self.gift = Tally(), Tally(), Tally()
@@ -286,12 +295,14 @@ class SoakLoad:
         while not self._stop.is_set():
             client = await self.join(slot, rng.random() < self.args.media_share)
             if client is not None:
+                busy = self.busy.setdefault(slot, asyncio.Lock())
                 self.active[slot] = client
                 try:
                     await self._pause(rng.uniform(0.5, 1.5) * self.args.dwell)
                 finally:
                     self.active.pop(slot, None)
-                    await self.leave(client)
+                    async with busy:
+                        await self.leave(client)
             await self._pause(rng.uniform(*LEAVE_PAUSE_S))
 
     async def _paced(self, rate: float, send: Any) -> None:
@@ -304,7 +315,9 @@ class SoakLoad:
             due += interval
             if self.active:
                 slot = self.rng.choice(list(self.active))
-                await send(slot, self.active[slot])
+                async with self.busy[slot]:
+                    if slot in self.active:  # it may have begun leaving meanwhile
+                        await send(slot, self.active[slot])
 
     async def _call(self, tally: Tally, sio: Any, event: str, payload: dict[str, Any]
                     ) -> dict[str, Any] | None:
@@ -557,18 +570,21 @@ class SoakRun:
                     and k != "t" else taken[-1][k]) for k in taken[0]}
 
     async def settle(self, phase: str, ready: Any, timeout: float) -> dict[str, Any]:
-        """Poll the idle figure until `ready(figure)` holds and its tasks and fds are
-        steady (the same as the figure before: connections closed a moment ago still
-        wind down), or `timeout` s; the last figure."""
+        """Poll the idle figure until `ready(figure)` holds and the returning measures have
+        not changed for --quiet seconds (connections closed a moment ago still wind down:
+        engine.io's ping task of a closed socket sleeps out its 25 s interval), or
+        `timeout` s; the last figure."""
         deadline = time.monotonic() + timeout
-        previous: dict[str, Any] | None = None
+        previous: tuple[int, ...] | None = None
+        since = time.monotonic()
         while True:
             figure = await self.idle(phase)
-            steady = previous is not None and all(
-                figure[k] == previous[k] for k in ("tasks", "fds", "peers", "sockets"))
-            if (steady and ready(figure)) or time.monotonic() > deadline:
+            now = time.monotonic()
+            current = tuple(figure[k] for k in checks.RETURNING)
+            if current != previous:
+                previous, since = current, now
+            if (ready(figure) and now - since >= self.args.quiet) or now > deadline:
                 return figure
-            previous = figure
             await asyncio.sleep(max(0.5, min(2.0, self.args.every / 2)))
 
     async def keys(self) -> dict[str, Any]:
