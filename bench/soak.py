@@ -8,16 +8,19 @@ payment provider and goes live in this process (a small synthetic stream, throug
 bench.creator's start_live). Then:
 
 1. set-up: every account sends one gift, opens a DM conversation with its ring neighbour
-   (i -> i+1, answered by i+1), joins once chat-only (one chat line) and once with media;
+   (i -> i+1, answered by i+1), joins once chat-only (one chat line), once with media
+   and once abandoned (below);
 2. warm-up: --warmup seconds of the load below, then it stops and the server settles;
 3. baseline: the server idle (only the creator connected), sampled;
 4. load: --minutes of churn: each account's slot joins (with media - a light aiortc
-   viewer as bench.viewers has - with probability --media-share, else socket-only),
-   stays about --dwell seconds, leaves (room:leave then disconnect, or just disconnect)
-   and comes back; chat lines, DMs (along the ring) and gifts (retried by transfer id
-   when unanswered) at their steady rates from whoever is in the room;
+   viewer as bench.viewers has - with probability --media-share; taking the media offer
+   and never answering it, a tab closed mid-join, with --abandon-share; else
+   socket-only), stays about --dwell seconds, leaves (room:leave then disconnect, or
+   just disconnect) and comes back; chat lines, DMs (along the ring) and gifts (retried
+   by transfer id when unanswered) at their steady rates from whoever is in the room;
 5. settle: the load stops; the bench polls (at most --settle seconds) until the server
-   is back to the baseline;
+   is back to the baseline and has held still for --quiet seconds (the baseline is
+   taken the same way);
 6. end: sampled like the baseline and compared (bench/soak_checks.py).
 
 Every --every seconds it samples the server: RSS and open fds (process_* in /metrics),
@@ -83,6 +86,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--media-share", type=float, default=0.3,
                         help="share of joins with media (a light aiortc viewer); the others "
                              "join socket-only (0.3)")
+    parser.add_argument("--abandon-share", type=float, default=0.1,
+                        help="share of joins that take the media offer and never answer it, "
+                             "then leave (0.1)")
     parser.add_argument("--dwell", type=float, default=20.0,
                         help="mean seconds a viewer stays before leaving (20)")
     parser.add_argument("--chat-rate", type=parse_rate, default=parse_rate("2/s"),
@@ -145,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
             (not args.minutes > 0, "--minutes must be > 0"),
             (not 3 <= args.viewers <= MAX_VIEWERS, f"--viewers must be 3..{MAX_VIEWERS}"),
             (not 0 <= args.media_share <= 1, "--media-share must be in [0, 1]"),
+            (not 0 <= args.abandon_share <= 1 - args.media_share,
+             "--abandon-share must be in [0, 1 - --media-share]"),
             (not args.dwell > 0, "--dwell must be > 0"),
             (args.warmup < 0, "--warmup must be >= 0"),
             (not args.settle > 0, "--settle must be > 0"),
@@ -183,19 +191,23 @@ class Tally:
 
 
 class ChatOnlyViewer:
-    """A socket-only member of the live (`room:join {media: false}`)."""
+    """A socket-only member of the live (`room:join {media: false}`); with `abandon`, a
+    media join that takes the server's offer and never answers it (a tab closed mid-join:
+    the server made a peer connection for it, which must not outlive the socket)."""
 
-    def __init__(self, url: str, token: str, creator_id: str) -> None:
+    def __init__(self, url: str, token: str, creator_id: str, abandon: bool = False) -> None:
         import socketio
 
         self.url, self.token, self.creator_id = url, token, creator_id
+        self.abandon = abandon
         self.sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
         self.live_id: str | None = None
 
     async def join(self) -> None:
         await self.sio.connect(self.url, auth={"token": self.token}, transports=["websocket"],
                                wait_timeout=10)
-        ack = await self.sio.call("room:join", {"user_id": self.creator_id, "media": False},
+        ack = await self.sio.call("room:join", {"user_id": self.creator_id,
+                                                "media": self.abandon},
                                   timeout=CALL_TIMEOUT_S)
         if not ack.get("ok"):
             raise RuntimeError(f"room:join refused: {ack['error']['code']}")
@@ -220,7 +232,7 @@ class SoakLoad:
         # under a call would leave its outcome unknown (applied or not), and the keys the
         # run persisted could no longer be computed exactly.
         self.busy: dict[int, asyncio.Lock] = {}
-        self.joins = {"media": Tally(), "socket": Tally()}
+        self.joins = {"media": Tally(), "socket": Tally(), "abandoned": Tally()}
         self.leaves = 0
         self.chat, self.dm, self.gift = Tally(), Tally(), Tally()
         self.gifts_acked: set[str] = set()
@@ -256,26 +268,36 @@ class SoakLoad:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
 
-    def viewer(self, slot: int, media: bool) -> Any:
+    def viewer(self, slot: int, kind: str) -> Any:
         from bench.viewers import BenchViewer
 
         account = self.accounts[slot]
-        if media:
+        if kind == "media":
             return BenchViewer({"id": str(slot), "token": account.token}, self.url,
                                self.creator_id, False, "vp8")
-        return ChatOnlyViewer(self.url, account.token, self.creator_id)
+        return ChatOnlyViewer(self.url, account.token, self.creator_id,
+                              abandon=kind == "abandoned")
 
-    async def join(self, slot: int, media: bool) -> Any | None:
+    def pick_kind(self) -> str:
+        """media, abandoned (a media join never answered) or socket (chat-only)."""
+        draw = self.rng.random()
+        if draw < self.args.media_share:
+            return "media"
+        if draw < self.args.media_share + self.args.abandon_share:
+            return "abandoned"
+        return "socket"
+
+    async def join(self, slot: int, kind: str) -> Any | None:
         """One join of `slot`'s account; the viewer, or None (closed) when it failed."""
-        client = self.viewer(slot, media)
-        tally = self.joins["media" if media else "socket"]
+        client = self.viewer(slot, kind)
+        tally = self.joins[kind]
         tally.sent += 1
         try:
             async with asyncio.timeout(JOIN_TIMEOUT_S):
                 await client.join()
         except Exception as exc:
             tally.refuse(type(exc).__name__)
-            self._note(f"join ({'media' if media else 'socket'}): {type(exc).__name__}: {exc}")
+            self._note(f"join ({kind}): {type(exc).__name__}: {exc}")
             await client.close()
             return None
         tally.ok += 1
@@ -293,12 +315,14 @@ class SoakLoad:
         rng = self.rng
         await self._pause(rng.uniform(0, self.args.dwell / 2))  # spread the first joins
         while not self._stop.is_set():
-            client = await self.join(slot, rng.random() < self.args.media_share)
+            kind = self.pick_kind()
+            client = await self.join(slot, kind)
             if client is not None:
                 busy = self.busy.setdefault(slot, asyncio.Lock())
                 self.active[slot] = client
-                try:
-                    await self._pause(rng.uniform(0.5, 1.5) * self.args.dwell)
+                try:  # an abandoned join's tab closes within a few seconds
+                    await self._pause(rng.uniform(0.5, 1.5) * (
+                        min(2.0, self.args.dwell) if kind == "abandoned" else self.args.dwell))
                 finally:
                     self.active.pop(slot, None)
                     async with busy:
@@ -400,6 +424,7 @@ class SoakRun:
         self.restriction: Any = None
         self.load: SoakLoad | None = None
         self.creator_id = ""
+        self.ended = ""  # why the server ended the live, once it did
         self.accounts: list[Any] = []
         self.t0 = time.monotonic()
         self.samples: list[dict[str, Any]] = []
@@ -472,6 +497,11 @@ class SoakRun:
         width, height = self.args.size
         self.creator = HeadlessCreator.synthetic(width, height, self.args.fps)
         self.creator_sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+
+        async def on_ended(data: dict[str, Any]) -> None:
+            self.ended = f"the server ended the live: {data.get('reason')}"
+
+        self.creator_sio.on("live:ended", on_ended)
         await self.creator_sio.connect(url, auth={"token": creator.token},
                                        transports=["websocket"], wait_timeout=10)
         await start_live(self.creator_sio, self.creator, "soak", JOIN_TIMEOUT_S)
@@ -482,8 +512,8 @@ class SoakRun:
     def check_live(self) -> None:
         """RuntimeError once the creator's live is gone (every later figure is moot)."""
         state = self.creator.pc.connectionState if self.creator is not None else "none"
-        if state in ("failed", "closed") or not self.creator_sio.connected:
-            raise RuntimeError(f"the creator is no longer live (pc {state})")
+        if self.ended or state in ("failed", "closed") or not self.creator_sio.connected:
+            raise RuntimeError(self.ended or f"the creator is no longer live (pc {state})")
 
     async def set_up(self) -> None:
         """Every account once through every path the load takes (bench/soak.py, step 1)."""
@@ -505,15 +535,15 @@ class SoakRun:
                 await load.send_gift(sio)
         finally:
             await asyncio.gather(*(s.disconnect() for s in socks), return_exceptions=True)
-        for media in (False, True):
+        for kind in ("socket", "media", "abandoned"):
             gate = asyncio.Semaphore(SETUP_CONCURRENCY)
 
-            async def once(slot: int, media: bool = media, gate: asyncio.Semaphore = gate
+            async def once(slot: int, kind: str = kind, gate: asyncio.Semaphore = gate
                            ) -> None:
                 async with gate:
-                    client = await load.join(slot, media)
+                    client = await load.join(slot, kind)
                     if client is not None:
-                        if not media:
+                        if kind == "socket":
                             load.chat.sent += 1
                             await load._call(load.chat, client.sio, "chat:send",
                                              {"live_id": client.live_id, "text": "hello"})
@@ -814,7 +844,8 @@ def render(result: dict[str, Any]) -> str:
     if load:
         joins = load["joins"]
         out.append(
-            f"load: joins {joins['media']['ok']} media + {joins['socket']['ok']} socket-only "
+            f"load: joins {joins['media']['ok']} media + {joins['socket']['ok']} socket-only + "
+            f"{joins['abandoned']['ok']} abandoned mid-handshake "
             f"({sum(j['sent'] - j['ok'] for j in joins.values())} failed), "
             f"{load['leaves']} leaves; chat {load['chat']['ok']}/{load['chat']['sent']}, "
             f"DMs {load['dm']['ok']}/{load['dm']['sent']}, gifts "

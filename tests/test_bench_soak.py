@@ -118,8 +118,8 @@ async def test_metrics_show_what_a_leak_shows_in(client: Any) -> None:
 def test_short_soak_returns_to_baseline(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.soak", "--minutes", "0.25", "--viewers", "5",
-         "--warmup", "4", "--dwell", "4", "--every", "1", "--settle", "20",
+        [sys.executable, "-m", "bench.soak", "--minutes", "0.2", "--viewers", "5",
+         "--warmup", "4", "--dwell", "4", "--every", "1", "--settle", "20", "--quiet", "2",
          "--media-share", "0.5", "--chat-rate", "2/s", "--dm-rate", "1/s",
          "--gift-rate", "1/s", "--out", str(tmp_path)],
         cwd=REPO, env=env, text=True, capture_output=True, timeout=RUN_TIMEOUT_S)
