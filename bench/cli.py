@@ -92,6 +92,10 @@ def _add_modes(modes: Any) -> None:
     add_ledger_mode(modes)
     add_search_mode(modes)
 
+    from bench.soak import add_mode as add_soak_mode
+
+    add_soak_mode(modes)
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
     target = parser.add_argument_group("server")

@@ -26,7 +26,7 @@ from media.errors import MediaError, invalid
 from media.ice import IceServer, rtc_configuration
 from media.liveness import SilenceClock
 from media.negotiation import check_publisher_offer
-from media.peers import GoneReason, PeerCloser
+from media.peers import GoneReason, PeerCloser, new_peer_connection
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Publisher:
         """Check the offer, answer it and start the readers. On any failure the pc is closed."""
         check_publisher_offer(offer_sdp)
         assert isinstance(offer_sdp, str)
-        pc = self.pc = RTCPeerConnection(rtc_configuration(self._ice_servers))
+        pc = self.pc = new_peer_connection(rtc_configuration(self._ice_servers))
         self._closer = PeerCloser(pc)
         tracks: dict[str, MediaStreamTrack] = {}
         pc.on("track", lambda track: tracks.setdefault(track.kind, track))

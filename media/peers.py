@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from enum import StrEnum
 
-from aiortc import RTCPeerConnection
+from aiortc import RTCConfiguration, RTCPeerConnection
+
+# Every pc the node made (weakly held: tracking must not keep one alive), for /metrics
+# and the soak (bench/soak.py): open ones must return to the idle count after load.
+_PEERS: weakref.WeakSet[RTCPeerConnection] = weakref.WeakSet()
+
+
+def new_peer_connection(configuration: RTCConfiguration) -> RTCPeerConnection:
+    """An RTCPeerConnection the node counts (peer_counts)."""
+    pc = RTCPeerConnection(configuration)
+    _PEERS.add(pc)
+    return pc
+
+
+def peer_counts() -> tuple[int, int]:
+    """(open, alive): pcs not yet closed, and pc objects not yet freed (closed ones
+    included; a closed pc lingers until the garbage collector breaks its cycles)."""
+    peers = list(_PEERS)
+    return sum(1 for pc in peers if pc.connectionState != "closed"), len(peers)
 
 
 class GoneReason(StrEnum):

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCSessionDescription
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import (
     RTCP_PSFB_FIR,
@@ -37,7 +37,7 @@ from media.negotiation import (
     video_preferences,
     without_bandwidth_feedback,
 )
-from media.peers import GoneReason, PeerCloser
+from media.peers import GoneReason, PeerCloser, new_peer_connection
 from media.sender_reports import SenderReportGate
 
 # A viewer's transceivers are sendonly, yet each has a receiver: it builds its REMB
@@ -83,7 +83,7 @@ class ViewerPeer:
         self._on_nack = on_nack
         self._on_failed = on_failed
         self.sender_reports: dict[str, SenderReportGate] = {}  # by kind
-        self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
+        self.pc = new_peer_connection(rtc_configuration(ice_servers))
         self.pc.on("connectionstatechange", self._on_connection_state)
         self._closer = PeerCloser(self.pc)
 

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from media.admission import AdmissionStats
+from media.peers import peer_counts
 
 UNKNOWN_EVENT = "<unknown>"
 
@@ -61,6 +70,13 @@ class Metrics:
                                  registry=self.registry)
         self.http_requests = Counter("golive_http_requests_total", "HTTP API requests",
                                      ["route", "status"], registry=self.registry)
+        # What a leak shows in (bench/soak.py compares them idle before and after load):
+        # the process's RSS and open fds (process_*, from /proc on Linux), its asyncio
+        # tasks and its peer connections.
+        ProcessCollector(registry=self.registry)
+        Gauge("golive_asyncio_tasks", "asyncio tasks not yet done in the server's event loop",
+              registry=self.registry).set_function(_asyncio_tasks)
+        self.registry.register(_PeerCollector())
 
     def watch_joins(self, stats: Callable[[], AdmissionStats]) -> None:
         """Export the node's join admission (media/admission.py), read at each scrape."""
@@ -68,6 +84,24 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _asyncio_tasks() -> float:
+    try:  # a scrape runs in the event loop (the /metrics handler)
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # no running loop (a scrape from another thread)
+        return float("nan")
+
+
+class _PeerCollector(Collector):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        open_count, alive = peer_counts()
+        yield GaugeMetricFamily("golive_peer_connections",
+                                "WebRTC peer connections (creators and viewers) not closed",
+                                value=open_count)
+        yield GaugeMetricFamily("golive_peer_connections_alive",
+                                "peer connection objects not yet freed, closed ones included",
+                                value=alive)
 
 
 class _JoinCollector(Collector):
