@@ -64,7 +64,9 @@ class FanoutPath:
         return self.name == NATIVE
 
 
-Target = tuple[int, Any, bytes]  # (srtp_t address, socket object, struct sockaddr bytes)
+# (srtp_t address, socket object, struct sockaddr bytes, sequence-number offset: a viewer
+# that switched renditions keeps its own numbering, media/viewer_link.py)
+Target = tuple[int, Any, bytes, int]
 
 
 class NativeSender:

@@ -1,0 +1,97 @@
+"""Which rendition a viewer on "auto" gets, from what its own link reports.
+
+The inputs are what a viewer's RTCP already carries: its receiver reports (every ~1 s
+from Chromium, 0.5-1.5 s from aiortc) give the fraction of our packets lost since the
+last one and, through LSR/DLSR, the round-trip time; a bandwidth estimate (REMB) counts
+when the viewer sends one (golive's offers do not ask for it: media/negotiation.py).
+
+Down fast, up slow. A link is congested when loss is over 5%, the RTT has risen 250 ms
+above the least seen (a queue filling at the bottleneck), or the estimate is under the
+rung's bitrate x 1.2; after 2 s of it the viewer steps down (straight to the rung the
+estimate carries, when there is one). It steps up one rung after 8 s with loss at most
+2%, no RTT rise and, with an estimate, room for the next rung's bitrate x 1.2. A step up
+that was followed by a step down within 10 s doubles the wait for the next one (up to
+60 s): a link that cannot carry a rung is not made to stall on it every 8 s.
+
+Everything here is a plain function of a frozen state: the room keeps one AbrState per
+viewer and calls decide() with each report (tests call it directly, with their clock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class AbrConfig:
+    """The rule's thresholds (seconds, fractions)."""
+
+    down_after_s: float = 2.0
+    up_after_s: float = 8.0
+    loss_down: float = 0.05
+    loss_up: float = 0.02
+    headroom: float = 1.2
+    rtt_rise_s: float = 0.25
+    failed_up_window_s: float = 10.0
+    max_up_wait_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class LinkReport:
+    """One report of a viewer's link."""
+
+    loss: float  # fraction of packets lost since the previous report, 0-1
+    rtt_s: float | None = None  # round-trip time, when the report allowed computing it
+    estimate_bps: int | None = None  # the receiver's bandwidth estimate, when it sends one
+
+
+@dataclass(frozen=True)
+class AbrState:
+    """A viewer's place on the ladder and the clocks of the rule (None: not running)."""
+
+    rung: int  # 0 is the best
+    bad_since: float | None = None
+    good_since: float | None = None
+    up_wait_s: float = AbrConfig.up_after_s
+    last_up_at: float | None = None
+    min_rtt_s: float | None = None
+
+
+def decide(state: AbrState, report: LinkReport, now: float, bitrates: Sequence[int],
+           config: AbrConfig = AbrConfig()) -> AbrState:
+    """The state after `report` arrived at `now`; its `rung` is the rendition the viewer
+    should get (an index into `bitrates`, best first)."""
+    rung = min(state.rung, len(bitrates) - 1)
+    min_rtt = state.min_rtt_s
+    rtt_rose = False
+    if report.rtt_s is not None:
+        min_rtt = report.rtt_s if min_rtt is None else min(min_rtt, report.rtt_s)
+        rtt_rose = report.rtt_s > min_rtt + config.rtt_rise_s
+    estimate = report.estimate_bps
+    state = replace(state, rung=rung, min_rtt_s=min_rtt)
+
+    congested = (report.loss > config.loss_down or rtt_rose
+                 or (estimate is not None and estimate < bitrates[rung] * config.headroom))
+    if congested:
+        bad_since = state.bad_since if state.bad_since is not None else now
+        if now - bad_since < config.down_after_s or rung == len(bitrates) - 1:
+            return replace(state, bad_since=bad_since, good_since=None)
+        target = rung + 1
+        if estimate is not None:  # straight to the rung the estimate carries
+            while target < len(bitrates) - 1 and bitrates[target] * config.headroom > estimate:
+                target += 1
+        failed_up = (state.last_up_at is not None
+                     and now - state.last_up_at <= config.failed_up_window_s)
+        up_wait = (min(state.up_wait_s * 2, config.max_up_wait_s) if failed_up
+                   else config.up_after_s)
+        return replace(state, rung=target, bad_since=None, good_since=None, up_wait_s=up_wait)
+
+    room_up = (rung > 0 and report.loss <= config.loss_up and not rtt_rose
+               and (estimate is None or estimate >= bitrates[rung - 1] * config.headroom))
+    if not room_up:
+        return replace(state, bad_since=None, good_since=None)
+    good_since = state.good_since if state.good_since is not None else now
+    if now - good_since < state.up_wait_s:
+        return replace(state, bad_since=None, good_since=good_since)
+    return replace(state, rung=rung - 1, bad_since=None, good_since=None, last_up_at=now)
