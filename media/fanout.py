@@ -271,6 +271,11 @@ class PacketFanout:
             self._taken = None
             self._invalidate()
 
+    def rendition_paused(self, rendition: int) -> None:
+        """The room stops encoding `rendition` (nobody takes it): its keyframe run ends."""
+        self._video[rendition].forget_run()
+        self._recent_video_profiles[rendition] = ()
+
     def renditions_taken(self) -> set[int]:
         """The renditions some viewer gets or is switching to."""
         if self._taken is None:

@@ -580,6 +580,8 @@ class MediaRoom:
             # (and its catch-up run) need one.
             plan = [(r, self._keyframe_policies[r].should_force() or r not in self._encoded_last)
                     for r in wanted]
+            for paused in self._encoded_last.difference(wanted):
+                self._fanout.rendition_paused(paused)
             self._encoded_last = frozenset(wanted)
             try:
                 packets = await loop.run_in_executor(

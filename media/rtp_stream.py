@@ -154,6 +154,11 @@ class RtpStream:
             else:
                 run[1].extend(packets)
 
+    def forget_run(self) -> None:
+        """Drop the keyframe runs: the stream pauses (nobody takes its rendition), and a
+        run from before the pause must not start a viewer after it."""
+        self._since_keyframe.clear()
+
     def lookup(self, sequence_number: int, profile: WireProfile) -> bytes | None:
         """A recent packet's bytes for `profile`, for a NACK; None if gone or never built."""
         entry = self._history[sequence_number % len(self._history)]

@@ -202,6 +202,11 @@ async def test_a_rendition_nobody_takes_is_not_encoded(harness, poll):
     await poll(lambda: room.stats().rendition_frames["180"] >= low + 20, what="180 going on")
     assert room.stats().rendition_frames["720"] == top  # nobody takes it any more
     assert room.stats().rendition_frames["360"] == 0
+    # and its keyframe run is gone: the next viewer of 720 starts from a fresh keyframe,
+    # not from frames of before the pause
+    profile = room._fanout._feeds["v"].video.profile
+    assert not room._fanout._video[0].has_run(profile)
+    assert room._fanout._video[2].has_run(profile)
 
 
 async def test_quality_asked_badly_is_invalid_and_an_unknown_viewer_not_found(harness):
