@@ -110,9 +110,14 @@ class VideoEncoder:
         ctx.framerate = fractions.Fraction(30, 1)
         ctx.bit_rate = self.bitrate
         ctx.gop_size = _CODEC_GOP_FRAMES
-        # One thread up to 640x480, two above: these hosts have 2 cores and also decode
-        # the creator's stream and send to every viewer.
-        ctx.thread_count = 1 if width * height <= 640 * 480 else 2
+        # x264: one thread up to 640x480, two above (these hosts have 2 cores and also
+        # decode the creator's stream and send to every viewer). libvpx: always one. Its
+        # two threads cost 5-10x the CPU of one at 720p on these hosts under load (79.8
+        # vs 7.2 ms a frame with the settings below, 37.5 vs 5.8 without the denoiser:
+        # they spin-wait for each other), where x264's two cost what one does (8.9 vs
+        # 8.4 ms); measured with the test pattern, bench.renditions --offline.
+        ctx.thread_count = (1 if self.codec_name == "vp8" or width * height <= 640 * 480
+                            else 2)
         if self.codec_name == "vp8":
             ctx.qmin = 2
             ctx.qmax = 56
