@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 
+import av
 import numpy as np
 import pylibsrtp
 import pytest
 
 from media import MediaError, MediaErrorCode, Overlay, aiortc_private
 from media.abr import AbrConfig, AbrState, LinkReport, decide
+from media.encoder import VIDEO_TIME_BASE, VideoEncoder
 from media.overlay import overlay_layout
 from media.renditions import Rendition, parse_ladder, rung_for, scaled_size
 
@@ -255,3 +257,13 @@ async def test_an_auto_viewer_steps_down_on_reported_loss_and_back_up_when_clean
     await poll(lambda: room.viewer_quality("v")["rendition"] == "720", timeout=15,
                what="back to the top once clean")
     assert room.viewer_quality("v")["quality"] == "auto"
+
+
+@pytest.mark.parametrize(("codec", "threads"), [("vp8", 1), ("h264", 2)])
+def test_a_720p_rendition_encodes_vp8_on_one_thread(codec, threads):
+    """libvpx's second thread cost 5-10x the CPU at 720p here (media/encoder.py)."""
+    encoder = VideoEncoder(codec, 1_800_000, own_timeline=False)
+    frame = av.VideoFrame(1280, 720, "yuv420p")
+    frame.pts, frame.time_base = 0, VIDEO_TIME_BASE
+    assert encoder.encode(frame, keyframe=True)[0].is_keyframe
+    assert encoder._ctx.thread_count == threads and encoder.frames == 1
