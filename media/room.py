@@ -289,7 +289,9 @@ class MediaRoom:
             on_nack=lambda kind, seqs: self._fanout.retransmit(viewer_id, kind, seqs),
             on_failed=lambda reason: self._events.put_nowait((viewer, reason)),
             handshake=place,
-            on_report=lambda report: self._link_report(viewer_id, report),
+            # one rendition: nothing to choose, no report parsed (~5 us each)
+            on_report=((lambda report: self._link_report(viewer_id, report))
+                       if len(self.ladder) > 1 else None),
         )
         self._viewers[viewer_id] = viewer
         self._pin(viewer_id, pinned)
