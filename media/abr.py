@@ -6,7 +6,9 @@ last one and, through LSR/DLSR, the round-trip time; a bandwidth estimate (REMB)
 when the viewer sends one (golive's offers do not ask for it: media/negotiation.py).
 
 Down fast, up slow. A link is congested when loss is over 5%, the RTT has risen 250 ms
-above the least seen (a queue filling at the bottleneck), or the estimate is under the
+above its floor (a queue filling at the bottleneck; the floor is the least RTT seen,
+creeping up 2 ms a report, so a path that got longer for good stops counting as
+congested within ~2 minutes instead of pinning the viewer low), or the estimate is under the
 rung's bitrate x 1.2; after 2 s of it the viewer steps down (straight to the rung the
 estimate carries, when there is one). It steps up one rung after 8 s with loss at most
 2%, no RTT rise and, with an estimate, room for the next rung's bitrate x 1.2. A step up
@@ -33,6 +35,7 @@ class AbrConfig:
     loss_up: float = 0.02
     headroom: float = 1.2
     rtt_rise_s: float = 0.25
+    rtt_floor_drift_s: float = 0.002  # per report (~1 a second)
     failed_up_window_s: float = 10.0
     max_up_wait_s: float = 60.0
 
@@ -66,7 +69,8 @@ def decide(state: AbrState, report: LinkReport, now: float, bitrates: Sequence[i
     min_rtt = state.min_rtt_s
     rtt_rose = False
     if report.rtt_s is not None:
-        min_rtt = report.rtt_s if min_rtt is None else min(min_rtt, report.rtt_s)
+        min_rtt = (report.rtt_s if min_rtt is None
+                   else min(min_rtt + config.rtt_floor_drift_s, report.rtt_s))
         rtt_rose = report.rtt_s > min_rtt + config.rtt_rise_s
     estimate = report.estimate_bps
     state = replace(state, rung=rung, min_rtt_s=min_rtt)

@@ -86,6 +86,12 @@ def test_a_rising_rtt_is_congestion_too():
     assert run(AbrState(0), reports) == [0, 0, 0, 1]
 
 
+def test_a_path_that_got_longer_for_good_stops_counting_as_congested():
+    longer = LinkReport(loss=0.0, rtt_s=0.4)  # 350 ms more than before, from now on
+    rungs = run(AbrState(0), [(0, CLEAN)] + [(t, longer) for t in range(1, 400)])
+    assert rungs[3] == 1 and rungs[-1] == 0  # down at first, back up once the floor caught up
+
+
 def test_up_only_after_eight_clean_seconds_and_one_rung_at_a_time():
     clean = [(t, CLEAN) for t in range(0, 20)]
     rungs = run(AbrState(2), clean)
