@@ -160,12 +160,13 @@ async def test_two_pinned_viewers_decode_their_sizes_with_the_gift_in_both(harne
     assert room.stats().rendition_frames["360"] == 0  # nobody takes it
 
 
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
 async def test_a_viewer_moved_720_180_720_keeps_one_track_unbroken(harness, poll, fanout,
-                                                                   caplog):
+                                                                   codec, caplog):
     """Each move waits for the target's keyframe, and the viewer's sequence numbers run
     on through the switch: its receiver counts no packet lost and decodes every frame."""
     caplog.set_level(logging.WARNING, logger="aiortc")
-    room = harness.room(renditions=LADDER, fanout=fanout)
+    room = harness.room(renditions=LADDER, fanout=fanout, codec=codec)
     await harness.publish(room, width=640, height=360)
     viewer = await harness.join(room, "v")
     ssrc = viewer.video_ssrc()
