@@ -8,10 +8,13 @@ when the viewer sends one (golive's offers do not ask for it: media/negotiation.
 Down fast, up slow. A link is congested when loss is over 5%, the RTT has risen 250 ms
 above its floor (a queue filling at the bottleneck; the floor is the least RTT seen,
 creeping up 2 ms a report, so a path that got longer for good stops counting as
-congested within ~2 minutes instead of pinning the viewer low), or the estimate is under the
-rung's bitrate x 1.2; after 2 s of it the viewer steps down (straight to the rung the
-estimate carries, when there is one). It steps up one rung after 8 s with loss at most
-2%, no RTT rise and, with an estimate, room for the next rung's bitrate x 1.2. A step up
+congested within ~2 minutes instead of pinning the viewer low), or the estimate is under
+85% of the rung's bitrate; after 2 s of it the viewer steps down (straight to the rung
+whose bitrate x 1.2 the estimate carries, when there is one). It steps up one rung after
+8 s with loss at most 2%, no RTT rise and an estimate, if any, at least the rung's bitrate.
+A receiver's estimate cannot show room above what it receives (it tracks the incoming
+rate, ~1.0-1.5x: aiortc's gave 1.80 Mbit/s for a 1.8 Mbit/s rendition, and nothing
+probes for more), so it only ever says "down" or "not now", never how far up. A step up
 that was followed by a step down within 10 s doubles the wait for the next one (up to
 60 s): a link that cannot carry a rung is not made to stall on it every 8 s.
 
@@ -33,7 +36,8 @@ class AbrConfig:
     up_after_s: float = 8.0
     loss_down: float = 0.05
     loss_up: float = 0.02
-    headroom: float = 1.2
+    headroom: float = 1.2  # a rung the estimate carries: bitrate x this <= estimate
+    estimate_down: float = 0.85  # congested: estimate under the rung's bitrate x this
     rtt_rise_s: float = 0.25
     rtt_floor_drift_s: float = 0.002  # per report (~1 a second)
     failed_up_window_s: float = 10.0
@@ -78,7 +82,7 @@ def decide(state: AbrState, report: LinkReport, now: float, bitrates: Sequence[i
     # viewer every second: 2.0 us a call this way, 12.5 us with replace() (measured).
 
     congested = (report.loss > config.loss_down or rtt_rose
-                 or (estimate is not None and estimate < bitrates[rung] * config.headroom))
+                 or (estimate is not None and estimate < bitrates[rung] * config.estimate_down))
     if congested:
         bad_since = state.bad_since if state.bad_since is not None else now
         if now - bad_since < config.down_after_s or rung == len(bitrates) - 1:
@@ -92,7 +96,7 @@ def decide(state: AbrState, report: LinkReport, now: float, bitrates: Sequence[i
         return AbrState(target, None, None, up_wait, last_up, min_rtt)
 
     room_up = (rung > 0 and report.loss <= config.loss_up and not rtt_rose
-               and (estimate is None or estimate >= bitrates[rung - 1] * config.headroom))
+               and (estimate is None or estimate >= bitrates[rung]))
     if not room_up:
         return AbrState(rung, None, None, up_wait, last_up, min_rtt)
     good_since = state.good_since if state.good_since is not None else now

@@ -128,6 +128,7 @@ class MediaRoom:
         upstream_keyframes: Callable[[], None] | None = None,
         renditions: Sequence[Rendition] | None = None,
         abr: AbrConfig | None = None,
+        viewer_remb: bool = False,
     ) -> None:
         if codec not in ("vp8", "h264"):
             raise invalid(f"codec must be 'vp8' or 'h264', got {codec!r}")
@@ -142,6 +143,9 @@ class MediaRoom:
         self._bitrates = [rung.bitrate for rung in self.ladder]
         self._abr_config = abr or AbrConfig()
         self._abr: dict[str, AbrState] = {}  # viewers on "auto" (pinned ones are not here)
+        # Ask viewers for REMB on video (a bandwidth estimate for the rule; each viewer then
+        # sends RTCP more often: see media/negotiation.py). Only with renditions to choose.
+        self._viewer_remb = viewer_remb and len(self.ladder) > 1
         self.timings = timings or RoomTimings()
         self.max_viewers = max_viewers
         # An edge room: fed by a relay, keyframes asked upstream (see the module docstring).
@@ -292,6 +296,7 @@ class MediaRoom:
             # one rendition: nothing to choose, no report parsed (~5 us each)
             on_report=((lambda report: self._link_report(viewer_id, report))
                        if len(self.ladder) > 1 else None),
+            bandwidth_feedback=self._viewer_remb,
         )
         self._viewers[viewer_id] = viewer
         self._pin(viewer_id, pinned)

@@ -77,6 +77,7 @@ class ViewerPeer:
         clock: Callable[[], float] = time.monotonic,
         handshake: HandshakePlace | None = None,
         on_report: Callable[[LinkReport], None] | None = None,
+        bandwidth_feedback: bool = False,
     ) -> None:
         self.viewer_id = viewer_id
         # The join's place in the room's admission: given back once connected or gone.
@@ -92,6 +93,7 @@ class ViewerPeer:
         self._on_nack = on_nack
         self._on_failed = on_failed
         self._on_report = on_report
+        self._bandwidth_feedback = bandwidth_feedback  # ask for REMB on video (media/abr.py)
         self.estimate_bps: int | None = None  # the viewer's latest REMB, if it sends any
         self.sender_reports: dict[str, SenderReportGate] = {}  # by kind
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
@@ -115,7 +117,8 @@ class ViewerPeer:
             aiortc_private.gate_sender_reports(sender, gate.allow)
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(RTCSessionDescription(
-            sdp=without_bandwidth_feedback(offer.sdp), type="offer"))
+            sdp=without_bandwidth_feedback(offer.sdp, keep_video=self._bandwidth_feedback),
+            type="offer"))
         return self.pc.localDescription.sdp
 
     async def accept_answer(self, answer_sdp: object) -> None:

@@ -181,6 +181,10 @@ class Settings:
         "help": "each room's renditions, height:kbit/s best first (the top one capped at the "
                 "creator's own size; each encoded only while a viewer takes it); one, e.g. "
                 "720: every viewer gets the same stream"})
+    viewer_remb: bool = field(default=False, metadata={
+        "env": "GOLIVE_VIEWER_REMB", "type": _bool,
+        "help": "ask viewers for REMB bandwidth estimates, which the quality rule then uses "
+                "beside loss and RTT (more RTCP per viewer; off: loss and RTT alone)"})
     fanout: str = field(default="native", metadata={
         "env": "GOLIVE_FANOUT",
         "help": "fan-out send path: native (C SRTP + sendmmsg; python when not built) or python"})

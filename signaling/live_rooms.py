@@ -251,6 +251,7 @@ class LiveRooms(Feature):
             codec=relay.codec if relay else self.settings.video_codec,  # type: ignore[arg-type]
             video_bitrate=self.settings.video_bitrate, ice_servers=self._media_ice,
             renditions=parse_ladder(self.settings.renditions, self.settings.video_bitrate),
+            viewer_remb=self.settings.viewer_remb,
             max_viewers=self.settings.max_viewers, fanout=self.settings.fanout,
             admission=self.joins,
             upstream_keyframes=relay.request_keyframe if relay else None,

@@ -99,8 +99,10 @@ def test_up_only_after_eight_clean_seconds_and_one_rung_at_a_time():
     assert rungs[9:16] == [1] * 7 and rungs[17] == 0  # 8 s more for the next rung
     slight = LinkReport(loss=0.03)  # between the thresholds: neither down nor up
     assert run(AbrState(1), [(t, slight) for t in range(20)]) == [1] * 20
-    tight = LinkReport(loss=0.0, estimate_bps=1_000_000)  # 1.8M x 1.2 does not fit
+    tight = LinkReport(loss=0.0, estimate_bps=550_000)  # under 600k, over 85% of it
     assert run(AbrState(1), [(t, tight) for t in range(20)]) == [1] * 20
+    tracking = LinkReport(loss=0.0, estimate_bps=1_800_000)  # what a receiver reports at 720
+    assert run(AbrState(0), [(t, tracking) for t in range(20)]) == [0] * 20
 
 
 def test_a_step_up_that_fails_doubles_the_wait_for_the_next():
@@ -274,3 +276,25 @@ def test_a_720p_rendition_encodes_vp8_on_one_thread(codec, threads):
     frame.pts, frame.time_base = 0, VIDEO_TIME_BASE
     assert encoder.encode(frame, keyframe=True)[0].is_keyframe
     assert encoder._ctx.thread_count == threads and encoder.frames == 1
+
+
+async def test_a_room_asking_for_remb_gets_the_viewers_estimate(harness, poll):
+    """viewer_remb: the video section keeps goog-remb and abs-send-time (audio not), the
+    aiortc viewer estimates and sends REMB, and the rule gets it with the next report."""
+    room = harness.room(renditions=LADDER, viewer_remb=True)
+    await harness.publish(room, width=640, height=360)
+    offer = await room.add_viewer("v")
+    video, audio = offer.split("m=audio")
+    assert "goog-remb" in video and "abs-send-time" in video
+    assert "goog-remb" not in audio and "abs-send-time" not in audio
+    client = harness.client("v")
+    await room.accept_viewer_answer("v", await client.answer(offer))
+    peer = room._viewers["v"]
+    estimate = await poll(lambda: peer.estimate_bps, timeout=10, what="a REMB from the viewer")
+    print(f"the viewer's estimate: {estimate} bit/s")
+    await poll(lambda: room._abr["v"].min_rtt_s is not None, what="a report through the rule")
+    frames = client.video_frames
+    await poll(lambda: client.video_frames >= frames + 90, what="3 s more of video")
+    # the estimate tracks what arrives: loopback carries the top, and it stays there
+    assert room.viewer_quality("v") == {"quality": "auto", "rendition": "720",
+                                        "switching_to": None}
