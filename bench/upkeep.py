@@ -11,7 +11,8 @@ upkeep), then the same viewers with a 320x240@30 creator publishing, and that cr
 with no viewers. upkeep = (idle viewers - no viewers) / viewers.
 
 `--renditions 720:1800,360:600,180:200` gives the room that ladder: every viewer is then
-on "auto", so each of its receiver reports also runs the rendition rule (media/abr.py).
+on "auto", so each of its receiver reports also runs the rendition rule (media/abr.py);
+`--remb` also asks the viewers for REMB (GOLIVE_VIEWER_REMB).
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ def _child(conn: Connection, viewers: int) -> None:
 
 
 async def run(viewers: int, seconds: float, profile: str | None = None,
-              profile_video: str | None = None, renditions: str | None = None
-              ) -> dict[str, Any]:
+              profile_video: str | None = None, renditions: str | None = None,
+              remb: bool = False) -> dict[str, Any]:
     from media import MediaRoom, RoomTimings, restrict_host_addresses
 
     parent, child_end = mp.Pipe()
@@ -97,8 +98,9 @@ async def run(viewers: int, seconds: float, profile: str | None = None,
         if renditions:
             from media.renditions import parse_ladder
 
-            ladder = {"renditions": parse_ladder(renditions)}
+            ladder = {"renditions": parse_ladder(renditions), "viewer_remb": remb}
             figures["renditions"] = renditions
+            figures["remb"] = remb
         room = MediaRoom("upkeep", timings=RoomTimings(viewer_silence_timeout_s=30), **ladder)
         try:
             figures["no_viewers"] = await _window(seconds)
@@ -154,9 +156,11 @@ def main() -> None:
                         help="write a process-CPU-clock cProfile of the video window here")
     parser.add_argument("--renditions", help="the room's ladder, e.g. 720:1800,360:600,180:200 "
                         "(default: one rendition, no rendition rule)")
+    parser.add_argument("--remb", action="store_true",
+                        help="with --renditions: ask the viewers for REMB too")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args.viewers, args.seconds, args.profile,
-                                     args.profile_video, args.renditions)), indent=1))
+                                     args.profile_video, args.renditions, args.remb)), indent=1))
 
 
 if __name__ == "__main__":
