@@ -362,8 +362,10 @@ PyMODINIT_FUNC PyInit__fastpath(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
+    /* SEQ_OFFSET: targets may carry a sequence-number offset (media/fastpath.py checks) */
     if (PyModule_AddIntConstant(m, "MAX_PACKETS", MAX_PACKETS) < 0 ||
-        PyModule_AddIntConstant(m, "MAX_PACKET", MAX_PACKET) < 0) {
+        PyModule_AddIntConstant(m, "MAX_PACKET", MAX_PACKET) < 0 ||
+        PyModule_AddIntConstant(m, "SEQ_OFFSET", 1) < 0) {
         Py_DECREF(m);
         return NULL;
     }

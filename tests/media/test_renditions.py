@@ -298,3 +298,15 @@ async def test_a_room_asking_for_remb_gets_the_viewers_estimate(harness, poll):
     # the estimate tracks what arrives: loopback carries the top, and it stays there
     assert room.viewer_quality("v") == {"quality": "auto", "rendition": "720",
                                         "switching_to": None}
+
+
+def test_an_older_native_build_without_sequence_offsets_falls_back_to_python(monkeypatch):
+    """Switched viewers need the offset in C: a stale build is refused, with the reason."""
+    import media._fastpath as built
+
+    from media.fastpath import load_native
+
+    assert built.SEQ_OFFSET == 1 and load_native()[0] is not None
+    monkeypatch.delattr(built, "SEQ_OFFSET")
+    sender, reason = load_native()
+    assert sender is None and "rebuild" in reason
