@@ -111,6 +111,9 @@ class BenchSession:
             extra = dict(kv.split("=", 1) for kv in self.args.server_env)
             extra.setdefault("GOLIVE_VIDEO_CODEC", self.args.codec)
             extra.setdefault("GOLIVE_VIDEO_BITRATE", str(self.args.bitrate))
+            # One rendition at that bitrate (every viewer the same stream), unless the
+            # run asks for a ladder: the fan-out figures stay comparable across runs.
+            extra.setdefault("GOLIVE_RENDITIONS", "720")
             self.server = LocalServer(self.run_dir, extra, self.server_cpus)
         if self.server is not None:
             await self.server.start()

@@ -9,6 +9,10 @@ a child process, so this process's CPU (getrusage: every thread, the encode thre
 is the server's alone. Four windows: no viewers, idle viewers (no publisher: nothing but
 upkeep), then the same viewers with a 320x240@30 creator publishing, and that creator
 with no viewers. upkeep = (idle viewers - no viewers) / viewers.
+
+`--renditions 720:1800,360:600,180:200` gives the room that ladder: every viewer is then
+on "auto", so each of its receiver reports also runs the rendition rule (media/abr.py);
+`--remb` also asks the viewers for REMB (GOLIVE_VIEWER_REMB).
 """
 
 from __future__ import annotations
@@ -56,7 +60,8 @@ def _child(conn: Connection, viewers: int) -> None:
                 await pc.setLocalDescription(await pc.createAnswer())
                 conn.send(pc.localDescription.sdp)
             elif kind == "creator":
-                creator = HeadlessCreator.synthetic(width=320, height=240)
+                width, height = payload or (320, 240)  # bench.renditions asks for 720p
+                creator = HeadlessCreator.synthetic(width=width, height=height)
                 conn.send(await creator.offer())
             elif kind == "creator_answer":
                 assert creator is not None
@@ -74,7 +79,8 @@ def _child(conn: Connection, viewers: int) -> None:
 
 
 async def run(viewers: int, seconds: float, profile: str | None = None,
-              profile_video: str | None = None) -> dict[str, Any]:
+              profile_video: str | None = None, renditions: str | None = None,
+              remb: bool = False) -> dict[str, Any]:
     from media import MediaRoom, RoomTimings, restrict_host_addresses
 
     parent, child_end = mp.Pipe()
@@ -88,7 +94,14 @@ async def run(viewers: int, seconds: float, profile: str | None = None,
 
     figures: dict[str, Any] = {"viewers": viewers, "seconds": seconds}
     with restrict_host_addresses(["127.0.0.1"]):
-        room = MediaRoom("upkeep", timings=RoomTimings(viewer_silence_timeout_s=30))
+        ladder = {}
+        if renditions:
+            from media.renditions import parse_ladder
+
+            ladder = {"renditions": parse_ladder(renditions), "viewer_remb": remb}
+            figures["renditions"] = renditions
+            figures["remb"] = remb
+        room = MediaRoom("upkeep", timings=RoomTimings(viewer_silence_timeout_s=30), **ladder)
         try:
             figures["no_viewers"] = await _window(seconds)
             for i in range(viewers):
@@ -141,9 +154,13 @@ def main() -> None:
     parser.add_argument("--profile", help="write a cProfile of the idle window here")
     parser.add_argument("--profile-video",
                         help="write a process-CPU-clock cProfile of the video window here")
+    parser.add_argument("--renditions", help="the room's ladder, e.g. 720:1800,360:600,180:200 "
+                        "(default: one rendition, no rendition rule)")
+    parser.add_argument("--remb", action="store_true",
+                        help="with --renditions: ask the viewers for REMB too")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args.viewers, args.seconds, args.profile,
-                                     args.profile_video)), indent=1))
+                                     args.profile_video, args.renditions, args.remb)), indent=1))
 
 
 if __name__ == "__main__":

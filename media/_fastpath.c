@@ -188,7 +188,7 @@ PyDoc_STRVAR(send_frame_doc,
 "send_frame(protect, packets, targets) -> list of (index, sent, error)\n\n"
 "protect: the address of libsrtp 2's srtp_protect. packets: the frame's RTP packets\n"
 "(bytes, the same for every target). targets: a sequence of (srtp_t address, socket,\n"
-"sockaddr bytes from sockaddr()). For each target, protects every packet through its\n"
+"sockaddr bytes from sockaddr()[, sequence-number offset added mod 2^16]).\nFor each target, protects every packet through its\n"
 "session and sends them in one syscall. Returns only the targets not fully served:\n"
 "(index in targets, packets the kernel took, errno), errno EBADF for a closed socket,\n"
 "a negative libsrtp status for a protect failure.");
@@ -245,7 +245,9 @@ static PyObject *send_frame(PyObject *self, PyObject *args)
         PyObject *sock;
         const char *addr;
         Py_ssize_t addrlen;
-        if (!PyArg_ParseTuple(target, "KOy#:target", &ctx, &sock, &addr, &addrlen))
+        int seq_delta = 0;
+        if (!PyArg_ParseTuple(target, "KOy#|i:target", &ctx, &sock, &addr, &addrlen,
+                              &seq_delta))
             goto error;
         int err = 0, sent = 0;
         int fd = PyObject_AsFileDescriptor(sock);
@@ -258,6 +260,12 @@ static PyObject *send_frame(PyObject *self, PyObject *args)
             for (Py_ssize_t i = 0; i < npackets; i++) {
                 uint8_t *slot = scratch + (size_t)i * SLOT;
                 memcpy(slot, data[i], (size_t)sizes[i]);
+                if (seq_delta != 0) {
+                    /* this viewer's own numbering (it switched renditions: one track) */
+                    uint16_t seq = (uint16_t)(((slot[2] << 8) | slot[3]) + seq_delta);
+                    slot[2] = (uint8_t)(seq >> 8);
+                    slot[3] = (uint8_t)(seq & 0xff);
+                }
                 lens[i] = sizes[i];
                 int status = protect((void *)(uintptr_t)ctx, slot, &lens[i]);
                 if (status != 0) {
@@ -354,8 +362,10 @@ PyMODINIT_FUNC PyInit__fastpath(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
+    /* SEQ_OFFSET: targets may carry a sequence-number offset (media/fastpath.py checks) */
     if (PyModule_AddIntConstant(m, "MAX_PACKETS", MAX_PACKETS) < 0 ||
-        PyModule_AddIntConstant(m, "MAX_PACKET", MAX_PACKET) < 0) {
+        PyModule_AddIntConstant(m, "MAX_PACKET", MAX_PACKET) < 0 ||
+        PyModule_AddIntConstant(m, "SEQ_OFFSET", 1) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -84,6 +84,7 @@ class VideoEncoder:
         codec: VideoCodecName = "vp8",
         bitrate: int = DEFAULT_VIDEO_BITRATE,
         h264_preset: str = "veryfast",
+        own_timeline: bool = True,
     ) -> None:
         if codec not in VIDEO_CODECS:
             raise ValueError(f"video codec must be one of {VIDEO_CODECS}: {codec!r}")
@@ -93,7 +94,11 @@ class VideoEncoder:
         self.bitrate = bitrate
         self.h264_preset = h264_preset
         self._ctx: VideoCodecContext | None = None
-        self._timeline = Timeline(VIDEO_TIME_BASE, step=3000)  # 3000 ticks = one 30 fps frame
+        # 3000 ticks = one 30 fps frame. Without its own timeline the encoder takes the
+        # frames' pts as they come (90 kHz, increasing): a room's renditions share one
+        # timeline so a frame has the same RTP timestamp in each (media/renditions.py).
+        self._timeline = Timeline(VIDEO_TIME_BASE, step=3000) if own_timeline else None
+        self.frames = 0  # frames encoded (the rendition bench and tests count them)
 
     def _open(self, width: int, height: int) -> VideoCodecContext:
         name = "libvpx" if self.codec_name == "vp8" else "libx264"
@@ -105,9 +110,14 @@ class VideoEncoder:
         ctx.framerate = fractions.Fraction(30, 1)
         ctx.bit_rate = self.bitrate
         ctx.gop_size = _CODEC_GOP_FRAMES
-        # One thread up to 640x480, two above: these hosts have 2 cores and also decode
-        # the creator's stream and send to every viewer.
-        ctx.thread_count = 1 if width * height <= 640 * 480 else 2
+        # x264: one thread up to 640x480, two above (these hosts have 2 cores and also
+        # decode the creator's stream and send to every viewer). libvpx: always one. Its
+        # two threads cost 5-10x the CPU of one at 720p on these hosts under load (79.8
+        # vs 7.2 ms a frame with the settings below, 37.5 vs 5.8 without the denoiser:
+        # they spin-wait for each other), where x264's two cost what one does (8.9 vs
+        # 8.4 ms); measured with the test pattern, bench.renditions --offline.
+        ctx.thread_count = (1 if self.codec_name == "vp8" or width * height <= 640 * 480
+                            else 2)
         if self.codec_name == "vp8":
             ctx.qmin = 2
             ctx.qmax = 56
@@ -144,8 +154,10 @@ class VideoEncoder:
             frame = frame.reformat(format="yuv420p")
         if self._ctx is None or (self._ctx.width, self._ctx.height) != (frame.width, frame.height):
             self._ctx = self._open(frame.width, frame.height)
-        frame.pts = self._timeline.map(frame.pts, frame.time_base)
-        frame.time_base = VIDEO_TIME_BASE
+        if self._timeline is not None:
+            frame.pts = self._timeline.map(frame.pts, frame.time_base)
+            frame.time_base = VIDEO_TIME_BASE
+        self.frames += 1
         frame.pict_type = PictureType.I if keyframe else PictureType.NONE
         packets = self._ctx.encode(frame)
         for packet in packets:

@@ -30,6 +30,16 @@ or errs. Links not ready (awaiting a keyframe, backlogged) keep the Python path'
 until they are. Their counters and RTCP sender reports are brought up to date every
 REPORT_EVERY_S rather than per frame (the NTP/RTP pair is always one frame's, so
 lip-sync stays exact; the counts lag by at most that).
+
+Renditions (media/renditions.py): the room encodes its video once per rendition a viewer
+takes, and each rendition has its own RtpStream; all share one SSRC and RTP timestamp
+origin, and each has its own sequence numbers. A viewer gets one rendition's packets.
+switch() moves it at the target rendition's next keyframe (asked for at once):
+begin_frame() runs before any rendition's packets of a source frame are sent, so the
+viewer gets the old rendition's frames up to the previous source frame and the new one's
+from its keyframe on, with the same SSRC and timestamps, and its sequence numbers
+continued through a per-viewer offset (applied in C on the native path, in Python on the
+other; a viewer that never switched has offset 0 and costs nothing more).
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ import av
 from aiortc.codecs import get_encoder
 from aiortc.codecs.base import Encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.utils import random32
 
 from media.fastpath import TRANSIENT, WOULD_BLOCK, NativeSender, Target
 from media.rtp_stream import CATCH_UP_TICKS, OutFrame, RtpStream, WireProfile
@@ -132,29 +143,36 @@ class PacketFanout:
 
     def __init__(
         self,
-        keyframe_wanted: Callable[[], None],
+        keyframe_wanted: Callable[[int], None],
         video_codec: str = "vp8",
         native: NativeSender | None = None,
         link_failed: Callable[[str], None] | None = None,
         catch_up_s: float = CATCH_UP_TICKS / 90000,
+        renditions: int = 1,
     ) -> None:
-        self._keyframe_wanted = keyframe_wanted
+        self._keyframe_wanted = keyframe_wanted  # called with the rendition's index
         self._link_failed = link_failed
         self._native = native
-        self._streams = {"video": RtpStream(make_packer(video_codec),
-                                            catch_up_ticks=int(catch_up_s * 90000)),
-                         "audio": RtpStream(make_packer("opus"))}
+        ssrc, origin = random32(), random32()
+        self._video = [RtpStream(make_packer(video_codec), ssrc=ssrc, timestamp_origin=origin,
+                                 catch_up_ticks=int(catch_up_s * 90000))
+                       for _ in range(renditions)]
+        self._streams = {"video": self._video[0], "audio": RtpStream(make_packer("opus"))}
         self._feeds: dict[str, ViewerFeed] = {}
-        # Active links per kind, grouped by wire profile; rebuilt when a link starts or leaves.
-        self._groups: dict[str, dict[WireProfile, list[ViewerLink]]] | None = None
-        # The native path's plans, per kind and profile; dropped whenever _groups is.
-        self._plans: dict[str, dict[WireProfile, _Plan]] = {"video": {}, "audio": {}}
-        # The video profiles served last: while nobody watches, frames are still built for
-        # them (not sent), so the next viewer into the quiet room starts from the latest
-        # keyframe run instead of waiting for a forced keyframe (up to the 0.5 s throttle).
-        self._recent_video_profiles: tuple[WireProfile, ...] = ()
+        # Active links per kind, by rendition (audio: 0) and wire profile; rebuilt when a
+        # link starts, leaves or switches.
+        self._groups: dict[str, dict[int, dict[WireProfile, list[ViewerLink]]]] | None = None
+        # The native path's plans, per kind, rendition and profile; dropped with _groups.
+        self._plans: dict[str, dict[tuple[int, WireProfile], _Plan]] = {"video": {}, "audio": {}}
+        # The video profiles served last, per rendition: while nobody watches, frames are
+        # still built for them (not sent), so the next viewer into the quiet room starts
+        # from the latest keyframe run instead of waiting for a forced keyframe (up to the
+        # 0.5 s throttle).
+        self._recent_video_profiles: list[tuple[WireProfile, ...]] = [() for _ in self._video]
         # Video links just started, given the room's latest keyframe run at the next frame.
         self._starting: list[ViewerLink] = []
+        self._pending: set[str] = set()  # viewers waiting for a keyframe to switch
+        self._taken: set[int] | None = None  # renditions some viewer takes; None: recount
 
     @property
     def native(self) -> bool:
@@ -177,59 +195,129 @@ class PacketFanout:
             audio=ViewerLink("audio", self._streams["audio"].ssrc, self._on_active, failed),
         )
         self._feeds[viewer_id] = feed
+        self._taken = None
         return feed
 
     def remove_viewer(self, viewer_id: str) -> ViewerFeed | None:
         """Forget the viewer and end its tracks. Returns its feed (for final stats), if any."""
         feed = self._feeds.pop(viewer_id, None)
+        self._pending.discard(viewer_id)
+        self._taken = None
         if feed is not None:
             self._invalidate()  # settles the plans' counters first
             for link in feed.links():
                 link.close()
         return feed
 
-    def push_video(self, packet: av.Packet, keyframe: bool) -> None:
-        """Send one encoded video frame to every active viewer."""
-        want = self._start_links() if self._starting else False
-        groups = self._active("video")
+    def push_video(self, packet: av.Packet, keyframe: bool, rendition: int = 0) -> None:
+        """Send one encoded video frame of `rendition` to every active viewer of it."""
+        want = self._start_links(rendition) if self._starting else False
+        stream = self._video[rendition]
+        groups = self._active("video").get(rendition)
+        recent = self._recent_video_profiles[rendition]
         if not groups:
-            if self._recent_video_profiles:  # nobody watches: keep the run current
-                self._streams["video"].frame(packet, self._recent_video_profiles, keyframe)
+            if recent:  # nobody watches: keep the run current
+                stream.frame(packet, recent, keyframe)
             return
-        if len(groups) != len(self._recent_video_profiles) or any(
-                p not in groups for p in self._recent_video_profiles):
-            self._recent_video_profiles = tuple(groups)
-        frame = self._streams["video"].frame(packet, groups, keyframe)
+        if len(groups) != len(recent) or any(p not in groups for p in recent):
+            self._recent_video_profiles[rendition] = tuple(groups)
+        frame = stream.frame(packet, groups, keyframe)
         if self._native is not None:
-            want = self._push_native("video", frame, groups, keyframe) or want
+            want = self._push_native("video", rendition, frame, groups, keyframe) or want
         else:
             for links in groups.values():
                 for link in links:
                     if link.deliver_video(frame, keyframe):
                         want = True
         if want:
-            self._keyframe_wanted()
+            self._keyframe_wanted(rendition)
 
-    def _start_links(self) -> bool:
-        """Send each link started since the last frame the room's latest keyframe run
-        (before this frame is built: the run ends with the frame before it). True if
-        one had none after all (it waits for a keyframe: forced, throttled)."""
-        starting, self._starting = self._starting, []
+    def switch(self, viewer_id: str, rendition: int) -> bool:
+        """Move the viewer to `rendition` at its next keyframe (asked for now); at once if
+        its video has not started. False if there is no such viewer or rendition."""
+        feed = self._feeds.get(viewer_id)
+        if feed is None or not 0 <= rendition < len(self._video):
+            return False
+        link = feed.video
+        self._taken = None
+        if rendition == link.rendition or not link.started:
+            link.rendition, link.pending = rendition, None
+            self._pending.discard(viewer_id)
+            return True
+        link.pending = rendition
+        self._pending.add(viewer_id)
+        self._keyframe_wanted(rendition)
+        return True
+
+    def begin_frame(self, keyframes: Iterable[int]) -> None:
+        """Before a source frame's renditions are pushed: the viewers waiting to switch to
+        a rendition whose packet of this frame is a keyframe switch now (module doc)."""
+        if not self._pending:
+            return
+        keyed = set(keyframes)
+        if not keyed:
+            return
+        for viewer_id in list(self._pending):
+            link = self._feeds[viewer_id].video
+            if link.pending not in keyed:
+                continue
+            old, new = self._video[link.rendition], self._video[link.pending]
+            first = (old.next_seq + link.seq_offset) & 0xFFFF  # the viewer's next number
+            link.seq_offset = (first - new.next_seq) & 0xFFFF
+            link.switch_seq = first
+            link.rendition, link.pending = link.pending, None
+            link.switches += 1
+            self._pending.discard(viewer_id)
+            self._taken = None
+            self._invalidate()
+
+    def rendition_paused(self, rendition: int) -> None:
+        """The room stops encoding `rendition` (nobody takes it): its keyframe run ends."""
+        self._video[rendition].forget_run()
+        self._recent_video_profiles[rendition] = ()
+
+    def renditions_taken(self) -> set[int]:
+        """The renditions some viewer gets or is switching to."""
+        if self._taken is None:
+            taken: set[int] = set()
+            for feed in self._feeds.values():
+                link = feed.video
+                if link.failed is None and link.track.readyState == "live":
+                    taken.add(link.rendition)
+                    if link.pending is not None:
+                        taken.add(link.pending)
+            self._taken = taken
+        return self._taken
+
+    def rendition_of(self, viewer_id: str) -> tuple[int, int | None] | None:
+        """(the rendition the viewer gets, the one it switches to or None); None if unknown."""
+        feed = self._feeds.get(viewer_id)
+        return None if feed is None else (feed.video.rendition, feed.video.pending)
+
+    def _start_links(self, rendition: int) -> bool:
+        """Send each link of `rendition` started since its last frame the rendition's
+        latest keyframe run (before this frame is built: the run ends with the frame
+        before it). True if one had none after all (it waits for a keyframe: forced,
+        throttled)."""
+        starting = [link for link in self._starting if link.rendition == rendition]
+        if not starting:
+            return False
+        self._starting = [link for link in self._starting if link.rendition != rendition]
         want = False
         for link in starting:
             if link.active and link.profile is not None and not link.start_from(
-                    self._streams["video"].since_keyframe(link.profile)):
+                    self._video[rendition].since_keyframe(link.profile)):
                 want = True
         return want
 
     def push_audio(self, packet: av.Packet) -> None:
         """Send one Opus packet to every active viewer."""
-        groups = self._active("audio")
+        groups = self._active("audio").get(0)
         if not groups:
             return
         frame = self._streams["audio"].frame(packet, groups)
         if self._native is not None:
-            self._push_native("audio", frame, groups, False)
+            self._push_native("audio", 0, frame, groups, False)
             return
         for links in groups.values():
             for link in links:
@@ -243,9 +331,10 @@ class PacketFanout:
         link = feed.video if kind == "video" else feed.audio
         if link.profile is None:
             return 0
-        stream = self._streams[kind]
+        stream = self._video[link.rendition] if kind == "video" else self._streams[kind]
         found = [data for seq in sequence_numbers
-                 if (data := stream.lookup(seq, link.profile)) is not None]
+                 if (ours := link.stream_seq(seq)) is not None
+                 and (data := stream.lookup(ours, link.profile)) is not None]
         link.retransmit(found)
         return len(found)
 
@@ -254,7 +343,8 @@ class PacketFanout:
         feed = self._feeds.get(viewer_id)
         if feed is not None:
             feed.keyframe_requests += 1
-            self._keyframe_wanted()
+            self._keyframe_wanted(feed.video.pending if feed.video.pending is not None
+                                  else feed.video.rendition)
 
     def drops(self) -> dict[str, int]:
         """Video frames not sent so far, per viewer."""
@@ -265,7 +355,7 @@ class PacketFanout:
         for viewer_id in list(self._feeds):
             self.remove_viewer(viewer_id)
 
-    def _push_native(self, kind: str, frame: OutFrame,
+    def _push_native(self, kind: str, rendition: int, frame: OutFrame,
                      groups: dict[WireProfile, list[ViewerLink]], keyframe: bool) -> bool:
         """One C call per profile for the ready links; the Python path's gating for the
         others. True if one of them fell behind (wants a keyframe)."""
@@ -273,9 +363,9 @@ class PacketFanout:
         plans = self._plans[kind]
         want = changed = False
         for profile, links in groups.items():
-            plan = plans.get(profile)
+            plan = plans.get((rendition, profile))
             if plan is None:
-                plan = plans[profile] = _Plan(self._native, links)
+                plan = plans[rendition, profile] = _Plan(self._native, links)
             packets = frame.packets[profile]
             if plan.targets:
                 try:
@@ -285,7 +375,7 @@ class PacketFanout:
                     # 1,500 bytes): this frame goes the Python way, link by link; the plan
                     # is settled and dropped first (the Python path counts for itself)
                     plan.report()
-                    del plans[profile]
+                    del plans[rendition, profile]
                     for link in plan.links + plan.others:
                         want = self._deliver(link, frame, keyframe) or want
                     continue
@@ -326,6 +416,7 @@ class PacketFanout:
 
     def _on_failed(self, viewer_id: str, link: ViewerLink) -> None:
         self._invalidate()
+        self._taken = None
         feed = self._feeds.get(viewer_id)
         if feed is None:
             return
@@ -335,14 +426,17 @@ class PacketFanout:
         if first and self._link_failed is not None:
             self._link_failed(viewer_id)
 
-    def _active(self, kind: str) -> dict[WireProfile, list[ViewerLink]]:
+    def _active(self, kind: str) -> dict[int, dict[WireProfile, list[ViewerLink]]]:
         if self._groups is None:
-            groups: dict[str, dict[WireProfile, list[ViewerLink]]] = {"video": {}, "audio": {}}
+            groups: dict[str, dict[int, dict[WireProfile, list[ViewerLink]]]] = {
+                "video": {}, "audio": {}}
             for feed in self._feeds.values():
                 for link in feed.links():
                     if link.active:
                         assert link.profile is not None  # active implies a profile
-                        groups[link.kind].setdefault(link.profile, []).append(link)
+                        rendition = link.rendition if link.kind == "video" else 0
+                        groups[link.kind].setdefault(rendition, {}).setdefault(
+                            link.profile, []).append(link)
             self._groups = groups
         return self._groups[kind]
 
@@ -357,10 +451,10 @@ class PacketFanout:
         # did when sent right behind the server's last DTLS flight (issue 14: 6 of 20 joins
         # into a quiet room then waited 0.3-0.5 s for a keyframe).
         assert link.profile is not None
-        if self._streams["video"].has_run(link.profile):
+        if self._video[link.rendition].has_run(link.profile):
             self._starting.append(link)
         else:
-            self._keyframe_wanted()
+            self._keyframe_wanted(link.rendition)
 
 
 def _describe(error: int) -> str:

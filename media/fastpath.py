@@ -64,7 +64,9 @@ class FanoutPath:
         return self.name == NATIVE
 
 
-Target = tuple[int, Any, bytes]  # (srtp_t address, socket object, struct sockaddr bytes)
+# (srtp_t address, socket object, struct sockaddr bytes, sequence-number offset: a viewer
+# that switched renditions keeps its own numbering, media/viewer_link.py)
+Target = tuple[int, Any, bytes, int]
 
 
 class NativeSender:
@@ -99,6 +101,9 @@ def load_native() -> tuple[NativeSender | None, str]:
     except ImportError as exc:
         return None, (f"native unavailable: {exc} "
                       "(built by pip install; needs gcc and python3-dev)")
+    if not getattr(module, "SEQ_OFFSET", 0):  # a build from before renditions
+        return None, ("native unavailable: media/_fastpath is an older build without "
+                      "per-viewer sequence offsets; rebuild it (pip install -e .)")
     try:
         protect, signature = aiortc_private.srtp_protect_function()
     except Exception as exc:  # pylibsrtp without the symbol, or another binding

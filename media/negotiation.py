@@ -83,12 +83,20 @@ def check_viewer_answer(text: object, codec: VideoCodecName) -> None:
 _BANDWIDTH_FEEDBACK = ("goog-remb", "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time")
 
 
-def without_bandwidth_feedback(offer_sdp: str) -> str:
-    """The offer without REMB feedback and the abs-send-time extension (their a= lines)."""
-    lines = offer_sdp.split("\r\n")
-    kept = [line for line in lines
-            if not (line.startswith(("a=rtcp-fb:", "a=extmap:"))
-                    and line.rsplit(" ", 1)[-1] in _BANDWIDTH_FEEDBACK)]
+def without_bandwidth_feedback(offer_sdp: str, keep_video: bool = False) -> str:
+    """The offer without REMB feedback and the abs-send-time extension (their a= lines);
+    with `keep_video`, the video section keeps both: a room with renditions may ask its
+    viewers for REMB, a bandwidth estimate its rendition rule uses (media/abr.py)."""
+    kept = []
+    kind = None
+    for line in offer_sdp.split("\r\n"):
+        if line.startswith("m="):
+            kind = line[2:].split(" ", 1)[0]
+        if (line.startswith(("a=rtcp-fb:", "a=extmap:"))
+                and line.rsplit(" ", 1)[-1] in _BANDWIDTH_FEEDBACK
+                and not (keep_video and kind == "video")):
+            continue
+        kept.append(line)
     return "\r\n".join(kept)
 
 

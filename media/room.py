@@ -14,6 +14,13 @@ encoder: `upstream_keyframes` given, it is fed encoded frames by its relay
 and its RTP history cannot give are asked of the origin through that callback, at most
 one per keyframe_min_interval_s (the same KeyframePolicy that throttles the encoder).
 Taps (add_tap) see every encoded packet the room fans out: the origin's relay uses one.
+
+Renditions (media/renditions.py): the room's video is composed once per frame (gifts
+burned in) and then scaled and encoded once per rendition some viewer takes, in order on
+the one encode thread; the top rendition also while a tap listens or nobody watches.
+Each viewer gets one rendition: the one it pinned (`quality`), else what media/abr.py
+decides from its receiver reports; it moves at the target's keyframe (media/fanout.py).
+An edge room has one rendition, the origin's top one, which is what its relay carries.
 """
 
 from __future__ import annotations
@@ -29,9 +36,17 @@ import av
 from av.audio.frame import AudioFrame
 from av.video.frame import VideoFrame
 
+from media.abr import AbrConfig, AbrState, LinkReport, decide
 from media.admission import JoinAdmission
 from media.compositor import MAX_WAITING_OVERLAYS, Compositor
-from media.encoder import DEFAULT_VIDEO_BITRATE, AudioEncoder, VideoCodecName, VideoEncoder
+from media.encoder import (
+    DEFAULT_VIDEO_BITRATE,
+    VIDEO_TIME_BASE,
+    AudioEncoder,
+    Timeline,
+    VideoCodecName,
+    VideoEncoder,
+)
 from media.errors import MediaError, MediaErrorCode, conflict, invalid, not_found, unavailable
 from media.fanout import PacketFanout
 from media.fastpath import NATIVE, resolve
@@ -41,6 +56,7 @@ from media.keyframes import DEFAULT_GOP_S, DEFAULT_MIN_INTERVAL_S, KeyframePolic
 from media.overlay import Overlay, draw_overlays
 from media.peers import GoneReason
 from media.relay import PacketTap
+from media.renditions import AUTO, Rendition, check_ladder, rung_for, scaled_size
 from media.stats import RoomStats
 from media.viewer import ViewerPeer, ViewerState
 
@@ -110,6 +126,9 @@ class MediaRoom:
         fanout: str = NATIVE,
         admission: JoinAdmission | None = None,
         upstream_keyframes: Callable[[], None] | None = None,
+        renditions: Sequence[Rendition] | None = None,
+        abr: AbrConfig | None = None,
+        viewer_remb: bool = False,
     ) -> None:
         if codec not in ("vp8", "h264"):
             raise invalid(f"codec must be 'vp8' or 'h264', got {codec!r}")
@@ -117,6 +136,16 @@ class MediaRoom:
             raise invalid(f"video_bitrate must be 50000-20000000 bit/s, got {video_bitrate!r}")
         self.room_id = room_id
         self.codec: VideoCodecName = codec
+        # Without a ladder: one rendition, the creator's picture (up to 720p) at
+        # video_bitrate. An edge room's one rendition is what its relay carries.
+        ladder = check_ladder(renditions) if renditions else (Rendition(720, video_bitrate),)
+        self.ladder: tuple[Rendition, ...] = ladder[:1] if upstream_keyframes else ladder
+        self._bitrates = [rung.bitrate for rung in self.ladder]
+        self._abr_config = abr or AbrConfig()
+        self._abr: dict[str, AbrState] = {}  # viewers on "auto" (pinned ones are not here)
+        # Ask viewers for REMB on video (a bandwidth estimate for the rule; each viewer then
+        # sends RTCP more often: see media/negotiation.py). Only with renditions to choose.
+        self._viewer_remb = viewer_remb and len(self.ladder) > 1
         self.timings = timings or RoomTimings()
         self.max_viewers = max_viewers
         # An edge room: fed by a relay, keyframes asked upstream (see the module docstring).
@@ -129,18 +158,27 @@ class MediaRoom:
         self.admission = admission or JoinAdmission()
         self._owns_admission = admission is None
 
-        self._keyframes = KeyframePolicy(self.timings.keyframe_min_interval_s, self.timings.gop_s)
+        # One policy per rendition: each encoder has its own keyframes.
+        self._keyframe_policies = [
+            KeyframePolicy(self.timings.keyframe_min_interval_s, self.timings.gop_s)
+            for _ in self.ladder]
+        self._keyframes = self._keyframe_policies[0]
         # "native" falls back to "python" when the extension is not built (media/fastpath.py)
         try:
             self.fanout_path, native = resolve(fanout)
         except ValueError as exc:
             raise invalid(str(exc)) from None
-        self._fanout = PacketFanout(self._keyframes.request, codec, native,
+        self._fanout = PacketFanout(self._keyframe_wanted, codec, native,
                                     self._viewer_send_failed,
-                                    catch_up_s=self.timings.catch_up_s)
+                                    catch_up_s=self.timings.catch_up_s,
+                                    renditions=len(self.ladder))
         # Gifts: a few badges stack, more wait their turn (bounded; see media.compositor).
         self._compositor = Compositor(max_waiting=MAX_WAITING_OVERLAYS)
-        self._video_encoder = VideoEncoder(codec, video_bitrate)
+        # The renditions share one timeline: a frame has one RTP timestamp in each.
+        self._timeline = Timeline(VIDEO_TIME_BASE, step=3000)
+        self._video_encoders = [VideoEncoder(codec, rung.bitrate, own_timeline=False)
+                                for rung in self.ladder]
+        self._encoded_last: frozenset[int] = frozenset()  # renditions of the last frame
         self._audio_encoder = AudioEncoder()
         # One thread: encodes stay in order and one room never takes more than one core.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"encode-{room_id}")
@@ -228,13 +266,16 @@ class MediaRoom:
         await publisher.close()
         return True
 
-    async def add_viewer(self, viewer_id: str) -> str:
+    async def add_viewer(self, viewer_id: str, quality: str = AUTO) -> str:
         """Create the viewer's peer connection and return the server's offer SDP.
 
-        Waits for a place in the room's join admission (media/admission.py) first.
-        Raises MediaError: invalid (bad id), conflict (id taken), unavailable (closed/full;
-        or joins busy, with `retry_after` seconds: the same call may succeed then).
+        `quality`: "auto" (its link decides) or a rendition's height ("720", "360"...; the
+        tallest rendition no taller than it). Waits for a place in the room's join
+        admission (media/admission.py) first. Raises MediaError: invalid (bad id or
+        quality), conflict (id taken), unavailable (closed/full; or joins busy, with
+        `retry_after` seconds: the same call may succeed then).
         """
+        pinned = rung_for(self.ladder, quality)
         self._check_join(viewer_id)
         place = await self.admission.admit()
         try:
@@ -252,8 +293,13 @@ class MediaRoom:
             on_nack=lambda kind, seqs: self._fanout.retransmit(viewer_id, kind, seqs),
             on_failed=lambda reason: self._events.put_nowait((viewer, reason)),
             handshake=place,
+            # one rendition: nothing to choose, no report parsed (~5 us each)
+            on_report=((lambda report: self._link_report(viewer_id, report))
+                       if len(self.ladder) > 1 else None),
+            bandwidth_feedback=self._viewer_remb,
         )
         self._viewers[viewer_id] = viewer
+        self._pin(viewer_id, pinned)
         try:
             offer = await viewer.create_offer()
         except Exception as exc:  # e.g. the pc was closed by close()/remove_viewer() meanwhile
@@ -291,6 +337,30 @@ class MediaRoom:
         await self._drop_viewer(viewer)
         return True
 
+    def set_quality(self, viewer_id: str, quality: str) -> str:
+        """Pin the viewer to a rendition ("720", "360"...) or give it back to its link
+        ("auto"); it moves at that rendition's next keyframe. Returns the rendition's name
+        it is moving to (or gets). Raises MediaError: invalid (quality), not_found."""
+        rung = rung_for(self.ladder, quality)
+        if viewer_id not in self._viewers:
+            raise not_found(f"no viewer {viewer_id!r} in room {self.room_id!r}")
+        self._pin(viewer_id, rung)
+        now = self._fanout.rendition_of(viewer_id)
+        assert now is not None
+        return self.ladder[now[1] if now[1] is not None else now[0]].name
+
+    def viewer_quality(self, viewer_id: str) -> dict[str, str | None]:
+        """{quality: "auto" or the pinned height, rendition: what it gets, switching_to:
+        the rendition it waits for a keyframe of, or None}. Raises MediaError not_found."""
+        now = self._fanout.rendition_of(viewer_id)
+        if now is None or viewer_id not in self._viewers:
+            raise not_found(f"no viewer {viewer_id!r} in room {self.room_id!r}")
+        pinned = viewer_id not in self._abr
+        return {"quality": self.ladder[now[1] if now[1] is not None else now[0]].name
+                if pinned else AUTO,
+                "rendition": self.ladder[now[0]].name,
+                "switching_to": None if now[1] is None else self.ladder[now[1]].name}
+
     def add_overlay(self, overlay: Overlay) -> None:
         """Burn `overlay` into the room's video from the next frame, for its duration."""
         self._check_open()
@@ -299,8 +369,8 @@ class MediaRoom:
         self._compositor.add(overlay)
 
     def request_keyframe(self) -> None:
-        """Ask the encoder for a keyframe (throttled like a viewer's PLI); an edge room
-        asks its origin."""
+        """Ask the top rendition's encoder for a keyframe (throttled like a viewer's PLI);
+        an edge room asks its origin."""
         self._keyframes.request()
 
     def add_tap(self, tap: PacketTap) -> None:
@@ -317,10 +387,11 @@ class MediaRoom:
         if self._closed:
             return
         self._frames_in += 1
+        self._frames_encoded += 1
         if self._keyframes.pending and self._keyframes.should_force():
             assert self._upstream_keyframes is not None
             self._upstream_keyframes()  # at most one per keyframe_min_interval_s
-        self._push_video(packet, keyframe)
+        self._push_video(packet, keyframe, 0)
 
     def feed_audio(self, packet: av.Packet) -> None:
         """An edge room's audio packet from its relay."""
@@ -341,6 +412,8 @@ class MediaRoom:
             keyframe_requests=self._keyframes.requests,
             audio_packets=self._audio_packets,
             viewer_drops=self._fanout.drops(),
+            rendition_frames={rung.name: encoder.frames for rung, encoder
+                              in zip(self.ladder, self._video_encoders, strict=True)},
         )
 
     async def close(self) -> None:
@@ -375,6 +448,39 @@ class MediaRoom:
 
     # ---- internals --------------------------------------------------------------------
 
+    def _pin(self, viewer_id: str, rung: int | None) -> None:
+        """Pin the viewer to `rung`, or (None) let its link decide from the top down."""
+        if rung is None:
+            if viewer_id not in self._abr:
+                now = self._fanout.rendition_of(viewer_id)
+                self._abr[viewer_id] = AbrState(rung=0 if now is None else now[0])
+            return
+        self._abr.pop(viewer_id, None)
+        self._fanout.switch(viewer_id, rung)
+
+    def _link_report(self, viewer_id: str, report: LinkReport) -> None:
+        """A viewer's receiver report: an "auto" viewer may move (media/abr.py)."""
+        state = self._abr.get(viewer_id)
+        if state is None or len(self.ladder) == 1:
+            return
+        new = decide(state, report, time.monotonic(), self._bitrates, self._abr_config)
+        self._abr[viewer_id] = new
+        if new.rung != state.rung:
+            logger.info("room %s: viewer %s moves to %s (loss %.3f, rtt %s)", self.room_id,
+                        viewer_id, self.ladder[new.rung].name, report.loss, report.rtt_s)
+            self._fanout.switch(viewer_id, new.rung)
+
+    def _keyframe_wanted(self, rendition: int) -> None:
+        self._keyframe_policies[rendition].request()
+
+    def _renditions_wanted(self) -> list[int]:
+        """The renditions to encode now: those viewers take, and the top one while a tap
+        listens or nobody watches (the next viewer starts from its keyframe run)."""
+        wanted = set(self._fanout.renditions_taken())
+        if self._taps or not wanted:
+            wanted.add(0)
+        return sorted(wanted)
+
     def _viewer_send_failed(self, viewer_id: str) -> None:
         """A viewer's socket erred (the fan-out sends it nothing more): remove it as failed."""
         viewer = self._viewers.get(viewer_id)
@@ -398,6 +504,7 @@ class MediaRoom:
     async def _drop_viewer(self, viewer: ViewerPeer) -> None:
         if self._viewers.get(viewer.viewer_id) is viewer:
             del self._viewers[viewer.viewer_id]
+            self._abr.pop(viewer.viewer_id, None)
             self._fanout.remove_viewer(viewer.viewer_id)
         self._closing.add(viewer)
         try:
@@ -431,25 +538,37 @@ class MediaRoom:
         for tap in self._taps:
             tap("audio", packet, False)
 
-    def _push_video(self, packet: av.Packet, keyframe: bool) -> None:
-        """One encoded video frame to the viewers and the taps (encoder or relay)."""
-        self._frames_encoded += 1
+    def _push_video(self, packet: av.Packet, keyframe: bool, rendition: int) -> None:
+        """One encoded video frame of `rendition` to its viewers and (the top one) the
+        taps (from the encoder or the relay)."""
         now = time.monotonic()
         if self._last_push is None or now - self._last_push > _FLOWING_WINDOW_S:
             self._flowing_since = now
         self._last_push = now
         if keyframe:
             self._keyframes_out += 1
-            self._keyframes.produced()
-        self._fanout.push_video(packet, keyframe)
-        for tap in self._taps:
-            tap("video", packet, keyframe)
+            self._keyframe_policies[rendition].produced()
+        self._fanout.push_video(packet, keyframe, rendition)
+        if rendition == 0:
+            for tap in self._taps:
+                tap("video", packet, keyframe)
 
     def _encode(
-        self, frame: VideoFrame, overlays: list[Overlay], keyframe: bool
-    ) -> list[av.Packet]:
-        # Runs on the encode thread: drawing and encoding together, off the event loop.
-        return self._video_encoder.encode(draw_overlays(frame, overlays), keyframe)
+        self, frame: VideoFrame, overlays: list[Overlay], plan: list[tuple[int, bool]]
+    ) -> list[tuple[int, av.Packet]]:
+        # Runs on the encode thread, off the event loop: the gifts are drawn once, then
+        # each rendition scales the composed frame and encodes it.
+        composed = draw_overlays(frame, overlays)
+        out: list[tuple[int, av.Packet]] = []
+        for rendition, keyframe in plan:
+            size = scaled_size(composed.width, composed.height, self.ladder[rendition].height)
+            image = composed
+            if size != (composed.width, composed.height):
+                image = composed.reformat(width=size[0], height=size[1], format="yuv420p")
+                image.pts, image.time_base = composed.pts, composed.time_base
+            packets = self._video_encoders[rendition].encode(image, keyframe)
+            out.extend((rendition, packet) for packet in packets)
+        return out
 
     async def _encode_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -461,17 +580,30 @@ class MediaRoom:
             frame, self._pending_frame = self._pending_frame, None
             if frame is None:
                 continue
-            keyframe = self._keyframes.should_force()
+            frame.pts = self._timeline.map(frame.pts, frame.time_base)
+            frame.time_base = VIDEO_TIME_BASE
+            wanted = self._renditions_wanted()
+            # A rendition that was idle restarts with a keyframe: its viewers' decoders
+            # (and its catch-up run) need one.
+            plan = [(r, self._keyframe_policies[r].should_force() or r not in self._encoded_last)
+                    for r in wanted]
+            for paused in self._encoded_last.difference(wanted):
+                self._fanout.rendition_paused(paused)
+            self._encoded_last = frozenset(wanted)
             try:
                 packets = await loop.run_in_executor(
-                    self._executor, self._encode, frame, self._compositor.active(), keyframe
+                    self._executor, self._encode, frame, self._compositor.active(), plan
                 )
             except Exception:
                 # One bad frame (odd size, corrupt data) must not end the room's video.
                 logger.exception("room %s: video frame not encoded", self.room_id)
                 continue
-            for packet in packets:
-                self._push_video(packet, packet.is_keyframe)
+            if packets:
+                self._frames_encoded += 1
+            # Viewers waiting to switch move before any rendition of this frame is sent.
+            self._fanout.begin_frame(r for r, packet in packets if packet.is_keyframe)
+            for rendition, packet in packets:
+                self._push_video(packet, packet.is_keyframe, rendition)
 
     async def _supervise(self) -> None:
         interval = self.timings.check_interval_s

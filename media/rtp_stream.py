@@ -76,14 +76,17 @@ class RtpStream:
     """Packetizes and serializes one kind's encoded packets once per room."""
 
     def __init__(self, packer: Encoder, history: int = HISTORY_PACKETS,
-                 catch_up_ticks: int = CATCH_UP_TICKS) -> None:
-        self.ssrc = random32()
+                 catch_up_ticks: int = CATCH_UP_TICKS, ssrc: int | None = None,
+                 timestamp_origin: int | None = None) -> None:
+        # A room's renditions share one SSRC and timestamp origin (the viewer keeps one
+        # track across switches); each has its own sequence numbers.
+        self.ssrc = random32() if ssrc is None else ssrc
         self.catch_up_ticks = catch_up_ticks
         self._packer = packer
         # Below 2^15 like aiortc: a low start avoids an early wrap that breaks SRTP's
         # rollover counter guess in some receivers.
         self._seq = random16() % 32768
-        self._timestamp_origin = random32()
+        self._timestamp_origin = random32() if timestamp_origin is None else timestamp_origin
         self._maps: dict[WireProfile, HeaderExtensionsMap] = {}
         self._history: list[tuple[int, dict[WireProfile, bytes]] | None] = [None] * history
         self.packets = 0
@@ -119,6 +122,11 @@ class RtpStream:
         self._keep_run(timestamp, out, keyframe)
         return OutFrame(timestamp, ntp, sum(map(len, payloads)), out)
 
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next packet will get."""
+        return self._seq
+
     def has_run(self, profile: WireProfile) -> bool:
         """True if a late joiner with `profile` can start from the latest keyframe run."""
         return profile in self._since_keyframe
@@ -145,6 +153,11 @@ class RtpStream:
                 del self._since_keyframe[profile]
             else:
                 run[1].extend(packets)
+
+    def forget_run(self) -> None:
+        """Drop the keyframe runs: the stream pauses (nobody takes its rendition), and a
+        run from before the pause must not start a viewer after it."""
+        self._since_keyframe.clear()
 
     def lookup(self, sequence_number: int, profile: WireProfile) -> bytes | None:
         """A recent packet's bytes for `profile`, for a NACK; None if gone or never built."""

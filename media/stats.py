@@ -20,3 +20,5 @@ class RoomStats:
     keyframe_requests: int  # joins, PLIs/FIRs and overflows, before throttling
     audio_packets: int
     viewer_drops: dict[str, int] = field(default_factory=dict)  # video frames dropped per viewer
+    # frames encoded per rendition ("720", "360"...), since the room was created
+    rendition_frames: dict[str, int] = field(default_factory=dict)

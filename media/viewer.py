@@ -6,6 +6,9 @@ Two aiortc hooks live here, both on this viewer's own RTCRtpSender instances:
 - Liveness: every RTCP packet the viewer sends (receiver reports every 0.5-1.5 s from
   aiortc, ~1 s from Chromium; NACK, PLI, REMB) marks it alive. A viewer killed with SIGKILL
   was otherwise served 25-35 s, until ICE consent expired (measured).
+- Link reports: each receiver report on our video (loss since the last, RTT from its
+  LSR/DLSR) and the latest REMB estimate, if the viewer sends one, go to `on_report` for
+  the room's rendition rule (media/abr.py). aiortc's own handling still runs after.
 """
 
 from __future__ import annotations
@@ -14,18 +17,23 @@ import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 
-from aiortc import RTCSessionDescription
+from aiortc import RTCSessionDescription, clock
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import (
+    RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     AnyRtcpPacket,
     RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
+    unpack_remb_fci,
 )
 
 from media import aiortc_private
+from media.abr import LinkReport
 from media.admission import HandshakePlace
 from media.encoder import VideoCodecName
 from media.errors import conflict, invalid
@@ -68,6 +76,8 @@ class ViewerPeer:
         on_failed: Callable[[GoneReason], None],
         clock: Callable[[], float] = time.monotonic,
         handshake: HandshakePlace | None = None,
+        on_report: Callable[[LinkReport], None] | None = None,
+        bandwidth_feedback: bool = False,
     ) -> None:
         self.viewer_id = viewer_id
         # The join's place in the room's admission: given back once connected or gone.
@@ -82,6 +92,9 @@ class ViewerPeer:
         self._on_keyframe_request = on_keyframe_request
         self._on_nack = on_nack
         self._on_failed = on_failed
+        self._on_report = on_report
+        self._bandwidth_feedback = bandwidth_feedback  # ask for REMB on video (media/abr.py)
+        self.estimate_bps: int | None = None  # the viewer's latest REMB, if it sends any
         self.sender_reports: dict[str, SenderReportGate] = {}  # by kind
         self.pc = new_peer_connection(rtc_configuration(ice_servers))
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -104,7 +117,8 @@ class ViewerPeer:
             aiortc_private.gate_sender_reports(sender, gate.allow)
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(RTCSessionDescription(
-            sdp=without_bandwidth_feedback(offer.sdp), type="offer"))
+            sdp=without_bandwidth_feedback(offer.sdp, keep_video=self._bandwidth_feedback),
+            type="offer"))
         return self.pc.localDescription.sdp
 
     async def accept_answer(self, answer_sdp: object) -> None:
@@ -146,11 +160,30 @@ class ViewerPeer:
                 if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
                     self._on_nack(kind, packet.lost)
                     return
+                if kind == "video" and self._on_report is not None:
+                    self._report(packet)
                 await original(packet)
 
             return handle_rtcp_packet
 
         aiortc_private.intercept_sender_rtcp(sender, make)
+
+    def _report(self, packet: AnyRtcpPacket) -> None:
+        """Pass a receiver report on our video (and note a REMB) to on_report."""
+        assert self._on_report is not None
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                self.estimate_bps = unpack_remb_fci(packet.fci)[0]
+            except ValueError:
+                pass  # another application feedback than REMB
+            return
+        if not isinstance(packet, RtcpRrPacket):
+            return
+        for block in packet.reports:
+            if block.ssrc == self.feed.video.ssrc:
+                self._on_report(LinkReport(loss=block.fraction_lost / 256,
+                                           rtt_s=round_trip_s(block),
+                                           estimate_bps=self.estimate_bps))
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
@@ -161,3 +194,13 @@ class ViewerPeer:
         elif state in ("failed", "closed") and self.state is not ViewerState.CLOSED:
             self.state = ViewerState.CLOSED  # report once
             self._on_failed(GoneReason.FAILED if state == "failed" else GoneReason.CLOSED)
+
+
+def round_trip_s(block: RtcpReceiverInfo) -> float | None:
+    """The RTT a report block gives (RFC 3550 6.4.1: now - LSR - DLSR, in 1/65536 s),
+    or None before the viewer has had a sender report."""
+    if not block.lsr:
+        return None
+    now = (clock.current_ntp_time() >> 16) & 0xFFFFFFFF
+    rtt = (now - block.lsr - block.dlsr) & 0xFFFFFFFF
+    return rtt / 65536 if rtt < 0x80000000 else 0.0

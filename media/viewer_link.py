@@ -77,6 +77,15 @@ def admit_video(awaiting_keyframe: bool, keyframe: bool, backlogged: bool) -> Ve
     return Verdict.SEND
 
 
+def shift_seq(data: bytes, offset: int) -> bytes:
+    """An RTP packet with its sequence number moved by `offset` (mod 2^16): a viewer that
+    switched renditions gets the new one's packets continuing its own numbering."""
+    if not offset:
+        return data
+    seq = (((data[2] << 8) | data[3]) + offset) & 0xFFFF
+    return data[:2] + seq.to_bytes(2, "big") + data[4:]
+
+
 class ViewerLink:
     """A viewer's video or audio: configured by its sender's send(), active once DTLS is up."""
 
@@ -97,6 +106,14 @@ class ViewerLink:
         self.sent_octets = 0
         self.retransmitted = 0
         self.caught_up = 0  # packets of the room's latest keyframe run sent at its start
+        # Video: the rendition it gets (0: the best), the one it switches to at that
+        # rendition's next keyframe, and what turns the rendition's sequence numbers into
+        # this viewer's own (media/fanout.py switches; one track, numbering unbroken).
+        self.rendition = 0
+        self.pending: int | None = None
+        self.seq_offset = 0
+        self.switch_seq: int | None = None  # this viewer's first sequence number after it
+        self.switches = 0
 
     @property
     def active(self) -> bool:
@@ -152,7 +169,7 @@ class ViewerLink:
             return False
         protect, udp, addr = route
         for data in packets:
-            udp.sendto(protect(data), addr)
+            udp.sendto(protect(shift_seq(data, self.seq_offset)), addr)
         self.awaiting_keyframe = False
         self.sent_packets += len(packets)
         self.sent_octets += sum(len(data) for data in packets)  # headers too: close enough
@@ -166,8 +183,15 @@ class ViewerLink:
             return
         protect, udp, addr = route
         for data in packets:
-            udp.sendto(protect(data), addr)
+            udp.sendto(protect(shift_seq(data, self.seq_offset)), addr)
         self.retransmitted += len(packets)
+
+    def stream_seq(self, seq: int) -> int | None:
+        """The rendition's sequence number of this viewer's `seq` (a NACK), or None if it
+        was sent before the latest switch (another rendition's: not resent)."""
+        if self.switch_seq is not None and (seq - self.switch_seq) & 0xFFFF >= 0x8000:
+            return None
+        return (seq - self.seq_offset) & 0xFFFF
 
     def close(self) -> None:
         self.track.stop()
@@ -199,7 +223,8 @@ class ViewerLink:
         sock = udp.get_extra_info("socket")
         if session is None or sock is None:
             return None
-        return (aiortc_private.srtp_context(session), sock, native.sockaddr(route[2])), session
+        return ((aiortc_private.srtp_context(session), sock, native.sockaddr(route[2]),
+                 self.seq_offset), session)
 
     def send_rest(self, packets: list[bytes]) -> None:
         """The packets of a frame the kernel would not take natively (its buffer full):
@@ -210,7 +235,7 @@ class ViewerLink:
             return
         protect, udp, addr = route
         for data in packets:
-            udp.sendto(protect(data), addr)
+            udp.sendto(protect(shift_seq(data, self.seq_offset)), addr)
 
     def count_sent(self, packets: int, octets: int, ntp_time: int, timestamp: int) -> None:
         """Bring the counters (and the sender's RTCP sender report) up to date with what
@@ -259,8 +284,9 @@ class ViewerLink:
         protect, udp, addr = route
         assert self.profile is not None
         packets = frame.packets[self.profile]
+        offset = self.seq_offset
         for data in packets:
-            udp.sendto(protect(data), addr)
+            udp.sendto(protect(shift_seq(data, offset) if offset else data), addr)
         self.sent_packets += len(packets)
         self.sent_octets += frame.payload_octets
         assert self.sender is not None

@@ -46,6 +46,18 @@ def _node_id(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _ladder(text: str) -> str:
+    """A rendition ladder (media/renditions.py), checked at startup."""
+    from media.errors import MediaError
+    from media.renditions import parse_ladder
+
+    try:
+        parse_ladder(str(text), default_bitrate=800_000)
+    except MediaError as exc:
+        raise argparse.ArgumentTypeError(f"GOLIVE_RENDITIONS: {exc.message}") from None
+    return str(text)
+
+
 def _transports(text: str) -> str:
     names = [t.strip() for t in str(text).split(",") if t.strip()]
     if not names or any(t not in TRANSPORTS for t in names):
@@ -219,7 +231,17 @@ class Settings:
     video_codec: str = field(default="vp8", metadata={
         "env": "GOLIVE_VIDEO_CODEC", "help": "room video codec, vp8 or h264"})
     video_bitrate: int = field(default=800_000, metadata={
-        "env": "GOLIVE_VIDEO_BITRATE", "help": "room video bitrate, bit/s (one encode per room)"})
+        "env": "GOLIVE_VIDEO_BITRATE",
+        "help": "bitrate, bit/s, of a rendition GOLIVE_RENDITIONS gives without one"})
+    renditions: str = field(default="720:1800,360:600,180:200", metadata={
+        "env": "GOLIVE_RENDITIONS", "type": _ladder,
+        "help": "each room's renditions, height:kbit/s best first (the top one capped at the "
+                "creator's own size; each encoded only while a viewer takes it); one, e.g. "
+                "720: every viewer gets the same stream"})
+    viewer_remb: bool = field(default=False, metadata={
+        "env": "GOLIVE_VIEWER_REMB", "type": _bool,
+        "help": "ask viewers for REMB bandwidth estimates, which the quality rule then uses "
+                "beside loss and RTT (more RTCP per viewer; off: loss and RTT alone)"})
     fanout: str = field(default="native", metadata={
         "env": "GOLIVE_FANOUT",
         "help": "fan-out send path: native (C SRTP + sendmmsg; python when not built) or python"})

@@ -60,7 +60,7 @@ class SafeMsgPackPacket(MsgPackPacket):
 # `unauthorized` (reason "anonymous"): chat, likes, gifts, nudges, follows need a sign-in.
 ANONYMOUS_EVENTS = frozenset({
     "live:watch", "room:join", "rtc:answer", "room:leave", "discover:watch",
-    "chat:history", "gift:board", "room:viewers",
+    "chat:history", "gift:board", "room:viewers", "room:quality",
 })
 
 

@@ -32,6 +32,7 @@ from media.ice import IceServer
 from media.overlay import Overlay
 from media.peers import GoneReason
 from media.relay import RelayClient, RelayError, RelayServer, relay_key
+from media.renditions import parse_ladder
 from media.room import MediaRoom
 from signaling.config import Settings
 from signaling.errors import from_media
@@ -47,6 +48,7 @@ from signaling.schemas import (
     LiveWatch,
     RoomJoin,
     RoomLeave,
+    RoomQuality,
     RtcAnswer,
 )
 from signaling.services import Services
@@ -252,6 +254,8 @@ class LiveRooms(Feature):
             live.live_id,
             codec=relay.codec if relay else self.settings.video_codec,  # type: ignore[arg-type]
             video_bitrate=self.settings.video_bitrate, ice_servers=self._media_ice,
+            renditions=parse_ladder(self.settings.renditions, self.settings.video_bitrate),
+            viewer_remb=self.settings.viewer_remb,
             max_viewers=self.settings.max_viewers, fanout=self.settings.fanout,
             admission=self.joins,
             upstream_keyframes=relay.request_keyframe if relay else None,
@@ -331,9 +335,10 @@ class LiveRooms(Feature):
     # --- viewers -----------------------------------------------------------
 
     async def join(self, conn: Connection, creator_id: str, *,
-                   media: bool = True) -> dict[str, Any]:
+                   media: bool = True, quality: str = "auto") -> dict[str, Any]:
         """Join a live as a viewer: the server's offer comes back in the ack (None for a
-        chat-only join, which counts as a viewer and gets the room's pushes and chat)."""
+        chat-only join, which counts as a viewer and gets the room's pushes and chat),
+        with the renditions and the one it gets (`quality`: auto or a height)."""
         live = check_may_watch(conn.user_id, await self.services.lives.current(creator_id),
                                anonymous=conn.anonymous)
         if not conn.anonymous:  # an anonymous identity has no follows or blocks
@@ -343,7 +348,7 @@ class LiveRooms(Feature):
                               reason="banned")
         hosted = self._by_live.get(live.live_id)
         if hosted is None:
-            return await self._join_remote(conn, live, media)
+            return await self._join_remote(conn, live, media, quality)
         renegotiation = conn.sid in hosted.viewers
         if renegotiation:  # a fresh pc from the same tab
             await hosted.media.remove_viewer(conn.sid)
@@ -355,15 +360,17 @@ class LiveRooms(Feature):
         offer = None
         try:
             if media:
-                offer = await hosted.media.add_viewer(conn.sid)
+                offer = await hosted.media.add_viewer(conn.sid, quality)
         except MediaError as exc:
             await self._forget_viewer(hosted, conn.sid)
             raise from_media(exc) from None
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
         self.pushes.viewers_changed(live.live_id)
-        return await self._joined(live, conn, renegotiation, offer)
+        ack = await self._joined(live, conn, renegotiation, offer)
+        return ack | (_quality(hosted.media, conn.sid) if offer is not None else {})
 
-    async def _join_remote(self, conn: Connection, live: Live, media: bool) -> dict[str, Any]:
+    async def _join_remote(self, conn: Connection, live: Live, media: bool,
+                           quality: str = "auto") -> dict[str, Any]:
         """A join of a live hosted on another node: counted (distinct users across nodes),
         in the live's room (its pushes and chat reach this node's socket through the push
         bus); with media, served by this node's edge room (opened on its first viewer)."""
@@ -384,7 +391,7 @@ class LiveRooms(Feature):
             room.joining += 1  # the edge room stays open for this join meanwhile
             try:
                 edge = await self._edge_room(room)
-                offer = await edge.add_viewer(conn.sid)
+                offer = await edge.add_viewer(conn.sid, quality)
             except (MediaError, DomainError) as exc:
                 room.joining -= 1
                 await self._forget_remote_viewer(room, conn.sid)
@@ -395,7 +402,9 @@ class LiveRooms(Feature):
             room.joining -= 1
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
         await self._viewers_changed(live.live_id)
-        return await self._joined(live, conn, renegotiation, offer)
+        ack = await self._joined(live, conn, renegotiation, offer)
+        return ack | (_quality(room.media, conn.sid)
+                      if offer is not None and room.media is not None else {})
 
     async def _edge_room(self, room: RemoteLive) -> MediaRoom:
         """This node's edge room of a remote live, opening its relay from the origin on
@@ -513,6 +522,24 @@ class LiveRooms(Feature):
             live = hosted.live if hosted is not None else None
         await self.services.lives.reap_share(live_id, live.creator_id if live else "")
         await self.gateway.sio.close_room(live_room(live_id))
+
+    async def set_quality(self, conn: Connection, live_id: str, quality: str) -> dict[str, Any]:
+        """A viewer pins its video to a rendition ("360") or gives it back to its link
+        ("auto"); it moves at that rendition's next keyframe."""
+        hosted = self._by_live.get(live_id)
+        room = self.remote.get(live_id)
+        media: MediaRoom | None = None
+        if hosted is not None and conn.sid in hosted.viewers:
+            media = hosted.media
+        elif hosted is None and room is not None and conn.sid in room.viewers:
+            media = room.media
+        if media is None or conn.sid not in media.viewer_ids:
+            raise not_found("you are not watching this live's video")
+        try:
+            media.set_quality(conn.sid, quality)
+        except MediaError as exc:
+            raise from_media(exc) from None
+        return _quality(media, conn.sid)
 
     async def answer(self, conn: Connection, live_id: str, sdp: str) -> dict[str, Any]:
         hosted = self._by_live.get(live_id)
@@ -710,7 +737,11 @@ class LiveRooms(Feature):
 
         @gateway.event("room:join", RoomJoin)
         async def room_join(ctx: EventContext, p: RoomJoin) -> dict[str, Any]:
-            return await self.join(ctx.conn, p.user_id, media=p.media)
+            return await self.join(ctx.conn, p.user_id, media=p.media, quality=p.quality)
+
+        @gateway.event("room:quality", RoomQuality)
+        async def room_quality(ctx: EventContext, p: RoomQuality) -> dict[str, Any]:
+            return await self.set_quality(ctx.conn, p.live_id, p.quality)
 
         @gateway.event("rtc:answer", RtcAnswer)
         async def rtc_answer(ctx: EventContext, p: RtcAnswer) -> dict[str, Any]:
@@ -740,3 +771,10 @@ class LiveRooms(Feature):
 
         gateway.disconnect_listeners.append(self.on_disconnect)
 
+
+
+def _quality(media: MediaRoom, sid: str) -> dict[str, Any]:
+    """What a viewer's join and room:quality acks say of its video: the room's renditions
+    (best first), `quality` (auto or the pinned height), `rendition` (what it gets now)
+    and `switching_to` (the rendition whose keyframe it waits for, or None)."""
+    return {"renditions": [rung.name for rung in media.ladder], **media.viewer_quality(sid)}

@@ -180,9 +180,19 @@ class UserSuggest(Payload):
     limit: Annotated[int, Meta(ge=1, le=50)] = 10
 
 
+# A viewer's video quality: "auto" (its link decides) or a rendition's height ("360").
+Quality = Annotated[str, Meta(pattern=r"^(auto|[0-9]{2,4})$")]
+
+
 class RoomJoin(Payload):
     user_id: UserId
     media: bool = True  # False: join the room (count, chat, pushes) without a stream
+    quality: Quality = "auto"
+
+
+class RoomQuality(Payload):
+    live_id: LiveId
+    quality: Quality
 
 
 class RtcAnswer(Payload):

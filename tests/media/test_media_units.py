@@ -248,7 +248,7 @@ def test_rtp_stream_keeps_the_run_from_the_latest_keyframe_for_late_joiners():
 
 async def test_fanout_sends_nothing_to_viewers_not_yet_started():
     wanted: list[int] = []
-    fanout = PacketFanout(lambda: wanted.append(1))
+    fanout = PacketFanout(wanted.append)
     feed = fanout.add_viewer("v")
     assert feed.video.track.kind == "video" and not feed.video.active
     fanout.push_video(packet(0), keyframe=True)

@@ -37,6 +37,7 @@ import { GiftTray } from './gift-tray.js';
 import { LikeButton } from './likes.js';
 import { LiveNav } from './live-nav.js';
 import { LivePlayer } from './player.js';
+import { QualityPicker } from './quality.js';
 import { ViewerList } from './viewer-list.js';
 
 /** Automatic rejoins after the media dropped, before asking for a click; reset once playing. */
@@ -58,7 +59,8 @@ const IDS = ['live-player', 'live-video', 'live-badge', 'live-viewers', 'live-ov
   'live-title-top', 'player-avatar', 'player-name', 'live-follow', 'viewers-button',
   'like-button', 'like-count', 'hearts', 'gift-toggle', 'gift-close', 'live-share',
   'watch-toast', 'live-reconnecting', 'prev-live', 'next-live', 'exit-fullscreen',
-  'enter-fullscreen', 'gift-signin', 'gift-signin-link', 'chat-signin', 'chat-form'];
+  'enter-fullscreen', 'gift-signin', 'gift-signin-link', 'chat-signin', 'chat-form',
+  'live-quality'];
 
 export class LiveStage {
   /**
@@ -81,6 +83,7 @@ export class LiveStage {
         if (state === 'failed') this.rejoin();
       },
     });
+    this.quality = new QualityPicker(this.ui['live-quality'], this.player, this.ui['live-video']);
     /** Whose profile and who looks: {user, isSelf, signedIn}, or null. */
     this.target = null;
     /** The creator's current live, or null. */
@@ -203,6 +206,7 @@ export class LiveStage {
     this.chat.close();
     this.closeGifts();
     this.player.close();
+    this.quality.hide();
     this.likes.close();
     this.viewerList.close();
     this.nav.hide();
@@ -268,6 +272,7 @@ export class LiveStage {
       const reply = await this.player.join(target.user.id);
       if (!reply || this.target !== target) return;
       this.live = reply.live;
+      this.quality.show(reply);
       this.setViewers(reply.viewers);
       this.likes.open(reply.live, reply.likes ?? 0, { signedIn: target.signedIn });
       this.paintMute();
@@ -305,6 +310,7 @@ export class LiveStage {
   onEnded(reason) {
     const name = this.target.user.display_name;
     this.player.close();
+    this.quality.hide();
     this.chat.close();
     this.closeGifts();
     this.likes.close();
@@ -418,6 +424,7 @@ export class LiveStage {
     const { user, isSelf, signedIn } = this.target;
     this.live = null;
     this.player.close();
+    this.quality.hide();
     this.chat.close();
     this.closeGifts();
     this.likes.close();

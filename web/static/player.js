@@ -28,6 +28,8 @@ export class LivePlayer {
     /** The live being watched ({live_id, creator_id, title, started_at}), or null. */
     this.live = null;
     this.joins = 0;
+    /** The video quality asked for: 'auto' or a rendition's height ('360'); kept across joins. */
+    this.quality = 'auto';
   }
 
   /**
@@ -44,7 +46,8 @@ export class LivePlayer {
     const run = ++this.joins;
     let reply;
     try {
-      reply = await this.socket.ask('room:join', { user_id: creatorId }, { timeout: JOIN_TIMEOUT_MS });
+      reply = await this.socket.ask('room:join', { user_id: creatorId, quality: this.quality },
+        { timeout: JOIN_TIMEOUT_MS });
     } catch (err) {
       if (run !== this.joins) return null; // superseded: its failure is no news
       throw err;
@@ -75,6 +78,18 @@ export class LivePlayer {
       throw err;
     }
     return run === this.joins ? reply : null;
+  }
+
+  /**
+   * Pin the video to a rendition ('360') or give it back to the link ('auto'); the
+   * picture changes at that rendition's next keyframe, on the same track.
+   *
+   * @returns {Promise<object|null>} the room:quality ack, or null when not watching
+   */
+  async setQuality(quality) {
+    this.quality = quality;
+    if (!this.live) return null;
+    return this.socket.ask('room:quality', { live_id: this.live.live_id, quality });
   }
 
   /** Stop watching: tell the server (best effort) and close the connection. */

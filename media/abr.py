@@ -1,0 +1,105 @@
+"""Which rendition a viewer on "auto" gets, from what its own link reports.
+
+The inputs are what a viewer's RTCP already carries: its receiver reports (every ~1 s
+from Chromium, 0.5-1.5 s from aiortc) give the fraction of our packets lost since the
+last one and, through LSR/DLSR, the round-trip time; a bandwidth estimate (REMB) counts
+when the viewer sends one (golive's offers do not ask for it: media/negotiation.py).
+
+Down fast, up slow. A link is congested when loss is over 5%, the RTT has risen 250 ms
+above its floor (a queue filling at the bottleneck; the floor is the least RTT seen,
+creeping up 2 ms a report, so a path that got longer for good stops counting as
+congested within ~2 minutes instead of pinning the viewer low), or the estimate is under
+85% of the rung's bitrate; after 2 s of it the viewer steps down (straight to the rung
+whose bitrate x 1.2 the estimate carries, when there is one). It steps up one rung after
+8 s with loss at most 2%, no RTT rise and an estimate, if any, at least the rung's bitrate.
+A receiver's estimate cannot show room above what it receives (it tracks the incoming
+rate, ~1.0-1.5x: aiortc's gave 1.80 Mbit/s for a 1.8 Mbit/s rendition, and nothing
+probes for more), so it only ever says "down" or "not now", never how far up. A step up
+that was followed by a step down within 10 s doubles the wait for the next one (up to
+60 s): a link that cannot carry a rung is not made to stall on it every 8 s.
+
+Everything here is a plain function of a frozen state: the room keeps one AbrState per
+viewer and calls decide() with each report (tests call it directly, with their clock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AbrConfig:
+    """The rule's thresholds (seconds, fractions)."""
+
+    down_after_s: float = 2.0
+    up_after_s: float = 8.0
+    loss_down: float = 0.05
+    loss_up: float = 0.02
+    headroom: float = 1.2  # a rung the estimate carries: bitrate x this <= estimate
+    estimate_down: float = 0.85  # congested: estimate under the rung's bitrate x this
+    rtt_rise_s: float = 0.25
+    rtt_floor_drift_s: float = 0.002  # per report (~1 a second)
+    failed_up_window_s: float = 10.0
+    max_up_wait_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class LinkReport:
+    """One report of a viewer's link."""
+
+    loss: float  # fraction of packets lost since the previous report, 0-1
+    rtt_s: float | None = None  # round-trip time, when the report allowed computing it
+    estimate_bps: int | None = None  # the receiver's bandwidth estimate, when it sends one
+
+
+@dataclass(frozen=True)
+class AbrState:
+    """A viewer's place on the ladder and the clocks of the rule (None: not running)."""
+
+    rung: int  # 0 is the best
+    bad_since: float | None = None
+    good_since: float | None = None
+    up_wait_s: float = AbrConfig.up_after_s
+    last_up_at: float | None = None
+    min_rtt_s: float | None = None
+
+
+def decide(state: AbrState, report: LinkReport, now: float, bitrates: Sequence[int],
+           config: AbrConfig = AbrConfig()) -> AbrState:
+    """The state after `report` arrived at `now`; its `rung` is the rendition the viewer
+    should get (an index into `bitrates`, best first)."""
+    rung = min(state.rung, len(bitrates) - 1)
+    min_rtt = state.min_rtt_s
+    rtt_rose = False
+    if report.rtt_s is not None:
+        min_rtt = (report.rtt_s if min_rtt is None
+                   else min(min_rtt + config.rtt_floor_drift_s, report.rtt_s))
+        rtt_rose = report.rtt_s > min_rtt + config.rtt_rise_s
+    estimate = report.estimate_bps
+    up_wait, last_up = state.up_wait_s, state.last_up_at
+    # AbrState(...) written out, not dataclasses.replace(): one report runs it for each
+    # viewer every second: 2.0 us a call this way, 12.5 us with replace() (measured).
+
+    congested = (report.loss > config.loss_down or rtt_rose
+                 or (estimate is not None and estimate < bitrates[rung] * config.estimate_down))
+    if congested:
+        bad_since = state.bad_since if state.bad_since is not None else now
+        if now - bad_since < config.down_after_s or rung == len(bitrates) - 1:
+            return AbrState(rung, bad_since, None, up_wait, last_up, min_rtt)
+        target = rung + 1
+        if estimate is not None:  # straight to the rung the estimate carries
+            while target < len(bitrates) - 1 and bitrates[target] * config.headroom > estimate:
+                target += 1
+        failed_up = last_up is not None and now - last_up <= config.failed_up_window_s
+        up_wait = min(up_wait * 2, config.max_up_wait_s) if failed_up else config.up_after_s
+        return AbrState(target, None, None, up_wait, last_up, min_rtt)
+
+    room_up = (rung > 0 and report.loss <= config.loss_up and not rtt_rose
+               and (estimate is None or estimate >= bitrates[rung]))
+    if not room_up:
+        return AbrState(rung, None, None, up_wait, last_up, min_rtt)
+    good_since = state.good_since if state.good_since is not None else now
+    if now - good_since < up_wait:
+        return AbrState(rung, None, good_since, up_wait, last_up, min_rtt)
+    return AbrState(rung - 1, None, None, up_wait, now, min_rtt)
