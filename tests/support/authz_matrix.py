@@ -110,6 +110,8 @@ SOCKET_ROWS = [
         why="a fresh TURN credential for signed-in users; a visitor's comes with its join"),
     row("rtc:answer", {**LIVE, "sdp": "v=0"},                     "N  U  N  N  N  N  N  N",
         why="chat-only joins have no peer connection to answer"),
+    row("room:quality", {**LIVE, "quality": "auto"},              "N  U  N  N  N  N  N  N",
+        why="chat-only joins have no stream to pick a quality of"),
     row("room:viewers", LIVE,                                     "ok U  ok F  F  ok ok ok"),
     row("live:title", {"title": "renamed"},                       "U  U  N  N  N  N  ok ok"),
     row("live:start", {"offer": "v=0"},                           "U  U  I  I  I  F  C  C",
