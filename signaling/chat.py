@@ -45,6 +45,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from engine.chat_rules import check_may_moderate
 from engine.errors import not_found
@@ -223,8 +224,13 @@ class ChatFeed:
                 next_poll = loop.time() + self.poll_s
             try:
                 await self.flush()
+            except (RedisError, OSError) as exc:
+                # Redis restarting or paused (`golive chaos` does both): expected, retried,
+                # so one line without a traceback. The cursors did not move: the next
+                # poll reads the same lines again.
+                log.warning("chat delivery waits for Redis; retrying", extra={"fields": {
+                    "cause": f"{type(exc).__name__}: {exc}"[:200]}})
             except Exception:
-                # The cursors did not move: the next poll reads the same lines again.
                 log.exception("chat delivery failed")
             await asyncio.sleep(self.window_s)
 
