@@ -120,6 +120,11 @@ def test_a_run_passes_only_with_faults_all_survived_and_every_row_ok() -> None:
 # --- real processes ----------------------------------------------------------------------
 
 
+def _result(out: Path) -> dict[str, Any]:
+    (path,) = out.glob("chaos-*/result.json")
+    return dict(json.loads(path.read_text()))
+
+
 def test_a_short_campaign_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     """~25 s of faults (every kind at least once: node kills, Redis restarts from the
     AOF, a SIGKILLed Redis, a paused Redis) under gifts, purchases, chat and DMs, then
@@ -130,8 +135,7 @@ def test_a_short_campaign_loses_and_duplicates_nothing(tmp_path: Path) -> None:
          "--senders", "4", "--members", "3", "--dm-pairs", "1", "--followers", "5000",
          "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=170)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    (path,) = tmp_path.glob("chaos-*/result.json")
-    result: dict[str, Any] = json.loads(path.read_text())
+    result = _result(tmp_path)
     rows = {r["workload"]: r for r in result["rows"]}
     assert set(rows) >= {"gifts", "coin purchases", "retried ids", "golive ledger audit",
                          "chat lines", "chat catch-up by id", "direct messages",
@@ -161,8 +165,7 @@ async def test_a_failed_invariant_fails_the_run(tmp_path: Path) -> None:
 
     args = argparse.Namespace(seconds=10.0, nodes=1, redis_fsync="always", out=tmp_path)
     assert await execute(args, phases=[lossy]) == 1
-    (path,) = tmp_path.glob("chaos-*/result.json")
-    result = json.loads(path.read_text())
+    result = _result(tmp_path)
     assert result["passed"] is False and result["faults"][0]["survived"] is True
     for name in (b"redis-server", b"signaling.cli"):
         assert processes_mentioning(str(tmp_path), name) == []

@@ -51,7 +51,9 @@ class Peer:
     async def start(self, timeout: float = 60.0) -> None:
         """Connect (and run the hook) once, then keep the connection up."""
         async with asyncio.timeout(timeout):
-            while not await self._connect_once():
+            while True:
+                if await self._connect_once():
+                    break
                 await asyncio.sleep(RETRY_S)
         self._keeper = asyncio.create_task(self._keep(), name=f"peer-{self.name}")
 
@@ -90,7 +92,9 @@ class Peer:
             if old is not None:
                 await _quietly(old.disconnect())
             self.url_index += 1  # the node we were on is likely down: the next first
-            while not self._closing and not await self._connect_once():
+            while not self._closing:
+                if await self._connect_once():
+                    break
                 await asyncio.sleep(RETRY_S)
             self.reconnects += 1
 

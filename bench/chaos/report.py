@@ -21,7 +21,7 @@ def passed(result: dict[str, Any]) -> bool:
 
 def render(result: dict[str, Any]) -> str:
     rows = result.get("rows") or []
-    out = [table(HEADERS + ["note"], [[r["workload"], r["operations"], r["faults"],
+    out = [table([*HEADERS, "note"], [[r["workload"], r["operations"], r["faults"],
                                        r["acknowledged"], r["lost"], r["duplicated"],
                                        "ok" if r["ok"] else "FAILED", r["note"]]
                                       for r in rows])]

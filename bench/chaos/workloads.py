@@ -285,8 +285,9 @@ class DmUser:
             if answer is not NOT_SENT:
                 self.sent += 1
                 if isinstance(answer, dict) and answer.get("ok"):
-                    self.acked.append(answer["message"]["id"])
                     self.conversation_id = answer["conversation_id"]
+                    # ids are per conversation (each is a stream): qualified to compare
+                    self.acked.append(f"{self.conversation_id}/{answer['message']['id']}")
             await asyncio.sleep(DM_INTERVAL_S)
 
 
