@@ -152,17 +152,18 @@ def spread(values: list[float]) -> dict[str, Any]:
 
 
 def fsync_cost(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per appendfsync policy, gifts/s (pipelined and one at a time) over the rounds; and
-    each policy's median as a share of the first policy's."""
+    """Per appendfsync policy, ops/s of each phase (gifts pipelined and one at a time, and
+    INCRBY: the plain-write ceiling) over the rounds; and each policy's median as a share
+    of the first policy's."""
     policies = list(dict.fromkeys(r.get("fsync", "everysec") for r in rounds))
     out: dict[str, Any] = {}
     for policy in policies:
         mine = [r for r in rounds if r.get("fsync", "everysec") == policy]
         out[policy] = {phase: spread([r["ops_per_s"] for r in mine if r["phase"] == phase])
-                       for phase in ("pipelined", "single")}
+                       for phase in PHASES}
     base = out[policies[0]] if policies else {}
     for policy in policies[1:]:
-        for phase in ("pipelined", "single"):
+        for phase in PHASES:
             a, b = out[policy][phase]["median"], base[phase]["median"]
             out[policy][phase]["of_" + policies[0]] = round(a / b, 3) if a and b else None
     return out
@@ -221,11 +222,12 @@ def render(result: dict[str, Any]) -> str:
                    f"{s['single_latency_ms'].get('p99')} ms")
         cost = s.get("fsync_cost") or {}
         if len(cost) > 1:
-            out.append("\ndurability (appendfsync), gifts/s median [min-max] over "
+            out.append("\ndurability (appendfsync), ops/s median [min-max] over "
                        f"{next(iter(cost.values()))['pipelined']['rounds']} interleaved rounds:")
             for policy, figures in cost.items():
                 parts = []
-                for phase, label in (("pipelined", "pipelined"), ("single", "one at a time")):
+                for phase, label in (("pipelined", "gifts pipelined"),
+                                     ("single", "gifts one at a time"), ("incrby", "INCRBY")):
                     f = figures[phase]
                     share = next((v for k, v in f.items() if k.startswith("of_")), None)
                     parts.append(f"{label} {f['median']} [{f['min']}-{f['max']}]"
