@@ -32,6 +32,7 @@ import asyncio
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.chaos.faults import KINDS
@@ -47,8 +48,6 @@ def _kinds(text: str) -> tuple[str, ...]:
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.options import add_out
-
     parser.add_argument("--seconds", type=float, default=120.0,
                         help="seconds of load and faults in phase 1 (120); the run stops by "
                              f"itself within this plus {SETUP_BUDGET_S:g} s")
@@ -74,8 +73,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-fsync", choices=("always", "everysec"), default="always",
                         help="the Redis's appendfsync (always: an acknowledged gift is on "
                              "disk before its answer)")
-    add_out(parser)
-    parser.set_defaults(out=parser.get_default("out"))
+    parser.add_argument("--out", type=Path, default=Path("chaos-out"),
+                        help="folder for the run's folder (chaos-out)")
 
 
 def add_arguments(subparsers: Any) -> argparse.ArgumentParser:

@@ -64,13 +64,16 @@ class FaultLog:
         return [f for f in self.faults if f.began <= end and (f.ended or f.began) >= start]
 
     def summary(self) -> dict[str, dict[str, Any]]:
-        """Per kind: injected, survived, and the slowest recovery."""
+        """Per kind: injected, survived, the longest fault (a kill: until the process
+        answers again) and the slowest recovery after it (every node healthy)."""
         out: dict[str, dict[str, Any]] = {}
         for f in self.faults:
-            row = out.setdefault(f.kind, {"injected": 0, "survived": 0, "recovery_max_s": 0.0,
+            row = out.setdefault(f.kind, {"injected": 0, "survived": 0, "longest_s": 0.0,
+                                          "recovery_max_s": 0.0,
                                           "what": DESCRIBED.get(f.kind, f.kind)})
             row["injected"] += 1
             row["survived"] += f.survived
+            row["longest_s"] = round(max(row["longest_s"], f.ended - f.began), 2)
             row["recovery_max_s"] = round(max(row["recovery_max_s"], f.recovery_s), 2)
         return out
 

@@ -28,9 +28,10 @@ def render(result: dict[str, Any]) -> str:
     summary = result.get("fault_summary") or {}
     if summary:
         out.append("")
-        out.append(table(["fault", "injected", "survived", "slowest recovery s", "what"],
-                         [[kind, s["injected"], s["survived"], s["recovery_max_s"], s["what"]]
-                          for kind, s in summary.items()]))
+        out.append(table(["fault", "injected", "survived", "longest s", "then healthy in s",
+                          "what"],
+                         [[kind, s["injected"], s["survived"], s.get("longest_s"),
+                           s["recovery_max_s"], s["what"]] for kind, s in summary.items()]))
     redis = result.get("redis") or {}
     out.append(f"\nredis-server {redis.get('version', '?')}, appendonly "
                f"{redis.get('appendonly', '?')}, appendfsync {redis.get('appendfsync', '?')}"
