@@ -33,9 +33,12 @@ def render(result: dict[str, Any]) -> str:
                          [[kind, s["injected"], s["survived"], s.get("longest_s"),
                            s["recovery_max_s"], s["what"]] for kind, s in summary.items()]))
     redis = result.get("redis") or {}
+    policy = redis.get("appendfsync", "?")
     out.append(f"\nredis-server {redis.get('version', '?')}, appendonly "
-               f"{redis.get('appendonly', '?')}, appendfsync {redis.get('appendfsync', '?')}"
-               " (always: every acknowledged write is on disk before the answer)")
+               f"{redis.get('appendonly', '?')}, appendfsync {policy} "
+               + ("(every acknowledged write is on disk before its answer)" if policy == "always"
+                  else "(a killed redis-server loses nothing; a crash of the machine may lose "
+                       "the last second of acknowledged writes)"))
     for r in rows:
         for problem in r.get("problems") or []:
             out.append(f"{r['workload']}: {problem}")
