@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import socketio
 
 from signaling.tasks import cancel_and_wait
@@ -43,6 +44,9 @@ class Peer:
         self._lost = asyncio.Event()
         self._closing = False
         self._keeper: asyncio.Task[None] | None = None
+        # One HTTP session for every socket this peer opens, owned and closed here
+        # (engine.io leaves its own open when a connect is cut short).
+        self._http: aiohttp.ClientSession | None = None
 
     @property
     def connected(self) -> bool:
@@ -59,7 +63,10 @@ class Peer:
 
     async def _connect_once(self) -> bool:
         url = self.urls[self.url_index % len(self.urls)]
-        sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        sio = socketio.AsyncClient(serializer="msgpack", reconnection=False,
+                                   http_session=self._http)
         for event, handler in self.pushes.items():
             sio.on(event, handler)
         sio.on("disconnect", self._on_disconnect)
@@ -117,6 +124,8 @@ class Peer:
         await cancel_and_wait(self._keeper)
         if self.sio is not None:
             await _quietly(self.sio.disconnect())
+        if self._http is not None:
+            await self._http.close()
 
 
 async def _quietly(aw: Awaitable[Any], timeout: float = 5.0) -> None:

@@ -42,8 +42,9 @@ def render(result: dict[str, Any]) -> str:
     for r in rows:
         for problem in r.get("problems") or []:
             out.append(f"{r['workload']}: {problem}")
-    out.append("\nCHAOS " + ("PASSED: nothing acknowledged lost or duplicated, every fault "
-                             "survived" if passed(result) else "FAILED"))
+    verdict = ("PASSED: nothing acknowledged lost or duplicated, every fault survived"
+               if passed(result) else "INTERRUPTED" if result.get("interrupted") else "FAILED")
+    out.append("\nCHAOS " + verdict)
     return "\n".join(out)
 
 
