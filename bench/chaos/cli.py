@@ -6,7 +6,7 @@
 Starts its own redis-server (append-only, appendfsync always unless --redis-fsync says
 otherwise) and --nodes `golive serve` processes on it (REDIS_URL), on loopback ports,
 everything under OUT/chaos-<date>-<time>/ (the processes' logs, the AOF, result.json).
-Then the phases (bench/chaos/campaign.py PHASES), in order:
+Then the phases (bench/chaos/phases.py), in order:
 
 1. gifts and coin purchases (each with its own id, sent again with the same id until a
    definite answer), chat lines in the live and DMs between friends, for --seconds,
@@ -108,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
 
 async def execute(args: argparse.Namespace, phases: list[Any] | None = None) -> int:
     """One run: the cluster, `phases` (default PHASES), the report; the exit status."""
-    from bench.chaos.campaign import PHASES, Campaign, run_phases
+    from bench.chaos.campaign import Campaign, run_phases
     from bench.chaos.cluster import Cluster
+    from bench.chaos.phases import PHASES
     from bench.chaos.report import passed, render
     from bench.report import Progress, publish
     from bench.runner import guarded
