@@ -24,7 +24,8 @@ The ratio is gifts/s (pipelined) over INCRBY/s, both at the same batch and concu
 on the same Redis and client.
 
 Durability's cost: `--fsync everysec,always` runs each round once per appendfsync policy,
-interleaved on the same Redis (CONFIG SET between them), and reports gifts/s per policy:
+interleaved on the same Redis (CONFIG SET between them; every other round in the reverse
+order), and reports gifts/s per policy:
 median and spread (min-max) over the rounds, and always's share of everysec's.
 
 Each phase reports the CPU of Redis and of this process, so you can tell which one was
@@ -529,7 +530,10 @@ async def _measure(bench: LedgerRun, result: dict[str, Any]) -> None:
                        "bench_cpus": sorted(bench.bench_cpus or [])}
     ledger, senders, rooms = await _setup(bench, result)
     for round_no in range(1, bench.args.rounds + 1):
-        for policy in bench.args.fsync:  # interleaved: a drift of the machine hits each
+        # interleaved, in turn first and last (ABBA): a drift of the machine, or whatever
+        # the phase before leaves behind (the AOF, the page cache), hits each policy alike
+        policies = bench.args.fsync if round_no % 2 else bench.args.fsync[::-1]
+        for policy in policies:
             await _one_round(bench, result, round_no, policy, ledger, senders, rooms)
     result["summary"] = summarize(result)
     if bench.args.audit:

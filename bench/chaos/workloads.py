@@ -117,13 +117,18 @@ class MoneyClients:
         headers = {"Authorization": f"Bearer {account.token}"}
         while time.monotonic() < deadline:
             url = next(self._urls)
-            op.attempts += 1
             answer: Any = None
-            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError, ValueError):
+            try:
                 async with self._http.post(
                         f"{url}/api/coins/checkout", json=body, headers=headers,
                         timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_S)) as resp:
-                    answer = await resp.json()
+                    op.attempts += 1
+                    with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+                        answer = await resp.json()
+            except aiohttp.ClientConnectorError:
+                pass  # the node is down: nothing was sent
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                op.attempts += 1  # sent, and no answer came: it may have been applied
             if isinstance(answer, dict) and self._done(op, answer):
                 return
             await asyncio.sleep(RETRY_S)
