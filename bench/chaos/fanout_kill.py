@@ -1,5 +1,14 @@
 """Phase 2: the go-live notification fan-out, its node SIGKILLed mid-job: every follower
-must be told once."""
+must be told once.
+
+A creator with --followers alert followers (written straight into Redis, as
+bench/notify.py does, plus two real accounts online that follow and turned alerts on)
+goes live on the last node. Once the job's first batch is written the node holding it
+(`notify_jobs_active:NODE`) is SIGKILLed and started again; the job must finish (the
+restarted node resumes its active jobs first; another node would after the takeover)
+with every follower's inbox holding the live's notification exactly once and no online
+follower pushed it twice (a push may die with its node: the inbox line may not).
+"""
 
 from __future__ import annotations
 
@@ -7,31 +16,30 @@ import asyncio
 import time
 from typing import Any
 
+from redis.asyncio import Redis
+
 from bench.chaos import faults as F
 from bench.chaos.campaign import Campaign, Row
+from bench.chaos.clients import Peer
+from bench.chaos.cluster import ChaosNode
 from bench.chaos.invariants import check_fanout
 from bench.chaos.live import LiveCreator
-from bench.target import Account
+from engine import keys
 
 FANOUT_TIMEOUT_S = 90.0
+SEED_CHUNK = 5000
+FIRST_BATCH_TIMEOUT_S = 30.0
 
 
 async def fanout_killed_midway(c: Campaign) -> list[Row]:
-    """A creator with --followers alert followers goes live; the node running the fan-out
-    job is SIGKILLed once the first batch is written and restarted; the job finishes
-    (on the restarted node, or another after the takeover) and every follower is told
-    once."""
-    from engine import keys
-
-    args, cluster = c.args, c.cluster
+    """Go live with many alert followers, SIGKILL the job's node mid-job, check each
+    follower was told once."""
     creator_acc, *fan_accs = await c.accounts(3, "fo")
-    home = cluster.nodes[-1]
     fans_seen: dict[str, list[str]] = {a.id: [] for a in fan_accs}
-    fans = []
     for acc in fan_accs:
         async def record(data: dict[str, Any], uid: str = acc.id) -> None:
             fans_seen[uid].append(str((data.get("notification") or {}).get("id")))
-        peer = _peer_for(acc, cluster.urls[:1], record)
+        peer = Peer(acc.username, acc.token, c.cluster.urls[:1], pushes={"notify:new": record})
         c.closers.append(peer.close)
         await peer.start()
         for event, payload in (("user:follow", {"user_id": creator_acc.id}),
@@ -39,79 +47,25 @@ async def fanout_killed_midway(c: Campaign) -> list[Row]:
             ack = await peer.call(event, payload, 10)
             if not (isinstance(ack, dict) and ack.get("ok")):
                 raise RuntimeError(f"{event}: {ack}")
-        fans.append(peer)
-    fake = [f"f{c.tag}{i:07d}" for i in range(args.followers)]
-    redis = cluster.client()
+    fake = [f"f{c.tag}{i:07d}" for i in range(c.args.followers)]
+    everyone = fake + [a.id for a in fan_accs]
+    redis = c.cluster.client()
     try:
-        for start in range(0, len(fake), 5000):
-            chunk = fake[start:start + 5000]
+        for start in range(0, len(fake), SEED_CHUNK):
+            chunk = fake[start:start + SEED_CHUNK]
             async with redis.pipeline(transaction=False) as pipe:
                 pipe.zadd(keys.followers(creator_acc.id), dict.fromkeys(chunk, 1.0))
                 pipe.sadd(keys.live_alerts(creator_acc.id), *chunk)
                 await pipe.execute()
-        creator = LiveCreator(creator_acc, home.url, "big")
+        creator = LiveCreator(creator_acc, c.cluster.nodes[-1].url, "big")
         c.closers.append(creator.close)
         began = time.monotonic()
         live_id = await creator.start()
-        job = keys.notify_job(live_id)
-        deadline = time.monotonic() + 30
-        runner = None
-        while time.monotonic() < deadline and runner is None:
-            if int(await redis.hget(job, "sent") or 0) > 0:
-                for node in cluster.nodes:
-                    if live_id in await redis.lrange(keys.notify_jobs_active(node.name), 0, -1):
-                        runner = node
-            elif not await redis.exists(job):
-                break
-            await asyncio.sleep(0.005)
-        note = ""
-        if runner is None:
-            note = "the job ended before it could be killed (raise --followers)"
-        else:
-            fault = F.Fault(F.SERVER_KILL, runner.name, time.monotonic())
-            await runner.kill()
-            state = await redis.hgetall(job)
-            cut = bool(state) and state.get("phase") != "done"
-            note = (f"{runner.name} killed after {state.get('sent', '?')} of "
-                    f"{args.followers + len(fans)} told" if cut else
-                    "the job had just finished when its node was killed")
-            try:
-                await runner.start()
-            except RuntimeError as exc:
-                fault.note = str(exc)
-            fault.ended = time.monotonic()
-            fault.survived = not fault.note and await cluster.all_healthy()
-            fault.recovery_s = time.monotonic() - fault.ended
-            fault.note = fault.note or "mid fan-out"
-            c.faults.faults.append(fault)
-            c.note(f"fault {len(c.faults.faults)}: server_kill {runner.name} mid fan-out: "
-                   f"{'survived' if fault.survived else 'NOT SURVIVED'}")
-
-        async def finished() -> bool:
-            if await redis.exists(job) or await redis.llen(keys.notify_jobs()):
-                return False
-            for node in cluster.nodes:
-                if await redis.llen(keys.notify_jobs_active(node.name)):
-                    return False
-            return True
-        deadline = time.monotonic() + FANOUT_TIMEOUT_S
-        while not await finished():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the fan-out job did not finish in {FANOUT_TIMEOUT_S:g} s")
-            await asyncio.sleep(0.2)
+        note = await _kill_the_runner(c, redis, live_id, len(everyone))
+        await _wait_finished(c, redis, live_id)
         await asyncio.sleep(0.5)  # the last pushes on their way
         ended = time.monotonic()
-        notified: dict[str, int] = {}
-        everyone = fake + [a.id for a in fan_accs]
-        for start in range(0, len(everyone), 5000):
-            chunk = everyone[start:start + 5000]
-            async with redis.pipeline(transaction=False) as pipe:
-                for uid in chunk:
-                    pipe.zscore(keys.notifications(uid), live_id)
-                    pipe.zcard(keys.notifications(uid))
-                found = await pipe.execute()
-            for uid, score, count in zip(chunk, found[0::2], found[1::2], strict=True):
-                notified[uid] = 0 if score is None else int(count)
+        notified = await _told(redis, everyone, live_id)
     finally:
         await redis.aclose()
     pushes = {uid: seen.count(live_id) for uid, seen in fans_seen.items()}
@@ -120,10 +74,75 @@ async def fanout_killed_midway(c: Campaign) -> list[Row]:
                    f"{note}; {check.extra['pushed']} of {len(pushes)} online fans pushed")]
 
 
-def _peer_for(acc: Account, urls: list[str], on_notify: Any) -> Any:
-    from bench.chaos.clients import Peer
+async def _runner(c: Campaign, redis: Redis, live_id: str) -> ChaosNode | None:
+    """The node holding the job once its first batch is written; None when the job
+    ended first."""
+    job = keys.notify_job(live_id)
+    deadline = time.monotonic() + FIRST_BATCH_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if int(await redis.hget(job, "sent") or 0) > 0:
+            for node in c.cluster.nodes:
+                if live_id in await redis.lrange(keys.notify_jobs_active(node.name), 0, -1):
+                    return node
+        elif not await redis.exists(job):
+            return None
+        await asyncio.sleep(0.005)  # a batch of 250 takes a few ms: poll finer than that
+    return None
 
-    return Peer(acc.username, acc.token, urls, pushes={"notify:new": on_notify})
+
+async def _kill_the_runner(c: Campaign, redis: Redis, live_id: str, total: int) -> str:
+    """SIGKILL the job's node and start it again (a fault in the log); what happened."""
+    node = await _runner(c, redis, live_id)
+    if node is None:
+        return "the job ended before it could be killed (raise --followers)"
+    fault = F.Fault(F.SERVER_KILL, node.name, time.monotonic(), note="mid fan-out")
+    await node.kill()
+    state = await redis.hgetall(keys.notify_job(live_id))
+    cut = bool(state) and state.get("phase") != "done"
+    try:
+        await node.start()
+    except RuntimeError as exc:
+        fault.note = str(exc)
+    fault.ended = time.monotonic()
+    fault.survived = fault.note == "mid fan-out" and await c.cluster.all_healthy()
+    fault.recovery_s = time.monotonic() - fault.ended
+    c.faults.faults.append(fault)
+    c.note(f"fault {len(c.faults.faults)}: server_kill {node.name} mid fan-out: "
+           f"{'survived' if fault.survived else 'NOT SURVIVED'}")
+    if not cut:
+        return "the job had just finished when its node was killed"
+    return f"{node.name} killed after {state.get('sent', '?')} of {total} told"
+
+
+async def _wait_finished(c: Campaign, redis: Redis, live_id: str) -> None:
+    """Until the job is gone and no node holds or waits for one."""
+    deadline = time.monotonic() + FANOUT_TIMEOUT_S
+    while True:
+        busy = await redis.exists(keys.notify_job(live_id)) or \
+            await redis.llen(keys.notify_jobs())
+        for node in c.cluster.nodes:
+            busy = busy or await redis.llen(keys.notify_jobs_active(node.name))
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the fan-out job did not finish in {FANOUT_TIMEOUT_S:g} s")
+        await asyncio.sleep(0.2)
+
+
+async def _told(redis: Redis, users: list[str], live_id: str) -> dict[str, int]:
+    """Per user, how many notifications their inbox holds if it holds the live's (they
+    had none before: 1 is told once), else 0."""
+    told: dict[str, int] = {}
+    for start in range(0, len(users), SEED_CHUNK):
+        chunk = users[start:start + SEED_CHUNK]
+        async with redis.pipeline(transaction=False) as pipe:
+            for uid in chunk:
+                pipe.zscore(keys.notifications(uid), live_id)
+                pipe.zcard(keys.notifications(uid))
+            found = await pipe.execute()
+        for uid, score, count in zip(chunk, found[0::2], found[1::2], strict=True):
+            told[uid] = 0 if score is None else int(count)
+    return told
 
 
 __all__ = ["fanout_killed_midway"]
