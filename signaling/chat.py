@@ -45,11 +45,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from engine.chat_rules import check_may_moderate
 from engine.errors import not_found
 from engine.lives import Live
+from signaling.errors import UNAVAILABLE_CAUSES
 from signaling.feature import Feature
 from signaling.frames import Delivery, FrameWriter
 from signaling.gateway import Connection, EventContext, Gateway, user_room
@@ -224,7 +224,7 @@ class ChatFeed:
                 next_poll = loop.time() + self.poll_s
             try:
                 await self.flush()
-            except (RedisError, OSError) as exc:
+            except UNAVAILABLE_CAUSES as exc:
                 # Redis restarting or paused (`golive chaos` does both): expected, retried,
                 # so one line without a traceback. The cursors did not move: the next
                 # poll reads the same lines again.
