@@ -21,11 +21,17 @@ measures, each for --duration seconds (or exactly --ops operations):
             group commit); latency p50/p99 of each call.
 
 The ratio is gifts/s (pipelined) over INCRBY/s, both at the same batch and concurrency
-on the same Redis and client. Each phase reports the CPU of Redis and of this process,
-so you can tell which one was the limit. At the end `golive ledger audit`'s check runs
-over everything the run wrote (it must pass). Progress on stderr, the table on stdout,
-every figure in OUT/ledger-<date>-<time>/result.json with throughput.png and
-latency.png (matplotlib).
+on the same Redis and client.
+
+Durability's cost: `--fsync everysec,always` runs each round once per appendfsync policy,
+interleaved on the same Redis (CONFIG SET between them; every other round in the reverse
+order), and reports gifts/s per policy:
+median and spread (min-max) over the rounds, and always's share of everysec's.
+
+Each phase reports the CPU of Redis and of this process, so you can tell which one was
+the limit. At the end `golive ledger audit`'s check runs over everything the run wrote
+(it must pass). Progress on stderr, the table on stdout, every figure in
+OUT/ledger-<date>-<time>/result.json with throughput.png and latency.png (matplotlib).
 """
 
 from __future__ import annotations
@@ -69,11 +75,25 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="audit the ledger after the run (default on)")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
                         help="with 2+ CPUs: Redis on one CPU, this process on the others")
+    parser.add_argument("--fsync", type=_policies, default=["everysec"],
+                        help="appendfsync policies to measure, each round once per policy, "
+                             "interleaved (CONFIG SET): e.g. everysec,always for the cost of "
+                             "fsync before every reply (default everysec, as golive serve)")
     parser.add_argument("--aof-rewrite", choices=("between", "auto"), default="between",
                         help="with a Redis started here: rewrite its AOF before every phase "
                              "so none runs during one (between), or leave it to Redis, "
                              "which rewrites whenever the file doubled (auto)")
     add_out(parser)
+
+
+FSYNC = ("everysec", "always")
+
+
+def _policies(text: str) -> list[str]:
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names or any(p not in FSYNC for p in names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"--fsync is a list of {' and '.join(FSYNC)}: {text!r}")
+    return names
 
 
 def add_mode(modes: Any) -> argparse.ArgumentParser:
@@ -124,16 +144,47 @@ def _median(values: list[float]) -> float | None:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
+def spread(values: list[float]) -> dict[str, Any]:
+    """Median, min and max of a figure over the rounds."""
+    if not values:
+        return {"median": None, "min": None, "max": None, "rounds": 0}
+    return {"median": _round(_median(values)), "min": _round(min(values)),
+            "max": _round(max(values)), "rounds": len(values)}
+
+
+def fsync_cost(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per appendfsync policy, ops/s of each phase (gifts pipelined and one at a time, and
+    INCRBY: the plain-write ceiling) over the rounds; and each policy's median as a share
+    of the first policy's."""
+    policies = list(dict.fromkeys(r.get("fsync", "everysec") for r in rounds))
+    out: dict[str, Any] = {}
+    for policy in policies:
+        mine = [r for r in rounds if r.get("fsync", "everysec") == policy]
+        out[policy] = {phase: spread([r["ops_per_s"] for r in mine if r["phase"] == phase])
+                       for phase in PHASES}
+    base = out[policies[0]] if policies else {}
+    for policy in policies[1:]:
+        for phase in PHASES:
+            a, b = out[policy][phase]["median"], base[phase]["median"]
+            out[policy][phase]["of_" + policies[0]] = round(a / b, 3) if a and b else None
+    return out
+
+
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
-    """Median ops/s per phase over the rounds, and the ratios."""
-    per_phase = {p: [r["ops_per_s"] for r in result["rounds"] if r["phase"] == p]
+    """Median ops/s per phase over the rounds (of the first --fsync policy), the ratios,
+    and with several policies each one's gifts/s."""
+    first = result["rounds"][0].get("fsync", "everysec") if result["rounds"] else "everysec"
+    rounds = [r for r in result["rounds"] if r.get("fsync", "everysec") == first]
+    per_phase = {p: [r["ops_per_s"] for r in rounds if r["phase"] == p]
                  for p in PHASES}
     rates = {p: _median(v) for p, v in per_phase.items()}
     incr = rates["incrby"]
     ratio = (rates["pipelined"] / incr) if incr and rates["pipelined"] else None
     ratio_single = (rates["single"] / incr) if incr and rates["single"] else None
-    latencies = [ms for r in result["rounds"] if r["phase"] == "single"
-                 for ms in r.pop("_latencies", [])]
+    latencies = [ms for r in rounds if r["phase"] == "single"
+                 for ms in r.get("_latencies", [])]
+    for r in result["rounds"]:
+        r.pop("_latencies", None)
     from bench.figures import cdf_points, distribution
 
     return {"incrby_per_s": _round(incr), "gifts_pipelined_per_s": _round(rates["pipelined"]),
@@ -141,7 +192,8 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
             "ratio": None if ratio is None else round(ratio, 3),
             "ratio_single": None if ratio_single is None else round(ratio_single, 3),
             "single_latency_ms": distribution(latencies, 3),
-            "single_latency_cdf": cdf_points(latencies)}
+            "single_latency_cdf": cdf_points(latencies), "fsync": first,
+            "fsync_cost": fsync_cost(result["rounds"])}
 
 
 def _round(value: float | None) -> float | None:
@@ -151,12 +203,14 @@ def _round(value: float | None) -> float | None:
 def render(result: dict[str, Any]) -> str:
     from bench.report import pct, table
 
-    rows = [[r["round"], r["phase"], r["ops"], r["seconds"], r["ops_per_s"], r["errors"],
+    rows = [[r["round"], r.get("fsync", "everysec"), r["phase"], r["ops"], r["seconds"],
+             r["ops_per_s"], r["errors"],
              pct(r["cpu"].get("redis")), pct(r["cpu"].get("bench")),
              r.get("redis_us_per_op"), r.get("client_us_per_op"),
              r.get("latency_ms", {}).get("p50", "-"), r.get("latency_ms", {}).get("p99", "-")]
             for r in result.get("rounds", [])]
-    out = [table(["round", "phase", "ops", "s", "ops/s", "errors", "redis cpu", "bench cpu",
+    out = [table(["round", "fsync", "phase", "ops", "s", "ops/s", "errors", "redis cpu",
+                  "bench cpu",
                   "redis us/op", "client us/op", "p50 ms", "p99 ms"], rows)]
     s = result.get("summary") or {}
     if s:
@@ -167,6 +221,19 @@ def render(result: dict[str, Any]) -> str:
                    f"ratio {s['ratio_single']}; latency p50 "
                    f"{s['single_latency_ms'].get('p50')} ms, p99 "
                    f"{s['single_latency_ms'].get('p99')} ms")
+        cost = s.get("fsync_cost") or {}
+        if len(cost) > 1:
+            out.append("\ndurability (appendfsync), ops/s median [min-max] over "
+                       f"{next(iter(cost.values()))['pipelined']['rounds']} interleaved rounds:")
+            for policy, figures in cost.items():
+                parts = []
+                for phase, label in (("pipelined", "gifts pipelined"),
+                                     ("single", "gifts one at a time"), ("incrby", "INCRBY")):
+                    f = figures[phase]
+                    share = next((v for k, v in f.items() if k.startswith("of_")), None)
+                    parts.append(f"{label} {f['median']} [{f['min']}-{f['max']}]"
+                                 + (f" ({share:.0%} of {s['fsync']})" if share else ""))
+                out.append(f"  {policy:<9} " + "; ".join(parts))
     audit = result.get("audit")
     if audit:
         out.append(f"audit: {'OK' if audit['ok'] else 'FAILED'} over {audit['entries']:,} "
@@ -435,6 +502,23 @@ async def _phase(bench: LedgerRun, name: str, round_no: int, ledger: Any, sender
     return row
 
 
+async def _one_round(bench: LedgerRun, result: dict[str, Any], round_no: int, policy: str,
+                 ledger: Any, senders: list[str], rooms: list[tuple[str, str]]) -> None:
+    """The three phases of one round under one appendfsync policy."""
+    for phase in PHASES:
+        bench.progress.update(f"round {round_no}: before {phase}")
+        await bench.compact()
+        await bench.redis.config_set("appendfsync", policy)
+        bench.progress.update(f"round {round_no}: {phase} (appendfsync {policy})")
+        row = await _phase(bench, phase, round_no, ledger, senders, rooms)
+        row["fsync"] = (await bench.redis.config_get("appendfsync"))["appendfsync"]
+        result["rounds"].append(row)
+        bench.progress.note(f"round {round_no} {policy:<8} {phase:<9} "
+                            f"{row['ops_per_s']:>10,.0f} ops/s"
+                            f"  (redis {row['cpu'].get('redis') or 0:.0%} of a core, "
+                            f"bench {row['cpu'].get('bench') or 0:.0%})")
+
+
 async def _measure(bench: LedgerRun, result: dict[str, Any]) -> None:
     from engine.audit import run_audit
 
@@ -446,15 +530,11 @@ async def _measure(bench: LedgerRun, result: dict[str, Any]) -> None:
                        "bench_cpus": sorted(bench.bench_cpus or [])}
     ledger, senders, rooms = await _setup(bench, result)
     for round_no in range(1, bench.args.rounds + 1):
-        for phase in PHASES:
-            bench.progress.update(f"round {round_no}: before {phase}")
-            await bench.compact()
-            bench.progress.update(f"round {round_no}: {phase}")
-            row = await _phase(bench, phase, round_no, ledger, senders, rooms)
-            result["rounds"].append(row)
-            bench.progress.note(f"round {round_no} {phase:<9} {row['ops_per_s']:>10,.0f} ops/s"
-                                f"  (redis {row['cpu'].get('redis') or 0:.0%} of a core, "
-                                f"bench {row['cpu'].get('bench') or 0:.0%})")
+        # interleaved, in turn first and last (ABBA): a drift of the machine, or whatever
+        # the phase before leaves behind (the AOF, the page cache), hits each policy alike
+        policies = bench.args.fsync if round_no % 2 else bench.args.fsync[::-1]
+        for policy in policies:
+            await _one_round(bench, result, round_no, policy, ledger, senders, rooms)
     result["summary"] = summarize(result)
     if bench.args.audit:
         bench.progress.update("auditing the ledger")

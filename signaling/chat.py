@@ -49,6 +49,7 @@ from aiohttp import web
 from engine.chat_rules import check_may_moderate
 from engine.errors import not_found
 from engine.lives import Live
+from signaling.errors import UNAVAILABLE_CAUSES
 from signaling.feature import Feature
 from signaling.frames import Delivery, FrameWriter
 from signaling.gateway import Connection, EventContext, Gateway, user_room
@@ -223,8 +224,13 @@ class ChatFeed:
                 next_poll = loop.time() + self.poll_s
             try:
                 await self.flush()
+            except UNAVAILABLE_CAUSES as exc:
+                # Redis restarting or paused (`golive chaos` does both): expected, retried,
+                # so one line without a traceback. The cursors did not move: the next
+                # poll reads the same lines again.
+                log.warning("chat delivery waits for Redis; retrying", extra={"fields": {
+                    "cause": f"{type(exc).__name__}: {exc}"[:200]}})
             except Exception:
-                # The cursors did not move: the next poll reads the same lines again.
                 log.exception("chat delivery failed")
             await asyncio.sleep(self.window_s)
 

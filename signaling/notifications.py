@@ -24,12 +24,12 @@ import time
 from typing import Any
 
 from aiohttp import web
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from engine.accounts import Account
 from engine.live_alerts import Step
 from engine.notifications import Added, Kind, alert_text, day_of
 from engine.nudges import actor
+from signaling.errors import UNAVAILABLE_CAUSES
 from signaling.feature import Feature
 from signaling.gateway import EventContext, Gateway, user_room
 from signaling.schemas import Empty, NotifyList, NotifyRead
@@ -143,9 +143,10 @@ class AlertFanout(Feature):
         while True:
             try:
                 await self.run_once()
-            except (RedisConnectionError, OSError) as exc:
-                # Redis down or restarting (an embedded one is restarted within ~0.5 s):
-                # expected and retried, so one line without a traceback each poll.
+            except UNAVAILABLE_CAUSES as exc:
+                # Redis down, restarting (an embedded one is restarted within ~0.5 s) or
+                # not answering (paused: a timeout, which `golive chaos` found logged with
+                # a traceback): expected and retried, so one line without a traceback.
                 log.warning("live fan-out waits for Redis; retrying",
                             extra={"fields": {"cause": f"{type(exc).__name__}: {exc}"[:200]}})
             except Exception:

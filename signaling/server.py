@@ -81,7 +81,8 @@ class Server:
         url = settings.redis_url
         if not url:
             self.embedded = EmbeddedRedis(
-                settings.data_dir, on_restart=self.metrics.embedded_redis_restarts.inc)
+                settings.data_dir, on_restart=self.metrics.embedded_redis_restarts.inc,
+                fsync=settings.redis_fsync)
             url = self.embedded.url
         self.redis = redis_client(url)
         self.services = Services.build(self.redis, settings)  # a bad catalog stops here

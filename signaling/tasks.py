@@ -12,6 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from signaling.errors import UNAVAILABLE_CAUSES
+
 log = logging.getLogger("golive.tasks")
 
 # A cancelled task still running this long is cancelled again (see cancel_and_wait).
@@ -57,11 +59,16 @@ async def every(period_s: float, step: Callable[[], Awaitable[None]],
                 logger: logging.Logger, failed: str) -> None:
     """Run `step` every `period_s` seconds until cancelled (an OwnedTask's work). A step
     that fails is logged (`failed`, with its traceback, on the owner's `logger`) and the
-    next period tries again: a push loop outlives one bad pass."""
+    next period tries again: a push loop outlives one bad pass. Redis away (restarting,
+    paused: signaling.errors.UNAVAILABLE_CAUSES) is expected: one warning line, no
+    traceback, as the chat feed and the fan-out worker log it."""
     while True:
         await asyncio.sleep(period_s)
         try:
             await step()
+        except UNAVAILABLE_CAUSES as exc:
+            logger.warning(f"{failed}: Redis away; the next pass tries again", extra={
+                "fields": {"cause": f"{type(exc).__name__}: {exc}"[:200]}})
         except Exception:
             logger.exception(failed)
 

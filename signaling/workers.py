@@ -214,7 +214,7 @@ class Supervisor:
             settings.port = port  # --port 0: every worker takes the one we got
         redis_url = settings.redis_url
         if not redis_url:
-            self.embedded = EmbeddedRedis(settings.data_dir)
+            self.embedded = EmbeddedRedis(settings.data_dir, fsync=settings.redis_fsync)
             try:
                 await self._unless_stopped(self.embedded.start())
             except EmbeddedRedisError as exc:  # e.g. the data dir is another golive's

@@ -47,3 +47,42 @@ def test_bad_arguments_exit_2(tmp_path: Path) -> None:
          "--out", str(tmp_path)], cwd=REPO, text=True, capture_output=True, timeout=60)
     assert proc.returncode == 2 and "--batch" in proc.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_the_fsync_policies_interleave_and_each_gets_its_figures(tmp_path: Path) -> None:
+    """`--fsync everysec,always`: each round runs once per policy on the same Redis (its
+    CONFIG says which ran; every other round in the reverse order), and the summary has
+    gifts/s per policy with median and spread, always's as a share of everysec's."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.ledger", "--ops", "60", "--rounds", "2",
+         "--senders", "4", "--batch", "10", "--concurrency", "2",
+         "--fsync", "everysec,always", "--out", str(tmp_path)],
+        cwd=REPO, env=env, text=True, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    (path,) = tmp_path.glob("ledger-*/result.json")
+    result = json.loads(path.read_text())
+    assert [(r["round"], r["fsync"]) for r in result["rounds"] if r["phase"] == "single"] == [
+        (1, "everysec"), (1, "always"), (2, "always"), (2, "everysec")]
+    cost = result["summary"]["fsync_cost"]
+    assert list(cost) == ["everysec", "always"]
+    for figures in cost.values():
+        f = figures["pipelined"]
+        assert f["rounds"] == 2 and 0 < f["min"] <= f["median"] <= f["max"]
+    assert cost["always"]["single"]["of_everysec"] > 0
+    assert "durability (appendfsync)" in proc.stdout
+    assert_gone([result["processes"]["redis"]])
+
+
+def test_fsync_cost_is_median_and_spread_per_policy() -> None:
+    from bench.ledger import fsync_cost
+
+    rounds = [{"fsync": p, "phase": phase, "ops_per_s": v}
+              for p, phase, v in [("everysec", "pipelined", 100.0), ("always", "pipelined", 50.0),
+                                  ("everysec", "pipelined", 120.0), ("always", "pipelined", 70.0),
+                                  ("everysec", "single", 10.0), ("always", "single", 5.0)]]
+    cost = fsync_cost(rounds)
+    assert cost["everysec"]["pipelined"] == {"median": 110.0, "min": 100.0, "max": 120.0,
+                                             "rounds": 2}
+    assert cost["always"]["pipelined"]["of_everysec"] == round(60 / 110, 3)
+    assert cost["always"]["single"]["of_everysec"] == 0.5

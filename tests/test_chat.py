@@ -472,3 +472,33 @@ async def test_a_join_storm_gives_the_room_few_joined_pushes(
     pushes = [b for b in ann.got("chat:messages")
               if any(i["kind"] == "system" for i in b["items"])]
     assert len(pushes) <= 3 and pushes[0]["items"][0]["text"] == "Viewer0 joined"
+
+
+async def test_the_feed_waits_for_a_redis_that_is_away_without_a_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Redis restarting (`golive chaos` found it: two tracebacks in 24 faults): the feed
+    logs one warning per try, never a traceback, and keeps its cursor for the next."""
+    import logging
+
+    from signaling.chat import ChatFeed
+    from signaling.config import Settings
+    from signaling.services import Services
+    from tests.support.servers import TEST_SECRET, free_port
+
+    away = Redis.from_url(f"redis://127.0.0.1:{free_port()}", decode_responses=True)
+    services = Services.build(away, Settings(secret=TEST_SECRET))
+    feed = ChatFeed(None, services, None, window_s=0.01, poll_s=60)  # type: ignore[arg-type]
+    feed.cursors["L1"] = "5-0"
+    caplog.set_level(logging.INFO, logger="golive.chat")
+    feed.open()
+    try:
+        feed.poke("L1")
+        await poll(lambda: [r for r in caplog.records if r.name == "golive.chat"],
+                   what="the feed's log line")
+    finally:
+        await feed.close()
+        await away.aclose()
+    lines = [r for r in caplog.records if r.name == "golive.chat"]
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in lines] == [
+        ("WARNING", "chat delivery waits for Redis; retrying", None)]
+    assert feed.cursors == {"L1": "5-0"}

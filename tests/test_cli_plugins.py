@@ -36,10 +36,14 @@ def test_the_bench_declares_its_golive_command() -> None:
     from signaling.cli import COMMANDS_GROUP
 
     declared = project["project"]["entry-points"][COMMANDS_GROUP]
-    assert declared == {"bench": "bench.cli:add_arguments"}
-    module, _, name = declared["bench"].partition(":")
-    add = getattr(__import__(module, fromlist=[name]), name)
+    assert declared == {"bench": "bench.cli:add_arguments",
+                        "chaos": "bench.chaos.cli:add_arguments"}
     parser = argparse.ArgumentParser(prog="golive")
-    add(parser.add_subparsers(dest="command", required=True))
+    commands = parser.add_subparsers(dest="command", required=True)
+    for entry in ("bench", "chaos"):
+        module, _, name = declared[entry].partition(":")
+        getattr(__import__(module, fromlist=[name]), name)(commands)
     args = parser.parse_args(["bench", "ledger", "--ops", "10"])
     assert args.bench_mode == "ledger" and callable(args.run)
+    args = parser.parse_args(["chaos", "--seconds", "5", "--faults", "redis_pause"])
+    assert args.command == "chaos" and args.faults == ("redis_pause",) and callable(args.run)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from redis.asyncio import Redis
 
 from engine import keys
@@ -218,3 +219,38 @@ async def test_go_live_alerts_reach_the_same_followers_once_per_window(redis: Re
     fourth = Live("4" * 16, creator_id, "fourth", T0 + 710, "node-a")
     await every.begin(fourth, creator, now=T0 + 710)
     assert len(await run_job(every, fourth.live_id)) == 40
+
+
+async def test_the_fanout_waits_for_a_redis_that_does_not_answer_without_a_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A paused Redis (`golive chaos --pause 8` found it: the worker's calls time out, and
+    each timeout was logged with a traceback): one warning per try, never a traceback."""
+    import logging
+    import socket
+
+    from signaling.config import Settings
+    from signaling.notifications import AlertFanout, Notifier
+    from signaling.services import Services
+    from tests.support.poll import poll
+    from tests.support.servers import TEST_SECRET
+
+    silent = socket.socket()  # accepts connections (the kernel's backlog), never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    stuck = Redis.from_url(f"redis://127.0.0.1:{silent.getsockname()[1]}",
+                           decode_responses=True, socket_timeout=0.2,
+                           socket_connect_timeout=0.2)
+    services = Services.build(stuck, Settings(secret=TEST_SECRET))
+    fanout = AlertFanout(Notifier(None, services), poll_s=60)  # type: ignore[arg-type]
+    caplog.set_level(logging.INFO, logger="golive.notifications")
+    await fanout.on_open()
+    try:
+        await poll(lambda: [r for r in caplog.records if r.name == "golive.notifications"],
+                   what="the worker's log line")
+    finally:
+        await fanout.on_close()
+        await stuck.aclose()
+        silent.close()
+    lines = [r for r in caplog.records if r.name == "golive.notifications"]
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in lines] == [
+        ("WARNING", "live fan-out waits for Redis; retrying", None)]

@@ -123,3 +123,37 @@ async def test_the_rtt_sampler_ends_when_redis_turns_its_cancel_into_an_error(
     sampler.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(sampler, 2)
+
+
+async def test_a_periodic_step_meeting_a_redis_away_logs_one_line_without_a_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The push loops (signaling/room_pushes.py, signaling/audience.py) during a Redis
+    restart or pause: a warning, no traceback (as the chat feed and the fan-out worker,
+    where `golive chaos` found tracebacks); any other failure keeps its traceback."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from signaling.tasks import every
+    from tests.support.poll import poll
+
+    failures = [RedisTimeoutError("Timeout reading"), RedisConnectionError("refused"),
+                ValueError("a bug")]
+
+    async def step() -> None:
+        if failures:
+            raise failures.pop(0)
+
+    logger = logging.getLogger("golive.test-every")
+    caplog.set_level(logging.INFO, logger=logger.name)
+    task = asyncio.create_task(every(0.001, step, logger, "room push failed"))
+    try:
+        await poll(lambda: len([r for r in caplog.records if r.name == logger.name]) == 3,
+                   what="three passes logged")
+    finally:
+        await cancel_and_wait(task)
+    lines = [(r.levelname, r.getMessage(), r.exc_info is not None)
+             for r in caplog.records if r.name == logger.name]
+    assert lines == [
+        ("WARNING", "room push failed: Redis away; the next pass tries again", False),
+        ("WARNING", "room push failed: Redis away; the next pass tries again", False),
+        ("ERROR", "room push failed", True)]

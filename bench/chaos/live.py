@@ -1,0 +1,66 @@
+"""A creator on air for a chaos run: a Socket.IO client on its home node with a synthetic
+headless stream (a small, slow test pattern: the run measures no video). When its node
+is killed it connects again there and resumes the same live (`live:start {resume_of}`),
+as the studio does; the live itself stays current in Redis meanwhile (the nodes run with
+a grace longer than the run), so gifts and chat go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from bench.chaos.clients import Peer
+from bench.target import Account
+from media.synthetic import HeadlessCreator
+
+SIZE, FPS = (160, 96), 5.0
+START_TIMEOUT_S = 20.0
+
+
+class LiveCreator:
+    """Owns its Peer and its media peer; close() ends the live and both."""
+
+    def __init__(self, account: Account, home_url: str, title: str) -> None:
+        self.account = account
+        self.title = title
+        self.live_id: str | None = None
+        self.resumed = 0
+        self.resume_refusals: list[str] = []
+        self.media: HeadlessCreator | None = None
+        self.peer = Peer(f"creator-{account.username}", account.token, [home_url],
+                         on_connected=self._on_air)
+
+    async def start(self) -> str:
+        await self.peer.start()
+        assert self.live_id is not None
+        return self.live_id
+
+    async def _on_air(self, sio: Any) -> None:
+        if self.media is not None:
+            await self.media.close()
+        self.media = HeadlessCreator.synthetic(*SIZE, FPS)
+        payload: dict[str, Any] = {"title": self.title, "offer": await self.media.offer()}
+        if self.live_id is not None:
+            payload["resume_of"] = self.live_id
+        ack = await sio.call("live:start", payload, timeout=START_TIMEOUT_S)
+        if not ack.get("ok"):
+            if self.live_id is not None:  # noted; the live stays current for the grace
+                self.resume_refusals.append(str(ack.get("error")))
+                return
+            raise RuntimeError(f"live:start: {ack.get('error')}")
+        await self.media.accept_answer(ack["answer"])
+        if self.live_id is not None:
+            self.resumed += 1
+        self.live_id = ack["live"]["live_id"]
+
+    async def close(self) -> None:
+        if self.peer.connected:
+            with contextlib.suppress(Exception):
+                await self.peer.call("live:end", {}, 5.0)
+        await self.peer.close()
+        if self.media is not None:
+            await self.media.close()
+
+
+__all__ = ["LiveCreator"]
