@@ -85,11 +85,32 @@ class UserList(Payload):
 P = TypeVar("P", bound=Payload)
 
 
+class OddKeyMap(tuple):  # type: ignore[type-arg]
+    """A decoded msgpack map with a key that is not a string (an int, a list...), kept as
+    its (key, value) pairs: no dict is built from keys an attacker chose (ints hash to
+    themselves, so 2 MiB of colliding keys would cost quadratic time), and validation
+    refuses it as `invalid` (signaling/gateway.py SafeMsgPackPacket)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[Any, Any]]) -> dict[str, Any] | OddKeyMap:
+        """msgpack's object_pairs_hook: a dict when every key is a string."""
+        if all(type(key) is str for key, _ in pairs):
+            return dict(pairs)
+        return cls(pairs)
+
+
+ODD_KEYS = "object keys must be strings"
+
+
 def first_bad_text(value: Any, depth: int = 0) -> str | None:
     """The first string holding a lone surrogate (non-UTF-8 bytes decoded with
     surrogateescape), or None. Nesting deeper than MAX_DEPTH (32) is refused outright."""
     if depth > MAX_DEPTH:
         return f"nesting too deep (more than {MAX_DEPTH} levels)"
+    if isinstance(value, OddKeyMap):
+        return ODD_KEYS
     if isinstance(value, str):
         if not value.isascii():
             try:
@@ -123,6 +144,8 @@ def convert(schema: type[P], data: Any) -> P:
 
     The payload is exactly one object: None (or no payload at all) is refused like
     any other non-object, `{}` being the payload of an event with nothing to say."""
+    if isinstance(data, OddKeyMap):
+        raise invalid(ODD_KEYS)
     if not isinstance(data, dict):
         raise invalid(f"the payload must be an object, not {type(data).__name__}")
     problem = first_bad_text(data)

@@ -207,3 +207,31 @@ async def test_socket_metrics_count_events_by_outcome(client: Any) -> None:
         assert 'golive_events_total{event="<unknown>",outcome="invalid"} 1.0' in text
     finally:
         await sio.disconnect()
+
+
+async def test_maps_with_non_string_keys_are_answered_invalid(client: Any,
+                                                              redis_url: str) -> None:
+    """{1: 2} is valid msgpack (a Python or Go client sends it from a dict with int keys):
+    it is answered `invalid` through the ack, not dropped with the caller left waiting
+    (found by bench/fuzz.py: msgpack's strict_map_key refused the whole packet)."""
+    alice = await register(client, "alice")
+    sio = await sio_connect(client, alice.token)
+    before = await snapshot(redis_url)
+    try:
+        for payload in ({1: "x"}, {"user_id": {2: b""}}, {"bio": "x", "extra": {-5: [1]}},
+                        [{3: None}]):
+            ack = await sio.call("profile:update", payload, timeout=5)
+            assert ack["ok"] is False and ack["error"]["code"] == "invalid", (payload, ack)
+        session, ws = await raw_socket(client, alice.token)
+        try:
+            list_key = (b"\x84\xa4type\x02\xa3nsp\xa1/\xa2id\x07\xa4data\x92"
+                        b"\xaeprofile:update\x81\x91\x01\x02")   # {[1]: 2}
+            ack = await raw_ack(ws, list_key)
+            assert ack["error"] == {"code": "invalid", "message": "object keys must be strings"}
+        finally:
+            await ws.close()
+            await session.close()
+        assert (await sio.call("session:whoami", {}, timeout=5))["ok"]
+    finally:
+        await sio.disconnect()
+    assert await snapshot(redis_url) == before
