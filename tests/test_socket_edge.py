@@ -235,3 +235,33 @@ async def test_maps_with_non_string_keys_are_answered_invalid(client: Any,
     finally:
         await sio.disconnect()
     assert await snapshot(redis_url) == before
+
+
+async def test_packets_of_a_type_msgpack_never_sends_are_dropped_cleanly(
+        client: Any, redis_url: str, caplog: Any) -> None:
+    """A packet of type 5 (BINARY_EVENT) made python-socketio wait for attachments that
+    msgpack packets do not count: every later message of the connection raised
+    "Unexpected binary attachment" with a traceback and no event was answered again.
+    Types msgpack clients never send, a namespace or an id of the wrong type: dropped in
+    one warning line, the connection kept (found by bench/fuzz.py)."""
+    alice = await register(client, "alice")
+    session, ws = await raw_socket(client, alice.token)
+    before = await snapshot(redis_url)
+    try:
+        odd = [{"type": 5, "nsp": "/"}, {"type": 6, "nsp": "/", "id": 1, "data": [1]},
+               {"type": 4, "nsp": "/"}, {"type": 9, "nsp": "/"}, {"type": True, "nsp": "/"},
+               {"type": "2", "nsp": "/", "id": 3, "data": ["session:whoami", {}]},
+               {"type": 0, "nsp": ["/"]}, {"type": 2, "nsp": None, "data": ["x", {}]},
+               {"type": 2, "nsp": "/", "id": [1], "data": ["session:whoami", {}]},
+               {"type": 2, "nsp": "/", "id": -1, "data": ["session:whoami", {}]}]
+        for packet in odd:
+            await ws.send_bytes(msgpack.packb(packet))
+            good = msgpack.packb({"type": 2, "nsp": "/", "id": 9,
+                                  "data": ["session:whoami", {}]})
+            assert (await raw_ack(ws, good))["ok"] is True, packet
+    finally:
+        await ws.close()
+        await session.close()
+    assert await snapshot(redis_url) == before
+    errors = [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= 40]
+    assert errors == []
