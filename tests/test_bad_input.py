@@ -325,6 +325,38 @@ async def test_deep_json_to_the_configured_webhook_is_invalid(
     assert tracebacks(caplog) == []
 
 
+async def test_signed_webhook_ids_with_lone_surrogates_are_invalid(
+        aiohttp_client: Any, settings: Any, redis_url: str, redis: Redis,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A signed payment.succeeded whose user_id is "\\ud800..." (JSON reads a lone
+    surrogate) was a 500 from the account lookup, which the provider retries for ever
+    (found by bench/fuzz.py): `invalid`, nothing stored, no traceback."""
+    secret = "whsec_" + "k" * 32
+    client = await aiohttp_client(create_app(dataclasses.replace(
+        settings, payment_webhook_secret=secret)))
+    package = (await (await client.get("/api/coins/packages")).json())["packages"][0]
+    before = await snapshot(redis_url)
+    for field in ("user_id", "package_id", "currency"):
+        data = {"payment_id": "pay_surrogate1", "user_id": "0123456789abcdef",
+                "package_id": package["id"], "amount_cents": package["price_cents"],
+                "currency": package["currency"], field: "@@"}
+        for odd in ('"\\ud800abc"', '"a\\u0000b"', '"\\udfff"'):
+            raw = json.dumps({"type": "payment.succeeded", "data": data}).replace(
+                '"@@"', odd).encode()
+            resp = await client.post("/api/payments/webhook", data=raw, headers={
+                SIGNATURE_HEADER: sign(secret, raw, int(time.time()))})
+            body = await resp.json()
+            assert (resp.status, body["error"]["code"]) == (400, "invalid"), (field, odd, body)
+            assert body["error"]["field"] == field
+    raw = json.dumps({"type": "payout.paid", "data": {"payout_id": "@@"}}).replace(
+        '"@@"', '"\\ud800"').encode()
+    resp = await client.post("/api/payments/webhook", data=raw, headers={
+        SIGNATURE_HEADER: sign(secret, raw, int(time.time()))})
+    assert resp.status == 400
+    assert await snapshot(redis_url) == before
+    assert tracebacks(caplog) == []
+
+
 async def test_an_unauthenticated_deep_json_flood_logs_one_line_each(
         live_server: ServerProcess) -> None:
     requests = 0
