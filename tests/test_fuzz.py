@@ -37,7 +37,7 @@ def fuzz_server(server_factory: Any, redis_url: str, redis: Redis) -> ServerProc
         "GOLIVE_PAYMENT_WEBHOOK_SECRET": WEBHOOK_SECRET})
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(300 + CASES // 10)   # a longer run by hand gets its time
 async def test_fuzz_every_event_route_and_frame(fuzz_server: ServerProcess,
                                                 redis_url: str) -> None:
     summary = await fuzz.run(fuzz_server.url, CASES, redis_url=redis_url,
@@ -80,7 +80,7 @@ def test_http_answers_are_classified() -> None:
 def test_volatile_keys_are_only_the_listed_ones() -> None:
     assert fuzz.volatile("session:abc")
     assert fuzz.volatile("{core}node:n1")
-    assert fuzz.volatile("{core}chat_rate:live:user")
+    assert not fuzz.volatile("{core}chat_rate:live:user")
     assert not fuzz.volatile("{core}user:abc")
     assert not fuzz.volatile("{core}wallet:abc")
     assert not fuzz.volatile("{core}ledger:journal")
