@@ -15,6 +15,7 @@ Targets:
   schemathesis (valid and invalid by the schema), sent with a viewer's token.
 - `http:webhook-signed`: event-shaped webhook bodies signed with the webhook secret
   (only when it is given), so they reach past the signature check.
+- `raw:connect`: Socket.IO CONNECTs with generated auth on fresh websockets.
 - `raw:frames`: hand-made Engine.IO/Socket.IO frames over a raw websocket: random text
   and bytes, msgpack packets of every type with wrong field types, bad namespaces,
   binary attachments, events with an ack id, and frames past the size limit.
@@ -772,6 +773,63 @@ class Fuzzer:
         if state["ws"] is not None:
             await state["ws"].close()
 
+    async def connect_target(self, examples: int, run_seed: int | None) -> None:
+        """The auth edge: a fresh Engine.IO websocket whose Socket.IO CONNECT carries
+        generated auth (tokens of every type, real ones, signed-out and made-up ones,
+        the anonymous flag) and namespace; answered CONNECT, or CONNECT_ERROR whose data
+        holds a stable code."""
+        viewer = self.members["viewer"]
+        tokens = st.sampled_from([viewer.token, self.revoked, "x.y.z", "", viewer.token + "x",
+                                  viewer.token[:-2], viewer.token.upper()]) | garbage()
+        auths = st.one_of(
+            st.fixed_dictionaries({"token": tokens}),
+            st.fixed_dictionaries({}, optional={"token": tokens | st.none(),
+                                                "anonymous": st.booleans() | garbage()}),
+            garbage())
+        packets = st.fixed_dictionaries(
+            {"type": st.just(0), "nsp": st.sampled_from(["/", "/", "/", "/admin", ""])},
+            optional={"data": auths})
+        session = aiohttp.ClientSession()
+        self.closers.append(session.close)
+
+        async def one(packet: dict[str, Any]) -> None:
+            async def send() -> Outcome:
+                async with session.ws_connect(self.url + "/socket.io/?EIO=4&transport=websocket",
+                                              max_msg_size=0) as ws:
+                    opened = await ws.receive_str(timeout=ACK_TIMEOUT_S)
+                    if not opened.startswith("0"):
+                        return Outcome(crash=f"no Engine.IO open: {opened[:80]!r}")
+                    try:
+                        await ws.send_bytes(msgpack.packb(packet))
+                    except (TypeError, ValueError, OverflowError) as exc:
+                        raise Skip(str(exc)) from None
+                    async with asyncio.timeout(ACK_TIMEOUT_S):
+                        while True:
+                            msg = await ws.receive()
+                            if msg.type == aiohttp.WSMsgType.TEXT:
+                                if msg.data == "2":
+                                    await ws.send_str("3")
+                                continue
+                            if msg.type != aiohttp.WSMsgType.BINARY:
+                                return Outcome(crash=f"the server closed ({msg.type.name})")
+                            reply = msgpack.unpackb(msg.data, strict_map_key=False)
+                            if reply.get("type") == 0:
+                                return Outcome()
+                            if reply.get("type") == 4:
+                                data = reply.get("data")
+                                detail = data.get("data") if isinstance(data, dict) else None
+                                code = detail.get("code") if isinstance(detail, dict) else None
+                                if packet["nsp"] != "/" and code is None:
+                                    return Outcome(code="not_found")   # no such namespace
+                                if code in STABLE_CODES:
+                                    return Outcome(code=code)
+                                return Outcome(crash="CONNECT_ERROR without a stable code",
+                                               detail=data)
+
+            await self.case("raw:connect", send, packet)
+
+        await self._drive(packets, examples, run_seed, one)
+
     async def http_targets(self, per_target: int, run_seed: int | None) -> None:
         import schemathesis
         from schemathesis.generation.modes import GenerationMode
@@ -903,6 +961,7 @@ class Fuzzer:
                 e, schemas[e], n, run_seed)))
         targets.append(("sio:unknown-event", lambda n: self.unknown_events(n, run_seed)))
         targets.append(("raw:frames", lambda n: self.raw_target(n, run_seed, events)))
+        targets.append(("raw:connect", lambda n: self.connect_target(n, run_seed)))
         if self.webhook_secret:
             targets.append(("http:webhook-signed", lambda n: self.webhook_target(n, run_seed)))
         http_ops = 24   # about as many as the document has; the split is approximate
