@@ -172,25 +172,60 @@ def _for_type(kind: mi.Type, name: str, known: dict[str, list[Any]]) -> st.Searc
     return garbage()
 
 
-def struct_strategy(info: mi.StructType, known: dict[str, list[Any]]) -> st.SearchStrategy[Any]:
-    """A payload shaped like the struct: its required fields, some of its optional ones."""
-    required = {f.encode_name: for_type(f.type, f.encode_name, known)
+def good_for(kind: mi.Type, name: str, known: dict[str, list[Any]]) -> st.SearchStrategy[Any]:
+    """Values a handler should accept for this field: the run's known values for a field
+    of this name (the live, a user, a conversation...), else values inside the type's
+    bounds; so a case gets past validation and not_found to the handler's own rules."""
+    if known.get(name):
+        return st.sampled_from(known[name])
+    if isinstance(kind, mi.StrType):
+        if kind.pattern:
+            return st.from_regex(kind.pattern)
+        return st.text(min_size=kind.min_length or 0,
+                       max_size=min(kind.max_length or 40, 40))
+    if isinstance(kind, mi.IntType):
+        low = kind.ge if kind.ge is not None else -1000
+        high = kind.le if kind.le is not None else 1000
+        return st.integers(low, min(high, low + 1000))
+    if isinstance(kind, mi.FloatType):
+        return st.floats(kind.ge or 0, kind.le or 1e9, allow_nan=False)
+    if isinstance(kind, mi.UnionType):
+        return st.one_of(*(good_for(t, name, known) for t in kind.types))
+    if isinstance(kind, mi.ListType):
+        return st.lists(good_for(kind.item_type, name, known), max_size=5)
+    if isinstance(kind, mi.StructType):
+        return struct_strategy(kind, known, good=True)
+    if isinstance(kind, mi.CustomType):
+        return st.sampled_from(known.get("message_id") or ["0-1"])
+    return _for_type(kind, name, known)
+
+
+def struct_strategy(info: mi.StructType, known: dict[str, list[Any]], *,
+                    good: bool = False) -> st.SearchStrategy[Any]:
+    """A payload shaped like the struct: its required fields, some of its optional ones;
+    with `good`, each from good_for, else from for_type (bounds and past them)."""
+    make = good_for if good else for_type
+    required = {f.encode_name: make(f.type, f.encode_name, known)
                 for f in info.fields if f.required}
-    optional = {f.encode_name: for_type(f.type, f.encode_name, known)
+    optional = {f.encode_name: make(f.type, f.encode_name, known)
                 for f in info.fields if not f.required}
     return st.fixed_dictionaries(required, optional=optional)
 
 
 def payload_strategy(schema: type[Any], known: dict[str, list[Any]]) -> st.SearchStrategy[Any]:
-    """What a fuzzed event sends: mostly schema-shaped payloads, then one field replaced
-    by garbage, an unknown field added, or garbage alone (any type at the top)."""
+    """What a fuzzed event sends: a payload a handler should accept; the same with one
+    field made odd (any value of its type, its bounds and just past them, or garbage) or
+    an unknown field added; any schema-shaped payload; or garbage alone."""
     info = mi.type_info(schema)
     assert isinstance(info, mi.StructType)
-    shaped = struct_strategy(info, known)
-    names = [f.encode_name for f in info.fields] + ["extra_field"]
-    spoiled = st.tuples(shaped, st.sampled_from(names), garbage()).map(
-        lambda t: {**t[0], t[1]: t[2]})
-    return st.one_of(shaped, shaped, spoiled, garbage())
+    good = struct_strategy(info, known, good=True)
+    fields = {f.encode_name: f.type for f in info.fields}
+    names = [*fields, "extra_field"]
+    odd_one = st.tuples(good, st.sampled_from(names), st.data()).map(
+        lambda t: {**t[0], t[1]: t[2].draw(
+            st.one_of(for_type(fields[t[1]], t[1], known), garbage())
+            if t[1] in fields else garbage())})
+    return st.one_of(good, odd_one, good, odd_one, struct_strategy(info, known), garbage())
 
 
 def event_schemas() -> dict[str, type[Any]]:
@@ -258,9 +293,12 @@ class TargetStats:
     tracebacks: int = 0
     half_written: int = 0
     skipped: int = 0
+    # the last message seen per refusal code: what the cases mostly ran into
+    messages: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"cases": self.cases, "ok": self.ok, "refused": dict(self.refused),
+                "messages": self.messages,
                 "crashes": self.crashes, "tracebacks": self.tracebacks,
                 "half_written": self.half_written, "skipped": self.skipped}
 
@@ -285,7 +323,7 @@ def classify_ack(ack: Any) -> Outcome:
     if isinstance(ack, dict) and ack.get("ok") is False and isinstance(ack.get("error"), dict):
         code = ack["error"].get("code")
         if code in STABLE_CODES:
-            return Outcome(code=code)
+            return Outcome(code=code, detail=str(ack["error"].get("message"))[:120])
         return Outcome(crash=f"error code {code!r}", detail=ack["error"])
     return Outcome(crash="malformed ack", detail=repr(ack)[:300])
 
@@ -569,6 +607,8 @@ class Fuzzer:
             stats.ok += 1
         else:
             stats.refused[outcome.code] += 1
+            if isinstance(outcome.detail, str):
+                stats.messages[outcome.code] = outcome.detail
             if outcome.code == "rate_limited":
                 await asyncio.sleep(0.5)
         if outcome.refused and before is not None and self.redis is not None:
@@ -858,10 +898,13 @@ class Fuzzer:
                     if op.path == "/api/signout" and who == "viewer":
                         token = await self._throwaway_token()
                     kwargs = case.as_transport_kwargs(base_url=self.url)
+                    # schemathesis writes a random bearer for the security scheme: the
+                    # case's `who` decides the Authorization header instead
                     headers = {k: v for k, v in (kwargs.get("headers") or {}).items()
-                               if k.lower() not in ("user-agent", "x-schemathesis-testcaseid")}
+                               if k.lower() not in ("user-agent", "x-schemathesis-testcaseid",
+                                                    "authorization")}
                     if token is not None:
-                        headers.setdefault("Authorization", f"Bearer {token}")
+                        headers["Authorization"] = f"Bearer {token}"
                     return await self._http(kwargs, headers)
 
                 await self.case(target, send, (who, _case_text(case)))
