@@ -37,6 +37,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
+class ClientErrorFilter(logging.Filter):
+    """aiohttp logs a malformed request (a header it cannot parse, a Content-Encoding it
+    cannot decode, gzip that is not gzip) at ERROR with a traceback, twice for a body it
+    could not read ("Unhandled exception" after the answer): anyone could fill the log
+    with tracebacks, one request each (found by bench/fuzz.py). The client's error, so
+    one warning line naming it. Attached to the "aiohttp.server" logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+        from aiohttp.web import RequestPayloadError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError | RequestPayloadError):
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {str(exc).strip()[:200]}"
+            record.args = ()
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def configure(level: str = "info", *, node: str | None = None) -> None:
     """Send golive's structured lines to stderr, each naming `node` when given (the
     workers of `golive serve --workers N` share one stderr); quiet the libraries' chatter."""
@@ -47,6 +67,9 @@ def configure(level: str = "info", *, node: str | None = None) -> None:
     root.setLevel(level.upper())
     for noisy in ("aiohttp.access", "engineio.server", "socketio.server", "aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientErrorFilter) for f in server_log.filters):
+        server_log.addFilter(ClientErrorFilter())
     # A library's warnings.warn() (redis-py 8.2 added one) would print plain text on
     # stderr between the JSON lines; routed through logging they become one JSON line
     # each, logger "py.warnings".

@@ -373,3 +373,45 @@ async def test_an_unauthenticated_deep_json_flood_logs_one_line_each(
     lines = [json.loads(line) for line in log.splitlines() if "nested too deep" in line]
     assert len(lines) == requests
     assert all(line["level"] == "warning" and "exc" not in line for line in lines)
+
+
+def raw_http(url: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    """POST bytes exactly as given (http.client: no encoding of its own); status, body."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+async def test_bodies_that_cannot_be_decoded_are_invalid_in_one_line(
+        live_server: ServerProcess) -> None:
+    """Content-Encoding: gzip over bytes that are not gzip was a 500 with two tracebacks
+    (golive's "api handler failed", then aiohttp's "Unhandled exception" as it drained
+    the body); an encoding aiohttp cannot decode at all was its own traceback at ERROR.
+    Anyone could fill the log that way (found by bench/fuzz.py): a 400, one warning line."""
+    json_type = {"Content-Type": "application/json"}
+    for path, encoding in (("/api/signin", "gzip"), ("/api/register", "deflate"),
+                           ("/api/payments/webhook", "gzip")):
+        status, body = await asyncio.to_thread(
+            raw_http, live_server.url, path, b"not compressed at all",
+            {**json_type, "Content-Encoding": encoding})
+        assert status == 400, (path, body)
+        assert json.loads(body)["error"]["code"] == "invalid", body
+    status, body = await asyncio.to_thread(
+        raw_http, live_server.url, "/api/signin", b"x", {**json_type, "Content-Encoding": "br"})
+    assert status == 400, body  # aiohttp's own answer: it has no brotli decoder
+    assert (await asyncio.to_thread(post, live_server.url + "/api/signin", {
+        "username": "nobody", "password": "wrong-password"}))[0] == 401
+    lines = [json.loads(line) for line in live_server.log().splitlines()
+             if line.startswith("{")]
+    assert [x for x in lines if "exc" in x or x["level"] in ("error", "critical")] == []
+    unreadable = [x for x in lines if x["msg"] == "request body unreadable"]
+    assert len(unreadable) == 3
+
