@@ -74,6 +74,7 @@ def test_http_answers_are_classified() -> None:
     assert fuzz.classify_http(404, body, "application/json").crash  # wrong status for code
     assert fuzz.classify_http(500, b"{}", "application/json").crash
     assert fuzz.classify_http(400, b"<html>", "text/html").crash
+    assert fuzz.classify_http(400, b"Can not decode", "text/plain").code == "invalid"
     assert fuzz.classify_http(200, b'{"ok": true}', "application/json").crash is None
 
 
