@@ -16,6 +16,7 @@ Targets:
 - `http:webhook-signed`: event-shaped webhook bodies signed with the webhook secret
   (only when it is given), so they reach past the signature check.
 - `raw:connect`: Socket.IO CONNECTs with generated auth on fresh websockets.
+- `raw:polling`: Engine.IO long-polling POSTs of generated payloads.
 - `raw:frames`: hand-made Engine.IO/Socket.IO frames over a raw websocket: random text
   and bytes, msgpack packets of every type with wrong field types, bad namespaces,
   binary attachments, events with an ack id, and frames past the size limit.
@@ -67,6 +68,7 @@ HTTP_ERROR_STATUS = {"invalid": 400, "unauthorized": 401, "insufficient_funds": 
 # aiohttp answers these itself, before golive's middleware, for input no route reads
 # (a path parameter holding "/" -> 404 from the router is still a JSON not_found).
 ACK_TIMEOUT_S = 5.0
+HELD_S = 2.0   # a long-polling POST unanswered this long is counted as held (polling_target)
 PASSWORD = "fuzz-password-1"
 # A refused case may change these keys (a prefix each, after the {core}/{dm} hash tag), and
 # only these: a run with "session:" alone excluded saw no other key change around 1,462
@@ -817,6 +819,55 @@ class Fuzzer:
         if state["ws"] is not None:
             await state["ws"].close()
 
+    async def polling_target(self, examples: int, run_seed: int | None) -> None:
+        """Engine.IO long-polling: POSTs of generated payloads (text and bytes, packets
+        of every kind, closes) on a session a GET opened; answered 200 or 400, never a
+        500. Skipped when the server accepts websocket only (`--workers N`)."""
+        assert self.http is not None
+        http = self.http
+        base = self.url + "/socket.io/?EIO=4&transport=polling"
+        state: dict[str, str | None] = {"sid": None}
+
+        async def open_session() -> str | None:
+            async with http.get(base) as resp:
+                body = await resp.read()
+            if resp.status != 200 or not body.startswith(b"0"):
+                return None
+            return str(json.loads(body[1:])["sid"])
+
+        if await open_session() is None:
+            return
+        payloads = st.one_of(
+            st.binary(max_size=60), st.text(max_size=60).map(str.encode),
+            st.sampled_from([b"1", b"2", b"3", b"5", b"6", b"40", b"41", b'42["x"]',
+                             b"4\x1e4", b"\x1e", b"b" + b"A" * 8, b"", b"4" * 1000]))
+
+        async def one(payload: bytes) -> None:
+            async def send() -> Outcome:
+                sid = state["sid"] or await open_session()
+                state["sid"] = sid
+                try:
+                    async with http.post(f"{base}&sid={sid}", data=payload,
+                                         timeout=aiohttp.ClientTimeout(total=HELD_S)) as resp:
+                        await resp.read()
+                except TimeoutError:
+                    # python-engineio answers a packet a client may not send (a ping, an
+                    # open, a noop) by closing the session, and holds that POST until the
+                    # close packet is fetched by a GET, or the ping timeout: counted apart
+                    state["sid"] = None
+                    return Outcome(code="held")
+                if payload[:1] == b"1" or resp.status == 400:
+                    state["sid"] = None   # closed by its client, or refused: a new one
+                if resp.status == 200:
+                    return Outcome()
+                if resp.status == 400:
+                    return Outcome(code="invalid")
+                return Outcome(crash=f"HTTP {resp.status}")
+
+            await self.case("raw:polling", send, payload[:100])
+
+        await self._drive(payloads, examples, run_seed, one)
+
     async def connect_target(self, examples: int, run_seed: int | None) -> None:
         """The auth edge: a fresh Engine.IO websocket whose Socket.IO CONNECT carries
         generated auth (tokens of every type, real ones, signed-out and made-up ones,
@@ -1014,6 +1065,7 @@ class Fuzzer:
         targets.append(("sio:unknown-event", lambda n: self.unknown_events(n, run_seed)))
         targets.append(("raw:frames", lambda n: self.raw_target(n, run_seed, events)))
         targets.append(("raw:connect", lambda n: self.connect_target(n, run_seed)))
+        targets.append(("raw:polling", lambda n: self.polling_target(n, run_seed)))
         if self.webhook_secret:
             targets.append(("http:webhook-signed", lambda n: self.webhook_target(n, run_seed)))
         http_ops = 24   # about as many as the document has; the split is approximate

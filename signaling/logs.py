@@ -58,16 +58,19 @@ class ClientErrorFilter(logging.Filter):
 
 
 class PollingGarbageFilter(logging.Filter):
-    """python-engineio logs a long-polling POST it cannot decode (not UTF-8, an empty or
-    unknown packet) with logger.exception, "post request handler error", a traceback at
-    ERROR for each such request of anyone holding a session (which a GET hands out); it
-    then answers 200 and drops the payload. The websocket path drops undecodable frames in
-    one warning line (gateway); the same here (found by bench/fuzz.py). Attached to the
-    "engineio.server" logger."""
+    """python-engineio logs a long-polling POST it cannot decode (not UTF-8, an empty
+    packet, a packet type it has no name for) with logger.exception, "post request
+    handler error", a traceback at ERROR for each such request of anyone holding a
+    session (which a GET hands out); it then answers 200 and drops the payload. The
+    websocket path drops undecodable frames in one warning line (gateway); the same here
+    (found by bench/fuzz.py). Attached to the "engineio.server" logger."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if record.msg == "post request handler error" and isinstance(exc, ValueError):
+        # ValueError: not UTF-8, an empty packet, no packet type; IndexError: a packet type
+        # past engineio's table ("7"); the rest of that handler only queues the packets
+        if record.msg == "post request handler error" and isinstance(
+                exc, ValueError | IndexError | KeyError | TypeError):
             record.msg = f"undecodable polling payload dropped: {type(exc).__name__}: " \
                          f"{str(exc)[:120]}"
             record.args = ()
