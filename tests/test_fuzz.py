@@ -3,7 +3,7 @@ route of /api/openapi.json (schemathesis), signed webhook bodies and raw Engine.
 with 0 crashes, 0 tracebacks in the server's log, 0 half-written refusals and the
 bystander served between every two cases.
 
-GOLIVE_FUZZ_CASES (default 1200, about 45 s here) and GOLIVE_FUZZ_SEED (default 17) make a
+GOLIVE_FUZZ_CASES (default 1200, about 30 s here) and GOLIVE_FUZZ_SEED (default 17) make a
 longer or another run: `GOLIVE_FUZZ_CASES=20000 pytest tests/test_fuzz.py -s`; or run
 `python -m bench.fuzz --url ...` against any server (README, "Fuzzing").
 """
