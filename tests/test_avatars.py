@@ -209,6 +209,7 @@ def _seed_images() -> list[bytes]:
 SEED_IMAGES = _seed_images()
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's "Corrupt EXIF data": expected
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(SEED_IMAGES), st.lists(
     st.tuples(st.integers(0, 10**6), st.sampled_from(["set", "cut", "add", "end"]),
