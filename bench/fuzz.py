@@ -6,13 +6,15 @@ driven with generated input against a running golive, with what each case must s
 
 Targets:
 - `sio:<event>` for every event the gateway registers: payloads from hypothesis
-  strategies derived from the event's msgspec schema (msgspec.inspect), with the ids the
-  run made (users, the live, a conversation, message ids) mixed in so cases reach past
-  not_found, plus one field replaced by JSON garbage, an unknown field, and garbage alone;
-  sent through a real Socket.IO client as a signed-in viewer or the live creator.
+  strategies derived from the event's msgspec schema (msgspec.inspect): one a handler
+  should accept (the run's ids: users, the live, a conversation, message ids; values
+  inside each bound), the same with one field made odd (its bounds and past them, JSON
+  garbage) or an unknown field, any schema-shaped one, and garbage alone; sent through a
+  real Socket.IO client as a signed-in viewer, the live's creator or a signed-out visitor.
 - `sio:unknown-event`: made-up event names.
 - `http:<METHOD> <path>` for every operation of GET /api/openapi.json, cases from
-  schemathesis (valid and invalid by the schema), sent with a viewer's token.
+  schemathesis (valid and invalid by the schema), sent with a viewer's token, none, a
+  made-up or a signed-out one, now and then with a Content-Encoding the body lacks.
 - `http:webhook-signed`: event-shaped webhook bodies signed with the webhook secret
   (only when it is given), so they reach past the signature check.
 - `raw:connect`: Socket.IO CONNECTs with generated auth on fresh websockets.
@@ -29,7 +31,8 @@ must be equal but for the keys in VOLATILE (each says why it may change). With
 `log_path`, every new line of the server's log is read after each case: a line with a
 traceback or at level error is counted against the case's target.
 
-`run(...)` returns {cases, crashes, tracebacks, half_written, by_target, failures};
+`run(...)` returns {cases, crashes, tracebacks, half_written, skipped,
+refusals_repeated, seconds, by_target, failures};
 tests/test_fuzz.py runs it against a real `golive serve`.
 """
 
@@ -42,7 +45,6 @@ import json
 import re
 import secrets
 import sys
-import threading
 import time
 import warnings
 from collections import Counter
@@ -1228,5 +1230,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    threading.excepthook = lambda args: None  # a generator thread's error is in the summary
     raise SystemExit(main())
