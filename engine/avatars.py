@@ -20,7 +20,9 @@ import asyncio
 import base64
 import hashlib
 import io
+import struct
 import warnings
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -77,11 +79,28 @@ def square_box(width: int, height: int) -> tuple[int, int, int, int]:
     return left, top, left + side, top + side
 
 
+# EXIF orientation -> the transpose that makes the image upright (as ImageOps.exif_transpose).
+ORIENTATION_TAG = 0x0112
+_UPRIGHT = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+            6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
+def _upright(img: Any) -> Any:
+    """The image turned as its EXIF orientation says. Not ImageOps.exif_transpose: it
+    writes the EXIF back (to drop the orientation tag), and a tag whose stored type Pillow
+    cannot write (a 178-byte WebP: tag 0x013d stored as text) raised struct.error, a 500
+    (found by fuzzing reencode). The stored photo keeps no EXIF, so none is written."""
+    from PIL import Image
+
+    method = _UPRIGHT.get(img.getexif().get(ORIENTATION_TAG))  # type: ignore[arg-type]
+    return img.transpose(getattr(Image.Transpose, method)) if method else img
+
+
 def reencode(data: bytes, *, size: int = SIZE, pixels_max: int = PIXELS_MAX) -> bytes:
     """The stored photo: the upload decoded, upright, centre-cropped, scaled to size x
     size and written anew as WebP, with none of the upload's metadata. Blocking (call
     it in a thread); `invalid` for anything that is not a sound image of an allowed kind."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     kind = check_upload(data, max_bytes=len(data))
     try:
@@ -90,7 +109,7 @@ def reencode(data: bytes, *, size: int = SIZE, pixels_max: int = PIXELS_MAX) -> 
             with Image.open(io.BytesIO(data), formats=[_KINDS[kind]]) as img:
                 check_pixels(*img.size, pixels_max=pixels_max)   # from the header only
                 img.load()
-                upright = ImageOps.exif_transpose(img)
+                upright = _upright(img)
                 rgb = upright.convert("RGBA" if "A" in upright.getbands() else "RGB")
         square = rgb.crop(square_box(*rgb.size)).resize((size, size), Image.Resampling.LANCZOS)
         out = io.BytesIO()
@@ -102,7 +121,7 @@ def reencode(data: bytes, *, size: int = SIZE, pixels_max: int = PIXELS_MAX) -> 
         # Pillow's own guard, past ~89 MP: the same refusal as ours
         raise invalid(f"a photo is at most {pixels_max // 1_000_000} megapixels",
                       field="avatar", reason="too_many_pixels") from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error) as exc:
         raise invalid("this file is not an image we can read", field="avatar",
                       reason="not_an_image") from exc
 

@@ -42,6 +42,7 @@ from engine.errors import DomainError, ErrorCode, forbidden, invalid, unauthoriz
 from engine.ledger import Ledger, Payout, Purchase, PurchaseRefused
 from engine.ledger_rules import GIFT_MIN_AGE, check_op_id
 from engine.nesting import MAX_DEPTH, json_too_deep
+from engine.text import has_control_chars
 
 SIGNATURE_HEADER = "Golive-Signature"
 DEFAULT_TOLERANCE_S = 300
@@ -130,6 +131,11 @@ def parse_event(body: bytes) -> WebhookEvent:
         value = obj.get(name)
         if not isinstance(value, str) or not 1 <= len(value) <= 64:
             raise invalid(f"data.{name} must be a string of 1-64 characters", field=name)
+        # json.loads reads "\ud800" as a lone surrogate, which no Redis key can hold: a
+        # user_id of one raised UnicodeEncodeError at the account lookup, a 500 the
+        # provider would retry for ever (found by bench/fuzz.py's signed webhook target)
+        if has_control_chars(value):
+            raise invalid(f"data.{name} must be printable text", field=name)
         return value
 
     if kind == PAYMENT_SUCCEEDED:

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from media.fastpath import FanoutPath
 from media.fastpath import resolve as resolve_fanout
-from signaling import http_api, security_headers, wallet_http, web_pages
+from signaling import http_api, openapi, security_headers, wallet_http, web_pages
 from signaling.appkeys import (
     ALERT_FANOUT,
     CHAT,
@@ -126,9 +126,27 @@ def node_header(node_id: str) -> Callable[[web.Request, web.StreamResponse],
     return add
 
 
+@web.middleware
+async def engineio_errors(request: web.Request,
+                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                          ) -> web.StreamResponse:
+    """A long-polling request for a session that is closing (its client sent an Engine.IO
+    close) reached python-engineio's _get_socket, which raises KeyError: a 500 with
+    aiohttp's traceback (found by bench/fuzz.py). Answered as engineio answers an
+    unknown session: 400 "Invalid session"."""
+    if not request.path.startswith("/socket.io/"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except KeyError as exc:
+        log.info("engine.io request for a closed session", extra={"fields": {
+            "cause": str(exc)[:100], "remote": request.remote}})
+        return web.Response(status=400, text='"Invalid session"', content_type="text/plain")
+
+
 def create_app(settings: Settings) -> web.Application:
     """Build the whole server; nothing starts (no Redis, no task) until the app runs."""
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024, middlewares=[engineio_errors])
     server = app[SERVER] = Server(settings)
     # The parts HTTP handlers and tests reach through the app.
     app[SETTINGS] = settings
@@ -153,6 +171,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics)
     http_api.setup(app)
     wallet_http.setup(app)
+    openapi.setup(app)
     web_pages.setup(app)
     return app
 

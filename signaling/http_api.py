@@ -83,6 +83,14 @@ async def api_errors(request: web.Request, handler: Route) -> web.StreamResponse
                 status=exc.status)
         else:
             raise
+    except web.RequestPayloadError as exc:
+        # a body that cannot be read as sent: Content-Encoding gzip over bytes that are
+        # not gzip, a broken chunked body. The client's doing, not a bug: one line.
+        log.warning("request body unreadable", extra={"fields": {
+            "route": route, "remote": request.remote, "cause": str(exc)[:100]}})
+        response = error_response(invalid("the request body could not be read "
+                                          "(its Content-Encoding or chunking is broken)"))
+        response.force_close()
     except Exception as exc:
         response = error_response(as_domain_error(exc, log, "api handler failed", route=route))
     if request.get(STALE_COOKIE):

@@ -10,6 +10,8 @@ import zlib
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from redis.asyncio import Redis
 
@@ -21,7 +23,7 @@ from engine.avatars import (
     sniff,
     square_box,
 )
-from engine.errors import DomainError
+from engine.errors import DomainError, ErrorCode
 from tests.support.images import jpeg_with_gps
 from tests.support.peers import register
 from tests.support.state import snapshot
@@ -145,3 +147,92 @@ def _png() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (300, 200), (10, 200, 90)).save(out, "PNG")
     return out.getvalue()
+
+
+# A 30x20 WebP with EXIF orientation 3 (upside down) whose tag 0x010e (text) was mutated to
+# 0x013d, a tag Pillow writes as numbers: ImageOps.exif_transpose, rewriting the EXIF,
+# raised struct.error (a 500 on PUT /api/me/avatar). Found by fuzzing reencode.
+WEBP_ODD_EXIF = bytes.fromhex(
+    "52494646aa00000057454250565038580a000000080000001d00001300005650382026000000d002009d01"
+    "2a1e0014003e6d349647a4232221280800800d896900003da3a000fefb78c00000455849465e0000004d4d"
+    "002a000000080003013d0002000000050000003201120003000000010003000087690004000000010000"
+    "003800000000646573630000000190030002000000140000004a00000000323032303a30313a3031203030"
+    "3a30303a303000")
+
+
+def test_a_photo_with_an_exif_tag_pillow_cannot_write_is_read_upright() -> None:
+    out = reencode(WEBP_ODD_EXIF)
+    with Image.open(io.BytesIO(out)) as img:
+        assert img.format == "WEBP" and img.size == (SIZE, SIZE)
+        assert not img.getexif()
+
+
+@pytest.mark.parametrize("orientation", [1, 2, 3, 4, 5, 6, 7, 8])
+def test_every_exif_orientation_is_turned_upright(orientation: int) -> None:
+    """reencode turns a photo as Pillow's own exif_transpose would (the oracle): a 40x20
+    photo, red left and blue right, stored with each EXIF orientation."""
+    from PIL import ImageOps
+
+    img = Image.new("RGB", (40, 24), (0, 0, 255))
+    img.paste((255, 0, 0), (0, 0, 20, 12))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif.tobytes(), quality=95)
+    with Image.open(io.BytesIO(buf.getvalue())) as stored:
+        upright = ImageOps.exif_transpose(stored).convert("RGB")
+    expected = upright.crop(square_box(*upright.size)).resize((SIZE, SIZE))
+    with Image.open(io.BytesIO(reencode(buf.getvalue()))) as out:
+        got = out.convert("RGB")
+        for point in ((8, 8), (SIZE - 9, 8), (8, SIZE - 9), (SIZE - 9, SIZE - 9)):
+            want, have = expected.getpixel(point), got.getpixel(point)
+            assert (want[0] > want[2]) == (have[0] > have[2]), (orientation, point, want, have)
+
+
+def _seed_images() -> list[bytes]:
+    """Small sound photos of every kind, some with EXIF, to mutate."""
+    seeds = []
+    for fmt in ("PNG", "JPEG", "WEBP"):
+        for orientation in (None, 6):
+            buf = io.BytesIO()
+            kw: dict[str, Any] = {}
+            if orientation:
+                exif = Image.Exif()
+                exif[0x0112] = orientation
+                exif[0x010E] = "desc"
+                kw["exif"] = exif.tobytes()
+            Image.new("RGB", (30, 20), (200, 30, 60)).save(buf, fmt, **kw)
+            seeds.append(buf.getvalue())
+    return seeds
+
+
+SEED_IMAGES = _seed_images()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's "Corrupt EXIF data": expected
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(SEED_IMAGES), st.lists(
+    st.tuples(st.integers(0, 10**6), st.sampled_from(["set", "cut", "add", "end"]),
+              st.binary(min_size=1, max_size=4)), min_size=1, max_size=6))
+def test_mutated_photos_are_read_or_refused_invalid(seed: bytes, edits: list[Any]) -> None:
+    """Any bytes that sniff as a photo: a re-encoded photo or `invalid`, never another
+    exception (a 500 at PUT /api/me/avatar)."""
+    data = bytearray(seed)
+    for at, how, chunk in edits:
+        if len(data) < 16:
+            break
+        at %= len(data)
+        if how == "set":
+            data[at:at + len(chunk)] = chunk
+        elif how == "cut":
+            del data[at:at + len(chunk) * 4]
+        elif how == "add":
+            data[at:at] = chunk
+        else:
+            data = data[:max(16, at)]
+    try:
+        out = reencode(bytes(data))
+    except DomainError as exc:
+        assert exc.code is ErrorCode.INVALID
+    else:
+        assert out[:4] == b"RIFF"

@@ -325,6 +325,38 @@ async def test_deep_json_to_the_configured_webhook_is_invalid(
     assert tracebacks(caplog) == []
 
 
+async def test_signed_webhook_ids_with_lone_surrogates_are_invalid(
+        aiohttp_client: Any, settings: Any, redis_url: str, redis: Redis,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A signed payment.succeeded whose user_id is "\\ud800..." (JSON reads a lone
+    surrogate) was a 500 from the account lookup, which the provider retries for ever
+    (found by bench/fuzz.py): `invalid`, nothing stored, no traceback."""
+    secret = "whsec_" + "k" * 32
+    client = await aiohttp_client(create_app(dataclasses.replace(
+        settings, payment_webhook_secret=secret)))
+    package = (await (await client.get("/api/coins/packages")).json())["packages"][0]
+    before = await snapshot(redis_url)
+    for field in ("user_id", "package_id", "currency"):
+        data = {"payment_id": "pay_surrogate1", "user_id": "0123456789abcdef",
+                "package_id": package["id"], "amount_cents": package["price_cents"],
+                "currency": package["currency"], field: "@@"}
+        for odd in ('"\\ud800abc"', '"a\\u0000b"', '"\\udfff"'):
+            raw = json.dumps({"type": "payment.succeeded", "data": data}).replace(
+                '"@@"', odd).encode()
+            resp = await client.post("/api/payments/webhook", data=raw, headers={
+                SIGNATURE_HEADER: sign(secret, raw, int(time.time()))})
+            body = await resp.json()
+            assert (resp.status, body["error"]["code"]) == (400, "invalid"), (field, odd, body)
+            assert body["error"]["field"] == field
+    raw = json.dumps({"type": "payout.paid", "data": {"payout_id": "@@"}}).replace(
+        '"@@"', '"\\ud800"').encode()
+    resp = await client.post("/api/payments/webhook", data=raw, headers={
+        SIGNATURE_HEADER: sign(secret, raw, int(time.time()))})
+    assert resp.status == 400
+    assert await snapshot(redis_url) == before
+    assert tracebacks(caplog) == []
+
+
 async def test_an_unauthenticated_deep_json_flood_logs_one_line_each(
         live_server: ServerProcess) -> None:
     requests = 0
@@ -341,3 +373,82 @@ async def test_an_unauthenticated_deep_json_flood_logs_one_line_each(
     lines = [json.loads(line) for line in log.splitlines() if "nested too deep" in line]
     assert len(lines) == requests
     assert all(line["level"] == "warning" and "exc" not in line for line in lines)
+
+
+def raw_http(url: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    """POST bytes exactly as given (http.client: no encoding of its own); status, body."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+async def test_bodies_that_cannot_be_decoded_are_invalid_in_one_line(
+        live_server: ServerProcess) -> None:
+    """Content-Encoding: gzip over bytes that are not gzip was a 500 with two tracebacks
+    (golive's "api handler failed", then aiohttp's "Unhandled exception" as it drained
+    the body); an encoding aiohttp cannot decode at all was its own traceback at ERROR.
+    Anyone could fill the log that way (found by bench/fuzz.py): a 400, one warning line."""
+    json_type = {"Content-Type": "application/json"}
+    for path, encoding in (("/api/signin", "gzip"), ("/api/register", "deflate"),
+                           ("/api/payments/webhook", "gzip")):
+        status, body = await asyncio.to_thread(
+            raw_http, live_server.url, path, b"not compressed at all",
+            {**json_type, "Content-Encoding": encoding})
+        assert status == 400, (path, body)
+        assert json.loads(body)["error"]["code"] == "invalid", body
+    status, body = await asyncio.to_thread(
+        raw_http, live_server.url, "/api/signin", b"x", {**json_type, "Content-Encoding": "br"})
+    assert status == 400, body  # aiohttp's own answer: it has no brotli decoder
+    assert (await asyncio.to_thread(post, live_server.url + "/api/signin", {
+        "username": "nobody", "password": "wrong-password"}))[0] == 401
+    lines = [json.loads(line) for line in live_server.log().splitlines()
+             if line.startswith("{")]
+    assert [x for x in lines if "exc" in x or x["level"] in ("error", "critical")] == []
+    unreadable = [x for x in lines if x["msg"] == "request body unreadable"]
+    assert len(unreadable) == 3
+
+
+
+def polling(url: str, method: str, sid: str | None, body: bytes | None = None
+            ) -> tuple[int, bytes]:
+    """One Engine.IO long-polling request, as curl would send it."""
+    import urllib.error
+    import urllib.request
+
+    query = "EIO=4&transport=polling" + (f"&sid={sid}" if sid else "")
+    request = urllib.request.Request(f"{url}/socket.io/?{query}", data=body, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+async def test_long_polling_garbage_and_closed_sessions_log_no_traceback(
+        live_server: ServerProcess) -> None:
+    """A long-polling POST engineio cannot decode was "post request handler error" with a
+    traceback at ERROR, each request, for anyone (a GET hands out a session); a request
+    for a session its client had just closed was a 500 (KeyError in engineio). Now: the
+    payload dropped in one warning line; 400 "Invalid session" (found by bench/fuzz.py)."""
+    status, opened = await asyncio.to_thread(polling, live_server.url, "GET", None)
+    assert status == 200 and opened.startswith(b"0"), opened
+    sid = json.loads(opened[1:])["sid"]
+    for garbage in (b"garbage", b"4\x00\xff", b"\x1e\x1e", b"7x"):
+        status, _ = await asyncio.to_thread(polling, live_server.url, "POST", sid, garbage)
+        assert status in (200, 400)
+    status, _ = await asyncio.to_thread(polling, live_server.url, "POST", sid, b"1")  # close
+    for method, body in (("POST", b"2"), ("GET", None), ("POST", b"40")):
+        status, answer = await asyncio.to_thread(polling, live_server.url, method, sid, body)
+        assert status == 400, (method, status, answer)
+    lines = [json.loads(line) for line in live_server.log().splitlines()
+             if line.startswith("{")]
+    assert [x for x in lines if "exc" in x] == []
+    assert len([x for x in lines if x["msg"].startswith("undecodable polling payload")]) == 4

@@ -182,3 +182,29 @@ def test_the_webhook_parser_refuses_deep_nesting() -> None:
     for raw in (b"[" * 30_000, b'{"a":' * 10_000 + b"1" + b"}" * 10_000):
         error = invalid_code(lambda raw=raw: parse_event(raw))
         assert "nests deeper than 32" in error.message
+
+
+@pytest.mark.parametrize(("schema", "field", "good"), [
+    (schemas.UserTarget, "user_id", "0123456789abcdef"),
+    (schemas.RoomLeave, "live_id", "0123456789abcdef"),
+    (schemas.DmConversation, "conversation_id", "0" * 32),
+    (schemas.NotifyRead, "id", "n1"),
+    (schemas.NotifyList, "before", "12:n1"),
+    (schemas.CashoutRequest, "request_id", "abcdefgh"),
+])
+def test_id_patterns_match_the_whole_text(schema: Any, field: str, good: str) -> None:
+    """msgspec searches its patterns and `$` matches before a final newline: an id with a
+    trailing "\\n" passed (found by bench/fuzz.py); now refused, the id itself accepted."""
+    extra = {"diamonds": 1} if schema is schemas.CashoutRequest else {}
+    assert getattr(schemas.convert(schema, {field: good, **extra}), field) == good
+    for bad in (good + "\n", "\n" + good, good + "\n\n", good + " "):
+        error = invalid_code(lambda bad=bad: schemas.convert(schema, {field: bad, **extra}))
+        assert error.details["field"] == field, bad
+
+
+def test_gift_send_ids_match_the_whole_text() -> None:
+    base = {"transfer_id": "abcdefgh", "creator": "ann", "gift_id": "rose"}
+    assert schemas.convert(schemas.GiftSend, base).gift_id == "rose"
+    for field in ("transfer_id", "gift_id"):
+        bad = {**base, field: base[field] + "\n"}
+        assert invalid_code(lambda bad=bad: schemas.convert(schemas.GiftSend, bad))

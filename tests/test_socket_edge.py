@@ -207,3 +207,61 @@ async def test_socket_metrics_count_events_by_outcome(client: Any) -> None:
         assert 'golive_events_total{event="<unknown>",outcome="invalid"} 1.0' in text
     finally:
         await sio.disconnect()
+
+
+async def test_maps_with_non_string_keys_are_answered_invalid(client: Any,
+                                                              redis_url: str) -> None:
+    """{1: 2} is valid msgpack (a Python or Go client sends it from a dict with int keys):
+    it is answered `invalid` through the ack, not dropped with the caller left waiting
+    (found by bench/fuzz.py: msgpack's strict_map_key refused the whole packet)."""
+    alice = await register(client, "alice")
+    sio = await sio_connect(client, alice.token)
+    before = await snapshot(redis_url)
+    try:
+        for payload in ({1: "x"}, {"user_id": {2: b""}}, {"bio": "x", "extra": {-5: [1]}},
+                        [{3: None}]):
+            ack = await sio.call("profile:update", payload, timeout=5)
+            assert ack["ok"] is False and ack["error"]["code"] == "invalid", (payload, ack)
+        session, ws = await raw_socket(client, alice.token)
+        try:
+            list_key = (b"\x84\xa4type\x02\xa3nsp\xa1/\xa2id\x07\xa4data\x92"
+                        b"\xaeprofile:update\x81\x91\x01\x02")   # {[1]: 2}
+            ack = await raw_ack(ws, list_key)
+            assert ack["error"] == {"code": "invalid", "message": "object keys must be strings"}
+        finally:
+            await ws.close()
+            await session.close()
+        assert (await sio.call("session:whoami", {}, timeout=5))["ok"]
+    finally:
+        await sio.disconnect()
+    assert await snapshot(redis_url) == before
+
+
+async def test_packets_of_a_type_msgpack_never_sends_are_dropped_cleanly(
+        client: Any, redis_url: str, caplog: Any) -> None:
+    """A packet of type 5 (BINARY_EVENT) made python-socketio wait for attachments that
+    msgpack packets do not count: every later message of the connection raised
+    "Unexpected binary attachment" with a traceback and no event was answered again.
+    Types msgpack clients never send, a namespace or an id of the wrong type: dropped in
+    one warning line, the connection kept (found by bench/fuzz.py)."""
+    alice = await register(client, "alice")
+    session, ws = await raw_socket(client, alice.token)
+    before = await snapshot(redis_url)
+    try:
+        odd = [{"type": 5, "nsp": "/"}, {"type": 6, "nsp": "/", "id": 1, "data": [1]},
+               {"type": 4, "nsp": "/"}, {"type": 9, "nsp": "/"}, {"type": True, "nsp": "/"},
+               {"type": "2", "nsp": "/", "id": 3, "data": ["session:whoami", {}]},
+               {"type": 0, "nsp": ["/"]}, {"type": 2, "nsp": None, "data": ["x", {}]},
+               {"type": 2, "nsp": "/", "id": [1], "data": ["session:whoami", {}]},
+               {"type": 2, "nsp": "/", "id": -1, "data": ["session:whoami", {}]}]
+        for packet in odd:
+            await ws.send_bytes(msgpack.packb(packet))
+            good = msgpack.packb({"type": 2, "nsp": "/", "id": 9,
+                                  "data": ["session:whoami", {}]})
+            assert (await raw_ack(ws, good))["ok"] is True, packet
+    finally:
+        await ws.close()
+        await session.close()
+    assert await snapshot(redis_url) == before
+    errors = [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= 40]
+    assert errors == []
