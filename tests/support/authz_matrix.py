@@ -211,6 +211,7 @@ SIGNED_IN = "U U ok ok ok ok ok ok"
 HTTP_ROWS = [
     row("GET /healthz", None, PUBLIC),
     row("GET /metrics", None, PUBLIC, why="counters only: no user data"),
+    row("GET /api/openapi.json", None, PUBLIC, why="the API's shape: no user data"),
     row("GET /socket.io/", None,                                  "ok U  ok ok ok ok ok ok",
         covers=("POST /socket.io/", "OPTIONS /socket.io/"),
         why="a Socket.IO connect with the principal's credentials"),
