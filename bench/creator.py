@@ -42,15 +42,26 @@ CONNECT_TIMEOUT_S = 20.0
 EXIT_LIVE_ENDED = 3
 
 
+class LiveRefused(RuntimeError):
+    """live:start answered an error (kept in `error`: code, message, reason)."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(f"live:start refused: {error.get('message')}")
+        self.error = error
+
+
 async def start_live(sio: socketio.AsyncClient, creator: HeadlessCreator, title: str,
-                     timeout: float) -> dict[str, Any]:
-    """Go live over a connected socket: `live:start` with the creator's offer, its answer
-    applied, then wait (at most `timeout` s) until the creator's peer connection is up.
-    The live; RuntimeError when refused or the connection fails."""
-    ack = await sio.call("live:start", {"title": title, "offer": await creator.offer()},
-                         timeout=30)
+                     timeout: float, *, resume_of: str | None = None) -> dict[str, Any]:
+    """Go live over a connected socket: `live:start` with the creator's offer (resuming
+    the live `resume_of`, as the studio does after a reconnect), its answer applied, then
+    wait (at most `timeout` s) until the creator's peer connection is up. The live;
+    LiveRefused when refused, RuntimeError when the connection fails."""
+    payload: dict[str, Any] = {"title": title, "offer": await creator.offer()}
+    if resume_of is not None:
+        payload["resume_of"] = resume_of
+    ack = await sio.call("live:start", payload, timeout=30)
     if not ack.get("ok"):
-        raise RuntimeError(f"live:start refused: {ack['error']['message']}")
+        raise LiveRefused(ack["error"])
     await creator.accept_answer(ack["answer"])
     async with asyncio.timeout(timeout):
         while creator.pc.connectionState != "connected":

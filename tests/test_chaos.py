@@ -128,18 +128,19 @@ def _result(out: Path) -> dict[str, Any]:
 def test_a_short_campaign_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     """~25 s of faults (every kind at least once: node kills, Redis restarts from the
     AOF, a SIGKILLed Redis, a paused Redis) under gifts, purchases, chat and DMs, then
-    the fan-out with its node killed mid-job; exit 0, every row 0 lost and 0 duplicated,
-    every fault survived, and nothing it started left running."""
+    the fan-out with its node killed mid-job, then a few fuzz cases; exit 0, every row
+    0 lost and 0 duplicated, every fault survived, and nothing it started left running."""
     done = subprocess.run(
         [sys.executable, "-m", "bench.chaos", "--seconds", "16", "--fault-gap", "1",
          "--senders", "4", "--members", "3", "--dm-pairs", "1", "--followers", "5000",
-         "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=170)
+         "--fuzz-cases", "150", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=170)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = _result(tmp_path)
     rows = {r["workload"]: r for r in result["rows"]}
     assert set(rows) >= {"gifts", "coin purchases", "retried ids", "golive ledger audit",
                          "chat lines", "chat catch-up by id", "direct messages",
-                         "go-live fan-out", "server logs"}
+                         "go-live fan-out", "fuzzing", "server logs"}
     for row in result["rows"]:
         assert (row["lost"], row["duplicated"], row["ok"]) == (0, 0, True), row
     assert rows["gifts"]["acknowledged"] > 0 and rows["chat lines"]["acknowledged"] > 0

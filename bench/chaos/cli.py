@@ -73,6 +73,11 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-fsync", choices=("always", "everysec"), default="always",
                         help="the Redis's appendfsync (always: an acknowledged gift is on "
                              "disk before its answer)")
+    parser.add_argument("--fuzz-cases", type=int, default=3000,
+                        help="generated cases of the fuzzing phase, after the faults (3000, "
+                             "about 60 s; 0 skips it)")
+    parser.add_argument("--fuzz-seed", type=int, default=None,
+                        help="the fuzzer's hypothesis seed, to replay a run")
     parser.add_argument("--out", type=Path, default=Path("chaos-out"),
                         help="folder for the run's folder (chaos-out)")
 
@@ -101,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
             (args.gift_interval < 0, "--gift-interval must be >= 0"),
             (not 1 <= args.members <= 50, "--members must be 1..50"),
             (not 0 <= args.dm_pairs <= 50, "--dm-pairs must be 0..50"),
-            (not 1 <= args.followers <= 1_000_000, "--followers must be 1..1000000"))):
+            (not 1 <= args.followers <= 1_000_000, "--followers must be 1..1000000"),
+            (not 0 <= args.fuzz_cases <= 1_000_000, "--fuzz-cases must be 0..1000000"))):
         return 2
     return asyncio.run(execute(args))
 
@@ -127,7 +133,9 @@ async def execute(args: argparse.Namespace, phases: list[Any] | None = None) -> 
     campaign = Campaign(args, run_dir, cluster, progress, result=result)
 
     async def work() -> None:
-        async with asyncio.timeout(args.seconds + SETUP_BUDGET_S):
+        # the fuzzer takes ~20 ms a case (12,664 cases in 254 s), its start ~15 s; 50 ms a case
+        fuzz_s = getattr(args, "fuzz_cases", 0) * 0.05
+        async with asyncio.timeout(args.seconds + SETUP_BUDGET_S + fuzz_s):
             rows = await run_phases(campaign, phases or PHASES)
         result["rows"] = [r.as_dict() for r in rows]
 

@@ -112,7 +112,8 @@ class ChaosRedis:
 class ChaosNode:
     """`golive serve --workers 1` under a fixed node id and port, on the run's Redis."""
 
-    def __init__(self, name: str, folder: Path, redis_url: str, secret: str) -> None:
+    def __init__(self, name: str, folder: Path, redis_url: str, secret: str,
+                 webhook_secret: str) -> None:
         self.name = name
         self.folder = folder
         self.port = free_port()
@@ -120,7 +121,7 @@ class ChaosNode:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("GOLIVE_") and k != "REDIS_URL"}
         self.env = {**env, **NODE_ENV, "REDIS_URL": redis_url, "GOLIVE_SECRET": secret,
-                    "GOLIVE_NODE_ID": name}
+                    "GOLIVE_PAYMENT_WEBHOOK_SECRET": webhook_secret, "GOLIVE_NODE_ID": name}
         self.child: Child | None = None
         self.starts = 0
 
@@ -180,8 +181,9 @@ class Cluster:
         self.folder = folder
         self.redis = ChaosRedis(folder / "redis", fsync)
         secret = secrets.token_urlsafe(48)
-        self.nodes = [ChaosNode(f"node-{chr(ord('a') + i)}", folder, self.redis.url, secret)
-                      for i in range(nodes)]
+        self.webhook_secret = secrets.token_urlsafe(32)  # the fuzzer signs webhooks with it
+        self.nodes = [ChaosNode(f"node-{chr(ord('a') + i)}", folder, self.redis.url, secret,
+                                self.webhook_secret) for i in range(nodes)]
         self._closed = False
 
     @property

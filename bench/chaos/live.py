@@ -11,6 +11,7 @@ import contextlib
 from typing import Any
 
 from bench.chaos.clients import Peer
+from bench.creator import LiveRefused, start_live
 from bench.target import Account
 from media.synthetic import HeadlessCreator
 
@@ -40,19 +41,17 @@ class LiveCreator:
         if self.media is not None:
             await self.media.close()
         self.media = HeadlessCreator.synthetic(*SIZE, FPS)
-        payload: dict[str, Any] = {"title": self.title, "offer": await self.media.offer()}
-        if self.live_id is not None:
-            payload["resume_of"] = self.live_id
-        ack = await sio.call("live:start", payload, timeout=START_TIMEOUT_S)
-        if not ack.get("ok"):
+        try:
+            live = await start_live(sio, self.media, self.title, START_TIMEOUT_S,
+                                    resume_of=self.live_id)
+        except LiveRefused as exc:
             if self.live_id is not None:  # noted; the live stays current for the grace
-                self.resume_refusals.append(str(ack.get("error")))
+                self.resume_refusals.append(str(exc.error))
                 return
-            raise RuntimeError(f"live:start: {ack.get('error')}")
-        await self.media.accept_answer(ack["answer"])
+            raise
         if self.live_id is not None:
             self.resumed += 1
-        self.live_id = ack["live"]["live_id"]
+        self.live_id = live["live_id"]
 
     async def close(self) -> None:
         if self.peer.connected:
