@@ -334,17 +334,11 @@ class ChatRun:
         await asyncio.shield(self._closing)
 
     async def _close(self) -> None:
+        from bench.creator import end_live
+
         await asyncio.gather(*(w.stop(grace=20.0) for w in self.workers),
                              return_exceptions=True)
-        if self.sio is not None:
-            with contextlib.suppress(Exception):
-                if self.sio.connected:
-                    await self.sio.call("live:end", {}, timeout=5)
-            with contextlib.suppress(Exception):
-                await self.sio.disconnect()
-        if self.creator is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.creator.close(), 10)
+        await end_live(self.sio, self.creator)
         if self.restriction is not None:
             self.restriction.restore()
             self.restriction = None

@@ -71,6 +71,21 @@ async def start_live(sio: socketio.AsyncClient, creator: HeadlessCreator, title:
     return dict(ack["live"])
 
 
+async def end_live(sio: socketio.AsyncClient | None, creator: HeadlessCreator | None) -> None:
+    """A bench creator's teardown, whatever state it is in: `live:end` while its socket
+    is up, the socket closed, its peer connection closed (10 s at most). Never raises:
+    the processes it ran on are stopped next."""
+    if sio is not None:
+        with contextlib.suppress(Exception):
+            if sio.connected:
+                await sio.call("live:end", {}, timeout=5)
+        with contextlib.suppress(Exception):
+            await sio.disconnect()
+    if creator is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(creator.close(), 10)
+
+
 class StampedVideoTrack(SyntheticVideoTrack):
     """The moving test pattern with a stamp (capture time, frame number) in a top strip.
 

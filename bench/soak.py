@@ -655,21 +655,14 @@ class SoakRun:
         await asyncio.shield(self._closing)
 
     async def _close(self) -> None:
+        from bench.creator import end_live
         from signaling.tasks import cancel_and_wait
 
         if self.load is not None:
             await self.load.stop()
         if self._sampler is not None:
             await cancel_and_wait(self._sampler)
-        if self.creator_sio is not None:
-            with contextlib.suppress(Exception):
-                if self.creator_sio.connected:
-                    await self.creator_sio.call("live:end", {}, timeout=5)
-            with contextlib.suppress(Exception):
-                await self.creator_sio.disconnect()
-        if self.creator is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.creator.close(), 10)
+        await end_live(self.creator_sio, self.creator)
         if self.restriction is not None:
             self.restriction.restore()
             self.restriction = None
