@@ -68,7 +68,10 @@ class Shaping:
     rate_bps: int | None = None
     loss: float = 0.0  # fraction, 0-1
     delay_ms: float = 0.0
-    queue_ms: float = 100.0  # tbf's queue, as time at the rate: what a router buffers
+    # tbf's queue, as time at the rate: what a router buffers. 100 ms (4.5 KB at 300
+    # kbit/s) dropped the tail of every keyframe (aiortc sends a frame's packets in one
+    # burst, a 180p keyframe is ~5-10 KB): nothing decoded after the switch (measured)
+    queue_ms: float = 400.0
 
 
 class Namespace:

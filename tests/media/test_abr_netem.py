@@ -1,0 +1,122 @@
+"""ABR over a real shaped link: a viewer in its own network namespace (a veth pair to
+the root namespace, its downlink limited by tbf, its packets lost at random by iptables:
+tests/support/netns.py) and an unlimited one over loopback, both on "auto" in one room.
+
+The ladder is 360p at 600 kbit/s over 180p at 150 kbit/s from a 640x360 creator, not
+the issue's 720/360/180 from 1280x720: a synthetic 720p creator plus three encoders
+does not keep up on this 2-core machine with the rest of the suite beside it. The
+shape of the test is the same: the thin link (300 kbit/s, 2% loss) cannot carry the
+top rung and can carry the next. The ABR rule runs with its default clocks (2 s to go
+down, 8 s clean to go up: media/abr.py).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from media import restrict_host_addresses
+from media.renditions import parse_ladder
+from tests.support import netns
+from tests.support.netns_viewer import NamespacedViewer
+
+LADDER = parse_ladder("360:600,180:150")
+THIN = netns.Shaping(rate_bps=300_000, loss=0.02)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+pytestmark = pytest.mark.skipif(netns.unavailable_reason() is not None,
+                                reason=str(netns.unavailable_reason()))
+
+
+@pytest.fixture
+def namespace():
+    netns.clean_stale()
+    with netns.Namespace(201) as ns:
+        yield ns
+
+
+async def start(harness, namespace):
+    """A room at 360/180, a wide viewer over loopback, a thin one in the namespace, both
+    decoding the top rung before any shaping."""
+    room = harness.room(renditions=LADDER)
+    await harness.publish(room, width=640, height=360)
+    wide = await harness.join(room, "wide")
+    thin = NamespacedViewer(namespace.exec_args(), cwd=ROOT)
+    try:
+        offer = await room.add_viewer("thin")
+        await room.accept_viewer_answer("thin", await thin.answer(offer))
+    except BaseException:
+        await thin.close()  # the child may be up already
+        raise
+    return room, wide, thin
+
+
+def rendition(room, viewer_id: str) -> str:
+    return str(room.viewer_quality(viewer_id)["rendition"])
+
+
+async def test_a_thin_viewer_settles_lower_and_climbs_back_while_the_other_keeps_the_top(
+        harness, poll, namespace):
+    """The rule, on the thin viewer's real receiver reports: down within 5 s of the
+    limit, the wide viewer untouched, back to the top within 15 s of lifting it."""
+    with restrict_host_addresses(["127.0.0.1", namespace.root_addr]):
+        room, wide, thin = await start(harness, namespace)
+        try:
+            await poll(lambda: thin.size == (640, 360) and thin.frames >= 30, timeout=20,
+                       what="the namespaced viewer decoding the top rung")
+            await poll(lambda: wide.video_frames >= 30, what="the wide viewer decoding")
+
+            namespace.shape(THIN)
+            dropped_at = time.monotonic()
+            await poll(lambda: rendition(room, "thin") == "180", timeout=15,
+                       what="the thin viewer moved to 180")
+            settle_s = time.monotonic() - dropped_at
+            print(f"drop: the rule moved the thin viewer to 180 after {settle_s:.2f} s")
+            wide_frames = wide.video_frames
+            await poll(lambda: wide.video_frames >= wide_frames + 60, what="2 s more wide video")
+            assert rendition(room, "wide") == "360"
+            assert (wide.last_video.width, wide.last_video.height) == (640, 360)
+            assert settle_s <= 5.0, f"settled in {settle_s:.2f} s, the issue asks 5 s"
+
+            namespace.unshape()
+            lifted_at = time.monotonic()
+            await poll(lambda: rendition(room, "thin") == "360", timeout=20,
+                       what="the thin viewer back on 360 once the limit is lifted")
+            recover_s = time.monotonic() - lifted_at
+            print(f"recovery: back on 360 after {recover_s:.2f} s; thin viewer {thin.last}")
+            assert recover_s <= 15.0, f"climbed back in {recover_s:.2f} s, the issue asks 15 s"
+            assert rendition(room, "wide") == "360"
+        finally:
+            await thin.close()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the aiortc viewer stops decoding after the step down under real congestion: its "
+    "jitter buffer holds every packet behind one that never arrives (600 kbit/s into a "
+    "300 kbit/s tbf loses runs NACKs cannot repair) until 128 packets have passed it, "
+    "which at 180p's ~30 packets/s is seconds per hole: measured 0 frames for 9 s after "
+    "the move, 6 s of it unshaped (a viewer pinned to 360 stalled 10.6 s). A Chromium "
+    "viewer drops to the next keyframe instead; see the report of the netem branch"))
+async def test_the_thin_viewer_keeps_decoding_after_it_settles(harness, poll, namespace):
+    with restrict_host_addresses(["127.0.0.1", namespace.root_addr]):
+        room, _wide, thin = await start(harness, namespace)
+        try:
+            await poll(lambda: thin.size == (640, 360) and thin.frames >= 30, timeout=20,
+                       what="the namespaced viewer decoding the top rung")
+            namespace.shape(THIN)
+            dropped_at = time.monotonic()
+            await poll(lambda: thin.size == (320, 180), timeout=10,
+                       what="180p frames decoded in the namespace")
+            print(f"drop: 180p decoded after {time.monotonic() - dropped_at:.2f} s")
+            settled_t, frames = thin.last["t"], thin.frames
+            await poll(lambda: thin.last["t"] >= settled_t + 5, timeout=10,
+                       what="5 s on the thin link")
+            fps = (thin.frames - frames) / (thin.last["t"] - settled_t)
+            print(f"on the thin link: {fps:.1f} fps, freezes {thin.freezes_after(settled_t)}")
+            assert not thin.freezes_after(settled_t), "a freeze over 500 ms after settling"
+            assert fps >= 25
+            assert rendition(room, "wide") == "360"
+        finally:
+            await thin.close()
