@@ -93,12 +93,12 @@ async def test_a_thin_viewer_settles_lower_and_climbs_back_while_the_other_keeps
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "the aiortc viewer stops decoding after the step down under real congestion: its "
-    "jitter buffer holds every packet behind one that never arrives (600 kbit/s into a "
-    "300 kbit/s tbf loses runs NACKs cannot repair) until 128 packets have passed it, "
-    "which at 180p's ~30 packets/s is seconds per hole: measured 0 frames for 9 s after "
-    "the move, 6 s of it unshaped (a viewer pinned to 360 stalled 10.6 s). A Chromium "
-    "viewer drops to the next keyframe instead; see the report of the netem branch"))
+    "the aiortc viewer (1.16) stops decoding after the step down under real congestion: "
+    "its video jitter buffer (capacity 512, rtcrtpreceiver.py) holds every packet behind "
+    "one that never arrives (600 kbit/s into a 300 kbit/s tbf loses runs NACKs cannot "
+    "repair) until 512 packets have passed it: ~17 s at 180p's ~30 packets/s, ~4 s at "
+    "360p's ~130. Measured: 0 frames for 9 s after the move, 6 s of it unshaped; a viewer "
+    "pinned to 360 froze 10.6 s. A Chromium viewer drops to the next keyframe instead"))
 async def test_the_thin_viewer_keeps_decoding_after_it_settles(harness, poll, namespace):
     with restrict_host_addresses(["127.0.0.1", namespace.root_addr]):
         room, _wide, thin = await start(harness, namespace)
