@@ -36,9 +36,12 @@ def unavailable_reason() -> str | None:
     for tool in ("ip", "tc", "iptables"):
         if shutil.which(tool) is None:
             return f"`{tool}` is not installed (iproute2, iptables)"
-    probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    # listing works where creating does not (no CAP_SYS_ADMIN, no /run/netns): make one
+    name = f"{PREFIX}probe-{os.getpid()}"
+    probe = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
     if probe.returncode != 0:
-        return f"`ip netns` is unavailable: {probe.stderr.strip()}"
+        return f"`ip netns add` fails here: {probe.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, text=True)
     return None
 
 
