@@ -15,6 +15,8 @@ three kinds of group, one per set of keys some script or transaction joins:
 - `{dm}`: direct messages. A send writes the conversation and both users' inboxes; no
   script joins them with the core.
 - `{LIVE_ID}`: a live's gift room (combo, board, totals, seen), its own slot per live.
+- `{wh}`: webhooks (endpoints, the delivery queue, deliveries, history): an event's
+  script writes its deliveries, the queue and the history together.
 
 Keys no script or transaction joins with another keep their names and their own slots:
 sessions, node records and heartbeats, reports, rate counters, DM settings.
@@ -30,6 +32,9 @@ CORE = "{core}"
 
 DM = "{dm}"
 """The hash tag (prefix) of the direct messages' keys."""
+
+WH = "{wh}"
+"""The hash tag (prefix) of the webhooks' keys (engine/webhooks.py)."""
 
 VERSION = "2"
 """The key layout: 1 without hash tags, 2 with (engine/key_migration.py)."""
@@ -462,3 +467,31 @@ def payouts(user_id: str) -> str:
 def cashout_day(user_id: str, day: str) -> str:
     """Diamonds a user asked to cash out on one UTC day (YYYYMMDD): the daily cap."""
     return f"{CORE}cashout_day:{user_id}:{day}"
+
+
+# --- webhooks (engine/webhooks.py) ---------------------------------------------------
+
+def webhook_endpoints(user_id: str) -> str:
+    """Hash of a user's webhook endpoints: endpoint id -> JSON (url, events, secret...)."""
+    return f"{WH}endpoints:{user_id}"
+
+
+def webhook_due() -> str:
+    """Sorted set of pending delivery ids scored by when they are due (ms); a claimed one
+    is scored at its lease's end, so a node that dies mid-delivery leaves it due again."""
+    return f"{WH}due"
+
+
+def webhook_delivery(delivery_id: str) -> str:
+    """Hash of one delivery: endpoint, event id and body, attempts, status, last error."""
+    return f"{WH}delivery:{delivery_id}"
+
+
+def webhook_history(endpoint_id: str) -> str:
+    """List of an endpoint's latest delivery ids, newest first (bounded)."""
+    return f"{WH}history:{endpoint_id}"
+
+
+def webhook_event(event_id: str) -> str:
+    """Marks an event as queued: the same event emitted again queues nothing."""
+    return f"{WH}event:{event_id}"

@@ -336,6 +336,24 @@ class Settings:
         "env": "GOLIVE_PAYMENT_WEBHOOK_TOLERANCE",
         "help": "seconds a webhook signature's timestamp may be off our clock"})
 
+    # --- webhooks (engine/webhooks.py, signaling/webhooks.py) ---
+    webhooks: str = field(default="", metadata={
+        "env": "GOLIVE_WEBHOOKS", "secret": True, "shown": "none",
+        "help": "operator webhook endpoints, each URL and its secret joined by a vertical "
+                "bar, separated by commas: every event of every user"})
+    webhook_allow_private: bool = field(default=False, metadata={
+        "env": "GOLIVE_WEBHOOK_ALLOW_PRIVATE", "type": _bool,
+        "help": "users' webhook URLs may reach loopback, private and link-local addresses "
+                "(tests, private networks); off: refused (SSRF)"})
+    webhook_ca_file: Path | None = field(default=None, metadata={
+        "env": "GOLIVE_WEBHOOK_CA_FILE", "type": Path,
+        "help": "a PEM CA bundle webhook deliveries trust besides the system's (a receiver "
+                "with its own CA)"})
+    webhook_timeout: float = field(default=10.0, metadata={
+        "env": "GOLIVE_WEBHOOK_TIMEOUT",
+        "help": "seconds one webhook delivery attempt may take; a node that dies mid-"
+                "delivery has it retried by another this + 5 s later"})
+
     def node_name(self) -> str:
         """GOLIVE_NODE_ID, else HOST:PORT, with the host name for a wildcard HOST (two
         machines listening on 0.0.0.0:8080 are two nodes)."""

@@ -48,6 +48,7 @@ from engine.errors import invalid, not_found
 from engine.gift_room import GiftBoard, GiftMoment, board_view
 from engine.ledger import GiftReceipt
 from engine.lives import Live
+from engine.webhook_rules import GIFT_RECEIVED
 from media.errors import MediaError
 from media.overlay import MAX_TEXT_CHARS, Overlay
 from signaling.feature import Feature
@@ -57,6 +58,7 @@ from signaling.live_rooms import LiveRooms, live_room
 from signaling.push_bus import GIFT_SHOWN
 from signaling.schemas import GiftBoardGet, GiftSend, GiftStatusGet
 from signaling.services import Services
+from signaling.webhooks import emit_safely, gift_data
 
 log = logging.getLogger("golive.gifts")
 
@@ -181,6 +183,8 @@ class LiveGifts(Feature):
             coins=receipt.coins, diamonds=receipt.diamonds)
         if moment.new:
             await self._announce(live, gift, receipt, moment)
+        await emit_safely(services.webhooks, GIFT_RECEIVED, creator.id,
+                          gift_data(services.accounts, receipt, gift), key=receipt.transfer_id)
         return {"receipt": receipt_view(receipt, moment)}
 
     async def _announce(self, live: Live, gift: Gift, receipt: GiftReceipt,

@@ -26,6 +26,7 @@ from engine.accounts import utc_today
 from engine.errors import DomainError, ErrorCode, conflict, not_found, unavailable
 from engine.lives import Live, check_may_go_live, check_may_watch
 from engine.nodes import Nodes
+from engine.webhook_rules import LIVE_ENDED, LIVE_STARTED
 from media.admission import JoinAdmission
 from media.errors import MediaError, MediaErrorCode
 from media.ice import IceServer
@@ -53,6 +54,7 @@ from signaling.schemas import (
 )
 from signaling.services import Services
 from signaling.tasks import OwnedTask
+from signaling.webhooks import emit_safely
 
 log = logging.getLogger("golive.lives")
 
@@ -210,6 +212,8 @@ class LiveRooms(Feature):
                 await listener(live)
             except Exception:
                 log.exception("start listener failed", extra={"fields": {"live": live.live_id}})
+        await emit_safely(self.services.webhooks, LIVE_STARTED, creator, {"live": live.as_dict()},
+                          key=live.live_id)
         log.info("live started", extra={"fields": {"live": live.live_id, "creator": creator}})
         return {"live": live.as_dict(), "answer": answer, "viewers": 0,
                 **self.client_ice.for_client(conn.user_id)}
@@ -306,6 +310,8 @@ class LiveRooms(Feature):
         await self.grace.cancel(live.live_id)  # skipped when the timer itself is ending it
         try:
             await self.services.lives.end(live)
+            await emit_safely(self.services.webhooks, LIVE_ENDED, creator_id,
+                              {"live": live.as_dict(), "reason": reason}, key=live.live_id)
             payload = {"live_id": live.live_id, "creator_id": creator_id, "reason": reason}
             await self.gateway.push("live:ended", payload, to=live_room(live.live_id))
             await self.gateway.push("live:ended", payload, to=watch_room(creator_id))

@@ -29,12 +29,14 @@ from engine.accounts import Account
 from engine.live_alerts import Step
 from engine.notifications import Added, Kind, alert_text, day_of
 from engine.nudges import actor
+from engine.webhook_rules import FOLLOW, MESSAGE_REQUEST
 from signaling.errors import UNAVAILABLE_CAUSES
 from signaling.feature import Feature
 from signaling.gateway import EventContext, Gateway, user_room
 from signaling.schemas import Empty, NotifyList, NotifyRead
 from signaling.services import Services
 from signaling.tasks import OwnedTask
+from signaling.webhooks import emit_safely
 
 log = logging.getLogger("golive.notifications")
 
@@ -90,11 +92,15 @@ class Notifier:
         """A new follow: one line a day per user, "Ann, Bob and 3 others started following you"."""
         await self.notify(target_id, Kind.FOLLOW, {"actors": [actor(follower)], "count": 1},
                           group=f"follow:{day_of(time.time())}")
+        await emit_safely(self.services.webhooks, FOLLOW, target_id, {"user": follower.public()})
 
     async def message_request(self, sender: Account, recipient_id: str,
                               conversation_id: str) -> None:
         await self.notify(recipient_id, Kind.MESSAGE_REQUEST,
                           {"user": actor(sender), "conversation_id": conversation_id})
+        await emit_safely(self.services.webhooks, MESSAGE_REQUEST, recipient_id,
+                          {"user": sender.public(), "conversation_id": conversation_id},
+                          key=f"{conversation_id}:{sender.id}")
 
     # --- the go-live fan-out ---------------------------------------------------------------
 

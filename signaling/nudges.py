@@ -18,6 +18,7 @@ from engine.accounts import Account
 from engine.lives import Live
 from engine.notifications import alert_text
 from engine.nudges import actor
+from engine.webhook_rules import NUDGE_RECEIVED
 from signaling.feature import Feature
 from signaling.gateway import Connection, EventContext, Gateway, user_room
 from signaling.live_rooms import LiveRooms
@@ -25,6 +26,7 @@ from signaling.messages import conversation_view, push_unread
 from signaling.notifications import AlertFanout, Notifier
 from signaling.schemas import AlertsSet, Empty, NudgeSettingsUpdate, UserTarget
 from signaling.services import Services
+from signaling.webhooks import emit_safely
 
 log = logging.getLogger("golive.nudges")
 
@@ -97,6 +99,7 @@ class NudgeEdge(Feature):
                                    to=user_room(creator))
             await gateway.push("nudge:sent", {"creator_id": creator},
                                    to=user_room(sender.id))
+            await emit_safely(services.webhooks, NUDGE_RECEIVED, creator, {"user": sender.public()})
             if (await services.nudges.settings(creator)).dm:
                 try:
                     await self.post_to_messages(sender, creator)

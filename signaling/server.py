@@ -54,6 +54,7 @@ from signaling.push_bus import (
 from signaling.reports import ReportEvents
 from signaling.services import Services
 from signaling.session_sweep import SessionSweep
+from signaling.webhooks import WebhookDelivery
 
 log = logging.getLogger("golive.app")
 
@@ -130,6 +131,8 @@ class Server:
             NudgeEdge(gateway, services, self.lives, self.notifier, self.fanout),
             self.failover,
             SessionSweep(gateway, services),
+            WebhookDelivery(services.webhooks, timeout_s=settings.webhook_timeout,
+                            ca_file=settings.webhook_ca_file, node=settings.node_name()),
         )
         self._wire_bus()
         self._redis_up = False

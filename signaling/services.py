@@ -26,6 +26,8 @@ from engine.passwords import Passwords
 from engine.payments import Payments
 from engine.reports import Reports
 from engine.sessions import Sessions
+from engine.webhook_rules import parse_operator_endpoints
+from engine.webhooks import Webhooks
 from signaling.config import Settings
 
 
@@ -48,6 +50,7 @@ class Services:
     avatars: Avatars
     likes: Likes
     anonymous: AnonymousSockets
+    webhooks: Webhooks
 
     @classmethod
     def build(cls, redis: Redis, settings: Settings) -> Services:
@@ -61,6 +64,10 @@ class Services:
                                                settings.live_min_age))
         catalog = load_catalog(settings.gift_catalog)  # a bad file stops the start here
         ledger = Ledger(redis, catalog, ledger_rules(settings))
+        try:
+            operator_hooks = parse_operator_endpoints(settings.webhooks)
+        except ValueError as exc:
+            raise SystemExit(f"golive: {exc}") from None
         # Chat and message limits are the engine's module defaults (chat_rules.ChatLimits,
         # message_rules.MessageLimits); tests replace .limits on the built objects.
         return cls(
@@ -85,6 +92,8 @@ class Services:
             avatars=Avatars(redis),
             likes=Likes(redis),
             anonymous=AnonymousSockets(redis),
+            webhooks=Webhooks(redis, operator=operator_hooks,
+                              allow_private=settings.webhook_allow_private),
         )
 
 
