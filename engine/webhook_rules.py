@@ -147,14 +147,14 @@ def check_url(url: str, *, allow_private: bool = False) -> Target:
 
 
 def check_address(address: str, *, allow_private: bool = False) -> None:
-    """`forbidden`-free SSRF guard: `invalid` (reason private_address) for an address
-    that is not public (loopback, private, link-local, multicast, reserved, the cloud
+    """The SSRF guard: `invalid` (reason private_address) for an address that is not
+    public (loopback, private, shared, link-local, multicast, reserved, the cloud
     metadata address 169.254.169.254...) unless `allow_private` (an operator's setting,
     GOLIVE_WEBHOOK_ALLOW_PRIVATE, for tests and private deployments)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    if allow_private or ip.is_global:
+    if allow_private or (ip.is_global and not (ip.is_multicast or ip.is_reserved)):
         return
     raise invalid(f"webhooks may not reach {ip} (a loopback, private or link-local "
                   "address)", field="url", reason="private_address")

@@ -29,6 +29,7 @@ from signaling.schemas import (
     ProfileUpdate,
     Register,
     SignIn,
+    WebhookCreate,
 )
 
 # JSON routes outside /api/ that belong in the document (the others serve pages,
@@ -107,6 +108,20 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         query={"before": CURSOR, "limit": LIMIT_20}),
     ("POST", "/api/wallet/cashout"): Operation("Request a cash-out", auth="bearer",
                                                body=CashoutRequest),
+    ("GET", "/api/me/webhooks"): Operation("The caller's webhook endpoints", auth="bearer"),
+    ("POST", "/api/me/webhooks"): Operation(
+        "Add a webhook endpoint (https); its signing secret, shown once", auth="bearer",
+        body=WebhookCreate, status=201),
+    ("DELETE", "/api/me/webhooks/{endpoint_id}"): Operation("Remove a webhook endpoint",
+                                                            auth="bearer"),
+    ("POST", "/api/me/webhooks/{endpoint_id}/rotate"): Operation(
+        "A new signing secret, shown once", auth="bearer"),
+    ("GET", "/api/me/webhooks/{endpoint_id}/deliveries"): Operation(
+        "An endpoint's last deliveries, newest first", auth="bearer"),
+    ("POST", "/api/me/webhooks/{endpoint_id}/test"): Operation(
+        "Queue a webhook.test event to the endpoint", auth="bearer", status=202),
+    ("POST", "/api/me/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver"): Operation(
+        "Deliver a past delivery's event again (same event id)", auth="bearer", status=202),
 }
 
 _PATH_PARAM = re.compile(r"\{([A-Za-z_]\w*)\}")

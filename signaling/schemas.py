@@ -414,3 +414,12 @@ class CoinCheckout(Payload):
 class CashoutRequest(Payload):
     request_id: TransferId                  # a retried request sends the same one
     diamonds: Annotated[int, Meta(ge=1, le=1_000_000_000)]
+
+
+# --- webhooks (signaling/webhooks_http.py) -------------------------------------------------
+
+class WebhookCreate(Payload):
+    url: Annotated[str, Meta(min_length=1, max_length=2048)]
+    # None or []: every event (engine/webhook_rules.py EVENTS)
+    events: Annotated[list[Annotated[str, Meta(max_length=40)]], Meta(max_length=10)] | None = None
+    enabled: bool = True

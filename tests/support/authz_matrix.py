@@ -206,6 +206,8 @@ SOCKET_ROWS = [
 USER_PATH = "/api/users/{creator_name}"
 PUBLIC = "ok ok ok ok ok ok ok ok"
 SIGNED_IN = "U U ok ok ok ok ok ok"
+NOT_YOURS = "U U N N N N N N"
+HOOK_PATH = "/api/me/webhooks/we_0000000000000000"
 
 #                                                                  an ou vi ba bl mi cr ot
 HTTP_ROWS = [
@@ -221,6 +223,7 @@ HTTP_ROWS = [
     row("GET /messages", None, PUBLIC),
     row("GET /notifications", None, PUBLIC),
     row("GET /wallet", None, PUBLIC),
+    row("GET /webhooks", None, PUBLIC),
     row("GET /vendor/socket.io.msgpack.min.js", None, PUBLIC),
     row("GET /favicon.ico", None, PUBLIC),
     row("GET /static", None, PUBLIC, path="/static/golive.css"),
@@ -266,6 +269,20 @@ HTTP_ROWS = [
     row("POST /api/wallet/cashout", {"request_id": "{uniq}", "diamonds": 2000},
         "U  U  $  $  $  F  $  $",
         why="nobody holds 2,000 diamonds; under 18 may not cash out"),
+    row("GET /api/me/webhooks", None, SIGNED_IN, why="the caller's own endpoints"),
+    row("POST /api/me/webhooks", {"url": "https://93.184.215.14/hook", "enabled": False},
+        "U  U  ok ok ok ok ok ok", why="each caller's own endpoint (off: nothing is sent)"),
+    row("POST /api/me/webhooks", {"url": "https://127.0.0.1/hook"},
+        "U  U  I  I  I  I  I  I", label="a loopback URL",
+        why="refused: SSRF (GOLIVE_WEBHOOK_ALLOW_PRIVATE is off)"),
+    row("POST /api/me/webhooks/{endpoint_id}/rotate", None, NOT_YOURS, path=HOOK_PATH + "/rotate",
+        why="an endpoint id that is not the caller's"),
+    row("GET /api/me/webhooks/{endpoint_id}/deliveries", None, NOT_YOURS,
+        path=HOOK_PATH + "/deliveries"),
+    row("POST /api/me/webhooks/{endpoint_id}/test", None, NOT_YOURS, path=HOOK_PATH + "/test"),
+    row("POST /api/me/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver", None,
+        NOT_YOURS, path=HOOK_PATH + "/deliveries/wd_00000000000000000000/redeliver"),
+    row("DELETE /api/me/webhooks/{endpoint_id}", None, NOT_YOURS, path=HOOK_PATH),
     row("POST /api/signout", None, SIGNED_IN, fresh_token=True),
 ]
 
