@@ -25,7 +25,8 @@ from tests.support.pages import page_register, person
 pytestmark = pytest.mark.browser
 
 SIZES = {"phone": (390, 844), "desktop": (1280, 800)}
-SIGNED_IN = ("/", "/@{other}", "/@{me}", "/studio", "/messages", "/notifications", "/wallet")
+SIGNED_IN = ("/", "/@{other}", "/@{me}", "/studio", "/messages", "/notifications", "/wallet",
+             "/webhooks")
 SIGNED_OUT = ("/", "/@{other}")
 
 
