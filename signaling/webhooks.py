@@ -216,6 +216,10 @@ class WebhookDelivery(Feature):
             error = exc.message
         except TimeoutError:
             error = f"no answer in {self.timeout_s:g} s"
+        except aiohttp.ClientConnectorCertificateError as exc:
+            error = f"the certificate was refused: {exc.certificate_error}"
+        except aiohttp.ClientConnectorError as exc:
+            error = f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc}"
         except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         latency = (time.perf_counter() - started) * 1000

@@ -45,21 +45,22 @@ function deliveryRow(endpoint, d) {
   const outcome = d.error ? `${d.status}: ${d.error}` : d.status;
   return el('tr', { testid: 'delivery', 'data-status': d.status, 'data-event-id': d.event_id },
     el('td', { class: 'col-when', text: when(d.updated_at || d.created_at) }),
-    el('td', { text: d.type }),
+    el('td', { class: 'col-event', text: d.type }),
     el('td', { class: 'delivery-status', 'data-status': d.status, testid: 'delivery-status',
       text: outcome }),
-    el('td', { text: String(d.attempts) }),
+    el('td', { class: 'col-tries', text: String(d.attempts) }),
     el('td', { class: 'col-latency', text: d.latency_ms == null ? '' : `${Math.round(d.latency_ms)} ms` }),
-    el('td', {}, redeliver));
+    el('td', { class: 'col-action' }, redeliver));
 }
 
 function endpointItem(endpoint, rows) {
   const base = `/api/me/webhooks/${segment(endpoint.id)}`;
   const failures = rows.filter((d) => d.status === 'retrying' || d.status === 'dead').length;
   const table = rows.length ? el('table', { class: 'deliveries', testid: 'deliveries' },
-    el('thead', {}, el('tr', {}, el('th', { class: 'col-when', text: 'When' }), el('th', { text: 'Event' }),
-      el('th', { text: 'Status' }), el('th', { text: 'Tries' }),
-      el('th', { class: 'col-latency', text: 'Time' }), el('th', { text: '' }))),
+    el('thead', {}, el('tr', {}, el('th', { class: 'col-when', text: 'When' }),
+      el('th', { class: 'col-event', text: 'Event' }), el('th', { text: 'Status' }),
+      el('th', { class: 'col-tries', text: 'Tries' }), el('th', { class: 'col-latency', text: 'Time' }),
+      el('th', { class: 'col-action', text: '' }))),
     el('tbody', {}, rows.map((d) => deliveryRow(endpoint, d))))
     : el('p', { class: 'muted', text: 'No deliveries yet.' });
   return el('li', { class: 'hook', testid: 'hook', 'data-id': endpoint.id },
