@@ -240,3 +240,54 @@ async def test_a_node_killed_mid_delivery_leaves_it_to_the_next_node(
     assert follow[-1].attempt == 2 and follow[-1].body["data"]["user"]["username"] == "bob"
     assert len({r.event_id for r in follow}) == 1  # at-least-once: one event id
     assert second.proc.poll() is None
+
+
+def readme_receiver() -> str:
+    """The receiver example of the README's "Webhooks" section."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Webhooks\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_readmes_receiver_verifies_real_deliveries(
+        aiohttp_client: Any, settings: Settings, redis: Any, receiver: Receiver) -> None:
+    import ssl
+
+    from aiohttp import web
+
+    client = await aiohttp_client(create_app(hook_settings(settings, receiver)))
+    carol = await register(client, "carol")
+    bob = await register(client, "bob")
+    example: dict[str, Any] = {}
+    exec(compile(readme_receiver(), "README.md", "exec"), example)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(receiver.ca_file, receiver.folder / "receiver.key")
+    runner = web.AppRunner(example["app"], shutdown_timeout=0.5)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", receiver.port, ssl_context=context).start()
+        url = f"https://127.0.0.1:{receiver.port}/golive-webhook"
+        made = await add_endpoint(client, carol.token, url, events=[FOLLOW])
+        # the example's placeholder secret: golive's signature is refused (401), retried
+        resp = await client.post("/api/users/carol/follow", headers=auth(bob.token))
+        assert resp.status == 200
+
+        async def refused() -> Any:
+            rows = await deliveries(client, carol.token, made["endpoint"]["id"])
+            return rows and rows[0]["response_status"] == 401 and rows[0]
+        row = await poll(refused, what="the wrong secret refused")
+        assert example["seen"] == set()
+        # with the endpoint's secret, the retry is accepted, once per event id
+        example["SECRET"] = made["secret"].encode()
+        await poll(lambda: example["seen"] == {row["event_id"]}, what="the retry accepted")
+        resp = await client.post(f"/api/me/webhooks/{made['endpoint']['id']}/deliveries/"
+                                 f"{row['id']}/redeliver", headers=auth(carol.token))
+        assert resp.status == 202
+
+        async def both_delivered() -> bool:
+            rows = await deliveries(client, carol.token, made["endpoint"]["id"])
+            return len(rows) == 2 and all(r["response_status"] == 204 for r in rows)
+        await poll(both_delivered, what="the redelivery answered 204")
+        assert example["seen"] == {row["event_id"]}
+    finally:
+        await runner.cleanup()
