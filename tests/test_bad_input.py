@@ -281,6 +281,9 @@ DEEP_BODIES = (b"[" * 30_000, b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
 # Routes that never read a body (the webhook reads its own: the next test).
 NO_JSON_BODY = {"/api/signout", "/api/users/{username}/follow", "/api/users/{username}/block",
                 "/api/payments/webhook",
+                # webhooks' actions on one endpoint take no body (as follow and block)
+                "/api/me/webhooks/{endpoint_id}/rotate", "/api/me/webhooks/{endpoint_id}/test",
+                "/api/me/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver",
                 "/api/me/avatar"}  # the raw image is the body (tests/test_avatars.py)
 
 
