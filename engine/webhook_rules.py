@@ -75,7 +75,8 @@ def event_body(kind: str, eid: str, created: float, user_id: str,
     never another user's birthdate or anything private."""
     return json.dumps({"id": eid, "type": kind, "created": round(created, 3),
                        "user_id": user_id, "data": data},
-                      separators=(",", ":"), ensure_ascii=False).encode()
+                      separators=(",", ":")).encode()  # ASCII: a lone surrogate in a
+    # name (JSON can carry one) is escaped, never a UnicodeEncodeError that loses the event
 
 
 def delivery_headers(secret: str, body: bytes, *, eid: str, kind: str, attempt: int,

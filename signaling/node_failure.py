@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from engine.lives import Live
 from engine.nodes import HEARTBEAT_S, Nodes
+from engine.webhook_rules import LIVE_ENDED
 from signaling.feature import Feature
 from signaling.gateway import Gateway
 from signaling.live_rooms import LiveRooms
@@ -41,6 +42,7 @@ from signaling.push_bus import ROOM_CLOSED, VIEWERS_CHANGED
 from signaling.room_pushes import live_room, watch_room
 from signaling.services import Services
 from signaling.tasks import OwnedTask
+from signaling.webhooks import emit_safely
 
 log = logging.getLogger("golive.failover")
 
@@ -140,6 +142,8 @@ class NodeFailover(Feature):
             await self.gateway.bus.control(live_room(live.live_id), ROOM_CLOSED, live.live_id)
         await self.lives.forget_remote(live.live_id)  # our own members (no echo to us)
         self.lives.pushes.discover_changed()
+        await emit_safely(self.services.webhooks, LIVE_ENDED, live.creator_id,
+                          {"live": live.as_dict(), "reason": reason}, key=live.live_id)
         log.info("live ended", extra={"fields": {
             "live": live.live_id, "reason": reason, "node": live.node}})
 
