@@ -70,6 +70,10 @@ class Metrics:
                                  registry=self.registry)
         self.http_requests = Counter("golive_http_requests_total", "HTTP API requests",
                                      ["route", "status"], registry=self.registry)
+        self.webhook_attempts = Counter(
+            "golive_webhook_attempts_total", "webhook delivery attempts this node made, by "
+            "outcome: delivered, retrying, dead, lost (its lease ran out first)", ["outcome"],
+            registry=self.registry)
         # What a leak shows in (bench/soak.py compares them idle before and after load):
         # the process's RSS and open fds (process_*, from /proc on Linux), its asyncio
         # tasks and its peer connections.

@@ -132,7 +132,8 @@ class Server:
             self.failover,
             SessionSweep(gateway, services),
             WebhookDelivery(services.webhooks, timeout_s=settings.webhook_timeout,
-                            ca_file=settings.webhook_ca_file, node=settings.node_name()),
+                            ca_file=settings.webhook_ca_file, node=settings.node_name(),
+                            metrics=self.metrics),
         )
         self._wire_bus()
         self._redis_up = False

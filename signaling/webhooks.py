@@ -39,6 +39,7 @@ from engine.webhook_rules import check_address, check_url, delivery_headers
 from engine.webhooks import OPERATOR, Delivery, EventData, Webhooks
 from signaling.errors import UNAVAILABLE_CAUSES
 from signaling.feature import Feature
+from signaling.metrics import Metrics
 from signaling.tasks import OwnedTask, cancel_and_wait
 
 log = logging.getLogger("golive.webhooks")
@@ -117,8 +118,10 @@ class WebhookDelivery(Feature):
     """Sends the queued deliveries: one owned claiming task, a bounded set of sends."""
 
     def __init__(self, webhooks: Webhooks, *, timeout_s: float, ca_file: Path | None,
-                 node: str, poll_s: float = POLL_S, concurrency: int = CONCURRENCY) -> None:
+                 node: str, metrics: Metrics | None = None, poll_s: float = POLL_S,
+                 concurrency: int = CONCURRENCY) -> None:
         super().__init__()
+        self.metrics = metrics
         self.webhooks = webhooks
         self.timeout_s = timeout_s
         self.lease_s = timeout_s + LEASE_MARGIN_S
@@ -189,11 +192,16 @@ class WebhookDelivery(Feature):
             log.error("webhook send failed", exc_info=task.exception())
         self._wake.set()  # room for one more
 
+    def _count(self, status: str) -> None:
+        if self.metrics is not None:
+            self.metrics.webhook_attempts.labels(status).inc()
+
     async def _send(self, delivery: Delivery) -> None:
         secret = await self.webhooks.secret_of(delivery.owner, delivery.endpoint_id)
         if secret is None:
-            await self.webhooks.finish(delivery, ok=False, final=True,
-                                       error="the endpoint was deleted or turned off")
+            status = await self.webhooks.finish(delivery, ok=False, final=True,
+                                                error="the endpoint was deleted or turned off")
+            self._count(status)
             return
         session = self._operator if delivery.owner == OPERATOR else self._users
         assert session is not None
@@ -225,6 +233,7 @@ class WebhookDelivery(Feature):
         latency = (time.perf_counter() - started) * 1000
         status = await self.webhooks.finish(delivery, ok=not error, code=code, error=error,
                                             latency_ms=latency)
+        self._count(status)
         log.info("webhook delivery", extra={"fields": {
             "delivery": delivery.id, "event": delivery.event_id, "type": delivery.type,
             "attempt": delivery.attempt, "status": status, "code": code,

@@ -158,6 +158,9 @@ async def test_a_receiver_that_was_down_gets_the_event_later_with_the_same_id(
         return rows[0]["status"] == "delivered" and rows[0]
     row = await poll(delivered, what="delivered in the history")
     assert row["attempts"] == 2 and row["error"] is None
+    metrics = await (await client.get("/metrics")).text()
+    assert 'golive_webhook_attempts_total{outcome="retrying"} 1.0' in metrics
+    assert 'golive_webhook_attempts_total{outcome="delivered"} 1.0' in metrics
 
     # a redelivery (the page's button) sends the same event id: the receiver sees a replay
     resp = await client.post(f"/api/me/webhooks/{endpoint_id}/deliveries/{row['id']}/redeliver",
