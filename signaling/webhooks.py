@@ -50,6 +50,7 @@ POLL_S = 0.5
 CONCURRENCY = 16
 LEASE_MARGIN_S = 5.0   # a claim's lease: the attempt's timeout plus this
 RESPONSE_READ_MAX = 4096
+RESOLVE_TIMEOUT_S = 3.0  # a name checked when an endpoint is added (the request waits)
 
 
 class GuardedResolver(ThreadedResolver):
@@ -72,13 +73,14 @@ class GuardedResolver(ThreadedResolver):
         return hosts
 
 
-async def resolve_addresses(host: str) -> list[str]:
-    """The addresses `host` resolves to now; [] when it does not resolve (a name that
-    resolves later is still checked on every connection)."""
+async def resolve_addresses(host: str, timeout_s: float = RESOLVE_TIMEOUT_S) -> list[str]:
+    """The addresses `host` resolves to now; [] when it does not resolve in `timeout_s`
+    (a name that resolves later is still checked on every connection)."""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, 443,
-                                                             type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
+        async with asyncio.timeout(timeout_s):
+            infos = await asyncio.get_running_loop().getaddrinfo(host, 443,
+                                                                 type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, TimeoutError):
         return []
     return sorted({str(info[4][0]) for info in infos})
 

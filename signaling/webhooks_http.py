@@ -28,8 +28,9 @@ from signaling.webhooks import resolve_addresses
 
 log = logging.getLogger("golive.webhooks")
 
-# Test sends and redeliveries per user: each is a request to a URL the user chose, so a
-# burst of 10 and then one every 2 s bounds what one account can make golive send.
+# Adds, test sends and redeliveries per user: each makes golive resolve or reach a URL
+# the user chose, so a burst of 10 and then one every 2 s bounds what one account can
+# make it do.
 SEND_BUCKETS = web.AppKey("webhook_send_buckets", KeyedBuckets)
 
 
@@ -47,6 +48,7 @@ async def create(request: web.Request) -> web.Response:
     session = await signed_in(request)
     p = await body(request, WebhookCreate)
     webhooks = hooks(request)
+    throttle_sends(request, session.user_id)  # each add may resolve a name
     target = check_url(p.url, allow_private=webhooks.allow_private)
     endpoint = await webhooks.create(session.user_id, p.url, p.events, enabled=p.enabled,
                                      addresses=await resolve_addresses(target.host))
