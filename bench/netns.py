@@ -18,7 +18,10 @@ the downlink lost at random); delay needs `netem` and fails clearly without it.
 `shape()` replaces the previous shaping in place (`tc qdisc replace`, the namespace's
 INPUT chain flushed), so a running stream sees the change at once. Everything is
 undone on `close()` (and the context manager's exit); `clean_stale()` removes what a
-killed run left, by prefix.
+killed run left, by prefix. Each namespace's owner (the pid that opened it) is kept in
+OWNERS/<name>: `clean_stale()` leaves alone a namespace whose owner still runs (a bench
+and a test, or two tests, side by side on one machine: measured, a test's clean-up
+deleted a running bench's namespace mid-round).
 """
 
 from __future__ import annotations
@@ -26,11 +29,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 PREFIX = "golive-"
+OWNERS = Path(tempfile.gettempdir()) / "golive-netns-owners"
 
 
 def unavailable_reason() -> str | None:
@@ -80,14 +86,34 @@ def listed() -> list[str]:
     return [line.split(" ")[0] for line in lines if line.startswith(PREFIX)]
 
 
+def owner_alive(name: str) -> bool:
+    """True when the process that opened namespace `name` (OWNERS/<name>) still runs and
+    is not this one."""
+    try:
+        pid = int((OWNERS / name).read_text().strip())
+    except (OSError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def clean_stale(indexes: Iterable[int] | None = None) -> list[str]:
-    """Delete every namespace named with our prefix (its veth pair goes with it), or only
-    those of `indexes` (a bench run must not delete a test's namespace next to it)."""
+    """Delete the namespaces named with our prefix (a veth pair goes with its namespace)
+    whose owner is gone, or only those of `indexes`; a namespace another running process
+    opened stays."""
     wanted = None if indexes is None else {f"{PREFIX}{i}" for i in indexes}
     gone = []
     for name in listed():
-        if wanted is None or name in wanted:
+        if (wanted is None or name in wanted) and not owner_alive(name):
             _run("ip", "netns", "del", name, check=False)
+            (OWNERS / name).unlink(missing_ok=True)
             gone.append(name)
     return gone
 
@@ -122,10 +148,15 @@ class Namespace:
     def open(self) -> Namespace:
         """Build the namespace, the veth pair and the addresses (a stale one of the
         same name is removed first)."""
+        if owner_alive(self.name):
+            raise RuntimeError(f"namespace {self.name} is in use by another process "
+                               f"(pid in {OWNERS / self.name})")
         _run("ip", "netns", "del", self.name, check=False)
         _run("ip", "link", "del", self.root_dev, check=False)
         self._up = True  # from here on close() has something to undo
         try:
+            OWNERS.mkdir(exist_ok=True)
+            (OWNERS / self.name).write_text(str(os.getpid()))
             _run("ip", "netns", "add", self.name)
             _run("ip", "link", "add", self.root_dev, "type", "veth", "peer", "name", self.ns_dev)
             _run("ip", "link", "set", self.ns_dev, "netns", self.name)
@@ -188,6 +219,7 @@ class Namespace:
         self._up = False
         _run("ip", "netns", "del", self.name, check=False)
         _run("ip", "link", "del", self.root_dev, check=False)
+        (OWNERS / self.name).unlink(missing_ok=True)
 
     def __enter__(self) -> Namespace:
         return self.open()

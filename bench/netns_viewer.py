@@ -71,7 +71,9 @@ class NamespacedViewer:
             self._proc = await asyncio.create_subprocess_exec(
                 *self._argv, cwd=self._cwd, stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=log, limit=1 << 20,
-                preexec_fn=die_with_parent)
+                # its own session: a terminal's Ctrl-C reaches only the parent, which
+                # then closes it in order
+                start_new_session=True, preexec_fn=die_with_parent)
         finally:
             if log is not None:
                 log.close()  # the child has its own descriptor
