@@ -549,19 +549,21 @@ def plot(result: dict[str, Any], run_dir: Path) -> list[str]:
             if v is None:
                 continue
             colour = f"C{n % 10}"
-            xs, ys = _steps_line(v["decoded"], rnd["seconds"])
+            xs, ys = _decoded_line(v["decoded"], v["freezes"]["freezes"], rnd["seconds"])
             ax.plot(xs, ys, color=colour, lw=1.6, label=f"round {rnd['round']} decoded")
             start_h = v["settle"][0]["server"]["from"] if v["settle"] else None
             xs, ys = _steps_line([[0.0, start_h], *v["decisions"]] if start_h else
                                  v["decisions"], rnd["seconds"])
             ax.plot(xs, ys, color=colour, lw=1, ls="--",
-                    label=f"round {rnd['round']} server" if n == 0 else None)
-            for at, ms in v["freezes"]["freezes"]:
-                ax.axvspan(at, at + ms / 1000, ymin=0.9, ymax=1.0, color="red", alpha=0.6)
+                    label=f"round {rnd['round']} server's choice")
+            for at, ms in v["freezes"]["freezes"]:  # one band per round, under the top
+                ax.axvspan(at, at + ms / 1000, ymin=0.95 - 0.05 * (n + 1), ymax=0.95 - 0.05 * n,
+                           color=colour, alpha=0.8, hatch="///", fill=False)
         ax.set_ylabel(f"{role}\nheight (px)")
-        ax.set_ylim(0, max(360, _top(rounds)) * 1.15)
-        ax.legend(fontsize=7, loc="upper right", ncol=2)
-    axes[-1, 0].set_xlabel("seconds into the round (red bars on top: freezes > 500 ms)")
+        ax.set_ylim(0, max(360, _top(rounds)) * 1.3)
+        ax.legend(fontsize=7, loc="lower right", ncol=2, framealpha=0.9)
+    axes[-1, 0].set_xlabel("seconds into the round (hatched: freezes, no frame decoded for "
+                           "> 500 ms, a row per round)")
     fig.suptitle(f"golive bench abr: creator {result['creator']}, ladder {result['ladder']}",
                  fontsize=10)
     return [save_png(plt, fig, run_dir / "abr.png")]
@@ -579,6 +581,19 @@ def _shaped_spans(steps: list[dict[str, Any]], seconds: float) -> list[tuple[flo
         if step["spec"] != "off":
             spans.append((step["at_s"], stop, step["spec"]))
     return spans
+
+
+def _decoded_line(changes: list[list[Any]], frozen: list[list[float]],
+                  end: float) -> tuple[list[float], list[float]]:
+    """The decoded height every 50 ms, NaN while frozen (the line is cut)."""
+    xs, ys = [], []
+    for i in range(int(end / 0.05) + 1):
+        t = i * 0.05
+        inside = any(at < t < at + ms / 1000 for at, ms in frozen)
+        value = abr_figures.value_at([(c[0], c[1]) for c in changes], t, None)
+        xs.append(t)
+        ys.append(float("nan") if inside or value is None else float(value))
+    return xs, ys
 
 
 def _steps_line(points: list[list[Any]], end: float) -> tuple[list[float], list[float]]:
