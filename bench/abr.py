@@ -161,6 +161,7 @@ class AbrViewer:
 
         self.role = role
         self.token = token
+        self.log_path = log_path
         self.namespace = namespace
         cwd = str(Path(__file__).resolve().parent.parent)
         self.child = NamespacedViewer(
@@ -183,7 +184,11 @@ class AbrViewer:
             raise RuntimeError(f"{self.role}: room:join refused: {ack.get('error') or ack}")
         self.live_id = ack["live"]["live_id"]
         self.initial = ack.get("rendition")
-        answer = await self.child.answer(ack["offer"])
+        try:
+            answer = await self.child.answer(ack["offer"])
+        except (OSError, RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{self.role}: the viewer process failed at its start "
+                               f"({type(exc).__name__}: {exc}); see {self.log_path}") from None
         done = await self.sio.call("rtc:answer", {"live_id": self.live_id, "sdp": answer},
                                    timeout=JOIN_TIMEOUT_S)
         if not done.get("ok"):
