@@ -446,6 +446,7 @@ def viewer_figures(viewer: AbrViewer, steps: list[Step], t0: float, wall0: float
                         *([round(t, 3), h] for t, h in decoded if 0 < t <= end)],
             "settle": settles,
             "freezes": abr_figures.freeze_figures(times, 0.0, end),
+            "windows": [w for w in windows if w["t"] >= 0],
             "per_rendition": abr_figures.per_rendition([w for w in windows if w["t"] >= 0])}
 
 
@@ -469,22 +470,32 @@ def summarize(rounds: list[dict[str, Any]], steps: list[Step]) -> dict[str, Any]
                 entry[side]["no_move"] = sum(1 for v in values if v is None)
                 entry[side]["to"] = [v["settle"][i][side]["to"] for v in mine]
             settle.append(entry)
-        windows: dict[str, dict[str, list[float]]] = {}
-        for v in mine:
-            for height, figures in v["per_rendition"].items():
-                into = windows.setdefault(height, {"fps": [], "kbps": [], "windows": []})
-                into["fps"].append(figures["fps"].get("p50"))
-                into["kbps"].append(figures["kbps"].get("p50"))
-                into["windows"].append(figures["windows"])
+        pooled: dict[str, list[dict[str, Any]]] = {}
+        for v in mine:  # every round's 1 s windows together
+            for window in v["windows"]:
+                if window["height"] is not None:
+                    pooled.setdefault(str(window["height"]), []).append(window)
         out[role] = {
             "settle": settle,
             "freezes_per_viewer_minute": distribution(
                 [v["freezes"]["per_viewer_minute"] for v in mine], 3),
             "longest_freeze_ms": distribution([v["freezes"]["longest_ms"] for v in mine], 0),
-            "per_rendition": {h: {"fps": distribution(w["fps"], 2),
-                                  "kbps": distribution(w["kbps"], 1),
-                                  "windows": sum(w["windows"])}
-                              for h, w in windows.items()}}
+            "per_rendition": {h: _window_figures(ws) for h, ws in
+                              sorted(pooled.items(), key=lambda kv: -int(kv[0]))}}
+    return out
+
+
+def _window_figures(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """fps and kbit/s of one rendition's 1 s windows: p5 (the bad tail of fps), p50,
+    p95 and the count."""
+    import numpy as np
+
+    out: dict[str, Any] = {"windows": len(windows)}
+    for key in ("fps", "kbps"):
+        values = np.array([w[key] for w in windows], dtype=np.float64)
+        p5, p50, p95 = np.percentile(values, [5, 50, 95])
+        out[key] = {"p5": round(float(p5), 1), "p50": round(float(p50), 1),
+                    "p95": round(float(p95), 1)}
     return out
 
 
@@ -524,10 +535,13 @@ def render(result: dict[str, Any]) -> str:
     rows = []
     for role, figures in summary.items():
         for height, f in figures["per_rendition"].items():
-            rows.append([role, f"{height}p", _p(f["fps"]), _p(f["kbps"], 0), f["windows"]])
+            fps, kbps = f["fps"], f["kbps"]
+            rows.append([role, f"{height}p", f"{fps['p50']:.1f} ({fps['p5']:.1f})",
+                         f"{kbps['p50']:.0f} ({kbps['p5']:.0f}-{kbps['p95']:.0f})",
+                         f["windows"]])
     lines.append("")
-    lines.append(table(["viewer", "rendition", "fps p50 (p95) of rounds",
-                        "kbit/s p50 (p95)", "1 s windows"], rows))
+    lines.append(table(["viewer", "rendition", "fps p50 (p5)", "kbit/s p50 (p5-p95)",
+                        "1 s windows, all rounds"], rows))
     return "\n".join(lines)
 
 

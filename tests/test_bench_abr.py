@@ -250,6 +250,8 @@ def test_a_short_real_run_writes_its_figures_and_leaves_nothing_running(tmp_path
     for figures in summary.values():
         assert set(figures) == {"settle", "freezes_per_viewer_minute", "longest_freeze_ms",
                                 "per_rendition"}
+    top = summary["unlimited"]["per_rendition"]["360"]
+    assert top["windows"] > 0 and set(top["fps"]) == set(top["kbps"]) == {"p5", "p50", "p95"}
     assert (run_dir / "server.log").exists()
     # nothing left: no namespace of the run, no process it started (server, its Redis,
     # creator, every viewer child of every round)
