@@ -175,7 +175,10 @@ class AbrViewer:
     async def join(self, url: str, creator_id: str) -> None:
         import socketio
 
-        self.sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+        # handle_sigint=False: python-socketio would take SIGINT from the run's handler
+        # (bench/runner.py) and the clean stop would never start
+        self.sio = socketio.AsyncClient(serializer="msgpack", reconnection=False,
+                                        handle_sigint=False)
         await self.sio.connect(url, auth={"token": self.token}, transports=["websocket"],
                                wait_timeout=10)
         self.sid = str(self.sio.get_sid("/"))

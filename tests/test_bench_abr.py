@@ -262,3 +262,34 @@ def test_a_short_real_run_writes_its_figures_and_leaves_nothing_running(tmp_path
     assert {"server", "redis", "creator", "round1-unlimited", "round1-shaped1"} <= set(started)
     assert [name for name, pid in started.items() if _alive(pid)] == []
     assert "settle s p50 (p95)" in done.stdout
+
+
+@pytest.mark.skipif(_reason is not None, reason=str(_reason))
+def test_ctrl_c_mid_round_stops_everything_and_deletes_the_namespace(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "abr", "--rounds", "1", "--seconds", "60",
+         "--out", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # progress lines; the schedule is playing at "t="
+            if "round 1/1 t=" in line:
+                break
+        else:
+            pytest.fail(f"the run ended before its round: {proc.wait()}")
+        assert "golive-210" in netns.listed()
+        proc.send_signal(2)  # SIGINT, as a terminal's Ctrl-C
+        _out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err[-3000:]
+    (run_dir,) = tmp_path.glob("abr-*")
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["interrupted"] and result["errors"] == []
+    assert result["left_running"] == {"namespaces": []}
+    assert "golive-210" not in netns.listed()
+    assert {"server", "creator", "round1-unlimited", "round1-shaped1"} <= set(result["pids"])
+    assert [name for name, pid in result["pids"].items() if _alive(pid)] == []
