@@ -277,7 +277,9 @@ def test_ctrl_c_mid_round_stops_everything_and_deletes_the_namespace(tmp_path):
             if "round 1/1 t=" in line:
                 break
         else:
-            pytest.fail(f"the run ended before its round: {proc.wait()}")
+            errors = [json.loads(path.read_text())["errors"]
+                      for path in tmp_path.glob("abr-*/result.json")]
+            pytest.fail(f"the run ended before its round: {proc.wait()}, {errors}")
         assert "golive-210" in netns.listed()
         proc.send_signal(2)  # SIGINT, as a terminal's Ctrl-C
         _out, err = proc.communicate(timeout=90)
