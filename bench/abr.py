@@ -471,6 +471,8 @@ def summarize(rounds: list[dict[str, Any]], steps: list[Step]) -> dict[str, Any]
                 values = [v["settle"][i][side]["settle_s"] for v in mine]
                 entry[side] = distribution(values, 3)
                 entry[side]["no_move"] = sum(1 for v in values if v is None)
+                entry[side]["first_s"] = distribution(
+                    [v["settle"][i][side]["first_s"] for v in mine], 3)
                 entry[side]["to"] = [v["settle"][i][side]["to"] for v in mine]
             settle.append(entry)
         pooled: dict[str, list[dict[str, Any]]] = {}
@@ -524,10 +526,13 @@ def render(result: dict[str, Any]) -> str:
         for step in figures["settle"]:
             server, decoded = step["server"], step["decoded"]
             rows.append([role, f"{step['at_s']:g}s {step['spec']} ({step['kind']})",
-                         _p(server, 2), server["no_move"], _p(decoded, 2), decoded["no_move"],
+                         _p(server["first_s"], 2), _p(server, 2), server["no_move"],
+                         _p(decoded, 2), decoded["no_move"],
+                         "/".join(str(t) for t in server["to"]),
                          "/".join(str(t) for t in decoded["to"])])
-    lines.append(table(["viewer", "step", "settle s p50 (p95), server", "no move",
-                        "decoded", "no move", "decoded height after"], rows))
+    lines.append(table(["viewer", "step", "first move s", "settle s p50 (p95), server",
+                        "no move", "decoded", "no move", "server's rung after",
+                        "decoded after"], rows))
     rows = []
     for role, figures in summary.items():
         freezes, longest = figures["freezes_per_viewer_minute"], figures["longest_freeze_ms"]

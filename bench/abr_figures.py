@@ -19,7 +19,7 @@ Definitions (every time in seconds from the round's start):
   that put it where it stayed. None when it did not move. Measured twice: on the
   server's decisions (the ABR rule's log line) and on the decoded frames' height (what
   the viewer saw: the switch waits for a keyframe, and a stalled decoder never shows
-  it).
+  it). `first_s` is the time to the first move (a ladder of three may take two steps).
 - **fps and bitrate per rendition**: windows of >= 1 s between the viewer's reports in
   which every decoded frame had the same height; fps = frames / window, kbit/s = video
   RTP bytes received (payload + 12-byte header, retransmissions included) / window.
@@ -93,10 +93,11 @@ def value_at(changes: Sequence[tuple[float, Any]], t: float, initial: Any = None
 def settle(changes: Sequence[tuple[float, Any]], step_at: float, until: float,
            initial: Any = None) -> dict[str, Any]:
     """After a step at `step_at`: {"settle_s": from the step to the last change before
-    `until` (None: no change), "from": the value at the step, "to": the value at
-    `until`, "moves": changes in between}."""
+    `until` (None: no change), "first_s": to the first change, "from": the value at the
+    step, "to": the value at `until`, "moves": changes in between}."""
     inside = [(t, v) for t, v in changes if step_at <= t < until]
     return {"settle_s": round(inside[-1][0] - step_at, 3) if inside else None,
+            "first_s": round(inside[0][0] - step_at, 3) if inside else None,
             "from": value_at(changes, step_at - 1e-9, initial),
             "to": value_at(changes, until - 1e-9, initial), "moves": len(inside)}
 

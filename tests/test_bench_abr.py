@@ -87,16 +87,16 @@ def test_the_cli_refuses_a_step_past_the_round(capsys):
 def test_settle_is_the_last_move_before_the_next_step():
     moves = [(3.5, 180), (12.0, 360), (14.0, 180)]  # down, a failed climb, down again
     drop = abr_figures.settle(moves, 0.0, 20.0, initial=360)
-    assert drop == {"settle_s": 14.0, "from": 360, "to": 180, "moves": 3}
+    assert drop == {"settle_s": 14.0, "first_s": 3.5, "from": 360, "to": 180, "moves": 3}
     moves = [(3.5, 180), (28.7, 360)]
     assert abr_figures.settle(moves, 0.0, 20.0, 360)["settle_s"] == 3.5
     recovery = abr_figures.settle(moves, 20.0, 40.0, 360)
-    assert recovery == {"settle_s": 8.7, "from": 180, "to": 360, "moves": 1}
+    assert recovery == {"settle_s": 8.7, "first_s": 8.7, "from": 180, "to": 360, "moves": 1}
 
 
 def test_settle_is_none_when_the_viewer_did_not_move():
     assert abr_figures.settle([], 0.0, 20.0, 360) == {
-        "settle_s": None, "from": 360, "to": 360, "moves": 0}
+        "settle_s": None, "first_s": None, "from": 360, "to": 360, "moves": 0}
     # a move after the window belongs to the next step
     assert abr_figures.settle([(25.0, 180)], 0.0, 20.0, 360)["settle_s"] is None
 
@@ -237,8 +237,8 @@ def test_a_short_real_run_writes_its_figures_and_leaves_nothing_running(tmp_path
         assert viewer["decoded"][0] == [0.0, 360]  # warmed up on the top rendition
         assert [s["kind"] for s in viewer["settle"]] == ["drop", "recovery"]
         for step in viewer["settle"]:
-            assert set(step["server"]) == {"settle_s", "from", "to", "moves"}
-            assert set(step["decoded"]) == {"settle_s", "from", "to", "moves"}
+            assert set(step["server"]) == {"settle_s", "first_s", "from", "to", "moves"}
+            assert set(step["decoded"]) == {"settle_s", "first_s", "from", "to", "moves"}
         assert set(viewer["freezes"]) == {"count", "per_viewer_minute", "longest_ms",
                                           "frozen_ms", "freezes"}
     # the unlimited viewer keeps the top rendition; its fps and bitrate are measured
