@@ -295,3 +295,33 @@ def test_ctrl_c_mid_round_stops_everything_and_deletes_the_namespace(tmp_path):
     assert "golive-210" not in netns.listed()
     assert {"server", "creator", "round1-unlimited", "round1-shaped1"} <= set(result["pids"])
     assert [name for name, pid in result["pids"].items() if _alive(pid)] == []
+
+
+@pytest.mark.skipif(_reason is not None, reason=str(_reason))
+def test_clean_stale_leaves_a_namespace_whose_owner_still_runs():
+    """A test's clean-up once deleted a running bench's namespace mid-round: the owner's
+    pid is kept beside each namespace, and only a namespace whose owner is gone is
+    stale. (Only index 213 is touched: other namespaces may be a parallel run's.)"""
+    from bench.netns import OWNERS
+
+    owner = subprocess.Popen(["sleep", "60"])
+    name = "golive-213"
+    try:
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        OWNERS.mkdir(exist_ok=True)
+        (OWNERS / name).write_text(str(owner.pid))
+        assert netns.clean_stale([213]) == []
+        assert name in netns.listed()
+        with pytest.raises(RuntimeError, match="in use"):
+            netns.Namespace(213).open()
+        owner.kill()
+        owner.wait()
+        assert netns.clean_stale([213]) == [name]
+        assert name not in netns.listed()
+        assert not (OWNERS / name).exists()
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        (OWNERS / name).unlink(missing_ok=True)
