@@ -1,4 +1,4 @@
-"""`golive bench fanout|join`: the command line, and one run from start to clean exit.
+"""`golive bench fanout|join|...`: the command line, and one run from start to clean exit.
 
 Wiring into `golive`: pyproject.toml declares `add_arguments` as the `bench` entry point of
 the `golive.commands` group; signaling/cli.py loads it to add `golive bench` (the server
@@ -95,6 +95,10 @@ def _add_modes(modes: Any) -> None:
     from bench.soak import add_mode as add_soak_mode
 
     add_soak_mode(modes)
+
+    from bench.abr import add_mode as add_abr_mode
+
+    add_abr_mode(modes)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

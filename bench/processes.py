@@ -30,8 +30,12 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _prctl = _libc.prctl  # resolved in the parent: the child only calls it between fork and exec
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """SIGTERM this process when its parent dies (a preexec_fn: between fork and exec)."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_die_with_parent = die_with_parent
 
 
 def _preexec(cpus: frozenset[int] | None) -> Callable[[], None]:
