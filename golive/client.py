@@ -434,6 +434,10 @@ class GoliveClient:
         """`GET /api/gifts`: the gifts, cheapest first (the server alone sets prices)."""
         return list((await self.request("GET", "/api/gifts"))["gifts"])
 
+    async def coin_packages(self) -> list[dict[str, Any]]:
+        """`GET /api/coins/packages`: `[{id, coins, price_cents, currency}]`."""
+        return list((await self.request("GET", "/api/coins/packages"))["packages"])
+
     async def balance(self) -> Balances:
         """`GET /api/wallet`'s balances."""
         wallet = await self.request("GET", "/api/wallet")

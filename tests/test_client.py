@@ -4,6 +4,8 @@ typed error with the server's code, and a reconnect after a node is killed (SIGK
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib.util
 import signal
 from typing import Any
 
@@ -24,7 +26,7 @@ from golive.pushes import (
 from media.synthetic import HeadlessCreator
 from tests.support.cluster import NODE_ENV
 from tests.support.poll import poll
-from tests.support.servers import ServerProcess
+from tests.support.servers import REPO, ServerProcess
 
 PASSWORD = "correct-horse-1"
 
@@ -173,4 +175,55 @@ async def test_a_killed_node_reconnects_rejoins_and_catches_the_chat_up(
             await poll(lambda: room.chat.texts()[-1] == "back on b", what="the push")
             assert line.text == "back on b"
         finally:
+            await media.close()
+
+
+EXAMPLES = REPO / "docs" / "examples"
+
+
+def example(name: str) -> Any:
+    """A module of docs/examples/, loaded from its file (docs/client.md shows it whole)."""
+    spec = importlib.util.spec_from_file_location(f"golive_example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_docs_show_each_example_whole() -> None:
+    doc = (REPO / "docs" / "client.md").read_text()
+    for path in sorted(EXAMPLES.glob("*.py")):
+        assert f"```python\n{path.read_text()}```" in doc, f"docs/client.md lacks {path.name}"
+
+
+async def test_the_docs_examples_run(live_server: ServerProcess) -> None:
+    chat_bot, gift_sender = example("chat_bot"), example("gift_sender")
+    async with GoliveClient(live_server.url) as cat, GoliveClient(live_server.url) as dan, \
+            GoliveClient(live_server.url) as bot:
+        creator = await cat.sign_up("cat", PASSWORD)
+        await dan.sign_up("dan", PASSWORD, display_name="Dan")
+        await bot.sign_up("bot", PASSWORD, connect=False)
+        media = HeadlessCreator.synthetic(160, 96, 10)
+        ready = asyncio.Event()
+        running = None
+        try:
+            await cat.go_live(media, "with a bot")
+            running = asyncio.create_task(chat_bot.run_bot(
+                live_server.url, "bot", PASSWORD, "cat", ready))
+            await asyncio.wait_for(ready.wait(), 20)
+            room = await dan.join_live(creator.user.id)
+            await poll(lambda: "Welcome, Dan!" in room.chat.texts(), what="the greeting")
+            receipt = await gift_sender.send_gift(live_server.url, "dan", PASSWORD, "cat",
+                                                  "rose", 3)
+            assert (receipt.count, receipt.replayed) == (3, False)
+            await room.send("!coins")
+            await poll(lambda: f"{receipt.coins} coins in gifts this LIVE" in room.chat.texts(),
+                       what="the bot's answer")
+            await cat.end_live()
+            await asyncio.wait_for(running, 20)  # the bot stops when the LIVE ends
+        finally:
+            if running is not None and not running.done():
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
             await media.close()
