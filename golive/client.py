@@ -39,7 +39,7 @@ import msgspec
 import socketio
 
 from golive.chat import ChatCatchUp
-from golive.errors import GoliveError, NoAnswer, NotSent, raise_for
+from golive.errors import GoliveError, LiveRefused, NoAnswer, NotSent, raise_for
 from golive.pushes import ChatItem, ChatMessages, Live, Push, Reconnected, UserRef, decode
 
 log = logging.getLogger("golive.client")
@@ -151,19 +151,21 @@ async def resend_until_answered(send: Callable[[], Awaitable[dict[str, Any]]], *
         await asyncio.sleep(min(wait, left))
 
 
-async def start_live(ack: Ack, media: Media, title: str, timeout: float, *,
+async def start_live(call: Ack, media: Media, title: str, timeout: float, *,
                      resume_of: str | None = None, signed_in_only: bool = False
                      ) -> dict[str, Any]:
     """Go live: `live:start` with the creator's offer (resuming the live `resume_of`, as the
     studio does after a reconnect), its answer applied, then wait (at most `timeout` s)
-    until the creator's peer connection is up. The `live`; GoliveError when refused,
-    RuntimeError when the media connection fails."""
+    until the creator's peer connection is up. The `live`; LiveRefused (a GoliveError)
+    when refused, RuntimeError when the media connection fails."""
     payload: dict[str, Any] = {"title": title, "offer": await media.offer()}
     if resume_of is not None:
         payload["resume_of"] = resume_of
     if signed_in_only:
         payload["signed_in_only"] = True
-    answer = raise_for(await ack("live:start", payload, 30.0))
+    answer = await call("live:start", payload, 30.0)
+    if not answer.get("ok"):
+        raise LiveRefused(answer.get("error") or {})
     await media.accept_answer(answer["answer"])
     async with asyncio.timeout(timeout):
         while media.pc.connectionState != "connected":
@@ -537,6 +539,10 @@ class GoliveClient:
 
     async def _on_disconnect(self, *_: Any) -> None:
         self._lost.set()
+        for callback in self._callbacks.get("disconnect", ()):
+            result = callback(None)
+            if result is not None:
+                await result
 
     async def _keep(self) -> None:
         while not self._closing:
@@ -566,7 +572,8 @@ class GoliveClient:
         self._hooks.append(hook)
 
     def on(self, event: str, callback: Callable[[Any], Awaitable[None] | None]) -> None:
-        """Call `callback(payload)` for each push of `event` (its raw payload)."""
+        """Call `callback(payload)` for each push of `event` (its raw payload);
+        `"disconnect"`: each time the socket drops (payload None)."""
         self._callbacks.setdefault(event, []).append(callback)
 
     def pushes(self, *events: str, size: int = PUSH_QUEUE) -> PushStream:

@@ -70,6 +70,15 @@ class NoAnswer(GoliveError):
         super().__init__("no_answer", message, {"retryable": True})
 
 
+class LiveRefused(GoliveError):
+    """`live:start` answered an error (an age, a second live, a resume too late)."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        refused = GoliveError.from_error(error)
+        super().__init__(refused.code, refused.message, refused.details)
+        self.args = (f"live:start refused: {refused.message}",)
+
+
 def raise_for(answer: Any) -> dict[str, Any]:
     """The answer when it is `{ok: true, ...}`; else its GoliveError."""
     if isinstance(answer, dict) and answer.get("ok"):
@@ -77,4 +86,4 @@ def raise_for(answer: Any) -> dict[str, Any]:
     raise GoliveError.from_error(answer.get("error") if isinstance(answer, dict) else answer)
 
 
-__all__ = ["CODES", "GoliveError", "NoAnswer", "NotSent", "raise_for"]
+__all__ = ["CODES", "GoliveError", "LiveRefused", "NoAnswer", "NotSent", "raise_for"]

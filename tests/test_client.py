@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import importlib.util
 import signal
+import sys
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from golive.pushes import (
     DmMessage,
     GiftReceived,
     LiveEnded,
+    LiveStarted,
     NotifyNew,
     NudgeWaiting,
     Push,
@@ -227,3 +229,28 @@ async def test_the_docs_examples_run(live_server: ServerProcess) -> None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await running
             await media.close()
+
+
+async def test_golive_broadcast_goes_live_through_the_client(live_server: ServerProcess) -> None:
+    async with GoliveClient(live_server.url) as eve, GoliveClient(live_server.url) as fay:
+        creator = await eve.sign_up("eve", PASSWORD, connect=False)
+        await fay.sign_up("fay", PASSWORD)
+        pushes = fay.pushes(LiveStarted.event, LiveEnded.event)
+        await fay.call("live:watch", {"user_id": creator.user.id})
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "signaling.cli", "broadcast", "--url", live_server.url,
+            "--user", "eve", "--password", PASSWORD, "--size", "160x96", "--fps", "10",
+            "--title", "headless", "--duration", "3", cwd=REPO,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        try:
+            started = await next_push(pushes, LiveStarted, timeout=30)
+            assert (started.live.title, started.creator.username) == ("headless", "eve")
+            ended = await next_push(pushes, LiveEnded, timeout=30)
+            assert ended.reason == "ended_by_creator"
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.returncode == 0, out
+        assert f"LIVE: {live_server.url}/@eve" in out.decode(), out
