@@ -484,7 +484,10 @@ class GoliveClient:
         sio = socketio.AsyncClient(serializer="msgpack", reconnection=False,
                                    http_session=self._session())
         sio.on("*", self._on_push)
-        sio.on("disconnect", self._on_disconnect)
+
+        async def on_disconnect(*_: Any) -> None:
+            await self._on_disconnect(sio)
+        sio.on("disconnect", on_disconnect)
         sio.on("connect_error", self._on_connect_error)
         auth = {"token": self.token} if self.token and not self.anonymous else {
             "anonymous": True}
@@ -512,13 +515,14 @@ class GoliveClient:
                     await self._rejoin(room)
             for hook in list(self._hooks):
                 await hook(self)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if first:
+        except BaseException as exc:
+            # a half-joined connection is closed: the next attempt starts over
+            self.sio = None
+            await _quietly(sio.disconnect())
+            if first or not isinstance(exc, Exception):
                 raise
             log.warning("%s: after reconnecting to %s: %s", self.name, url, exc)
-            self._lost.set()  # a half-rejoined connection: start over
+            self.url_index += 1
             return False
         return True
 
@@ -537,7 +541,9 @@ class GoliveClient:
             self._deliver("chat:messages", ChatMessages(live_id=room.live_id, items=[
                 msgspec.convert(i, ChatItem, strict=False) for i in shown]))
 
-    async def _on_disconnect(self, *_: Any) -> None:
+    async def _on_disconnect(self, sio: socketio.AsyncClient) -> None:
+        if sio is not self.sio or self._closing:
+            return  # a connect attempt that failed, or our own close
         self._lost.set()
         for callback in self._callbacks.get("disconnect", ()):
             result = callback(None)
