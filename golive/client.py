@@ -58,6 +58,8 @@ RECONNECT_DELAY_S = 0.5
 Ack = Callable[[str, dict[str, Any], float], Awaitable[dict[str, Any]]]
 """Send one event and return its raw ack (ok or not); NotSent or NoAnswer otherwise."""
 Hook = Callable[["GoliveClient"], Awaitable[None]]
+Observer = Callable[[dict[str, Any] | None], None]
+"""Sees each answer of a resent operation (None: sent, no answer came)."""
 
 
 class Session(msgspec.Struct, kw_only=True):
@@ -120,8 +122,7 @@ def is_retryable(answer: Any) -> bool:
 
 async def resend_until_answered(send: Callable[[], Awaitable[dict[str, Any]]], *,
                                 deadline_s: float = OP_DEADLINE_S, retry_s: float = RETRY_S,
-                                on_answer: Callable[[dict[str, Any] | None], None] | None
-                                = None) -> dict[str, Any]:
+                                on_answer: Observer | None = None) -> dict[str, Any]:
     """Send an idempotent request (its id inside `send`) until a definite answer: `{ok:
     true}` or a refusal retrying cannot change; the raw answer. Sent again after NotSent,
     NoAnswer and `unavailable`/`rate_limited` (after `retry_after`). `on_answer` sees every
@@ -277,6 +278,10 @@ class LiveChat:
         again on NoAnswer: chat:send has no id, a resend could write the line twice."""
         ack = await self.client.call("chat:send", {"live_id": self.live_id, "text": text})
         return msgspec.convert(ack["message"], ChatItem, strict=False)
+
+    async def catch_up(self) -> list[dict[str, Any]]:
+        """`chat:history` after the last line shown, to the end; the lines new to us."""
+        return await self.chat.catch_up(self._fetch)
 
     async def board(self) -> dict[str, Any]:
         """`gift:board`: the live's top gifters, coins and diamonds so far."""
@@ -446,14 +451,15 @@ class GoliveClient:
         return msgspec.convert(wallet["balances"], Balances, strict=False)
 
     async def buy_coins(self, package_id: str, *, checkout_id: str | None = None,
-                        deadline_s: float = OP_DEADLINE_S) -> Purchase:
+                        deadline_s: float = OP_DEADLINE_S, on_answer: Observer | None = None
+                        ) -> Purchase:
         """`POST /api/coins/checkout` (18+; the test provider pays at once). The package's
         coins and price are the catalog's. Sent again with the same `checkout_id` until a
-        definite answer, so it is bought once."""
+        definite answer, so it is bought once (`on_answer`: see resend_until_answered)."""
         body = {"package_id": package_id, "checkout_id": checkout_id or new_id()}
         answer = await resend_until_answered(
             lambda: self._raw_request("POST", "/api/coins/checkout", body),
-            deadline_s=deadline_s)
+            deadline_s=deadline_s, on_answer=on_answer)
         return msgspec.convert(raise_for(answer)["purchase"], Purchase, strict=False)
 
     async def _raw_request(self, method: str, path: str, body: Any) -> dict[str, Any]:
@@ -669,16 +675,17 @@ class GoliveClient:
         return room
 
     async def send_gift(self, creator: str, gift_id: str, count: int = 1, *,
-                        transfer_id: str | None = None, deadline_s: float = OP_DEADLINE_S
-                        ) -> Receipt:
+                        transfer_id: str | None = None, deadline_s: float = OP_DEADLINE_S,
+                        on_answer: Observer | None = None) -> Receipt:
         """`gift:send` to a live creator (username or id), under `transfer_id` (a new one
         by default), sent again unchanged after a dropped connection, a timeout,
         `unavailable` or `rate_limited`: the coins move once (`replayed` on a resend the
-        server had applied). The price is the catalog's."""
+        server had applied). The price is the catalog's. `on_answer` sees every send that
+        went out (resend_until_answered)."""
         payload = {"transfer_id": transfer_id or new_id(), "creator": creator,
                    "gift_id": gift_id, "count": count}
         answer = await resend_until_answered(lambda: self.ack("gift:send", payload),
-                                             deadline_s=deadline_s)
+                                             deadline_s=deadline_s, on_answer=on_answer)
         return msgspec.convert(raise_for(answer)["receipt"], Receipt, strict=False)
 
     async def go_live(self, media: Media, title: str = "", *, timeout: float = 20.0,
