@@ -10,10 +10,12 @@ import signal
 import sys
 from typing import Any
 
+import aiohttp
 import pytest
 
 from golive.client import GoliveClient, Receipt
 from golive.errors import GoliveError, NotSent
+from golive.lean import LeanSocket
 from golive.pushes import (
     ChatMessages,
     DmMessage,
@@ -254,3 +256,28 @@ async def test_golive_broadcast_goes_live_through_the_client(live_server: Server
                 await proc.wait()
         assert proc.returncode == 0, out
         assert f"LIVE: {live_server.url}/@eve" in out.decode(), out
+
+
+async def test_anonymous_and_lean_sockets(live_server: ServerProcess) -> None:
+    async with GoliveClient(live_server.url) as gus, \
+            GoliveClient(live_server.url, anonymous=True) as visitor:
+        creator = await gus.sign_up("gus", PASSWORD)
+        watched = await visitor.call("live:watch", {"user_id": creator.user.id})
+        assert watched["live"] is None  # signed out may watch and read
+        with pytest.raises(GoliveError) as refused:
+            await visitor.nudge(creator.user.id)
+        assert (refused.value.code, refused.value.reason) == ("unauthorized", "anonymous")
+        async with aiohttp.ClientSession() as http:
+            lean = LeanSocket(http, live_server.url, creator.token)
+            try:
+                await lean.connect()
+                assert (await lean.call("session:whoami", {}))["user"]["id"] == creator.user.id
+            finally:
+                await lean.close()
+            bad = LeanSocket(http, live_server.url, "not-a-token")
+            try:
+                with pytest.raises(GoliveError) as wrong:
+                    await bad.connect()
+                assert wrong.value.code == "unauthorized"
+            finally:
+                await bad.close()
