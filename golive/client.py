@@ -608,7 +608,7 @@ class GoliveClient:
                 await result
         if event == "chat:messages" and isinstance(data, dict):
             room = next((r for r in self._rooms.values()
-                         if r.live is not None and r.live.live_id == data.get("live_id")), None)
+                         if r.chat.live_id == data.get("live_id")), None)
             if room is not None:
                 try:
                     shown = await room.chat.on_batch(data, room._fetch)
@@ -670,8 +670,12 @@ class GoliveClient:
         """`room:join {media: false}` on a creator's live, and its chat so far (the last
         100 lines); joined again after each reconnect until `leave()`."""
         room = LiveChat(self, creator_id)
-        await room._join()
-        self._rooms[creator_id] = room
+        self._rooms[creator_id] = room  # before the join: its first batches are held
+        try:
+            await room._join()
+        except BaseException:
+            self._rooms.pop(creator_id, None)
+            raise
         return room
 
     async def send_gift(self, creator: str, gift_id: str, count: int = 1, *,
