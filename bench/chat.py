@@ -224,7 +224,7 @@ class ChatRun:
         self.server: Any = None
         self.server_pid: int | None = None if baseline else args.server_pid
         self.workers: list[Any] = []
-        self.sio: Any = None
+        self.client: Any = None  # the creator's golive client
         self.creator: Any = None
         self.restriction: Any = None
         self.live: dict[str, Any] = {}
@@ -268,9 +268,8 @@ class ChatRun:
                 os.sched_setaffinity(redis, self.load_cpus)
 
     async def go_live(self, token: str) -> None:
-        import socketio
-
         from bench.creator import start_live
+        from golive.client import GoliveClient
         from media.ice import is_loopback_url, restrict_host_addresses
         from media.synthetic import HeadlessCreator
 
@@ -278,19 +277,19 @@ class ChatRun:
         if is_loopback_url(self.url):
             self.restriction = restrict_host_addresses(["127.0.0.1"])
         self.creator = HeadlessCreator.synthetic(160, 96, 5.0)  # height: a multiple of 4
-        self.sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+        # no reconnect: a creator whose socket drops ends the run (check_live)
+        self.client = GoliveClient(self.url, token=token, reconnect=False, name="creator")
 
         async def on_ended(data: dict[str, Any]) -> None:
             self.ended = f"the server ended the live: {data.get('reason')}"
 
-        async def on_disconnect(*_: Any) -> None:
+        async def on_disconnect(_: Any) -> None:
             self.ended = self.ended or "the creator's socket was disconnected"
 
-        self.sio.on("live:ended", on_ended)
-        self.sio.on("disconnect", on_disconnect)
-        await self.sio.connect(self.url, auth={"token": token}, transports=["websocket"],
-                               wait_timeout=10)
-        self.live = await start_live(self.sio, self.creator, "chat bench", CREATOR_TIMEOUT_S)
+        self.client.on("live:ended", on_ended)
+        self.client.on("disconnect", on_disconnect)
+        await self.client.connect(timeout=10)
+        self.live = await start_live(self.client, self.creator, "chat bench", CREATOR_TIMEOUT_S)
 
     def check_live(self) -> None:
         """RuntimeError once the live is off: every later figure would be meaningless."""
@@ -338,7 +337,7 @@ class ChatRun:
 
         await asyncio.gather(*(w.stop(grace=20.0) for w in self.workers),
                              return_exceptions=True)
-        await end_live(self.sio, self.creator)
+        await end_live(self.client, self.creator)
         if self.restriction is not None:
             self.restriction.restore()
             self.restriction = None

@@ -3,9 +3,9 @@ bench.chat over stdin (bench.rpc).
 
     python -m bench.chat_clients --url http://127.0.0.1:8080 --creator-id U
 
-Each client is a raw Engine.IO v4 websocket speaking Socket.IO with msgpack (what
-socket.io-client with the msgpack parser sends), lean on purpose so the load side is not
-the bottleneck: no python-socketio client per connection. Tokens arrive inside the
+Each client is a golive.lean.LeanSocket: a raw Engine.IO v4 websocket speaking Socket.IO
+with msgpack (what socket.io-client with the msgpack parser sends), lean on purpose so the
+load side is not the bottleneck: no python-socketio client per connection. Tokens arrive inside the
 "connect" request, never on the command line.
 
 Requests:
@@ -31,9 +31,9 @@ import time
 from typing import Any
 
 import aiohttp
-import msgpack
 
 from bench.rpc import serve_stdin, stop_on_signals
+from golive.lean import LeanSocket
 
 log = logging.getLogger("golive.bench.chat_clients")
 
@@ -46,100 +46,47 @@ STAMP = "t:"
 
 
 class Client:
-    """One Socket.IO connection over a raw Engine.IO websocket (msgpack packets)."""
+    """One chat client: a golive.lean.LeanSocket; a sampled one (`decode`) reads every push
+    and times the stamped lines, the others only count frames."""
 
     def __init__(self, session: aiohttp.ClientSession, url: str, token: str,
                  decode: bool) -> None:
-        self.session, self.url, self.token = session, url, token
         self.decode = decode
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self.reader: asyncio.Task[None] | None = None
-        self.acks: dict[int, asyncio.Future[Any]] = {}
-        self.next_id = 1
-        self.state = "new"
-        self.frames = 0
+        self.socket = LeanSocket(session, url, token,
+                                 on_push=self._on_push if decode else None)
         self.lines = 0
         self.sink: list[float] | None = None  # latency samples (s) while recording
 
+    @property
+    def state(self) -> str:
+        return self.socket.state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self.socket.state = value
+
+    @property
+    def frames(self) -> int:
+        return self.socket.frames
+
     async def connect(self) -> None:
-        ws_url = self.url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
-        async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            self.ws = await self.session.ws_connect(ws_url, compress=0, max_msg_size=0,
-                                                    autoping=True)
-            opened = await self.ws.receive_str()
-            if not opened.startswith("0"):
-                raise RuntimeError(f"unexpected Engine.IO open: {opened[:80]!r}")
-            await self.ws.send_bytes(msgpack.packb({"type": 0, "nsp": "/",
-                                                    "data": {"token": self.token}}))
-            msg = await self.ws.receive()
-            if msg.type != aiohttp.WSMsgType.BINARY:
-                raise RuntimeError(f"unexpected connect answer: {msg.type!r}")
-            packet = msgpack.unpackb(msg.data)
-            if packet.get("type") != 0:
-                raise RuntimeError(f"connect refused: {packet.get('data')}")
-        self.state = "connected"
-        self.reader = asyncio.create_task(self._read())
+        await self.socket.connect(CONNECT_TIMEOUT_S)
 
-    async def call(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
-        assert self.ws is not None
-        i = self.next_id
-        self.next_id += 1
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.acks[i] = future
-        try:
-            await self.ws.send_bytes(msgpack.packb(
-                {"type": 2, "nsp": "/", "id": i, "data": [event, data]}))
-            return await asyncio.wait_for(future, CALL_TIMEOUT_S)
-        finally:
-            self.acks.pop(i, None)
+    async def call(self, event: str, data: dict[str, Any]) -> Any:
+        return await self.socket.call(event, data, CALL_TIMEOUT_S)
 
-    async def _read(self) -> None:
-        ws = self.ws
-        assert ws is not None
-        unpack = msgpack.unpackb
-        try:
-            while True:
-                msg = await ws.receive()
-                if msg.type == aiohttp.WSMsgType.BINARY:
-                    self.frames += 1
-                    if not self.decode and not self.acks:
-                        continue
-                    now = time.time()
-                    packet = unpack(msg.data)
-                    kind = packet.get("type")
-                    if kind == 3:
-                        future = self.acks.pop(packet.get("id"), None)
-                        if future is not None and not future.done():
-                            data = packet.get("data") or [None]
-                            future.set_result(data[0])
-                    elif kind == 2 and self.decode:
-                        data = packet.get("data") or []
-                        if data and data[0] == "chat:messages":
-                            for item in data[1].get("items", ()):
-                                self.lines += 1
-                                text = item.get("text") or ""
-                                if self.sink is not None and text.startswith(STAMP):
-                                    with contextlib.suppress(ValueError, IndexError):
-                                        self.sink.append(now - float(text[2:].split()[0]))
-                elif msg.type == aiohttp.WSMsgType.TEXT:
-                    if msg.data == "2":  # Engine.IO ping
-                        await ws.send_str("3")
-                else:
-                    return
-        finally:
-            self.state = "closed" if self.state != "failed" else "failed"
-            for future in self.acks.values():
-                if not future.done():
-                    future.set_exception(ConnectionError("socket closed"))
+    def _on_push(self, event: str, data: Any, now: float) -> None:
+        if event != "chat:messages" or not isinstance(data, dict):
+            return
+        for item in data.get("items", ()):
+            self.lines += 1
+            text = item.get("text") or ""
+            if self.sink is not None and text.startswith(STAMP):
+                with contextlib.suppress(ValueError, IndexError):
+                    self.sink.append(now - float(text[2:].split()[0]))
 
     async def close(self) -> None:
-        if self.reader is not None:
-            self.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.reader
-        if self.ws is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.ws.close(), 5)
+        await self.socket.close()
 
 
 class Worker:

@@ -4,8 +4,9 @@ sent live through the real signaling path as a real user, in its own process.
     GOLIVE_BENCH_TOKEN=... python -m bench.creator --url http://127.0.0.1:8080 \
         --size 640x360 --fps 30
 
-It signs in with the token, goes live (`live:start` with an aiortc offer), waits until its
-peer connection is up and prints {"event": "ready", "live_id": ..., "creator_id": ...}.
+It connects with the token (golive.client), goes live (`live:start` with an aiortc
+offer), waits until its peer connection is up and prints {"event": "ready", "live_id":
+..., "creator_id": ...}.
 Then it answers "stats" requests on stdin (bench.rpc) until stdin closes, "stop" arrives,
 or SIGTERM/SIGINT; it ends the live on the way out. If the server ends the live it prints
 {"event": "ended", "reason": ...} and exits with status 3.
@@ -31,6 +32,9 @@ from av.video.frame import VideoFrame
 from bench import stamp
 from bench.options import parse_size
 from bench.rpc import emit, serve_stdin, stop_on_signals
+from golive.client import GoliveClient, socket_ack
+from golive.client import start_live as golive_start_live
+from golive.errors import LiveRefused as LiveRefused  # re-exported: the bench catches it
 from media.ice import is_loopback_url, restrict_host_addresses
 from media.synthetic import HeadlessCreator, SyntheticVideoTrack, ToneAudioTrack
 from signaling.tasks import cancel_and_wait
@@ -42,45 +46,29 @@ CONNECT_TIMEOUT_S = 20.0
 EXIT_LIVE_ENDED = 3
 
 
-class LiveRefused(RuntimeError):
-    """live:start answered an error (kept in `error`: code, message, reason)."""
-
-    def __init__(self, error: dict[str, Any]) -> None:
-        super().__init__(f"live:start refused: {error.get('message')}")
-        self.error = error
-
-
-async def start_live(sio: socketio.AsyncClient, creator: HeadlessCreator, title: str,
-                     timeout: float, *, resume_of: str | None = None) -> dict[str, Any]:
-    """Go live over a connected socket: `live:start` with the creator's offer (resuming
-    the live `resume_of`, as the studio does after a reconnect), its answer applied, then
-    wait (at most `timeout` s) until the creator's peer connection is up. The live;
-    LiveRefused when refused, RuntimeError when the connection fails."""
-    payload: dict[str, Any] = {"title": title, "offer": await creator.offer()}
-    if resume_of is not None:
-        payload["resume_of"] = resume_of
-    ack = await sio.call("live:start", payload, timeout=30)
-    if not ack.get("ok"):
-        raise LiveRefused(ack["error"])
-    await creator.accept_answer(ack["answer"])
-    async with asyncio.timeout(timeout):
-        while creator.pc.connectionState != "connected":
-            if creator.pc.connectionState in ("failed", "closed"):
-                raise RuntimeError("the creator's peer connection failed")
-            await asyncio.sleep(0.05)
-    return dict(ack["live"])
+async def start_live(sio: socketio.AsyncClient | GoliveClient, creator: HeadlessCreator,
+                     title: str, timeout: float, *, resume_of: str | None = None
+                     ) -> dict[str, Any]:
+    """Go live over a connected socket (a bench tab or a GoliveClient): golive.client's
+    start_live, `live:start` with the creator's offer (resuming the live `resume_of`, as the
+    studio does after a reconnect), its answer applied, then wait (at most `timeout` s)
+    until the creator's peer connection is up. The live; LiveRefused when refused,
+    RuntimeError when the connection fails."""
+    ack = sio.ack if isinstance(sio, GoliveClient) else socket_ack(sio)
+    return await golive_start_live(ack, creator, title, timeout, resume_of=resume_of)
 
 
-async def end_live(sio: socketio.AsyncClient | None, creator: HeadlessCreator | None) -> None:
+async def end_live(sio: socketio.AsyncClient | GoliveClient | None,
+                   creator: HeadlessCreator | None) -> None:
     """A bench creator's teardown, whatever state it is in: `live:end` while its socket
     is up, the socket closed, its peer connection closed (10 s at most). Never raises:
     the processes it ran on are stopped next."""
     if sio is not None:
+        ack = sio.ack if isinstance(sio, GoliveClient) else socket_ack(sio)
         with contextlib.suppress(Exception):
-            if sio.connected:
-                await sio.call("live:end", {}, timeout=5)
+            await ack("live:end", {}, 5.0)
         with contextlib.suppress(Exception):
-            await sio.disconnect()
+            await (sio.close() if isinstance(sio, GoliveClient) else sio.disconnect())
     if creator is not None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(creator.close(), 10)
@@ -120,35 +108,34 @@ class StampedVideoTrack(SyntheticVideoTrack):
 
 
 class StampedCreator:
-    """Owns the socket and the creator pc; `run()` goes live and stays until told to stop."""
+    """Owns its client (socket) and the creator pc; `run()` goes live and stays until told
+    to stop."""
 
     def __init__(self, url: str, token: str, size: tuple[int, int], fps: float,
                  title: str) -> None:
-        self.url = url.rstrip("/")
-        self.token = token
         self.title = title
         self.video = StampedVideoTrack(size[0], size[1], fps)
         self.creator = HeadlessCreator(self.video, ToneAudioTrack())
-        self.sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+        # no reconnect: a creator whose socket drops has ended its part of the bench
+        self.client = GoliveClient(url, token=token, reconnect=False, name="creator")
         self.live: dict[str, Any] | None = None
         self.ended = asyncio.Event()
         self.end_reason = ""
-        self.sio.on("live:ended", self._on_ended)
-        self.sio.on("disconnect", self._on_disconnect)
+        self.client.on("live:ended", self._on_ended)
+        self.client.on("disconnect", self._on_disconnect)
 
     async def _on_ended(self, data: dict[str, Any]) -> None:
         self.end_reason = str(data.get("reason"))
         self.ended.set()
 
-    async def _on_disconnect(self, *_: Any) -> None:
+    async def _on_disconnect(self, _: Any) -> None:
         if not self.ended.is_set():
             self.end_reason = "socket_disconnected"
             self.ended.set()
 
     async def go_live(self) -> dict[str, Any]:
-        await self.sio.connect(self.url, auth={"token": self.token}, transports=["websocket"],
-                               wait_timeout=10)
-        self.live = await start_live(self.sio, self.creator, self.title, CONNECT_TIMEOUT_S)
+        await self.client.connect(timeout=10)
+        self.live = await start_live(self.client, self.creator, self.title, CONNECT_TIMEOUT_S)
         return self.live
 
     async def stats(self, _: dict[str, Any]) -> dict[str, Any]:
@@ -158,12 +145,11 @@ class StampedCreator:
 
     async def stop(self) -> None:
         """End the live (if still on), close the pc and the socket. Idempotent."""
-        if self.sio.connected and self.live is not None and not self.ended.is_set():
+        if self.client.connected and self.live is not None and not self.ended.is_set():
             with contextlib.suppress(Exception):
-                await self.sio.call("live:end", {}, timeout=5)
+                await self.client.end_live()
         await self.creator.close()
-        with contextlib.suppress(Exception):
-            await self.sio.disconnect()
+        await self.client.close()
 
 
 async def _main(args: argparse.Namespace) -> int:

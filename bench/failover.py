@@ -35,87 +35,79 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import socketio
-
 from bench.decoding_viewer import DecodingViewer
-from signaling.tasks import cancel_and_wait
-
-HELD_BATCHES = 1000  # chat batches a viewer holds while it catches up (then it drops)
-
-
-def chat_id(item_id: str) -> tuple[int, int]:
-    """A chat id ("ms-seq") as numbers, for ordering (web/static/chat-order.js newer)."""
-    ms, _, seq = str(item_id).partition("-")
-    return int(ms), int(seq or 0)
+from golive.chat import ChatCatchUp
+from golive.client import RECONNECT_DELAY_S, GoliveClient
 
 
 class ReconnectingViewer:
-    """A viewer's tab as the watch page behaves: on a disconnect it connects again (to the
-    next of `urls`, as the kernel or a load balancer would send it to a living node),
-    joins the live again (with media where the node serves it, `media_nodes`; chat-only
-    elsewhere) and asks chat:history after the last id it showed. `items` are the lines
-    shown, each once; `back_at` when the join after the last disconnect was answered.
+    """A viewer's tab as the watch page behaves, on golive.client: on a disconnect it
+    connects again (to the next of `urls`, as the kernel or a load balancer would send it to
+    a living node), joins the live again (with media where the node serves it,
+    `media_nodes`; chat-only elsewhere) and asks chat:history after the last id it showed
+    (golive.chat.ChatCatchUp). `items` are the lines shown, each once; `back_at` when the
+    join after the last disconnect was answered.
 
-    It owns its socket, its media peer and its reconnect task; close() ends all three."""
+    It owns its client (socket and reconnect task) and its media peer; close() ends them."""
 
     def __init__(self, token: str, creator_id: str, urls: list[str], *,
                  media_nodes: set[str] | frozenset[str] = frozenset(), name: str = "",
-                 reconnect_delay: float = 0.5) -> None:
-        self.token = token
+                 reconnect_delay: float = RECONNECT_DELAY_S) -> None:
         self.creator_id = creator_id
-        self.urls = urls
-        self.media_nodes = frozenset(media_nodes)
+        self.media_nodes = frozenset(u.rstrip("/") for u in media_nodes)
         self.name = name or creator_id
-        # The page's socket.io-client waits 0.25-0.75 s before its first retry
-        # (reconnectionDelay 500 ms, randomization 0.5: web/static/socket.js).
-        self.reconnect_delay = reconnect_delay
+        self.client = GoliveClient(urls, token=token, reconnect_delay=reconnect_delay,
+                                   call_timeout=20.0, name=self.name)
+        self.client.on("chat:messages", self._on_batch)
+        self.client.on("disconnect", self._on_disconnect)
+        self.client.on_connected(self._join)
+        self.chat = ChatCatchUp()
         self.node_url: str | None = None
-        self.live_id: str | None = None
-        self.items: list[dict[str, Any]] = []
-        self.last: str | None = None
-        self.duplicates = 0          # lines sent to us again (dropped, as the page does)
-        self.caught_up = 0           # lines that came through chat:history after a gap
         self.offered = False
         self.lost_at: float | None = None
         self.back_at: float | None = None
         self.first_frame_after: float | None = None
-        self.sio: socketio.AsyncClient | None = None
         self.media: DecodingViewer | None = None
-        self._held: list[dict[str, Any]] | None = None
-        self._closing = False
-        self._reconnect: asyncio.Task[None] | None = None
+
+    @property
+    def live_id(self) -> str | None:
+        return self.chat.live_id
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        return self.chat.items
+
+    @property
+    def last(self) -> str | None:
+        return self.chat.last
+
+    @property
+    def duplicates(self) -> int:
+        """Lines sent to us again (dropped, as the page does)."""
+        return self.chat.duplicates
+
+    @property
+    def caught_up(self) -> int:
+        """Lines that came through chat:history after a gap."""
+        return self.chat.caught_up
 
     def texts(self) -> list[str]:
-        return [str(item.get("text")) for item in self.items if item.get("kind") == "message"]
+        return self.chat.texts()
 
     async def start(self) -> None:
         """Connect to the first node and join."""
-        await self._connect(self.urls[0])
+        await self.client.connect(timeout=30)
 
-    async def _connect(self, url: str) -> None:
-        sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
-        sio.on("chat:messages", self._on_batch)
-        sio.on("disconnect", self._on_disconnect)
-        await sio.connect(url, auth={"token": self.token}, transports=["websocket"],
-                          wait_timeout=5)
-        self.sio, self.node_url = sio, url
-        try:
-            await self._join(sio, url)
-        except BaseException:
-            await sio.disconnect()
-            raise
-
-    async def _join(self, sio: socketio.AsyncClient, url: str) -> None:
+    async def _join(self, client: GoliveClient) -> None:
+        url = client.url
         media = url in self.media_nodes
-        ack = await sio.call("room:join", {"user_id": self.creator_id, "media": media},
-                             timeout=20)
+        ack = await client.ack("room:join", {"user_id": self.creator_id, "media": media})
         if not ack["ok"] and media and ack["error"]["code"] == "unavailable":
-            ack = await sio.call("room:join", {"user_id": self.creator_id, "media": False},
-                                 timeout=20)
+            ack = await client.ack("room:join", {"user_id": self.creator_id, "media": False})
         if not ack["ok"]:
             raise RuntimeError(f"room:join: {ack['error']}")
-        self.live_id = ack["live"]["live_id"]
+        self.node_url = url
+        self.chat.live_id = ack["live"]["live_id"]
         self.offered = bool(ack.get("offer"))
         if self.media is not None:
             await self.media.close()
@@ -123,81 +115,23 @@ class ReconnectingViewer:
         if ack.get("offer"):
             self.media = DecodingViewer(self.name, on_video=self._on_frame)
             answer = await self.media.answer(ack["offer"])
-            answered = await sio.call("rtc:answer", {"live_id": self.live_id, "sdp": answer},
-                                      timeout=20)
-            if not answered["ok"]:
-                raise RuntimeError(f"rtc:answer: {answered['error']}")
+            await client.call("rtc:answer", {"live_id": self.chat.live_id, "sdp": answer})
         if self.lost_at is not None:
             self.back_at = time.monotonic()
-        await self._catch_up(sio)
+        await self.chat.catch_up(self._fetch)
 
-    async def _catch_up(self, sio: socketio.AsyncClient) -> None:
-        """chat:history after the last id shown, page by page; then the held batches."""
-        self._held = []
-        try:
-            while True:
-                payload: dict[str, Any] = {"live_id": self.live_id}
-                if self.last is not None:
-                    payload["after"] = self.last
-                reply = await sio.call("chat:history", payload, timeout=20)
-                if not reply["ok"]:
-                    raise RuntimeError(f"chat:history: {reply['error']}")
-                if self.last is not None:
-                    self.caught_up += sum(1 for i in reply["items"] if self._is_new(i))
-                self._apply(reply["items"])
-                if not reply.get("more"):
-                    break
-        finally:
-            held, self._held = self._held, None
-        for batch in held:
-            await self._on_batch(batch)
-
-    def _is_new(self, item: dict[str, Any]) -> bool:
-        return self.last is None or chat_id(item["id"]) > chat_id(self.last)
-
-    def _apply(self, items: list[dict[str, Any]]) -> None:
-        for item in items:
-            if not self._is_new(item):
-                self.duplicates += 1
-                continue
-            self.last = item["id"]
-            self.items.append(item)
+    async def _fetch(self, after: str | None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"live_id": self.chat.live_id}
+        if after is not None:
+            payload["after"] = after
+        return await self.client.call("chat:history", payload)
 
     async def _on_batch(self, batch: dict[str, Any]) -> None:
-        if batch.get("live_id") != self.live_id:
-            return
-        if self._held is not None:
-            if len(self._held) < HELD_BATCHES:
-                self._held.append(batch)
-            return
-        prev = batch.get("prev")
-        if prev and self.last is not None and chat_id(prev) > chat_id(self.last):
-            if self.sio is not None:  # a gap: lines between our last and this batch
-                await self._catch_up(self.sio)
-            return
-        self._apply(batch.get("items", []))
+        await self.chat.on_batch(batch, self._fetch)
 
-    async def _on_disconnect(self, *_: Any) -> None:
-        if self._closing or (self._reconnect is not None and not self._reconnect.done()):
-            return
+    async def _on_disconnect(self, _: Any) -> None:
         self.lost_at = time.monotonic()
         self.back_at = None
-        self._reconnect = asyncio.create_task(self._reconnect_loop())
-
-    async def _reconnect_loop(self) -> None:
-        dead = self.node_url
-        order = [u for u in self.urls if u != dead]
-        attempt = 0
-        await asyncio.sleep(self.reconnect_delay)
-        while not self._closing:
-            url = order[attempt % len(order)]
-            attempt += 1
-            try:
-                await self._connect(url)
-                return
-            except (OSError, RuntimeError, socketio.exceptions.ConnectionError,
-                    TimeoutError, aiohttp.ClientError):
-                await asyncio.sleep(0.1)
 
     def _on_frame(self, _frame: Any) -> None:
         if self.lost_at is not None and self.first_frame_after is None:
@@ -205,11 +139,7 @@ class ReconnectingViewer:
 
     async def close(self) -> None:
         """Stop reconnecting, disconnect, close the media peer; safe twice."""
-        self._closing = True
-        await cancel_and_wait(self._reconnect)
-        if self.sio is not None:
-            with contextlib.suppress(Exception):
-                await self.sio.disconnect()
+        await self.client.close()
         if self.media is not None:
             await self.media.close()
             self.media = None
@@ -301,24 +231,21 @@ class Processes:
             self.redis.wait(timeout=10)
 
 
-async def _register(http: aiohttp.ClientSession, url: str, name: str) -> dict[str, str]:
-    resp = await http.post(url + "/api/register", json={
-        "username": name, "display_name": name, "password": "correct-horse-1",
-        "birthdate": "1990-01-01"})
-    body = await resp.json()
-    if resp.status != 201:
-        raise RuntimeError(f"register: {body}")
-    return {"id": body["user"]["id"], "token": body["token"]}
+async def _register(url: str, name: str) -> dict[str, str]:
+    async with GoliveClient(url) as client:
+        session = await client.sign_up(name, "correct-horse-1", connect=False)
+    return {"id": session.user.id, "token": session.token}
 
 
-async def _tab(url: str, token: str, closers: list[Any]) -> socketio.AsyncClient:
-    sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
-    await sio.connect(url, auth={"token": token}, transports=["websocket"], wait_timeout=5)
-    closers.append(sio)
-    return sio
+async def _tab(url: str, token: str, closers: list[Any]) -> GoliveClient:
+    """A tab that stays down when its node dies (the rounds time what the others see)."""
+    client = GoliveClient(url, token=token, reconnect=False)
+    closers.append(client)
+    await client.connect(timeout=5)
+    return client
 
 
-async def _go_live(sio: socketio.AsyncClient, closers: list[Any]) -> str:
+async def _go_live(sio: GoliveClient, closers: list[Any]) -> str:
     from bench.creator import start_live
     from media.synthetic import HeadlessCreator
 
@@ -335,17 +262,17 @@ async def _until(condition: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.01)
 
 
-async def viewers_round(procs: Processes, http: aiohttp.ClientSession, round_no: int,
+async def viewers_round(procs: Processes, round_no: int,
                         viewers: int) -> list[tuple[float, float | None]]:
     """One kill of B with viewers on it; (back after, first frame after) per viewer."""
     closers: list[Any] = []
     a, b, c = procs.urls["A"], procs.urls["B"], procs.urls["C"]
     try:
-        creator = await _register(http, a, f"cr{round_no}")
+        creator = await _register(a, f"cr{round_no}")
         await _go_live(await _tab(a, creator["token"], closers), closers)
         crowd = []
         for i in range(viewers):
-            user = await _register(http, b, f"v{round_no}x{i}")
+            user = await _register(b, f"v{round_no}x{i}")
             then = [a, c] if i % 2 == 0 else [c, a]
             viewer = ReconnectingViewer(user["token"], creator["id"], [b, *then],
                                         media_nodes={a}, name=f"v{i}")
@@ -361,36 +288,33 @@ async def viewers_round(procs: Processes, http: aiohttp.ClientSession, round_no:
     finally:
         for item in reversed(closers):
             with contextlib.suppress(Exception):
-                await (item.disconnect() if hasattr(item, "disconnect") else item.close())
+                await item.close()
         await asyncio.to_thread(procs.start_node, "B")
 
 
-async def origin_round(procs: Processes, http: aiohttp.ClientSession, round_no: int) -> float:
+async def origin_round(procs: Processes, round_no: int) -> float:
     """kill -9 of a live's origin B; seconds until members on A and C have live:ended."""
     closers: list[Any] = []
     a, b, c = procs.urls["A"], procs.urls["B"], procs.urls["C"]
     try:
-        creator = await _register(http, b, f"og{round_no}")
+        creator = await _register(b, f"og{round_no}")
         await _go_live(await _tab(b, creator["token"], closers), closers)
         ended: dict[str, float] = {}
         for name, url in (("A", a), ("C", c)):
-            member = await _register(http, url, f"m{round_no}{name}")
+            member = await _register(url, f"m{round_no}{name}")
             sio = await _tab(url, member["token"], closers)
 
             def on_end(_data: Any, name: str = name) -> None:
                 ended.setdefault(name, time.monotonic())
             sio.on("live:ended", on_end)
-            ack = await sio.call("room:join", {"user_id": creator["id"], "media": False},
-                                 timeout=20)
-            if not ack["ok"]:
-                raise RuntimeError(f"room:join: {ack['error']}")
+            await sio.call("room:join", {"user_id": creator["id"], "media": False}, timeout=20)
         killed = procs.kill("B")
         await _until(lambda: len(ended) == 2, 40, "live:ended on A and C")
         return max(ended.values()) - killed
     finally:
         for item in reversed(closers):
             with contextlib.suppress(Exception):
-                await (item.disconnect() if hasattr(item, "disconnect") else item.close())
+                await item.close()
         await asyncio.to_thread(procs.start_node, "B")
 
 
@@ -412,15 +336,14 @@ async def run(kills: int, viewers: int) -> dict[str, Any]:
             back: list[float] = []
             frames: list[float] = []
             ends: list[float] = []
-            async with aiohttp.ClientSession() as http:
-                for round_no in range(kills):
-                    for after, frame in await viewers_round(procs, http, round_no, viewers):
-                        back.append(after)
-                        if frame is not None:
-                            frames.append(frame)
-                    ends.append(await origin_round(procs, http, round_no))
-                    print(f"round {round_no + 1}/{kills}: back max {max(back[-viewers:]):.2f} s,"
-                          f" live ended {ends[-1]:.2f} s", flush=True)
+            for round_no in range(kills):
+                for after, frame in await viewers_round(procs, round_no, viewers):
+                    back.append(after)
+                    if frame is not None:
+                        frames.append(frame)
+                ends.append(await origin_round(procs, round_no))
+                print(f"round {round_no + 1}/{kills}: back max {max(back[-viewers:]):.2f} s,"
+                      f" live ended {ends[-1]:.2f} s", flush=True)
         finally:
             procs.close()
     result = {

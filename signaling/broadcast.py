@@ -1,6 +1,6 @@
 """`golive broadcast`: a headless creator that signs in and goes live over the same
 Socket.IO + WebRTC path as the studio page (for demos, people without a webcam,
-and the benchmark)."""
+and the benchmark), through golive.client: its reconnects resume the live."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import logging
 import signal
 from typing import Any
 
-import aiohttp
-import socketio
-
+from golive.client import GoliveClient
+from golive.errors import GoliveError
+from golive.pushes import Live
 from media.ice import IceServer, is_loopback_url, restrict_host_addresses
 from media.synthetic import HeadlessCreator, parse_size
 
@@ -31,14 +31,6 @@ def size_argument(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-async def sign_in(http: aiohttp.ClientSession, url: str, user: str, password: str) -> str:
-    async with http.post(f"{url}/api/signin", json={"username": user, "password": password}) as r:
-        body = await r.json()
-    if not body.get("ok"):
-        raise BroadcastError(f"sign-in failed: {body['error']['message']}")
-    return str(body["token"])
-
-
 def make_creator(source: str, size: tuple[int, int], fps: float,
                  ice: list[IceServer]) -> HeadlessCreator:
     if source == "testsrc":
@@ -47,21 +39,20 @@ def make_creator(source: str, size: tuple[int, int], fps: float,
 
 
 class Broadcaster:
-    """Owns the socket and the creator pc; `run()` stays live until stopped."""
+    """Owns its golive client (socket, reconnects) and the creator pc; `run()` stays live
+    until stopped."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.url = args.url.rstrip("/")
-        self.sio = socketio.AsyncClient(serializer="msgpack", reconnection=True,
-                                        reconnection_delay=0.5, reconnection_delay_max=2)
+        self.client = GoliveClient(self.url, name="broadcast")
         self.creator: HeadlessCreator | None = None
-        self.live: dict[str, Any] | None = None
+        self.live: Live | None = None
         self.ended = asyncio.Event()
         self.end_reason = ""
-        self._reconnected = asyncio.Event()
-        self.sio.on("live:ended", self._on_ended)
-        self.sio.on("room:state", self._on_state)
-        self.sio.on("connect", self._on_connect)
+        self.client.on("live:ended", self._on_ended)
+        self.client.on("room:state", self._on_state)
+        self.client.on_connected(self._on_connected)
 
     async def _on_ended(self, data: dict[str, Any]) -> None:
         self.end_reason = str(data.get("reason"))
@@ -70,20 +61,17 @@ class Broadcaster:
     async def _on_state(self, data: dict[str, Any]) -> None:
         log.info("viewers", extra={"fields": {"viewers": data.get("viewers")}})
 
-    async def _on_connect(self) -> None:
-        if self.live is not None:  # a reconnect while live: resume within the grace period
-            self._reconnected.set()
+    async def _on_connected(self, _: GoliveClient) -> None:
+        if self.live is not None and not self.ended.is_set():
+            # a reconnect while live: live:start again resumes it within the grace
+            log.info("reconnected; resuming the live")
+            await self.go_live([])
 
     async def go_live(self, ice: list[IceServer]) -> None:
         if self.creator is not None:
             await self.creator.close()
         self.creator = make_creator(self.args.source, self.args.size, self.args.fps, ice)
-        ack = await self.sio.call("live:start", {"title": self.args.title,
-                                                 "offer": await self.creator.offer()}, timeout=30)
-        if not ack.get("ok"):
-            raise BroadcastError(f"live:start refused: {ack['error']['message']}")
-        await self.creator.accept_answer(ack["answer"])
-        self.live = ack["live"]
+        self.live = await self.client.go_live(self.creator, self.args.title)
 
     async def run(self) -> int:
         if is_loopback_url(self.url):
@@ -92,13 +80,13 @@ class Broadcaster:
         else:
             restriction = None
         try:
-            async with aiohttp.ClientSession() as http:
-                token = await sign_in(http, self.url, self.args.user, self.args.password)
-            await self.sio.connect(self.url, auth={"token": token}, transports=["websocket"],
-                                   wait_timeout=10)
+            try:
+                await self.client.sign_in(self.args.user, self.args.password)
+            except GoliveError as exc:
+                raise BroadcastError(f"sign-in failed: {exc.message or exc.code}") from None
             await self.go_live([])
             assert self.live is not None
-            print(f"LIVE: {self.url}/@{self.args.user}  (live {self.live['live_id']}); "
+            print(f"LIVE: {self.url}/@{self.args.user}  (live {self.live.live_id}); "
                   "Ctrl-C ends it", flush=True)
             return await self._stay_live()
         finally:
@@ -109,36 +97,19 @@ class Broadcaster:
     async def _stay_live(self) -> int:
         duration = self.args.duration
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(duration if duration > 0 else None):
-                while not self.ended.is_set():
-                    await self._next_event()
-                    if self._reconnected.is_set() and not self.ended.is_set():
-                        self._reconnected.clear()
-                        log.info("reconnected; resuming the live")
-                        await self.go_live([])
+            await asyncio.wait_for(self.ended.wait(), duration if duration > 0 else None)
         if self.ended.is_set():
             print(f"the live ended: {self.end_reason}", flush=True)
         return 0
 
-    async def _next_event(self) -> None:
-        """Wait for a reconnect or the end of the live; the waiters are always cleaned up."""
-        waiters = {asyncio.ensure_future(self._reconnected.wait()),
-                   asyncio.ensure_future(self.ended.wait())}
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-
     async def stop(self) -> None:
-        """End the live (if still on), close the pc and the socket. Idempotent."""
-        if self.sio.connected and self.live is not None and not self.ended.is_set():
-            with contextlib.suppress(Exception):
-                await self.sio.call("live:end", {}, timeout=5)
+        """End the live (if still on), close the pc and the client. Idempotent."""
+        if self.client.connected and self.live is not None and not self.ended.is_set():
+            with contextlib.suppress(GoliveError):
+                await self.client.end_live()
         if self.creator is not None:
             await self.creator.close()
-        with contextlib.suppress(Exception):
-            await self.sio.disconnect()
+        await self.client.close()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -165,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             return await broadcaster.run()
         except asyncio.CancelledError:
             return 0
-        except (BroadcastError, aiohttp.ClientError, socketio.exceptions.SocketIOError) as exc:
+        except (BroadcastError, GoliveError) as exc:
             print(f"golive broadcast: {exc}", flush=True)
             return 1
 

@@ -23,17 +23,18 @@ def test_helpers_are_imported_from_the_kit_not_from_conftest_or_test_modules() -
 
 
 def test_one_poll_one_go_live_one_decoding_viewer() -> None:
-    sources = _sources("tests", "bench")
+    sources = _sources("tests", "bench", "golive", "signaling")
 
     def defining(pattern: str) -> list[str]:
         return [path for path, text in sources.items() if re.search(pattern, text, re.M)]
 
     assert defining(r"^\s*(async )?def poll\(") == ["tests/support/poll.py"]
-    # one go-live through live:start for the tests, one for the bench (its creators'
-    # go_live methods call it); the page tests' studio_go_live clicks Go LIVE instead
+    # one go-live through live:start for the tests, one for every other client: golive's
+    # (the bench's creators and `golive broadcast` go live through it); the page tests'
+    # studio_go_live clicks Go LIVE instead
     assert defining(r"^\s*(async )?def go_live\(\w+: ") == ["tests/support/peers.py"]
-    assert [p for p in defining(r'call\("live:start"') if p.startswith("bench/")] == [
-        "bench/creator.py"]
+    assert [p for p in defining(r'call\("live:start"') if not p.startswith("tests/")] == [
+        "golive/client.py"]
     # A client-side viewer that decodes what it is sent: bench.naive_relay's recv() is
     # the baseline server draining its creator's tracks, not a viewer.
     decoders = defining(r"await track\.recv\(\)")

@@ -20,11 +20,11 @@ from redis.asyncio import Redis
 
 from bench.chaos import faults as F
 from bench.chaos.campaign import Campaign, Row
-from bench.chaos.clients import Peer
 from bench.chaos.cluster import ChaosNode
 from bench.chaos.invariants import check_fanout
 from bench.chaos.live import LiveCreator
 from engine import keys
+from golive.client import GoliveClient
 
 FANOUT_TIMEOUT_S = 90.0
 SEED_CHUNK = 5000
@@ -39,14 +39,14 @@ async def fanout_killed_midway(c: Campaign) -> list[Row]:
     for acc in fan_accs:
         async def record(data: dict[str, Any], uid: str = acc.id) -> None:
             fans_seen[uid].append(str((data.get("notification") or {}).get("id")))
-        peer = Peer(acc.username, acc.token, c.cluster.urls[:1], pushes={"notify:new": record})
-        c.closers.append(peer.close)
-        await peer.start()
+        fan = GoliveClient(c.cluster.urls[:1], token=acc.token, reconnect_delay=0.0,
+                           name=acc.username)
+        fan.on("notify:new", record)
+        c.closers.append(fan.close)
+        await fan.connect()
         for event, payload in (("user:follow", {"user_id": creator_acc.id}),
                                ("alerts:set", {"user_id": creator_acc.id, "on": True})):
-            ack = await peer.call(event, payload, 10)
-            if not (isinstance(ack, dict) and ack.get("ok")):
-                raise RuntimeError(f"{event}: {ack}")
+            await fan.call(event, payload, 10)
     fake = [f"f{c.tag}{i:07d}" for i in range(c.args.followers)]
     everyone = fake + [a.id for a in fan_accs]
     redis = c.cluster.client()

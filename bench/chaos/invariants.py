@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from golive.chat import chat_id as id_key
+
 ACKED, REFUSED, UNKNOWN = "acked", "refused", "unknown"
 
 
@@ -106,12 +108,6 @@ def check_retried(operations: Sequence[Operation], journal_ops: Iterable[str]) -
     if twice:
         check.problems.append(f"retried and applied more than once: {_sample(twice)}")
     return check
-
-
-def id_key(message_id: str) -> tuple[int, int]:
-    """A stream id "ms-seq" as numbers, for ordering."""
-    ms, _, seq = str(message_id).partition("-")
-    return int(ms), int(seq or 0)
 
 
 def check_lines(name: str, sent: int, acked_ids: Iterable[str],

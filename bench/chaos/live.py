@@ -1,4 +1,4 @@
-"""A creator on air for a chaos run: a Socket.IO client on its home node with a synthetic
+"""A creator on air for a chaos run: a golive client on its home node with a synthetic
 headless stream (a small, slow test pattern: the run measures no video). When its node
 is killed it connects again there and resumes the same live (`live:start {resume_of}`),
 as the studio does; the live itself stays current in Redis meanwhile (the nodes run with
@@ -8,11 +8,11 @@ a grace longer than the run), so gifts and chat go on.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
-from bench.chaos.clients import Peer
-from bench.creator import LiveRefused, start_live
+from bench.creator import start_live
 from bench.target import Account
+from golive.client import GoliveClient
+from golive.errors import LiveRefused
 from media.synthetic import HeadlessCreator
 
 SIZE, FPS = (160, 96), 5.0
@@ -20,7 +20,7 @@ START_TIMEOUT_S = 20.0
 
 
 class LiveCreator:
-    """Owns its Peer and its media peer; close() ends the live and both."""
+    """Owns its client and its media peer; close() ends the live and both."""
 
     def __init__(self, account: Account, home_url: str, title: str) -> None:
         self.account = account
@@ -29,20 +29,21 @@ class LiveCreator:
         self.resumed = 0
         self.resume_refusals: list[str] = []
         self.media: HeadlessCreator | None = None
-        self.peer = Peer(f"creator-{account.username}", account.token, [home_url],
-                         on_connected=self._on_air)
+        self.client = GoliveClient([home_url], token=account.token, reconnect_delay=0.0,
+                                   name=f"creator-{account.username}")
+        self.client.on_connected(self._on_air)
 
     async def start(self) -> str:
-        await self.peer.start()
+        await self.client.connect()
         assert self.live_id is not None
         return self.live_id
 
-    async def _on_air(self, sio: Any) -> None:
+    async def _on_air(self, client: GoliveClient) -> None:
         if self.media is not None:
             await self.media.close()
         self.media = HeadlessCreator.synthetic(*SIZE, FPS)
         try:
-            live = await start_live(sio, self.media, self.title, START_TIMEOUT_S,
+            live = await start_live(client, self.media, self.title, START_TIMEOUT_S,
                                     resume_of=self.live_id)
         except LiveRefused as exc:
             if self.live_id is not None:  # noted; the live stays current for the grace
@@ -54,10 +55,10 @@ class LiveCreator:
         self.live_id = live["live_id"]
 
     async def close(self) -> None:
-        if self.peer.connected:
+        if self.client.connected:
             with contextlib.suppress(Exception):
-                await self.peer.call("live:end", {}, 5.0)
-        await self.peer.close()
+                await self.client.end_live()
+        await self.client.close()
         if self.media is not None:
             await self.media.close()
 

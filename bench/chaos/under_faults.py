@@ -65,16 +65,14 @@ async def _open_clients(c: Campaign) -> Clients:
     members = [ChatMember(f"m{i}", a, creator_acc.id, rotated(urls, i), c.tag)
                for i, a in enumerate(member_accs)]
     dms = [DmUser(f"d{i}", a, rotated(urls, i), c.tag) for i, a in enumerate(dm_accs)]
-    for peer in [m.peer for m in members] + [d.peer for d in dms]:
-        c.closers.append(peer.close)
-        await peer.start()
+    for member in [*members, *dms]:
+        c.closers.append(member.client.close)
+        await member.start()
     clients = Clients(creator, live_id, money, members, dms)
     for a, b in clients.pairs:
         a.other, b.other = b, a
         for x, y in ((a, b), (b, a)):  # friends: their messages land in the inbox
-            ack = await x.peer.call("user:follow", {"user_id": y.account.id}, 10)
-            if not (isinstance(ack, dict) and ack.get("ok")):
-                raise RuntimeError(f"user:follow: {ack}")
+            await x.client.call("user:follow", {"user_id": y.account.id}, 10)
     return clients
 
 
@@ -113,8 +111,8 @@ async def money_chat_dms(c: Campaign) -> list[Row]:
     for m in clients.members:
         await m.settle()
     for d in clients.dms:
-        if d.conversation_id and d.peer.sio is not None:
-            await d.catch_up(d.peer.sio)
+        if d.conversation_id and d.client.connected:
+            await d.catch_up()
     rows = await _money_rows(c, clients.money, during)
     rows += await _chat_rows(clients, during)
     rows.append(await _dm_row(clients, during))
@@ -150,14 +148,14 @@ async def _money_rows(c: Campaign, money: MoneyClients, during: int) -> list[Row
 async def _chat_rows(clients: Clients, during: int) -> list[Row]:
     """The live's history against the acks, and each member's view against it."""
     members = clients.members
-    history = await history_of_chat(members[0].peer, clients.live_id)
+    history = await history_of_chat(members[0].client, clients.live_id)
     ids = [i["id"] for i in history]
     texts = [str(i.get("text")) for i in history if i.get("kind") == "message"]
     lines = check_lines("chat lines", sum(m.sent for m in members),
                         [i for m in members for i in m.acked], ids, texts)
     views = check_views("chat catch-up by id", {m.name: m.view for m in members}, ids)
     return [Row.of(lines, during, f"{len(history)} lines in the live's history"),
-            Row.of(views, during, f"{sum(m.peer.reconnects for m in members)} reconnects, "
+            Row.of(views, during, f"{sum(m.client.reconnects for m in members)} reconnects, "
                                   f"{sum(m.catch_ups for m in members)} catch-ups")]
 
 
@@ -171,7 +169,7 @@ async def _dm_row(clients: Clients, during: int) -> Row:
         conversation = a.conversation_id or b.conversation_id
         if conversation is None:
             continue
-        held = await history_of_dms(a.peer, conversation)
+        held = await history_of_dms(a.client, conversation)
         held_ids = [m["id"] for m in held]
         dm_ids += [f"{conversation}/{i}" for i in held_ids]
         dm_texts += [str(m.get("text")) for m in held]

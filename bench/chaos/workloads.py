@@ -1,9 +1,12 @@
 """What the clients do while faults are injected, and what each one records.
 
+Every client is a golive.client.GoliveClient (its reconnects to the next node, its
+rejoins and catch-ups are the library's).
+
 - Money (MoneyClients): each sender sends Roses (`gift:send`) and now and then buys coins
   (`POST /api/coins/checkout`), every operation under its own id, sent again with the
   same id after a timeout, `unavailable`, `rate_limited` or a dropped connection, until
-  a definite answer or OP_DEADLINE_S.
+  a definite answer or OP_DEADLINE_S (golive.client.resend_until_answered).
 - Chat (ChatMember): members of the live send lines (each text unique) and show what
   they receive; a batch whose `prev` is past their last line, and every reconnect,
   catches up with `chat:history {after: last}`. A send without an answer is not sent
@@ -17,21 +20,19 @@ Rates stay under the server's per-user limits (5 chat lines in 5 s, 10 DMs in 10
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
-
-from bench.chaos.clients import NOT_SENT, Peer
-from bench.chaos.invariants import ACKED, REFUSED, Operation, id_key
+from bench.chaos.invariants import ACKED, REFUSED, Operation
 from bench.target import Account
+from golive.chat import chat_id
+from golive.client import GoliveClient, LiveChat, Observer, Purchase, Receipt
+from golive.errors import GoliveError, NoAnswer, NotSent
 
 CALL_TIMEOUT_S = 2.0     # shorter than a Redis pause: a pause makes timeouts and retries
 OP_DEADLINE_S = 60.0     # an operation still without an answer after this is "unknown"
-RETRY_S = 0.25
-RETRYABLE = frozenset({"unavailable", "rate_limited"})
+NOT_SENT: Any = object()  # a send without a connection: nothing went out, nothing counted
 GIFT = "rose"            # 1 coin
 PACKAGE = "coins_70"
 FIRST_PACKAGE = "coins_3500"
@@ -52,96 +53,75 @@ class MoneyClients:
         self.urls = urls
         self.interval_s = interval_s
         self.operations: list[Operation] = []
-        self.peers: list[Peer] = []
+        self.clients: list[GoliveClient] = []
         self.codes: dict[str, int] = {}
-        self._http: aiohttp.ClientSession | None = None
-        self._urls = itertools.cycle(urls)
 
     async def open(self) -> None:
-        self._http = aiohttp.ClientSession()
         for i, sender in enumerate(self.senders):
-            peer = Peer(f"sender{i}", sender.token, self.urls[i % len(self.urls):]
-                        + self.urls[: i % len(self.urls)])
-            await peer.start()
-            self.peers.append(peer)
-            await self.purchase(sender, Operation(f"ck{self.tag}s{i}first", "purchase"),
+            client = GoliveClient(self.urls[i % len(self.urls):] + self.urls[: i % len(self.urls)],
+                                  token=sender.token, call_timeout=CALL_TIMEOUT_S,
+                                  reconnect_delay=0.0, name=f"sender{i}")
+            self.clients.append(client)
+            await client.connect()
+            await self.purchase(client, Operation(f"ck{self.tag}s{i}first", "purchase"),
                                 FIRST_PACKAGE)
 
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.gather(*(self._sender(i, stop) for i in range(len(self.senders))))
 
     async def _sender(self, i: int, stop: asyncio.Event) -> None:
-        sender, peer = self.senders[i], self.peers[i]
+        client = self.clients[i]
         await asyncio.sleep(self.interval_s * i / max(len(self.senders), 1))
         for n in itertools.count(1):
             if stop.is_set():
                 return
             if n % PURCHASE_EVERY == 0:
-                await self.purchase(sender, Operation(f"ck{self.tag}s{i}n{n}", "purchase"))
+                await self.purchase(client, Operation(f"ck{self.tag}s{i}n{n}", "purchase"))
             else:
-                await self.gift(peer, Operation(f"tr{self.tag}s{i}n{n}", "gift"))
+                await self.gift(client, Operation(f"tr{self.tag}s{i}n{n}", "gift"))
             await asyncio.sleep(self.interval_s)
 
-    def _done(self, op: Operation, answer: dict[str, Any]) -> bool:
-        """Record a definite answer; False when the answer says to send it again."""
-        if answer.get("ok"):
-            op.outcome = ACKED
-            body = answer.get("receipt") or answer.get("purchase") or {}
-            op.replayed = bool(body.get("replayed"))
-            return True
-        code = str((answer.get("error") or {}).get("code"))
-        self.codes[code] = self.codes.get(code, 0) + 1
-        if code in RETRYABLE:
-            return False
-        op.outcome, op.code = REFUSED, code
-        return True
+    def _observer(self, op: Operation) -> Observer:
+        """Counts each send that went out, and each error code answered (retried or not)."""
+        def seen(answer: dict[str, Any] | None) -> None:
+            op.attempts += 1
+            if answer is not None and not answer.get("ok"):
+                code = str((answer.get("error") or {}).get("code"))
+                self.codes[code] = self.codes.get(code, 0) + 1
+        return seen
 
-    async def gift(self, peer: Peer, op: Operation) -> None:
+    async def _record(self, op: Operation,
+                      operation: Callable[[Observer], Awaitable[Receipt | Purchase]]) -> None:
+        """Run an operation that golive.client resends under its id until a definite
+        answer; record that answer (none after OP_DEADLINE_S: the outcome stays unknown)."""
         self.operations.append(op)
-        deadline = time.monotonic() + OP_DEADLINE_S
-        payload = {"transfer_id": op.op_id, "creator": self.creator_id, "gift_id": GIFT,
-                   "count": 1}
-        while time.monotonic() < deadline:
-            answer = await peer.call("gift:send", payload, CALL_TIMEOUT_S)
-            if answer is not NOT_SENT:
-                op.attempts += 1
-                if isinstance(answer, dict) and self._done(op, answer):
-                    return
-            await asyncio.sleep(RETRY_S)
+        try:
+            result = await operation(self._observer(op))
+        except NoAnswer:
+            return
+        except GoliveError as exc:
+            op.outcome, op.code = REFUSED, exc.code
+            return
+        op.outcome, op.replayed = ACKED, result.replayed
 
-    async def purchase(self, account: Account, op: Operation, package: str = PACKAGE) -> None:
-        self.operations.append(op)
-        assert self._http is not None
-        deadline = time.monotonic() + OP_DEADLINE_S
-        body = {"package_id": package, "checkout_id": op.op_id}
-        headers = {"Authorization": f"Bearer {account.token}"}
-        while time.monotonic() < deadline:
-            url = next(self._urls)
-            answer: Any = None
-            try:
-                async with self._http.post(
-                        f"{url}/api/coins/checkout", json=body, headers=headers,
-                        timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_S)) as resp:
-                    op.attempts += 1
-                    with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
-                        answer = await resp.json()
-            except aiohttp.ClientConnectorError:
-                pass  # the node is down: nothing was sent
-            except (aiohttp.ClientError, OSError, TimeoutError):
-                op.attempts += 1  # sent, and no answer came: it may have been applied
-            if isinstance(answer, dict) and self._done(op, answer):
-                return
-            await asyncio.sleep(RETRY_S)
+    async def gift(self, client: GoliveClient, op: Operation) -> None:
+        await self._record(op, lambda seen: client.send_gift(
+            self.creator_id, GIFT, 1, transfer_id=op.op_id, deadline_s=OP_DEADLINE_S,
+            on_answer=seen))
+
+    async def purchase(self, client: GoliveClient, op: Operation, package: str = PACKAGE
+                       ) -> None:
+        await self._record(op, lambda seen: client.buy_coins(
+            package, checkout_id=op.op_id, deadline_s=OP_DEADLINE_S, on_answer=seen))
 
     async def close(self) -> None:
-        for peer in self.peers:
-            await peer.close()
-        if self._http is not None:
-            await self._http.close()
+        for client in self.clients:
+            await client.close()
 
 
 class ChatMember:
-    """A member of the live who sends lines and shows what it receives, caught up by id."""
+    """A member of the live who sends lines and shows what it receives, caught up by id
+    (golive.client's LiveChat: joined again and caught up after every reconnect)."""
 
     def __init__(self, name: str, account: Account, creator_id: str, urls: list[str],
                  tag: str) -> None:
@@ -149,68 +129,34 @@ class ChatMember:
         self.account = account
         self.creator_id = creator_id
         self.tag = tag
-        self.live_id: str | None = None
-        self.view: list[str] = []            # ids shown, in order
-        self.last: str | None = None         # every line up to here was shown
-        self.redelivered = 0                 # lines received again (dropped, as pages do)
-        self.catch_ups = 0
         self.sent = 0
         self.acked: list[str] = []
         self.texts: set[str] = set()
-        self._held: list[dict[str, Any]] | None = None
-        self.peer = Peer(name, account.token, urls, pushes={"chat:messages": self._on_batch},
-                         on_connected=self._joined)
+        self.room: LiveChat | None = None
+        self.client = GoliveClient(urls, token=account.token, call_timeout=HISTORY_TIMEOUT_S,
+                                   reconnect_delay=0.0, name=name)
 
-    async def _joined(self, sio: Any) -> None:
-        ack = await sio.call("room:join", {"user_id": self.creator_id, "media": False},
-                             timeout=HISTORY_TIMEOUT_S)
-        if not ack.get("ok"):
-            raise RuntimeError(f"room:join: {ack.get('error')}")
-        self.live_id = ack["live"]["live_id"]
-        await self.catch_up(sio)
+    async def start(self) -> None:
+        await self.client.connect()
+        self.room = await self.client.join_live(self.creator_id)
 
-    async def catch_up(self, sio: Any) -> None:
-        """chat:history after the last line shown, page by page; then the held batches."""
-        self._held = []
-        self.catch_ups += 1
-        try:
-            while True:
-                payload: dict[str, Any] = {"live_id": self.live_id, "limit": 200}
-                if self.last is not None:
-                    payload["after"] = self.last
-                reply = await sio.call("chat:history", payload, timeout=HISTORY_TIMEOUT_S)
-                if not reply.get("ok"):
-                    raise RuntimeError(f"chat:history: {reply.get('error')}")
-                self._apply(reply["items"])
-                if not reply.get("more"):
-                    break
-        finally:
-            held, self._held = self._held, None
-        for batch in held:
-            await self._on_batch(batch)
+    @property
+    def live_id(self) -> str | None:
+        return None if self.room is None else self.room.live_id
 
-    def _apply(self, items: list[dict[str, Any]]) -> None:
-        for item in items:
-            if self.last is not None and id_key(item["id"]) <= id_key(self.last):
-                self.redelivered += 1
-                continue
-            self.last = item["id"]
-            self.view.append(item["id"])
+    @property
+    def view(self) -> list[str]:
+        """The ids shown, in order."""
+        return [] if self.room is None else [item["id"] for item in self.room.chat.items]
 
-    async def _on_batch(self, batch: dict[str, Any]) -> None:
-        if batch.get("live_id") != self.live_id:
-            return
-        if self._held is not None:
-            self._held.append(batch)
-            return
-        prev = batch.get("prev")
-        if prev and self.last is not None and id_key(prev) > id_key(self.last):
-            sio = self.peer.sio
-            if sio is not None:  # a gap: the lines between our last and this batch
-                with contextlib.suppress(Exception):  # a dropped call: the next batch retries
-                    await self.catch_up(sio)
-            return
-        self._apply(batch.get("items", []))
+    @property
+    def redelivered(self) -> int:
+        """Lines received again (dropped, as pages do)."""
+        return 0 if self.room is None else self.room.chat.duplicates
+
+    @property
+    def catch_ups(self) -> int:
+        return 0 if self.room is None else self.room.chat.catch_ups
 
     async def run(self, stop: asyncio.Event, offset: float) -> None:
         await asyncio.sleep(offset)
@@ -218,22 +164,26 @@ class ChatMember:
             if stop.is_set():
                 return
             text = f"c-{self.tag}-{self.name}-{n}"
-            answer = await self.peer.call("chat:send", {"live_id": self.live_id, "text": text},
-                                          CALL_TIMEOUT_S)
+            try:
+                answer: dict[str, Any] | None = await self.client.ack(
+                    "chat:send", {"live_id": self.live_id, "text": text}, CALL_TIMEOUT_S)
+            except NotSent:
+                answer = NOT_SENT
+            except NoAnswer:
+                answer = None
             if answer is not NOT_SENT:
                 self.sent += 1
                 self.texts.add(text)
-                if isinstance(answer, dict) and answer.get("ok"):
+                if answer is not None and answer.get("ok"):
                     self.acked.append(answer["message"]["id"])
             await asyncio.sleep(CHAT_INTERVAL_S)
 
     async def settle(self) -> None:
         """A last catch-up (the next batch would trigger it on a page)."""
         for _ in range(20):
-            sio = self.peer.sio
-            if sio is not None and self.peer.connected:
+            if self.room is not None and self.client.connected:
                 try:
-                    await self.catch_up(sio)
+                    await self.room.catch_up()
                     return
                 except Exception:
                     pass
@@ -252,8 +202,13 @@ class DmUser:
         self.seen: set[str] = set()
         self.sent = 0
         self.acked: list[str] = []
-        self.peer = Peer(name, account.token, urls, pushes={"dm:message": self._on_message},
-                         on_connected=self._connected)
+        self.client = GoliveClient(urls, token=account.token, call_timeout=HISTORY_TIMEOUT_S,
+                                   reconnect_delay=0.0, name=name)
+        self.client.on("dm:message", self._on_message)
+        self.client.on_connected(self._connected)
+
+    async def start(self) -> None:
+        await self.client.connect()
 
     async def _on_message(self, data: dict[str, Any]) -> None:
         message = data.get("message") or {}
@@ -261,19 +216,16 @@ class DmUser:
                 self.conversation_id and message.get("id"):
             self.seen.add(message["id"])
 
-    async def _connected(self, sio: Any) -> None:
+    async def _connected(self, _: GoliveClient) -> None:
         if self.conversation_id is not None:
-            await self.catch_up(sio)
+            await self.catch_up()
 
-    async def catch_up(self, sio: Any) -> None:
+    async def catch_up(self) -> None:
         """dm:history after the newest id shown, page by page."""
+        assert self.conversation_id is not None
         while True:
-            payload: dict[str, Any] = {"conversation_id": self.conversation_id, "limit": 100}
-            if self.seen:
-                payload["after"] = max(self.seen, key=id_key)
-            reply = await sio.call("dm:history", payload, timeout=HISTORY_TIMEOUT_S)
-            if not reply.get("ok"):
-                raise RuntimeError(f"dm:history: {reply.get('error')}")
+            after = max(self.seen, key=chat_id) if self.seen else None
+            reply = await self.client.dm_history(self.conversation_id, after=after, limit=100)
             self.seen.update(m["id"] for m in reply["messages"])
             if not reply.get("more") or not reply["messages"]:
                 return
@@ -284,48 +236,58 @@ class DmUser:
         for n in itertools.count(1):
             if stop.is_set():
                 return
-            answer = await self.peer.call("dm:send", {"to": self.other.account.id,
-                                                      "text": f"d-{self.tag}-{self.name}-{n}"},
-                                          CALL_TIMEOUT_S)
+            payload = {"to": self.other.account.id, "text": f"d-{self.tag}-{self.name}-{n}"}
+            try:
+                answer: dict[str, Any] | None = await self.client.ack(
+                    "dm:send", payload, CALL_TIMEOUT_S)
+            except NotSent:
+                answer = NOT_SENT
+            except NoAnswer:
+                answer = None
             if answer is not NOT_SENT:
                 self.sent += 1
-                if isinstance(answer, dict) and answer.get("ok"):
+                if answer is not None and answer.get("ok"):
                     self.conversation_id = answer["conversation_id"]
                     # ids are per conversation (each is a stream): qualified to compare
                     self.acked.append(f"{self.conversation_id}/{answer['message']['id']}")
             await asyncio.sleep(DM_INTERVAL_S)
 
 
-async def history_of_chat(peer: Peer, live_id: str) -> list[dict[str, Any]]:
+async def history_of_chat(client: GoliveClient, live_id: str) -> list[dict[str, Any]]:
     """Every line the live's chat holds, oldest first (chat:history after 0-0)."""
     items: list[dict[str, Any]] = []
     after = "0-0"
     while True:
-        reply = await _call(peer, "chat:history", {"live_id": live_id, "after": after,
-                                                   "limit": 200})
+        reply = await _call(client, "chat:history", {"live_id": live_id, "after": after,
+                                                     "limit": 200})
         items += reply["items"]
         if not reply.get("more") or not reply["items"]:
             return items
         after = reply["items"][-1]["id"]
 
 
-async def history_of_dms(peer: Peer, conversation_id: str) -> list[dict[str, Any]]:
+async def history_of_dms(client: GoliveClient, conversation_id: str) -> list[dict[str, Any]]:
     """Every message of a conversation, oldest first (dm:history after 0-0)."""
     messages: list[dict[str, Any]] = []
     after = "0-0"
     while True:
-        reply = await _call(peer, "dm:history", {"conversation_id": conversation_id,
-                                                 "after": after, "limit": 100})
+        reply = await _call(client, "dm:history", {"conversation_id": conversation_id,
+                                                   "after": after, "limit": 100})
         messages += reply["messages"]
         if not reply.get("more") or not reply["messages"]:
             return messages
         after = reply["messages"][-1]["id"]
 
 
-async def _call(peer: Peer, event: str, payload: dict[str, Any], tries: int = 30) -> Any:
-    """A read that must answer (after the faults): retried while the peer reconnects."""
+async def _call(client: GoliveClient, event: str, payload: dict[str, Any],
+                tries: int = 30) -> dict[str, Any]:
+    """A read that must answer (after the faults): retried while the client reconnects."""
+    answer: Any = None
     for _ in range(tries):
-        answer = await peer.call(event, payload, HISTORY_TIMEOUT_S)
+        try:
+            answer = await client.ack(event, payload, HISTORY_TIMEOUT_S)
+        except (NotSent, NoAnswer) as exc:
+            answer = exc
         if isinstance(answer, dict) and answer.get("ok"):
             return answer
         await asyncio.sleep(0.5)
