@@ -212,7 +212,7 @@ class DmUser:
 
     async def _on_message(self, data: dict[str, Any]) -> None:
         message = data.get("message") or {}
-        if (data.get("conversation") or {}).get("id", self.conversation_id) == \
+        if (data.get("conversation") or {}).get("conversation_id", self.conversation_id) == \
                 self.conversation_id and message.get("id"):
             self.seen.add(message["id"])
 
