@@ -462,3 +462,23 @@ def payouts(user_id: str) -> str:
 def cashout_day(user_id: str, day: str) -> str:
     """Diamonds a user asked to cash out on one UTC day (YYYYMMDD): the daily cap."""
     return f"{CORE}cashout_day:{user_id}:{day}"
+
+
+REPLAYS = "{replays}"
+"""The hash tag of the replays' keys (engine/replays.py): one slot, so saving a replay
+(its hash, the creator's list, the expiry index) is one MULTI."""
+
+
+def replay(replay_id: str) -> str:
+    """Hash of one finalized replay (engine/replays.py Replay); absent while recording."""
+    return f"{REPLAYS}replay:{replay_id}"
+
+
+def creator_replays(creator_id: str) -> str:
+    """Sorted set of a creator's replay ids, scored by the time their live ended."""
+    return f"{REPLAYS}creator:{creator_id}"
+
+
+def replays_expiry() -> str:
+    """Sorted set of every replay id, scored by when it expires (the sweep's index)."""
+    return f"{REPLAYS}expiry"

@@ -55,7 +55,6 @@ async def test_a_recorded_room_decodes_with_its_gift_badge(harness, poll, tmp_pa
     room.add_tap(recorder.tap)
     room.request_keyframe()
     await poll(lambda: recorder._started, timeout=10, what="the first keyframe recorded")
-    await asyncio.sleep(0)  # noqa: ASYNC  (no wait: one loop turn)
     frames_before = room.stats().frames_encoded
     await poll(lambda: room.stats().frames_encoded >= frames_before + 20, timeout=10,
                what="1 s of frames before the gift")
