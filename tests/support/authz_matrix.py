@@ -206,6 +206,7 @@ SOCKET_ROWS = [
 USER_PATH = "/api/users/{creator_name}"
 PUBLIC = "ok ok ok ok ok ok ok ok"
 SIGNED_IN = "U U ok ok ok ok ok ok"
+NO_REPLAY = "0123456789abcdef"  # the world has no replay: its rows see the refusals' order
 
 #                                                                  an ou vi ba bl mi cr ot
 HTTP_ROWS = [
@@ -266,6 +267,16 @@ HTTP_ROWS = [
     row("POST /api/wallet/cashout", {"request_id": "{uniq}", "diamonds": 2000},
         "U  U  $  $  $  F  $  $",
         why="nobody holds 2,000 diamonds; under 18 may not cash out"),
+    row("GET /api/users/{username}/replays", None,                "ok U  ok ok ok ok ok ok",
+        path=USER_PATH + "/replays",
+        why="the replays the caller may watch: none across a block or a ban"),
+    row("GET /api/replays/{replay_id}", None,                     "N  U  N  N  N  N  N  N",
+        path="/api/replays/" + NO_REPLAY, why="tests/test_replays.py tries a real one"),
+    row("GET /replays/{replay_id}/video", None,                   "N  U  N  N  N  N  N  N",
+        path=f"/replays/{NO_REPLAY}/video", why="the file; refused as the replay's JSON is"),
+    row("DELETE /api/replays/{replay_id}", None,                  "U  U  N  N  N  N  N  N",
+        path="/api/replays/" + NO_REPLAY, why="its creator only (forbidden for others)"),
+    row("GET /replay/{replay_id}", None, PUBLIC, path=f"/replay/{NO_REPLAY}"),
     row("POST /api/signout", None, SIGNED_IN, fresh_token=True),
 ]
 
