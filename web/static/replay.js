@@ -30,12 +30,12 @@ function showOnly(section) {
 }
 
 function chatLine(line) {
-  const name = line.user ? line.user.display_name : '';
-  return el('li', { class: `chat-item chat-${line.kind}`, testid: 'replay-chat-line', hidden: true,
+  const name = line.kind === 'message' && line.user ? line.user.display_name : '';
+  return el('li', { class: `replay-line replay-${line.kind}`, testid: 'replay-chat-line', hidden: true,
     'data-t': line.t },
   el('span', { class: 'replay-chat-time muted' }, formatDuration(line.t)),
-  name ? el('strong', { class: 'chat-name' }, name) : null,
-  el('span', { class: 'chat-text' }, line.text));
+  name ? el('strong', { class: 'replay-name' }, name) : null,
+  el('span', { class: 'replay-text' }, line.text));
 }
 
 /** Show the lines up to the video's time: cheap enough per timeupdate (~4 a second). */
