@@ -2,20 +2,20 @@
 
 Alice ticks "Record this LIVE" in /studio (the fake camera) and goes live; Bob (a
 Socket.IO client) chats and sends a Rose; Alice ends the LIVE. Her profile lists the
-replay; its page plays the recorded file (WebM for a VP8 room, fragmented MP4 for H.264) in a <video>: its time
-advances, a frame drawn into a canvas shows the Rose's badge colour where the layout
-put it, and Bob's chat line appears once the video reaches it. The page's layout at
-390x844 and 1280x800 has no overlapping controls. Screenshots in /tmp/golive-shots/.
+replay; its page plays the recorded file (WebM for a VP8 room, fragmented MP4 for
+H.264) in a <video>: its time advances, a frame drawn into a canvas shows the Rose's
+badge colour where the layout put it, and Bob's chat line appears once the video
+reaches it. The page's layout at 390x844 and 1280x800 has no overlapping controls.
+Screenshots in /tmp/golive-shots/.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from engine.catalog import load_catalog
 from engine.gift_room import GiftMoment
@@ -66,6 +66,22 @@ PROBE = """async ([rects, colour, tolerance, timeoutMs]) => {
     video.requestVideoFrameCallback(check);
   });
 }"""
+
+
+ELAPSED = """() => {
+  const [m, s] = document.querySelector('[data-testid="elapsed"]').textContent.split(':');
+  return Number(m) * 60 + Number(s);
+}"""
+
+
+async def on_air(studio: Page) -> int:
+    """Seconds the studio's clock shows the live has been on air."""
+    return int(await studio.evaluate(ELAPSED))
+
+
+async def on_air_for(studio: Page, seconds: int) -> None:
+    """Wait until the studio's clock shows `seconds` on air."""
+    await studio.wait_for_function(f"() => ({ELAPSED})() >= {seconds}")
 
 
 def badge_patches(username: str) -> dict[str, list[int]]:
@@ -127,10 +143,10 @@ async def test_a_recorded_live_replays_with_its_gift_badge(chromium, replay_serv
         await studio.get_by_test_id("go-live").click()
         await expect(studio.get_by_test_id("studio-status")).to_have_text("LIVE")
         await expect(studio.get_by_test_id("recording-notice")).to_contain_text("Recording")
-        await asyncio.sleep(1.5)  # noqa: ASYNC110 - content before the gift, not a wait for state
+        await on_air_for(studio, 2)  # frames before the gift
         await bob_sends_a_rose(live_server.url, alice["user"]["id"], closers)
         await studio.get_by_test_id("gift-line").first.wait_for()
-        await asyncio.sleep(2.5)  # noqa: ASYNC110 - the badge's seconds in the recording
+        await on_air_for(studio, await on_air(studio) + 3)  # the badge's seconds recorded
         await studio.get_by_test_id("end-live").click()
         await expect(studio.get_by_test_id("studio-status")).to_have_text("Ended")
         # the box stays ticked for her next LIVE (this browser remembers it)
