@@ -170,8 +170,23 @@ class Recorder:
 
     # ---- writer thread --------------------------------------------------------------
 
-    def _open(self) -> tuple[av.container.OutputContainer, av.stream.Stream, av.stream.Stream]:
+    def _frame_size(self, keyframe: bytes) -> tuple[int, int]:
+        """The first keyframe's size, decoded once (~1 ms): the container's header
+        states it (the WebM muxer would write PyAV's default 640x480 otherwise)."""
+        decoder = av.CodecContext.create(self.codec, "r")
+        try:
+            frames = decoder.decode(av.Packet(keyframe))
+            frames += decoder.decode(None)  # flush: a decoder with delay gives it now
+        except av.FFmpegError:
+            frames = []
+        if not frames:
+            return 0, 0
+        return frames[0].width, frames[0].height
+
+    def _open(self, first_keyframe: bytes
+              ) -> tuple[av.container.OutputContainer, av.stream.Stream, av.stream.Stream]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        width, height = self._frame_size(first_keyframe)
         if self.codec == "h264":
             container = av.open(str(self.path), "w", format="mp4",
                                 options={"movflags": _MP4_FLAGS})
@@ -182,6 +197,8 @@ class Recorder:
         # from the first packet.
         video = container.add_stream("libx264" if self.codec == "h264" else "libvpx", rate=30)
         video.time_base = VIDEO_TIME_BASE
+        if width and height:
+            video.width, video.height = width, height
         audio = container.add_stream("libopus", rate=48000)
         audio.time_base = AUDIO_TIME_BASE
         return container, video, audio
@@ -204,8 +221,8 @@ class Recorder:
                                 self.max_bytes)
                     continue
                 if container is None:
-                    container, streams["video"], streams["audio"] = self._open()
-                    # the size the streams were made with matters only to the header
+                    # the first item is the first keyframe (Recorder.tap starts there)
+                    container, streams["video"], streams["audio"] = self._open(data)
                 packet = av.Packet(data)
                 packet.stream = streams[kind]
                 packet.time_base = VIDEO_TIME_BASE if kind == "video" else AUDIO_TIME_BASE

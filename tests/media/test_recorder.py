@@ -81,6 +81,8 @@ async def test_a_recorded_room_decodes_with_its_gift_badge(harness, poll, tmp_pa
     with av.open(str(result.path)) as container:
         assert [s.type for s in container.streams] == ["video", "audio"]
         assert container.streams.audio[0].codec_context.name == "opus"
+        video = container.streams.video[0].codec_context
+        assert (video.width, video.height) == (640, 360)  # the header states the real size
     # The cost (media/recorder.py's docstring): the writer thread's CPU a frame, and
     # the tap's own on the loop (a copy of one packet's bytes).
     packet = av.Packet(b"\x00" * 8000)
