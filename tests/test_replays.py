@@ -267,3 +267,26 @@ async def test_a_new_replay_evicts_the_creators_oldest_past_the_total_cap(client
     assert await feature.enforce_total_cap("c2") == ["1" * 16]
     assert [r.replay_id for r in await feature.store.of_creator("c2")] == ["3" * 16, "2" * 16]
     assert not replay_dir(feature.settings.data_dir, "1" * 16).exists()
+
+
+async def test_the_byte_cap_stops_a_recording_and_tells_the_creator(
+        client: Any, closers: list[Any]) -> None:
+    feature = client.app[REPLAYS]
+    feature.settings.replay_max_bytes = 40_000  # ~0.5 s of the 320x180 pattern
+    ann = await member(client, "ann", closers)
+    told: list[dict[str, Any]] = []
+    ann.sio.on("live:recording", told.append)
+    creator = HeadlessCreator.synthetic(320, 180, 30)
+    closers.append(creator)
+    ack = await ann.call("live:start", {"title": "long", "offer": await creator.offer(),
+                                        "record": True})
+    assert ack["ok"] and ack["recording"], ack
+    await creator.accept_answer(ack["answer"])
+    await poll(lambda: told, timeout=20, what="live:recording at the cap")
+    assert told == [{"live_id": ack["live"]["live_id"], "recording": False,
+                     "reason": "size_cap", "max_bytes": 40_000}]
+    assert (await ann.call("live:end", {}))["ok"]
+    [replay] = (await (await client.get("/api/users/ann/replays")).json())["replays"]
+    assert replay["capped"] is True and 0 < replay["bytes"] <= 40_000 * 1.1
+    path = replay_dir(feature.settings.data_dir, replay["replay_id"]) / replay["file"]
+    assert decoded(path), "the capped replay plays up to its cap"
