@@ -7,6 +7,7 @@ it; the caps and the expiry as plain rules and as a real sweep."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,16 @@ from engine.replays import (
     expires_at,
     over_total_cap,
 )
+from media.ice import restrict_host_addresses
 from media.overlay import overlay_layout
 from media.synthetic import HeadlessCreator
 from signaling.gifts import gift_overlay, hex_color
 from signaling.replays import ABANDONED_AFTER_S, REPLAYS, replay_dir
 from tests.support.chat import member
+from tests.support.cluster import register as register_at
+from tests.support.peers import sio_connect
 from tests.support.poll import poll
+from tests.support.servers import TEST_SECRET
 
 # ---- rules --------------------------------------------------------------------------
 
@@ -86,12 +91,18 @@ def rose_badge_in(frame: av.VideoFrame, username: str) -> bool:
     return bool(np.all(np.abs(patch.reshape(-1, 3).mean(axis=0) - hex_color(rose.color)) < 30))
 
 
-def decoded(path: Path) -> list[tuple[float, av.VideoFrame]]:
-    frames = []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        for frame in container.decode(stream):
-            frames.append((float(frame.pts * stream.time_base), frame))
+def decoded(path: Path, *, cut_off: bool = False) -> list[tuple[float, av.VideoFrame]]:
+    """(seconds, frame) of every frame PyAV decodes; `cut_off`: the file may end (or
+    still be) mid-write, so a broken or missing tail ends the list instead of raising."""
+    frames: list[tuple[float, av.VideoFrame]] = []
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            for frame in container.decode(stream):
+                frames.append((float(frame.pts * stream.time_base), frame))
+    except (av.FFmpegError, IndexError):
+        if not cut_off:
+            raise
     return frames
 
 
@@ -290,3 +301,36 @@ async def test_the_byte_cap_stops_a_recording_and_tells_the_creator(
     assert replay["capped"] is True and 0 < replay["bytes"] <= 40_000 * 1.1
     path = replay_dir(feature.settings.data_dir, replay["replay_id"]) / replay["file"]
     assert decoded(path), "the capped replay plays up to its cap"
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+async def test_a_sigkilled_server_leaves_a_playable_prefix_and_no_metadata(
+        server_factory: Any, redis_url: str, redis: Any, tmp_path: Path, closers: list[Any],
+        codec: str) -> None:
+    server = server_factory(redis_url=redis_url, env={
+        "GOLIVE_SECRET": TEST_SECRET, "GOLIVE_AUTH_RATE": "100/s", "GOLIVE_AUTH_BURST": "200",
+        "GOLIVE_VIDEO_CODEC": codec})
+    ann = await register_at(server.url, "ann")
+    sio = await sio_connect(server.url, ann.token)
+    closers.append(sio)
+    with restrict_host_addresses(["127.0.0.1"]):
+        creator = HeadlessCreator.synthetic(320, 180, 30)
+        closers.append(creator)
+        ack = await sio.call("live:start", {"title": "cut short", "offer": await creator.offer(),
+                                            "record": True}, timeout=20)
+        assert ack["ok"] and ack["recording"], ack
+        await creator.accept_answer(ack["answer"])
+        live_id = ack["live"]["live_id"]
+        video = tmp_path / "data" / "replays" / live_id / {"vp8": "video.webm",
+                                                           "h264": "video.mp4"}[codec]
+
+        def frames_on_disk() -> int:
+            return len(decoded(video, cut_off=True)) if video.exists() else 0
+
+        # the first fragments (a keyframe every 2 s) or clusters reached the disk
+        await poll(lambda: frames_on_disk() >= 60, timeout=30, what="frames on disk")
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(10)
+    frames = decoded(video, cut_off=True)
+    assert len(frames) >= 60 and frames[0][0] == 0.0
+    assert await redis.exists(f"{{replays}}replay:{live_id}") == 0  # finalized replays only
