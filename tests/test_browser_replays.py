@@ -23,7 +23,7 @@ from media.overlay import overlay_layout
 from signaling.gifts import gift_overlay, hex_color
 from tests.browser import chromium, chromium_path, open_page, screenshot  # noqa: F401 (fixtures)
 from tests.support.layout import assert_no_overlaps
-from tests.support.pages import PREVIEW_READY, person
+from tests.support.pages import PREVIEW_READY, person, sign_in_as
 from tests.support.peers import sio_connect
 from tests.support.servers import TEST_SECRET
 
@@ -181,3 +181,18 @@ async def test_a_recorded_live_replays_with_its_gift_badge(chromium, replay_serv
             await expect(line).to_be_visible()  # the video passed its offset
             await screenshot(page, f"replays-page-{codec}-{name}")
             await assert_no_overlaps(page)
+
+    # Alice deletes it from its page: back on her profile, no replay is listed.
+    async with open_page(chromium, live_server.url) as page:
+        await sign_in_as(page, alice)
+        await page.goto(listed[0]["page_url"])
+        delete = page.get_by_test_id("replay-delete")
+        await expect(delete).to_be_visible()
+        page.once("dialog", lambda dialog: dialog.accept())
+        await delete.click()
+        await page.wait_for_url("**/@alice")
+        await expect(page.get_by_test_id("profile-display-name")).to_have_text("Alice")
+        await expect(page.get_by_test_id("replays")).to_be_hidden()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(live_server.url + listed[0]["video_url"]) as resp:
+            assert resp.status == 404
