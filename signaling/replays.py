@@ -233,18 +233,30 @@ class LiveReplays(Feature):
         removed += await self._sweep_abandoned(moment)
         return removed
 
-    async def _sweep_abandoned(self, now: float) -> list[str]:
+    def _directories(self) -> list[tuple[Path, float]]:
+        """(directory, its newest write) of every replay directory (on a thread)."""
         if not self.root.is_dir():
             return []
-        candidates = [d for d in self.root.iterdir()
-                      if d.is_dir() and d.name not in self.recordings]
-        known = await self.store.known([d.name for d in candidates])
+        found = []
+        for directory in self.root.iterdir():
+            if not directory.is_dir():
+                continue
+            try:
+                newest = max((f.stat().st_mtime for f in directory.iterdir()),
+                             default=directory.stat().st_mtime)
+            except FileNotFoundError:
+                continue  # removed meanwhile (another worker's sweep)
+            found.append((directory, newest))
+        return found
+
+    async def _sweep_abandoned(self, now: float) -> list[str]:
+        candidates = [(d, newest) for d, newest in await asyncio.to_thread(self._directories)
+                      if d.name not in self.recordings]
+        known = await self.store.known([d.name for d, _ in candidates])
         removed = []
-        for directory in candidates:
+        for directory, newest in candidates:
             if directory.name in known:
                 continue
-            newest = max((f.stat().st_mtime for f in directory.iterdir()),
-                         default=directory.stat().st_mtime)
             if now - newest >= ABANDONED_AFTER_S:
                 await asyncio.to_thread(remove_tree, directory)
                 removed.append(directory.name)
@@ -335,7 +347,8 @@ async def get_replay(request: web.Request) -> web.Response:
     from signaling.http_api import ok
     feature, replay, _ = await _watchable(request)
     creator = await feature.services.accounts.get(replay.creator_id)
-    return ok(replay=replay.as_dict(), creator=creator.public(), chat=feature.chat_of(replay))
+    chat = await asyncio.to_thread(feature.chat_of, replay)
+    return ok(replay=replay.as_dict(), creator=creator.public(), chat=chat)
 
 
 async def delete_replay(request: web.Request) -> web.Response:

@@ -109,7 +109,7 @@ def decoded(path: Path, *, cut_off: bool = False) -> list[tuple[float, av.VideoF
 async def record_a_live(client: Any, closers: list[Any], *, size: tuple[int, int] = (640, 360),
                         signed_in_only: bool = False) -> dict[str, Any]:
     """ann records a live; bob joins, chats, sends a Rose; ann ends it. Returns the
-    names, the live id and when (seconds into the recording) the gift was sent."""
+    names, the live id and how many frames were recorded before the gift was sent."""
     feature = client.app[REPLAYS]
     ann = await member(client, "ann", closers)
     bob = await member(client, "bob", closers)
@@ -130,17 +130,19 @@ async def record_a_live(client: Any, closers: list[Any], *, size: tuple[int, int
     resp = await client.post("/api/coins/checkout", json={"package_id": "coins_70"},
                              headers={"Authorization": f"Bearer {bob.user.token}"})
     assert resp.status == 200, await resp.text()
-    gift_at = time.time() - recorder._started_at
+    # Frames written before the gift was sent cannot carry its badge. (Not a time: the
+    # recording's clock is the creator's frames', which under load runs behind the wall.)
+    before_gift = recorder._video_frames
     sent = await bob.call("gift:send", {"transfer_id": "replay-gift-1", "creator": ann.user.id,
                                         "gift_id": "rose"})
     assert sent["ok"], sent
-    frames_at_gift = recorder._video_frames
-    await poll(lambda: recorder._video_frames >= frames_at_gift + 45, timeout=20,
+    await poll(lambda: recorder._video_frames >= before_gift + 45, timeout=20,
                what="1.5 s recorded after the gift")
     ended = await ann.call("live:end", {})
     assert ended["ok"], ended
     assert live_id not in feature.recordings
-    return {"ann": ann, "bob": bob, "live_id": live_id, "gift_at": gift_at}
+    return {"ann": ann, "bob": bob, "live_id": live_id,
+            "before_gift": before_gift}
 
 
 async def test_a_recorded_live_replays_with_its_gift_and_chat(client: Any,
@@ -152,13 +154,14 @@ async def test_a_recorded_live_replays_with_its_gift_and_chat(client: Any,
     assert listed["ok"] and [r["replay_id"] for r in listed["replays"]] == [live_id]
     replay = listed["replays"][0]
     assert replay["title"] == "recorded" and replay["video_url"] == f"/replays/{live_id}/video"
-    assert 2.0 < replay["duration_s"] < 60 and replay["bytes"] > 10_000
+    assert 1.5 < replay["duration_s"] < 60 and replay["bytes"] > 10_000
     assert replay["file"] == "video.webm"  # vp8 rooms: WebM (media/recorder.py)
 
     one = await (await client.get(f"/api/replays/{live_id}")).json()
     texts = [(line["text"], line["t"]) for line in one["chat"] if line["kind"] == "message"]
     assert [t for t, _ in texts] == ["hello ann", "lovely stream"]
-    assert all(0 <= offset <= replay["duration_s"] for _, offset in texts)
+    # chat offsets are wall-clock seconds from the first recorded frame
+    assert all(0 <= offset <= replay["ended_at"] - replay["started_at"] for _, offset in texts)
     assert one["creator"]["username"] == "ann"
 
     # The file, whole and in a Range; PyAV decodes it: plausible duration, the badge
@@ -173,9 +176,9 @@ async def test_a_recorded_live_replays_with_its_gift_and_chat(client: Any,
     frames = decoded(path)
     assert len(frames) >= 60 and frames[0][0] == 0.0
     assert abs(frames[-1][0] - replay["duration_s"]) < 0.5
-    badged = [t for t, frame in frames if rose_badge_in(frame, "bob")]
+    badged = [index for index, (_, frame) in enumerate(frames) if rose_badge_in(frame, "bob")]
     assert badged, "the Rose's badge is in no recorded frame"
-    assert min(badged) >= world["gift_at"] - 0.5
+    assert min(badged) >= world["before_gift"]
     assert not rose_badge_in(frames[0][1], "bob")
     with av.open(str(path)) as container:
         assert container.streams.audio and container.streams.audio[0].codec_context.name == "opus"
