@@ -12,6 +12,7 @@ and who may watch one (as who may watch the live: engine/lives.check_may_watch).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -95,10 +96,28 @@ def due(expiries: Iterable[tuple[str, float]], now: float) -> list[str]:
     return [replay_id for replay_id, at in expiries if at <= now]
 
 
-def chat_for_replay(items: Iterable[dict[str, Any]], started_at: float) -> list[dict[str, Any]]:
+def media_time(clock: Sequence[tuple[float, float]], wall: float) -> float:
+    """Where the wall-clock moment `wall` is in the video, from `clock`: (wall clock,
+    seconds into the video) pairs in order (the recorder's, one per keyframe). Between
+    two pairs the video runs with the wall, but never past the next pair: while the
+    creator was away (a reconnect) the video stood still and what happened then shows
+    at the point it resumed. Before the first pair: 0."""
+    if not clock or wall <= clock[0][0]:
+        return 0.0
+    index = bisect.bisect_right([at for at, _ in clock], wall) - 1
+    at, seconds = clock[index]
+    moved = seconds + (wall - at)
+    if index + 1 < len(clock):
+        moved = min(moved, clock[index + 1][1])
+    return moved
+
+
+def chat_for_replay(items: Iterable[dict[str, Any]],
+                    clock: Sequence[tuple[float, float]]) -> list[dict[str, Any]]:
     """A live's chat (engine/chat.py ChatItem.as_dict, in stream order) as a replay keeps
-    it: messages and system lines with `t`, seconds from the recording's first frame
-    (lines before it at 0), deleted messages left out."""
+    it: messages and system lines with `t`, their second in the video (media_time over
+    the recorder's `clock`; lines before its first frame at 0), deleted messages left
+    out."""
     lines: list[dict[str, Any]] = []
     deleted = set()
     for item in items:
@@ -106,7 +125,7 @@ def chat_for_replay(items: Iterable[dict[str, Any]], started_at: float) -> list[
             deleted.add(item["target"])
             continue
         line = {"id": item["id"], "kind": item["kind"],
-                "t": round(max(0.0, item["at"] - started_at), 3), "text": item["text"]}
+                "t": round(media_time(clock, item["at"]), 3), "text": item["text"]}
         user = item.get("user")
         if user:
             line["user"] = {"username": user["username"],

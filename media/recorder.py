@@ -77,6 +77,10 @@ class RecordingResult:
     dropped: int            # packets the full queue dropped
     capped: bool            # stopped at the byte cap
     started_at: float       # wall clock (time.time()) of its first keyframe; 0: none came
+    # (wall clock, seconds into the file) at each keyframe: how the live's moments map
+    # onto the video (engine/replays.py media_time); the file's clock stops while the
+    # creator is away (a reconnect), the wall's does not.
+    clock: tuple[tuple[float, float], ...] = ()
     failed: str = ""        # why the writer stopped early, if it did
     writer_cpu_s: float = 0.0  # the writer thread's CPU time, muxing included
 
@@ -101,6 +105,7 @@ class Recorder:
         self._audio_base: int | None = None
         self._last_audio_pts: int | None = None
         self._started_at = 0.0
+        self._clock: list[tuple[float, float]] = []
         self._stopped = False
         # written by the thread, read after join
         self._bytes = 0
@@ -137,6 +142,9 @@ class Recorder:
                 # audio starts with the packet in flight as the keyframe came
                 self._audio_base = self._last_audio_pts if self._last_audio_pts is not None else 0
             assert self._video_base is not None
+            if keyframe:  # every 2 s (media/keyframes.py): a few hundred a live-hour
+                self._clock.append((time.time(),
+                                    float((packet.pts - self._video_base) * VIDEO_TIME_BASE)))
             item = ("video", bytes(packet), packet.pts - self._video_base, keyframe)
         try:
             self._queue.put_nowait(item)
@@ -166,7 +174,8 @@ class Recorder:
             duration_s=round(float(self._last_video_pts * VIDEO_TIME_BASE), 3),
             video_frames=self._video_frames, audio_packets=self._audio_packets,
             dropped=self.dropped, capped=self._capped, started_at=self._started_at,
-            failed=self._failed, writer_cpu_s=round(self._writer_cpu_s, 4))
+            failed=self._failed, writer_cpu_s=round(self._writer_cpu_s, 4),
+            clock=tuple(self._clock))
 
     # ---- writer thread --------------------------------------------------------------
 

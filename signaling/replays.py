@@ -180,7 +180,7 @@ class LiveReplays(Feature):
             after = page.last
             if not page.more:
                 break
-        return chat_for_replay(items, result.started_at)
+        return chat_for_replay(items, result.clock)
 
     async def _cap_loop(self) -> None:
         """Tell a creator when their recording stopped at the byte cap."""

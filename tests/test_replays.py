@@ -25,6 +25,7 @@ from engine.replays import (
     check_may_watch_replay,
     due,
     expires_at,
+    media_time,
     over_total_cap,
 )
 from media.ice import restrict_host_addresses
@@ -62,10 +63,22 @@ def test_chat_for_a_replay_has_offsets_and_no_deleted_lines() -> None:
         {"id": "3-0", "kind": "message", "at": 102.0, "text": "rude", "user": user},
         {"id": "4-0", "kind": "delete", "at": 102.5, "target": "3-0"},
     ]
-    lines = chat_for_replay(items, started_at=100.0)
+    lines = chat_for_replay(items, [(100.0, 0.0), (102.0, 2.0)])
     assert [(line["t"], line["text"]) for line in lines] == [(0.0, "Bob joined"),
                                                              (1.5, "hello")]
     assert lines[1]["user"] == {"username": "bob", "display_name": "Bob"}
+
+
+def test_chat_times_follow_the_video_across_a_creator_away() -> None:
+    # keyframes every 2 s; the creator was away from wall 104 to 110 (the video stood
+    # at 4.0 s), then the video went on from 4.0
+    clock = [(100.0, 0.0), (102.0, 2.0), (104.0, 4.0), (110.0, 4.0), (112.0, 6.0)]
+    assert media_time(clock, 99.0) == 0.0
+    assert media_time(clock, 101.0) == 1.0
+    assert media_time(clock, 107.0) == 4.0  # said while away: shown as the video resumes
+    assert media_time(clock, 111.0) == 5.0
+    assert media_time(clock, 120.0) == 14.0  # after the last keyframe, with the wall
+    assert media_time([], 5.0) == 0.0
 
 
 def test_a_signed_in_only_replay_refuses_visitors() -> None:
@@ -160,8 +173,8 @@ async def test_a_recorded_live_replays_with_its_gift_and_chat(client: Any,
     one = await (await client.get(f"/api/replays/{live_id}")).json()
     texts = [(line["text"], line["t"]) for line in one["chat"] if line["kind"] == "message"]
     assert [t for t, _ in texts] == ["hello ann", "lovely stream"]
-    # chat offsets are wall-clock seconds from the first recorded frame
-    assert all(0 <= offset <= replay["ended_at"] - replay["started_at"] for _, offset in texts)
+    # sent before the gift: their seconds in the video are before its badge (below)
+    assert all(0 < offset < replay["duration_s"] for _, offset in texts)
     assert one["creator"]["username"] == "ann"
 
     # The file, whole and in a Range; PyAV decodes it: plausible duration, the badge
@@ -179,6 +192,8 @@ async def test_a_recorded_live_replays_with_its_gift_and_chat(client: Any,
     badged = [index for index, (_, frame) in enumerate(frames) if rose_badge_in(frame, "bob")]
     assert badged, "the Rose's badge is in no recorded frame"
     assert min(badged) >= world["before_gift"]
+    badge_at = frames[min(badged)][0]
+    assert all(offset <= badge_at for _, offset in texts), (texts, badge_at)
     assert not rose_badge_in(frames[0][1], "bob")
     with av.open(str(path)) as container:
         assert container.streams.audio and container.streams.audio[0].codec_context.name == "opus"
