@@ -42,12 +42,15 @@ class Replay:
     capped: bool           # the recording stopped at the per-replay cap
     expires_at: float
     chat_lines: int = 0
+    thumbnail: bool = False  # thumb.jpg beside the video
 
     def as_dict(self) -> dict[str, Any]:
         """What the API answers (no file system path)."""
         view = asdict(self)
         view["video_url"] = f"/replays/{self.replay_id}/video"
         view["page_url"] = f"/replay/{self.replay_id}"
+        view["thumbnail_url"] = (f"/replays/{self.replay_id}/thumb.jpg" if self.thumbnail
+                                 else None)
         return view
 
 
@@ -56,7 +59,8 @@ def _from_hash(fields: dict[str, str]) -> Replay:
                   float(fields["started_at"]), float(fields["ended_at"]),
                   float(fields["duration_s"]), int(fields["bytes"]), fields["file"],
                   fields["signed_in_only"] == "1", fields["capped"] == "1",
-                  float(fields["expires_at"]), int(fields.get("chat_lines", "0")))
+                  float(fields["expires_at"]), int(fields.get("chat_lines", "0")),
+                  fields.get("thumbnail") == "1")
 
 
 def _to_hash(replay: Replay) -> dict[str, str]:

@@ -28,6 +28,7 @@ every viewer takes a lower one (media/room.py _renditions_wanted).
 
 from __future__ import annotations
 
+import fractions
 import logging
 import os
 import queue
@@ -45,6 +46,9 @@ logger = logging.getLogger(__name__)
 # 4 s of 30 fps video and 50 audio packets a second, with room: a writer thread stalled
 # longer than that (a disk that stopped answering) loses packets rather than memory.
 DEFAULT_QUEUE_PACKETS = 512
+THUMB_FILE = "thumb.jpg"
+THUMB_WIDTH = 320
+THUMB_AFTER_S = 1.0  # the first keyframe past this is the thumbnail: past the first frame
 FILE_NAMES = {"h264": "video.mp4", "vp8": "video.webm"}
 MEDIA_TYPES = {"video.mp4": "video/mp4", "video.webm": "video/webm"}
 _MP4_FLAGS = "frag_keyframe+empty_moov+default_base_moof"
@@ -83,6 +87,7 @@ class RecordingResult:
     clock: tuple[tuple[float, float], ...] = ()
     failed: str = ""        # why the writer stopped early, if it did
     writer_cpu_s: float = 0.0  # the writer thread's CPU time, muxing included
+    thumbnail: bool = False    # THUMB_FILE was written beside the video
 
 
 class Recorder:
@@ -115,6 +120,8 @@ class Recorder:
         self._capped = False
         self._failed = ""
         self._writer_cpu_s = 0.0
+        self._thumbnail = False
+        self._thumb_tried = False
         self.capped_event = threading.Event()
         self._thread = threading.Thread(target=self._write, name=f"record-{self.path.parent.name}",
                                         daemon=True)
@@ -175,22 +182,51 @@ class Recorder:
             video_frames=self._video_frames, audio_packets=self._audio_packets,
             dropped=self.dropped, capped=self._capped, started_at=self._started_at,
             failed=self._failed, writer_cpu_s=round(self._writer_cpu_s, 4),
-            clock=tuple(self._clock))
+            clock=tuple(self._clock), thumbnail=self._thumbnail)
 
     # ---- writer thread --------------------------------------------------------------
 
-    def _frame_size(self, keyframe: bytes) -> tuple[int, int]:
-        """The first keyframe's size, decoded once (~1 ms): the container's header
-        states it (the WebM muxer would write PyAV's default 640x480 otherwise)."""
+    def _decode_keyframe(self, keyframe: bytes) -> av.VideoFrame | None:
+        """One keyframe decoded on its own (~1-2 ms at 720p): VP8 keyframes and H.264
+        IDRs with their in-band SPS/PPS need nothing before them."""
         decoder = av.CodecContext.create(self.codec, "r")
         try:
             frames = decoder.decode(av.Packet(keyframe))
             frames += decoder.decode(None)  # flush: a decoder with delay gives it now
         except av.FFmpegError:
-            frames = []
-        if not frames:
-            return 0, 0
-        return frames[0].width, frames[0].height
+            return None
+        return frames[0] if frames else None  # type: ignore[return-value]
+
+    def _frame_size(self, keyframe: bytes) -> tuple[int, int]:
+        """The first keyframe's size: the container's header states it (the WebM muxer
+        would write PyAV's default 640x480 otherwise)."""
+        frame = self._decode_keyframe(keyframe)
+        return (frame.width, frame.height) if frame is not None else (0, 0)
+
+    def _thumbnail_from(self, keyframe: bytes) -> None:
+        """One try at the thumbnail (a decode and an encode, a few ms)."""
+        self._thumb_tried = True
+        try:
+            self._write_thumbnail(keyframe)
+        except (av.FFmpegError, OSError, ValueError):
+            logger.warning("recording %s: no thumbnail", self.path, exc_info=True)
+
+    def _write_thumbnail(self, keyframe: bytes) -> None:
+        """THUMB_FILE: the keyframe, THUMB_WIDTH wide, as a JPEG (temporary file, rename)."""
+        frame = self._decode_keyframe(keyframe)
+        if frame is None:
+            return
+        height = max(2, round(frame.height * THUMB_WIDTH / frame.width / 2) * 2)
+        small = frame.reformat(width=THUMB_WIDTH, height=height, format="yuvj420p")
+        small.pts = 0
+        encoder = av.CodecContext.create("mjpeg", "w")
+        encoder.width, encoder.height, encoder.pix_fmt = THUMB_WIDTH, height, "yuvj420p"
+        encoder.time_base = fractions.Fraction(1, 30)
+        data = b"".join(bytes(p) for p in encoder.encode(small) + encoder.encode(None))
+        temporary = self.path.parent / f".{THUMB_FILE}.tmp"
+        temporary.write_bytes(data)
+        os.replace(temporary, self.path.parent / THUMB_FILE)
+        self._thumbnail = True
 
     def _open(self, first_keyframe: bytes
               ) -> tuple[av.container.OutputContainer, av.stream.Stream, av.stream.Stream]:
@@ -215,10 +251,13 @@ class Recorder:
     def _write(self) -> None:
         container = None
         streams: dict[str, av.stream.Stream] = {}
+        first_keyframe: bytes | None = None
         try:
             while True:
                 item = self._queue.get()
                 if item is _STOP:
+                    if not self._thumb_tried and first_keyframe is not None:
+                        self._thumbnail_from(first_keyframe)  # shorter than THUMB_AFTER_S
                     return
                 if self._capped or self._failed:
                     continue  # drain until told to stop
@@ -232,6 +271,7 @@ class Recorder:
                 if container is None:
                     # the first item is the first keyframe (Recorder.tap starts there)
                     container, streams["video"], streams["audio"] = self._open(data)
+                    first_keyframe = data
                 packet = av.Packet(data)
                 packet.stream = streams[kind]
                 packet.time_base = VIDEO_TIME_BASE if kind == "video" else AUDIO_TIME_BASE
@@ -239,6 +279,9 @@ class Recorder:
                 if keyframe:
                     packet.is_keyframe = True
                 container.mux(packet)
+                if (keyframe and not self._thumb_tried
+                        and pts * VIDEO_TIME_BASE >= THUMB_AFTER_S):
+                    self._thumbnail_from(data)
                 self._bytes += len(data)
                 if kind == "video":
                     self._video_frames += 1
@@ -277,5 +320,5 @@ def remove_tree(directory: Path) -> int:
     return freed
 
 
-__all__ = ["MEDIA_TYPES", "Recorder", "RecordingResult", "file_name", "over_cap",
+__all__ = ["MEDIA_TYPES", "THUMB_FILE", "Recorder", "RecordingResult", "file_name", "over_cap",
            "remove_tree"]

@@ -22,6 +22,7 @@ one banned from the creator's lives. The HTTP routes:
     GET    /api/replays/{replay_id}        one replay and its chat
     DELETE /api/replays/{replay_id}        its creator deletes it
     GET    /replays/{replay_id}/video      the file (Range requests: aiohttp FileResponse)
+    GET    /replays/{replay_id}/thumb.jpg  its thumbnail (a keyframe ~1 s in)
     GET    /replay/{replay_id}             the page (web/replay.html)
 """
 
@@ -50,7 +51,7 @@ from engine.replays import (
     expires_at,
     over_total_cap,
 )
-from media.recorder import MEDIA_TYPES, Recorder, RecordingResult, remove_tree
+from media.recorder import MEDIA_TYPES, THUMB_FILE, Recorder, RecordingResult, remove_tree
 from media.room import MediaRoom
 from signaling.config import Settings
 from signaling.feature import Feature
@@ -162,7 +163,8 @@ class LiveReplays(Feature):
             started_at=result.started_at, ended_at=ended, duration_s=result.duration_s,
             bytes=result.path.stat().st_size, file=result.path.name,
             signed_in_only=live.signed_in_only, capped=result.capped,
-            expires_at=expires_at(ended, self.settings.replay_days), chat_lines=len(chat))
+            expires_at=expires_at(ended, self.settings.replay_days), chat_lines=len(chat),
+            thumbnail=result.thumbnail)
         await self.store.save(replay)
         log.info("replay saved", extra={"fields": {
             "live": live.live_id, "bytes": replay.bytes, "seconds": replay.duration_s,
@@ -379,6 +381,21 @@ async def replay_video(request: web.Request) -> web.StreamResponse:
         "Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"})
 
 
+async def replay_thumbnail(request: web.Request) -> web.StreamResponse:
+    """The replay's thumbnail (a JPEG of a keyframe ~1 s in), for whoever may watch it."""
+    from signaling.http_api import error_response
+    try:
+        _, replay, _ = await _watchable(request)
+    except DomainError as refusal:
+        return error_response(refusal)
+    path = replay_dir(request.app[REPLAYS].settings.data_dir, replay.replay_id) / THUMB_FILE
+    if not replay.thumbnail or not path.is_file():
+        return error_response(not_found("this replay has no thumbnail"))
+    return web.FileResponse(path, headers={
+        "Content-Type": "image/jpeg", "Cache-Control": "private, max-age=3600",
+        "X-Content-Type-Options": "nosniff"})
+
+
 def setup(app: web.Application, feature: LiveReplays) -> None:
     """The replay routes (the page itself is signaling/web_pages.py's)."""
     app[REPLAYS] = feature
@@ -386,3 +403,4 @@ def setup(app: web.Application, feature: LiveReplays) -> None:
     app.router.add_get("/api/replays/{replay_id}", get_replay)
     app.router.add_delete("/api/replays/{replay_id}", delete_replay)
     app.router.add_get("/replays/{replay_id}/video", replay_video)
+    app.router.add_get("/replays/{replay_id}/thumb.jpg", replay_thumbnail)

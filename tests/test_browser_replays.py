@@ -166,6 +166,9 @@ async def test_a_recorded_live_replays_with_its_gift_badge(chromium, replay_serv
             item = page.get_by_test_id("replay-item")
             await expect(item).to_have_count(1, timeout=15_000)
             await expect(item.get_by_test_id("replay-title")).to_have_text("Recorded with a Rose")
+            thumb = item.get_by_test_id("replay-thumb")
+            await expect(thumb).to_be_visible()
+            assert await thumb.evaluate("img => img.naturalWidth") == 320
             await screenshot(page, f"replays-profile-{codec}-{name}")
             await item.get_by_test_id("replay-link").click()
             await expect(page.get_by_test_id("replay-title")).to_have_text("Recorded with a Rose")

@@ -176,6 +176,9 @@ async def test_a_recorded_live_replays_with_its_gift_and_chat(client: Any,
     # sent before the gift: their seconds in the video are before its badge (below)
     assert all(0 < offset < replay["duration_s"] for _, offset in texts)
     assert one["creator"]["username"] == "ann"
+    thumb = await client.get(replay["thumbnail_url"])
+    assert thumb.status == 200 and thumb.headers["Content-Type"] == "image/jpeg"
+    assert (await thumb.read())[:2] == b"\xff\xd8"
 
     # The file, whole and in a Range; PyAV decodes it: plausible duration, the badge
     # in the frames after the gift and not before.

@@ -83,6 +83,10 @@ async def test_a_recorded_room_decodes_with_its_gift_badge(harness, poll, tmp_pa
         assert container.streams.audio[0].codec_context.name == "opus"
         video = container.streams.video[0].codec_context
         assert (video.width, video.height) == (640, 360)  # the header states the real size
+    assert result.thumbnail
+    with av.open(str(result.path.parent / "thumb.jpg")) as thumb:
+        picture = next(thumb.decode(video=0))
+        assert (picture.width, picture.height) == (320, 180)
     # The cost (media/recorder.py's docstring): the writer thread's CPU a frame, and
     # the tap's own on the loop (a copy of one packet's bytes).
     packet = av.Packet(b"\x00" * 8000)

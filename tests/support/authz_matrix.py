@@ -274,6 +274,8 @@ HTTP_ROWS = [
         path="/api/replays/" + NO_REPLAY, why="tests/test_replays.py tries a real one"),
     row("GET /replays/{replay_id}/video", None,                   "N  U  N  N  N  N  N  N",
         path=f"/replays/{NO_REPLAY}/video", why="the file; refused as the replay's JSON is"),
+    row("GET /replays/{replay_id}/thumb.jpg", None,               "N  U  N  N  N  N  N  N",
+        path=f"/replays/{NO_REPLAY}/thumb.jpg"),
     row("DELETE /api/replays/{replay_id}", None,                  "U  U  N  N  N  N  N  N",
         path="/api/replays/" + NO_REPLAY, why="its creator only (forbidden for others)"),
     row("GET /replay/{replay_id}", None, PUBLIC, path=f"/replay/{NO_REPLAY}"),

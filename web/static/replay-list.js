@@ -26,6 +26,9 @@ function item(replay) {
   return el('li', { testid: 'replay-item', 'data-replay': replay.replay_id },
     el('a', { class: 'replay-link', href: replay.page_url, testid: 'replay-link' },
       el('span', { class: 'replay-thumb', 'aria-hidden': 'true' },
+        replay.thumbnail_url
+          ? el('img', { src: replay.thumbnail_url, alt: '', loading: 'lazy', testid: 'replay-thumb' })
+          : null,
         el('span', { class: 'replay-duration', testid: 'replay-duration' },
           formatDuration(replay.duration_s))),
       el('span', { class: 'replay-meta' },

@@ -84,6 +84,7 @@ function render({ replay, creator, chat }) {
   ui['replay-chat'].replaceChildren(...lines.map((line) => line.node));
   ui['replay-chat-empty'].hidden = lines.length > 0;
   const video = ui['replay-video'];
+  if (replay.thumbnail_url) video.poster = replay.thumbnail_url;
   video.src = replay.video_url;
   video.addEventListener('timeupdate', syncChat);
   video.addEventListener('seeked', syncChat);
