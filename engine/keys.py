@@ -495,3 +495,23 @@ def webhook_history(endpoint_id: str) -> str:
 def webhook_event(event_id: str) -> str:
     """Marks an event as queued: the same event emitted again queues nothing."""
     return f"{WH}event:{event_id}"
+
+
+REPLAYS = "{replays}"
+"""The hash tag of the replays' keys (engine/replays.py): one slot, so saving a replay
+(its hash, the creator's list, the expiry index) is one MULTI."""
+
+
+def replay(replay_id: str) -> str:
+    """Hash of one finalized replay (engine/replays.py Replay); absent while recording."""
+    return f"{REPLAYS}replay:{replay_id}"
+
+
+def creator_replays(creator_id: str) -> str:
+    """Sorted set of a creator's replay ids, scored by the time their live ended."""
+    return f"{REPLAYS}creator:{creator_id}"
+
+
+def replays_expiry() -> str:
+    """Sorted set of every replay id, scored by when it expires (the sweep's index)."""
+    return f"{REPLAYS}expiry"

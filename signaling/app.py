@@ -22,6 +22,7 @@ from media.fastpath import resolve as resolve_fanout
 from signaling import (
     http_api,
     openapi,
+    replays,
     security_headers,
     wallet_http,
     web_pages,
@@ -179,6 +180,7 @@ def create_app(settings: Settings) -> web.Application:
     http_api.setup(app)
     wallet_http.setup(app)
     webhooks_http.setup(app)
+    replays.setup(app, server.replays)
     openapi.setup(app)
     web_pages.setup(app)
     return app

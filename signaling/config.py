@@ -157,7 +157,8 @@ class Settings:
                 "redis-server with AOF under the data dir"})
     data_dir: Path = field(default=Path(".golive"), metadata={
         "env": "GOLIVE_DATA_DIR", "type": Path,
-        "help": "folder for the embedded Redis data and the generated secret"})
+        "help": "folder for the embedded Redis data, the generated secret and the replays "
+                "(DATA_DIR/replays/LIVE_ID/)"})
     # everysec: an acknowledged write may be lost if the Redis *machine* (not the process)
     # crashes within ~1 s; always: fsync before every reply, so an acknowledged gift
     # survives that too, at a cost measured by `golive bench ledger --fsync
@@ -270,6 +271,23 @@ class Settings:
         "env": "GOLIVE_LIVE_GRACE",
         "help": "seconds a creator whose connection dropped has to come back before the live "
                 "ends (after a server crash: counted from the restart)"})
+    # A 720p rendition at 1.8 Mbit/s is ~0.8 GB an hour: 2 GB is ~2.5 hours of it.
+    replay_max_bytes: int = field(default=2_000_000_000, metadata={
+        "env": "GOLIVE_REPLAY_MAX_BYTES",
+        "help": "bytes one recorded LIVE may take: its recording stops there (the creator "
+                "is told; the replay keeps what was recorded); 0: no cap"})
+    replay_creator_max_bytes: int = field(default=10_000_000_000, metadata={
+        "env": "GOLIVE_REPLAY_CREATOR_MAX_BYTES",
+        "help": "bytes all of one creator's replays may take: a new replay evicts their "
+                "oldest ones past it (never the new one); 0: no cap"})
+    replay_days: float = field(default=30.0, metadata={
+        "env": "GOLIVE_REPLAY_DAYS",
+        "help": "days a replay is kept after its LIVE ended; then the sweep deletes its "
+                "files and metadata"})
+    replay_sweep: float = field(default=600.0, metadata={
+        "env": "GOLIVE_REPLAY_SWEEP",
+        "help": "seconds between two sweeps for expired replays (and recordings a crash "
+                "left without metadata)"})
     max_viewers: int = field(default=1000, metadata={
         "env": "GOLIVE_MAX_VIEWERS", "help": "viewers one room's media serves on this node"})
     join_handshakes: int = field(default=32, metadata={

@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from engine.accounts import utc_today
 from engine.errors import DomainError, ErrorCode, conflict, not_found, unavailable
@@ -60,6 +60,14 @@ log = logging.getLogger("golive.lives")
 
 GONE_QUEUE_BOUND = 10_000  # media "peer gone" reports waiting for the worker
 UNLIMITED_HANDSHAKES = 1_000_000  # GOLIVE_JOIN_HANDSHAKES=0
+
+
+class LiveRecorder(Protocol):
+    """What records lives (signaling/replays.py LiveReplays)."""
+
+    def start(self, live: Live, media: MediaRoom) -> None: ...
+    def recording(self, live_id: str) -> bool: ...
+    async def finish(self, live: Live) -> object: ...
 
 
 @dataclass
@@ -133,6 +141,9 @@ class LiveRooms(Feature):
         # Awaited, in order, when a new live started here (not a resume): nudges and
         # live alerts queue their go-live notifications.
         self.started_listeners: list[Callable[[Live], Awaitable[None]]] = []
+        # Records the lives whose creators asked for it (signaling/replays.py): start()
+        # taps a new live's room, finish() closes the recording as the live ends.
+        self.recorder: LiveRecorder | None = None
         self._add_events()
 
     # --- lifetime ----------------------------------------------------------
@@ -167,12 +178,13 @@ class LiveRooms(Feature):
     # --- creator -----------------------------------------------------------
 
     async def start(self, conn: Connection, title: str, offer: str, *,
-                    signed_in_only: bool = False, resume_of: str | None = None
-                    ) -> dict[str, Any]:
+                    signed_in_only: bool = False, resume_of: str | None = None,
+                    record: bool = False) -> dict[str, Any]:
         """Go live, or come back to a live in its grace period, with a new offer;
         `forbidden` (reason under_age) under GOLIVE_LIVE_MIN_AGE. With `resume_of` (the
         live the tab was on) only that live is resumed: if it ended meanwhile the answer
-        is `not_found` (reason live_ended), never a silent new live."""
+        is `not_found` (reason live_ended), never a silent new live. With `record` the
+        live is recorded for a replay (signaling/replays.py; a resume keeps recording)."""
         creator = conn.user_id
         account = await self.services.accounts.get(creator)
         check_may_go_live(account.birthdate, utc_today(), self.settings.live_min_age)
@@ -204,6 +216,13 @@ class LiveRooms(Feature):
                 raise from_media(exc) from None
             raise
         hosted.lock.release()
+        recording = False
+        if record and self.recorder is not None:
+            try:
+                self.recorder.start(live, media)
+                recording = True
+            except Exception:  # the live goes on unrecorded (a full disk, a bad data dir)
+                log.exception("recording did not start", extra={"fields": {"live": live.live_id}})
         await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
         await self.services.lives.mark_recent(live)
         await self.pushes.announce_start(live)
@@ -216,7 +235,7 @@ class LiveRooms(Feature):
                           key=live.live_id)
         log.info("live started", extra={"fields": {"live": live.live_id, "creator": creator}})
         return {"live": live.as_dict(), "answer": answer, "viewers": 0,
-                **self.client_ice.for_client(conn.user_id)}
+                "recording": recording, **self.client_ice.for_client(conn.user_id)}
 
     async def _check_not_elsewhere(self, creator_id: str) -> None:
         """`conflict` (reason `other_node`, with the node) when the creator's live runs on
@@ -296,6 +315,8 @@ class LiveRooms(Feature):
         await self.gateway.sio.enter_room(conn.sid, live_room(hosted.live.live_id))
         log.info("live resumed", extra={"fields": {"live": hosted.live.live_id}})
         return {"live": hosted.live.as_dict(), "answer": answer, "resumed": True,
+                "recording": self.recorder is not None
+                and self.recorder.recording(hosted.live.live_id),
                 "viewers": await self.services.lives.viewer_count(hosted.live),
                 **self.client_ice.for_client(conn.user_id)}
 
@@ -320,6 +341,11 @@ class LiveRooms(Feature):
                                                live.live_id)
             await self.gateway.sio.close_room(live_room(live.live_id))
         finally:
+            if self.recorder is not None:
+                try:  # before the room closes: the file ends where the live did
+                    await self.recorder.finish(live)
+                except Exception:
+                    log.exception("replay not saved", extra={"fields": {"live": live.live_id}})
             await hosted.media.close()
             self.pushes.discover_changed()
         log.info("live ended", extra={"fields": {"live": live.live_id, "reason": reason}})
@@ -719,7 +745,8 @@ class LiveRooms(Feature):
         @gateway.event("live:start", LiveStart)
         async def live_start(ctx: EventContext, p: LiveStart) -> dict[str, Any]:
             return await self.start(ctx.conn, p.title, p.offer,
-                                    signed_in_only=p.signed_in_only, resume_of=p.resume_of)
+                                    signed_in_only=p.signed_in_only, resume_of=p.resume_of,
+                                    record=p.record)
 
         @gateway.event("live:end", Empty)
         async def live_end(ctx: EventContext, _: Empty) -> dict[str, Any]:

@@ -94,6 +94,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("DELETE", "/api/users/{username}/follow"): Operation("Unfollow", auth="bearer"),
     ("POST", "/api/users/{username}/block"): Operation("Block", auth="bearer"),
     ("DELETE", "/api/users/{username}/block"): Operation("Unblock", auth="bearer"),
+    ("GET", "/api/users/{username}/replays"): Operation(
+        "A creator's replays the caller may watch, newest first", auth="optional"),
+    ("GET", "/api/replays/{replay_id}"): Operation(
+        "One replay and its chat (who may watch the live may watch it)", auth="optional"),
+    ("DELETE", "/api/replays/{replay_id}"): Operation(
+        "Delete a replay (its creator only)", auth="bearer"),
     ("GET", "/api/gifts"): Operation("The gift catalog and the rate"),
     ("GET", "/api/coins/packages"): Operation("Coin packages"),
     ("POST", "/api/coins/checkout"): Operation("Buy a package (test provider, 18+)",

@@ -200,6 +200,8 @@ class LiveStart(Payload):
     # A resume: the live this tab was on. If it ended meanwhile (the grace period ran
     # out) the server answers not_found (reason live_ended) instead of a new live.
     resume_of: LiveId | None = None
+    # Record the live for a replay (signaling/replays.py); a resume keeps its recording.
+    record: bool = False
 
 
 class LiveTitle(Payload):

@@ -51,6 +51,7 @@ from signaling.push_bus import (
     VIEWERS_CHANGED,
     PushBus,
 )
+from signaling.replays import LiveReplays
 from signaling.reports import ReportEvents
 from signaling.services import Services
 from signaling.session_sweep import SessionSweep
@@ -106,6 +107,8 @@ class Server:
 
         gateway, services = self.gateway, self.services
         self.lives = LiveRooms(gateway, services, settings)
+        self.replays = LiveReplays(gateway, services, settings)
+        self.lives.recorder = self.replays
         self.chat = LiveChat(gateway, services, self.lives, self.writer)
         self.gifts = LiveGifts(gateway, services, self.lives, self.writer)
         self.gifts.confirm_above = settings.gift_confirm_coins
@@ -120,6 +123,7 @@ class Server:
         # features were built: chat's "NAME joined" line, the gift board, nudge insights.
         self.features: tuple[Feature, ...] = (
             ProfileEvents(gateway, services, self.notifier, on_block=self.chat.blocked),
+            self.replays,  # before the lives: their close finalizes its recordings
             self.lives,
             self.chat,
             self.gifts,

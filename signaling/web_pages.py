@@ -21,7 +21,8 @@ SOCKET_IO_CLIENT = Path("node_modules/socket.io-client/dist/socket.io.msgpack.mi
 
 PAGES = {"/": "index.html", "/@{username}": "profile.html", "/studio": "studio.html",
          "/messages": "messages.html", "/notifications": "notifications.html",
-         "/wallet": "wallet.html", "/webhooks": "webhooks.html"}
+         "/wallet": "wallet.html", "/webhooks": "webhooks.html",
+         "/replay/{replay_id}": "replay.html"}
 SHELL = "shell.html"
 HEAD_MARK = "<!-- page head -->"
 BODY_MARK = "<!-- page body -->"

@@ -26,7 +26,9 @@ pytestmark = pytest.mark.browser
 
 SIZES = {"phone": (390, 844), "desktop": (1280, 800)}
 SIGNED_IN = ("/", "/@{other}", "/@{me}", "/studio", "/messages", "/notifications", "/wallet",
-             "/webhooks")
+             "/webhooks", "/replay/{replay_id}")
+NO_REPLAY = "0123456789abcdef"  # the replay page's refusal (tests/test_browser_replays.py
+                                # lays out a real one)
 SIGNED_OUT = ("/", "/@{other}")
 
 
@@ -52,7 +54,8 @@ async def test_no_page_has_overlapping_controls(chromium, live_server, size: str
     async with open_page(chromium, live_server.url, viewport=viewport) as page:
         me = await person(page, f"mia{size[:2]}")
         for template in SIGNED_IN:
-            path = template.format(other=other["user"]["username"], me=me["user"]["username"])
+            path = template.format(other=other["user"]["username"], me=me["user"]["username"],
+                                   replay_id=NO_REPLAY)
             await settled(page, path)
             await assert_no_overlaps(page)
             name = "home" if path == "/" else path.strip("/@").replace("/", "-")

@@ -208,6 +208,7 @@ PUBLIC = "ok ok ok ok ok ok ok ok"
 SIGNED_IN = "U U ok ok ok ok ok ok"
 NOT_YOURS = "U U N N N N N N"
 HOOK_PATH = "/api/me/webhooks/we_0000000000000000"
+NO_REPLAY = "0123456789abcdef"  # the world has no replay: its rows see the refusals' order
 
 #                                                                  an ou vi ba bl mi cr ot
 HTTP_ROWS = [
@@ -283,6 +284,18 @@ HTTP_ROWS = [
     row("POST /api/me/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver", None,
         NOT_YOURS, path=HOOK_PATH + "/deliveries/wd_00000000000000000000/redeliver"),
     row("DELETE /api/me/webhooks/{endpoint_id}", None, NOT_YOURS, path=HOOK_PATH),
+    row("GET /api/users/{username}/replays", None,                "ok U  ok ok ok ok ok ok",
+        path=USER_PATH + "/replays",
+        why="the replays the caller may watch: none across a block or a ban"),
+    row("GET /api/replays/{replay_id}", None,                     "N  U  N  N  N  N  N  N",
+        path="/api/replays/" + NO_REPLAY, why="tests/test_replays.py tries a real one"),
+    row("GET /replays/{replay_id}/video", None,                   "N  U  N  N  N  N  N  N",
+        path=f"/replays/{NO_REPLAY}/video", why="the file; refused as the replay's JSON is"),
+    row("GET /replays/{replay_id}/thumb.jpg", None,               "N  U  N  N  N  N  N  N",
+        path=f"/replays/{NO_REPLAY}/thumb.jpg"),
+    row("DELETE /api/replays/{replay_id}", None,                  "U  U  N  N  N  N  N  N",
+        path="/api/replays/" + NO_REPLAY, why="its creator only (forbidden for others)"),
+    row("GET /replay/{replay_id}", None, PUBLIC, path=f"/replay/{NO_REPLAY}"),
     row("POST /api/signout", None, SIGNED_IN, fresh_token=True),
 ]
 

@@ -21,6 +21,7 @@ import { bindForm } from './forms.js';
 import { formatCount, handle, profilePath } from './format.js';
 import { renderHeader } from './header.js';
 import { LiveStage } from './live-stage.js';
+import { showReplays } from './replay-list.js';
 import { NudgeBell } from './nudge.js';
 import { currentUser, onSessionChange, updateSessionUser } from './session.js';
 import { SharedSocket } from './socket.js';
@@ -118,6 +119,7 @@ async function load() {
   // Signed in, this connects the socket (live:watch), so the first click does
   // not wait for the handshake either.
   stage.show({ user: view.user, live: view.live, isSelf: view.is_self, signedIn: Boolean(viewer) });
+  showReplays(byTestId('replays'), view.user.username);
 }
 
 /** Re-read the profile over the socket after an action was refused. */
@@ -367,6 +369,13 @@ ui['load-retry'].addEventListener('click', () => {
 });
 
 renderHeader(undefined, { socket });
+// A LIVE of this creator ended: its replay (if it was recorded) is listed once saved,
+// which the server does right after it tells the end.
+socket.on('live:ended', () => {
+  for (const ms of [1500, 5000]) {
+    setTimeout(() => { if (view) showReplays(byTestId('replays'), view.user.username); }, ms);
+  }
+});
 onSessionChange((user) => {
   const samePerson = (user?.id ?? null) === (viewer?.id ?? null);
   viewer = user;

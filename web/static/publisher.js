@@ -47,14 +47,15 @@ export class Publisher {
    * period (after a reload or a reconnect): the server answers `resumed: true`.
    * `resumeOf` names that live: if it ended meanwhile the server refuses
    * (`not_found`, reason `live_ended`) rather than start a new one.
-   * `signedInOnly`: a new live that signed-out visitors may not watch.
+   * `signedInOnly`: a new live that signed-out visitors may not watch. `record`: record
+   * it for a replay (the server keeps recording a resumed one).
    *
    * @returns {Promise<object|null>} the live:start ack ({live, viewers, resumed?}),
    *   or null when close()/end() was called meanwhile
    * @throws {GoliveError} the server's refusal (`conflict` when live from another
    *   tab, `invalid` for a bad title...) or a failed negotiation
    */
-  async start(stream, title, { resumeOf = null, signedInOnly = false } = {}) {
+  async start(stream, title, { resumeOf = null, signedInOnly = false, record = false } = {}) {
     this.ending = false;
     const attempt = ++this.attempts;
     closePeerConnection(this.pc);
@@ -76,7 +77,7 @@ export class Publisher {
       await pc.setLocalDescription(await pc.createOffer());
       await iceGatheringComplete(pc);
       if (this.pc !== pc) return null;
-      const payload = { title, offer: pc.localDescription.sdp, signed_in_only: signedInOnly };
+      const payload = { title, offer: pc.localDescription.sdp, signed_in_only: signedInOnly, record };
       if (resumeOf) payload.resume_of = resumeOf;
       const reply = await this.socket.ask('live:start', payload, { timeout: START_TIMEOUT_MS });
       this.live = reply.live;

@@ -72,7 +72,8 @@ const ui = Object.fromEntries([
   'studio-signed-out', 'studio', 'preview', 'studio-live-badge', 'elapsed-pill', 'elapsed',
   'studio-viewers', 'viewers-pill', 'camera-off', 'camera-status', 'camera-start', 'studio-status', 'studio-form',
   'title-input', 'camera-select', 'mic-select', 'studio-refusal', 'studio-notice', 'studio-error', 'go-live',
-  'end-live', 'my-live-page', 'title-save', 'studio-chat', 'signed-in-only',
+  'end-live', 'my-live-page', 'title-save', 'studio-chat', 'signed-in-only', 'record-live',
+  'recording-notice',
 ].map((id) => [id, byTestId(id)]));
 
 const me = currentUser();
@@ -235,6 +236,7 @@ async function goLive(title, { resuming = false, resumeOf = publisher.live?.live
     reply = await publisher.start(stream, title, {
       resumeOf: resuming ? resumeOf ?? null : null,
       signedInOnly: ui['signed-in-only'].checked,
+      record: ui['record-live'].checked,
     });
   } catch (err) {
     if (run !== starts) return; // a newer attempt (a reconnect during this one) took over
@@ -271,6 +273,7 @@ async function goLive(title, { resuming = false, resumeOf = publisher.live?.live
   if (!reply || run !== starts) return; // ended, hidden or superseded meanwhile
   hops = 0;
   ui['title-input'].value = reply.live.title;
+  showRecording(reply.recording ? 'Recording: the replay will be on your profile.' : '');
   setViewers(reply.viewers ?? 0);
   byTestId('studio-gifts').hidden = false;
   giftBoard.open(reply.live);
@@ -385,6 +388,28 @@ ui['camera-start'].addEventListener('click', () => startCamera());
 ui['camera-select'].addEventListener('change', switchDevice);
 ui['mic-select'].addEventListener('change', switchDevice);
 navigator.mediaDevices?.addEventListener?.('devicechange', () => fillDevices().catch(() => {}));
+
+// --- recording (a replay) -------------------------------------------------------------
+
+/** The creator's default: the checkbox as they last left it, in this browser. */
+const RECORD_KEY = 'golive.studio.record';
+ui['record-live'].checked = localStorage.getItem(RECORD_KEY) === '1';
+ui['record-live'].addEventListener('change', () => {
+  localStorage.setItem(RECORD_KEY, ui['record-live'].checked ? '1' : '0');
+});
+
+function showRecording(text) {
+  ui['recording-notice'].textContent = text;
+  ui['recording-notice'].hidden = !text;
+}
+
+// The recording stopped at the server's size cap; the LIVE goes on, the replay keeps
+// what was recorded.
+socket.on('live:recording', ({ recording, reason }) => {
+  if (!recording && reason === 'size_cap') {
+    showRecording('Recording stopped: this LIVE reached the replay size limit. Your LIVE goes on.');
+  }
+});
 
 socket.on('room:state', ({ live_id: id, viewers }) => {
   if (id && id === publisher.live?.live_id) setViewers(viewers);
