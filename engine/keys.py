@@ -107,6 +107,21 @@ def session(session_id: str) -> str:
     return f"session:{session_id}"
 
 
+STREAM_KEYS = "{stream_keys}"
+"""The hash tag of the stream keys (engine/stream_keys.py): a rotation writes a user's
+key and its owner record in one transaction, so both live in one slot."""
+
+
+def stream_key(user_id: str) -> str:
+    """The SHA-256 (hex) of the user's WHIP stream key; absent until they make one."""
+    return f"{STREAM_KEYS}stream_key:{user_id}"
+
+
+def stream_key_owner(digest: str) -> str:
+    """The user id a stream key (by its SHA-256, hex) belongs to."""
+    return f"{STREAM_KEYS}stream_key_owner:{digest}"
+
+
 def followers(user_id: str) -> str:
     return f"{CORE}followers:{user_id}"
 

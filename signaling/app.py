@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from media.fastpath import FanoutPath
 from media.fastpath import resolve as resolve_fanout
-from signaling import http_api, openapi, security_headers, wallet_http, web_pages
+from signaling import http_api, openapi, security_headers, wallet_http, web_pages, whip_http
 from signaling.appkeys import (
     ALERT_FANOUT,
     CHAT,
@@ -171,6 +171,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics)
     http_api.setup(app)
     wallet_http.setup(app)
+    whip_http.setup(app)
     openapi.setup(app)
     web_pages.setup(app)
     return app

@@ -26,6 +26,7 @@ from engine.passwords import Passwords
 from engine.payments import Payments
 from engine.reports import Reports
 from engine.sessions import Sessions
+from engine.stream_keys import StreamKeys
 from signaling.config import Settings
 
 
@@ -48,6 +49,7 @@ class Services:
     avatars: Avatars
     likes: Likes
     anonymous: AnonymousSockets
+    stream_keys: StreamKeys
 
     @classmethod
     def build(cls, redis: Redis, settings: Settings) -> Services:
@@ -85,6 +87,7 @@ class Services:
             avatars=Avatars(redis),
             likes=Likes(redis),
             anonymous=AnonymousSockets(redis),
+            stream_keys=StreamKeys(redis),
         )
 
 
