@@ -41,7 +41,7 @@ from multidict import CIMultiDict
 
 from engine.accounts import UserId, utc_today
 from engine.anonymous import new_anonymous_id
-from engine.errors import DomainError, ErrorCode, conflict, invalid, rate_limited, unauthorized
+from engine.errors import DomainError, ErrorCode, invalid, rate_limited, unauthorized
 from engine.lives import check_may_go_live
 from engine.sessions import Session
 from engine.stream_keys import digest
@@ -287,8 +287,9 @@ async def whip_publish(request: web.Request) -> web.Response:
     if hosted is not None and hosted.publisher_sid is not None and (
             hosted.publisher_sid in request.app[GATEWAY].connections
             or hosted.publisher_sid in lives.socketless_publishers):
-        raise conflict("you are already live (from the studio or another encoder): end "
-                       "that LIVE first", reason="already_live", live_id=hosted.live.live_id)
+        raise DomainError(ErrorCode.CONFLICT, "you are already live (from the studio or "
+                          "another encoder): end that LIVE first", reason="already_live",
+                          live_id=hosted.live.live_id)
     media.prune()
     media.check_room()
     session_id = new_session_id()
