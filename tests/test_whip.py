@@ -4,8 +4,12 @@ the WHEP draft, against signaling/whip_http.py."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import signal
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +28,7 @@ from tests.support.poll import poll
 from tests.support.viewer import DecodingViewer
 
 CATALOG = load_catalog()
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Peer(SocketPeer):
@@ -305,3 +310,34 @@ def test_ice_links_parse_as_the_rfc_writes_them() -> None:
     assert [(link.url, link.username, link.credential) for link in links] == [
         ("stun:stun.example.net", None, None),
         ("turn:turn.example.net?transport=udp", "1700:ab", "pw==")]
+
+
+async def test_golive_whip_command_publishes_until_stopped(app_client: Any,
+                                                           closers: list[Any]) -> None:
+    """`golive whip --url --key --source testsrc` in its own process: live until SIGINT,
+    then its DELETE ends the live."""
+    client = app_client
+    ann = await register(client, "ann")
+    made = await stream_key(client, ann)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "signaling.cli", "whip", "--url", made["whip_url"],
+        "--key", made["stream_key"], "--source", "testsrc", "--size", "320x180",
+        "--fps", "15", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        cwd=ROOT)
+    try:
+        lives = client.app[SERVICES].lives
+        live = await poll(lambda: lives.current(ann.id), timeout=30, what="live over WHIP")
+        player = WhepClient(str(client.make_url("/whep/ann")))
+        closers.append(player)
+        await player.play()
+        await poll(lambda: player.video_frames >= 3, timeout=15)
+        proc.send_signal(signal.SIGINT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, out.decode()
+        assert b"LIVE over WHIP" in out
+        assert await lives.current(ann.id) is None
+        assert live.live_id
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
