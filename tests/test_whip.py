@@ -20,6 +20,7 @@ from engine.catalog import load_catalog
 from engine.gift_room import GiftMoment
 from golive.whip import WhepClient, WhipClient, WhipError, parse_ice_links, pattern_source
 from media.overlay import overlay_layout
+from media.synthetic import HeadlessCreator
 from signaling.app import create_app
 from signaling.appkeys import LIVES, SERVICES
 from signaling.gifts import gift_overlay, hex_color
@@ -211,6 +212,12 @@ async def test_refusals_are_clear_http_errors(app_client: Any, closers: list[Any
         await again.publish()
     assert (refused.value.status, refused.value.code) == (409, "conflict")
     assert publisher.location is not None
+    # ... and so is the studio: the WHIP session owns the live as a studio tab would.
+    studio = await open_tab(client, ann, closers)
+    creator = HeadlessCreator.synthetic(160, 96, 10)
+    closers.append(creator)
+    taken = await studio.call("live:start", {"title": "tab", "offer": await creator.offer()})
+    assert taken["error"]["code"] == "conflict", taken
 
     # No trickle ICE, no ICE restart: PATCH is 405 (RFC 9725 4.3.1).
     session = "/whip/" + publisher.location.rsplit("/", 1)[1]
@@ -341,3 +348,48 @@ async def test_golive_whip_command_publishes_until_stopped(app_client: Any,
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_an_encoder_that_drops_resumes_in_the_grace_period_or_the_live_ends(
+        aiohttp_client: Any, settings: Any, redis: Redis, closers: list[Any]) -> None:
+    """OBS's connection drops (its pc closes without a DELETE): the live waits
+    GOLIVE_LIVE_GRACE for it; a new POST /whip in that time resumes the same live (the old
+    session's DELETE then ends nothing); past it, the live ends as a studio's would."""
+    settings.live_grace = 30.0
+    client = await aiohttp_client(create_app(settings))
+    lives_here = client.app[LIVES]
+    ann = await register(client, "ann")
+    bob = await open_tab(client, "bob", closers, peer=Peer)
+    made = await stream_key(client, ann)
+    first = WhipClient(made["whip_url"], made["stream_key"], *pattern_source(320, 180, 15))
+    closers.append(first)
+    await first.publish()
+    live = await client.app[SERVICES].lives.current(ann.id)
+    assert live is not None
+    assert (await bob.call("room:join", {"user_id": ann.id, "media": False}))["ok"]
+
+    assert first.pc is not None
+    await first.pc.close()  # killed: no DELETE
+    await poll(lambda: lives_here.hosted[ann.id].publisher_sid is None, timeout=15,
+               what="the grace period")
+    again = WhipClient(made["whip_url"], made["stream_key"], *pattern_source(320, 180, 15))
+    closers.append(again)
+    await again.publish()
+    resumed = await client.app[SERVICES].lives.current(ann.id)
+    assert resumed is not None and resumed.live_id == live.live_id
+    player = WhepClient(str(client.make_url("/whep/ann")))
+    closers.append(player)
+    await player.play()
+    await poll(lambda: player.video_frames >= 3, timeout=15)
+
+    assert await first.close() == 200  # the old session: forgotten, the live goes on
+    assert (await client.app[SERVICES].lives.current(ann.id)) is not None
+    assert bob.got("live:ended") == []
+
+    # Past the grace period the live ends, as a studio's does.
+    lives_here.grace.seconds = 0.3
+    assert again.pc is not None
+    await again.pc.close()
+    await poll(lambda: bob.got("live:ended"), timeout=20)
+    assert bob.got("live:ended")[0]["reason"] == "creator_left"
+    assert await client.app[SERVICES].lives.current(ann.id) is None
