@@ -51,7 +51,8 @@ class StreamKeys:
                     old = await pipe.get(mine)
                     pipe.multi()
                     if old:
-                        pipe.delete(keys.stream_key_owner(old))
+                        pipe.delete(keys.stream_key_owner(
+                            old.decode() if isinstance(old, bytes) else old))
                     pipe.set(keys.stream_key_owner(new), user_id)
                     pipe.set(mine, new)
                     await pipe.execute()

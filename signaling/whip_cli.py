@@ -83,7 +83,8 @@ def run_whip(args: argparse.Namespace) -> int:
         restriction = restrict_host_addresses(["127.0.0.1"]) if is_loopback_url(args.url) \
             else None
         try:
-            tracks = (pattern_source(*args.size, args.fps) if args.source == "testsrc"
+            width, height = args.size
+            tracks = (pattern_source(width, height, args.fps) if args.source == "testsrc"
                       else file_source(args.source))
         except (ValueError, OSError) as exc:
             print(f"golive whip: {exc}", flush=True)

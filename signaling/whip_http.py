@@ -109,12 +109,13 @@ class HttpMedia:
         for sid, session in list(self.whip.items()):
             hosted = self.lives.hosted.get(session.creator_id)
             if hosted is None or hosted.live.live_id != session.live_id:
-                self._drop_whip(sid)
+                self.drop_whip(sid)
         for sid, play in list(self.whep.items()):
             if not self.lives.is_viewing(play.live_id, play.conn.sid):
                 del self.whep[sid]
 
-    def _drop_whip(self, session_id: str) -> WhipSession | None:
+    def drop_whip(self, session_id: str) -> WhipSession | None:
+        """Forget a WHIP session (its publisher no longer counts as live)."""
         session = self.whip.pop(session_id, None)
         if session is not None:
             self.lives.socketless_publishers.discard(session.sid)
@@ -317,7 +318,7 @@ async def whip_end(request: web.Request) -> web.Response:
     if not secrets.compare_digest(digest(key), session.key_digest):
         raise unauthorized("this is not the stream key this session was started with",
                            "invalid")
-    media._drop_whip(session.id)
+    media.drop_whip(session.id)
     hosted = media.lives.hosted.get(session.creator_id)
     # A newer session of the same live (the encoder reconnected) owns it now.
     if hosted is not None and hosted.live.live_id == session.live_id and \

@@ -55,10 +55,11 @@ async def stream_key(client: Any, user: User) -> dict[str, Any]:
 
 
 async def whip(client: Any, user: User, closers: list[Any], size: tuple[int, int] = (640, 360),
-               fps: float = 30) -> WhipClient:
+               fps: float = 30, codec: str | None = None) -> WhipClient:
     """The creator live through WHIP with the test pattern; closed (DELETE) by closers."""
     made = await stream_key(client, user)
-    publisher = WhipClient(made["whip_url"], made["stream_key"], *pattern_source(*size, fps))
+    publisher = WhipClient(made["whip_url"], made["stream_key"], *pattern_source(*size, fps),
+                           video_codec=codec)
     closers.append(publisher)
     await publisher.publish()
     return publisher
@@ -139,7 +140,11 @@ async def test_whep_player_decodes_counts_as_a_viewer_and_delete_leaves(
         app_client: Any, closers: list[Any]) -> None:
     client = app_client
     ann = await register(client, "ann")
-    await whip(client, ann, closers, size=(320, 180), fps=15)
+    publisher = await whip(client, ann, closers, size=(320, 180), fps=15, codec="h264")
+    # H.264 only, as OBS offers it: the ingest decodes it, the room re-encodes
+    assert publisher.pc is not None
+    assert "H264/90000" in publisher.pc.remoteDescription.sdp
+    assert "VP8/90000" not in publisher.pc.remoteDescription.sdp
     live = await client.app[SERVICES].lives.current(ann.id)
     assert live is not None
 
@@ -393,3 +398,37 @@ async def test_an_encoder_that_drops_resumes_in_the_grace_period_or_the_live_end
     await poll(lambda: bob.got("live:ended"), timeout=20)
     assert bob.got("live:ended")[0]["reason"] == "creator_left"
     assert await client.app[SERVICES].lives.current(ann.id) is None
+
+
+async def test_a_player_offer_keeps_only_the_rooms_codecs() -> None:
+    """An answering aiortc peer takes the offer's first codec it knows: an offer listing
+    H.264 before VP8 keeps only VP8 (and its RTX) for a VP8 room; one without it is
+    refused. (negotiation.offer_for_codec, a plain function.)"""
+    from aiortc import RTCPeerConnection, RTCRtpSender
+
+    from media.errors import MediaError
+    from media.negotiation import check_player_offer, offer_for_codec
+
+    pc = RTCPeerConnection()
+    try:
+        video = pc.addTransceiver("video", direction="recvonly")
+        pc.addTransceiver("audio", direction="recvonly")
+        caps = RTCRtpSender.getCapabilities("video").codecs
+        h264_first = sorted(caps, key=lambda c: c.mimeType.lower() != "video/h264")
+        video.setCodecPreferences(h264_first)
+        await pc.setLocalDescription(await pc.createOffer())
+        offer = pc.localDescription.sdp
+    finally:
+        await pc.close()
+    check_player_offer(offer)
+    video_section = offer.split("m=video", 1)[1].split("m=audio", 1)[0]
+    assert video_section.index("H264/90000") < video_section.index("VP8/90000")
+    kept = offer_for_codec(offer, "vp8")
+    video_kept = kept.split("m=video", 1)[1].split("m=audio", 1)[0]
+    assert "VP8/90000" in video_kept and "H264" not in video_kept
+    assert "rtx/90000" in video_kept and kept.endswith("\r\n")
+    assert "opus/48000" in kept
+    only_h264 = offer_for_codec(offer, "h264")
+    with pytest.raises(MediaError) as refused:
+        offer_for_codec(only_h264, "vp8")
+    assert "video/vp8" in refused.value.message
