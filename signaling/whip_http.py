@@ -49,10 +49,10 @@ from media.negotiation import MAX_SDP_BYTES
 from signaling.appkeys import GATEWAY, LIVES, METRICS, SERVICES, SETTINGS
 from signaling.errors import as_domain_error
 from signaling.gateway import Connection
-from signaling.http_api import STATUS, bearer, ok, signed_in
+from signaling.http_api import STATUS, bearer, body, ok, signed_in
 from signaling.live_rooms import LiveRooms
 from signaling.ratelimit import KeyedBuckets, TokenBucket
-from signaling.schemas import LiveStart, convert
+from signaling.schemas import Empty, LiveStart, convert
 
 log = logging.getLogger("golive.whip")
 
@@ -239,6 +239,7 @@ async def make_stream_key(request: web.Request) -> web.Response:
     """POST /api/me/stream_key: a new key (the old one stops working); under
     GOLIVE_LIVE_MIN_AGE `forbidden` (reason under_age), as live:start answers."""
     session = await signed_in(request)
+    await body(request, Empty)  # nothing to send: {} or no body, anything else `invalid`
     services = request.app[SERVICES]
     account = await services.accounts.get(session.user_id)
     check_may_go_live(account.birthdate, utc_today(), request.app[SETTINGS].live_min_age)

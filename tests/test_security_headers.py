@@ -75,7 +75,7 @@ def assert_secured(resp: Any, what: str) -> None:
 
 # A value for each route placeholder, so every route is reached.
 PLACEHOLDERS = {"username": "nobody", "user_id": "0" * 16, "version": "0" * 16,
-                "filename": "golive.css"}
+                "filename": "golive.css", "session": "0" * 32}  # a WHIP or WHEP session
 
 
 def concrete(path: str) -> str:

@@ -372,6 +372,10 @@ async def test_an_encoder_that_drops_resumes_in_the_grace_period_or_the_live_end
     live = await client.app[SERVICES].lives.current(ann.id)
     assert live is not None
     assert (await bob.call("room:join", {"user_id": ann.id, "media": False}))["ok"]
+    player = WhepClient(str(client.make_url("/whep/ann")))
+    closers.append(player)
+    await player.play()
+    await poll(lambda: player.video_frames >= 3, timeout=15)  # the ingest flows
 
     assert first.pc is not None
     await first.pc.close()  # killed: no DELETE
@@ -382,10 +386,9 @@ async def test_an_encoder_that_drops_resumes_in_the_grace_period_or_the_live_end
     await again.publish()
     resumed = await client.app[SERVICES].lives.current(ann.id)
     assert resumed is not None and resumed.live_id == live.live_id
-    player = WhepClient(str(client.make_url("/whep/ann")))
-    closers.append(player)
-    await player.play()
-    await poll(lambda: player.video_frames >= 3, timeout=15)
+    # the player stayed: the new encoder's frames reach it
+    seen = player.video_frames
+    await poll(lambda: player.video_frames >= seen + 10, timeout=15)
 
     assert await first.close() == 200  # the old session: forgotten, the live goes on
     assert (await client.app[SERVICES].lives.current(ann.id)) is not None
