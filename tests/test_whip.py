@@ -435,3 +435,32 @@ async def test_a_player_offer_keeps_only_the_rooms_codecs() -> None:
     with pytest.raises(MediaError) as refused:
         offer_for_codec(only_h264, "vp8")
     assert "video/vp8" in refused.value.message
+
+
+async def test_ice_servers_are_link_headers_for_a_valid_token_only(
+        aiohttp_client: Any, settings: Any, redis: Redis) -> None:
+    """RFC 9725 4.6: the ICE servers (a TURN credential made for the caller, as the
+    studio's) as Link headers on OPTIONS with a valid Bearer token; a CORS preflight, a
+    wrong key or an anonymous player gets none."""
+    settings.turn_url = "turn:turn.example.net:3478"
+    settings.turn_secret = "s" * 32
+    client = await aiohttp_client(create_app(settings))
+    ann = await register(client, "ann")
+    key = (await stream_key(client, ann))["stream_key"]
+
+    async def links(path: str, token: str | None) -> list[Any]:
+        resp = await client.options(path, headers=auth(token) if token else {})
+        assert resp.status == 204
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        return parse_ice_links(resp.headers.getall("Link", []))
+
+    [turn] = await links("/whip", key)
+    assert turn.url == "turn:turn.example.net:3478"
+    assert turn.username is not None and turn.username.endswith(f":{ann.id}")
+    assert turn.credential
+    assert await links("/whip", None) == []
+    assert await links("/whip", "gls_wrong") == []
+    bob = await register(client, "bob")
+    [turn] = await links("/whep/ann", bob.token)
+    assert turn.username is not None and turn.username.endswith(f":{bob.id}")
+    assert await links("/whep/ann", None) == []
