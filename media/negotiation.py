@@ -76,7 +76,7 @@ def check_viewer_answer(text: object, codec: VideoCodecName) -> None:
 
 def check_player_offer(text: object) -> None:
     """A WHEP player's offer (the player offers, the server answers): one video and one
-    audio section, both receiving, with the room's codecs among their choices."""
+    audio section, both receiving (offer_for_codec then checks the codecs)."""
     description = _parse(text, "offer")
     kinds = sorted(m.kind for m in description.media)
     if kinds != ["audio", "video"]:

@@ -60,8 +60,9 @@ SDP = "application/sdp"
 WHIP_PATH = "/whip"
 SESSION_ID_BYTES = 16  # 128 bits: a session URL nobody guesses
 # Sessions kept after their live or viewer went without a DELETE (an encoder killed):
-# pruned on every new session; this bounds them in between.
+# pruned every PRUNE_EVERY new sessions (and when full); this bounds them in between.
 MAX_SESSIONS = 20_000
+PRUNE_EVERY = 64  # new sessions between two walks over them all
 CORS = {"Access-Control-Allow-Origin": "*",
         "Access-Control-Expose-Headers": "Location, ETag, Link, Accept-Patch, Retry-After"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -100,9 +101,10 @@ class HttpMedia:
         # Publishes per creator: each is a peer connection and a go-live; an encoder
         # retrying in a loop gets 429 after 10 (then one every 3 s).
         self.publishes = KeyedBuckets(1 / 3, 10)
-        # Player sessions per client address: each is a peer connection (~1-3 ms of the
-        # loop to set up); 20 at once, then 2 a second.
+        # Player sessions per client address: each is a peer connection and a handshake
+        # (the node's join admission bounds those running at once); 20, then 2 a second.
         self.plays = KeyedBuckets(2.0, 20)
+        self._created = 0
 
     def prune(self) -> None:
         """Forget sessions whose live or viewer is gone (ended elsewhere, media lost)."""
@@ -122,7 +124,10 @@ class HttpMedia:
         return session
 
     def check_room(self) -> None:
-        if len(self.whip) + len(self.whep) >= MAX_SESSIONS:
+        """Called before each new session: forget the stale ones every PRUNE_EVERY new
+        sessions (a walk over all of them) or when full; `unavailable` if still full."""
+        self._created += 1
+        if self._created % PRUNE_EVERY == 0 or len(self.whip) + len(self.whep) >= MAX_SESSIONS:
             self.prune()
         if len(self.whip) + len(self.whep) >= MAX_SESSIONS:
             raise DomainError(ErrorCode.UNAVAILABLE, "this server holds too many sessions")
@@ -292,7 +297,6 @@ async def whip_publish(request: web.Request) -> web.Response:
         raise DomainError(ErrorCode.CONFLICT, "you are already live (from the studio or "
                           "another encoder): end that LIVE first", reason="already_live",
                           live_id=hosted.live.live_id)
-    media.prune()
     media.check_room()
     session_id = new_session_id()
     conn = _socketless("whip", session_id, creator_id, None)
@@ -362,7 +366,6 @@ async def whep_play(request: web.Request) -> web.Response:
         raise rate_limited(wait)
     account = await services.accounts.find(request.match_info["username"])
     offer = await read_sdp(request)
-    media.prune()
     media.check_room()
     session_id = new_session_id()
     conn = _socketless("whep", session_id, user_id, session, anonymous=session is None)

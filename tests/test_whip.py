@@ -24,6 +24,7 @@ from media.synthetic import HeadlessCreator
 from signaling.app import create_app
 from signaling.appkeys import LIVES, SERVICES
 from signaling.gifts import gift_overlay, hex_color
+from signaling.whip_http import HTTP_MEDIA
 from tests.support.peers import SocketPeer, User, go_live, open_tab, register
 from tests.support.poll import poll
 from tests.support.viewer import DecodingViewer
@@ -401,6 +402,12 @@ async def test_an_encoder_that_drops_resumes_in_the_grace_period_or_the_live_end
     await poll(lambda: bob.got("live:ended"), timeout=20)
     assert bob.got("live:ended")[0]["reason"] == "creator_left"
     assert await client.app[SERVICES].lives.current(ann.id) is None
+    # the sessions nobody DELETEd (the encoder's, the player's) are pruned
+    sessions = client.app[HTTP_MEDIA]
+    assert len(sessions.whip) == 1 and len(sessions.whep) == 1
+    sessions.prune()
+    assert sessions.whip == {} and sessions.whep == {}
+    assert lives_here.socketless_publishers == set()
 
 
 async def test_a_player_offer_keeps_only_the_rooms_codecs() -> None:
