@@ -18,7 +18,14 @@ from redis.asyncio import Redis
 
 from engine.catalog import load_catalog
 from engine.gift_room import GiftMoment
-from golive.whip import WhepClient, WhipClient, WhipError, parse_ice_links, pattern_source
+from golive.whip import (
+    WhepClient,
+    WhipClient,
+    WhipError,
+    file_source,
+    parse_ice_links,
+    pattern_source,
+)
 from media.overlay import overlay_layout
 from media.synthetic import HeadlessCreator
 from signaling.app import create_app
@@ -471,3 +478,51 @@ async def test_ice_servers_are_link_headers_for_a_valid_token_only(
     [turn] = await links("/whep/ann", bob.token)
     assert turn.username is not None and turn.username.endswith(f":{bob.id}")
     assert await links("/whep/ann", None) == []
+
+
+def write_clip(path: Path, seconds: float = 2.0) -> None:
+    """A small Matroska file, VP8 video (the test pattern) and Opus audio (a tone)."""
+    import av
+
+    from media.synthetic import SyntheticVideoTrack
+
+    pattern = SyntheticVideoTrack(320, 180, 15)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libvpx", rate=15)
+        video.width, video.height, video.pix_fmt = 320, 180, "yuv420p"
+        audio = out.add_stream("libopus", rate=48000)
+        audio.layout = "mono"
+        for n in range(int(seconds * 15)):
+            frame = pattern.make_frame(n)
+            frame.pts = None
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+        samples = np.zeros((1, 960), dtype=np.int16)
+        for n in range(int(seconds * 50)):
+            tone = (np.sin(2 * np.pi * 440 * (np.arange(960) + n * 960) / 48000) * 6000)
+            samples[0] = tone.astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+            frame.sample_rate = 48000
+            frame.pts = n * 960
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode())
+
+
+async def test_whip_publishes_a_file(app_client: Any, closers: list[Any],
+                                     tmp_path: Path) -> None:
+    """The issue's case: a WHIP client publishing a media file (looped) goes live and a
+    WHEP player decodes it."""
+    clip = tmp_path / "clip.mkv"
+    write_clip(clip)
+    client = app_client
+    ann = await register(client, "ann")
+    made = await stream_key(client, ann)
+    publisher = WhipClient(made["whip_url"], made["stream_key"], *file_source(str(clip)))
+    closers.append(publisher)
+    await publisher.publish()
+    player = WhepClient(str(client.make_url("/whep/ann")))
+    closers.append(player)
+    await player.play()
+    await poll(lambda: player.video_frames >= 20 and player.audio_frames >= 20, timeout=20)
+    assert await publisher.close() == 200
+    assert await client.app[SERVICES].lives.current(ann.id) is None
