@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 import pytest
 from redis.asyncio import Redis
@@ -526,3 +527,42 @@ async def test_whip_publishes_a_file(app_client: Any, closers: list[Any],
     await poll(lambda: player.video_frames >= 20 and player.audio_frames >= 20, timeout=20)
     assert await publisher.close() == 200
     assert await client.app[SERVICES].lives.current(ann.id) is None
+
+
+async def test_a_whep_player_on_another_node_is_served_by_its_edge(
+        tmp_path: Path, closers: list[Any]) -> None:
+    """Two `golive serve` nodes on one redis-server: the creator publishes over WHIP to A,
+    a WHEP player asks B, whose edge room (a relay from A, as for a Socket.IO viewer on B)
+    serves it; DELETE on A ends the live and B's player with it."""
+    from tests.support.cluster import NODE_ENV, RedisProcess
+    from tests.support.cluster import register as register_at
+    from tests.support.servers import start_server, stop_or_kill
+
+    redis_server = RedisProcess(tmp_path)
+    redis_server.start()
+    servers = []
+    try:
+        for name in ("node-a", "node-b"):
+            servers.append(start_server(tmp_path, redis_url=redis_server.url,
+                                        data_dir=tmp_path / name,
+                                        env={**NODE_ENV, "GOLIVE_NODE_ID": name}))
+        origin, edge = servers
+        ann = await register_at(origin.url, "ann")
+        async with aiohttp.ClientSession() as http:
+            resp = await http.post(origin.url + "/api/me/stream_key", headers=auth(ann.token))
+            made = await resp.json()
+        publisher = WhipClient(made["whip_url"], made["stream_key"],
+                               *pattern_source(320, 180, 15))
+        closers.append(publisher)
+        await publisher.publish()
+        player = WhepClient(edge.url + "/whep/ann")
+        closers.append(player)
+        await player.play()
+        assert player.location is not None and player.location.startswith(edge.url)
+        await poll(lambda: player.video_frames >= 5, timeout=20)
+        assert await publisher.close() == 200
+        await poll(lambda: "video" in player.ended, timeout=20, what="the edge's media ended")
+    finally:
+        for server in servers:
+            stop_or_kill(server)
+        redis_server.stop()
