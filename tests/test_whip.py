@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import signal
 import sys
 import uuid
@@ -352,6 +353,20 @@ async def test_golive_whip_command_publishes_until_stopped(app_client: Any,
         closers.append(player)
         await player.play()
         await poll(lambda: player.video_frames >= 3, timeout=15)
+        # `golive whep` plays it for 3 s and says how many frames it decoded
+        whep = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "signaling.cli", "whep", "--url",
+            str(client.make_url("/whep/ann")), "--duration", "3",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT)
+        try:
+            played, _ = await asyncio.wait_for(whep.communicate(), 60)
+        finally:
+            if whep.returncode is None:
+                whep.kill()
+                await whep.wait()
+        assert whep.returncode == 0, played.decode()
+        frames = re.search(rb"stopping: done; video frames (\d+)", played)
+        assert frames is not None and int(frames.group(1)) > 0, played.decode()
         proc.send_signal(signal.SIGINT)
         out, _ = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 0, out.decode()
