@@ -188,6 +188,9 @@ def errors(handler: Handler) -> Handler:
             response = error_response(exc)
         except web.HTTPException:
             raise
+        except web.RequestPayloadError:  # a broken chunked or gzip body: the client's doing
+            response = error_response(invalid("the request body could not be read"))
+            response.force_close()
         except Exception as exc:
             response = error_response(as_domain_error(exc, log, "whip handler failed",
                                                       route=name))
