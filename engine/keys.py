@@ -48,7 +48,8 @@ _CORE_FAMILIES = frozenset((
     "notif", "notif_data", "notif_unread", "notif_groups", "wallet", "wallet_log",
     "wallet_entries", "ledger_op", "payout", "payouts", "cashout_day",
     # added with keys version 2: no old data, listed so every tagged family maps back
-    "avatar", "chat_moderators", "live_alerted", "node", "node_reaping"))
+    "avatar", "chat_moderators", "live_alerted", "node", "node_reaping",
+    "stream_key", "stream_key_owner"))
 _CORE_NAMES = frozenset(("lives", "notify_jobs", "ledger:journal", "nodes", "lives_orphaned"))
 _DM_FAMILIES = frozenset(("dm", "dm_meta", "dm_inbox", "dm_requests", "dm_unread", "dm_rate",
                           "dm_new", "dm_repeat"))
@@ -110,6 +111,16 @@ def avatar(user_id: str) -> str:
 
 def session(session_id: str) -> str:
     return f"session:{session_id}"
+
+
+def stream_key(user_id: str) -> str:
+    """The SHA-256 (hex) of the user's WHIP stream key; absent until they make one."""
+    return f"{CORE}stream_key:{user_id}"  # a rotation writes it with the owner records
+
+
+def stream_key_owner(digest: str) -> str:
+    """The user id a stream key (by its SHA-256, hex) belongs to."""
+    return f"{CORE}stream_key_owner:{digest}"
 
 
 def followers(user_id: str) -> str:

@@ -74,6 +74,62 @@ def check_viewer_answer(text: object, codec: VideoCodecName) -> None:
             raise invalid(f"answer's {media.kind} section does not receive ({media.direction})")
 
 
+def check_player_offer(text: object) -> None:
+    """A WHEP player's offer (the player offers, the server answers): one video and one
+    audio section, both receiving (offer_for_codec then checks the codecs)."""
+    description = _parse(text, "offer")
+    kinds = sorted(m.kind for m in description.media)
+    if kinds != ["audio", "video"]:
+        raise invalid(f"offer must have one audio and one video section, got {kinds}")
+    for media in description.media:
+        if (media.direction or "sendrecv") not in ("recvonly", "sendrecv"):
+            raise invalid(f"offer's {media.kind} section does not receive ({media.direction})")
+
+
+def offer_for_codec(offer_sdp: str, codec: VideoCodecName) -> str:
+    """A player's offer with only the room's codecs left in it: the room's video codec
+    (and RTX for it) and Opus. An answering aiortc peer picks the offer's first codec it
+    knows and ignores setCodecPreferences, so an offer listing H.264 before VP8 would get
+    the room's VP8 labelled H.264; the room encodes once, in one codec. `invalid` when
+    the offer lacks the room's codec."""
+    want = {"video": _MIME[codec], "audio": "audio/opus"}
+    sections = offer_sdp.replace("\r\n", "\n").split("\nm=")
+    out = [sections[0]]
+    for section in sections[1:]:
+        lines = ("m=" + section).split("\n")
+        kind = lines[0][2:].split(" ", 1)[0]
+        if kind not in want:
+            out.append("\n".join(lines)[2:])
+            continue
+        names = {}  # payload type -> codec mime
+        apt = {}  # rtx payload type -> the payload type it repeats
+        for line in lines:
+            if line.startswith("a=rtpmap:"):
+                pt, _, rest = line[9:].partition(" ")
+                names[pt] = f"{kind}/{rest.split('/', 1)[0]}".lower()
+            elif line.startswith("a=fmtp:") and "apt=" in line:
+                pt, _, params = line[7:].partition(" ")
+                for param in params.split(";"):
+                    name, _, value = param.strip().partition("=")
+                    if name == "apt":
+                        apt[pt] = value
+        keep = {pt for pt, name in names.items() if name == want[kind]}
+        if not keep:
+            raise invalid(f"offer's {kind} has no {want[kind]} (the room sends "
+                          f"{want[kind]}; got {', '.join(sorted(set(names.values()))) or 'none'})")
+        keep |= {pt for pt, base in apt.items() if base in keep and names.get(pt) == f"{kind}/rtx"}
+        fields = lines[0].split(" ")
+        kept = [" ".join(fields[:3] + [pt for pt in fields[3:] if pt in keep])]
+        for line in lines[1:]:
+            if line.startswith(("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:")):
+                pt = line.split(":", 1)[1].split(" ", 1)[0]
+                if pt != "*" and pt not in keep:
+                    continue
+            kept.append(line)
+        out.append("\n".join(kept)[2:])
+    return "\nm=".join(out).replace("\n", "\r\n")
+
+
 # What a viewer would feed back for bandwidth estimation: REMB (rtcp-fb goog-remb) and the
 # abs-send-time header extension it is computed from. The room encodes once for every
 # viewer and never adapts to one, so that feedback is pure cost: aiortc viewers sent

@@ -266,8 +266,10 @@ class MediaRoom:
         await publisher.close()
         return True
 
-    async def add_viewer(self, viewer_id: str, quality: str = AUTO) -> str:
-        """Create the viewer's peer connection and return the server's offer SDP.
+    async def add_viewer(self, viewer_id: str, quality: str = AUTO,
+                         offer: str | None = None) -> str:
+        """Create the viewer's peer connection and return the server's offer SDP; with
+        the viewer's own `offer` (a WHEP player), the server's answer to it instead.
 
         `quality`: "auto" (its link decides) or a rendition's height ("720", "360"...; the
         tallest rendition no taller than it). Waits for a place in the room's join
@@ -301,7 +303,11 @@ class MediaRoom:
         self._viewers[viewer_id] = viewer
         self._pin(viewer_id, pinned)
         try:
-            offer = await viewer.create_offer()
+            sdp = (await viewer.answer_offer(offer) if offer is not None
+                   else await viewer.create_offer())
+        except MediaError:  # the player's offer was refused
+            await self._drop_viewer(viewer)
+            raise
         except Exception as exc:  # e.g. the pc was closed by close()/remove_viewer() meanwhile
             await self._drop_viewer(viewer)
             raise unavailable(f"no offer for viewer {viewer_id!r}: {exc}") from exc
@@ -310,7 +316,7 @@ class MediaRoom:
             raise
         if self._viewers.get(viewer_id) is not viewer:
             raise unavailable(f"viewer {viewer_id!r} was removed while its offer was made")
-        return offer
+        return sdp
 
     async def accept_viewer_answer(self, viewer_id: str, answer_sdp: str) -> None:
         """Apply a viewer's answer to the offer from add_viewer().

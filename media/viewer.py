@@ -41,7 +41,9 @@ from media.fanout import ViewerFeed
 from media.ice import IceServer, rtc_configuration
 from media.negotiation import (
     audio_preferences,
+    check_player_offer,
     check_viewer_answer,
+    offer_for_codec,
     video_preferences,
     without_bandwidth_feedback,
 )
@@ -110,16 +112,45 @@ class ViewerPeer:
         video.setCodecPreferences(video_preferences(self.codec))
         audio = self.pc.addTransceiver(self.feed.audio.track, direction="sendonly")
         audio.setCodecPreferences(audio_preferences())
-        for link, sender in ((self.feed.video, video.sender), (self.feed.audio, audio.sender)):
-            link.attach(sender)
-            self._hook_rtcp(sender, link.kind)
-            gate = self.sender_reports[link.kind] = SenderReportGate(link.kind)
-            aiortc_private.gate_sender_reports(sender, gate.allow)
+        self._attach(video.sender, audio.sender)
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(RTCSessionDescription(
             sdp=without_bandwidth_feedback(offer.sdp, keep_video=self._bandwidth_feedback),
             type="offer"))
         return self.pc.localDescription.sdp
+
+    async def answer_offer(self, offer_sdp: object) -> str:
+        """The other way round, for a WHEP player: take the player's offer (recvonly
+        video and audio; only the room's codecs are kept of it) and return our answer
+        SDP, with its candidates. The viewer is answered (no accept_answer follows).
+        Raises MediaError invalid for an offer that is not one."""
+        if self.state is not ViewerState.OFFERED:
+            raise conflict(f"viewer {self.viewer_id!r} has already negotiated")
+        check_player_offer(offer_sdp)
+        assert isinstance(offer_sdp, str)
+        offer = offer_for_codec(offer_sdp, self.codec)
+        self.state = ViewerState.ANSWERED
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            # each reuses the transceiver the offer made for its kind (sendonly now)
+            video = self.pc.addTrack(self.feed.video.track)
+            audio = self.pc.addTrack(self.feed.audio.track)
+            self._attach(video, audio)
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(RTCSessionDescription(
+                sdp=without_bandwidth_feedback(answer.sdp, keep_video=self._bandwidth_feedback),
+                type="answer"))
+        except Exception as exc:  # aiortc raises ValueError, OperationError, InvalidStateError...
+            raise invalid(f"offer rejected: {exc}") from exc
+        return self.pc.localDescription.sdp
+
+    def _attach(self, video: RTCRtpSender, audio: RTCRtpSender) -> None:
+        """The room's links on the two senders, before the SDP that names their SSRCs."""
+        for link, sender in ((self.feed.video, video), (self.feed.audio, audio)):
+            link.attach(sender)
+            self._hook_rtcp(sender, link.kind)
+            gate = self.sender_reports[link.kind] = SenderReportGate(link.kind)
+            aiortc_private.gate_sender_reports(sender, gate.allow)
 
     async def accept_answer(self, answer_sdp: object) -> None:
         """Apply the viewer's answer. Raises MediaError (conflict if already answered)."""

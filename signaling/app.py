@@ -27,6 +27,7 @@ from signaling import (
     wallet_http,
     web_pages,
     webhooks_http,
+    whip_http,
 )
 from signaling.appkeys import (
     ALERT_FANOUT,
@@ -181,6 +182,7 @@ def create_app(settings: Settings) -> web.Application:
     wallet_http.setup(app)
     webhooks_http.setup(app)
     replays.setup(app, server.replays)
+    whip_http.setup(app)
     openapi.setup(app)
     web_pages.setup(app)
     return app

@@ -1,4 +1,5 @@
-"""The `golive` command: `golive serve` runs the server; `golive ledger audit` proves the ledger.
+"""The `golive` command: `golive serve` runs the server; `golive ledger audit` proves the ledger;
+`golive whip` publishes over WHIP and `golive whep` plays over WHEP (signaling/whip_cli.py).
 
 Other packages add commands without the server importing them: a distribution declares an
 entry point in the `golive.commands` group whose name is the command and whose object
@@ -17,7 +18,7 @@ from importlib.metadata import entry_points
 
 from aiohttp import web
 
-from signaling import ledger_cli, logs
+from signaling import ledger_cli, logs, whip_cli
 from signaling.broadcast import add_arguments as broadcast_args
 from signaling.config import Settings, add_arguments, settings_from_args
 
@@ -92,7 +93,7 @@ def _broadcast(args: argparse.Namespace) -> int:
     return run(args)
 
 
-BUILT_IN = ("serve", "broadcast", "ledger")
+BUILT_IN = ("serve", "broadcast", "ledger", "whip", "whep")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -108,6 +109,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     broadcast_args(broadcast)
     broadcast.set_defaults(run=_broadcast)
     ledger_cli.add_arguments(commands)
+    whip_cli.add_arguments(commands)
     if command not in BUILT_IN:  # `golive serve` never imports a plugin
         for plugin in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
             plugin.load()(commands)

@@ -191,6 +191,10 @@ class Settings:
     anonymous_viewers: bool = field(default=True, metadata={
         "env": "GOLIVE_ANONYMOUS_VIEWERS", "type": _bool,
         "help": "signed-out visitors may watch public LIVEs (read-only anonymous sockets)"})
+    whep_anonymous: bool = field(default=True, metadata={
+        "env": "GOLIVE_WHEP_ANONYMOUS", "type": _bool,
+        "help": "WHEP players without a session token may watch public LIVEs "
+                "(POST /whep/USERNAME)"})
     anonymous_per_address: int = field(default=20, metadata={
         "env": "GOLIVE_ANONYMOUS_PER_ADDRESS",
         "help": "open anonymous sockets one client address may have, across nodes"})

@@ -119,6 +119,9 @@ class Connection:
     # A signed-out visitor: user_id is a server-made `anon-...` identity, session a stand-in.
     anonymous: bool = False
     address: str = ""
+    # A WHIP publisher or WHEP player (signaling/whip_http.py): an HTTP session, no socket,
+    # so it is in no Socket.IO room and gets no pushes.
+    socketless: bool = False
 
 
 @dataclass(frozen=True, slots=True)

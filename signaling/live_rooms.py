@@ -132,6 +132,9 @@ class LiveRooms(Feature):
             GONE_QUEUE_BOUND)
         self._gone_worker_task = OwnedTask(self._gone_worker, "live-gone")
         self._start_lock = asyncio.Lock()
+        # The sids of socketless publishers (WHIP sessions) while their session is open:
+        # a live they publish is as taken as one a connected studio publishes.
+        self.socketless_publishers: set[str] = set()
         # Awaited, in order, when a new viewer (not a renegotiation) joined a live here
         # (live chat writes its "NAME joined" line).
         self.join_listeners: list[Callable[[Live, Connection], Awaitable[None]]] = []
@@ -223,7 +226,7 @@ class LiveRooms(Feature):
                 recording = True
             except Exception:  # the live goes on unrecorded (a full disk, a bad data dir)
                 log.exception("recording did not start", extra={"fields": {"live": live.live_id}})
-        await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
+        await self._enter(conn, live_room(live.live_id))
         await self.services.lives.mark_recent(live)
         await self.pushes.announce_start(live)
         for listener in self.started_listeners:
@@ -301,7 +304,8 @@ class LiveRooms(Feature):
             # Another connection that is still up and publishing owns the live; the
             # publishing connection itself may re-offer (its media failed) at once.
             other_publisher = (hosted.publisher_sid not in (None, conn.sid)
-                               and hosted.publisher_sid in self.gateway.connections)
+                               and (hosted.publisher_sid in self.gateway.connections
+                                    or hosted.publisher_sid in self.socketless_publishers))
             if other_publisher and hosted.media.has_publisher:
                 raise conflict("you are already live (in another tab or device)")
             await self.grace.cancel(hosted.live.live_id)
@@ -312,7 +316,7 @@ class LiveRooms(Feature):
                 self._begin_grace(hosted)
                 raise from_media(exc) from None
             hosted.publisher_sid = conn.sid
-        await self.gateway.sio.enter_room(conn.sid, live_room(hosted.live.live_id))
+        await self._enter(conn, live_room(hosted.live.live_id))
         log.info("live resumed", extra={"fields": {"live": hosted.live.live_id}})
         return {"live": hosted.live.as_dict(), "answer": answer, "resumed": True,
                 "recording": self.recorder is not None
@@ -367,10 +371,12 @@ class LiveRooms(Feature):
     # --- viewers -----------------------------------------------------------
 
     async def join(self, conn: Connection, creator_id: str, *,
-                   media: bool = True, quality: str = "auto") -> dict[str, Any]:
+                   media: bool = True, quality: str = "auto",
+                   offer: str | None = None) -> dict[str, Any]:
         """Join a live as a viewer: the server's offer comes back in the ack (None for a
         chat-only join, which counts as a viewer and gets the room's pushes and chat),
-        with the renditions and the one it gets (`quality`: auto or a height)."""
+        with the renditions and the one it gets (`quality`: auto or a height). With the
+        viewer's own `offer` (a WHEP player), the ack has the server's `answer` instead."""
         live = check_may_watch(conn.user_id, await self.services.lives.current(creator_id),
                                anonymous=conn.anonymous)
         if not conn.anonymous:  # an anonymous identity has no follows or blocks
@@ -380,7 +386,7 @@ class LiveRooms(Feature):
                               reason="banned")
         hosted = self._by_live.get(live.live_id)
         if hosted is None:
-            return await self._join_remote(conn, live, media, quality)
+            return _answered(await self._join_remote(conn, live, media, quality, offer), offer)
         renegotiation = conn.sid in hosted.viewers
         if renegotiation:  # a fresh pc from the same tab
             await hosted.media.remove_viewer(conn.sid)
@@ -389,20 +395,22 @@ class LiveRooms(Feature):
             if count < 0:
                 raise not_found("this live has ended")
             hosted.viewers[conn.sid] = conn.user_id
-        offer = None
+        sdp = None
         try:
             if media:
-                offer = await hosted.media.add_viewer(conn.sid, quality)
+                sdp = await hosted.media.add_viewer(conn.sid, quality, offer)
         except MediaError as exc:
             await self._forget_viewer(hosted, conn.sid)
             raise from_media(exc) from None
-        await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
+        await self._enter(conn, live_room(live.live_id))
         self.pushes.viewers_changed(live.live_id)
-        ack = await self._joined(live, conn, renegotiation, offer)
-        return ack | (_quality(hosted.media, conn.sid) if offer is not None else {})
+        ack = await self._joined(live, conn, renegotiation, sdp)
+        return _answered(ack | (_quality(hosted.media, conn.sid) if sdp is not None else {}),
+                         offer)
 
     async def _join_remote(self, conn: Connection, live: Live, media: bool,
-                           quality: str = "auto") -> dict[str, Any]:
+                           quality: str = "auto", client_offer: str | None = None
+                           ) -> dict[str, Any]:
         """A join of a live hosted on another node: counted (distinct users across nodes),
         in the live's room (its pushes and chat reach this node's socket through the push
         bus); with media, served by this node's edge room (opened on its first viewer)."""
@@ -423,7 +431,7 @@ class LiveRooms(Feature):
             room.joining += 1  # the edge room stays open for this join meanwhile
             try:
                 edge = await self._edge_room(room)
-                offer = await edge.add_viewer(conn.sid, quality)
+                offer = await edge.add_viewer(conn.sid, quality, client_offer)
             except (MediaError, DomainError) as exc:
                 room.joining -= 1
                 await self._forget_remote_viewer(room, conn.sid)
@@ -432,7 +440,7 @@ class LiveRooms(Feature):
                 room.joining -= 1
                 raise
             room.joining -= 1
-        await self.gateway.sio.enter_room(conn.sid, live_room(live.live_id))
+        await self._enter(conn, live_room(live.live_id))
         await self._viewers_changed(live.live_id)
         ack = await self._joined(live, conn, renegotiation, offer)
         return ack | (_quality(room.media, conn.sid)
@@ -522,6 +530,12 @@ class LiveRooms(Feature):
                 **self.client_ice.for_client(conn.user_id),
                 "viewers": await self.services.lives.viewer_count(live),
                 "likes": await self.services.likes.count(live.live_id)}
+
+    async def _enter(self, conn: Connection, room: str) -> None:
+        """Put a connection's socket in a Socket.IO room; a socketless one (WHIP, WHEP)
+        has none."""
+        if not conn.socketless:
+            await self.gateway.sio.enter_room(conn.sid, room)
 
     async def _viewers_changed(self, live_id: str) -> None:
         if live_id in self._by_live:
@@ -624,6 +638,13 @@ class LiveRooms(Feature):
         await self.gateway.push("live:title", payload, to=watch_room(creator_id))
         self.pushes.discover_changed()
         return {"live": live.as_dict()}
+
+    def is_viewing(self, live_id: str, sid: str) -> bool:
+        """Whether the connection `sid` is a viewer of the live here (hosted or edge)."""
+        hosted = self._by_live.get(live_id)
+        room = self.remote.get(live_id)
+        return ((hosted is not None and sid in hosted.viewers)
+                or (room is not None and sid in room.viewers))
 
     def hosted_live(self, live_id: str) -> Live | None:
         """The live with this id if this node hosts it."""
@@ -804,6 +825,13 @@ class LiveRooms(Feature):
 
         gateway.disconnect_listeners.append(self.on_disconnect)
 
+
+
+def _answered(ack: dict[str, Any], client_offer: str | None) -> dict[str, Any]:
+    """A join's ack; for a viewer that sent its own offer, its SDP is `answer`."""
+    if client_offer is not None:
+        ack["answer"] = ack.pop("offer")
+    return ack
 
 
 def _quality(media: MediaRoom, sid: str) -> dict[str, Any]:

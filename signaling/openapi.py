@@ -25,6 +25,7 @@ from engine.stream_ids import StreamId
 from signaling.schemas import (
     CashoutRequest,
     CoinCheckout,
+    Empty,
     Payload,
     ProfileUpdate,
     Register,
@@ -85,6 +86,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                                     "maxLength": UPLOAD_MAX_BYTES}}
                   for kind in ("image/jpeg", "image/png", "image/webp")}),
     ("DELETE", "/api/me/avatar"): Operation("Remove the profile photo", auth="bearer"),
+    ("POST", "/api/me/stream_key"): Operation(
+        "Make or rotate the caller's WHIP stream key (the old one stops working): "
+        "{stream_key, whip_url}; 18+ as going LIVE", auth="bearer", body=Empty),
+    ("GET", "/api/me/stream_key"): Operation(
+        "Whether the caller has a stream key (never the key), and the WHIP URL",
+        auth="bearer"),
     ("GET", "/api/users"): Operation(
         "Accounts by username or display-name prefix", auth="optional",
         query={"q": {"type": "string", "maxLength": 200}, "limit": LIMIT_20}),

@@ -28,6 +28,7 @@ from engine.reports import Reports
 from engine.sessions import Sessions
 from engine.webhook_rules import parse_operator_endpoints
 from engine.webhooks import Webhooks
+from engine.stream_keys import StreamKeys
 from signaling.config import Settings
 
 
@@ -51,6 +52,7 @@ class Services:
     likes: Likes
     anonymous: AnonymousSockets
     webhooks: Webhooks
+    stream_keys: StreamKeys
 
     @classmethod
     def build(cls, redis: Redis, settings: Settings) -> Services:
@@ -94,6 +96,7 @@ class Services:
             anonymous=AnonymousSockets(redis),
             webhooks=Webhooks(redis, operator=operator_hooks,
                               allow_private=settings.webhook_allow_private),
+            stream_keys=StreamKeys(redis),
         )
 
 

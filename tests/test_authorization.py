@@ -210,6 +210,7 @@ async def build_world(client: Any, closers: list[Any], redis: Redis) -> World:
         line1_id=line1["message"]["id"], line2_id=line2["message"]["id"],
         conv_id=sent["conversation_id"], dm_id=sent["message"]["id"],
         notification_id=notes[0]["id"], avatar_version=version, png=png(),
+        sdp="v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n",  # no media: invalid
         viewer_checkout=viewer_checkout)
     world.sockets = {"anonymous": anonymous, "signed_out": None,
                      **{who: peers[who].sio for who in PRINCIPALS[2:]}}
@@ -251,6 +252,8 @@ async def route_outcome(client: Any, world: World, principal: str,
     kw: dict[str, Any] = {}
     if r.raw:
         kw["data"] = world.fill[r.payload]
+        if r.content_type:
+            headers["Content-Type"] = r.content_type
     elif r.payload is not None:
         kw["json"] = filled(r.payload, world.fill)
     resp = await client.request(method, filled(r.path or canonical, world.fill),

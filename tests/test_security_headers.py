@@ -76,7 +76,8 @@ def assert_secured(resp: Any, what: str) -> None:
 # A value for each route placeholder, so every route is reached.
 PLACEHOLDERS = {"username": "nobody", "user_id": "0" * 16, "version": "0" * 16,
                 "filename": "golive.css", "endpoint_id": "we_" + "0" * 16,
-                "delivery_id": "wd_" + "0" * 20, "replay_id": "0" * 16}
+                "delivery_id": "wd_" + "0" * 20, "replay_id": "0" * 16,
+                "session": "0" * 32}  # a WHIP or WHEP session
 
 
 def concrete(path: str) -> str:

@@ -63,6 +63,7 @@ class Row:
     covers: tuple[str, ...] = ()
     fresh_token: bool = False
     raw: bool = False          # payload names the world value sent as the raw body
+    content_type: str = ""     # the raw body's Content-Type (application/sdp for WHIP)
     # An ack field holding the refusal the caller would get ({code, ...} or None): its
     # code stands for the outcome (gift:status says what gift:send would answer).
     verdict: str = ""
@@ -204,6 +205,7 @@ SOCKET_ROWS = [
 ]
 
 USER_PATH = "/api/users/{creator_name}"
+SDP = "application/sdp"
 PUBLIC = "ok ok ok ok ok ok ok ok"
 SIGNED_IN = "U U ok ok ok ok ok ok"
 NOT_YOURS = "U U N N N N N N"
@@ -241,6 +243,23 @@ HTTP_ROWS = [
         label="a birthdate sent along"),
     row("PUT /api/me/avatar", "png", SIGNED_IN, raw=True),
     row("DELETE /api/me/avatar", None, SIGNED_IN),
+    row("POST /api/me/stream_key", None,                          "U  U  ok ok ok F  ok ok",
+        why="a WHIP stream key: 18+ as going LIVE"),
+    row("GET /api/me/stream_key", None, SIGNED_IN, why="whether one exists, never the key"),
+    row("POST /whip", "sdp", "U  U  U  U  U  U  U  U", raw=True, content_type=SDP,
+        covers=("OPTIONS /whip",),
+        why="only a stream key counts as the Bearer token, never a session"),
+    row("DELETE /whip/{session}", None,                           "U  N  N  N  N  N  N  N",
+        path="/whip/{uniq}", covers=("PATCH /whip/{session}", "OPTIONS /whip/{session}"),
+        why="a session's URL and its key; PATCH is 405 (no trickle ICE)"),
+    row("POST /whep/{username}", "sdp", "N  U  N  N  N  N  N  N", raw=True, content_type=SDP,
+        path="/whep/{creator_name}", covers=("OPTIONS /whep/{username}",),
+        why="the live ended with live:end above; bans and blocks as room:join's "
+            "(tests/test_whip.py)"),
+    row("DELETE /whep/{username}/{session}", None,                "N  N  N  N  N  N  N  N",
+        path="/whep/{creator_name}/{uniq}",
+        covers=("PATCH /whep/{username}/{session}", "OPTIONS /whep/{username}/{session}"),
+        why="a player's session URL; PATCH is 405 (no trickle ICE)"),
     row("GET /api/users", None,                                   "ok U  ok ok ok ok ok ok",
         path="/api/users?q={creator_name}", why="a stale token is told, not ignored"),
     row("GET /api/users/{username}", None,                        "ok U  ok ok ok ok ok ok",

@@ -37,6 +37,7 @@ import { stopStream } from './rtc.js';
 import { currentUser, onSessionChange } from './session.js';
 import { SharedSocket } from './socket.js';
 import { ModerationLists } from './studio-moderation.js';
+import { StreamKeyPanel } from './stream-key.js';
 
 /** sessionStorage (this tab only): the live this tab was sending when the page went away. */
 const RESUME_KEY = 'golive.studio.resume';
@@ -464,6 +465,7 @@ async function init() {
   ui['my-live-page'].href = profilePath(me.username);
   new NudgePanel(socket).open(); // who is waiting for this LIVE, settings, insights
   moderation.open(); // banned and muted people, moderators
+  new StreamKeyPanel().open(); // the WHIP URL and stream key, for OBS
   setState('idle');
   let resumeId = null;
   try {
