@@ -26,9 +26,9 @@ from engine.passwords import Passwords
 from engine.payments import Payments
 from engine.reports import Reports
 from engine.sessions import Sessions
+from engine.stream_keys import StreamKeys
 from engine.webhook_rules import parse_operator_endpoints
 from engine.webhooks import Webhooks
-from engine.stream_keys import StreamKeys
 from signaling.config import Settings
 
 
