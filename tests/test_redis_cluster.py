@@ -473,8 +473,13 @@ def legacy_name(current: str) -> str:
     return re.sub(r"\{([^}]*)\}", r"\1", current, count=1)
 
 
+# Families made after keys version 2 (webhooks, replays) were born with their tag: no
+# Redis ever held them under an older name, so there is nothing to map.
+BORN_TAGGED = (keys.WH, keys.REPLAYS)
+
+
 def test_every_tagged_key_has_its_old_name_mapped() -> None:
-    moved = [n for n in current_names() if "{" in n]
+    moved = [n for n in current_names() if "{" in n and not n.startswith(BORN_TAGGED)]
     assert len(moved) >= 50
     for current in moved:
         assert keys.legacy_to_current(legacy_name(current)) == current, current
