@@ -13,7 +13,10 @@ rate, what a router buffers), and loss with iptables' `statistic` match dropping
 share of the packets arriving in the namespace (same effect on the viewer: packets of
 the downlink lost at random); delay needs `netem` and fails clearly without it.
 `shape()` replaces the previous shaping in place (`tc qdisc replace`, the namespace's
-INPUT chain flushed), so a running stream sees the change at once. Everything is
+INPUT chain flushed), so a running stream sees the change at once. `shape_up()` does the
+same the other way (a creator's uplink: what the namespace sends): the rate with `tbf`
+on `gl<n>n`'s egress, loss in the root namespace's INPUT, in a chain of its own
+(`GOLIVE-UP<n>`) jumped to only for packets coming in by `gl<n>r`. Everything is
 undone on `close()` (and the context manager's exit); `clean_stale()` removes what a
 killed run left, by prefix.
 """
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 PREFIX = "golive-"
+UP_CHAIN = "GOLIVE-UP"  # + the index: the root namespace's loss on one uplink
 
 
 def unavailable_reason() -> str | None:
@@ -61,6 +65,13 @@ def clean_stale() -> list[str]:
         if name.startswith(PREFIX):
             _run("ip", "netns", "del", name, check=False)
             gone.append(name)
+    for rule in _run("iptables", "-S", "INPUT", check=False).stdout.split("\n"):
+        if f"-j {UP_CHAIN}" in rule:  # "-A INPUT -i gl7r -j GOLIVE-UP7"
+            _run("iptables", *rule.replace("-A INPUT", "-D INPUT", 1).split(), check=False)
+            chain = rule.rsplit(" ", 1)[-1]
+            _run("iptables", "-F", chain, check=False)
+            _run("iptables", "-X", chain, check=False)
+            gone.append(chain)
     return gone
 
 
@@ -148,6 +159,44 @@ class Namespace:
         """Lift every limit."""
         self.shape(Shaping())
 
+    @property
+    def up_chain(self) -> str:
+        return f"{UP_CHAIN}{self.index}"
+
+    def shape_up(self, up: Shaping) -> None:
+        """Shape the link from the namespace (a creator's uplink), replacing whatever
+        uplink shaping was there: the rate on the namespace end's egress (tbf), loss on
+        the root namespace's input from this link (iptables, in this link's own chain).
+        Delay needs netem, which this kernel lacks: refused."""
+        if up.delay_ms:
+            raise RuntimeError("uplink delay needs netem, which this kernel lacks")
+        if up.rate_bps is None:
+            _run("ip", "netns", "exec", self.name, "tc", "qdisc", "del", "dev", self.ns_dev,
+                 "root", check=False)
+        else:
+            burst = max(up.rate_bps // 8 // 100, 3000)
+            limit = max(int(up.rate_bps / 8 * up.queue_ms / 1000), burst + 1500)
+            self.exec_run("tc", "qdisc", "replace", "dev", self.ns_dev, "root", "handle", "1:",
+                          "tbf", "rate", f"{up.rate_bps}bit", "burst", str(burst),
+                          "limit", str(limit))
+        chain = self.up_chain
+        _run("iptables", "-N", chain, check=False)  # exists already: fine
+        _run("iptables", "-F", chain)
+        jump = ("INPUT", "-i", self.root_dev, "-j", chain)
+        if _run("iptables", "-C", *jump, check=False).returncode != 0:
+            _run("iptables", "-I", *jump)
+        if up.loss:
+            _run("iptables", "-A", chain, "-m", "statistic", "--mode", "random",
+                 "--probability", f"{up.loss:.4f}", "-j", "DROP")
+
+    def _unshape_up(self) -> None:
+        chain = self.up_chain
+        while _run("iptables", "-D", "INPUT", "-i", self.root_dev, "-j", chain,
+                   check=False).returncode == 0:
+            pass
+        _run("iptables", "-F", chain, check=False)
+        _run("iptables", "-X", chain, check=False)
+
     def qdiscs(self) -> str:
         """`tc qdisc show` of the root-side end (for reports and failures)."""
         return _run("tc", "qdisc", "show", "dev", self.root_dev).stdout
@@ -158,6 +207,7 @@ class Namespace:
         if not self._up:
             return
         self._up = False
+        self._unshape_up()
         _run("ip", "netns", "del", self.name, check=False)
         _run("ip", "link", "del", self.root_dev, check=False)
 
