@@ -26,6 +26,7 @@ from aiortc.rtcdtlstransport import (
     generate_certificate,
 )
 from aiortc.rtcicetransport import RTCIceTransport
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver, TimestampMapper
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket
@@ -42,6 +43,8 @@ PRIVATES = (
     Private(RTCDtlsTransport, "_rx_srtp", True, "bench.rtp_counting (SRTP unprotect)"),
     Private(RTCDtlsTransport, "_srtp_profiles", True, "tests/media (force one SRTP profile)"),
     Private(RTCDtlsTransport, "_ssl", True, "tests/media (the SSL context a join used)"),
+    Private(RTCDtlsTransport, "_rtp_header_extensions_map", True,
+            "media.ingest (parse transport-cc sequence numbers)"),
     Private(RTCCertificate, "_create_ssl_context", False,
             "media.aiortc_private.NodeCertificate (one SSL context per node)"),
     # pylibsrtp is aiortc's SRTP (its range follows aiortc's): the native fan-out calls
@@ -66,6 +69,8 @@ PRIVATES = (
     Private(RTCRtpReceiver, "_handle_rtp_packet", False, "bench.rtp_counting"),
     Private(RTCRtpReceiver, "_send_rtcp_pli", False, "tests (a viewer's PLI)"),
     Private(RTCRtpReceiver, "_send_rtcp_nack", False, "tests (a viewer's NACK)"),
+    Private(RTCRtpReceiver, "_send_rtcp", False, "media.ingest (transport-cc feedback)"),
+    Private(RTCRtpReceiver, "__rtcp_ssrc", True, "media.ingest (transport-cc feedback)"),
     Private(RTCRtpReceiver, "_data", True, "media.aiortc_private.PromptJitterBuffer"),
     Private(RemoteStreamTrack, "_queue", True, "tests (decoded frames waiting)"),
     Private(TimestampMapper, "_origin", True, "bench.rtp_counting"),
@@ -223,6 +228,24 @@ async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
 async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
     """Send a generic NACK for the sequence numbers `lost`."""
     await receiver._send_rtcp_nack(media_ssrc, lost)
+
+
+def parse_extension(dtls: RTCDtlsTransport, extension_id: int, uri: str) -> None:
+    """Make the transport parse header extension `uri` under `extension_id` (one aiortc
+    knows by its uri but did not negotiate): a packet's extensions then carry it."""
+    dtls._rtp_header_extensions_map.configure(
+        RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(extension_id, uri)]))
+
+
+def receiver_rtcp_ssrc(receiver: RTCRtpReceiver) -> int | None:
+    """The SSRC the receiver's own RTCP (receiver reports, NACK, PLI) goes out with."""
+    return receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined, no-any-return]
+
+
+async def send_rtcp_bytes(receiver: RTCRtpReceiver, packet: bytes) -> None:
+    """Send a ready-made RTCP packet on the receiver's transport (aiortc's own send:
+    SRTCP protection, and a closed transport is no error)."""
+    await receiver._send_rtcp(packet)  # type: ignore[arg-type]
 
 
 def set_depayloaded(packet: RtpPacket, data: bytes) -> None:

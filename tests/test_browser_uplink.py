@@ -163,12 +163,11 @@ class Sender:
 async def test_a_creator_on_a_lossy_uplink_sends_less_and_recovers(
         chromium_path, uplink_ns, server_factory, redis_url, redis,  # noqa: F811
         tmp_path: Path) -> None:
-    """Chromium in a network namespace goes LIVE from the studio; its uplink then loses
-    15% of its packets (iptables, on the way into the server's namespace). golive's
-    receiver reports carry that loss back (with REMB: no transport-cc, aiortc has none),
-    so Chromium's own target bitrate falls to under half, the badge says poor because of
-    the loss, and once the loss is lifted both climb back. Measured by hand, 1 run: the
-    target went 760 -> 40 kbit/s in 25 s of loss, and 44 -> 377 kbit/s in 24 s after."""
+    """Chromium in a network namespace goes LIVE from the studio; golive's answer takes
+    transport-cc (media/twcc.py). Its uplink is then cut to 250 kbit/s with 10% loss
+    (tbf and iptables): Chromium's own target bitrate falls to under half, and the
+    badge says poor because of the loss; lifted, the target climbs back past twice
+    its lowest and the badge says good. The figures are printed, not asserted."""
     server = server_factory(redis_url=redis_url, env={
         "GOLIVE_SECRET": TEST_SECRET, "GOLIVE_AUTH_RATE": "100/s", "GOLIVE_AUTH_BURST": "200",
         "GOLIVE_HOST": "0.0.0.0", "GOLIVE_ICE_ADDRESSES": uplink_ns.root_addr})
@@ -179,13 +178,12 @@ async def test_a_creator_on_a_lossy_uplink_sends_less_and_recovers(
         await person(studio, "alice")
         await studio_go_live(studio, "On a train")
         sender = Sender(studio)
-        # Chromium starts at 300 kbit/s and, with no transport-cc to probe with, climbs
-        # ~8% a second: 500 kbit/s after ~14 s here
-        clean = await sender.until("clean", lambda r: r["target_kbps"] >= 450 and r["badge"]
-                                   .startswith("Uplink: good"), timeout=45)
-        before = clean["target_kbps"]
+        await sender.until("clean", lambda r: r["s"] >= 10
+                           and r["badge"].startswith("Uplink: good"), timeout=45)
+        before = max(r["target_kbps"] for r in sender.rows[-4:])
+        clean_s = sender.rows[-1]["s"]
 
-        uplink_ns.shape_up(netns.Shaping(loss=0.15))
+        uplink_ns.shape_up(netns.Shaping(rate_bps=250_000, loss=0.10))
         await sender.until("loss", lambda r: r["target_kbps"] < before / 2, timeout=40)
         lossy = await sender.until("loss", lambda r: r["badge"].startswith("Uplink: poor")
                                    and "loss" in (r["why"] or ""), timeout=20)
@@ -193,8 +191,12 @@ async def test_a_creator_on_a_lossy_uplink_sends_less_and_recovers(
 
         uplink_ns.shape_up(netns.Shaping())
         healed = await sender.until(
-            "clean again", lambda r: r["target_kbps"] >= max(3 * low, 150)
+            "clean again", lambda r: r["target_kbps"] >= max(2 * low, 300)
             and r["badge"].startswith("Uplink: good"), timeout=60)
-        print(f"figures: target {before} kbit/s clean, {low} kbit/s at the lowest under 15% "
-              f"loss, {healed['target_kbps']} kbit/s {healed['s']} s in, "
+        lifted = next(r["s"] for r in sender.rows if r["phase"] == "clean again")
+        print(f"figures: target {sender.rows[0]['target_kbps']} kbit/s at "
+              f"{sender.rows[0]['s']} s, {before} kbit/s clean after {clean_s} s, "
+              f"{low} kbit/s at the lowest on 250 kbit/s with 10% loss, "
+              f"{healed['target_kbps']} kbit/s "
+              f"{healed['s'] - lifted + 1:.0f} s after it was lifted; "
               f"badge under loss: {lossy['badge']!r} ({lossy['why']})")
