@@ -68,6 +68,8 @@ async def test_the_studio_shows_the_uplink_the_server_measures(
 # ---- a real lossy uplink ----------------------------------------------------------------
 
 UPLINK_NS = 77  # 10.200.77.0/30; test_abr_netem uses 201
+# Not "golive-": test_abr_netem deletes every namespace so named when it starts.
+UPLINK_PREFIX = "golive_uplink-"
 
 # Every RTCPeerConnection the page makes, for the test to read its stats.
 KEEP_PCS = """(() => {
@@ -100,7 +102,7 @@ def uplink_ns() -> Iterator[netns.Namespace]:
     reason = netns.unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
-    with netns.Namespace(UPLINK_NS) as ns:
+    with netns.Namespace(UPLINK_NS, prefix=UPLINK_PREFIX) as ns:
         yield ns
 
 

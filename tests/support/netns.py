@@ -65,13 +65,6 @@ def clean_stale() -> list[str]:
         if name.startswith(PREFIX):
             _run("ip", "netns", "del", name, check=False)
             gone.append(name)
-    for rule in _run("iptables", "-S", "INPUT", check=False).stdout.split("\n"):
-        if f"-j {UP_CHAIN}" in rule:  # "-A INPUT -i gl7r -j GOLIVE-UP7"
-            _run("iptables", *rule.replace("-A INPUT", "-D INPUT", 1).split(), check=False)
-            chain = rule.rsplit(" ", 1)[-1]
-            _run("iptables", "-F", chain, check=False)
-            _run("iptables", "-X", chain, check=False)
-            gone.append(chain)
     return gone
 
 
@@ -91,11 +84,13 @@ class Shaping:
 class Namespace:
     """One namespace and its veth pair to the root namespace."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, prefix: str = PREFIX) -> None:
+        """`prefix`: another one keeps this namespace out of clean_stale()'s reach (a
+        test that may run beside one that cleans up at its start)."""
         if not 1 <= index <= 254:
             raise ValueError("index is the third octet of 10.200.<index>.0/30: 1-254")
         self.index = index
-        self.name = f"{PREFIX}{index}"
+        self.name = f"{prefix}{index}"
         self.root_dev = f"gl{index}r"
         self.ns_dev = f"gl{index}n"
         self.root_addr = f"10.200.{index}.1"
@@ -107,6 +102,7 @@ class Namespace:
         same name is removed first)."""
         _run("ip", "netns", "del", self.name, check=False)
         _run("ip", "link", "del", self.root_dev, check=False)
+        self._unshape_up()  # a killed run's chain for this link
         self._up = True  # from here on close() has something to undo
         try:
             _run("ip", "netns", "add", self.name)
