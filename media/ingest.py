@@ -174,8 +174,9 @@ class Publisher:
                    for stream in receiver_streams(transceiver.receiver).values())
 
     def _count_video(self, handle: RtpHandler) -> RtpHandler:
-        # One add and one dict lookup per packet (~0.3 us): a 2.5 Mbit/s camera sends
-        # ~250 packets a second.
+        # ~0.7 us a packet to count, ~2.6 us more with transport-cc (its share of the
+        # feedback included; measured): a 2.5 Mbit/s camera sends ~250 packets a second,
+        # so under 1 ms of the loop a second.
         assert self._video_receiver is not None
         codecs = receiver_codecs(self._video_receiver)
 
