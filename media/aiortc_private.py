@@ -11,6 +11,7 @@ tests/test_library_privates.py checks each on real objects.
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -26,6 +27,7 @@ from aiortc.rtcdtlstransport import (
     generate_certificate,
 )
 from aiortc.rtcicetransport import RTCIceTransport
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver, TimestampMapper
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket
@@ -42,6 +44,8 @@ PRIVATES = (
     Private(RTCDtlsTransport, "_rx_srtp", True, "bench.rtp_counting (SRTP unprotect)"),
     Private(RTCDtlsTransport, "_srtp_profiles", True, "tests/media (force one SRTP profile)"),
     Private(RTCDtlsTransport, "_ssl", True, "tests/media (the SSL context a join used)"),
+    Private(RTCDtlsTransport, "_rtp_header_extensions_map", True,
+            "media.ingest (parse transport-cc sequence numbers)"),
     Private(RTCCertificate, "_create_ssl_context", False,
             "media.aiortc_private.NodeCertificate (one SSL context per node)"),
     # pylibsrtp is aiortc's SRTP (its range follows aiortc's): the native fan-out calls
@@ -66,6 +70,8 @@ PRIVATES = (
     Private(RTCRtpReceiver, "_handle_rtp_packet", False, "bench.rtp_counting"),
     Private(RTCRtpReceiver, "_send_rtcp_pli", False, "tests (a viewer's PLI)"),
     Private(RTCRtpReceiver, "_send_rtcp_nack", False, "tests (a viewer's NACK)"),
+    Private(RTCRtpReceiver, "_send_rtcp", False, "media.ingest (transport-cc feedback)"),
+    Private(RTCRtpReceiver, "__rtcp_ssrc", True, "media.ingest (transport-cc feedback)"),
     Private(RTCRtpReceiver, "_data", True, "media.aiortc_private.PromptJitterBuffer"),
     Private(RemoteStreamTrack, "_queue", True, "tests (decoded frames waiting)"),
     Private(TimestampMapper, "_origin", True, "bench.rtp_counting"),
@@ -225,6 +231,24 @@ async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) 
     await receiver._send_rtcp_nack(media_ssrc, lost)
 
 
+def parse_extension(dtls: RTCDtlsTransport, extension_id: int, uri: str) -> None:
+    """Make the transport parse header extension `uri` under `extension_id` (one aiortc
+    knows by its uri but did not negotiate): a packet's extensions then carry it."""
+    dtls._rtp_header_extensions_map.configure(
+        RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(extension_id, uri)]))
+
+
+def receiver_rtcp_ssrc(receiver: RTCRtpReceiver) -> int | None:
+    """The SSRC the receiver's own RTCP (receiver reports, NACK, PLI) goes out with."""
+    return receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined, no-any-return]
+
+
+async def send_rtcp_bytes(receiver: RTCRtpReceiver, packet: bytes) -> None:
+    """Send a ready-made RTCP packet on the receiver's transport (aiortc's own send:
+    SRTCP protection, and a closed transport is no error)."""
+    await receiver._send_rtcp(packet)  # type: ignore[arg-type]
+
+
 def set_depayloaded(packet: RtpPacket, data: bytes) -> None:
     """What aiortc's receiver sets on a packet after depayloading (what the jitter
     buffer joins into a frame)."""
@@ -241,6 +265,26 @@ def frames_waiting(track: RemoteStreamTrack) -> int:
 _JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"  # set in RTCRtpReceiver.__init__
 
 
+# A hole (a packet neither arrived nor retransmitted) older than this is given up on.
+# aiortc's own buffer waits until 512 packets have passed it: at a lossy creator's
+# 250 kbit/s (~30 packets a second) the room's picture froze for ~17 s. 0.5 s leaves
+# NACK two round trips of a 100-200 ms uplink; then a keyframe is asked for (PLI) and
+# frames are dropped until it comes, as a browser's receiver does.
+HOLE_GIVE_UP_S = 0.5
+# While waiting for that keyframe, the PLI is repeated this often (the first may be lost).
+KEYFRAME_ASK_S = 0.5
+
+
+def is_keyframe(data: bytes) -> bool:
+    """A depayloaded frame that decodes on its own: an H.264 access unit (Annex B, as
+    aiortc depayloads it) with an IDR slice or a sequence parameter set; otherwise a VP8
+    key frame (its frame tag's type bit 0, then the start code 9d 01 2a, RFC 6386 9.1)."""
+    if data.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01")):
+        # each NAL unit's header byte follows a 00 00 01 (a 4-byte start code ends so too)
+        return any(nal and nal[0] & 0x1F in (5, 7) for nal in data.split(b"\x00\x00\x01")[1:])
+    return len(data) >= 6 and data[0] & 1 == 0 and data[3:6] == b"\x9d\x01\x2a"
+
+
 class PromptJitterBuffer(JitterBuffer):
     """A prompter jitter buffer for the creator's ingest.
 
@@ -253,11 +297,71 @@ class PromptJitterBuffer(JitterBuffer):
     (the last packet of a frame, RFC 3550/7741/6184), an Opus packet on arrival, each
     only when every packet from the buffer's origin up to it is present (so nothing
     partial goes to the decoder). Otherwise aiortc's own rules apply unchanged (loss,
-    reordering, overflow). It overrides aiortc's private _remove_frame, hence lives here.
+    reordering, overflow), but for one: video held behind a hole for HOLE_GIVE_UP_S is
+    let go, and frames are then dropped until a keyframe (asked for with a PLI). It
+    overrides aiortc's private _remove_frame, hence lives here.
     """
 
-    def __init__(self, capacity: int, is_video: bool) -> None:
+    def __init__(self, capacity: int, is_video: bool,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(capacity=capacity, prefetch=0, is_video=is_video)
+        self._clock = clock
+        self._hole: tuple[int, float] | None = None  # the first hole's sequence, since when
+        self._waiting = False  # for a keyframe, after a hole was given up
+        self._keyframe_asked: float | None = None  # the last PLI while waiting
+        self.holes_given_up = 0  # tests and figures
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        pli, frame = super().add(packet)
+        if not self._is_video:
+            return pli, frame
+        now = self._clock()
+        gap = self._first_gap(packet)
+        if gap is None:
+            self._hole = None
+        elif self._hole is None or self._hole[0] != gap:
+            self._hole = (gap, now)  # a new first hole: NACK has its time from now
+        elif now - self._hole[1] >= HOLE_GIVE_UP_S:
+            self._skip_hole()
+            self.holes_given_up += 1
+            self._keyframe_asked = None  # ask at once
+            frame = frame or self._remove_frame(packet.sequence_number)
+        if self._waiting:
+            # drop every complete frame held (those behind the hole too) up to a keyframe
+            while frame is not None and not is_keyframe(frame.data):
+                frame = self._remove_frame(packet.sequence_number)
+            if frame is not None:
+                self._waiting = False
+            else:
+                if self._keyframe_asked is None or now - self._keyframe_asked >= KEYFRAME_ASK_S:
+                    self._keyframe_asked = now
+                    pli = True
+        return pli, frame
+
+    def _first_gap(self, packet: RtpPacket) -> int | None:
+        """The sequence number of the first packet missing between the origin and
+        `packet`, when `packet` is held behind it; else None. Scans the packets held
+        (those of the frame in progress: a few, unless something is missing)."""
+        if self._origin is None or self._packets[packet.sequence_number % self.capacity] \
+                is not packet:
+            return None
+        span = (packet.sequence_number - self._origin) & 0xFFFF
+        for count in range(min(span, self.capacity)):
+            if self._packets[(self._origin + count) % self.capacity] is None:
+                return (self._origin + count) & 0xFFFF
+        return None
+
+    def _skip_hole(self) -> None:
+        """Drop what is held before the first hole, and move the origin past it to the
+        next packet present (the hole is given up)."""
+        assert self._hole is not None and self._origin is not None
+        self.remove((self._hole[0] - self._origin) & 0xFFFF)
+        for _ in range(self.capacity):
+            if self._packets[self._origin % self.capacity] is not None:
+                break
+            self._origin = (self._origin + 1) & 0xFFFF
+        self._hole = None
+        self._waiting = True
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
         packets = []

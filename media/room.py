@@ -58,6 +58,7 @@ from media.peers import GoneReason
 from media.relay import PacketTap
 from media.renditions import AUTO, Rendition, check_ladder, rung_for, scaled_size
 from media.stats import RoomStats
+from media.uplink import UplinkReport
 from media.viewer import ViewerPeer, ViewerState
 
 logger = logging.getLogger(__name__)
@@ -421,6 +422,11 @@ class MediaRoom:
             rendition_frames={rung.name: encoder.frames for rung, encoder
                               in zip(self.ladder, self._video_encoders, strict=True)},
         )
+
+    def uplink_report(self) -> UplinkReport | None:
+        """The creator's uplink since the previous call (media/uplink.py); None without a
+        publisher and at a new publisher's first call (its window starts then)."""
+        return self._publisher.uplink_report() if self._publisher is not None else None
 
     async def close(self) -> None:
         """End the publisher, every viewer, the tasks and the encode thread. Idempotent."""

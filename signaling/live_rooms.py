@@ -53,13 +53,17 @@ from signaling.schemas import (
     RtcAnswer,
 )
 from signaling.services import Services
-from signaling.tasks import OwnedTask
+from signaling.tasks import OwnedTask, every
 from signaling.webhooks import emit_safely
 
 log = logging.getLogger("golive.lives")
 
 GONE_QUEUE_BOUND = 10_000  # media "peer gone" reports waiting for the worker
 UNLIMITED_HANDSHAKES = 1_000_000  # GOLIVE_JOIN_HANDSHAKES=0
+# `live:uplink` to each creator: a window long enough to hold ~60 frames and a few
+# hundred packets (a loss figure of 1% means something), short enough that the studio
+# shows a drop within a few seconds. The pass costs ~20 us per live (a few reads).
+UPLINK_PUSH_S = 2.0
 
 
 class LiveRecorder(Protocol):
@@ -131,6 +135,9 @@ class LiveRooms(Feature):
         self._gone: asyncio.Queue[tuple[str, str, str | RelayClient | None]] = asyncio.Queue(
             GONE_QUEUE_BOUND)
         self._gone_worker_task = OwnedTask(self._gone_worker, "live-gone")
+        self._uplink_task = OwnedTask(
+            lambda: every(UPLINK_PUSH_S, self._push_uplink, log, "uplink push failed"),
+            "live-uplink")
         self._start_lock = asyncio.Lock()
         # The sids of socketless publishers (WHIP sessions) while their session is open:
         # a live they publish is as taken as one a connected studio publishes.
@@ -166,6 +173,7 @@ class LiveRooms(Feature):
             self.pushes.discover_changed()
         self.pushes.open()
         self._gone_worker_task.start()
+        self._uplink_task.start()
 
     async def on_close(self) -> None:
         """End every hosted live (viewers are told), then stop the owned tasks."""
@@ -174,6 +182,7 @@ class LiveRooms(Feature):
         for room in list(self.remote.values()):
             await self._close_edge(room, "server_shutdown")
         await self._gone_worker_task.stop()
+        await self._uplink_task.stop()
         self.joins.close()
         await self.grace.close()
         await self.pushes.close()
@@ -709,6 +718,18 @@ class LiveRooms(Feature):
             self._gone.put_nowait((live_id, str(reason), sid))
         except asyncio.QueueFull:
             log.error("gone queue full; report dropped", extra={"fields": {"live": live_id}})
+
+    async def _push_uplink(self) -> None:
+        """`live:uplink` to each publishing creator here: the window since the last pass
+        (media/uplink.py). The creator's socket is on this node: its live is hosted where
+        its `live:start` came in."""
+        for hosted in list(self.hosted.values()):
+            sid = hosted.publisher_sid
+            report = hosted.media.uplink_report()
+            if report is None or sid is None or sid not in self.gateway.connections:
+                continue
+            await self.gateway.sio.emit("live:uplink", {"live_id": hosted.live.live_id,
+                                                        **report.as_dict()}, to=sid)
 
     async def _gone_worker(self) -> None:
         while True:

@@ -7,7 +7,8 @@
  * here alone, on a phone too; the title can be changed while live
  * (live:title). Banned and muted people and the moderators are listed with
  * their undo (studio-moderation.js). Before going live it shows how many
- * people nudged you (nudge-studio.js).
+ * people nudged you (nudge-studio.js). While live, a badge over the preview shows
+ * the uplink as the server receives it (uplink.js, the `live:uplink` push).
  *
  * Staying on air: a socket that reconnects, a connection that fails, or a
  * reload of this tab (remembered in sessionStorage) calls live:start again,
@@ -38,6 +39,7 @@ import { currentUser, onSessionChange } from './session.js';
 import { SharedSocket } from './socket.js';
 import { ModerationLists } from './studio-moderation.js';
 import { StreamKeyPanel } from './stream-key.js';
+import { UplinkBadge } from './uplink.js';
 
 /** sessionStorage (this tab only): the live this tab was sending when the page went away. */
 const RESUME_KEY = 'golive.studio.resume';
@@ -83,6 +85,7 @@ const publisher = new Publisher(socket, { onConnectionState });
 const giftBoard = new GiftBoard(socket, byTestId('gift-board'));
 const giftLines = new GiftLines(socket, byTestId('studio-gift-list'), { clear: true });
 const moderation = new ModerationLists(socket);
+const uplink = new UplinkBadge(byTestId('uplink-badge'));
 const chat = new ChatPanel(socket, byTestId('chat-panel'), {
   onModerated: () => moderation.refresh() });
 /** The camera and microphone, while open. */
@@ -113,6 +116,7 @@ function setState(next) {
   ui['studio-live-badge'].hidden = next !== 'live';
   ui['viewers-pill'].hidden = !onAir;
   ui['elapsed-pill'].hidden = !onAir;
+  if (!onAir) uplink.hide();
   document.title = next === 'live' ? '● LIVE · Studio · golive' : 'Studio · golive';
 }
 
@@ -414,6 +418,9 @@ socket.on('live:recording', ({ recording, reason }) => {
 
 socket.on('room:state', ({ live_id: id, viewers }) => {
   if (id && id === publisher.live?.live_id) setViewers(viewers);
+});
+socket.on('live:uplink', (push) => {
+  if (push?.live_id && push.live_id === publisher.live?.live_id && ON_AIR.has(state)) uplink.show(push);
 });
 socket.on('live:ended', ({ live_id: id, reason }) => {
   if (id && id === publisher.live?.live_id) finish(reason);
