@@ -12,12 +12,13 @@ down, 8 s clean to go up: media/abr.py).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
 import pytest
 
-from media import restrict_host_addresses
+from media import RoomTimings, restrict_host_addresses
 from media.renditions import parse_ladder
 from tests.support import netns
 from tests.support.netns_viewer import NamespacedViewer
@@ -40,7 +41,11 @@ def namespace():
 async def start(harness, namespace):
     """A room at 360/180, a wide viewer over loopback, a thin one in the namespace, both
     decoding the top rung before any shaping."""
-    room = harness.room(renditions=LADDER)
+    # the namespaced viewer is a child process: importing aiortc and av takes it 3-6 s on
+    # this loaded 2-core machine before it can answer, longer than the suite's 5 s
+    timings = dataclasses.replace(RoomTimings(), keyframe_min_interval_s=0.5, gop_s=2.0,
+                                  connect_timeout_s=20.0)
+    room = harness.room(renditions=LADDER, timings=timings)
     await harness.publish(room, width=640, height=360)
     wide = await harness.join(room, "wide")
     thin = NamespacedViewer(namespace.exec_args(), cwd=ROOT)
