@@ -70,8 +70,9 @@ _FLOWING_WINDOW_S = 1.0
 
 ViewerGoneCallback = Callable[[str, str], None]
 PublisherGoneCallback = Callable[[str], None]
-# (viewer id, its quality as viewer_quality() gives it), when a viewer's move is done
-RenditionCallback = Callable[[str, dict[str, str | None]], None]
+# (viewer id, its quality as viewer_quality() gives it + the picture's "height"), when a
+# viewer's move is done
+RenditionCallback = Callable[[str, dict[str, str | int | None]], None]
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,8 @@ class MediaRoom:
     After on_publisher_gone the room stays open and a new publish() may follow; the owner
     usually ends the room with close(), which ends every viewer.
     `on_viewer_rendition(viewer_id, quality)` tells when a viewer now gets another
-    rendition (at its keyframe; the rule's move or a pin), with viewer_quality()'s dict;
-    it runs on the encode loop and must not block.
+    rendition (at its keyframe; the rule's move or a pin), with viewer_quality()'s dict
+    and the picture's `height`; it runs on the encode loop and must not block.
     """
 
     def __init__(
@@ -609,11 +610,8 @@ class MediaRoom:
                 self._frames_encoded += 1
             # Viewers waiting to switch move before any rendition of this frame is sent.
             moved = self._fanout.begin_frame(r for r, packet in packets if packet.is_keyframe)
-            if moved and self._on_viewer_rendition is not None:
-                for viewer_id in moved:
-                    if viewer_id in self._viewers:
-                        self._notify(self._on_viewer_rendition, viewer_id,
-                                     self.viewer_quality(viewer_id))
+            if moved:
+                self._tell_moved(moved, frame.width, frame.height)
             for rendition, packet in packets:
                 self._push_video(packet, packet.is_keyframe, rendition)
 
@@ -666,6 +664,19 @@ class MediaRoom:
                 if silent > self.timings.viewer_silence_timeout_s:
                     viewer.state = ViewerState.CLOSED
                     self._events.put_nowait((viewer, GoneReason.SILENT))
+
+    def _tell_moved(self, viewer_ids: list[str], width: int, height: int) -> None:
+        """on_viewer_rendition for each viewer that moved, with its picture's height (the
+        top rung of a smaller creator is the creator's own size, not the rung's name)."""
+        if self._on_viewer_rendition is None:
+            return
+        for viewer_id in viewer_ids:
+            now = self._fanout.rendition_of(viewer_id)
+            if now is None or viewer_id not in self._viewers:
+                continue
+            quality: dict[str, str | int | None] = {**self.viewer_quality(viewer_id)}
+            quality["height"] = scaled_size(width, height, self.ladder[now[0]].height)[1]
+            self._notify(self._on_viewer_rendition, viewer_id, quality)
 
     def _notify(self, callback: Callable[..., None] | None, *args: object) -> None:
         if callback is None:
