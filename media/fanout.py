@@ -66,6 +66,10 @@ from media.fastpath import TRANSIENT, WOULD_BLOCK, NativeSender, Target
 from media.rtp_stream import CATCH_UP_TICKS, OutFrame, RtpStream, WireProfile
 from media.viewer_link import ViewerLink, renumber_jump
 
+# A viewer's PLI this soon after its numbering jumped (or two RTTs, if longer) answers the
+# jump itself (see request_keyframe): the keyframe behind the jump is already on its way.
+JUMP_PLI_GRACE_S = 0.5
+
 # How often the native path refreshes its links' counters and sender-report figures
 # (aiortc sends a sender report every 0.5-1.5 s). NTP time units: 1/2^32 s.
 REPORT_EVERY_S = 0.1
@@ -182,6 +186,8 @@ class PacketFanout:
         # Video links just started, given the room's latest keyframe run at the next frame.
         self._starting: list[ViewerLink] = []
         self._pending: set[str] = set()  # viewers waiting for a keyframe to switch or resync
+        # viewers with a second copy of a resent video packet due (ViewerLink.again_due)
+        self._again: set[str] = set()
         self._taken: set[int] | None = None  # renditions some viewer takes; None: recount
 
     @property
@@ -221,6 +227,8 @@ class PacketFanout:
 
     def push_video(self, packet: av.Packet, keyframe: bool, rendition: int = 0) -> None:
         """Send one encoded video frame of `rendition` to every active viewer of it."""
+        if self._again:
+            self._resend_again()
         want = self._start_links(rendition) if self._starting else False
         stream = self._video[rendition]
         groups = self._active("video").get(rendition)
@@ -283,6 +291,7 @@ class PacketFanout:
             link.switch_seq, link.switch_jumped = first, jump > 0
             if jump:
                 link.jumps.append((first, jump))
+                link.jumped_at = now
                 link.nacked_at = None  # the holes before the jump no longer hold it up
             if link.resync:
                 link.resync = False
@@ -382,22 +391,51 @@ class PacketFanout:
                 lost = True
             elif link.resend_due(seq, now):
                 found.append(data)
+                link.send_again(seq, now)
         if asked:
             link.nacked_at = now
         link.retransmit(found)
+        if found:
+            self._again.add(viewer_id)
         if lost and not link.resync and link.started:
             link.resync = True
             self._pending.add(viewer_id)
             self._keyframe_wanted(link.rendition if link.pending is None else link.pending)
         return len(found)
 
+    def _resend_again(self) -> None:
+        """The second copies of resent video packets now due (ViewerLink.send_again)."""
+        now = self._clock()
+        for viewer_id in list(self._again):
+            feed = self._feeds.get(viewer_id)
+            if feed is None:
+                self._again.discard(viewer_id)
+                continue
+            link = feed.video
+            seqs, more = link.again_due(now)
+            if not more:
+                self._again.discard(viewer_id)
+            if not seqs or link.profile is None:
+                continue
+            stream = self._video[link.rendition]
+            link.retransmit([data for seq in seqs if not link.before_switch(seq)
+                             and (data := stream.lookup((seq - link.seq_offset) & 0xFFFF,
+                                                        link.profile)) is not None])
+
     def request_keyframe(self, viewer_id: str) -> None:
         """A viewer's PLI/FIR: pass it on to the room (which throttles)."""
         feed = self._feeds.get(viewer_id)
-        if feed is not None:
-            feed.keyframe_requests += 1
-            self._keyframe_wanted(feed.video.pending if feed.video.pending is not None
-                                  else feed.video.rendition)
+        if feed is None:
+            return
+        feed.keyframe_requests += 1
+        link = feed.video
+        if link.jumped_at is not None and self._clock() - link.jumped_at < max(
+                JUMP_PLI_GRACE_S, 2 * (link.rtt_s or 0.0)):
+            # aiortc answers our own jump with a PLI (its buffer overflowed, it thinks
+            # it lost a picture), but the keyframe it asks for is the one behind the
+            # jump, on its way: another one is a burst a thin link does not need
+            return
+        self._keyframe_wanted(link.pending if link.pending is not None else link.rendition)
 
     def drops(self) -> dict[str, int]:
         """Video frames not sent so far, per viewer."""

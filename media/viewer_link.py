@@ -105,9 +105,16 @@ JUMP_AFTER_NACK_S = 20.0
 # drained. libwebrtc's sender keeps the same rule (RtpPacketHistory, one resend per RTT).
 RESEND_GAP_S = 0.1
 RESENT_REMEMBERED = 1024  # past this many, forget those resent over a second ago
-# A packet still NACKed this long after its first NACK did not get through its resends
-# (a congested link drops them too): the receiver is stuck on it. aiortc stops NACKing
-# a hole 128 packets on (4 s at 180p) and then waits, silently, for 512.
+# A resent video packet goes out a second time 1.5 RTTs later (at least AGAIN_AFTER_S),
+# unless a NACK asks for it again first. aiortc NACKs only when a new gap appears, never
+# on a timer: a resend the link lost, once the link is clean again, is asked for never
+# more and its receiver waits for 512 packets (measured: 9.3 s frozen at 180p after a
+# limit was lifted; the queue it flushed held the last resends).
+AGAIN_AFTER_S = 0.2
+# A packet still NACKed this long (or 3 RTTs, if longer) after its first NACK did not get
+# through its resends (a congested link drops them too): the receiver is stuck on it.
+# aiortc stops NACKing a hole 128 packets on (4 s at 180p) and then waits, silently,
+# for 512.
 STUCK_AFTER_S = 1.0
 
 
@@ -174,9 +181,11 @@ class ViewerLink:
         # (first sequence number after a jump, its size), the latest few: its receiver
         # reports count the jump as lost packets (aiortc), which is not the link's loss.
         self.jumps: deque[tuple[int, int]] = deque(maxlen=4)
+        self.jumped_at: float | None = None  # when the latest jump's keyframe went out
         self.rtt_s: float | None = None  # the latest its receiver reports gave
         self._resent: dict[int, float] = {}  # sequence number -> when it was last resent
         self._first_nack: dict[int, float] = {}  # sequence number -> its first NACK
+        self._again: dict[int, float] = {}  # sequence number -> when its second copy is due
 
     @property
     def active(self) -> bool:
@@ -257,13 +266,27 @@ class ViewerLink:
         self._resent[seq] = _bounded(self._resent, now)
         return True
 
+    def send_again(self, seq: int, now: float) -> None:
+        """`seq` was just resent: its second copy is due 1.5 RTTs from now (AGAIN_AFTER_S)."""
+        if len(self._again) < RESENT_REMEMBERED:
+            self._again[seq] = now + max(AGAIN_AFTER_S, 1.5 * (self.rtt_s or 0.0))
+
+    def again_due(self, now: float) -> tuple[list[int], bool]:
+        """(the sequence numbers whose second copy is due now, whether any wait still);
+        those returned are forgotten."""
+        due = [seq for seq, at in self._again.items() if at <= now]
+        for seq in due:
+            del self._again[seq]
+        return due, bool(self._again)
+
     def stuck_on(self, seq: int, now: float) -> bool:
-        """Is this NACK of `seq` one more for a packet first NACKed STUCK_AFTER_S ago?"""
+        """Is this NACK of `seq` one more for a packet first NACKed STUCK_AFTER_S (or 3
+        RTTs) ago?"""
         first = self._first_nack.get(seq)
         if first is None:
             self._first_nack[seq] = _bounded(self._first_nack, now)
             return False
-        return now - first >= STUCK_AFTER_S
+        return now - first >= max(STUCK_AFTER_S, 3 * (self.rtt_s or 0.0))
 
     def before_switch(self, seq: int) -> bool:
         """Was this viewer's `seq` sent before its latest switch (or jump)? Those are
