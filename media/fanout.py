@@ -64,7 +64,7 @@ from aiortc.utils import random32
 
 from media.fastpath import TRANSIENT, WOULD_BLOCK, NativeSender, Target
 from media.rtp_stream import CATCH_UP_TICKS, OutFrame, RtpStream, WireProfile
-from media.viewer_link import ViewerLink, renumber_jump
+from media.viewer_link import AGAIN_WITHIN, ViewerLink, renumber_jump
 
 # A viewer's PLI this soon after its numbering jumped (or two RTTs, if longer) answers the
 # jump itself (see request_keyframe): the keyframe behind the jump is already on its way.
@@ -418,9 +418,15 @@ class PacketFanout:
             if not seqs or link.profile is None:
                 continue
             stream = self._video[link.rendition]
-            link.retransmit([data for seq in seqs if not link.before_switch(seq)
-                             and (data := stream.lookup((seq - link.seq_offset) & 0xFFFF,
-                                                        link.profile)) is not None])
+            newest = stream.next_seq - 1
+            found = []
+            for seq in seqs:
+                ours = (seq - link.seq_offset) & 0xFFFF
+                if (link.before_switch(seq) or (newest - ours) & 0xFFFF > AGAIN_WITHIN
+                        or (data := stream.lookup(ours, link.profile)) is None):
+                    continue
+                found.append(data)
+            link.retransmit(found)
 
     def request_keyframe(self, viewer_id: str) -> None:
         """A viewer's PLI/FIR: pass it on to the room (which throttles)."""

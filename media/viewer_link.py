@@ -105,12 +105,19 @@ JUMP_AFTER_NACK_S = 20.0
 # drained. libwebrtc's sender keeps the same rule (RtpPacketHistory, one resend per RTT).
 RESEND_GAP_S = 0.1
 RESENT_REMEMBERED = 1024  # past this many, forget those resent over a second ago
-# A resent video packet goes out a second time 1.5 RTTs later (at least AGAIN_AFTER_S),
-# unless a NACK asks for it again first. aiortc NACKs only when a new gap appears, never
-# on a timer: a resend the link lost, once the link is clean again, is asked for never
-# more and its receiver waits for 512 packets (measured: 9.3 s frozen at 180p after a
-# limit was lifted; the queue it flushed held the last resends).
+# A resent video packet goes out a second time once the viewer's NACKs have gone quiet
+# for an RTT (at least AGAIN_AFTER_S) after it was due. aiortc NACKs only when a new gap
+# appears, never on a timer: a resend the link lost, once the link is clean again, is
+# asked for never more and its receiver waits for 512 packets (measured: 9.3 s frozen at
+# 180p after a limit was lifted; the queue it flushed held the last resends). While NACKs
+# keep coming a hole still open is named again in them: no second copy then (on a
+# congested link those copies were a third of what it carried).
 AGAIN_AFTER_S = 0.2
+# ...and only while it is at most this many packets behind the newest sent: aiortc takes
+# a packet 100 or more behind its jitter buffer's start for a restarted stream, drops
+# everything it holds and waits from that old number on (jitterbuffer.py MAX_MISORDER):
+# a second copy of a packet it already used must not reach it that late.
+AGAIN_WITHIN = 64
 # A packet still NACKed this long (or 3 RTTs, if longer) after its first NACK did not get
 # through its resends (a congested link drops them too): the receiver is stuck on it.
 # aiortc stops NACKing a hole 128 packets on (4 s at 180p) and then waits, silently,
@@ -267,13 +274,16 @@ class ViewerLink:
         return True
 
     def send_again(self, seq: int, now: float) -> None:
-        """`seq` was just resent: its second copy is due 1.5 RTTs from now (AGAIN_AFTER_S)."""
+        """`seq` was just resent: a second copy may follow (AGAIN_AFTER_S, again_due)."""
         if len(self._again) < RESENT_REMEMBERED:
             self._again[seq] = now + max(AGAIN_AFTER_S, 1.5 * (self.rtt_s or 0.0))
 
     def again_due(self, now: float) -> tuple[list[int], bool]:
-        """(the sequence numbers whose second copy is due now, whether any wait still);
-        those returned are forgotten."""
+        """(the sequence numbers whose second copy goes now, whether any wait still):
+        those due, once no NACK came for an RTT; those returned are forgotten."""
+        gap = max(AGAIN_AFTER_S, self.rtt_s or 0.0)
+        if self.nacked_at is not None and now - self.nacked_at < gap:
+            return [], True
         due = [seq for seq, at in self._again.items() if at <= now]
         for seq in due:
             del self._again[seq]
