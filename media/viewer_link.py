@@ -91,10 +91,12 @@ def admit_video(awaiting_keyframe: bool, keyframe: bool, backlogged: bool) -> Ve
 # at a keyframe whatever came before; its receive statistics count a jump over 450
 # followed by the next number as a stream restart, not as loss.
 SEQ_JUMP = 512
-# A link that NACKed video this recently may have a hole its receiver still waits on:
-# aiortc stops NACKing a hole 128 packets on but holds what is behind it for 512, ~17 s
-# at 180p; a link that never NACKed moves without a jump (its statistics stay clean).
-JUMP_AFTER_NACK_S = 20.0
+# A link that NACKed video this recently may have a hole its receiver still waits on: the
+# rule steps down after 2 s of loss, NACKs all along. A link that did not moves without a
+# jump (its receiver's statistics stay clean: a loopback viewer under load that lost and
+# got back a packet a while ago is not jumped). A hole older than that which still holds
+# a receiver up is caught by its NACKs (a resync, STUCK_AFTER_S).
+JUMP_AFTER_NACK_S = 2.0
 
 
 # A packet resent is not resent again within the link's round-trip time (this default
