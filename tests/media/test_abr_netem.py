@@ -46,9 +46,9 @@ async def start(harness, namespace, moves=None):
     # this loaded 2-core machine before it can answer, longer than the suite's 5 s
     timings = dataclasses.replace(RoomTimings(), keyframe_min_interval_s=0.5, gop_s=2.0,
                                   connect_timeout_s=20.0)
-    room = harness.room(renditions=LADDER, timings=timings, on_viewer_rendition=(
-        None if moves is None
-        else lambda vid, quality: moves.append((vid, quality["rendition"], quality["height"]))))
+    told = ({} if moves is None else {"on_viewer_rendition": lambda vid, quality: moves.append(
+        (vid, quality["rendition"], quality["height"]))})
+    room = harness.room(renditions=LADDER, timings=timings, **told)
     await harness.publish(room, width=640, height=360)
     wide = await harness.join(room, "wide")
     thin = NamespacedViewer(namespace.exec_args(), cwd=ROOT)
