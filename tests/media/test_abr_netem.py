@@ -75,7 +75,7 @@ async def test_a_thin_viewer_settles_lower_and_climbs_back_while_the_other_keeps
     with restrict_host_addresses(["127.0.0.1", namespace.root_addr]):
         room, wide, thin = await start(harness, namespace, moves)
         try:
-            await poll(lambda: thin.size == (640, 360) and thin.frames >= 30, timeout=20,
+            await poll(lambda: thin.size == (640, 360) and thin.frames >= 30, timeout=30,
                        what="the namespaced viewer decoding the top rung")
             await poll(lambda: wide.video_frames >= 30, what="the wide viewer decoding")
 
@@ -122,7 +122,7 @@ async def test_the_thin_viewer_keeps_decoding_after_it_settles(harness, poll, na
     with restrict_host_addresses(["127.0.0.1", namespace.root_addr]):
         room, _wide, thin = await start(harness, namespace)
         try:
-            await poll(lambda: thin.size == (640, 360) and thin.frames >= 30, timeout=20,
+            await poll(lambda: thin.size == (640, 360) and thin.frames >= 30, timeout=30,
                        what="the namespaced viewer decoding the top rung")
             namespace.shape(THIN)
             dropped_at = time.monotonic()
