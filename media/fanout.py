@@ -66,10 +66,6 @@ from media.fastpath import TRANSIENT, WOULD_BLOCK, NativeSender, Target
 from media.rtp_stream import CATCH_UP_TICKS, OutFrame, RtpStream, WireProfile
 from media.viewer_link import AGAIN_WITHIN, ViewerLink, renumber_jump
 
-# A viewer's PLI this soon after its numbering jumped (or two RTTs, if longer) answers the
-# jump itself (see request_keyframe): the keyframe behind the jump is already on its way.
-JUMP_PLI_GRACE_S = 0.5
-
 # How often the native path refreshes its links' counters and sender-report figures
 # (aiortc sends a sender report every 0.5-1.5 s). NTP time units: 1/2^32 s.
 REPORT_EVERY_S = 0.1
@@ -291,7 +287,6 @@ class PacketFanout:
             link.switch_seq, link.switch_jumped = first, jump > 0
             if jump:
                 link.jumps.append((first, jump))
-                link.jumped_at = now
                 link.nacked_at = None  # the holes before the jump no longer hold it up
             if link.resync:
                 link.resync = False
@@ -435,12 +430,9 @@ class PacketFanout:
             return
         feed.keyframe_requests += 1
         link = feed.video
-        if link.jumped_at is not None and self._clock() - link.jumped_at < max(
-                JUMP_PLI_GRACE_S, 2 * (link.rtt_s or 0.0)):
-            # aiortc answers our own jump with a PLI (its buffer overflowed, it thinks
-            # it lost a picture), but the keyframe it asks for is the one behind the
-            # jump, on its way: another one is a burst a thin link does not need
-            return
+        # Not ignored even right after our own jump (aiortc answers every jump with a
+        # PLI): when the keyframe's first packet is lost the jump lands aiortc's buffer
+        # on its second, the keyframe never decodes and only the next one helps.
         self._keyframe_wanted(link.pending if link.pending is not None else link.rendition)
 
     def drops(self) -> dict[str, int]:

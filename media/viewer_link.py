@@ -125,6 +125,9 @@ AGAIN_WITHIN = 64
 # aiortc stops NACKing a hole 128 packets on (4 s at 180p) and then waits, silently,
 # for 512.
 STUCK_AFTER_S = 1.0
+# A first NACK this old is of a number the stream used before it wrapped (65,536 packets:
+# 4-5 minutes at 720p): a new hole, not the same one still open.
+FIRST_NACK_FORGOTTEN_S = 10.0
 
 
 def renumber_jump(resync: bool, nacked_at: float | None, now: float) -> int:
@@ -190,7 +193,6 @@ class ViewerLink:
         # (first sequence number after a jump, its size), the latest few: its receiver
         # reports count the jump as lost packets (aiortc), which is not the link's loss.
         self.jumps: deque[tuple[int, int]] = deque(maxlen=4)
-        self.jumped_at: float | None = None  # when the latest jump's keyframe went out
         self.rtt_s: float | None = None  # the latest its receiver reports gave
         self._resent: dict[int, float] = {}  # sequence number -> when it was last resent
         self._first_nack: dict[int, float] = {}  # sequence number -> its first NACK
@@ -295,7 +297,7 @@ class ViewerLink:
         """Is this NACK of `seq` one more for a packet first NACKed STUCK_AFTER_S (or 3
         RTTs) ago?"""
         first = self._first_nack.get(seq)
-        if first is None:
+        if first is None or now - first >= FIRST_NACK_FORGOTTEN_S:  # a number used again
             self._first_nack[seq] = _bounded(self._first_nack, now)
             return False
         return now - first >= max(STUCK_AFTER_S, 3 * (self.rtt_s or 0.0))
