@@ -71,6 +71,9 @@ _FLOWING_WINDOW_S = 1.0
 
 ViewerGoneCallback = Callable[[str, str], None]
 PublisherGoneCallback = Callable[[str], None]
+# (viewer id, its quality as viewer_quality() gives it + the picture's "height"), when a
+# viewer's move is done
+RenditionCallback = Callable[[str, dict[str, str | int | None]], None]
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,9 @@ class MediaRoom:
     remove_viewer() or close(). They run on the room's supervisor task and must not block.
     After on_publisher_gone the room stays open and a new publish() may follow; the owner
     usually ends the room with close(), which ends every viewer.
+    `on_viewer_rendition(viewer_id, quality)` tells when a viewer now gets another
+    rendition (at its keyframe; the rule's move or a pin), with viewer_quality()'s dict
+    and the picture's `height`; it runs on the encode loop and must not block.
     """
 
     def __init__(
@@ -130,6 +136,7 @@ class MediaRoom:
         renditions: Sequence[Rendition] | None = None,
         abr: AbrConfig | None = None,
         viewer_remb: bool = False,
+        on_viewer_rendition: RenditionCallback | None = None,
     ) -> None:
         if codec not in ("vp8", "h264"):
             raise invalid(f"codec must be 'vp8' or 'h264', got {codec!r}")
@@ -155,6 +162,7 @@ class MediaRoom:
         self._ice_servers = tuple(ice_servers)
         self._on_viewer_gone = on_viewer_gone
         self._on_publisher_gone = on_publisher_gone
+        self._on_viewer_rendition = on_viewer_rendition
         # Joins' handshakes, bounded (media/admission.py); a node shares one across rooms.
         self.admission = admission or JoinAdmission()
         self._owns_admission = admission is None
@@ -613,7 +621,9 @@ class MediaRoom:
             if packets:
                 self._frames_encoded += 1
             # Viewers waiting to switch move before any rendition of this frame is sent.
-            self._fanout.begin_frame(r for r, packet in packets if packet.is_keyframe)
+            moved = self._fanout.begin_frame(r for r, packet in packets if packet.is_keyframe)
+            if moved:
+                self._tell_moved(moved, frame.width, frame.height)
             for rendition, packet in packets:
                 self._push_video(packet, packet.is_keyframe, rendition)
 
@@ -667,10 +677,23 @@ class MediaRoom:
                     viewer.state = ViewerState.CLOSED
                     self._events.put_nowait((viewer, GoneReason.SILENT))
 
-    def _notify(self, callback: Callable[..., None] | None, *args: str) -> None:
+    def _tell_moved(self, viewer_ids: list[str], width: int, height: int) -> None:
+        """on_viewer_rendition for each viewer that moved, with its picture's height (the
+        top rung of a smaller creator is the creator's own size, not the rung's name)."""
+        if self._on_viewer_rendition is None:
+            return
+        for viewer_id in viewer_ids:
+            now = self._fanout.rendition_of(viewer_id)
+            if now is None or viewer_id not in self._viewers:
+                continue
+            quality: dict[str, str | int | None] = {**self.viewer_quality(viewer_id)}
+            quality["height"] = scaled_size(width, height, self.ladder[now[0]].height)[1]
+            self._notify(self._on_viewer_rendition, viewer_id, quality)
+
+    def _notify(self, callback: Callable[..., None] | None, *args: object) -> None:
         if callback is None:
             return
         try:
             callback(*args)
         except Exception:
-            logger.exception("room %s: gone callback %r failed", self.room_id, callback)
+            logger.exception("room %s: callback %r failed", self.room_id, callback)

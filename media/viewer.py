@@ -14,7 +14,7 @@ Two aiortc hooks live here, both on this viewer's own RTCRtpSender instances:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 
 from aiortc import RTCSessionDescription, clock
@@ -97,6 +97,7 @@ class ViewerPeer:
         self._on_report = on_report
         self._bandwidth_feedback = bandwidth_feedback  # ask for REMB on video (media/abr.py)
         self.estimate_bps: int | None = None  # the viewer's latest REMB, if it sends any
+        self._last_block: tuple[int, int] | None = None  # (highest seq, lost) last reported
         self.sender_reports: dict[str, SenderReportGate] = {}  # by kind
         self.pc = new_peer_connection(rtc_configuration(ice_servers))
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -212,8 +213,14 @@ class ViewerPeer:
             return
         for block in packet.reports:
             if block.ssrc == self.feed.video.ssrc:
-                self._on_report(LinkReport(loss=block.fraction_lost / 256,
-                                           rtt_s=round_trip_s(block),
+                previous, self._last_block = (self._last_block,
+                                              (block.highest_sequence, block.packets_lost))
+                loss = loss_without_jumps(block.fraction_lost, previous,
+                                          self._last_block, self.feed.video.jumps)
+                rtt_s = round_trip_s(block)
+                if rtt_s is not None:
+                    self.feed.video.rtt_s = self.feed.audio.rtt_s = rtt_s
+                self._on_report(LinkReport(loss=loss, rtt_s=rtt_s,
                                            estimate_bps=self.estimate_bps))
 
     def _on_connection_state(self) -> None:
@@ -225,6 +232,31 @@ class ViewerPeer:
         elif state in ("failed", "closed") and self.state is not ViewerState.CLOSED:
             self.state = ViewerState.CLOSED  # report once
             self._on_failed(GoneReason.FAILED if state == "failed" else GoneReason.CLOSED)
+
+
+def loss_without_jumps(fraction_lost: int, previous: tuple[int, int] | None,
+                       current: tuple[int, int],
+                       jumps: Iterable[tuple[int, int]]) -> float:
+    """The fraction of packets a receiver report says were lost, without the numbers our
+    own forward jumps skipped (media/viewer_link.py SEQ_JUMP). `previous` and `current`
+    are (extended highest sequence number, cumulative packets lost) of the last two
+    reports, `jumps` (first number after a jump, its size). aiortc counts a jump's 512
+    numbers as lost (a report of 94% loss the link never had); libwebrtc counts a jump
+    over 450 as a stream restart, not as loss: a jump is taken out of the lost count
+    only when the count holds it."""
+    if previous is None:
+        return fraction_lost / 256
+    expected = current[0] - previous[0]
+    if expected <= 0:
+        return fraction_lost / 256
+    jumped = sum(size for first, size in jumps
+                 if 0 < (first - previous[0]) & 0xFFFF <= expected)
+    if not jumped:
+        return fraction_lost / 256
+    lost = current[1] - previous[1]
+    if lost >= jumped:
+        lost -= jumped
+    return min(1.0, max(0, lost) / max(1, expected - jumped))
 
 
 def round_trip_s(block: RtcpReceiverInfo) -> float | None:

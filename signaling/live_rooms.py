@@ -295,7 +295,9 @@ class LiveRooms(Feature):
             admission=self.joins,
             upstream_keyframes=relay.request_keyframe if relay else None,
             on_viewer_gone=lambda sid, reason: self._report_gone(live.live_id, sid, reason),
-            on_publisher_gone=lambda reason: self._report_gone(live.live_id, None, reason))
+            on_publisher_gone=lambda reason: self._report_gone(live.live_id, None, reason),
+            on_viewer_rendition=lambda sid, quality: self.pushes.rendition_changed(
+                sid, live.live_id, quality))
 
     async def _is_node(self, node_id: str) -> bool:
         """An edge's relay comes from a node with a record in Redis (a live node)."""

@@ -310,3 +310,59 @@ def test_an_older_native_build_without_sequence_offsets_falls_back_to_python(mon
     monkeypatch.delattr(built, "SEQ_OFFSET")
     sender, reason = load_native()
     assert sender is None and "rebuild" in reason
+
+
+# ---- a viewer's numbering jumps where its receiver may hold a hole (media/viewer_link.py)
+
+def test_the_numbering_jumps_only_after_a_recent_nack_or_a_resync():
+    from media.viewer_link import JUMP_AFTER_NACK_S, SEQ_JUMP, renumber_jump
+    assert renumber_jump(False, None, 100.0) == 0  # never NACKed: its statistics stay clean
+    assert renumber_jump(False, 99.0, 100.0) == SEQ_JUMP
+    assert renumber_jump(False, 100.0 - JUMP_AFTER_NACK_S, 100.0) == 0
+    assert renumber_jump(True, None, 100.0) == SEQ_JUMP  # a hole it cannot fill
+    assert SEQ_JUMP >= 512  # aiortc's jitter buffer capacity: it lets go of what it holds
+    assert SEQ_JUMP - 1 <= 1000  # libwebrtc's NACK list: no "list full" keyframe request
+
+
+def test_report_loss_leaves_out_our_own_jumps():
+    from media.viewer import loss_without_jumps
+    # aiortc counts the 512 skipped numbers lost: 40 packets sent, 2 lost, 1 jump
+    assert loss_without_jumps(240, (1000, 10), (1552, 524), [(1020, 512)]) == 2 / 40
+    # libwebrtc takes a jump over 450 for a stream restart: not counted
+    assert loss_without_jumps(3, (1000, 10), (1552, 12), [(1020, 512)]) == 2 / 40
+    # no jump in the interval, or no previous report: the report's own fraction
+    assert loss_without_jumps(64, (1000, 10), (1040, 20), [(900, 512)]) == 0.25
+    assert loss_without_jumps(64, None, (1040, 20), [(1020, 512)]) == 0.25
+    # across the 16-bit wrap of the jump's number
+    assert loss_without_jumps(240, (65530, 10), (65530 + 552, 522), [(10, 512)]) == 0
+
+
+async def test_a_viewer_that_nacked_jumps_at_its_switch_and_resends_still_map(
+        harness, poll, fanout):
+    """A NACK, then a move: the viewer's numbering jumps SEQ_JUMP at the new rendition's
+    keyframe (aiortc counts them lost; it decodes on at once); a NACK of a number from
+    before the jump resends nothing, one after it the right packet, on either send path."""
+    from media.viewer_link import SEQ_JUMP
+    room = harness.room(renditions=LADDER, fanout=fanout)
+    await harness.publish(room, width=640, height=360)
+    viewer = await harness.join(room, "v")
+    await poll(lambda: viewer.video_frames >= 10, what="video at the top rendition")
+    link = room._fanout._feeds["v"].video
+    stream = room._fanout._video[0]
+    before = (stream.next_seq - 2 + link.seq_offset) & 0xFFFF  # sent, still in the history
+    assert room._fanout.retransmit("v", "video", [before]) == 1  # as a NACK would
+    assert room.set_quality("v", "180") == "180"
+    await poll(lambda: viewer.last_video is not None
+               and (viewer.last_video.width, viewer.last_video.height) == (320, 180),
+               timeout=10, what="frames at 180p after the jump")
+    frames = viewer.video_frames
+    await poll(lambda: viewer.video_frames >= frames + 10, what="decoding on")
+    assert [size for _first, size in link.jumps] == [SEQ_JUMP]
+    assert room._fanout.retransmit("v", "video", [before]) == 0  # before the jump
+    low = room._fanout._video[2]
+    after = (low.next_seq - 1 + link.seq_offset) & 0xFFFF
+    assert room._fanout.retransmit("v", "video", [after]) == 1
+    assert not link.resync  # a NACK from before a jump is no hole: nothing to resync
+    stats = await viewer.pc.getStats()
+    inbound = [s for s in stats.values() if s.type == "inbound-rtp" and s.kind == "video"]
+    assert inbound[0].packetsLost >= SEQ_JUMP - 5  # aiortc counts the jump: ours, not the link's

@@ -125,6 +125,10 @@ export class LiveStage {
       this.ui['live-title'].textContent = title;
       this.ui['live-title'].title = title;
     });
+    // The server moved this viewer's video to another rendition (the picker's Auto label).
+    socket.on('room:rendition', (push) => {
+      if (push?.live_id && push.live_id === this.player.live?.live_id) this.quality.moved(push);
+    });
     socket.on('room:left', ({ live_id: id }) => {
       if (id && id === this.player.live?.live_id) this.rejoin();
     });
