@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pylibsrtp
 import pytest
 
 from media import aiortc_private
@@ -18,6 +17,7 @@ from media.uplink import (
     uplink_report,
 )
 from signaling.appkeys import LIVES
+from tests.support.lossy import DroppingInbound
 from tests.support.peers import SocketPeer, go_live, open_tab
 from tests.support.poll import poll
 
@@ -86,23 +86,6 @@ class Creator(SocketPeer):
     PUSHES = ("live:uplink",)
 
 
-class DroppingInbound:
-    """The server's inbound SRTP for the creator's connection, losing every 5th packet of
-    the creator's video before decrypting it (what a lossy uplink does), while `dropping`."""
-
-    def __init__(self, session: pylibsrtp.Session, video_ssrc: int) -> None:
-        self._session = session
-        self._ssrc = video_ssrc
-        self.dropping = True
-
-    def unprotect(self, data: bytes) -> bytes:
-        seq, ssrc = int.from_bytes(data[2:4], "big"), int.from_bytes(data[8:12], "big")
-        if self.dropping and ssrc == self._ssrc and seq % 5 == 0:
-            raise pylibsrtp.Error("lost on purpose")
-        return self._session.unprotect(data)
-
-    def unprotect_rtcp(self, data: bytes) -> bytes:
-        return self._session.unprotect_rtcp(data)
 
 
 async def test_the_creator_is_pushed_its_uplink_and_sees_loss(client: Any,

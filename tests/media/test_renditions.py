@@ -7,7 +7,6 @@ import logging
 
 import av
 import numpy as np
-import pylibsrtp
 import pytest
 
 from media import MediaError, MediaErrorCode, Overlay, aiortc_private
@@ -15,6 +14,7 @@ from media.abr import AbrConfig, AbrState, LinkReport, decide
 from media.encoder import VIDEO_TIME_BASE, VideoEncoder
 from media.overlay import overlay_layout
 from media.renditions import Rendition, parse_ladder, rung_for, scaled_size
+from tests.support.lossy import DroppingInbound
 
 LADDER = parse_ladder("720:1800,360:600,180:200")
 MAGENTA = (255, 0, 255)  # saturated: far from anything in the test pattern
@@ -230,23 +230,6 @@ async def test_quality_asked_badly_is_invalid_and_an_unknown_viewer_not_found(ha
     assert caught.value.code is MediaErrorCode.NOT_FOUND
 
 
-class DroppingInbound:
-    """A viewer's inbound SRTP that loses every 5th video packet for good (retransmits
-    too) while `dropping`: its receiver reports ~20% loss, as a link too thin would."""
-
-    def __init__(self, session: pylibsrtp.Session, video_ssrc: int) -> None:
-        self._session = session
-        self._ssrc = video_ssrc
-        self.dropping = True
-
-    def unprotect(self, data: bytes) -> bytes:
-        seq, ssrc = int.from_bytes(data[2:4], "big"), int.from_bytes(data[8:12], "big")
-        if self.dropping and ssrc == self._ssrc and seq % 5 == 0:
-            raise pylibsrtp.Error("lost on purpose")
-        return self._session.unprotect(data)
-
-    def unprotect_rtcp(self, data: bytes) -> bytes:
-        return self._session.unprotect_rtcp(data)
 
 
 async def test_an_auto_viewer_steps_down_on_reported_loss_and_back_up_when_clean(harness,
