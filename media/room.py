@@ -297,6 +297,7 @@ class MediaRoom:
             on_report=((lambda report: self._link_report(viewer_id, report))
                        if len(self.ladder) > 1 else None),
             bandwidth_feedback=self._viewer_remb,
+            on_route_changed=lambda: self._viewer_route_changed(viewer_id),
         )
         self._viewers[viewer_id] = viewer
         self._pin(viewer_id, pinned)
@@ -328,6 +329,23 @@ class MediaRoom:
             if exc.code is not MediaErrorCode.CONFLICT:
                 await self._drop_viewer(viewer)
             raise
+
+    async def restart_viewer_ice(self, viewer_id: str) -> str:
+        """An ICE restart for a connected viewer whose network changed: the server's
+        offer with new ICE credentials and candidates; the viewer's answer goes to
+        accept_viewer_answer(). Its DTLS session, tracks, rendition and place stay.
+        Raises MediaError: not_found (unknown viewer), conflict (not connected yet)."""
+        self._check_open()
+        viewer = self._viewers.get(viewer_id)
+        if viewer is None:
+            raise not_found(f"no viewer {viewer_id!r} in room {self.room_id!r}")
+        return await viewer.restart_ice()
+
+    def _viewer_route_changed(self, viewer_id: str) -> None:
+        """A viewer's ICE restart handed over: the native path's sends follow its new
+        socket and address, and its decoder gets a keyframe (packets were lost)."""
+        self._fanout.route_changed()
+        self._fanout.request_keyframe(viewer_id)
 
     async def remove_viewer(self, viewer_id: str) -> bool:
         """Close the viewer's peer connection; False if there was no such viewer."""

@@ -6,6 +6,9 @@ answers with one ({"answer": sdp}), then every 0.25 s a JSON line of what it dec
 {"t": s since the answer, "frames": decoded video frames, "size": [w, h] of the last,
 "freezes": [[at_s, gap_ms], ...] every gap over 500 ms between decoded frames so far}.
 It closes its peer connection and exits when stdin closes (the parent's end of it).
+An ICE restart: a further line {"restart": sdp} (the server's offer with new ICE) gets
+{"restart_answer": sdp} back (media/ice_restart.py, as a browser answering a re-offer),
+and the reports then carry "restarted_s" (the hand-over's time) or "restart_error".
 Host candidates: aioice gathers every non-loopback address of the namespace, i.e. the
 veth end's 10.200.<n>.2; the server offers its 10.200.<n>.1 (the parent's restriction).
 """
@@ -20,6 +23,7 @@ import time
 from av.video.frame import VideoFrame
 
 from bench.decoding_viewer import DecodingViewer
+from media.ice_restart import IceRestart, read_ice, with_ice
 
 FREEZE_MS = 500.0
 REPORT_EVERY_S = 0.25
@@ -38,6 +42,7 @@ class NamespacedViewer:
         self._reader: asyncio.Task[None] | None = None
         self.last: dict | None = None
         self.sizes: list[tuple[float, list[int] | None]] = []
+        self._restart_answer: asyncio.Future[str] | None = None
 
     async def answer(self, offer: str) -> str:
         self._proc = await asyncio.create_subprocess_exec(
@@ -52,10 +57,22 @@ class NamespacedViewer:
         self._reader = asyncio.create_task(self._read())
         return str(json.loads(line)["answer"])
 
+    async def restart(self, offer: str) -> str:
+        """Hand the child the server's ICE-restart offer; its answer."""
+        assert self._proc is not None and self._proc.stdin is not None
+        self._restart_answer = asyncio.get_running_loop().create_future()
+        self._proc.stdin.write((json.dumps({"restart": offer}) + "\n").encode())
+        await self._proc.stdin.drain()
+        return await asyncio.wait_for(self._restart_answer, 20)
+
     async def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
         while line := await self._proc.stdout.readline():
             report = json.loads(line)
+            if "restart_answer" in report:
+                if self._restart_answer is not None and not self._restart_answer.done():
+                    self._restart_answer.set_result(report["restart_answer"])
+                continue
             self.last = report
             if not self.sizes or self.sizes[-1][1] != report["size"]:
                 self.sizes.append((time.monotonic(), report["size"]))
@@ -106,6 +123,20 @@ async def main() -> None:
         last[:] = [now]
 
     viewer = DecodingViewer("netns", on_video=on_video)
+    restart: dict[str, object] = {}
+    restarts: list[asyncio.Task[None]] = []
+
+    async def restart_ice(offer_sdp: str) -> None:
+        ice = IceRestart(viewer.pc.getTransceivers()[0].receiver.transport)
+        local = await ice.gather()
+        print(json.dumps({"restart_answer": with_ice(viewer.pc.localDescription.sdp, local)}),
+              flush=True)
+        try:
+            await ice.connect(read_ice(offer_sdp))
+            restart["restarted_s"] = round(time.monotonic() - started, 3)
+        except Exception as exc:  # reported to the parent, which fails the test with it
+            restart["restart_error"] = repr(exc)
+
     try:
         answer = await viewer.answer(offer)
         print(json.dumps({"answer": answer}), flush=True)
@@ -119,16 +150,20 @@ async def main() -> None:
                                if s.type == "inbound-rtp" and s.kind == "video")
                 print(json.dumps({"packets": received, "t": round(time.monotonic() - started, 3),
                                   "frames": viewer.video_frames, "size": size,
-                                  "freezes": freezes}), flush=True)
+                                  "freezes": freezes, **restart}), flush=True)
                 await asyncio.sleep(REPORT_EVERY_S)
 
         reporter = asyncio.create_task(report())
         try:
-            while await reader.readline():  # until the parent closes stdin
-                pass
+            while line := await reader.readline():  # until the parent closes stdin
+                command = json.loads(line)
+                if "restart" in command:
+                    restarts.append(asyncio.create_task(restart_ice(command["restart"])))
         finally:
             reporter.cancel()
-            await asyncio.gather(reporter, return_exceptions=True)
+            for task in restarts:
+                task.cancel()
+            await asyncio.gather(reporter, *restarts, return_exceptions=True)
     finally:
         await viewer.close()
 

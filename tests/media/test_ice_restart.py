@@ -1,0 +1,97 @@
+"""ICE restart under a live DTLS/SRTP session (media/ice_restart.py), over loopback: the
+viewer's old sockets die (as on a network change), the server offers new ICE, the viewer
+answers it the way a browser answers a re-offer, and the same peer connection, DTLS
+session and SSRC carry the video again, on both fan-out send paths. The namespaced
+versions (a real address change, a link down) are in test_network_changes.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from media import aioice_private, aiortc_private
+from media.errors import MediaError
+from media.ice_restart import IceRestart, read_ice, with_ice
+
+
+def go_deaf_and_mute(pc) -> None:
+    """A path that died without closing (the peer's address went away): its sockets
+    stay open, but nothing arrives on them and nothing they send leaves."""
+    ice = aiortc_private.ice_connection(pc.getTransceivers()[0].receiver.transport)
+    for protocol in aioice_private.socket_protocols(ice):
+        protocol.transport.pause_reading()
+        protocol.transport.sendto = lambda data, addr=None: None
+
+
+def server_pair(room, viewer_id):
+    viewer = room._viewers[viewer_id]  # the room's own peer for this viewer
+    dtls = viewer.pc.getTransceivers()[0].sender.transport
+    return aioice_private.nominated_pair(aiortc_private.ice_connection(dtls), 1)
+
+
+async def client_restart(client, offer: str) -> tuple[IceRestart, str]:
+    """The viewer's side of a restart, as tests/support/netns_viewer.py does it."""
+    ice = IceRestart(client.pc.getTransceivers()[0].receiver.transport)
+    answer = with_ice(client.pc.localDescription.sdp, await ice.gather())
+    return ice, answer
+
+
+async def test_a_viewer_whose_path_died_restarts_ice_and_decodes_on_the_same_session(
+        harness, poll, fanout):
+    room = harness.room(fanout=fanout)
+    await harness.publish(room)
+    client = await harness.join(room, "v1")
+    await poll(lambda: client.video_frames >= 10, what="the viewer decoding")
+    before = server_pair(room, "v1")
+    ssrc = client.video_ssrc()
+    dtls = client.pc.getTransceivers()[0].receiver.transport
+    srtp = aiortc_private.srtp_inbound(dtls)
+
+    go_deaf_and_mute(client.pc)  # its old path is gone: nothing in or out on it
+    offer = await room.restart_viewer_ice("v1")
+    assert read_ice(offer).ufrag != read_ice(client.pc.remoteDescription.sdp).ufrag
+    ice, answer = await client_restart(client, offer)
+    connecting = asyncio.create_task(ice.connect(read_ice(offer)))
+    try:
+        await room.accept_viewer_answer("v1", answer)
+        await connecting
+        frames = client.video_frames
+        await poll(lambda: client.video_frames >= frames + 15, timeout=10,
+                   what="video decoded after the restart")
+    finally:
+        if not connecting.done():
+            connecting.cancel()
+    viewer = room._viewers["v1"]
+    await poll(lambda: viewer.restarts == 1, what="the server's side handed over")
+    after = server_pair(room, "v1")
+    assert after.local_candidate.port != before.local_candidate.port
+    assert after.remote_addr != before.remote_addr
+    # the same session: DTLS never restarted, same SRTP keys and track
+    assert client.video_ssrc() == ssrc
+    assert aiortc_private.srtp_inbound(dtls) is srtp
+    assert dtls.state == "connected"
+    assert harness.viewer_gone == []
+    assert viewer.pc.connectionState == "connected"
+    print(f"restart handed over in {viewer.restart_times_s[0] * 1000:.0f} ms "
+          f"(server side, request to hand-over), fan-out {fanout}")
+
+
+async def test_a_restart_needs_new_credentials_and_a_connected_viewer(harness, poll):
+    room = harness.room()
+    await harness.publish(room)
+    offer = await room.add_viewer("early")
+    with pytest.raises(MediaError) as caught:
+        await room.restart_viewer_ice("early")  # not answered: nothing to restart
+    assert caught.value.code.value == "conflict"
+    client = harness.client("early")
+    await room.accept_viewer_answer("early", await client.answer(offer))
+    await poll(lambda: client.video_frames >= 1, what="the viewer decoding")
+    await room.restart_viewer_ice("early")
+    # an answer that keeps the old ICE is not a restart
+    with pytest.raises(MediaError) as caught:
+        await room.accept_viewer_answer("early", client.pc.localDescription.sdp)
+    assert caught.value.code.value == "invalid"
+    with pytest.raises(MediaError) as caught:
+        await room.restart_viewer_ice("nobody")
+    assert caught.value.code.value == "not_found"
