@@ -78,10 +78,14 @@ class RoomTimings:
 
     keyframe_min_interval_s: float = DEFAULT_MIN_INTERVAL_S
     gop_s: float = DEFAULT_GOP_S
-    # aiortc sends receiver reports every 0.5-1.5 s, Chromium about every 1 s: 5 s is
-    # several missed reports, not one late one.
-    viewer_silence_timeout_s: float = 5.0
-    publisher_silence_timeout_s: float = 5.0
+    # aiortc sends receiver reports every 0.5-1.5 s, Chromium about every 1 s. A link that
+    # drops for up to 5 s (issue 18: a viewer resumes without rejoining) is silent for
+    # the drop plus up to 1.5 s before it and 1.5 s after: 8 s; 10 s leaves margin for a
+    # loaded loop. (A killed viewer is served until then, against ~30 s of ICE consent.)
+    viewer_silence_timeout_s: float = 10.0
+    # The creator's packets come ~50 a second: its silence is the drop itself, so 8 s
+    # keeps a 5 s drop; longer ones end the publisher and start the live's grace period.
+    publisher_silence_timeout_s: float = 8.0
     # 400 simultaneous joins took ~3.3 s to connect on one process (measured).
     connect_timeout_s: float = 15.0
     # A joining viewer starts from the latest keyframe and the frames since when that run
@@ -255,6 +259,17 @@ class MediaRoom:
             await publisher.close()
             raise unavailable(f"room {self.room_id!r} closed")
         return answer
+
+    async def restart_publisher_ice(self, offer_sdp: object) -> str:
+        """The creator's ICE restart (its network path changed): its offer carries new ICE
+        credentials and candidates; the answer carries the server's. The creator's pc,
+        DTLS session and tracks stay; its frames come on the new path once a pair is
+        nominated. Raises MediaError: not_found (no publisher), invalid (bad offer, or
+        one without new ICE), conflict (not connected yet)."""
+        self._check_open()
+        if self._publisher is None:
+            raise not_found(f"room {self.room_id!r} has no publisher")
+        return await self._publisher.restart_ice(offer_sdp)
 
     async def unpublish(self) -> bool:
         """Close the current publisher, if any, so a new publish() may follow: a creator

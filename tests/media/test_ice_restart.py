@@ -95,3 +95,43 @@ async def test_a_restart_needs_new_credentials_and_a_connected_viewer(harness, p
     with pytest.raises(MediaError) as caught:
         await room.restart_viewer_ice("nobody")
     assert caught.value.code.value == "not_found"
+
+
+async def test_a_creator_whose_path_died_restarts_ice_and_the_room_gets_its_frames_again(
+        harness, poll):
+    """The creator offers the restart (it is the offerer of its connection), the room
+    answers it; the same publisher, pc and DTLS session carry its media again."""
+    room = harness.room()
+    creator = await harness.publish(room)
+    client = await harness.join(room, "v1")
+    await poll(lambda: client.video_frames >= 10, what="the viewer decoding")
+    publisher = room._publisher
+    go_deaf_and_mute(creator.pc)
+    ice = IceRestart(creator.pc.getTransceivers()[0].sender.transport)
+    offer = with_ice(creator.pc.localDescription.sdp, await ice.gather())
+    answer = await room.restart_publisher_ice(offer)
+    await ice.connect(read_ice(answer))
+    frames = room.stats().frames_in
+    await poll(lambda: room.stats().frames_in >= frames + 15, timeout=10,
+               what="the creator's frames reaching the room again")
+    await poll(lambda: publisher.restarts == 1, what="the server's side handed over")
+    viewed = client.video_frames
+    await poll(lambda: client.video_frames >= viewed + 15, what="the viewer decoding them")
+    assert room._publisher is publisher and harness.publisher_gone == []
+    print(f"creator restart handed over in {publisher.restart_times_s[0] * 1000:.0f} ms")
+
+
+async def test_a_creator_restart_offer_is_checked(harness, poll):
+    room = harness.room()
+    creator = await harness.publish(room)
+    await poll(lambda: room.stats().frames_in >= 1, what="the creator's frames")
+    with pytest.raises(MediaError) as caught:
+        await room.restart_publisher_ice("not sdp")
+    assert caught.value.code.value == "invalid"
+    with pytest.raises(MediaError) as caught:  # the same ICE: not a restart
+        await room.restart_publisher_ice(creator.pc.localDescription.sdp)
+    assert caught.value.code.value == "invalid"
+    await room.unpublish()
+    with pytest.raises(MediaError) as caught:
+        await room.restart_publisher_ice(creator.pc.localDescription.sdp)
+    assert caught.value.code.value == "not_found"
