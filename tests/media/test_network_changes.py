@@ -12,9 +12,10 @@ import time
 
 import pytest
 
-from media import restrict_host_addresses
+from media import aioice_private, aiortc_private, restrict_host_addresses
 from media.room import RoomTimings
 from tests.support import netns
+from tests.support.netns_creator import NamespacedCreator
 from tests.support.netns_viewer import NamespacedViewer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -69,7 +70,6 @@ async def test_a_viewer_whose_address_changes_restarts_ice_and_keeps_its_place(
             assert room._viewers["roamer"] is peer and peer.restarts == 1
             assert harness.viewer_gone == []
             dtls = peer.pc.getTransceivers()[0].sender.transport
-            from media import aioice_private, aiortc_private
             pair = aioice_private.nominated_pair(aiortc_private.ice_connection(dtls), 1)
             assert pair.remote_addr[0] == new_address
             print(f"address change ({fanout}): ICE handed over {peer.restart_times_s[0]:.3f} s "
@@ -99,7 +99,72 @@ async def test_a_viewer_whose_link_drops_for_5_s_resumes_without_a_restart(
             assert harness.viewer_gone == []
             assert room._viewers["roamer"] is peer and peer.restarts == 0
             assert peer.pc.connectionState == "connected"
+            longest = max(f[1] for f in viewer.last["freezes"])
             print(f"{DROP_S:.0f} s drop ({fanout}): 30 frames decoded {resumed_s:.2f} s after "
-                  f"the link came back; longest freeze {max(f[1] for f in viewer.last['freezes'])} ms")
+                  f"the link came back; longest freeze {longest} ms")
         finally:
             await viewer.close()
+
+
+async def start_creator(harness, namespace):
+    """A room whose creator runs in the namespace, and a viewer over loopback."""
+    room = harness.room(timings=RoomTimings())
+    creator = NamespacedCreator(namespace.exec_args(), cwd=ROOT)
+    try:
+        await creator.accept_answer(await room.publish(await creator.offer()))
+        viewer = await harness.join(room, "watcher")
+    except BaseException:
+        await creator.close()
+        raise
+    return room, creator, viewer
+
+
+async def test_a_creator_whose_address_changes_restarts_ice_and_stays_live(
+        harness, poll, namespace):
+    """The creator's end moves to a new address; it offers an ICE restart, the room
+    answers, and the same publisher (never gone: no grace period, no new publish) feeds
+    the room's viewer again."""
+    with restrict_host_addresses(["127.0.0.1", namespace.root_addr]):
+        room, creator, viewer = await start_creator(harness, namespace)
+        try:
+            await poll(lambda: viewer.video_frames >= 30, timeout=20, what="the room's video")
+            publisher = room._publisher
+            namespace.readdress()
+            moved_at = time.monotonic()
+            frames = viewer.video_frames
+            answer = await room.restart_publisher_ice(await creator.restart_offer())
+            outcome = await creator.restart_answer(answer)
+            assert "restarted_s" in outcome, outcome
+            await poll(lambda: viewer.video_frames >= frames + 30, timeout=20,
+                       what="30 frames of the creator's new path decoded by the viewer")
+            resumed_s = time.monotonic() - moved_at
+            await poll(lambda: publisher.restarts == 1, what="the room's side handed over")
+            assert room._publisher is publisher and harness.publisher_gone == []
+            print(f"creator address change: ICE handed over {publisher.restart_times_s[0]:.3f}"
+                  f" s after the offer; 30 frames at the viewer {resumed_s:.2f} s after the move")
+        finally:
+            await creator.close()
+
+
+async def test_a_creator_whose_link_drops_for_5_s_stays_live_without_a_restart(
+        harness, poll, namespace):
+    """The creator's link goes down for 5 s: the room keeps its publisher (its silence
+    timeout is longer) and the viewer decodes its frames again once the link is back."""
+    with restrict_host_addresses(["127.0.0.1", namespace.root_addr]):
+        room, creator, viewer = await start_creator(harness, namespace)
+        try:
+            await poll(lambda: viewer.video_frames >= 30, timeout=20, what="the room's video")
+            publisher = room._publisher
+            namespace.set_link(False)
+            await asyncio.sleep(DROP_S)  # the drop itself: a duration, not a wait for a state
+            frames = viewer.video_frames
+            namespace.set_link(True)
+            up_at = time.monotonic()
+            await poll(lambda: viewer.video_frames >= frames + 30, timeout=20,
+                       what="30 frames decoded after the creator's link came back")
+            print(f"creator {DROP_S:.0f} s drop: 30 frames at the viewer "
+                  f"{time.monotonic() - up_at:.2f} s after the link came back")
+            assert room._publisher is publisher and harness.publisher_gone == []
+            assert publisher.restarts == 0
+        finally:
+            await creator.close()
