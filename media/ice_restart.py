@@ -41,11 +41,13 @@ CONNECT_TIMEOUT_S = 20.0
 
 @dataclass(frozen=True)
 class IceDescription:
-    """The ICE part of one SDP (its first media section: golive bundles everything)."""
+    """The ICE part of one SDP (its first media section: golive bundles everything), and
+    its DTLS fingerprints: a restart's must be those of the session it continues."""
 
     ufrag: str
     pwd: str
     candidates: tuple[Candidate, ...]
+    fingerprints: frozenset[str] = frozenset()
 
 
 def read_ice(text: object, what: str = "description") -> IceDescription:
@@ -54,10 +56,13 @@ def read_ice(text: object, what: str = "description") -> IceDescription:
         raise invalid(f"{what} is not SDP (it must start with v=0)")
     ufrag = pwd = None
     candidates: list[Candidate] = []
+    fingerprints: set[str] = set()
     for line in text.splitlines():
         if line.startswith("m=") and ufrag is not None:
             break  # the first section's ICE is the bundle's
-        if line.startswith("a=ice-ufrag:"):
+        if line.startswith("a=fingerprint:"):
+            fingerprints.add(line.split(":", 1)[1].strip().lower())
+        elif line.startswith("a=ice-ufrag:"):
             ufrag = line.split(":", 1)[1].strip()
         elif line.startswith("a=ice-pwd:"):
             pwd = line.split(":", 1)[1].strip()
@@ -70,7 +75,7 @@ def read_ice(text: object, what: str = "description") -> IceDescription:
             candidates.append(candidate_to_aioice(candidate))
     if not ufrag or not pwd:
         raise invalid(f"{what} lacks ICE credentials (a=ice-ufrag, a=ice-pwd)")
-    return IceDescription(ufrag, pwd, tuple(candidates))
+    return IceDescription(ufrag, pwd, tuple(candidates), frozenset(fingerprints))
 
 
 def with_ice(text: str, ice: IceDescription) -> str:
@@ -152,10 +157,18 @@ class IceRestart:
         self.handed_over = True
         self.took_s = time.monotonic() - self.started_at
 
-    def check(self, remote: IceDescription) -> None:
-        """Raise MediaError invalid unless `remote` restarts ICE too (new credentials)."""
+    def check(self, remote: IceDescription, session_remote_sdp: str | None = None) -> None:
+        """Raise MediaError invalid unless `remote` restarts ICE (new credentials) of this
+        very session: its DTLS fingerprints are those of `session_remote_sdp` (the remote
+        description the session was made with), which only the peer holding that
+        certificate's key can continue, so another tab or device cannot take it over."""
         if remote.ufrag == self._old.remote_username:
             raise invalid("the description keeps its old ICE credentials: no restart")
+        if session_remote_sdp is not None:
+            session = read_ice(session_remote_sdp).fingerprints
+            if remote.fingerprints != session:
+                raise invalid("the description's DTLS fingerprint is not this connection's: "
+                              "a restart continues the same peer connection")
 
     async def close(self) -> None:
         """Close the new connection unless it was handed over (idempotent)."""

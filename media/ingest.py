@@ -115,7 +115,7 @@ class Publisher:
             raise conflict("the creator's connection is not up yet: publish again")
         await self._drop_restart()
         restart = self._restart = IceRestart(dtls)
-        restart.check(remote)
+        restart.check(remote, pc.remoteDescription.sdp)
         try:
             answer = with_ice(pc.localDescription.sdp, await restart.gather())
         except BaseException:

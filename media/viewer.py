@@ -168,7 +168,7 @@ class ViewerPeer:
         if self._restart is not None and self.state is ViewerState.ANSWERED:
             check_viewer_answer(answer_sdp, self.codec)
             remote = read_ice(answer_sdp, "answer")
-            self._restart[0].check(remote)
+            self._restart[0].check(remote, self.pc.remoteDescription.sdp)
             restart, offer = self._restart
             self._restart = None
             self.last_rtcp = self._clock()

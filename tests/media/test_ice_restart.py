@@ -131,6 +131,16 @@ async def test_a_creator_restart_offer_is_checked(harness, poll):
     with pytest.raises(MediaError) as caught:  # the same ICE: not a restart
         await room.restart_publisher_ice(creator.pc.localDescription.sdp)
     assert caught.value.code.value == "invalid"
+    ice = IceRestart(creator.pc.getTransceivers()[0].sender.transport)
+    restart_offer = with_ice(creator.pc.localDescription.sdp, await ice.gather())
+    await ice.close()
+    ours = next(line for line in restart_offer.split("\r\n") if line.startswith("a=fingerprint:"))
+    # another tab's pc (this process's pcs share one certificate: media/aiortc_private.py)
+    forged = restart_offer.replace(ours, ours[:-2] + ("00" if not ours.endswith("00") else "11"))
+    with pytest.raises(MediaError) as caught:  # new ICE, but not this session's DTLS
+        await room.restart_publisher_ice(forged)
+    assert caught.value.code.value == "invalid"
+    assert "fingerprint" in caught.value.message
     await room.unpublish()
     with pytest.raises(MediaError) as caught:
         await room.restart_publisher_ice(creator.pc.localDescription.sdp)
