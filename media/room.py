@@ -53,6 +53,7 @@ from media.fastpath import NATIVE, resolve
 from media.ice import IceServer
 from media.ingest import Publisher
 from media.keyframes import DEFAULT_GOP_S, DEFAULT_MIN_INTERVAL_S, KeyframePolicy
+from media.negotiation import check_publisher_offer
 from media.overlay import Overlay, draw_overlays
 from media.peers import GoneReason
 from media.relay import PacketTap
@@ -267,6 +268,7 @@ class MediaRoom:
         nominated. Raises MediaError: not_found (no publisher), invalid (bad offer, or
         one without new ICE), conflict (not connected yet)."""
         self._check_open()
+        check_publisher_offer(offer_sdp)
         if self._publisher is None:
             raise not_found(f"room {self.room_id!r} has no publisher")
         return await self._publisher.restart_ice(offer_sdp)
