@@ -48,6 +48,10 @@ class IceDescription:
     pwd: str
     candidates: tuple[Candidate, ...]
     fingerprints: frozenset[str] = frozenset()
+    # a=end-of-candidates: no more will come. Chromium's SDP never says so (and its host
+    # candidates are mDNS names aioice may not resolve): its pair is then learnt from its
+    # own checks (peer-reflexive), so a restart must not give up on an empty list.
+    complete: bool = False
 
 
 def read_ice(text: object, what: str = "description") -> IceDescription:
@@ -57,10 +61,13 @@ def read_ice(text: object, what: str = "description") -> IceDescription:
     ufrag = pwd = None
     candidates: list[Candidate] = []
     fingerprints: set[str] = set()
+    complete = False
     for line in text.splitlines():
         if line.startswith("m=") and ufrag is not None:
             break  # the first section's ICE is the bundle's
-        if line.startswith("a=fingerprint:"):
+        if line.startswith("a=end-of-candidates"):
+            complete = True
+        elif line.startswith("a=fingerprint:"):
             fingerprints.add(line.split(":", 1)[1].strip().lower())
         elif line.startswith("a=ice-ufrag:"):
             ufrag = line.split(":", 1)[1].strip()
@@ -75,7 +82,7 @@ def read_ice(text: object, what: str = "description") -> IceDescription:
             candidates.append(candidate_to_aioice(candidate))
     if not ufrag or not pwd:
         raise invalid(f"{what} lacks ICE credentials (a=ice-ufrag, a=ice-pwd)")
-    return IceDescription(ufrag, pwd, tuple(candidates), frozenset(fingerprints))
+    return IceDescription(ufrag, pwd, tuple(candidates), frozenset(fingerprints), complete)
 
 
 def with_ice(text: str, ice: IceDescription) -> str:
@@ -137,7 +144,8 @@ class IceRestart:
         """Check and nominate a pair with the remote side's new ICE, then move the DTLS
         transport onto it (`on_moved()` then, before the old sockets close). Raises
         ConnectionError when no pair works (the new connection is closed; the old one,
-        if it still works, carries on)."""
+        if it still works, carries on). Without end-of-candidates in the remote SDP it
+        waits for the remote side's checks: callers bound it (CONNECT_TIMEOUT_S)."""
         new = self._new
         if new is None:
             raise RuntimeError("gather() first")
@@ -148,7 +156,8 @@ class IceRestart:
             for candidate in remote.candidates:
                 if candidate.component == 1:
                     await new.add_remote_candidate(candidate)
-            await new.add_remote_candidate(None)
+            if remote.complete:
+                await new.add_remote_candidate(None)
             await new.connect()
         except BaseException:
             await self.close()
