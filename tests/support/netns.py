@@ -144,10 +144,16 @@ class Namespace:
                 _run("tc", "qdisc", "replace", "dev", self.root_dev, "parent", "1:1", "netem",
                      "delay", f"{down.delay_ms}ms")
 
-    def set_link(self, up: bool) -> None:
-        """Take the namespace's end of the link down (a dropped Wi-Fi, a tunnel) or bring
-        it back up; its address stays, so the same ICE pair works again once up."""
-        self.exec_run("ip", "link", "set", self.ns_dev, "up" if up else "down")
+    def set_link(self, up: bool, end: str = "ns") -> None:
+        """Take one end of the link down or bring it back up: "ns", the namespace's (a
+        dropped Wi-Fi, a tunnel: the far end just stops answering), or "root", the root
+        namespace's (the server's own route to it goes, so its sends fail with
+        ENETUNREACH). Addresses stay, so the same ICE pair works again once up."""
+        state = "up" if up else "down"
+        if end == "root":
+            _run("ip", "link", "set", self.root_dev, state)
+        else:
+            self.exec_run("ip", "link", "set", self.ns_dev, state)
 
     def readdress(self) -> str:
         """Move the namespace's end to a new address (a phone moving to another network:
