@@ -89,8 +89,8 @@ export class LiveStage {
     this.disconnectedTimer = null;
     // A network change (Wi-Fi to cellular, back online): find the path again at once on
     // the same connection, not after ICE notices (media stays, no rejoin).
-    window.addEventListener('online', () => this.recover());
-    navigator.connection?.addEventListener?.('change', () => this.recover());
+    window.addEventListener('online', () => this.recover({ fresh: true }));
+    navigator.connection?.addEventListener?.('change', () => this.recover({ fresh: true }));
     this.quality = new QualityPicker(this.ui['live-quality'], this.player, this.ui['live-video']);
     /** Whose profile and who looks: {user, isSelf, signedIn}, or null. */
     this.target = null;
@@ -320,9 +320,11 @@ export class LiveStage {
     }
   }
 
-  /** Restart ICE (rtc:restart); rejoin when the server refuses it or restarts ran out. */
-  async recover() {
+  /** Restart ICE (rtc:restart); rejoin when the server refuses it or restarts ran out.
+   * `fresh`: a new network event, whose restarts are counted anew. */
+  async recover({ fresh = false } = {}) {
     if (!this.live || !this.target || this.target.isSelf || !this.player.pc) return;
+    if (fresh) this.restartsThisDrop = 0;
     if (this.restartsThisDrop >= MAX_RESTARTS) {
       if (this.player.pc.connectionState === 'failed') this.rejoin();
       return;

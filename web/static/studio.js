@@ -299,9 +299,11 @@ let disconnectedTimer = null;
  * connection, viewers untouched). Resume with a new connection (live:start) only when
  * the server refuses the restart or restarts ran out.
  */
-async function recover() {
-  if (!publisher.live || !stream || (state !== 'live' && state !== 'reconnecting')) return;
-  if (publisher.pc && restartsThisDrop < MAX_RESTARTS) {
+async function recover({ fresh = false } = {}) {
+  if (!publisher.live || !stream || state === 'ending') return;
+  if (fresh) restartsThisDrop = 0; // a new network event: its restarts count anew
+  const onAir = state === 'live' || state === 'reconnecting'; // not while a start runs
+  if (onAir && publisher.pc && restartsThisDrop < MAX_RESTARTS) {
     restartsThisDrop += 1;
     const restarted = await publisher.restartIce();
     if (restarted === true && publisher.live) {
@@ -431,10 +433,10 @@ socket.on('disconnect', () => {
 });
 // A new socket: the server started the grace period for the old one. The same
 // connection restarts ICE from it (which ends the grace period); resume otherwise.
-socket.on('connect', recover);
+socket.on('connect', () => recover({ fresh: true }));
 // A network change (Wi-Fi to cellular, back online): find the path again at once.
-window.addEventListener('online', recover);
-navigator.connection?.addEventListener?.('change', recover);
+window.addEventListener('online', () => recover({ fresh: true }));
+navigator.connection?.addEventListener?.('change', () => recover({ fresh: true }));
 
 window.addEventListener('pagehide', () => {
   // Leave the live in its grace period: a reload of this tab takes it back.
