@@ -75,9 +75,11 @@ def read_ice(text: object, what: str = "description") -> IceDescription:
             pwd = line.split(":", 1)[1].strip()
         elif line.startswith("a=candidate:"):
             try:
+                # aiortc asserts the field count (an AssertionError, not a ValueError)
                 candidate = sdp.candidate_from_sdp(line.split(":", 1)[1])
-            except (ValueError, IndexError, KeyError) as exc:
-                raise invalid(f"{what} has a bad candidate line: {exc}") from None
+            except (AssertionError, ValueError, IndexError, KeyError) as exc:
+                raise invalid(f"{what} has a bad candidate line: {exc or 'too few fields'}"
+                              ) from None
             candidate.component = candidate.component or 1
             candidates.append(candidate_to_aioice(candidate))
     if not ufrag or not pwd:

@@ -145,3 +145,60 @@ async def test_a_creator_restart_offer_is_checked(harness, poll):
     with pytest.raises(MediaError) as caught:
         await room.restart_publisher_ice(creator.pc.localDescription.sdp)
     assert caught.value.code.value == "not_found"
+
+
+# ---- the SDP's ICE, as plain functions ---------------------------------------------------
+
+OFFER = ("v=0\r\no=- 3900 3900 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+         "m=video 9 UDP/TLS/RTP/SAVPF 97\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n"
+         "a=ice-ufrag:old1\r\na=ice-pwd:oldpasswordoldpassword\r\n"
+         "a=candidate:1 1 udp 2130706431 10.0.0.1 4000 typ host\r\na=end-of-candidates\r\n"
+         "a=fingerprint:sha-256 AA:BB\r\na=setup:actpass\r\n"
+         "m=audio 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\n"
+         "a=ice-ufrag:old1\r\na=ice-pwd:oldpasswordoldpassword\r\n"
+         "a=candidate:1 1 udp 2130706431 10.0.0.1 4000 typ host\r\na=end-of-candidates\r\n"
+         "a=fingerprint:sha-256 AA:BB\r\na=setup:actpass\r\n")
+
+
+def test_read_ice_takes_the_bundles_credentials_candidates_and_fingerprint():
+    ice = read_ice(OFFER)
+    assert (ice.ufrag, ice.pwd, ice.complete) == ("old1", "oldpasswordoldpassword", True)
+    assert [(c.host, c.port) for c in ice.candidates] == [("10.0.0.1", 4000)]
+    assert ice.fingerprints == frozenset({"sha-256 aa:bb"})
+    chromium_like = OFFER.replace("a=end-of-candidates\r\n", "")
+    assert read_ice(chromium_like).complete is False  # wait for its peer-reflexive checks
+
+
+def test_with_ice_puts_new_ice_in_every_section_and_bumps_the_version():
+    new = read_ice(OFFER.replace("old1", "new2").replace("10.0.0.1 4000", "10.0.0.6 5000"))
+    text = with_ice(OFFER, new)
+    assert text.count("a=ice-ufrag:new2") == 2 and "old1" not in text
+    assert text.count("a=candidate:") == 2 and "10.0.0.1" not in text
+    assert text.count("a=end-of-candidates") == 2
+    assert "m=video 5000 " in text and "c=IN IP4 10.0.0.6" in text
+    assert "o=- 3900 3901 IN IP4" in text
+    assert "a=fingerprint:sha-256 AA:BB" in text and "a=setup:actpass" in text
+    assert read_ice(text).ufrag == "new2"
+
+
+@pytest.mark.parametrize("text", [
+    None, "hello", "v=0\r\na=ice-pwd:only",
+    "v=0\r\na=ice-ufrag:x\r\na=ice-pwd:y\r\na=candidate:garbage",
+    "v=0\r\na=ice-ufrag:x\r\na=ice-pwd:y\r\na=candidate:1 1 udp notint 1.2.3.4 5 typ host",
+])
+def test_read_ice_refuses_what_is_not_ice(text):
+    with pytest.raises(MediaError) as caught:
+        read_ice(text)
+    assert caught.value.code.value == "invalid"
+
+
+def test_an_answer_with_a_malformed_candidate_line_is_invalid_not_a_crash():
+    """aiortc's SDP parser asserts a candidate line's field count: golive's check turns
+    that into `invalid` (a viewer's answer, first or an ICE restart's)."""
+    from media.negotiation import check_viewer_answer
+
+    answer = OFFER.replace("a=candidate:1 1 udp 2130706431 10.0.0.1 4000 typ host",
+                           "a=candidate:garbage")
+    with pytest.raises(MediaError) as caught:
+        check_viewer_answer(answer, "vp8")
+    assert caught.value.code.value == "invalid"
