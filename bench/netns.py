@@ -209,6 +209,28 @@ class Namespace:
                 _run("tc", "qdisc", "replace", "dev", self.root_dev, "parent", "1:1", "netem",
                      "delay", f"{down.delay_ms}ms")
 
+    def set_link(self, up: bool, end: str = "ns") -> None:
+        """Take one end of the link down or bring it back up: "ns", the namespace's (a
+        dropped Wi-Fi, a tunnel: the far end just stops answering), or "root", the root
+        namespace's (the server's own route to it goes, so its sends fail with
+        ENETUNREACH). Addresses stay, so the same ICE pair works again once up."""
+        state = "up" if up else "down"
+        if end == "root":
+            _run("ip", "link", "set", self.root_dev, state)
+        else:
+            self.exec_run("ip", "link", "set", self.ns_dev, state)
+
+    def readdress(self) -> str:
+        """Move the namespace's end to a new address (a phone moving to another network:
+        the old address gone, sockets bound to it dead) and return it: 10.200.<n>.6,
+        reached from the root namespace by a host route on the same veth pair."""
+        new = f"10.200.{self.index}.6"
+        self.exec_run("ip", "addr", "add", f"{new}/32", "dev", self.ns_dev)
+        self.exec_run("ip", "addr", "del", f"{self.ns_addr}/30", "dev", self.ns_dev)
+        self.exec_run("ip", "route", "add", f"{self.root_addr}/32", "dev", self.ns_dev)
+        _run("ip", "route", "replace", f"{new}/32", "dev", self.root_dev)
+        return new
+
     def unshape(self) -> None:
         """Lift every limit."""
         self.shape(Shaping())

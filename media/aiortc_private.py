@@ -10,6 +10,7 @@ tests/test_library_privates.py checks each on real objects.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,7 @@ from aiortc.rtcdtlstransport import (
     SRTPProtectionProfile,
     generate_certificate,
 )
-from aiortc.rtcicetransport import RTCIceTransport
+from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver, TimestampMapper
 from aiortc.rtcrtpsender import RTCRtpSender
@@ -35,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL
 from pylibsrtp import Session
 
+from media import aioice_private
 from media.library_privates import Private, require
 
 SUPPORTED = ("1.16", "1.17")  # >=, < : keep in step with pyproject.toml
@@ -52,6 +54,11 @@ PRIVATES = (
     # libsrtp on the very srtp_t this Session holds (media/fastpath.py).
     Private(Session, "_srtp", True, "media.fastpath (the session's srtp_t)"),
     Private(RTCIceTransport, "_connection", True, "media.viewer_link, bench.rtp_counting"),
+    Private(RTCIceTransport, "_recv", True, "media.ice_restart (the DTLS reader's source)"),
+    Private(RTCIceTransport, "_send", True, "media.ice_restart (the DTLS writer's sink)"),
+    Private(RTCIceTransport, "__monitor_task", True, "media.ice_restart (closed-event watch)"),
+    Private(RTCIceTransport, "_monitor", False, "media.ice_restart (closed-event watch)"),
+    Private(RTCIceGatherer, "_connection", True, "media.ice_restart (stats, candidates)"),
     Private(RTCRtpSender, "_ssrc", True, "media.viewer_link (the room's SSRC)"),
     Private(RTCRtpSender, "__ntp_timestamp", True, "media.viewer_link (sender reports)"),
     Private(RTCRtpSender, "__rtp_timestamp", True, "media.viewer_link (sender reports)"),
@@ -141,6 +148,38 @@ def srtp_inbound(dtls: RTCDtlsTransport) -> Any:
 def ice_connection(dtls: RTCDtlsTransport) -> Any:
     """The aioice Connection under a DTLS transport (see media/aioice_private.py)."""
     return dtls.transport._connection
+
+
+async def swap_ice_connection(dtls: RTCDtlsTransport, new: Any,
+                              on_moved: Callable[[], None] | None = None) -> None:
+    """Move a connected DTLS transport onto `new`, a nominated aioice Connection (an ICE
+    restart, media/ice_restart.py), then close the old connection.
+
+    The ICE transport's recv/send are rebound (the DTLS transport reads and writes only
+    through them), the reader blocked on the old connection is woken to read from the
+    new one, and the task that turns the connection's close into state "failed" is
+    restarted on the new one first: closing the old connection must not fail the pc.
+    Its gatherer follows (candidates and stats). `on_moved()` runs once the transport
+    reads and writes through `new` and before the old sockets close (the native fan-out
+    must drop them first: a send on a closed socket ends the viewer)."""
+    ice = dtls.transport
+    old = ice._connection
+    if old is new:
+        return
+    monitor = ice._RTCIceTransport__monitor_task  # type: ignore[attr-defined]
+    ice._connection = new
+    ice.iceGatherer._connection = new
+    ice._recv = new.recv
+    ice._send = new.send
+    if on_moved is not None:
+        on_moved()
+    if monitor is not None:
+        monitor.cancel()
+        await asyncio.wait([monitor])  # its CancelledError stays in it, not raised here
+        ice._RTCIceTransport__monitor_task = asyncio.ensure_future(  # type: ignore[attr-defined]
+            ice._monitor())
+    aioice_private.wake_reader(old)
+    await old.close()
 
 
 # ---- senders ---------------------------------------------------------------------------

@@ -300,6 +300,10 @@ class PacketFanout:
             self._invalidate()
         return moved
 
+    def route_changed(self) -> None:
+        """A viewer's socket or address changed (an ICE restart): plans are rebuilt."""
+        self._invalidate()
+
     def rendition_paused(self, rendition: int) -> None:
         """The room stops encoding `rendition` (nobody takes it): its keyframe run ends."""
         self._video[rendition].forget_run()

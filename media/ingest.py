@@ -37,8 +37,9 @@ from media.aiortc_private import (
     send_rtcp_bytes,
     use_prompt_jitter_buffer,
 )
-from media.errors import MediaError, invalid
+from media.errors import MediaError, conflict, invalid
 from media.ice import IceServer, rtc_configuration
+from media.ice_restart import CONNECT_TIMEOUT_S, IceDescription, IceRestart, read_ice, with_ice
 from media.liveness import SilenceClock
 from media.negotiation import (
     check_publisher_offer,
@@ -93,6 +94,11 @@ class Publisher:
         self._uplink_before: UplinkCounters | None = None
         # transport-wide congestion control feedback, when the offer has it (media/twcc.py)
         self._twcc: TwccRecorder | None = None
+        # ICE restarts (media/ice_restart.py): the one connecting, owned here
+        self._restart: IceRestart | None = None
+        self._restart_task: asyncio.Task[None] | None = None
+        self.restarts = 0
+        self.restart_times_s: list[float] = []
 
     async def accept_offer(self, offer_sdp: object) -> str:
         """Check the offer, answer it and start the readers. On any failure the pc is closed."""
@@ -140,9 +146,60 @@ class Publisher:
             self._tasks.append(asyncio.create_task(self._send_twcc(), name="ingest-twcc"))
         return answer
 
+    async def restart_ice(self, offer_sdp: object) -> str:
+        """Answer the creator's ICE-restart offer (new credentials and candidates, the same
+        media sections) with the server's new ICE; connect on it in the background and
+        move the DTLS session over once a pair is nominated. A newer restart replaces
+        one still connecting. Raises MediaError invalid or conflict (not connected)."""
+        check_publisher_offer(offer_sdp)
+        assert isinstance(offer_sdp, str)
+        remote = read_ice(offer_sdp, "offer")
+        pc = self.pc
+        if pc is None or self._closed or self._gone:
+            raise conflict("no creator connection to restart")
+        dtls = pc.getTransceivers()[0].receiver.transport
+        if dtls.state != "connected":
+            raise conflict("the creator's connection is not up yet: publish again")
+        await self._drop_restart()
+        restart = self._restart = IceRestart(dtls)
+        restart.check(remote, pc.remoteDescription.sdp)
+        try:
+            answer = with_ice(pc.localDescription.sdp, await restart.gather())
+        except BaseException:
+            await restart.close()
+            raise
+        # its silence (no media on a dead path) counts from now: the restart gets the
+        # whole timeout to connect
+        self.silence = SilenceClock(2 * self.check_interval_s)
+        self._restart_task = asyncio.create_task(self._connect_restart(restart, remote),
+                                                 name="ingest-ice-restart")
+        return answer
+
+    async def _connect_restart(self, restart: IceRestart, remote: IceDescription) -> None:
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await restart.connect(remote)
+        except Exception as exc:  # ConnectionError, TimeoutError, OSError: the old path stays
+            await restart.close()
+            logger.info("creator ICE restart failed: %r", exc)
+            return
+        self.restarts += 1
+        assert restart.took_s is not None
+        self.restart_times_s.append(restart.took_s)
+
+    async def _drop_restart(self) -> None:
+        task, self._restart_task = self._restart_task, None
+        restart, self._restart = self._restart, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if restart is not None:
+            await restart.close()
+
     async def close(self) -> None:
         """Stop the readers and close the pc. Idempotent."""
         self._closed = True
+        await self._drop_restart()
         for task in self._tasks:
             task.cancel()
         for result in await asyncio.gather(*self._tasks, return_exceptions=True):

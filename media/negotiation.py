@@ -28,8 +28,9 @@ def _parse(text: object, what: str) -> sdp.SessionDescription:
         raise invalid(f"{what} is not SDP (it must start with v=0)")
     try:
         description = sdp.SessionDescription.parse(text)
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise invalid(f"{what} does not parse: {exc}") from None
+    except (ValueError, KeyError, IndexError, TypeError, AssertionError) as exc:
+        # aiortc asserts a candidate line's field count (an AssertionError)
+        raise invalid(f"{what} does not parse: {exc or 'a malformed line'}") from None
     if not description.media:
         raise invalid(f"{what} has no media sections")
     for media in description.media:

@@ -53,6 +53,7 @@ from media.fastpath import NATIVE, resolve
 from media.ice import IceServer
 from media.ingest import Publisher
 from media.keyframes import DEFAULT_GOP_S, DEFAULT_MIN_INTERVAL_S, KeyframePolicy
+from media.negotiation import check_publisher_offer
 from media.overlay import Overlay, draw_overlays
 from media.peers import GoneReason
 from media.relay import PacketTap
@@ -82,10 +83,14 @@ class RoomTimings:
 
     keyframe_min_interval_s: float = DEFAULT_MIN_INTERVAL_S
     gop_s: float = DEFAULT_GOP_S
-    # aiortc sends receiver reports every 0.5-1.5 s, Chromium about every 1 s: 5 s is
-    # several missed reports, not one late one.
-    viewer_silence_timeout_s: float = 5.0
-    publisher_silence_timeout_s: float = 5.0
+    # aiortc sends receiver reports every 0.5-1.5 s, Chromium about every 1 s. A link that
+    # drops for up to 5 s (issue 18: a viewer resumes without rejoining) is silent for
+    # the drop plus up to 1.5 s before it and 1.5 s after: 8 s; 10 s leaves margin for a
+    # loaded loop. (A killed viewer is served until then, against ~30 s of ICE consent.)
+    viewer_silence_timeout_s: float = 10.0
+    # The creator's packets come ~50 a second: its silence is the drop itself, so 8 s
+    # keeps a 5 s drop; longer ones end the publisher and start the live's grace period.
+    publisher_silence_timeout_s: float = 8.0
     # 400 simultaneous joins took ~3.3 s to connect on one process (measured).
     connect_timeout_s: float = 15.0
     # A joining viewer starts from the latest keyframe and the frames since when that run
@@ -265,6 +270,18 @@ class MediaRoom:
             raise unavailable(f"room {self.room_id!r} closed")
         return answer
 
+    async def restart_publisher_ice(self, offer_sdp: object) -> str:
+        """The creator's ICE restart (its network path changed): its offer carries new ICE
+        credentials and candidates; the answer carries the server's. The creator's pc,
+        DTLS session and tracks stay; its frames come on the new path once a pair is
+        nominated. Raises MediaError: not_found (no publisher), invalid (bad offer, or
+        one without new ICE), conflict (not connected yet)."""
+        self._check_open()
+        check_publisher_offer(offer_sdp)
+        if self._publisher is None:
+            raise not_found(f"room {self.room_id!r} has no publisher")
+        return await self._publisher.restart_ice(offer_sdp)
+
     async def unpublish(self) -> bool:
         """Close the current publisher, if any, so a new publish() may follow: a creator
         coming back on a new connection. Viewers stay and get the new publisher's frames
@@ -308,6 +325,7 @@ class MediaRoom:
             on_report=((lambda report: self._link_report(viewer_id, report))
                        if len(self.ladder) > 1 else None),
             bandwidth_feedback=self._viewer_remb,
+            on_route_changed=lambda: self._viewer_route_changed(viewer_id),
         )
         self._viewers[viewer_id] = viewer
         self._pin(viewer_id, pinned)
@@ -343,6 +361,23 @@ class MediaRoom:
             if exc.code is not MediaErrorCode.CONFLICT:
                 await self._drop_viewer(viewer)
             raise
+
+    async def restart_viewer_ice(self, viewer_id: str) -> str:
+        """An ICE restart for a connected viewer whose network changed: the server's
+        offer with new ICE credentials and candidates; the viewer's answer goes to
+        accept_viewer_answer(). Its DTLS session, tracks, rendition and place stay.
+        Raises MediaError: not_found (unknown viewer), conflict (not connected yet)."""
+        self._check_open()
+        viewer = self._viewers.get(viewer_id)
+        if viewer is None:
+            raise not_found(f"no viewer {viewer_id!r} in room {self.room_id!r}")
+        return await viewer.restart_ice()
+
+    def _viewer_route_changed(self, viewer_id: str) -> None:
+        """A viewer's ICE restart handed over: the native path's sends follow its new
+        socket and address, and its decoder gets a keyframe (packets were lost)."""
+        self._fanout.route_changed()
+        self._fanout.request_keyframe(viewer_id)
 
     async def remove_viewer(self, viewer_id: str) -> bool:
         """Close the viewer's peer connection; False if there was no such viewer."""

@@ -13,6 +13,8 @@ Two aiortc hooks live here, both on this viewer's own RTCRtpSender instances:
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
@@ -36,9 +38,10 @@ from media import aiortc_private
 from media.abr import LinkReport
 from media.admission import HandshakePlace
 from media.encoder import VideoCodecName
-from media.errors import conflict, invalid
+from media.errors import conflict, invalid, unavailable
 from media.fanout import ViewerFeed
 from media.ice import IceServer, rtc_configuration
+from media.ice_restart import CONNECT_TIMEOUT_S, IceDescription, IceRestart, read_ice, with_ice
 from media.negotiation import (
     audio_preferences,
     check_player_offer,
@@ -49,6 +52,8 @@ from media.negotiation import (
 )
 from media.peers import GoneReason, PeerCloser, new_peer_connection
 from media.sender_reports import SenderReportGate
+
+log = logging.getLogger(__name__)
 
 # A viewer's transceivers are sendonly, yet each has a receiver: it builds its REMB
 # estimator only if a packet ever comes (~0.13 ms and ~100 KB saved per join).
@@ -80,6 +85,7 @@ class ViewerPeer:
         handshake: HandshakePlace | None = None,
         on_report: Callable[[LinkReport], None] | None = None,
         bandwidth_feedback: bool = False,
+        on_route_changed: Callable[[], None] | None = None,
     ) -> None:
         self.viewer_id = viewer_id
         # The join's place in the room's admission: given back once connected or gone.
@@ -99,6 +105,14 @@ class ViewerPeer:
         self.estimate_bps: int | None = None  # the viewer's latest REMB, if it sends any
         self._last_block: tuple[int, int] | None = None  # (highest seq, lost) last reported
         self.sender_reports: dict[str, SenderReportGate] = {}  # by kind
+        self.offer_sdp: str | None = None  # the latest offer (an ICE restart's, after one)
+        # ICE restarts (media/ice_restart.py): the one offered and not yet answered, the
+        # task connecting the answered one (owned here: close() cancels and awaits it).
+        self._on_route_changed = on_route_changed
+        self._restart: tuple[IceRestart, str] | None = None
+        self._restart_task: asyncio.Task[None] | None = None
+        self.restarts = 0  # handed over
+        self.restart_times_s: list[float] = []  # from the request to the hand-over
         self.pc = new_peer_connection(rtc_configuration(ice_servers))
         self.pc.on("connectionstatechange", self._on_connection_state)
         self._closer = PeerCloser(self.pc)
@@ -118,7 +132,34 @@ class ViewerPeer:
         await self.pc.setLocalDescription(RTCSessionDescription(
             sdp=without_bandwidth_feedback(offer.sdp, keep_video=self._bandwidth_feedback),
             type="offer"))
-        return self.pc.localDescription.sdp
+        self.offer_sdp = self.pc.localDescription.sdp
+        return self.offer_sdp
+
+    async def restart_ice(self) -> str:
+        """An offer with new ICE credentials and candidates for this live connection (its
+        network path changed); the viewer's answer goes to accept_answer(). The DTLS
+        session, tracks and SSRCs stay. Raises MediaError conflict before the first
+        answer (nothing to restart: join again) or once closed."""
+        if self.state is not ViewerState.ANSWERED or self.offer_sdp is None:
+            raise conflict(f"viewer {self.viewer_id!r} has no connection to restart")
+        dtls = self.pc.getTransceivers()[0].sender.transport
+        if dtls.state != "connected":
+            raise conflict(f"viewer {self.viewer_id!r} is not connected yet: join again")
+        await self._drop_restart()
+        restart = IceRestart(dtls)
+        try:
+            offer = with_ice(self.offer_sdp, await restart.gather())
+        except BaseException:
+            await restart.close()
+            raise
+        if self.state is ViewerState.CLOSED:
+            await restart.close()
+            raise unavailable(f"viewer {self.viewer_id!r} closed during its ICE restart")
+        self._restart = (restart, offer)
+        # the viewer is speaking to us: its silence (no RTCP on a dead path) counts from
+        # now, so the restart has the whole timeout to connect
+        self.last_rtcp = self._clock()
+        return offer
 
     async def answer_offer(self, offer_sdp: object) -> str:
         """The other way round, for a WHEP player: take the player's offer (recvonly
@@ -154,7 +195,18 @@ class ViewerPeer:
             aiortc_private.gate_sender_reports(sender, gate.allow)
 
     async def accept_answer(self, answer_sdp: object) -> None:
-        """Apply the viewer's answer. Raises MediaError (conflict if already answered)."""
+        """Apply the viewer's answer (to the first offer or to an ICE restart's). Raises
+        MediaError (conflict if already answered and no restart is offered)."""
+        if self._restart is not None and self.state is ViewerState.ANSWERED:
+            check_viewer_answer(answer_sdp, self.codec)
+            remote = read_ice(answer_sdp, "answer")
+            self._restart[0].check(remote, self.pc.remoteDescription.sdp)
+            restart, offer = self._restart
+            self._restart = None
+            self.last_rtcp = self._clock()
+            self._restart_task = asyncio.create_task(self._connect_restart(restart, offer,
+                                                                           remote))
+            return
         if self.state is not ViewerState.OFFERED:
             raise conflict(f"viewer {self.viewer_id!r} has already answered")
         check_viewer_answer(answer_sdp, self.codec)
@@ -171,10 +223,37 @@ class ViewerPeer:
             return None
         return now - max(self.connected_at, self.last_rtcp or 0.0)
 
+    async def _connect_restart(self, restart: IceRestart, offer: str,
+                               remote: IceDescription) -> None:
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await restart.connect(remote, self._on_route_changed)
+        except Exception as exc:  # ConnectionError, TimeoutError, OSError: the old path stays
+            await restart.close()
+            log.info("ICE restart failed", extra={"fields": {"viewer": self.viewer_id,
+                                                             "cause": repr(exc)}})
+            return
+        self.offer_sdp = offer
+        self.restarts += 1
+        assert restart.took_s is not None
+        self.restart_times_s.append(restart.took_s)
+        self.last_rtcp = self._clock()
+
+    async def _drop_restart(self) -> None:
+        """Forget a restart offered or connecting (a newer one replaces it)."""
+        pending, self._restart = self._restart, None
+        task, self._restart_task = self._restart_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if pending is not None:
+            await pending[0].close()
+
     async def close(self) -> None:
         """Close the peer connection (idempotent). Ends the senders, hence the feed's tracks."""
         self.state = ViewerState.CLOSED
         self._handshake_over()
+        await self._drop_restart()
         await self._closer.close()
 
     def _handshake_over(self) -> None:

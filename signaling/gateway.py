@@ -99,7 +99,7 @@ class SafeMsgPackPacket(MsgPackPacket):
 # What a signed-out (anonymous) socket may do: watch and read. Everything else answers
 # `unauthorized` (reason "anonymous"): chat, likes, gifts, nudges, follows need a sign-in.
 ANONYMOUS_EVENTS = frozenset({
-    "live:watch", "room:join", "rtc:answer", "room:leave", "discover:watch",
+    "live:watch", "room:join", "rtc:answer", "rtc:restart", "room:leave", "discover:watch",
     "chat:history", "gift:board", "room:viewers", "room:quality",
 })
 

@@ -44,6 +44,7 @@ from signaling.push_bus import ROOM_CLOSED, VIEWERS_CHANGED
 from signaling.room_pushes import DISCOVER_ROOM, RoomPushes, live_room, watch_room
 from signaling.schemas import (
     Empty,
+    LiveRestart,
     LiveStart,
     LiveTitle,
     LiveWatch,
@@ -51,6 +52,7 @@ from signaling.schemas import (
     RoomLeave,
     RoomQuality,
     RtcAnswer,
+    RtcRestart,
 )
 from signaling.services import Services
 from signaling.tasks import OwnedTask, every
@@ -598,6 +600,45 @@ class LiveRooms(Feature):
             raise from_media(exc) from None
         return _quality(media, conn.sid)
 
+    async def restart_viewer(self, conn: Connection, live_id: str) -> dict[str, Any]:
+        """A viewer whose network changed restarts ICE on its peer connection: the offer
+        (new ICE) comes back; its answer goes through rtc:answer. The join stays as it
+        is: no room:leave/room:join, no viewer-count change, the quality pin kept."""
+        hosted = self._by_live.get(live_id)
+        room = self.remote.get(live_id)
+        media: MediaRoom | None = None
+        if hosted is not None and conn.sid in hosted.viewers:
+            media = hosted.media
+        elif hosted is None and room is not None and conn.sid in room.viewers:
+            media = room.media
+        if media is None or conn.sid not in media.viewer_ids:
+            raise not_found("you have no peer connection in this live to restart")
+        try:
+            offer = await media.restart_viewer_ice(conn.sid)
+        except MediaError as exc:
+            raise from_media(exc) from None
+        return {"offer": offer}
+
+    async def restart_publisher(self, conn: Connection, offer: str) -> dict[str, Any]:
+        """The creator's ICE restart, from the publishing tab or from its new socket after
+        a network change (within the grace period: this ends it). The offer must carry
+        the publishing connection's DTLS fingerprint, so another tab cannot take it."""
+        hosted = self.hosted.get(conn.user_id)
+        if hosted is None:
+            raise not_found("you are not live")
+        if hosted.lock.locked():
+            raise conflict("a publish for this live is already in progress")
+        async with hosted.lock:
+            try:
+                answer = await hosted.media.restart_publisher_ice(offer)
+            except MediaError as exc:
+                raise from_media(exc) from None
+            await self.grace.cancel(hosted.live.live_id)
+            hosted.publisher_sid = conn.sid
+        await self.gateway.sio.enter_room(conn.sid, live_room(hosted.live.live_id))
+        log.info("live ICE restarted", extra={"fields": {"live": hosted.live.live_id}})
+        return {"live": hosted.live.as_dict(), "answer": answer}
+
     async def answer(self, conn: Connection, live_id: str, sdp: str) -> dict[str, Any]:
         hosted = self._by_live.get(live_id)
         room = self.remote.get(live_id)
@@ -823,6 +864,14 @@ class LiveRooms(Feature):
         @gateway.event("rtc:answer", RtcAnswer)
         async def rtc_answer(ctx: EventContext, p: RtcAnswer) -> dict[str, Any]:
             return await self.answer(ctx.conn, p.live_id, p.sdp)
+
+        @gateway.event("rtc:restart", RtcRestart)
+        async def rtc_restart(ctx: EventContext, p: RtcRestart) -> dict[str, Any]:
+            return await self.restart_viewer(ctx.conn, p.live_id)
+
+        @gateway.event("live:restart", LiveRestart)
+        async def live_restart(ctx: EventContext, p: LiveRestart) -> dict[str, Any]:
+            return await self.restart_publisher(ctx.conn, p.offer)
 
         @gateway.event("room:leave", RoomLeave)
         async def room_leave(ctx: EventContext, p: RoomLeave) -> dict[str, Any]:

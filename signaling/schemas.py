@@ -234,6 +234,20 @@ class RtcAnswer(Payload):
     sdp: Sdp
 
 
+class RtcRestart(Payload):
+    """rtc:restart: a viewer's network changed; the ack carries an ICE-restart offer for
+    the same peer connection, answered through rtc:answer."""
+
+    live_id: LiveId
+
+
+class LiveRestart(Payload):
+    """live:restart: the creator's ICE-restart offer (createOffer({iceRestart: true}))
+    for the peer connection it publishes on; the ack carries the answer."""
+
+    offer: Sdp
+
+
 class RoomLeave(Payload):
     live_id: LiveId
 

@@ -42,6 +42,11 @@ import { ViewerList } from './viewer-list.js';
 
 /** Automatic rejoins after the media dropped, before asking for a click; reset once playing. */
 export const MAX_REJOINS = 3;
+/** ICE restarts tried for one drop before rejoining from scratch; reset once connected. */
+export const MAX_RESTARTS = 2;
+/** A connection 'disconnected' this long (ms) restarts ICE: Chromium reports it after
+ * ~2.5-5 s without answers to its checks, and a short blip recovers on its own first. */
+export const DISCONNECTED_RESTART_MS = 1500;
 /** How long a line over the video ("Link copied") stays, ms. */
 const TOAST_MS = 3500;
 
@@ -78,11 +83,14 @@ export class LiveStage {
     this.ui = Object.fromEntries(IDS.map((id) => [id, byTestId(id, root)]));
     this.connection = new ConnectionState(socket, this.ui['live-video'], this.ui['live-reconnecting']);
     this.player = new LivePlayer(socket, this.ui['live-video'], {
-      onConnectionState: (state) => {
-        this.connection.media(state);
-        if (state === 'failed') this.rejoin();
-      },
+      onConnectionState: (state) => this.onMediaState(state),
     });
+    this.restartsThisDrop = 0;
+    this.disconnectedTimer = null;
+    // A network change (Wi-Fi to cellular, back online): find the path again at once on
+    // the same connection, not after ICE notices (media stays, no rejoin).
+    window.addEventListener('online', () => this.recover({ fresh: true }));
+    navigator.connection?.addEventListener?.('change', () => this.recover({ fresh: true }));
     this.quality = new QualityPicker(this.ui['live-quality'], this.player, this.ui['live-video']);
     /** Whose profile and who looks: {user, isSelf, signedIn}, or null. */
     this.target = null;
@@ -298,6 +306,36 @@ export class LiveStage {
       const final = err.code === ErrorCode.FORBIDDEN || err.code === ErrorCode.INVALID;
       this.overlay('error', describeError(err), { retry: !final });
     }
+  }
+
+  /** The player's connection state: a drop restarts ICE (same connection, same place
+   * in the room); only a restart that cannot help rejoins from scratch. */
+  onMediaState(state) {
+    this.connection.media(state);
+    clearTimeout(this.disconnectedTimer);
+    if (state === 'connected') {
+      this.restartsThisDrop = 0;
+    } else if (state === 'disconnected') {
+      this.disconnectedTimer = setTimeout(() => {
+        if (this.player.pc?.connectionState === 'disconnected') this.recover();
+      }, DISCONNECTED_RESTART_MS);
+    } else if (state === 'failed') {
+      this.recover();
+    }
+  }
+
+  /** Restart ICE (rtc:restart); rejoin when the server refuses it or restarts ran out.
+   * `fresh`: a new network event, whose restarts are counted anew. */
+  async recover({ fresh = false } = {}) {
+    if (!this.live || !this.target || this.target.isSelf || !this.player.pc) return;
+    if (fresh) this.restartsThisDrop = 0;
+    if (this.restartsThisDrop >= MAX_RESTARTS) {
+      if (this.player.pc.connectionState === 'failed') this.rejoin();
+      return;
+    }
+    this.restartsThisDrop += 1;
+    const restarted = await this.player.restartIce();
+    if (restarted === false) this.rejoin();
   }
 
   rejoin() {

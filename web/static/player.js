@@ -30,6 +30,9 @@ export class LivePlayer {
     this.joins = 0;
     /** The video quality asked for: 'auto' or a rendition's height ('360'); kept across joins. */
     this.quality = 'auto';
+    /** An ICE restart (restartIce) is in flight; how many were asked on this page. */
+    this.restarting = false;
+    this.restarts = 0;
   }
 
   /**
@@ -78,6 +81,40 @@ export class LivePlayer {
       throw err;
     }
     return run === this.joins ? reply : null;
+  }
+
+  /**
+   * Restart ICE on the current connection (the network changed or the media dropped):
+   * `rtc:restart` brings the server's offer with new ICE credentials, the answer goes
+   * back through `rtc:answer`. The same peer connection, tracks, room membership,
+   * viewer count and quality pin stay; only the network path is found again.
+   *
+   * @returns {Promise<boolean|null>} true once the answer is sent (the connection state
+   *   tells the rest), false when the server refused or the exchange failed (rejoin
+   *   then), null when there is nothing to restart or a restart is already running
+   */
+  async restartIce() {
+    const pc = this.pc;
+    const live = this.live;
+    if (!pc || !live || this.restarting) return null;
+    this.restarting = true;
+    this.restarts += 1;
+    try {
+      const reply = await this.socket.ask('rtc:restart', { live_id: live.live_id },
+        { timeout: JOIN_TIMEOUT_MS });
+      if (this.pc !== pc) return null;
+      await pc.setRemoteDescription({ type: 'offer', sdp: reply.offer });
+      await pc.setLocalDescription(await pc.createAnswer());
+      await iceGatheringComplete(pc);
+      if (this.pc !== pc) return null;
+      await this.socket.ask('rtc:answer', { live_id: live.live_id, sdp: pc.localDescription.sdp },
+        { timeout: JOIN_TIMEOUT_MS });
+      return true;
+    } catch {
+      return this.pc === pc ? false : null;
+    } finally {
+      this.restarting = false;
+    }
   }
 
   /**

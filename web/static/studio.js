@@ -294,14 +294,50 @@ function resume() {
   goLive(publisher.live.title, { resuming: true });
 }
 
+/** ICE restarts tried for one drop before resuming from scratch; reset once connected. */
+const MAX_RESTARTS = 2;
+/** 'disconnected' this long (ms) restarts ICE (a short blip recovers on its own first). */
+const DISCONNECTED_RESTART_MS = 1500;
+let restartsThisDrop = 0;
+let disconnectedTimer = null;
+
+/**
+ * The network changed or the media dropped: restart ICE on the publishing connection
+ * (live:restart, from this socket or a new one within the grace period: the same
+ * connection, viewers untouched). Resume with a new connection (live:start) only when
+ * the server refuses the restart or restarts ran out.
+ */
+async function recover({ fresh = false } = {}) {
+  if (!publisher.live || !stream || state === 'ending') return;
+  if (fresh) restartsThisDrop = 0; // a new network event: its restarts count anew
+  const onAir = state === 'live' || state === 'reconnecting'; // not while a start runs
+  if (onAir && publisher.pc && restartsThisDrop < MAX_RESTARTS) {
+    restartsThisDrop += 1;
+    const restarted = await publisher.restartIce();
+    if (restarted === true && publisher.live) {
+      // perhaps from a new socket: its chat, board and gift lines catch up (as a resume)
+      giftBoard.open(publisher.live);
+      giftLines.open(publisher.live);
+      chat.open(publisher.live, { creator: true });
+    }
+    if (restarted !== false) return; // sent (the pc's state tells the rest), or one runs
+  }
+  resume();
+}
+
 function onConnectionState(pcState) {
+  clearTimeout(disconnectedTimer);
   if (pcState === 'connected') {
     resumes = 0;
+    restartsThisDrop = 0;
     if (state === 'connecting' || state === 'reconnecting') setState('live');
   } else if (pcState === 'disconnected') {
     if (state === 'live') setState('reconnecting'); // ICE often recovers by itself
+    disconnectedTimer = setTimeout(() => {
+      if (publisher.pc?.connectionState === 'disconnected') recover();
+    }, DISCONNECTED_RESTART_MS);
   } else if (pcState === 'failed') {
-    resume();
+    recover();
   }
 }
 
@@ -428,8 +464,12 @@ socket.on('live:ended', ({ live_id: id, reason }) => {
 socket.on('disconnect', () => {
   if (state === 'live') setState('reconnecting');
 });
-// A new socket: the server started the grace period for the old one.
-socket.on('connect', resume);
+// A new socket: the server started the grace period for the old one. The same
+// connection restarts ICE from it (which ends the grace period); resume otherwise.
+socket.on('connect', () => recover({ fresh: true }));
+// A network change (Wi-Fi to cellular, back online): find the path again at once.
+window.addEventListener('online', () => recover({ fresh: true }));
+navigator.connection?.addEventListener?.('change', () => recover({ fresh: true }));
 
 window.addEventListener('pagehide', () => {
   // Leave the live in its grace period: a reload of this tab takes it back.
