@@ -1,0 +1,199 @@
+"""Two Chromium viewers of one live on "auto": one over loopback, one inside a network
+namespace whose downlink is limited to 300 kbit/s with 2% loss (tests/support/netns.py:
+tbf and iptables, this kernel has no netem). The server's ABR rule moves the shaped one
+to a lower rendition, its picture follows and keeps playing, the unlimited one keeps the
+top; the limit lifted, the shaped one climbs back.
+
+The creator is bench.creator's synthetic 640x360 at 30 fps on the ladder 360:600,180:150
+(tests/media/test_abr_netem.py says why not 720p on 2 cores). Chromium runs in the
+namespace through bench/netns_chromium.py's wrapper (`ip netns exec` around the binary
+playwright launches), and loads the server at the root end of the veth pair.
+The settle times and the getStats freeze counters are printed as figures, not asserted
+as times (`python -m bench.chromium_abr` measures them over rounds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.async_api import async_playwright, expect
+
+from bench.netns_chromium import PC_RECORDER, VIDEO_HEIGHT, inbound_video, wrapper
+from tests.browser import CHROMIUM_ARGS, EXPECT_TIMEOUT_MS, chromium_path  # noqa: F401
+from tests.support import netns
+from tests.support.pages import page_register, sign_in_as, wait_playing
+from tests.support.poll import poll
+from tests.support.servers import REPO, TEST_SECRET
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(netns.unavailable_reason() is not None,
+                                 reason=str(netns.unavailable_reason()))]
+
+INDEX = 230  # 10.200.230.0/30: test_abr_netem has 201, `golive bench abr` 210-217
+# not golive-230: a clean_stale() of another run (an older copy of netns.py in another
+# checkout) deletes every golive-* namespace, and did so mid-test
+NAME = "glchrome-230"
+LADDER = "360:600,180:150"
+THIN = netns.Shaping(rate_bps=300_000, loss=0.02)
+MOVE = re.compile(r"viewer (\S+) moves to (\S+) \(")
+
+
+@pytest.fixture
+def namespace():
+    with netns.Namespace(INDEX, NAME) as ns:  # open() deletes a stale one of that name
+        yield ns
+
+
+@pytest.fixture
+def abr_server(server_factory, redis_url, redis, namespace):  # noqa: ANN001
+    """`golive serve` on every interface (the namespace reaches it at the veth pair's root
+    end), gathering ICE on loopback and that address, with the 360/180 ladder."""
+    return server_factory(redis_url=redis_url, env={
+        "GOLIVE_SECRET": TEST_SECRET, "GOLIVE_AUTH_RATE": "100/s", "GOLIVE_AUTH_BURST": "200",
+        "GOLIVE_HOST": "0.0.0.0", "GOLIVE_RENDITIONS": LADDER, "GOLIVE_LOG_LEVEL": "info",
+        "GOLIVE_ICE_ADDRESSES": f"127.0.0.1,{namespace.root_addr}"})
+
+
+@pytest.fixture
+def creator(abr_server, tmp_path):  # noqa: ANN001
+    """bench.creator live at 640x360, 30 fps, as a new account; its username."""
+    body = json.dumps({"username": "maker", "display_name": "Maker",
+                       "password": "correct-horse-1", "birthdate": "1990-01-01"}).encode()
+    request = urllib.request.Request(abr_server.url + "/api/register", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        token = json.loads(resp.read())["token"]
+    log = (tmp_path / "creator.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.creator", "--url", abr_server.url, "--size", "640x360",
+         "--fps", "30", "--title", "shaped"], cwd=REPO, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=log, env={**os.environ, "GOLIVE_BENCH_TOKEN": token})
+    try:
+        line = proc.stdout.readline()  # {"event": "ready"...} once live, or its end
+        assert json.loads(line or b"{}").get("event") == "ready", (
+            f"the creator did not go live: {line!r}\n{(tmp_path / 'creator.log').read_text()}")
+        yield "maker"
+    finally:
+        proc.stdin.close()  # its stop: the live ends
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+async def viewer_page(browser, base_url: str, username: str):  # noqa: ANN001, ANN201
+    """A signed-in page whose peer connections are kept for getStats; (page, user id)."""
+    context = await browser.new_context(base_url=base_url)
+    await context.add_init_script(PC_RECORDER)
+    page = await context.new_page()
+    session = await page_register(page, username)
+    await sign_in_as(page, session)
+    return page, session["user"]["id"]
+
+
+def moves(log: str, user_id: str) -> list[str]:
+    """The renditions the server's ABR rule moved `user_id`'s sockets to, in order (its
+    "socket connected" and "viewer SID moves to R (" info lines)."""
+    sids, out = set(), []
+    for line in log.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("msg") == "socket connected" and record.get("user") == user_id:
+            sids.add(record.get("sid"))
+        found = MOVE.search(str(record.get("msg", "")))
+        if found and found[1] in sids:
+            out.append(found[2])
+    return out
+
+
+async def decoding(page, frames: int):  # noqa: ANN001, ANN201
+    """True once the page's inbound video decoded more than `frames` frames."""
+    stats = await inbound_video(page)
+    return stats is not None and stats["framesDecoded"] > frames
+
+
+async def test_a_shaped_chromium_viewer_goes_lower_keeps_playing_and_climbs_back(
+        chromium_path: Path, abr_server, creator, namespace, tmp_path) -> None:  # noqa: ANN001, F811
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+    inside_url = abr_server.url.replace("127.0.0.1", namespace.root_addr)
+    # http://10.200.x.1 is not a secure context by itself, loopback is
+    args = [*CHROMIUM_ARGS, f"--unsafely-treat-insecure-origin-as-secure={inside_url}"]
+    async with async_playwright() as pw:
+        wide_browser = await pw.chromium.launch(executable_path=str(chromium_path),
+                                                headless=True, args=list(CHROMIUM_ARGS))
+        thin_browser = await pw.chromium.launch(
+            executable_path=str(wrapper(namespace, tmp_path, chromium_path)), headless=True,
+            args=args)
+        try:
+            wide, wide_id = await viewer_page(wide_browser, abr_server.url, "wide")
+            thin, thin_id = await viewer_page(thin_browser, inside_url, "thin")
+            for page in (wide, thin):
+                await page.goto(f"/@{creator}")
+                await wait_playing(page)
+                await poll(lambda p=page: p.evaluate(f"({VIDEO_HEIGHT})() === 360"), timeout=10,
+                           what="the top rung (360) on both pictures")
+            # the shaped page really is in the namespace: it reached the server there
+            assert (await inbound_video(thin))["connectionState"] == "connected"
+
+            print(f"\nshaping at {time.time():.3f}; moves so far: shaped "
+                  f"{moves(abr_server.log(), thin_id)}, unlimited {moves(abr_server.log(), wide_id)}")
+            namespace.shape(THIN)
+            shaped_at = time.monotonic()
+            await poll(lambda: "180" in moves(abr_server.log(), thin_id), timeout=20,
+                       what="the server moving the shaped viewer to 180")
+            moved_s = time.monotonic() - shaped_at
+            await poll(lambda: thin.evaluate(f"({VIDEO_HEIGHT})() === 180"), timeout=20,
+                       what="the shaped picture at 180 lines")
+            shown_s = time.monotonic() - shaped_at
+            picker = thin.get_by_test_id("live-quality")
+            await expect(picker.locator("option").first).to_have_text("Auto · 180p")
+            await expect(picker).to_have_value("auto")
+
+            # it keeps playing on the thin link: ~5 s more of decoded frames
+            settled = await inbound_video(thin)
+            await poll(lambda: decoding(thin, settled["framesDecoded"] + 100), timeout=20,
+                       what="the shaped viewer decoding 100 more frames at 180")
+            on_thin = await inbound_video(thin)
+            assert on_thin["frameHeight"] == 180
+            assert await wide.evaluate(VIDEO_HEIGHT) == 360
+            await expect(wide.get_by_test_id("live-quality").locator("option").first
+                         ).to_have_text("Auto · 360p")
+            print(f"\nshaped 300 kbit/s 2%: server moved after {moved_s:.2f} s, picture at "
+                  f"180 after {shown_s:.2f} s; on the thin link {on_thin['framesPerSecond']} "
+                  f"fps, freezes {on_thin['freezeCount'] - settled['freezeCount']} "
+                  f"({on_thin['totalFreezesDuration'] - settled['totalFreezesDuration']:.2f} s)"
+                  f", since joining {on_thin['freezeCount']} "
+                  f"({on_thin['totalFreezesDuration']:.2f} s)")
+
+            namespace.unshape()
+            lifted_at = time.monotonic()
+            await poll(lambda: thin.evaluate(f"({VIDEO_HEIGHT})() === 360"), timeout=25,
+                       what="the shaped picture back at 360 once the limit is lifted")
+            print(f"lifted: picture back at 360 after {time.monotonic() - lifted_at:.2f} s")
+            await expect(picker.locator("option").first).to_have_text("Auto · 360p")
+            back = await inbound_video(thin)
+            await poll(lambda: decoding(thin, back["framesDecoded"] + 30), timeout=10,
+                       what="the viewer decoding at 360 again")
+            assert await wide.evaluate(VIDEO_HEIGHT) == 360
+            print(f"server moves: shaped {moves(abr_server.log(), thin_id)}, "
+                  f"unlimited {moves(abr_server.log(), wide_id)}")
+            assert moves(abr_server.log(), wide_id) == [], "the unlimited viewer was moved"
+            assert moves(abr_server.log(), thin_id)[-1] == "360"
+            wide_stats = await inbound_video(wide)
+            print(f"unlimited viewer: {wide_stats['framesPerSecond']} fps, freezes "
+                  f"{wide_stats['freezeCount']} ({wide_stats['totalFreezesDuration']:.2f} s)")
+        finally:
+            await thin_browser.close()
+            await wide_browser.close()
