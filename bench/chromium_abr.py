@@ -43,20 +43,27 @@ SAMPLE_S = 0.5
 _MOVE = re.compile(r"viewer (\S+) moves to (\S+) \(")
 
 
-def moves(log: str, user_id: str) -> list[tuple[float, str]]:
-    """(wall time, rendition) of each move the server's rule made for `user_id`'s sockets."""
-    sids, out = set(), []
+def _records(log: str) -> list[dict[str, Any]]:
+    out = []
     for line in log.splitlines():
         try:
-            record = json.loads(line)
+            out.append(json.loads(line))
         except ValueError:
             continue
-        if record.get("msg") == "socket connected" and record.get("user") == user_id:
-            sids.add(record.get("sid"))
-        found = _MOVE.search(str(record.get("msg", "")))
-        if found and found[1] in sids:
-            out.append((float(record["ts"]), found[2]))
     return out
+
+
+def sids_since(log: str, skip: int) -> list[str]:
+    """The sids of the sockets connected (signed in or anonymous) after the first `skip`
+    log lines, in order."""
+    return [str(r.get("sid")) for r in _records("\n".join(log.splitlines()[skip:]))
+            if str(r.get("msg", "")).endswith("socket connected")]
+
+
+def moves(log: str, sid: str) -> list[tuple[float, str]]:
+    """(wall time, rendition) of each move the server's rule made for socket `sid`."""
+    return [(float(r["ts"]), found[2]) for r in _records(log)
+            if (found := _MOVE.search(str(r.get("msg", "")))) and found[1] == sid]
 
 
 async def open_viewer(browser: Any, base_url: str, account: Any, creator: str) -> Any:
@@ -110,8 +117,16 @@ async def one_round(args: argparse.Namespace, number: int, server: Any, ns: netn
         executable_path=str(wrapper(ns, tmp, CHROMIUM)),
         args=[*ARGS, f"--unsafely-treat-insecure-origin-as-secure={inside}"])
     try:
-        pages = {"unlimited": await open_viewer(wide_browser, server.url, accounts[0], creator),
-                 "shaped": await open_viewer(thin_browser, inside, accounts[1], creator)}
+        skip = len(server.child.log_path.read_text(errors="replace").splitlines())
+        pages = {"unlimited": await open_viewer(wide_browser, server.url, accounts[0], creator)}
+        # one at a time: the first socket connected after `skip` is the unlimited one
+        for _ in range(150):  # 30 s
+            if sids_since(server.child.log_path.read_text(errors="replace"), skip):
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise TimeoutError(f"round {number}: the unlimited page's socket never connected")
+        pages["shaped"] = await open_viewer(thin_browser, inside, accounts[1], creator)
         deadline = time.monotonic() + 60
         while True:  # warm up: both at 360 and decoding
             heights = [await p.evaluate(VIDEO_HEIGHT) for p in pages.values()]
@@ -124,6 +139,7 @@ async def one_round(args: argparse.Namespace, number: int, server: Any, ns: netn
         samples: dict[str, list[dict[str, Any]]] = {role: [] for role in pages}
         ns.shape(netns.Shaping(rate_bps=args.rate, loss=args.loss))
         t0, wall0, lifted = time.monotonic(), time.time(), False
+        out: dict[str, Any] = {"round": number, "shaped_at": wall0}
         while (t := time.monotonic() - t0) < args.seconds:
             if not lifted and t >= args.lift_at:
                 ns.unshape()
@@ -143,11 +159,11 @@ async def one_round(args: argparse.Namespace, number: int, server: Any, ns: netn
         await thin_browser.close()
         await wide_browser.close()
     log = server.child.log_path.read_text(errors="replace")
-    out: dict[str, Any] = {"round": number, "load_average": os.getloadavg()[0]}
-    for role, account in zip(pages, accounts, strict=True):
+    out["load_average"] = os.getloadavg()[0]
+    for role, sid in zip(pages, sids_since(log, skip), strict=False):
         out[role] = summarize(samples[role], args.lift_at, end)
-        out[role]["server_moves"] = [(round(ts - wall0, 2), r) for ts, r in
-                                     moves(log, account.user_id)]
+        out[role]["server_moves"] = [(round(ts - wall0, 2), r) for ts, r in moves(log, sid)]
+        out[role]["samples"] = samples[role]
     return out
 
 
