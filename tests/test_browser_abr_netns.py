@@ -43,6 +43,12 @@ INDEX = 230  # 10.200.230.0/30: test_abr_netem has 201, `golive bench abr` 210-2
 NAME = "glchrome-230"
 LADDER = "360:600,180:150"
 THIN = netns.Shaping(rate_bps=300_000, loss=0.02)
+# the video section's feedback and extensions in the page's answer (its local description)
+ANSWER_FEEDBACK = """() => {
+  const pc = window.__goliveTestPcs.find(p => p.localDescription);
+  const video = pc.localDescription.sdp.split('m=video')[1].split('m=')[0];
+  return video.split('\\r\\n').filter(l => /^a=(rtcp-fb|extmap)/.test(l));
+}"""
 MOVE = re.compile(r"viewer (\S+) moves to (\S+) \(")
 
 
@@ -163,6 +169,8 @@ async def test_a_shaped_chromium_viewer_goes_lower_keeps_playing_and_climbs_back
             # the shaped page reached the server by the veth pair only: it is in the namespace
             assert (await inbound_video(thin))["connectionState"] == "connected"
             before = len(moves(abr_server.log(), wide_id))
+            feedback = await thin.evaluate(ANSWER_FEEDBACK)
+            print(f"\nthe shaped page's answer (video): {feedback}")
 
             namespace.shape(THIN)
             shaped_at = time.monotonic()
