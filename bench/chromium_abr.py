@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -167,6 +168,43 @@ async def one_round(args: argparse.Namespace, number: int, server: Any, ns: netn
     return out
 
 
+def plot(result: dict[str, Any], path: Path) -> str | None:
+    """A PNG per run: per viewer, the picture's height (solid) and the decoded frames per
+    second (thin, right axis) over each round, the server's moves (dots), the shaped span
+    shaded. The file's name, or None without matplotlib."""
+    from bench.report import pyplot, save_png
+
+    plt = pyplot()
+    rounds = result["rounds"]
+    if plt is None or not rounds:
+        return None
+    lift = result["args"]["lift_at"]
+    fig, axes = plt.subplots(2, 1, figsize=(9, 5.4), sharex=True)
+    for ax, role in zip(axes, ("shaped", "unlimited"), strict=True):
+        ax.axvspan(0, lift, color="0.88", label=f"{result['args']['rate'] // 1000} kbit/s, "
+                                                 f"{result['args']['loss']:.0%} loss")
+        fps_ax = ax.twinx()
+        for n, rnd in enumerate(rounds):
+            colour, samples = f"C{n}", rnd[role]["samples"]
+            ts = [x["t"] for x in samples]
+            ax.step(ts, [x["height"] for x in samples], where="post", color=colour, lw=1.6,
+                    label=f"round {rnd['round']} picture")
+            fps = [0.0] + [max(0.0, (b["stats"]["framesDecoded"] - a["stats"]["framesDecoded"])
+                                / max(b["t"] - a["t"], 1e-3))
+                           for a, b in itertools.pairwise(samples)]
+            fps_ax.plot(ts, fps, color=colour, lw=0.6, alpha=0.7)
+            for at, height in rnd[role]["server_moves"]:
+                ax.plot([at], [int(height)], "o", color=colour, ms=5)
+        ax.set_ylim(0, 420)
+        ax.set_ylabel(f"{role}\nheight (px)")
+        fps_ax.set_ylim(0, 40)
+        fps_ax.set_ylabel("decoded fps (thin)")
+        ax.legend(fontsize=7, loc="lower right", ncol=2, framealpha=0.9)
+    axes[-1].set_xlabel("seconds after the link was shaped (dots: the server's moves)")
+    fig.suptitle(f"Chromium viewers on auto, ladder {result['ladder']}", fontsize=10)
+    return save_png(plt, fig, path)
+
+
 async def execute(args: argparse.Namespace) -> int:
     from playwright.async_api import async_playwright
 
@@ -216,6 +254,8 @@ async def execute(args: argparse.Namespace) -> int:
     if downs:
         print(f"shaped, server's first move: median {statistics.median(downs):.2f} s "
               f"({min(downs):.2f}-{max(downs):.2f})")
+    if rounds:
+        plot(json.loads((run_dir / "result.json").read_text()), run_dir / "chromium-abr.png")
     print(f"result: {run_dir / 'result.json'}")
     return 0
 
@@ -229,7 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=300_000, help="bit/s (300000)")
     parser.add_argument("--loss", type=float, default=0.02, help="fraction (0.02)")
     parser.add_argument("--out", default="bench-results")
+    parser.add_argument("--plot", metavar="RESULT_JSON",
+                        help="only draw chromium-abr.png beside an earlier run's result.json")
     args = parser.parse_args(argv)
+    if args.plot:
+        path = Path(args.plot)
+        print(plot(json.loads(path.read_text()), path.parent / "chromium-abr.png"))
+        return 0
     if not (1 <= args.rounds <= 20 and 0 < args.lift_at < args.seconds <= 300):
         parser.error("--rounds 1..20, 0 < --lift-at < --seconds <= 300")
     if (reason := netns.unavailable_reason()) is not None:
