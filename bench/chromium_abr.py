@@ -11,7 +11,21 @@ lifted at --lift-at. Every 0.5 s both pages' getStats inbound video and picture 
 are sampled. Per round and viewer: the server's moves (time after the step), when the
 picture's height changed, freezeCount and totalFreezesDuration (Chromium's own freeze
 counters) over the shaped part and over the round, per minute; fps. Written to
-OUT/chromium-abr-<date>-<time>/result.json; a table on stdout.
+OUT/chromium-abr-<date>-<time>/result.json with chromium-abr.png; a table on stdout.
+
+Measured 2026-12-06 (`python -m bench.chromium_abr --rounds 3`, 300 kbit/s and 2% loss
+for 20 s then lifted, 40 s rounds, load average 12-17 on 2 cores; docs/chromium-abr-300k.png):
+- the server moved the shaped viewer to 180 after 2.80 s (2.63-2.87), its picture was at
+  180 after 5.21 s (4.41-5.71);
+- on the thin link it decoded 4.9-6.5 fps: 21-45 freezes a minute, 37-50 s of every
+  minute frozen (Chromium's freezeCount and totalFreezesDuration). The 180 rung comes
+  out at ~220 kbit/s, with 96 kbit/s of Opus and the headers more than the link, so
+  tbf's queue stays full (RTT 0.4-0.5 s) and what Chromium NACKs comes too late;
+- lifted, it played 26.6-28.8 fps at 180, but no round climbed back to 360 within 20 s
+  (nor within 60 s in a longer round): Chromium sends REMB, which the rule uses, and a
+  receiver's REMB follows what it receives (116 to 198 kbit/s in 17 s at 180);
+- the unlimited viewer was moved to 180 in 2 of 3 rounds with no loss, its REMB dipping
+  under 0.85 x 600 kbit/s on the loaded host.
 """
 
 from __future__ import annotations
