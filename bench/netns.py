@@ -138,12 +138,14 @@ class Shaping:
 class Namespace:
     """One namespace and its veth pair to the root namespace."""
 
-    def __init__(self, index: int, prefix: str = PREFIX) -> None:
-        """`prefix`: another one keeps this namespace out of clean_stale()'s reach."""
+    def __init__(self, index: int, prefix: str = PREFIX, name: str | None = None) -> None:
+        """`name` (default `prefix` + index, golive-<index>): a name outside PREFIX is out
+        of reach of every clean_stale(), an older copy's too (which deleted every golive-*
+        namespace, running or not: measured, a Chromium test's namespace vanished mid-run)."""
         if not 1 <= index <= 254:
             raise ValueError("index is the third octet of 10.200.<index>.0/30: 1-254")
         self.index = index
-        self.name = f"{prefix}{index}"
+        self.name = name or f"{prefix}{index}"
         self.root_dev = f"gl{index}r"
         self.ns_dev = f"gl{index}n"
         self.root_addr = f"10.200.{index}.1"

@@ -325,3 +325,22 @@ def test_clean_stale_leaves_a_namespace_whose_owner_still_runs():
             owner.wait()
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
         (OWNERS / name).unlink(missing_ok=True)
+
+
+@pytest.mark.skipif(_reason is not None, reason=str(_reason))
+def test_a_namespace_named_outside_the_prefix_is_out_of_clean_stales_reach():
+    """A Chromium test's namespace vanished mid-run (another checkout's clean-up deleted
+    every golive-* namespace): one opened under its own name (tests/
+    test_browser_abr_netns.py's glchrome-230) is never stale to anyone's clean_stale, and
+    its addresses still follow the index."""
+    with netns.Namespace(231, "glchrome-231") as ns:
+        assert (ns.name, ns.root_addr, ns.ns_addr) == ("glchrome-231", "10.200.231.1",
+                                                       "10.200.231.2")
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert "glchrome-231" in listed
+        assert "glchrome-231" not in netns.listed()
+        assert netns.clean_stale([231]) == []
+        assert ns.exec_run("ip", "-o", "addr", "show", "dev", ns.ns_dev).stdout.count(
+            "10.200.231.2/30") == 1
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "glchrome-231" not in listed
