@@ -283,10 +283,16 @@ class ViewerPeer:
         """Pass a receiver report on our video (and note a REMB) to on_report."""
         assert self._on_report is not None
         if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-            try:
-                self.estimate_bps = unpack_remb_fci(packet.fci)[0]
-            except ValueError:
-                pass  # another application feedback than REMB
+            # Only when asked for (GOLIVE_VIEWER_REMB): Chromium sends REMB even to an
+            # answer without goog-remb, and a receiver's REMB follows what it receives, so
+            # after a step up it reads as congestion and undoes the step (measured with a
+            # Chromium viewer on a 300 kbit/s link: it never climbed back in 60 s, and a
+            # loaded host's REMB dips moved an unlimited viewer with 0 loss).
+            if self._bandwidth_feedback:
+                try:
+                    self.estimate_bps = unpack_remb_fci(packet.fci)[0]
+                except ValueError:
+                    pass  # another application feedback than REMB
             return
         if not isinstance(packet, RtcpRrPacket):
             return

@@ -283,6 +283,24 @@ async def test_a_room_asking_for_remb_gets_the_viewers_estimate(harness, poll):
                                         "switching_to": None}
 
 
+@pytest.mark.parametrize("viewer_remb", [False, True])
+async def test_a_viewers_remb_reaches_the_rule_only_when_the_room_asks_for_it(
+        harness, poll, viewer_remb):
+    """Chromium sends REMB to an answer without goog-remb: unasked, the rule ignores it."""
+    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
+
+    room = harness.room(renditions=LADDER, viewer_remb=viewer_remb)
+    await harness.publish(room, width=640, height=360)
+    offer = await room.add_viewer("v")
+    client = harness.client("v")
+    await room.accept_viewer_answer("v", await client.answer(offer))
+    peer = room._viewers["v"]
+    remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0,
+                          fci=pack_remb_fci(123_000, [peer.feed.video.ssrc]))
+    peer._report(remb)
+    assert peer.estimate_bps == (123_000 if viewer_remb else None)
+
+
 def test_an_older_native_build_without_sequence_offsets_falls_back_to_python(monkeypatch):
     """Switched viewers need the offset in C: a stale build is refused, with the reason."""
     import media._fastpath as built
