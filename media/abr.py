@@ -1,9 +1,11 @@
 """Which rendition a viewer on "auto" gets, from what its own link reports.
 
-The inputs are what a viewer's RTCP already carries: its receiver reports (every ~1 s
-from Chromium, 0.5-1.5 s from aiortc) give the fraction of our packets lost since the
-last one and, through LSR/DLSR, the round-trip time; a bandwidth estimate (REMB) counts
-when the viewer sends one (golive's offers do not ask for it: media/negotiation.py).
+The inputs are what a viewer's RTCP already carries: its receiver reports (0.5-1.5 s
+apart from aiortc; from Chromium with every NACK too, so several a second on a lossy
+link) give, over windows of at least 1 s (media/viewer.py LOSS_WINDOW_S), the fraction
+of our packets lost and, through LSR/DLSR, the round-trip time; a bandwidth estimate
+(REMB) counts only when the room asks for it (GOLIVE_VIEWER_REMB; golive's offers do
+not otherwise: media/negotiation.py).
 
 Down fast, up slow. A link is congested when loss is over 5%, the RTT has risen 250 ms
 above its floor (a queue filling at the bottleneck; the floor is the least RTT seen,

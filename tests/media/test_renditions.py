@@ -301,6 +301,37 @@ async def test_a_viewers_remb_reaches_the_rule_only_when_the_room_asks_for_it(
     assert peer.estimate_bps == (123_000 if viewer_remb else None)
 
 
+async def test_a_viewers_loss_is_read_over_a_window_not_per_report(harness):
+    """Chromium sends a receiver report with every NACK: several a second, alternating 0
+    and 80-96% lost. The rule gets one report per LOSS_WINDOW_S, with the window's loss
+    from the cumulative counts (else each 0 restarts its 2 s of congestion)."""
+    from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
+
+    from media.viewer import LOSS_WINDOW_S
+
+    room = harness.room(renditions=LADDER)
+    await harness.publish(room, width=640, height=360)
+    offer = await room.add_viewer("v")
+    await room.accept_viewer_answer("v", await harness.client("v").answer(offer))
+    peer = room._viewers["v"]
+    got = []
+    peer._on_report = got.append
+    now = [1000.0]
+    peer._clock = lambda: now[0]
+
+    def report(highest: int, lost: int, fraction: int) -> None:
+        block = RtcpReceiverInfo(ssrc=peer.feed.video.ssrc, fraction_lost=fraction,
+                                 packets_lost=lost, highest_sequence=highest, jitter=0,
+                                 lsr=0, dlsr=0)
+        peer._report(RtcpRrPacket(ssrc=1, reports=[block]))
+
+    report(1000, 0, 0)
+    for step in range(1, 6):  # 5 reports 0.2 s apart: 10 of 50 packets lost in all
+        now[0] += LOSS_WINDOW_S / 5
+        report(1000 + 10 * step, 2 * step, 0 if step % 2 else 230)
+    assert [round(r.loss, 3) for r in got] == [0.0, 0.2]
+
+
 def test_an_older_native_build_without_sequence_offsets_falls_back_to_python(monkeypatch):
     """Switched viewers need the offset in C: a stale build is refused, with the reason."""
     import media._fastpath as built
