@@ -153,17 +153,20 @@ async def resend_until_answered(send: Callable[[], Awaitable[dict[str, Any]]], *
 
 
 async def start_live(call: Ack, media: Media, title: str, timeout: float, *,
-                     resume_of: str | None = None, signed_in_only: bool = False
-                     ) -> dict[str, Any]:
+                     resume_of: str | None = None, signed_in_only: bool = False,
+                     record: bool = False) -> dict[str, Any]:
     """Go live: `live:start` with the creator's offer (resuming the live `resume_of`, as the
     studio does after a reconnect), its answer applied, then wait (at most `timeout` s)
-    until the creator's peer connection is up. The `live`; LiveRefused (a GoliveError)
+    until the creator's peer connection is up; `record` keeps a replay of it (README
+    "Replays"). The `live`; LiveRefused (a GoliveError)
     when refused, RuntimeError when the media connection fails."""
     payload: dict[str, Any] = {"title": title, "offer": await media.offer()}
     if resume_of is not None:
         payload["resume_of"] = resume_of
     if signed_in_only:
         payload["signed_in_only"] = True
+    if record:
+        payload["record"] = True
     answer = await call("live:start", payload, 30.0)
     if not answer.get("ok"):
         raise LiveRefused(answer.get("error") or {})
@@ -693,12 +696,13 @@ class GoliveClient:
         return msgspec.convert(raise_for(answer)["receipt"], Receipt, strict=False)
 
     async def go_live(self, media: Media, title: str = "", *, timeout: float = 20.0,
-                      resume_of: str | None = None, signed_in_only: bool = False) -> Live:
+                      resume_of: str | None = None, signed_in_only: bool = False,
+                      record: bool = False) -> Live:
         """`live:start` with `media`'s offer; returns once its peer connection is up.
         After a reconnect call it again (with new media) within the grace to resume."""
         await self.connect()
         live = await start_live(self.ack, media, title, timeout, resume_of=resume_of,
-                                signed_in_only=signed_in_only)
+                                signed_in_only=signed_in_only, record=record)
         return msgspec.convert(live, Live, strict=False)
 
     async def end_live(self) -> None:

@@ -252,7 +252,7 @@ async def test_golive_broadcast_goes_live_through_the_client(live_server: Server
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "signaling.cli", "broadcast", "--url", live_server.url,
             "--user", "eve", "--password", PASSWORD, "--size", "160x96", "--fps", "10",
-            "--title", "headless", "--duration", "3", cwd=REPO,
+            "--title", "headless", "--duration", "3", "--record", cwd=REPO,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         try:
             started = await next_push(pushes, LiveStarted, timeout=30)
@@ -266,6 +266,13 @@ async def test_golive_broadcast_goes_live_through_the_client(live_server: Server
                 await proc.wait()
         assert proc.returncode == 0, out
         assert f"LIVE: {live_server.url}/@eve" in out.decode(), out
+        # --record: the LIVE is on eve's profile as a replay once its file is closed
+        replays = await poll(lambda: replays_of(eve, "eve"), timeout=30, what="eve's replay")
+        assert replays[0]["replay_id"] == started.live.live_id  # one recording per live
+
+
+async def replays_of(client: GoliveClient, username: str) -> list[dict[str, Any]]:
+    return list((await client.request("GET", f"/api/users/{username}/replays"))["replays"])
 
 
 async def test_anonymous_and_lean_sockets(live_server: ServerProcess) -> None:
