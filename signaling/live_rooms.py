@@ -582,9 +582,9 @@ class LiveRooms(Feature):
         await self.services.lives.reap_share(live_id, live.creator_id if live else "")
         await self.gateway.sio.close_room(live_room(live_id))
 
-    async def set_quality(self, conn: Connection, live_id: str, quality: str) -> dict[str, Any]:
-        """A viewer pins its video to a rendition ("360") or gives it back to its link
-        ("auto"); it moves at that rendition's next keyframe."""
+    def _viewer_media(self, conn: Connection, live_id: str, missing: str) -> MediaRoom:
+        """The media room holding `conn`'s video of the live (hosted here, or an edge
+        room of a live hosted elsewhere); not_found(`missing`) when it has none."""
         hosted = self._by_live.get(live_id)
         room = self.remote.get(live_id)
         media: MediaRoom | None = None
@@ -593,7 +593,13 @@ class LiveRooms(Feature):
         elif hosted is None and room is not None and conn.sid in room.viewers:
             media = room.media
         if media is None or conn.sid not in media.viewer_ids:
-            raise not_found("you are not watching this live's video")
+            raise not_found(missing)
+        return media
+
+    async def set_quality(self, conn: Connection, live_id: str, quality: str) -> dict[str, Any]:
+        """A viewer pins its video to a rendition ("360") or gives it back to its link
+        ("auto"); it moves at that rendition's next keyframe."""
+        media = self._viewer_media(conn, live_id, "you are not watching this live's video")
         try:
             media.set_quality(conn.sid, quality)
         except MediaError as exc:
@@ -604,15 +610,8 @@ class LiveRooms(Feature):
         """A viewer whose network changed restarts ICE on its peer connection: the offer
         (new ICE) comes back; its answer goes through rtc:answer. The join stays as it
         is: no room:leave/room:join, no viewer-count change, the quality pin kept."""
-        hosted = self._by_live.get(live_id)
-        room = self.remote.get(live_id)
-        media: MediaRoom | None = None
-        if hosted is not None and conn.sid in hosted.viewers:
-            media = hosted.media
-        elif hosted is None and room is not None and conn.sid in room.viewers:
-            media = room.media
-        if media is None or conn.sid not in media.viewer_ids:
-            raise not_found("you have no peer connection in this live to restart")
+        media = self._viewer_media(conn, live_id,
+                                   "you have no peer connection in this live to restart")
         try:
             offer = await media.restart_viewer_ice(conn.sid)
         except MediaError as exc:
