@@ -319,6 +319,9 @@ async function recover({ fresh = false } = {}) {
       giftBoard.open(publisher.live);
       giftLines.open(publisher.live);
       chat.open(publisher.live, { creator: true });
+      // Only the socket dropped (the media path held): the connection stays 'connected'
+      // through the restart, so no state change will say we are back.
+      if (publisher.pc?.connectionState === 'connected' && state === 'reconnecting') setState('live');
     }
     if (restarted !== false) return; // sent (the pc's state tells the rest), or one runs
   }
