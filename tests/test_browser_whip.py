@@ -111,6 +111,8 @@ async def test_an_open_studio_runs_the_live_an_encoder_publishes(
         closers.append(player)
         await player.play()
         await expect(page.get_by_test_id("studio-viewers")).to_have_text("1")
+        # the encoder's uplink as the server receives it (live:uplink to the creator's tabs)
+        await expect(page.get_by_test_id("uplink-badge")).to_be_visible(timeout=10_000)
 
         await page.reload()  # on load: the studio finds the encoder's live (live:watch)
         await expect(status).to_have_text("LIVE via WHIP/OBS")
