@@ -901,8 +901,11 @@ class LiveRooms(Feature):
             await gateway.sio.enter_room(ctx.conn.sid, watch_room(p.user_id))
             live = await self.services.lives.current(p.user_id)
             viewers = await self.services.lives.viewer_count(live) if live else 0
-            return {"live": live.as_dict() if live else None, "viewers": viewers,
-                    "via": self.publisher_via(p.user_id) if live else None}
+            if live is None:
+                return {"live": None, "viewers": 0}
+            # what publishes it: the creator's own studio runs an encoder's live
+            return {"live": live.as_dict(), "viewers": viewers,
+                    "via": self.publisher_via(p.user_id)}
 
         @gateway.event("discover:watch", Empty)
         async def discover_watch(ctx: EventContext, _: Empty) -> dict[str, Any]:
