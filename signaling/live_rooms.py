@@ -38,7 +38,7 @@ from media.room import MediaRoom
 from signaling.config import Settings
 from signaling.errors import from_media
 from signaling.feature import Feature
-from signaling.gateway import Connection, EventContext, Gateway
+from signaling.gateway import Connection, EventContext, Gateway, user_room
 from signaling.grace import GraceTimers
 from signaling.push_bus import ROOM_CLOSED, VIEWERS_CHANGED
 from signaling.room_pushes import DISCOVER_ROOM, RoomPushes, live_room, watch_room
@@ -239,7 +239,7 @@ class LiveRooms(Feature):
                 log.exception("recording did not start", extra={"fields": {"live": live.live_id}})
         await self._enter(conn, live_room(live.live_id))
         await self.services.lives.mark_recent(live)
-        await self.pushes.announce_start(live)
+        await self.pushes.announce_start(live, "whip" if conn.socketless else "studio")
         for listener in self.started_listeners:
             try:
                 await listener(live)
@@ -761,6 +761,14 @@ class LiveRooms(Feature):
         except asyncio.QueueFull:
             log.error("gone queue full; report dropped", extra={"fields": {"live": live_id}})
 
+    def publisher_via(self, creator_id: str) -> str | None:
+        """What publishes the creator's live hosted here: "whip" (an encoder, no socket)
+        or "studio"; None when not hosted here or in its grace period (unknown)."""
+        hosted = self.hosted.get(creator_id)
+        if hosted is None or hosted.publisher_sid is None:
+            return None
+        return "whip" if hosted.publisher_sid in self.socketless_publishers else "studio"
+
     async def _push_uplink(self) -> None:
         """`live:uplink` to each publishing creator here: the window since the last pass
         (media/uplink.py). The creator's socket is on this node: its live is hosted where
@@ -768,10 +776,15 @@ class LiveRooms(Feature):
         for hosted in list(self.hosted.values()):
             sid = hosted.publisher_sid
             report = hosted.media.uplink_report()
-            if report is None or sid is None or sid not in self.gateway.connections:
+            if report is None or sid is None:
                 continue
-            await self.gateway.sio.emit("live:uplink", {"live_id": hosted.live.live_id,
-                                                        **report.as_dict()}, to=sid)
+            payload = {"live_id": hosted.live.live_id, **report.as_dict()}
+            if sid in self.socketless_publishers:
+                # a WHIP encoder has no socket: the creator's studio tabs show its uplink
+                await self.gateway.push("live:uplink", payload,
+                                        to=user_room(hosted.live.creator_id))
+            elif sid in self.gateway.connections:
+                await self.gateway.sio.emit("live:uplink", payload, to=sid)
 
     async def _gone_worker(self) -> None:
         while True:
@@ -887,7 +900,11 @@ class LiveRooms(Feature):
             await gateway.sio.enter_room(ctx.conn.sid, watch_room(p.user_id))
             live = await self.services.lives.current(p.user_id)
             viewers = await self.services.lives.viewer_count(live) if live else 0
-            return {"live": live.as_dict() if live else None, "viewers": viewers}
+            if live is None:
+                return {"live": None, "viewers": 0}
+            # what publishes it: the creator's own studio runs an encoder's live
+            return {"live": live.as_dict(), "viewers": viewers,
+                    "via": self.publisher_via(p.user_id)}
 
         @gateway.event("discover:watch", Empty)
         async def discover_watch(ctx: EventContext, _: Empty) -> dict[str, Any]:

@@ -78,11 +78,12 @@ class RoomPushes:
         """A live started or ended here: push Discover next period."""
         self._discover_dirty = True
 
-    async def announce_start(self, live: Live) -> None:
-        """`live:started` to the pages watching the creator, at once."""
+    async def announce_start(self, live: Live, via: str = "studio") -> None:
+        """`live:started` to the pages watching the creator, at once; `via` says what
+        publishes it ("studio" or "whip": the creator's studio shows a WHIP live)."""
         account = await self.services.accounts.get(live.creator_id)
         await self.gateway.push("live:started", {"live": live.as_dict(),
-                                                     "creator": account.public()},
+                                                     "creator": account.public(), "via": via},
                                     to=watch_room(live.creator_id))
         self.discover_changed()
 

@@ -18,6 +18,11 @@
  * server answers that it ended: the studio says so and offers Go LIVE for a
  * new one (never a silent new LIVE with an empty chat and board).
  *
+ * A LIVE published by an encoder (WHIP: OBS, `golive whip`) is run from here too: on
+ * load (live:watch on yourself, `via: "whip"`) or on its `live:started` push, the
+ * studio shows it on air "via WHIP/OBS" (no preview: a placeholder), with its chat,
+ * viewer count, gifts and uplink, and End LIVE ends it (live:end).
+ *
  * Someone too young to go LIVE (GOLIVE_LIVE_MIN_AGE, 18) is told before they
  * try: /api/me's `go_live` holds the refusal live:start would answer, shown
  * above a disabled Go LIVE (a refusal from live:start itself does the same).
@@ -96,6 +101,10 @@ let resumeTimer = null;
 let resumes = 0;
 /** Bumped by each goLive(): only the latest attempt's answer counts. */
 let starts = 0;
+/** The live an encoder publishes (WHIP), shown and run from here; null otherwise. */
+let encoderLive = null;
+/** The live this studio runs: its own, or the encoder's. */
+const currentLiveId = () => (publisher.live ?? encoderLive)?.live_id;
 /** Why this account may not go LIVE (a GoliveError), or null. */
 let refusal = null;
 
@@ -105,7 +114,7 @@ function setState(next) {
   state = next;
   const status = ui['studio-status'];
   status.dataset.state = next;
-  status.textContent = STATUS[next];
+  status.textContent = next === 'live' && encoderLive ? 'LIVE via WHIP/OBS' : STATUS[next];
   const onAir = ON_AIR.has(next);
   ui['go-live'].hidden = onAir;
   ui['end-live'].hidden = !onAir;
@@ -361,9 +370,42 @@ function endedWhileAway() {
   ui['go-live'].focus();
 }
 
+/**
+ * The creator's encoder (WHIP) is on air: run its live from here. The camera closes (the
+ * encoder sends the picture); chat, viewers, gifts and the uplink as for a studio live.
+ */
+function showEncoderLive(live, viewers) {
+  if (publisher.live || ON_AIR.has(state)) return; // this tab is going or is live itself
+  encoderLive = live;
+  hideError(ui['studio-error']);
+  notice('');
+  stopCamera();
+  cameraOff('Your LIVE comes from your encoder (WHIP/OBS): viewers see its picture.',
+    { canStart: false });
+  ui['camera-off'].dataset.kind = 'off';
+  ui['title-input'].value = live.title;
+  setState('live');
+  setViewers(viewers ?? 0);
+  byTestId('studio-gifts').hidden = false;
+  giftBoard.open(live);
+  giftLines.open(live);
+  ui['studio-chat'].hidden = false;
+  chat.open(live, { creator: true });
+  startClock(live.started_at);
+}
+
+/** Follow this creator's own live state (live:started / live:ended): an encoder's LIVE. */
+async function watchOwnLive() {
+  try {
+    const reply = await socket.ask('live:watch', { user_id: me.id });
+    if (reply.live && reply.via === 'whip' && !encoderLive) showEncoderLive(reply.live, reply.viewers);
+  } catch { /* the push or a reload will tell */ }
+}
+
 /** The live is over (ended here or by the server): camera off, say why. */
 function finish(reason) {
   clearTimeout(resumeTimer);
+  encoderLive = null;
   const lasted = ui.elapsed.textContent;
   publisher.ended();
   stopClock();
@@ -396,7 +438,8 @@ ui['end-live'].addEventListener('click', async () => {
   setState('ending');
   clearTimeout(resumeTimer);
   try {
-    await publisher.end();
+    if (encoderLive) await socket.ask('live:end', {}); // the server ends the encoder's LIVE
+    else await publisher.end();
   } catch (err) {
     showError(ui['studio-error'], err); // the server ends it after its grace period anyway
   }
@@ -456,20 +499,26 @@ socket.on('live:recording', ({ recording, reason }) => {
 });
 
 socket.on('room:state', ({ live_id: id, viewers }) => {
-  if (id && id === publisher.live?.live_id) setViewers(viewers);
+  if (id && id === currentLiveId()) setViewers(viewers);
 });
 socket.on('live:uplink', (push) => {
-  if (push?.live_id && push.live_id === publisher.live?.live_id && ON_AIR.has(state)) uplink.show(push);
+  if (push?.live_id && push.live_id === currentLiveId() && ON_AIR.has(state)) uplink.show(push);
 });
 socket.on('live:ended', ({ live_id: id, reason }) => {
-  if (id && id === publisher.live?.live_id) finish(reason);
+  if (id && id === currentLiveId() && state !== 'ended') finish(reason);
+});
+socket.on('live:started', ({ live, via }) => {
+  if (live?.creator_id === me?.id && via === 'whip') showEncoderLive(live, 0);
 });
 socket.on('disconnect', () => {
   if (state === 'live') setState('reconnecting');
 });
 // A new socket: the server started the grace period for the old one. The same
 // connection restarts ICE from it (which ends the grace period); resume otherwise.
-socket.on('connect', () => recover({ fresh: true }));
+socket.on('connect', () => {
+  if (me && !refusal) watchOwnLive(); // a new socket is in no room yet
+  recover({ fresh: true });
+});
 // A network change (Wi-Fi to cellular, back online): find the path again at once.
 window.addEventListener('online', () => recover({ fresh: true }));
 navigator.connection?.addEventListener?.('change', () => recover({ fresh: true }));
@@ -532,6 +581,8 @@ async function init() {
   }
   const [live, opened] = await Promise.all([currentLive(), startCamera()]);
   socket.get().catch(() => {}); // connect now: Go LIVE should not wait for the handshake
+  await watchOwnLive(); // an encoder's LIVE (WHIP) is run from here
+  if (encoderLive) return;
   if (!live) {
     if (resumeId) endedWhileAway(); // reloaded after the grace period: it is over
     return;
@@ -540,7 +591,7 @@ async function init() {
   if (live.live_id === resumeId && opened) {
     resumes = 0;
     goLive(live.title, { resuming: true, resumeOf: resumeId });
-  } else {
+  } else if (!encoderLive) {
     notice("You're LIVE from another tab or device. End it there first, or wait for it to stop.");
   }
 }
