@@ -138,7 +138,7 @@ class Shaping:
 class Namespace:
     """One namespace and its veth pair to the root namespace."""
 
-    def __init__(self, index: int, prefix: str = PREFIX, name: str | None = None) -> None:
+    def __init__(self, index: int, name: str | None = None, *, prefix: str = PREFIX) -> None:
         """`name` (default `prefix` + index, golive-<index>): a name outside PREFIX is out
         of reach of every clean_stale(), an older copy's too (which deleted every golive-*
         namespace, running or not: measured, a Chromium test's namespace vanished mid-run)."""
