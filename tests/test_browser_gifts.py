@@ -60,6 +60,8 @@ PROBE = """async ([selector, rects, colour, tolerance, timeoutMs]) => {
       else video.requestVideoFrameCallback(check);
     };
     started = performance.now();
+    // a video whose frames stopped calls check() no more: fail, do not hang
+    setTimeout(() => resolve(null), timeoutMs + 2000);
     button.click();
     video.requestVideoFrameCallback(check);
   });
