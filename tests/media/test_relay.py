@@ -25,10 +25,10 @@ from media import aiortc_private
 from media.errors import MediaError, MediaErrorCode
 from media.relay import (
     NONCE_BYTES,
-    PacketTap,
     RelayClient,
     RelayError,
     RelayServer,
+    RenditionTap,
     frame_of,
     pack,
     proof,
@@ -36,6 +36,7 @@ from media.relay import (
     relay_key,
     unpack,
 )
+from media.renditions import Rendition
 
 KEY = relay_key(b"a test secret of more than thirty-two bytes")
 LIVE = "live-1"
@@ -82,21 +83,22 @@ class PacketSource:
     keyframe, and so is the next one after a keyframe request."""
 
     codec = "vp8"
+    ladder = (Rendition(720, 1_800_000),)
 
     def __init__(self, size: int = 32 * 1024) -> None:
-        self.taps: list[PacketTap] = []
+        self.taps: list[RenditionTap] = []
         self.size = size
         self.index = 0
         self.wanted = False
         self.keyframe_requests = 0
 
-    def add_tap(self, tap: PacketTap) -> None:
+    def add_relay(self, tap: RenditionTap) -> None:
         self.taps.append(tap)
 
-    def remove_tap(self, tap: PacketTap) -> None:
+    def remove_relay(self, tap: RenditionTap) -> None:
         self.taps.remove(tap)
 
-    def request_keyframe(self) -> None:
+    def request_keyframe(self, rendition: int = 0) -> None:
         self.keyframe_requests += 1
         self.wanted = True
 
@@ -107,7 +109,7 @@ class PacketSource:
         packet.pts = self.index
         packet.time_base = fractions.Fraction(1, 90000)
         for tap in list(self.taps):
-            tap("video", packet, keyframe)
+            tap.video(packet, keyframe, 0)
         self.index += 1
         return keyframe
 
@@ -119,11 +121,20 @@ class Collect:
         self.video: list[tuple[int, bool]] = []
         self.audio = 0
 
-    def feed_video(self, packet: av.Packet, keyframe: bool) -> None:
+    def feed_video(self, packet: av.Packet, keyframe: bool, rendition: int = 0) -> None:
         self.video.append((int(packet.pts or 0), keyframe))
 
     def feed_audio(self, packet: av.Packet) -> None:
         self.audio += 1
+
+    def feed_frame(self, keyed: frozenset[int], width: int, height: int) -> None:
+        pass
+
+    def renditions_taken(self) -> frozenset[int]:
+        return frozenset({0})
+
+    def rendition_dropped(self, rendition: int) -> None:
+        raise AssertionError("the top rendition is never dropped here")
 
 
 async def raw_subscribe(port: int, live_id: str, key: bytes = KEY, *,
@@ -346,7 +357,7 @@ async def test_an_edge_room_fed_by_a_relay_serves_its_own_viewers(harness: Any,
         assert server.end_live(LIVE, "ended_by_creator") == 1
         await poll(lambda: ended == ["ended_by_creator"], what="the end at the edge")
         await poll(lambda: not server.links, what="the relay closed at the origin")
-        assert origin._taps == []
+        assert origin._taps == [] and origin._relays == []
     finally:
         await client.close()
         await server.close()
