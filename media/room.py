@@ -141,7 +141,7 @@ class MediaRoom:
         max_viewers: int = DEFAULT_MAX_VIEWERS,
         fanout: str = NATIVE,
         admission: JoinAdmission | None = None,
-        upstream_keyframes: Callable[[], None] | None = None,
+        upstream_keyframes: Callable[[int], None] | None = None,
         renditions: Sequence[Rendition] | None = None,
         abr: AbrConfig | None = None,
         viewer_remb: bool = False,
