@@ -554,3 +554,50 @@ async def test_an_edge_viewer_moved_by_its_link_switches_at_a_keyframe_through_t
     finally:
         await client.close()
         await server.close()
+
+
+async def test_a_slow_edge_drops_whole_frames_and_each_rendition_resumes_at_its_keyframe(
+        relay_server: RelayServer, poll: Any) -> None:
+    source = LadderSource()
+    source.size = 16 * 1024
+    relay_server.sources[LIVE] = source  # type: ignore[attr-defined]
+    reader, writer, stream = await raw_subscribe(relay_server.port, LIVE, rcvbuf=4096,
+                                                 renditions=[0, 2])
+    assert stream[0] == "stream"
+    await poll(lambda: relay_server.links, what="subscribed")
+    [slow] = relay_server.links
+    try:
+        for _ in range(400):  # ~13 MB the edge does not read: far beyond its queue
+            source.push()
+            assert slow.queued <= slow.bound
+            await asyncio.sleep(0.002)
+        assert slow.dropped > 0 and {0, 2} <= set(source.asked)
+        got: list[tuple[int, bool, int]] = []
+        marks: list[list[int]] = []
+
+        async def read_all() -> None:
+            while True:
+                message = await read_message(reader)
+                if message[0] == "v":
+                    got.append((message[2], message[5], message[7]))
+                elif message[0] == "f":
+                    marks.append(message[1])
+
+        drain = asyncio.create_task(read_all())
+        try:
+            for _ in range(40):
+                source.push()
+                await asyncio.sleep(0.005)
+            await poll(lambda: got and got[-1][0] == source.index - 1, what="the slow edge")
+        finally:
+            drain.cancel()
+            await asyncio.gather(drain, return_exceptions=True)
+        for rendition in (0, 2):
+            mine = [(pts, key) for pts, key, r in got if r == rendition]
+            gaps = [i for i in range(1, len(mine)) if mine[i][0] != mine[i - 1][0] + 1]
+            assert gaps, f"rendition {rendition} skipped frames"
+            assert all(mine[i][1] for i in gaps), f"{rendition}: after each gap, a keyframe"
+        assert marks and all(set(m) <= {0, 2} for m in marks)
+    finally:
+        writer.close()
+    await poll(lambda: not relay_server.links, what="the relay closed")
