@@ -24,7 +24,8 @@ names it (at most MAX_MESSAGE_BYTES; a keyframe of 720p VP8 is ~100 KB):
     origin -> edge   ["a", data, pts, tb_num, tb_den, sent_at]             audio packet
     origin -> edge   ["end", reason]                           the live ended
     origin -> edge   ["ping"]                                  after PING_S without a frame
-    edge -> origin   ["keyframe", rendition]                   the back channel
+    edge -> origin   ["keyframe", rendition]                   the back channel (["keyframe"]:
+                                                               the top rendition's)
     edge -> origin   ["want", [rendition...]]                  the renditions it takes now
 
 An edge's ["subscribe", live_id] without renditions gets the top rendition only, the
