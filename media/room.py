@@ -10,17 +10,21 @@ The room knows rooms only as an id and overlays as values; it imports no web fra
 
 An edge room (the cascade, media/relay.py) is the same room without a publisher or an
 encoder: `upstream_keyframes` given, it is fed encoded frames by its relay
-(feed_video/feed_audio) into the same PacketFanout, and the keyframes its viewers need
-and its RTP history cannot give are asked of the origin through that callback, at most
-one per keyframe_min_interval_s (the same KeyframePolicy that throttles the encoder).
-Taps (add_tap) see every encoded packet the room fans out: the origin's relay uses one.
+(feed_frame/feed_video/feed_audio) into the same PacketFanout, and the keyframes its
+viewers need and its RTP history cannot give are asked of the origin through that
+callback (with the rendition), at most one per keyframe_min_interval_s per rendition
+(the same KeyframePolicy that throttles the encoder). Taps (add_tap: the recorder) see
+the top rendition's encoded packets; relays (add_relay: the origin's cascade relay) see
+each rendition they take, and what they take is encoded as if a viewer took it.
 
 Renditions (media/renditions.py): the room's video is composed once per frame (gifts
 burned in) and then scaled and encoded once per rendition some viewer takes, in order on
 the one encode thread; the top rendition also while a tap listens or nobody watches.
 Each viewer gets one rendition: the one it pinned (`quality`), else what media/abr.py
 decides from its receiver reports; it moves at the target's keyframe (media/fanout.py).
-An edge room has one rendition, the origin's top one, which is what its relay carries.
+An edge room has the origin's ladder; its relay carries the renditions its viewers take
+(renditions_taken()), and it switches them as the origin does, at the "f" mark of a
+source frame whose target rendition is a keyframe (feed_frame).
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from media.keyframes import DEFAULT_GOP_S, DEFAULT_MIN_INTERVAL_S, KeyframePolic
 from media.negotiation import check_publisher_offer
 from media.overlay import Overlay, draw_overlays
 from media.peers import GoneReason
-from media.relay import PacketTap
+from media.relay import PacketTap, RenditionTap
 from media.renditions import AUTO, Rendition, check_ladder, rung_for, scaled_size
 from media.stats import RoomStats
 from media.uplink import UplinkReport
@@ -137,7 +141,7 @@ class MediaRoom:
         max_viewers: int = DEFAULT_MAX_VIEWERS,
         fanout: str = NATIVE,
         admission: JoinAdmission | None = None,
-        upstream_keyframes: Callable[[], None] | None = None,
+        upstream_keyframes: Callable[[int], None] | None = None,
         renditions: Sequence[Rendition] | None = None,
         abr: AbrConfig | None = None,
         viewer_remb: bool = False,
@@ -150,9 +154,9 @@ class MediaRoom:
         self.room_id = room_id
         self.codec: VideoCodecName = codec
         # Without a ladder: one rendition, the creator's picture (up to 720p) at
-        # video_bitrate. An edge room's one rendition is what its relay carries.
+        # video_bitrate. An edge room's ladder is its origin's (its relay's "stream").
         ladder = check_ladder(renditions) if renditions else (Rendition(720, video_bitrate),)
-        self.ladder: tuple[Rendition, ...] = ladder[:1] if upstream_keyframes else ladder
+        self.ladder: tuple[Rendition, ...] = ladder
         self._bitrates = [rung.bitrate for rung in self.ladder]
         self._abr_config = abr or AbrConfig()
         self._abr: dict[str, AbrState] = {}  # viewers on "auto" (pinned ones are not here)
@@ -164,6 +168,7 @@ class MediaRoom:
         # An edge room: fed by a relay, keyframes asked upstream (see the module docstring).
         self._upstream_keyframes = upstream_keyframes
         self._taps: list[PacketTap] = []
+        self._relays: list[RenditionTap] = []
         self._ice_servers = tuple(ice_servers)
         self._on_viewer_gone = on_viewer_gone
         self._on_publisher_gone = on_publisher_gone
@@ -418,10 +423,11 @@ class MediaRoom:
             raise invalid(f"expected an Overlay, got {type(overlay).__name__}")
         self._compositor.add(overlay)
 
-    def request_keyframe(self) -> None:
-        """Ask the top rendition's encoder for a keyframe (throttled like a viewer's PLI);
-        an edge room asks its origin."""
-        self._keyframes.request()
+    def request_keyframe(self, rendition: int = 0) -> None:
+        """Ask a rendition's encoder (the top one's by default) for a keyframe (throttled
+        like a viewer's PLI); an edge room asks its origin."""
+        if 0 <= rendition < len(self._keyframe_policies):
+            self._keyframe_policies[rendition].request()
 
     def add_tap(self, tap: PacketTap) -> None:
         """Call `tap(kind, packet, keyframe)` with every encoded packet the room fans out
@@ -432,16 +438,47 @@ class MediaRoom:
         if tap in self._taps:
             self._taps.remove(tap)
 
-    def feed_video(self, packet: av.Packet, keyframe: bool) -> None:
-        """An edge room's video frame from its relay (encoded at the origin)."""
+    def add_relay(self, relay: RenditionTap) -> None:
+        """The cascade's relay of this room (media/relay.py): the renditions it takes are
+        encoded, and it sees each source frame's start and their packets (on the event
+        loop; it must not block)."""
+        self._relays.append(relay)
+
+    def remove_relay(self, relay: RenditionTap) -> None:
+        if relay in self._relays:
+            self._relays.remove(relay)
+
+    def renditions_taken(self) -> frozenset[int]:
+        """The renditions this room's viewers get or are switching to (an edge room's
+        relay subscribes to them)."""
+        return frozenset(self._fanout.renditions_taken())
+
+    def rendition_dropped(self, rendition: int) -> None:
+        """An edge room's relay no longer carries `rendition`: its keyframe run ends (a
+        viewer starting on it later waits for its next keyframe, not a stale run)."""
+        if 0 <= rendition < len(self.ladder):
+            self._fanout.rendition_paused(rendition)
+
+    def feed_frame(self, keyed: frozenset[int], width: int, height: int) -> None:
+        """An edge room's source frame begins (its relay's "f" mark): viewers waiting to
+        switch to a rendition in `keyed` move now, as the origin's do (media/fanout.py)."""
         if self._closed:
             return
-        self._frames_in += 1
+        self._frames_in += 1  # a source frame, counted once whatever its renditions
         self._frames_encoded += 1
-        if self._keyframes.pending and self._keyframes.should_force():
-            assert self._upstream_keyframes is not None
-            self._upstream_keyframes()  # at most one per keyframe_min_interval_s
-        self._push_video(packet, keyframe, 0)
+        moved = self._fanout.begin_frame(r for r in keyed if r < len(self.ladder))
+        if moved:
+            self._tell_moved(moved, width, height)
+
+    def feed_video(self, packet: av.Packet, keyframe: bool, rendition: int = 0) -> None:
+        """An edge room's video frame of `rendition` from its relay (encoded at the origin)."""
+        if self._closed or not 0 <= rendition < len(self.ladder):
+            return
+        assert self._upstream_keyframes is not None
+        for wanted, policy in enumerate(self._keyframe_policies):
+            if policy.pending and policy.should_force():
+                self._upstream_keyframes(wanted)  # at most one per keyframe_min_interval_s
+        self._push_video(packet, keyframe, rendition)
 
     def feed_audio(self, packet: av.Packet) -> None:
         """An edge room's audio packet from its relay."""
@@ -529,9 +566,11 @@ class MediaRoom:
         self._keyframe_policies[rendition].request()
 
     def _renditions_wanted(self) -> list[int]:
-        """The renditions to encode now: those viewers take, and the top one while a tap
-        listens or nobody watches (the next viewer starts from its keyframe run)."""
+        """The renditions to encode now: those viewers or relays (edges) take, and the top
+        one while a tap listens or nobody watches (the next viewer starts from its run)."""
         wanted = set(self._fanout.renditions_taken())
+        for relay in self._relays:
+            wanted.update(r for r in relay.renditions() if r < len(self.ladder))
         if self._taps or not wanted:
             wanted.add(0)
         return sorted(wanted)
@@ -592,6 +631,8 @@ class MediaRoom:
         self._fanout.push_audio(packet)
         for tap in self._taps:
             tap("audio", packet, False)
+        for relay in self._relays:
+            relay.audio(packet)
 
     def _push_video(self, packet: av.Packet, keyframe: bool, rendition: int) -> None:
         """One encoded video frame of `rendition` to its viewers and (the top one) the
@@ -607,6 +648,8 @@ class MediaRoom:
         if rendition == 0:
             for tap in self._taps:
                 tap("video", packet, keyframe)
+        for relay in self._relays:
+            relay.video(packet, keyframe, rendition)
 
     def _encode(
         self, frame: VideoFrame, overlays: list[Overlay], plan: list[tuple[int, bool]]
@@ -656,9 +699,12 @@ class MediaRoom:
             if packets:
                 self._frames_encoded += 1
             # Viewers waiting to switch move before any rendition of this frame is sent.
-            moved = self._fanout.begin_frame(r for r, packet in packets if packet.is_keyframe)
+            keyed = frozenset(r for r, packet in packets if packet.is_keyframe)
+            moved = self._fanout.begin_frame(keyed)
             if moved:
                 self._tell_moved(moved, frame.width, frame.height)
+            for relay in self._relays:
+                relay.begin_frame(keyed, frame.width, frame.height)
             for rendition, packet in packets:
                 self._push_video(packet, packet.is_keyframe, rendition)
 

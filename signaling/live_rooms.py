@@ -9,8 +9,9 @@ and the worker that handles media's "peer gone" reports.
 The cascade (media/relay.py): a viewer whose socket is on this node watching a live
 hosted on another node (its origin) is served here, by an edge room: the first such
 viewer opens one relay from the origin for the live (the origin's relay address is in
-its node record), the edge room fans it out to every viewer here, and the last viewer's
-leave closes it. The origin relays its hosted lives (`relay`, opened by
+its node record), the edge room fans it out to every viewer here (each at the rendition
+its pin or ABR picks: the relay subscribes to those its viewers take), and the last
+viewer's leave closes it. The origin relays its hosted lives (`relay`, opened by
 signaling/cascade.py) and tells every edge when a live ends.
 """
 
@@ -291,7 +292,9 @@ class LiveRooms(Feature):
             live.live_id,
             codec=relay.codec if relay else self.settings.video_codec,  # type: ignore[arg-type]
             video_bitrate=self.settings.video_bitrate, ice_servers=self._media_ice,
-            renditions=parse_ladder(self.settings.renditions, self.settings.video_bitrate),
+            # an edge room takes its origin's ladder (the relay's "stream" names it)
+            renditions=(relay.ladder if relay else
+                        parse_ladder(self.settings.renditions, self.settings.video_bitrate)),
             viewer_remb=self.settings.viewer_remb,
             max_viewers=self.settings.max_viewers, fanout=self.settings.fanout,
             admission=self.joins,
