@@ -100,6 +100,7 @@ class SafeMsgPackPacket(MsgPackPacket):
 # `unauthorized` (reason "anonymous"): chat, likes, gifts, nudges, follows need a sign-in.
 ANONYMOUS_EVENTS = frozenset({
     "live:watch", "room:join", "rtc:answer", "rtc:restart", "room:leave", "discover:watch",
+    "room:resume",
     "chat:history", "gift:board", "room:viewers", "room:quality",
 })
 
