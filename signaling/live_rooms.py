@@ -821,11 +821,11 @@ class LiveRooms(Feature):
 
     async def on_disconnect(self, conn: Connection) -> None:
         """A socket closed: a viewer's media is held for its page's new socket
-        (room:resume) when it has a resume token, else it stops watching; a creator's
-        starts the grace period."""
+        (room:resume) when the connection was lost (not closed on purpose) and it has a
+        resume token, else it stops watching; a creator's starts the grace period."""
         for hosted in list(self._by_live.values()):
             if conn.sid in hosted.viewers:
-                if self.holds.hold(conn.sid, hosted.live.live_id) is not None:
+                if conn.dropped and self.holds.hold(conn.sid, hosted.live.live_id):
                     continue  # still counted, its media still running: see _hold_over
                 await hosted.media.remove_viewer(hosted.key(conn.sid))
                 await self._forget_viewer(hosted, conn.sid)
