@@ -656,8 +656,8 @@ class LiveRooms(Feature):
         other_user) otherwise: the page joins again. The ack has a new token (each is
         used once), the live, the count, and for a viewer with video its quality."""
         hosted = self._by_live.get(live_id)
-        hold = await self.holds.take(token, live_id=live_id, user_id=conn.user_id,
-                                     anonymous=conn.anonymous,
+        hold = await self.holds.take(token, live_id=live_id, sid=conn.sid,
+                                     user_id=conn.user_id, anonymous=conn.anonymous,
                                      live_running=hosted is not None and not hosted.media.closed)
         assert hosted is not None  # take() refused otherwise (live_ended)
         if hold.sid not in hosted.viewers:  # its media ended meanwhile (the gone worker)
@@ -673,6 +673,9 @@ class LiveRooms(Feature):
         hosted.media_keys.pop(hold.sid, None)
         if hold.media_key != conn.sid:
             hosted.media_keys[conn.sid] = hold.media_key
+        if not hold.held:  # the old socket is still open here (its loss not yet seen):
+            # it watches nothing now, and hears the room no more
+            await self.gateway.sio.leave_room(hold.sid, live_room(live_id))
         await self._enter(conn, live_room(live_id))
         log.info("viewer resumed", extra={"fields": {"live": live_id, "sid": conn.sid}})
         ack: dict[str, Any] = {

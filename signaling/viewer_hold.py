@@ -61,17 +61,30 @@ class Hold:
     anonymous: bool
     deadline: float | None = None  # time.monotonic() past which the hold is over
 
+    @property
+    def held(self) -> bool:
+        """Its socket is gone (not only presumed alive)."""
+        return self.deadline is not None
 
-def check_resume(hold: Hold | None, *, live_id: str, user_id: str, anonymous: bool,
-                 live_running: bool, now: float) -> Hold:
-    """The hold a new socket (`user_id`, `anonymous`) may take back with a token, or a
-    DomainError: not_found (reason unknown_token: no such hold here, or another live's;
-    expired; live_ended) or forbidden (reason other_user: the hold is another user's,
-    or a signed-in user's token from a visitor's socket or the other way round)."""
-    if hold is None or hold.deadline is None or hold.live_id != live_id:
+
+def check_resume(hold: Hold | None, *, live_id: str, sid: str, user_id: str,
+                 anonymous: bool, live_running: bool, now: float) -> Hold:
+    """The join a new socket (`sid`, `user_id`, `anonymous`) may take back with a token,
+    or a DomainError: not_found (reason unknown_token: no such token here, or another
+    live's; expired; live_ended), forbidden (reason other_user: the join is another
+    user's, or a signed-in user's token from a visitor's socket or the other way round)
+    or conflict (the socket sending it is the one the join is bound to).
+
+    A join still bound to its old socket (no hold yet) may be taken too: the server
+    learns a connection was lost only from its ping timeout (~20-45 s) or a closed
+    transport, and a page on a new network is back long before; the token, which only
+    that page saw, says it is the same page."""
+    if hold is None or hold.live_id != live_id:
         raise DomainError(ErrorCode.NOT_FOUND, "nothing to resume on this server: join again",
                           reason="unknown_token")
-    if now >= hold.deadline:
+    if hold.sid == sid:
+        raise DomainError(ErrorCode.CONFLICT, "this connection already has this join")
+    if hold.deadline is not None and now >= hold.deadline:
         raise DomainError(ErrorCode.NOT_FOUND, "the connection was away too long: join again",
                           reason="expired")
     if not live_running:
@@ -129,16 +142,18 @@ class ViewerHolds:
                                                    name=f"viewer-hold-{live_id}")
         return held
 
-    async def take(self, token: str, *, live_id: str, user_id: str, anonymous: bool,
-                   live_running: bool) -> Hold:
-        """Take a held viewer back (check_resume's rule); its token is spent and its
-        timer cancelled. A refusal for someone else's token leaves the hold for its
-        owner; an expired or ended one is dropped."""
+    async def take(self, token: str, *, live_id: str, sid: str, user_id: str,
+                   anonymous: bool, live_running: bool) -> Hold:
+        """Take a viewer's join back for the socket `sid`, held or still bound to its old
+        socket (check_resume's rule); its token is spent and its timer cancelled. A
+        refusal for someone else's token leaves it to its owner; an expired or ended one
+        is dropped."""
         digest = token_digest(token)
         hold = self._tokens.get(digest)
         try:
-            check_resume(hold, live_id=live_id, user_id=user_id, anonymous=anonymous,
-                         live_running=live_running, now=time.monotonic())
+            check_resume(hold, live_id=live_id, sid=sid, user_id=user_id,
+                         anonymous=anonymous, live_running=live_running,
+                         now=time.monotonic())
         except DomainError as exc:
             if exc.details.get("reason") in ("expired", "live_ended"):
                 await self._drop(digest)

@@ -158,9 +158,11 @@ async def test_resume_token_misuse_is_refused_with_clear_codes(app_client: Any,
         assert not reply["ok"], reply
         return reply["error"]["code"], reply["error"].get("reason")
 
-    # bob's socket is up: nothing is held, its token resumes nothing yet
-    assert await refused(cat, {"live_id": live_id, "token": token}) == ("not_found",
-                                                                         "unknown_token")
+    # bob's socket is up (as the server sees it): still bob's alone
+    assert await refused(cat, {"live_id": live_id, "token": token}) == ("forbidden",
+                                                                         "other_user")
+    assert (await bob.call("room:resume", {"live_id": live_id, "token": token}))[
+        "error"]["code"] == "conflict"  # its own socket: nothing to take
     await drop(app_client, bob)
     # another user, a made-up token, another live id, not a token at all
     assert await refused(cat, {"live_id": live_id, "token": token}) == ("forbidden",
@@ -221,3 +223,41 @@ async def test_an_unclaimed_hold_expires_and_ends_the_media(short_hold_client: A
     assert reply["error"]["code"] == "not_found", reply
     # the page's fallback: a fresh join works
     assert (await back.call("room:join", {"user_id": ann.user.id, "media": False}))["ok"]
+
+
+async def test_a_page_back_before_the_server_saw_its_socket_go_takes_its_join(
+        app_client: Any, closers: list[Any]) -> None:
+    """A lost network is seen by the server only at the old socket's ping timeout (20 s
+    and more): the page's new socket, back long before, takes the join from the socket
+    the server still thinks open, whose later close then changes nothing."""
+    ann = await peer(app_client, "ann", closers)
+    live_id = (await go_live(ann, closers)).live_id
+    bob = await peer(app_client, "bob", closers)
+    ack, viewer = await watch(bob, ann.user.id, live_id, closers)
+    await poll(lambda: [p["viewers"] for p in ann.got("room:state")] == [1],
+               what="the creator told of one viewer")
+    pc = viewer.pc
+    cut(viewer.pc)
+    back = await open_tab(app_client, bob.user, closers, peer=Recorder)
+    resumed = await back.call("room:resume", {"live_id": live_id, "token": ack["resume_token"]})
+    assert resumed["ok"] and resumed["viewers"] == 1, resumed
+    await restart_ice(back, viewer, live_id)
+    frames = viewer.video_frames
+    await poll(lambda: viewer.video_frames >= frames + 15, timeout=10,
+               what="bob decoding on its new path")
+    lives = app_client.app[LIVES]
+    hosted = lives.hosted[ann.user.id]
+    assert list(hosted.viewers) == [back.sio.get_sid()] and viewer.pc is pc
+    # the old socket hears the room no more; its close (seen at last) holds nothing
+    cat = await peer(app_client, "cat", closers)
+    assert (await cat.call("room:join", {"user_id": ann.user.id, "media": False}))["ok"]
+    await poll(lambda: any(p["viewers"] == 2 for p in back.got("room:state")),
+               what="the new socket hears the room")
+    assert all(p["viewers"] == 1 for p in bob.got("room:state"))
+    await drop(app_client, bob)
+    assert lives.holds.held() == [] and list(hosted.viewers) == [back.sio.get_sid(),
+                                                                  cat.sio.get_sid()]
+    frames = viewer.video_frames
+    await poll(lambda: viewer.video_frames >= frames + 15, timeout=10,
+               what="bob decoding after the old socket closed")
+    assert [p["viewers"] for p in ann.got("room:state")] == [1, 2]

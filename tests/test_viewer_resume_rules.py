@@ -21,8 +21,8 @@ def held(**kw: object) -> Hold:
 
 
 def refusal(hold: Hold | None, **kw: object) -> tuple[str, object]:
-    args: dict[str, object] = {"live_id": LIVE, "user_id": "u1", "anonymous": False,
-                               "live_running": True, "now": 50.0}
+    args: dict[str, object] = {"live_id": LIVE, "sid": "s2", "user_id": "u1",
+                               "anonymous": False, "live_running": True, "now": 50.0}
     args.update(kw)
     with pytest.raises(DomainError) as caught:
         check_resume(hold, **args)  # type: ignore[arg-type]
@@ -31,17 +31,22 @@ def refusal(hold: Hold | None, **kw: object) -> tuple[str, object]:
 
 def test_the_owner_takes_its_hold_back_before_the_deadline() -> None:
     hold = held()
-    assert check_resume(hold, live_id=LIVE, user_id="u1", anonymous=False,
+    assert check_resume(hold, live_id=LIVE, sid="s2", user_id="u1", anonymous=False,
                         live_running=True, now=99.9) is hold
     visitor = held(user_id="anon-1", anonymous=True)
     # a visitor's new socket has a new made-up identity: the token alone binds it
-    assert check_resume(visitor, live_id=LIVE, user_id="anon-2", anonymous=True,
+    assert check_resume(visitor, live_id=LIVE, sid="s2", user_id="anon-2", anonymous=True,
                         live_running=True, now=0.0) is visitor
+    # the old socket's loss not yet seen by the server (no hold yet): the page's new
+    # socket, with the token only that page saw, takes the join all the same
+    bound = held(deadline=None)
+    assert check_resume(bound, live_id=LIVE, sid="s2", user_id="u1", anonymous=False,
+                        live_running=True, now=1e9) is bound
 
 
 def test_every_misuse_has_its_code_and_reason() -> None:
     assert refusal(None) == ("not_found", "unknown_token")
-    assert refusal(held(deadline=None)) == ("not_found", "unknown_token")  # still bound
+    assert refusal(held(), sid="s1") == ("conflict", None)  # the socket it is bound to
     assert refusal(held(), live_id="f" * 16) == ("not_found", "unknown_token")
     assert refusal(held(), now=100.0) == ("not_found", "expired")
     assert refusal(held(), live_running=False) == ("not_found", "live_ended")
@@ -68,9 +73,11 @@ async def test_a_hold_is_taken_once_and_its_timer_ends() -> None:
         token = holds.issue("s1", LIVE, "s1", "u1", anonymous=False)
         assert token is not None
         assert token not in repr(holds.__dict__)  # the token itself is not stored
-        kw = {"live_id": LIVE, "user_id": "u1", "anonymous": False, "live_running": True}
-        with pytest.raises(DomainError):  # bound to a live socket: nothing held yet
-            await holds.take(token, **kw)  # type: ignore[arg-type]
+        kw = {"live_id": LIVE, "sid": "s9", "user_id": "u1", "anonymous": False,
+              "live_running": True}
+        with pytest.raises(DomainError) as same:  # from the socket it is bound to
+            await holds.take(token, **{**kw, "sid": "s1"})  # type: ignore[arg-type]
+        assert same.value.code == "conflict"
         hold = holds.hold("s1", LIVE)
         assert hold is not None and hold.deadline is not None
         assert holds.hold("s2", LIVE) is None  # no token: nothing held
@@ -94,6 +101,12 @@ async def test_an_unclaimed_hold_expires_and_a_left_viewer_is_not_held() -> None
         expired.append(hold)
 
     holds = ViewerHolds(0.05, on_expiry)
+    bound = holds.issue("s0", LIVE, "s0", "u0", anonymous=False)
+    assert bound is not None
+    taken = await holds.take(bound, live_id=LIVE, sid="s5", user_id="u0", anonymous=False,
+                             live_running=True)
+    assert taken.sid == "s0" and not taken.held
+    assert holds.hold("s0", LIVE) is None  # the old socket's late drop holds nothing
     try:
         holds.issue("s1", LIVE, "s1", "u1", anonymous=False)
         holds.hold("s1", LIVE)
