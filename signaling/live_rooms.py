@@ -368,6 +368,7 @@ class LiveRooms(Feature):
         self._by_live.pop(hosted.live.live_id, None)
         live = hosted.live
         self.relay.end_live(live.live_id, reason)  # edges end their viewers' media
+        self.holds.live_ended(live.live_id)
         await self.grace.cancel(live.live_id)  # skipped when the timer itself is ending it
         try:
             await self.services.lives.end(live)
@@ -421,8 +422,9 @@ class LiveRooms(Feature):
             raise DomainError(ErrorCode.FORBIDDEN, "the creator banned you from their lives",
                               reason="banned")
         hosted = self._by_live.get(live.live_id)
-        if hosted is None:
-            return _answered(await self._join_remote(conn, live, media, quality, offer), offer)
+        if hosted is None:  # no holds for an edge room's viewers: they join again
+            ack = await self._join_remote(conn, live, media, quality, offer)
+            return _answered(ack | ({} if conn.socketless else {"resume_token": None}), offer)
         renegotiation = conn.sid in hosted.viewers
         if renegotiation:  # a fresh pc from the same tab
             await hosted.media.remove_viewer(hosted.key(conn.sid))

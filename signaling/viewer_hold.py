@@ -172,6 +172,12 @@ class ViewerHolds:
         if digest is not None:
             await self._drop(digest)
 
+    def live_ended(self, live_id: str) -> None:
+        """The live ended: the tokens of its viewers still on their sockets are void (a
+        held one stays until its timer, so a page back meanwhile is told `live_ended`)."""
+        for key in [k for k in self._bound if k[1] == live_id]:
+            self._unbind(*key)
+
     async def close(self) -> None:
         """Cancel and await every timer; forget every token. Idempotent."""
         timers = list(self._timers.values())

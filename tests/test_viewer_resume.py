@@ -200,6 +200,8 @@ async def test_resume_token_misuse_is_refused_with_clear_codes(app_client: Any,
     last = await visitor(app_client, closers)
     assert await refused(last, {"live_id": live_id, "token": token}) == ("not_found",
                                                                          "live_ended")
+    holds = app_client.app[LIVES].holds
+    assert holds._bound == {} and holds._tokens == {}  # nothing left of the ended live
 
 
 async def test_an_unclaimed_hold_expires_and_ends_the_media(short_hold_client: Any,

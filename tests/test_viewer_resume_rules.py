@@ -125,6 +125,22 @@ async def test_an_unclaimed_hold_expires_and_a_left_viewer_is_not_held() -> None
         assert [h.sid for h in expired] == ["s1"]
     finally:
         await holds.close()
+    # a live that ended: its viewers' tokens go (no leak), a held one stays to say so
+    holds = ViewerHolds(30.0, on_expiry)
+    try:
+        holds.issue("s1", LIVE, "s1", "u1", anonymous=False)
+        held_token = holds.issue("s2", LIVE, "s2", "u2", anonymous=False)
+        holds.issue("s3", "f" * 16, "s3", "u3", anonymous=False)
+        holds.hold("s2", LIVE)
+        holds.live_ended(LIVE)
+        assert sorted(h.sid for h in holds._tokens.values()) == ["s2", "s3"]
+        assert list(holds._bound) == [("s3", "f" * 16)]
+        with pytest.raises(DomainError) as ended:
+            await holds.take(held_token or "", live_id=LIVE, sid="s9", user_id="u2",
+                             anonymous=False, live_running=False)
+        assert ended.value.details["reason"] == "live_ended" and holds.held() == []
+    finally:
+        await holds.close()
     # off (GOLIVE_VIEWER_RESUME_GRACE=0): no tokens at all
     assert ViewerHolds(0, on_expiry).issue("s1", LIVE, "s1", "u1", anonymous=False) is None
 
