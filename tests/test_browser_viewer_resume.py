@@ -29,6 +29,12 @@ RECORD_SOCKETS = """(() => {
         const socket = original(...args);
         window.__sockets.push(socket);
         socket.on('room:state', ({ viewers }) => window.__states.push(viewers));
+        // window.__spoilResume: the page's room:resume carries a token the server never
+        // gave (as after a hold expired, or on another node)
+        const emit = socket.emit.bind(socket);
+        socket.emit = (event, payload, ...rest) => emit(event,
+          event === 'room:resume' && window.__spoilResume ? { ...payload, token: 'A'.repeat(32) }
+            : payload, ...rest);
         return socket;
       }, original);
     },
@@ -87,3 +93,32 @@ async def test_a_viewer_whose_socket_drops_resumes_on_the_same_peer_connection(
         # the creator's count never moved: no push for the drop nor for the resume
         assert 0 not in (await studio.evaluate("window.__states"))[states:]
         assert await watching.text_content() == "1"
+
+
+async def test_a_refused_resume_falls_back_to_a_fresh_join(chromium, live_server) -> None:  # noqa: F811
+    async with (open_page(chromium, live_server.url) as studio,
+                open_page(chromium, live_server.url) as viewer):
+        for page in (studio, viewer):
+            await page.add_init_script(RECORD_PEERS)
+            await page.add_init_script(RECORD_SOCKETS)
+        await person(studio, "alice")
+        await person(viewer, "bob")
+        await studio_go_live(studio, "Dropping sockets")
+        await viewer.goto("/@alice")
+        await wait_playing(viewer)
+        assert (await viewer.evaluate(PATH))["peers"] == 1
+        await viewer.evaluate("window.__spoilResume = true")
+        await viewer.evaluate(DROP)
+
+        async def rejoined() -> bool:
+            now = await viewer.evaluate(PATH)
+            return now["peers"] == 2 and now["state"] == "connected"
+
+        await poll(rejoined, timeout=20, what="a fresh join on a new peer connection")
+        await wait_playing(viewer)
+        watching = studio.get_by_test_id("studio-viewers")
+
+        async def counted() -> bool:
+            return await watching.text_content() == "1"
+
+        await poll(counted, what="bob counted once")
