@@ -15,6 +15,13 @@ from tests.test_browser_ice_restart import PATH, RECORD_PEERS
 
 pytestmark = pytest.mark.browser
 
+
+@pytest.fixture
+def live_server_workers() -> str:
+    """One worker whatever GOLIVE_TEST_WORKERS says: holds are in the memory of the worker
+    that served the join, and a new socket on another worker joins again (by design)."""
+    return "1"
+
 # Keeps every Socket.IO socket a page opens (the vendor script sets window.io: wrapped as
 # it is set) and every room:state push they hear.
 RECORD_SOCKETS = """(() => {
