@@ -685,6 +685,7 @@ class LiveRooms(Feature):
             "resume_token": self.holds.issue(conn.sid, live_id, hold.media_key,
                                              hold.user_id, hold.anonymous),
             "viewers": await self.services.lives.viewer_count(hosted.live),
+            "likes": await self.services.likes.count(live_id),  # those sent while away
             **self.client_ice.for_client(conn.user_id)}
         if hold.media_key in hosted.media.viewer_ids:
             ack |= _quality(hosted.media, hold.media_key)

@@ -108,6 +108,7 @@ async def test_a_viewer_resumes_on_a_new_socket_with_the_same_peer_connection(
     resumed = await back.call("room:resume", {"live_id": live_id, "token": token})
     assert resumed["ok"], resumed
     assert resumed["live"]["live_id"] == live_id and resumed["viewers"] == 1
+    assert resumed["likes"] == 0
     assert resumed["quality"] == "180" and resumed["rendition"] == "180"  # the pin held
     assert resumed["resume_token"] not in (None, token)  # a token is used once
     assert lives.holds.held() == []

@@ -341,6 +341,7 @@ export class LiveStage {
         this.restartsThisDrop = 0;
         this.live = reply.live;
         this.setViewers(reply.viewers);
+        this.likes.open(reply.live, reply.likes ?? 0, { signedIn: target.signedIn });
         if (this.root.dataset.overlay === 'connecting') this.overlay(null);
         // lines and gifts sent while the socket was away
         this.chat.open(reply.live, { creator: false });
