@@ -275,6 +275,12 @@ class Settings:
         "env": "GOLIVE_LIVE_GRACE",
         "help": "seconds a creator whose connection dropped has to come back before the live "
                 "ends (after a server crash: counted from the restart)"})
+    viewer_resume_grace: float = field(default=10.0, metadata={
+        "env": "GOLIVE_VIEWER_RESUME_GRACE",
+        "help": "seconds a viewer whose socket dropped keeps its media (peer connection, "
+                "place in the count, quality pin) for its page's new socket to take back "
+                "with room:resume (the media's own 10 s viewer silence timeout ends a dead "
+                "path anyway); 0: no holds, the page joins again"})
     # A 720p rendition at 1.8 Mbit/s is ~0.8 GB an hour: 2 GB is ~2.5 hours of it.
     replay_max_bytes: int = field(default=2_000_000_000, metadata={
         "env": "GOLIVE_REPLAY_MAX_BYTES",

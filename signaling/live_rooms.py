@@ -52,11 +52,13 @@ from signaling.schemas import (
     RoomJoin,
     RoomLeave,
     RoomQuality,
+    RoomResume,
     RtcAnswer,
     RtcRestart,
 )
 from signaling.services import Services
 from signaling.tasks import OwnedTask, every
+from signaling.viewer_hold import Hold, ViewerHolds
 from signaling.webhooks import emit_safely
 
 log = logging.getLogger("golive.lives")
@@ -84,6 +86,17 @@ class HostedLive:
     publisher_sid: str | None
     viewers: dict[str, str] = field(default_factory=dict)  # sid -> viewer user id
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # sid -> the viewer's id in the media room, where they differ: a socket that took
+    # back (room:resume) the media a dropped socket held keeps that socket's media id.
+    media_keys: dict[str, str] = field(default_factory=dict)
+
+    def key(self, sid: str) -> str:
+        """The media room's id of the viewer whose socket is `sid`."""
+        return self.media_keys.get(sid, sid)
+
+    def sid_of(self, key: str) -> str:
+        """The socket (live or held) of the viewer the media room calls `key`."""
+        return next((sid for sid, k in self.media_keys.items() if k == key), key)
 
 
 @dataclass
@@ -132,6 +145,10 @@ class LiveRooms(Feature):
                                  known=self._is_node)
         self.edge_relays_opened = 0
         self.grace = GraceTimers(settings.live_grace, self._grace_over)
+        # A viewer whose socket dropped keeps its media this long for its page's new
+        # socket (room:resume; signaling/viewer_hold.py). Hosted lives only: an edge
+        # room's viewer joins again.
+        self.holds = ViewerHolds(settings.viewer_resume_grace, self._hold_over)
         self.pushes = RoomPushes(gateway, services, self.hosted_live)
         # (live id, reason, the viewer's sid / None for the publisher / a RelayClient
         # whose stream ended)
@@ -188,6 +205,7 @@ class LiveRooms(Feature):
         await self._uplink_task.stop()
         self.joins.close()
         await self.grace.close()
+        await self.holds.close()
         await self.pushes.close()
 
     # --- creator -----------------------------------------------------------
@@ -301,8 +319,13 @@ class LiveRooms(Feature):
             upstream_keyframes=relay.request_keyframe if relay else None,
             on_viewer_gone=lambda sid, reason: self._report_gone(live.live_id, sid, reason),
             on_publisher_gone=lambda reason: self._report_gone(live.live_id, None, reason),
-            on_viewer_rendition=lambda sid, quality: self.pushes.rendition_changed(
-                sid, live.live_id, quality))
+            on_viewer_rendition=lambda key, quality: self.pushes.rendition_changed(
+                self._socket_of(live.live_id, key), live.live_id, quality))
+
+    def _socket_of(self, live_id: str, key: str) -> str:
+        """The socket of the viewer a media room calls `key` (its media id)."""
+        hosted = self._by_live.get(live_id)
+        return hosted.sid_of(key) if hosted is not None else key
 
     async def _is_node(self, node_id: str) -> bool:
         """An edge's relay comes from a node with a record in Redis (a live node)."""
@@ -348,6 +371,7 @@ class LiveRooms(Feature):
         self._by_live.pop(hosted.live.live_id, None)
         live = hosted.live
         self.relay.end_live(live.live_id, reason)  # edges end their viewers' media
+        self.holds.live_ended(live.live_id)
         await self.grace.cancel(live.live_id)  # skipped when the timer itself is ending it
         try:
             await self.services.lives.end(live)
@@ -401,11 +425,13 @@ class LiveRooms(Feature):
             raise DomainError(ErrorCode.FORBIDDEN, "the creator banned you from their lives",
                               reason="banned")
         hosted = self._by_live.get(live.live_id)
-        if hosted is None:
-            return _answered(await self._join_remote(conn, live, media, quality, offer), offer)
+        if hosted is None:  # no holds for an edge room's viewers: they join again
+            ack = await self._join_remote(conn, live, media, quality, offer)
+            return _answered(ack | ({} if conn.socketless else {"resume_token": None}), offer)
         renegotiation = conn.sid in hosted.viewers
         if renegotiation:  # a fresh pc from the same tab
-            await hosted.media.remove_viewer(conn.sid)
+            await hosted.media.remove_viewer(hosted.key(conn.sid))
+            hosted.media_keys.pop(conn.sid, None)
         else:
             count = await self.services.lives.viewer_joined(live, conn.user_id)
             if count < 0:
@@ -421,6 +447,9 @@ class LiveRooms(Feature):
         await self._enter(conn, live_room(live.live_id))
         self.pushes.viewers_changed(live.live_id)
         ack = await self._joined(live, conn, renegotiation, sdp)
+        if not conn.socketless:  # a socket that drops may take its media back (room:resume)
+            ack["resume_token"] = self.holds.issue(conn.sid, live.live_id, conn.sid,
+                                                   conn.user_id, conn.anonymous)
         return _answered(ack | (_quality(hosted.media, conn.sid) if sdp is not None else {}),
                          offer)
 
@@ -585,41 +614,94 @@ class LiveRooms(Feature):
         await self.services.lives.reap_share(live_id, live.creator_id if live else "")
         await self.gateway.sio.close_room(live_room(live_id))
 
-    def _viewer_media(self, conn: Connection, live_id: str, missing: str) -> MediaRoom:
+    def _viewer_media(self, conn: Connection, live_id: str,
+                      missing: str) -> tuple[MediaRoom, str]:
         """The media room holding `conn`'s video of the live (hosted here, or an edge
-        room of a live hosted elsewhere); not_found(`missing`) when it has none."""
+        room of a live hosted elsewhere) and the viewer's id in it; not_found(`missing`)
+        when it has none."""
         hosted = self._by_live.get(live_id)
         room = self.remote.get(live_id)
         media: MediaRoom | None = None
+        key = conn.sid
         if hosted is not None and conn.sid in hosted.viewers:
-            media = hosted.media
+            media, key = hosted.media, hosted.key(conn.sid)
         elif hosted is None and room is not None and conn.sid in room.viewers:
             media = room.media
-        if media is None or conn.sid not in media.viewer_ids:
+        if media is None or key not in media.viewer_ids:
             raise not_found(missing)
-        return media
+        return media, key
 
     async def set_quality(self, conn: Connection, live_id: str, quality: str) -> dict[str, Any]:
         """A viewer pins its video to a rendition ("360") or gives it back to its link
         ("auto"); it moves at that rendition's next keyframe."""
-        media = self._viewer_media(conn, live_id, "you are not watching this live's video")
+        media, key = self._viewer_media(conn, live_id, "you are not watching this live's video")
         try:
-            media.set_quality(conn.sid, quality)
+            media.set_quality(key, quality)
         except MediaError as exc:
             raise from_media(exc) from None
-        return _quality(media, conn.sid)
+        return _quality(media, key)
 
     async def restart_viewer(self, conn: Connection, live_id: str) -> dict[str, Any]:
         """A viewer whose network changed restarts ICE on its peer connection: the offer
         (new ICE) comes back; its answer goes through rtc:answer. The join stays as it
         is: no room:leave/room:join, no viewer-count change, the quality pin kept."""
-        media = self._viewer_media(conn, live_id,
-                                   "you have no peer connection in this live to restart")
+        media, key = self._viewer_media(conn, live_id,
+                                        "you have no peer connection in this live to restart")
         try:
-            offer = await media.restart_viewer_ice(conn.sid)
+            offer = await media.restart_viewer_ice(key)
         except MediaError as exc:
             raise from_media(exc) from None
         return {"offer": offer}
+
+    async def resume(self, conn: Connection, live_id: str, token: str) -> dict[str, Any]:
+        """A viewer's new socket takes back what its dropped socket held (its peer
+        connection, its place in the count, its quality pin): no count change, no
+        room:state push; the page then restarts ICE (rtc:restart) over this socket.
+        not_found (reason unknown_token, expired or live_ended) or forbidden (reason
+        other_user) otherwise: the page joins again. The ack has a new token (each is
+        used once), the live, the count, and for a viewer with video its quality."""
+        hosted = self._by_live.get(live_id)
+        hold = await self.holds.take(token, live_id=live_id, sid=conn.sid,
+                                     user_id=conn.user_id, anonymous=conn.anonymous,
+                                     live_running=hosted is not None and not hosted.media.closed)
+        assert hosted is not None  # take() refused otherwise (live_ended)
+        if hold.sid not in hosted.viewers:  # its media ended meanwhile (the gone worker)
+            raise DomainError(ErrorCode.NOT_FOUND, "the stream ended meanwhile: join again",
+                              reason="expired")
+        if conn.sid in hosted.viewers:  # this socket joined again meanwhile: that join wins
+            await hosted.media.remove_viewer(hold.media_key)
+            await self._forget_viewer(hosted, hold.sid)
+            raise conflict("this connection has joined the live again since")
+        # The same viewer under its new socket: its counted identity stays (a visitor's
+        # new socket has a new made-up one, but the count holds the old one)
+        hosted.viewers[conn.sid] = hosted.viewers.pop(hold.sid)
+        hosted.media_keys.pop(hold.sid, None)
+        if hold.media_key != conn.sid:
+            hosted.media_keys[conn.sid] = hold.media_key
+        if not hold.held:  # the old socket is still open here (its loss not yet seen):
+            # it watches nothing now, and hears the room no more
+            await self.gateway.sio.leave_room(hold.sid, live_room(live_id))
+        await self._enter(conn, live_room(live_id))
+        log.info("viewer resumed", extra={"fields": {"live": live_id, "sid": conn.sid}})
+        ack: dict[str, Any] = {
+            "live": hosted.live.as_dict(),
+            "resume_token": self.holds.issue(conn.sid, live_id, hold.media_key,
+                                             hold.user_id, hold.anonymous),
+            "viewers": await self.services.lives.viewer_count(hosted.live),
+            "likes": await self.services.likes.count(live_id),  # those sent while away
+            **self.client_ice.for_client(conn.user_id)}
+        if hold.media_key in hosted.media.viewer_ids:
+            ack |= _quality(hosted.media, hold.media_key)
+        return ack
+
+    async def _hold_over(self, hold: Hold) -> None:
+        """A held viewer's socket did not come back in time: its media and its place in
+        the count end (one room:state push, as a leave)."""
+        hosted = self._by_live.get(hold.live_id)
+        if hosted is None or hold.sid not in hosted.viewers:
+            return  # the live ended, or the media's own report came first
+        await hosted.media.remove_viewer(hold.media_key)
+        await self._forget_viewer(hosted, hold.sid)
 
     async def restart_publisher(self, conn: Connection, offer: str) -> dict[str, Any]:
         """The creator's ICE restart, from the publishing tab or from its new socket after
@@ -653,7 +735,8 @@ class LiveRooms(Feature):
         try:
             if media is None:
                 raise not_found("no media for this join (chat-only)")
-            await media.accept_viewer_answer(conn.sid, sdp)
+            key = hosted.key(conn.sid) if hosted is not None else conn.sid
+            await media.accept_viewer_answer(key, sdp)
         except MediaError as exc:
             # not_found: a chat-only join, which has no peer connection to forget
             if exc.code not in (MediaErrorCode.CONFLICT, MediaErrorCode.NOT_FOUND):
@@ -673,7 +756,7 @@ class LiveRooms(Feature):
             return True
         if hosted is None or conn.sid not in hosted.viewers:
             return False
-        await hosted.media.remove_viewer(conn.sid)
+        await hosted.media.remove_viewer(hosted.key(conn.sid))
         await self._forget_viewer(hosted, conn.sid)
         await self.gateway.sio.leave_room(conn.sid, live_room(live_id))
         return True
@@ -728,7 +811,7 @@ class LiveRooms(Feature):
             return len(sids)
         sids = [sid for sid, uid in hosted.viewers.items() if uid == user_id]
         for sid in sids:
-            await hosted.media.remove_viewer(sid)
+            await hosted.media.remove_viewer(hosted.key(sid))
             await self._forget_viewer(hosted, sid)
             await self.gateway.sio.leave_room(sid, live_room(live_id))
             await self.gateway.sio.emit("room:left", {"live_id": live_id, "reason": reason},
@@ -736,6 +819,8 @@ class LiveRooms(Feature):
         return len(sids)
 
     async def _forget_viewer(self, hosted: HostedLive, sid: str) -> None:
+        hosted.media_keys.pop(sid, None)
+        await self.holds.forget(sid, hosted.live.live_id)
         user_id = hosted.viewers.pop(sid, None)
         if user_id is not None:
             await self.services.lives.viewer_left(hosted.live, user_id)
@@ -744,10 +829,14 @@ class LiveRooms(Feature):
     # --- disconnects and media reports -------------------------------------
 
     async def on_disconnect(self, conn: Connection) -> None:
-        """A socket closed: it stops watching; a creator's starts the grace period."""
+        """A socket closed: a viewer's media is held for its page's new socket
+        (room:resume) when the connection was lost (not closed on purpose) and it has a
+        resume token, else it stops watching; a creator's starts the grace period."""
         for hosted in list(self._by_live.values()):
             if conn.sid in hosted.viewers:
-                await hosted.media.remove_viewer(conn.sid)
+                if conn.dropped and self.holds.hold(conn.sid, hosted.live.live_id):
+                    continue  # still counted, its media still running: see _hold_over
+                await hosted.media.remove_viewer(hosted.key(conn.sid))
                 await self._forget_viewer(hosted, conn.sid)
         for room in list(self.remote.values()):
             if conn.sid in room.viewers:
@@ -803,7 +892,9 @@ class LiveRooms(Feature):
             try:
                 if sid is None:
                     self._begin_grace(hosted)
-                elif sid in hosted.viewers:
+                    continue
+                sid = hosted.sid_of(sid)  # the media room names the viewer by its media id
+                if sid in hosted.viewers:
                     await self._forget_viewer(hosted, sid)
                     await self.gateway.sio.emit("room:left", {"live_id": live_id,
                                                              "reason": reason}, to=sid)
@@ -883,6 +974,11 @@ class LiveRooms(Feature):
         @gateway.event("rtc:restart", RtcRestart)
         async def rtc_restart(ctx: EventContext, p: RtcRestart) -> dict[str, Any]:
             return await self.restart_viewer(ctx.conn, p.live_id)
+
+        @gateway.event("room:resume", RoomResume)
+        async def room_resume(ctx: EventContext, p: RoomResume) -> dict[str, Any]:
+            """A viewer's new socket takes back the media its dropped socket held."""
+            return await self.resume(ctx.conn, p.live_id, p.token)
 
         @gateway.event("live:restart", LiveRestart)
         async def live_restart(ctx: EventContext, p: LiveRestart) -> dict[str, Any]:

@@ -113,6 +113,8 @@ SOCKET_ROWS = [
         why="chat-only joins have no peer connection to answer"),
     row("rtc:restart", LIVE,                                      "N  U  N  N  N  N  N  N",
         why="an ICE restart is of the caller's own peer connection: chat-only joins have none"),
+    row("room:resume", {**LIVE, "token": "{uniq}{uniq}"},          "N  U  N  N  N  N  N  N",
+        why="a token only the dropped socket's page holds; an unknown one is not_found"),
     row("room:quality", {**LIVE, "quality": "auto"},              "N  U  N  N  N  N  N  N",
         why="chat-only joins have no stream to pick a quality of"),
     row("room:viewers", LIVE,                                     "ok U  ok F  F  ok ok ok"),
