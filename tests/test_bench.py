@@ -6,12 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import queue
-import signal
 import subprocess
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +24,7 @@ from bench.rtp_counting import RtpCounters, count_only, h264_has_idr, vp8_starts
 from media import MediaRoom, RoomTimings, aiortc_private, restrict_host_addresses
 from media.ice import rtc_configuration
 from media.synthetic import HeadlessCreator
-from tests.support.servers import assert_gone, bench_result, descendants, run_bench
+from tests.support.servers import assert_gone, bench_result, interrupt_when, run_bench
 
 RUN_TIMEOUT_S = 90
 
@@ -322,27 +317,11 @@ def test_join_rounds_one_viewer_into_a_quiet_room(tmp_path: Path) -> None:
 
 def test_interrupted_run_leaves_no_process(tmp_path: Path) -> None:
     proc = run_bench("fanout", "--viewers", "2", "--duration", "60", "--out", str(tmp_path),
-                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stderr is not None
-    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True)
-    reader.start()
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    seen = ""
-    try:
-        while "measuring" not in seen:
-            assert proc.poll() is None, seen
-            assert time.monotonic() < deadline, f"never reached the measurement:\n{seen}"
-            with contextlib.suppress(queue.Empty):
-                seen += lines.get(timeout=0.5)
-        started = descendants(proc.pid)
-        assert len(started) >= 4  # server, its redis, the creator, a worker
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    started, err = interrupt_when(proc, "measuring", RUN_TIMEOUT_S)
+    assert len(started) >= 4  # server, its redis, the creator, a worker
+    assert proc.returncode == 130, err
+    assert "interrupted: stopping" in err  # the runner's own handler, not python-socketio's
     assert_gone(started)
     result = bench_result(tmp_path)
     assert result["interrupted"] is True

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -106,6 +108,38 @@ def run_bench(*argv: str, **popen: Any) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     return subprocess.Popen([sys.executable, "-m", "bench", *argv], cwd=REPO, env=env,
                             text=True, **popen)
+
+
+def interrupt_when(proc: subprocess.Popen[str], marker: str,
+                   timeout: float = 120) -> tuple[set[int], str]:
+    """Read a bench run's stderr (opened as a text PIPE) until a line holds `marker`, note
+    the processes it started by then, Ctrl-C it (SIGINT, as a terminal does) and wait for
+    it to exit. Returns those processes and all it wrote to stderr; the caller asserts the
+    exit status (130), the result and that the processes are gone (assert_gone)."""
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stderr is not None
+    stream = proc.stderr
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in stream], daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    seen = ""
+    try:
+        while marker not in seen:
+            assert proc.poll() is None, f"the run ended before {marker!r}:\n{seen}"
+            assert time.monotonic() < deadline, f"never reached {marker!r}:\n{seen}"
+            with contextlib.suppress(queue.Empty):
+                seen += lines.get(timeout=0.5)
+        started = descendants(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=10)
+    while not lines.empty():
+        seen += lines.get_nowait()
+    return started, seen
 
 
 def bench_result(out: Path) -> dict[str, Any]:
