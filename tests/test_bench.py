@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from aiortc.rtp import RtpPacket
 from bench import stamp
 from bench.creator import StampedVideoTrack
 from bench.options import parse_counts, parse_rate, parse_size
+from bench.processes import end_by_eof
 from bench.rtp_counting import RtpCounters, count_only, h264_has_idr, vp8_starts_keyframe
 from media import MediaRoom, RoomTimings, aiortc_private, restrict_host_addresses
 from media.ice import rtc_configuration
@@ -325,3 +328,20 @@ def test_interrupted_run_leaves_no_process(tmp_path: Path) -> None:
     assert_gone(started)
     result = bench_result(tmp_path)
     assert result["interrupted"] is True
+
+
+async def test_end_by_eof_closes_stdin_then_kills_a_child_that_stays() -> None:
+    """bench.processes.end_by_eof, the stop of the namespaced viewer and creator: a child
+    that exits on EOF exits by itself; one that stays past the grace is SIGKILLed."""
+    async def child(code: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, stdin=asyncio.subprocess.PIPE)
+
+    leaves = await child("import sys; sys.stdin.read()")
+    await end_by_eof(leaves)
+    assert leaves.returncode == 0
+    stays = await child("import sys, time; sys.stdin.read(); time.sleep(60)")
+    await end_by_eof(stays, grace=0.5)
+    assert stays.returncode == -signal.SIGKILL
+    await end_by_eof(stays)  # already ended, and None: nothing to do
+    await end_by_eof(None)
