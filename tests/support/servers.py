@@ -110,12 +110,16 @@ def run_bench(*argv: str, **popen: Any) -> subprocess.Popen[str]:
                             text=True, **popen)
 
 
-def interrupt_when(proc: subprocess.Popen[str], marker: str,
-                   timeout: float = 120) -> tuple[set[int], str]:
-    """Read a bench run's stderr (opened as a text PIPE) until a line holds `marker`, note
-    the processes it started by then, Ctrl-C it (SIGINT, as a terminal does) and wait for
-    it to exit. Returns those processes and all it wrote to stderr; the caller asserts the
-    exit status (130), the result and that the processes are gone (assert_gone)."""
+def interrupt_run(proc: subprocess.Popen[str], marker: str, out: Path, timeout: float = 120,
+                  running: tuple[str, ...] = ()) -> tuple[dict[str, Any], set[int]]:
+    """Ctrl-C a bench run mid-way and check that its runner stopped it cleanly.
+
+    Reads the run's stderr (opened as a text PIPE) until a line holds `marker` and the run
+    has a process for each of `running` (a piece of its command line), notes the processes
+    it started by then, sends SIGINT (a terminal's Ctrl-C) and waits for it to exit; then
+    asserts exit 130, bench/runner.py's own "interrupted: stopping" note (its handler ran,
+    not python-socketio's), a result.json under `out` that says interrupted, and every
+    noted process gone. Returns that result and the processes."""
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stderr is not None
     stream = proc.stderr
@@ -129,6 +133,11 @@ def interrupt_when(proc: subprocess.Popen[str], marker: str,
             assert time.monotonic() < deadline, f"never reached {marker!r}:\n{seen}"
             with contextlib.suppress(queue.Empty):
                 seen += lines.get(timeout=0.5)
+        while not all(any(what in _cmdline(p) for p in descendants(proc.pid))
+                      for what in running):
+            assert proc.poll() is None, seen
+            assert time.monotonic() < deadline, f"never saw {running} running:\n{seen}"
+            time.sleep(0.1)
         started = descendants(proc.pid)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=timeout)
@@ -139,7 +148,19 @@ def interrupt_when(proc: subprocess.Popen[str], marker: str,
     reader.join(timeout=10)
     while not lines.empty():
         seen += lines.get_nowait()
-    return started, seen
+    assert proc.returncode == 130, seen
+    assert "interrupted: stopping" in seen, seen
+    assert_gone(started)
+    result = bench_result(out)
+    assert result["interrupted"] is True
+    return result, started
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def bench_result(out: Path) -> dict[str, Any]:
