@@ -31,7 +31,7 @@ from typing import Any
 from av.video.frame import VideoFrame
 
 from bench.decoding_viewer import DecodingViewer
-from bench.processes import die_with_parent
+from bench.processes import die_with_parent, end_by_eof
 from media.ice_restart import IceRestart, read_ice, with_ice
 
 FREEZE_MS = 500.0
@@ -131,14 +131,7 @@ class NamespacedViewer:
     async def close(self) -> None:
         proc, self._proc = self._proc, None
         try:
-            if proc is not None and proc.returncode is None:
-                assert proc.stdin is not None
-                proc.stdin.close()
-                try:
-                    await asyncio.wait_for(proc.wait(), 5)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+            await end_by_eof(proc)
         finally:
             if self._reader is not None:
                 self._reader.cancel()

@@ -196,11 +196,11 @@ class ChatOnlyViewer:
     the server made a peer connection for it, which must not outlive the socket)."""
 
     def __init__(self, url: str, token: str, creator_id: str, abandon: bool = False) -> None:
-        import socketio
+        from golive.client import bare_socket
 
         self.url, self.token, self.creator_id = url, token, creator_id
         self.abandon = abandon
-        self.sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+        self.sio = bare_socket()
         self.live_id: str | None = None
 
     async def join(self) -> None:
@@ -475,11 +475,11 @@ class SoakRun:
 
     async def go_live(self) -> None:
         import aiohttp
-        import socketio
 
         from bench.creator import start_live
         from bench.gift_latency import buy_coins
         from bench.target import register_accounts
+        from golive.client import bare_socket
         from media.ice import restrict_host_addresses
         from media.synthetic import HeadlessCreator
 
@@ -496,7 +496,7 @@ class SoakRun:
         self.restriction = restrict_host_addresses(["127.0.0.1"])
         width, height = self.args.size
         self.creator = HeadlessCreator.synthetic(width, height, self.args.fps)
-        self.creator_sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+        self.creator_sio = bare_socket()
 
         async def on_ended(data: dict[str, Any]) -> None:
             self.ended = f"the server ended the live: {data.get('reason')}"
@@ -517,12 +517,11 @@ class SoakRun:
 
     async def set_up(self) -> None:
         """Every account once through every path the load takes (bench/soak.py, step 1)."""
-        import socketio
+        from golive.client import bare_socket
 
         assert self.load is not None
         load, url, n = self.load, self.server.url, len(self.accounts)
-        socks = [socketio.AsyncClient(serializer="msgpack", reconnection=False)
-                 for _ in range(n)]
+        socks = [bare_socket() for _ in range(n)]
         try:
             for sio, account in zip(socks, self.accounts, strict=True):
                 await sio.connect(url, auth={"token": account.token}, transports=["websocket"],

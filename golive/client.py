@@ -179,6 +179,17 @@ async def start_live(call: Ack, media: Media, title: str, timeout: float, *,
     return dict(answer["live"])
 
 
+def bare_socket(http_session: aiohttp.ClientSession | None = None) -> socketio.AsyncClient:
+    """A python-socketio client as golive speaks (msgpack, no reconnection of its own: the
+    caller decides) that leaves Ctrl-C to the program. python-socketio's default
+    (handle_sigint=True) puts its own SIGINT handler on the loop at the first connect, in
+    place of the program's: it cancels every task and stops the loop, so a clean stop
+    (bench/runner.py's `guarded`, `golive broadcast`) never ran and a second Ctrl-C could
+    not kill. GoliveClient's socket and the bench's tabs are made here."""
+    return socketio.AsyncClient(serializer="msgpack", reconnection=False,
+                                handle_sigint=False, http_session=http_session)
+
+
 def socket_ack(sio: socketio.AsyncClient) -> Ack:
     """The Ack of a bare python-socketio client (the bench's tabs)."""
     async def ack(event: str, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -490,8 +501,7 @@ class GoliveClient:
             self._keeper = asyncio.create_task(self._keep(), name=f"golive-{self.name}")
 
     async def _connect_once(self, *, first: bool = False) -> bool:
-        sio = socketio.AsyncClient(serializer="msgpack", reconnection=False,
-                                   http_session=self._session())
+        sio = bare_socket(self._session())
         sio.on("*", self._on_push)
 
         async def on_disconnect(*_: Any) -> None:

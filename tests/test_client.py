@@ -21,11 +21,15 @@ from golive.pushes import (
     DmMessage,
     GiftReceived,
     LiveEnded,
+    LiveLeft,
     LiveStarted,
     NotifyNew,
     NudgeWaiting,
     Push,
+    RawPush,
     Reconnected,
+    RoomLeft,
+    decode,
 )
 from media.synthetic import HeadlessCreator
 from tests.support.cluster import NODE_ENV
@@ -298,3 +302,20 @@ async def test_anonymous_and_lean_sockets(live_server: ServerProcess) -> None:
                 assert wrong.value.code == "unauthorized"
             finally:
                 await bad.close()
+
+
+def test_live_ended_and_room_left_decode_as_documented_and_share_live_left() -> None:
+    """docs/protocol.md: `live:ended {live_id, creator_id, reason}` and `room:left {live_id,
+    reason}`; one Struct (LiveLeft) holds what they share, so one isinstance catches both."""
+    ended = decode("live:ended", {"live_id": "L1", "creator_id": "C1",
+                                  "reason": "node_lost", "later": 1})
+    assert ended == LiveEnded(live_id="L1", creator_id="C1", reason="node_lost")
+    left = decode("room:left", {"live_id": "L1", "reason": "silent"})
+    assert left == RoomLeft(live_id="L1", reason="silent")
+    assert isinstance(ended, LiveLeft) and isinstance(left, LiveLeft)
+    assert (ended.event, left.event) == ("live:ended", "room:left")
+    assert decode("room:left", {"live_id": "L1"}) == RoomLeft(live_id="L1", reason="")
+    assert decode("room:left", {"reason": "silent"}) == RawPush(
+        name="room:left", data={"reason": "silent"})  # no live_id: not the documented shape
+    assert decode("live:left", {"live_id": "L1"}) == RawPush(
+        name="live:left", data={"live_id": "L1"})  # the shared Struct is no event of its own

@@ -17,7 +17,7 @@ from media.ice_restart import IceRestart, read_ice, with_ice
 from signaling.app import create_app
 from tests.support.peers import SocketPeer, go_live, open_tab
 from tests.support.poll import poll
-from tests.support.viewer import DecodingViewer
+from tests.support.viewer import DecodingViewer, decoded_size
 
 
 class Recorder(SocketPeer):
@@ -42,11 +42,6 @@ def cut(pc: Any) -> None:
         protocol.transport.sendto = lambda data, addr=None: None
 
 
-def size(viewer: DecodingViewer) -> tuple[int, int] | None:
-    frame = viewer.last_video
-    return None if frame is None else (frame.width, frame.height)
-
-
 async def test_a_viewer_restarts_ice_without_leaving_the_room(app_client: Any,
                                                               closers: list[Any]) -> None:
     ann = await peer(app_client, "ann", closers)
@@ -58,8 +53,8 @@ async def test_a_viewer_restarts_ice_without_leaving_the_room(app_client: Any,
     closers.append(viewer)
     assert (await bob.call("rtc:answer", {"live_id": live_id,
                                           "sdp": await viewer.answer(ack["offer"])}))["ok"]
-    await poll(lambda: size(viewer) == (320, 180) and viewer.video_frames >= 10, timeout=10,
-               what="bob decoding at 180p")
+    await poll(lambda: decoded_size(viewer) == (320, 180) and viewer.video_frames >= 10,
+               timeout=10, what="bob decoding at 180p")
     await poll(lambda: any(p["viewers"] == 1 for p in ann.got("room:state")),
                what="the creator told of one viewer")
     state_pushes = len(ann.got("room:state"))
@@ -74,7 +69,7 @@ async def test_a_viewer_restarts_ice_without_leaving_the_room(app_client: Any,
     frames = viewer.video_frames
     await poll(lambda: viewer.video_frames >= frames + 15, timeout=10,
                what="bob decoding again after the restart")
-    assert size(viewer) == (320, 180)  # the quality pin held
+    assert decoded_size(viewer) == (320, 180)  # the quality pin held
     listed = await ann.call("room:viewers", {"live_id": live_id})
     assert listed["count"] == 1, listed
     assert len(ann.got("room:state")) == state_pushes  # no count change pushed

@@ -35,6 +35,15 @@ def namespace():
         yield ns
 
 
+async def decoding_again(poll, count, before: int, since: float, what: str) -> float:
+    """Wait for frames past `before` (the count when the link changed), then 30 more: the
+    seconds from `since` to the first of them, a figure the tests print."""
+    await poll(lambda: count() > before + 1, timeout=20, what=f"frames decoded {what}")
+    resumed_s = time.monotonic() - since
+    await poll(lambda: count() >= before + 30, timeout=20, what=f"30 frames decoded {what}")
+    return resumed_s
+
+
 async def start(harness, namespace, fanout):
     room = harness.room(fanout=fanout, timings=RoomTimings())
     await harness.publish(room)
@@ -63,11 +72,8 @@ async def test_a_viewer_whose_address_changes_restarts_ice_and_keeps_its_place(
             frames = viewer.frames
             offer = await room.restart_viewer_ice("roamer")
             await room.accept_viewer_answer("roamer", await viewer.restart(offer))
-            await poll(lambda: viewer.frames > frames + 1, timeout=20,
-                       what="frames decoded on the new address")
-            resumed_s = time.monotonic() - moved_at
-            await poll(lambda: viewer.frames >= frames + 30, timeout=20,
-                       what="30 frames decoded on the new address")
+            resumed_s = await decoding_again(poll, lambda: viewer.frames, frames, moved_at,
+                                             "on the new address")
             assert viewer.last.get("restart_error") is None
             assert room._viewers["roamer"] is peer and peer.restarts == 1
             assert harness.viewer_gone == []
@@ -97,11 +103,8 @@ async def test_a_viewer_whose_link_drops_for_5_s_resumes_without_a_restart(
             frames = viewer.frames
             namespace.set_link(True, end)
             up_at = time.monotonic()
-            await poll(lambda: viewer.frames > frames + 1, timeout=20,
-                       what="frames decoded after the link came back")
-            resumed_s = time.monotonic() - up_at
-            await poll(lambda: viewer.frames >= frames + 30, timeout=20,
-                       what="30 frames decoded after the link came back")
+            resumed_s = await decoding_again(poll, lambda: viewer.frames, frames, up_at,
+                                             "after the link came back")
             assert harness.viewer_gone == []
             assert room._viewers["roamer"] is peer and peer.restarts == 0
             assert peer.pc.connectionState == "connected"
@@ -141,11 +144,8 @@ async def test_a_creator_whose_address_changes_restarts_ice_and_stays_live(
             answer = await room.restart_publisher_ice(await creator.restart_offer())
             outcome = await creator.restart_answer(answer)
             assert "restarted_s" in outcome, outcome
-            await poll(lambda: viewer.video_frames > frames + 1, timeout=20,
-                       what="the creator's new path decoded by the viewer")
-            resumed_s = time.monotonic() - moved_at
-            await poll(lambda: viewer.video_frames >= frames + 30, timeout=20,
-                       what="30 frames of the creator's new path decoded by the viewer")
+            resumed_s = await decoding_again(poll, lambda: viewer.video_frames, frames,
+                                             moved_at, "from the creator's new path")
             await poll(lambda: publisher.restarts == 1, what="the room's side handed over")
             assert room._publisher is publisher and harness.publisher_gone == []
             print(f"creator address change: ICE handed over {publisher.restart_times_s[0]:.3f}"
@@ -168,11 +168,8 @@ async def test_a_creator_whose_link_drops_for_5_s_stays_live_without_a_restart(
             frames = viewer.video_frames
             namespace.set_link(True)
             up_at = time.monotonic()
-            await poll(lambda: viewer.video_frames > frames + 1, timeout=20,
-                       what="frames decoded after the creator's link came back")
-            resumed_s = time.monotonic() - up_at
-            await poll(lambda: viewer.video_frames >= frames + 30, timeout=20,
-                       what="30 frames decoded after the creator's link came back")
+            resumed_s = await decoding_again(poll, lambda: viewer.video_frames, frames, up_at,
+                                             "after the creator's link came back")
             print(f"creator {DROP_S:.0f} s drop: the viewer decoding again "
                   f"{resumed_s:.2f} s after the link came back")
             assert room._publisher is publisher and harness.publisher_gone == []

@@ -15,6 +15,7 @@ import json
 import sys
 import time
 
+from bench.processes import end_by_eof
 from media.ice_restart import IceRestart, read_ice, with_ice
 from media.synthetic import HeadlessCreator
 
@@ -62,14 +63,7 @@ class NamespacedCreator:
 
     async def close(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            assert proc.stdin is not None
-            proc.stdin.close()
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await end_by_eof(proc)
 
 
 async def main() -> None:
