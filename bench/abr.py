@@ -440,6 +440,15 @@ def viewer_figures(viewer: AbrViewer, steps: list[Step], t0: float, wall0: float
                                           until, abr_figures.value_at(decoded, 0, top))})
     samples = [(t - t0, f, b) for t, f, b in viewer.child.samples]
     windows = abr_figures.rendition_windows(samples, frames)
+    # after each drop the viewer moved at: fps and freezes once settled (abr_figures)
+    settled_spans = []
+    for i, entry in enumerate(settles):
+        first = entry["decoded"]["first_s"]
+        if entry["kind"] == "drop":
+            settled_spans.append(abr_figures.settled(
+                times, None if first is None else entry["at_s"] + first,
+                steps[i + 1].at_s if i + 1 < len(steps) else end))
+    last = viewer.child.last or {}
     in_round = [t for t in times if 0 <= t <= end]
     return {"shaped": viewer.namespace is not None, "sid": viewer.sid,
             "namespace": viewer.namespace.name if viewer.namespace else None,
@@ -450,7 +459,10 @@ def viewer_figures(viewer: AbrViewer, steps: list[Step], t0: float, wall0: float
             "settle": settles,
             "freezes": abr_figures.freeze_figures(times, 0.0, end),
             "windows": [w for w in windows if w["t"] >= 0],
-            "per_rendition": abr_figures.per_rendition([w for w in windows if w["t"] >= 0])}
+            "per_rendition": abr_figures.per_rendition([w for w in windows if w["t"] >= 0]),
+            "settled": [span for span in settled_spans if span is not None],
+            # the viewer's keyframe-aware buffer (bench/dependency_buffer.py), whole round
+            "buffer": {key: last[key] for key in ("skips", "dropped", "plis") if key in last}}
 
 
 def summarize(rounds: list[dict[str, Any]], steps: list[Step]) -> dict[str, Any]:
@@ -480,8 +492,13 @@ def summarize(rounds: list[dict[str, Any]], steps: list[Step]) -> dict[str, Any]
             for window in v["windows"]:
                 if window["height"] is not None:
                     pooled.setdefault(str(window["height"]), []).append(window)
+        spans = [span for v in mine for span in v.get("settled", [])]
         out[role] = {
             "settle": settle,
+            "settled_fps": distribution([span["fps"] for span in spans], 2),
+            "settled_longest_freeze_ms": distribution(
+                [span["longest_ms"] for span in spans], 0),
+            "settled_freezes": distribution([span["count"] for span in spans], 0),
             "freezes_per_viewer_minute": distribution(
                 [v["freezes"]["per_viewer_minute"] for v in mine], 3),
             "longest_freeze_ms": distribution([v["freezes"]["longest_ms"] for v in mine], 0),
@@ -536,10 +553,18 @@ def render(result: dict[str, Any]) -> str:
     rows = []
     for role, figures in summary.items():
         freezes, longest = figures["freezes_per_viewer_minute"], figures["longest_freeze_ms"]
+        fps = figures.get("settled_fps") or {}
+        s_longest = figures.get("settled_longest_freeze_ms") or {}
         rows.append([role, _p(freezes, 2), f"{longest.get('max', 0):.0f}" if longest.get("n")
+                     else "-",
+                     f"{fps['p50']:.1f} ({fps['min']:.1f}-{fps['max']:.1f})" if fps.get("n")
+                     else "-",
+                     f"{s_longest['p50']:.0f} ({s_longest['max']:.0f})" if s_longest.get("n")
                      else "-"])
     lines.append("")
-    lines.append(table(["viewer", "freezes/viewer-min p50 (p95)", "longest freeze ms"], rows))
+    lines.append(table(["viewer", "freezes/viewer-min p50 (p95)", "longest freeze ms",
+                        "settled fps p50 (min-max)", "settled longest freeze ms p50 (max)"],
+                       rows))
     rows = []
     for role, figures in summary.items():
         for height, f in figures["per_rendition"].items():

@@ -291,6 +291,7 @@ class LiveRooms(Feature):
             live.live_id,
             codec=relay.codec if relay else self.settings.video_codec,  # type: ignore[arg-type]
             video_bitrate=self.settings.video_bitrate, ice_servers=self._media_ice,
+            audio_bitrate=self.settings.audio_bitrate,
             renditions=parse_ladder(self.settings.renditions, self.settings.video_bitrate),
             viewer_remb=self.settings.viewer_remb,
             max_viewers=self.settings.max_viewers, fanout=self.settings.fanout,
