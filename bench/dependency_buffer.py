@@ -36,8 +36,10 @@ CAPACITY = 512  # aiortc's, for video
 # link that is not queueing (RTT ~10 ms) a resend lands in ~50 ms and its second copy by
 # ~0.25 s; 0.5 s is past both.
 HOLE_PLI_S = 0.5
-# At most one PLI this often (the server throttles keyframes at 0.5 s per rendition).
-PLI_EVERY_S = 0.5
+# At most one PLI this often. 0.5 s (the server's own throttle) measured worse on an
+# overfilled link: a keyframe every 0.5 s (3-4 KB against ~700 B a delta at 180p) added
+# to the overfill, and one round froze 9.8 s (bench abr, 180:150 with 64 kbit/s Opus).
+PLI_EVERY_S = 1.0
 
 
 def vp8_keyframe_start(packet: RtpPacket) -> bool | None:
@@ -125,8 +127,9 @@ class DependencyBuffer(JitterBuffer):
             self.need_keyframe = False
             self.emitted += 1
             return self._pli(want_pli, now), jitter_frame
-        if self._packets[self._origin % self.capacity] is None and self._holds_any():
-            # a hole at the front: a complete keyframe further on is decoded now
+        if self._holds_any():
+            # a hole at the front (the next frame's first packet, or one of its others):
+            # a complete keyframe further on is decoded now
             found = self._keyframe_ahead()
             if found is not None:
                 offset, (count, jitter_frame, _key) = found
