@@ -265,7 +265,7 @@ class Settings:
         "env": "GOLIVE_AUDIO_BITRATE",
         "help": "bitrate, bit/s, of each room's Opus audio (one stream for every viewer, "
                 "6000-510000)"})
-    renditions: str = field(default="720:1800,360:600,180:200", metadata={
+    renditions: str = field(default="720:1800,360:600,180:120", metadata={
         "env": "GOLIVE_RENDITIONS", "type": _ladder,
         "help": "each room's renditions, height:kbit/s best first (the top one capped at the "
                 "creator's own size; each encoded only while a viewer takes it); one, e.g. "

@@ -2,7 +2,7 @@
 the root namespace, its downlink limited by tbf, its packets lost at random by iptables:
 tests/support/netns.py) and an unlimited one over loopback, both on "auto" in one room.
 
-The ladder is 360p at 600 kbit/s over 180p at 150 kbit/s from a 640x360 creator, not
+The ladder is 360p at 600 kbit/s over 180p at 100 kbit/s from a 640x360 creator, not
 the issue's 720/360/180 from 1280x720: a synthetic 720p creator plus three encoders
 does not keep up on this 2-core machine with the rest of the suite beside it. The
 shape of the test is the same: the thin link (300 kbit/s, 2% loss) cannot carry the
@@ -23,7 +23,12 @@ from media.renditions import parse_ladder
 from tests.support import netns
 from tests.support.netns_viewer import NamespacedViewer
 
-LADDER = parse_ladder("360:600,180:150")
+# 180 at 100 kbit/s and 32 kbit/s Opus: what fits a 300 kbit/s link with room for
+# resends (VP8 at 320x180 sends ~160 kbit/s of the test pattern whatever the target
+# under it; 64 kbit/s Opus is ~100 kbit/s on the wire). With 180:150 and 64 kbit/s
+# Opus, tbf's 400 ms queue stayed full at 180p (bench abr, README "abr").
+LADDER = parse_ladder("360:600,180:100")
+AUDIO_BITRATE = 32_000
 THIN = netns.Shaping(rate_bps=300_000, loss=0.02)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -48,7 +53,8 @@ async def start(harness, namespace, moves=None):
                                   connect_timeout_s=20.0)
     told = ({} if moves is None else {"on_viewer_rendition": lambda vid, quality: moves.append(
         (vid, quality["rendition"], quality["height"]))})
-    room = harness.room(renditions=LADDER, timings=timings, **told)
+    room = harness.room(renditions=LADDER, timings=timings, audio_bitrate=AUDIO_BITRATE,
+                        **told)
     await harness.publish(room, width=640, height=360)
     wide = await harness.join(room, "wide")
     thin = NamespacedViewer(namespace.exec_args(), cwd=ROOT)
@@ -59,6 +65,10 @@ async def start(harness, namespace, moves=None):
         await thin.close()  # the child may be up already
         raise
     return room, wide, thin
+
+
+def buffer_figures(report: dict | None) -> dict:
+    return {key: (report or {}).get(key) for key in ("skips", "dropped", "plis")}
 
 
 def rendition(room, viewer_id: str) -> str:
@@ -146,8 +156,17 @@ async def test_the_thin_viewer_keeps_decoding_after_it_settles(harness, poll, na
                   f"encoded at 180p over {span:.1f} s; longest freeze {longest_ms} ms "
                   f"(freezes over 500 ms: {freezes}); resyncs "
                   f"{getattr(room._fanout._feeds['thin'].video, 'resyncs', None)}")
+            print(f"its buffer (bench/dependency_buffer.py): {buffer_figures(thin.last)}; "
+                  f"load average {os.getloadavg()[0]:.1f}")
             assert decoded * 10 >= encoded, f"{decoded} frames decoded of {encoded} encoded"
             assert longest_ms < 5000, f"a freeze of {longest_ms} ms after settling"
             assert rendition(room, "wide") == "360"
+            # the goal, checked, an xfail naming the figures while unmet: bench abr
+            # (3 rounds, load 11-14) measured 180p settled at ... (README "abr")
+            fps = decoded / span
+            if fps < 25 or longest_ms > 500:
+                pytest.xfail(f"settled on the thin link: {fps:.1f} fps (>= 25 asked), longest "
+                             f"freeze {longest_ms} ms (<= 500 asked), load average "
+                             f"{os.getloadavg()[0]:.1f}")
         finally:
             await thin.close()
