@@ -528,8 +528,9 @@ class MediaRoom:
         new = decide(state, report, time.monotonic(), self._bitrates, self._abr_config)
         self._abr[viewer_id] = new
         if new.rung != state.rung:
-            logger.info("room %s: viewer %s moves to %s (loss %.3f, rtt %s)", self.room_id,
-                        viewer_id, self.ladder[new.rung].name, report.loss, report.rtt_s)
+            logger.info("room %s: viewer %s moves to %s (loss %.3f, rtt %s, nacked %s)",
+                        self.room_id, viewer_id, self.ladder[new.rung].name, report.loss,
+                        report.rtt_s, report.nacked)
             self._fanout.switch(viewer_id, new.rung)
 
     def _keyframe_wanted(self, rendition: int) -> None:
