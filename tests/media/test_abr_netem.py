@@ -123,12 +123,15 @@ async def test_a_thin_viewer_settles_lower_and_climbs_back_while_the_other_keeps
 async def test_the_thin_viewer_keeps_decoding_after_it_settles(harness, poll, namespace):
     """After the step down the thin viewer decodes 180p on its 300 kbit/s, 2%-loss link.
     Measured over 8 s of the child's clock from 2 s after 180p decodes: its fps against what the
-    room encoded at 180p meanwhile, and its longest freeze (printed: the issue asks 25 fps
-    and no freeze over 500 ms, which a 2-core machine running the suite beside it cannot
-    promise). Asserted: it keeps decoding (at least a tenth of the frames the room
-    encoded) and no freeze reaches 5 s. Before the fix it froze for good: aiortc's jitter
-    buffer held everything behind the packets the congested link lost, 0 frames for 9 s
-    and more (media/viewer_link.py SEQ_JUMP)."""
+    room encoded at 180p meanwhile, and its longest freeze. Asserted: it keeps decoding (at
+    least a tenth of the frames the room encoded) and no freeze reaches 5 s; then the issue's
+    25 fps and no freeze over 500 ms, an xfail with the figures when unmet (a 2-core machine
+    running the suite beside it cannot promise them). Before the fix it froze for good:
+    aiortc's jitter buffer held everything behind the packets the congested link lost, 0
+    frames for 9 s and more (media/viewer_link.py SEQ_JUMP). Before 180:100 with 32 kbit/s
+    Opus (was 180:150 and 64) the link stayed full and it decoded 6-23 fps with freezes of
+    up to 2.3 s; the viewer now decodes as a browser does (bench/dependency_buffer.py) and
+    no longer steps up into the thin link on reports its resends made clean (media/abr.py)."""
     with restrict_host_addresses(["127.0.0.1", namespace.root_addr]):
         room, _wide, thin = await start(harness, namespace)
         try:
@@ -161,8 +164,11 @@ async def test_the_thin_viewer_keeps_decoding_after_it_settles(harness, poll, na
             assert decoded * 10 >= encoded, f"{decoded} frames decoded of {encoded} encoded"
             assert longest_ms < 5000, f"a freeze of {longest_ms} ms after settling"
             assert rendition(room, "wide") == "360"
-            # the issue's goal, checked, an xfail naming the figures while unmet: bench abr
-            # (3 rounds, load 11-14) measured 180p settled at ... (README "abr")
+            # the issue's goal, checked; an xfail naming the figures when unmet. Measured at
+            # load 12.8: 27.9 fps of the 28.8 encoded, no freeze over 500 ms; bench abr, 3
+            # rounds at load 12-13: 23.0-31.3 fps settled, as the unlimited viewer's
+            # 22.8-29.8 in the same rounds, no freeze over 500 ms (README "abr"). A loaded
+            # host can still miss 25 fps: the unlimited viewer then misses it too.
             fps = decoded / span
             if fps < 25 or longest_ms > 500:
                 pytest.xfail(f"settled on the thin link: {fps:.1f} fps (>= 25 asked), longest "
