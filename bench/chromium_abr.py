@@ -14,6 +14,13 @@ picture's height changed, freezeCount and totalFreezesDuration (Chromium's own f
 counters) over the shaped part and over the round, per minute; fps. Written to
 OUT/chromium-abr-<date>-<time>/result.json with chromium-abr.png; a table on stdout.
 
+Measured 2026-12-06 after the smoothness work (`--rounds 2`, 180:100 and 32 kbit/s Opus,
+load average 10-11): moved to 180 after 3.39 and 3.48 s, the picture at 180 after 4.8 and
+4.3 s; from 2 s after that to the lift, 26.3 and 28.6 fps decoded (the unlimited viewer
+27.2 and 28.8 in the same rounds), freezeCount +6 (2.05 s) and +0 (the unlimited viewer +3,
+0.8 s, and +0); back at 360 12.7 and 10.3 s after the lift; the unlimited viewer never
+moved. What follows is the run before it, with 180:150 and 64 kbit/s Opus:
+
 Measured 2026-12-06 (`python -m bench.chromium_abr --rounds 3`, 300 kbit/s and 2% loss
 for 20 s then lifted, 40 s rounds, load average 12-17 on 2 cores; docs/chromium-abr-300k.png):
 - the server moved the shaped viewer to 180 after 2.80 s (2.63-2.87), its picture was at
