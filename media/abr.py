@@ -18,7 +18,7 @@ Loss for that step up is also read before our resends (`nacked`: what the viewer
 a receiver counts a resent packet as received, so on a link that loses 2% and whose
 resends get through its reports read 0% loss. Measured (bench abr, 300 kbit/s and 2%
 loss, 180p fitting the link): reports of loss 0.000 and the viewer stepped up to 360p
-8-12 s after it settled, into a link that cannot carry it, and froze 2-13 s each time.
+8-12 s after it settled, into a link that cannot carry it, and froze 2-5 s each time.
 A receiver's estimate cannot show room above what it receives (it tracks the incoming
 rate, ~1.0-1.5x: aiortc's gave 1.80 Mbit/s for a 1.8 Mbit/s rendition, and nothing
 probes for more), so it only ever says "down" or "not now", never how far up. A step up
