@@ -9,7 +9,9 @@ answers with one ({"answer": sdp}), then every 0.25 s a JSON line of what it dec
 the host: namespaces do not change it), "frames": decoded video frames, "size": [w, h]
 of the last, "bytes": video RTP bytes received (payload + 12-byte header, retransmissions
 included), "new": [[mono, height], ...] each frame decoded since the last line,
-"freezes": [[at_s, gap_ms], ...] every gap over 500 ms between decoded frames so far}.
+"freezes": [[at_s, gap_ms], ...] every gap over 500 ms between decoded frames so far,
+"skips", "dropped", "plis": what its keyframe-aware buffer did so far, bench/
+dependency_buffer.py}.
 It closes its peer connection and exits when stdin closes (the parent's end of it).
 An ICE restart: a further line {"restart": sdp} (the server's offer with new ICE) gets
 {"restart_answer": sdp} back (media/ice_restart.py, as a browser answering a re-offer),
@@ -138,6 +140,14 @@ class NamespacedViewer:
                 await asyncio.gather(self._reader, return_exceptions=True)
 
 
+def buffer_figures(viewer: DecodingViewer) -> dict[str, int]:
+    """What the viewer's keyframe-aware buffer did so far (bench/dependency_buffer.py)."""
+    buffer = viewer.buffer
+    if buffer is None:
+        return {}
+    return {"skips": buffer.skips, "dropped": buffer.dropped, "plis": buffer.plis}
+
+
 def count_video_bytes(viewer: DecodingViewer) -> list[int]:
     """A one-item counter of the video RTP bytes the viewer's receiver is handed (aiortc's
     stats have no bytesReceived): its RTP handler is wrapped before any packet comes."""
@@ -179,7 +189,7 @@ async def main(addresses: list[str] | None = None) -> None:
         last[:] = [now]
         new.append([round(now, 4), frame.height])
 
-    viewer = DecodingViewer("netns", on_video=on_video)
+    viewer = DecodingViewer("netns", on_video=on_video, dependencies=True)
     restart: dict[str, object] = {}
     restarts: list[asyncio.Task[None]] = []
 
@@ -210,7 +220,8 @@ async def main(addresses: list[str] | None = None) -> None:
                                   "mono": round(time.monotonic(), 4),
                                   "frames": viewer.video_frames, "size": size,
                                   "bytes": video_bytes[0], "new": new,
-                                  "freezes": freezes, **restart}), flush=True)
+                                  "freezes": freezes, **restart, **buffer_figures(viewer)}),
+                      flush=True)
                 new.clear()
                 await asyncio.sleep(REPORT_EVERY_S)
 

@@ -19,7 +19,11 @@ from dataclasses import dataclass
 
 from media.errors import invalid
 
-DEFAULT_LADDER_TEXT = "720:1800,360:600,180:200"
+# The bottom rung is for links of ~300 kbit/s: at 120 kbit/s its video is ~150 on the
+# wire (VP8 overshoots ~15%, ~30 packets a second of headers) beside ~100 of 64 kbit/s
+# Opus, 250 of 300, leaving room for resends and keyframe bursts. At 200 it was 220 +
+# 100 (measured, bench abr): more than the link, whose 400 ms queue then stayed full.
+DEFAULT_LADDER_TEXT = "720:1800,360:600,180:120"
 MAX_RUNGS = 4  # each extra rendition is another encode on the room's one encode thread
 MIN_HEIGHT = 90
 MAX_HEIGHT = 2160

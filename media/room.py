@@ -44,6 +44,7 @@ from media.abr import AbrConfig, AbrState, LinkReport, decide
 from media.admission import JoinAdmission
 from media.compositor import MAX_WAITING_OVERLAYS, Compositor
 from media.encoder import (
+    DEFAULT_AUDIO_BITRATE,
     DEFAULT_VIDEO_BITRATE,
     VIDEO_TIME_BASE,
     AudioEncoder,
@@ -134,6 +135,7 @@ class MediaRoom:
         *,
         codec: VideoCodecName = "vp8",
         video_bitrate: int = DEFAULT_VIDEO_BITRATE,
+        audio_bitrate: int = DEFAULT_AUDIO_BITRATE,
         ice_servers: Sequence[IceServer] = (),
         on_viewer_gone: ViewerGoneCallback | None = None,
         on_publisher_gone: PublisherGoneCallback | None = None,
@@ -151,6 +153,8 @@ class MediaRoom:
             raise invalid(f"codec must be 'vp8' or 'h264', got {codec!r}")
         if not isinstance(video_bitrate, int) or not 50_000 <= video_bitrate <= 20_000_000:
             raise invalid(f"video_bitrate must be 50000-20000000 bit/s, got {video_bitrate!r}")
+        if not isinstance(audio_bitrate, int) or not 6_000 <= audio_bitrate <= 510_000:
+            raise invalid(f"audio_bitrate must be 6000-510000 bit/s (Opus), got {audio_bitrate!r}")
         self.room_id = room_id
         self.codec: VideoCodecName = codec
         # Without a ladder: one rendition, the creator's picture (up to 720p) at
@@ -198,7 +202,10 @@ class MediaRoom:
         self._video_encoders = [VideoEncoder(codec, rung.bitrate, own_timeline=False)
                                 for rung in self.ladder]
         self._encoded_last: frozenset[int] = frozenset()  # renditions of the last frame
-        self._audio_encoder = AudioEncoder()
+        # One Opus stream for every viewer, whatever its rendition: on a 300 kbit/s link
+        # 64 kbit/s Opus is ~95-105 kbit/s on the wire (20 ms packets, ~70 B of headers
+        # each; measured 104 kbit/s), a third of the link (GOLIVE_AUDIO_BITRATE).
+        self._audio_encoder = AudioEncoder(audio_bitrate)
         # One thread: encodes stay in order and one room never takes more than one core.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"encode-{room_id}")
 
@@ -558,8 +565,9 @@ class MediaRoom:
         new = decide(state, report, time.monotonic(), self._bitrates, self._abr_config)
         self._abr[viewer_id] = new
         if new.rung != state.rung:
-            logger.info("room %s: viewer %s moves to %s (loss %.3f, rtt %s)", self.room_id,
-                        viewer_id, self.ladder[new.rung].name, report.loss, report.rtt_s)
+            logger.info("room %s: viewer %s moves to %s (loss %.3f, rtt %s, nacked %s)",
+                        self.room_id, viewer_id, self.ladder[new.rung].name, report.loss,
+                        report.rtt_s, report.nacked)
             self._fanout.switch(viewer_id, new.rung)
 
     def _keyframe_wanted(self, rendition: int) -> None:

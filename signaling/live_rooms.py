@@ -310,6 +310,7 @@ class LiveRooms(Feature):
             live.live_id,
             codec=relay.codec if relay else self.settings.video_codec,  # type: ignore[arg-type]
             video_bitrate=self.settings.video_bitrate, ice_servers=self._media_ice,
+            audio_bitrate=self.settings.audio_bitrate,
             # an edge room takes its origin's ladder (the relay's "stream" names it)
             renditions=(relay.ladder if relay else
                         parse_ladder(self.settings.renditions, self.settings.video_bitrate)),

@@ -150,6 +150,21 @@ def test_freezes_per_viewer_minute_of_a_smooth_viewer_are_zero():
                        "frozen_ms": 0, "freezes": []}
 
 
+def test_settled_fps_and_freezes_start_two_seconds_after_the_picture_changed():
+    # 30 fps from 0 to 20 s but for a 0.8 s freeze at 10 s; the picture changed at 4 s
+    times = [t for t in frames_every(0, 20) if not 10.0 < t < 10.8]
+    span = abr_figures.settled(times, 4.0, 20.0)
+    assert span is not None and (span["from_s"], span["to_s"]) == (6.0, 20.0)
+    assert span["count"] == 1 and 790 <= span["longest_ms"] <= 840
+    assert 28.0 <= span["fps"] <= 30.0
+
+
+def test_no_settled_span_without_a_change_or_time_after_it():
+    times = frames_every(0, 20)
+    assert abr_figures.settled(times, None, 20.0) is None
+    assert abr_figures.settled(times, 18.0, 20.0) is None  # under 1 s once settled
+
+
 # --- fps and bitrate per rendition -----------------------------------------------------
 
 
@@ -249,7 +264,10 @@ def test_a_short_real_run_writes_its_figures_and_leaves_nothing_running(tmp_path
     assert set(summary) == {"unlimited", "shaped1"}
     for figures in summary.values():
         assert set(figures) == {"settle", "freezes_per_viewer_minute", "longest_freeze_ms",
-                                "per_rendition"}
+                                "per_rendition", "settled_fps", "settled_longest_freeze_ms",
+                                "settled_freezes"}
+    # the shaped viewer's keyframe-aware buffer reports what it did
+    assert set(rnd["viewers"]["shaped1"]["buffer"]) == {"skips", "dropped", "plis"}
     top = summary["unlimited"]["per_rendition"]["360"]
     assert top["windows"] > 0 and set(top["fps"]) == set(top["kbps"]) == {"p5", "p50", "p95"}
     assert (run_dir / "server.log").exists()

@@ -4,19 +4,21 @@ tbf and iptables, this kernel has no netem). The server's ABR rule moves the sha
 to a lower rendition, its picture follows and keeps playing, the unlimited one keeps the
 top; the limit lifted, the shaped one climbs back.
 
-The creator is bench.creator's synthetic 640x360 at 30 fps on the ladder 360:600,180:150
-(tests/media/test_abr_netem.py says why not 720p on 2 cores). Chromium runs in the
+The creator is bench.creator's synthetic 640x360 at 30 fps on the ladder 360:600,180:100,
+with 32 kbit/s Opus (tests/media/test_abr_netem.py says why not 720p on 2 cores, and why
+that rung and audio: with 180:150 and 64 kbit/s Opus the link stayed full). Chromium runs in the
 namespace through bench/netns_chromium.py's wrapper (`ip netns exec` around the binary
 playwright launches), and loads the server at the root end of the veth pair.
 The settle times and the getStats freeze counters are printed as figures, not asserted
 as times (`python -m bench.chromium_abr` measures them over rounds).
 
-What does not hold yet (the test asserts the rest, then xfails naming what was unmet):
-- Smooth play at 180 on 300 kbit/s: 180p video (VP8 held near its 150 kbit/s by qmax
-  63, media/encoder.py) plus the Opus audio and the packets' headers nearly fill the
-  link, and tbf's 400 ms queue with 2% loss leaves little room for resends; measured
-  after the fixes below, 2 runs: 4.4 and 14.7 fps at 180 (the issue asks 25), against
-  29.5-30 fps with no freeze at 450 kbit/s.
+What the test checks, and xfails naming when unmet: smooth play at 180 on the thin link,
+the issue's >= 25 fps with no Chromium freeze (its freezeCount, stricter than the issue's
+500 ms) over 5 s. Measured by `python -m bench.chromium_abr --rounds 2` after the
+smoothness work (180:100, 32 kbit/s Opus, the rule no longer stepping up on reports our
+resends made clean): 26.3 and 28.6 fps at 180 once settled, as the unlimited viewer's 27.2
+and 28.8; before it, 4.4 and 14.7 fps (2 runs of this test). A loaded host can miss the
+goal for both viewers alike.
 Fixed on 2026-12-06 from this test's findings (media/viewer.py): Chromium's REMB,
 sent unasked, reached the rule (its estimate follows what arrives, so every step up
 read as congestion, and a loaded host's dips moved the unlimited viewer with no loss);
@@ -62,7 +64,7 @@ INDEX = 230  # 10.200.230.0/30: test_abr_netem has 201, `golive bench abr` 210-2
 # not golive-230: a clean_stale() of another run (an older copy of netns.py in another
 # checkout) deletes every golive-* namespace, and did so mid-test
 NAME = "glchrome-230"
-LADDER = "360:600,180:150"
+LADDER = "360:600,180:100"  # and 32 kbit/s Opus: bench/chromium_abr.py says why
 THIN = netns.Shaping(rate_bps=300_000, loss=0.02)
 # the video section's feedback and extensions in the page's answer (its local description)
 ANSWER_FEEDBACK = """() => {
@@ -86,7 +88,8 @@ def abr_server(server_factory, redis_url, redis, namespace):
     return server_factory(redis_url=redis_url, env={
         "GOLIVE_SECRET": TEST_SECRET, "GOLIVE_AUTH_RATE": "100/s", "GOLIVE_AUTH_BURST": "200",
         "GOLIVE_HOST": "0.0.0.0", "GOLIVE_RENDITIONS": LADDER, "GOLIVE_LOG_LEVEL": "info",
-        "GOLIVE_ICE_ADDRESSES": f"127.0.0.1,{namespace.root_addr}"})
+        "GOLIVE_ICE_ADDRESSES": f"127.0.0.1,{namespace.root_addr}",
+        "GOLIVE_AUDIO_BITRATE": "32000"})
 
 
 @pytest.fixture
@@ -165,8 +168,8 @@ async def test_a_shaped_chromium_viewer_goes_lower_keeps_playing_and_climbs_back
         chromium_path: Path, abr_server, creator, namespace, tmp_path) -> None:  # noqa: F811
     """Asserted: the server moves the shaped viewer to 180 on its own reports, its picture
     and picker follow, and it keeps decoding. Checked, and an xfail naming what is unmet
-    (the module's docstring says why each fails today): smooth play at 180 on the thin
-    link (>= 20 fps), the unlimited viewer never moved, the climb back to 360 within 20 s
+    (the module's docstring has the figures): smooth play at 180 on the thin link (>= 25
+    fps, no freeze), the unlimited viewer never moved, the climb back to 360 within 20 s
     of the lift."""
     expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     inside_url = abr_server.url.replace("127.0.0.1", namespace.root_addr)
@@ -205,9 +208,11 @@ async def test_a_shaped_chromium_viewer_goes_lower_keeps_playing_and_climbs_back
             await expect(picker.locator("option").first).to_have_text("Auto · 180p")
             await expect(picker).to_have_value("auto")
 
-            # it keeps playing on the thin link: decoded frames advance at 180
+            # it keeps playing on the thin link: decoded frames advance at 180, measured
+            # from 2 s after the picture got there (the queue the top rung filled drains,
+            # as bench abr's "settled" span)
+            await poll(lambda: time.monotonic() > shaped_at + shown_s + 2, timeout=10)
             at_180, t_180 = await inbound_video(thin), time.monotonic()
-            # (at least a frame: on 300 kbit/s it decodes 2-7 fps, with stalls of up to 8 s)
             await poll(lambda: decoding(thin, at_180["framesDecoded"]), timeout=20,
                        what="the shaped viewer decoding more frames at 180")
             await poll(lambda: time.monotonic() > t_180 + 5, timeout=10)  # a 5 s window
@@ -220,8 +225,11 @@ async def test_a_shaped_chromium_viewer_goes_lower_keeps_playing_and_climbs_back
                   f"{on_thin['freezeCount'] - at_180['freezeCount']} for "
                   f"{on_thin['totalFreezesDuration'] - at_180['totalFreezesDuration']:.2f} s, "
                   f"packets lost {on_thin['packetsLost']}, keyframes {on_thin['keyFramesDecoded']}")
-            if fps < 20:
-                unmet.append(f"the shaped viewer decoded {fps:.1f} fps at 180 (< 20)")
+            froze = on_thin["freezeCount"] - at_180["freezeCount"]
+            if fps < 25 or froze:
+                unmet.append(f"the shaped viewer decoded {fps:.1f} fps at 180 (>= 25 asked) "
+                             f"with {froze} freezes (none asked), load average "
+                             f"{os.getloadavg()[0]:.1f}")
 
             namespace.unshape()
             lifted_at = time.monotonic()

@@ -2,7 +2,7 @@
 the root namespace, its downlink limited by tbf, its packets lost at random by iptables:
 tests/support/netns.py) and an unlimited one over loopback, both on "auto" in one room.
 
-The ladder is 360p at 600 kbit/s over 180p at 150 kbit/s from a 640x360 creator, not
+The ladder is 360p at 600 kbit/s over 180p at 100 kbit/s from a 640x360 creator, not
 the issue's 720/360/180 from 1280x720: a synthetic 720p creator plus three encoders
 does not keep up on this 2-core machine with the rest of the suite beside it. The
 shape of the test is the same: the thin link (300 kbit/s, 2% loss) cannot carry the
@@ -23,7 +23,12 @@ from media.renditions import parse_ladder
 from tests.support import netns
 from tests.support.netns_viewer import NamespacedViewer
 
-LADDER = parse_ladder("360:600,180:150")
+# 180 at 100 kbit/s and 32 kbit/s Opus: what fits a 300 kbit/s link with room for
+# resends (VP8 at 320x180 sends ~160 kbit/s of the test pattern whatever the target
+# under it; 64 kbit/s Opus is ~100 kbit/s on the wire). With 180:150 and 64 kbit/s
+# Opus, tbf's 400 ms queue stayed full at 180p (bench abr, README "abr").
+LADDER = parse_ladder("360:600,180:100")
+AUDIO_BITRATE = 32_000
 THIN = netns.Shaping(rate_bps=300_000, loss=0.02)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -48,7 +53,8 @@ async def start(harness, namespace, moves=None):
                                   connect_timeout_s=20.0)
     told = ({} if moves is None else {"on_viewer_rendition": lambda vid, quality: moves.append(
         (vid, quality["rendition"], quality["height"]))})
-    room = harness.room(renditions=LADDER, timings=timings, **told)
+    room = harness.room(renditions=LADDER, timings=timings, audio_bitrate=AUDIO_BITRATE,
+                        **told)
     await harness.publish(room, width=640, height=360)
     wide = await harness.join(room, "wide")
     thin = NamespacedViewer(namespace.exec_args(), cwd=ROOT)
@@ -59,6 +65,10 @@ async def start(harness, namespace, moves=None):
         await thin.close()  # the child may be up already
         raise
     return room, wide, thin
+
+
+def buffer_figures(report: dict | None) -> dict:
+    return {key: (report or {}).get(key) for key in ("skips", "dropped", "plis")}
 
 
 def rendition(room, viewer_id: str) -> str:
@@ -113,12 +123,15 @@ async def test_a_thin_viewer_settles_lower_and_climbs_back_while_the_other_keeps
 async def test_the_thin_viewer_keeps_decoding_after_it_settles(harness, poll, namespace):
     """After the step down the thin viewer decodes 180p on its 300 kbit/s, 2%-loss link.
     Measured over 8 s of the child's clock from 2 s after 180p decodes: its fps against what the
-    room encoded at 180p meanwhile, and its longest freeze (printed: the issue asks 25 fps
-    and no freeze over 500 ms, which a 2-core machine running the suite beside it cannot
-    promise). Asserted: it keeps decoding (at least a tenth of the frames the room
-    encoded) and no freeze reaches 5 s. Before the fix it froze for good: aiortc's jitter
-    buffer held everything behind the packets the congested link lost, 0 frames for 9 s
-    and more (media/viewer_link.py SEQ_JUMP)."""
+    room encoded at 180p meanwhile, and its longest freeze. Asserted: it keeps decoding (at
+    least a tenth of the frames the room encoded) and no freeze reaches 5 s; then the issue's
+    25 fps and no freeze over 500 ms, an xfail with the figures when unmet (a 2-core machine
+    running the suite beside it cannot promise them). Before the fix it froze for good:
+    aiortc's jitter buffer held everything behind the packets the congested link lost, 0
+    frames for 9 s and more (media/viewer_link.py SEQ_JUMP). Before 180:100 with 32 kbit/s
+    Opus (was 180:150 and 64) the link stayed full and it decoded 6-23 fps with freezes of
+    up to 2.3 s; the viewer now decodes as a browser does (bench/dependency_buffer.py) and
+    no longer steps up into the thin link on reports its resends made clean (media/abr.py)."""
     with restrict_host_addresses(["127.0.0.1", namespace.root_addr]):
         room, _wide, thin = await start(harness, namespace)
         try:
@@ -146,8 +159,20 @@ async def test_the_thin_viewer_keeps_decoding_after_it_settles(harness, poll, na
                   f"encoded at 180p over {span:.1f} s; longest freeze {longest_ms} ms "
                   f"(freezes over 500 ms: {freezes}); resyncs "
                   f"{getattr(room._fanout._feeds['thin'].video, 'resyncs', None)}")
+            print(f"its buffer (bench/dependency_buffer.py): {buffer_figures(thin.last)}; "
+                  f"load average {os.getloadavg()[0]:.1f}")
             assert decoded * 10 >= encoded, f"{decoded} frames decoded of {encoded} encoded"
             assert longest_ms < 5000, f"a freeze of {longest_ms} ms after settling"
             assert rendition(room, "wide") == "360"
+            # the issue's goal, checked; an xfail naming the figures when unmet. Measured at
+            # load 12.8: 27.9 fps of the 28.8 encoded, no freeze over 500 ms; bench abr, 3
+            # rounds at load 12-13: 23.0-31.3 fps settled, as the unlimited viewer's
+            # 22.8-29.8 in the same rounds, no freeze over 500 ms (README "abr"). A loaded
+            # host can still miss 25 fps: the unlimited viewer then misses it too.
+            fps = decoded / span
+            if fps < 25 or longest_ms > 500:
+                pytest.xfail(f"settled on the thin link: {fps:.1f} fps (>= 25 asked), longest "
+                             f"freeze {longest_ms} ms (<= 500 asked), load average "
+                             f"{os.getloadavg()[0]:.1f}")
         finally:
             await thin.close()
