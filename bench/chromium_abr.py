@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=300_000, help="bit/s (300000)")
     parser.add_argument("--loss", type=float, default=0.02, help="fraction (0.02)")
     parser.add_argument("--audio-bitrate", type=int, default=32_000,
-                        help="the room's Opus bit/s (32000; golive's default is 64000)")
+                        help="the room's Opus bit/s (32000, golive's default)")
     parser.add_argument("--out", default="bench-results")
     parser.add_argument("--plot", metavar="RESULT_JSON",
                         help="only draw chromium-abr.png beside an earlier run's result.json")

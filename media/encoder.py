@@ -32,7 +32,12 @@ AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_RATE)
 OPUS_FRAME_SAMPLES = 960  # 20 ms, what browsers send and expect
 
 DEFAULT_VIDEO_BITRATE = 800_000
-DEFAULT_AUDIO_BITRATE = 64_000
+# 32 kbit/s: what a browser creator sends (libwebrtc's Opus default for mono, kOpusBitrateFb),
+# so re-encoding at more adds bits and no sound; and on a 300 kbit/s link 64 kbit/s Opus was
+# ~100 kbit/s on the wire, which with the 180p rung filled the link (bench abr: 7.2 fps
+# settled at 64, 26.4 fps and no freeze over 500 ms at 32; README "abr"). Music streams from
+# an encoder that sends more may raise it (GOLIVE_AUDIO_BITRATE).
+DEFAULT_AUDIO_BITRATE = 32_000
 # Keyframes are forced by KeyframePolicy on a clock; the codec's own GOP is only a backstop.
 _CODEC_GOP_FRAMES = 3000
 # A frame gap larger than this (or pts going backwards) means a new source: continue the

@@ -259,10 +259,11 @@ class Settings:
     video_bitrate: int = field(default=800_000, metadata={
         "env": "GOLIVE_VIDEO_BITRATE",
         "help": "bitrate, bit/s, of a rendition GOLIVE_RENDITIONS gives without one"})
-    # 64 kbit/s Opus is ~100 kbit/s on the wire; at 32 a 300 kbit/s link carries 180p
-    # beside it without a standing queue (bench abr, 3 rounds: 26.4 fps settled at 180p,
-    # no freeze over 500 ms; at 64: 7.2 fps and freezes of up to 3.2 s; README "abr")
-    audio_bitrate: int = field(default=64_000, metadata={
+    # 32 kbit/s: a browser creator's own Opus rate; 64 kbit/s Opus is ~100 kbit/s on the
+    # wire, and a 300 kbit/s link then cannot carry 180p beside it (bench abr, 3 rounds:
+    # 26.4 fps settled at 180p, no freeze over 500 ms at 32; at 64: 7.2 fps and freezes
+    # of up to 3.2 s; README "abr"). media/encoder.py DEFAULT_AUDIO_BITRATE says more.
+    audio_bitrate: int = field(default=32_000, metadata={
         "env": "GOLIVE_AUDIO_BITRATE",
         "help": "bitrate, bit/s, of each room's Opus audio (one stream for every viewer, "
                 "6000-510000)"})
