@@ -48,6 +48,7 @@ CALL_TIMEOUT_S = 30.0
 CONNECT_WAIT_S = 5.0     # a Socket.IO handshake on loopback takes ~10 ms; 5 s is a dead node
 RETRY_S = 0.25           # between sends of one idempotent operation, and between connects
 OP_DEADLINE_S = 60.0     # an operation still without a definite answer is given up
+LEAVE_TIMEOUT_S = 2.0    # close() leaves its lives first; a dead node does not hold it longer
 PUSH_QUEUE = 1000        # pushes one pushes() iterator holds; past it the oldest go
 HISTORY_PAGE = 200       # chat:history's largest page
 RETRYABLE = frozenset({"unavailable", "rate_limited"})
@@ -363,6 +364,12 @@ class GoliveClient:
     async def close(self) -> None:
         """Stop reconnecting, close the socket and the HTTP session, end every push
         iterator. Safe twice."""
+        # Leave first, while connected: python-socketio closes the websocket before its
+        # goodbye goes out, so the server reads a lost network and holds a joined viewer
+        # for its resume (GOLIVE_VIEWER_RESUME_GRACE, 10 s), counted all that time.
+        for room in list(self._rooms.values()) if self.connected else []:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(room.leave(), LEAVE_TIMEOUT_S)
         self._closing = True
         self._lost.set()
         keeper, self._keeper = self._keeper, None

@@ -29,6 +29,7 @@ from golive.pushes import (
     RawPush,
     Reconnected,
     RoomLeft,
+    RoomState,
     decode,
 )
 from media.synthetic import HeadlessCreator
@@ -319,3 +320,29 @@ def test_live_ended_and_room_left_decode_as_documented_and_share_live_left() -> 
         name="room:left", data={"reason": "silent"})  # no live_id: not the documented shape
     assert decode("live:left", {"live_id": "L1"}) == RawPush(
         name="live:left", data={"live_id": "L1"})  # the shared Struct is no event of its own
+
+
+async def test_closing_a_client_leaves_its_lives_at_once(server_factory: Any, redis_url: str,
+                                                         redis: Any) -> None:
+    """python-socketio closes the websocket before its goodbye, which the server reads as
+    a lost network and would hold for a resume: the client leaves its lives first. The
+    hold is an hour here, so a count back at 0 can only come from the leave."""
+    server = server_factory(redis_url=redis_url, env={"GOLIVE_VIEWER_RESUME_GRACE": "3600"})
+    async with GoliveClient(server.url) as cat:
+        creator = await cat.sign_up("cat", PASSWORD)
+        media = HeadlessCreator.synthetic(160, 96, 10)
+        try:
+            await cat.go_live(media, "leave at close")
+            cat_pushes = cat.pushes()
+            eve = GoliveClient(server.url)
+            try:
+                await eve.sign_up("eve", PASSWORD)
+                await eve.join_live(creator.user.id)
+                while (await next_push(cat_pushes, RoomState)).viewers != 1:
+                    pass
+            finally:
+                await eve.close()
+            while (await next_push(cat_pushes, RoomState, timeout=30)).viewers != 0:
+                pass
+        finally:
+            await media.close()
