@@ -85,6 +85,7 @@ class VideoEncoder:
         bitrate: int = DEFAULT_VIDEO_BITRATE,
         h264_preset: str = "veryfast",
         own_timeline: bool = True,
+        cpu_used: int = -6,
     ) -> None:
         if codec not in VIDEO_CODECS:
             raise ValueError(f"video codec must be one of {VIDEO_CODECS}: {codec!r}")
@@ -93,6 +94,7 @@ class VideoEncoder:
         self.codec_name = codec
         self.bitrate = bitrate
         self.h264_preset = h264_preset
+        self.cpu_used = cpu_used
         self._ctx: VideoCodecContext | None = None
         # 3000 ticks = one 30 fps frame. Without its own timeline the encoder takes the
         # frames' pts as they come (90 kHz, increasing): a room's renditions share one
@@ -131,7 +133,7 @@ class VideoEncoder:
                 "bufsize": str(self.bitrate),
                 "minrate": str(self.bitrate),
                 "maxrate": str(self.bitrate),
-                "cpu-used": "-6",
+                "cpu-used": str(self.cpu_used),
                 "deadline": "realtime",
                 "lag-in-frames": "0",  # one packet out per frame in: no added latency
                 "auto-alt-ref": "0",
@@ -140,6 +142,7 @@ class VideoEncoder:
                 "undershoot-pct": "100",
                 "static-thresh": "1",
                 "partitions": "0",
+                **getattr(self, "extra_options", {}),
             }
         else:
             ctx.profile = "Baseline"  # what every browser decodes (42e01f / 42001f)

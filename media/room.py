@@ -1,7 +1,8 @@
 """MediaRoom: one live room's media, from the creator's tracks to every viewer.
 
-    creator pc -> Publisher readers -> newest-frame slot -> Compositor + VideoEncoder
-    (one per room, on the room's encode thread) -> PacketFanout -> each ViewerPeer's senders
+    creator pc -> Publisher readers -> newest-frame slot -> Compositor + LadderEncoder
+    (one per room, on the room's encode thread and its second lane) -> PacketFanout ->
+    each ViewerPeer's senders
     audio: Publisher reader -> AudioEncoder (on the loop; ~0.1 ms per 20 ms) -> PacketFanout
 
 Ownership: the room owns its two tasks (supervisor, encode loop), the encode thread, the
@@ -16,8 +17,11 @@ one per keyframe_min_interval_s (the same KeyframePolicy that throttles the enco
 Taps (add_tap) see every encoded packet the room fans out: the origin's relay uses one.
 
 Renditions (media/renditions.py): the room's video is composed once per frame (gifts
-burned in) and then scaled and encoded once per rendition some viewer takes, in order on
-the one encode thread; the top rendition also while a tap listens or nobody watches.
+burned in) and then scaled and encoded once per rendition some viewer takes: the top one
+on the encode thread, the lower ones beside it on a second (media/ladder_encoder.py); the
+top rendition also while a tap listens or nobody watches. A frame is done at every
+rendition before the next starts, and the newest-frame slot drops whole frames while
+the encode is behind (each rendition's keyframe is planned on a frame that is encoded).
 Each viewer gets one rendition: the one it pinned (`quality`), else what media/abr.py
 decides from its receiver reports; it moves at the target's keyframe (media/fanout.py).
 An edge room has one rendition, the origin's top one, which is what its relay carries.
@@ -45,7 +49,6 @@ from media.encoder import (
     AudioEncoder,
     Timeline,
     VideoCodecName,
-    VideoEncoder,
 )
 from media.errors import MediaError, MediaErrorCode, conflict, invalid, not_found, unavailable
 from media.fanout import PacketFanout
@@ -53,8 +56,9 @@ from media.fastpath import NATIVE, resolve
 from media.ice import IceServer
 from media.ingest import Publisher
 from media.keyframes import DEFAULT_GOP_S, DEFAULT_MIN_INTERVAL_S, KeyframePolicy
+from media.ladder_encoder import LadderEncoder
 from media.negotiation import check_publisher_offer
-from media.overlay import Overlay, draw_overlays
+from media.overlay import Overlay
 from media.peers import GoneReason
 from media.relay import PacketTap
 from media.renditions import AUTO, Rendition, check_ladder, rung_for, scaled_size
@@ -190,11 +194,14 @@ class MediaRoom:
         self._compositor = Compositor(max_waiting=MAX_WAITING_OVERLAYS)
         # The renditions share one timeline: a frame has one RTP timestamp in each.
         self._timeline = Timeline(VIDEO_TIME_BASE, step=3000)
-        self._video_encoders = [VideoEncoder(codec, rung.bitrate, own_timeline=False)
-                                for rung in self.ladder]
+        # Composes once, scales each rendition from the next taller and encodes the lower
+        # renditions on a second thread beside the top one (media/ladder_encoder.py).
+        self._ladder_encoder = LadderEncoder(codec, self.ladder, name=room_id)
+        self._video_encoders = self._ladder_encoder.encoders
         self._encoded_last: frozenset[int] = frozenset()  # renditions of the last frame
         self._audio_encoder = AudioEncoder()
-        # One thread: encodes stay in order and one room never takes more than one core.
+        # One thread (plus the ladder's second lane): frames stay in order and one room
+        # never takes more than two cores, the top rendition's encode on one.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"encode-{room_id}")
 
         self._publisher: Publisher | None = None
@@ -496,6 +503,7 @@ class MediaRoom:
             self._fanout.close()
             await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
             self._executor.shutdown(wait=True)
+            self._ladder_encoder.close()
             if self._owns_admission:
                 self.admission.close()
         finally:
@@ -608,23 +616,6 @@ class MediaRoom:
             for tap in self._taps:
                 tap("video", packet, keyframe)
 
-    def _encode(
-        self, frame: VideoFrame, overlays: list[Overlay], plan: list[tuple[int, bool]]
-    ) -> list[tuple[int, av.Packet]]:
-        # Runs on the encode thread, off the event loop: the gifts are drawn once, then
-        # each rendition scales the composed frame and encodes it.
-        composed = draw_overlays(frame, overlays)
-        out: list[tuple[int, av.Packet]] = []
-        for rendition, keyframe in plan:
-            size = scaled_size(composed.width, composed.height, self.ladder[rendition].height)
-            image = composed
-            if size != (composed.width, composed.height):
-                image = composed.reformat(width=size[0], height=size[1], format="yuv420p")
-                image.pts, image.time_base = composed.pts, composed.time_base
-            packets = self._video_encoders[rendition].encode(image, keyframe)
-            out.extend((rendition, packet) for packet in packets)
-        return out
-
     async def _encode_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -647,7 +638,8 @@ class MediaRoom:
             self._encoded_last = frozenset(wanted)
             try:
                 packets = await loop.run_in_executor(
-                    self._executor, self._encode, frame, self._compositor.active(), plan
+                    self._executor, self._ladder_encoder.encode, frame,
+                    self._compositor.active(), plan
                 )
             except Exception:
                 # One bad frame (odd size, corrupt data) must not end the room's video.
