@@ -16,10 +16,20 @@ viewers, so the send cost barely moves (one 720p viewer-packet stream against a 
 Process CPU moves with the machine's load (on a shared 2-core host the creator child may
 not keep 30 fps, and fewer frames are then encoded). `--offline` measures what one more
 rendition costs on its own, with no network and no other process: 150 frames of the
-test pattern at 1280x720, scaled and encoded the way MediaRoom._encode does (a keyframe
-every 60 frames, as the 2 s GOP), each rendition in turn in rotated order per round;
-process CPU time (libvpx's second thread above 640x480 included), ms per frame, median
-and spread over the rounds, and what that is in cores at 30 fps.
+test pattern at 1280x720, composed, scaled and encoded by media/ladder_encoder.py as the
+room does (a keyframe every 60 frames, as the 2 s GOP; `--badges N` draws N gifts), per
+window of renditions {720}, {720,360}, {720,180}, {720,360,180}, {360}, {180}, and the
+same frames through the code before it ("before": one thread, each rendition scaled
+from the 720p by frame.reformat()) and through it on one lane ("after-1lane"), all
+interleaved in a rotated order per round; process CPU and wall time per frame, median
+and spread over the rounds, and each extra rendition's CPU (per round, the difference of
+two windows) in ms per frame and cores at 30 fps.
+
+    .venv/bin/python -m bench.renditions --stages --rounds 3    # where a frame's time goes
+
+`--stages` times each stage of a 720p room's frame on its own, in process CPU: the
+creator's VP8 decoded (libvpx, as aiortc's decoder thread does), the gifts drawn (0 and
+4 badges), each rendition's scale (before and after) and encode.
 """
 
 from __future__ import annotations
@@ -258,6 +268,8 @@ def stages(rounds: int, frames: int = 150, ladder: str = LADDER) -> dict[str, An
         ms.setdefault(label, []).append((time.process_time() - started) / frames * 1000)
         return result
 
+    # libvpx settings tried against media/encoder.py's (cpu-used -6, denoiser 4)
+    variants = {"cpu-used -10": {"cpu-used": "-10"}, "no denoiser": {"noise-sensitivity": "0"}}
     badges = gift_badges(4)
     draw_overlays(source[0], badges)  # rendered badges are cached, as in a room
     for _ in range(rounds):
@@ -280,6 +292,11 @@ def stages(rounds: int, frames: int = 150, ladder: str = LADDER) -> dict[str, An
             encoder = VideoEncoder("vp8", rung.bitrate, own_timeline=False)
             timed(f"encode {rung.name}", lambda e=encoder, t=taller: [
                 e.encode(f, n % 60 == 0) for n, f in enumerate(t)])
+            for label, options in variants.items():
+                encoder = VideoEncoder("vp8", rung.bitrate, own_timeline=False)
+                encoder.extra_options = options
+                timed(f"encode {rung.name} {label}", lambda e=encoder, t=taller: [
+                    e.encode(f, n % 60 == 0) for n, f in enumerate(t)])
     return {"ladder": ladder, "source": "1280x720 test pattern", "frames": frames,
             "rounds": rounds, "load_average": os.getloadavg(),
             "ms_per_frame": {label: _summary(values) for label, values in ms.items()}}
