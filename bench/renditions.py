@@ -240,6 +240,50 @@ def offline(rounds: int, frames: int = 150, ladder: str = LADDER,
     return out
 
 
+def paced(rounds: int, seconds: float = 8.0, ladder: str = LADDER,
+          windows: tuple[str, ...] = ("720+360+180", "720+180")) -> dict[str, Any]:
+    """Does the ladder keep up: a 1280x720 creator's frames come at 30 fps on the clock and
+    the encode takes the newest one each time it is free (the room's newest-frame slot,
+    which drops whole frames while it is behind); frames encoded per second by path and
+    window, interleaved, beside whatever else runs on the host (its load average)."""
+    import os
+    import time
+
+    from media.ladder_encoder import LadderEncoder
+    from media.renditions import parse_ladder
+
+    rungs = parse_ladder(ladder)
+    source = _pattern(60)
+    fps: dict[tuple[str, str], list[float]] = {}
+    loads: list[float] = []
+    runs = [(path, window) for window in windows for path in PATHS]
+    for r in range(rounds):
+        for path, window in runs[r % len(runs):] + runs[:r % len(runs)]:
+            encoder: Any = (_Before("vp8", rungs) if path == "before" else
+                            LadderEncoder("vp8", rungs, lanes=1 if path == "after-1lane" else 2))
+            encoded, last = 0, -1
+            started = time.perf_counter()
+            while (now := time.perf_counter() - started) < seconds:
+                n = int(now * 30)
+                if n == last:
+                    time.sleep((n + 1) / 30 - now)
+                    continue
+                # a keyframe every 60 frames (the 2 s GOP): on the first frame encoded
+                # at or after each multiple of 60, as KeyframePolicy does
+                keyframe = last < 0 or n // 60 != last // 60
+                last = n
+                frame = source[n % len(source)]
+                frame.pts = n * 3000
+                encoder.encode(frame, [], [(i, keyframe) for i in OFFLINE_WINDOWS[window]])
+                encoded += 1
+            encoder.close()
+            fps.setdefault((path, window), []).append(encoded / seconds)
+            loads.append(os.getloadavg()[0])
+    return {"ladder": ladder, "source": "1280x720@30", "seconds": seconds, "rounds": rounds,
+            "load_average_1min": _summary(loads, 1),
+            "fps": {path: {w: _summary(fps[path, w], 1) for w in windows} for path in PATHS}}
+
+
 def stages(rounds: int, frames: int = 150, ladder: str = LADDER) -> dict[str, Any]:
     """Where a 720p room's frame time goes, stage by stage, in process CPU per frame:
     the creator's 720p VP8 decoded (libvpx, as aiortc's decoder thread does), the gifts
@@ -314,8 +358,12 @@ def main() -> None:
     parser.add_argument("--badges", type=int, default=0, help="--offline: gift badges drawn")
     parser.add_argument("--stages", action="store_true",
                         help="where a 720p frame's time goes: decode, compose, scales, encodes")
+    parser.add_argument("--paced", action="store_true",
+                        help="frames encoded per second when they come at 30 fps")
     args = parser.parse_args()
-    if args.stages:
+    if args.paced:
+        result = paced(args.rounds, args.seconds, args.ladder)
+    elif args.stages:
         result = stages(args.rounds, args.frames, args.ladder)
     elif args.offline:
         result = offline(args.rounds, args.frames, args.ladder, args.codec, args.badges)
