@@ -20,7 +20,7 @@ test pattern at 1280x720, composed, scaled and encoded by media/ladder_encoder.p
 room does (a keyframe every 60 frames, as the 2 s GOP; `--badges N` draws N gifts), per
 window of renditions {720}, {720,360}, {720,180}, {720,360,180}, {360}, {180}, and the
 same frames through the code before it ("before": one thread, each rendition scaled
-from the 720p by frame.reformat()) and through it on one lane ("after-1lane"), all
+from the 720p by frame.reformat()) and through it on two lanes ("after-2lanes"), all
 interleaved in a rotated order per round; process CPU and wall time per frame, median
 and spread over the rounds, and each extra rendition's CPU (per round, the difference of
 two windows) in ms per frame and cores at 30 fps.
@@ -135,9 +135,9 @@ OFFLINE_EXTRAS = {"720": ("720+360", "360"), "360": ("720+360", "720"),
 # The paths --offline compares, interleaved in every round: "before" is MediaRoom._encode
 # as it was up to commit 0f2acd0 (one thread; each rendition scaled from the composed
 # frame with frame.reformat(), a new scaler per frame); "after" is media/ladder_encoder.py
-# (kept scalers on one thread, each rendition from the next taller, the lower
-# renditions on a second lane); "after-1lane" the same on one thread.
-PATHS = ("before", "after", "after-1lane")
+# as rooms run it (kept scalers on one thread, each rendition from the next taller, one
+# lane); "after-2lanes" the same with the lower renditions on a second lane.
+PATHS = ("before", "after", "after-2lanes")
 
 
 class _Before:
@@ -212,7 +212,7 @@ def offline(rounds: int, frames: int = 150, ladder: str = LADDER,
     for r in range(rounds):
         for path, window in runs[r % len(runs):] + runs[:r % len(runs)]:
             encoder: Any = (_Before(codec, rungs) if path == "before" else
-                            LadderEncoder(codec, rungs, lanes=1 if path == "after-1lane" else 2))  # type: ignore[arg-type]
+                            LadderEncoder(codec, rungs, lanes=2 if path == "after-2lanes" else 1))  # type: ignore[arg-type]
             started_cpu, started = time.process_time(), time.perf_counter()
             for n, frame in enumerate(source):
                 encoder.encode(frame, overlays, [(i, n % 60 == 0) for i in OFFLINE_WINDOWS[window]])
@@ -241,7 +241,8 @@ def offline(rounds: int, frames: int = 150, ladder: str = LADDER,
 
 
 def paced(rounds: int, seconds: float = 8.0, ladder: str = LADDER,
-          windows: tuple[str, ...] = ("720+360+180", "720+180")) -> dict[str, Any]:
+          windows: tuple[str, ...] = ("720+360+180", "720+180"),
+          paths: tuple[str, ...] = PATHS) -> dict[str, Any]:
     """Does the ladder keep up: a 1280x720 creator's frames come at 30 fps on the clock and
     the encode takes the newest one each time it is free (the room's newest-frame slot,
     which drops whole frames while it is behind); frames encoded per second by path and
@@ -256,11 +257,11 @@ def paced(rounds: int, seconds: float = 8.0, ladder: str = LADDER,
     source = _pattern(60)
     fps: dict[tuple[str, str], list[float]] = {}
     loads: list[float] = []
-    runs = [(path, window) for window in windows for path in PATHS]
+    runs = [(path, window) for window in windows for path in paths]
     for r in range(rounds):
         for path, window in runs[r % len(runs):] + runs[:r % len(runs)]:
             encoder: Any = (_Before("vp8", rungs) if path == "before" else
-                            LadderEncoder("vp8", rungs, lanes=1 if path == "after-1lane" else 2))
+                            LadderEncoder("vp8", rungs, lanes=2 if path == "after-2lanes" else 1))
             encoded, last = 0, -1
             started = time.perf_counter()
             while (now := time.perf_counter() - started) < seconds:
@@ -279,9 +280,18 @@ def paced(rounds: int, seconds: float = 8.0, ladder: str = LADDER,
             encoder.close()
             fps.setdefault((path, window), []).append(encoded / seconds)
             loads.append(os.getloadavg()[0])
+    # per round, each path's fps over the same round's "before" (rounds are seconds apart:
+    # the host's load moves less within a round than between rounds)
+    base = paths[0]
+    ratios = {path: {w: _summary([a / b for a, b in zip(fps[path, w], fps[base, w],
+                                                           strict=True) if b], 2)
+                     for w in windows} for path in paths[1:]}
     return {"ladder": ladder, "source": "1280x720@30", "seconds": seconds, "rounds": rounds,
             "load_average_1min": _summary(loads, 1),
-            "fps": {path: {w: _summary(fps[path, w], 1) for w in windows} for path in PATHS}}
+            "fps": {path: {w: _summary(fps[path, w], 1) for w in windows} for path in paths},
+            f"fps_over_{base}": ratios,
+            "fps_per_round": {f"{path} {w}": [round(v, 1) for v in fps[path, w]]
+                              for path, w in fps}}
 
 
 def stages(rounds: int, frames: int = 150, ladder: str = LADDER) -> dict[str, Any]:
@@ -360,9 +370,13 @@ def main() -> None:
                         help="where a 720p frame's time goes: decode, compose, scales, encodes")
     parser.add_argument("--paced", action="store_true",
                         help="frames encoded per second when they come at 30 fps")
+    parser.add_argument("--paths", default=",".join(PATHS),
+                        help="--paced: the paths compared, the first the baseline")
+    parser.add_argument("--windows", default="720+360+180,720+180", help="--paced")
     args = parser.parse_args()
     if args.paced:
-        result = paced(args.rounds, args.seconds, args.ladder)
+        result = paced(args.rounds, args.seconds, args.ladder, tuple(args.windows.split(",")),
+                       tuple(args.paths.split(",")))
     elif args.stages:
         result = stages(args.rounds, args.frames, args.ladder)
     elif args.offline:

@@ -3,20 +3,25 @@
 The gifts are drawn once (media/overlay.py), on the creator's picture. Each rendition's
 picture is scaled from the next taller one made for the same frame (the 180p from the
 360p, not from the 720p: a quarter of the pixels to read), with one kept scaler per
-rendition and one scaler thread. Then the encodes run on two lanes: the top rendition
-of the frame on the calling thread (the room's encode thread), the lower ones in order
-on a second thread, so a frame's wall time is about the top encode's, not the sum.
-PyAV releases the GIL in sws_scale_frame and avcodec_send_frame/receive_packet, so the
+rendition on one thread. The encodes run in plan order on the calling thread (the
+room's encode thread), or with `lanes=2` the lower renditions on a second thread beside
+the top one, so a frame's wall time is about the top encode's rather than the sum.
+PyAV releases the GIL in sws_scale_frame and avcodec_send_frame/receive_packet, so two
 lanes do run at once on two cores.
 
-No frame object is shared between the lanes: the calling thread scales the first lower
-picture before handing it over, and the second lane only touches pictures it made. (A
-reformat briefly rewrites its source frame's colour metadata; libavcodec reads it when
-it takes the frame.) Each encoder and scaler is used by one lane per frame, and a frame
-is done on both lanes before the next one starts (the room awaits encode()).
+Rooms use one lane: on this 2-core host beside other jobs (load average 11-14) the
+second lane did not raise the frames a 720p ladder encodes when they come at 30 fps
+(`python -m bench.renditions --paced --paths after,after-2lanes --windows 720+360+180
+--rounds 12 --seconds 4`: 19.0 fps [8.5-25.2] with two lanes, 18.5 [10.2-26.2] with
+one, per-round ratio 0.90 [0.47-2.29]), for the same CPU (12.6 vs 12.8 ms a frame):
+with both cores busy each hand-over waits for a core twice. With a spare core it cuts
+a full ladder's frame from ~12.6 ms to the top lane's ~9.7 ms.
 
-Measured on this 2-core host (`python -m bench.renditions --stages`, the 1280x720 test
-pattern, process CPU per frame, see README "Benchmarks"): see the comments below.
+With two lanes no frame object is shared between them: the calling thread scales the
+first lower picture before handing it over, and the second lane only touches pictures
+it made. (A reformat briefly rewrites its source frame's colour metadata; libavcodec
+reads it when it takes the frame.) Each encoder and scaler is used by one lane per
+frame, and a frame is done on both lanes before the next one starts.
 """
 
 from __future__ import annotations
@@ -49,12 +54,12 @@ _SCALE_THREADS = 1
 class LadderEncoder:
     """Encodes composed frames at a room's renditions; not thread-safe (one caller).
 
-    `lanes=2` runs the lower renditions of a frame on a second thread beside the top
-    one (close() joins it); `lanes=1` runs them all on the calling thread in order.
+    `lanes=1` runs every rendition of a frame on the calling thread in order; `lanes=2`
+    runs the lower ones on a second thread beside the top one (close() joins it).
     """
 
     def __init__(self, codec: VideoCodecName, ladder: Sequence[Rendition], *,
-                 lanes: int = 2, name: str = "room") -> None:
+                 lanes: int = 1, name: str = "room") -> None:
         if lanes not in (1, 2):
             raise ValueError("lanes must be 1 or 2")
         self.ladder = tuple(ladder)

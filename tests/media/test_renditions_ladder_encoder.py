@@ -1,6 +1,6 @@
 """The ladder's encode path (media/ladder_encoder.py): every rendition at its size, a
-keyframe exactly where asked, the gifts burned into each, the two lanes giving the same
-bytes as one, and the second lane's thread owned by the room. Real libvpx/x264, no mocks."""
+keyframe exactly where asked, the gifts burned into each, each rendition scaled from the
+next taller, and two lanes giving the bytes one gives. Real libvpx/x264, no mocks."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def test_two_lanes_give_the_bytes_one_lane_gives():
 
 def test_only_the_renditions_asked_for_and_a_small_creators_top_is_its_own_size():
     source = pattern(640, 360, 4)
-    encoder = LadderEncoder("vp8", LADDER)
+    encoder = LadderEncoder("vp8", LADDER, lanes=2)
     try:
         # a 360p creator: "720" and "360" are both 640x360; nobody takes the 360
         frames = run(encoder, source, [[(0, n == 0), (2, n == 0)] for n in range(4)])
@@ -121,17 +121,23 @@ def test_only_the_renditions_asked_for_and_a_small_creators_top_is_its_own_size(
         encoder.close()
 
 
-async def test_a_room_encodes_its_lower_renditions_on_a_second_thread_it_joins(harness,
-                                                                                poll):
-    lower_lanes = lambda: [t for t in threading.enumerate()  # noqa: E731
-                           if t.name.startswith("encode-low-lanes-room")]
-    room = harness.room("lanes-room", renditions=LADDER)
-    await harness.publish(room, width=640, height=360)
-    for viewer_id, quality in (("big", "720"), ("small", "180")):
-        offer = await room.add_viewer(viewer_id, quality=quality)
-        client = harness.client(viewer_id)
-        await room.accept_viewer_answer(viewer_id, await client.answer(offer))
-    await poll(lambda: room.stats().rendition_frames["180"] >= 10, what="the 180p encoded")
-    assert lower_lanes(), "the 180p was not encoded on a second lane"
-    await room.close()
-    assert not lower_lanes()
+def test_the_180p_is_scaled_from_the_360p_and_the_second_lane_is_joined_at_close():
+    """With the 360p in the frame the 180p's scaler reads the 360p picture (a quarter
+    of the pixels); without it, the composed frame. close() ends the second lane."""
+    source = pattern(1280, 720, 2)
+    encoder = LadderEncoder("vp8", LADDER, lanes=2)
+    seen: list[tuple[int, int]] = []
+    scale = encoder._scale
+
+    def spy(src, composed, rendition):  # records what each rung is scaled from
+        if rendition == 2:
+            seen.append((src.width, src.height))
+        return scale(src, composed, rendition)
+
+    encoder._scale = spy
+    run(encoder, source, [[(0, True), (1, True), (2, True)], [(0, False), (2, False)]])
+    # frame 1: from the 360p; frame 2 (no 360p): from the 720p (then a no-op at its size)
+    assert seen == [(640, 360), (1280, 720), (320, 180)]
+    assert any(t.name.startswith("encode-low-room") for t in threading.enumerate())
+    encoder.close()
+    assert not any(t.name.startswith("encode-low-room") for t in threading.enumerate())
