@@ -134,9 +134,10 @@ OFFLINE_EXTRAS = {"720": ("720+360", "360"), "360": ("720+360", "720"),
                   "180": ("720+180", "720"), "180 beside 720+360": ("720+360+180", "720+360")}
 # The paths --offline compares, interleaved in every round: "before" is MediaRoom._encode
 # as it was up to commit 0f2acd0 (one thread; each rendition scaled from the composed
-# frame with frame.reformat(), a new scaler per frame); "after" is media/ladder_encoder.py
-# as rooms run it (kept scalers on one thread, each rendition from the next taller, one
-# lane); "after-2lanes" the same with the lower renditions on a second lane.
+# frame with frame.reformat(), a new scaler per frame; libvpx's denoiser on); "after" is
+# media/ladder_encoder.py as rooms run it (kept scalers on one thread, each rendition
+# from the next taller, one lane, no denoiser); "after-2lanes" the same with the lower
+# renditions on a second lane.
 PATHS = ("before", "after", "after-2lanes")
 
 
@@ -149,6 +150,8 @@ class _Before:
         self.ladder = ladder
         self.encoders = [VideoEncoder(codec, rung.bitrate, own_timeline=False)  # type: ignore[arg-type]
                          for rung in ladder]
+        for encoder in self.encoders:  # libvpx's denoiser was on then
+            encoder.extra_options = {"noise-sensitivity": "4"}
 
     def encode(self, frame: Any, overlays: Any, plan: Any) -> list[Any]:
         from media.overlay import draw_overlays
@@ -189,7 +192,8 @@ def _summary(values: list[float], digits: int = 2) -> dict[str, float]:
 
 
 def offline(rounds: int, frames: int = 150, ladder: str = LADDER,
-            codec: str = "vp8", badges: int = 0) -> dict[str, Any]:
+            codec: str = "vp8", badges: int = 0,
+            paths: tuple[str, ...] = PATHS) -> dict[str, Any]:
     """Each window's compose + scales + encodes of the same 1280x720 frames, by path:
     process CPU and wall time per frame, and what each extra rendition adds."""
     import os
@@ -208,7 +212,7 @@ def offline(rounds: int, frames: int = 150, ladder: str = LADDER,
     source = _pattern(frames)
     cpu: dict[tuple[str, str], list[float]] = {}
     wall: dict[tuple[str, str], list[float]] = {}
-    runs = [(path, window) for window in OFFLINE_WINDOWS for path in PATHS]
+    runs = [(path, window) for window in OFFLINE_WINDOWS for path in paths]
     for r in range(rounds):
         for path, window in runs[r % len(runs):] + runs[:r % len(runs)]:
             encoder: Any = (_Before(codec, rungs) if path == "before" else
@@ -227,7 +231,7 @@ def offline(rounds: int, frames: int = 150, ladder: str = LADDER,
         "sizes": {rung.name: "x".join(map(str, scaled_size(1280, 720, rung.height)))
                   for rung in rungs},
         "ms_per_frame": {}, "wall_ms_per_frame": {}, "extra_rendition": {}}
-    for path in PATHS:
+    for path in paths:
         out["ms_per_frame"][path] = {w: _summary(cpu[path, w]) for w in OFFLINE_WINDOWS}
         out["wall_ms_per_frame"][path] = {w: _summary(wall[path, w]) for w in OFFLINE_WINDOWS}
         extras = {}
@@ -322,8 +326,9 @@ def stages(rounds: int, frames: int = 150, ladder: str = LADDER) -> dict[str, An
         ms.setdefault(label, []).append((time.process_time() - started) / frames * 1000)
         return result
 
-    # libvpx settings tried against media/encoder.py's (cpu-used -6, denoiser 4)
-    variants = {"cpu-used -10": {"cpu-used": "-10"}, "no denoiser": {"noise-sensitivity": "0"}}
+    # libvpx settings tried against media/encoder.py's (cpu-used -6, no denoiser; the
+    # denoiser, aiortc's 4, was on until --stages showed its cost)
+    variants = {"cpu-used -10": {"cpu-used": "-10"}, "denoiser 4": {"noise-sensitivity": "4"}}
     badges = gift_badges(4)
     draw_overlays(source[0], badges)  # rendered badges are cached, as in a room
     for _ in range(rounds):
@@ -371,7 +376,8 @@ def main() -> None:
     parser.add_argument("--paced", action="store_true",
                         help="frames encoded per second when they come at 30 fps")
     parser.add_argument("--paths", default=",".join(PATHS),
-                        help="--paced: the paths compared, the first the baseline")
+                        help="--paced, --offline: the paths compared (--paced: the first is "
+                             "the baseline)")
     parser.add_argument("--windows", default="720+360+180,720+180", help="--paced")
     args = parser.parse_args()
     if args.paced:
@@ -380,7 +386,8 @@ def main() -> None:
     elif args.stages:
         result = stages(args.rounds, args.frames, args.ladder)
     elif args.offline:
-        result = offline(args.rounds, args.frames, args.ladder, args.codec, args.badges)
+        result = offline(args.rounds, args.frames, args.ladder, args.codec, args.badges,
+                         tuple(args.paths.split(",")))
     else:
         result = asyncio.run(run(args.rounds, args.seconds, args.ladder))
     print(json.dumps(result, indent=1))

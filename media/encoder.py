@@ -9,7 +9,8 @@ reconnects (whose new tracks start again at pts 0) does not send viewers' RTP ti
 backwards.
 
 Measured encode cost on these machines (fps per core): libx264 veryfast 566 at 360p / 156
-at 720p; libvpx realtime cpu-used -6 about 600 at 360p (1.6 ms/frame) / 105 at 720p.
+at 720p; libvpx realtime cpu-used -6 about 600 at 360p (1.6 ms/frame) / 105 at 720p with
+the denoiser, which is now off (5.8 ms a 720p frame: see the options below).
 """
 
 from __future__ import annotations
@@ -137,7 +138,13 @@ class VideoEncoder:
                 "deadline": "realtime",
                 "lag-in-frames": "0",  # one packet out per frame in: no added latency
                 "auto-alt-ref": "0",
-                "noise-sensitivity": "4",
+                # No denoiser (aiortc's is 4): the room encodes a decoded stream the
+                # creator's own encoder already cleaned, and libvpx's denoiser was a
+                # quarter of the encode: 720p 7.85 -> 5.79 ms a frame, 360p 2.06 ->
+                # 1.51 (bench.renditions --stages, 3 interleaved rounds, load 12-15),
+                # at the same bitrate and closer to its input (test pattern, PSNR of
+                # the decoded output: 720p 40.8 -> 41.3 dB, 360p 39.5 -> 39.8).
+                "noise-sensitivity": "0",
                 "overshoot-pct": "15",
                 "undershoot-pct": "100",
                 "static-thresh": "1",
