@@ -194,9 +194,10 @@ class MediaRoom:
         # The renditions share one timeline: a frame has one RTP timestamp in each.
         self._timeline = Timeline(VIDEO_TIME_BASE, step=3000)
         # Composes once, scales each rendition from the next taller with a kept scaler
-        # and encodes them in order: 12.6 ms a 720p frame for the default ladder where
-        # scaling each from the 720p took 14.7 (media/ladder_encoder.py; one lane: a
-        # second one beside it did not raise the frame rate on a loaded 2-core host).
+        # and encodes them in order: 9.6 ms a 720p frame for the default ladder, where
+        # scaling each from the 720p (and libvpx's denoiser) took 14.0 (README, bench.
+        # renditions --offline; one lane: a second one beside it did not raise the
+        # frame rate on a loaded 2-core host, media/ladder_encoder.py).
         self._ladder_encoder = LadderEncoder(codec, self.ladder, name=room_id)
         self._video_encoders = self._ladder_encoder.encoders
         self._encoded_last: frozenset[int] = frozenset()  # renditions of the last frame
