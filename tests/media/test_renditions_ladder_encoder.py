@@ -141,3 +141,27 @@ def test_the_180p_is_scaled_from_the_360p_and_the_second_lane_is_joined_at_close
     assert any(t.name.startswith("encode-low-room") for t in threading.enumerate())
     encoder.close()
     assert not any(t.name.startswith("encode-low-room") for t in threading.enumerate())
+
+
+def test_a_kept_scaler_follows_a_creator_who_changes_resolution():
+    """A browser adapts its capture size mid-live: the kept scaler (swscale re-reads the
+    source frame's size) gives what a fresh one does, and the encoders reopen."""
+    from av.video.reformatter import VideoReformatter
+
+    encoder = LadderEncoder("vp8", LADDER)
+    try:
+        frames = pattern(1280, 720, 2) + pattern(960, 540, 2) + pattern(1280, 720, 2)
+        for n, frame in enumerate(frames):
+            frame.pts = n * 3000
+            picture = encoder._scale(frame, frame, 1)
+            fresh = VideoReformatter().reformat(frame, width=640, height=360,
+                                                format="yuv420p", interpolation="BILINEAR")
+            assert (picture.width, picture.height) == (640, 360)
+            assert np.array_equal(picture.to_ndarray(), fresh.to_ndarray()), n
+        out = run(encoder, frames, [[(0, n == 0), (2, n == 0)] for n in range(6)])
+        decoder = av.CodecContext.create("vp8", "r")
+        sizes = [(f.width, f.height) for by_rung in out for p in by_rung[0]
+                 for f in decoder.decode(p)]
+        assert sizes == [(1280, 720)] * 2 + [(960, 540)] * 2 + [(1280, 720)] * 2
+    finally:
+        encoder.close()
