@@ -158,7 +158,7 @@ class _Before:
         from media.renditions import scaled_size
 
         composed = draw_overlays(frame, list(overlays))
-        out = []
+        out: list[Any] = []
         for rendition, keyframe in plan:
             size = scaled_size(composed.width, composed.height, self.ladder[rendition].height)
             image = composed
