@@ -116,7 +116,7 @@ class VideoEncoder:
         # x264: one thread up to 640x480, two above (these hosts have 2 cores and also
         # decode the creator's stream and send to every viewer). libvpx: always one. Its
         # two threads cost 5-10x the CPU of one at 720p on these hosts under load (79.8
-        # vs 7.2 ms a frame with the settings below, 37.5 vs 5.8 without the denoiser:
+        # vs 7.2 ms a frame with libvpx's denoiser, 37.5 vs 5.8 without it as below:
         # they spin-wait for each other), where x264's two cost what one does (8.9 vs
         # 8.4 ms); measured with the test pattern, bench.renditions --offline.
         ctx.thread_count = (1 if self.codec_name == "vp8" or width * height <= 640 * 480
