@@ -9,7 +9,8 @@ reconnects (whose new tracks start again at pts 0) does not send viewers' RTP ti
 backwards.
 
 Measured encode cost on these machines (fps per core): libx264 veryfast 566 at 360p / 156
-at 720p; libvpx realtime cpu-used -6 about 600 at 360p (1.6 ms/frame) / 105 at 720p.
+at 720p; libvpx realtime cpu-used -6 about 600 at 360p (1.6 ms/frame) / 105 at 720p with
+the denoiser, which is now off (5.8 ms a 720p frame: see the options below).
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ class VideoEncoder:
         # timeline so a frame has the same RTP timestamp in each (media/renditions.py).
         self._timeline = Timeline(VIDEO_TIME_BASE, step=3000) if own_timeline else None
         self.frames = 0  # frames encoded (the rendition bench and tests count them)
+        # libvpx options over the ones _open() sets (bench.renditions --stages tries some)
+        self.extra_options: dict[str, str] = {}
 
     def _open(self, width: int, height: int) -> VideoCodecContext:
         name = "libvpx" if self.codec_name == "vp8" else "libx264"
@@ -118,7 +121,7 @@ class VideoEncoder:
         # x264: one thread up to 640x480, two above (these hosts have 2 cores and also
         # decode the creator's stream and send to every viewer). libvpx: always one. Its
         # two threads cost 5-10x the CPU of one at 720p on these hosts under load (79.8
-        # vs 7.2 ms a frame with the settings below, 37.5 vs 5.8 without the denoiser:
+        # vs 7.2 ms a frame with libvpx's denoiser, 37.5 vs 5.8 without it as below:
         # they spin-wait for each other), where x264's two cost what one does (8.9 vs
         # 8.4 ms); measured with the test pattern, bench.renditions --offline.
         ctx.thread_count = (1 if self.codec_name == "vp8" or width * height <= 640 * 480
@@ -140,11 +143,18 @@ class VideoEncoder:
                 "deadline": "realtime",
                 "lag-in-frames": "0",  # one packet out per frame in: no added latency
                 "auto-alt-ref": "0",
-                "noise-sensitivity": "4",
+                # No denoiser (aiortc's is 4): the room encodes a decoded stream the
+                # creator's own encoder already cleaned, and libvpx's denoiser was a
+                # quarter of the encode: 720p 7.85 -> 5.79 ms a frame, 360p 2.06 ->
+                # 1.51 (bench.renditions --stages, 3 interleaved rounds, load 12-15),
+                # at the same bitrate and closer to its input (test pattern, PSNR of
+                # the decoded output: 720p 40.8 -> 41.3 dB, 360p 39.5 -> 39.8).
+                "noise-sensitivity": "0",
                 "overshoot-pct": "15",
                 "undershoot-pct": "100",
                 "static-thresh": "1",
                 "partitions": "0",
+                **self.extra_options,
             }
         else:
             ctx.profile = "Baseline"  # what every browser decodes (42e01f / 42001f)

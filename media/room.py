@@ -1,6 +1,6 @@
 """MediaRoom: one live room's media, from the creator's tracks to every viewer.
 
-    creator pc -> Publisher readers -> newest-frame slot -> Compositor + VideoEncoder
+    creator pc -> Publisher readers -> newest-frame slot -> Compositor + LadderEncoder
     (one per room, on the room's encode thread) -> PacketFanout -> each ViewerPeer's senders
     audio: Publisher reader -> AudioEncoder (on the loop; ~0.1 ms per 20 ms) -> PacketFanout
 
@@ -18,8 +18,11 @@ the top rendition's encoded packets; relays (add_relay: the origin's cascade rel
 each rendition they take, and what they take is encoded as if a viewer took it.
 
 Renditions (media/renditions.py): the room's video is composed once per frame (gifts
-burned in) and then scaled and encoded once per rendition some viewer takes, in order on
-the one encode thread; the top rendition also while a tap listens or nobody watches.
+burned in) and then scaled (each from the next taller) and encoded once per rendition
+some viewer takes, in order on the one encode thread (media/ladder_encoder.py); the top
+rendition also while a tap listens or nobody watches. A frame is done at every
+rendition before the next starts, and the newest-frame slot drops whole frames while
+the encode is behind (each rendition's keyframe is planned on a frame that is encoded).
 Each viewer gets one rendition: the one it pinned (`quality`), else what media/abr.py
 decides from its receiver reports; it moves at the target's keyframe (media/fanout.py).
 An edge room has the origin's ladder; its relay carries the renditions its viewers take
@@ -50,7 +53,6 @@ from media.encoder import (
     AudioEncoder,
     Timeline,
     VideoCodecName,
-    VideoEncoder,
 )
 from media.errors import MediaError, MediaErrorCode, conflict, invalid, not_found, unavailable
 from media.fanout import PacketFanout
@@ -58,8 +60,9 @@ from media.fastpath import NATIVE, resolve
 from media.ice import IceServer
 from media.ingest import Publisher
 from media.keyframes import DEFAULT_GOP_S, DEFAULT_MIN_INTERVAL_S, KeyframePolicy
+from media.ladder_encoder import LadderEncoder
 from media.negotiation import check_publisher_offer
-from media.overlay import Overlay, draw_overlays
+from media.overlay import Overlay
 from media.peers import GoneReason
 from media.relay import PacketTap, RenditionTap
 from media.renditions import AUTO, Rendition, check_ladder, rung_for, scaled_size
@@ -199,8 +202,13 @@ class MediaRoom:
         self._compositor = Compositor(max_waiting=MAX_WAITING_OVERLAYS)
         # The renditions share one timeline: a frame has one RTP timestamp in each.
         self._timeline = Timeline(VIDEO_TIME_BASE, step=3000)
-        self._video_encoders = [VideoEncoder(codec, rung.bitrate, own_timeline=False)
-                                for rung in self.ladder]
+        # Composes once, scales each rendition from the next taller with a kept scaler
+        # and encodes them in order: 9.6 ms a 720p frame for the default ladder, where
+        # scaling each from the 720p (and libvpx's denoiser) took 14.0 (README, bench.
+        # renditions --offline; one lane: a second one beside it did not raise the
+        # frame rate on a loaded 2-core host, media/ladder_encoder.py).
+        self._ladder_encoder = LadderEncoder(codec, self.ladder, name=room_id)
+        self._video_encoders = self._ladder_encoder.encoders
         self._encoded_last: frozenset[int] = frozenset()  # renditions of the last frame
         # One Opus stream for every viewer, whatever its rendition: on a 300 kbit/s link
         # 64 kbit/s Opus is ~95-105 kbit/s on the wire (20 ms packets, ~70 B of headers
@@ -540,6 +548,7 @@ class MediaRoom:
             self._fanout.close()
             await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
             self._executor.shutdown(wait=True)
+            self._ladder_encoder.close()
             if self._owns_admission:
                 self.admission.close()
         finally:
@@ -659,23 +668,6 @@ class MediaRoom:
         for relay in self._relays:
             relay.video(packet, keyframe, rendition)
 
-    def _encode(
-        self, frame: VideoFrame, overlays: list[Overlay], plan: list[tuple[int, bool]]
-    ) -> list[tuple[int, av.Packet]]:
-        # Runs on the encode thread, off the event loop: the gifts are drawn once, then
-        # each rendition scales the composed frame and encodes it.
-        composed = draw_overlays(frame, overlays)
-        out: list[tuple[int, av.Packet]] = []
-        for rendition, keyframe in plan:
-            size = scaled_size(composed.width, composed.height, self.ladder[rendition].height)
-            image = composed
-            if size != (composed.width, composed.height):
-                image = composed.reformat(width=size[0], height=size[1], format="yuv420p")
-                image.pts, image.time_base = composed.pts, composed.time_base
-            packets = self._video_encoders[rendition].encode(image, keyframe)
-            out.extend((rendition, packet) for packet in packets)
-        return out
-
     async def _encode_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -698,7 +690,8 @@ class MediaRoom:
             self._encoded_last = frozenset(wanted)
             try:
                 packets = await loop.run_in_executor(
-                    self._executor, self._encode, frame, self._compositor.active(), plan
+                    self._executor, self._ladder_encoder.encode, frame,
+                    self._compositor.active(), plan
                 )
             except Exception:
                 # One bad frame (odd size, corrupt data) must not end the room's video.

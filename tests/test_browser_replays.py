@@ -145,6 +145,9 @@ async def test_a_recorded_live_replays_with_its_gift_badge(chromium, replay_serv
             await expect(item.get_by_test_id("replay-title")).to_have_text("Recorded with a Rose")
             thumb = item.get_by_test_id("replay-thumb")
             await expect(thumb).to_be_visible()
+            # visible is not loaded: wait for the image itself (a 0 read before it came)
+            await thumb.evaluate("img => img.complete && img.naturalWidth ? null : "
+                                 "new Promise(r => { img.onload = img.onerror = r; })")
             assert await thumb.evaluate("img => img.naturalWidth") == 320
             await screenshot(page, f"replays-profile-{codec}-{name}")
             await item.get_by_test_id("replay-link").click()
