@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from media.errors import invalid
 
 # The bottom rung is for links of ~300 kbit/s: at 120 kbit/s its video is ~150 on the
-# wire (VP8 overshoots ~15%, ~30 packets a second of headers) beside ~55 of 32 kbit/s
+# wire (VP8 overshoots ~15%, ~30 packets a second of headers) beside ~60 of 32 kbit/s
 # Opus, leaving room for resends and keyframe bursts. At 200 it was 220 + 100 of the then
 # 64 kbit/s Opus (measured, bench abr): more than the link, whose 400 ms queue then
 # stayed full.
