@@ -18,8 +18,8 @@ from signaling.app import create_app
 from signaling.appkeys import GATEWAY, LIVES
 from tests.support.peers import SocketPeer, go_live, open_tab
 from tests.support.poll import poll
-from tests.support.viewer import DecodingViewer
-from tests.test_network_restart import cut, size
+from tests.support.viewer import DecodingViewer, decoded_size
+from tests.test_network_restart import cut
 
 
 class Recorder(SocketPeer):
@@ -90,7 +90,7 @@ async def test_a_viewer_resumes_on_a_new_socket_with_the_same_peer_connection(
     ack, viewer = await watch(bob, ann.user.id, live_id, closers, quality="180")
     token = ack["resume_token"]
     assert isinstance(token, str) and len(token) >= 32
-    await poll(lambda: size(viewer) == (320, 180), timeout=10, what="bob at 180p")
+    await poll(lambda: decoded_size(viewer) == (320, 180), timeout=10, what="bob at 180p")
     await poll(lambda: [p["viewers"] for p in ann.got("room:state")] == [1],
                what="the creator told of one viewer")
     pc = viewer.pc
@@ -116,7 +116,7 @@ async def test_a_viewer_resumes_on_a_new_socket_with_the_same_peer_connection(
     frames = viewer.video_frames
     await poll(lambda: viewer.video_frames >= frames + 15, timeout=10,
                what="bob decoding on its new path")
-    assert viewer.pc is pc and size(viewer) == (320, 180)
+    assert viewer.pc is pc and decoded_size(viewer) == (320, 180)
     listed = await ann.call("room:viewers", {"live_id": live_id})
     assert listed["count"] == 1, listed
     assert back.got("room:left") == []
