@@ -9,41 +9,12 @@ from __future__ import annotations
 import pytest
 
 from tests.browser import chromium, chromium_path, open_page  # noqa: F401 (fixtures)
-from tests.support.pages import person, studio_go_live, wait_playing
+from tests.support.pages import PATH, RECORD_PEERS, person, studio_go_live, wait_playing
 from tests.support.poll import poll
 
 pytestmark = pytest.mark.browser
 
 # Keeps every RTCPeerConnection a page makes, for the test to read.
-RECORD_PEERS = """(() => {
-  const Original = window.RTCPeerConnection;
-  window.__peers = [];
-  window.RTCPeerConnection = function (config) {
-    const pc = new Original(config);
-    window.__peers.push(pc);
-    return pc;
-  };
-  window.RTCPeerConnection.prototype = Original.prototype;
-})();"""
-
-# The latest peer connection: how many the page made, its state, both sides' ICE ufrags
-# and the server's port on the selected pair.
-PATH = """async () => {
-  const pc = window.__peers[window.__peers.length - 1];
-  const ufrag = (sdp) => /a=ice-ufrag:(\\S+)/.exec(sdp ?? '')?.[1] ?? null;
-  const stats = await pc.getStats();
-  let port = null;
-  stats.forEach((s) => {
-    if (s.type === 'transport' && s.selectedCandidatePairId) {
-      const pair = stats.get(s.selectedCandidatePairId);
-      port = stats.get(pair.remoteCandidateId).port;
-    }
-  });
-  return { peers: window.__peers.length, state: pc.connectionState,
-           local: ufrag(pc.localDescription?.sdp), remote: ufrag(pc.remoteDescription?.sdp),
-           port };
-}"""
-
 NETWORK_CHANGED = "window.dispatchEvent(new Event('online'))"
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import pytest
 
 from tests.browser import chromium, chromium_path, open_page  # noqa: F401 (fixtures)
-from tests.support.pages import person, studio_go_live, wait_playing
+from tests.support.pages import PATH, RECORD_PEERS, person, studio_go_live, wait_playing
 from tests.support.poll import poll
-from tests.test_browser_ice_restart import PATH, RECORD_PEERS
 
 pytestmark = pytest.mark.browser
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from media import aioice_private, aiortc_private
 from media.ice_restart import IceRestart, read_ice, with_ice
 from signaling.app import create_app
+from tests.support.paths import cut
 from tests.support.peers import SocketPeer, go_live, open_tab
 from tests.support.poll import poll
 from tests.support.viewer import DecodingViewer, decoded_size
@@ -31,15 +31,6 @@ peer = functools.partial(open_tab, peer=Recorder)
 async def app_client(aiohttp_client: Any, settings: Any, redis: Redis) -> Any:
     settings.live_grace = 1.0  # a creator's grace period that ends within the test
     return await aiohttp_client(create_app(settings))
-
-
-def cut(pc: Any) -> None:
-    """The pc's path dies without closing: nothing arrives on its sockets, nothing they
-    send leaves (what an address that went away looks like from the peer)."""
-    ice = aiortc_private.ice_connection(pc.getTransceivers()[0].receiver.transport)
-    for protocol in aioice_private.socket_protocols(ice):
-        protocol.transport.pause_reading()
-        protocol.transport.sendto = lambda data, addr=None: None
 
 
 async def test_a_viewer_restarts_ice_without_leaving_the_room(app_client: Any,

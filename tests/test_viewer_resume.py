@@ -15,16 +15,12 @@ from redis.asyncio import Redis
 
 from media.ice_restart import IceRestart, read_ice, with_ice
 from signaling.app import create_app
-from signaling.appkeys import GATEWAY, LIVES
+from signaling.appkeys import LIVES
+from tests.support.paths import cut
 from tests.support.peers import SocketPeer, go_live, open_tab
 from tests.support.poll import poll
+from tests.support.resume import Recorder, drop
 from tests.support.viewer import DecodingViewer, decoded_size
-from tests.test_network_restart import cut
-
-
-class Recorder(SocketPeer):
-    PUSHES = ("room:state", "room:left", "live:ended")
-
 
 peer = functools.partial(open_tab, peer=Recorder)
 
@@ -48,16 +44,6 @@ async def visitor(client: Any, closers: list[Any]) -> Recorder:
                       transports=["websocket"], wait_timeout=5)
     closers.append(sio)
     return Recorder(sio, None)  # type: ignore[arg-type]
-
-
-async def drop(client: Any, tab: SocketPeer) -> str:
-    """The tab's Engine.IO transport closes under it (no Socket.IO disconnect packet: what
-    a network that went away leaves); returns the old sid once the server let it go."""
-    sid = tab.sio.get_sid()
-    await tab.sio.eio.ws.close()
-    gateway = client.app[GATEWAY]
-    await poll(lambda: sid not in gateway.connections, timeout=10, what="the server saw the drop")
-    return sid
 
 
 async def watch(tab: SocketPeer, creator_id: str, live_id: str, closers: list[Any],

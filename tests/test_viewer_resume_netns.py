@@ -21,7 +21,7 @@ from tests.support import netns
 from tests.support.netns_viewer import NamespacedViewer
 from tests.support.peers import go_live, open_tab
 from tests.support.poll import poll
-from tests.test_viewer_resume import Recorder, drop
+from tests.support.resume import Recorder, drop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
