@@ -70,7 +70,8 @@ SAMPLER_NAME = "golive-soak"  # the bench's own Redis connection, left out of th
 SOAK_SERVER_ENV = {"GOLIVE_EVENT_RATE": "1000/s", "GOLIVE_EVENT_BURST": "2000",
                    "GOLIVE_AUTH_RATE": "1000/s", "GOLIVE_AUTH_BURST": "5000"}
 RETURN_METRICS = {"sockets": "golive_sockets_connected", "peers": "golive_peer_connections",
-                  "tasks": "golive_asyncio_tasks", "fds": "process_open_fds"}
+                  "tasks": "golive_asyncio_tasks", "fds": "process_open_fds",
+                  "held": "golive_viewers_held"}
 
 
 # --- command line ----------------------------------------------------------------------
@@ -782,7 +783,10 @@ async def _measure(soak: SoakRun, result: dict[str, Any]) -> None:
 
     def back(figure: dict[str, Any]) -> bool:
         pool = checks.fd_allowance(base["redis_clients"], figure["redis_clients"])
+        # a viewer that just disconnected is held for its resume (GOLIVE_VIEWER_RESUME_GRACE,
+        # 10 s), still counted in Redis: the server is back once those holds ran out
         return (figure["sockets"] <= base["sockets"] and figure["peers"] <= base["peers"]
+                and figure["held"] <= base["held"]
                 and figure["tasks"] <= base["tasks"] + slack["tasks"]
                 and figure["fds"] <= base["fds"] + slack["fds"] + pool)
 

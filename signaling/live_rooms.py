@@ -149,6 +149,7 @@ class LiveRooms(Feature):
         # socket (room:resume; signaling/viewer_hold.py). Hosted lives only: an edge
         # room's viewer joins again.
         self.holds = ViewerHolds(settings.viewer_resume_grace, self._hold_over)
+        gateway.metrics.watch_held_viewers(lambda: len(self.holds.held()))
         self.pushes = RoomPushes(gateway, services, self.hosted_live)
         # (live id, reason, the viewer's sid / None for the publisher / a RelayClient
         # whose stream ended)
