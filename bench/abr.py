@@ -50,8 +50,10 @@ from bench.shaping_schedule import Step, kinds, needs_netem, parse_schedule
 # --creator: the synthetic creator's size and the ladder it gets by default. 360 is the
 # default: a 1280x720 creator and three encoders did not keep up on 2 cores beside the
 # test suite (docs/notes, issue 18); 360:600 into a 300 kbit/s link still must step down.
-CREATORS = {"360": ((640, 360), "360:600,180:150"),
-            "720": ((1280, 720), "720:1800,360:600,180:200")}
+# The 180 rungs: the default ladder's 120 (media/renditions.py); 100 for the 360 creator
+# (its test pattern at 320x180 comes out at ~160 kbit/s whatever the target under it).
+CREATORS = {"360": ((640, 360), "360:600,180:100"),
+            "720": ((1280, 720), "720:1800,360:600,180:120")}
 DEFAULT_SCHEDULE = "0:300kbit/2%,20:off"
 FIRST_INDEX = 210  # namespaces golive-210...: tests/media/test_abr_netem.py uses 201
 MAX_SHAPED = 8
@@ -69,8 +71,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     from bench.options import add_out
 
     parser.add_argument("--creator", choices=sorted(CREATORS), default="360",
-                        help="the synthetic creator: 360 (640x360, ladder 360:600,180:150) "
-                             "or 720 (1280x720, ladder 720:1800,360:600,180:200); 360")
+                        help="the synthetic creator: 360 (640x360, ladder 360:600,180:100) "
+                             "or 720 (1280x720, ladder 720:1800,360:600,180:120); 360")
     parser.add_argument("--ladder", help="the server's GOLIVE_RENDITIONS instead of the "
                                          "creator's default, e.g. 360:600,180:200")
     parser.add_argument("--shaped", type=int, default=1,
@@ -440,6 +442,15 @@ def viewer_figures(viewer: AbrViewer, steps: list[Step], t0: float, wall0: float
                                           until, abr_figures.value_at(decoded, 0, top))})
     samples = [(t - t0, f, b) for t, f, b in viewer.child.samples]
     windows = abr_figures.rendition_windows(samples, frames)
+    # after each drop the viewer moved at: fps and freezes once settled (abr_figures)
+    settled_spans = []
+    for i, entry in enumerate(settles):
+        first = entry["decoded"]["first_s"]
+        if entry["kind"] == "drop":
+            settled_spans.append(abr_figures.settled(
+                times, None if first is None else entry["at_s"] + first,
+                steps[i + 1].at_s if i + 1 < len(steps) else end))
+    last = viewer.child.last or {}
     in_round = [t for t in times if 0 <= t <= end]
     return {"shaped": viewer.namespace is not None, "sid": viewer.sid,
             "namespace": viewer.namespace.name if viewer.namespace else None,
@@ -450,7 +461,10 @@ def viewer_figures(viewer: AbrViewer, steps: list[Step], t0: float, wall0: float
             "settle": settles,
             "freezes": abr_figures.freeze_figures(times, 0.0, end),
             "windows": [w for w in windows if w["t"] >= 0],
-            "per_rendition": abr_figures.per_rendition([w for w in windows if w["t"] >= 0])}
+            "per_rendition": abr_figures.per_rendition([w for w in windows if w["t"] >= 0]),
+            "settled": [span for span in settled_spans if span is not None],
+            # the viewer's keyframe-aware buffer (bench/dependency_buffer.py), whole round
+            "buffer": {key: last[key] for key in ("skips", "dropped", "plis") if key in last}}
 
 
 def summarize(rounds: list[dict[str, Any]], steps: list[Step]) -> dict[str, Any]:
@@ -480,8 +494,13 @@ def summarize(rounds: list[dict[str, Any]], steps: list[Step]) -> dict[str, Any]
             for window in v["windows"]:
                 if window["height"] is not None:
                     pooled.setdefault(str(window["height"]), []).append(window)
+        spans = [span for v in mine for span in v.get("settled", [])]
         out[role] = {
             "settle": settle,
+            "settled_fps": distribution([span["fps"] for span in spans], 2),
+            "settled_longest_freeze_ms": distribution(
+                [span["longest_ms"] for span in spans], 0),
+            "settled_freezes": distribution([span["count"] for span in spans], 0),
             "freezes_per_viewer_minute": distribution(
                 [v["freezes"]["per_viewer_minute"] for v in mine], 3),
             "longest_freeze_ms": distribution([v["freezes"]["longest_ms"] for v in mine], 0),
@@ -536,10 +555,18 @@ def render(result: dict[str, Any]) -> str:
     rows = []
     for role, figures in summary.items():
         freezes, longest = figures["freezes_per_viewer_minute"], figures["longest_freeze_ms"]
+        fps = figures.get("settled_fps") or {}
+        s_longest = figures.get("settled_longest_freeze_ms") or {}
         rows.append([role, _p(freezes, 2), f"{longest.get('max', 0):.0f}" if longest.get("n")
+                     else "-",
+                     f"{fps['p50']:.1f} ({fps['min']:.1f}-{fps['max']:.1f})" if fps.get("n")
+                     else "-",
+                     f"{s_longest['p50']:.0f} ({s_longest['max']:.0f})" if s_longest.get("n")
                      else "-"])
     lines.append("")
-    lines.append(table(["viewer", "freezes/viewer-min p50 (p95)", "longest freeze ms"], rows))
+    lines.append(table(["viewer", "freezes/viewer-min p50 (p95)", "longest freeze ms",
+                        "settled fps p50 (min-max)", "settled longest freeze ms p50 (max)"],
+                       rows))
     rows = []
     for role, figures in summary.items():
         for height, f in figures["per_rendition"].items():

@@ -140,3 +140,23 @@ def per_rendition(windows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]
     return {str(h): {"windows": len(ws), "fps": distribution(w["fps"] for w in ws),
                      "kbps": distribution(w["kbps"] for w in ws)}
             for h, ws in sorted(by.items(), reverse=True)}
+
+
+# The settled span starts this long after the picture first changed at a drop: the
+# queue the top rung filled (400 ms of tbf's, bench/netns.py) drains and the switch's
+# keyframe is through, as tests/media/test_abr_netem.py waits before it measures.
+SETTLED_AFTER_S = 2.0
+
+
+def settled(times: Sequence[float], first_change_s: float | None, until: float,
+            after_s: float = SETTLED_AFTER_S) -> dict[str, Any] | None:
+    """What the issue asks of a viewer once it has settled after a drop (>= 25 fps, no
+    freeze over 500 ms): over (first decoded change + `after_s`, `until`], the fps and the
+    freezes (freeze_figures). None when it never changed or the span is under 1 s."""
+    if first_change_s is None or until - first_change_s - after_s < WINDOW_S:
+        return None
+    start = first_change_s + after_s
+    frames = sum(1 for t in times if start < t <= until)
+    return {"from_s": round(start, 3), "to_s": round(until, 3),
+            "fps": round(frames / (until - start), 2),
+            **freeze_figures(times, start, until)}

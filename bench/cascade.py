@@ -5,14 +5,19 @@ origin's added cost for an edge, and the relay hop's latency.
 
 Starts a redis-server and two `golive serve --workers 1` nodes on it (node-a, the origin;
 node-b, an edge), a headless creator live on A (640x360, --fps, VP8), then measures
-five steps of --seconds each (after a settling second), adding light viewers (RTP
+six steps of --seconds each (after a settling second), adding light viewers (RTP
 counted, not decoded, bench.viewers): none; 1 on A; --viewers on A; + 1 on B; +
---viewers on B. Per node, the marginal CPU per viewer-packet is the CPU's growth over
-the packets' growth between its 1-viewer and its N-viewer steps (A: the origin's fan-out;
-B: the edge's fan-out of the relayed stream); the origin's added cost for an edge is A's
-CPU with the edge's first viewer minus without; the edge's fixed cost is B's CPU with
-one viewer (relay receive and one fan-out). Then the hop latency at B (its /metrics
-golive_relay_hop_seconds, p50/p95: origin queue -> edge receive, one machine's clock).
+--viewers on B; then B's viewers pinned to 180 (`room:quality`: B's relay then
+carries the 180 rendition alone, once its top one lingered out, and A encodes 180 for
+it besides the top one its own viewers take). Per node, the marginal CPU per
+viewer-packet is the CPU's growth over the packets' growth between its 1-viewer and
+its N-viewer steps (A: the origin's fan-out; B: the edge's fan-out of the relayed
+stream); the origin's added cost for an edge is A's CPU with the edge's first viewer
+minus without; the edge's fixed cost is B's CPU with one viewer (relay receive and one
+fan-out); the origin's added cost for the edge's 180 is A's CPU in the last step minus
+the one before (an encode of 180 and its relay, less the top rendition's relay). Then
+the hop latency at B (its /metrics golive_relay_hop_seconds, p50/p95: origin queue ->
+edge receive, one machine's clock).
 CPU is utime + stime from /proc of each server process; viewers run in this process
 (not counted). Everything it started is
 stopped on exit.
@@ -93,6 +98,31 @@ async def _hop(url: str) -> dict[str, float | None]:
     return out
 
 
+async def _metric(url: str, sample: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as resp:
+        text = await resp.text()
+    found = re.search(re.escape(sample + " ") + r"([0-9.e+-]+)", text)
+    return float(found.group(1)) if found else 0.0
+
+
+async def _pin(viewers: list[BenchViewer], quality: str, origin_url: str) -> dict[str, Any]:
+    """Pin each viewer to `quality` and wait (30 s at most) until the origin relays the
+    top rendition to no edge (an edge lets go of it 3 s after its last viewer moved)."""
+    for viewer in viewers:
+        ack = await viewer.sio.call("room:quality", {"live_id": viewer.live_id,
+                                                     "quality": quality}, timeout=10)
+        if not ack.get("ok"):
+            raise RuntimeError(f"room:quality refused: {ack.get('error')}")
+    top = 'golive_relay_renditions{rendition="720",side="origin"}'
+    for _ in range(150):  # polls /metrics: no event to wait on across processes
+        if await _metric(origin_url, top) == 0:
+            break
+        await asyncio.sleep(0.2)
+    low = 'golive_relay_renditions{rendition="' + quality + '",side="origin"}'
+    return {"top_relayed": await _metric(origin_url, top),
+            "pinned_relayed": await _metric(origin_url, low)}
+
+
 async def measure(urls: list[str], pids: dict[str, int], viewers_per_node: int,
                   seconds: float, fps: float) -> dict[str, Any]:
     creator_acct, *accounts = await register_accounts(urls[0], 1 + 2 * viewers_per_node)
@@ -115,6 +145,8 @@ async def measure(urls: list[str], pids: dict[str, int], viewers_per_node: int,
         steps["aN_b1"] = await _window(pids, {"a": on_a, "b": on_b}, seconds)
         on_b += await _join(urls[1], accounts[viewers_per_node + 1:], creator_acct.id)
         steps["aN_bN"] = await _window(pids, {"a": on_a, "b": on_b}, seconds)
+        result["edge_pinned_180_relays"] = await _pin(on_b, "180", urls[0])
+        steps["aN_bN180"] = await _window(pids, {"a": on_a, "b": on_b}, seconds)
         result["steps"] = steps
         result["origin_us_per_viewer_packet"] = _slope(steps["a1"], steps["aN"], "node-a", "a")
         result["edge_us_per_viewer_packet"] = _slope(steps["aN_b1"], steps["aN_bN"],
@@ -122,6 +154,11 @@ async def measure(urls: list[str], pids: dict[str, int], viewers_per_node: int,
         result["origin_added_cpu_per_s_for_the_edge"] = round(
             steps["aN_b1"]["node-a_cpu_per_s"] - steps["aN"]["node-a_cpu_per_s"], 4)
         result["edge_cpu_per_s_with_one_viewer"] = steps["aN_b1"]["node-b_cpu_per_s"]
+        result["origin_added_cpu_per_s_for_the_edges_180"] = round(
+            steps["aN_bN180"]["node-a_cpu_per_s"] - steps["aN_bN"]["node-a_cpu_per_s"], 4)
+        result["edge_packets_per_s_top_and_180"] = [
+            round(steps[step]["b_viewer_packets"] / steps[step]["seconds"] / viewers_per_node, 1)
+            for step in ("aN_bN", "aN_bN180")]
         result["lost_packets"] = sum(step.get(f"{side}_lost", 0) for step in steps.values()
                                      for side in "ab")
         result["hop_latency"] = await _hop(urls[1])

@@ -26,6 +26,7 @@ import socketio
 
 from bench.creator import start_live
 from bench.target import nodes_on_one_redis, register_accounts
+from golive.client import bare_socket
 from media.synthetic import HeadlessCreator
 
 NODES = ("node-a", "node-b")
@@ -42,7 +43,7 @@ def quantiles(values: list[float]) -> dict[str, float | None]:
 
 
 async def _tab(url: str, token: str) -> socketio.AsyncClient:
-    sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+    sio = bare_socket()
     await sio.connect(url, auth={"token": token}, transports=["websocket"])
     return sio
 

@@ -13,6 +13,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from av.video.frame import VideoFrame
 
+from bench.dependency_buffer import DependencyBuffer, install_buffer
 from media import aiortc_private
 from media.ice import IceServer, rtc_configuration
 from signaling.tasks import cancel_and_wait
@@ -28,8 +29,14 @@ class DecodingViewer:
 
     def __init__(self, viewer_id: str = "", *,
                  on_video: Callable[[VideoFrame], None] | None = None,
-                 ice_servers: Sequence[IceServer] = (), relay_only: bool = False) -> None:
+                 ice_servers: Sequence[IceServer] = (), relay_only: bool = False,
+                 dependencies: bool = False) -> None:
         self.viewer_id = viewer_id
+        # dependencies: decode as a browser does, keyframe-aware (bench/dependency_buffer.py:
+        # skip to a keyframe past a hole, drop deltas without their keyframe, PLI); else
+        # aiortc's own buffer, which hands over every frame in sequence
+        self._dependencies = dependencies
+        self.buffer: DependencyBuffer | None = None
         # relay_only: a viewer behind a firewall that lets only TURN through (the ack's
         # ice_servers name the TURN server and this viewer's credential)
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers, relay_only=relay_only))
@@ -66,6 +73,11 @@ class DecodingViewer:
     async def answer(self, offer_sdp: str) -> str:
         """Take the server's offer; our answer's SDP."""
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        if self._dependencies and self.buffer is None:
+            receiver = next(r for r in self.pc.getReceivers()
+                            if r.track and r.track.kind == "video")
+            self.buffer = DependencyBuffer()
+            install_buffer(receiver, self.buffer)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription.sdp
 

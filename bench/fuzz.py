@@ -62,6 +62,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import HypothesisDeprecationWarning, HypothesisWarning
 from redis.asyncio import Redis
 
+from golive.client import bare_socket
+
 STABLE_CODES = frozenset({"invalid", "unauthorized", "forbidden", "not_found", "rate_limited",
                           "insufficient_funds", "conflict", "unavailable"})
 HTTP_ERROR_STATUS = {"invalid": 400, "unauthorized": 401, "insufficient_funds": 402,
@@ -486,7 +488,7 @@ class Fuzzer:
         return member
 
     async def _connect(self, member: Member) -> socketio.AsyncClient:
-        sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+        sio = bare_socket()
         auth = {"anonymous": True} if member.name == "anonymous" else {"token": member.token}
         await sio.connect(self.url, auth=auth, transports=["websocket"], wait_timeout=10)
         member.sio = sio

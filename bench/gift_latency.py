@@ -37,7 +37,6 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-import socketio
 from av.video.frame import VideoFrame
 
 from bench.creator import start_live
@@ -45,6 +44,7 @@ from bench.decoding_viewer import DecodingViewer
 from bench.target import LocalServer, register_accounts
 from engine.catalog import load_catalog
 from engine.gift_room import COMBO_WINDOW_S, GiftMoment
+from golive.client import bare_socket
 from media.ice import restrict_host_addresses
 from media.overlay import Overlay, Rect, draw_overlays, overlay_layout
 from media.synthetic import HeadlessCreator, parse_size
@@ -121,7 +121,7 @@ class Viewer:
     def __init__(self, url: str, token: str) -> None:
         self.url = url
         self.token = token
-        self.sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+        self.sio = bare_socket()
         self.peer = DecodingViewer(on_video=self._on_frame)
         self.probe: Probe | None = None
         self.flowing = asyncio.Event()  # 10 frames decoded
@@ -190,7 +190,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         url = args.url.rstrip("/")
     creator_pc: HeadlessCreator | None = None
-    creator_sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+    creator_sio = bare_socket()
     viewer: Viewer | None = None
     try:
         creator, sender = await register_accounts(url, 2, prefix="g" + uuid.uuid4().hex[:6])

@@ -16,7 +16,10 @@ rate, what a router buffers), and loss with iptables' `statistic` match dropping
 share of the packets arriving in the namespace (same effect on the viewer: packets of
 the downlink lost at random); delay needs `netem` and fails clearly without it.
 `shape()` replaces the previous shaping in place (`tc qdisc replace`, the namespace's
-INPUT chain flushed), so a running stream sees the change at once. Everything is
+INPUT chain flushed), so a running stream sees the change at once. `shape_up()` does the
+same the other way (a creator's uplink: what the namespace sends): the rate with `tbf`
+on `gl<n>n`'s egress, loss in the root namespace's INPUT, in a chain of its own
+(`GOLIVE-UP<n>`) jumped to only for packets coming in by `gl<n>r`. Everything is
 undone on `close()` (and the context manager's exit); `clean_stale()` removes what a
 killed run left, by prefix. Each namespace's owner (the pid that opened it) is kept in
 OWNERS/<name>: `clean_stale()` leaves alone a namespace whose owner still runs (a bench
@@ -36,6 +39,7 @@ from pathlib import Path
 from types import TracebackType
 
 PREFIX = "golive-"
+UP_CHAIN = "GOLIVE-UP"  # + the index: the root namespace's loss on one uplink
 OWNERS = Path(tempfile.gettempdir()) / "golive-netns-owners"
 
 
@@ -134,11 +138,14 @@ class Shaping:
 class Namespace:
     """One namespace and its veth pair to the root namespace."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, name: str | None = None, *, prefix: str = PREFIX) -> None:
+        """`name` (default `prefix` + index, golive-<index>): a name outside PREFIX is out
+        of reach of every clean_stale(), an older copy's too (which deleted every golive-*
+        namespace, running or not: measured, a Chromium test's namespace vanished mid-run)."""
         if not 1 <= index <= 254:
             raise ValueError("index is the third octet of 10.200.<index>.0/30: 1-254")
         self.index = index
-        self.name = f"{PREFIX}{index}"
+        self.name = name or f"{prefix}{index}"
         self.root_dev = f"gl{index}r"
         self.ns_dev = f"gl{index}n"
         self.root_addr = f"10.200.{index}.1"
@@ -153,6 +160,7 @@ class Namespace:
                                f"(pid in {OWNERS / self.name})")
         _run("ip", "netns", "del", self.name, check=False)
         _run("ip", "link", "del", self.root_dev, check=False)
+        self._unshape_up()  # a killed run's chain for this link
         self._up = True  # from here on close() has something to undo
         try:
             OWNERS.mkdir(exist_ok=True)
@@ -203,9 +211,69 @@ class Namespace:
                 _run("tc", "qdisc", "replace", "dev", self.root_dev, "parent", "1:1", "netem",
                      "delay", f"{down.delay_ms}ms")
 
+    def set_link(self, up: bool, end: str = "ns") -> None:
+        """Take one end of the link down or bring it back up: "ns", the namespace's (a
+        dropped Wi-Fi, a tunnel: the far end just stops answering), or "root", the root
+        namespace's (the server's own route to it goes, so its sends fail with
+        ENETUNREACH). Addresses stay, so the same ICE pair works again once up."""
+        state = "up" if up else "down"
+        if end == "root":
+            _run("ip", "link", "set", self.root_dev, state)
+        else:
+            self.exec_run("ip", "link", "set", self.ns_dev, state)
+
+    def readdress(self) -> str:
+        """Move the namespace's end to a new address (a phone moving to another network:
+        the old address gone, sockets bound to it dead) and return it: 10.200.<n>.6,
+        reached from the root namespace by a host route on the same veth pair."""
+        new = f"10.200.{self.index}.6"
+        self.exec_run("ip", "addr", "add", f"{new}/32", "dev", self.ns_dev)
+        self.exec_run("ip", "addr", "del", f"{self.ns_addr}/30", "dev", self.ns_dev)
+        self.exec_run("ip", "route", "add", f"{self.root_addr}/32", "dev", self.ns_dev)
+        _run("ip", "route", "replace", f"{new}/32", "dev", self.root_dev)
+        return new
+
     def unshape(self) -> None:
         """Lift every limit."""
         self.shape(Shaping())
+
+    @property
+    def up_chain(self) -> str:
+        return f"{UP_CHAIN}{self.index}"
+
+    def shape_up(self, up: Shaping) -> None:
+        """Shape the link from the namespace (a creator's uplink), replacing whatever
+        uplink shaping was there: the rate on the namespace end's egress (tbf), loss on
+        the root namespace's input from this link (iptables, in this link's own chain).
+        Delay needs netem, which this kernel lacks: refused."""
+        if up.delay_ms:
+            raise RuntimeError("uplink delay needs netem, which this kernel lacks")
+        if up.rate_bps is None:
+            _run("ip", "netns", "exec", self.name, "tc", "qdisc", "del", "dev", self.ns_dev,
+                 "root", check=False)
+        else:
+            burst = max(up.rate_bps // 8 // 100, 3000)
+            limit = max(int(up.rate_bps / 8 * up.queue_ms / 1000), burst + 1500)
+            self.exec_run("tc", "qdisc", "replace", "dev", self.ns_dev, "root", "handle", "1:",
+                          "tbf", "rate", f"{up.rate_bps}bit", "burst", str(burst),
+                          "limit", str(limit))
+        chain = self.up_chain
+        _run("iptables", "-N", chain, check=False)  # exists already: fine
+        _run("iptables", "-F", chain)
+        jump = ("INPUT", "-i", self.root_dev, "-j", chain)
+        if _run("iptables", "-C", *jump, check=False).returncode != 0:
+            _run("iptables", "-I", *jump)
+        if up.loss:
+            _run("iptables", "-A", chain, "-m", "statistic", "--mode", "random",
+                 "--probability", f"{up.loss:.4f}", "-j", "DROP")
+
+    def _unshape_up(self) -> None:
+        chain = self.up_chain
+        while _run("iptables", "-D", "INPUT", "-i", self.root_dev, "-j", chain,
+                   check=False).returncode == 0:
+            pass
+        _run("iptables", "-F", chain, check=False)
+        _run("iptables", "-X", chain, check=False)
 
     def qdiscs(self) -> str:
         """`tc qdisc show` of the root-side end (for reports and failures)."""
@@ -217,6 +285,7 @@ class Namespace:
         if not self._up:
             return
         self._up = False
+        self._unshape_up()
         _run("ip", "netns", "del", self.name, check=False)
         _run("ip", "link", "del", self.root_dev, check=False)
         (OWNERS / self.name).unlink(missing_ok=True)

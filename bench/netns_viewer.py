@@ -9,8 +9,13 @@ answers with one ({"answer": sdp}), then every 0.25 s a JSON line of what it dec
 the host: namespaces do not change it), "frames": decoded video frames, "size": [w, h]
 of the last, "bytes": video RTP bytes received (payload + 12-byte header, retransmissions
 included), "new": [[mono, height], ...] each frame decoded since the last line,
-"freezes": [[at_s, gap_ms], ...] every gap over 500 ms between decoded frames so far}.
+"freezes": [[at_s, gap_ms], ...] every gap over 500 ms between decoded frames so far,
+"skips", "dropped", "plis": what its keyframe-aware buffer did so far, bench/
+dependency_buffer.py}.
 It closes its peer connection and exits when stdin closes (the parent's end of it).
+An ICE restart: a further line {"restart": sdp} (the server's offer with new ICE) gets
+{"restart_answer": sdp} back (media/ice_restart.py, as a browser answering a re-offer),
+and the reports then carry "restarted_s" (the hand-over's time) or "restart_error".
 Host candidates: aioice gathers every non-loopback address of the namespace, i.e. the
 veth end's 10.200.<n>.2; the server offers its 10.200.<n>.1 (the parent's restriction).
 """
@@ -28,7 +33,8 @@ from typing import Any
 from av.video.frame import VideoFrame
 
 from bench.decoding_viewer import DecodingViewer
-from bench.processes import die_with_parent
+from bench.processes import die_with_parent, end_by_eof
+from media.ice_restart import IceRestart, read_ice, with_ice
 
 FREEZE_MS = 500.0
 REPORT_EVERY_S = 0.25
@@ -57,6 +63,7 @@ class NamespacedViewer:
         self.sizes: list[tuple[float, list[int] | None]] = []
         self.timeline: list[tuple[float, int]] = []
         self.samples: list[tuple[float, int, int]] = []
+        self._restart_answer: asyncio.Future[str] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -86,10 +93,22 @@ class NamespacedViewer:
         self._reader = asyncio.create_task(self._read())
         return str(json.loads(line)["answer"])
 
+    async def restart(self, offer: str) -> str:
+        """Hand the child the server's ICE-restart offer; its answer."""
+        assert self._proc is not None and self._proc.stdin is not None
+        self._restart_answer = asyncio.get_running_loop().create_future()
+        self._proc.stdin.write((json.dumps({"restart": offer}) + "\n").encode())
+        await self._proc.stdin.drain()
+        return await asyncio.wait_for(self._restart_answer, 20)
+
     async def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
         while line := await self._proc.stdout.readline():
             report = json.loads(line)
+            if "restart_answer" in report:
+                if self._restart_answer is not None and not self._restart_answer.done():
+                    self._restart_answer.set_result(report["restart_answer"])
+                continue
             self.last = report
             self.timeline.extend((float(t), int(h)) for t, h in report.get("new", ()))
             if "mono" in report:
@@ -114,18 +133,19 @@ class NamespacedViewer:
     async def close(self) -> None:
         proc, self._proc = self._proc, None
         try:
-            if proc is not None and proc.returncode is None:
-                assert proc.stdin is not None
-                proc.stdin.close()
-                try:
-                    await asyncio.wait_for(proc.wait(), 5)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+            await end_by_eof(proc)
         finally:
             if self._reader is not None:
                 self._reader.cancel()
                 await asyncio.gather(self._reader, return_exceptions=True)
+
+
+def buffer_figures(viewer: DecodingViewer) -> dict[str, int]:
+    """What the viewer's keyframe-aware buffer did so far (bench/dependency_buffer.py)."""
+    buffer = viewer.buffer
+    if buffer is None:
+        return {}
+    return {"skips": buffer.skips, "dropped": buffer.dropped, "plis": buffer.plis}
 
 
 def count_video_bytes(viewer: DecodingViewer) -> list[int]:
@@ -169,7 +189,21 @@ async def main(addresses: list[str] | None = None) -> None:
         last[:] = [now]
         new.append([round(now, 4), frame.height])
 
-    viewer = DecodingViewer("netns", on_video=on_video)
+    viewer = DecodingViewer("netns", on_video=on_video, dependencies=True)
+    restart: dict[str, object] = {}
+    restarts: list[asyncio.Task[None]] = []
+
+    async def restart_ice(offer_sdp: str) -> None:
+        ice = IceRestart(viewer.pc.getTransceivers()[0].receiver.transport)
+        local = await ice.gather()
+        print(json.dumps({"restart_answer": with_ice(viewer.pc.localDescription.sdp, local)}),
+              flush=True)
+        try:
+            await ice.connect(read_ice(offer_sdp))
+            restart["restarted_s"] = round(time.monotonic() - started, 3)
+        except Exception as exc:  # reported to the parent, which fails the test with it
+            restart["restart_error"] = repr(exc)
+
     try:
         answer = await viewer.answer(offer)
         video_bytes = count_video_bytes(viewer)
@@ -186,17 +220,22 @@ async def main(addresses: list[str] | None = None) -> None:
                                   "mono": round(time.monotonic(), 4),
                                   "frames": viewer.video_frames, "size": size,
                                   "bytes": video_bytes[0], "new": new,
-                                  "freezes": freezes}), flush=True)
+                                  "freezes": freezes, **restart, **buffer_figures(viewer)}),
+                      flush=True)
                 new.clear()
                 await asyncio.sleep(REPORT_EVERY_S)
 
         reporter = asyncio.create_task(report())
         try:
-            while await reader.readline():  # until the parent closes stdin
-                pass
+            while line := await reader.readline():  # until the parent closes stdin
+                command = json.loads(line)
+                if "restart" in command:
+                    restarts.append(asyncio.create_task(restart_ice(command["restart"])))
         finally:
             reporter.cancel()
-            await asyncio.gather(reporter, return_exceptions=True)
+            for task in restarts:
+                task.cancel()
+            await asyncio.gather(reporter, *restarts, return_exceptions=True)
     finally:
         await viewer.close()
 

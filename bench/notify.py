@@ -154,6 +154,7 @@ async def _execute(args: argparse.Namespace) -> int:
 
     from bench.runner import run_dir
     from engine import keys
+    from golive.client import bare_socket
     from signaling.app import create_app
     from signaling.appkeys import LIVES, SERVICES
     from signaling.config import Settings
@@ -218,7 +219,7 @@ async def _execute(args: argparse.Namespace) -> int:
 
         pushes: dict[str, float] = {}
         for o in online:
-            sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+            sio = bare_socket()
             uid = o["user"]["id"]
 
             def on_new(data: dict[str, Any], uid: str = uid) -> None:

@@ -47,6 +47,21 @@ def _preexec(cpus: frozenset[int] | None) -> Callable[[], None]:
     return setup
 
 
+async def end_by_eof(proc: asyncio.subprocess.Process | None, grace: float = 5.0) -> None:
+    """End a child whose stop is EOF on its stdin (bench/netns_viewer.py's viewer,
+    tests/support/netns_creator.py's creator): close its stdin, wait up to `grace` s for it
+    to exit, then SIGKILL and reap it. Nothing to do when it is None or already exited."""
+    if proc is None or proc.returncode is not None:
+        return
+    assert proc.stdin is not None
+    proc.stdin.close()
+    try:
+        await asyncio.wait_for(proc.wait(), grace)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
 class ChildError(RuntimeError):
     pass
 

@@ -70,7 +70,8 @@ SAMPLER_NAME = "golive-soak"  # the bench's own Redis connection, left out of th
 SOAK_SERVER_ENV = {"GOLIVE_EVENT_RATE": "1000/s", "GOLIVE_EVENT_BURST": "2000",
                    "GOLIVE_AUTH_RATE": "1000/s", "GOLIVE_AUTH_BURST": "5000"}
 RETURN_METRICS = {"sockets": "golive_sockets_connected", "peers": "golive_peer_connections",
-                  "tasks": "golive_asyncio_tasks", "fds": "process_open_fds"}
+                  "tasks": "golive_asyncio_tasks", "fds": "process_open_fds",
+                  "held": "golive_viewers_held"}
 
 
 # --- command line ----------------------------------------------------------------------
@@ -196,11 +197,11 @@ class ChatOnlyViewer:
     the server made a peer connection for it, which must not outlive the socket)."""
 
     def __init__(self, url: str, token: str, creator_id: str, abandon: bool = False) -> None:
-        import socketio
+        from golive.client import bare_socket
 
         self.url, self.token, self.creator_id = url, token, creator_id
         self.abandon = abandon
-        self.sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+        self.sio = bare_socket()
         self.live_id: str | None = None
 
     async def join(self) -> None:
@@ -475,11 +476,11 @@ class SoakRun:
 
     async def go_live(self) -> None:
         import aiohttp
-        import socketio
 
         from bench.creator import start_live
         from bench.gift_latency import buy_coins
         from bench.target import register_accounts
+        from golive.client import bare_socket
         from media.ice import restrict_host_addresses
         from media.synthetic import HeadlessCreator
 
@@ -496,7 +497,7 @@ class SoakRun:
         self.restriction = restrict_host_addresses(["127.0.0.1"])
         width, height = self.args.size
         self.creator = HeadlessCreator.synthetic(width, height, self.args.fps)
-        self.creator_sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+        self.creator_sio = bare_socket()
 
         async def on_ended(data: dict[str, Any]) -> None:
             self.ended = f"the server ended the live: {data.get('reason')}"
@@ -517,12 +518,11 @@ class SoakRun:
 
     async def set_up(self) -> None:
         """Every account once through every path the load takes (bench/soak.py, step 1)."""
-        import socketio
+        from golive.client import bare_socket
 
         assert self.load is not None
         load, url, n = self.load, self.server.url, len(self.accounts)
-        socks = [socketio.AsyncClient(serializer="msgpack", reconnection=False)
-                 for _ in range(n)]
+        socks = [bare_socket() for _ in range(n)]
         try:
             for sio, account in zip(socks, self.accounts, strict=True):
                 await sio.connect(url, auth={"token": account.token}, transports=["websocket"],
@@ -783,7 +783,10 @@ async def _measure(soak: SoakRun, result: dict[str, Any]) -> None:
 
     def back(figure: dict[str, Any]) -> bool:
         pool = checks.fd_allowance(base["redis_clients"], figure["redis_clients"])
+        # a viewer that just disconnected is held for its resume (GOLIVE_VIEWER_RESUME_GRACE,
+        # 10 s), still counted in Redis: the server is back once those holds ran out
         return (figure["sockets"] <= base["sockets"] and figure["peers"] <= base["peers"]
+                and figure["held"] <= base["held"]
                 and figure["tasks"] <= base["tasks"] + slack["tasks"]
                 and figure["fds"] <= base["fds"] + slack["fds"] + pool)
 

@@ -29,6 +29,7 @@ from bench.coturn import TURNSERVER, start_coturn, stop_coturn
 from bench.creator import start_live
 from bench.decoding_viewer import DecodingViewer
 from bench.target import LocalServer, register_accounts
+from golive.client import bare_socket
 from media.ice import IceServer, restrict_host_addresses
 from media.synthetic import HeadlessCreator
 
@@ -36,7 +37,7 @@ FIRST_FRAME_TIMEOUT_S = 20.0
 
 
 async def _tab(url: str, token: str) -> socketio.AsyncClient:
-    sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+    sio = bare_socket()
     await sio.connect(url, auth={"token": token}, transports=["websocket"], wait_timeout=10)
     return sio
 

@@ -32,7 +32,6 @@ import time
 from typing import Any
 
 import numpy as np
-import socketio
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from av.video.frame import VideoFrame
 
@@ -46,6 +45,7 @@ from bench.rtp_counting import (
     count_only,
     rtp_timestamp_of,
 )
+from golive.client import bare_socket
 from media import aiortc_private
 from media.ice import is_loopback_url, restrict_host_addresses, rtc_configuration
 
@@ -75,7 +75,7 @@ class BenchViewer:
         self._connected = asyncio.Event()
         self._decoded = asyncio.Event()
         self.counters = RtpCounters(codec, on_first_keyframe=self._keyframe.set)
-        self.sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+        self.sio = bare_socket()
         self.sio.on("room:left", self._on_removed)
         self.sio.on("live:ended", self._on_removed)
         self.pc: RTCPeerConnection | None = None

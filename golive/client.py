@@ -48,6 +48,7 @@ CALL_TIMEOUT_S = 30.0
 CONNECT_WAIT_S = 5.0     # a Socket.IO handshake on loopback takes ~10 ms; 5 s is a dead node
 RETRY_S = 0.25           # between sends of one idempotent operation, and between connects
 OP_DEADLINE_S = 60.0     # an operation still without a definite answer is given up
+LEAVE_TIMEOUT_S = 2.0    # close() leaves its lives first; a dead node does not hold it longer
 PUSH_QUEUE = 1000        # pushes one pushes() iterator holds; past it the oldest go
 HISTORY_PAGE = 200       # chat:history's largest page
 RETRYABLE = frozenset({"unavailable", "rate_limited"})
@@ -153,17 +154,20 @@ async def resend_until_answered(send: Callable[[], Awaitable[dict[str, Any]]], *
 
 
 async def start_live(call: Ack, media: Media, title: str, timeout: float, *,
-                     resume_of: str | None = None, signed_in_only: bool = False
-                     ) -> dict[str, Any]:
+                     resume_of: str | None = None, signed_in_only: bool = False,
+                     record: bool = False) -> dict[str, Any]:
     """Go live: `live:start` with the creator's offer (resuming the live `resume_of`, as the
     studio does after a reconnect), its answer applied, then wait (at most `timeout` s)
-    until the creator's peer connection is up. The `live`; LiveRefused (a GoliveError)
+    until the creator's peer connection is up; `record` keeps a replay of it (README
+    "Replays"). The `live`; LiveRefused (a GoliveError)
     when refused, RuntimeError when the media connection fails."""
     payload: dict[str, Any] = {"title": title, "offer": await media.offer()}
     if resume_of is not None:
         payload["resume_of"] = resume_of
     if signed_in_only:
         payload["signed_in_only"] = True
+    if record:
+        payload["record"] = True
     answer = await call("live:start", payload, 30.0)
     if not answer.get("ok"):
         raise LiveRefused(answer.get("error") or {})
@@ -174,6 +178,17 @@ async def start_live(call: Ack, media: Media, title: str, timeout: float, *,
                 raise RuntimeError("the creator's peer connection failed")
             await asyncio.sleep(0.05)
     return dict(answer["live"])
+
+
+def bare_socket(http_session: aiohttp.ClientSession | None = None) -> socketio.AsyncClient:
+    """A python-socketio client as golive speaks (msgpack, no reconnection of its own: the
+    caller decides) that leaves Ctrl-C to the program. python-socketio's default
+    (handle_sigint=True) puts its own SIGINT handler on the loop at the first connect, in
+    place of the program's: it cancels every task and stops the loop, so a clean stop
+    (bench/runner.py's `guarded`, `golive broadcast`) never ran and a second Ctrl-C could
+    not kill. GoliveClient's socket and the bench's tabs are made here."""
+    return socketio.AsyncClient(serializer="msgpack", reconnection=False,
+                                handle_sigint=False, http_session=http_session)
 
 
 def socket_ack(sio: socketio.AsyncClient) -> Ack:
@@ -349,6 +364,12 @@ class GoliveClient:
     async def close(self) -> None:
         """Stop reconnecting, close the socket and the HTTP session, end every push
         iterator. Safe twice."""
+        # Leave first, while connected: python-socketio closes the websocket before its
+        # goodbye goes out, so the server reads a lost network and holds a joined viewer
+        # for its resume (GOLIVE_VIEWER_RESUME_GRACE, 10 s), counted all that time.
+        for room in list(self._rooms.values()) if self.connected else []:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(room.leave(), LEAVE_TIMEOUT_S)
         self._closing = True
         self._lost.set()
         keeper, self._keeper = self._keeper, None
@@ -487,8 +508,7 @@ class GoliveClient:
             self._keeper = asyncio.create_task(self._keep(), name=f"golive-{self.name}")
 
     async def _connect_once(self, *, first: bool = False) -> bool:
-        sio = socketio.AsyncClient(serializer="msgpack", reconnection=False,
-                                   http_session=self._session())
+        sio = bare_socket(self._session())
         sio.on("*", self._on_push)
 
         async def on_disconnect(*_: Any) -> None:
@@ -693,12 +713,13 @@ class GoliveClient:
         return msgspec.convert(raise_for(answer)["receipt"], Receipt, strict=False)
 
     async def go_live(self, media: Media, title: str = "", *, timeout: float = 20.0,
-                      resume_of: str | None = None, signed_in_only: bool = False) -> Live:
+                      resume_of: str | None = None, signed_in_only: bool = False,
+                      record: bool = False) -> Live:
         """`live:start` with `media`'s offer; returns once its peer connection is up.
         After a reconnect call it again (with new media) within the grace to resume."""
         await self.connect()
         live = await start_live(self.ack, media, title, timeout, resume_of=resume_of,
-                                signed_in_only=signed_in_only)
+                                signed_in_only=signed_in_only, record=record)
         return msgspec.convert(live, Live, strict=False)
 
     async def end_live(self) -> None:

@@ -114,11 +114,16 @@ class LiveStarted(Push, kw_only=True):
     creator: UserRef
 
 
-class LiveEnded(Push, kw_only=True):
-    event: ClassVar[str] = "live:ended"
+class LiveLeft(Push, kw_only=True):
+    """A live is over for this client, with the server's `reason`: wholly (`LiveEnded`) or
+    for this viewer's media only (`RoomLeft`); `isinstance(push, LiveLeft)` catches both."""
     live_id: str
-    creator_id: str = ""
     reason: str = ""
+
+
+class LiveEnded(LiveLeft, kw_only=True):
+    event: ClassVar[str] = "live:ended"
+    creator_id: str = ""
 
 
 class RoomState(Push, kw_only=True):
@@ -127,10 +132,8 @@ class RoomState(Push, kw_only=True):
     viewers: int
 
 
-class RoomLeft(Push, kw_only=True):
+class RoomLeft(LiveLeft, kw_only=True):
     event: ClassVar[str] = "room:left"
-    live_id: str
-    reason: str = ""
 
 
 class RawPush(Push, kw_only=True):
@@ -165,5 +168,6 @@ def decode(event: str, data: Any) -> Push:
 
 
 __all__ = ["TYPED", "ChatItem", "ChatMessages", "DmItem", "DmMessage", "GiftReceived",
-           "Live", "LiveEnded", "LiveStarted", "Notification", "NotifyNew", "NudgeWaiting",
-           "Push", "RawPush", "Reconnected", "RoomLeft", "RoomState", "UserRef", "decode"]
+           "Live", "LiveEnded", "LiveLeft", "LiveStarted", "Notification", "NotifyNew",
+           "NudgeWaiting", "Push", "RawPush", "Reconnected", "RoomLeft", "RoomState", "UserRef",
+           "decode"]

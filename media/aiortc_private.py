@@ -10,7 +10,9 @@ tests/test_library_privates.py checks each on real objects.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -25,7 +27,8 @@ from aiortc.rtcdtlstransport import (
     SRTPProtectionProfile,
     generate_certificate,
 )
-from aiortc.rtcicetransport import RTCIceTransport
+from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver, TimestampMapper
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket
@@ -33,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL
 from pylibsrtp import Session
 
+from media import aioice_private
 from media.library_privates import Private, require
 
 SUPPORTED = ("1.16", "1.17")  # >=, < : keep in step with pyproject.toml
@@ -42,12 +46,19 @@ PRIVATES = (
     Private(RTCDtlsTransport, "_rx_srtp", True, "bench.rtp_counting (SRTP unprotect)"),
     Private(RTCDtlsTransport, "_srtp_profiles", True, "tests/media (force one SRTP profile)"),
     Private(RTCDtlsTransport, "_ssl", True, "tests/media (the SSL context a join used)"),
+    Private(RTCDtlsTransport, "_rtp_header_extensions_map", True,
+            "media.ingest (parse transport-cc sequence numbers)"),
     Private(RTCCertificate, "_create_ssl_context", False,
             "media.aiortc_private.NodeCertificate (one SSL context per node)"),
     # pylibsrtp is aiortc's SRTP (its range follows aiortc's): the native fan-out calls
     # libsrtp on the very srtp_t this Session holds (media/fastpath.py).
     Private(Session, "_srtp", True, "media.fastpath (the session's srtp_t)"),
     Private(RTCIceTransport, "_connection", True, "media.viewer_link, bench.rtp_counting"),
+    Private(RTCIceTransport, "_recv", True, "media.ice_restart (the DTLS reader's source)"),
+    Private(RTCIceTransport, "_send", True, "media.ice_restart (the DTLS writer's sink)"),
+    Private(RTCIceTransport, "__monitor_task", True, "media.ice_restart (closed-event watch)"),
+    Private(RTCIceTransport, "_monitor", False, "media.ice_restart (closed-event watch)"),
+    Private(RTCIceGatherer, "_connection", True, "media.ice_restart (stats, candidates)"),
     Private(RTCRtpSender, "_ssrc", True, "media.viewer_link (the room's SSRC)"),
     Private(RTCRtpSender, "__ntp_timestamp", True, "media.viewer_link (sender reports)"),
     Private(RTCRtpSender, "__rtp_timestamp", True, "media.viewer_link (sender reports)"),
@@ -66,6 +77,8 @@ PRIVATES = (
     Private(RTCRtpReceiver, "_handle_rtp_packet", False, "bench.rtp_counting"),
     Private(RTCRtpReceiver, "_send_rtcp_pli", False, "tests (a viewer's PLI)"),
     Private(RTCRtpReceiver, "_send_rtcp_nack", False, "tests (a viewer's NACK)"),
+    Private(RTCRtpReceiver, "_send_rtcp", False, "media.ingest (transport-cc feedback)"),
+    Private(RTCRtpReceiver, "__rtcp_ssrc", True, "media.ingest (transport-cc feedback)"),
     Private(RTCRtpReceiver, "_data", True, "media.aiortc_private.PromptJitterBuffer"),
     Private(RemoteStreamTrack, "_queue", True, "tests (decoded frames waiting)"),
     Private(TimestampMapper, "_origin", True, "bench.rtp_counting"),
@@ -135,6 +148,38 @@ def srtp_inbound(dtls: RTCDtlsTransport) -> Any:
 def ice_connection(dtls: RTCDtlsTransport) -> Any:
     """The aioice Connection under a DTLS transport (see media/aioice_private.py)."""
     return dtls.transport._connection
+
+
+async def swap_ice_connection(dtls: RTCDtlsTransport, new: Any,
+                              on_moved: Callable[[], None] | None = None) -> None:
+    """Move a connected DTLS transport onto `new`, a nominated aioice Connection (an ICE
+    restart, media/ice_restart.py), then close the old connection.
+
+    The ICE transport's recv/send are rebound (the DTLS transport reads and writes only
+    through them), the reader blocked on the old connection is woken to read from the
+    new one, and the task that turns the connection's close into state "failed" is
+    restarted on the new one first: closing the old connection must not fail the pc.
+    Its gatherer follows (candidates and stats). `on_moved()` runs once the transport
+    reads and writes through `new` and before the old sockets close (the native fan-out
+    must drop them first: a send on a closed socket ends the viewer)."""
+    ice = dtls.transport
+    old = ice._connection
+    if old is new:
+        return
+    monitor = ice._RTCIceTransport__monitor_task  # type: ignore[attr-defined]
+    ice._connection = new
+    ice.iceGatherer._connection = new
+    ice._recv = new.recv
+    ice._send = new.send
+    if on_moved is not None:
+        on_moved()
+    if monitor is not None:
+        monitor.cancel()
+        await asyncio.wait([monitor])  # its CancelledError stays in it, not raised here
+        ice._RTCIceTransport__monitor_task = asyncio.ensure_future(  # type: ignore[attr-defined]
+            ice._monitor())
+    aioice_private.wake_reader(old)
+    await old.close()
 
 
 # ---- senders ---------------------------------------------------------------------------
@@ -225,6 +270,24 @@ async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) 
     await receiver._send_rtcp_nack(media_ssrc, lost)
 
 
+def parse_extension(dtls: RTCDtlsTransport, extension_id: int, uri: str) -> None:
+    """Make the transport parse header extension `uri` under `extension_id` (one aiortc
+    knows by its uri but did not negotiate): a packet's extensions then carry it."""
+    dtls._rtp_header_extensions_map.configure(
+        RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(extension_id, uri)]))
+
+
+def receiver_rtcp_ssrc(receiver: RTCRtpReceiver) -> int | None:
+    """The SSRC the receiver's own RTCP (receiver reports, NACK, PLI) goes out with."""
+    return receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined, no-any-return]
+
+
+async def send_rtcp_bytes(receiver: RTCRtpReceiver, packet: bytes) -> None:
+    """Send a ready-made RTCP packet on the receiver's transport (aiortc's own send:
+    SRTCP protection, and a closed transport is no error)."""
+    await receiver._send_rtcp(packet)  # type: ignore[arg-type]
+
+
 def set_depayloaded(packet: RtpPacket, data: bytes) -> None:
     """What aiortc's receiver sets on a packet after depayloading (what the jitter
     buffer joins into a frame)."""
@@ -241,6 +304,26 @@ def frames_waiting(track: RemoteStreamTrack) -> int:
 _JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"  # set in RTCRtpReceiver.__init__
 
 
+# A hole (a packet neither arrived nor retransmitted) older than this is given up on.
+# aiortc's own buffer waits until 512 packets have passed it: at a lossy creator's
+# 250 kbit/s (~30 packets a second) the room's picture froze for ~17 s. 0.5 s leaves
+# NACK two round trips of a 100-200 ms uplink; then a keyframe is asked for (PLI) and
+# frames are dropped until it comes, as a browser's receiver does.
+HOLE_GIVE_UP_S = 0.5
+# While waiting for that keyframe, the PLI is repeated this often (the first may be lost).
+KEYFRAME_ASK_S = 0.5
+
+
+def is_keyframe(data: bytes) -> bool:
+    """A depayloaded frame that decodes on its own: an H.264 access unit (Annex B, as
+    aiortc depayloads it) with an IDR slice or a sequence parameter set; otherwise a VP8
+    key frame (its frame tag's type bit 0, then the start code 9d 01 2a, RFC 6386 9.1)."""
+    if data.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01")):
+        # each NAL unit's header byte follows a 00 00 01 (a 4-byte start code ends so too)
+        return any(nal and nal[0] & 0x1F in (5, 7) for nal in data.split(b"\x00\x00\x01")[1:])
+    return len(data) >= 6 and data[0] & 1 == 0 and data[3:6] == b"\x9d\x01\x2a"
+
+
 class PromptJitterBuffer(JitterBuffer):
     """A prompter jitter buffer for the creator's ingest.
 
@@ -253,11 +336,71 @@ class PromptJitterBuffer(JitterBuffer):
     (the last packet of a frame, RFC 3550/7741/6184), an Opus packet on arrival, each
     only when every packet from the buffer's origin up to it is present (so nothing
     partial goes to the decoder). Otherwise aiortc's own rules apply unchanged (loss,
-    reordering, overflow). It overrides aiortc's private _remove_frame, hence lives here.
+    reordering, overflow), but for one: video held behind a hole for HOLE_GIVE_UP_S is
+    let go, and frames are then dropped until a keyframe (asked for with a PLI). It
+    overrides aiortc's private _remove_frame, hence lives here.
     """
 
-    def __init__(self, capacity: int, is_video: bool) -> None:
+    def __init__(self, capacity: int, is_video: bool,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(capacity=capacity, prefetch=0, is_video=is_video)
+        self._clock = clock
+        self._hole: tuple[int, float] | None = None  # the first hole's sequence, since when
+        self._waiting = False  # for a keyframe, after a hole was given up
+        self._keyframe_asked: float | None = None  # the last PLI while waiting
+        self.holes_given_up = 0  # tests and figures
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        pli, frame = super().add(packet)
+        if not self._is_video:
+            return pli, frame
+        now = self._clock()
+        gap = self._first_gap(packet)
+        if gap is None:
+            self._hole = None
+        elif self._hole is None or self._hole[0] != gap:
+            self._hole = (gap, now)  # a new first hole: NACK has its time from now
+        elif now - self._hole[1] >= HOLE_GIVE_UP_S:
+            self._skip_hole()
+            self.holes_given_up += 1
+            self._keyframe_asked = None  # ask at once
+            frame = frame or self._remove_frame(packet.sequence_number)
+        if self._waiting:
+            # drop every complete frame held (those behind the hole too) up to a keyframe
+            while frame is not None and not is_keyframe(frame.data):
+                frame = self._remove_frame(packet.sequence_number)
+            if frame is not None:
+                self._waiting = False
+            else:
+                if self._keyframe_asked is None or now - self._keyframe_asked >= KEYFRAME_ASK_S:
+                    self._keyframe_asked = now
+                    pli = True
+        return pli, frame
+
+    def _first_gap(self, packet: RtpPacket) -> int | None:
+        """The sequence number of the first packet missing between the origin and
+        `packet`, when `packet` is held behind it; else None. Scans the packets held
+        (those of the frame in progress: a few, unless something is missing)."""
+        if self._origin is None or self._packets[packet.sequence_number % self.capacity] \
+                is not packet:
+            return None
+        span = (packet.sequence_number - self._origin) & 0xFFFF
+        for count in range(min(span, self.capacity)):
+            if self._packets[(self._origin + count) % self.capacity] is None:
+                return (self._origin + count) & 0xFFFF
+        return None
+
+    def _skip_hole(self) -> None:
+        """Drop what is held before the first hole, and move the origin past it to the
+        next packet present (the hole is given up)."""
+        assert self._hole is not None and self._origin is not None
+        self.remove((self._hole[0] - self._origin) & 0xFFFF)
+        for _ in range(self.capacity):
+            if self._packets[self._origin % self.capacity] is not None:
+                break
+            self._origin = (self._origin + 1) & 0xFFFF
+        self._hole = None
+        self._waiting = True
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
         packets = []

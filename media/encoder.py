@@ -9,7 +9,8 @@ reconnects (whose new tracks start again at pts 0) does not send viewers' RTP ti
 backwards.
 
 Measured encode cost on these machines (fps per core): libx264 veryfast 566 at 360p / 156
-at 720p; libvpx realtime cpu-used -6 about 600 at 360p (1.6 ms/frame) / 105 at 720p.
+at 720p; libvpx realtime cpu-used -6 about 600 at 360p (1.6 ms/frame) / 105 at 720p with
+the denoiser, which is now off (5.8 ms a 720p frame: see the options below).
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_RATE)
 OPUS_FRAME_SAMPLES = 960  # 20 ms, what browsers send and expect
 
 DEFAULT_VIDEO_BITRATE = 800_000
-DEFAULT_AUDIO_BITRATE = 64_000
+# 32 kbit/s: what a browser creator sends (libwebrtc's Opus default for mono, kOpusBitrateFb),
+# so re-encoding at more adds bits and no sound; and on a 300 kbit/s link 64 kbit/s Opus was
+# ~100 kbit/s on the wire, which with the 180p rung filled the link (bench abr: 7.2 fps
+# settled at 64, 26.4 fps and no freeze over 500 ms at 32; README "abr"). Music streams from
+# an encoder that sends more may raise it (GOLIVE_AUDIO_BITRATE).
+DEFAULT_AUDIO_BITRATE = 32_000
 # Keyframes are forced by KeyframePolicy on a clock; the codec's own GOP is only a backstop.
 _CODEC_GOP_FRAMES = 3000
 # A frame gap larger than this (or pts going backwards) means a new source: continue the
@@ -99,6 +105,8 @@ class VideoEncoder:
         # timeline so a frame has the same RTP timestamp in each (media/renditions.py).
         self._timeline = Timeline(VIDEO_TIME_BASE, step=3000) if own_timeline else None
         self.frames = 0  # frames encoded (the rendition bench and tests count them)
+        # libvpx options over the ones _open() sets (bench.renditions --stages tries some)
+        self.extra_options: dict[str, str] = {}
 
     def _open(self, width: int, height: int) -> VideoCodecContext:
         name = "libvpx" if self.codec_name == "vp8" else "libx264"
@@ -113,14 +121,19 @@ class VideoEncoder:
         # x264: one thread up to 640x480, two above (these hosts have 2 cores and also
         # decode the creator's stream and send to every viewer). libvpx: always one. Its
         # two threads cost 5-10x the CPU of one at 720p on these hosts under load (79.8
-        # vs 7.2 ms a frame with the settings below, 37.5 vs 5.8 without the denoiser:
+        # vs 7.2 ms a frame with libvpx's denoiser, 37.5 vs 5.8 without it as below:
         # they spin-wait for each other), where x264's two cost what one does (8.9 vs
         # 8.4 ms); measured with the test pattern, bench.renditions --offline.
         ctx.thread_count = (1 if self.codec_name == "vp8" or width * height <= 640 * 480
                             else 2)
         if self.codec_name == "vp8":
             ctx.qmin = 2
-            ctx.qmax = 56
+            # 63, not 56 (libvpx's and aiortc's cap): a rung whose content needs more than
+            # its bitrate at q56 holds the bitrate with a coarser picture instead of going
+            # over it. The test pattern at 320x180 and 150 kbit/s sent 193 kbit/s at q56,
+            # 148 at q63; over a 300 kbit/s link with the audio that overshoot filled the
+            # queue and the resends of what it dropped never got through.
+            ctx.qmax = 63
             ctx.options = {
                 # aiortc's realtime CBR settings (rc_buf_sz = 1000 ms of the bitrate).
                 "bufsize": str(self.bitrate),
@@ -130,11 +143,18 @@ class VideoEncoder:
                 "deadline": "realtime",
                 "lag-in-frames": "0",  # one packet out per frame in: no added latency
                 "auto-alt-ref": "0",
-                "noise-sensitivity": "4",
+                # No denoiser (aiortc's is 4): the room encodes a decoded stream the
+                # creator's own encoder already cleaned, and libvpx's denoiser was a
+                # quarter of the encode: 720p 7.85 -> 5.79 ms a frame, 360p 2.06 ->
+                # 1.51 (bench.renditions --stages, 3 interleaved rounds, load 12-15),
+                # at the same bitrate and closer to its input (test pattern, PSNR of
+                # the decoded output: 720p 40.8 -> 41.3 dB, 360p 39.5 -> 39.8).
+                "noise-sensitivity": "0",
                 "overshoot-pct": "15",
                 "undershoot-pct": "100",
                 "static-thresh": "1",
                 "partitions": "0",
+                **self.extra_options,
             }
         else:
             ctx.profile = "Baseline"  # what every browser decodes (42e01f / 42001f)

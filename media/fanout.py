@@ -40,11 +40,19 @@ viewer gets the old rendition's frames up to the previous source frame and the n
 from its keyframe on, with the same SSRC and timestamps, and its sequence numbers
 continued through a per-viewer offset (applied in C on the native path, in Python on the
 other; a viewer that never switched has offset 0 and costs nothing more).
+
+A viewer whose receiver may wait on a packet that will never come (it NACKed lately, or
+named one gone from the history) gets its numbering jumped forward by SEQ_JUMP at the
+keyframe it moves to, so its jitter buffer lets go of what it holds and that keyframe
+decodes at once (media/viewer_link.py says why 512 and how Chromium takes it). Without a
+switch, such a NACK makes it "resync": the same jump at its own rendition's next
+keyframe, asked for at once.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -56,7 +64,7 @@ from aiortc.utils import random32
 
 from media.fastpath import TRANSIENT, WOULD_BLOCK, NativeSender, Target
 from media.rtp_stream import CATCH_UP_TICKS, OutFrame, RtpStream, WireProfile
-from media.viewer_link import ViewerLink
+from media.viewer_link import AGAIN_WITHIN, ViewerLink, renumber_jump
 
 # How often the native path refreshes its links' counters and sender-report figures
 # (aiortc sends a sender report every 0.5-1.5 s). NTP time units: 1/2^32 s.
@@ -149,8 +157,10 @@ class PacketFanout:
         link_failed: Callable[[str], None] | None = None,
         catch_up_s: float = CATCH_UP_TICKS / 90000,
         renditions: int = 1,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._keyframe_wanted = keyframe_wanted  # called with the rendition's index
+        self._clock = clock
         self._link_failed = link_failed
         self._native = native
         ssrc, origin = random32(), random32()
@@ -171,7 +181,9 @@ class PacketFanout:
         self._recent_video_profiles: list[tuple[WireProfile, ...]] = [() for _ in self._video]
         # Video links just started, given the room's latest keyframe run at the next frame.
         self._starting: list[ViewerLink] = []
-        self._pending: set[str] = set()  # viewers waiting for a keyframe to switch
+        self._pending: set[str] = set()  # viewers waiting for a keyframe to switch or resync
+        # viewers with a second copy of a resent video packet due (ViewerLink.again_due)
+        self._again: set[str] = set()
         self._taken: set[int] | None = None  # renditions some viewer takes; None: recount
 
     @property
@@ -211,6 +223,8 @@ class PacketFanout:
 
     def push_video(self, packet: av.Packet, keyframe: bool, rendition: int = 0) -> None:
         """Send one encoded video frame of `rendition` to every active viewer of it."""
+        if self._again:
+            self._resend_again()
         want = self._start_links(rendition) if self._starting else False
         stream = self._video[rendition]
         groups = self._active("video").get(rendition)
@@ -242,34 +256,53 @@ class PacketFanout:
         self._taken = None
         if rendition == link.rendition or not link.started:
             link.rendition, link.pending = rendition, None
-            self._pending.discard(viewer_id)
+            if not link.resync:
+                self._pending.discard(viewer_id)
             return True
         link.pending = rendition
         self._pending.add(viewer_id)
         self._keyframe_wanted(rendition)
         return True
 
-    def begin_frame(self, keyframes: Iterable[int]) -> None:
+    def begin_frame(self, keyframes: Iterable[int]) -> list[str]:
         """Before a source frame's renditions are pushed: the viewers waiting to switch to
-        a rendition whose packet of this frame is a keyframe switch now (module doc)."""
+        (or resync on) a rendition whose packet of this frame is a keyframe move now
+        (module doc). Returns the viewers that moved to another rendition."""
         if not self._pending:
-            return
+            return []
         keyed = set(keyframes)
         if not keyed:
-            return
+            return []
+        moved: list[str] = []
+        now = self._clock()
         for viewer_id in list(self._pending):
             link = self._feeds[viewer_id].video
-            if link.pending not in keyed:
+            target = link.rendition if link.pending is None else link.pending
+            if target not in keyed:
                 continue
-            old, new = self._video[link.rendition], self._video[link.pending]
-            first = (old.next_seq + link.seq_offset) & 0xFFFF  # the viewer's next number
+            old, new = self._video[link.rendition], self._video[target]
+            jump = renumber_jump(link.resync, link.nacked_at, now)
+            first = (old.next_seq + link.seq_offset + jump) & 0xFFFF  # the viewer's next number
             link.seq_offset = (first - new.next_seq) & 0xFFFF
-            link.switch_seq = first
-            link.rendition, link.pending = link.pending, None
-            link.switches += 1
+            link.switch_seq, link.switch_jumped = first, jump > 0
+            if jump:
+                link.jumps.append((first, jump))
+                link.nacked_at = None  # the holes before the jump no longer hold it up
+            if link.resync:
+                link.resync = False
+                link.resyncs += 1
+            if target != link.rendition:
+                link.switches += 1
+                moved.append(viewer_id)
+            link.rendition, link.pending = target, None
             self._pending.discard(viewer_id)
             self._taken = None
             self._invalidate()
+        return moved
+
+    def route_changed(self) -> None:
+        """A viewer's socket or address changed (an ICE restart): plans are rebuilt."""
+        self._invalidate()
 
     def rendition_paused(self, rendition: int) -> None:
         """The room stops encoding `rendition` (nobody takes it): its keyframe run ends."""
@@ -324,27 +357,87 @@ class PacketFanout:
                 link.deliver_audio(frame)
 
     def retransmit(self, viewer_id: str, kind: str, sequence_numbers: Iterable[int]) -> int:
-        """A viewer's NACK: resend what the stream still holds. Returns packets resent."""
+        """A viewer's NACK: resend what the stream still holds. Returns packets resent.
+        A video packet it cannot have (gone from the history, sent before a switch that
+        did not jump, or still NACKed STUCK_AFTER_S after its first NACK) makes it
+        resync (module doc)."""
         feed = self._feeds.get(viewer_id)
         if feed is None or kind not in self._streams:
             return 0
         link = feed.video if kind == "video" else feed.audio
         if link.profile is None:
             return 0
-        stream = self._video[link.rendition] if kind == "video" else self._streams[kind]
-        found = [data for seq in sequence_numbers
-                 if (ours := link.stream_seq(seq)) is not None
-                 and (data := stream.lookup(ours, link.profile)) is not None]
+        now = self._clock()
+        if kind == "audio":
+            stream = self._streams["audio"]
+            found = [data for seq in sequence_numbers if link.resend_due(seq, now)
+                     and (data := stream.lookup(seq, link.profile)) is not None]
+            link.retransmit(found)
+            return len(found)
+        stream = self._video[link.rendition]
+        found = []
+        lost = False  # a packet its receiver waits for and will never get
+        asked = False  # a packet from after its latest switch
+        for seq in sequence_numbers:
+            if link.before_switch(seq):
+                # before a jump: its receiver dropped those already; before a plain
+                # switch: another rendition's packet, which it may still wait on
+                lost = lost or not link.switch_jumped
+                continue
+            asked = True
+            data = stream.lookup((seq - link.seq_offset) & 0xFFFF, link.profile)
+            if data is None or link.stuck_on(seq, now):
+                lost = True
+            elif link.resend_due(seq, now):
+                found.append(data)
+                link.send_again(seq, now)
+        if asked:
+            link.nacked_at = now
         link.retransmit(found)
+        if found:
+            self._again.add(viewer_id)
+        if lost and not link.resync and link.started:
+            link.resync = True
+            self._pending.add(viewer_id)
+            self._keyframe_wanted(link.rendition if link.pending is None else link.pending)
         return len(found)
+
+    def _resend_again(self) -> None:
+        """The second copies of resent video packets now due (ViewerLink.send_again)."""
+        now = self._clock()
+        for viewer_id in list(self._again):
+            feed = self._feeds.get(viewer_id)
+            if feed is None:
+                self._again.discard(viewer_id)
+                continue
+            link = feed.video
+            seqs, more = link.again_due(now)
+            if not more:
+                self._again.discard(viewer_id)
+            if not seqs or link.profile is None:
+                continue
+            stream = self._video[link.rendition]
+            newest = stream.next_seq - 1
+            found = []
+            for seq in seqs:
+                ours = (seq - link.seq_offset) & 0xFFFF
+                if (link.before_switch(seq) or (newest - ours) & 0xFFFF > AGAIN_WITHIN
+                        or (data := stream.lookup(ours, link.profile)) is None):
+                    continue
+                found.append(data)
+            link.retransmit(found)
 
     def request_keyframe(self, viewer_id: str) -> None:
         """A viewer's PLI/FIR: pass it on to the room (which throttles)."""
         feed = self._feeds.get(viewer_id)
-        if feed is not None:
-            feed.keyframe_requests += 1
-            self._keyframe_wanted(feed.video.pending if feed.video.pending is not None
-                                  else feed.video.rendition)
+        if feed is None:
+            return
+        feed.keyframe_requests += 1
+        link = feed.video
+        # Not ignored even right after our own jump (aiortc answers every jump with a
+        # PLI): when the keyframe's first packet is lost the jump lands aiortc's buffer
+        # on its second, the keyframe never decodes and only the next one helps.
+        self._keyframe_wanted(link.pending if link.pending is not None else link.rendition)
 
     def drops(self) -> dict[str, int]:
         """Video frames not sent so far, per viewer."""

@@ -28,8 +28,9 @@ def _parse(text: object, what: str) -> sdp.SessionDescription:
         raise invalid(f"{what} is not SDP (it must start with v=0)")
     try:
         description = sdp.SessionDescription.parse(text)
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise invalid(f"{what} does not parse: {exc}") from None
+    except (ValueError, KeyError, IndexError, TypeError, AssertionError) as exc:
+        # aiortc asserts a candidate line's field count (an AssertionError)
+        raise invalid(f"{what} does not parse: {exc or 'a malformed line'}") from None
     if not description.media:
         raise invalid(f"{what} has no media sections")
     for media in description.media:
@@ -154,6 +155,49 @@ def without_bandwidth_feedback(offer_sdp: str, keep_video: bool = False) -> str:
             continue
         kept.append(line)
     return "\r\n".join(kept)
+
+
+def offered_extension_id(offer_sdp: str, kind: str, uri: str) -> int | None:
+    """The id the offer gives header extension `uri` in its `kind` section, or None."""
+    section = None
+    for line in offer_sdp.split("\r\n"):
+        if line.startswith("m="):
+            section = line[2:].split(" ", 1)[0]
+        elif section == kind and line.startswith("a=extmap:"):
+            mapping, _, rest = line[len("a=extmap:"):].partition(" ")
+            if rest.split(" ", 1)[0] == uri:
+                try:
+                    return int(mapping.split("/", 1)[0])  # "4" or "4/recvonly"
+                except ValueError:
+                    return None
+    return None
+
+
+def with_transport_cc(answer_sdp: str, extension_id: int, uri: str) -> str:
+    """The answer with transport-wide congestion control in its video section: the
+    extension under the offer's id, and `a=rtcp-fb:PT transport-cc` for each video
+    codec but RTX (aiortc answers neither: it has no transport-cc of its own; the
+    ingest sends the feedback itself, media/twcc.py)."""
+    out: list[str] = []
+    section = None
+    extmap_added = False
+    lines = answer_sdp.split("\r\n")
+    for index, line in enumerate(lines):
+        if line.startswith("m="):
+            section = line[2:].split(" ", 1)[0]
+            extmap_added = False
+        out.append(line)
+        if section != "video":
+            continue
+        following = lines[index + 1] if index + 1 < len(lines) else ""
+        if (not extmap_added and (line.startswith("a=extmap:") or line.startswith("a=mid:"))
+                and not following.startswith("a=extmap:")):
+            out.append(f"a=extmap:{extension_id} {uri}")
+            extmap_added = True
+        elif line.startswith("a=rtpmap:") and "rtx/" not in line.lower():
+            payload_type = line[len("a=rtpmap:"):].split(" ", 1)[0]
+            out.append(f"a=rtcp-fb:{payload_type} transport-cc")
+    return "\r\n".join(out)
 
 
 def video_preferences(codec: VideoCodecName) -> list[RTCRtpCodecCapability]:

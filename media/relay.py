@@ -16,13 +16,20 @@ names it (at most MAX_MESSAGE_BYTES; a keyframe of 720p VP8 is ~100 KB):
     origin -> edge   ["hello", VERSION, nonce]
     edge -> origin   ["auth", edge_node_id, nonce, mac]       mac = HMAC(key, "edge" ...)
     origin -> edge   ["welcome", mac]                          mac = HMAC(key, "origin" ...)
-    edge -> origin   ["subscribe", live_id]
-    origin -> edge   ["stream", video_codec]                   or ["refused", code, text]
-    origin -> edge   ["v", data, pts, tb_num, tb_den, keyframe, sent_at]   video frame
+    edge -> origin   ["subscribe", live_id, [rendition...]]    indexes into the ladder
+    origin -> edge   ["stream", video_codec, [[height, bitrate]...]]  or ["refused", code, text]
+    origin -> edge   ["f", [rendition...], width, height]      a source frame begins; its
+                                                               keyframes among this edge's
+    origin -> edge   ["v", data, pts, tb_num, tb_den, keyframe, sent_at, rendition]
     origin -> edge   ["a", data, pts, tb_num, tb_den, sent_at]             audio packet
     origin -> edge   ["end", reason]                           the live ended
     origin -> edge   ["ping"]                                  after PING_S without a frame
-    edge -> origin   ["keyframe"]                              the back channel
+    edge -> origin   ["keyframe", rendition]                   the back channel (["keyframe"]:
+                                                               the top rendition's)
+    edge -> origin   ["want", [rendition...]]                  the renditions it takes now
+
+An edge's ["subscribe", live_id] without renditions gets the top rendition only, the
+first protocol: ["stream", video_codec], no "f" marks, "v" frames of rendition 0.
 
 Authentication: both sides prove they hold the cluster's relay key (relay_key(), derived
 from the token secret every node already shares) by an HMAC over both fresh nonces, so a
@@ -31,10 +38,10 @@ port scanner) never gets past "hello". The stream itself is not encrypted: run t
 port on a private network (it carries the same media every viewer receives).
 
 Backpressure: the origin never waits for an edge. Each edge has a bounded queue
-(EDGE_QUEUE_FRAMES) drained by its own writer task; when it is full, the queue is
-emptied and that edge skips to the next keyframe (one is requested, throttled by the
-room), counting what it dropped. A slow edge costs its own viewers a frozen picture
-for a moment, never the origin's other edges or viewers.
+(EDGE_QUEUE_FRAMES messages) drained by its own writer task; when it is full, the queue
+is emptied and each of that edge's renditions skips to its next keyframe (requested,
+throttled by the room), counting the whole frames it dropped. A slow edge costs its own
+viewers a frozen picture for a moment, never the origin's other edges or viewers.
 """
 
 from __future__ import annotations
@@ -56,14 +63,22 @@ from typing import Any, Protocol
 import av
 import msgpack
 
+from media.renditions import Rendition, check_ladder
+
 log = logging.getLogger("golive.relay")
 
 VERSION = 1
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 NONCE_BYTES = 32
 HANDSHAKE_TIMEOUT_S = 5.0
-# ~3 s of a live at 30 fps video + 50 Opus packets/s (80 messages/s); ~300 KB at 800 kbit/s.
-EDGE_QUEUE_FRAMES = 240
+# Messages: ~3 s of a live with three renditions subscribed (3 x 30 video frames, 30
+# "f" marks, 50 Opus packets: 170 messages/s); ~1 MB at the default ladder's 2.6 Mbit/s.
+EDGE_QUEUE_FRAMES = 480
+# An edge keeps a rendition subscribed this long after its last viewer of it left or
+# moved: an ABR viewer's move back (media/abr.py holds a rung ~4-8 s) then finds it
+# flowing, and the origin is not made to force a keyframe for each move.
+UNSUBSCRIBE_AFTER_S = 3.0
+MAX_RENDITIONS = 8  # a "want" or "subscribe" list longer than this is garbage (MAX_RUNGS 4)
 # Back-channel messages an edge may send before the origin reads the next: a keyframe
 # request is 13 bytes and the edge throttles them; anything else is a protocol error.
 BACK_CHANNEL_MAX_BYTES = 1024
@@ -80,6 +95,17 @@ STALL_S = 10.0
 
 _HEADER = struct.Struct(">I")
 PacketTap = Callable[[str, av.Packet, bool], None]
+
+
+class RenditionTap(Protocol):
+    """What MediaRoom.add_relay takes: the origin's relay of one live. The room encodes
+    every rendition in renditions() (besides its own viewers'), calls begin_frame()
+    before each source frame's packets and video()/audio() with each packet."""
+
+    def renditions(self) -> frozenset[int]: ...
+    def begin_frame(self, keyed: frozenset[int], width: int, height: int) -> None: ...
+    def video(self, packet: av.Packet, keyframe: bool, rendition: int) -> None: ...
+    def audio(self, packet: av.Packet) -> None: ...
 
 
 class RelayError(Exception):
@@ -136,10 +162,31 @@ async def read_message(reader: asyncio.StreamReader,
     return unpack(await reader.readexactly(length))
 
 
-def video_message(packet: av.Packet, keyframe: bool) -> list[Any]:
+def video_message(packet: av.Packet, keyframe: bool, rendition: int = 0) -> list[Any]:
     tb = packet.time_base
     return ["v", bytes(packet), packet.pts, tb.numerator, tb.denominator, bool(keyframe),
-            time.time()]
+            time.time(), rendition]
+
+
+def renditions_of(value: object, rungs: int = MAX_RENDITIONS) -> frozenset[int]:
+    """A "subscribe"/"want" list of rendition indexes, each below `rungs`;
+    RelayError(invalid) for anything else."""
+    if (not isinstance(value, list) or len(value) > MAX_RENDITIONS
+            or not all(type(r) is int and 0 <= r < rungs for r in value)):
+        raise RelayError("invalid", f"renditions are a list of indexes below {rungs}")
+    return frozenset(value)
+
+
+def subscription(taken: frozenset[int] | set[int], last_taken: dict[int, float], now: float,
+                 linger_s: float = UNSUBSCRIBE_AFTER_S) -> frozenset[int]:
+    """The renditions an edge subscribes to: each its viewers take (`taken`; the top one
+    while that is empty) and each taken within `linger_s`. `last_taken` (rendition ->
+    when last taken) is the edge's memory of it, updated here."""
+    for rendition in taken or (0,):
+        last_taken[rendition] = now
+    for rendition in [r for r, at in last_taken.items() if now - at > linger_s]:
+        del last_taken[rendition]
+    return frozenset(last_taken)
 
 
 def audio_message(packet: av.Packet) -> list[Any]:
@@ -155,14 +202,19 @@ class RelayedFrame:
     packet: av.Packet
     keyframe: bool
     sent_at: float  # the origin's wall clock when it was queued
+    rendition: int = 0
 
 
 def frame_of(message: list[Any]) -> RelayedFrame:
     """An av.Packet back from a "v" or "a" message; RelayError(invalid) if malformed."""
     name = message[0]
-    if name == "v" and len(message) == 7:
-        _, data, pts, num, den, keyframe, sent_at = message
+    rendition = 0
+    if name == "v" and len(message) in (7, 8):
+        _, data, pts, num, den, keyframe, sent_at, *rest = message
         kind = "video"
+        rendition = rest[0] if rest else 0
+        if type(rendition) is not int or not 0 <= rendition < MAX_RENDITIONS:
+            raise RelayError("invalid", "malformed frame")
     elif name == "a" and len(message) == 6:
         _, data, pts, num, den, sent_at = message
         keyframe, kind = False, "audio"
@@ -175,66 +227,100 @@ def frame_of(message: list[Any]) -> RelayedFrame:
     packet = av.Packet(data)
     packet.pts = pts
     packet.time_base = fractions.Fraction(num, den)
-    return RelayedFrame(kind, packet, keyframe, float(sent_at))
+    return RelayedFrame(kind, packet, keyframe, float(sent_at), rendition)
 
 
 # --- the origin ------------------------------------------------------------------------
 
 class RelaySource(Protocol):
-    """What the origin relays (a MediaRoom): its codec, a tap on its encoded packets and
-    a throttled keyframe request."""
+    """What the origin relays (a MediaRoom): its codec and ladder, its relays (each gets
+    the encoded packets of the renditions it asks for) and a throttled keyframe
+    request per rendition."""
 
     @property
     def codec(self) -> str: ...
 
-    def add_tap(self, tap: PacketTap) -> None: ...
-    def remove_tap(self, tap: PacketTap) -> None: ...
-    def request_keyframe(self) -> None: ...
+    @property
+    def ladder(self) -> tuple[Rendition, ...]: ...
+
+    def add_relay(self, relay: RenditionTap) -> None: ...
+    def remove_relay(self, relay: RenditionTap) -> None: ...
+    def request_keyframe(self, rendition: int = 0) -> None: ...
 
 
 class EdgeLink:
-    """One subscribed edge on the origin: its bounded queue and its writer task."""
+    """One subscribed edge on the origin: its renditions, its bounded queue and its
+    writer task."""
 
     def __init__(self, edge: str, live_id: str, source: RelaySource,
                  writer: asyncio.StreamWriter, bound: int = EDGE_QUEUE_FRAMES, *,
-                 ping_s: float = PING_S, stall_s: float = STALL_S) -> None:
+                 ping_s: float = PING_S, stall_s: float = STALL_S,
+                 renditions: frozenset[int] = frozenset({0}), marks: bool = False) -> None:
         self.edge = edge
         self.ping_s = ping_s
         self.stall_s = stall_s
         self.live_id = live_id
         self.source = source
         self.bound = bound
+        self.renditions = renditions  # what this edge takes
+        self.marks = marks  # sends "f" marks (an edge that subscribed with renditions)
         self._writer = writer
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[tuple[bytes, bool]] = deque()  # (message, is a frame)
         self._ready = asyncio.Event()
-        self.awaiting_keyframe = False
+        self.awaiting: set[int] = set()  # renditions skipping to their next keyframe
         self.relayed = 0  # frames written to the edge's socket
         self.dropped = 0  # frames skipped for it (a full queue, then up to a keyframe)
         self.ending: str | None = None
 
-    def offer(self, data: bytes, video: bool, keyframe: bool) -> None:
+    @property
+    def awaiting_keyframe(self) -> bool:
+        return bool(self.awaiting)
+
+    def want(self, renditions: frozenset[int]) -> None:
+        """The edge takes `renditions` from the next source frame on; one it did not take
+        starts at its keyframe (asked for now)."""
+        added = renditions - self.renditions
+        self.renditions = renditions
+        self.awaiting &= renditions
+        self.awaiting |= added
+        for rendition in sorted(added):
+            self.source.request_keyframe(rendition)
+
+    def mark(self, keyed: frozenset[int], width: int, height: int) -> None:
+        """A source frame begins: its keyframes among this edge's renditions."""
+        if self.marks and self.ending is None:
+            self._append(pack(["f", sorted(keyed & self.renditions), width, height]), False)
+
+    def offer(self, data: bytes, video: bool, keyframe: bool, rendition: int = 0) -> None:
         """Queue one encoded frame for this edge; never blocks. A full queue is emptied and
-        the edge resumes at the next keyframe."""
+        each rendition resumes at its next keyframe."""
         if self.ending is not None:
             return
-        if self.awaiting_keyframe:
-            if not (video and keyframe):
+        if video and rendition in self.awaiting:
+            if not keyframe:
                 self.dropped += 1
                 return
-            self.awaiting_keyframe = False
+            self.awaiting.discard(rendition)
         if len(self._queue) >= self.bound:
-            self.dropped += len(self._queue)
+            self.dropped += sum(1 for _, frame in self._queue if frame)
             self._queue.clear()
+            self.awaiting = set(self.renditions)
+            if video and keyframe:
+                self.awaiting.discard(rendition)
+            for wanted in sorted(self.awaiting):
+                self.source.request_keyframe(wanted)
+            log.warning("relay edge too slow; skipping to the next keyframe",
+                        extra={"fields": {"edge": self.edge, "live": self.live_id,
+                                          "dropped": self.dropped}})
             if not (video and keyframe):
                 self.dropped += 1
-                self.awaiting_keyframe = True
-                self.source.request_keyframe()
-                log.warning("relay edge too slow; skipping to the next keyframe",
-                            extra={"fields": {"edge": self.edge, "live": self.live_id,
-                                              "dropped": self.dropped}})
                 return
-        self._queue.append(data)
-        self._ready.set()
+        self._append(data, True)
+
+    def _append(self, data: bytes, frame: bool) -> None:
+        if len(self._queue) < self.bound or frame:  # a mark never overflows the queue
+            self._queue.append((data, frame))
+            self._ready.set()
 
     def end(self, reason: str) -> None:
         """Send ["end", reason] after what is queued, then close."""
@@ -260,8 +346,8 @@ class EdgeLink:
                 while self._queue:
                     batch = list(self._queue)
                     self._queue.clear()
-                    self._writer.write(b"".join(batch))
-                    self.relayed += len(batch)
+                    self._writer.write(b"".join(data for data, _ in batch))
+                    self.relayed += sum(1 for _, frame in batch if frame)
                     await self._drain()
                 if self.ending is not None:
                     self._writer.write(pack(["end", self.ending]))
@@ -287,17 +373,32 @@ class EdgeTotals:
 
 
 class _RoomRelay:
-    """One live's tap on its room: each frame is encoded once for all its edges."""
+    """One live's relay on its room (a RenditionTap): each frame is packed once for all
+    the edges that take its rendition."""
 
     def __init__(self, source: RelaySource) -> None:
         self.source = source
         self.links: set[EdgeLink] = set()
 
-    def __call__(self, kind: str, packet: av.Packet, keyframe: bool) -> None:
-        video = kind == "video"
-        data = pack(video_message(packet, keyframe) if video else audio_message(packet))
+    def renditions(self) -> frozenset[int]:
+        return frozenset().union(*(link.renditions for link in self.links))
+
+    def begin_frame(self, keyed: frozenset[int], width: int, height: int) -> None:
         for link in self.links:
-            link.offer(data, video, keyframe)
+            link.mark(keyed, width, height)
+
+    def video(self, packet: av.Packet, keyframe: bool, rendition: int) -> None:
+        data = None
+        for link in self.links:
+            if rendition in link.renditions:
+                if data is None:
+                    data = pack(video_message(packet, keyframe, rendition))
+                link.offer(data, True, keyframe, rendition)
+
+    def audio(self, packet: av.Packet) -> None:
+        data = pack(audio_message(packet))
+        for link in self.links:
+            link.offer(data, False, False)
 
 
 class RelayServer:
@@ -395,7 +496,8 @@ class RelayServer:
             self._handlers.discard(task)
 
     async def _handshake(self, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> tuple[str, str]:
+                         writer: asyncio.StreamWriter
+                         ) -> tuple[str, str, frozenset[int] | None]:
         nonce = os.urandom(NONCE_BYTES)
         writer.write(pack(["hello", VERSION, nonce]))
         message = await read_message(reader, BACK_CHANNEL_MAX_BYTES)
@@ -411,30 +513,43 @@ class RelayServer:
             raise RelayError("unauthorized", f"bad relay proof from {edge[:80]!r}")
         writer.write(pack(["welcome", proof(self._key, b"origin", edge_nonce, nonce)]))
         message = await read_message(reader, BACK_CHANNEL_MAX_BYTES)
-        if message[0] != "subscribe" or len(message) != 2 or not isinstance(message[1], str):
+        if (message[0] != "subscribe" or len(message) not in (2, 3)
+                or not isinstance(message[1], str)):
             raise RelayError("invalid", "expected subscribe")
-        return edge, message[1]
+        renditions = renditions_of(message[2]) if len(message) == 3 else None
+        if renditions is not None and not renditions:
+            raise RelayError("invalid", "a subscribe names at least one rendition")
+        return edge, message[1], renditions
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      peer: Any) -> None:
         async with asyncio.timeout(self.handshake_timeout_s):
-            edge, live_id = await self._handshake(reader, writer)
+            edge, live_id, renditions = await self._handshake(reader, writer)
             if self._known is not None and not await self._known(edge):
                 raise RelayError("forbidden", f"{edge[:80]!r} is no node of this cluster")
         source = self._lookup(live_id)
         if source is None:
             raise RelayError("not_found", f"no live {live_id[:80]!r} on {self.node_id}")
+        if renditions is not None and max(renditions) >= len(source.ladder):
+            raise RelayError("invalid", f"live {live_id[:80]!r} has "
+                                        f"{len(source.ladder)} renditions")
         link = EdgeLink(edge, live_id, source, writer, self.queue_frames,
-                        ping_s=self.ping_s, stall_s=self.stall_s)
+                        ping_s=self.ping_s, stall_s=self.stall_s,
+                        renditions=renditions or frozenset({0}),
+                        marks=renditions is not None)
         relay = self._rooms.get(live_id)
         if relay is None or relay.source is not source:
             relay = self._rooms[live_id] = _RoomRelay(source)
-            source.add_tap(relay)
-        writer.write(pack(["stream", source.codec]))
+            source.add_relay(relay)
+        writer.write(pack(["stream", source.codec] if renditions is None else
+                          ["stream", source.codec,
+                           [[rung.height, rung.bitrate] for rung in source.ladder]]))
         relay.links.add(link)
         self._links.add(link)
-        log.info("relay opened", extra={"fields": {"edge": edge, "live": live_id}})
-        source.request_keyframe()  # the edge's first viewers start from a fresh keyframe
+        log.info("relay opened", extra={"fields": {"edge": edge, "live": live_id,
+                                                   "renditions": sorted(link.renditions)}})
+        for rendition in sorted(link.renditions):  # the edge's first viewers start from
+            source.request_keyframe(rendition)    # a fresh keyframe
         writer_task = asyncio.create_task(link.write_loop(), name=f"relay-out-{edge}")
         try:
             await self._read_back_channel(reader, link, writer_task)
@@ -444,7 +559,7 @@ class RelayServer:
             self._links.discard(link)
             if not relay.links and self._rooms.get(live_id) is relay:
                 del self._rooms[live_id]
-                source.remove_tap(relay)
+                source.remove_relay(relay)
             total = self.totals.setdefault(edge, EdgeTotals())
             total.relayed += link.relayed
             total.dropped += link.dropped
@@ -454,7 +569,8 @@ class RelayServer:
 
     async def _read_back_channel(self, reader: asyncio.StreamReader, link: EdgeLink,
                                  writer_task: asyncio.Task[None]) -> None:
-        """Keyframe requests until the edge hangs up (or the writer ended the link)."""
+        """Keyframe requests and "want"s until the edge hangs up (or the writer ended the
+        link)."""
         while True:
             read = asyncio.ensure_future(read_message(reader, BACK_CHANNEL_MAX_BYTES))
             done, _ = await asyncio.wait({read, writer_task},
@@ -467,9 +583,28 @@ class RelayServer:
                 message = read.result()
             except (asyncio.IncompleteReadError, ConnectionError):
                 return  # the edge closed its relay (its last viewer left)
-            if message[0] != "keyframe":
+            rungs = len(link.source.ladder)
+            if message[0] == "keyframe" and len(message) in (1, 2):
+                rendition = message[1] if len(message) == 2 else 0
+                if type(rendition) is not int or not 0 <= rendition < rungs:
+                    raise RelayError("invalid", "a keyframe request for no rendition")
+                if rendition in link.renditions:
+                    link.source.request_keyframe(rendition)
+            elif message[0] == "want" and len(message) == 2 and link.marks:
+                wanted = renditions_of(message[1], rungs)
+                if not wanted:
+                    raise RelayError("invalid", "an edge wants at least one rendition")
+                link.want(wanted)
+            else:
                 raise RelayError("invalid", f"unexpected {message[0][:20]!r} from an edge")
-            link.source.request_keyframe()
+
+
+def _mark_of(message: list[Any]) -> tuple[frozenset[int], int, int]:
+    """An "f" mark's (keyframe renditions, width, height); RelayError(invalid)."""
+    if (len(message) != 4 or type(message[2]) is not int or type(message[3]) is not int
+            or not 0 < message[2] <= 16384 or not 0 < message[3] <= 16384):
+        raise RelayError("invalid", "malformed frame mark")
+    return renditions_of(message[1]), message[2], message[3]
 
 
 async def _close_writer(writer: asyncio.StreamWriter) -> None:
@@ -492,22 +627,36 @@ async def _cancel(task: asyncio.Future[Any]) -> None:
 # --- the edge --------------------------------------------------------------------------
 
 class RelaySink(Protocol):
-    """Where an edge's relay delivers (an edge MediaRoom)."""
+    """Where an edge's relay delivers (an edge MediaRoom): frames, the start of each
+    source frame, and (asked) the renditions its viewers take."""
 
-    def feed_video(self, packet: av.Packet, keyframe: bool) -> None: ...
+    def feed_video(self, packet: av.Packet, keyframe: bool, rendition: int = 0) -> None: ...
     def feed_audio(self, packet: av.Packet) -> None: ...
+    def feed_frame(self, keyed: frozenset[int], width: int, height: int) -> None: ...
+    def renditions_taken(self) -> frozenset[int]: ...
+    def rendition_dropped(self, rendition: int) -> None: ...
 
 
 class RelayClient:
-    """An edge's relay of one live: open() connects, authenticates and subscribes; a reader
-    task then feeds `sink` until close() or the stream ends, when `on_end(reason)` is
-    called once ("end"'s reason, or "relay_lost")."""
+    """An edge's relay of one live: open() connects, authenticates and subscribes (to the
+    top rendition); a reader task then feeds `sink` until close() or the stream ends,
+    when `on_end(reason)` is called once ("end"'s reason, or "relay_lost"). After each
+    message it asks the sink which renditions its viewers take and tells the origin
+    when what it subscribes to (subscription()) changed."""
 
     def __init__(self, address: str, key: bytes, node_id: str, live_id: str,
                  sink: RelaySink | None = None,
                  on_end: Callable[[str], None] | None = None, *,
-                 silence_s: float = SILENCE_S) -> None:
+                 silence_s: float = SILENCE_S,
+                 unsubscribe_after_s: float = UNSUBSCRIBE_AFTER_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.silence_s = silence_s
+        self.unsubscribe_after_s = unsubscribe_after_s
+        self._clock = clock
+        self.ladder: tuple[Rendition, ...] = ()  # the origin's, from "stream"
+        self.subscribed: frozenset[int] = frozenset({0})
+        self._last_taken: dict[int, float] = {}
+        self.wants_sent = 0
         self.address = address
         self.live_id = live_id
         self.node_id = node_id
@@ -557,24 +706,54 @@ class RelayClient:
                 or not hmac.compare_digest(welcome[1],
                                            proof(self._key, b"origin", nonce, hello[2]))):
             raise RelayError("unauthorized", "the origin's relay proof is wrong")
-        writer.write(pack(["subscribe", self.live_id]))
+        writer.write(pack(["subscribe", self.live_id, sorted(self.subscribed)]))
         stream = await read_message(reader)
         if stream[0] == "refused" and len(stream) == 3:
             raise RelayError(str(stream[1]), str(stream[2]))
-        if stream[0] != "stream" or len(stream) != 2 or stream[1] not in ("vp8", "h264"):
-            raise RelayError("invalid", "expected the stream's codec")
+        if stream[0] != "stream" or len(stream) != 3 or stream[1] not in ("vp8", "h264"):
+            raise RelayError("invalid", "expected the stream's codec and ladder")
+        try:
+            self.ladder = check_ladder([Rendition(int(height), int(bitrate))
+                                        for height, bitrate in stream[2]])
+        except Exception:
+            raise RelayError("invalid", "the stream's ladder is malformed") from None
+        self._last_taken = {0: self._clock()}
         return str(stream[1])
 
-    def request_keyframe(self) -> None:
-        """Ask the origin for a keyframe (the caller throttles); dropped if the socket is
-        backed up or closed."""
+    def request_keyframe(self, rendition: int = 0) -> None:
+        """Ask the origin for a keyframe of `rendition` (the caller throttles); dropped if
+        the socket is backed up or closed, or the rendition is not subscribed (its
+        subscription brings one)."""
+        if rendition in self.subscribed and self._send(["keyframe", rendition]):
+            self.keyframe_requests += 1
+
+    def _send(self, message: list[Any]) -> bool:
         writer = self._writer
         if writer is None or writer.is_closing() or self.ended is not None:
-            return
+            return False
         if writer.transport.get_write_buffer_size() > BACK_CHANNEL_MAX_BYTES:
+            return False
+        writer.write(pack(message))
+        return True
+
+    def _resubscribe(self) -> None:
+        """Tell the origin the renditions the sink's viewers take, when that changed; a
+        rendition dropped ends its keyframe run at the sink."""
+        if self.sink is None:
             return
-        self.keyframe_requests += 1
-        writer.write(pack(["keyframe"]))
+        wanted = subscription(self.sink.renditions_taken(), self._last_taken, self._clock(),
+                              self.unsubscribe_after_s)
+        wanted = frozenset(r for r in wanted if r < max(1, len(self.ladder)))
+        if wanted == self.subscribed or not wanted:
+            return
+        if not self._send(["want", sorted(wanted)]):
+            return  # backed up: tried again after the next message
+        self.wants_sent += 1
+        dropped, self.subscribed = self.subscribed - wanted, wanted
+        log.info("relay renditions", extra={"fields": {
+            "live": self.live_id, "renditions": sorted(wanted)}})
+        for rendition in sorted(dropped):
+            self.sink.rendition_dropped(rendition)
 
     async def _read_loop(self) -> None:
         assert self._reader is not None
@@ -589,18 +768,24 @@ class RelayClient:
                         "live": self.live_id, "origin": self.address,
                         "seconds": self.silence_s}})
                     return
+                self._resubscribe()
                 if message[0] == "ping":
                     continue
                 if message[0] == "end":
                     reason = str(message[1]) if len(message) > 1 else "ended"
                     return
+                if message[0] == "f":
+                    keyed, width, height = _mark_of(message)
+                    if self.sink is not None:
+                        self.sink.feed_frame(keyed, width, height)
+                    continue
                 frame = frame_of(message)
                 self.frames += 1
                 self.latencies.append(time.time() - frame.sent_at)
                 if self.sink is None:
                     continue
                 if frame.kind == "video":
-                    self.sink.feed_video(frame.packet, frame.keyframe)
+                    self.sink.feed_video(frame.packet, frame.keyframe, frame.rendition)
                 else:
                     self.sink.feed_audio(frame.packet)
         except RelayError as exc:
@@ -632,6 +817,7 @@ class RelayClient:
             await _close_writer(writer)
 
 
-__all__ = ["EDGE_QUEUE_FRAMES", "EdgeLink", "RelayClient", "RelayError", "RelayServer",
-           "RelaySink", "RelaySource", "RelayedFrame", "frame_of", "pack", "proof",
-           "read_message", "relay_key", "unpack"]
+__all__ = ["EDGE_QUEUE_FRAMES", "UNSUBSCRIBE_AFTER_S", "EdgeLink", "RelayClient",
+           "RelayError", "RelayServer", "RelaySink", "RelaySource", "RelayedFrame",
+           "RenditionTap", "frame_of", "pack", "proof", "read_message", "relay_key",
+           "renditions_of", "subscription", "unpack"]

@@ -1,8 +1,9 @@
 """A room's rendition ladder: the sizes and bitrates its composed video is encoded at.
 
 The compositor runs once per frame on the creator's picture (gifts burned in); each
-rendition then scales that composed frame down and encodes it with its own encoder, so
-every rendition shows the same badges. A rendition is encoded only while a viewer takes
+rendition then scales that composed frame down (from the next taller rendition's
+picture) and encodes it with its own encoder (media/ladder_encoder.py), so every
+rendition shows the same badges. A rendition is encoded only while a viewer takes
 it (the top one also while nobody watches or a relay taps the room: the next viewer and
 the cascade's edges start from it).
 
@@ -19,8 +20,13 @@ from dataclasses import dataclass
 
 from media.errors import invalid
 
-DEFAULT_LADDER_TEXT = "720:1800,360:600,180:200"
-MAX_RUNGS = 4  # each extra rendition is another encode on the room's one encode thread
+# The bottom rung is for links of ~300 kbit/s: at 120 kbit/s its video is ~150 on the
+# wire (VP8 overshoots ~15%, ~30 packets a second of headers) beside ~60 of 32 kbit/s
+# Opus, leaving room for resends and keyframe bursts. At 200 it was 220 + 100 of the then
+# 64 kbit/s Opus (measured, bench abr): more than the link, whose 400 ms queue then
+# stayed full.
+DEFAULT_LADDER_TEXT = "720:1800,360:600,180:120"
+MAX_RUNGS = 4  # each extra rendition is another encode (media/ladder_encoder.py)
 MIN_HEIGHT = 90
 MAX_HEIGHT = 2160
 # What a viewer may ask for: "auto" (the link decides, media/abr.py) or a rung's height.

@@ -1,6 +1,6 @@
 """MediaRoom: one live room's media, from the creator's tracks to every viewer.
 
-    creator pc -> Publisher readers -> newest-frame slot -> Compositor + VideoEncoder
+    creator pc -> Publisher readers -> newest-frame slot -> Compositor + LadderEncoder
     (one per room, on the room's encode thread) -> PacketFanout -> each ViewerPeer's senders
     audio: Publisher reader -> AudioEncoder (on the loop; ~0.1 ms per 20 ms) -> PacketFanout
 
@@ -10,17 +10,24 @@ The room knows rooms only as an id and overlays as values; it imports no web fra
 
 An edge room (the cascade, media/relay.py) is the same room without a publisher or an
 encoder: `upstream_keyframes` given, it is fed encoded frames by its relay
-(feed_video/feed_audio) into the same PacketFanout, and the keyframes its viewers need
-and its RTP history cannot give are asked of the origin through that callback, at most
-one per keyframe_min_interval_s (the same KeyframePolicy that throttles the encoder).
-Taps (add_tap) see every encoded packet the room fans out: the origin's relay uses one.
+(feed_frame/feed_video/feed_audio) into the same PacketFanout, and the keyframes its
+viewers need and its RTP history cannot give are asked of the origin through that
+callback (with the rendition), at most one per keyframe_min_interval_s per rendition
+(the same KeyframePolicy that throttles the encoder). Taps (add_tap: the recorder) see
+the top rendition's encoded packets; relays (add_relay: the origin's cascade relay) see
+each rendition they take, and what they take is encoded as if a viewer took it.
 
 Renditions (media/renditions.py): the room's video is composed once per frame (gifts
-burned in) and then scaled and encoded once per rendition some viewer takes, in order on
-the one encode thread; the top rendition also while a tap listens or nobody watches.
+burned in) and then scaled (each from the next taller) and encoded once per rendition
+some viewer takes, in order on the one encode thread (media/ladder_encoder.py); the top
+rendition also while a tap listens or nobody watches. A frame is done at every
+rendition before the next starts, and the newest-frame slot drops whole frames while
+the encode is behind (each rendition's keyframe is planned on a frame that is encoded).
 Each viewer gets one rendition: the one it pinned (`quality`), else what media/abr.py
 decides from its receiver reports; it moves at the target's keyframe (media/fanout.py).
-An edge room has one rendition, the origin's top one, which is what its relay carries.
+An edge room has the origin's ladder; its relay carries the renditions its viewers take
+(renditions_taken()), and it switches them as the origin does, at the "f" mark of a
+source frame whose target rendition is a keyframe (feed_frame).
 """
 
 from __future__ import annotations
@@ -40,12 +47,12 @@ from media.abr import AbrConfig, AbrState, LinkReport, decide
 from media.admission import JoinAdmission
 from media.compositor import MAX_WAITING_OVERLAYS, Compositor
 from media.encoder import (
+    DEFAULT_AUDIO_BITRATE,
     DEFAULT_VIDEO_BITRATE,
     VIDEO_TIME_BASE,
     AudioEncoder,
     Timeline,
     VideoCodecName,
-    VideoEncoder,
 )
 from media.errors import MediaError, MediaErrorCode, conflict, invalid, not_found, unavailable
 from media.fanout import PacketFanout
@@ -53,11 +60,14 @@ from media.fastpath import NATIVE, resolve
 from media.ice import IceServer
 from media.ingest import Publisher
 from media.keyframes import DEFAULT_GOP_S, DEFAULT_MIN_INTERVAL_S, KeyframePolicy
-from media.overlay import Overlay, draw_overlays
+from media.ladder_encoder import LadderEncoder
+from media.negotiation import check_publisher_offer
+from media.overlay import Overlay
 from media.peers import GoneReason
-from media.relay import PacketTap
+from media.relay import PacketTap, RenditionTap
 from media.renditions import AUTO, Rendition, check_ladder, rung_for, scaled_size
 from media.stats import RoomStats
+from media.uplink import UplinkReport
 from media.viewer import ViewerPeer, ViewerState
 
 logger = logging.getLogger(__name__)
@@ -70,6 +80,9 @@ _FLOWING_WINDOW_S = 1.0
 
 ViewerGoneCallback = Callable[[str, str], None]
 PublisherGoneCallback = Callable[[str], None]
+# (viewer id, its quality as viewer_quality() gives it + the picture's "height"), when a
+# viewer's move is done
+RenditionCallback = Callable[[str, dict[str, str | int | None]], None]
 
 
 @dataclass(frozen=True)
@@ -78,10 +91,14 @@ class RoomTimings:
 
     keyframe_min_interval_s: float = DEFAULT_MIN_INTERVAL_S
     gop_s: float = DEFAULT_GOP_S
-    # aiortc sends receiver reports every 0.5-1.5 s, Chromium about every 1 s: 5 s is
-    # several missed reports, not one late one.
-    viewer_silence_timeout_s: float = 5.0
-    publisher_silence_timeout_s: float = 5.0
+    # aiortc sends receiver reports every 0.5-1.5 s, Chromium about every 1 s. A link that
+    # drops for up to 5 s (issue 18: a viewer resumes without rejoining) is silent for
+    # the drop plus up to 1.5 s before it and 1.5 s after: 8 s; 10 s leaves margin for a
+    # loaded loop. (A killed viewer is served until then, against ~30 s of ICE consent.)
+    viewer_silence_timeout_s: float = 10.0
+    # The creator's packets come ~50 a second: its silence is the drop itself, so 8 s
+    # keeps a 5 s drop; longer ones end the publisher and start the live's grace period.
+    publisher_silence_timeout_s: float = 8.0
     # 400 simultaneous joins took ~3.3 s to connect on one process (measured).
     connect_timeout_s: float = 15.0
     # A joining viewer starts from the latest keyframe and the frames since when that run
@@ -110,6 +127,9 @@ class MediaRoom:
     remove_viewer() or close(). They run on the room's supervisor task and must not block.
     After on_publisher_gone the room stays open and a new publish() may follow; the owner
     usually ends the room with close(), which ends every viewer.
+    `on_viewer_rendition(viewer_id, quality)` tells when a viewer now gets another
+    rendition (at its keyframe; the rule's move or a pin), with viewer_quality()'s dict
+    and the picture's `height`; it runs on the encode loop and must not block.
     """
 
     def __init__(
@@ -118,6 +138,7 @@ class MediaRoom:
         *,
         codec: VideoCodecName = "vp8",
         video_bitrate: int = DEFAULT_VIDEO_BITRATE,
+        audio_bitrate: int = DEFAULT_AUDIO_BITRATE,
         ice_servers: Sequence[IceServer] = (),
         on_viewer_gone: ViewerGoneCallback | None = None,
         on_publisher_gone: PublisherGoneCallback | None = None,
@@ -125,21 +146,24 @@ class MediaRoom:
         max_viewers: int = DEFAULT_MAX_VIEWERS,
         fanout: str = NATIVE,
         admission: JoinAdmission | None = None,
-        upstream_keyframes: Callable[[], None] | None = None,
+        upstream_keyframes: Callable[[int], None] | None = None,
         renditions: Sequence[Rendition] | None = None,
         abr: AbrConfig | None = None,
         viewer_remb: bool = False,
+        on_viewer_rendition: RenditionCallback | None = None,
     ) -> None:
         if codec not in ("vp8", "h264"):
             raise invalid(f"codec must be 'vp8' or 'h264', got {codec!r}")
         if not isinstance(video_bitrate, int) or not 50_000 <= video_bitrate <= 20_000_000:
             raise invalid(f"video_bitrate must be 50000-20000000 bit/s, got {video_bitrate!r}")
+        if not isinstance(audio_bitrate, int) or not 6_000 <= audio_bitrate <= 510_000:
+            raise invalid(f"audio_bitrate must be 6000-510000 bit/s (Opus), got {audio_bitrate!r}")
         self.room_id = room_id
         self.codec: VideoCodecName = codec
         # Without a ladder: one rendition, the creator's picture (up to 720p) at
-        # video_bitrate. An edge room's one rendition is what its relay carries.
+        # video_bitrate. An edge room's ladder is its origin's (its relay's "stream").
         ladder = check_ladder(renditions) if renditions else (Rendition(720, video_bitrate),)
-        self.ladder: tuple[Rendition, ...] = ladder[:1] if upstream_keyframes else ladder
+        self.ladder: tuple[Rendition, ...] = ladder
         self._bitrates = [rung.bitrate for rung in self.ladder]
         self._abr_config = abr or AbrConfig()
         self._abr: dict[str, AbrState] = {}  # viewers on "auto" (pinned ones are not here)
@@ -151,9 +175,11 @@ class MediaRoom:
         # An edge room: fed by a relay, keyframes asked upstream (see the module docstring).
         self._upstream_keyframes = upstream_keyframes
         self._taps: list[PacketTap] = []
+        self._relays: list[RenditionTap] = []
         self._ice_servers = tuple(ice_servers)
         self._on_viewer_gone = on_viewer_gone
         self._on_publisher_gone = on_publisher_gone
+        self._on_viewer_rendition = on_viewer_rendition
         # Joins' handshakes, bounded (media/admission.py); a node shares one across rooms.
         self.admission = admission or JoinAdmission()
         self._owns_admission = admission is None
@@ -176,10 +202,18 @@ class MediaRoom:
         self._compositor = Compositor(max_waiting=MAX_WAITING_OVERLAYS)
         # The renditions share one timeline: a frame has one RTP timestamp in each.
         self._timeline = Timeline(VIDEO_TIME_BASE, step=3000)
-        self._video_encoders = [VideoEncoder(codec, rung.bitrate, own_timeline=False)
-                                for rung in self.ladder]
+        # Composes once, scales each rendition from the next taller with a kept scaler
+        # and encodes them in order: 9.6 ms a 720p frame for the default ladder, where
+        # scaling each from the 720p (and libvpx's denoiser) took 14.0 (README, bench.
+        # renditions --offline; one lane: a second one beside it did not raise the
+        # frame rate on a loaded 2-core host, media/ladder_encoder.py).
+        self._ladder_encoder = LadderEncoder(codec, self.ladder, name=room_id)
+        self._video_encoders = self._ladder_encoder.encoders
         self._encoded_last: frozenset[int] = frozenset()  # renditions of the last frame
-        self._audio_encoder = AudioEncoder()
+        # One Opus stream for every viewer, whatever its rendition: on a 300 kbit/s link
+        # 64 kbit/s Opus is ~95-105 kbit/s on the wire (20 ms packets, ~70 B of headers
+        # each; measured 104 kbit/s), a third of the link (GOLIVE_AUDIO_BITRATE).
+        self._audio_encoder = AudioEncoder(audio_bitrate)
         # One thread: encodes stay in order and one room never takes more than one core.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"encode-{room_id}")
 
@@ -256,6 +290,18 @@ class MediaRoom:
             raise unavailable(f"room {self.room_id!r} closed")
         return answer
 
+    async def restart_publisher_ice(self, offer_sdp: object) -> str:
+        """The creator's ICE restart (its network path changed): its offer carries new ICE
+        credentials and candidates; the answer carries the server's. The creator's pc,
+        DTLS session and tracks stay; its frames come on the new path once a pair is
+        nominated. Raises MediaError: not_found (no publisher), invalid (bad offer, or
+        one without new ICE), conflict (not connected yet)."""
+        self._check_open()
+        check_publisher_offer(offer_sdp)
+        if self._publisher is None:
+            raise not_found(f"room {self.room_id!r} has no publisher")
+        return await self._publisher.restart_ice(offer_sdp)
+
     async def unpublish(self) -> bool:
         """Close the current publisher, if any, so a new publish() may follow: a creator
         coming back on a new connection. Viewers stay and get the new publisher's frames
@@ -299,6 +345,7 @@ class MediaRoom:
             on_report=((lambda report: self._link_report(viewer_id, report))
                        if len(self.ladder) > 1 else None),
             bandwidth_feedback=self._viewer_remb,
+            on_route_changed=lambda: self._viewer_route_changed(viewer_id),
         )
         self._viewers[viewer_id] = viewer
         self._pin(viewer_id, pinned)
@@ -334,6 +381,23 @@ class MediaRoom:
             if exc.code is not MediaErrorCode.CONFLICT:
                 await self._drop_viewer(viewer)
             raise
+
+    async def restart_viewer_ice(self, viewer_id: str) -> str:
+        """An ICE restart for a connected viewer whose network changed: the server's
+        offer with new ICE credentials and candidates; the viewer's answer goes to
+        accept_viewer_answer(). Its DTLS session, tracks, rendition and place stay.
+        Raises MediaError: not_found (unknown viewer), conflict (not connected yet)."""
+        self._check_open()
+        viewer = self._viewers.get(viewer_id)
+        if viewer is None:
+            raise not_found(f"no viewer {viewer_id!r} in room {self.room_id!r}")
+        return await viewer.restart_ice()
+
+    def _viewer_route_changed(self, viewer_id: str) -> None:
+        """A viewer's ICE restart handed over: the native path's sends follow its new
+        socket and address, and its decoder gets a keyframe (packets were lost)."""
+        self._fanout.route_changed()
+        self._fanout.request_keyframe(viewer_id)
 
     async def remove_viewer(self, viewer_id: str) -> bool:
         """Close the viewer's peer connection; False if there was no such viewer."""
@@ -374,10 +438,11 @@ class MediaRoom:
             raise invalid(f"expected an Overlay, got {type(overlay).__name__}")
         self._compositor.add(overlay)
 
-    def request_keyframe(self) -> None:
-        """Ask the top rendition's encoder for a keyframe (throttled like a viewer's PLI);
-        an edge room asks its origin."""
-        self._keyframes.request()
+    def request_keyframe(self, rendition: int = 0) -> None:
+        """Ask a rendition's encoder (the top one's by default) for a keyframe (throttled
+        like a viewer's PLI); an edge room asks its origin."""
+        if 0 <= rendition < len(self._keyframe_policies):
+            self._keyframe_policies[rendition].request()
 
     def add_tap(self, tap: PacketTap) -> None:
         """Call `tap(kind, packet, keyframe)` with every encoded packet the room fans out
@@ -388,16 +453,47 @@ class MediaRoom:
         if tap in self._taps:
             self._taps.remove(tap)
 
-    def feed_video(self, packet: av.Packet, keyframe: bool) -> None:
-        """An edge room's video frame from its relay (encoded at the origin)."""
+    def add_relay(self, relay: RenditionTap) -> None:
+        """The cascade's relay of this room (media/relay.py): the renditions it takes are
+        encoded, and it sees each source frame's start and their packets (on the event
+        loop; it must not block)."""
+        self._relays.append(relay)
+
+    def remove_relay(self, relay: RenditionTap) -> None:
+        if relay in self._relays:
+            self._relays.remove(relay)
+
+    def renditions_taken(self) -> frozenset[int]:
+        """The renditions this room's viewers get or are switching to (an edge room's
+        relay subscribes to them)."""
+        return frozenset(self._fanout.renditions_taken())
+
+    def rendition_dropped(self, rendition: int) -> None:
+        """An edge room's relay no longer carries `rendition`: its keyframe run ends (a
+        viewer starting on it later waits for its next keyframe, not a stale run)."""
+        if 0 <= rendition < len(self.ladder):
+            self._fanout.rendition_paused(rendition)
+
+    def feed_frame(self, keyed: frozenset[int], width: int, height: int) -> None:
+        """An edge room's source frame begins (its relay's "f" mark): viewers waiting to
+        switch to a rendition in `keyed` move now, as the origin's do (media/fanout.py)."""
         if self._closed:
             return
-        self._frames_in += 1
+        self._frames_in += 1  # a source frame, counted once whatever its renditions
         self._frames_encoded += 1
-        if self._keyframes.pending and self._keyframes.should_force():
-            assert self._upstream_keyframes is not None
-            self._upstream_keyframes()  # at most one per keyframe_min_interval_s
-        self._push_video(packet, keyframe, 0)
+        moved = self._fanout.begin_frame(r for r in keyed if r < len(self.ladder))
+        if moved:
+            self._tell_moved(moved, width, height)
+
+    def feed_video(self, packet: av.Packet, keyframe: bool, rendition: int = 0) -> None:
+        """An edge room's video frame of `rendition` from its relay (encoded at the origin)."""
+        if self._closed or not 0 <= rendition < len(self.ladder):
+            return
+        assert self._upstream_keyframes is not None
+        for wanted, policy in enumerate(self._keyframe_policies):
+            if policy.pending and policy.should_force():
+                self._upstream_keyframes(wanted)  # at most one per keyframe_min_interval_s
+        self._push_video(packet, keyframe, rendition)
 
     def feed_audio(self, packet: av.Packet) -> None:
         """An edge room's audio packet from its relay."""
@@ -421,6 +517,11 @@ class MediaRoom:
             rendition_frames={rung.name: encoder.frames for rung, encoder
                               in zip(self.ladder, self._video_encoders, strict=True)},
         )
+
+    def uplink_report(self) -> UplinkReport | None:
+        """The creator's uplink since the previous call (media/uplink.py); None without a
+        publisher and at a new publisher's first call (its window starts then)."""
+        return self._publisher.uplink_report() if self._publisher is not None else None
 
     async def close(self) -> None:
         """End the publisher, every viewer, the tasks and the encode thread. Idempotent."""
@@ -447,6 +548,7 @@ class MediaRoom:
             self._fanout.close()
             await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
             self._executor.shutdown(wait=True)
+            self._ladder_encoder.close()
             if self._owns_admission:
                 self.admission.close()
         finally:
@@ -472,17 +574,20 @@ class MediaRoom:
         new = decide(state, report, time.monotonic(), self._bitrates, self._abr_config)
         self._abr[viewer_id] = new
         if new.rung != state.rung:
-            logger.info("room %s: viewer %s moves to %s (loss %.3f, rtt %s)", self.room_id,
-                        viewer_id, self.ladder[new.rung].name, report.loss, report.rtt_s)
+            logger.info("room %s: viewer %s moves to %s (loss %.3f, rtt %s, nacked %s)",
+                        self.room_id, viewer_id, self.ladder[new.rung].name, report.loss,
+                        report.rtt_s, report.nacked)
             self._fanout.switch(viewer_id, new.rung)
 
     def _keyframe_wanted(self, rendition: int) -> None:
         self._keyframe_policies[rendition].request()
 
     def _renditions_wanted(self) -> list[int]:
-        """The renditions to encode now: those viewers take, and the top one while a tap
-        listens or nobody watches (the next viewer starts from its keyframe run)."""
+        """The renditions to encode now: those viewers or relays (edges) take, and the top
+        one while a tap listens or nobody watches (the next viewer starts from its run)."""
         wanted = set(self._fanout.renditions_taken())
+        for relay in self._relays:
+            wanted.update(r for r in relay.renditions() if r < len(self.ladder))
         if self._taps or not wanted:
             wanted.add(0)
         return sorted(wanted)
@@ -543,6 +648,8 @@ class MediaRoom:
         self._fanout.push_audio(packet)
         for tap in self._taps:
             tap("audio", packet, False)
+        for relay in self._relays:
+            relay.audio(packet)
 
     def _push_video(self, packet: av.Packet, keyframe: bool, rendition: int) -> None:
         """One encoded video frame of `rendition` to its viewers and (the top one) the
@@ -558,23 +665,8 @@ class MediaRoom:
         if rendition == 0:
             for tap in self._taps:
                 tap("video", packet, keyframe)
-
-    def _encode(
-        self, frame: VideoFrame, overlays: list[Overlay], plan: list[tuple[int, bool]]
-    ) -> list[tuple[int, av.Packet]]:
-        # Runs on the encode thread, off the event loop: the gifts are drawn once, then
-        # each rendition scales the composed frame and encodes it.
-        composed = draw_overlays(frame, overlays)
-        out: list[tuple[int, av.Packet]] = []
-        for rendition, keyframe in plan:
-            size = scaled_size(composed.width, composed.height, self.ladder[rendition].height)
-            image = composed
-            if size != (composed.width, composed.height):
-                image = composed.reformat(width=size[0], height=size[1], format="yuv420p")
-                image.pts, image.time_base = composed.pts, composed.time_base
-            packets = self._video_encoders[rendition].encode(image, keyframe)
-            out.extend((rendition, packet) for packet in packets)
-        return out
+        for relay in self._relays:
+            relay.video(packet, keyframe, rendition)
 
     async def _encode_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -598,7 +690,8 @@ class MediaRoom:
             self._encoded_last = frozenset(wanted)
             try:
                 packets = await loop.run_in_executor(
-                    self._executor, self._encode, frame, self._compositor.active(), plan
+                    self._executor, self._ladder_encoder.encode, frame,
+                    self._compositor.active(), plan
                 )
             except Exception:
                 # One bad frame (odd size, corrupt data) must not end the room's video.
@@ -607,7 +700,12 @@ class MediaRoom:
             if packets:
                 self._frames_encoded += 1
             # Viewers waiting to switch move before any rendition of this frame is sent.
-            self._fanout.begin_frame(r for r, packet in packets if packet.is_keyframe)
+            keyed = frozenset(r for r, packet in packets if packet.is_keyframe)
+            moved = self._fanout.begin_frame(keyed)
+            if moved:
+                self._tell_moved(moved, frame.width, frame.height)
+            for relay in self._relays:
+                relay.begin_frame(keyed, frame.width, frame.height)
             for rendition, packet in packets:
                 self._push_video(packet, packet.is_keyframe, rendition)
 
@@ -661,10 +759,23 @@ class MediaRoom:
                     viewer.state = ViewerState.CLOSED
                     self._events.put_nowait((viewer, GoneReason.SILENT))
 
-    def _notify(self, callback: Callable[..., None] | None, *args: str) -> None:
+    def _tell_moved(self, viewer_ids: list[str], width: int, height: int) -> None:
+        """on_viewer_rendition for each viewer that moved, with its picture's height (the
+        top rung of a smaller creator is the creator's own size, not the rung's name)."""
+        if self._on_viewer_rendition is None:
+            return
+        for viewer_id in viewer_ids:
+            now = self._fanout.rendition_of(viewer_id)
+            if now is None or viewer_id not in self._viewers:
+                continue
+            quality: dict[str, str | int | None] = {**self.viewer_quality(viewer_id)}
+            quality["height"] = scaled_size(width, height, self.ladder[now[0]].height)[1]
+            self._notify(self._on_viewer_rendition, viewer_id, quality)
+
+    def _notify(self, callback: Callable[..., None] | None, *args: object) -> None:
         if callback is None:
             return
         try:
             callback(*args)
         except Exception:
-            logger.exception("room %s: gone callback %r failed", self.room_id, callback)
+            logger.exception("room %s: callback %r failed", self.room_id, callback)

@@ -20,6 +20,7 @@ media/aioice_private.py, checked at import; tests/media exercise each through re
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
@@ -77,6 +78,67 @@ def admit_video(awaiting_keyframe: bool, keyframe: bool, backlogged: bool) -> Ve
     return Verdict.SEND
 
 
+# Where a viewer's numbering jumps forward (at the keyframe it moves to), and why 512:
+# aiortc 1.16's receiver holds video in a 512-packet jitter buffer and keeps everything
+# behind a packet that never comes until a packet 512 numbers past its oldest arrives;
+# then it drops what it holds and asks for a keyframe (jitterbuffer.py, capacity 512).
+# Runs of packets a congested link lost and NACK could not bring back (the stream's
+# history is gone, or they were before a switch) stall it for 512 packets: 17 s at
+# 180p's ~30 a second. A jump of 512 empties its buffer at once, so the keyframe behind
+# the jump decodes at once. libwebrtc (Chromium) takes it too: its NACK module adds the
+# 511 skipped numbers (at most 1,000, or it clears its list and asks a keyframe) and
+# clears them when the keyframe decodes (ClearUpTo); its packet buffer starts a frame
+# at a keyframe whatever came before; its receive statistics count a jump over 450
+# followed by the next number as a stream restart, not as loss.
+SEQ_JUMP = 512
+# A link that NACKed video this recently may have a hole its receiver still waits on: the
+# rule steps down after 2 s of loss, NACKs all along. A link that did not moves without a
+# jump (its receiver's statistics stay clean: a loopback viewer under load that lost and
+# got back a packet a while ago is not jumped). A hole older than that which still holds
+# a receiver up is caught by its NACKs (a resync, STUCK_AFTER_S).
+JUMP_AFTER_NACK_S = 2.0
+
+
+# A packet resent is not resent again within the link's round-trip time (this default
+# until a receiver report gives one): a NACK that names it again sooner was sent before
+# the resend could arrive. aiortc NACKs every missing packet of its last 128 at each new
+# gap, so on a congested link each NACK named dozens again: measured 300 kbit/s with 2%
+# loss, 600-1,000 resends a second, four times what the link carries, and the link never
+# drained. libwebrtc's sender keeps the same rule (RtpPacketHistory, one resend per RTT).
+RESEND_GAP_S = 0.1
+RESENT_REMEMBERED = 1024  # past this many, forget those resent over a second ago
+# A resent video packet goes out a second time once the viewer's NACKs have gone quiet
+# for an RTT (at least AGAIN_AFTER_S) after it was due. aiortc NACKs only when a new gap
+# appears, never on a timer: a resend the link lost, once the link is clean again, is
+# asked for never more and its receiver waits for 512 packets (measured: 9.3 s frozen at
+# 180p after a limit was lifted; the queue it flushed held the last resends). While NACKs
+# keep coming a hole still open is named again in them: no second copy then (on a
+# congested link those copies were a third of what it carried).
+AGAIN_AFTER_S = 0.2
+# ...and only while it is at most this many packets behind the newest sent: aiortc takes
+# a packet 100 or more behind its jitter buffer's start for a restarted stream, drops
+# everything it holds and waits from that old number on (jitterbuffer.py MAX_MISORDER):
+# a second copy of a packet it already used must not reach it that late.
+AGAIN_WITHIN = 64
+# A packet still NACKed this long (or 3 RTTs, if longer) after its first NACK did not get
+# through its resends (a congested link drops them too): the receiver is stuck on it.
+# aiortc stops NACKing a hole 128 packets on (4 s at 180p) and then waits, silently,
+# for 512.
+STUCK_AFTER_S = 1.0
+# A first NACK this old is of a number the stream used before it wrapped (65,536 packets:
+# 4-5 minutes at 720p): a new hole, not the same one still open.
+FIRST_NACK_FORGOTTEN_S = 10.0
+
+
+def renumber_jump(resync: bool, nacked_at: float | None, now: float) -> int:
+    """How far a viewer's numbering jumps at the keyframe it moves to (a switch, or a
+    resync of its own rendition): SEQ_JUMP if its receiver may hold a hole it cannot
+    fill (asked to resync, or a NACK in the last JUMP_AFTER_NACK_S), else 0."""
+    if resync or (nacked_at is not None and now - nacked_at < JUMP_AFTER_NACK_S):
+        return SEQ_JUMP
+    return 0
+
+
 def shift_seq(data: bytes, offset: int) -> bytes:
     """An RTP packet with its sequence number moved by `offset` (mod 2^16): a viewer that
     switched renditions gets the new one's packets continuing its own numbering."""
@@ -84,6 +146,14 @@ def shift_seq(data: bytes, offset: int) -> bytes:
         return data
     seq = (((data[2] << 8) | data[3]) + offset) & 0xFFFF
     return data[:2] + seq.to_bytes(2, "big") + data[4:]
+
+
+def _bounded(times: dict[int, float], now: float) -> float:
+    """`now`, after forgetting `times`' entries over 2 s old once it holds RESENT_REMEMBERED."""
+    if len(times) >= RESENT_REMEMBERED:
+        for seq in [seq for seq, at in times.items() if now - at >= 2.0]:
+            del times[seq]
+    return now
 
 
 class ViewerLink:
@@ -113,7 +183,20 @@ class ViewerLink:
         self.pending: int | None = None
         self.seq_offset = 0
         self.switch_seq: int | None = None  # this viewer's first sequence number after it
+        self.switch_jumped = False  # the numbering jumped there (SEQ_JUMP, renumber_jump)
         self.switches = 0
+        # A hole its receiver cannot fill (a NACK for a packet gone from the history, or
+        # from before a switch that did not jump): jump at its rendition's next keyframe.
+        self.resync = False
+        self.resyncs = 0
+        self.nacked_at: float | None = None  # its latest NACK of a packet after switch_seq
+        # (first sequence number after a jump, its size), the latest few: its receiver
+        # reports count the jump as lost packets (aiortc), which is not the link's loss.
+        self.jumps: deque[tuple[int, int]] = deque(maxlen=4)
+        self.rtt_s: float | None = None  # the latest its receiver reports gave
+        self._resent: dict[int, float] = {}  # sequence number -> when it was last resent
+        self._first_nack: dict[int, float] = {}  # sequence number -> its first NACK
+        self._again: dict[int, float] = {}  # sequence number -> when its second copy is due
 
     @property
     def active(self) -> bool:
@@ -186,12 +269,43 @@ class ViewerLink:
             udp.sendto(protect(shift_seq(data, self.seq_offset)), addr)
         self.retransmitted += len(packets)
 
-    def stream_seq(self, seq: int) -> int | None:
-        """The rendition's sequence number of this viewer's `seq` (a NACK), or None if it
-        was sent before the latest switch (another rendition's: not resent)."""
-        if self.switch_seq is not None and (seq - self.switch_seq) & 0xFFFF >= 0x8000:
-            return None
-        return (seq - self.seq_offset) & 0xFFFF
+    def resend_due(self, seq: int, now: float) -> bool:
+        """May this viewer's `seq` be resent now (not resent within its RTT)? Notes it."""
+        last = self._resent.get(seq)
+        if last is not None and now - last < max(self.rtt_s or 0.0, RESEND_GAP_S):
+            return False
+        self._resent[seq] = _bounded(self._resent, now)
+        return True
+
+    def send_again(self, seq: int, now: float) -> None:
+        """`seq` was just resent: a second copy may follow (AGAIN_AFTER_S, again_due)."""
+        if len(self._again) < RESENT_REMEMBERED:
+            self._again[seq] = now + max(AGAIN_AFTER_S, 1.5 * (self.rtt_s or 0.0))
+
+    def again_due(self, now: float) -> tuple[list[int], bool]:
+        """(the sequence numbers whose second copy goes now, whether any wait still):
+        those due, once no NACK came for an RTT; those returned are forgotten."""
+        gap = max(AGAIN_AFTER_S, self.rtt_s or 0.0)
+        if self.nacked_at is not None and now - self.nacked_at < gap:
+            return [], True
+        due = [seq for seq, at in self._again.items() if at <= now]
+        for seq in due:
+            del self._again[seq]
+        return due, bool(self._again)
+
+    def stuck_on(self, seq: int, now: float) -> bool:
+        """Is this NACK of `seq` one more for a packet first NACKed STUCK_AFTER_S (or 3
+        RTTs) ago?"""
+        first = self._first_nack.get(seq)
+        if first is None or now - first >= FIRST_NACK_FORGOTTEN_S:  # a number used again
+            self._first_nack[seq] = _bounded(self._first_nack, now)
+            return False
+        return now - first >= max(STUCK_AFTER_S, 3 * (self.rtt_s or 0.0))
+
+    def before_switch(self, seq: int) -> bool:
+        """Was this viewer's `seq` sent before its latest switch (or jump)? Those are
+        another rendition's (or skipped): never resent."""
+        return self.switch_seq is not None and (seq - self.switch_seq) & 0xFFFF >= 0x8000
 
     def close(self) -> None:
         self.track.stop()

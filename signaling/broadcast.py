@@ -71,7 +71,8 @@ class Broadcaster:
         if self.creator is not None:
             await self.creator.close()
         self.creator = make_creator(self.args.source, self.args.size, self.args.fps, ice)
-        self.live = await self.client.go_live(self.creator, self.args.title)
+        self.live = await self.client.go_live(self.creator, self.args.title,
+                                              record=self.args.record)
 
     async def run(self) -> int:
         if is_loopback_url(self.url):
@@ -123,6 +124,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--title", default="Headless LIVE")
     parser.add_argument("--duration", type=float, default=0,
                         help="seconds to stay live (0: until Ctrl-C)")
+    parser.add_argument("--record", action="store_true",
+                        help="keep a replay of the LIVE (README \"Replays\")")
 
 
 def run(args: argparse.Namespace) -> int:

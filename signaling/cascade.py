@@ -11,7 +11,11 @@ node opened), golive_relay_frames_total{edge} and golive_relay_frames_dropped_to
 golive_relay_refused_total{reason} (relay clients refused: unauthorized, forbidden, invalid,
 not_found, timeout, disconnected), golive_relay_hop_seconds{quantile} at an edge (the
 origin's send to the edge's receive over the open relays' last frames; the two nodes'
-wall clocks, so only meaningful on one machine or with synchronised clocks).
+wall clocks, so only meaningful on one machine or with synchronised clocks),
+golive_relay_renditions{side,rendition} (origin: edges taking each rendition of the
+lives hosted here; edge: this node's relays subscribed to it) and
+golive_rendition_frames_total{rendition} (frames encoded at each rendition by the lives
+hosted here now: a rendition nobody takes, here or at an edge, stops growing).
 """
 
 from __future__ import annotations
@@ -75,6 +79,35 @@ class _RelayCollector(Collector):
         opened.add_metric(["edge"], sum(1 for room in self._lives.remote.values()
                                         if room.relay is not None))
         yield opened
+        taking = GaugeMetricFamily("golive_relay_renditions",
+                                   "relays taking each rendition: origin (edges subscribed "
+                                   "here), edge (this node's relays)",
+                                   labels=["side", "rendition"])
+        by_side: dict[tuple[str, str], int] = {}
+        for link in relay.links:
+            for index in link.renditions:
+                if index < len(link.source.ladder):
+                    key = ("origin", link.source.ladder[index].name)
+                    by_side[key] = by_side.get(key, 0) + 1
+        for room in self._lives.remote.values():
+            if room.relay is not None and room.relay.ended is None:
+                for index in room.relay.subscribed:
+                    if index < len(room.relay.ladder):
+                        key = ("edge", room.relay.ladder[index].name)
+                        by_side[key] = by_side.get(key, 0) + 1
+        for (side, name), count in sorted(by_side.items()):
+            taking.add_metric([side, name], count)
+        yield taking
+        encoded = CounterMetricFamily("golive_rendition_frames",
+                                      "frames encoded at each rendition by the lives hosted "
+                                      "here now", labels=["rendition"])
+        totals: dict[str, int] = {}
+        for hosted in list(self._lives.hosted.values()):
+            for name, count in hosted.media.stats().rendition_frames.items():
+                totals[name] = totals.get(name, 0) + count
+        for name, count in sorted(totals.items(), key=lambda item: -int(item[0])):
+            encoded.add_metric([name], count)
+        yield encoded
         frames = CounterMetricFamily("golive_relay_frames",
                                      "frames the origin wrote to each edge node", labels=["edge"])
         dropped = CounterMetricFamily("golive_relay_frames_dropped",

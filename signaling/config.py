@@ -259,7 +259,15 @@ class Settings:
     video_bitrate: int = field(default=800_000, metadata={
         "env": "GOLIVE_VIDEO_BITRATE",
         "help": "bitrate, bit/s, of a rendition GOLIVE_RENDITIONS gives without one"})
-    renditions: str = field(default="720:1800,360:600,180:200", metadata={
+    # 32 kbit/s: a browser creator's own Opus rate; 64 kbit/s Opus is ~100 kbit/s on the
+    # wire, and a 300 kbit/s link then cannot carry 180p beside it (bench abr, 3 rounds:
+    # 26.4 fps settled at 180p, no freeze over 500 ms at 32; at 64: 7.2 fps and freezes
+    # of up to 3.2 s; README "abr"). media/encoder.py DEFAULT_AUDIO_BITRATE says more.
+    audio_bitrate: int = field(default=32_000, metadata={
+        "env": "GOLIVE_AUDIO_BITRATE",
+        "help": "bitrate, bit/s, of each room's Opus audio (one stream for every viewer, "
+                "6000-510000)"})
+    renditions: str = field(default="720:1800,360:600,180:120", metadata={
         "env": "GOLIVE_RENDITIONS", "type": _ladder,
         "help": "each room's renditions, height:kbit/s best first (the top one capped at the "
                 "creator's own size; each encoded only while a viewer takes it); one, e.g. "
@@ -275,6 +283,12 @@ class Settings:
         "env": "GOLIVE_LIVE_GRACE",
         "help": "seconds a creator whose connection dropped has to come back before the live "
                 "ends (after a server crash: counted from the restart)"})
+    viewer_resume_grace: float = field(default=10.0, metadata={
+        "env": "GOLIVE_VIEWER_RESUME_GRACE",
+        "help": "seconds a viewer whose socket dropped keeps its media (peer connection, "
+                "place in the count, quality pin) for its page's new socket to take back "
+                "with room:resume (the media's own 10 s viewer silence timeout ends a dead "
+                "path anyway); 0: no holds, the page joins again"})
     # A 720p rendition at 1.8 Mbit/s is ~0.8 GB an hour: 2 GB is ~2.5 hours of it.
     replay_max_bytes: int = field(default=2_000_000_000, metadata={
         "env": "GOLIVE_REPLAY_MAX_BYTES",

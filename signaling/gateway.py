@@ -99,9 +99,16 @@ class SafeMsgPackPacket(MsgPackPacket):
 # What a signed-out (anonymous) socket may do: watch and read. Everything else answers
 # `unauthorized` (reason "anonymous"): chat, likes, gifts, nudges, follows need a sign-in.
 ANONYMOUS_EVENTS = frozenset({
-    "live:watch", "room:join", "rtc:answer", "room:leave", "discover:watch",
+    "live:watch", "room:join", "rtc:answer", "rtc:restart", "room:leave", "discover:watch",
+    "room:resume",
     "chat:history", "gift:board", "room:viewers", "room:quality",
 })
+
+
+# Engine.IO's disconnect reasons for a connection that was lost rather than closed
+_REASON = socketio.AsyncServer.reason
+DROPPED_REASONS = frozenset({_REASON.PING_TIMEOUT, _REASON.TRANSPORT_CLOSE,
+                             _REASON.TRANSPORT_ERROR})
 
 
 def user_room(user_id: str) -> str:
@@ -122,6 +129,10 @@ class Connection:
     # A WHIP publisher or WHEP player (signaling/whip_http.py): an HTTP session, no socket,
     # so it is in no Socket.IO room and gets no pushes.
     socketless: bool = False
+    # Set as it closes: the connection was lost (Engine.IO ping timeout, transport closed
+    # or failed), not closed on purpose by the client or the server. A viewer's media is
+    # then held for its page's new socket (signaling/viewer_hold.py).
+    dropped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +306,7 @@ class Gateway:
                 await self.services.anonymous.release(conn.address)
             except Exception:
                 log.exception("anonymous count release failed", extra={"fields": {"sid": sid}})
+        conn.dropped = reason in DROPPED_REASONS
         for listener in self.disconnect_listeners:
             try:
                 await listener(conn)

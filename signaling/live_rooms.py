@@ -9,8 +9,9 @@ and the worker that handles media's "peer gone" reports.
 The cascade (media/relay.py): a viewer whose socket is on this node watching a live
 hosted on another node (its origin) is served here, by an edge room: the first such
 viewer opens one relay from the origin for the live (the origin's relay address is in
-its node record), the edge room fans it out to every viewer here, and the last viewer's
-leave closes it. The origin relays its hosted lives (`relay`, opened by
+its node record), the edge room fans it out to every viewer here (each at the rendition
+its pin or ABR picks: the relay subscribes to those its viewers take), and the last
+viewer's leave closes it. The origin relays its hosted lives (`relay`, opened by
 signaling/cascade.py) and tells every edge when a live ends.
 """
 
@@ -38,28 +39,36 @@ from media.room import MediaRoom
 from signaling.config import Settings
 from signaling.errors import from_media
 from signaling.feature import Feature
-from signaling.gateway import Connection, EventContext, Gateway
+from signaling.gateway import Connection, EventContext, Gateway, user_room
 from signaling.grace import GraceTimers
 from signaling.push_bus import ROOM_CLOSED, VIEWERS_CHANGED
 from signaling.room_pushes import DISCOVER_ROOM, RoomPushes, live_room, watch_room
 from signaling.schemas import (
     Empty,
+    LiveRestart,
     LiveStart,
     LiveTitle,
     LiveWatch,
     RoomJoin,
     RoomLeave,
     RoomQuality,
+    RoomResume,
     RtcAnswer,
+    RtcRestart,
 )
 from signaling.services import Services
-from signaling.tasks import OwnedTask
+from signaling.tasks import OwnedTask, every
+from signaling.viewer_hold import Hold, ViewerHolds
 from signaling.webhooks import emit_safely
 
 log = logging.getLogger("golive.lives")
 
 GONE_QUEUE_BOUND = 10_000  # media "peer gone" reports waiting for the worker
 UNLIMITED_HANDSHAKES = 1_000_000  # GOLIVE_JOIN_HANDSHAKES=0
+# `live:uplink` to each creator: a window long enough to hold ~60 frames and a few
+# hundred packets (a loss figure of 1% means something), short enough that the studio
+# shows a drop within a few seconds. The pass costs ~20 us per live (a few reads).
+UPLINK_PUSH_S = 2.0
 
 
 class LiveRecorder(Protocol):
@@ -77,6 +86,17 @@ class HostedLive:
     publisher_sid: str | None
     viewers: dict[str, str] = field(default_factory=dict)  # sid -> viewer user id
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # sid -> the viewer's id in the media room, where they differ: a socket that took
+    # back (room:resume) the media a dropped socket held keeps that socket's media id.
+    media_keys: dict[str, str] = field(default_factory=dict)
+
+    def key(self, sid: str) -> str:
+        """The media room's id of the viewer whose socket is `sid`."""
+        return self.media_keys.get(sid, sid)
+
+    def sid_of(self, key: str) -> str:
+        """The socket (live or held) of the viewer the media room calls `key`."""
+        return next((sid for sid, k in self.media_keys.items() if k == key), key)
 
 
 @dataclass
@@ -125,12 +145,20 @@ class LiveRooms(Feature):
                                  known=self._is_node)
         self.edge_relays_opened = 0
         self.grace = GraceTimers(settings.live_grace, self._grace_over)
+        # A viewer whose socket dropped keeps its media this long for its page's new
+        # socket (room:resume; signaling/viewer_hold.py). Hosted lives only: an edge
+        # room's viewer joins again.
+        self.holds = ViewerHolds(settings.viewer_resume_grace, self._hold_over)
+        gateway.metrics.watch_held_viewers(lambda: len(self.holds.held()))
         self.pushes = RoomPushes(gateway, services, self.hosted_live)
         # (live id, reason, the viewer's sid / None for the publisher / a RelayClient
         # whose stream ended)
         self._gone: asyncio.Queue[tuple[str, str, str | RelayClient | None]] = asyncio.Queue(
             GONE_QUEUE_BOUND)
         self._gone_worker_task = OwnedTask(self._gone_worker, "live-gone")
+        self._uplink_task = OwnedTask(
+            lambda: every(UPLINK_PUSH_S, self._push_uplink, log, "uplink push failed"),
+            "live-uplink")
         self._start_lock = asyncio.Lock()
         # The sids of socketless publishers (WHIP sessions) while their session is open:
         # a live they publish is as taken as one a connected studio publishes.
@@ -166,6 +194,7 @@ class LiveRooms(Feature):
             self.pushes.discover_changed()
         self.pushes.open()
         self._gone_worker_task.start()
+        self._uplink_task.start()
 
     async def on_close(self) -> None:
         """End every hosted live (viewers are told), then stop the owned tasks."""
@@ -174,8 +203,10 @@ class LiveRooms(Feature):
         for room in list(self.remote.values()):
             await self._close_edge(room, "server_shutdown")
         await self._gone_worker_task.stop()
+        await self._uplink_task.stop()
         self.joins.close()
         await self.grace.close()
+        await self.holds.close()
         await self.pushes.close()
 
     # --- creator -----------------------------------------------------------
@@ -228,7 +259,7 @@ class LiveRooms(Feature):
                 log.exception("recording did not start", extra={"fields": {"live": live.live_id}})
         await self._enter(conn, live_room(live.live_id))
         await self.services.lives.mark_recent(live)
-        await self.pushes.announce_start(live)
+        await self.pushes.announce_start(live, "whip" if conn.socketless else "studio")
         for listener in self.started_listeners:
             try:
                 await listener(live)
@@ -280,13 +311,23 @@ class LiveRooms(Feature):
             live.live_id,
             codec=relay.codec if relay else self.settings.video_codec,  # type: ignore[arg-type]
             video_bitrate=self.settings.video_bitrate, ice_servers=self._media_ice,
-            renditions=parse_ladder(self.settings.renditions, self.settings.video_bitrate),
+            audio_bitrate=self.settings.audio_bitrate,
+            # an edge room takes its origin's ladder (the relay's "stream" names it)
+            renditions=(relay.ladder if relay else
+                        parse_ladder(self.settings.renditions, self.settings.video_bitrate)),
             viewer_remb=self.settings.viewer_remb,
             max_viewers=self.settings.max_viewers, fanout=self.settings.fanout,
             admission=self.joins,
             upstream_keyframes=relay.request_keyframe if relay else None,
             on_viewer_gone=lambda sid, reason: self._report_gone(live.live_id, sid, reason),
-            on_publisher_gone=lambda reason: self._report_gone(live.live_id, None, reason))
+            on_publisher_gone=lambda reason: self._report_gone(live.live_id, None, reason),
+            on_viewer_rendition=lambda key, quality: self.pushes.rendition_changed(
+                self._socket_of(live.live_id, key), live.live_id, quality))
+
+    def _socket_of(self, live_id: str, key: str) -> str:
+        """The socket of the viewer a media room calls `key` (its media id)."""
+        hosted = self._by_live.get(live_id)
+        return hosted.sid_of(key) if hosted is not None else key
 
     async def _is_node(self, node_id: str) -> bool:
         """An edge's relay comes from a node with a record in Redis (a live node)."""
@@ -332,6 +373,7 @@ class LiveRooms(Feature):
         self._by_live.pop(hosted.live.live_id, None)
         live = hosted.live
         self.relay.end_live(live.live_id, reason)  # edges end their viewers' media
+        self.holds.live_ended(live.live_id)
         await self.grace.cancel(live.live_id)  # skipped when the timer itself is ending it
         try:
             await self.services.lives.end(live)
@@ -385,11 +427,13 @@ class LiveRooms(Feature):
             raise DomainError(ErrorCode.FORBIDDEN, "the creator banned you from their lives",
                               reason="banned")
         hosted = self._by_live.get(live.live_id)
-        if hosted is None:
-            return _answered(await self._join_remote(conn, live, media, quality, offer), offer)
+        if hosted is None:  # no holds for an edge room's viewers: they join again
+            ack = await self._join_remote(conn, live, media, quality, offer)
+            return _answered(ack | ({} if conn.socketless else {"resume_token": None}), offer)
         renegotiation = conn.sid in hosted.viewers
         if renegotiation:  # a fresh pc from the same tab
-            await hosted.media.remove_viewer(conn.sid)
+            await hosted.media.remove_viewer(hosted.key(conn.sid))
+            hosted.media_keys.pop(conn.sid, None)
         else:
             count = await self.services.lives.viewer_joined(live, conn.user_id)
             if count < 0:
@@ -405,6 +449,9 @@ class LiveRooms(Feature):
         await self._enter(conn, live_room(live.live_id))
         self.pushes.viewers_changed(live.live_id)
         ack = await self._joined(live, conn, renegotiation, sdp)
+        if not conn.socketless:  # a socket that drops may take its media back (room:resume)
+            ack["resume_token"] = self.holds.issue(conn.sid, live.live_id, conn.sid,
+                                                   conn.user_id, conn.anonymous)
         return _answered(ack | (_quality(hosted.media, conn.sid) if sdp is not None else {}),
                          offer)
 
@@ -569,23 +616,114 @@ class LiveRooms(Feature):
         await self.services.lives.reap_share(live_id, live.creator_id if live else "")
         await self.gateway.sio.close_room(live_room(live_id))
 
-    async def set_quality(self, conn: Connection, live_id: str, quality: str) -> dict[str, Any]:
-        """A viewer pins its video to a rendition ("360") or gives it back to its link
-        ("auto"); it moves at that rendition's next keyframe."""
+    def _viewer_media(self, conn: Connection, live_id: str,
+                      missing: str) -> tuple[MediaRoom, str]:
+        """The media room holding `conn`'s video of the live (hosted here, or an edge
+        room of a live hosted elsewhere) and the viewer's id in it; not_found(`missing`)
+        when it has none."""
         hosted = self._by_live.get(live_id)
         room = self.remote.get(live_id)
         media: MediaRoom | None = None
+        key = conn.sid
         if hosted is not None and conn.sid in hosted.viewers:
-            media = hosted.media
+            media, key = hosted.media, hosted.key(conn.sid)
         elif hosted is None and room is not None and conn.sid in room.viewers:
             media = room.media
-        if media is None or conn.sid not in media.viewer_ids:
-            raise not_found("you are not watching this live's video")
+        if media is None or key not in media.viewer_ids:
+            raise not_found(missing)
+        return media, key
+
+    async def set_quality(self, conn: Connection, live_id: str, quality: str) -> dict[str, Any]:
+        """A viewer pins its video to a rendition ("360") or gives it back to its link
+        ("auto"); it moves at that rendition's next keyframe."""
+        media, key = self._viewer_media(conn, live_id, "you are not watching this live's video")
         try:
-            media.set_quality(conn.sid, quality)
+            media.set_quality(key, quality)
         except MediaError as exc:
             raise from_media(exc) from None
-        return _quality(media, conn.sid)
+        return _quality(media, key)
+
+    async def restart_viewer(self, conn: Connection, live_id: str) -> dict[str, Any]:
+        """A viewer whose network changed restarts ICE on its peer connection: the offer
+        (new ICE) comes back; its answer goes through rtc:answer. The join stays as it
+        is: no room:leave/room:join, no viewer-count change, the quality pin kept."""
+        media, key = self._viewer_media(conn, live_id,
+                                        "you have no peer connection in this live to restart")
+        try:
+            offer = await media.restart_viewer_ice(key)
+        except MediaError as exc:
+            raise from_media(exc) from None
+        return {"offer": offer}
+
+    async def resume(self, conn: Connection, live_id: str, token: str) -> dict[str, Any]:
+        """A viewer's new socket takes back what its dropped socket held (its peer
+        connection, its place in the count, its quality pin): no count change, no
+        room:state push; the page then restarts ICE (rtc:restart) over this socket.
+        not_found (reason unknown_token, expired or live_ended) or forbidden (reason
+        other_user) otherwise: the page joins again. The ack has a new token (each is
+        used once), the live, the count, and for a viewer with video its quality."""
+        hosted = self._by_live.get(live_id)
+        hold = await self.holds.take(token, live_id=live_id, sid=conn.sid,
+                                     user_id=conn.user_id, anonymous=conn.anonymous,
+                                     live_running=hosted is not None and not hosted.media.closed)
+        assert hosted is not None  # take() refused otherwise (live_ended)
+        if hold.sid not in hosted.viewers:  # its media ended meanwhile (the gone worker)
+            raise DomainError(ErrorCode.NOT_FOUND, "the stream ended meanwhile: join again",
+                              reason="expired")
+        if conn.sid in hosted.viewers:  # this socket joined again meanwhile: that join wins
+            await hosted.media.remove_viewer(hold.media_key)
+            await self._forget_viewer(hosted, hold.sid)
+            raise conflict("this connection has joined the live again since")
+        # The same viewer under its new socket: its counted identity stays (a visitor's
+        # new socket has a new made-up one, but the count holds the old one)
+        hosted.viewers[conn.sid] = hosted.viewers.pop(hold.sid)
+        hosted.media_keys.pop(hold.sid, None)
+        if hold.media_key != conn.sid:
+            hosted.media_keys[conn.sid] = hold.media_key
+        if not hold.held:  # the old socket is still open here (its loss not yet seen):
+            # it watches nothing now, and hears the room no more
+            await self.gateway.sio.leave_room(hold.sid, live_room(live_id))
+        await self._enter(conn, live_room(live_id))
+        log.info("viewer resumed", extra={"fields": {"live": live_id, "sid": conn.sid}})
+        ack: dict[str, Any] = {
+            "live": hosted.live.as_dict(),
+            "resume_token": self.holds.issue(conn.sid, live_id, hold.media_key,
+                                             hold.user_id, hold.anonymous),
+            "viewers": await self.services.lives.viewer_count(hosted.live),
+            "likes": await self.services.likes.count(live_id),  # those sent while away
+            **self.client_ice.for_client(conn.user_id)}
+        if hold.media_key in hosted.media.viewer_ids:
+            ack |= _quality(hosted.media, hold.media_key)
+        return ack
+
+    async def _hold_over(self, hold: Hold) -> None:
+        """A held viewer's socket did not come back in time: its media and its place in
+        the count end (one room:state push, as a leave)."""
+        hosted = self._by_live.get(hold.live_id)
+        if hosted is None or hold.sid not in hosted.viewers:
+            return  # the live ended, or the media's own report came first
+        await hosted.media.remove_viewer(hold.media_key)
+        await self._forget_viewer(hosted, hold.sid)
+
+    async def restart_publisher(self, conn: Connection, offer: str) -> dict[str, Any]:
+        """The creator's ICE restart, from the publishing tab or from its new socket after
+        a network change (within the grace period: this ends it). The offer must carry
+        the publishing connection's DTLS fingerprint, so another tab cannot take it."""
+        hosted = self.hosted.get(conn.user_id)
+        if hosted is None:
+            raise not_found("you are not live")
+        if hosted.lock.locked():
+            raise conflict("a publish for this live is already in progress")
+        async with hosted.lock:
+            try:
+                answer = await hosted.media.restart_publisher_ice(offer)
+            except MediaError as exc:
+                raise from_media(exc) from None
+            await self.grace.cancel(hosted.live.live_id)
+            hosted.publisher_sid = conn.sid
+        await self.gateway.sio.enter_room(conn.sid, live_room(hosted.live.live_id))
+        log.info("live ICE restarted", extra={"fields": {"live": hosted.live.live_id}})
+        return {"live": hosted.live.as_dict(), "answer": answer}
 
     async def answer(self, conn: Connection, live_id: str, sdp: str) -> dict[str, Any]:
         hosted = self._by_live.get(live_id)
@@ -599,7 +737,8 @@ class LiveRooms(Feature):
         try:
             if media is None:
                 raise not_found("no media for this join (chat-only)")
-            await media.accept_viewer_answer(conn.sid, sdp)
+            key = hosted.key(conn.sid) if hosted is not None else conn.sid
+            await media.accept_viewer_answer(key, sdp)
         except MediaError as exc:
             # not_found: a chat-only join, which has no peer connection to forget
             if exc.code not in (MediaErrorCode.CONFLICT, MediaErrorCode.NOT_FOUND):
@@ -619,7 +758,7 @@ class LiveRooms(Feature):
             return True
         if hosted is None or conn.sid not in hosted.viewers:
             return False
-        await hosted.media.remove_viewer(conn.sid)
+        await hosted.media.remove_viewer(hosted.key(conn.sid))
         await self._forget_viewer(hosted, conn.sid)
         await self.gateway.sio.leave_room(conn.sid, live_room(live_id))
         return True
@@ -674,7 +813,7 @@ class LiveRooms(Feature):
             return len(sids)
         sids = [sid for sid, uid in hosted.viewers.items() if uid == user_id]
         for sid in sids:
-            await hosted.media.remove_viewer(sid)
+            await hosted.media.remove_viewer(hosted.key(sid))
             await self._forget_viewer(hosted, sid)
             await self.gateway.sio.leave_room(sid, live_room(live_id))
             await self.gateway.sio.emit("room:left", {"live_id": live_id, "reason": reason},
@@ -682,6 +821,8 @@ class LiveRooms(Feature):
         return len(sids)
 
     async def _forget_viewer(self, hosted: HostedLive, sid: str) -> None:
+        hosted.media_keys.pop(sid, None)
+        await self.holds.forget(sid, hosted.live.live_id)
         user_id = hosted.viewers.pop(sid, None)
         if user_id is not None:
             await self.services.lives.viewer_left(hosted.live, user_id)
@@ -690,10 +831,14 @@ class LiveRooms(Feature):
     # --- disconnects and media reports -------------------------------------
 
     async def on_disconnect(self, conn: Connection) -> None:
-        """A socket closed: it stops watching; a creator's starts the grace period."""
+        """A socket closed: a viewer's media is held for its page's new socket
+        (room:resume) when the connection was lost (not closed on purpose) and it has a
+        resume token, else it stops watching; a creator's starts the grace period."""
         for hosted in list(self._by_live.values()):
             if conn.sid in hosted.viewers:
-                await hosted.media.remove_viewer(conn.sid)
+                if conn.dropped and self.holds.hold(conn.sid, hosted.live.live_id):
+                    continue  # still counted, its media still running: see _hold_over
+                await hosted.media.remove_viewer(hosted.key(conn.sid))
                 await self._forget_viewer(hosted, conn.sid)
         for room in list(self.remote.values()):
             if conn.sid in room.viewers:
@@ -710,6 +855,31 @@ class LiveRooms(Feature):
         except asyncio.QueueFull:
             log.error("gone queue full; report dropped", extra={"fields": {"live": live_id}})
 
+    def publisher_via(self, creator_id: str) -> str | None:
+        """What publishes the creator's live hosted here: "whip" (an encoder, no socket)
+        or "studio"; None when not hosted here or in its grace period (unknown)."""
+        hosted = self.hosted.get(creator_id)
+        if hosted is None or hosted.publisher_sid is None:
+            return None
+        return "whip" if hosted.publisher_sid in self.socketless_publishers else "studio"
+
+    async def _push_uplink(self) -> None:
+        """`live:uplink` to each publishing creator here: the window since the last pass
+        (media/uplink.py). The creator's socket is on this node: its live is hosted where
+        its `live:start` came in."""
+        for hosted in list(self.hosted.values()):
+            sid = hosted.publisher_sid
+            report = hosted.media.uplink_report()
+            if report is None or sid is None:
+                continue
+            payload = {"live_id": hosted.live.live_id, **report.as_dict()}
+            if sid in self.socketless_publishers:
+                # a WHIP encoder has no socket: the creator's studio tabs show its uplink
+                await self.gateway.push("live:uplink", payload,
+                                        to=user_room(hosted.live.creator_id))
+            elif sid in self.gateway.connections:
+                await self.gateway.sio.emit("live:uplink", payload, to=sid)
+
     async def _gone_worker(self) -> None:
         while True:
             live_id, reason, sid = await self._gone.get()
@@ -724,7 +894,9 @@ class LiveRooms(Feature):
             try:
                 if sid is None:
                     self._begin_grace(hosted)
-                elif sid in hosted.viewers:
+                    continue
+                sid = hosted.sid_of(sid)  # the media room names the viewer by its media id
+                if sid in hosted.viewers:
                     await self._forget_viewer(hosted, sid)
                     await self.gateway.sio.emit("room:left", {"live_id": live_id,
                                                              "reason": reason}, to=sid)
@@ -801,6 +973,19 @@ class LiveRooms(Feature):
         async def rtc_answer(ctx: EventContext, p: RtcAnswer) -> dict[str, Any]:
             return await self.answer(ctx.conn, p.live_id, p.sdp)
 
+        @gateway.event("rtc:restart", RtcRestart)
+        async def rtc_restart(ctx: EventContext, p: RtcRestart) -> dict[str, Any]:
+            return await self.restart_viewer(ctx.conn, p.live_id)
+
+        @gateway.event("room:resume", RoomResume)
+        async def room_resume(ctx: EventContext, p: RoomResume) -> dict[str, Any]:
+            """A viewer's new socket takes back the media its dropped socket held."""
+            return await self.resume(ctx.conn, p.live_id, p.token)
+
+        @gateway.event("live:restart", LiveRestart)
+        async def live_restart(ctx: EventContext, p: LiveRestart) -> dict[str, Any]:
+            return await self.restart_publisher(ctx.conn, p.offer)
+
         @gateway.event("room:leave", RoomLeave)
         async def room_leave(ctx: EventContext, p: RoomLeave) -> dict[str, Any]:
             if not await self.leave(ctx.conn, p.live_id):
@@ -816,7 +1001,11 @@ class LiveRooms(Feature):
             await gateway.sio.enter_room(ctx.conn.sid, watch_room(p.user_id))
             live = await self.services.lives.current(p.user_id)
             viewers = await self.services.lives.viewer_count(live) if live else 0
-            return {"live": live.as_dict() if live else None, "viewers": viewers}
+            if live is None:
+                return {"live": None, "viewers": 0}
+            # what publishes it: the creator's own studio runs an encoder's live
+            return {"live": live.as_dict(), "viewers": viewers,
+                    "via": self.publisher_via(p.user_id)}
 
         @gateway.event("discover:watch", Empty)
         async def discover_watch(ctx: EventContext, _: Empty) -> dict[str, Any]:

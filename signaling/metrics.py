@@ -86,6 +86,13 @@ class Metrics:
         """Export the node's join admission (media/admission.py), read at each scrape."""
         self.registry.register(_JoinCollector(stats))
 
+    def watch_held_viewers(self, held: Callable[[], int]) -> None:
+        """Export how many viewers whose socket dropped are held for their resume
+        (signaling/viewer_hold.py), read at each scrape."""
+        Gauge("golive_viewers_held", "viewers whose socket dropped, held (still counted, "
+              "media running) for their page's room:resume", registry=self.registry
+              ).set_function(lambda: float(held()))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

@@ -1,9 +1,11 @@
 """Coalesced pushes about a node's live rooms: viewer counts and the Discover list.
 
 A join or leave marks its live (`viewers_changed`); a start or end marks Discover
-(`discover_changed`). One owned task pushes what was marked every PUSH_PERIOD_S, so a
-live gets at most 2 `room:state` pushes a second however fast viewers come and go, and
-the Discover page one `discover:update` for all lives. Socket.IO rooms used:
+(`discover_changed`); a viewer's video moving to another rendition marks that viewer
+(`rendition_changed`). One owned task pushes what was marked every PUSH_PERIOD_S, so a
+live gets at most 2 `room:state` pushes a second however fast viewers come and go, the
+Discover page one `discover:update` for all lives, and a viewer at most 2
+`room:rendition` (the latest). Socket.IO rooms used:
   live:{live_id}      the creator and every viewer (room:state, live:ended)
   watch:{creator_id}  pages showing that creator (live:started, live:ended)
   discover            the Discover page (discover:update)
@@ -45,6 +47,9 @@ class RoomPushes:
         self.live_of = live_of
         self._dirty: set[str] = set()  # live ids whose viewer count changed
         self._discover_dirty = False
+        # sid -> its latest `room:rendition` payload (one per viewer connection: bounded
+        # by the viewers of this node's lives)
+        self._renditions: dict[str, dict[str, Any]] = {}
         self._runner = OwnedTask(
             functools.partial(every, PUSH_PERIOD_S, self.push_once, log, "room state push failed"),
             "live-pushes")
@@ -61,15 +66,24 @@ class RoomPushes:
         self._dirty.add(live_id)
         self._discover_dirty = True
 
+    def rendition_changed(self, sid: str, live_id: str, quality: dict[str, Any]) -> None:
+        """A viewer's video now comes at another rendition (media's on_viewer_rendition):
+        `room:rendition {live_id, quality, rendition, height}` to that connection, next
+        period."""
+        self._renditions[sid] = {"live_id": live_id, "quality": quality.get("quality"),
+                                 "rendition": quality.get("rendition"),
+                                 "height": quality.get("height")}
+
     def discover_changed(self) -> None:
         """A live started or ended here: push Discover next period."""
         self._discover_dirty = True
 
-    async def announce_start(self, live: Live) -> None:
-        """`live:started` to the pages watching the creator, at once."""
+    async def announce_start(self, live: Live, via: str = "studio") -> None:
+        """`live:started` to the pages watching the creator, at once; `via` says what
+        publishes it ("studio" or "whip": the creator's studio shows a WHIP live)."""
         account = await self.services.accounts.get(live.creator_id)
         await self.gateway.push("live:started", {"live": live.as_dict(),
-                                                     "creator": account.public()},
+                                                     "creator": account.public(), "via": via},
                                     to=watch_room(live.creator_id))
         self.discover_changed()
 
@@ -82,7 +96,12 @@ class RoomPushes:
                 for live, viewers in lives if live.creator_id in creators]
 
     async def push_once(self) -> None:
-        """Push every marked live's count, then Discover if marked."""
+        """Push every marked live's count, each marked viewer's rendition, then Discover
+        if marked."""
+        renditions, self._renditions = self._renditions, {}
+        for sid, payload in renditions.items():
+            # the viewer's socket is on this node (its media is): no bus needed
+            await self.gateway.sio.emit("room:rendition", payload, to=sid)
         dirty, self._dirty = self._dirty, set()
         for live_id in dirty:
             live = self.live_of(live_id)

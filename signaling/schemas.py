@@ -234,6 +234,32 @@ class RtcAnswer(Payload):
     sdp: Sdp
 
 
+class RtcRestart(Payload):
+    """rtc:restart: a viewer's network changed; the ack carries an ICE-restart offer for
+    the same peer connection, answered through rtc:answer."""
+
+    live_id: LiveId
+
+
+# signaling/viewer_hold.py: secrets.token_urlsafe(24), 32 URL-safe characters
+ResumeToken = Annotated[str, Meta(pattern=whole(r"[A-Za-z0-9_-]{16,64}"))]
+
+
+class RoomResume(Payload):
+    """room:resume: a viewer's new socket takes back the media its dropped socket held
+    (the `resume_token` of its room:join or last room:resume ack)."""
+
+    live_id: LiveId
+    token: ResumeToken
+
+
+class LiveRestart(Payload):
+    """live:restart: the creator's ICE-restart offer (createOffer({iceRestart: true}))
+    for the peer connection it publishes on; the ack carries the answer."""
+
+    offer: Sdp
+
+
 class RoomLeave(Payload):
     live_id: LiveId
 

@@ -13,11 +13,15 @@ import contextlib
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from media.ice import is_loopback_url, restrict_host_addresses
 from signaling.broadcast import size_argument
+
+if TYPE_CHECKING:  # golive.whip imports aiortc: only the commands that run load it
+    from golive.whip import WhepClient, WhipClient
 
 STATE_CHECK_S = 0.5  # how often the commands look at their peer connection
 
@@ -75,13 +79,44 @@ def _main(coro_factory: Callable[[], Awaitable[int]]) -> int:
     return asyncio.run(main())
 
 
+async def _hold(name: str, client: WhipClient | WhepClient,
+                start: Callable[[], Awaitable[None]], started: str, duration: float,
+                progress: Callable[[], str] | None = None) -> int:
+    """Run one `golive whip`/`golive whep` session: start the client (`client.publish` or
+    `client.play`), print `started` (its {location} filled in), hold it for the duration
+    (0: until Ctrl-C) or until its connection fails, then close it (its DELETE).
+
+    `progress`, when given, is printed every 5 s and after "stopping: why". Returns the exit
+    status: 0, or 1 when the server refused (printed as "golive NAME: why"). The client is
+    closed and the loopback restriction undone on every way out, Ctrl-C included.
+    """
+    from golive.whip import WhipError
+
+    # aioice skips 127.0.0.1 when gathering; a loopback server needs it.
+    restriction = restrict_host_addresses(["127.0.0.1"]) if is_loopback_url(client.url) \
+        else None
+    try:
+        await start()
+        print(started.format(location=client.location), flush=True)
+        why = await _until_done(lambda: client.pc.connectionState if client.pc else "closed",
+                                duration, progress)
+        print(f"stopping: {why}" + (f"; {progress()}" if progress is not None else ""),
+              flush=True)
+        return 0
+    except (WhipError, aiohttp.ClientError) as exc:
+        print(f"golive {name}: {exc}", flush=True)
+        return 1
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(client.close())
+        if restriction is not None:
+            restriction.restore()
+
+
 def run_whip(args: argparse.Namespace) -> int:
-    from golive.whip import WhipClient, WhipError, file_source, pattern_source
+    from golive.whip import WhipClient, file_source, pattern_source
 
     async def publish() -> int:
-        # aioice skips 127.0.0.1 when gathering; a loopback server needs it.
-        restriction = restrict_host_addresses(["127.0.0.1"]) if is_loopback_url(args.url) \
-            else None
         try:
             width, height = args.size
             tracks = (pattern_source(width, height, args.fps) if args.source == "testsrc"
@@ -90,48 +125,20 @@ def run_whip(args: argparse.Namespace) -> int:
             print(f"golive whip: {exc}", flush=True)
             return 2
         client = WhipClient(args.url, args.key, *tracks, video_codec=args.codec)
-        try:
-            await client.publish()
-            print(f"LIVE over WHIP: session {client.location}; Ctrl-C ends it", flush=True)
-            why = await _until_done(lambda: client.pc.connectionState if client.pc else "closed",
-                                    args.duration)
-            print(f"stopping: {why}", flush=True)
-            return 0
-        except (WhipError, aiohttp.ClientError) as exc:
-            print(f"golive whip: {exc}", flush=True)
-            return 1
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(client.close())
-            if restriction is not None:
-                restriction.restore()
+        return await _hold("whip", client, client.publish,
+                           "LIVE over WHIP: session {location}; Ctrl-C ends it", args.duration)
 
     return _main(publish)
 
 
 def run_whep(args: argparse.Namespace) -> int:
-    from golive.whip import WhepClient, WhipError
+    from golive.whip import WhepClient
 
     async def play() -> int:
-        restriction = restrict_host_addresses(["127.0.0.1"]) if is_loopback_url(args.url) \
-            else None
         player = WhepClient(args.url, args.token)
-        try:
-            await player.play()
-            print(f"playing over WHEP: session {player.location}; Ctrl-C stops", flush=True)
-            why = await _until_done(
-                lambda: player.pc.connectionState if player.pc else "closed", args.duration,
-                lambda: f"video frames {player.video_frames}, audio {player.audio_frames}")
-            print(f"stopping: {why}; video frames {player.video_frames}, "
-                  f"audio {player.audio_frames}", flush=True)
-            return 0
-        except (WhipError, aiohttp.ClientError) as exc:
-            print(f"golive whep: {exc}", flush=True)
-            return 1
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(player.close())
-            if restriction is not None:
-                restriction.restore()
+        return await _hold(
+            "whep", player, player.play, "playing over WHEP: session {location}; Ctrl-C stops",
+            args.duration,
+            lambda: f"video frames {player.video_frames}, audio {player.audio_frames}")
 
     return _main(play)

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import queue
 import signal
 import subprocess
-import threading
-import time
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +22,12 @@ from aiortc.rtp import RtpPacket
 from bench import stamp
 from bench.creator import StampedVideoTrack
 from bench.options import parse_counts, parse_rate, parse_size
+from bench.processes import end_by_eof
 from bench.rtp_counting import RtpCounters, count_only, h264_has_idr, vp8_starts_keyframe
 from media import MediaRoom, RoomTimings, aiortc_private, restrict_host_addresses
 from media.ice import rtc_configuration
 from media.synthetic import HeadlessCreator
-from tests.support.servers import assert_gone, bench_result, descendants, run_bench
+from tests.support.servers import assert_gone, bench_result, interrupt_run, run_bench
 
 RUN_TIMEOUT_S = 90
 
@@ -322,27 +320,23 @@ def test_join_rounds_one_viewer_into_a_quiet_room(tmp_path: Path) -> None:
 
 def test_interrupted_run_leaves_no_process(tmp_path: Path) -> None:
     proc = run_bench("fanout", "--viewers", "2", "--duration", "60", "--out", str(tmp_path),
-                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stderr is not None
-    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True)
-    reader.start()
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    seen = ""
-    try:
-        while "measuring" not in seen:
-            assert proc.poll() is None, seen
-            assert time.monotonic() < deadline, f"never reached the measurement:\n{seen}"
-            with contextlib.suppress(queue.Empty):
-                seen += lines.get(timeout=0.5)
-        started = descendants(proc.pid)
-        assert len(started) >= 4  # server, its redis, the creator, a worker
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130
-    assert_gone(started)
-    result = bench_result(tmp_path)
-    assert result["interrupted"] is True
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, started = interrupt_run(proc, "measuring", tmp_path, RUN_TIMEOUT_S)
+    assert len(started) >= 4  # server, its redis, the creator, a worker
+
+
+async def test_end_by_eof_closes_stdin_then_kills_a_child_that_stays() -> None:
+    """bench.processes.end_by_eof, the stop of the namespaced viewer and creator: a child
+    that exits on EOF exits by itself; one that stays past the grace is SIGKILLed."""
+    async def child(code: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, stdin=asyncio.subprocess.PIPE)
+
+    leaves = await child("import sys; sys.stdin.read()")
+    await end_by_eof(leaves)
+    assert leaves.returncode == 0
+    stays = await child("import sys, time; sys.stdin.read(); time.sleep(60)")
+    await end_by_eof(stays, grace=0.5)
+    assert stays.returncode == -signal.SIGKILL
+    await end_by_eof(stays)  # already ended, and None: nothing to do
+    await end_by_eof(None)

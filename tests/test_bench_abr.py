@@ -150,6 +150,21 @@ def test_freezes_per_viewer_minute_of_a_smooth_viewer_are_zero():
                        "frozen_ms": 0, "freezes": []}
 
 
+def test_settled_fps_and_freezes_start_two_seconds_after_the_picture_changed():
+    # 30 fps from 0 to 20 s but for a 0.8 s freeze at 10 s; the picture changed at 4 s
+    times = [t for t in frames_every(0, 20) if not 10.0 < t < 10.8]
+    span = abr_figures.settled(times, 4.0, 20.0)
+    assert span is not None and (span["from_s"], span["to_s"]) == (6.0, 20.0)
+    assert span["count"] == 1 and 790 <= span["longest_ms"] <= 840
+    assert 28.0 <= span["fps"] <= 30.0
+
+
+def test_no_settled_span_without_a_change_or_time_after_it():
+    times = frames_every(0, 20)
+    assert abr_figures.settled(times, None, 20.0) is None
+    assert abr_figures.settled(times, 18.0, 20.0) is None  # under 1 s once settled
+
+
 # --- fps and bitrate per rendition -----------------------------------------------------
 
 
@@ -249,7 +264,10 @@ def test_a_short_real_run_writes_its_figures_and_leaves_nothing_running(tmp_path
     assert set(summary) == {"unlimited", "shaped1"}
     for figures in summary.values():
         assert set(figures) == {"settle", "freezes_per_viewer_minute", "longest_freeze_ms",
-                                "per_rendition"}
+                                "per_rendition", "settled_fps", "settled_longest_freeze_ms",
+                                "settled_freezes"}
+    # the shaped viewer's keyframe-aware buffer reports what it did
+    assert set(rnd["viewers"]["shaped1"]["buffer"]) == {"skips", "dropped", "plis"}
     top = summary["unlimited"]["per_rendition"]["360"]
     assert top["windows"] > 0 and set(top["fps"]) == set(top["kbps"]) == {"p5", "p50", "p95"}
     assert (run_dir / "server.log").exists()
@@ -325,3 +343,22 @@ def test_clean_stale_leaves_a_namespace_whose_owner_still_runs():
             owner.wait()
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
         (OWNERS / name).unlink(missing_ok=True)
+
+
+@pytest.mark.skipif(_reason is not None, reason=str(_reason))
+def test_a_namespace_named_outside_the_prefix_is_out_of_clean_stales_reach():
+    """A Chromium test's namespace vanished mid-run (another checkout's clean-up deleted
+    every golive-* namespace): one opened under its own name (tests/
+    test_browser_abr_netns.py's glchrome-230) is never stale to anyone's clean_stale, and
+    its addresses still follow the index."""
+    with netns.Namespace(231, "glchrome-231") as ns:
+        assert (ns.name, ns.root_addr, ns.ns_addr) == ("glchrome-231", "10.200.231.1",
+                                                       "10.200.231.2")
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert "glchrome-231" in listed
+        assert "glchrome-231" not in netns.listed()
+        assert netns.clean_stale([231]) == []
+        assert ns.exec_run("ip", "-o", "addr", "show", "dev", ns.ns_dev).stdout.count(
+            "10.200.231.2/30") == 1
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "glchrome-231" not in listed

@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
-import signal
 import subprocess
-import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +26,13 @@ from media import MediaError, aiortc_private, restrict_host_addresses
 from media.ice import rtc_configuration
 from media.synthetic import HeadlessCreator
 from tests.support.peers import sio_connect
-from tests.support.servers import assert_gone, bench_result, descendants, pid_alive, run_bench
+from tests.support.servers import (
+    assert_gone,
+    bench_result,
+    interrupt_run,
+    pid_alive,
+    run_bench,
+)
 
 RUN_TIMEOUT_S = 120
 
@@ -342,38 +344,6 @@ def test_chat_node_baseline_tiny_run(tmp_path: Path) -> None:
 
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _interrupt_when(proc: subprocess.Popen[str], marker: str, running: list[str]) -> set[int]:
-    """Once `marker` appeared on stderr and the run has started a process for each of
-    `running` (a piece of its command line), SIGINT the run. Returns the processes it had
-    started at that moment."""
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stderr is not None
-    stderr = proc.stderr
-    threading.Thread(target=lambda: [lines.put(x) for x in stderr], daemon=True).start()
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    seen = ""
-    while marker not in seen:
-        assert proc.poll() is None, seen
-        assert time.monotonic() < deadline, f"never saw {marker!r}:\n{seen}"
-        with contextlib.suppress(queue.Empty):
-            seen += lines.get(timeout=0.5)
-    while not all(any(what in _cmdline(p) for p in descendants(proc.pid)) for what in running):
-        assert proc.poll() is None, seen
-        assert time.monotonic() < deadline, f"never saw {running} running:\n{seen}"
-        time.sleep(0.1)
-    started = descendants(proc.pid)
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=60)
-    return started
-
-
 @pytest.mark.parametrize(("argv", "marker", "running"), [
     # the golive side is done: interrupt the naive baseline's sweep
     (["fanout", "--viewers", "2", "--duration", "10", "--baseline", "naive"],
@@ -383,14 +353,8 @@ def _interrupt_when(proc: subprocess.Popen[str], marker: str, running: list[str]
 ], ids=["naive", "node"])
 def test_interrupted_baseline_run_leaves_no_process(tmp_path: Path, argv: list[str],
                                                     marker: str, running: list[str]) -> None:
-    proc = run_bench(*argv, "--out", str(tmp_path), stdout=subprocess.PIPE,
-                  stderr=subprocess.PIPE)
-    try:
-        started = _interrupt_when(proc, marker, running)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130
-    result = bench_result(tmp_path)
-    assert result["interrupted"] is True and result["steps"]  # golive's side was done
+    proc = run_bench(*argv, "--out", str(tmp_path), stdout=subprocess.DEVNULL,
+                     stderr=subprocess.PIPE)
+    result, started = interrupt_run(proc, marker, tmp_path, RUN_TIMEOUT_S, tuple(running))
+    assert result["steps"]  # golive's side was done
     assert_gone(started | set(_pids(result)) | set(_pids(result["baseline"])))

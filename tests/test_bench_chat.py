@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.servers import assert_gone
+from tests.support.servers import assert_gone, interrupt_run, run_bench
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_S = 90
@@ -34,3 +34,14 @@ def test_chat_tiny_run(tmp_path: Path) -> None:
     pids = [pid for name, pid in result["processes"].items() if name != "bench"]
     assert {"server", "worker0"} <= set(result["processes"])
     assert_gone(pids)
+
+
+def test_ctrl_c_mid_run_stops_cleanly_through_the_runner(tmp_path: Path) -> None:
+    """The creator's socket (a GoliveClient) connects in the bench's own process: it must
+    leave SIGINT to bench/runner.py's handler (python-socketio's default took it, cancelled
+    every task and stopped the loop; a second Ctrl-C could no longer kill)."""
+    proc = run_bench("chat", "--clients", "3", "--rates", "3", "--duration", "120",
+                     "--warmup", "1", "--out", str(tmp_path),
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    result, _ = interrupt_run(proc, "clients joined", tmp_path, RUN_TIMEOUT_S)
+    assert result["errors"] == [] and {"server", "worker0"} <= set(result["processes"])

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bench import soak_checks as checks
-from tests.support.servers import assert_gone
+from tests.support.servers import assert_gone, interrupt_run, run_bench
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_S = 85
@@ -142,3 +142,14 @@ def test_short_soak_returns_to_baseline(tmp_path: Path) -> None:
     assert (path.parent / "soak.png").stat().st_size > 10_000
     assert "verdict" in proc.stdout and "no leak" in proc.stdout
     assert_gone(list(result["processes"].values()))
+
+
+def test_ctrl_c_mid_load_stops_cleanly_through_the_runner(tmp_path: Path) -> None:
+    """The creator's socket and the viewers' connect in the bench's own process: they must
+    leave SIGINT to bench/runner.py's handler (python-socketio's default took it, cancelled
+    every task and stopped the loop; a second Ctrl-C could no longer kill)."""
+    proc = run_bench("soak", "--minutes", "2", "--viewers", "3", "--warmup", "2",
+                     "--dwell", "4", "--every", "1", "--settle", "5", "--quiet", "1",
+                     "--out", str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    result, _ = interrupt_run(proc, "baseline:", tmp_path, RUN_TIMEOUT_S)
+    assert result["errors"] == [] and {"server", "redis"} <= set(result["processes"])

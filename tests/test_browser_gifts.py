@@ -16,17 +16,11 @@ import pytest
 from playwright.async_api import Page, expect
 
 from engine.catalog import load_catalog
-from engine.gift_room import GiftMoment
-from media.overlay import overlay_layout
-from signaling.gifts import gift_overlay, hex_color
 from tests.browser import chromium, chromium_path, open_page, screenshot  # noqa: F401 (fixtures)
+from tests.support.gift_badge import CANVAS_MEAN, TOLERANCE, badge_patches, gift_colour
 from tests.support.pages import person, session_token, studio_go_live, wait_playing
 
 pytestmark = pytest.mark.browser
-
-# Sizes Chromium may send the fake 1280x720 camera at (it steps down under load).
-SIZES = [(1280, 720), (960, 540), (640, 360), (480, 270), (320, 180)]
-TOLERANCE = 40  # per channel: VP8 keeps colours; the canvas may round a little
 
 # Click a gift button and time, in the page, until a decoded video frame drawn into a
 # canvas shows the badge's colour at its rect for the frame's size. Returns
@@ -43,14 +37,7 @@ PROBE = """async ([selector, rects, colour, tolerance, timeoutMs]) => {
       const size = `${video.videoWidth}x${video.videoHeight}`;
       const rect = rects[size];
       if (rect) {
-        canvas.width = video.videoWidth;
-        canvas.height = video.videoHeight;
-        ctx.drawImage(video, 0, 0);
-        const data = ctx.getImageData(rect[0], rect[1], rect[2], rect[3]).data;
-        const mean = [0, 0, 0];
-        for (let i = 0; i < data.length; i += 4) for (let c = 0; c < 3; c++) mean[c] += data[i + c];
-        const n = data.length / 4;
-        for (let c = 0; c < 3; c++) mean[c] /= n;
+        const mean = (""" + CANVAS_MEAN + """)(video, canvas, ctx, rect);
         if (mean.every((m, c) => Math.abs(m - colour[c]) < tolerance)) {
           resolve({ ms: now - started, size, mean });
           return;
@@ -60,30 +47,18 @@ PROBE = """async ([selector, rects, colour, tolerance, timeoutMs]) => {
       else video.requestVideoFrameCallback(check);
     };
     started = performance.now();
+    // a video whose frames stopped calls check() no more: fail, do not hang
+    setTimeout(() => resolve(null), timeoutMs + 2000);
     button.click();
     video.requestVideoFrameCallback(check);
   });
 }"""
 
 
-def badge_patches(username: str, gift_id: str, combo: int) -> dict[str, list[int]]:
-    """For each size: the badge's left padding (x, y, w, h), inside its edges."""
-    gift = load_catalog().gift(gift_id)
-    icon = gift.icon_png.read_bytes() if gift.icon_png.exists() else None
-    overlay = gift_overlay(gift, username, GiftMoment("", "", combo, 0, True), icon)
-    patches = {}
-    for width, height in SIZES:
-        [(_, rect)] = overlay_layout([overlay], width, height)
-        pad = 3 * rect.scale
-        patches[f"{width}x{height}"] = [rect.x + 2, rect.y + 3, pad - 3, rect.height - 6]
-    return patches
-
-
 async def send_and_watch(page: Page, gift_id: str, username: str, combo: int) -> dict[str, Any]:
-    rose = load_catalog().gift(gift_id)
     seen = await page.evaluate(PROBE, [
         f'[data-testid="gift-button"][data-gift="{gift_id}"]',
-        badge_patches(username, gift_id, combo), list(hex_color(rose.color)), TOLERANCE, 8000])
+        badge_patches(username, gift_id, combo), gift_colour(gift_id), TOLERANCE, 8000])
     assert seen is not None, "the gift's badge never showed in the viewer's video"
     return seen  # type: ignore[no-any-return]
 

@@ -218,11 +218,15 @@ async def test_reload_and_network_drops_keep_the_same_live(chromium, live_server
         assert again["live_id"] == live["live_id"]
         await wait_playing(viewer)
 
-        # A viewer's socket drop: the server dropped its media; the page joins again.
+        # A viewer's socket drop: the server holds its join (GOLIVE_VIEWER_RESUME_GRACE)
+        # and the page's new socket takes it back (room:resume): the count never moves
+        # (tests/test_browser_viewer_resume.py: the same peer connection, no push).
         await viewer.context.set_offline(True)
-        await expect(studio.get_by_test_id("studio-viewers")).to_have_text("0")
+        await expect(viewer.get_by_test_id("live-reconnecting")).to_be_visible()
+        await expect(studio.get_by_test_id("studio-viewers")).to_have_text("1")
         await viewer.context.set_offline(False)
         await wait_playing(viewer)
+        await expect(viewer.get_by_test_id("live-reconnecting")).to_be_hidden()
         await expect(studio.get_by_test_id("studio-viewers")).to_have_text("1")
         await expect(viewer.get_by_test_id("live-viewers")).to_have_text("1")
         studio_errors.forgive(OFFLINE)

@@ -39,4 +39,6 @@ async def test_the_viewer_picks_a_quality_and_the_picture_follows(
                    what="the picture at 180 lines")
         await expect(picker).to_have_value("180")
         await expect(picker.locator("option").first).to_have_text(re.compile(r"Auto · 180p"))
+        # the server's room:rendition push reached the page: the label's source
+        await expect(picker).to_have_attribute("data-sent", "180")
         await wait_playing(viewer)  # still playing after the move

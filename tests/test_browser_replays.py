@@ -17,21 +17,14 @@ import aiohttp
 import pytest
 from playwright.async_api import Page, expect
 
-from engine.catalog import load_catalog
-from engine.gift_room import GiftMoment
-from media.overlay import overlay_layout
-from signaling.gifts import gift_overlay, hex_color
 from tests.browser import chromium, chromium_path, open_page, screenshot  # noqa: F401 (fixtures)
+from tests.support.gift_badge import CANVAS_MEAN, TOLERANCE, badge_patches, gift_colour
 from tests.support.layout import assert_no_overlaps
 from tests.support.pages import PREVIEW_READY, person, sign_in_as
 from tests.support.peers import sio_connect
 from tests.support.servers import TEST_SECRET
 
 pytestmark = pytest.mark.browser
-
-# Sizes Chromium may send the fake 1280x720 camera at (it steps down under load).
-SIZES = [(1280, 720), (960, 540), (640, 360), (480, 270), (320, 180)]
-TOLERANCE = 40  # per channel, as tests/test_browser_gifts.py
 
 # Play the replay muted from its start; resolve when a frame drawn into a canvas shows
 # the badge colour at its rect for the frame's size: {t, size, mean, advanced} or null.
@@ -40,21 +33,18 @@ PROBE = """async ([rects, colour, tolerance, timeoutMs]) => {
   const canvas = document.createElement('canvas');
   const ctx = canvas.getContext('2d', { willReadFrequently: true });
   video.muted = true;
-  await video.play();
+  // a replay that does not play (or stops) fails the probe, it does not hang the test
+  const gaveUp = new Promise((resolve) => setTimeout(() => resolve('timeout'), timeoutMs));
+  if (await Promise.race([video.play().then(() => 'playing'), gaveUp]) === 'timeout') return null;
   const t0 = video.currentTime;
   const started = performance.now();
   return new Promise((resolve) => {
+    setTimeout(() => resolve(null), timeoutMs + 2000);
     const check = () => {
       const size = `${video.videoWidth}x${video.videoHeight}`;
       const rect = rects[size];
       if (rect) {
-        canvas.width = video.videoWidth;
-        canvas.height = video.videoHeight;
-        ctx.drawImage(video, 0, 0);
-        const data = ctx.getImageData(rect[0], rect[1], rect[2], rect[3]).data;
-        const mean = [0, 0, 0];
-        for (let i = 0; i < data.length; i += 4) for (let c = 0; c < 3; c++) mean[c] += data[i + c];
-        for (let c = 0; c < 3; c++) mean[c] /= data.length / 4;
+        const mean = (""" + CANVAS_MEAN + """)(video, canvas, ctx, rect);
         if (mean.every((m, c) => Math.abs(m - colour[c]) < tolerance)) {
           resolve({ t: video.currentTime, size, mean, advanced: video.currentTime - t0 });
           return;
@@ -82,19 +72,6 @@ async def on_air(studio: Page) -> int:
 async def on_air_for(studio: Page, seconds: int) -> None:
     """Wait until the studio's clock shows `seconds` on air."""
     await studio.wait_for_function(f"() => ({ELAPSED})() >= {seconds}")
-
-
-def badge_patches(username: str) -> dict[str, list[int]]:
-    """For each size: the Rose badge's left padding (x, y, w, h), inside its edges."""
-    rose = load_catalog().gift("rose")
-    icon = rose.icon_png.read_bytes() if rose.icon_png.exists() else None
-    overlay = gift_overlay(rose, username, GiftMoment("", "", 1, 0, True), icon)
-    patches = {}
-    for width, height in SIZES:
-        [(_, rect)] = overlay_layout([overlay], width, height)
-        pad = 3 * rect.scale
-        patches[f"{width}x{height}"] = [rect.x + 2, rect.y + 3, pad - 3, rect.height - 6]
-    return patches
 
 
 async def bob_sends_a_rose(url: str, creator_id: str, closers: list[Any]) -> None:
@@ -168,14 +145,17 @@ async def test_a_recorded_live_replays_with_its_gift_badge(chromium, replay_serv
             await expect(item.get_by_test_id("replay-title")).to_have_text("Recorded with a Rose")
             thumb = item.get_by_test_id("replay-thumb")
             await expect(thumb).to_be_visible()
+            # visible is not loaded: wait for the image itself (a 0 read before it came)
+            await thumb.evaluate("img => img.complete && img.naturalWidth ? null : "
+                                 "new Promise(r => { img.onload = img.onerror = r; })")
             assert await thumb.evaluate("img => img.naturalWidth") == 320
             await screenshot(page, f"replays-profile-{codec}-{name}")
             await item.get_by_test_id("replay-link").click()
             await expect(page.get_by_test_id("replay-title")).to_have_text("Recorded with a Rose")
             await expect(page.get_by_test_id("replay-creator")).to_contain_text("@alice")
             await expect(page.get_by_test_id("replay-delete")).to_be_hidden()  # not hers
-            seen = await page.evaluate(PROBE, [badge_patches("bob"), list(hex_color(
-                load_catalog().gift("rose").color)), TOLERANCE, 20_000])
+            seen = await page.evaluate(PROBE, [badge_patches("bob", "rose"), gift_colour("rose"),
+                                               TOLERANCE, 20_000])
             assert seen is not None, "the Rose's badge never showed in the replay's video"
             assert seen["advanced"] > 0.5 and seen["t"] > 1.0, seen
             print(f"{codec} {name}: badge at {seen['t']:.2f} s of the replay, {seen['size']}, "

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-from golive.whip import WhipClient, WhipError, pattern_source
+from golive.whip import WhepClient, WhipClient, WhipError, pattern_source
 from tests.browser import chromium, chromium_path, open_page, screenshot  # noqa: F401 (fixtures)
 from tests.support.layout import assert_no_overlaps
 from tests.support.pages import person
@@ -83,3 +83,47 @@ async def test_the_studio_makes_a_key_obs_streams_with_and_a_rotation_revokes(
         await expect(page.get_by_test_id("stream-key")).to_be_hidden()
         await page.evaluate("window.scrollTo(0, 0)")
         await assert_no_overlaps(page)
+
+
+async def test_an_open_studio_runs_the_live_an_encoder_publishes(
+        chromium, live_server, closers: list[Any]) -> None:  # noqa: F811
+    """OBS goes live: the open studio turns on air "via WHIP/OBS" (the live:started push),
+    and after a reload (live:watch), with the viewer count and chat; End ends the live."""
+    async with open_page(chromium, live_server.url, viewport=SIZES["desktop"]) as page:
+        me = await person(page, "obsrun")
+        username = me["user"]["username"]
+        await page.goto("/studio")
+        status = page.get_by_test_id("studio-status")
+        await expect(status).to_have_text("Offline")
+        await page.get_by_test_id("stream-key-rotate").click()
+        key = await revealed_key(page)
+
+        encoder = WhipClient(f"{live_server.url}/whip", key, *pattern_source(320, 180, 15))
+        closers.append(encoder)
+        await encoder.publish()
+        await expect(status).to_have_text("LIVE via WHIP/OBS")  # the push, no reload
+        await expect(page.get_by_test_id("end-live")).to_be_visible()
+        await expect(page.get_by_test_id("go-live")).to_be_hidden()
+        await expect(page.get_by_test_id("studio-chat")).to_be_visible()
+        await expect(page.get_by_test_id("camera-status")).to_contain_text("encoder")
+
+        player = WhepClient(f"{live_server.url}/whep/{username}")
+        closers.append(player)
+        await player.play()
+        await expect(page.get_by_test_id("studio-viewers")).to_have_text("1")
+        # the encoder's uplink as the server receives it (live:uplink to the creator's tabs)
+        await expect(page.get_by_test_id("uplink-badge")).to_be_visible(timeout=10_000)
+
+        await page.reload()  # on load: the studio finds the encoder's live (live:watch)
+        await expect(status).to_have_text("LIVE via WHIP/OBS")
+        await expect(page.get_by_test_id("studio-viewers")).to_have_text("1")
+        await screenshot(page, "whip-desktop-studio-encoder-live")
+
+        await page.get_by_test_id("end-live").click()
+        await expect(status).to_have_text("Ended")
+        await expect(page.get_by_test_id("studio-notice")).to_contain_text("You ended your LIVE")
+        assert live_of(live_server.url, username) is None
+        # The server ended it: the encoder's DELETE ends nothing more (404, or 200 when
+        # it came before the session was forgotten).
+        assert await encoder.close() in (200, 404)
+        await expect(page.get_by_test_id("go-live")).to_be_visible()

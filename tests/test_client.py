@@ -21,11 +21,16 @@ from golive.pushes import (
     DmMessage,
     GiftReceived,
     LiveEnded,
+    LiveLeft,
     LiveStarted,
     NotifyNew,
     NudgeWaiting,
     Push,
+    RawPush,
     Reconnected,
+    RoomLeft,
+    RoomState,
+    decode,
 )
 from media.synthetic import HeadlessCreator
 from tests.support.cluster import NODE_ENV
@@ -252,7 +257,7 @@ async def test_golive_broadcast_goes_live_through_the_client(live_server: Server
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "signaling.cli", "broadcast", "--url", live_server.url,
             "--user", "eve", "--password", PASSWORD, "--size", "160x96", "--fps", "10",
-            "--title", "headless", "--duration", "3", cwd=REPO,
+            "--title", "headless", "--duration", "3", "--record", cwd=REPO,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         try:
             started = await next_push(pushes, LiveStarted, timeout=30)
@@ -266,6 +271,13 @@ async def test_golive_broadcast_goes_live_through_the_client(live_server: Server
                 await proc.wait()
         assert proc.returncode == 0, out
         assert f"LIVE: {live_server.url}/@eve" in out.decode(), out
+        # --record: the LIVE is on eve's profile as a replay once its file is closed
+        replays = await poll(lambda: replays_of(eve, "eve"), timeout=30, what="eve's replay")
+        assert replays[0]["replay_id"] == started.live.live_id  # one recording per live
+
+
+async def replays_of(client: GoliveClient, username: str) -> list[dict[str, Any]]:
+    return list((await client.request("GET", f"/api/users/{username}/replays"))["replays"])
 
 
 async def test_anonymous_and_lean_sockets(live_server: ServerProcess) -> None:
@@ -291,3 +303,46 @@ async def test_anonymous_and_lean_sockets(live_server: ServerProcess) -> None:
                 assert wrong.value.code == "unauthorized"
             finally:
                 await bad.close()
+
+
+def test_live_ended_and_room_left_decode_as_documented_and_share_live_left() -> None:
+    """docs/protocol.md: `live:ended {live_id, creator_id, reason}` and `room:left {live_id,
+    reason}`; one Struct (LiveLeft) holds what they share, so one isinstance catches both."""
+    ended = decode("live:ended", {"live_id": "L1", "creator_id": "C1",
+                                  "reason": "node_lost", "later": 1})
+    assert ended == LiveEnded(live_id="L1", creator_id="C1", reason="node_lost")
+    left = decode("room:left", {"live_id": "L1", "reason": "silent"})
+    assert left == RoomLeft(live_id="L1", reason="silent")
+    assert isinstance(ended, LiveLeft) and isinstance(left, LiveLeft)
+    assert (ended.event, left.event) == ("live:ended", "room:left")
+    assert decode("room:left", {"live_id": "L1"}) == RoomLeft(live_id="L1", reason="")
+    assert decode("room:left", {"reason": "silent"}) == RawPush(
+        name="room:left", data={"reason": "silent"})  # no live_id: not the documented shape
+    assert decode("live:left", {"live_id": "L1"}) == RawPush(
+        name="live:left", data={"live_id": "L1"})  # the shared Struct is no event of its own
+
+
+async def test_closing_a_client_leaves_its_lives_at_once(server_factory: Any, redis_url: str,
+                                                         redis: Any) -> None:
+    """python-socketio closes the websocket before its goodbye, which the server reads as
+    a lost network and would hold for a resume: the client leaves its lives first. The
+    hold is an hour here, so a count back at 0 can only come from the leave."""
+    server = server_factory(redis_url=redis_url, env={"GOLIVE_VIEWER_RESUME_GRACE": "3600"})
+    async with GoliveClient(server.url) as cat:
+        creator = await cat.sign_up("cat", PASSWORD)
+        media = HeadlessCreator.synthetic(160, 96, 10)
+        try:
+            await cat.go_live(media, "leave at close")
+            cat_pushes = cat.pushes()
+            eve = GoliveClient(server.url)
+            try:
+                await eve.sign_up("eve", PASSWORD)
+                await eve.join_live(creator.user.id)
+                while (await next_push(cat_pushes, RoomState)).viewers != 1:
+                    pass
+            finally:
+                await eve.close()
+            while (await next_push(cat_pushes, RoomState, timeout=30)).viewers != 0:
+                pass
+        finally:
+            await media.close()

@@ -5,6 +5,7 @@ the leaderboard, the creator's diamonds this live) and the video shows its badge
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import functools
 import secrets
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
+from engine import keys
 from engine.catalog import load_catalog
 from engine.gift_room import GiftMoment
 from media.overlay import overlay_layout
@@ -23,7 +25,7 @@ from signaling.appkeys import SERVICES, SETTINGS
 from signaling.gifts import gift_overlay, hex_color
 from tests.support.peers import SocketPeer, go_live, open_tab, sio_connect
 from tests.support.poll import poll
-from tests.support.state import snapshot
+from tests.support.state import notify_jobs_done, snapshot
 from tests.support.viewer import DecodingViewer
 
 CATALOG = load_catalog()
@@ -40,20 +42,6 @@ async def app_client(aiohttp_client: Any, settings: Any, redis: Redis) -> Any:
 
 
 peer = functools.partial(open_tab, peer=Peer)
-
-
-async def notify_jobs_done(redis_url: str) -> None:
-    """Going live starts a background go-live notification job (signaling/nudges.py) that
-    writes and then deletes its own keys: wait for it, so a before/after snapshot sees
-    only what a gift wrote."""
-    raw = Redis.from_url(redis_url)
-    try:
-        async def finished() -> bool:
-            return not await raw.keys("notify_job*")
-
-        await poll(finished)
-    finally:
-        await raw.aclose()
 
 
 async def watch(p: Peer, creator: Peer, closers: list[Any], media: bool = True
@@ -169,6 +157,10 @@ async def test_gifts_push_combo_rank_and_show_in_the_video(app_client: Any, redi
 
 async def test_a_retry_with_the_same_id_moves_and_shows_nothing_again(
         app_client: Any, redis_url: str, closers: list[Any]) -> None:
+    # The combo key expires 1 s after its window (5 s): a window of 600 s keeps it from
+    # moving by itself between the snapshots on a loaded machine, so it stays compared.
+    gift_room = app_client.app[SERVICES].gift_room
+    gift_room.rules = dataclasses.replace(gift_room.rules, combo_window_s=600)
     ann = await peer(app_client, "ann", closers)
     await go_live(ann, closers, "gifts")
     bob = await peer(app_client, "bob", closers)
@@ -178,7 +170,10 @@ async def test_a_retry_with_the_same_id_moves_and_shows_nothing_again(
     first = await bob.call("gift:send", payload)
     assert first["ok"] and first["receipt"]["sender_coins"] == 5
     await poll(lambda: bob.got("gift:received"))
-    before = await snapshot(redis_url)
+    await notify_jobs_done(redis_url)
+    before = await snapshot(redis_url)  # all but sessions and node heartbeats (state.SKIP)
+    assert any(b"gift_combo:" in name for name in before)
+    assert keys.ledger_journal().encode() in before
 
     again = await bob.call("gift:send", payload)
     assert again["ok"] and again["receipt"]["replayed"] is True
@@ -194,6 +189,30 @@ async def test_a_retry_with_the_same_id_moves_and_shows_nothing_again(
         assert refused["error"]["code"] == "conflict", refused
     assert await snapshot(redis_url) == before
     assert len(bob.got("gift:received")) == 1
+
+
+async def test_a_snapshot_spanning_a_heartbeat_still_sees_only_what_a_request_wrote(
+        app_client: Any, redis: Redis, redis_url: str, closers: list[Any]) -> None:
+    """The node's record moves by itself (`beats` +1 every 2 s): snapshots taken a beat
+    apart are equal (so the retry test above cannot flake on it), and one gift still shows."""
+    ann = await peer(app_client, "ann", closers)
+    await go_live(ann, closers, "gifts")
+    bob = await peer(app_client, "bob", closers)
+    await fund(app_client, bob, 10)
+    await notify_jobs_done(redis_url)
+    [node] = await redis.keys(keys.node("") + "*")
+    beats = int(await redis.hget(node, "beats") or 0)
+    before = await snapshot(redis_url)
+    await poll(lambda: _beats_past(redis, node, beats), timeout=10, what="a heartbeat")
+    assert await snapshot(redis_url) == before
+    assert (await bob.call("gift:send", send(creator="ann")))["ok"]
+    after = await snapshot(redis_url)
+    wallet = keys.wallet(bob.user.id).encode()
+    assert after[wallet] != before[wallet]
+
+
+async def _beats_past(redis: Redis, node: bytes, beats: int) -> bool:
+    return int(await redis.hget(node, "beats") or 0) > beats
 
 
 def _years_ago(years: int) -> str:

@@ -36,9 +36,8 @@ def test_one_poll_one_go_live_one_decoding_viewer() -> None:
     assert [p for p in defining(r'call\("live:start"') if not p.startswith("tests/")] == [
         "golive/client.py"]
     # A client-side viewer that decodes what it is sent: bench.naive_relay's recv() is
-    # the baseline server draining its creator's tracks, not a viewer.
-    # golive/whip.py's WHEP player is the client library's own (golive imports nothing
-    # from the bench).
+    # the baseline server draining its creator's tracks, not a viewer; golive/whip.py's
+    # WHEP player is the client library's own (golive imports nothing from the bench).
     decoders = defining(r"await track\.recv\(\)")
     assert sorted(decoders) == ["bench/decoding_viewer.py", "bench/naive_relay.py",
                                 "golive/whip.py"]

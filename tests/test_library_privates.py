@@ -41,6 +41,7 @@ async def real_objects() -> dict[type, Any]:
     objects: dict[type, Any] = {
         type(dtls): dtls,
         type(dtls.transport): dtls.transport,
+        type(dtls.transport.iceGatherer): dtls.transport.iceGatherer,
         type(transceiver.sender): transceiver.sender,
         type(transceiver.receiver): transceiver.receiver,
         RemoteStreamTrack: RemoteStreamTrack(kind="video"),

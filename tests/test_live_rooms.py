@@ -30,6 +30,10 @@ class Peer(SocketPeer):
 @pytest.fixture
 async def app_client(aiohttp_client: Any, settings: Any, redis: Redis) -> Any:
     settings.live_grace = 0.6
+    # python-socketio's disconnect() closes the websocket before its goodbye is sent, so
+    # the server takes it for a lost connection and would hold a viewer's media for its
+    # page's new socket; held viewers: tests/test_viewer_resume.py
+    settings.viewer_resume_grace = 0
     return await aiohttp_client(create_app(settings))
 
 

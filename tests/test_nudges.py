@@ -19,7 +19,7 @@ from engine.nudge_rules import NudgeLimits
 from signaling.appkeys import SERVICES
 from tests.support.peers import SocketPeer, go_live, open_tab
 from tests.support.poll import poll
-from tests.support.state import snapshot
+from tests.support.state import SKIP, snapshot
 
 DAY = 24 * 3600
 
@@ -178,12 +178,12 @@ async def test_opt_out_blocks_live_and_bad_input_are_refused_and_store_nothing(
     assert (await nudge(bob, carol))["ok"]
     gus = await tab(client, "gus", closers)
     await go_live(carol, closers, "on air", size=(160, 96), fps=15)
-    before = await snapshot(redis_url, skip=("session:", *(keys.CORE + name for name in (
+    before = await snapshot(redis_url, skip=(*SKIP, *(keys.CORE + name for name in (
         "live_viewers:", "lives", "notif", "notify_job"))))
     live = await nudge(gus, carol)
     assert live["error"]["code"] == "conflict" and live["error"]["reason"] == "live"
     assert (await gus.call("nudge:state", {"user_id": carol.user.id}))["live"] is True
-    assert await snapshot(redis_url, skip=("session:", *(keys.CORE + name for name in (
+    assert await snapshot(redis_url, skip=(*SKIP, *(keys.CORE + name for name in (
         "live_viewers:", "lives", "notif", "notify_job")))) == before
 
 

@@ -581,3 +581,30 @@ async def test_a_whep_player_on_another_node_is_served_by_its_edge(
         for server in servers:
             stop_or_kill(server)
         redis_server.stop()
+
+
+def test_golive_whip_and_whep_commands_undo_the_loopback_restriction_on_every_exit(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file source that is not there (exit 2) and a server that is not there (exit 1): each
+    says why and leaves the host lookup as it found it (on main the whip one left
+    127.0.0.1-only gathering behind)."""
+    import argparse
+    import socket
+
+    from media import ice
+    from signaling import whip_cli
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]  # closed again: nothing listens there
+    url = f"http://127.0.0.1:{port}"
+    before = ice._active  # another in-process test's restriction may be in place: kept
+    whip = argparse.Namespace(url=f"{url}/whip", key="gls_x", source=str(tmp_path / "no.mp4"),
+                              size=(320, 180), fps=15.0, codec=None, duration=1.0)
+    assert whip_cli.run_whip(whip) == 2
+    assert "golive whip: " in capsys.readouterr().out
+    assert ice._active is before
+    whep = argparse.Namespace(url=f"{url}/whep/ann", token=None, duration=1.0)
+    assert whip_cli.run_whep(whep) == 1
+    assert "golive whep: " in capsys.readouterr().out
+    assert ice._active is before

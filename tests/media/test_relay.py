@@ -25,17 +25,20 @@ from media import aiortc_private
 from media.errors import MediaError, MediaErrorCode
 from media.relay import (
     NONCE_BYTES,
-    PacketTap,
     RelayClient,
     RelayError,
     RelayServer,
+    RenditionTap,
     frame_of,
     pack,
     proof,
     read_message,
     relay_key,
+    renditions_of,
+    subscription,
     unpack,
 )
+from media.renditions import Rendition
 
 KEY = relay_key(b"a test secret of more than thirty-two bytes")
 LIVE = "live-1"
@@ -82,21 +85,22 @@ class PacketSource:
     keyframe, and so is the next one after a keyframe request."""
 
     codec = "vp8"
+    ladder = (Rendition(720, 1_800_000),)
 
     def __init__(self, size: int = 32 * 1024) -> None:
-        self.taps: list[PacketTap] = []
+        self.taps: list[RenditionTap] = []
         self.size = size
         self.index = 0
         self.wanted = False
         self.keyframe_requests = 0
 
-    def add_tap(self, tap: PacketTap) -> None:
+    def add_relay(self, tap: RenditionTap) -> None:
         self.taps.append(tap)
 
-    def remove_tap(self, tap: PacketTap) -> None:
+    def remove_relay(self, tap: RenditionTap) -> None:
         self.taps.remove(tap)
 
-    def request_keyframe(self) -> None:
+    def request_keyframe(self, rendition: int = 0) -> None:
         self.keyframe_requests += 1
         self.wanted = True
 
@@ -107,7 +111,7 @@ class PacketSource:
         packet.pts = self.index
         packet.time_base = fractions.Fraction(1, 90000)
         for tap in list(self.taps):
-            tap("video", packet, keyframe)
+            tap.video(packet, keyframe, 0)
         self.index += 1
         return keyframe
 
@@ -119,16 +123,25 @@ class Collect:
         self.video: list[tuple[int, bool]] = []
         self.audio = 0
 
-    def feed_video(self, packet: av.Packet, keyframe: bool) -> None:
+    def feed_video(self, packet: av.Packet, keyframe: bool, rendition: int = 0) -> None:
         self.video.append((int(packet.pts or 0), keyframe))
 
     def feed_audio(self, packet: av.Packet) -> None:
         self.audio += 1
 
+    def feed_frame(self, keyed: frozenset[int], width: int, height: int) -> None:
+        pass
+
+    def renditions_taken(self) -> frozenset[int]:
+        return frozenset({0})
+
+    def rendition_dropped(self, rendition: int) -> None:
+        raise AssertionError("the top rendition is never dropped here")
+
 
 async def raw_subscribe(port: int, live_id: str, key: bytes = KEY, *,
-                        rcvbuf: int | None = None) -> tuple[asyncio.StreamReader,
-                                                            asyncio.StreamWriter, list[Any]]:
+                        rcvbuf: int | None = None, renditions: list[int] | None = None
+                        ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, list[Any]]:
     """A hand-made edge (the protocol from the module's docstring), to misbehave with."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if rcvbuf is not None:
@@ -143,7 +156,8 @@ async def raw_subscribe(port: int, live_id: str, key: bytes = KEY, *,
     welcome = await read_message(reader)
     if welcome[0] != "welcome":
         return reader, writer, welcome
-    writer.write(pack(["subscribe", live_id]))
+    writer.write(pack(["subscribe", live_id] if renditions is None else
+                      ["subscribe", live_id, renditions]))
     return reader, writer, await read_message(reader)
 
 
@@ -346,7 +360,244 @@ async def test_an_edge_room_fed_by_a_relay_serves_its_own_viewers(harness: Any,
         assert server.end_live(LIVE, "ended_by_creator") == 1
         await poll(lambda: ended == ["ended_by_creator"], what="the end at the edge")
         await poll(lambda: not server.links, what="the relay closed at the origin")
-        assert origin._taps == []
+        assert origin._taps == [] and origin._relays == []
     finally:
         await client.close()
         await server.close()
+
+
+# ---- renditions through the relay ------------------------------------------------------
+
+
+def test_an_edge_subscribes_to_what_its_viewers_take_and_lets_go_after_a_linger() -> None:
+    last: dict[int, float] = {}
+    assert subscription(frozenset(), last, 0.0, 3.0) == {0}  # no viewer yet: the top one
+    assert subscription(frozenset({2}), last, 1.0, 3.0) == {0, 2}  # 0 lingers
+    assert subscription(frozenset({2}), last, 3.5, 3.0) == {2}  # 0 let go after 3 s
+    assert subscription(frozenset({1}), last, 4.0, 3.0) == {1, 2}  # a move down, 2 kept
+    assert subscription(frozenset({2}), last, 5.0, 3.0) == {1, 2}  # and back: no resubscribe
+    assert subscription(frozenset({2}), last, 8.5, 3.0) == {2}
+    assert renditions_of([0, 2], 3) == {0, 2}
+    for bad in (None, [3], [-1], ["0"], [True], [0.0], list(range(9)), {"0": 1}):
+        with pytest.raises(RelayError) as caught:
+            renditions_of(bad, 3)
+        assert caught.value.code == "invalid", bad
+    packet = av.Packet(b"\x10\x02\x00")
+    packet.pts, packet.time_base = 3000, fractions.Fraction(1, 90000)
+    from media.relay import video_message
+    assert frame_of(unpack(pack(video_message(packet, False, 2))[4:])).rendition == 2
+    with pytest.raises(RelayError):
+        frame_of(["v", b"x", 1, 1, 90000, True, 0.0, 99])
+
+
+class LadderSource(PacketSource):
+    """A PacketSource with three renditions: each push is one source frame, a mark and a
+    packet of each rendition its relays take (keyframes on request, per rendition)."""
+
+    ladder = (Rendition(720, 1_800_000), Rendition(360, 600_000), Rendition(180, 200_000))
+
+    def __init__(self) -> None:
+        super().__init__(size=1024)
+        self.asked: list[int] = []
+        self.wanted_renditions: set[int] = set()
+
+    def request_keyframe(self, rendition: int = 0) -> None:
+        self.asked.append(rendition)
+        self.wanted_renditions.add(rendition)
+
+    def push(self) -> bool:
+        taken = frozenset().union(*(tap.renditions() for tap in self.taps))
+        keyed = frozenset(r for r in taken if self.index % 30 == 0 or r in self.wanted_renditions)
+        self.wanted_renditions -= keyed
+        for tap in list(self.taps):
+            tap.begin_frame(keyed, 640, 360)
+        for rendition in sorted(taken):
+            packet = av.Packet(bytes([rendition]) * self.size)
+            packet.pts, packet.time_base = self.index, fractions.Fraction(1, 90000)
+            for tap in list(self.taps):
+                tap.video(packet, rendition in keyed, rendition)
+        self.index += 1
+        return bool(keyed)
+
+
+class LadderSink(Collect):
+    """A sink whose viewers take `taken`; it keeps (pts, keyframe, rendition) and marks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken = frozenset({0})
+        self.frames: list[tuple[int, bool, int]] = []
+        self.marks: list[frozenset[int]] = []
+        self.dropped: list[int] = []
+
+    def feed_video(self, packet: av.Packet, keyframe: bool, rendition: int = 0) -> None:
+        self.frames.append((int(packet.pts or 0), keyframe, rendition))
+
+    def feed_frame(self, keyed: frozenset[int], width: int, height: int) -> None:
+        self.marks.append(keyed)
+
+    def renditions_taken(self) -> frozenset[int]:
+        return self.taken
+
+    def rendition_dropped(self, rendition: int) -> None:
+        self.dropped.append(rendition)
+
+
+async def test_the_relay_carries_the_renditions_an_edge_wants_each_from_its_keyframe(
+        relay_server: RelayServer, poll: Any) -> None:
+    source = LadderSource()
+    relay_server.sources[LIVE] = source  # type: ignore[attr-defined]
+    sink = LadderSink()
+    client = RelayClient(f"127.0.0.1:{relay_server.port}", KEY, "edge-b", LIVE, sink,
+                         unsubscribe_after_s=0.2)
+    await client.open()
+    try:
+        assert client.ladder == source.ladder and client.subscribed == {0}
+        await poll(lambda: relay_server.links, what="subscribed")
+        [link] = relay_server.links
+        for _ in range(3):
+            source.push()
+            await asyncio.sleep(0.01)
+        await poll(lambda: len(sink.frames) == 3, what="the top rendition")
+        assert {r for _, _, r in sink.frames} == {0} and sink.marks[0] == {0}
+
+        # the edge's viewers move to 180: it subscribes, 180 starts at its keyframe and,
+        # the top one lingered out, the relay carries 180 alone
+        sink.taken = frozenset({2})
+        asked = len(source.asked)
+        for _ in range(40):
+            source.push()
+            await asyncio.sleep(0.01)
+            if link.renditions == {2}:
+                break
+        assert link.renditions == {2} and sink.dropped == [0]
+        assert 2 in source.asked[asked:]
+        low = [(pts, key) for pts, key, r in sink.frames if r == 2]
+        assert low and low[0][1], "180 starts at a keyframe"
+        marked = [keyed for keyed in sink.marks if 2 in keyed]
+        assert marked, "the keyframe's mark names 180 (the edge moves its viewers there)"
+        assert client.request_keyframe(1) is None and client.keyframe_requests == 0
+        client.request_keyframe(2)
+        await poll(lambda: source.asked[-1] == 2 and client.keyframe_requests == 1,
+                   what="a keyframe of 180 asked")
+
+        # a garbage "want" ends this edge's relay alone
+        _reader, writer, stream = await raw_subscribe(relay_server.port, LIVE, renditions=[1])
+        assert stream[0] == "stream" and stream[2] == [[720, 1_800_000], [360, 600_000],
+                                                       [180, 200_000]]
+        writer.write(pack(["want", [7]]))
+        await poll(lambda: relay_server.refused.get("invalid"), what="the bad want refused")
+        writer.close()
+        _, bad_writer, refused = await raw_subscribe(relay_server.port, LIVE, renditions=[5])
+        assert refused[:2] == ["refused", "invalid"]
+        bad_writer.close()
+        assert link in relay_server.links
+    finally:
+        await client.close()
+    await poll(lambda: not relay_server.links and not source.taps, what="closed")
+
+
+async def test_an_edge_viewer_moved_by_its_link_switches_at_a_keyframe_through_the_relay(
+        harness: Any, poll: Any) -> None:
+    """An origin room with the ladder, a relay and an edge room with its ladder: the edge's
+    auto viewer loses packets, ABR moves it down at the edge (a rendition the edge then
+    subscribes to, started at its keyframe), it keeps decoding, and pinned back to the
+    top; the origin stops encoding the lower rendition when the edge let go of it."""
+    from media.abr import AbrConfig
+    from media.renditions import parse_ladder
+    from tests.support.lossy import DroppingInbound
+
+    origin = harness.room("origin", renditions=parse_ladder("720:1800,360:600,180:200"))
+    await harness.publish(origin, width=640, height=360)
+    server = RelayServer(KEY, "origin-node", {LIVE: origin}.get)
+    await server.start("127.0.0.1", 0)
+    client = RelayClient(f"127.0.0.1:{server.port}", KEY, "edge-b", LIVE,
+                         unsubscribe_after_s=0.5)
+    try:
+        await client.open()
+        edge = harness.room("edge", codec=client.codec, renditions=client.ladder,
+                            upstream_keyframes=client.request_keyframe,
+                            abr=AbrConfig(down_after_s=0.5, up_after_s=1.5))
+        client.sink = edge
+        assert edge.ladder == origin.ladder
+        viewer = await harness.join(edge, "v")
+        await poll(lambda: viewer.video_frames >= 5, timeout=15, what="video at the edge")
+        dtls = viewer.pc.getTransceivers()[0].receiver.transport
+        session = await poll(lambda: aiortc_private.srtp_inbound(dtls), what="its SRTP")
+        lossy = DroppingInbound(session, viewer.video_ssrc())
+        aiortc_private.set_srtp_inbound(dtls, lossy)
+        await poll(lambda: edge.viewer_quality("v")["rendition"] != "720", timeout=15,
+                   what="a step down at the edge")
+        lower = next(i for i, rung in enumerate(edge.ladder)
+                 if rung.name == edge.viewer_quality("v")["rendition"])
+        assert lower in client.subscribed and lower in server.links[0].renditions
+        assert edge._fanout._feeds["v"].video.switches >= 1
+        lossy.dropping = False
+        frames = viewer.video_frames
+        await poll(lambda: viewer.video_frames >= frames + 10, timeout=10,
+                   what="decoding on after the move")
+        # pinned back to the top (ABR's climb back is media/abr.py's, and slow under load)
+        assert edge.set_quality("v", "720") == "720"
+        await poll(lambda: edge.viewer_quality("v")["rendition"] == "720", timeout=10,
+                   what="back to the top at its keyframe")
+        await poll(lambda: client.subscribed == {0} and server.links[0].renditions == {0},
+                   timeout=10, what="the lower renditions let go")
+        name = edge.ladder[lower].name
+        encoded = origin.stats().rendition_frames[name]
+        top = origin.stats().rendition_frames["720"]
+        await poll(lambda: origin.stats().rendition_frames["720"] >= top + 15,
+                   timeout=10, what="the top rendition encoded on")
+        assert origin.stats().rendition_frames[name] <= encoded + 1
+        frames = viewer.video_frames
+        await poll(lambda: viewer.video_frames >= frames + 10, what="decoding at the top")
+        assert not viewer.ended
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_a_slow_edge_drops_whole_frames_and_each_rendition_resumes_at_its_keyframe(
+        relay_server: RelayServer, poll: Any) -> None:
+    source = LadderSource()
+    source.size = 16 * 1024
+    relay_server.sources[LIVE] = source  # type: ignore[attr-defined]
+    reader, writer, stream = await raw_subscribe(relay_server.port, LIVE, rcvbuf=4096,
+                                                 renditions=[0, 2])
+    assert stream[0] == "stream"
+    await poll(lambda: relay_server.links, what="subscribed")
+    [slow] = relay_server.links
+    try:
+        for _ in range(400):  # ~13 MB the edge does not read: far beyond its queue
+            source.push()
+            assert slow.queued <= slow.bound
+            await asyncio.sleep(0.002)
+        assert slow.dropped > 0 and {0, 2} <= set(source.asked)
+        got: list[tuple[int, bool, int]] = []
+        marks: list[list[int]] = []
+
+        async def read_all() -> None:
+            while True:
+                message = await read_message(reader)
+                if message[0] == "v":
+                    got.append((message[2], message[5], message[7]))
+                elif message[0] == "f":
+                    marks.append(message[1])
+
+        drain = asyncio.create_task(read_all())
+        try:
+            for _ in range(40):
+                source.push()
+                await asyncio.sleep(0.005)
+            await poll(lambda: got and got[-1][0] == source.index - 1, what="the slow edge")
+        finally:
+            drain.cancel()
+            await asyncio.gather(drain, return_exceptions=True)
+        for rendition in (0, 2):
+            mine = [(pts, key) for pts, key, r in got if r == rendition]
+            gaps = [i for i in range(1, len(mine)) if mine[i][0] != mine[i - 1][0] + 1]
+            assert gaps, f"rendition {rendition} skipped frames"
+            assert all(mine[i][1] for i in gaps), f"{rendition}: after each gap, a keyframe"
+        assert marks and all(set(m) <= {0, 2} for m in marks)
+    finally:
+        writer.close()
+    await poll(lambda: not relay_server.links, what="the relay closed")

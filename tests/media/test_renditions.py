@@ -7,7 +7,6 @@ import logging
 
 import av
 import numpy as np
-import pylibsrtp
 import pytest
 
 from media import MediaError, MediaErrorCode, Overlay, aiortc_private
@@ -15,6 +14,7 @@ from media.abr import AbrConfig, AbrState, LinkReport, decide
 from media.encoder import VIDEO_TIME_BASE, VideoEncoder
 from media.overlay import overlay_layout
 from media.renditions import Rendition, parse_ladder, rung_for, scaled_size
+from tests.support.lossy import DroppingInbound
 
 LADDER = parse_ladder("720:1800,360:600,180:200")
 MAGENTA = (255, 0, 255)  # saturated: far from anything in the test pattern
@@ -115,6 +115,27 @@ def test_a_step_up_that_fails_doubles_the_wait_for_the_next():
     assert state.rung == 1 and state.up_wait_s == 16
     rungs = run(state, [(t, CLEAN) for t in range(12, 30)])
     assert rungs.index(0) == 28 - 12  # 16 s after the clean run began, not 8
+
+
+def test_no_step_up_while_the_viewer_nacks_what_its_reports_call_clean():
+    """A link losing 2% whose resends get through: the receiver counts the resent packets
+    as received and reports 0% loss, but it NACKed 2-3% of what was sent (bench abr on a
+    300 kbit/s, 2%-loss link: stepped up to 360p 8-12 s after settling, froze 2-13 s)."""
+    hidden = LinkReport(loss=0.0, rtt_s=0.05, nacked=0.03)
+    assert run(AbrState(1), [(t, hidden) for t in range(30)]) == [1] * 30
+    lifted = LinkReport(loss=0.0, rtt_s=0.05, nacked=0.0)  # the limit lifted: up at 8 s
+    rungs = run(AbrState(1), [(t, hidden) for t in range(5)] + [(t, lifted) for t in range(5, 20)])
+    assert rungs.index(0) == 13
+    # what the viewer NACKs is not congestion: nacked alone never moves it down
+    assert run(AbrState(0), [(t, hidden) for t in range(10)]) == [0] * 10
+
+
+def test_the_nacked_fraction_is_of_the_packets_sent_in_the_window_without_our_jumps():
+    from media.viewer import nacked_fraction
+
+    assert nacked_fraction(3, (1000, 0), (1100, 0), []) == 0.03
+    assert nacked_fraction(3, (1000, 0), (1612, 0), [(1020, 512)]) == 0.03
+    assert nacked_fraction(3, None, (1100, 0), []) is None
 
 
 # ---- real viewers ------------------------------------------------------------------------
@@ -230,23 +251,6 @@ async def test_quality_asked_badly_is_invalid_and_an_unknown_viewer_not_found(ha
     assert caught.value.code is MediaErrorCode.NOT_FOUND
 
 
-class DroppingInbound:
-    """A viewer's inbound SRTP that loses every 5th video packet for good (retransmits
-    too) while `dropping`: its receiver reports ~20% loss, as a link too thin would."""
-
-    def __init__(self, session: pylibsrtp.Session, video_ssrc: int) -> None:
-        self._session = session
-        self._ssrc = video_ssrc
-        self.dropping = True
-
-    def unprotect(self, data: bytes) -> bytes:
-        seq, ssrc = int.from_bytes(data[2:4], "big"), int.from_bytes(data[8:12], "big")
-        if self.dropping and ssrc == self._ssrc and seq % 5 == 0:
-            raise pylibsrtp.Error("lost on purpose")
-        return self._session.unprotect(data)
-
-    def unprotect_rtcp(self, data: bytes) -> bytes:
-        return self._session.unprotect_rtcp(data)
 
 
 async def test_an_auto_viewer_steps_down_on_reported_loss_and_back_up_when_clean(harness,
@@ -300,6 +304,55 @@ async def test_a_room_asking_for_remb_gets_the_viewers_estimate(harness, poll):
                                         "switching_to": None}
 
 
+@pytest.mark.parametrize("viewer_remb", [False, True])
+async def test_a_viewers_remb_reaches_the_rule_only_when_the_room_asks_for_it(
+        harness, poll, viewer_remb):
+    """Chromium sends REMB to an answer without goog-remb: unasked, the rule ignores it."""
+    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
+
+    room = harness.room(renditions=LADDER, viewer_remb=viewer_remb)
+    await harness.publish(room, width=640, height=360)
+    offer = await room.add_viewer("v")
+    client = harness.client("v")
+    await room.accept_viewer_answer("v", await client.answer(offer))
+    peer = room._viewers["v"]
+    remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0,
+                          fci=pack_remb_fci(123_000, [peer.feed.video.ssrc]))
+    peer._report(remb)
+    assert peer.estimate_bps == (123_000 if viewer_remb else None)
+
+
+async def test_a_viewers_loss_is_read_over_a_window_not_per_report(harness):
+    """Chromium sends a receiver report with every NACK: several a second, alternating 0
+    and 80-96% lost. The rule gets one report per LOSS_WINDOW_S, with the window's loss
+    from the cumulative counts (else each 0 restarts its 2 s of congestion)."""
+    from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
+
+    from media.viewer import LOSS_WINDOW_S
+
+    room = harness.room(renditions=LADDER)
+    await harness.publish(room, width=640, height=360)
+    offer = await room.add_viewer("v")
+    await room.accept_viewer_answer("v", await harness.client("v").answer(offer))
+    peer = room._viewers["v"]
+    got = []
+    peer._on_report = got.append
+    now = [1000.0]
+    peer._clock = lambda: now[0]
+
+    def report(highest: int, lost: int, fraction: int) -> None:
+        block = RtcpReceiverInfo(ssrc=peer.feed.video.ssrc, fraction_lost=fraction,
+                                 packets_lost=lost, highest_sequence=highest, jitter=0,
+                                 lsr=0, dlsr=0)
+        peer._report(RtcpRrPacket(ssrc=1, reports=[block]))
+
+    report(1000, 0, 0)
+    for step in range(1, 6):  # 5 reports 0.2 s apart: 10 of 50 packets lost in all
+        now[0] += LOSS_WINDOW_S / 5
+        report(1000 + 10 * step, 2 * step, 0 if step % 2 else 230)
+    assert [round(r.loss, 3) for r in got] == [0.0, 0.2]
+
+
 def test_an_older_native_build_without_sequence_offsets_falls_back_to_python(monkeypatch):
     """Switched viewers need the offset in C: a stale build is refused, with the reason."""
     import media._fastpath as built
@@ -310,3 +363,59 @@ def test_an_older_native_build_without_sequence_offsets_falls_back_to_python(mon
     monkeypatch.delattr(built, "SEQ_OFFSET")
     sender, reason = load_native()
     assert sender is None and "rebuild" in reason
+
+
+# ---- a viewer's numbering jumps where its receiver may hold a hole (media/viewer_link.py)
+
+def test_the_numbering_jumps_only_after_a_recent_nack_or_a_resync():
+    from media.viewer_link import JUMP_AFTER_NACK_S, SEQ_JUMP, renumber_jump
+    assert renumber_jump(False, None, 100.0) == 0  # never NACKed: its statistics stay clean
+    assert renumber_jump(False, 99.0, 100.0) == SEQ_JUMP
+    assert renumber_jump(False, 100.0 - JUMP_AFTER_NACK_S, 100.0) == 0
+    assert renumber_jump(True, None, 100.0) == SEQ_JUMP  # a hole it cannot fill
+    assert SEQ_JUMP >= 512  # aiortc's jitter buffer capacity: it lets go of what it holds
+    assert SEQ_JUMP - 1 <= 1000  # libwebrtc's NACK list: no "list full" keyframe request
+
+
+def test_report_loss_leaves_out_our_own_jumps():
+    from media.viewer import loss_without_jumps
+    # aiortc counts the 512 skipped numbers lost: 40 packets sent, 2 lost, 1 jump
+    assert loss_without_jumps(240, (1000, 10), (1552, 524), [(1020, 512)]) == 2 / 40
+    # libwebrtc takes a jump over 450 for a stream restart: not counted
+    assert loss_without_jumps(3, (1000, 10), (1552, 12), [(1020, 512)]) == 2 / 40
+    # no jump in the interval, or no previous report: the report's own fraction
+    assert loss_without_jumps(64, (1000, 10), (1040, 20), [(900, 512)]) == 0.25
+    assert loss_without_jumps(64, None, (1040, 20), [(1020, 512)]) == 0.25
+    # across the 16-bit wrap of the jump's number
+    assert loss_without_jumps(240, (65530, 10), (65530 + 552, 522), [(10, 512)]) == 0
+
+
+async def test_a_viewer_that_nacked_jumps_at_its_switch_and_resends_still_map(
+        harness, poll, fanout):
+    """A NACK, then a move: the viewer's numbering jumps SEQ_JUMP at the new rendition's
+    keyframe (aiortc counts them lost; it decodes on at once); a NACK of a number from
+    before the jump resends nothing, one after it the right packet, on either send path."""
+    from media.viewer_link import SEQ_JUMP
+    room = harness.room(renditions=LADDER, fanout=fanout)
+    await harness.publish(room, width=640, height=360)
+    viewer = await harness.join(room, "v")
+    await poll(lambda: viewer.video_frames >= 10, what="video at the top rendition")
+    link = room._fanout._feeds["v"].video
+    stream = room._fanout._video[0]
+    before = (stream.next_seq - 2 + link.seq_offset) & 0xFFFF  # sent, still in the history
+    assert room._fanout.retransmit("v", "video", [before]) == 1  # as a NACK would
+    assert room.set_quality("v", "180") == "180"
+    await poll(lambda: viewer.last_video is not None
+               and (viewer.last_video.width, viewer.last_video.height) == (320, 180),
+               timeout=10, what="frames at 180p after the jump")
+    frames = viewer.video_frames
+    await poll(lambda: viewer.video_frames >= frames + 10, what="decoding on")
+    assert [size for _first, size in link.jumps] == [SEQ_JUMP]
+    assert room._fanout.retransmit("v", "video", [before]) == 0  # before the jump
+    low = room._fanout._video[2]
+    after = (low.next_seq - 1 + link.seq_offset) & 0xFFFF
+    assert room._fanout.retransmit("v", "video", [after]) == 1
+    assert not link.resync  # a NACK from before a jump is no hole: nothing to resync
+    stats = await viewer.pc.getStats()
+    inbound = [s for s in stats.values() if s.type == "inbound-rtp" and s.kind == "video"]
+    assert inbound[0].packetsLost >= SEQ_JUMP - 5  # aiortc counts the jump: ours, not the link's

@@ -116,3 +116,34 @@ async def expect_signed_in(page: Page, username: str) -> None:
     await expect(whoami).to_have_attribute("href", f"/@{username}")
     await expect(page.get_by_test_id("signed-in")).to_be_visible()
     await expect(page.get_by_test_id("my-profile-link")).to_have_attribute("href", f"/@{username}")
+
+
+# Every RTCPeerConnection the page makes, in window.__peers (add_init_script it).
+RECORD_PEERS = """(() => {
+  const Original = window.RTCPeerConnection;
+  window.__peers = [];
+  window.RTCPeerConnection = function (config) {
+    const pc = new Original(config);
+    window.__peers.push(pc);
+    return pc;
+  };
+  window.RTCPeerConnection.prototype = Original.prototype;
+})();"""
+
+# The latest peer connection: how many the page made, its state, both sides' ICE ufrags
+# and the server's port on the selected pair.
+PATH = """async () => {
+  const pc = window.__peers[window.__peers.length - 1];
+  const ufrag = (sdp) => /a=ice-ufrag:(\\S+)/.exec(sdp ?? '')?.[1] ?? null;
+  const stats = await pc.getStats();
+  let port = null;
+  stats.forEach((s) => {
+    if (s.type === 'transport' && s.selectedCandidatePairId) {
+      const pair = stats.get(s.selectedCandidatePairId);
+      port = stats.get(pair.remoteCandidateId).port;
+    }
+  });
+  return { peers: window.__peers.length, state: pc.connectionState,
+           local: ufrag(pc.localDescription?.sdp), remote: ufrag(pc.remoteDescription?.sdp),
+           port };
+}"""

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -106,6 +108,59 @@ def run_bench(*argv: str, **popen: Any) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     return subprocess.Popen([sys.executable, "-m", "bench", *argv], cwd=REPO, env=env,
                             text=True, **popen)
+
+
+def interrupt_run(proc: subprocess.Popen[str], marker: str, out: Path, timeout: float = 120,
+                  running: tuple[str, ...] = ()) -> tuple[dict[str, Any], set[int]]:
+    """Ctrl-C a bench run mid-way and check that its runner stopped it cleanly.
+
+    Reads the run's stderr (opened as a text PIPE) until a line holds `marker` and the run
+    has a process for each of `running` (a piece of its command line), notes the processes
+    it started by then, sends SIGINT (a terminal's Ctrl-C) and waits for it to exit; then
+    asserts exit 130, bench/runner.py's own "interrupted: stopping" note (its handler ran,
+    not python-socketio's), a result.json under `out` that says interrupted, and every
+    noted process gone. Returns that result and the processes."""
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stderr is not None
+    stream = proc.stderr
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in stream], daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    seen = ""
+    try:
+        while marker not in seen:
+            assert proc.poll() is None, f"the run ended before {marker!r}:\n{seen}"
+            assert time.monotonic() < deadline, f"never reached {marker!r}:\n{seen}"
+            with contextlib.suppress(queue.Empty):
+                seen += lines.get(timeout=0.5)
+        while not all(any(what in _cmdline(p) for p in descendants(proc.pid))
+                      for what in running):
+            assert proc.poll() is None, seen
+            assert time.monotonic() < deadline, f"never saw {running} running:\n{seen}"
+            time.sleep(0.1)
+        started = descendants(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=10)
+    while not lines.empty():
+        seen += lines.get_nowait()
+    assert proc.returncode == 130, seen
+    assert "interrupted: stopping" in seen, seen
+    assert_gone(started)
+    result = bench_result(out)
+    assert result["interrupted"] is True
+    return result, started
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def bench_result(out: Path) -> dict[str, Any]:

@@ -42,6 +42,11 @@ import { ViewerList } from './viewer-list.js';
 
 /** Automatic rejoins after the media dropped, before asking for a click; reset once playing. */
 export const MAX_REJOINS = 3;
+/** ICE restarts tried for one drop before rejoining from scratch; reset once connected. */
+export const MAX_RESTARTS = 2;
+/** A connection 'disconnected' this long (ms) restarts ICE: Chromium reports it after
+ * ~2.5-5 s without answers to its checks, and a short blip recovers on its own first. */
+export const DISCONNECTED_RESTART_MS = 1500;
 /** How long a line over the video ("Link copied") stays, ms. */
 const TOAST_MS = 3500;
 
@@ -78,11 +83,16 @@ export class LiveStage {
     this.ui = Object.fromEntries(IDS.map((id) => [id, byTestId(id, root)]));
     this.connection = new ConnectionState(socket, this.ui['live-video'], this.ui['live-reconnecting']);
     this.player = new LivePlayer(socket, this.ui['live-video'], {
-      onConnectionState: (state) => {
-        this.connection.media(state);
-        if (state === 'failed') this.rejoin();
-      },
+      onConnectionState: (state) => this.onMediaState(state),
     });
+    this.restartsThisDrop = 0;
+    this.disconnectedTimer = null;
+    /** The page's socket is down: ICE restarts wait for the new one (a resume restarts). */
+    this.socketDown = false;
+    // A network change (Wi-Fi to cellular, back online): find the path again at once on
+    // the same connection, not after ICE notices (media stays, no rejoin).
+    window.addEventListener('online', () => this.recover({ fresh: true }));
+    navigator.connection?.addEventListener?.('change', () => this.recover({ fresh: true }));
     this.quality = new QualityPicker(this.ui['live-quality'], this.player, this.ui['live-video']);
     /** Whose profile and who looks: {user, isSelf, signedIn}, or null. */
     this.target = null;
@@ -125,6 +135,10 @@ export class LiveStage {
       this.ui['live-title'].textContent = title;
       this.ui['live-title'].title = title;
     });
+    // The server moved this viewer's video to another rendition (the picker's Auto label).
+    socket.on('room:rendition', (push) => {
+      if (push?.live_id && push.live_id === this.player.live?.live_id) this.quality.moved(push);
+    });
     socket.on('room:left', ({ live_id: id }) => {
       if (id && id === this.player.live?.live_id) this.rejoin();
     });
@@ -133,11 +147,13 @@ export class LiveStage {
     // again) and the chat catches up after the last id it showed (chat.js open()).
     socket.on('disconnect', (reason) => {
       if (reason === 'io client disconnect' || reason === 'io server disconnect') return;
+      this.socketDown = true;
       if (!this.live || !this.target?.signedIn || this.target.isSelf) return;
       this.overlay('connecting', 'Reconnecting…');
     });
-    // A new socket is in no watch room and watches nothing: subscribe and join again.
-    socket.on('connect', () => this.watch({ rejoin: true }));
+    // A new socket is in no watch room and watches nothing: take the held join back
+    // (room:resume, same peer connection), else join again; subscribe either way.
+    socket.on('connect', () => this.reconnected());
 
     const video = this.ui['live-video'];
     video.addEventListener('playing', () => {
@@ -167,8 +183,9 @@ export class LiveStage {
     this.ui['live-share'].addEventListener('click', () => this.share());
     this.ui['exit-fullscreen'].addEventListener('click', () => this.fullscreen(false));
     this.ui['enter-fullscreen'].addEventListener('click', () => this.fullscreen(true));
-    // Leaving the page: let the camera-less connection go now rather than at ICE timeout.
-    window.addEventListener('pagehide', () => this.player.close());
+    // Leaving the page: let the camera-less connection go now rather than at ICE timeout,
+    // and say so (room:leave), or the server holds the join for this page's return.
+    window.addEventListener('pagehide', () => { this.player.leave(); });
     window.addEventListener('pageshow', (event) => { if (event.persisted) this.watch({ rejoin: true }); });
   }
 
@@ -294,6 +311,63 @@ export class LiveStage {
       const final = err.code === ErrorCode.FORBIDDEN || err.code === ErrorCode.INVALID;
       this.overlay('error', describeError(err), { retry: !final });
     }
+  }
+
+  /** The player's connection state: a drop restarts ICE (same connection, same place
+   * in the room); only a restart that cannot help rejoins from scratch. */
+  onMediaState(state) {
+    this.connection.media(state);
+    clearTimeout(this.disconnectedTimer);
+    if (state === 'connected') {
+      this.restartsThisDrop = 0;
+    } else if (state === 'disconnected') {
+      this.disconnectedTimer = setTimeout(() => {
+        if (this.player.pc?.connectionState === 'disconnected') this.recover();
+      }, DISCONNECTED_RESTART_MS);
+    } else if (state === 'failed') {
+      this.recover();
+    }
+  }
+
+  /** The page's socket is back (a new one): resume the held join on the same peer
+   * connection (the count, the chat and the picture go on); else join again. */
+  async reconnected() {
+    this.socketDown = false;
+    const target = this.target;
+    if (target && !target.isSelf && this.live && this.player.pc) {
+      const reply = await this.player.resume();
+      if (this.target !== target) return;
+      if (reply) {
+        this.restartsThisDrop = 0;
+        this.live = reply.live;
+        this.setViewers(reply.viewers);
+        this.likes.open(reply.live, reply.likes ?? 0, { signedIn: target.signedIn });
+        if (this.root.dataset.overlay === 'connecting') this.overlay(null);
+        // lines and gifts sent while the socket was away
+        this.chat.open(reply.live, { creator: false });
+        this.gifts.board.open(reply.live);
+        this.watch({ rejoin: false }); // the live:watch subscription is the socket's
+        return;
+      }
+    }
+    this.watch({ rejoin: true });
+  }
+
+  /** Restart ICE (rtc:restart); rejoin when the server refuses it or restarts ran out.
+   * `fresh`: a new network event, whose restarts are counted anew. While the page's
+   * socket is down nothing is asked: its return resumes and restarts (reconnected). */
+  async recover({ fresh = false } = {}) {
+    if (!this.live || !this.target || this.target.isSelf || !this.player.pc) return;
+    if (this.socketDown) return;
+    if (fresh) this.restartsThisDrop = 0;
+    if (this.restartsThisDrop >= MAX_RESTARTS) {
+      if (this.player.pc.connectionState === 'failed') this.rejoin();
+      return;
+    }
+    this.restartsThisDrop += 1;
+    const restarted = await this.player.restartIce();
+    // refused because the socket dropped meanwhile: its return resumes (reconnected)
+    if (restarted === false && !this.socketDown) this.rejoin();
   }
 
   rejoin() {

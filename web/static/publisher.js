@@ -40,6 +40,9 @@ export class Publisher {
     this.attempts = 0;
     /** Set by end() so that a live:start still in flight is ended when it answers. */
     this.ending = false;
+    /** An ICE restart (restartIce) is in flight; how many were asked. */
+    this.restarting = false;
+    this.restarts = 0;
   }
 
   /**
@@ -98,6 +101,40 @@ export class Publisher {
       if (this.live) await this.end().catch(() => {});
       throw new GoliveError(ErrorCode.UNAVAILABLE,
         `Your browser could not connect to the server (${err?.message ?? err}).`);
+    }
+  }
+
+  /**
+   * Restart ICE on the publishing connection (the network changed or the media
+   * dropped): an offer with new ICE credentials through `live:restart`, from this
+   * socket or a new one after a reconnect, within the grace period. The same
+   * connection, tracks and live stay; the viewers never rejoin.
+   *
+   * @returns {Promise<boolean|null>} true once the answer is applied, false when the
+   *   server refused or the exchange failed (resume with start() then), null when
+   *   there is nothing to restart or one is already running
+   */
+  async restartIce() {
+    const pc = this.pc;
+    if (!pc || !this.live || this.restarting) return null;
+    this.restarting = true;
+    this.restarts += 1;
+    try {
+      await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+      await iceGatheringComplete(pc);
+      if (this.pc !== pc) return null;
+      const reply = await this.socket.ask('live:restart', { offer: pc.localDescription.sdp },
+        { timeout: START_TIMEOUT_MS });
+      if (this.pc !== pc) return null;
+      await pc.setRemoteDescription({ type: 'answer', sdp: reply.answer });
+      return true;
+    } catch {
+      if (this.pc === pc && pc.signalingState === 'have-local-offer') {
+        await pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
+      }
+      return this.pc === pc ? false : null;
+    } finally {
+      this.restarting = false;
     }
   }
 

@@ -2,11 +2,13 @@
  * The viewer's video quality: a <select> over the player. "Auto" follows the
  * viewer's own link (the server moves it between the live's renditions from its
  * receiver reports); a height pins one (`room:quality`, kept for later joins of
- * this page). The Auto option shows the height of the picture playing now, read
- * from the video element itself ("Auto · 360p").
+ * this page). The Auto option shows the height the server sends now ("Auto ·
+ * 360p"), from each `room:rendition` push (the server moved this viewer: its
+ * `height`); before the first, the picture's own height.
  *
  *   const picker = new QualityPicker(select, player, video);
  *   picker.show(joinAck);   // after room:join: {renditions, quality}
+ *   picker.moved(push);     // room:rendition: {live_id, quality, rendition, height}
  *   picker.hide();          // not watching
  */
 
@@ -22,6 +24,8 @@ export class QualityPicker {
     this.select = select;
     this.player = player;
     this.video = video;
+    /** The height the server says it sends (360), or null: the picture's own. */
+    this.height = null;
     select.addEventListener('change', () => this.pick(select.value));
     video.addEventListener('resize', () => this.paint());
   }
@@ -37,12 +41,22 @@ export class QualityPicker {
       el('option', { value: 'auto', text: 'Auto' }),
       ...renditions.map((name) => el('option', { value: name, text: `${name}p` })));
     this.select.value = ack.quality ?? 'auto';
+    this.height = null;
     this.select.hidden = false;
+    this.paint();
+  }
+
+  /** A `room:rendition` push: the server now sends this viewer another rendition. */
+  moved(push) {
+    if (!Number.isInteger(push?.height) || push.height <= 0) return;
+    this.height = push.height;
+    this.select.dataset.sent = String(push.height); // what the server said (tests read it)
     this.paint();
   }
 
   hide() {
     this.select.hidden = true;
+    this.height = null;
   }
 
   async pick(quality) {
@@ -57,7 +71,7 @@ export class QualityPicker {
   paint() {
     const auto = this.select.querySelector('option[value="auto"]');
     if (!auto) return;
-    const height = this.video.videoHeight;
+    const height = this.height ?? this.video.videoHeight;
     auto.textContent = height ? `Auto · ${height}p` : 'Auto';
   }
 }

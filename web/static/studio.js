@@ -7,7 +7,8 @@
  * here alone, on a phone too; the title can be changed while live
  * (live:title). Banned and muted people and the moderators are listed with
  * their undo (studio-moderation.js). Before going live it shows how many
- * people nudged you (nudge-studio.js).
+ * people nudged you (nudge-studio.js). While live, a badge over the preview shows
+ * the uplink as the server receives it (uplink.js, the `live:uplink` push).
  *
  * Staying on air: a socket that reconnects, a connection that fails, or a
  * reload of this tab (remembered in sessionStorage) calls live:start again,
@@ -16,6 +17,11 @@
  * grace period, the resume names the live that was on (resume_of) and the
  * server answers that it ended: the studio says so and offers Go LIVE for a
  * new one (never a silent new LIVE with an empty chat and board).
+ *
+ * A LIVE published by an encoder (WHIP: OBS, `golive whip`) is run from here too: on
+ * load (live:watch on yourself, `via: "whip"`) or on its `live:started` push, the
+ * studio shows it on air "via WHIP/OBS" (no preview: a placeholder), with its chat,
+ * viewer count, gifts and uplink, and End LIVE ends it (live:end).
  *
  * Someone too young to go LIVE (GOLIVE_LIVE_MIN_AGE, 18) is told before they
  * try: /api/me's `go_live` holds the refusal live:start would answer, shown
@@ -38,6 +44,7 @@ import { currentUser, onSessionChange } from './session.js';
 import { SharedSocket } from './socket.js';
 import { ModerationLists } from './studio-moderation.js';
 import { StreamKeyPanel } from './stream-key.js';
+import { UplinkBadge } from './uplink.js';
 
 /** sessionStorage (this tab only): the live this tab was sending when the page went away. */
 const RESUME_KEY = 'golive.studio.resume';
@@ -83,6 +90,7 @@ const publisher = new Publisher(socket, { onConnectionState });
 const giftBoard = new GiftBoard(socket, byTestId('gift-board'));
 const giftLines = new GiftLines(socket, byTestId('studio-gift-list'), { clear: true });
 const moderation = new ModerationLists(socket);
+const uplink = new UplinkBadge(byTestId('uplink-badge'));
 const chat = new ChatPanel(socket, byTestId('chat-panel'), {
   onModerated: () => moderation.refresh() });
 /** The camera and microphone, while open. */
@@ -93,6 +101,10 @@ let resumeTimer = null;
 let resumes = 0;
 /** Bumped by each goLive(): only the latest attempt's answer counts. */
 let starts = 0;
+/** The live an encoder publishes (WHIP), shown and run from here; null otherwise. */
+let encoderLive = null;
+/** The live this studio runs: its own, or the encoder's. */
+const currentLiveId = () => (publisher.live ?? encoderLive)?.live_id;
 /** Why this account may not go LIVE (a GoliveError), or null. */
 let refusal = null;
 
@@ -102,7 +114,7 @@ function setState(next) {
   state = next;
   const status = ui['studio-status'];
   status.dataset.state = next;
-  status.textContent = STATUS[next];
+  status.textContent = next === 'live' && encoderLive ? 'LIVE via WHIP/OBS' : STATUS[next];
   const onAir = ON_AIR.has(next);
   ui['go-live'].hidden = onAir;
   ui['end-live'].hidden = !onAir;
@@ -113,6 +125,7 @@ function setState(next) {
   ui['studio-live-badge'].hidden = next !== 'live';
   ui['viewers-pill'].hidden = !onAir;
   ui['elapsed-pill'].hidden = !onAir;
+  if (!onAir) uplink.hide();
   document.title = next === 'live' ? '● LIVE · Studio · golive' : 'Studio · golive';
 }
 
@@ -290,14 +303,53 @@ function resume() {
   goLive(publisher.live.title, { resuming: true });
 }
 
+/** ICE restarts tried for one drop before resuming from scratch; reset once connected. */
+const MAX_RESTARTS = 2;
+/** 'disconnected' this long (ms) restarts ICE (a short blip recovers on its own first). */
+const DISCONNECTED_RESTART_MS = 1500;
+let restartsThisDrop = 0;
+let disconnectedTimer = null;
+
+/**
+ * The network changed or the media dropped: restart ICE on the publishing connection
+ * (live:restart, from this socket or a new one within the grace period: the same
+ * connection, viewers untouched). Resume with a new connection (live:start) only when
+ * the server refuses the restart or restarts ran out.
+ */
+async function recover({ fresh = false } = {}) {
+  if (!publisher.live || !stream || state === 'ending') return;
+  if (fresh) restartsThisDrop = 0; // a new network event: its restarts count anew
+  const onAir = state === 'live' || state === 'reconnecting'; // not while a start runs
+  if (onAir && publisher.pc && restartsThisDrop < MAX_RESTARTS) {
+    restartsThisDrop += 1;
+    const restarted = await publisher.restartIce();
+    if (restarted === true && publisher.live) {
+      // perhaps from a new socket: its chat, board and gift lines catch up (as a resume)
+      giftBoard.open(publisher.live);
+      giftLines.open(publisher.live);
+      chat.open(publisher.live, { creator: true });
+      // Only the socket dropped (the media path held): the connection stays 'connected'
+      // through the restart, so no state change will say we are back.
+      if (publisher.pc?.connectionState === 'connected' && state === 'reconnecting') setState('live');
+    }
+    if (restarted !== false) return; // sent (the pc's state tells the rest), or one runs
+  }
+  resume();
+}
+
 function onConnectionState(pcState) {
+  clearTimeout(disconnectedTimer);
   if (pcState === 'connected') {
     resumes = 0;
+    restartsThisDrop = 0;
     if (state === 'connecting' || state === 'reconnecting') setState('live');
   } else if (pcState === 'disconnected') {
     if (state === 'live') setState('reconnecting'); // ICE often recovers by itself
+    disconnectedTimer = setTimeout(() => {
+      if (publisher.pc?.connectionState === 'disconnected') recover();
+    }, DISCONNECTED_RESTART_MS);
   } else if (pcState === 'failed') {
-    resume();
+    recover();
   }
 }
 
@@ -318,9 +370,42 @@ function endedWhileAway() {
   ui['go-live'].focus();
 }
 
+/**
+ * The creator's encoder (WHIP) is on air: run its live from here. The camera closes (the
+ * encoder sends the picture); chat, viewers, gifts and the uplink as for a studio live.
+ */
+function showEncoderLive(live, viewers) {
+  if (publisher.live || ON_AIR.has(state)) return; // this tab is going or is live itself
+  encoderLive = live;
+  hideError(ui['studio-error']);
+  notice('');
+  stopCamera();
+  cameraOff('Your LIVE comes from your encoder (WHIP/OBS): viewers see its picture.',
+    { canStart: false });
+  ui['camera-off'].dataset.kind = 'off';
+  ui['title-input'].value = live.title;
+  setState('live');
+  setViewers(viewers ?? 0);
+  byTestId('studio-gifts').hidden = false;
+  giftBoard.open(live);
+  giftLines.open(live);
+  ui['studio-chat'].hidden = false;
+  chat.open(live, { creator: true });
+  startClock(live.started_at);
+}
+
+/** Follow this creator's own live state (live:started / live:ended): an encoder's LIVE. */
+async function watchOwnLive() {
+  try {
+    const reply = await socket.ask('live:watch', { user_id: me.id });
+    if (reply.live && reply.via === 'whip' && !encoderLive) showEncoderLive(reply.live, reply.viewers);
+  } catch { /* the push or a reload will tell */ }
+}
+
 /** The live is over (ended here or by the server): camera off, say why. */
 function finish(reason) {
   clearTimeout(resumeTimer);
+  encoderLive = null;
   const lasted = ui.elapsed.textContent;
   publisher.ended();
   stopClock();
@@ -353,7 +438,8 @@ ui['end-live'].addEventListener('click', async () => {
   setState('ending');
   clearTimeout(resumeTimer);
   try {
-    await publisher.end();
+    if (encoderLive) await socket.ask('live:end', {}); // the server ends the encoder's LIVE
+    else await publisher.end();
   } catch (err) {
     showError(ui['studio-error'], err); // the server ends it after its grace period anyway
   }
@@ -413,16 +499,29 @@ socket.on('live:recording', ({ recording, reason }) => {
 });
 
 socket.on('room:state', ({ live_id: id, viewers }) => {
-  if (id && id === publisher.live?.live_id) setViewers(viewers);
+  if (id && id === currentLiveId()) setViewers(viewers);
+});
+socket.on('live:uplink', (push) => {
+  if (push?.live_id && push.live_id === currentLiveId() && ON_AIR.has(state)) uplink.show(push);
 });
 socket.on('live:ended', ({ live_id: id, reason }) => {
-  if (id && id === publisher.live?.live_id) finish(reason);
+  if (id && id === currentLiveId() && state !== 'ended') finish(reason);
+});
+socket.on('live:started', ({ live, via }) => {
+  if (live?.creator_id === me?.id && via === 'whip') showEncoderLive(live, 0);
 });
 socket.on('disconnect', () => {
   if (state === 'live') setState('reconnecting');
 });
-// A new socket: the server started the grace period for the old one.
-socket.on('connect', resume);
+// A new socket: the server started the grace period for the old one. The same
+// connection restarts ICE from it (which ends the grace period); resume otherwise.
+socket.on('connect', () => {
+  if (me && !refusal) watchOwnLive(); // a new socket is in no room yet
+  recover({ fresh: true });
+});
+// A network change (Wi-Fi to cellular, back online): find the path again at once.
+window.addEventListener('online', () => recover({ fresh: true }));
+navigator.connection?.addEventListener?.('change', () => recover({ fresh: true }));
 
 window.addEventListener('pagehide', () => {
   // Leave the live in its grace period: a reload of this tab takes it back.
@@ -482,6 +581,8 @@ async function init() {
   }
   const [live, opened] = await Promise.all([currentLive(), startCamera()]);
   socket.get().catch(() => {}); // connect now: Go LIVE should not wait for the handshake
+  await watchOwnLive(); // an encoder's LIVE (WHIP) is run from here
+  if (encoderLive) return;
   if (!live) {
     if (resumeId) endedWhileAway(); // reloaded after the grace period: it is over
     return;
@@ -490,7 +591,7 @@ async function init() {
   if (live.live_id === resumeId && opened) {
     resumes = 0;
     goLive(live.title, { resuming: true, resumeOf: resumeId });
-  } else {
+  } else if (!encoderLive) {
     notice("You're LIVE from another tab or device. End it there first, or wait for it to stop.");
   }
 }
