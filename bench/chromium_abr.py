@@ -1,6 +1,7 @@
 """Chromium viewers on a shaped link: settle times and freezes of a real browser.
 
     python -m bench.chromium_abr --rounds 3            # as root; --help for the flags
+    python -m bench.chromium_abr --creator chromium    # a 720p Chromium creator
 
 Starts `golive serve` (free port, every interface, ICE on loopback and the veth pair's
 root end, ladder 360:600,180:100, Opus at --audio-bitrate, GOLIVE_LOG_LEVEL=info for the
@@ -13,6 +14,17 @@ are sampled. Per round and viewer: the server's moves (time after the step), whe
 picture's height changed, freezeCount and totalFreezesDuration (Chromium's own freeze
 counters) over the shaped part and over the round, per minute; fps. Written to
 OUT/chromium-abr-<date>-<time>/result.json with chromium-abr.png; a table on stdout.
+
+Issue 18's Done-when as one run (`--creator chromium`): the studio page live at 1280x720
+from its own Chromium (fake camera), on the server's default ladder 720:1800,360:600,
+180:120. Measured 2026-12-07 (`--creator chromium --rounds 3`, load average 4-6, the
+server 0.31 cores): the creator's Chromium sent 720p at 30 fps throughout; the shaped
+viewer moved straight to 180 after 3.36 s (2.99-3.48), its picture at 180 after 4.24 s
+(4.23-4.48), then (8 s after the drop to the lift) 29.5 fps (29.2-29.8) with no freeze
+(totalFreezesDuration +0); back at 720 11.5 s (9.4-12.6) after the lift; the unlimited
+viewer at 720 all along, 29.8 fps (29.2-30.2), no freeze, never moved. Before the
+loss-based step down and the 6 s + 4 s climb (media/abr.py): 720 -> 360 -> 180 (at
+3.2-3.6 and 6.2-6.6 s), picture at 180 after 4.8-7.0 s, back at 720 14.5-19.8 s.
 
 Measured 2026-12-06 after the smoothness work (`--rounds 2`, 180:100 and 32 kbit/s Opus,
 load average 10-11): moved to 180 after 3.39 and 3.48 s, the picture at 180 after 4.8 and
@@ -54,6 +66,7 @@ from typing import Any
 
 from bench import netns
 from bench.netns_chromium import PC_RECORDER, VIDEO_HEIGHT, inbound_video, wrapper
+from bench.processes import cpu_seconds
 
 INDEX = 240  # 10.200.240.0/30: test_abr_netem 201, bench abr 210-217, the test 230
 NAME = "glchrome-240"
@@ -68,6 +81,22 @@ ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection")
 SAMPLE_S = 0.5
+# --creator chromium: the studio page in its own root-namespace Chromium, its fake camera
+# asked for 1280x720 (web/static/camera.js); the server's default ladder (720:1800,...)
+STUDIO_PREVIEW = "() => document.querySelector('[data-testid=\"preview\"]').videoWidth > 0"
+STUDIO_LIVE = ("() => document.querySelector('[data-testid=\"studio-status\"]')"
+               "?.textContent.trim() === 'LIVE'")
+# what the creator's Chromium sends: its outbound video (the newest peer connection first)
+OUTBOUND = """async () => {
+  for (const pc of (window.__goliveTestPcs || []).slice().reverse()) {
+    const stats = await pc.getStats();
+    for (const s of stats.values()) if (s.type === 'outbound-rtp' && s.kind === 'video')
+      return {frameHeight: s.frameHeight || 0, framesPerSecond: s.framesPerSecond || 0,
+              qualityLimitationReason: s.qualityLimitationReason};
+  }
+  return null;
+}"""
+CREATOR_WARM_UP_S = 60  # its uplink estimate climbs to 720p in 11-17 s on this host
 _MOVE = re.compile(r"viewer (\S+) moves to (\S+) \(")
 
 
@@ -94,16 +123,24 @@ def moves(log: str, sid: str) -> list[tuple[float, str]]:
             if (found := _MOVE.search(str(r.get("msg", "")))) and found[1] == sid]
 
 
-async def open_viewer(browser: Any, base_url: str, account: Any, creator: str) -> Any:
-    """A page signed in as `account` (the session cookie, as the pages set it), watching."""
+async def open_viewer(browser: Any, base_url: str, account: Any, creator: str,
+                      path: str | None = None) -> Any:
+    """A page signed in as `account` as the pages sign in (the session cookie, and
+    session.js's record of who is signed in), at `path` (default: `creator`'s live)."""
     from signaling.session_cookie import COOKIE
 
     context = await browser.new_context(base_url=base_url)
     await context.add_init_script(PC_RECORDER)
+    page = await context.new_page()
+    resp = await page.request.get("/api/me", headers={"Authorization": f"Bearer {account.token}"})
+    if not resp.ok:
+        raise RuntimeError(f"/api/me for {account.username}: {resp.status} {await resp.text()}")
+    user = json.dumps(json.dumps({"user": (await resp.json())["user"]}))  # a JS string literal
+    await context.add_init_script(f"try {{ localStorage.setItem('golive.session', {user}); }} "
+                                  "catch {}")
     await context.add_cookies([{"name": COOKIE, "value": account.token, "url": base_url,
                                 "httpOnly": True, "sameSite": "Strict"}])
-    page = await context.new_page()
-    await page.goto(f"/@{creator}")
+    await page.goto(path or f"/@{creator}")
     return page
 
 
@@ -111,17 +148,28 @@ def _delta(a: dict[str, Any], b: dict[str, Any], key: str) -> float:
     return float(b[key]) - float(a[key])
 
 
-def summarize(samples: list[dict[str, Any]], lift_at: float, end: float) -> dict[str, Any]:
-    """Figures of one viewer's samples ({t, height, stats}) over a round."""
+def summarize(samples: list[dict[str, Any]], lift_at: float, end: float, top: int = 360,
+              settle_from: float = 8.0) -> dict[str, Any]:
+    """Figures of one viewer's samples ({t, height, stats}) over a round; `top` is the
+    ladder's top height, "settled" the span from `settle_from` s to the lift (bench abr's).
+    Chromium's getStats counts no freeze's own length, so "settled" reports its frozen
+    seconds: under 0.5 s in all, no freeze was longer than the issue's 500 ms."""
     def at(t: float) -> dict[str, Any]:
         return min(samples, key=lambda s: abs(s["t"] - t))["stats"]
 
     first, lifted, last = at(0.0), at(lift_at), samples[-1]["stats"]
+    calm = at(settle_from)
     shaped_min, unshaped_min = lift_at / 60, (end - lift_at) / 60
-    down = next((s["t"] for s in samples if 0 <= s["t"] < lift_at and s["height"] < 360), None)
-    up = next((s["t"] - lift_at for s in samples if s["t"] >= lift_at and s["height"] == 360
-               and any(p["height"] < 360 for p in samples if p["t"] < s["t"])), None)
+    down = next((s["t"] for s in samples if 0 <= s["t"] < lift_at and s["height"] < top), None)
+    up = next((s["t"] - lift_at for s in samples if s["t"] >= lift_at and s["height"] == top
+               and any(p["height"] < top for p in samples if p["t"] < s["t"])), None)
+    settled = [s["height"] for s in samples if settle_from <= s["t"] < lift_at]
     return {
+        "settled": {"fps": round(_delta(calm, lifted, "framesDecoded")
+                                 / (lift_at - settle_from), 1),
+                    "freezes": int(_delta(calm, lifted, "freezeCount")),
+                    "frozen_s": round(_delta(calm, lifted, "totalFreezesDuration"), 3),
+                    "heights": sorted(set(settled))},
         "picture_down_s": down, "picture_up_s": up,
         "shaped": {"freezes_per_min": round(_delta(first, lifted, "freezeCount") / shaped_min, 2),
                    "frozen_s_per_min": round(
@@ -138,7 +186,12 @@ def summarize(samples: list[dict[str, Any]], lift_at: float, end: float) -> dict
 
 
 async def one_round(args: argparse.Namespace, number: int, server: Any, ns: netns.Namespace,
-                    accounts: list[Any], creator: str, pw: Any, tmp: Path) -> dict[str, Any]:
+                    accounts: list[Any], creator: str, pw: Any, tmp: Path,
+                    studio: Any = None) -> dict[str, Any]:
+    """Two fresh viewers on "auto", the shaped one's link limited at t=0 and lifted at
+    --lift-at; with a Chromium creator (`studio`, its page) its sent picture is sampled
+    too, and the server's CPU is measured over the round."""
+    top = args.top
     inside = server.url.replace("127.0.0.1", ns.root_addr)
     wide_browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=list(ARGS))
     thin_browser = await pw.chromium.launch(
@@ -159,13 +212,15 @@ async def one_round(args: argparse.Namespace, number: int, server: Any, ns: netn
         while True:  # warm up: both at 360 and decoding
             heights = [await p.evaluate(VIDEO_HEIGHT) for p in pages.values()]
             stats = [await inbound_video(p) for p in pages.values()]
-            if heights == [360, 360] and all(s and s["framesDecoded"] > 60 for s in stats):
+            if heights == [top, top] and all(s and s["framesDecoded"] > 60 for s in stats):
                 break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"round {number}: not both playing 360p: {heights} {stats}")
+                raise TimeoutError(f"round {number}: not both playing {top}p: {heights} {stats}")
             await asyncio.sleep(0.5)
         samples: dict[str, list[dict[str, Any]]] = {role: [] for role in pages}
+        sent: list[dict[str, Any]] = []
         ns.shape(netns.Shaping(rate_bps=args.rate, loss=args.loss))
+        cpu0 = cpu_seconds(server.pid)
         t0, wall0, lifted = time.monotonic(), time.time(), False
         out: dict[str, Any] = {"round": number, "shaped_at": wall0}
         while (t := time.monotonic() - t0) < args.seconds:
@@ -175,6 +230,8 @@ async def one_round(args: argparse.Namespace, number: int, server: Any, ns: netn
             for role, page in pages.items():
                 samples[role].append({"t": round(t, 2), "height": await page.evaluate(VIDEO_HEIGHT),
                                       "stats": await inbound_video(page)})
+            if studio is not None:
+                sent.append({"t": round(t, 2), **(await studio.evaluate(OUTBOUND) or {})})
             print(f"\rround {number} t={t:4.1f} " + " ".join(
                 f"{r} {s[-1]['height']}p {s[-1]['stats']['framesDecoded']}f "
                 f"fz{s[-1]['stats']['freezeCount']}" for r, s in samples.items()),
@@ -182,14 +239,24 @@ async def one_round(args: argparse.Namespace, number: int, server: Any, ns: netn
             await asyncio.sleep(SAMPLE_S)
         print(file=sys.stderr)
         end = time.monotonic() - t0
+        cpu1 = cpu_seconds(server.pid)
     finally:
         ns.unshape()
         await thin_browser.close()
         await wide_browser.close()
     log = server.child.log_path.read_text(errors="replace")
     out["load_average"] = os.getloadavg()[0]
+    if cpu0 is not None and cpu1 is not None:
+        out["server_cores"] = round((cpu1 - cpu0) / end, 3)
+    if sent:
+        out["creator"] = {"heights": sorted({x.get("frameHeight", 0) for x in sent}),
+                          "fps_median": statistics.median(x.get("framesPerSecond", 0)
+                                                          for x in sent),
+                          "limited_by": sorted({str(x.get("qualityLimitationReason"))
+                                                for x in sent}),
+                          "samples": sent}
     for role, sid in zip(pages, sids_since(log, skip), strict=False):
-        out[role] = summarize(samples[role], args.lift_at, end)
+        out[role] = summarize(samples[role], args.lift_at, end, top)
         out[role]["server_moves"] = [(round(ts - wall0, 2), r) for ts, r in moves(log, sid)]
         out[role]["samples"] = samples[role]
     return out
@@ -222,7 +289,7 @@ def plot(result: dict[str, Any], path: Path) -> str | None:
             fps_ax.plot(ts, fps, color=colour, lw=0.6, alpha=0.7)
             for at, height in rnd[role]["server_moves"]:
                 ax.plot([at], [int(height)], "o", color=colour, ms=5)
-        ax.set_ylim(0, 420)
+        ax.set_ylim(0, result["args"].get("top", 360) + 60)
         ax.set_ylabel(f"{role}\nheight (px)")
         fps_ax.set_ylim(0, 40)
         fps_ax.set_ylabel("decoded fps (thin)")
@@ -230,6 +297,30 @@ def plot(result: dict[str, Any], path: Path) -> str | None:
     axes[-1].set_xlabel("seconds after the link was shaped (dots: the server's moves)")
     fig.suptitle(f"Chromium viewers on auto, ladder {result['ladder']}", fontsize=10)
     return save_png(plt, fig, path)
+
+
+async def studio_live(pw: Any, base_url: str, account: Any) -> tuple[Any, Any]:
+    """`account` live from the studio page in a Chromium of its own (fake camera at
+    1280x720), once its uplink sends 720 lines or CREATOR_WARM_UP_S passed; (browser, page)."""
+    browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=[
+        *ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream=fps=30"])
+    try:
+        page = await open_viewer(browser, base_url, account, "", "/studio")
+        await page.wait_for_function(STUDIO_PREVIEW, timeout=30_000)
+        await page.get_by_test_id("title-input").fill("Done-when at 720p")
+        await page.get_by_test_id("go-live").click()
+        await page.wait_for_function(STUDIO_LIVE, timeout=30_000)
+        deadline = time.monotonic() + CREATOR_WARM_UP_S
+        while time.monotonic() < deadline:
+            sent = await page.evaluate(OUTBOUND)
+            if sent and sent["frameHeight"] >= 720:
+                break
+            await asyncio.sleep(1)
+        print(f"the creator's Chromium sends {sent}", file=sys.stderr)
+    except BaseException:
+        await browser.close()
+        raise
+    return browser, page
 
 
 async def execute(args: argparse.Namespace) -> int:
@@ -244,28 +335,36 @@ async def execute(args: argparse.Namespace) -> int:
     rounds: list[dict[str, Any]] = []
     with netns.Namespace(INDEX, NAME) as ns:
         server = LocalServer(run_dir, {
-            "GOLIVE_HOST": "0.0.0.0", "GOLIVE_RENDITIONS": LADDER, "GOLIVE_LOG_LEVEL": "info",
-            "GOLIVE_ICE_ADDRESSES": f"127.0.0.1,{ns.root_addr}",
+            "GOLIVE_HOST": "0.0.0.0", "GOLIVE_RENDITIONS": args.ladder,
+            "GOLIVE_LOG_LEVEL": "info", "GOLIVE_ICE_ADDRESSES": f"127.0.0.1,{ns.root_addr}",
             "GOLIVE_AUDIO_BITRATE": str(args.audio_bitrate)})
-        creator = None
+        creator, studio_browser, studio = None, None, None
         try:
             await server.start()
             accounts = await register_accounts(server.url, 1 + 2 * args.rounds)
-            creator = Child("creator", [sys.executable, "-m", "bench.creator", "--url",
-                                        server.url, "--size", "640x360", "--fps", "30"],
-                            run_dir / "creator.log", rpc=True,
-                            env={**os.environ, "GOLIVE_BENCH_TOKEN": accounts[0].token})
-            await creator.start()
-            ready = await creator.next_event(60)
-            assert ready.get("event") == "ready", ready
             async with async_playwright() as pw:
+                if args.creator == "chromium":
+                    studio_browser, studio = await studio_live(pw, server.url, accounts[0])
+                else:
+                    creator = Child("creator", [sys.executable, "-m", "bench.creator", "--url",
+                                                server.url, "--size", "640x360", "--fps", "30"],
+                                    run_dir / "creator.log", rpc=True,
+                                    env={**os.environ, "GOLIVE_BENCH_TOKEN": accounts[0].token})
+                    await creator.start()
+                    ready = await creator.next_event(60)
+                    assert ready.get("event") == "ready", ready
                 for n in range(1, args.rounds + 1):
                     rounds.append(await one_round(args, n, server, ns,
                                                   accounts[2 * n - 1:2 * n + 1],
-                                                  accounts[0].username, pw, tmp))
+                                                  accounts[0].username, pw, tmp, studio))
                     (run_dir / "result.json").write_text(json.dumps(
-                        {"args": vars(args), "ladder": LADDER, "rounds": rounds}, indent=1))
+                        {"args": vars(args), "ladder": args.ladder, "rounds": rounds}, indent=1))
+                if studio_browser is not None:
+                    await studio_browser.close()
+                    studio_browser = None
         finally:
+            if studio_browser is not None:
+                await studio_browser.close()
             if creator is not None:
                 await creator.stop()
             await server.stop()
@@ -274,10 +373,16 @@ async def execute(args: argparse.Namespace) -> int:
         print(f"{role}:")
         for r in rounds:
             v = r[role]
-            print(f"  round {r['round']} (load {r['load_average']:.1f}): moves {v['server_moves']}"
+            print(f"  round {r['round']} (load {r['load_average']:.1f}, server "
+                  f"{r.get('server_cores')} cores): moves {v['server_moves']}"
                   f", picture down {v['picture_down_s']} s, up {v['picture_up_s']} s after "
-                  f"the lift; shaped {v['shaped']}; lifted {v['lifted']}; lost "
-                  f"{v['packets_lost']}, keyframes {v['keyframes']}")
+                  f"the lift; settled {v['settled']}; shaped {v['shaped']}; lifted "
+                  f"{v['lifted']}; lost {v['packets_lost']}, keyframes {v['keyframes']}")
+    for r in rounds:
+        if "creator" in r:
+            c = r["creator"]
+            print(f"creator, round {r['round']}: sent {c['heights']} at {c['fps_median']} fps "
+                  f"(median), limited by {c['limited_by']}")
     downs = [m[0][0] for r in rounds if (m := r["shaped"]["server_moves"])]
     if downs:
         print(f"shaped, server's first move: median {statistics.median(downs):.2f} s "
@@ -298,6 +403,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loss", type=float, default=0.02, help="fraction (0.02)")
     parser.add_argument("--audio-bitrate", type=int, default=32_000,
                         help="the room's Opus bit/s (32000, golive's default)")
+    parser.add_argument("--creator", choices=("synthetic", "chromium"), default="synthetic",
+                        help="synthetic: bench.creator at 640x360 on --ladder (default "
+                             f"{LADDER}); chromium: the studio page at 1280x720 from its own "
+                             "Chromium, on the server's default ladder (issue 18's Done-when)")
+    parser.add_argument("--ladder", help="GOLIVE_RENDITIONS (default: by --creator)")
     parser.add_argument("--out", default="bench-results")
     parser.add_argument("--plot", metavar="RESULT_JSON",
                         help="only draw chromium-abr.png beside an earlier run's result.json")
@@ -306,6 +416,14 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(args.plot)
         print(plot(json.loads(path.read_text()), path.parent / "chromium-abr.png"))
         return 0
+    from media.renditions import parse_ladder
+    from signaling.config import Settings
+
+    if args.ladder is None:
+        args.ladder = LADDER if args.creator == "synthetic" else Settings().renditions
+    args.top = parse_ladder(args.ladder)[0].height
+    if args.creator == "synthetic":
+        args.top = min(args.top, 360)  # the synthetic creator's own height caps the top rung
     if not (1 <= args.rounds <= 20 and 0 < args.lift_at < args.seconds <= 300):
         parser.error("--rounds 1..20, 0 < --lift-at < --seconds <= 300")
     if (reason := netns.unavailable_reason()) is not None:

@@ -92,11 +92,12 @@ def test_a_path_that_got_longer_for_good_stops_counting_as_congested():
     assert rungs[3] == 1 and rungs[-1] == 0  # down at first, back up once the floor caught up
 
 
-def test_up_only_after_eight_clean_seconds_and_one_rung_at_a_time():
+def test_up_only_after_six_clean_seconds_and_one_rung_at_a_time():
     clean = [(t, CLEAN) for t in range(0, 20)]
     rungs = run(AbrState(2), clean)
-    assert rungs[:8] == [2] * 8 and rungs[8] == 1  # good since 0 s: up at 8 s
-    assert rungs[9:16] == [1] * 7 and rungs[17] == 0  # 8 s more for the next rung
+    assert rungs[:6] == [2] * 6 and rungs[6] == 1  # good since 0 s: up at 6 s
+    # the climb holding, 4 s more for the next rung (good again from the next report, 7 s)
+    assert rungs[7:11] == [1] * 4 and rungs[11] == 0
     slight = LinkReport(loss=0.03)  # between the thresholds: neither down nor up
     assert run(AbrState(1), [(t, slight) for t in range(20)]) == [1] * 20
     tight = LinkReport(loss=0.0, estimate_bps=550_000)  # under 600k, over 85% of it
@@ -105,16 +106,40 @@ def test_up_only_after_eight_clean_seconds_and_one_rung_at_a_time():
     assert run(AbrState(0), [(t, tracking) for t in range(20)]) == [0] * 20
 
 
+def test_heavy_loss_moves_straight_to_the_rung_what_got_through_carries():
+    """No estimate from the receiver: 1.8 Mbit/s into a 300 kbit/s link loses ~83%, so
+    ~300 kbit/s got through, and 360p (600k x 1.2) does not fit it: straight to 180."""
+    cut = LinkReport(loss=0.83, rtt_s=0.05)
+    assert run(AbrState(0), [(0, cut), (1, cut), (2, cut)]) == [0, 0, 2]
+    half = LinkReport(loss=0.5, rtt_s=0.05)  # 900k got through: 360p fits
+    assert run(AbrState(0), [(0, half), (1, half), (2, half)]) == [0, 0, 1]
+    queued = LinkReport(loss=0.0, rtt_s=0.5)  # a queue filling says down, not how far
+    assert run(AbrState(0), [(0, CLEAN)] + [(t, queued) for t in (1, 2, 3)]) == [0, 0, 0, 1]
+    # the worst report of the congested span says how far: the queue filled, then dropped
+    dropping = LinkReport(loss=0.83, rtt_s=0.5)
+    assert run(AbrState(0), [(0, CLEAN), (1, queued), (2, dropping), (3, queued)]) == [0, 0, 0, 2]
+
+
+def test_a_failed_climb_step_doubles_from_the_first_steps_wait():
+    state = AbrState(2)
+    for t in range(12):
+        state = decide(state, CLEAN, t, BITRATES, CONFIG)
+    assert state.rung == 0 and state.last_up_at == 11  # 180 -> 360 at 6 s, 720 at 11 s
+    for t in (12, 13, 14):
+        state = decide(state, LOSSY, t, BITRATES, CONFIG)
+    assert state.rung == 1 and state.up_wait_s == 12  # 6 x 2, not 4 x 2
+
+
 def test_a_step_up_that_fails_doubles_the_wait_for_the_next():
     state = AbrState(1)
-    for t in range(9):
+    for t in range(7):
         state = decide(state, CLEAN, t, BITRATES, CONFIG)
-    assert state.rung == 0 and state.last_up_at == 8
-    for t in (9, 10, 11):
+    assert state.rung == 0 and state.last_up_at == 6
+    for t in (7, 8, 9):
         state = decide(state, LOSSY, t, BITRATES, CONFIG)
-    assert state.rung == 1 and state.up_wait_s == 16
-    rungs = run(state, [(t, CLEAN) for t in range(12, 30)])
-    assert rungs.index(0) == 28 - 12  # 16 s after the clean run began, not 8
+    assert state.rung == 1 and state.up_wait_s == 12
+    rungs = run(state, [(t, CLEAN) for t in range(10, 30)])
+    assert rungs.index(0) == 22 - 10  # 12 s after the clean run began, not 6
 
 
 def test_no_step_up_while_the_viewer_nacks_what_its_reports_call_clean():
@@ -123,9 +148,9 @@ def test_no_step_up_while_the_viewer_nacks_what_its_reports_call_clean():
     300 kbit/s, 2%-loss link: stepped up to 360p 8-12 s after settling, froze 2-13 s)."""
     hidden = LinkReport(loss=0.0, rtt_s=0.05, nacked=0.03)
     assert run(AbrState(1), [(t, hidden) for t in range(30)]) == [1] * 30
-    lifted = LinkReport(loss=0.0, rtt_s=0.05, nacked=0.0)  # the limit lifted: up at 8 s
+    lifted = LinkReport(loss=0.0, rtt_s=0.05, nacked=0.0)  # the limit lifted: up at 6 s
     rungs = run(AbrState(1), [(t, hidden) for t in range(5)] + [(t, lifted) for t in range(5, 20)])
-    assert rungs.index(0) == 13
+    assert rungs.index(0) == 11
     # what the viewer NACKs is not congestion: nacked alone never moves it down
     assert run(AbrState(0), [(t, hidden) for t in range(10)]) == [0] * 10
 
