@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import netns
-from bench.netns_chromium import PC_RECORDER, VIDEO_HEIGHT, inbound_video, wrapper
+from bench.netns_chromium import PC_RECORDER, VIDEO_HEIGHT, inbound_video, outbound_video, wrapper
 from bench.processes import cpu_seconds
 
 INDEX = 240  # 10.200.240.0/30: test_abr_netem 201, bench abr 210-217, the test 230
@@ -86,16 +86,6 @@ SAMPLE_S = 0.5
 STUDIO_PREVIEW = "() => document.querySelector('[data-testid=\"preview\"]').videoWidth > 0"
 STUDIO_LIVE = ("() => document.querySelector('[data-testid=\"studio-status\"]')"
                "?.textContent.trim() === 'LIVE'")
-# what the creator's Chromium sends: its outbound video (the newest peer connection first)
-OUTBOUND = """async () => {
-  for (const pc of (window.__goliveTestPcs || []).slice().reverse()) {
-    const stats = await pc.getStats();
-    for (const s of stats.values()) if (s.type === 'outbound-rtp' && s.kind === 'video')
-      return {frameHeight: s.frameHeight || 0, framesPerSecond: s.framesPerSecond || 0,
-              qualityLimitationReason: s.qualityLimitationReason};
-  }
-  return null;
-}"""
 CREATOR_WARM_UP_S = 60  # its uplink estimate climbs to 720p in 11-17 s on this host
 _MOVE = re.compile(r"viewer (\S+) moves to (\S+) \(")
 
@@ -231,7 +221,7 @@ async def one_round(args: argparse.Namespace, number: int, server: Any, ns: netn
                 samples[role].append({"t": round(t, 2), "height": await page.evaluate(VIDEO_HEIGHT),
                                       "stats": await inbound_video(page)})
             if studio is not None:
-                sent.append({"t": round(t, 2), **(await studio.evaluate(OUTBOUND) or {})})
+                sent.append({"t": round(t, 2), **(await outbound_video(studio) or {})})
             print(f"\rround {number} t={t:4.1f} " + " ".join(
                 f"{r} {s[-1]['height']}p {s[-1]['stats']['framesDecoded']}f "
                 f"fz{s[-1]['stats']['freezeCount']}" for r, s in samples.items()),
@@ -312,7 +302,7 @@ async def studio_live(pw: Any, base_url: str, account: Any) -> tuple[Any, Any]:
         await page.wait_for_function(STUDIO_LIVE, timeout=30_000)
         deadline = time.monotonic() + CREATOR_WARM_UP_S
         while time.monotonic() < deadline:
-            sent = await page.evaluate(OUTBOUND)
+            sent = await outbound_video(page)
             if sent and sent["frameHeight"] >= 720:
                 break
             await asyncio.sleep(1)

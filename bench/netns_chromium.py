@@ -10,8 +10,8 @@ root-side address of the pair (10.200.<n>.1), so the server listens on 0.0.0.0 a
 gathers ICE candidates on that address too (GOLIVE_HOST, GOLIVE_ICE_ADDRESSES).
 
 `PC_RECORDER` (an init script) keeps every RTCPeerConnection a page makes in
-`window.__goliveTestPcs`, so `inbound_video()` can read getStats() without any hook in
-the pages themselves.
+`window.__goliveTestPcs`, so `inbound_video()` and `outbound_video()` can read getStats()
+without any hook in the pages themselves.
 """
 
 from __future__ import annotations
@@ -55,6 +55,17 @@ INBOUND_VIDEO = """async () => {
   return null;
 }"""
 
+# What a creator's page sends: the outbound video of the newest connection that has one.
+OUTBOUND_VIDEO = """async () => {
+  for (const pc of (window.__goliveTestPcs || []).slice().reverse()) {
+    const stats = await pc.getStats();
+    for (const s of stats.values()) if (s.type === 'outbound-rtp' && s.kind === 'video')
+      return {frameHeight: s.frameHeight || 0, framesPerSecond: s.framesPerSecond || 0,
+              qualityLimitationReason: s.qualityLimitationReason};
+  }
+  return null;
+}"""
+
 VIDEO_HEIGHT = "() => document.querySelector('[data-testid=live-video]').videoHeight"
 
 
@@ -74,4 +85,11 @@ async def inbound_video(page: Any) -> dict[str, Any] | None:
     freezeCount, totalFreezesDuration, packetsLost...), None before it receives video.
     The page must have been opened with PC_RECORDER as an init script."""
     result: dict[str, Any] | None = await page.evaluate(INBOUND_VIDEO)
+    return result
+
+
+async def outbound_video(page: Any) -> dict[str, Any] | None:
+    """What the page sends (frameHeight, framesPerSecond, qualityLimitationReason), None
+    before it sends video. The page must have been opened with PC_RECORDER."""
+    result: dict[str, Any] | None = await page.evaluate(OUTBOUND_VIDEO)
     return result

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from bench.netns_chromium import PC_RECORDER, inbound_video
+from bench.netns_chromium import PC_RECORDER, inbound_video, outbound_video
 from tests.browser import chromium, chromium_path, open_page  # noqa: F401 (fixtures)
 from tests.support.pages import person, studio_go_live, wait_playing
 
@@ -32,15 +32,6 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(os.environ.get("GOLIVE_LADDER_PROBE") != "1",
                                  reason="a measurement, by hand: GOLIVE_LADDER_PROBE=1")]
 
-OUTBOUND = """async () => {
-  for (const pc of (window.__goliveTestPcs || []).slice().reverse()) {
-    const stats = await pc.getStats();
-    for (const s of stats.values()) if (s.type === 'outbound-rtp' && s.kind === 'video')
-      return {frameHeight: s.frameHeight || 0, framesPerSecond: s.framesPerSecond || 0,
-              qualityLimitationReason: s.qualityLimitationReason};
-  }
-  return null;
-}"""
 WARM_UP_S = 60  # Chromium's uplink estimate climbs to 720p in 11-17 s here
 SECONDS = 20
 
@@ -67,7 +58,7 @@ async def test_a_720p_creator_an_auto_viewer_and_a_180p_viewer(chromium, live_se
         await low.get_by_test_id("live-quality").select_option("180")
         warm = time.monotonic()
         while time.monotonic() - warm < WARM_UP_S:
-            sent = await studio.evaluate(OUTBOUND)
+            sent = await outbound_video(studio)
             if sent and sent["frameHeight"] >= 720:
                 break
             await asyncio.sleep(1)
@@ -78,7 +69,7 @@ async def test_a_720p_creator_an_auto_viewer_and_a_180p_viewer(chromium, live_se
         while time.monotonic() - started < SECONDS:
             await asyncio.sleep(1)
             samples.append({"auto": await inbound_video(auto), "low": await inbound_video(low),
-                            "creator": await studio.evaluate(OUTBOUND)})
+                            "creator": await outbound_video(studio)})
         wall = time.monotonic() - started
         out: dict = {"warm_up_s": round(started - warm, 1), "seconds": round(wall, 1),
                      "server_cores": round((cpu_s(pid) - cpu) / wall, 3),
