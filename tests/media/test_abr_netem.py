@@ -7,7 +7,7 @@ the issue's 720/360/180 from 1280x720: a synthetic 720p creator plus three encod
 does not keep up on this 2-core machine with the rest of the suite beside it. The
 shape of the test is the same: the thin link (300 kbit/s, 2% loss) cannot carry the
 top rung and can carry the next. The ABR rule runs with its default clocks (2 s to go
-down, 8 s clean to go up: media/abr.py).
+down, 6 s clean to go up: media/abr.py).
 """
 
 from __future__ import annotations
