@@ -362,3 +362,28 @@ def test_a_namespace_named_outside_the_prefix_is_out_of_clean_stales_reach():
             "10.200.231.2/30") == 1
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "glchrome-231" not in listed
+
+
+def _chromium_samples(heights: list[tuple[float, int]], fps: float = 30.0,
+                      frozen: dict[float, float] | None = None) -> list[dict]:
+    """getStats-like samples every 0.5 s: frames at `fps`, the picture's height from the
+    (from_t, height) steps, totalFreezesDuration growing by `frozen` at the given times."""
+    samples, total = [], 0.0
+    for i in range(81):  # 40 s
+        t = i / 2
+        height = [h for at, h in heights if at <= t][-1]
+        total += (frozen or {}).get(t, 0.0)
+        samples.append({"t": t, "height": height, "stats": {
+            "framesDecoded": int(t * fps), "freezeCount": 0, "totalFreezesDuration": total,
+            "packetsLost": 0, "keyFramesDecoded": 0}})
+    return samples
+
+
+def test_a_chromium_viewers_settled_span_runs_from_8_s_to_the_lift_at_any_top():
+    from bench.chromium_abr import summarize
+
+    samples = _chromium_samples([(0, 720), (4.5, 180), (31.5, 720)], frozen={2.0: 3.0, 9.0: 0.3})
+    figures = summarize(samples, lift_at=20.0, end=40.0, top=720)
+    assert figures["picture_down_s"] == 4.5 and figures["picture_up_s"] == 11.5
+    # the freeze at the drop (2 s) is before the settled span, the 0.3 s one in it
+    assert figures["settled"] == {"fps": 30.0, "freezes": 0, "frozen_s": 0.3, "heights": [180]}
