@@ -522,7 +522,7 @@ async def test_an_edge_viewer_moved_by_its_link_switches_at_a_keyframe_through_t
     top; the origin stops encoding the lower rendition when the edge let go of it."""
     from media.abr import AbrConfig
     from media.renditions import parse_ladder
-    from tests.support.lossy import DroppingInbound
+    from tests.support.lossy import wrap_viewer_srtp
 
     origin = harness.room("origin", renditions=parse_ladder("720:1800,360:600,180:200"))
     await harness.publish(origin, width=640, height=360)
@@ -539,10 +539,7 @@ async def test_an_edge_viewer_moved_by_its_link_switches_at_a_keyframe_through_t
         assert edge.ladder == origin.ladder
         viewer = await harness.join(edge, "v")
         await poll(lambda: viewer.video_frames >= 5, timeout=15, what="video at the edge")
-        dtls = viewer.pc.getTransceivers()[0].receiver.transport
-        session = await poll(lambda: aiortc_private.srtp_inbound(dtls), what="its SRTP")
-        lossy = DroppingInbound(session, viewer.video_ssrc())
-        aiortc_private.set_srtp_inbound(dtls, lossy)
+        lossy = await wrap_viewer_srtp(viewer)
         await poll(lambda: edge.viewer_quality("v")["rendition"] != "720", timeout=15,
                    what="a step down at the edge")
         lower = next(i for i, rung in enumerate(edge.ladder)
