@@ -10,19 +10,19 @@ import functools
 from typing import Any
 
 import pytest
-import socketio
 from redis.asyncio import Redis
 
 from media.ice_restart import IceRestart, read_ice, with_ice
 from signaling.app import create_app
 from signaling.appkeys import LIVES
 from tests.support.paths import cut
-from tests.support.peers import SocketPeer, go_live, open_tab
+from tests.support.peers import SocketPeer, anonymous_tab, go_live, open_tab
 from tests.support.poll import poll
 from tests.support.resume import Recorder, drop
 from tests.support.viewer import DecodingViewer, decoded_size
 
 peer = functools.partial(open_tab, peer=Recorder)
+visitor = functools.partial(anonymous_tab, peer=Recorder)  # a signed-out tab
 
 
 @pytest.fixture
@@ -35,15 +35,6 @@ async def app_client(aiohttp_client: Any, settings: Any, redis: Redis) -> Any:
 async def short_hold_client(aiohttp_client: Any, settings: Any, redis: Redis) -> Any:
     settings.viewer_resume_grace = 0.5
     return await aiohttp_client(create_app(settings))
-
-
-async def visitor(client: Any, closers: list[Any]) -> Recorder:
-    """A signed-out tab: an anonymous socket."""
-    sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
-    await sio.connect(str(client.make_url("/")), auth={"anonymous": True},
-                      transports=["websocket"], wait_timeout=5)
-    closers.append(sio)
-    return Recorder(sio, None)  # type: ignore[arg-type]
 
 
 async def watch(tab: SocketPeer, creator_id: str, live_id: str, closers: list[Any],
