@@ -7,7 +7,7 @@ The rules themselves: tests/test_viewer_resume_rules.py."""
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from redis.asyncio import Redis
@@ -49,6 +49,28 @@ async def watch(tab: SocketPeer, creator_id: str, live_id: str, closers: list[An
     return ack, viewer
 
 
+class Watching(NamedTuple):
+    ann: Recorder
+    live_id: str
+    bob: Recorder
+    ack: dict[str, Any]  # bob's room:join
+    viewer: DecodingViewer
+
+
+async def ann_live_bob_watching(client: Any, closers: list[Any], *,
+                                size: tuple[int, int] = (320, 180),
+                                quality: str = "auto") -> Watching:
+    """Ann LIVE (a synthetic creator of `size`) and Bob watching at `quality`, decoding;
+    Ann's room:state pushes say one viewer."""
+    ann = await peer(client, "ann", closers)
+    live_id = (await go_live(ann, closers, size=size)).live_id
+    bob = await peer(client, "bob", closers)
+    ack, viewer = await watch(bob, ann.user.id, live_id, closers, quality=quality)
+    await poll(lambda: [p["viewers"] for p in ann.got("room:state")] == [1],
+               what="the creator told of one viewer")
+    return Watching(ann, live_id, bob, ack, viewer)
+
+
 async def restart_ice(tab: SocketPeer, viewer: DecodingViewer, live_id: str) -> None:
     """The page's ICE restart over `tab`'s socket (what the watch page does after a resume)."""
     restart = await tab.call("rtc:restart", {"live_id": live_id})
@@ -61,15 +83,11 @@ async def restart_ice(tab: SocketPeer, viewer: DecodingViewer, live_id: str) -> 
 
 async def test_a_viewer_resumes_on_a_new_socket_with_the_same_peer_connection(
         app_client: Any, closers: list[Any]) -> None:
-    ann = await peer(app_client, "ann", closers)
-    live_id = (await go_live(ann, closers, size=(640, 360))).live_id
-    bob = await peer(app_client, "bob", closers)
-    ack, viewer = await watch(bob, ann.user.id, live_id, closers, quality="180")
+    ann, live_id, bob, ack, viewer = await ann_live_bob_watching(
+        app_client, closers, size=(640, 360), quality="180")
     token = ack["resume_token"]
     assert isinstance(token, str) and len(token) >= 32
     await poll(lambda: decoded_size(viewer) == (320, 180), timeout=10, what="bob at 180p")
-    await poll(lambda: [p["viewers"] for p in ann.got("room:state")] == [1],
-               what="the creator told of one viewer")
     pc = viewer.pc
 
     old_sid = await drop(app_client, bob)
@@ -124,10 +142,7 @@ async def test_a_viewer_resumes_on_a_new_socket_with_the_same_peer_connection(
 
 async def test_resume_token_misuse_is_refused_with_clear_codes(app_client: Any,
                                                               closers: list[Any]) -> None:
-    ann = await peer(app_client, "ann", closers)
-    live_id = (await go_live(ann, closers)).live_id
-    bob = await peer(app_client, "bob", closers)
-    ack, _ = await watch(bob, ann.user.id, live_id, closers)
+    ann, live_id, bob, ack, _ = await ann_live_bob_watching(app_client, closers)
     token = ack["resume_token"]
     cat = await peer(app_client, "cat", closers)
 
@@ -185,12 +200,7 @@ async def test_resume_token_misuse_is_refused_with_clear_codes(app_client: Any,
 async def test_an_unclaimed_hold_expires_and_ends_the_media(short_hold_client: Any,
                                                            closers: list[Any]) -> None:
     client = short_hold_client
-    ann = await peer(client, "ann", closers)
-    live_id = (await go_live(ann, closers)).live_id
-    bob = await peer(client, "bob", closers)
-    ack, _ = await watch(bob, ann.user.id, live_id, closers)
-    await poll(lambda: [p["viewers"] for p in ann.got("room:state")] == [1],
-               what="the creator told of one viewer")
+    ann, live_id, bob, ack, _ = await ann_live_bob_watching(client, closers)
     await drop(client, bob)
     lives = client.app[LIVES]
     media = lives.hosted[ann.user.id].media
@@ -210,12 +220,7 @@ async def test_a_page_back_before_the_server_saw_its_socket_go_takes_its_join(
     """A lost network is seen by the server only at the old socket's ping timeout (20 s
     and more): the page's new socket, back long before, takes the join from the socket
     the server still thinks open, whose later close then changes nothing."""
-    ann = await peer(app_client, "ann", closers)
-    live_id = (await go_live(ann, closers)).live_id
-    bob = await peer(app_client, "bob", closers)
-    ack, viewer = await watch(bob, ann.user.id, live_id, closers)
-    await poll(lambda: [p["viewers"] for p in ann.got("room:state")] == [1],
-               what="the creator told of one viewer")
+    ann, live_id, bob, ack, viewer = await ann_live_bob_watching(app_client, closers)
     pc = viewer.pc
     cut(viewer.pc)
     back = await open_tab(app_client, bob.user, closers, peer=Recorder)
