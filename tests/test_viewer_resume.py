@@ -12,13 +12,12 @@ from typing import Any, NamedTuple
 import pytest
 from redis.asyncio import Redis
 
-from media.ice_restart import IceRestart, read_ice, with_ice
 from signaling.app import create_app
 from signaling.appkeys import LIVES
 from tests.support.paths import cut
 from tests.support.peers import SocketPeer, anonymous_tab, go_live, open_tab
 from tests.support.poll import poll
-from tests.support.resume import Recorder, drop
+from tests.support.resume import Recorder, drop, restart_ice
 from tests.support.viewer import DecodingViewer, decoded_size
 
 peer = functools.partial(open_tab, peer=Recorder)
@@ -69,16 +68,6 @@ async def ann_live_bob_watching(client: Any, closers: list[Any], *,
     await poll(lambda: [p["viewers"] for p in ann.got("room:state")] == [1],
                what="the creator told of one viewer")
     return Watching(ann, live_id, bob, ack, viewer)
-
-
-async def restart_ice(tab: SocketPeer, viewer: DecodingViewer, live_id: str) -> None:
-    """The page's ICE restart over `tab`'s socket (what the watch page does after a resume)."""
-    restart = await tab.call("rtc:restart", {"live_id": live_id})
-    assert restart["ok"], restart
-    ice = IceRestart(viewer.pc.getTransceivers()[0].receiver.transport)
-    answer = with_ice(viewer.pc.localDescription.sdp, await ice.gather())
-    assert (await tab.call("rtc:answer", {"live_id": live_id, "sdp": answer}))["ok"]
-    await ice.connect(read_ice(restart["offer"]))
 
 
 async def test_a_viewer_resumes_on_a_new_socket_with_the_same_peer_connection(
