@@ -207,11 +207,8 @@ class AbrViewer:
             await self.child.close()
         finally:
             if self.sio is not None:
-                with contextlib.suppress(Exception):
-                    if self.sio.connected and self.live_id:
-                        await self.sio.call("room:leave", {"live_id": self.live_id}, timeout=5)
-                with contextlib.suppress(Exception):
-                    await self.sio.disconnect()
+                from golive.client import close_socket
+                await close_socket(self.sio, self.live_id)
 
     def kill_now(self) -> None:
         pid = self.child.pid

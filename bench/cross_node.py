@@ -26,7 +26,7 @@ import socketio
 
 from bench.creator import start_live
 from bench.target import nodes_on_one_redis, register_accounts
-from golive.client import bare_socket
+from golive.client import bare_socket, close_socket
 from media.synthetic import HeadlessCreator
 
 NODES = ("node-a", "node-b")
@@ -86,6 +86,7 @@ async def measure(url_a: str, url_b: str, rounds: int, timeout: float) -> dict[s
         sio.on("dm:message", on_dm)
         sio.on("chat:messages", on_chat)
     result: dict[str, Any] = {"rounds": rounds, "senders": SENDERS}
+    live_id: str | None = None
     try:
         live_id = (await start_live(owner, creator, "bench", timeout=20))["live_id"]
         for sio in (here, there, *senders):
@@ -115,9 +116,10 @@ async def measure(url_a: str, url_b: str, rounds: int, timeout: float) -> dict[s
             result[kind] = {"same_node": quantiles(lat["here"]),
                             "cross_node": quantiles(lat["there"])}
     finally:
-        for sio in (owner, here, there, *senders):
-            with contextlib.suppress(Exception):
-                await sio.disconnect()
+        for sio in (here, there, *senders):
+            await close_socket(sio, live_id)
+        with contextlib.suppress(Exception):
+            await owner.disconnect()
         await creator.close()
     return result
 

@@ -44,7 +44,7 @@ from bench.decoding_viewer import DecodingViewer
 from bench.target import LocalServer, register_accounts
 from engine.catalog import load_catalog
 from engine.gift_room import COMBO_WINDOW_S, GiftMoment
-from golive.client import bare_socket
+from golive.client import bare_socket, close_socket
 from media.ice import restrict_host_addresses
 from media.overlay import Overlay, Rect, draw_overlays, overlay_layout
 from media.synthetic import HeadlessCreator, parse_size
@@ -125,6 +125,7 @@ class Viewer:
         self.peer = DecodingViewer(on_video=self._on_frame)
         self.probe: Probe | None = None
         self.flowing = asyncio.Event()  # 10 frames decoded
+        self.live_id: str | None = None
 
     @property
     def last(self) -> VideoFrame | None:
@@ -137,8 +138,9 @@ class Viewer:
         ack = await self.sio.call("room:join", {"user_id": creator_id}, timeout=30)
         if not ack.get("ok"):
             raise RuntimeError(f"room:join refused: {ack['error']}")
+        self.live_id = ack["live"]["live_id"]
         answer = await self.peer.answer(ack["offer"])
-        answered = await self.sio.call("rtc:answer", {"live_id": ack["live"]["live_id"],
+        answered = await self.sio.call("rtc:answer", {"live_id": self.live_id,
                                                       "sdp": answer}, timeout=30)
         if not answered.get("ok"):
             raise RuntimeError(f"rtc:answer refused: {answered['error']}")
@@ -162,8 +164,7 @@ class Viewer:
 
     async def close(self) -> None:
         await self.peer.close()
-        with contextlib.suppress(Exception):
-            await self.sio.disconnect()
+        await close_socket(self.sio, self.live_id)
 
 
 async def buy_coins(url: str, token: str) -> int:

@@ -173,17 +173,9 @@ class _Before:
 
 
 def _pattern(frames: int, width: int = 1280, height: int = 720) -> list[Any]:
-    from media.encoder import VIDEO_TIME_BASE
-    from media.synthetic import SyntheticVideoTrack
+    from media.synthetic import pattern_frames
 
-    async def make() -> list[Any]:  # the track wants a running loop
-        track = SyntheticVideoTrack(width, height)
-        return [track.make_frame(n) for n in range(frames)]
-
-    source = asyncio.run(make())
-    for n, frame in enumerate(source):
-        frame.pts, frame.time_base = n * 3000, VIDEO_TIME_BASE
-    return source
+    return pattern_frames(width, height, frames)
 
 
 def _summary(values: list[float], digits: int = 2) -> dict[str, float]:

@@ -305,10 +305,11 @@ class SoakLoad:
         return client
 
     async def leave(self, client: Any) -> None:
-        if self.rng.random() < 0.5 and client.live_id:  # half leave the room first
-            with contextlib.suppress(Exception):
-                await client.sio.call("room:leave", {"live_id": client.live_id},
-                                      timeout=CALL_TIMEOUT_S)
+        # Half leave the room first; the other half only disconnect, which the server
+        # reads as a lost network and holds for a resume (the settle waits for the holds).
+        if self.rng.random() < 0.5:
+            from golive.client import leave_lives
+            await leave_lives(client.sio, [client.live_id], timeout=CALL_TIMEOUT_S)
         await client.close()
         self.leaves += 1
 

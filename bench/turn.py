@@ -29,7 +29,7 @@ from bench.coturn import TURNSERVER, start_coturn, stop_coturn
 from bench.creator import start_live
 from bench.decoding_viewer import DecodingViewer
 from bench.target import LocalServer, register_accounts
-from golive.client import bare_socket
+from golive.client import bare_socket, close_socket
 from media.ice import IceServer, restrict_host_addresses
 from media.synthetic import HeadlessCreator
 
@@ -47,18 +47,19 @@ async def first_frame(url: str, token: str, creator_id: str, relay: bool) -> flo
     room:join to that frame."""
     sio = await _tab(url, token)
     viewer: DecodingViewer | None = None
+    live_id: str | None = None
     try:
         started = time.monotonic()
         ack = await sio.call("room:join", {"user_id": creator_id}, timeout=20)
         if not ack.get("ok"):
             raise RuntimeError(f"room:join refused: {ack}")
+        live_id = ack["live"]["live_id"]
         servers = [IceServer(s["urls"], s.get("username"), s.get("credential"))
                    for s in ack["ice_servers"]] if relay else []
         viewer = DecodingViewer("relay" if relay else "direct", ice_servers=servers,
                                 relay_only=relay)
         answer = await viewer.answer(ack["offer"])
-        await sio.call("rtc:answer", {"live_id": ack["live"]["live_id"], "sdp": answer},
-                       timeout=20)
+        await sio.call("rtc:answer", {"live_id": live_id, "sdp": answer}, timeout=20)
         deadline = started + FIRST_FRAME_TIMEOUT_S
         while viewer.first_video_at is None:
             if time.monotonic() > deadline:
@@ -68,7 +69,7 @@ async def first_frame(url: str, token: str, creator_id: str, relay: bool) -> flo
     finally:
         if viewer is not None:
             await viewer.close()
-        await sio.disconnect()
+        await close_socket(sio, live_id)
 
 
 async def run(rounds: int, transport: str) -> dict[str, Any]:

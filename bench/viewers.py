@@ -45,7 +45,7 @@ from bench.rtp_counting import (
     count_only,
     rtp_timestamp_of,
 )
-from golive.client import bare_socket
+from golive.client import bare_socket, close_socket
 from media import aiortc_private
 from media.ice import is_loopback_url, restrict_host_addresses, rtc_configuration
 
@@ -219,11 +219,11 @@ class BenchViewer:
         return [(d - fastest) * 1000 for d in delays]
 
     async def close(self) -> None:
-        """Leave: disconnect the socket (the server drops our pc), close ours. Idempotent."""
+        """Leave: room:leave, then disconnect the socket (the server drops our pc and our
+        place in the count at once, golive.client.close_socket), close ours. Idempotent."""
         if self.state in ("joining", "watching"):
             self.state = "left"
-        with contextlib.suppress(Exception):
-            await self.sio.disconnect()
+        await close_socket(self.sio, self.live_id)
         if self.pc is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):

@@ -30,7 +30,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import date
 from typing import Any, Protocol
 
@@ -189,6 +189,27 @@ def bare_socket(http_session: aiohttp.ClientSession | None = None) -> socketio.A
     not kill. GoliveClient's socket and the bench's tabs are made here."""
     return socketio.AsyncClient(serializer="msgpack", reconnection=False,
                                 handle_sigint=False, http_session=http_session)
+
+
+async def leave_lives(sio: socketio.AsyncClient, live_ids: Iterable[str | None],
+                      timeout: float = LEAVE_TIMEOUT_S) -> None:
+    """`room:leave` each live (None or "": never joined, skipped) while the socket is up,
+    before it is disconnected: python-socketio closes the websocket before its goodbye goes
+    out, so the server reads a lost network and holds a joined viewer for its resume
+    (GOLIVE_VIEWER_RESUME_GRACE, 10 s), counted all that time. Refusals and timeouts are
+    ignored: the disconnect comes next anyway."""
+    for live_id in live_ids:
+        if not live_id or not sio.connected:
+            continue
+        with contextlib.suppress(Exception):
+            await sio.call("room:leave", {"live_id": live_id}, timeout=timeout)
+
+
+async def close_socket(sio: socketio.AsyncClient, *live_ids: str | None) -> None:
+    """Leave `live_ids` (leave_lives), then disconnect, quietly: how a bare socket that
+    joined lives ends (the bench's viewers), so that the server counts it gone at once."""
+    await leave_lives(sio, live_ids)
+    await _quietly(sio.disconnect())
 
 
 def socket_ack(sio: socketio.AsyncClient) -> Ack:
@@ -364,12 +385,9 @@ class GoliveClient:
     async def close(self) -> None:
         """Stop reconnecting, close the socket and the HTTP session, end every push
         iterator. Safe twice."""
-        # Leave first, while connected: python-socketio closes the websocket before its
-        # goodbye goes out, so the server reads a lost network and holds a joined viewer
-        # for its resume (GOLIVE_VIEWER_RESUME_GRACE, 10 s), counted all that time.
-        for room in list(self._rooms.values()) if self.connected else []:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(room.leave(), LEAVE_TIMEOUT_S)
+        if self.sio is not None and self.connected:
+            await leave_lives(self.sio, [room.live.live_id for room in self._rooms.values()
+                                         if room.live is not None])
         self._closing = True
         self._lost.set()
         keeper, self._keeper = self._keeper, None
@@ -733,5 +751,5 @@ async def _quietly(aw: Awaitable[Any], timeout: float = 5.0) -> None:
 
 
 __all__ = ["Balances", "GoliveClient", "LiveChat", "Media", "Purchase", "PushStream",
-           "Receipt", "Session", "is_retryable", "new_id", "resend_until_answered",
-           "socket_ack", "start_live"]
+           "Receipt", "Session", "close_socket", "is_retryable", "leave_lives", "new_id",
+           "resend_until_answered", "socket_ack", "start_live"]

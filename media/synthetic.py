@@ -89,6 +89,13 @@ class SyntheticVideoTrack(MediaStreamTrack):
         return self.make_frame(await self._pacer.next())
 
 
+def pattern_frames(width: int, height: int, count: int, fps: float = 30.0) -> list[VideoFrame]:
+    """The synthetic pattern's first `count` frames at once (for encoding offline): frame n
+    has pts n * 90000 / fps on the 1/90000 clock (n * 3000 at 30 fps)."""
+    track = SyntheticVideoTrack(width, height, fps)
+    return [track.make_frame(n) for n in range(count)]
+
+
 class ToneAudioTrack(MediaStreamTrack):
     """A sine tone, mono s16 at 48 kHz in 20 ms frames."""
 

@@ -726,6 +726,8 @@ class LiveRooms(Feature):
         return {"live": hosted.live.as_dict(), "answer": answer}
 
     async def answer(self, conn: Connection, live_id: str, sdp: str) -> dict[str, Any]:
+        """A viewer's SDP answer to its join's or ICE restart's offer (in the hosted room or
+        the edge room): media that fails on it (bar a conflict) forgets the viewer's peer."""
         hosted = self._by_live.get(live_id)
         room = self.remote.get(live_id)
         if hosted is not None and conn.sid in hosted.viewers:
@@ -965,26 +967,15 @@ class LiveRooms(Feature):
         async def room_join(ctx: EventContext, p: RoomJoin) -> dict[str, Any]:
             return await self.join(ctx.conn, p.user_id, media=p.media, quality=p.quality)
 
-        @gateway.event("room:quality", RoomQuality)
-        async def room_quality(ctx: EventContext, p: RoomQuality) -> dict[str, Any]:
-            return await self.set_quality(ctx.conn, p.live_id, p.quality)
-
-        @gateway.event("rtc:answer", RtcAnswer)
-        async def rtc_answer(ctx: EventContext, p: RtcAnswer) -> dict[str, Any]:
-            return await self.answer(ctx.conn, p.live_id, p.sdp)
-
-        @gateway.event("rtc:restart", RtcRestart)
-        async def rtc_restart(ctx: EventContext, p: RtcRestart) -> dict[str, Any]:
-            return await self.restart_viewer(ctx.conn, p.live_id)
-
-        @gateway.event("room:resume", RoomResume)
-        async def room_resume(ctx: EventContext, p: RoomResume) -> dict[str, Any]:
-            """A viewer's new socket takes back the media its dropped socket held."""
-            return await self.resume(ctx.conn, p.live_id, p.token)
-
-        @gateway.event("live:restart", LiveRestart)
-        async def live_restart(ctx: EventContext, p: LiveRestart) -> dict[str, Any]:
-            return await self.restart_publisher(ctx.conn, p.offer)
+        # The events whose handler only hands the caller's socket and the payload's fields
+        # to one method (its docstring says what the event does).
+        for name, schema, method, fields in (
+                ("room:quality", RoomQuality, self.set_quality, ("live_id", "quality")),
+                ("rtc:answer", RtcAnswer, self.answer, ("live_id", "sdp")),
+                ("rtc:restart", RtcRestart, self.restart_viewer, ("live_id",)),
+                ("room:resume", RoomResume, self.resume, ("live_id", "token")),
+                ("live:restart", LiveRestart, self.restart_publisher, ("offer",))):
+            gateway.event(name, schema)(_with_socket(method, fields))
 
         @gateway.event("room:leave", RoomLeave)
         async def room_leave(ctx: EventContext, p: RoomLeave) -> dict[str, Any]:
@@ -1014,6 +1005,14 @@ class LiveRooms(Feature):
 
         gateway.disconnect_listeners.append(self.on_disconnect)
 
+
+
+def _with_socket(method: Callable[..., Awaitable[dict[str, Any]]], fields: tuple[str, ...]
+                 ) -> Callable[[EventContext, Any], Awaitable[dict[str, Any]]]:
+    """An event handler that answers `method(caller's connection, *the payload's fields)`."""
+    async def handler(ctx: EventContext, payload: Any) -> dict[str, Any]:
+        return await method(ctx.conn, *(getattr(payload, name) for name in fields))
+    return handler
 
 
 def _answered(ack: dict[str, Any], client_offer: str | None) -> dict[str, Any]:

@@ -8,7 +8,6 @@ import functools
 from typing import Any
 
 import pytest
-import socketio
 from redis.asyncio import Redis
 
 from engine import keys
@@ -18,7 +17,7 @@ from engine.lives import Live, check_may_watch
 from media.synthetic import HeadlessCreator
 from signaling.app import create_app
 from signaling.appkeys import GATEWAY
-from tests.support.peers import SocketPeer, User, go_live, open_tab, refusal
+from tests.support.peers import SocketPeer, anonymous_tab, go_live, open_tab, refusal
 from tests.support.poll import poll
 from tests.support.viewer import DecodingViewer
 
@@ -28,6 +27,7 @@ class Peer(SocketPeer):
 
 
 peer = functools.partial(open_tab, peer=Peer)
+anonymous = functools.partial(anonymous_tab, peer=Peer)  # a signed-out tab
 
 
 @pytest.fixture
@@ -35,15 +35,6 @@ async def app_client(aiohttp_client: Any, settings: Any, redis: Redis) -> Any:
     settings.anonymous_per_address = 3
     settings.anonymous_event_burst = 100
     return await aiohttp_client(create_app(settings))
-
-
-async def anonymous(client: Any, closers: list[Any]) -> Peer:
-    """A signed-out tab: a socket that asks the server for an anonymous identity."""
-    sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
-    await sio.connect(str(client.make_url("/")), auth={"anonymous": True},
-                      transports=["websocket"], wait_timeout=5)
-    closers.append(sio)
-    return Peer(sio, User("", "", ""))
 
 
 def texts(history: dict[str, Any]) -> list[str]:

@@ -135,9 +135,7 @@ async def build_world(client: Any, closers: list[Any], redis: Redis) -> World:
     peers = {who: await tab(who) for who in ("viewer", "banned", "blocked", "minor", "creator",
                                              "other_creator", "troll", "friend",
                                              "blocked_http")}
-    anonymous = socketio.AsyncClient(serializer="msgpack", reconnection=False)
-    await anonymous.connect(str(client.make_url("/")), auth={"anonymous": True},
-                            transports=["websocket"], wait_timeout=5)
+    anonymous = await sio_connect(client, None, anonymous=True)
     closers.append(anonymous)
     creator = users["creator"]
     live_id = on_air.live_id
@@ -309,9 +307,7 @@ async def test_a_socket_whose_session_ended_elsewhere_is_closed(client: Any,
     gone, kept = await register(client, "gone"), await register(client, "kept")
     gone_tab, kept_tab = await sio_connect(client, gone.token), await sio_connect(client,
                                                                                  kept.token)
-    anonymous = socketio.AsyncClient(serializer="msgpack", reconnection=False)
-    await anonymous.connect(str(client.make_url("/")), auth={"anonymous": True},
-                            transports=["websocket"], wait_timeout=5)
+    anonymous = await sio_connect(client, None, anonymous=True)
     closers.extend([gone_tab, kept_tab, anonymous])
     session_id = jwt.decode(gone.token, options={"verify_signature": False})["sid"]
     await client.app[SERVICES].sessions.revoke(session_id)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import chromium, chromium_path, open_page  # noqa: F401 (fixtures)
-from tests.support.pages import PATH, RECORD_PEERS, person, studio_go_live, wait_playing
+from tests.browser import chromium, chromium_path  # noqa: F401 (fixtures)
+from tests.support.pages import PATH, alice_live_bob_watching, wait_playing
 from tests.support.poll import poll
 
 pytestmark = pytest.mark.browser
@@ -30,15 +30,8 @@ async def restarted(page, before: dict) -> bool:
 
 async def test_viewer_and_studio_restart_ice_on_a_network_change(
         chromium, live_server) -> None:  # noqa: F811
-    async with (open_page(chromium, live_server.url) as studio,
-                open_page(chromium, live_server.url) as viewer):
-        for page in (studio, viewer):
-            await page.add_init_script(RECORD_PEERS)
-        await person(studio, "alice")
-        await person(viewer, "bob")
-        await studio_go_live(studio, "Moving networks")
-        await viewer.goto("/@alice")
-        await wait_playing(viewer)
+    async with alice_live_bob_watching(chromium, live_server.url, "Moving networks") as (
+            studio, viewer):
         watching = studio.get_by_test_id("studio-viewers")
         await poll(lambda: watching.text_content(), what="the studio's viewer count")
         await poll(lambda: _is(watching, "1"), what="the studio counting bob")

@@ -6,15 +6,10 @@ count never moving."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
-
 import pytest
-from playwright.async_api import Page
 
-from tests.browser import chromium, chromium_path, open_page  # noqa: F401 (fixtures)
-from tests.support.pages import PATH, RECORD_PEERS, person, studio_go_live, wait_playing
+from tests.browser import chromium, chromium_path  # noqa: F401 (fixtures)
+from tests.support.pages import PATH, RECORD_PEERS, alice_live_bob_watching, wait_playing
 from tests.support.poll import poll
 
 pytestmark = pytest.mark.browser
@@ -65,25 +60,14 @@ SOCKET_ID = "() => { const s = window.__sockets[window.__sockets.length - 1]; " 
             "return s.connected ? s.id : null; }"
 
 
-@contextlib.asynccontextmanager
-async def alice_live_bob_watching(browser: Any, url: str) -> AsyncIterator[tuple[Page, Page]]:
-    """Alice's studio LIVE and Bob's watch page playing it, both recording their peer
-    connections and sockets."""
-    async with open_page(browser, url) as studio, open_page(browser, url) as viewer:
-        for page in (studio, viewer):
-            await page.add_init_script(RECORD_PEERS)
-            await page.add_init_script(RECORD_SOCKETS)
-        await person(studio, "alice")
-        await person(viewer, "bob")
-        await studio_go_live(studio, "Dropping sockets")
-        await viewer.goto("/@alice")
-        await wait_playing(viewer)
-        yield studio, viewer
+# Both pages record their peer connections and sockets.
+RECORDING = (RECORD_PEERS, RECORD_SOCKETS)
 
 
 async def test_a_viewer_whose_socket_drops_resumes_on_the_same_peer_connection(
         chromium, live_server) -> None:  # noqa: F811
-    async with alice_live_bob_watching(chromium, live_server.url) as (studio, viewer):
+    async with alice_live_bob_watching(chromium, live_server.url, "Dropping sockets",
+                                       RECORDING) as (studio, viewer):
         watching = studio.get_by_test_id("studio-viewers")
         await poll(lambda: watching.text_content(), what="the studio's viewer count")
 
@@ -114,7 +98,8 @@ async def test_a_viewer_whose_socket_drops_resumes_on_the_same_peer_connection(
 
 
 async def test_a_refused_resume_falls_back_to_a_fresh_join(chromium, live_server) -> None:  # noqa: F811
-    async with alice_live_bob_watching(chromium, live_server.url) as (studio, viewer):
+    async with alice_live_bob_watching(chromium, live_server.url, "Dropping sockets",
+                                       RECORDING) as (studio, viewer):
         assert (await viewer.evaluate(PATH))["peers"] == 1
         await viewer.evaluate("window.__spoilResume = true")
         await viewer.evaluate(DROP)

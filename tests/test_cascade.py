@@ -29,28 +29,25 @@ from signaling.app import NODE_HEADER
 from signaling.cascade import relay_address
 from signaling.gifts import gift_overlay, hex_color
 from signaling.push_bus import GIFT_SHOWN, encode_envelope
-from tests.support.cluster import NODE_ENV, RedisProcess, Tab, register, tab
+from tests.support.cluster import (
+    NODE_ENV,
+    RedisProcess,
+    Tab,
+    nodes_on_one_redis,
+    register,
+    tab,
+)
 from tests.support.peers import User, go_live
 from tests.support.poll import poll
-from tests.support.servers import ServerProcess, start_server, stop_or_kill
+from tests.support.servers import ServerProcess
 from tests.support.viewer import DecodingViewer
 from tests.support.workers import session_on, start_workers
 
 
 @pytest.fixture
 def nodes(tmp_path: Path) -> Iterator[tuple[RedisProcess, list[ServerProcess]]]:
-    redis = RedisProcess(tmp_path)
-    redis.start()
-    servers: list[ServerProcess] = []
-    try:
-        for name in ("node-a", "node-b", "node-c"):
-            servers.append(start_server(tmp_path, redis_url=redis.url, data_dir=tmp_path / name,
-                                        env={**NODE_ENV, "GOLIVE_NODE_ID": name}))
-        yield redis, servers
-    finally:
-        for server in servers:
-            stop_or_kill(server)
-        redis.stop()
+    with nodes_on_one_redis(tmp_path, ("node-a", "node-b", "node-c")) as nodes:
+        yield nodes
 
 
 async def metric(url: str, name: str, labels: str = "") -> float:

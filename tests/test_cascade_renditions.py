@@ -18,10 +18,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.cluster import NODE_ENV, RedisProcess, Tab, register
+from tests.support.cluster import Tab, nodes_on_one_redis, register
 from tests.support.peers import go_live, sio_connect
 from tests.support.poll import poll
-from tests.support.servers import ServerProcess, start_server, stop_or_kill
+from tests.support.servers import ServerProcess
 from tests.support.viewer import DecodingViewer
 
 
@@ -31,18 +31,8 @@ class ViewerTab(Tab):
 
 @pytest.fixture
 def two_nodes(tmp_path: Path) -> Iterator[list[ServerProcess]]:
-    redis = RedisProcess(tmp_path)
-    redis.start()
-    servers: list[ServerProcess] = []
-    try:
-        for name in ("node-a", "node-b"):
-            servers.append(start_server(tmp_path, redis_url=redis.url, data_dir=tmp_path / name,
-                                        env={**NODE_ENV, "GOLIVE_NODE_ID": name}))
+    with nodes_on_one_redis(tmp_path, ("node-a", "node-b")) as (_, servers):
         yield servers
-    finally:
-        for server in servers:
-            stop_or_kill(server)
-        redis.stop()
 
 
 async def metrics(url: str) -> str:

@@ -29,15 +29,15 @@ from signaling.push_bus import (
     sharded_pubsub,
 )
 from tests.support.cluster import (
-    NODE_ENV,
     RedisProcess,
     lines,
+    nodes_on_one_redis,
     register,
     tab,
 )
 from tests.support.peers import go_live
 from tests.support.poll import poll
-from tests.support.servers import ServerProcess, start_server, stop_or_kill
+from tests.support.servers import ServerProcess
 
 # --- the rules -------------------------------------------------------------------------
 
@@ -94,18 +94,8 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    redis = RedisProcess(tmp_path)
-    redis.start()
-    servers: list[ServerProcess] = []
-    try:
-        for name in ("node-a", "node-b"):
-            servers.append(start_server(tmp_path, redis_url=redis.url, data_dir=tmp_path / name,
-                                        env={**NODE_ENV, "GOLIVE_NODE_ID": name}))
-        yield Cluster(redis, servers[0], servers[1], tmp_path)
-    finally:
-        for server in servers:
-            stop_or_kill(server)
-        redis.stop()
+    with nodes_on_one_redis(tmp_path, ("node-a", "node-b")) as (redis, (a, b)):
+        yield Cluster(redis, a, b, tmp_path)
 
 
 async def test_dms_typing_and_read_receipts_cross_nodes(cluster: Cluster,

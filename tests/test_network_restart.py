@@ -17,6 +17,7 @@ from signaling.app import create_app
 from tests.support.paths import cut
 from tests.support.peers import SocketPeer, go_live, open_tab
 from tests.support.poll import poll
+from tests.support.resume import restart_ice
 from tests.support.viewer import DecodingViewer, decoded_size
 
 
@@ -51,12 +52,7 @@ async def test_a_viewer_restarts_ice_without_leaving_the_room(app_client: Any,
     state_pushes = len(ann.got("room:state"))
 
     cut(viewer.pc)
-    restart = await bob.call("rtc:restart", {"live_id": live_id})
-    assert restart["ok"], restart
-    ice = IceRestart(viewer.pc.getTransceivers()[0].receiver.transport)
-    answer = with_ice(viewer.pc.localDescription.sdp, await ice.gather())
-    assert (await bob.call("rtc:answer", {"live_id": live_id, "sdp": answer}))["ok"]
-    await ice.connect(read_ice(restart["offer"]))
+    await restart_ice(bob, viewer, live_id)
     frames = viewer.video_frames
     await poll(lambda: viewer.video_frames >= frames + 15, timeout=10,
                what="bob decoding again after the restart")

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import socketio
 from redis.asyncio import Redis
 
 from media.ice import IceServer
 from signaling.app import create_app
 from signaling.config import Settings, add_arguments, settings_from_args
 from signaling.turn import IceServers, TurnCredential, parse_turn_urls, rest_credential
-from tests.support.peers import SocketPeer, go_live, open_tab
+from tests.support.peers import SocketPeer, go_live, open_tab, sio_connect
 from tests.support.poll import poll
 from tests.support.turn import (  # noqa: F401 (fixture)
     TURN_SECRET,
@@ -179,9 +178,7 @@ async def test_every_join_and_go_live_gets_its_own_credential(
     check_credential(ack["ice_servers"][0], bob.user.id, TURN_SECRET)
 
     # A signed-out viewer: a credential for its per-socket id, only with a join.
-    guest = socketio.AsyncClient(serializer="msgpack", reconnection=False)
-    await guest.connect(str(client.make_url("/")), auth={"anonymous": True},
-                        transports=["websocket"], wait_timeout=5)
+    guest = await sio_connect(client, None, anonymous=True)
     closers.append(guest)
     refused = await guest.call("rtc:config", {})
     assert refused["ok"] is False and refused["error"]["code"] == "unauthorized"

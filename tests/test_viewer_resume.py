@@ -7,22 +7,21 @@ The rules themselves: tests/test_viewer_resume_rules.py."""
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
-import socketio
 from redis.asyncio import Redis
 
-from media.ice_restart import IceRestart, read_ice, with_ice
 from signaling.app import create_app
 from signaling.appkeys import LIVES
 from tests.support.paths import cut
-from tests.support.peers import SocketPeer, go_live, open_tab
+from tests.support.peers import SocketPeer, anonymous_tab, go_live, open_tab
 from tests.support.poll import poll
-from tests.support.resume import Recorder, drop
+from tests.support.resume import Recorder, drop, restart_ice
 from tests.support.viewer import DecodingViewer, decoded_size
 
 peer = functools.partial(open_tab, peer=Recorder)
+visitor = functools.partial(anonymous_tab, peer=Recorder)  # a signed-out tab
 
 
 @pytest.fixture
@@ -37,15 +36,6 @@ async def short_hold_client(aiohttp_client: Any, settings: Any, redis: Redis) ->
     return await aiohttp_client(create_app(settings))
 
 
-async def visitor(client: Any, closers: list[Any]) -> Recorder:
-    """A signed-out tab: an anonymous socket."""
-    sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
-    await sio.connect(str(client.make_url("/")), auth={"anonymous": True},
-                      transports=["websocket"], wait_timeout=5)
-    closers.append(sio)
-    return Recorder(sio, None)  # type: ignore[arg-type]
-
-
 async def watch(tab: SocketPeer, creator_id: str, live_id: str, closers: list[Any],
                 quality: str = "auto") -> tuple[dict[str, Any], DecodingViewer]:
     ack = await tab.call("room:join", {"user_id": creator_id, "quality": quality})
@@ -58,27 +48,35 @@ async def watch(tab: SocketPeer, creator_id: str, live_id: str, closers: list[An
     return ack, viewer
 
 
-async def restart_ice(tab: SocketPeer, viewer: DecodingViewer, live_id: str) -> None:
-    """The page's ICE restart over `tab`'s socket (what the watch page does after a resume)."""
-    restart = await tab.call("rtc:restart", {"live_id": live_id})
-    assert restart["ok"], restart
-    ice = IceRestart(viewer.pc.getTransceivers()[0].receiver.transport)
-    answer = with_ice(viewer.pc.localDescription.sdp, await ice.gather())
-    assert (await tab.call("rtc:answer", {"live_id": live_id, "sdp": answer}))["ok"]
-    await ice.connect(read_ice(restart["offer"]))
+class Watching(NamedTuple):
+    ann: Recorder
+    live_id: str
+    bob: Recorder
+    ack: dict[str, Any]  # bob's room:join
+    viewer: DecodingViewer
+
+
+async def ann_live_bob_watching(client: Any, closers: list[Any], *,
+                                size: tuple[int, int] = (320, 180),
+                                quality: str = "auto") -> Watching:
+    """Ann LIVE (a synthetic creator of `size`) and Bob watching at `quality`, decoding;
+    Ann's room:state pushes say one viewer."""
+    ann = await peer(client, "ann", closers)
+    live_id = (await go_live(ann, closers, size=size)).live_id
+    bob = await peer(client, "bob", closers)
+    ack, viewer = await watch(bob, ann.user.id, live_id, closers, quality=quality)
+    await poll(lambda: [p["viewers"] for p in ann.got("room:state")] == [1],
+               what="the creator told of one viewer")
+    return Watching(ann, live_id, bob, ack, viewer)
 
 
 async def test_a_viewer_resumes_on_a_new_socket_with_the_same_peer_connection(
         app_client: Any, closers: list[Any]) -> None:
-    ann = await peer(app_client, "ann", closers)
-    live_id = (await go_live(ann, closers, size=(640, 360))).live_id
-    bob = await peer(app_client, "bob", closers)
-    ack, viewer = await watch(bob, ann.user.id, live_id, closers, quality="180")
+    ann, live_id, bob, ack, viewer = await ann_live_bob_watching(
+        app_client, closers, size=(640, 360), quality="180")
     token = ack["resume_token"]
     assert isinstance(token, str) and len(token) >= 32
     await poll(lambda: decoded_size(viewer) == (320, 180), timeout=10, what="bob at 180p")
-    await poll(lambda: [p["viewers"] for p in ann.got("room:state")] == [1],
-               what="the creator told of one viewer")
     pc = viewer.pc
 
     old_sid = await drop(app_client, bob)
@@ -133,10 +131,7 @@ async def test_a_viewer_resumes_on_a_new_socket_with_the_same_peer_connection(
 
 async def test_resume_token_misuse_is_refused_with_clear_codes(app_client: Any,
                                                               closers: list[Any]) -> None:
-    ann = await peer(app_client, "ann", closers)
-    live_id = (await go_live(ann, closers)).live_id
-    bob = await peer(app_client, "bob", closers)
-    ack, _ = await watch(bob, ann.user.id, live_id, closers)
+    ann, live_id, bob, ack, _ = await ann_live_bob_watching(app_client, closers)
     token = ack["resume_token"]
     cat = await peer(app_client, "cat", closers)
 
@@ -194,12 +189,7 @@ async def test_resume_token_misuse_is_refused_with_clear_codes(app_client: Any,
 async def test_an_unclaimed_hold_expires_and_ends_the_media(short_hold_client: Any,
                                                            closers: list[Any]) -> None:
     client = short_hold_client
-    ann = await peer(client, "ann", closers)
-    live_id = (await go_live(ann, closers)).live_id
-    bob = await peer(client, "bob", closers)
-    ack, _ = await watch(bob, ann.user.id, live_id, closers)
-    await poll(lambda: [p["viewers"] for p in ann.got("room:state")] == [1],
-               what="the creator told of one viewer")
+    ann, live_id, bob, ack, _ = await ann_live_bob_watching(client, closers)
     await drop(client, bob)
     lives = client.app[LIVES]
     media = lives.hosted[ann.user.id].media
@@ -219,12 +209,7 @@ async def test_a_page_back_before_the_server_saw_its_socket_go_takes_its_join(
     """A lost network is seen by the server only at the old socket's ping timeout (20 s
     and more): the page's new socket, back long before, takes the join from the socket
     the server still thinks open, whose later close then changes nothing."""
-    ann = await peer(app_client, "ann", closers)
-    live_id = (await go_live(ann, closers)).live_id
-    bob = await peer(app_client, "bob", closers)
-    ack, viewer = await watch(bob, ann.user.id, live_id, closers)
-    await poll(lambda: [p["viewers"] for p in ann.got("room:state")] == [1],
-               what="the creator told of one viewer")
+    ann, live_id, bob, ack, viewer = await ann_live_bob_watching(app_client, closers)
     pc = viewer.pc
     cut(viewer.pc)
     back = await open_tab(app_client, bob.user, closers, peer=Recorder)

@@ -15,6 +15,7 @@ import pytest
 
 from media import RoomTimings, aioice_private, aiortc_private
 from media.fastpath import LIBSRTP2_PROTECT, choose_path, resolve
+from tests.support.lossy import wrap_viewer_srtp
 
 # Sequence numbers start this close below 65,535, so the wrap comes in the first second.
 NEAR_WRAP = 40
@@ -58,10 +59,7 @@ async def test_sequence_wrap_and_nacks_through_one_srtp_session(harness, poll, f
     _start_near_wrap(room)
     await harness.publish(room)
     viewer = await harness.join(room, "v")
-    dtls = viewer.pc.getTransceivers()[0].receiver.transport
-    session = await poll(lambda: aiortc_private.srtp_inbound(dtls), what="the viewer's SRTP")
-    lossy = LossyInbound(session, viewer.video_ssrc())
-    aiortc_private.set_srtp_inbound(dtls, lossy)
+    lossy = await wrap_viewer_srtp(viewer, LossyInbound)
     video = room._fanout._streams["video"]
     await poll(lambda: video.packets > 3 * NEAR_WRAP, timeout=15, what="the video sequence wrap")
     frames = viewer.video_frames

@@ -39,6 +39,7 @@ from media.relay import (
     unpack,
 )
 from media.renditions import Rendition
+from tests.support.poll import poll as poll_for
 
 KEY = relay_key(b"a test secret of more than thirty-two bytes")
 LIVE = "live-1"
@@ -161,6 +162,36 @@ async def raw_subscribe(port: int, live_id: str, key: bytes = KEY, *,
     return reader, writer, await read_message(reader)
 
 
+async def read_while_pushing(reader: asyncio.StreamReader, source: Any) -> list[Any]:
+    """Every message a hand-made edge reads while `source` pushes 40 more frames, up to the
+    last frame pushed (an edge that fell behind, reading again)."""
+    messages: list[Any] = []
+
+    async def read_all() -> None:
+        while True:
+            messages.append(await read_message(reader))
+
+    def caught_up() -> bool:
+        frames = [m for m in messages if m[0] == "v"]
+        return bool(frames) and frames[-1][2] == source.index - 1
+
+    drain = asyncio.create_task(read_all())
+    try:
+        for _ in range(40):
+            source.push()
+            await asyncio.sleep(0.005)
+        await poll_for(caught_up, what="the slow edge")
+    finally:
+        drain.cancel()
+        await asyncio.gather(drain, return_exceptions=True)
+    return messages
+
+
+def skips(frames: list[tuple[int, bool]]) -> list[int]:
+    """The indexes in (pts, keyframe) frames where the pts jumps past the next one."""
+    return [i for i in range(1, len(frames)) if frames[i][0] != frames[i - 1][0] + 1]
+
+
 @pytest.fixture
 async def relay_server() -> Any:
     sources: dict[str, Any] = {}
@@ -248,22 +279,8 @@ async def test_a_slow_edge_skips_to_the_next_keyframe_and_the_origin_never_waits
         assert source.keyframe_requests >= 2  # the subscribe's and the slow edge's
 
         # the slow edge reads again: past the gap, its stream resumes at a keyframe
-        got: list[tuple[int, bool]] = []
-        async def read_all() -> None:
-            while True:
-                message = await read_message(reader)
-                if message[0] == "v":
-                    got.append((message[2], message[5]))
-        drain = asyncio.create_task(read_all())
-        try:
-            for _ in range(40):
-                source.push()
-                await asyncio.sleep(0.005)
-            await poll(lambda: got and got[-1][0] == source.index - 1, what="the slow edge")
-        finally:
-            drain.cancel()
-            await asyncio.gather(drain, return_exceptions=True)
-        gaps = [i for i in range(1, len(got)) if got[i][0] != got[i - 1][0] + 1]
+        got = [(m[2], m[5]) for m in await read_while_pushing(reader, source) if m[0] == "v"]
+        gaps = skips(got)
         assert gaps, "the slow edge must have skipped frames"
         assert all(got[i][1] for i in gaps), "after each gap, a keyframe"
         counts = relay_server.edge_counts()
@@ -505,7 +522,7 @@ async def test_an_edge_viewer_moved_by_its_link_switches_at_a_keyframe_through_t
     top; the origin stops encoding the lower rendition when the edge let go of it."""
     from media.abr import AbrConfig
     from media.renditions import parse_ladder
-    from tests.support.lossy import DroppingInbound
+    from tests.support.lossy import wrap_viewer_srtp
 
     origin = harness.room("origin", renditions=parse_ladder("720:1800,360:600,180:200"))
     await harness.publish(origin, width=640, height=360)
@@ -522,10 +539,7 @@ async def test_an_edge_viewer_moved_by_its_link_switches_at_a_keyframe_through_t
         assert edge.ladder == origin.ladder
         viewer = await harness.join(edge, "v")
         await poll(lambda: viewer.video_frames >= 5, timeout=15, what="video at the edge")
-        dtls = viewer.pc.getTransceivers()[0].receiver.transport
-        session = await poll(lambda: aiortc_private.srtp_inbound(dtls), what="its SRTP")
-        lossy = DroppingInbound(session, viewer.video_ssrc())
-        aiortc_private.set_srtp_inbound(dtls, lossy)
+        lossy = await wrap_viewer_srtp(viewer)
         await poll(lambda: edge.viewer_quality("v")["rendition"] != "720", timeout=15,
                    what="a step down at the edge")
         lower = next(i for i, rung in enumerate(edge.ladder)
@@ -572,29 +586,12 @@ async def test_a_slow_edge_drops_whole_frames_and_each_rendition_resumes_at_its_
             assert slow.queued <= slow.bound
             await asyncio.sleep(0.002)
         assert slow.dropped > 0 and {0, 2} <= set(source.asked)
-        got: list[tuple[int, bool, int]] = []
-        marks: list[list[int]] = []
-
-        async def read_all() -> None:
-            while True:
-                message = await read_message(reader)
-                if message[0] == "v":
-                    got.append((message[2], message[5], message[7]))
-                elif message[0] == "f":
-                    marks.append(message[1])
-
-        drain = asyncio.create_task(read_all())
-        try:
-            for _ in range(40):
-                source.push()
-                await asyncio.sleep(0.005)
-            await poll(lambda: got and got[-1][0] == source.index - 1, what="the slow edge")
-        finally:
-            drain.cancel()
-            await asyncio.gather(drain, return_exceptions=True)
+        messages = await read_while_pushing(reader, source)
+        got = [(m[2], m[5], m[7]) for m in messages if m[0] == "v"]
+        marks = [m[1] for m in messages if m[0] == "f"]
         for rendition in (0, 2):
             mine = [(pts, key) for pts, key, r in got if r == rendition]
-            gaps = [i for i in range(1, len(mine)) if mine[i][0] != mine[i - 1][0] + 1]
+            gaps = skips(mine)
             assert gaps, f"rendition {rendition} skipped frames"
             assert all(mine[i][1] for i in gaps), f"{rendition}: after each gap, a keyframe"
         assert marks and all(set(m) <= {0, 2} for m in marks)

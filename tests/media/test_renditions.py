@@ -9,12 +9,12 @@ import av
 import numpy as np
 import pytest
 
-from media import MediaError, MediaErrorCode, Overlay, aiortc_private
+from media import MediaError, MediaErrorCode, Overlay
 from media.abr import AbrConfig, AbrState, LinkReport, decide
 from media.encoder import VIDEO_TIME_BASE, VideoEncoder
 from media.overlay import overlay_layout
 from media.renditions import Rendition, parse_ladder, rung_for, scaled_size
-from tests.support.lossy import DroppingInbound
+from tests.support.lossy import wrap_viewer_srtp
 
 LADDER = parse_ladder("720:1800,360:600,180:200")
 MAGENTA = (255, 0, 255)  # saturated: far from anything in the test pattern
@@ -285,10 +285,7 @@ async def test_an_auto_viewer_steps_down_on_reported_loss_and_back_up_when_clean
     await harness.publish(room, width=640, height=360)
     viewer = await harness.join(room, "v")
     await poll(lambda: viewer.video_frames >= 5, what="video")
-    dtls = viewer.pc.getTransceivers()[0].receiver.transport
-    session = await poll(lambda: aiortc_private.srtp_inbound(dtls), what="the viewer's SRTP")
-    lossy = DroppingInbound(session, viewer.video_ssrc())
-    aiortc_private.set_srtp_inbound(dtls, lossy)
+    lossy = await wrap_viewer_srtp(viewer)
     await poll(lambda: room.viewer_quality("v")["rendition"] != "720", timeout=10,
                what="a step down on loss")
     lossy.dropping = False

@@ -4,7 +4,6 @@ next taller, and two lanes giving the bytes one gives. Real libvpx/x264, no mock
 
 from __future__ import annotations
 
-import asyncio
 import threading
 
 import av
@@ -12,26 +11,14 @@ import numpy as np
 import pytest
 
 from media import Overlay
-from media.encoder import VIDEO_TIME_BASE
 from media.ladder_encoder import LadderEncoder
 from media.overlay import overlay_layout
 from media.renditions import parse_ladder
-from media.synthetic import SyntheticVideoTrack
+from media.synthetic import pattern_frames as pattern
 
 LADDER = parse_ladder("720:1800,360:600,180:200")
 MAGENTA = (255, 0, 255)  # saturated: far from anything in the test pattern
 GIFT = Overlay(text="ROSE X1", color=MAGENTA, position="top-right", duration_s=30, size=3)
-
-
-def pattern(width: int, height: int, frames: int) -> list[av.VideoFrame]:
-    async def make() -> list[av.VideoFrame]:  # the track wants a running loop
-        track = SyntheticVideoTrack(width, height)
-        return [track.make_frame(n) for n in range(frames)]
-
-    source = asyncio.run(make())
-    for n, frame in enumerate(source):
-        frame.pts, frame.time_base = n * 3000, VIDEO_TIME_BASE
-    return source
 
 
 def badge_share(frame: av.VideoFrame, source_size: tuple[int, int]) -> float:

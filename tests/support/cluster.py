@@ -3,9 +3,11 @@ the nodes' environment, signed-in tabs (Socket.IO clients) and their chat lines.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import aiohttp
 
 from signaling.embedded_redis import redis_server_binary
 from tests.support.peers import SocketPeer, User, sio_connect
-from tests.support.servers import TEST_SECRET, free_port
+from tests.support.servers import TEST_SECRET, ServerProcess, free_port, start_server, stop_or_kill
 
 
 class RedisProcess:
@@ -53,6 +55,26 @@ class RedisProcess:
 
 NODE_ENV = {"GOLIVE_SECRET": TEST_SECRET, "GOLIVE_AUTH_RATE": "100/s",
             "GOLIVE_AUTH_BURST": "200", "GOLIVE_LIVE_GRACE": "1"}
+
+
+@contextlib.contextmanager
+def nodes_on_one_redis(tmp: Path, names: Sequence[str], env: dict[str, str] = NODE_ENV
+                       ) -> Iterator[tuple[RedisProcess, list[ServerProcess]]]:
+    """A real redis-server and a `golive serve` on it for each name (its GOLIVE_NODE_ID,
+    its own data folder under `tmp`), in that order; every node stopped (killed if it
+    will not stop) and the Redis stopped on the way out."""
+    redis = RedisProcess(tmp)
+    redis.start()
+    servers: list[ServerProcess] = []
+    try:
+        for name in names:
+            servers.append(start_server(tmp, redis_url=redis.url, data_dir=tmp / name,
+                                        env={**env, "GOLIVE_NODE_ID": name}))
+        yield redis, servers
+    finally:
+        for server in servers:
+            stop_or_kill(server)
+        redis.stop()
 
 
 class Tab(SocketPeer):

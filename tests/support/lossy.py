@@ -4,7 +4,15 @@ tests/media/test_renditions.py for a viewer's downlink)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import pylibsrtp
+
+from media import aiortc_private
+from tests.support.poll import poll
+
+W = TypeVar("W")
 
 
 class DroppingInbound:
@@ -25,3 +33,15 @@ class DroppingInbound:
 
     def unprotect_rtcp(self, data: bytes) -> bytes:
         return self._session.unprotect_rtcp(data)
+
+
+async def wrap_viewer_srtp(viewer: Any,
+                           wrapper: Callable[[pylibsrtp.Session, int], W] = DroppingInbound,
+                           ) -> W:
+    """Swap a DecodingViewer's inbound SRTP session (once its DTLS made one) for
+    `wrapper(session, video_ssrc)`, a DroppingInbound by default, and return it."""
+    dtls = viewer.pc.getTransceivers()[0].receiver.transport
+    session = await poll(lambda: aiortc_private.srtp_inbound(dtls), what="the viewer's SRTP")
+    wrapped = wrapper(session, viewer.video_ssrc())
+    aiortc_private.set_srtp_inbound(dtls, wrapped)
+    return wrapped

@@ -3,13 +3,16 @@ watching (playwright Pages; the browser itself is tests/browser.py's fixtures)."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from signaling.session_cookie import COOKIE
+from tests.browser import open_page
 
 PASSWORD = "correct-horse-1"
 
@@ -147,3 +150,21 @@ PATH = """async () => {
            local: ufrag(pc.localDescription?.sdp), remote: ufrag(pc.remoteDescription?.sdp),
            port };
 }"""
+
+
+@contextlib.asynccontextmanager
+async def alice_live_bob_watching(browser: Browser, url: str, title: str,
+                                  scripts: Sequence[str] = (RECORD_PEERS,)
+                                  ) -> AsyncIterator[tuple[Page, Page]]:
+    """Alice's studio LIVE (titled `title`) and Bob's watch page playing it, each page with
+    `scripts` added as init scripts (RECORD_PEERS by default): (studio, viewer)."""
+    async with open_page(browser, url) as studio, open_page(browser, url) as viewer:
+        for page in (studio, viewer):
+            for script in scripts:
+                await page.add_init_script(script)
+        await person(studio, "alice")
+        await person(viewer, "bob")
+        await studio_go_live(studio, title)
+        await viewer.goto("/@alice")
+        await wait_playing(viewer)
+        yield studio, viewer

@@ -30,13 +30,15 @@ async def register(client: Any, username: str, *, birthdate: str = "1990-01-01",
 
 
 async def sio_connect(server: Any, token: str | None, *, wait_timeout: float = 5,
-                      **kw: Any) -> socketio.AsyncClient:
+                      anonymous: bool = False, **kw: Any) -> socketio.AsyncClient:
     """A real Socket.IO client (msgpack, websocket) connected to `server`: an aiohttp test
-    client or a base URL."""
+    client or a base URL; with `anonymous` (and no token), a signed-out socket that asks
+    the server for an anonymous identity."""
     sio = socketio.AsyncClient(serializer="msgpack", reconnection=False)
     url = server if isinstance(server, str) else str(server.make_url("/"))
-    await sio.connect(url, auth={"token": token} if token is not None else None,
-                      transports=["websocket"], wait_timeout=wait_timeout, **kw)
+    auth = {"token": token} if token is not None else {"anonymous": True} if anonymous else None
+    await sio.connect(url, auth=auth, transports=["websocket"], wait_timeout=wait_timeout,
+                      **kw)
     return sio
 
 
@@ -83,6 +85,15 @@ async def open_tab(client: Any, who: str | User, closers: list[Any], *,
     sio = await sio_connect(client, user.token)
     closers.append(sio)
     return peer(sio, user)
+
+
+async def anonymous_tab(client: Any, closers: list[Any], *,
+                        peer: type[P] = SocketPeer) -> P:  # type: ignore[assignment]
+    """A signed-out tab (`peer`, a SocketPeer class, with an empty User) on the test
+    server, its socket closed with `closers`."""
+    sio = await sio_connect(client, None, anonymous=True)
+    closers.append(sio)
+    return peer(sio, User("", "", ""))
 
 
 class OnAir(NamedTuple):
