@@ -148,6 +148,7 @@ def summarize(samples: list[dict[str, Any]], lift_at: float, end: float, top: in
         return min(samples, key=lambda s: abs(s["t"] - t))["stats"]
 
     first, lifted, last = at(0.0), at(lift_at), samples[-1]["stats"]
+    settle_from = min(settle_from, lift_at / 2)  # a short shaped span: its second half
     calm = at(settle_from)
     shaped_min, unshaped_min = lift_at / 60, (end - lift_at) / 60
     down = next((s["t"] for s in samples if 0 <= s["t"] < lift_at and s["height"] < top), None)
