@@ -387,6 +387,6 @@ def test_a_chromium_viewers_settled_span_runs_from_8_s_to_the_lift_at_any_top():
     assert figures["picture_down_s"] == 4.5 and figures["picture_up_s"] == 11.5
     # the freeze at the drop (2 s) is before the settled span, the 0.3 s one in it
     assert figures["settled"] == {"fps": 30.0, "freezes": 0, "frozen_s": 0.3, "heights": [180]}
-    # a shaped span shorter than 8 s: its second half
-    short = summarize(samples, lift_at=6.0, end=40.0, top=720)
+    # a shaped span shorter than 16 s: its second half (from 5 s here)
+    short = summarize(samples, lift_at=10.0, end=40.0, top=720)
     assert short["settled"]["fps"] == 30.0 and short["settled"]["heights"] == [180]
