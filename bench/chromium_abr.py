@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -176,6 +177,26 @@ def summarize(samples: list[dict[str, Any]], lift_at: float, end: float, top: in
     }
 
 
+async def no_viewers_left(url: str, creator: str, timeout: float = 15.0) -> None:
+    """Wait until `creator`'s live counts no viewer. A viewer whose socket closed without
+    leaving is held 10 s (GOLIVE_VIEWER_RESUME_GRACE), its media still sent: the shaped
+    viewer of the round before kept 720p flowing into the namespace's link for the first
+    3.5-4 s of the next round (measured: rounds 2 and 3 froze 2-3 s longer than round 1),
+    because playwright's browser.close() runs no pagehide."""
+    import aiohttp
+
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            async with http.get(f"{url}/api/lives") as resp:
+                lives = (await resp.json()).get("lives", [])
+            if all(live["viewers"] == 0 for live in lives
+                   if live["creator"]["username"] == creator):
+                return
+            await asyncio.sleep(0.5)
+    print(f"viewers still counted {timeout:.0f} s after the round", file=sys.stderr)
+
+
 async def one_round(args: argparse.Namespace, number: int, server: Any, ns: netns.Namespace,
                     accounts: list[Any], creator: str, pw: Any, tmp: Path,
                     studio: Any = None) -> dict[str, Any]:
@@ -188,9 +209,10 @@ async def one_round(args: argparse.Namespace, number: int, server: Any, ns: netn
     thin_browser = await pw.chromium.launch(
         executable_path=str(wrapper(ns, tmp, CHROMIUM)),
         args=[*ARGS, f"--unsafely-treat-insecure-origin-as-secure={inside}"])
+    pages: dict[str, Any] = {}
     try:
         skip = len(server.child.log_path.read_text(errors="replace").splitlines())
-        pages = {"unlimited": await open_viewer(wide_browser, server.url, accounts[0], creator)}
+        pages["unlimited"] = await open_viewer(wide_browser, server.url, accounts[0], creator)
         # one at a time: the first socket connected after `skip` is the unlimited one
         for _ in range(150):  # 30 s
             if sids_since(server.child.log_path.read_text(errors="replace"), skip):
@@ -233,8 +255,12 @@ async def one_round(args: argparse.Namespace, number: int, server: Any, ns: netn
         cpu1 = cpu_seconds(server.pid)
     finally:
         ns.unshape()
+        for page in pages.values():  # as a tab closes: the page leaves on pagehide
+            with contextlib.suppress(Exception):
+                await page.close(run_before_unload=True)
         await thin_browser.close()
         await wide_browser.close()
+        await no_viewers_left(server.url, creator)
     log = server.child.log_path.read_text(errors="replace")
     out["load_average"] = os.getloadavg()[0]
     if cpu0 is not None and cpu1 is not None:
