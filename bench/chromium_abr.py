@@ -17,14 +17,18 @@ OUT/chromium-abr-<date>-<time>/result.json with chromium-abr.png; a table on std
 
 Issue 18's Done-when as one run (`--creator chromium`): the studio page live at 1280x720
 from its own Chromium (fake camera), on the server's default ladder 720:1800,360:600,
-180:120. Measured 2026-12-07 (`--creator chromium --rounds 3`, load average 4-6, the
-server 0.31 cores): the creator's Chromium sent 720p at 30 fps throughout; the shaped
-viewer moved straight to 180 after 3.36 s (2.99-3.48), its picture at 180 after 4.24 s
-(4.23-4.48), then (8 s after the drop to the lift) 29.5 fps (29.2-29.8) with no freeze
-(totalFreezesDuration +0); back at 720 11.5 s (9.4-12.6) after the lift; the unlimited
-viewer at 720 all along, 29.8 fps (29.2-30.2), no freeze, never moved. Before the
-loss-based step down and the 6 s + 4 s climb (media/abr.py): 720 -> 360 -> 180 (at
-3.2-3.6 and 6.2-6.6 s), picture at 180 after 4.8-7.0 s, back at 720 14.5-19.8 s.
+180:120. Measured 2026-12-07 (`--creator chromium --rounds 3`, load average 1-4, the
+server 0.30 cores), with the rule moving at once on a window losing 25% or more: the
+creator's Chromium sent 720p at 30 fps throughout; the shaped viewer moved to 180 after
+1.4 s (0.9-1.5), its picture at 180 after 2.1 s (2.1-2.7), then (8 s after the drop to
+the lift) 30.0 fps (29.9-30.2) with no freeze (totalFreezesDuration +0); frozen 7.0 s a
+minute over the shaped span (4.5-9.1), nearly all at the drop; back at 720 11.3 s
+(9.7-12.5) after the lift; the unlimited viewer at 720 all along, 30.4 fps, no freeze,
+never moved. After 2 s of congestion instead (the same clean rounds): moved after 3.0 s,
+the picture at 180 after 3.6 s, frozen 10.4 s a minute. One rung at a time down and 8 s
+a rung up (load 4-6): 720 -> 360 -> 180 at ~3.5 and ~6.5 s, the picture at 180 after
+6.4 s, back at 720 14.5-19.8 s. Rounds are kept apart (no_viewers_left): a viewer of the
+round before, held 10 s, kept 720p flowing into the shaped link.
 
 Measured 2026-12-06 after the smoothness work (`--rounds 2`, 180:100 and 32 kbit/s Opus,
 load average 10-11): moved to 180 after 3.39 and 3.48 s, the picture at 180 after 4.8 and

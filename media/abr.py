@@ -11,10 +11,12 @@ Down fast, up slow. A link is congested when loss is over 5%, the RTT has risen 
 above its floor (a queue filling at the bottleneck; the floor is the least RTT seen,
 creeping up 2 ms a report, so a path that got longer for good stops counting as
 congested within ~2 minutes instead of pinning the viewer low), or the estimate is under
-85% of the rung's bitrate; after 2 s of it the viewer steps down, straight to the rung
-whose bitrate x 1.2 the estimate carries. Without a receiver's estimate, the span's worst
-loss gives one: what got through, the rung's bitrate x (1 - loss) (libwebrtc's loss-based
-estimate is the same idea; a queue filling reads as RTT first, its drops come after).
+85% of the rung's bitrate; after 2 s of it (at once on a window losing 25% or more: a
+link cut far under the rung, no blip over a 1 s window) the viewer steps down, straight
+to the rung whose bitrate x 1.2 the estimate carries. Without a receiver's estimate,
+the span's worst loss gives one: what got through, the rung's bitrate x (1 - loss)
+(libwebrtc's loss-based estimate is the same idea; a queue filling reads as RTT first,
+its drops come after).
 Measured (bench.chromium_abr --creator chromium: a 720p Chromium creator, a viewer's link
 cut to 300 kbit/s with 2% loss): one rung at a time went 720 -> 360 at ~3 s and 360 ->
 180 at ~6 s, the picture frozen ~5 s meanwhile, as 360p overfilled the link 3 s more.
@@ -25,7 +27,10 @@ any, at least the rung's bitrate, and then, while the climb holds, one more rung
 load 4-6: straight to 180 after 3.4 s (3.0-3.5), its picture there after 4.2 s (the
 shaped span frozen 10.9 s a minute, not 19.4-21.6), 29.5 fps with no freeze once
 settled, and back at 720 11.5 s (9.4-12.6) after the lift; the unlimited viewer at 720
-all along, 29.8 fps, never moved.
+all along, 29.8 fps, never moved. The move at once on heavy loss, the same bench with
+clean rounds (3, load 1-4): first move after 1.4 s (0.9-1.5), not 3.0 (2.8-3.4), its
+picture at 180 after 2.1 s (2.1-2.7), not 3.6 (3.6-4.2), frozen 7.0 s a minute while
+shaped (4.5-9.1), not 10.4 (9.0-11.3); settled ~30 fps with no freeze either way.
 Loss for that step up is also read before our resends (`nacked`: what the viewer NACKed):
 a receiver counts a resent packet as received, so on a link that loses 2% and whose
 resends get through its reports read 0% loss. Measured (bench abr, 300 kbit/s and 2%
@@ -55,6 +60,7 @@ class AbrConfig:
     up_after_s: float = 6.0
     climb_after_s: float = 4.0  # the next rung up, after a step up that held
     loss_down: float = 0.05
+    loss_heavy: float = 0.25  # a window losing this much moves at once, not after 2 s
     loss_up: float = 0.02
     headroom: float = 1.2  # a rung the estimate carries: bitrate x this <= estimate
     estimate_down: float = 0.85  # congested: estimate under the rung's bitrate x this
@@ -110,7 +116,8 @@ def decide(state: AbrState, report: LinkReport, now: float, bitrates: Sequence[i
     if congested:
         bad_since = state.bad_since if state.bad_since is not None else now
         worst = max(state.worst_loss if state.bad_since is not None else 0.0, report.loss)
-        if now - bad_since < config.down_after_s or rung == len(bitrates) - 1:
+        heavy = report.loss >= config.loss_heavy  # over >= 1 s (media/viewer.py): no blip
+        if (now - bad_since < config.down_after_s and not heavy) or rung == len(bitrates) - 1:
             return AbrState(rung, bad_since, None, up_wait, last_up, min_rtt, worst)
         target = rung + 1
         # the span's worst report: a queue filling first reads as RTT, its drops come after

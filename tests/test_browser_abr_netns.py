@@ -19,9 +19,9 @@ viewers alike): smooth play at 180 on the thin link, the issue's >= 25 fps and n
 over 500 ms, judged by Chromium's totalFreezesDuration over 5 s (under 0.5 s in all, no
 freeze was longer; its freezeCount starts at ~180 ms, stricter than the issue); back at
 the top within 15 s of the lift; the unlimited viewer never moved.
-Measured by `python -m bench.chromium_abr --creator chromium --rounds 3` (load 4-6): 180
-after 3.4 s, its picture there after 4.2 s, then 29.5 fps with no freeze; back at 720 after
-11.5 s (9.4-12.6); the unlimited viewer 29.8 fps at 720, never moved.
+Measured by `python -m bench.chromium_abr --creator chromium --rounds 3` (load 1-4): 180
+after 1.4 s, its picture there after 2.1 s, then 30.0 fps with no freeze; back at 720 after
+11.3 s (9.7-12.5); the unlimited viewer 30.4 fps at 720, never moved.
 Fixed on 2026-12-06 from this test's findings (media/viewer.py): Chromium's REMB,
 sent unasked, reached the rule (its estimate follows what arrives, so every step up
 read as congestion, and a loaded host's dips moved the unlimited viewer with no loss);

@@ -59,10 +59,11 @@ LOSSY = LinkReport(loss=0.10, rtt_s=0.05)
 CLEAN = LinkReport(loss=0.0, rtt_s=0.05)
 
 
-def run(state: AbrState, reports: list[tuple[float, LinkReport]]) -> list[int]:
+def run(state: AbrState, reports: list[tuple[float, LinkReport]],
+        bitrates: list[int] = BITRATES) -> list[int]:
     rungs = []
     for at, report in reports:
-        state = decide(state, report, at, BITRATES, CONFIG)
+        state = decide(state, report, at, bitrates, CONFIG)
         rungs.append(state.rung)
     return rungs
 
@@ -109,15 +110,19 @@ def test_up_only_after_six_clean_seconds_and_one_rung_at_a_time():
 def test_heavy_loss_moves_straight_to_the_rung_what_got_through_carries():
     """No estimate from the receiver: 1.8 Mbit/s into a 300 kbit/s link loses ~83%, so
     ~300 kbit/s got through, and 360p (600k x 1.2) does not fit it: straight to 180."""
-    cut = LinkReport(loss=0.83, rtt_s=0.05)
-    assert run(AbrState(0), [(0, cut), (1, cut), (2, cut)]) == [0, 0, 2]
-    half = LinkReport(loss=0.5, rtt_s=0.05)  # 900k got through: 360p fits
-    assert run(AbrState(0), [(0, half), (1, half), (2, half)]) == [0, 0, 1]
+    cut = LinkReport(loss=0.83, rtt_s=0.05)  # a loss this heavy moves at once
+    assert run(AbrState(0), [(0, CLEAN), (1, cut), (2, cut)]) == [0, 2, 2]
+    half = LinkReport(loss=0.5, rtt_s=0.05)  # 900k got through: 360p fits; at 360p, 300k
+    assert run(AbrState(0), [(0, half), (1, half), (2, half)]) == [1, 2, 2]
+    assert run(AbrState(0), [(0, LOSSY), (1, LOSSY), (2, LOSSY)]) == [0, 0, 1]  # 10%: 2 s
     queued = LinkReport(loss=0.0, rtt_s=0.5)  # a queue filling says down, not how far
     assert run(AbrState(0), [(0, CLEAN)] + [(t, queued) for t in (1, 2, 3)]) == [0, 0, 0, 1]
     # the worst report of the congested span says how far: the queue filled, then dropped
-    dropping = LinkReport(loss=0.83, rtt_s=0.5)
-    assert run(AbrState(0), [(0, CLEAN), (1, queued), (2, dropping), (3, queued)]) == [0, 0, 0, 2]
+    dropping = LinkReport(loss=0.20, rtt_s=0.5)  # under the heavy loss that moves at once
+    assert run(AbrState(0), [(0, CLEAN), (1, queued), (2, dropping), (3, queued)]) == [0, 0, 0, 1]
+    # 1.44M got through that report, under the middle rung's 1.5M x 1.2: past it
+    assert run(AbrState(0), [(0, CLEAN), (1, queued), (2, dropping), (3, queued)],
+               [1_800_000, 1_500_000, 200_000]) == [0, 0, 0, 2]
 
 
 def test_a_failed_climb_step_doubles_from_the_first_steps_wait():
