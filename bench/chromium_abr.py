@@ -70,7 +70,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import netns
-from bench.netns_chromium import PC_RECORDER, VIDEO_HEIGHT, inbound_video, outbound_video, wrapper
+from bench.netns_chromium import (
+    PC_RECORDER,
+    VIDEO_HEIGHT,
+    inbound_video,
+    outbound_video,
+    sending,
+    wrapper,
+)
 from bench.processes import cpu_seconds
 
 INDEX = 240  # 10.200.240.0/30: test_abr_netem 201, bench abr 210-217, the test 230
@@ -122,7 +129,7 @@ async def open_viewer(browser: Any, base_url: str, account: Any, creator: str,
                       path: str | None = None) -> Any:
     """A page signed in as `account` as the pages sign in (the session cookie, and
     session.js's record of who is signed in), at `path` (default: `creator`'s live)."""
-    from signaling.session_cookie import COOKIE
+    from bench.page_session import sign_in_context
 
     context = await browser.new_context(base_url=base_url)
     await context.add_init_script(PC_RECORDER)
@@ -130,11 +137,7 @@ async def open_viewer(browser: Any, base_url: str, account: Any, creator: str,
     resp = await page.request.get("/api/me", headers={"Authorization": f"Bearer {account.token}"})
     if not resp.ok:
         raise RuntimeError(f"/api/me for {account.username}: {resp.status} {await resp.text()}")
-    user = json.dumps(json.dumps({"user": (await resp.json())["user"]}))  # a JS string literal
-    await context.add_init_script(f"try {{ localStorage.setItem('golive.session', {user}); }} "
-                                  "catch {}")
-    await context.add_cookies([{"name": COOKIE, "value": account.token, "url": base_url,
-                                "httpOnly": True, "sameSite": "Strict"}])
+    await sign_in_context(context, base_url, account.token, (await resp.json())["user"])
     await page.goto(path or f"/@{creator}")
     return page
 
@@ -331,12 +334,7 @@ async def studio_live(pw: Any, base_url: str, account: Any) -> tuple[Any, Any]:
         await page.get_by_test_id("title-input").fill("Done-when at 720p")
         await page.get_by_test_id("go-live").click()
         await page.wait_for_function(STUDIO_LIVE, timeout=30_000)
-        deadline = time.monotonic() + CREATOR_WARM_UP_S
-        while time.monotonic() < deadline:
-            sent = await outbound_video(page)
-            if sent and sent["frameHeight"] >= 720:
-                break
-            await asyncio.sleep(1)
+        sent = await sending(page, 720, CREATOR_WARM_UP_S)
         print(f"the creator's Chromium sends {sent}", file=sys.stderr)
     except BaseException:
         await browser.close()

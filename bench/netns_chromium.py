@@ -16,7 +16,9 @@ without any hook in the pages themselves.
 
 from __future__ import annotations
 
+import asyncio
 import shlex
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +95,15 @@ async def outbound_video(page: Any) -> dict[str, Any] | None:
     before it sends video. The page must have been opened with PC_RECORDER."""
     result: dict[str, Any] | None = await page.evaluate(OUTBOUND_VIDEO)
     return result
+
+
+async def sending(page: Any, height: int, timeout_s: float) -> dict[str, Any] | None:
+    """What the page sends once it sends `height` lines or more, read once a second, or
+    what it sends after `timeout_s` (a creator's Chromium climbs to 720p as its uplink
+    estimate grows: 11-17 s on this host); None if it sends no video."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        sent = await outbound_video(page)
+        if (sent and sent["frameHeight"] >= height) or time.monotonic() >= deadline:
+            return sent
+        await asyncio.sleep(1)

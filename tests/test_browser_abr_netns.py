@@ -40,7 +40,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright, expect
 
-from bench.netns_chromium import PC_RECORDER, VIDEO_HEIGHT, inbound_video, outbound_video, wrapper
+from bench.netns_chromium import PC_RECORDER, VIDEO_HEIGHT, inbound_video, sending, wrapper
 from tests.browser import CHROMIUM_ARGS, EXPECT_TIMEOUT_MS, chromium_path  # noqa: F401
 from tests.support import netns
 from tests.support.pages import page_register, sign_in_as, studio_go_live, wait_playing
@@ -131,13 +131,7 @@ async def live_at_720(browser, base_url: str):
     once it sends 720 lines or CREATOR_WARM_UP_S passed; (page, the height it sends)."""
     studio, _ = await viewer_page(browser, base_url, "maker")
     await studio_go_live(studio, "Done-when at 720p")
-
-    async def sends_720() -> bool:
-        sent = await outbound_video(studio)
-        return bool(sent) and sent["frameHeight"] >= 720
-
-    await settled(sends_720, CREATOR_WARM_UP_S)
-    return studio, ((await outbound_video(studio)) or {}).get("frameHeight", 0)
+    return studio, ((await sending(studio, 720, CREATOR_WARM_UP_S)) or {}).get("frameHeight", 0)
 
 
 async def test_a_720p_creator_an_unlimited_viewer_and_a_shaped_one_at_different_qualities(

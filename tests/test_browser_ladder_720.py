@@ -24,7 +24,8 @@ import time
 
 import pytest
 
-from bench.netns_chromium import PC_RECORDER, inbound_video, outbound_video
+from bench.netns_chromium import PC_RECORDER, inbound_video, outbound_video, sending
+from bench.processes import cpu_seconds
 from tests.browser import chromium, chromium_path, open_page  # noqa: F401 (fixtures)
 from tests.support.pages import person, studio_go_live, wait_playing
 
@@ -34,12 +35,6 @@ pytestmark = [pytest.mark.browser,
 
 WARM_UP_S = 60  # Chromium's uplink estimate climbs to 720p in 11-17 s here
 SECONDS = 20
-
-
-def cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def test_a_720p_creator_an_auto_viewer_and_a_180p_viewer(chromium, live_server):  # noqa: F811
@@ -57,13 +52,9 @@ async def test_a_720p_creator_an_auto_viewer_and_a_180p_viewer(chromium, live_se
             await wait_playing(page)
         await low.get_by_test_id("live-quality").select_option("180")
         warm = time.monotonic()
-        while time.monotonic() - warm < WARM_UP_S:
-            sent = await outbound_video(studio)
-            if sent and sent["frameHeight"] >= 720:
-                break
-            await asyncio.sleep(1)
+        await sending(studio, 720, WARM_UP_S)
         pid = live_server.proc.pid
-        cpu, started = cpu_s(pid), time.monotonic()
+        cpu, started = cpu_seconds(pid), time.monotonic()
         first = {"auto": await inbound_video(auto), "low": await inbound_video(low)}
         samples = []
         while time.monotonic() - started < SECONDS:
@@ -72,7 +63,7 @@ async def test_a_720p_creator_an_auto_viewer_and_a_180p_viewer(chromium, live_se
                             "creator": await outbound_video(studio)})
         wall = time.monotonic() - started
         out: dict = {"warm_up_s": round(started - warm, 1), "seconds": round(wall, 1),
-                     "server_cores": round((cpu_s(pid) - cpu) / wall, 3),
+                     "server_cores": round((cpu_seconds(pid) - cpu) / wall, 3),
                      "load": os.getloadavg()}
         for role in ("auto", "low"):
             fps = [s[role]["framesPerSecond"] for s in samples]

@@ -4,13 +4,13 @@ watching (playwright Pages; the browser itself is tests/browser.py's fixtures)."
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from playwright.async_api import Browser, Page, expect
 
+from bench.page_session import sign_in_context
 from signaling.session_cookie import COOKIE
 from tests.browser import open_page
 
@@ -49,13 +49,8 @@ async def sign_in_as(page: Page, session: dict[str, Any]) -> None:
     resp = await page.request.get("/api/me", headers={
         "Authorization": f"Bearer {session['token']}"})
     assert resp.ok, await resp.text()
-    await page.context.add_cookies([{
-        "name": COOKIE, "value": session["token"], "url": resp.url.removesuffix("/api/me"),
-        "httpOnly": True, "sameSite": "Strict"}])
-    stored = {"expires_at": session["expires_at"], "user": session["user"]}
-    value = json.dumps(json.dumps(stored))  # a JS string literal holding the JSON
-    await page.context.add_init_script(
-        f"try {{ localStorage.setItem('golive.session', {value}); }} catch {{}}")
+    await sign_in_context(page.context, resp.url.removesuffix("/api/me"), session["token"],
+                          session["user"], session["expires_at"])
 
 
 async def session_token(page: Page) -> str:
